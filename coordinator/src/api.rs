@@ -1,0 +1,295 @@
+//! `Api`: the coordinator's face to web/ — one message per API operation.
+//!
+//! Reads run concurrently; changes to apps run one at a time (`AtomicResponse`) so that two
+//! creates of one name or two patches of one app cannot interleave. Deployment records are
+//! changed only through the `Ledger`.
+
+use actix::prelude::*;
+use berth_protocol::api::{self, NodeView};
+use berth_protocol::{validate, App, Deployment, DeploymentStatus, Job};
+
+use crate::apps;
+use crate::error::{Error, Result};
+use crate::ledger::{self, Ledger, Transition};
+use crate::reconciler::{Reconciler, Track};
+use crate::registry::{NodeRegistry, Nodes};
+use crate::store::Store;
+
+pub struct Api {
+    store: Store,
+    base_domain: String,
+    ledger: Addr<Ledger>,
+    registry: Addr<NodeRegistry>,
+    reconciler: Addr<Reconciler>,
+}
+
+impl Api {
+    pub fn new(
+        store: Store,
+        base_domain: String,
+        ledger: Addr<Ledger>,
+        registry: Addr<NodeRegistry>,
+        reconciler: Addr<Reconciler>,
+    ) -> Self {
+        Api {
+            store,
+            base_domain,
+            ledger,
+            registry,
+            reconciler,
+        }
+    }
+}
+
+impl Actor for Api {
+    type Context = Context<Self>;
+}
+
+fn app_not_found(name: &str) -> Error {
+    Error::NotFound(format!("app {name:?} not found"))
+}
+
+async fn load_app(store: &Store, name: &str) -> Result<App> {
+    store.get_app(name).await?.ok_or_else(|| app_not_found(name))
+}
+
+/// Fails when another app already serves one of `app`'s domains.
+async fn check_domains_free(store: &Store, app: &App) -> Result<()> {
+    for other in store.list_apps().await? {
+        if other.name == app.name {
+            continue;
+        }
+        if let Some(d) = app.domains.iter().find(|d| other.domains.contains(d)) {
+            return Err(Error::Conflict(format!(
+                "domain {d} is already used by app {}",
+                other.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/apps`.
+#[derive(Message)]
+#[rtype(result = "Result<App>")]
+pub struct CreateApp(pub api::CreateApp);
+
+/// `GET /api/v1/apps`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<App>>")]
+pub struct ListApps;
+
+/// `GET /api/v1/apps/{name}`.
+#[derive(Message)]
+#[rtype(result = "Result<App>")]
+pub struct GetApp(pub String);
+
+/// `PATCH /api/v1/apps/{name}`.
+#[derive(Message)]
+#[rtype(result = "Result<App>")]
+pub struct PatchApp(pub String, pub api::PatchApp);
+
+/// `DELETE /api/v1/apps/{name}`.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct DeleteApp(pub String);
+
+/// `POST /api/v1/apps/{name}/deployments`.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment>")]
+pub struct CreateDeployment(pub String, pub api::CreateDeployment);
+
+/// `GET /api/v1/apps/{name}/deployments`, newest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Deployment>>")]
+pub struct ListDeployments(pub String);
+
+/// `GET /api/v1/deployments/{id}`.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment>")]
+pub struct GetDeployment(pub String);
+
+/// `GET /api/v1/deployments/{id}/logs`: the lines of its build and deploy log.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>>")]
+pub struct GetDeploymentLog(pub String);
+
+/// `GET /api/v1/nodes`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<NodeView>>")]
+pub struct ListNodes;
+
+impl Handler<CreateApp> for Api {
+    type Result = AtomicResponse<Self, Result<App>>;
+
+    fn handle(&mut self, msg: CreateApp, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let base = self.base_domain.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let app = apps::build(msg.0, &base).map_err(Error::BadRequest)?;
+                check_domains_free(&store, &app).await?;
+                if !store.put_app(&app, true).await? {
+                    return Err(Error::Conflict(format!(
+                        "an app named {:?} exists already",
+                        app.name
+                    )));
+                }
+                Ok(app)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<ListApps> for Api {
+    type Result = ResponseFuture<Result<Vec<App>>>;
+
+    fn handle(&mut self, _: ListApps, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { store.list_apps().await })
+    }
+}
+
+impl Handler<GetApp> for Api {
+    type Result = ResponseFuture<Result<App>>;
+
+    fn handle(&mut self, msg: GetApp, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { load_app(&store, &msg.0).await })
+    }
+}
+
+impl Handler<PatchApp> for Api {
+    type Result = AtomicResponse<Self, Result<App>>;
+
+    fn handle(&mut self, msg: PatchApp, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let app = load_app(&store, &msg.0).await?;
+                let app = apps::patch(app, msg.1).map_err(Error::BadRequest)?;
+                check_domains_free(&store, &app).await?;
+                store.put_app(&app, false).await?;
+                Ok(app)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<DeleteApp> for Api {
+    type Result = AtomicResponse<Self, Result<()>>;
+
+    fn handle(&mut self, msg: DeleteApp, _: &mut Context<Self>) -> Self::Result {
+        let (store, ledger, registry) = (
+            self.store.clone(),
+            self.ledger.clone(),
+            self.registry.clone(),
+        );
+        AtomicResponse::new(Box::pin(
+            async move {
+                let app = load_app(&store, &msg.0).await?;
+                for d in store.list_deployments(&app.name, usize::MAX).await? {
+                    if !d.status.is_terminal() {
+                        ledger
+                            .send(Transition {
+                                id: d.id,
+                                status: Some(DeploymentStatus::Cancelled),
+                                error: Some("the app was deleted".into()),
+                                ..Default::default()
+                            })
+                            .await??;
+                    }
+                }
+                // Every node that may run a container of the app cleans up after it.
+                let job = Job::RemoveApp {
+                    app: app.name.clone(),
+                    domains: app.domains.clone(),
+                };
+                for node in registry.send(Nodes).await?? {
+                    store
+                        .send_job(&node.info.name, &ledger::new_id(), &job)
+                        .await?;
+                }
+                store.delete_app(&app.name).await
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<CreateDeployment> for Api {
+    type Result = ResponseFuture<Result<Deployment>>;
+
+    fn handle(&mut self, msg: CreateDeployment, _: &mut Context<Self>) -> Self::Result {
+        let (store, ledger, reconciler) = (
+            self.store.clone(),
+            self.ledger.clone(),
+            self.reconciler.clone(),
+        );
+        Box::pin(async move {
+            let app = load_app(&store, &msg.0).await?;
+            if let Some(r) = &msg.1.git_ref {
+                validate::git_ref("ref", r).map_err(Error::BadRequest)?;
+            }
+            let d = ledger
+                .send(ledger::Create {
+                    app: app.name,
+                    git_ref: msg.1.git_ref,
+                })
+                .await??;
+            reconciler.do_send(Track(d.id.clone()));
+            Ok(d)
+        })
+    }
+}
+
+impl Handler<ListDeployments> for Api {
+    type Result = ResponseFuture<Result<Vec<Deployment>>>;
+
+    fn handle(&mut self, msg: ListDeployments, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            load_app(&store, &msg.0).await?;
+            store.list_deployments(&msg.0, 100).await
+        })
+    }
+}
+
+impl Handler<GetDeployment> for Api {
+    type Result = ResponseFuture<Result<Deployment>>;
+
+    fn handle(&mut self, msg: GetDeployment, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .get_deployment(&msg.0)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("deployment {:?} not found", msg.0)))
+        })
+    }
+}
+
+impl Handler<GetDeploymentLog> for Api {
+    type Result = ResponseFuture<Result<Vec<String>>>;
+
+    fn handle(&mut self, msg: GetDeploymentLog, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            if store.get_deployment(&msg.0).await?.is_none() {
+                return Err(Error::NotFound(format!("deployment {:?} not found", msg.0)));
+            }
+            store.read_log(&msg.0).await
+        })
+    }
+}
+
+impl Handler<ListNodes> for Api {
+    type Result = ResponseFuture<Result<Vec<NodeView>>>;
+
+    fn handle(&mut self, _: ListNodes, _: &mut Context<Self>) -> Self::Result {
+        let registry = self.registry.clone();
+        Box::pin(async move { registry.send(Nodes).await? })
+    }
+}

@@ -1,0 +1,164 @@
+//! Turning what a person asks for (`CreateApp`, `PatchApp`) into a valid [`App`], with messages
+//! that say what to fix. Pure functions: the `Api` actor adds the checks that need Redis
+//! (name taken, domain used by another app).
+
+use berth_protocol::api::{CreateApp, PatchApp};
+use berth_protocol::{now_ms, validate, App, EnvVars, HealthCheck};
+
+/// Builds a new app from a create request; `base_domain` gives the default domain.
+pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
+    validate::app_name(&req.name)?;
+    let now = now_ms();
+    let app = App {
+        domains: req
+            .domains
+            .unwrap_or_else(|| vec![format!("{}.{}", req.name, base_domain)]),
+        name: req.name,
+        repo: req.repo,
+        branch: req.branch.unwrap_or_else(|| "main".into()),
+        dockerfile: req.dockerfile.unwrap_or_else(|| "Dockerfile".into()),
+        context: req.context.unwrap_or_else(|| ".".into()),
+        port: validate::port(req.port)?,
+        env: req.env.unwrap_or_default(),
+        health_check: req
+            .health_check
+            .map(|h| h.apply(&HealthCheck::default()))
+            .unwrap_or_default(),
+        created_at: now,
+        updated_at: now,
+    };
+    check(&app)?;
+    Ok(app)
+}
+
+/// Applies a patch to an app.
+pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
+    if let Some(v) = p.repo {
+        app.repo = v;
+    }
+    if let Some(v) = p.branch {
+        app.branch = v;
+    }
+    if let Some(v) = p.dockerfile {
+        app.dockerfile = v;
+    }
+    if let Some(v) = p.context {
+        app.context = v;
+    }
+    if let Some(v) = p.port {
+        app.port = validate::port(v)?;
+    }
+    if let Some(v) = p.domains {
+        app.domains = v;
+    }
+    if let Some(env) = p.env {
+        let EnvVars { runtime, build } = app.env;
+        app.env = EnvVars {
+            runtime: env.runtime.unwrap_or(runtime),
+            build: env.build.unwrap_or(build),
+        };
+    }
+    if let Some(h) = p.health_check {
+        app.health_check = h.apply(&app.health_check);
+    }
+    app.updated_at = now_ms();
+    check(&app)?;
+    Ok(app)
+}
+
+/// Every rule an app must satisfy.
+pub fn check(app: &App) -> Result<(), String> {
+    validate::app_name(&app.name)?;
+    validate::repo(&app.repo)?;
+    validate::git_ref("branch", &app.branch)?;
+    validate::repo_path("dockerfile", &app.dockerfile)?;
+    validate::repo_path("context", &app.context)?;
+    if app.domains.is_empty() {
+        return Err("an app needs at least one domain".into());
+    }
+    for (i, d) in app.domains.iter().enumerate() {
+        validate::domain(d)?;
+        if app.domains[..i].contains(d) {
+            return Err(format!("domain {d} is listed twice"));
+        }
+    }
+    for k in app.env.runtime.keys().chain(app.env.build.keys()) {
+        validate::env_name(k)?;
+    }
+    let h = &app.health_check;
+    validate::health_path(&h.path)?;
+    if h.interval_ms == 0 || h.timeout_ms == 0 || h.deadline_s == 0 {
+        return Err("health_check interval_ms, timeout_ms and deadline_s must be above 0".into());
+    }
+    if h.deadline_s > 3600 {
+        return Err("health_check.deadline_s must be at most 3600".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_protocol::api::HealthCheckPatch;
+
+    fn req() -> CreateApp {
+        CreateApp {
+            name: "hello".into(),
+            repo: "/srv/git/hello.git".into(),
+            port: 8080,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let app = build(req(), "localhost").unwrap();
+        assert_eq!(app.domains, vec!["hello.localhost"]);
+        assert_eq!(app.branch, "main");
+        assert_eq!(app.dockerfile, "Dockerfile");
+        assert_eq!(app.context, ".");
+        assert_eq!(app.health_check, HealthCheck::default());
+    }
+
+    #[test]
+    fn rejects_bad_input_with_a_reason() {
+        let cases: Vec<(CreateApp, &str)> = vec![
+            (CreateApp { name: "Bad_Name".into(), ..req() }, "DNS label"),
+            (CreateApp { port: 70000, ..req() }, "out of range"),
+            (CreateApp { port: 0, ..req() }, "out of range"),
+            (CreateApp { dockerfile: Some("../Dockerfile".into()), ..req() }, "inside the repository"),
+            (CreateApp { context: Some("/etc".into()), ..req() }, "not absolute"),
+            (CreateApp { domains: Some(vec!["bad domain".into()]), ..req() }, "not a valid domain"),
+            (CreateApp { domains: Some(vec![]), ..req() }, "at least one domain"),
+            (CreateApp { repo: "".into(), ..req() }, "git URL"),
+            (CreateApp { branch: Some("-x".into()), ..req() }, "branch"),
+            (
+                CreateApp {
+                    health_check: Some(HealthCheckPatch { path: Some("health".into()), ..Default::default() }),
+                    ..req()
+                },
+                "must start with '/'",
+            ),
+        ];
+        for (r, want) in cases {
+            let err = build(r.clone(), "localhost").unwrap_err();
+            assert!(err.contains(want), "{r:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn patch_keeps_what_is_not_given() {
+        let app = build(req(), "localhost").unwrap();
+        let p = PatchApp {
+            port: Some(9000),
+            health_check: Some(HealthCheckPatch { retries: Some(9), ..Default::default() }),
+            ..Default::default()
+        };
+        let patched = patch(app.clone(), p).unwrap();
+        assert_eq!(patched.port, 9000);
+        assert_eq!(patched.health_check.retries, 9);
+        assert_eq!(patched.health_check.path, app.health_check.path);
+        assert_eq!(patched.repo, app.repo);
+        assert!(patch(app, PatchApp { port: Some(0), ..Default::default() }).is_err());
+    }
+}

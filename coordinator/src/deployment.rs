@@ -1,0 +1,236 @@
+//! `DeploymentActor`: one per in-flight deployment, watching it until it is terminal.
+//!
+//! ```text
+//! queued ─▶ building ─▶ deploying ─▶ succeeded
+//!    │          │            │
+//!    └──────────┴────────────┴──▶ failed | cancelled
+//! ```
+//! The node drives the forward steps and reports them as events (folded in by the `Ledger`). This
+//! actor does what the node cannot: it places the deployment on a live node and queues the job,
+//! and it enforces the deadlines — no live node within `node_wait`, the node's heartbeat stopping,
+//! or the whole deployment overrunning `deploy_timeout` — so that every deployment ends terminal.
+//! It keeps no state that is not in Redis: a fresh actor for the same id (after a coordinator
+//! restart or a crash) picks up where the last one was, re-sending a job that may not have left.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use berth_protocol::{now_ms, DeployJob, DeploymentStatus, Job};
+
+use crate::error::Result;
+use crate::ledger::{Assign, Ledger, Transition};
+use crate::registry::{LiveNodes, NodeRegistry};
+use crate::scheduler;
+use crate::store::Store;
+
+/// Deadlines every deployment is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// From creation to terminal.
+    pub deploy_timeout: Duration,
+    /// How long a deployment may wait for any live node.
+    pub node_wait: Duration,
+    /// Extra time the coordinator gives a node to report its own timeout before failing it.
+    pub grace: Duration,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            deploy_timeout: Duration::from_secs(900),
+            node_wait: Duration::from_secs(30),
+            grace: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct DeploymentActor {
+    id: String,
+    store: Store,
+    ledger: Addr<Ledger>,
+    registry: Addr<NodeRegistry>,
+    deadlines: Deadlines,
+    /// True while a tick's future runs, so ticks never overlap.
+    busy: bool,
+    /// Whether this actor has (re)sent the job; a fresh actor re-sends a queued, assigned job.
+    sent: bool,
+}
+
+impl DeploymentActor {
+    pub fn new(
+        id: String,
+        store: Store,
+        ledger: Addr<Ledger>,
+        registry: Addr<NodeRegistry>,
+        deadlines: Deadlines,
+    ) -> Self {
+        DeploymentActor {
+            id,
+            store,
+            ledger,
+            registry,
+            deadlines,
+            busy: false,
+            sent: false,
+        }
+    }
+
+    fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        self.busy = true;
+        let fut = tick(
+            self.id.clone(),
+            self.store.clone(),
+            self.ledger.clone(),
+            self.registry.clone(),
+            self.deadlines,
+            self.sent,
+        );
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.busy = false;
+            match res {
+                Ok(Step::Done) => ctx.stop(),
+                Ok(Step::Sent) => act.sent = true,
+                Ok(Step::Wait) => {}
+                Err(e) => tracing::warn!(deployment = %act.id, error = %e, "deployment tick failed"),
+            }
+        }));
+    }
+}
+
+enum Step {
+    Wait,
+    Sent,
+    Done,
+}
+
+fn fail(id: &str, error: String) -> Transition {
+    Transition {
+        id: id.to_string(),
+        status: Some(DeploymentStatus::Failed),
+        error: Some(error),
+        ..Default::default()
+    }
+}
+
+async fn tick(
+    id: String,
+    store: Store,
+    ledger: Addr<Ledger>,
+    registry: Addr<NodeRegistry>,
+    dl: Deadlines,
+    sent: bool,
+) -> Result<Step> {
+    let Some(d) = store.get_deployment(&id).await? else {
+        return Ok(Step::Done);
+    };
+    if d.status.is_terminal() {
+        return Ok(Step::Done);
+    }
+    let now = now_ms();
+    let age = Duration::from_millis(now.saturating_sub(d.created_at));
+    if age > dl.deploy_timeout + dl.grace {
+        ledger
+            .send(fail(
+                &id,
+                format!(
+                    "timed out after {}s while {}",
+                    dl.deploy_timeout.as_secs(),
+                    d.status
+                ),
+            ))
+            .await??;
+        return Ok(Step::Done);
+    }
+    let live = registry.send(LiveNodes).await??;
+    match &d.node {
+        None => {
+            let Some(node) = scheduler::place(&live, &|_| 0).map(|n| n.name.clone()) else {
+                if age > dl.node_wait {
+                    ledger
+                        .send(fail(
+                            &id,
+                            format!(
+                                "no live node to run it for {}s: start one with `berth node` (or `berth up`)",
+                                dl.node_wait.as_secs()
+                            ),
+                        ))
+                        .await??;
+                    return Ok(Step::Done);
+                }
+                return Ok(Step::Wait);
+            };
+            if ledger
+                .send(Assign {
+                    id: id.clone(),
+                    node: node.clone(),
+                })
+                .await??
+                .is_none()
+            {
+                return Ok(Step::Wait);
+            }
+            send_job(&store, &ledger, &id, &node, &d.app, d.git_ref.clone(), d.created_at, dl).await
+        }
+        Some(node) => {
+            if !live.iter().any(|n| &n.name == node) {
+                ledger
+                    .send(fail(
+                        &id,
+                        format!("node {node} stopped heartbeating while the deployment was {}", d.status),
+                    ))
+                    .await??;
+                return Ok(Step::Done);
+            }
+            if !sent && d.status == DeploymentStatus::Queued {
+                // A job queued by an earlier actor may not have reached the stream; the node's
+                // claim makes a second copy harmless.
+                return send_job(&store, &ledger, &id, node, &d.app, d.git_ref.clone(), d.created_at, dl).await;
+            }
+            Ok(Step::Wait)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_job(
+    store: &Store,
+    ledger: &Addr<Ledger>,
+    id: &str,
+    node: &str,
+    app_name: &str,
+    git_ref: Option<String>,
+    created_at: u64,
+    dl: Deadlines,
+) -> Result<Step> {
+    let Some(app) = store.get_app(app_name).await? else {
+        ledger
+            .send(Transition {
+                id: id.to_string(),
+                status: Some(DeploymentStatus::Cancelled),
+                error: Some(format!("app {app_name} was deleted")),
+                ..Default::default()
+            })
+            .await??;
+        return Ok(Step::Done);
+    };
+    let job = Job::Deploy(DeployJob {
+        deployment_id: id.to_string(),
+        app,
+        git_ref,
+        deadline_ms: created_at + dl.deploy_timeout.as_millis() as u64,
+    });
+    store.send_job(node, id, &job).await?;
+    Ok(Step::Sent)
+}
+
+impl Actor for DeploymentActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.schedule_tick(ctx);
+        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.schedule_tick(ctx));
+    }
+}

@@ -1,0 +1,38 @@
+//! The coordinator's error type: client mistakes (mapped to 4xx by web/) kept apart from internal
+//! and distributed failures.
+
+use berth_protocol::EnvelopeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The named thing does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// It exists already, or conflicts with something that does (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is malformed or asks for something invalid (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Redis did not answer or refused a command.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored record or message could not be decoded.
+    #[error("protocol: {0}")]
+    Protocol(#[from] EnvelopeError),
+    /// An actor of the coordinator is gone (it stopped or its mailbox closed).
+    #[error("coordinator actor unavailable: {0}")]
+    Mailbox(#[from] actix::MailboxError),
+}
+
+impl Error {
+    /// Whether the caller (not Berth) is at fault.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            Error::NotFound(_) | Error::Conflict(_) | Error::BadRequest(_)
+        )
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

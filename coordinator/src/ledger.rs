@@ -1,0 +1,262 @@
+//! `Ledger`: the single writer of deployment records.
+//!
+//! Creation, node assignment and every status change pass through this actor, one message at a
+//! time (`AtomicResponse`), so a node's event and a deadline firing at once can never interleave
+//! their read-modify-write. A change that does not move a deployment forward along
+//! `queued → building → deploying → terminal` is stale and dropped; a terminal record never changes.
+
+use actix::prelude::*;
+use berth_protocol::{now_ms, Deployment, DeploymentStatus, LogStream};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+pub struct Ledger {
+    store: Store,
+}
+
+impl Ledger {
+    pub fn new(store: Store) -> Self {
+        Ledger { store }
+    }
+}
+
+impl Actor for Ledger {
+    type Context = Context<Self>;
+}
+
+/// Record a new `queued` deployment of an app.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment>")]
+pub struct Create {
+    pub app: String,
+    pub git_ref: Option<String>,
+}
+
+/// Bind a queued deployment to the node that will run it.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Deployment>>")]
+pub struct Assign {
+    pub id: String,
+    pub node: String,
+}
+
+/// A status change (from a node's event, a deadline, or a cancel). Fields left `None` are kept.
+#[derive(Message, Default, Clone)]
+#[rtype(result = "Result<Option<Deployment>>")]
+pub struct Transition {
+    pub id: String,
+    pub status: Option<DeploymentStatus>,
+    pub node: Option<String>,
+    pub commit: Option<String>,
+    pub image: Option<String>,
+    pub container: Option<String>,
+    pub error: Option<String>,
+    pub at: Option<u64>,
+}
+
+/// Applies a transition to a record; returns whether anything changed.
+pub fn apply(d: &mut Deployment, t: &Transition) -> bool {
+    if d.status.is_terminal() {
+        return false;
+    }
+    let mut changed = false;
+    if let Some(status) = t.status {
+        if status.rank() < d.status.rank() {
+            return false;
+        }
+        if status != d.status {
+            let at = t.at.unwrap_or_else(now_ms);
+            if d.started_at.is_none() && status != DeploymentStatus::Queued {
+                d.started_at = Some(at);
+            }
+            if status.is_terminal() {
+                d.finished_at = Some(at);
+            }
+            d.status = status;
+            changed = true;
+        }
+    }
+    for (field, value) in [
+        (&mut d.node, &t.node),
+        (&mut d.commit, &t.commit),
+        (&mut d.image, &t.image),
+        (&mut d.container, &t.container),
+        (&mut d.error, &t.error),
+    ] {
+        if value.is_some() && field != value {
+            *field = value.clone();
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// A short, unique, roughly time-ordered deployment id.
+pub fn new_id() -> String {
+    let uuid = uuid::Uuid::new_v4().simple().to_string();
+    format!("d{:x}{}", now_ms() / 1000, &uuid[..8])
+}
+
+impl Handler<Create> for Ledger {
+    type Result = AtomicResponse<Self, Result<Deployment>>;
+
+    fn handle(&mut self, msg: Create, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let d = Deployment {
+                    id: new_id(),
+                    app: msg.app,
+                    status: DeploymentStatus::Queued,
+                    git_ref: msg.git_ref,
+                    commit: None,
+                    image: None,
+                    node: None,
+                    container: None,
+                    created_at: now_ms(),
+                    started_at: None,
+                    finished_at: None,
+                    error: None,
+                };
+                store.put_deployment(&d).await?;
+                let what = d.git_ref.as_deref().unwrap_or("the app's branch");
+                store
+                    .append_log(&d.id, LogStream::System, &format!("queued: deploy {what}"))
+                    .await?;
+                Ok(d)
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<Assign> for Ledger {
+    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+
+    fn handle(&mut self, msg: Assign, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some(mut d) = store.get_deployment(&msg.id).await? else {
+                    return Err(Error::NotFound(format!("deployment {} not found", msg.id)));
+                };
+                if d.status != DeploymentStatus::Queued || d.node.is_some() {
+                    return Ok(None);
+                }
+                d.node = Some(msg.node.clone());
+                store.put_deployment(&d).await?;
+                store
+                    .append_log(
+                        &d.id,
+                        LogStream::System,
+                        &format!("scheduled on node {}", msg.node),
+                    )
+                    .await?;
+                Ok(Some(d))
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<Transition> for Ledger {
+    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+
+    fn handle(&mut self, msg: Transition, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some(mut d) = store.get_deployment(&msg.id).await? else {
+                    return Ok(None);
+                };
+                if !apply(&mut d, &msg) {
+                    return Ok(None);
+                }
+                store.put_deployment(&d).await?;
+                if d.status.is_terminal() {
+                    let line = match (&d.status, &d.error) {
+                        (DeploymentStatus::Succeeded, _) => "deployment succeeded".to_string(),
+                        (s, Some(e)) => format!("deployment {s}: {e}"),
+                        (s, None) => format!("deployment {s}"),
+                    };
+                    store.append_log(&d.id, LogStream::System, &line).await?;
+                }
+                Ok(Some(d))
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queued() -> Deployment {
+        Deployment {
+            id: "d1".into(),
+            app: "a".into(),
+            status: DeploymentStatus::Queued,
+            git_ref: None,
+            commit: None,
+            image: None,
+            node: None,
+            container: None,
+            created_at: 1,
+            started_at: None,
+            finished_at: None,
+            error: None,
+        }
+    }
+
+    fn to(status: DeploymentStatus, at: u64) -> Transition {
+        Transition {
+            id: "d1".into(),
+            status: Some(status),
+            at: Some(at),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn moves_forward_and_stamps_times() {
+        let mut d = queued();
+        assert!(apply(&mut d, &to(DeploymentStatus::Building, 10)));
+        assert_eq!(d.started_at, Some(10));
+        assert!(apply(&mut d, &to(DeploymentStatus::Deploying, 20)));
+        assert_eq!(d.started_at, Some(10));
+        assert!(apply(&mut d, &to(DeploymentStatus::Succeeded, 30)));
+        assert_eq!(d.finished_at, Some(30));
+    }
+
+    #[test]
+    fn stale_and_post_terminal_changes_are_dropped() {
+        let mut d = queued();
+        apply(&mut d, &to(DeploymentStatus::Deploying, 10));
+        assert!(!apply(&mut d, &to(DeploymentStatus::Building, 11)));
+        assert_eq!(d.status, DeploymentStatus::Deploying);
+        let mut fail = to(DeploymentStatus::Failed, 12);
+        fail.error = Some("probe failed".into());
+        assert!(apply(&mut d, &fail));
+        assert!(!apply(&mut d, &to(DeploymentStatus::Succeeded, 13)));
+        assert_eq!(d.status, DeploymentStatus::Failed);
+        assert_eq!(d.error.as_deref(), Some("probe failed"));
+    }
+
+    #[test]
+    fn same_status_updates_fields() {
+        let mut d = queued();
+        apply(&mut d, &to(DeploymentStatus::Building, 10));
+        let mut t = to(DeploymentStatus::Building, 11);
+        t.commit = Some("abc".into());
+        assert!(apply(&mut d, &t));
+        assert_eq!(d.commit.as_deref(), Some("abc"));
+        assert!(!apply(&mut d, &t));
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        assert_ne!(new_id(), new_id());
+    }
+}

@@ -1,0 +1,75 @@
+//! The coordinator: API-facing state, placement, and the watch over every deployment.
+//!
+//! It talks to nodes only through Redis streams (jobs out, events in) and keeps no state that
+//! Redis does not hold, so it can restart at any time and pick up where it was. Actors:
+//! - [`api::Api`] — one message per HTTP API operation (web/ sends them);
+//! - [`ledger::Ledger`] — the single writer of deployment records;
+//! - [`registry::NodeRegistry`] — node heartbeats and liveness;
+//! - [`deployment::DeploymentActor`] — one per in-flight deployment: placement, job, deadlines;
+//! - [`reconciler::Reconciler`] — keeps an actor on every active deployment (supervision);
+//! - [`events::EventIngest`] — folds node events into records.
+
+pub mod api;
+pub mod apps;
+pub mod deployment;
+pub mod error;
+pub mod events;
+pub mod ledger;
+pub mod reconciler;
+pub mod registry;
+pub mod scheduler;
+pub mod store;
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+pub use deployment::Deadlines;
+pub use error::{Error, Result};
+
+/// What the coordinator needs to run.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    pub redis_url: String,
+    /// App `foo` gets `foo.<base_domain>` unless it names its domains.
+    pub base_domain: String,
+    pub deadlines: Deadlines,
+    /// A node whose last heartbeat is older than this is down.
+    pub node_timeout: Duration,
+}
+
+impl CoordinatorConfig {
+    pub fn new(redis_url: impl Into<String>) -> Self {
+        CoordinatorConfig {
+            redis_url: redis_url.into(),
+            base_domain: "localhost".into(),
+            deadlines: Deadlines::default(),
+            node_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running coordinator: the addresses web/ needs.
+#[derive(Clone)]
+pub struct Coordinator {
+    pub api: Addr<api::Api>,
+    pub store: store::Store,
+}
+
+/// Starts the coordinator's actors. Must be called inside a running actix `System`.
+pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
+    let store = store::Store::new(store::connect(&cfg.redis_url).await?);
+    let ledger = ledger::Ledger::new(store.clone()).start();
+    let registry = registry::NodeRegistry::new(store.clone(), cfg.node_timeout).start();
+    let reconciler = reconciler::Reconciler::new(
+        store.clone(),
+        ledger.clone(),
+        registry.clone(),
+        cfg.deadlines,
+        Duration::from_secs(2),
+    )
+    .start();
+    events::EventIngest::new(cfg.redis_url.clone(), ledger.clone()).start();
+    let api = api::Api::new(store.clone(), cfg.base_domain, ledger, registry, reconciler).start();
+    Ok(Coordinator { api, store })
+}

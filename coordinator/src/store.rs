@@ -1,0 +1,239 @@
+//! Typed access to the coordinator's records in Redis: apps, deployments, logs, nodes, jobs.
+//!
+//! Redis is the system of record; this is a thin, stateless layer over one multiplexed connection
+//! (cheap to clone). Mutations of a deployment record go through the [`crate::ledger::Ledger`]
+//! actor so that two writers never interleave a read-modify-write.
+
+use std::time::Duration;
+
+use berth_protocol::envelope::{decode, encode};
+use berth_protocol::{keys, App, Deployment, Job, LogStream, NodeInfo, JOB_KIND};
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+
+use crate::error::Result;
+
+pub const APP_KIND: &str = "app";
+pub const DEPLOYMENT_KIND: &str = "deployment";
+pub const NODE_KIND: &str = "node";
+
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+}
+
+/// Opens the multiplexed connection for ordinary (non-blocking) commands.
+pub async fn connect(url: &str) -> Result<ConnectionManager> {
+    let client = redis::Client::open(url)?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    Ok(client.get_connection_manager_with_config(cfg).await?)
+}
+
+/// Opens a connection of its own for one blocking reader (XREADGROUP BLOCK): no response timeout,
+/// and nothing else shares it.
+pub async fn connect_blocking(url: &str) -> Result<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url)?;
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(None)
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&cfg)
+        .await?)
+}
+
+impl Store {
+    pub fn new(conn: ConnectionManager) -> Self {
+        Store { conn }
+    }
+
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    // ---- apps ----
+
+    pub async fn get_app(&self, name: &str) -> Result<Option<App>> {
+        let raw: Option<Vec<u8>> = self.conn.clone().get(keys::app(name)).await?;
+        Ok(match raw {
+            Some(b) => Some(decode(&b, APP_KIND)?),
+            None => None,
+        })
+    }
+
+    /// Stores an app. With `create`, fails (returns false) when the name is taken.
+    pub async fn put_app(&self, app: &App, create: bool) -> Result<bool> {
+        let bytes = encode(APP_KIND, &app.name, app)?;
+        let mut c = self.conn.clone();
+        if create {
+            let set: bool = redis::cmd("SET")
+                .arg(keys::app(&app.name))
+                .arg(bytes)
+                .arg("NX")
+                .query_async::<Option<String>>(&mut c)
+                .await?
+                .is_some();
+            if set {
+                let _: () = c.sadd(keys::APPS, &app.name).await?;
+            }
+            Ok(set)
+        } else {
+            let _: () = c.set(keys::app(&app.name), bytes).await?;
+            Ok(true)
+        }
+    }
+
+    pub async fn list_apps(&self) -> Result<Vec<App>> {
+        let mut names: Vec<String> = self.conn.clone().smembers(keys::APPS).await?;
+        names.sort();
+        let mut apps = Vec::with_capacity(names.len());
+        for n in names {
+            if let Some(a) = self.get_app(&n).await? {
+                apps.push(a);
+            }
+        }
+        Ok(apps)
+    }
+
+    /// Deletes an app with its deployment records and logs.
+    pub async fn delete_app(&self, name: &str) -> Result<()> {
+        let ids = self.deployment_ids(name, usize::MAX).await?;
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.del(keys::deployment(id))
+                .del(keys::deployment_log(id))
+                .srem(keys::ACTIVE_DEPLOYMENTS, id);
+        }
+        pipe.del(keys::app(name))
+            .del(keys::app_deployments(name))
+            .srem(keys::APPS, name);
+        let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+
+    // ---- deployments ----
+
+    pub async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>> {
+        let raw: Option<Vec<u8>> = self.conn.clone().get(keys::deployment(id)).await?;
+        Ok(match raw {
+            Some(b) => Some(decode(&b, DEPLOYMENT_KIND)?),
+            None => None,
+        })
+    }
+
+    /// Writes a deployment record; keeps the active set and the app's index in step with it.
+    pub async fn put_deployment(&self, d: &Deployment) -> Result<()> {
+        let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .set(keys::deployment(&d.id), bytes)
+            .zadd(keys::app_deployments(&d.app), &d.id, d.created_at);
+        if d.status.is_terminal() {
+            pipe.srem(keys::ACTIVE_DEPLOYMENTS, &d.id);
+        } else {
+            pipe.sadd(keys::ACTIVE_DEPLOYMENTS, &d.id);
+        }
+        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Ids of an app's deployments, newest first.
+    pub async fn deployment_ids(&self, app: &str, limit: usize) -> Result<Vec<String>> {
+        let stop = if limit == usize::MAX {
+            -1
+        } else {
+            limit as isize - 1
+        };
+        Ok(self
+            .conn
+            .clone()
+            .zrevrange(keys::app_deployments(app), 0, stop)
+            .await?)
+    }
+
+    pub async fn list_deployments(&self, app: &str, limit: usize) -> Result<Vec<Deployment>> {
+        let mut out = Vec::new();
+        for id in self.deployment_ids(app, limit).await? {
+            if let Some(d) = self.get_deployment(&id).await? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn active_deployments(&self) -> Result<Vec<String>> {
+        Ok(self.conn.clone().smembers(keys::ACTIVE_DEPLOYMENTS).await?)
+    }
+
+    // ---- logs ----
+
+    /// Appends one line to a deployment's log (the coordinator writes `system` lines).
+    pub async fn append_log(&self, id: &str, stream: LogStream, line: &str) -> Result<()> {
+        let _: Option<String> = self
+            .conn
+            .clone()
+            .xadd_maxlen(
+                keys::deployment_log(id),
+                redis::streams::StreamMaxlen::Approx(keys::LOG_MAXLEN),
+                "*",
+                &[
+                    ("ts", berth_protocol::now_ms().to_string()),
+                    ("stream", stream.as_str().to_string()),
+                    ("line", line.to_string()),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The whole log of a deployment as lines of text.
+    pub async fn read_log(&self, id: &str) -> Result<Vec<String>> {
+        let reply: redis::streams::StreamRangeReply = self
+            .conn
+            .clone()
+            .xrange_all(keys::deployment_log(id))
+            .await?;
+        Ok(reply
+            .ids
+            .into_iter()
+            .filter_map(|e| e.get::<String>("line"))
+            .collect())
+    }
+
+    // ---- nodes and jobs ----
+
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        let mut c = self.conn.clone();
+        let mut names: Vec<String> = c.smembers(keys::NODES).await?;
+        names.sort();
+        let mut out = Vec::new();
+        for n in names {
+            let raw: Option<Vec<u8>> = c.get(keys::node(&n)).await?;
+            if let Some(b) = raw {
+                match decode::<NodeInfo>(&b, NODE_KIND) {
+                    Ok(info) => out.push(info),
+                    Err(e) => tracing::warn!(node = %n, error = %e, "undecodable node record"),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Queues a job on a node's stream.
+    pub async fn send_job(&self, node: &str, id: &str, job: &Job) -> Result<()> {
+        let bytes = encode(JOB_KIND, id, job)?;
+        let _: Option<String> = self
+            .conn
+            .clone()
+            .xadd_maxlen(
+                keys::jobs(node),
+                redis::streams::StreamMaxlen::Approx(keys::STREAM_MAXLEN),
+                "*",
+                &[(berth_protocol::envelope::STREAM_FIELD, bytes)],
+            )
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,307 @@
+//! Turning a checked-out source tree into an image: the build seam.
+//!
+//! [`Builder::build`] takes a source directory and a [`BuildPlan`] and returns an image
+//! reference. Today the only build pack is a Dockerfile (classic builder, offline: no pull, no
+//! BuildKit); other packs are new [`BuildKind`] variants behind the same call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Component, Path, PathBuf};
+
+use berth_protocol::{validate, LogStream};
+use bollard::query_parameters::BuildImageOptions;
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::log_sink::{LineBuffer, LogSink};
+
+/// How to build an image from a source tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildKind {
+    /// `docker build` of `context` (relative to the checkout) with `dockerfile` (relative to
+    /// `context`).
+    Dockerfile { context: String, dockerfile: String },
+}
+
+/// What to build and how to name it.
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    pub kind: BuildKind,
+    /// Image reference to produce, e.g. `berth/web:<deployment>`.
+    pub tag: String,
+    pub build_args: BTreeMap<String, String>,
+    pub labels: HashMap<String, String>,
+}
+
+/// Builds images on this node's Docker engine.
+#[derive(Clone)]
+pub struct Builder {
+    docker: Docker,
+}
+
+impl Builder {
+    pub fn new(docker: Docker) -> Self {
+        Builder { docker }
+    }
+
+    /// Builds `plan` from the tree at `source_dir`; returns the image reference (the tag).
+    pub async fn build(
+        &self,
+        source_dir: &Path,
+        plan: &BuildPlan,
+        log: &LogSink,
+    ) -> Result<String> {
+        match &plan.kind {
+            BuildKind::Dockerfile {
+                context,
+                dockerfile,
+            } => {
+                self.dockerfile(source_dir, context, dockerfile, plan, log)
+                    .await
+            }
+        }
+    }
+
+    async fn dockerfile(
+        &self,
+        source_dir: &Path,
+        context: &str,
+        dockerfile: &str,
+        plan: &BuildPlan,
+        log: &LogSink,
+    ) -> Result<String> {
+        let (ctx_dir, dockerfile_rel) = resolve_context(source_dir, context, dockerfile)?;
+        let ctx_for_tar = ctx_dir.clone();
+        let tar = tokio::task::spawn_blocking(move || tar_context(&ctx_for_tar))
+            .await
+            .map_err(|e| Error::Internal(format!("tar task failed: {e}")))??;
+        log.system(format!(
+            "building {} from {context} with {dockerfile_rel} ({} KiB context)",
+            plan.tag,
+            tar.len() / 1024
+        ))
+        .await;
+
+        let options = BuildImageOptions {
+            dockerfile: dockerfile_rel,
+            t: Some(plan.tag.clone()),
+            rm: true,
+            forcerm: true,
+            pull: None,
+            buildargs: Some(plan.build_args.clone().into_iter().collect()),
+            labels: Some(plan.labels.clone()),
+            ..Default::default()
+        };
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(tar.into())));
+        let mut lines = LineBuffer::default();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream.as_deref().or(info.status.as_deref()) {
+                        log.write_lines(LogStream::Stdout, lines.push(text)).await;
+                    }
+                }
+                Err(e) => {
+                    if let Some(rest) = lines.finish() {
+                        log.write_lines(LogStream::Stdout, vec![rest]).await;
+                    }
+                    let msg = docker_error_text(&e);
+                    log.write(LogStream::Stderr, &msg).await;
+                    return Err(Error::Build(msg));
+                }
+            }
+        }
+        if let Some(rest) = lines.finish() {
+            log.write_lines(LogStream::Stdout, vec![rest]).await;
+        }
+        // The classic builder reports errors in-stream; make sure the tag really exists.
+        self.docker.inspect_image(&plan.tag).await.map_err(|e| {
+            Error::Build(format!(
+                "image {} missing after build: {}",
+                plan.tag,
+                docker_error_text(&e)
+            ))
+        })?;
+        Ok(plan.tag.clone())
+    }
+}
+
+/// The text of a Docker error without bollard's wrapping, for people.
+pub fn docker_error_text(e: &bollard::errors::Error) -> String {
+    use bollard::errors::Error as E;
+    match e {
+        E::DockerStreamError { error } => error.trim().to_string(),
+        E::DockerResponseServerError { message, .. } => message.trim().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks `context` and `dockerfile` and resolves them inside `source_dir`, following symlinks:
+/// returns the context directory and the Dockerfile's path relative to it (as the build API wants).
+pub fn resolve_context(
+    source_dir: &Path,
+    context: &str,
+    dockerfile: &str,
+) -> Result<(PathBuf, String)> {
+    validate::repo_path("context", context).map_err(Error::Invalid)?;
+    validate::repo_path("dockerfile", dockerfile).map_err(Error::Invalid)?;
+    let root = std::fs::canonicalize(source_dir)
+        .map_err(|e| Error::io(format!("cannot open checkout {}", source_dir.display()), e))?;
+    let ctx = std::fs::canonicalize(root.join(context)).map_err(|e| {
+        Error::Invalid(format!(
+            "context {context:?} not found in the repository ({e})"
+        ))
+    })?;
+    if !ctx.starts_with(&root) {
+        return Err(Error::Invalid(format!(
+            "context {context:?} leads outside the repository"
+        )));
+    }
+    if !ctx.is_dir() {
+        return Err(Error::Invalid(format!(
+            "context {context:?} is not a directory"
+        )));
+    }
+    let df = std::fs::canonicalize(ctx.join(dockerfile)).map_err(|e| {
+        Error::Invalid(format!(
+            "dockerfile {dockerfile:?} not found in context {context:?} ({e})"
+        ))
+    })?;
+    let rel = df.strip_prefix(&ctx).map_err(|_| {
+        Error::Invalid(format!(
+            "dockerfile {dockerfile:?} leads outside the build context {context:?}"
+        ))
+    })?;
+    if !df.is_file() {
+        return Err(Error::Invalid(format!(
+            "dockerfile {dockerfile:?} is not a file"
+        )));
+    }
+    let rel = rel
+        .to_str()
+        .ok_or_else(|| Error::Invalid(format!("dockerfile {dockerfile:?} is not valid UTF-8")))?;
+    Ok((ctx, rel.to_string()))
+}
+
+/// Packs `dir` as an uncompressed tar for the build API. `.git` directories are left out,
+/// symlinks are stored as links (never followed), special files are skipped.
+pub fn tar_context(dir: &Path) -> Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    add_dir(&mut builder, dir, Path::new(""))?;
+    builder
+        .into_inner()
+        .map_err(|e| Error::io("cannot finish the build context archive", e))
+}
+
+fn add_dir(builder: &mut tar::Builder<Vec<u8>>, dir: &Path, rel: &Path) -> Result<()> {
+    let what = || format!("cannot read {}", dir.display());
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(what(), e))?
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(what(), e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        if name == ".git" {
+            continue;
+        }
+        let path = entry.path();
+        let rel_path = rel.join(&name);
+        // A name from read_dir is one normal component; be strict anyway.
+        if rel_path
+            .components()
+            .any(|c| !matches!(c, Component::Normal(_)))
+        {
+            return Err(Error::Invalid(format!(
+                "refusing path {}",
+                rel_path.display()
+            )));
+        }
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+        if ft.is_dir() {
+            builder
+                .append_dir(&rel_path, &path)
+                .map_err(|e| Error::io(format!("cannot add {}", path.display()), e))?;
+            add_dir(builder, &path, &rel_path)?;
+        } else if ft.is_file() || ft.is_symlink() {
+            builder
+                .append_path_with_name(&path, &rel_path)
+                .map_err(|e| Error::io(format!("cannot add {}", path.display()), e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    fn names(tar: &[u8]) -> Vec<String> {
+        let mut a = tar::Archive::new(tar);
+        a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn tar_skips_git_and_keeps_symlinks_as_links() {
+        let t = TempDir::new("tar");
+        let d = t.path();
+        std::fs::create_dir_all(d.join(".git/objects")).unwrap();
+        std::fs::write(d.join(".git/HEAD"), "x").unwrap();
+        std::fs::create_dir_all(d.join("src/.git")).unwrap();
+        std::fs::write(d.join("Dockerfile"), "FROM busybox\n").unwrap();
+        std::fs::write(d.join("src/main.txt"), "hi").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.join("link")).unwrap();
+        let tar = tar_context(d).unwrap();
+        let n = names(&tar);
+        assert_eq!(n, ["Dockerfile", "link", "src", "src/main.txt"]);
+        let mut a = tar::Archive::new(&tar[..]);
+        let link = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_str() == Some("link"))
+            .unwrap();
+        assert!(link.header().entry_type().is_symlink());
+    }
+
+    #[test]
+    fn resolve_refuses_paths_that_escape() {
+        let t = TempDir::new("ctx");
+        let root = t.path().join("repo");
+        std::fs::create_dir_all(root.join("app")).unwrap();
+        std::fs::write(root.join("app/Dockerfile"), "FROM busybox\n").unwrap();
+        std::fs::write(root.join("Dockerfile.root"), "FROM busybox\n").unwrap();
+        std::fs::create_dir_all(t.path().join("outside")).unwrap();
+        std::fs::write(t.path().join("outside/Dockerfile"), "FROM busybox\n").unwrap();
+        std::os::unix::fs::symlink(t.path().join("outside"), root.join("escape")).unwrap();
+        std::os::unix::fs::symlink("../Dockerfile.root", root.join("app/up")).unwrap();
+
+        let (ctx, df) = resolve_context(&root, "app", "Dockerfile").unwrap();
+        assert!(ctx.ends_with("repo/app"));
+        assert_eq!(df, "Dockerfile");
+        let (_, df) = resolve_context(&root, ".", "app/Dockerfile").unwrap();
+        assert_eq!(df, "app/Dockerfile");
+
+        for (c, f, want) in [
+            ("../outside", "Dockerfile", "inside the repository"),
+            ("/etc", "Dockerfile", "relative"),
+            ("escape", "Dockerfile", "outside the repository"),
+            ("app", "../Dockerfile.root", "inside the repository"),
+            ("app", "up", "outside the build context"),
+            ("app", "missing", "not found"),
+            ("nope", "Dockerfile", "not found"),
+        ] {
+            let e = resolve_context(&root, c, f).unwrap_err().to_string();
+            assert!(e.contains(want), "{c} {f}: {e}");
+        }
+    }
+}

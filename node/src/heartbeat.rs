@@ -1,0 +1,108 @@
+//! The `Heartbeat` actor: tells the coordinator this node is alive and how busy it is.
+//!
+//! Every 2 s it rewrites `berth:node:<name>` with a [`NodeInfo`] envelope and adds the name to
+//! `berth:nodes`. The first beat is written by [`beat`] during start-up, so a node that cannot
+//! reach Redis fails to start instead of looking alive.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use berth_protocol::{envelope, keys, now_ms, NodeInfo};
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+
+use crate::error::Result;
+
+/// Envelope kind of a node record.
+pub const NODE_KIND: &str = "node";
+/// Time between two heartbeats.
+pub const BEAT_EVERY: Duration = Duration::from_secs(2);
+
+/// What a heartbeat says about this node.
+#[derive(Clone)]
+pub struct Beat {
+    pub name: String,
+    pub address: String,
+    pub ingress_http: u16,
+    pub started_at: u64,
+}
+
+/// Writes one heartbeat.
+pub async fn beat(conn: &ConnectionManager, b: &Beat, running_jobs: u32) -> Result<()> {
+    let info = NodeInfo {
+        name: b.name.clone(),
+        address: b.address.clone(),
+        ingress_http: b.ingress_http,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: b.started_at,
+        last_heartbeat: now_ms(),
+        running_jobs,
+    };
+    let id = uuid::Uuid::new_v4().to_string();
+    let bytes = envelope::encode(NODE_KIND, &id, &info)?;
+    let mut conn = conn.clone();
+    redis::pipe()
+        .cmd("SET")
+        .arg(keys::node(&b.name))
+        .arg(bytes)
+        .ignore()
+        .cmd("SADD")
+        .arg(keys::NODES)
+        .arg(&b.name)
+        .ignore()
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// The heartbeat actor.
+pub struct Heartbeat {
+    conn: ConnectionManager,
+    beat: Beat,
+    /// Number of jobs in progress, kept by the deployer.
+    running: watch::Receiver<u32>,
+}
+
+impl Heartbeat {
+    pub fn new(conn: ConnectionManager, beat: Beat, running: watch::Receiver<u32>) -> Self {
+        Heartbeat {
+            conn,
+            beat,
+            running,
+        }
+    }
+}
+
+impl Actor for Heartbeat {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(BEAT_EVERY, |act, ctx| {
+            let conn = act.conn.clone();
+            let b = act.beat.clone();
+            let running = *act.running.borrow();
+            // `wait`: one beat at a time, a slow Redis never piles beats up.
+            ctx.wait(
+                async move {
+                    if let Err(e) = beat(&conn, &b, running).await {
+                        tracing::warn!(error = %e, "heartbeat failed");
+                    }
+                }
+                .into_actor(act),
+            );
+        });
+    }
+}
+
+/// Stop beating.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopHeartbeat;
+
+impl Handler<StopHeartbeat> for Heartbeat {
+    type Result = ();
+
+    fn handle(&mut self, _: StopHeartbeat, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,165 @@
+//! The Berth node daemon: one per server. It takes deployment jobs from its Redis stream, builds
+//! and runs app containers on the local Docker engine, probes them, and points its Caddy at the
+//! healthy ones, reporting every step back to the coordinator through Redis.
+//!
+//! Actors (actix 0.13, one file each): [`job_consumer::JobConsumer`] reads jobs,
+//! [`deployer::Deployer`] runs them (the steps live in [`pipeline`]), [`router::Router`] is the
+//! only writer of the node's Caddy, [`heartbeat::Heartbeat`] reports liveness. [`start`] must be
+//! called inside a running actix `System`.
+
+pub mod build;
+pub mod caddy;
+pub mod deployer;
+pub mod error;
+pub mod events;
+pub mod heartbeat;
+pub mod job_consumer;
+pub mod log_sink;
+pub mod pipeline;
+pub mod probe;
+pub mod router;
+pub mod runner;
+pub mod source;
+#[cfg(test)]
+mod testutil;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bollard::Docker;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
+
+pub use error::{Error, Result};
+
+/// How a node is set up.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Node name: its job stream, heartbeat key and container label.
+    pub name: String,
+    /// e.g. `redis://127.0.0.1:6379/`.
+    pub redis_url: String,
+    /// `host:port` of the Caddy admin API, e.g. `127.0.0.1:2019`.
+    pub caddy_admin: String,
+    /// Port Caddy serves apps on.
+    pub ingress_http: u16,
+    /// `None`: the local engine; else `unix:///path` or `tcp://host:port`.
+    pub docker_host: Option<String>,
+    /// Address containers' published ports bind to and Caddy dials (default `127.0.0.1`).
+    pub address: String,
+    /// The node works under `data_dir/node/...` (build checkouts).
+    pub data_dir: PathBuf,
+}
+
+/// A running node; [`NodeHandle::shutdown`] stops it.
+pub struct NodeHandle {
+    consumer: Addr<job_consumer::JobConsumer>,
+    deployer: Addr<deployer::Deployer>,
+    router: Addr<router::Router>,
+    heartbeat: Addr<heartbeat::Heartbeat>,
+}
+
+/// How long shutdown waits for jobs in progress before aborting them.
+const DRAIN_JOBS: Duration = Duration::from_secs(10);
+
+impl NodeHandle {
+    /// Stops reading jobs, waits (bounded) for jobs in progress, then stops every actor. A job
+    /// cut off here stays pending in its stream and is reported as interrupted on the next start.
+    pub async fn shutdown(self) {
+        let steps = async {
+            let _ = self.consumer.send(job_consumer::StopConsumer).await;
+            let _ = self.deployer.send(deployer::Drain(DRAIN_JOBS)).await;
+            let _ = self.heartbeat.send(heartbeat::StopHeartbeat).await;
+            let _ = self.router.send(router::StopRouter).await;
+        };
+        if tokio::time::timeout(DRAIN_JOBS + Duration::from_secs(5), steps)
+            .await
+            .is_err()
+        {
+            tracing::warn!("node shutdown timed out");
+        }
+    }
+}
+
+/// Connects to Redis, Docker and Caddy, sets Caddy up, starts the actors and returns once the
+/// node is running. Must be called inside a running actix `System`.
+pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
+    berth_protocol::validate::app_name(&cfg.name)
+        .map_err(|e| Error::Config(format!("node name: {e}")))?;
+    if cfg.address.trim().is_empty() {
+        return Err(Error::Config("address must not be empty".into()));
+    }
+
+    let client = redis::Client::open(cfg.redis_url.as_str())
+        .map_err(|e| Error::Config(format!("redis url {:?}: {e}", cfg.redis_url)))?;
+    let mgr_cfg = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(3);
+    let redis: ConnectionManager = client.get_connection_manager_with_config(mgr_cfg).await?;
+    {
+        let mut c = redis.clone();
+        redis::cmd("PING").query_async::<()>(&mut c).await?;
+        job_consumer::ensure_group(&mut c, &berth_protocol::keys::jobs(&cfg.name)).await?;
+    }
+
+    let docker = connect_docker(cfg.docker_host.as_deref()).await?;
+
+    let builds_dir = cfg.data_dir.join("node").join("builds");
+    tokio::fs::create_dir_all(&builds_dir)
+        .await
+        .map_err(|e| Error::io(format!("cannot create {}", builds_dir.display()), e))?;
+
+    let caddy = caddy::CaddyAdmin::new(&cfg.caddy_admin)?;
+    let router_core = router::RouterCore::new(caddy, redis.clone(), cfg.ingress_http);
+    router_core.resync().await?;
+    let router = router::Router::new(router_core).start();
+
+    let (running_tx, running_rx) = watch::channel(0u32);
+    let beat = heartbeat::Beat {
+        name: cfg.name.clone(),
+        address: cfg.address.clone(),
+        ingress_http: cfg.ingress_http,
+        started_at: berth_protocol::now_ms(),
+    };
+    heartbeat::beat(&redis, &beat, 0).await?;
+    let heartbeat = heartbeat::Heartbeat::new(redis.clone(), beat, running_rx).start();
+
+    let probe_http = probe::client().map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+    let svc = Arc::new(pipeline::Services {
+        node: cfg.name.clone(),
+        address: cfg.address.clone(),
+        builds_dir,
+        builder: build::Builder::new(docker.clone()),
+        docker,
+        redis: redis.clone(),
+        router: router.clone(),
+        events: events::EventSink::new(redis.clone(), cfg.name.clone()),
+        probe_http,
+    });
+    let deployer = deployer::Deployer::new(svc, running_tx).start();
+    let consumer =
+        job_consumer::JobConsumer::new(client, &cfg.name, deployer.clone(), redis).start();
+    tracing::info!(node = %cfg.name, "node started");
+    Ok(NodeHandle {
+        consumer,
+        deployer,
+        router,
+        heartbeat,
+    })
+}
+
+/// Connects to the Docker engine and settles on an API version both sides speak.
+async fn connect_docker(host: Option<&str>) -> Result<Docker> {
+    let docker = match host {
+        None => Docker::connect_with_local_defaults()?,
+        Some(h) => Docker::connect_with_host(h)?,
+    };
+    // Builds can take long; the job deadline bounds them, not the HTTP client.
+    let docker = docker.with_timeout(Duration::from_secs(3600));
+    let docker = docker.negotiate_version().await?;
+    docker.ping().await?;
+    Ok(docker)
+}

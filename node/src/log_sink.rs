@@ -1,0 +1,216 @@
+//! Where a deployment's log lines go: the Redis stream `berth:logs:<deployment>`.
+//!
+//! Every line the node writes about a deployment (git, docker build output, probe progress,
+//! container output on failure, errors) passes through [`LogSink`], so there is exactly one place
+//! to add a masking step that keeps secrets from leaving the node. Writing a log line never fails
+//! a deployment: a Redis error is logged locally and the line is dropped.
+
+use berth_protocol::{keys, now_ms, LogStream};
+use redis::aio::ConnectionManager;
+
+/// Longest line stored; longer lines are cut (on a character boundary) and marked.
+pub const MAX_LINE: usize = 8 * 1024;
+
+/// Writes log lines of one deployment.
+#[derive(Clone)]
+pub struct LogSink {
+    target: Target,
+}
+
+/// Lines kept by a memory sink (tests).
+#[cfg(test)]
+pub type MemoryLines = std::sync::Arc<std::sync::Mutex<Vec<(LogStream, String)>>>;
+
+#[derive(Clone)]
+enum Target {
+    Redis {
+        conn: ConnectionManager,
+        key: String,
+    },
+    /// Collects lines in memory (tests).
+    #[cfg(test)]
+    Memory(MemoryLines),
+}
+
+impl LogSink {
+    /// A sink writing to the log stream of `deployment_id`.
+    pub fn redis(conn: ConnectionManager, deployment_id: &str) -> Self {
+        LogSink {
+            target: Target::Redis {
+                conn,
+                key: keys::deployment_log(deployment_id),
+            },
+        }
+    }
+
+    /// A sink that keeps lines in memory, and a handle to read them.
+    #[cfg(test)]
+    pub fn memory() -> (Self, MemoryLines) {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        (
+            LogSink {
+                target: Target::Memory(lines.clone()),
+            },
+            lines,
+        )
+    }
+
+    /// A line written by Berth itself.
+    pub async fn system(&self, text: impl AsRef<str>) {
+        self.write(LogStream::System, text.as_ref()).await;
+    }
+
+    /// Writes `text`, split into lines (a trailing newline does not make an empty line).
+    pub async fn write(&self, stream: LogStream, text: &str) {
+        let lines: Vec<String> = split_lines(text).map(prepare).collect();
+        self.write_lines(stream, lines).await;
+    }
+
+    /// Writes already split lines in one round trip.
+    pub async fn write_lines(&self, stream: LogStream, lines: Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        match &self.target {
+            Target::Redis { conn, key } => {
+                let ts = now_ms();
+                let mut pipe = redis::pipe();
+                for line in &lines {
+                    pipe.cmd("XADD")
+                        .arg(key)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(keys::LOG_MAXLEN)
+                        .arg("*")
+                        .arg("ts")
+                        .arg(ts)
+                        .arg("stream")
+                        .arg(stream.as_str())
+                        .arg("line")
+                        .arg(line)
+                        .ignore();
+                }
+                let mut conn = conn.clone();
+                if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                    tracing::warn!(key = %key, error = %e, "could not write {} log line(s)", lines.len());
+                }
+            }
+            #[cfg(test)]
+            Target::Memory(store) => {
+                if let Ok(mut v) = store.lock() {
+                    v.extend(lines.into_iter().map(|l| (stream, l)));
+                }
+            }
+        }
+    }
+}
+
+/// The one step every line passes before it leaves the node: caps its length. (Secret masking
+/// belongs here.)
+fn prepare(line: &str) -> String {
+    cap_line(line)
+}
+
+/// Splits text into lines, dropping the `\r` of `\r\n` and the empty piece after a final newline.
+pub fn split_lines(text: &str) -> impl Iterator<Item = &str> {
+    let text = (!text.is_empty()).then(|| text.strip_suffix('\n').unwrap_or(text));
+    text.into_iter()
+        .flat_map(|t| t.split('\n'))
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+}
+
+/// Cuts a line to [`MAX_LINE`] bytes on a character boundary.
+pub fn cap_line(line: &str) -> String {
+    if line.len() <= MAX_LINE {
+        return line.to_string();
+    }
+    let mut end = MAX_LINE;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [line cut at {} bytes]", &line[..end], MAX_LINE)
+}
+
+/// Reassembles lines from chunks that may end mid-line (docker build output).
+#[derive(Default)]
+pub struct LineBuffer {
+    /// Text after the last newline seen so far.
+    pending: String,
+}
+
+impl LineBuffer {
+    /// Adds a chunk; returns the lines it completed.
+    pub fn push(&mut self, chunk: &str) -> Vec<String> {
+        self.pending.push_str(chunk);
+        let Some(last_nl) = self.pending.rfind('\n') else {
+            if self.pending.len() > MAX_LINE {
+                return vec![prepare(&std::mem::take(&mut self.pending))];
+            }
+            return Vec::new();
+        };
+        let rest = self.pending.split_off(last_nl + 1);
+        let complete = std::mem::replace(&mut self.pending, rest);
+        complete
+            .strip_suffix('\n')
+            .unwrap_or(&complete)
+            .split('\n')
+            .map(|l| prepare(l.strip_suffix('\r').unwrap_or(l)))
+            .collect()
+    }
+
+    /// The unterminated last line, if any.
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.pending);
+        let rest = rest.strip_suffix('\r').unwrap_or(&rest);
+        (!rest.is_empty()).then(|| prepare(rest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines() {
+        let v: Vec<&str> = split_lines("a\r\nb\n\nc\n").collect();
+        assert_eq!(v, ["a", "b", "", "c"]);
+        assert_eq!(split_lines("").count(), 0);
+        assert_eq!(split_lines("\n").collect::<Vec<_>>(), [""]);
+        assert_eq!(split_lines("x").collect::<Vec<_>>(), ["x"]);
+    }
+
+    #[test]
+    fn caps_long_lines_on_char_boundary() {
+        let long = "é".repeat(MAX_LINE);
+        let capped = cap_line(&long);
+        assert!(capped.len() < MAX_LINE + 64);
+        assert!(capped.ends_with("bytes]"));
+        assert_eq!(cap_line("short"), "short");
+    }
+
+    #[test]
+    fn line_buffer_joins_partial_chunks() {
+        let mut b = LineBuffer::default();
+        assert!(b.push("Step 1/2 : FR").is_empty());
+        assert_eq!(
+            b.push("OM busybox\n ---> abc\r\nhal"),
+            ["Step 1/2 : FROM busybox", " ---> abc"]
+        );
+        assert_eq!(b.finish().as_deref(), Some("hal"));
+        assert_eq!(b.finish(), None);
+    }
+
+    #[actix_rt::test]
+    async fn memory_sink_collects() {
+        let (sink, lines) = LogSink::memory();
+        sink.system("one\ntwo\n").await;
+        let got = lines.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            [
+                (LogStream::System, "one".to_string()),
+                (LogStream::System, "two".to_string())
+            ]
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! The work of one job: the deploy pipeline (fetch → build → run → probe → switch → drain) and
+//! app removal.
+//!
+//! A deployment always ends with a terminal event. Fetch, build, run and probe run under the
+//! job's deadline; the route switch is never cut off half-way (a cancelled switch could leave
+//! Caddy pointing at a container that is then removed): it runs only if the deadline has not
+//! passed, and the Router's own calls are bounded. Once traffic is switched the deployment has
+//! succeeded; failing to stop an old container is only logged.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix::Addr;
+use berth_protocol::{keys, now_ms, validate, DeployJob, DeploymentStatus, Route, Upstream};
+use bollard::Docker;
+use redis::aio::ConnectionManager;
+
+use crate::build::{BuildKind, BuildPlan, Builder};
+use crate::error::{Error, Result};
+use crate::events::{EventFields, EventSink};
+use crate::log_sink::LogSink;
+use crate::router::{RemoveRoutes, Router, SetRoutes};
+use crate::{probe, runner, source};
+
+/// Everything a job needs from the node.
+pub struct Services {
+    pub node: String,
+    /// Address containers' ports are published on and Caddy dials.
+    pub address: String,
+    /// Where checkouts go: `<data_dir>/node/builds`.
+    pub builds_dir: PathBuf,
+    pub docker: Docker,
+    pub redis: ConnectionManager,
+    pub router: Addr<Router>,
+    pub events: EventSink,
+    pub builder: Builder,
+    pub probe_http: reqwest::Client,
+}
+
+/// How many lines of a failed container's output are copied into the deployment log.
+const TAIL_LINES: usize = 20;
+
+/// What the deadline-bound part of a deployment produced.
+struct Ready {
+    commit: String,
+    image: String,
+    container: String,
+    host_port: u16,
+}
+
+/// Where a deployment is, readable after its future was dropped by the deadline.
+#[derive(Default)]
+struct Progress {
+    /// The step in progress, for "deadline exceeded while <step>".
+    step: Mutex<&'static str>,
+    /// The new container, once created: removed if the deployment fails.
+    container: Mutex<Option<String>>,
+}
+
+impl Progress {
+    fn set_step(&self, s: &'static str) {
+        *self.step.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+    fn step(&self) -> &'static str {
+        *self.step.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn set_container(&self, id: &str) {
+        *self.container.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.to_string());
+    }
+    fn container(&self) -> Option<String> {
+        self.container
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A deployment id is used in paths, container names and image tags.
+fn check_deployment_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 100
+        && !id.starts_with(['.', '-'])
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "deployment id {id:?} is not usable (letters, digits, '-', '_', '.')"
+        )))
+    }
+}
+
+/// Runs one deployment to its terminal event.
+pub async fn deploy(svc: &Services, job: &DeployJob) {
+    let id = job.deployment_id.as_str();
+    let log = LogSink::redis(svc.redis.clone(), id);
+    let progress = Progress::default();
+    progress.set_step("waiting in the queue");
+    let id_ok = check_deployment_id(id);
+    let checkout = svc.builds_dir.join(id);
+
+    let outcome = match id_ok {
+        Err(e) => Err(e),
+        Ok(()) => {
+            let remaining = Duration::from_millis(job.deadline_ms.saturating_sub(now_ms()));
+            let bound =
+                tokio::time::timeout(remaining, prepare(svc, job, &log, &progress, &checkout));
+            match bound.await {
+                Ok(r) => r,
+                Err(_) => Err(Error::Deadline(progress.step().to_string())),
+            }
+        }
+    };
+    if check_deployment_id(id).is_ok() {
+        remove_dir(&checkout).await;
+    }
+    let outcome = match outcome {
+        Ok(_) if now_ms() > job.deadline_ms => Err(Error::Deadline("switching traffic".into())),
+        Ok(ready) => switch(svc, job, &log, &progress, ready).await,
+        Err(e) => Err(e),
+    };
+
+    match outcome {
+        Ok(ready) => {
+            drain_previous(svc, job, &log, &ready.container).await;
+            log.system(format!(
+                "deployment succeeded: container {}",
+                short(&ready.container)
+            ))
+            .await;
+            svc.events
+                .deployment(
+                    id,
+                    DeploymentStatus::Succeeded,
+                    EventFields {
+                        commit: Some(ready.commit),
+                        image: Some(ready.image),
+                        container: Some(ready.container),
+                        error: None,
+                    },
+                )
+                .await;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            log.system(format!("deployment failed: {text}")).await;
+            if let Some(c) = progress.container() {
+                runner::copy_tail(&svc.docker, &c, TAIL_LINES, &log).await;
+                log.system(format!("removing the new container {}", short(&c)))
+                    .await;
+                runner::bounded(
+                    "removing the failed container",
+                    runner::remove_force(&svc.docker, &c),
+                )
+                .await;
+            }
+            svc.events
+                .deployment(
+                    id,
+                    DeploymentStatus::Failed,
+                    EventFields {
+                        error: Some(text),
+                        ..Default::default()
+                    },
+                )
+                .await;
+        }
+    }
+}
+
+/// Fetch, build, start and probe; bound by the deadline.
+async fn prepare(
+    svc: &Services,
+    job: &DeployJob,
+    log: &LogSink,
+    progress: &Progress,
+    checkout: &std::path::Path,
+) -> Result<Ready> {
+    let app = &job.app;
+    let id = job.deployment_id.as_str();
+    validate::app_name(&app.name).map_err(Error::Invalid)?;
+    for d in &app.domains {
+        validate::domain(d).map_err(Error::Invalid)?;
+    }
+    validate::health_path(&app.health_check.path).map_err(Error::Invalid)?;
+
+    progress.set_step("fetching the source");
+    svc.events
+        .deployment(id, DeploymentStatus::Building, EventFields::default())
+        .await;
+    let git_ref = job.git_ref.as_deref().unwrap_or(&app.branch);
+    let commit = source::fetch(&app.repo, git_ref, checkout, log).await?;
+    log.system(format!("checked out {commit}")).await;
+    svc.events
+        .deployment(
+            id,
+            DeploymentStatus::Building,
+            EventFields {
+                commit: Some(commit.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+
+    progress.set_step("building the image");
+    let labels = HashMap::from([
+        (runner::LABEL_APP.to_string(), app.name.clone()),
+        (runner::LABEL_DEPLOYMENT.to_string(), id.to_string()),
+    ]);
+    let plan = BuildPlan {
+        kind: BuildKind::Dockerfile {
+            context: app.context.clone(),
+            dockerfile: app.dockerfile.clone(),
+        },
+        tag: format!("berth/{}:{id}", app.name),
+        build_args: app.env.build.clone(),
+        labels: labels.clone(),
+    };
+    let image = svc.builder.build(checkout, &plan, log).await?;
+    log.system(format!("built {image}")).await;
+
+    progress.set_step("starting the container");
+    svc.events
+        .deployment(
+            id,
+            DeploymentStatus::Deploying,
+            EventFields {
+                image: Some(image.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let mut labels = labels;
+    labels.insert(runner::LABEL_NODE.to_string(), svc.node.clone());
+    let spec = runner::RunSpec {
+        name: format!("berth-{}-{id}", app.name),
+        image: image.clone(),
+        env: app
+            .env
+            .runtime
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        labels,
+        port: app.port,
+        host_ip: svc.address.clone(),
+    };
+    let cid = runner::create(&svc.docker, &spec).await?;
+    progress.set_container(&cid);
+    let started = runner::start(&svc.docker, &cid, app.port).await?;
+    log.system(format!(
+        "started container {} ({}:{} → port {})",
+        short(&cid),
+        svc.address,
+        started.host_port,
+        app.port
+    ))
+    .await;
+
+    progress.set_step("waiting for the health check");
+    let url = format!(
+        "http://{}:{}{}",
+        svc.address, started.host_port, app.health_check.path
+    );
+    let live = runner::ContainerLiveness {
+        docker: svc.docker.clone(),
+        id: cid.clone(),
+    };
+    probe::wait_healthy(&svc.probe_http, &url, &app.health_check, &live, log)
+        .await
+        .map_err(Error::Health)?;
+
+    Ok(Ready {
+        commit,
+        image,
+        container: cid,
+        host_port: started.host_port,
+    })
+}
+
+/// Points every domain of the app at the new container.
+async fn switch(
+    svc: &Services,
+    job: &DeployJob,
+    log: &LogSink,
+    progress: &Progress,
+    ready: Ready,
+) -> Result<Ready> {
+    progress.set_step("switching traffic");
+    let app = &job.app;
+    let dial = format!("{}:{}", svc.address, ready.host_port);
+    let routes: Vec<Route> = app
+        .domains
+        .iter()
+        .map(|d| Route {
+            domain: d.clone(),
+            app: app.name.clone(),
+            upstreams: vec![Upstream {
+                dial: dial.clone(),
+                node: svc.node.clone(),
+                container: ready.container.clone(),
+                deployment: job.deployment_id.clone(),
+            }],
+            updated_at: now_ms(),
+        })
+        .collect();
+    if routes.is_empty() {
+        log.system("the app has no domains: no route to switch")
+            .await;
+    } else {
+        svc.router
+            .send(SetRoutes(routes))
+            .await?
+            .map_err(|e| Error::Caddy(format!("switching traffic failed: {e}")))?;
+        log.system(format!("routed {} to {dial}", app.domains.join(", ")))
+            .await;
+    }
+    Ok(ready)
+}
+
+/// Stops and removes the app's other containers on this node; failures are only logged.
+async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, keep: &str) {
+    let ids = match runner::app_containers(&svc.docker, &job.app.name, &svc.node).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            log.system(format!("could not list previous containers: {e}"))
+                .await;
+            return;
+        }
+    };
+    for old in ids.into_iter().filter(|c| c != keep) {
+        log.system(format!("stopping previous container {}", short(&old)))
+            .await;
+        if let Err(e) = runner::stop_and_remove(&svc.docker, &old).await {
+            log.system(format!(
+                "could not remove previous container {}: {e}",
+                short(&old)
+            ))
+            .await;
+        }
+    }
+}
+
+/// Removes every container of `app` on this node and the routes of `domains`.
+pub async fn remove_app(svc: &Services, app: &str, domains: &[String]) -> Result<()> {
+    for id in runner::app_containers(&svc.docker, app, &svc.node).await? {
+        runner::stop_and_remove(&svc.docker, &id).await?;
+    }
+    svc.router.send(RemoveRoutes(domains.to_vec())).await??;
+    svc.events.app_removed(app).await;
+    Ok(())
+}
+
+/// Reports a deployment as failed without running it.
+pub async fn fail(svc: &Services, deployment_id: &str, error: String) {
+    LogSink::redis(svc.redis.clone(), deployment_id)
+        .system(format!("deployment failed: {error}"))
+        .await;
+    svc.events
+        .deployment(
+            deployment_id,
+            DeploymentStatus::Failed,
+            EventFields {
+                error: Some(error),
+                ..Default::default()
+            },
+        )
+        .await;
+}
+
+/// Outcome of trying to claim a deployment job.
+pub enum Claim {
+    /// This node took it now.
+    Taken,
+    /// This node took it earlier (it was interrupted, or is a duplicate).
+    Ours,
+    /// Another node has it.
+    Other(String),
+}
+
+/// `SET berth:claim:<id> <node> NX EX 7d`: a deployment runs at most once.
+pub async fn claim(svc: &Services, deployment_id: &str) -> Result<Claim> {
+    let key = keys::job_claim(deployment_id);
+    let mut conn = svc.redis.clone();
+    let set: Option<String> = redis::cmd("SET")
+        .arg(&key)
+        .arg(&svc.node)
+        .arg("NX")
+        .arg("EX")
+        .arg(604_800)
+        .query_async(&mut conn)
+        .await?;
+    if set.is_some() {
+        return Ok(Claim::Taken);
+    }
+    let owner: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+    Ok(match owner {
+        Some(o) if o == svc.node => Claim::Ours,
+        Some(o) => Claim::Other(o),
+        None => Claim::Other("(expired)".into()),
+    })
+}
+
+async fn remove_dir(dir: &std::path::Path) {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "could not remove checkout"),
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_ids() {
+        for ok in ["0b6f6d0e-4f7e-4d6c-9d0a-0e7c5a7e1c11", "d1", "a_b.c"] {
+            assert!(check_deployment_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "..", "-x", "a/b", ".hidden", "a b"] {
+            assert!(check_deployment_id(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Running an app's containers on this node's Docker engine: start the new one with an ephemeral
+//! published port, inspect it, read its last log lines, and stop the old ones.
+//!
+//! Containers carry the labels `berth.app`, `berth.deployment` and `berth.node`; the node finds
+//! an app's containers by label, never by name.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use berth_protocol::LogStream;
+use bollard::container::LogOutput;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::build::docker_error_text;
+use crate::error::{Error, Result};
+use crate::log_sink::LogSink;
+use crate::probe::Liveness;
+
+pub const LABEL_APP: &str = "berth.app";
+pub const LABEL_DEPLOYMENT: &str = "berth.deployment";
+pub const LABEL_NODE: &str = "berth.node";
+
+/// The container to start for a deployment.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub name: String,
+    pub image: String,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    /// Port the app listens on inside the container.
+    pub port: u16,
+    /// Host address the port is published on.
+    pub host_ip: String,
+}
+
+/// A started container and the host port its app port is published on.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub id: String,
+    pub host_port: u16,
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Creates a container. `on_created` learns its id before it is started (so a caller can clean
+/// it up even if starting fails or times out).
+pub async fn create(docker: &Docker, spec: &RunSpec) -> Result<String> {
+    // A leftover of an interrupted attempt of the same deployment would block the name.
+    remove_force(docker, &spec.name).await?;
+    let port_key = format!("{}/tcp", spec.port);
+    let bindings = HashMap::from([(
+        port_key.clone(),
+        Some(vec![PortBinding {
+            host_ip: Some(spec.host_ip.clone()),
+            host_port: Some(String::new()),
+        }]),
+    )]);
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        env: Some(spec.env.clone()),
+        labels: Some(spec.labels.clone()),
+        exposed_ports: Some(vec![port_key]),
+        host_config: Some(HostConfig {
+            port_bindings: Some(bindings),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let opts = CreateContainerOptions {
+        name: Some(spec.name.clone()),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(Some(opts), body)
+        .await
+        .map_err(|e| Error::Run(format!("create {}: {}", spec.name, docker_error_text(&e))))?;
+    Ok(created.id)
+}
+
+/// Starts a created container and reads back the published host port.
+pub async fn start(docker: &Docker, id: &str, port: u16) -> Result<Started> {
+    docker
+        .start_container(id, None)
+        .await
+        .map_err(|e| Error::Run(format!("start: {}", docker_error_text(&e))))?;
+    let info = docker
+        .inspect_container(id, None)
+        .await
+        .map_err(|e| Error::Run(format!("inspect: {}", docker_error_text(&e))))?;
+    let key = format!("{port}/tcp");
+    let host_port = info
+        .network_settings
+        .and_then(|n| n.ports)
+        .and_then(|mut p| p.remove(&key))
+        .flatten()
+        .and_then(|b| b.into_iter().find_map(|b| b.host_port))
+        .and_then(|p| p.parse::<u16>().ok())
+        .ok_or_else(|| Error::Run(format!("docker did not publish port {key}")))?;
+    Ok(Started {
+        id: id.to_string(),
+        host_port,
+    })
+}
+
+/// Copies the last `n` lines of the container's output into the deployment log.
+pub async fn copy_tail(docker: &Docker, id: &str, n: usize, log: &LogSink) {
+    let opts = LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: n.to_string(),
+        ..Default::default()
+    };
+    let mut stream = docker.logs(id, Some(opts));
+    let mut out: Vec<(LogStream, String)> = Vec::new();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(LogOutput::StdErr { message }) => out.push((
+                LogStream::Stderr,
+                String::from_utf8_lossy(&message).into_owned(),
+            )),
+            Ok(other) => out.push((LogStream::Stdout, other.to_string())),
+            Err(e) => {
+                log.system(format!(
+                    "could not read the container's output: {}",
+                    docker_error_text(&e)
+                ))
+                .await;
+                return;
+            }
+        }
+    }
+    if out.is_empty() {
+        log.system("the container wrote no output").await;
+        return;
+    }
+    log.system(format!(
+        "last {} line(s) of the container's output:",
+        out.len().min(n)
+    ))
+    .await;
+    for (stream, text) in out {
+        log.write(stream, &text).await;
+    }
+}
+
+/// Removes a container by id or name, stopping it if needed; a missing container is fine.
+pub async fn remove_force(docker: &Docker, id: &str) -> Result<()> {
+    let opts = RemoveContainerOptions {
+        force: true,
+        ..Default::default()
+    };
+    match docker.remove_container(id, Some(opts)).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::Run(format!(
+            "remove {id}: {}",
+            docker_error_text(&e)
+        ))),
+    }
+}
+
+/// Stops (10 s grace) and removes a container.
+pub async fn stop_and_remove(docker: &Docker, id: &str) -> Result<()> {
+    let opts = StopContainerOptions {
+        t: Some(10),
+        ..Default::default()
+    };
+    match docker.stop_container(id, Some(opts)).await {
+        Ok(()) => {}
+        Err(e) if is_not_found(&e) => return Ok(()),
+        // 304: already stopped. Anything else: removal with force still gets rid of it.
+        Err(e) => tracing::debug!(container = id, error = %e, "stop failed"),
+    }
+    remove_force(docker, id).await
+}
+
+/// Ids of every container (running or not) of `app` on `node`.
+pub async fn app_containers(docker: &Docker, app: &str, node: &str) -> Result<Vec<String>> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_APP}={app}"), format!("{LABEL_NODE}={node}")],
+    )]);
+    let opts = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let list = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| Error::Run(format!("list containers: {}", docker_error_text(&e))))?;
+    Ok(list.into_iter().filter_map(|c| c.id).collect())
+}
+
+/// A container being probed: inspected to notice when its app exits.
+pub struct ContainerLiveness {
+    pub docker: Docker,
+    pub id: String,
+}
+
+impl Liveness for ContainerLiveness {
+    async fn check(&self) -> Result<(), String> {
+        let info = match self.docker.inspect_container(&self.id, None).await {
+            Ok(i) => i,
+            Err(e) => {
+                // The engine being slow is not the app's fault: let the probe go on.
+                tracing::warn!(container = %self.id, error = %e, "inspect failed while probing");
+                return Ok(());
+            }
+        };
+        let restarts = info.restart_count.unwrap_or(0);
+        let Some(state) = info.state else {
+            return Ok(());
+        };
+        let running = state.running.unwrap_or(false);
+        let restarting = state.restarting.unwrap_or(false);
+        if !running || restarting || restarts > 0 {
+            let code = state.exit_code.unwrap_or(-1);
+            let mut msg = format!("container exited with code {code}");
+            if state.oom_killed.unwrap_or(false) {
+                msg.push_str(" (killed: out of memory)");
+            }
+            if let Some(err) = state.error.filter(|e| !e.is_empty()) {
+                msg.push_str(&format!(": {err}"));
+            }
+            return Err(msg);
+        }
+        Ok(())
+    }
+}
+
+/// Bounds a Docker clean-up call so a stuck engine cannot hold a job forever.
+pub async fn bounded<F: std::future::Future<Output = Result<()>>>(what: &str, f: F) {
+    match tokio::time::timeout(Duration::from_secs(30), f).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "{what} failed"),
+        Err(_) => tracing::warn!("{what} timed out"),
+    }
+}

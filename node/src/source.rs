@@ -1,0 +1,228 @@
+//! Fetching an app's source: a shallow `git fetch` of one ref into a fresh directory.
+//!
+//! git runs as a child process through `tokio::process` (it never blocks the actix thread) with
+//! `kill_on_drop`, so a deployment that hits its deadline also stops its git. No terminal prompt,
+//! no stdin; the repo and ref are validated and passed after `--` so neither can become an option.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use berth_protocol::validate;
+
+use crate::error::{Error, Result};
+use crate::log_sink::LogSink;
+
+/// Fetches `git_ref` (branch, tag or commit) of `repo` into `dir` (created, must not hold anything
+/// that matters: it is emptied first) and checks it out detached. Returns the commit sha.
+pub async fn fetch(repo: &str, git_ref: &str, dir: &Path, log: &LogSink) -> Result<String> {
+    validate::repo(repo).map_err(Error::Invalid)?;
+    validate::git_ref("ref", git_ref).map_err(Error::Invalid)?;
+
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("cannot empty {}", dir.display()), e)),
+    }
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+
+    git(dir, "git init", &["init", "-q"]).await?;
+    log.system(format!("fetching {git_ref} from {repo}")).await;
+    let shallow = git(
+        dir,
+        "git fetch",
+        &["fetch", "-q", "--depth", "1", "--", repo, git_ref],
+    )
+    .await;
+    match shallow {
+        Ok(_) => {
+            git(
+                dir,
+                "git checkout",
+                &["checkout", "-q", "--detach", "FETCH_HEAD"],
+            )
+            .await?;
+        }
+        Err(shallow_err) => {
+            // A commit sha the server does not let us ask for directly: fetch every branch and
+            // tag, then look the ref up locally.
+            log.system(format!(
+                "shallow fetch of {git_ref} failed, fetching the whole repository ({shallow_err})"
+            ))
+            .await;
+            git(
+                dir,
+                "git fetch",
+                &[
+                    "fetch",
+                    "-q",
+                    "--",
+                    repo,
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+            )
+            .await?;
+            let spec = format!("{git_ref}^{{commit}}");
+            let sha = git(
+                dir,
+                "git rev-parse",
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    "--end-of-options",
+                    &spec,
+                ],
+            )
+            .await
+            .map_err(|_| {
+                Error::Git(format!(
+                    "git fetch failed: {git_ref:?} is not a branch, tag or commit of {repo} \
+                     (shallow fetch said: {shallow_err})"
+                ))
+            })?;
+            let sha = sha.trim().to_string();
+            git(
+                dir,
+                "git checkout",
+                &["checkout", "-q", "--detach", &sha, "--"],
+            )
+            .await?;
+        }
+    }
+    let commit = git(dir, "git rev-parse", &["rev-parse", "HEAD"]).await?;
+    Ok(commit.trim().to_string())
+}
+
+/// Runs git in `dir`; returns stdout, or an error "<what> failed: <stderr>".
+async fn git(dir: &Path, what: &str, args: &[&str]) -> Result<String> {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if std::env::var_os("GIT_SSH_COMMAND").is_none() {
+        cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+    }
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| Error::Git(format!("{what} failed: cannot run git: {e}")))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = stderr.trim();
+        let detail = if stderr.is_empty() {
+            format!("exited with {}", out.status)
+        } else {
+            stderr.to_string()
+        };
+        Err(Error::Git(format!("{what} failed: {detail}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TempDir;
+
+    fn run(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A bare repo with two commits on `main` (and a tag on the first); returns (bare path, sha1, sha2).
+    fn make_repo(tmp: &TempDir) -> (String, String, String) {
+        let work = tmp.path().join("work");
+        let bare = tmp.path().join("repo.git");
+        std::fs::create_dir_all(&work).unwrap();
+        run(
+            tmp.path(),
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
+        run(&work, &["init", "-q", "-b", "main"]);
+        std::fs::write(work.join("a.txt"), "one").unwrap();
+        run(&work, &["add", "."]);
+        run(&work, &["commit", "-q", "-m", "one"]);
+        let sha1 = run(&work, &["rev-parse", "HEAD"]);
+        run(&work, &["tag", "v1"]);
+        std::fs::write(work.join("a.txt"), "two").unwrap();
+        run(&work, &["commit", "-q", "-am", "two"]);
+        let sha2 = run(&work, &["rev-parse", "HEAD"]);
+        run(&work, &["push", "-q", bare.to_str().unwrap(), "main", "v1"]);
+        (bare.to_str().unwrap().to_string(), sha1, sha2)
+    }
+
+    #[actix_rt::test]
+    async fn fetches_branch_tag_and_commit_from_local_bare_repo() {
+        let tmp = TempDir::new("git");
+        let (bare, sha1, sha2) = make_repo(&tmp);
+        let (log, _) = LogSink::memory();
+        let dir = tmp.path().join("checkout");
+
+        let c = fetch(&bare, "main", &dir, &log).await.unwrap();
+        assert_eq!(c, sha2);
+        assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "two");
+
+        let c = fetch(&format!("file://{bare}"), &sha1, &dir, &log)
+            .await
+            .unwrap();
+        assert_eq!(c, sha1);
+        assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "one");
+
+        let c = fetch(&bare, "v1", &dir, &log).await.unwrap();
+        assert_eq!(c, sha1);
+    }
+
+    #[actix_rt::test]
+    async fn unknown_ref_and_bad_input_fail_with_actionable_text() {
+        let tmp = TempDir::new("git");
+        let (bare, _, _) = make_repo(&tmp);
+        let (log, _) = LogSink::memory();
+        let dir = tmp.path().join("checkout");
+        let e = fetch(&bare, "nope", &dir, &log)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("git fetch failed"), "{e}");
+        let e = fetch(&bare, "--upload-pack=touch x", &dir, &log)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a valid git"), "{e}");
+        let e = fetch("-oops", "main", &dir, &log)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a git URL"), "{e}");
+        let e = fetch(
+            &tmp.path().join("missing").display().to_string(),
+            "main",
+            &dir,
+            &log,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("git fetch failed"), "{e}");
+    }
+}

@@ -1,0 +1,487 @@
+//! End-to-end test of the node against real processes: a redis-server and a `caddy run` started
+//! on free ports in a temp dir, the machine's Docker engine (with the local `busybox:latest`
+//! image) and a local bare git repository. It deploys an app twice (zero-downtime switch), fails
+//! a deployment on its health check and on a bad ref (the old version keeps serving), survives a
+//! Caddy restart (routes re-pushed from Redis) and removes the app.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use berth_node::{start, NodeConfig};
+use berth_protocol::{
+    envelope, keys, now_ms, App, DeployJob, DeploymentStatus, EnvVars, Event, HealthCheck, Job,
+    EVENT_KIND, JOB_KIND,
+};
+use redis::aio::MultiplexedConnection;
+use tokio::process::{Child, Command};
+
+struct TempDir(PathBuf);
+impl TempDir {
+    fn new() -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "berth-node-e2e-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn until<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn start_redis(dir: &Path) -> (Child, u16) {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server runs");
+    let url = format!("redis://127.0.0.1:{port}/");
+    until("redis", Duration::from_secs(10), || async {
+        let c = redis::Client::open(url.as_str()).ok()?;
+        let mut conn = c.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    })
+    .await;
+    (child, port)
+}
+
+async fn start_caddy(dir: &Path, admin: u16) -> Child {
+    let cfg = dir.join("caddy.json");
+    std::fs::write(
+        &cfg,
+        format!(r#"{{"admin":{{"listen":"127.0.0.1:{admin}"}}}}"#),
+    )
+    .unwrap();
+    let child = Command::new("caddy")
+        .arg("run")
+        .arg("--config")
+        .arg(&cfg)
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("caddy runs");
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    until("caddy admin", Duration::from_secs(10), || async {
+        let r = http
+            .get(format!("http://127.0.0.1:{admin}/config/"))
+            .send()
+            .await
+            .ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    child
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Commits a version of the test app (serving "hello <version> <GREETING> <MSG>") and pushes it.
+fn commit_version(work: &Path, bare: &Path, version: &str) {
+    std::fs::create_dir_all(work.join("app")).unwrap();
+    std::fs::write(
+        work.join("app/Dockerfile"),
+        format!(
+            "FROM busybox\nARG GREETING=none\nCOPY start.sh /start.sh\n\
+             RUN mkdir -p /www && echo \"{version} $GREETING\" > /www/version\n\
+             CMD [\"sh\", \"/start.sh\"]\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("app/start.sh"),
+        "echo \"hello $(cat /www/version) $MSG\" > /www/index.html\necho app starting\nexec httpd -f -p 8080 -h /www\n",
+    )
+    .unwrap();
+    git(work, &["add", "."]);
+    git(work, &["commit", "-q", "-m", version]);
+    git(work, &["push", "-q", bare.to_str().unwrap(), "HEAD:main"]);
+}
+
+fn app(name: &str, repo: &Path, domain: &str) -> App {
+    App {
+        name: name.into(),
+        repo: repo.display().to_string(),
+        branch: "main".into(),
+        dockerfile: "Dockerfile".into(),
+        context: "app".into(),
+        port: 8080,
+        domains: vec![domain.into()],
+        env: EnvVars {
+            runtime: BTreeMap::from([("MSG".into(), "rt".into())]),
+            build: BTreeMap::from([("GREETING".into(), "bt".into())]),
+        },
+        health_check: HealthCheck {
+            path: "/".into(),
+            interval_ms: 100,
+            timeout_ms: 1000,
+            retries: 2,
+            deadline_s: 30,
+        },
+        created_at: now_ms(),
+        updated_at: now_ms(),
+    }
+}
+
+async fn push_job(conn: &mut MultiplexedConnection, node: &str, job: &Job) {
+    let bytes = envelope::encode(JOB_KIND, &now_ms().to_string(), job).unwrap();
+    redis::cmd("XADD")
+        .arg(keys::jobs(node))
+        .arg("*")
+        .arg("m")
+        .arg(bytes)
+        .query_async::<String>(conn)
+        .await
+        .unwrap();
+}
+
+async fn events(conn: &mut MultiplexedConnection) -> Vec<Event> {
+    let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(keys::EVENTS)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    v.ids
+        .into_iter()
+        .filter_map(|e| match e.map.get("m") {
+            Some(redis::Value::BulkString(b)) => envelope::decode::<Event>(b, EVENT_KIND).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits for the terminal event of a deployment; returns (status, container, error).
+async fn terminal(
+    conn: &MultiplexedConnection,
+    id: &str,
+) -> (DeploymentStatus, Option<String>, Option<String>) {
+    until(
+        &format!("deployment {id} to end"),
+        Duration::from_secs(180),
+        || {
+            let mut c = conn.clone();
+            async move {
+                events(&mut c).await.into_iter().find_map(|e| match e {
+                    Event::Deployment {
+                        deployment_id,
+                        status,
+                        container,
+                        error,
+                        ..
+                    } if deployment_id == id && status.is_terminal() => {
+                        Some((status, container, error))
+                    }
+                    _ => None,
+                })
+            }
+        },
+    )
+    .await
+}
+
+async fn get(ingress: u16, host: &str) -> Option<(u16, String)> {
+    let http = reqwest::Client::builder().no_proxy().build().ok()?;
+    let r = http
+        .get(format!("http://127.0.0.1:{ingress}/"))
+        .header("Host", host)
+        .send()
+        .await
+        .ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.text().await.ok()?))
+}
+
+async fn log_text(conn: &mut MultiplexedConnection, id: &str) -> String {
+    let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(keys::deployment_log(id))
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    v.ids
+        .into_iter()
+        .filter_map(|e| match e.map.get("line") {
+            Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn containers(app: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label=berth.app={app}")])
+        .output()
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[actix_rt::test]
+async fn deploys_switches_fails_safely_and_removes() {
+    let tmp = TempDir::new();
+    let (_redis, redis_port) = start_redis(&tmp.0).await;
+    let admin = free_port();
+    let caddy_dir = tmp.0.join("caddy");
+    std::fs::create_dir_all(&caddy_dir).unwrap();
+    let mut caddy = start_caddy(&caddy_dir, admin).await;
+    let ingress = free_port();
+    let suffix = format!("{}{}", std::process::id(), now_ms() % 100_000);
+    let node = format!("n{suffix}");
+    let app_name = format!("e2e{suffix}");
+    let domain = format!("{app_name}.localhost");
+
+    let work = tmp.0.join("work");
+    let bare = tmp.0.join("repo.git");
+    std::fs::create_dir_all(&work).unwrap();
+    git(
+        &tmp.0,
+        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+    );
+    git(&work, &["init", "-q", "-b", "main"]);
+    commit_version(&work, &bare, "v1");
+
+    let redis_url = format!("redis://127.0.0.1:{redis_port}/");
+    let handle = start(NodeConfig {
+        name: node.clone(),
+        redis_url: redis_url.clone(),
+        caddy_admin: format!("127.0.0.1:{admin}"),
+        ingress_http: ingress,
+        docker_host: None,
+        address: "127.0.0.1".into(),
+        data_dir: tmp.0.join("data"),
+    })
+    .await
+    .expect("node starts");
+    let mut conn = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let hb: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(keys::node(&node))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(hb.is_some(), "first heartbeat written at start");
+    assert_eq!(
+        get(ingress, &domain).await.map(|r| r.0),
+        Some(404),
+        "catch-all before any deploy"
+    );
+
+    let deploy = |id: &str, git_ref: Option<&str>, a: App| {
+        Job::Deploy(DeployJob {
+            deployment_id: id.into(),
+            app: a,
+            git_ref: git_ref.map(String::from),
+            deadline_ms: now_ms() + 170_000,
+        })
+    };
+    let base = app(&app_name, &bare, &domain);
+
+    // 1. First deployment.
+    push_job(&mut conn, &node, &deploy("d1", None, base.clone())).await;
+    let (status, c1, err) = terminal(&conn, "d1").await;
+    assert_eq!(
+        status,
+        DeploymentStatus::Succeeded,
+        "{err:?}\n{}",
+        log_text(&mut conn, "d1").await
+    );
+    let c1 = c1.unwrap();
+    assert_eq!(
+        get(ingress, &domain).await,
+        Some((200, "hello v1 bt rt\n".into()))
+    );
+
+    // 2. Second version: traffic switches, the old container goes.
+    commit_version(&work, &bare, "v2");
+    push_job(&mut conn, &node, &deploy("d2", None, base.clone())).await;
+    let (status, c2, err) = terminal(&conn, "d2").await;
+    assert_eq!(
+        status,
+        DeploymentStatus::Succeeded,
+        "{err:?}\n{}",
+        log_text(&mut conn, "d2").await
+    );
+    let c2 = c2.unwrap();
+    assert_eq!(
+        get(ingress, &domain).await,
+        Some((200, "hello v2 bt rt\n".into()))
+    );
+    let left = containers(&app_name).await;
+    assert_eq!(left.len(), 1);
+    assert!(c2.starts_with(&left[0]) && !c1.starts_with(&left[0]));
+
+    // 3. A failing health check leaves v2 serving.
+    let mut bad = base.clone();
+    bad.health_check.path = "/missing".into();
+    push_job(&mut conn, &node, &deploy("d3", None, bad)).await;
+    let (status, _, err) = terminal(&conn, "d3").await;
+    assert_eq!(status, DeploymentStatus::Failed);
+    let err = err.unwrap();
+    assert!(err.contains("HTTP 404"), "{err}");
+    let log3 = log_text(&mut conn, "d3").await;
+    assert!(
+        log3.contains("app starting"),
+        "container output copied:\n{log3}"
+    );
+    assert_eq!(
+        get(ingress, &domain).await,
+        Some((200, "hello v2 bt rt\n".into()))
+    );
+    assert_eq!(containers(&app_name).await.len(), 1);
+
+    // 4. A bad ref fails with git's words.
+    push_job(
+        &mut conn,
+        &node,
+        &deploy("d4", Some("no-such-branch"), base.clone()),
+    )
+    .await;
+    let (status, _, err) = terminal(&conn, "d4").await;
+    assert_eq!(status, DeploymentStatus::Failed);
+    assert!(
+        err.as_deref().unwrap_or("").starts_with("git fetch failed"),
+        "{err:?}"
+    );
+
+    // 5. Caddy restarts and loses its config: the router puts routes back.
+    caddy.kill().await.unwrap();
+    let _ = caddy.wait().await;
+    caddy = start_caddy(&caddy_dir, admin).await;
+    until(
+        "routes re-pushed after a Caddy restart",
+        Duration::from_secs(15),
+        || async {
+            (get(ingress, &domain).await == Some((200, "hello v2 bt rt\n".into()))).then_some(())
+        },
+    )
+    .await;
+
+    // 6. Remove the app.
+    push_job(
+        &mut conn,
+        &node,
+        &Job::RemoveApp {
+            app: app_name.clone(),
+            domains: vec![domain.clone()],
+        },
+    )
+    .await;
+    until("app removed", Duration::from_secs(60), || {
+        let mut c = conn.clone();
+        let app_name = app_name.clone();
+        async move {
+            events(&mut c)
+                .await
+                .into_iter()
+                .any(|e| matches!(e, Event::AppRemoved { ref app, .. } if *app == app_name))
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(containers(&app_name).await.is_empty());
+    assert_eq!(get(ingress, &domain).await.map(|r| r.0), Some(404));
+    let routes: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg(keys::ROUTES)
+        .arg(&domain)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(routes.is_none());
+    let pending: redis::Value = redis::cmd("XPENDING")
+        .arg(keys::jobs(&node))
+        .arg(keys::JOBS_GROUP)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if let redis::Value::Array(v) = pending {
+        assert_eq!(
+            v.first(),
+            Some(&redis::Value::Int(0)),
+            "every job acknowledged"
+        );
+    }
+
+    handle.shutdown().await;
+    caddy.kill().await.unwrap();
+    let _ = Command::new("docker")
+        .args([
+            "image",
+            "rm",
+            "-f",
+            &format!("berth/{app_name}:d1"),
+            &format!("berth/{app_name}:d2"),
+            &format!("berth/{app_name}:d3"),
+        ])
+        .output()
+        .await;
+}

@@ -1,0 +1,391 @@
+//! The client commands: thin wrappers over the HTTP API.
+//!
+//! The API is found from `--api` / `--token`, else from the same configuration the server reads
+//! (`api.listen`, `api.token`), else from the client config `berth up` writes — so a second
+//! terminal next to `berth up` works with no flags.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use berth_protocol::api::{CreateApp, CreateDeployment, ErrorBody, HealthCheckPatch, NodeView};
+use berth_protocol::{now_ms, App, Deployment, EnvVars};
+use clap::{Args, Subcommand};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::settings::{client_config_path, Settings};
+use crate::Cmd;
+
+/// An error whose message was already printed as the command's outcome (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Failed(pub String);
+
+#[derive(Args, Clone, Default)]
+pub struct Conn {
+    /// API base URL, e.g. http://127.0.0.1:7700.
+    #[arg(long, global = true, value_name = "URL")]
+    api: Option<String>,
+    /// API token.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Print JSON (for scripts) instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AppsCmd {
+    /// Create an app.
+    Create(CreateArgs),
+    /// List apps.
+    List,
+    /// Show one app.
+    Show { name: String },
+    /// Delete an app: its containers stop and its routes go.
+    Delete { name: String },
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    name: String,
+    /// Git URL or path of the repository.
+    #[arg(long)]
+    repo: String,
+    /// Container port the app listens on.
+    #[arg(long)]
+    port: u32,
+    #[arg(long)]
+    branch: Option<String>,
+    /// Dockerfile path, relative to the context.
+    #[arg(long)]
+    dockerfile: Option<String>,
+    /// Build context directory, relative to the repository root.
+    #[arg(long)]
+    context: Option<String>,
+    /// A domain to serve the app at (repeatable); default <name>.<base_domain>.
+    #[arg(long = "domain")]
+    domains: Vec<String>,
+    /// Runtime environment variable K=V (repeatable).
+    #[arg(long = "env", value_parser = parse_kv)]
+    env: Vec<(String, String)>,
+    /// Build argument K=V (repeatable).
+    #[arg(long = "build-env", value_parser = parse_kv)]
+    build_env: Vec<(String, String)>,
+    /// Health check path.
+    #[arg(long)]
+    health_path: Option<String>,
+    /// Health check deadline in seconds.
+    #[arg(long)]
+    health_deadline: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    app: String,
+    /// Branch, tag or commit to deploy (default: the app's branch).
+    #[arg(long = "ref")]
+    git_ref: Option<String>,
+    /// Wait until the deployment is terminal, showing its status as it moves; exit 1 unless it succeeded.
+    #[arg(long)]
+    wait: bool,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+struct Client {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+#[derive(serde::Deserialize)]
+struct ClientFile {
+    api: String,
+    token: String,
+}
+
+fn resolve(config: &Option<PathBuf>, conn: &Conn) -> Result<Client> {
+    let mut base = conn.api.clone();
+    let mut token = conn.token.clone();
+    if base.is_none() || token.is_none() {
+        let s = Settings::load(config.as_deref())?;
+        if let Some(t) = s.api.token {
+            base.get_or_insert(format!("http://{}", s.api.listen));
+            token.get_or_insert(t);
+        }
+    }
+    if base.is_none() || token.is_none() {
+        let path = client_config_path();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let f: ClientFile = toml_lite(&text)
+                .with_context(|| format!("reading {}", path.display()))?;
+            base.get_or_insert(f.api);
+            token.get_or_insert(f.token);
+        }
+    }
+    let (Some(base), Some(token)) = (base, token) else {
+        bail!(
+            "no API token: pass --api and --token, set BERTH_API__TOKEN, or run `berth up` (it writes {})",
+            client_config_path().display()
+        );
+    };
+    Ok(Client {
+        base: base.trim_end_matches('/').to_string(),
+        token,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+    })
+}
+
+/// Reads the two-line `key = "value"` file `berth up` writes, through the config crate's TOML.
+fn toml_lite(text: &str) -> Result<ClientFile> {
+    Ok(config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()?
+        .try_deserialize()?)
+}
+
+impl Client {
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the Berth API at {} (is `berth up` running?)", self.base))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(Failed(format!("{msg} (HTTP {})", status.as_u16())).into());
+        }
+        if bytes.is_empty() {
+            return Ok(serde_json::from_value(serde_json::Value::Null)?);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call(reqwest::Method::GET, path, None::<&()>).await
+    }
+
+    async fn text(&self, path: &str) -> Result<String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<ErrorBody>(&text)
+                .map(|e| e.error)
+                .unwrap_or(text);
+            return Err(Failed(format!("{msg} (HTTP {})", status.as_u16())).into());
+        }
+        Ok(text)
+    }
+}
+
+fn print<T: Serialize>(json: bool, v: &T, text: impl FnOnce(&T)) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(v)?);
+    } else {
+        text(v);
+    }
+    Ok(())
+}
+
+fn ago(ms: u64) -> String {
+    let s = now_ms().saturating_sub(ms) / 1000;
+    match s {
+        0..=59 => format!("{s}s ago"),
+        60..=3599 => format!("{}m ago", s / 60),
+        3600..=86399 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+fn show_deployment(d: &Deployment) {
+    println!("{}  {}  {}", d.id, d.app, d.status);
+    if let Some(c) = &d.commit {
+        println!("  commit: {c}");
+    }
+    if let Some(n) = &d.node {
+        println!("  node:   {n}");
+    }
+    if let Some(i) = &d.image {
+        println!("  image:  {i}");
+    }
+    if let Some(e) = &d.error {
+        println!("  error:  {e}");
+    }
+}
+
+pub fn run(config: &Option<PathBuf>, conn: &Conn, cmd: Cmd) -> Result<()> {
+    let client = resolve(config, conn)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_cmd(&client, conn.json, cmd))
+}
+
+async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
+    use reqwest::Method;
+    match cmd {
+        Cmd::Apps(AppsCmd::Create(a)) => {
+            let req = CreateApp {
+                name: a.name,
+                repo: a.repo,
+                branch: a.branch,
+                dockerfile: a.dockerfile,
+                context: a.context,
+                port: a.port,
+                domains: (!a.domains.is_empty()).then_some(a.domains),
+                env: Some(EnvVars {
+                    runtime: a.env.into_iter().collect::<BTreeMap<_, _>>(),
+                    build: a.build_env.into_iter().collect(),
+                }),
+                health_check: Some(HealthCheckPatch {
+                    path: a.health_path,
+                    deadline_s: a.health_deadline,
+                    ..Default::default()
+                }),
+            };
+            let app: App = c.call(Method::POST, "/api/v1/apps", Some(&req)).await?;
+            print(json, &app, |a| {
+                println!("created app {} → http://{}", a.name, a.domains[0])
+            })
+        }
+        Cmd::Apps(AppsCmd::List) => {
+            let apps: Vec<App> = c.get("/api/v1/apps").await?;
+            print(json, &apps, |apps| {
+                for a in apps {
+                    println!("{:<24} {:<32} {}", a.name, a.domains.join(","), a.repo);
+                }
+            })
+        }
+        Cmd::Apps(AppsCmd::Show { name }) => {
+            let app: App = c.get(&format!("/api/v1/apps/{name}")).await?;
+            print(json, &app, |a| {
+                println!("{}", serde_json::to_string_pretty(a).unwrap_or_default())
+            })
+        }
+        Cmd::Apps(AppsCmd::Delete { name }) => {
+            let _: serde_json::Value = c
+                .call(Method::DELETE, &format!("/api/v1/apps/{name}"), None::<&()>)
+                .await?;
+            print(json, &serde_json::json!({"deleted": name}), |_| {
+                println!("deleted app {name}")
+            })
+        }
+        Cmd::Deploy(a) => {
+            let body = CreateDeployment { git_ref: a.git_ref };
+            let mut d: Deployment = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/apps/{}/deployments", a.app),
+                    Some(&body),
+                )
+                .await?;
+            if !json {
+                println!("{}  {}", d.id, d.status);
+            }
+            if a.wait {
+                d = wait(c, &d.id, json).await?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            }
+            if a.wait && d.status != berth_protocol::DeploymentStatus::Succeeded {
+                return Err(Failed(format!(
+                    "deployment {} {}: {}",
+                    d.id,
+                    d.status,
+                    d.error.as_deref().unwrap_or("no reason given")
+                ))
+                .into());
+            }
+            Ok(())
+        }
+        Cmd::Deployments(a) => {
+            let ds: Vec<Deployment> = c.get(&format!("/api/v1/apps/{}/deployments", a.app)).await?;
+            print(json, &ds, |ds| {
+                for d in ds {
+                    println!(
+                        "{:<22} {:<10} {:<12} {:<9} {}",
+                        d.id,
+                        d.status,
+                        d.commit.as_deref().map(|c| &c[..c.len().min(10)]).unwrap_or("-"),
+                        ago(d.created_at),
+                        d.error.as_deref().unwrap_or("")
+                    );
+                }
+            })
+        }
+        Cmd::Deployment(a) => {
+            let d: Deployment = c.get(&format!("/api/v1/deployments/{}", a.id)).await?;
+            print(json, &d, show_deployment)
+        }
+        Cmd::Log(a) => {
+            print!("{}", c.text(&format!("/api/v1/deployments/{}/logs", a.id)).await?);
+            Ok(())
+        }
+        Cmd::Nodes => {
+            let nodes: Vec<NodeView> = c.get("/api/v1/nodes").await?;
+            print(json, &nodes, |ns| {
+                for n in ns {
+                    println!(
+                        "{:<20} {:<6} {:<16} heartbeat {}",
+                        n.info.name,
+                        format!("{:?}", n.status).to_lowercase(),
+                        n.info.address,
+                        ago(n.info.last_heartbeat)
+                    );
+                }
+            })
+        }
+        Cmd::Up | Cmd::Coordinator | Cmd::Node => unreachable!("server commands are dispatched in main"),
+    }
+}
+
+/// Polls a deployment until it is terminal, printing each status change.
+async fn wait(c: &Client, id: &str, json: bool) -> Result<Deployment> {
+    let started = Instant::now();
+    let mut last = None;
+    loop {
+        let d: Deployment = c.get(&format!("/api/v1/deployments/{id}")).await?;
+        if last != Some(d.status) {
+            if !json {
+                println!("{:>6.1}s  {}", started.elapsed().as_secs_f64(), d.status);
+            }
+            last = Some(d.status);
+        }
+        if d.status.is_terminal() {
+            if !json {
+                show_deployment(&d);
+            }
+            return Ok(d);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

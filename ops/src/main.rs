@@ -1,0 +1,84 @@
+//! `berth`: the one binary. Server commands (`up`, `coordinator`, `node`) and the client
+//! commands that talk to the HTTP API.
+
+mod client;
+mod server;
+mod services;
+mod settings;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "berth", version, about = "Self-hosted deployments: push code, get a URL.")]
+struct Cli {
+    /// TOML configuration file (environment variables BERTH_* override it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    conn: client::Conn,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a whole cluster on this machine: Redis, Caddy, the coordinator and one node.
+    Up,
+    /// Run the coordinator and the HTTP API (the fleet form; needs redis.url).
+    Coordinator,
+    /// Run a node daemon (the fleet form; needs redis.url and a Caddy at node.caddy_admin).
+    Node,
+    /// Manage apps.
+    #[command(subcommand)]
+    Apps(client::AppsCmd),
+    /// Deploy an app (its branch, or --ref).
+    Deploy(client::DeployArgs),
+    /// List an app's deployments, newest first.
+    Deployments(AppArg),
+    /// Show one deployment.
+    Deployment(IdArg),
+    /// Print a deployment's build and deploy log.
+    Log(IdArg),
+    /// List the nodes and their liveness.
+    Nodes,
+}
+
+#[derive(Args)]
+struct AppArg {
+    app: String,
+}
+
+#[derive(Args)]
+struct IdArg {
+    id: String,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.cmd {
+        Cmd::Up => settings(&cli.config).and_then(server::up),
+        Cmd::Coordinator => settings(&cli.config).and_then(server::coordinator),
+        Cmd::Node => settings(&cli.config).and_then(server::node),
+        cmd => client::run(&cli.config, &cli.conn, cmd),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(match e.downcast_ref::<client::Failed>() {
+            Some(_) => 1,
+            None => 2,
+        });
+    }
+}
+
+fn settings(file: &Option<PathBuf>) -> anyhow::Result<settings::Settings> {
+    settings::Settings::load(file.as_deref())
+}

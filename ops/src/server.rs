@@ -1,0 +1,230 @@
+//! The server commands: `berth up` (everything on one machine), `berth coordinator`, `berth node`.
+//!
+//! Each runs an actix `System`; the coordinator and the node never call each other even when they
+//! share the process — they meet only in Redis. Shutdown (Ctrl-C or SIGTERM): the API stops
+//! accepting, the node finishes its current step, then the services `up` started are stopped.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use berth_coordinator::{CoordinatorConfig, Deadlines};
+use berth_node::NodeConfig;
+use rand::RngExt;
+
+use crate::services;
+use crate::settings::{client_config_path, Settings};
+
+/// The API token: configured, or generated once into `<data_dir>/token` (mode 0600).
+fn token(s: &Settings) -> Result<String> {
+    if let Some(t) = &s.api.token {
+        if t.len() < 16 {
+            bail!("api.token must be at least 16 characters long");
+        }
+        return Ok(t.clone());
+    }
+    let path = s.data_dir.join("token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        if !t.trim().is_empty() {
+            return Ok(t.trim().to_string());
+        }
+    }
+    let bytes: [u8; 24] = rand::rng().random();
+    let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(&path, &t)?;
+    Ok(t)
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn coordinator_config(s: &Settings, redis_url: &str) -> CoordinatorConfig {
+    let mut c = CoordinatorConfig::new(redis_url);
+    c.base_domain = s.base_domain.clone();
+    c.deadlines = Deadlines {
+        deploy_timeout: s.deploy_timeout(),
+        ..Deadlines::default()
+    };
+    c
+}
+
+fn node_config(s: &Settings, redis_url: &str) -> NodeConfig {
+    NodeConfig {
+        name: s.node.name.clone(),
+        redis_url: redis_url.to_string(),
+        caddy_admin: s.node.caddy_admin.clone(),
+        ingress_http: s.node.ingress_http,
+        docker_host: s.node.docker_host.clone(),
+        address: s.node.address.clone(),
+        data_dir: s.data_dir.clone(),
+    }
+}
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+struct Roles {
+    coordinator: bool,
+    node: bool,
+}
+
+/// Runs the chosen roles in one actix System until a shutdown signal.
+fn run(s: &Settings, redis_url: &str, roles: Roles, on_ready: impl FnOnce(SocketAddr, &str)) -> Result<()> {
+    let token = if roles.coordinator { token(s)? } else { String::new() };
+    let listen: SocketAddr = s
+        .api
+        .listen
+        .parse()
+        .with_context(|| format!("api.listen {:?} is not an address like 127.0.0.1:7700", s.api.listen))?;
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut web = None;
+        if roles.coordinator {
+            let coord = berth_coordinator::start(coordinator_config(s, redis_url))
+                .await
+                .context("starting the coordinator")?;
+            let listener = berth_web::bind(listen).await?;
+            let addr = listener.local_addr()?;
+            let mut rx = stop_rx.clone();
+            let tok = token.clone();
+            web = Some((
+                addr,
+                tokio::spawn(async move {
+                    berth_web::serve(listener, coord, &tok, async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await
+                }),
+            ));
+        }
+        let node = if roles.node {
+            Some(
+                berth_node::start(node_config(s, redis_url))
+                    .await
+                    .context("starting the node")?,
+            )
+        } else {
+            None
+        };
+        if let Some((addr, _)) = &web {
+            on_ready(*addr, &token);
+        } else {
+            tracing::info!(node = %s.node.name, "node running");
+        }
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+        if let Some(n) = node {
+            n.shutdown().await;
+        }
+        if let Some((_, handle)) = web {
+            let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// `berth up`.
+pub fn up(s: Settings) -> Result<()> {
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("creating data_dir {}", s.data_dir.display()))?;
+    // Services are stopped when these guards drop, after the System ends.
+    let mut _redis = None;
+    let redis_url = match &s.redis.url {
+        Some(u) => u.clone(),
+        None => {
+            let (svc, url) = services::start_redis(&s.data_dir.join("redis"))?;
+            _redis = Some(svc);
+            url
+        }
+    };
+    let _caddy = if services::caddy_answers(&s.node.caddy_admin) {
+        tracing::info!(admin = %s.node.caddy_admin, "using the Caddy that answers there");
+        None
+    } else {
+        Some(services::start_caddy(&s.data_dir.join("caddy"), &s.node.caddy_admin)?)
+    };
+    let roles = Roles {
+        coordinator: true,
+        node: true,
+    };
+    run(&s, &redis_url, roles, |addr, token| {
+        let url = format!("http://{addr}");
+        if let Err(e) = write_private(
+            &client_config_path(),
+            &format!("api = {url:?}\ntoken = {token:?}\n"),
+        ) {
+            tracing::warn!(error = %e, "cannot write the client config");
+        }
+        println!("Berth is up.");
+        println!("  API:     {url}");
+        println!("  token:   {token}");
+        println!("  ingress: http://<app>.{}:{}/", s.base_domain, s.node.ingress_http);
+        println!("  client config: {}", client_config_path().display());
+        println!("Press Ctrl-C to stop.");
+    })
+}
+
+fn require_redis(s: &Settings) -> Result<String> {
+    s.redis
+        .url
+        .clone()
+        .context("redis.url is not set: set BERTH_REDIS__URL (e.g. redis://127.0.0.1:6379/)")
+}
+
+/// `berth coordinator`.
+pub fn coordinator(s: Settings) -> Result<()> {
+    let url = require_redis(&s)?;
+    let roles = Roles {
+        coordinator: true,
+        node: false,
+    };
+    run(&s, &url, roles, |addr, _| {
+        println!("Berth coordinator is up. API: http://{addr}");
+    })
+}
+
+/// `berth node`.
+pub fn node(s: Settings) -> Result<()> {
+    let url = require_redis(&s)?;
+    if !services::caddy_answers(&s.node.caddy_admin) {
+        bail!(
+            "no Caddy admin API answers at {}: start Caddy (e.g. `systemctl start caddy`) or set node.caddy_admin",
+            s.node.caddy_admin
+        );
+    }
+    let roles = Roles {
+        coordinator: false,
+        node: true,
+    };
+    run(&s, &url, roles, |_, _| {})
+}

@@ -1,0 +1,169 @@
+//! Berth's configuration: defaults, under an optional TOML file (`--config FILE`), under
+//! environment variables `BERTH_<SECTION>__<KEY>` (top-level keys: `BERTH_<KEY>`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub api: ApiSettings,
+    pub redis: RedisSettings,
+    pub node: NodeSettings,
+    /// App `foo` is served at `foo.<base_domain>` unless it names its domains.
+    pub base_domain: String,
+    /// Where `berth up` keeps Redis's data, Caddy's state, the token and build checkouts.
+    pub data_dir: PathBuf,
+    /// Seconds a deployment may take from queued to terminal.
+    pub deploy_timeout_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    pub listen: String,
+    /// Bearer token of the API; generated into `<data_dir>/token` when unset.
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` or `redis+unix:///path`. Unset: `berth up` runs its own.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSettings {
+    pub name: String,
+    pub caddy_admin: String,
+    pub ingress_http: u16,
+    /// `unix:///path/docker.sock` or `tcp://host:port`; unset: the local engine.
+    pub docker_host: Option<String>,
+    /// The address app containers publish their port on and Caddy dials.
+    pub address: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            api: ApiSettings::default(),
+            redis: RedisSettings::default(),
+            node: NodeSettings::default(),
+            base_domain: "localhost".into(),
+            data_dir: default_data_dir(),
+            deploy_timeout_s: 900,
+        }
+    }
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            listen: "127.0.0.1:7700".into(),
+            token: None,
+        }
+    }
+}
+
+impl Default for NodeSettings {
+    fn default() -> Self {
+        NodeSettings {
+            name: hostname(),
+            caddy_admin: "127.0.0.1:2019".into(),
+            ingress_http: 8080,
+            docker_host: None,
+            address: "127.0.0.1".into(),
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "node-1".into())
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+fn default_data_dir() -> PathBuf {
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) => PathBuf::from(d).join("berth"),
+        None => home().join(".local/share/berth"),
+    }
+}
+
+/// Where `berth up` writes the client's address and token, so another terminal needs no flags.
+pub fn client_config_path() -> PathBuf {
+    match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(d) => PathBuf::from(d).join("berth/client.toml"),
+        None => home().join(".config/berth/client.toml"),
+    }
+}
+
+impl Settings {
+    pub fn load(file: Option<&Path>) -> Result<Settings> {
+        let mut b = config::Config::builder();
+        if let Some(f) = file {
+            b = b.add_source(config::File::from(f).required(true));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("BERTH")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let cfg = b.build().context("reading configuration")?;
+        let s: Settings = cfg
+            .try_deserialize()
+            .context("invalid configuration (see the configuration table in the README)")?;
+        berth_protocol::validate::domain(&s.base_domain)
+            .map_err(|e| anyhow::anyhow!("base_domain: {e}"))?;
+        Ok(s)
+    }
+
+    pub fn deploy_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.deploy_timeout_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_env_layer() {
+        let dir = std::env::temp_dir().join(format!("berth-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("berth.toml");
+        std::fs::write(
+            &file,
+            "base_domain = \"example.test\"\n[api]\nlisten = \"127.0.0.1:9000\"\n[node]\ningress_http = 81\n",
+        )
+        .unwrap();
+        // Environment variables are process-wide: this is the only test that sets them.
+        std::env::set_var("BERTH_NODE__INGRESS_HTTP", "8181");
+        std::env::set_var("BERTH_API__TOKEN", "12345");
+        let s = Settings::load(Some(&file)).unwrap();
+        std::env::remove_var("BERTH_NODE__INGRESS_HTTP");
+        std::env::remove_var("BERTH_API__TOKEN");
+        assert_eq!(s.base_domain, "example.test");
+        assert_eq!(s.api.listen, "127.0.0.1:9000");
+        assert_eq!(s.node.ingress_http, 8181, "env overrides the file");
+        assert_eq!(s.api.token.as_deref(), Some("12345"));
+        assert_eq!(s.node.caddy_admin, "127.0.0.1:2019", "default kept");
+        std::fs::write(&file, "[api]\nlisen = \"x\"\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&file)).unwrap_err());
+        assert!(err.contains("lisen"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,90 @@
+//! Request and response bodies of the HTTP API, declared once for the server (web/) and the
+//! client (ops/). Validation of what a person sends lives in [`crate::validate`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{EnvVars, HealthCheck};
+
+/// `POST /api/v1/apps`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    pub name: String,
+    pub repo: String,
+    pub branch: Option<String>,
+    pub dockerfile: Option<String>,
+    pub context: Option<String>,
+    pub port: u32,
+    pub domains: Option<Vec<String>>,
+    pub env: Option<EnvVars>,
+    pub health_check: Option<HealthCheckPatch>,
+}
+
+/// `PATCH /api/v1/apps/{name}`: every field optional; what is given replaces what was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchApp {
+    pub repo: Option<String>,
+    pub branch: Option<String>,
+    pub dockerfile: Option<String>,
+    pub context: Option<String>,
+    pub port: Option<u32>,
+    pub domains: Option<Vec<String>>,
+    pub env: Option<EnvPatch>,
+    pub health_check: Option<HealthCheckPatch>,
+}
+
+/// Replaces the runtime and/or build variables (each map whole, when given).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvPatch {
+    pub runtime: Option<BTreeMap<String, String>>,
+    pub build: Option<BTreeMap<String, String>>,
+}
+
+/// A partial health check; missing fields keep their current (or default) values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckPatch {
+    pub path: Option<String>,
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub retries: Option<u32>,
+    pub deadline_s: Option<u64>,
+}
+
+impl HealthCheckPatch {
+    pub fn apply(&self, base: &HealthCheck) -> HealthCheck {
+        HealthCheck {
+            path: self.path.clone().unwrap_or_else(|| base.path.clone()),
+            interval_ms: self.interval_ms.unwrap_or(base.interval_ms),
+            timeout_ms: self.timeout_ms.unwrap_or(base.timeout_ms),
+            retries: self.retries.unwrap_or(base.retries),
+            deadline_s: self.deadline_s.unwrap_or(base.deadline_s),
+        }
+    }
+}
+
+/// `POST /api/v1/apps/{name}/deployments`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeployment {
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+}
+
+/// Every error answer: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// `GET /api/v1/nodes` items: the heartbeat record plus liveness as the coordinator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    #[serde(flatten)]
+    pub info: crate::model::NodeInfo,
+    pub status: crate::model::NodeStatus,
+}

@@ -1,0 +1,154 @@
+//! The versioned MessagePack envelope every stream entry and stored record travels in.
+//!
+//! Encoded with `rmp_serde::to_vec_named` (maps with field names, not positional arrays) so that a
+//! reader of another version can skip fields it does not know and default the ones it lacks.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The version this build writes. Readers accept any envelope whose `v` is at most this.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The field name under which an envelope is stored in a Redis stream entry.
+pub const STREAM_FIELD: &str = "m";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// Protocol version of the writer.
+    pub v: u16,
+    /// Unique id of this message (for idempotence and tracing).
+    pub id: String,
+    /// What `body` is, e.g. `job`, `event`, `app`, `deployment`.
+    pub kind: String,
+    pub body: T,
+}
+
+/// The envelope without its body: enough to route or reject a message before decoding the rest.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Header {
+    pub v: u16,
+    pub id: String,
+    pub kind: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("cannot encode {kind}: {source}")]
+    Encode {
+        kind: String,
+        source: rmp_serde::encode::Error,
+    },
+    #[error("cannot decode message: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    #[error("message has protocol version {found}, this build understands up to {PROTOCOL_VERSION}")]
+    TooNew { found: u16 },
+    #[error("expected a message of kind {expected}, got {found}")]
+    WrongKind { expected: String, found: String },
+}
+
+impl<T: Serialize + DeserializeOwned> Envelope<T> {
+    pub fn new(id: impl Into<String>, kind: impl Into<String>, body: T) -> Self {
+        Envelope {
+            v: PROTOCOL_VERSION,
+            id: id.into(),
+            kind: kind.into(),
+            body,
+        }
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
+        rmp_serde::to_vec_named(self).map_err(|source| EnvelopeError::Encode {
+            kind: self.kind.clone(),
+            source,
+        })
+    }
+
+    /// Decodes an envelope of the given kind, checking the version before the body.
+    pub fn decode(bytes: &[u8], kind: &str) -> Result<Self, EnvelopeError> {
+        let header: Header = rmp_serde::from_slice(bytes)?;
+        if header.v > PROTOCOL_VERSION {
+            return Err(EnvelopeError::TooNew { found: header.v });
+        }
+        if header.kind != kind {
+            return Err(EnvelopeError::WrongKind {
+                expected: kind.to_string(),
+                found: header.kind,
+            });
+        }
+        Ok(rmp_serde::from_slice(bytes)?)
+    }
+}
+
+/// Encodes a body in a fresh envelope (its id is `id`).
+pub fn encode<T: Serialize + DeserializeOwned>(
+    kind: &str,
+    id: &str,
+    body: &T,
+) -> Result<Vec<u8>, EnvelopeError> {
+    #[derive(Serialize)]
+    struct Borrowed<'a, T> {
+        v: u16,
+        id: &'a str,
+        kind: &'a str,
+        body: &'a T,
+    }
+    rmp_serde::to_vec_named(&Borrowed {
+        v: PROTOCOL_VERSION,
+        id,
+        kind,
+        body,
+    })
+    .map_err(|source| EnvelopeError::Encode {
+        kind: kind.to_string(),
+        source,
+    })
+}
+
+/// Decodes the body of an envelope of the given kind.
+pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8], kind: &str) -> Result<T, EnvelopeError> {
+    Envelope::<T>::decode(bytes, kind).map(|e| e.body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct V1 {
+        a: u32,
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct V2 {
+        a: u32,
+        #[serde(default)]
+        b: Option<String>,
+    }
+
+    #[test]
+    fn round_trip() {
+        let bytes = encode("t", "1", &V1 { a: 7 }).unwrap();
+        assert_eq!(decode::<V1>(&bytes, "t").unwrap(), V1 { a: 7 });
+    }
+
+    #[test]
+    fn mixed_versions_decode() {
+        let new = encode("t", "1", &V2 { a: 1, b: Some("x".into()) }).unwrap();
+        assert_eq!(decode::<V1>(&new, "t").unwrap(), V1 { a: 1 });
+        let old = encode("t", "1", &V1 { a: 2 }).unwrap();
+        assert_eq!(decode::<V2>(&old, "t").unwrap(), V2 { a: 2, b: None });
+    }
+
+    #[test]
+    fn rejects_wrong_kind_and_future_version() {
+        let bytes = encode("t", "1", &V1 { a: 7 }).unwrap();
+        assert!(matches!(decode::<V1>(&bytes, "u"), Err(EnvelopeError::WrongKind { .. })));
+        let future = rmp_serde::to_vec_named(&Envelope {
+            v: PROTOCOL_VERSION + 1,
+            id: "x".into(),
+            kind: "t".into(),
+            body: V1 { a: 1 },
+        })
+        .unwrap();
+        assert!(matches!(decode::<V1>(&future, "t"), Err(EnvelopeError::TooNew { .. })));
+    }
+}

@@ -1,0 +1,54 @@
+//! Names of every Redis stream, key and consumer group Berth uses, in one place.
+//!
+//! The coordinator owns app, deployment and node-liveness records; a node owns its claims, its
+//! container bookkeeping and the routes it pushes to its Caddy. Streams are the only channel
+//! between the two sides.
+
+/// Prefix of every key, so a Redis can be shared with other software.
+pub const PREFIX: &str = "berth";
+
+/// Set of app names.
+pub const APPS: &str = "berth:apps";
+/// Stream of node → coordinator events (status changes). Consumer group [`EVENTS_GROUP`].
+pub const EVENTS: &str = "berth:events";
+pub const EVENTS_GROUP: &str = "coordinator";
+/// Set of deployment ids that are not terminal yet (what the reconciler watches).
+pub const ACTIVE_DEPLOYMENTS: &str = "berth:deployments:active";
+/// Set of node names that ever registered.
+pub const NODES: &str = "berth:nodes";
+/// Hash domain → route (msgpack [`crate::Route`]): the desired route table every node's Caddy carries.
+pub const ROUTES: &str = "berth:routes";
+/// Consumer group name for job streams.
+pub const JOBS_GROUP: &str = "node";
+
+/// Approximate cap of the job and event streams (XADD MAXLEN ~).
+pub const STREAM_MAXLEN: usize = 10_000;
+/// Approximate cap of one deployment's log stream.
+pub const LOG_MAXLEN: usize = 20_000;
+
+pub fn app(name: &str) -> String {
+    format!("berth:app:{name}")
+}
+/// Sorted set of an app's deployment ids, scored by creation time.
+pub fn app_deployments(name: &str) -> String {
+    format!("berth:app:{name}:deployments")
+}
+pub fn deployment(id: &str) -> String {
+    format!("berth:deployment:{id}")
+}
+/// Stream of one deployment's build and deploy log lines.
+pub fn deployment_log(id: &str) -> String {
+    format!("berth:logs:{id}")
+}
+/// The job stream of one node.
+pub fn jobs(node: &str) -> String {
+    format!("berth:jobs:{node}")
+}
+/// A node's latest heartbeat record (msgpack [`crate::NodeInfo`]).
+pub fn node(name: &str) -> String {
+    format!("berth:node:{name}")
+}
+/// Set once (SET NX) by the node that takes a deployment job: redelivery never runs it twice.
+pub fn job_claim(deployment: &str) -> String {
+    format!("berth:claim:{deployment}")
+}

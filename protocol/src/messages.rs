@@ -1,0 +1,122 @@
+//! Messages on the streams: jobs (coordinator → node), events (node → coordinator), log lines.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{App, DeploymentStatus};
+
+/// Envelope kind of [`Job`] entries on `berth:jobs:<node>`.
+pub const JOB_KIND: &str = "job";
+/// Envelope kind of [`Event`] entries on `berth:events`.
+pub const EVENT_KIND: &str = "event";
+
+/// Work for one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Job {
+    /// Fetch, build, run, probe and switch traffic to one deployment of an app.
+    Deploy(DeployJob),
+    /// Stop and remove every container of an app on this node and drop its routes.
+    RemoveApp { app: String, domains: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployJob {
+    pub deployment_id: String,
+    /// The app as it was when the deployment was created.
+    pub app: App,
+    /// Branch, tag or commit to deploy; `None` means `app.branch`.
+    pub git_ref: Option<String>,
+    /// Epoch ms after which the node gives up and reports `failed`.
+    pub deadline_ms: u64,
+}
+
+/// Something a node reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A deployment moved to `status`. Fields left `None` are unchanged.
+    Deployment {
+        deployment_id: String,
+        node: String,
+        status: DeploymentStatus,
+        #[serde(default)]
+        commit: Option<String>,
+        #[serde(default)]
+        image: Option<String>,
+        #[serde(default)]
+        container: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+        at: u64,
+    },
+    /// A `RemoveApp` job is done on `node`.
+    AppRemoved { app: String, node: String, at: u64 },
+}
+
+/// Which output a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+    /// Written by Berth itself (progress, probe results, errors).
+    System,
+}
+
+/// One line of a deployment's log. Stored as the stream entry's fields `ts`, `stream`, `line`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub ts: u64,
+    pub stream: LogStream,
+    pub line: String,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::System => "system",
+        }
+    }
+
+    pub fn parse(s: &str) -> LogStream {
+        match s {
+            "stdout" => LogStream::Stdout,
+            "stderr" => LogStream::Stderr,
+            _ => LogStream::System,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{decode, encode};
+
+    #[test]
+    fn job_round_trips_through_envelope() {
+        let job = Job::RemoveApp {
+            app: "a".into(),
+            domains: vec!["a.localhost".into()],
+        };
+        let bytes = encode(JOB_KIND, "j1", &job).unwrap();
+        assert_eq!(decode::<Job>(&bytes, JOB_KIND).unwrap(), job);
+    }
+
+    #[test]
+    fn event_round_trips_through_envelope() {
+        let ev = Event::Deployment {
+            deployment_id: "d".into(),
+            node: "n".into(),
+            status: DeploymentStatus::Failed,
+            commit: None,
+            image: None,
+            container: None,
+            error: Some("boom".into()),
+            at: 5,
+        };
+        let bytes = encode(EVENT_KIND, "e1", &ev).unwrap();
+        assert_eq!(decode::<Event>(&bytes, EVENT_KIND).unwrap(), ev);
+    }
+}

@@ -1,0 +1,184 @@
+//! Records stored in Redis and returned by the HTTP API: apps, deployments, nodes, routes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// How a node decides that a freshly started container is ready for traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthCheck {
+    /// HTTP path requested on the container port; any 2xx or 3xx answer is healthy.
+    pub path: String,
+    /// Pause between two probes once the container accepts connections. Until then the node
+    /// probes every few milliseconds, so a fast app is switched to as soon as it answers.
+    pub interval_ms: u64,
+    /// Timeout of one probe request.
+    pub timeout_ms: u64,
+    /// How many answered-but-unhealthy probes (bad status, timeout) fail the deployment.
+    pub retries: u32,
+    /// Overall deadline from container start to healthy.
+    pub deadline_s: u64,
+}
+
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            path: "/".into(),
+            interval_ms: 250,
+            timeout_ms: 2_000,
+            retries: 3,
+            deadline_s: 60,
+        }
+    }
+}
+
+/// Environment variables of an app: given to `docker build` as build args, or to the container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EnvVars {
+    pub runtime: BTreeMap<String, String>,
+    pub build: BTreeMap<String, String>,
+}
+
+/// An application: where its source is, how to build it, how to run and route it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    pub name: String,
+    /// Any URL or path `git` accepts (https, ssh, `file://`, a local path).
+    pub repo: String,
+    pub branch: String,
+    /// Path of the Dockerfile, relative to `context`.
+    pub dockerfile: String,
+    /// Build context directory, relative to the repository root.
+    pub context: String,
+    /// The port the app listens on inside its container.
+    pub port: u16,
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub env: EnvVars,
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// Where a deployment is in its life. Every deployment ends in one of the terminal states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentStatus {
+    Queued,
+    Building,
+    Deploying,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl DeploymentStatus {
+    pub const ALL: [DeploymentStatus; 6] = [
+        DeploymentStatus::Queued,
+        DeploymentStatus::Building,
+        DeploymentStatus::Deploying,
+        DeploymentStatus::Succeeded,
+        DeploymentStatus::Failed,
+        DeploymentStatus::Cancelled,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            DeploymentStatus::Succeeded | DeploymentStatus::Failed | DeploymentStatus::Cancelled
+        )
+    }
+
+    /// Position along `queued → building → deploying → terminal`; a status change that does
+    /// not move forward is stale (a redelivered or reordered event) and is dropped.
+    pub fn rank(self) -> u8 {
+        match self {
+            DeploymentStatus::Queued => 0,
+            DeploymentStatus::Building => 1,
+            DeploymentStatus::Deploying => 2,
+            _ => 3,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentStatus::Queued => "queued",
+            DeploymentStatus::Building => "building",
+            DeploymentStatus::Deploying => "deploying",
+            DeploymentStatus::Succeeded => "succeeded",
+            DeploymentStatus::Failed => "failed",
+            DeploymentStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for DeploymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One attempt to build (or reuse) an image of an app and put it into service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: String,
+    pub app: String,
+    pub status: DeploymentStatus,
+    /// What was asked for: a branch, tag or commit. `None` means the app's branch.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    /// The commit that was checked out (known once the node fetched it).
+    pub commit: Option<String>,
+    pub image: Option<String>,
+    pub node: Option<String>,
+    pub container: Option<String>,
+    pub created_at: u64,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Liveness of a node as the coordinator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeStatus {
+    Ready,
+    Down,
+}
+
+/// A node's heartbeat record, rewritten every few seconds by the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    /// The address other hosts (and this node's Caddy) reach its published container ports on.
+    pub address: String,
+    pub ingress_http: u16,
+    pub version: String,
+    pub started_at: u64,
+    pub last_heartbeat: u64,
+    /// Deployment jobs this node is working on right now.
+    #[serde(default)]
+    pub running_jobs: u32,
+}
+
+/// One upstream of a route: a published container port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    /// `host:port` Caddy dials.
+    pub dial: String,
+    pub node: String,
+    pub container: String,
+    pub deployment: String,
+}
+
+/// Desired state of one domain's route: every node's Caddy should carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub domain: String,
+    pub app: String,
+    pub upstreams: Vec<Upstream>,
+    pub updated_at: u64,
+}

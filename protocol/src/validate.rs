@@ -1,0 +1,169 @@
+//! Checks of what a person sends, with messages they can act on. Pure functions: both the
+//! coordinator (at the API) and the node (before touching the file system) use them.
+
+/// An app name: a DNS label (lowercase letters, digits, `-`; 1 to 63; no leading or trailing `-`).
+pub fn app_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 63 {
+        return Err(format!("app name {name:?} must be 1 to 63 characters long"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        || name.starts_with('-')
+        || name.ends_with('-')
+    {
+        return Err(format!(
+            "app name {name:?} is not a DNS label: use lowercase letters, digits and '-', \
+             not starting or ending with '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// A domain name: dot-separated DNS labels (letters, digits, `-`), at most 253 characters.
+pub fn domain(d: &str) -> Result<(), String> {
+    let bad = || format!("{d:?} is not a valid domain name (e.g. app.example.com)");
+    if d.is_empty() || d.len() > 253 || d.ends_with('.') {
+        return Err(bad());
+    }
+    for label in d.split('.') {
+        if label.is_empty()
+            || label.len() > 63
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(bad());
+        }
+    }
+    Ok(())
+}
+
+/// A TCP port a container listens on.
+pub fn port(p: u32) -> Result<u16, String> {
+    if (1..=65535).contains(&p) {
+        Ok(p as u16)
+    } else {
+        Err(format!("port {p} is out of range: use 1 to 65535"))
+    }
+}
+
+/// A path inside the repository: relative, and never leaving it through `..`.
+pub fn repo_path(what: &str, p: &str) -> Result<(), String> {
+    if p.is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if p.starts_with('/') || p.starts_with('\\') {
+        return Err(format!(
+            "{what} {p:?} must be relative to the repository, not absolute"
+        ));
+    }
+    if p.split(['/', '\\']).any(|part| part == "..") {
+        return Err(format!("{what} {p:?} must stay inside the repository (no '..')"));
+    }
+    if p.contains('\0') {
+        return Err(format!("{what} {p:?} contains a NUL byte"));
+    }
+    Ok(())
+}
+
+/// A git URL or path: non-empty, one line, and not an option in disguise.
+pub fn repo(r: &str) -> Result<(), String> {
+    if r.trim().is_empty() {
+        return Err("repo must be a git URL or path".into());
+    }
+    if r.starts_with('-') || r.contains(['\n', '\r', '\0']) {
+        return Err(format!("repo {r:?} is not a git URL or path"));
+    }
+    Ok(())
+}
+
+/// A branch, tag or commit: no spaces, no leading `-`, nothing git would refuse.
+pub fn git_ref(what: &str, r: &str) -> Result<(), String> {
+    let bad = || format!("{what} {r:?} is not a valid git branch, tag or commit");
+    if r.is_empty()
+        || r.len() > 255
+        || r.starts_with('-')
+        || r.contains("..")
+        || r.bytes()
+            .any(|b| b.is_ascii_control() || b" ~^:?*[\\".contains(&b))
+    {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// An environment variable name.
+pub fn env_name(k: &str) -> Result<(), String> {
+    let ok = !k.is_empty()
+        && !k.as_bytes()[0].is_ascii_digit()
+        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "environment variable name {k:?} must be letters, digits and '_', not starting with a digit"
+        ))
+    }
+}
+
+/// A health-check path: starts with `/`.
+pub fn health_path(p: &str) -> Result<(), String> {
+    if p.starts_with('/') && !p.contains(char::is_whitespace) {
+        Ok(())
+    } else {
+        Err(format!("health_check.path {p:?} must start with '/' and contain no spaces"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        for ok in ["a", "hello", "my-app-2", &"a".repeat(63)] {
+            assert!(app_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "Hello", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(app_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn domains() {
+        for ok in ["a.localhost", "x.example.com", "localhost"] {
+            assert!(domain(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a..b", "-a.com", "a b.com", "a.com.", "a/b", "http://a.com"] {
+            assert!(domain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(port(80), Ok(80));
+        assert!(port(0).is_err());
+        assert!(port(65536).is_err());
+    }
+
+    #[test]
+    fn repo_paths() {
+        for ok in [".", "Dockerfile", "app/Dockerfile", "./sub"] {
+            assert!(repo_path("context", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/etc", "../x", "a/../../x", "a/.."] {
+            assert!(repo_path("context", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refs() {
+        for ok in ["main", "feature/x", "v1.0", "0123abcd"] {
+            assert!(git_ref("ref", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a b", "a..b", "a:b", "--upload-pack=x"] {
+            assert!(git_ref("ref", bad).is_err(), "{bad}");
+        }
+    }
+}

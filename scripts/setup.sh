@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Makes a fresh Debian machine ready to run Berth and its tests: a Docker engine that answers,
+# redis-server, caddy, git, busybox-static and curl from Debian's packages, and the local
+# `busybox:latest` base image. Idempotent; run as root (or with sudo).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v caddy >/dev/null || need+=(caddy)
+command -v git >/dev/null || need+=(git)
+command -v curl >/dev/null || need+=(curl)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
+command -v docker >/dev/null || need+=(docker.io)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  echo "setup: no Docker engine answers; starting dockerd"
+  if command -v systemctl >/dev/null && systemctl start docker 2>/dev/null; then :; else
+    nohup dockerd >/var/log/berth-dockerd.log 2>&1 &
+  fi
+  for _ in $(seq 1 120); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /var/log/berth-dockerd.log" >&2; exit 1; }
+fi
+
+bash scripts/base-image.sh
+echo "setup: ready"

@@ -1,0 +1,90 @@
+//! Errors as HTTP answers: `{"error": "<message a person can act on>"}` with the right status.
+
+use std::convert::Infallible;
+
+use berth_coordinator::Error;
+use berth_protocol::api::ErrorBody;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match &e {
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if e.is_client_error() {
+            ApiError::new(status, e.to_string())
+        } else {
+            tracing::error!(error = %e, "internal error answering a request");
+            ApiError::new(
+                status,
+                "internal error in the coordinator; its log has the details",
+            )
+        }
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        warp::reply::with_status(
+            warp::reply::json(&ErrorBody {
+                error: self.message,
+            }),
+            self.status,
+        )
+        .into_response()
+    }
+}
+
+/// Rejection for a missing or wrong bearer token.
+#[derive(Debug)]
+pub struct Unauthorized(pub &'static str);
+
+impl warp::reject::Reject for Unauthorized {}
+
+/// Turns warp's rejections into JSON errors.
+pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
+    let err = if let Some(Unauthorized(msg)) = r.find() {
+        ApiError::new(StatusCode::UNAUTHORIZED, *msg)
+    } else if r.is_not_found() {
+        ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see the API table in the README")
+    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is larger than 1 MiB")
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path")
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("bad request: {r:?}"))
+    };
+    let mut resp = err.into_response();
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            "www-authenticate",
+            warp::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    Ok(resp)
+}

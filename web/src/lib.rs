@@ -1,0 +1,264 @@
+//! The HTTP API (warp on hyper): JSON in and out, `Authorization: Bearer <token>` on everything
+//! but `/healthz`.
+//!
+//! Each endpoint turns a request into one message to the coordinator's `Api` actor and its answer
+//! into a response. Errors are `{"error": "..."}`: client mistakes map to 4xx with the
+//! coordinator's message; internal failures to 500 with a generic text (details go to the log).
+
+pub mod error;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use berth_coordinator::{api, Coordinator};
+use berth_protocol::api::{CreateApp, CreateDeployment, PatchApp};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+pub use error::{ApiError, Unauthorized};
+
+/// Largest request body accepted.
+const BODY_LIMIT: u64 = 1024 * 1024;
+
+#[derive(Clone)]
+struct Ctx {
+    coord: Coordinator,
+    /// The bearer token every `/api` request must carry.
+    token: Arc<str>,
+}
+
+/// All routes of the API.
+pub fn routes(
+    coord: Coordinator,
+    token: &str,
+) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let ctx = Ctx {
+        coord,
+        token: Arc::from(token),
+    };
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+
+    let with = {
+        let ctx = ctx.clone();
+        move || {
+            let ctx = ctx.clone();
+            warp::any().map(move || ctx.clone())
+        }
+    };
+    let auth = authorized(ctx.token.clone());
+    let api = warp::path!("api" / "v1" / ..).and(auth);
+
+    let list_apps = warp::path!("apps")
+        .and(warp::get())
+        .and(with())
+        .then(|c: Ctx| async move { respond(c.coord.api.send(api::ListApps).await, StatusCode::OK) });
+    let create_app = warp::path!("apps")
+        .and(warp::post())
+        .and(json_body::<CreateApp>())
+        .and(with())
+        .then(|body: Result<CreateApp, ApiError>, c: Ctx| async move {
+            match body {
+                Ok(b) => respond(c.coord.api.send(api::CreateApp(b)).await, StatusCode::CREATED),
+                Err(e) => e.into_response(),
+            }
+        });
+    let get_app = warp::path!("apps" / String)
+        .and(warp::get())
+        .and(with())
+        .then(|name, c: Ctx| async move {
+            respond(c.coord.api.send(api::GetApp(name)).await, StatusCode::OK)
+        });
+    let patch_app = warp::path!("apps" / String)
+        .and(warp::patch())
+        .and(json_body::<PatchApp>())
+        .and(with())
+        .then(|name, body: Result<PatchApp, ApiError>, c: Ctx| async move {
+            match body {
+                Ok(b) => respond(c.coord.api.send(api::PatchApp(name, b)).await, StatusCode::OK),
+                Err(e) => e.into_response(),
+            }
+        });
+    let delete_app = warp::path!("apps" / String)
+        .and(warp::delete())
+        .and(with())
+        .then(|name, c: Ctx| async move {
+            match flatten(c.coord.api.send(api::DeleteApp(name)).await) {
+                Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                Err(e) => e.into_response(),
+            }
+        });
+    let create_deployment = warp::path!("apps" / String / "deployments")
+        .and(warp::post())
+        .and(optional_json_body::<CreateDeployment>())
+        .and(with())
+        .then(|name, body: Result<CreateDeployment, ApiError>, c: Ctx| async move {
+            match body {
+                Ok(b) => respond(
+                    c.coord.api.send(api::CreateDeployment(name, b)).await,
+                    StatusCode::ACCEPTED,
+                ),
+                Err(e) => e.into_response(),
+            }
+        });
+    let list_deployments = warp::path!("apps" / String / "deployments")
+        .and(warp::get())
+        .and(with())
+        .then(|name, c: Ctx| async move {
+            respond(c.coord.api.send(api::ListDeployments(name)).await, StatusCode::OK)
+        });
+    let get_deployment = warp::path!("deployments" / String)
+        .and(warp::get())
+        .and(with())
+        .then(|id, c: Ctx| async move {
+            respond(c.coord.api.send(api::GetDeployment(id)).await, StatusCode::OK)
+        });
+    let deployment_log = warp::path!("deployments" / String / "logs")
+        .and(warp::get())
+        .and(with())
+        .then(|id, c: Ctx| async move {
+            match flatten(c.coord.api.send(api::GetDeploymentLog(id)).await) {
+                Ok(lines) => {
+                    let mut text = lines.join("\n");
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    warp::reply::with_header(text, "content-type", "text/plain; charset=utf-8")
+                        .into_response()
+                }
+                Err(e) => e.into_response(),
+            }
+        });
+    let nodes = warp::path!("nodes")
+        .and(warp::get())
+        .and(with())
+        .then(|c: Ctx| async move { respond(c.coord.api.send(api::ListNodes).await, StatusCode::OK) });
+
+    let v1 = api.and(
+        list_apps
+            .or(create_app)
+            .unify()
+            .or(get_app)
+            .unify()
+            .or(patch_app)
+            .unify()
+            .or(delete_app)
+            .unify()
+            .or(create_deployment)
+            .unify()
+            .or(list_deployments)
+            .unify()
+            .or(get_deployment)
+            .unify()
+            .or(deployment_log)
+            .unify()
+            .or(nodes)
+            .unify(),
+    );
+    healthz
+        .or(v1)
+        .unify()
+        .recover(error::recover)
+        .unify()
+        .with(warp::log::custom(|info| {
+            tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), "request");
+        }))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    coord: Coordinator,
+    token: &str,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(routes(coord, token))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await
+}
+
+/// Binds the API's address, with a message a person can act on when it is taken.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} ({e}); set api.listen / BERTH_API__LISTEN to a free address"),
+        )
+    })
+}
+
+fn authorized(token: Arc<str>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and_then(move |h: Option<String>| {
+            let token = token.clone();
+            async move {
+                let given = h
+                    .as_deref()
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(str::trim);
+                match given {
+                    Some(g) if bool::from(g.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
+                    Some(_) => Err(warp::reject::custom(Unauthorized("the API token is wrong"))),
+                    None => Err(warp::reject::custom(Unauthorized(
+                        "missing 'Authorization: Bearer <token>' header",
+                    ))),
+                }
+            }
+        })
+        .untuple_one()
+}
+
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn json_body<T: DeserializeOwned + Send>(
+) -> impl Filter<Extract = (Result<T, ApiError>,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(BODY_LIMIT)
+        .and(warp::body::bytes())
+        .map(|b: Bytes| parse(&b))
+}
+
+/// A JSON body that may be absent (treated as `{}`).
+fn optional_json_body<T: DeserializeOwned + Default + Send>(
+) -> impl Filter<Extract = (Result<T, ApiError>,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(BODY_LIMIT)
+        .and(warp::body::bytes())
+        .map(|b: Bytes| {
+            if b.iter().all(u8::is_ascii_whitespace) {
+                Ok(T::default())
+            } else {
+                parse(&b)
+            }
+        })
+}
+
+fn flatten<T>(
+    r: Result<berth_coordinator::Result<T>, actix::MailboxError>,
+) -> Result<T, ApiError> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ApiError::from(e)),
+        Err(e) => Err(ApiError::from(berth_coordinator::Error::from(e))),
+    }
+}
+
+fn respond<T: Serialize>(
+    r: Result<berth_coordinator::Result<T>, actix::MailboxError>,
+    ok: StatusCode,
+) -> Response {
+    match flatten(r) {
+        Ok(v) => warp::reply::with_status(warp::reply::json(&v), ok).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
