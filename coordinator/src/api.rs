@@ -50,7 +50,10 @@ fn app_not_found(name: &str) -> Error {
 }
 
 async fn load_app(store: &Store, name: &str) -> Result<App> {
-    store.get_app(name).await?.ok_or_else(|| app_not_found(name))
+    store
+        .get_app(name)
+        .await?
+        .ok_or_else(|| app_not_found(name))
 }
 
 /// Fails when another app already serves one of `app`'s domains.

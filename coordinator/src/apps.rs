@@ -123,18 +123,69 @@ mod tests {
     #[test]
     fn rejects_bad_input_with_a_reason() {
         let cases: Vec<(CreateApp, &str)> = vec![
-            (CreateApp { name: "Bad_Name".into(), ..req() }, "DNS label"),
-            (CreateApp { port: 70000, ..req() }, "out of range"),
-            (CreateApp { port: 0, ..req() }, "out of range"),
-            (CreateApp { dockerfile: Some("../Dockerfile".into()), ..req() }, "inside the repository"),
-            (CreateApp { context: Some("/etc".into()), ..req() }, "not absolute"),
-            (CreateApp { domains: Some(vec!["bad domain".into()]), ..req() }, "not a valid domain"),
-            (CreateApp { domains: Some(vec![]), ..req() }, "at least one domain"),
-            (CreateApp { repo: "".into(), ..req() }, "git URL"),
-            (CreateApp { branch: Some("-x".into()), ..req() }, "branch"),
             (
                 CreateApp {
-                    health_check: Some(HealthCheckPatch { path: Some("health".into()), ..Default::default() }),
+                    name: "Bad_Name".into(),
+                    ..req()
+                },
+                "DNS label",
+            ),
+            (
+                CreateApp {
+                    port: 70000,
+                    ..req()
+                },
+                "out of range",
+            ),
+            (CreateApp { port: 0, ..req() }, "out of range"),
+            (
+                CreateApp {
+                    dockerfile: Some("../Dockerfile".into()),
+                    ..req()
+                },
+                "inside the repository",
+            ),
+            (
+                CreateApp {
+                    context: Some("/etc".into()),
+                    ..req()
+                },
+                "not absolute",
+            ),
+            (
+                CreateApp {
+                    domains: Some(vec!["bad domain".into()]),
+                    ..req()
+                },
+                "not a valid domain",
+            ),
+            (
+                CreateApp {
+                    domains: Some(vec![]),
+                    ..req()
+                },
+                "at least one domain",
+            ),
+            (
+                CreateApp {
+                    repo: "".into(),
+                    ..req()
+                },
+                "git URL",
+            ),
+            (
+                CreateApp {
+                    branch: Some("-x".into()),
+                    ..req()
+                },
+                "branch",
+            ),
+            (
+                CreateApp {
+                    health_check: Some(HealthCheckPatch {
+                        path: Some("health".into()),
+                        ..Default::default()
+                    }),
                     ..req()
                 },
                 "must start with '/'",
@@ -151,7 +202,10 @@ mod tests {
         let app = build(req(), "localhost").unwrap();
         let p = PatchApp {
             port: Some(9000),
-            health_check: Some(HealthCheckPatch { retries: Some(9), ..Default::default() }),
+            health_check: Some(HealthCheckPatch {
+                retries: Some(9),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let patched = patch(app.clone(), p).unwrap();
@@ -159,6 +213,13 @@ mod tests {
         assert_eq!(patched.health_check.retries, 9);
         assert_eq!(patched.health_check.path, app.health_check.path);
         assert_eq!(patched.repo, app.repo);
-        assert!(patch(app, PatchApp { port: Some(0), ..Default::default() }).is_err());
+        assert!(patch(
+            app,
+            PatchApp {
+                port: Some(0),
+                ..Default::default()
+            }
+        )
+        .is_err());
     }
 }

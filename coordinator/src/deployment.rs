@@ -94,7 +94,9 @@ impl DeploymentActor {
                 Ok(Step::Done) => ctx.stop(),
                 Ok(Step::Sent) => act.sent = true,
                 Ok(Step::Wait) => {}
-                Err(e) => tracing::warn!(deployment = %act.id, error = %e, "deployment tick failed"),
+                Err(e) => {
+                    tracing::warn!(deployment = %act.id, error = %e, "deployment tick failed")
+                }
             }
         }));
     }
@@ -172,14 +174,27 @@ async fn tick(
             {
                 return Ok(Step::Wait);
             }
-            send_job(&store, &ledger, &id, &node, &d.app, d.git_ref.clone(), d.created_at, dl).await
+            send_job(
+                &store,
+                &ledger,
+                &id,
+                &node,
+                &d.app,
+                d.git_ref.clone(),
+                d.created_at,
+                dl,
+            )
+            .await
         }
         Some(node) => {
             if !live.iter().any(|n| &n.name == node) {
                 ledger
                     .send(fail(
                         &id,
-                        format!("node {node} stopped heartbeating while the deployment was {}", d.status),
+                        format!(
+                            "node {node} stopped heartbeating while the deployment was {}",
+                            d.status
+                        ),
                     ))
                     .await??;
                 return Ok(Step::Done);
@@ -187,7 +202,17 @@ async fn tick(
             if !sent && d.status == DeploymentStatus::Queued {
                 // A job queued by an earlier actor may not have reached the stream; the node's
                 // claim makes a second copy harmless.
-                return send_job(&store, &ledger, &id, node, &d.app, d.git_ref.clone(), d.created_at, dl).await;
+                return send_job(
+                    &store,
+                    &ledger,
+                    &id,
+                    node,
+                    &d.app,
+                    d.git_ref.clone(),
+                    d.created_at,
+                    dl,
+                )
+                .await;
             }
             Ok(Step::Wait)
         }
@@ -216,12 +241,12 @@ async fn send_job(
             .await??;
         return Ok(Step::Done);
     };
-    let job = Job::Deploy(DeployJob {
+    let job = Job::Deploy(Box::new(DeployJob {
         deployment_id: id.to_string(),
         app,
         git_ref,
         deadline_ms: created_at + dl.deploy_timeout.as_millis() as u64,
-    });
+    }));
     store.send_job(node, id, &job).await?;
     Ok(Step::Sent)
 }
@@ -231,6 +256,8 @@ impl Actor for DeploymentActor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.schedule_tick(ctx);
-        ctx.run_interval(Duration::from_millis(500), |act, ctx| act.schedule_tick(ctx));
+        ctx.run_interval(Duration::from_millis(500), |act, ctx| {
+            act.schedule_tick(ctx)
+        });
     }
 }

@@ -88,7 +88,9 @@ async fn run(url: &str, ledger: &Addr<Ledger>) -> Result<()> {
             if let Some(bytes) = entry.get::<Vec<u8>>(STREAM_FIELD) {
                 match decode::<Event>(&bytes, EVENT_KIND) {
                     Ok(ev) => apply(ledger, ev).await?,
-                    Err(e) => tracing::warn!(entry = %entry.id, error = %e, "skipping undecodable event"),
+                    Err(e) => {
+                        tracing::warn!(entry = %entry.id, error = %e, "skipping undecodable event")
+                    }
                 }
             }
             let _: i64 = redis::cmd("XACK")

@@ -76,7 +76,9 @@ impl Reconciler {
                     act.actors.retain(|_, a| a.connected());
                     match res {
                         Ok(ids) => ids.into_iter().for_each(|id| act.track(id)),
-                        Err(e) => tracing::warn!(error = %e, "reconciler cannot read active deployments"),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reconciler cannot read active deployments")
+                        }
                     }
                 }),
         );

@@ -100,7 +100,7 @@ mod tests {
             version: "t".into(),
             started_at: 0,
             last_heartbeat: 10_000,
-        running_jobs: 0,
+            running_jobs: 0,
         };
         let t = Duration::from_secs(5);
         assert_eq!(status_of(&n, 14_000, t), NodeStatus::Ready);

@@ -37,6 +37,9 @@ mod tests {
     fn least_loaded_wins_ties_by_name() {
         let nodes = [node("b", 1), node("c", 0), node("a", 0)];
         assert_eq!(place(&nodes, &|_| 0).unwrap().name, "a");
-        assert_eq!(place(&nodes, &|n| u32::from(n == "a") * 5).unwrap().name, "c");
+        assert_eq!(
+            place(&nodes, &|n| u32::from(n == "a") * 5).unwrap().name,
+            "c"
+        );
     }
 }

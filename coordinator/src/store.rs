@@ -127,9 +127,11 @@ impl Store {
     pub async fn put_deployment(&self, d: &Deployment) -> Result<()> {
         let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
         let mut pipe = redis::pipe();
-        pipe.atomic()
-            .set(keys::deployment(&d.id), bytes)
-            .zadd(keys::app_deployments(&d.app), &d.id, d.created_at);
+        pipe.atomic().set(keys::deployment(&d.id), bytes).zadd(
+            keys::app_deployments(&d.app),
+            &d.id,
+            d.created_at,
+        );
         if d.status.is_terminal() {
             pipe.srem(keys::ACTIVE_DEPLOYMENTS, &d.id);
         } else {

@@ -101,10 +101,12 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
     let progress = Progress::default();
     progress.set_step("waiting in the queue");
     let id_ok = check_deployment_id(id);
+    let id_valid = id_ok.is_ok();
     let checkout = svc.builds_dir.join(id);
 
     let outcome = match id_ok {
         Err(e) => Err(e),
+        Ok(()) if now_ms() >= job.deadline_ms => Err(Error::Deadline(progress.step().into())),
         Ok(()) => {
             let remaining = Duration::from_millis(job.deadline_ms.saturating_sub(now_ms()));
             let bound =
@@ -115,7 +117,7 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
             }
         }
     };
-    if check_deployment_id(id).is_ok() {
+    if id_valid {
         remove_dir(&checkout).await;
     }
     let outcome = match outcome {
@@ -126,7 +128,8 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
 
     match outcome {
         Ok(ready) => {
-            drain_previous(svc, job, &log, &ready.container).await;
+            // Traffic is on the new container: that is success. The old one is stopped after
+            // (still under this app's lock, so the next deployment waits for it).
             log.system(format!(
                 "deployment succeeded: container {}",
                 short(&ready.container)
@@ -139,11 +142,12 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
                     EventFields {
                         commit: Some(ready.commit),
                         image: Some(ready.image),
-                        container: Some(ready.container),
+                        container: Some(ready.container.clone()),
                         error: None,
                     },
                 )
                 .await;
+            drain_previous(svc, job, &log, &ready.container).await;
         }
         Err(e) => {
             let text = e.to_string();
@@ -218,7 +222,10 @@ async fn prepare(
         },
         tag: format!("berth/{}:{id}", app.name),
         build_args: app.env.build.clone(),
-        labels: labels.clone(),
+        // No image labels: the classic builder turns each into one more build step with its own
+        // intermediate container (about a second each here). The tag names the app and
+        // deployment; the container carries the labels.
+        labels: HashMap::new(),
     };
     let image = svc.builder.build(checkout, &plan, log).await?;
     log.system(format!("built {image}")).await;
@@ -273,6 +280,7 @@ async fn prepare(
     probe::wait_healthy(&svc.probe_http, &url, &app.health_check, &live, log)
         .await
         .map_err(Error::Health)?;
+    runner::keep_running(&svc.docker, &cid).await?;
 
     Ok(Ready {
         commit,

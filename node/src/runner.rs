@@ -10,7 +10,8 @@ use std::time::Duration;
 use berth_protocol::LogStream;
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerUpdateBody, HostConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
@@ -78,8 +79,10 @@ pub async fn create(docker: &Docker, spec: &RunSpec) -> Result<String> {
         exposed_ports: Some(vec![port_key]),
         host_config: Some(HostConfig {
             port_bindings: Some(bindings),
+            // No restarts while probing, so a crash shows as `exited` with its real code;
+            // `unless-stopped` is set once the container is healthy (see `keep_running`).
             restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                name: Some(RestartPolicyNameEnum::NO),
                 maximum_retry_count: None,
             }),
             ..Default::default()
@@ -107,6 +110,14 @@ pub async fn start(docker: &Docker, id: &str, port: u16) -> Result<Started> {
         .inspect_container(id, None)
         .await
         .map_err(|e| Error::Run(format!("inspect: {}", docker_error_text(&e))))?;
+    if let Some(state) = &info.state {
+        if !state.running.unwrap_or(true) {
+            return Err(Error::Run(format!(
+                "container exited with code {}",
+                state.exit_code.unwrap_or(-1)
+            )));
+        }
+    }
     let key = format!("{port}/tcp");
     let host_port = info
         .network_settings
@@ -120,6 +131,21 @@ pub async fn start(docker: &Docker, id: &str, port: u16) -> Result<Started> {
         id: id.to_string(),
         host_port,
     })
+}
+
+/// Gives a healthy container the restart policy `unless-stopped`.
+pub async fn keep_running(docker: &Docker, id: &str) -> Result<()> {
+    let body = ContainerUpdateBody {
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+            maximum_retry_count: None,
+        }),
+        ..Default::default()
+    };
+    docker
+        .update_container(id, body)
+        .await
+        .map_err(|e| Error::Run(format!("set restart policy: {}", docker_error_text(&e))))
 }
 
 /// Copies the last `n` lines of the container's output into the deployment log.

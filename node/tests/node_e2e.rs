@@ -35,6 +35,27 @@ impl Drop for TempDir {
     }
 }
 
+/// Removes the test app's containers and images, even when the test panics.
+struct DockerCleanup(String);
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let docker = |args: &[&str]| {
+            std::process::Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let filter = format!("label=berth.app={}", self.0);
+        for c in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
+            docker(&["rm", "-f", c]);
+        }
+        for i in docker(&["images", "-q", "--filter", &filter]).split_whitespace() {
+            docker(&["image", "rm", "-f", i]);
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -150,7 +171,8 @@ fn commit_version(work: &Path, bare: &Path, version: &str) {
     .unwrap();
     std::fs::write(
         work.join("app/start.sh"),
-        "echo \"hello $(cat /www/version) $MSG\" > /www/index.html\necho app starting\nexec httpd -f -p 8080 -h /www\n",
+        "echo \"hello $(cat /www/version) $MSG\" > /www/index.html\necho app starting\n\
+         if [ -n \"$CRASH\" ]; then echo crashing >&2; exit \"$CRASH\"; fi\nexec httpd -f -p 8080 -h /www\n",
     )
     .unwrap();
     git(work, &["add", "."]);
@@ -271,6 +293,19 @@ async fn log_text(conn: &mut MultiplexedConnection, id: &str) -> String {
         .join("\n")
 }
 
+/// The app's containers once their number is `n` (the old one is stopped right after the
+/// switch, so it may take the app's stop grace time to go), or what is there at the deadline.
+async fn containers_settled(app: &str, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = containers(app).await;
+        if now.len() == n || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn containers(app: &str) -> Vec<String> {
     let out = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label=berth.app={app}")])
@@ -296,6 +331,7 @@ async fn deploys_switches_fails_safely_and_removes() {
     let node = format!("n{suffix}");
     let app_name = format!("e2e{suffix}");
     let domain = format!("{app_name}.localhost");
+    let _cleanup = DockerCleanup(app_name.clone());
 
     let work = tmp.0.join("work");
     let bare = tmp.0.join("repo.git");
@@ -337,12 +373,12 @@ async fn deploys_switches_fails_safely_and_removes() {
     );
 
     let deploy = |id: &str, git_ref: Option<&str>, a: App| {
-        Job::Deploy(DeployJob {
+        Job::Deploy(Box::new(DeployJob {
             deployment_id: id.into(),
             app: a,
             git_ref: git_ref.map(String::from),
             deadline_ms: now_ms() + 170_000,
-        })
+        }))
     };
     let base = app(&app_name, &bare, &domain);
 
@@ -376,7 +412,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         get(ingress, &domain).await,
         Some((200, "hello v2 bt rt\n".into()))
     );
-    let left = containers(&app_name).await;
+    let left = containers_settled(&app_name, 1).await;
     assert_eq!(left.len(), 1);
     assert!(c2.starts_with(&left[0]) && !c1.starts_with(&left[0]));
 
@@ -399,6 +435,42 @@ async fn deploys_switches_fails_safely_and_removes() {
     );
     assert_eq!(containers(&app_name).await.len(), 1);
 
+    // 3b. A container that exits fails fast with its exit code.
+    let mut crash = base.clone();
+    crash.env.runtime.insert("CRASH".into(), "3".into());
+    crash.health_check.deadline_s = 60;
+    let t = Instant::now();
+    push_job(&mut conn, &node, &deploy("d3b", None, crash)).await;
+    let (status, _, err) = terminal(&conn, "d3b").await;
+    assert_eq!(status, DeploymentStatus::Failed);
+    // Caught by the probe, or already at start if it exited that fast.
+    let err = err.unwrap_or_default();
+    assert!(err.ends_with("container exited with code 3"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(40));
+    assert!(log_text(&mut conn, "d3b").await.contains("crashing"));
+
+    // 3c. A job past its deadline fails without running; a redelivered job is skipped.
+    let mut late = deploy("d3c", None, base.clone());
+    if let Job::Deploy(d) = &mut late {
+        d.deadline_ms = now_ms() - 1;
+    }
+    push_job(&mut conn, &node, &late).await;
+    let (status, _, err) = terminal(&conn, "d3c").await;
+    assert_eq!(status, DeploymentStatus::Failed);
+    assert_eq!(
+        err.as_deref(),
+        Some("deadline exceeded while waiting in the queue")
+    );
+    let d2_events = |evs: Vec<Event>| {
+        evs.into_iter()
+            .filter(
+                |e| matches!(e, Event::Deployment { deployment_id, .. } if deployment_id == "d2"),
+            )
+            .count()
+    };
+    let before = d2_events(events(&mut conn).await);
+    push_job(&mut conn, &node, &deploy("d2", None, base.clone())).await;
+
     // 4. A bad ref fails with git's words.
     push_job(
         &mut conn,
@@ -411,6 +483,12 @@ async fn deploys_switches_fails_safely_and_removes() {
     assert!(
         err.as_deref().unwrap_or("").starts_with("git fetch failed"),
         "{err:?}"
+    );
+    // d4 ran after the duplicate d2 (same app, in order): d2 did not run again.
+    assert_eq!(d2_events(events(&mut conn).await), before);
+    assert_eq!(
+        get(ingress, &domain).await,
+        Some((200, "hello v2 bt rt\n".into()))
     );
 
     // 5. Caddy restarts and loses its config: the router puts routes back.
@@ -457,31 +535,30 @@ async fn deploys_switches_fails_safely_and_removes() {
         .await
         .unwrap();
     assert!(routes.is_none());
-    let pending: redis::Value = redis::cmd("XPENDING")
-        .arg(keys::jobs(&node))
-        .arg(keys::JOBS_GROUP)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    if let redis::Value::Array(v) = pending {
-        assert_eq!(
-            v.first(),
-            Some(&redis::Value::Int(0)),
-            "every job acknowledged"
-        );
-    }
+    until("every job acknowledged", Duration::from_secs(10), || {
+        let mut c = conn.clone();
+        let stream = keys::jobs(&node);
+        async move {
+            let pending: redis::Value = redis::cmd("XPENDING")
+                .arg(stream)
+                .arg(keys::JOBS_GROUP)
+                .query_async(&mut c)
+                .await
+                .ok()?;
+            match pending {
+                redis::Value::Array(v) => (v.first() == Some(&redis::Value::Int(0))).then_some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
 
+    let builds = std::fs::read_dir(tmp.0.join("data/node/builds"))
+        .unwrap()
+        .count();
+    assert_eq!(builds, 0, "checkouts are removed");
+    let t = Instant::now();
     handle.shutdown().await;
+    assert!(t.elapsed() < Duration::from_secs(5));
     caddy.kill().await.unwrap();
-    let _ = Command::new("docker")
-        .args([
-            "image",
-            "rm",
-            "-f",
-            &format!("berth/{app_name}:d1"),
-            &format!("berth/{app_name}:d2"),
-            &format!("berth/{app_name}:d3"),
-        ])
-        .output()
-        .await;
 }

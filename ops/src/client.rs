@@ -39,7 +39,7 @@ pub struct Conn {
 #[derive(Subcommand)]
 pub enum AppsCmd {
     /// Create an app.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List apps.
     List,
     /// Show one app.
@@ -124,8 +124,8 @@ fn resolve(config: &Option<PathBuf>, conn: &Conn) -> Result<Client> {
     if base.is_none() || token.is_none() {
         let path = client_config_path();
         if let Ok(text) = std::fs::read_to_string(&path) {
-            let f: ClientFile = toml_lite(&text)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let f: ClientFile =
+                toml_lite(&text).with_context(|| format!("reading {}", path.display()))?;
             base.get_or_insert(f.api);
             token.get_or_insert(f.token);
         }
@@ -165,10 +165,12 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the Berth API at {} (is `berth up` running?)", self.base))?;
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the Berth API at {} (is `berth up` running?)",
+                self.base
+            )
+        })?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if !status.is_success() {
@@ -328,14 +330,19 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Deployments(a) => {
-            let ds: Vec<Deployment> = c.get(&format!("/api/v1/apps/{}/deployments", a.app)).await?;
+            let ds: Vec<Deployment> = c
+                .get(&format!("/api/v1/apps/{}/deployments", a.app))
+                .await?;
             print(json, &ds, |ds| {
                 for d in ds {
                     println!(
                         "{:<22} {:<10} {:<12} {:<9} {}",
                         d.id,
                         d.status,
-                        d.commit.as_deref().map(|c| &c[..c.len().min(10)]).unwrap_or("-"),
+                        d.commit
+                            .as_deref()
+                            .map(|c| &c[..c.len().min(10)])
+                            .unwrap_or("-"),
                         ago(d.created_at),
                         d.error.as_deref().unwrap_or("")
                     );
@@ -347,7 +354,11 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
             print(json, &d, show_deployment)
         }
         Cmd::Log(a) => {
-            print!("{}", c.text(&format!("/api/v1/deployments/{}/logs", a.id)).await?);
+            print!(
+                "{}",
+                c.text(&format!("/api/v1/deployments/{}/logs", a.id))
+                    .await?
+            );
             Ok(())
         }
         Cmd::Nodes => {
@@ -364,7 +375,9 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
                 }
             })
         }
-        Cmd::Up | Cmd::Coordinator | Cmd::Node => unreachable!("server commands are dispatched in main"),
+        Cmd::Up | Cmd::Coordinator | Cmd::Node => {
+            unreachable!("server commands are dispatched in main")
+        }
     }
 }
 

@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "berth", version, about = "Self-hosted deployments: push code, get a URL.")]
+#[command(
+    name = "berth",
+    version,
+    about = "Self-hosted deployments: push code, get a URL."
+)]
 struct Cli {
     /// TOML configuration file (environment variables BERTH_* override it).
     #[arg(long, global = true, value_name = "FILE")]

@@ -97,13 +97,23 @@ struct Roles {
 }
 
 /// Runs the chosen roles in one actix System until a shutdown signal.
-fn run(s: &Settings, redis_url: &str, roles: Roles, on_ready: impl FnOnce(SocketAddr, &str)) -> Result<()> {
-    let token = if roles.coordinator { token(s)? } else { String::new() };
-    let listen: SocketAddr = s
-        .api
-        .listen
-        .parse()
-        .with_context(|| format!("api.listen {:?} is not an address like 127.0.0.1:7700", s.api.listen))?;
+fn run(
+    s: &Settings,
+    redis_url: &str,
+    roles: Roles,
+    on_ready: impl FnOnce(SocketAddr, &str),
+) -> Result<()> {
+    let token = if roles.coordinator {
+        token(s)?
+    } else {
+        String::new()
+    };
+    let listen: SocketAddr = s.api.listen.parse().with_context(|| {
+        format!(
+            "api.listen {:?} is not an address like 127.0.0.1:7700",
+            s.api.listen
+        )
+    })?;
     let system = actix_rt::System::new();
     system.block_on(async move {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -171,7 +181,10 @@ pub fn up(s: Settings) -> Result<()> {
         tracing::info!(admin = %s.node.caddy_admin, "using the Caddy that answers there");
         None
     } else {
-        Some(services::start_caddy(&s.data_dir.join("caddy"), &s.node.caddy_admin)?)
+        Some(services::start_caddy(
+            &s.data_dir.join("caddy"),
+            &s.node.caddy_admin,
+        )?)
     };
     let roles = Roles {
         coordinator: true,
@@ -188,7 +201,10 @@ pub fn up(s: Settings) -> Result<()> {
         println!("Berth is up.");
         println!("  API:     {url}");
         println!("  token:   {token}");
-        println!("  ingress: http://<app>.{}:{}/", s.base_domain, s.node.ingress_http);
+        println!(
+            "  ingress: http://<app>.{}:{}/",
+            s.base_domain, s.node.ingress_http
+        );
         println!("  client config: {}", client_config_path().display());
         println!("Press Ctrl-C to stop.");
     })

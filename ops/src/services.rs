@@ -102,7 +102,10 @@ pub fn start_redis(dir: &Path) -> Result<(Service, String)> {
     })
     .with_context(|| format!("see {}", dir.join("redis.log").display()))?;
     if let Ok(Some(_)) = svc.child.try_wait() {
-        bail!("redis-server exited at start; see {}", dir.join("redis.log").display());
+        bail!(
+            "redis-server exited at start; see {}",
+            dir.join("redis.log").display()
+        );
     }
     svc.name = "redis";
     Ok((svc, url))
@@ -119,9 +122,8 @@ pub fn caddy_answers(admin: &str) -> bool {
 /// Starts `caddy run` with only its admin address set; the node configures the rest through the
 /// admin API. Caddy's own state (autosave, certificates) goes under `dir`.
 pub fn start_caddy(dir: &Path, admin: &str) -> Result<Service> {
-    let bin = which("caddy").context(
-        "caddy is not installed: run scripts/setup.sh (or apt-get install caddy)",
-    )?;
+    let bin = which("caddy")
+        .context("caddy is not installed: run scripts/setup.sh (or apt-get install caddy)")?;
     std::fs::create_dir_all(dir)?;
     let boot = dir.join("bootstrap.json");
     std::fs::write(

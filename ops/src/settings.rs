@@ -84,8 +84,15 @@ impl Default for NodeSettings {
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+        // A node name is a DNS label: the host name up to its first dot, lowercased.
+        .map(|s| {
+            s.trim()
+                .split('.')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        })
+        .filter(|s| berth_protocol::validate::app_name(s).is_ok())
         .unwrap_or_else(|| "node-1".into())
 }
 

@@ -40,7 +40,9 @@ pub enum EnvelopeError {
     },
     #[error("cannot decode message: {0}")]
     Decode(#[from] rmp_serde::decode::Error),
-    #[error("message has protocol version {found}, this build understands up to {PROTOCOL_VERSION}")]
+    #[error(
+        "message has protocol version {found}, this build understands up to {PROTOCOL_VERSION}"
+    )]
     TooNew { found: u16 },
     #[error("expected a message of kind {expected}, got {found}")]
     WrongKind { expected: String, found: String },
@@ -105,7 +107,10 @@ pub fn encode<T: Serialize + DeserializeOwned>(
 }
 
 /// Decodes the body of an envelope of the given kind.
-pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8], kind: &str) -> Result<T, EnvelopeError> {
+pub fn decode<T: Serialize + DeserializeOwned>(
+    bytes: &[u8],
+    kind: &str,
+) -> Result<T, EnvelopeError> {
     Envelope::<T>::decode(bytes, kind).map(|e| e.body)
 }
 
@@ -132,7 +137,15 @@ mod tests {
 
     #[test]
     fn mixed_versions_decode() {
-        let new = encode("t", "1", &V2 { a: 1, b: Some("x".into()) }).unwrap();
+        let new = encode(
+            "t",
+            "1",
+            &V2 {
+                a: 1,
+                b: Some("x".into()),
+            },
+        )
+        .unwrap();
         assert_eq!(decode::<V1>(&new, "t").unwrap(), V1 { a: 1 });
         let old = encode("t", "1", &V1 { a: 2 }).unwrap();
         assert_eq!(decode::<V2>(&old, "t").unwrap(), V2 { a: 2, b: None });
@@ -141,7 +154,10 @@ mod tests {
     #[test]
     fn rejects_wrong_kind_and_future_version() {
         let bytes = encode("t", "1", &V1 { a: 7 }).unwrap();
-        assert!(matches!(decode::<V1>(&bytes, "u"), Err(EnvelopeError::WrongKind { .. })));
+        assert!(matches!(
+            decode::<V1>(&bytes, "u"),
+            Err(EnvelopeError::WrongKind { .. })
+        ));
         let future = rmp_serde::to_vec_named(&Envelope {
             v: PROTOCOL_VERSION + 1,
             id: "x".into(),
@@ -149,6 +165,9 @@ mod tests {
             body: V1 { a: 1 },
         })
         .unwrap();
-        assert!(matches!(decode::<V1>(&future, "t"), Err(EnvelopeError::TooNew { .. })));
+        assert!(matches!(
+            decode::<V1>(&future, "t"),
+            Err(EnvelopeError::TooNew { .. })
+        ));
     }
 }

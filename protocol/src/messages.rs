@@ -14,7 +14,7 @@ pub const EVENT_KIND: &str = "event";
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Job {
     /// Fetch, build, run, probe and switch traffic to one deployment of an app.
-    Deploy(DeployJob),
+    Deploy(Box<DeployJob>),
     /// Stop and remove every container of an app on this node and drop its routes.
     RemoveApp { app: String, domains: Vec<String> },
 }

@@ -31,7 +31,9 @@ pub fn domain(d: &str) -> Result<(), String> {
             || label.len() > 63
             || label.starts_with('-')
             || label.ends_with('-')
-            || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
             return Err(bad());
         }
@@ -59,7 +61,9 @@ pub fn repo_path(what: &str, p: &str) -> Result<(), String> {
         ));
     }
     if p.split(['/', '\\']).any(|part| part == "..") {
-        return Err(format!("{what} {p:?} must stay inside the repository (no '..')"));
+        return Err(format!(
+            "{what} {p:?} must stay inside the repository (no '..')"
+        ));
     }
     if p.contains('\0') {
         return Err(format!("{what} {p:?} contains a NUL byte"));
@@ -112,7 +116,9 @@ pub fn health_path(p: &str) -> Result<(), String> {
     if p.starts_with('/') && !p.contains(char::is_whitespace) {
         Ok(())
     } else {
-        Err(format!("health_check.path {p:?} must start with '/' and contain no spaces"))
+        Err(format!(
+            "health_check.path {p:?} must start with '/' and contain no spaces"
+        ))
     }
 }
 
@@ -135,7 +141,15 @@ mod tests {
         for ok in ["a.localhost", "x.example.com", "localhost"] {
             assert!(domain(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a..b", "-a.com", "a b.com", "a.com.", "a/b", "http://a.com"] {
+        for bad in [
+            "",
+            "a..b",
+            "-a.com",
+            "a b.com",
+            "a.com.",
+            "a/b",
+            "http://a.com",
+        ] {
             assert!(domain(bad).is_err(), "{bad}");
         }
     }

@@ -42,7 +42,10 @@ pub fn free_port() -> u16 {
 
 /// A short random suffix for names.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// Polls `f` until it returns `Some`, or fails after `timeout`.
@@ -161,7 +164,12 @@ impl Api {
     }
 
     /// Sends a request with the token; returns status and JSON body (Null when empty).
-    pub async fn req(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+    pub async fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value)> {
         let mut r = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -207,7 +215,9 @@ impl Api {
             Some(r) => serde_json::json!({"ref": r}),
             None => serde_json::json!({}),
         };
-        let (s, v) = self.post(&format!("/api/v1/apps/{app}/deployments"), body).await?;
+        let (s, v) = self
+            .post(&format!("/api/v1/apps/{app}/deployments"), body)
+            .await?;
         if s != 202 {
             bail!("deploy: HTTP {s}: {v}");
         }
@@ -276,8 +286,12 @@ impl GitRepo {
         let work = root.join("work");
         let bare = root.join("repo.git");
         copy_dir(src, &work)?;
-        sh(Command::new("git").args(["init", "-q", "--bare", "-b", "main"]).arg(&bare))?;
-        sh(Command::new("git").args(["init", "-q", "-b", "main"]).arg(&work))?;
+        sh(Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(&bare))?;
+        sh(Command::new("git")
+            .args(["init", "-q", "-b", "main"])
+            .arg(&work))?;
         let repo = GitRepo { bare, work };
         repo.git(&["remote", "add", "origin", &repo.bare.to_string_lossy()])?;
         repo.commit("initial")?;
@@ -288,7 +302,12 @@ impl GitRepo {
         sh(Command::new("git")
             .arg("-C")
             .arg(&self.work)
-            .args(["-c", "user.name=Berth Test", "-c", "user.email=test@berth.invalid"])
+            .args([
+                "-c",
+                "user.name=Berth Test",
+                "-c",
+                "user.email=test@berth.invalid",
+            ])
             .args(args))
     }
 
@@ -364,11 +383,8 @@ pub fn docker_cleanup(node: &str, apps: &[&str]) {
         }
     }
     for app in apps {
-        if let Ok(imgs) = sh(Command::new("docker").args([
-            "images",
-            "-q",
-            &format!("berth/{app}"),
-        ])) {
+        if let Ok(imgs) = sh(Command::new("docker").args(["images", "-q", &format!("berth/{app}")]))
+        {
             for img in imgs.lines() {
                 let _ = Command::new("docker").args(["rmi", "-f", img]).output();
             }
@@ -391,7 +407,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    fn base_env(dir: &Path, node: &str, ingress: u16, api_port: u16, admin: u16, token: &str) -> Vec<(String, String)> {
+    fn base_env(
+        dir: &Path,
+        node: &str,
+        ingress: u16,
+        api_port: u16,
+        admin: u16,
+        token: &str,
+    ) -> Vec<(String, String)> {
         let d = dir.to_string_lossy().to_string();
         vec![
             ("HOME".into(), d.clone()),
@@ -401,7 +424,10 @@ impl Cluster {
             ("BERTH_API__LISTEN".into(), format!("127.0.0.1:{api_port}")),
             ("BERTH_API__TOKEN".into(), token.into()),
             ("BERTH_NODE__NAME".into(), node.into()),
-            ("BERTH_NODE__CADDY_ADMIN".into(), format!("127.0.0.1:{admin}")),
+            (
+                "BERTH_NODE__CADDY_ADMIN".into(),
+                format!("127.0.0.1:{admin}"),
+            ),
             ("BERTH_NODE__INGRESS_HTTP".into(), ingress.to_string()),
             ("RUST_LOG".into(), "info".into()),
         ]
@@ -443,10 +469,14 @@ impl Cluster {
     pub async fn separate() -> Result<Cluster> {
         let dir = TempDir::new("berth-sep");
         let node = unique("node");
-        let (ingress, api_port, admin, redis_port) = (free_port(), free_port(), free_port(), free_port());
+        let (ingress, api_port, admin, redis_port) =
+            (free_port(), free_port(), free_port(), free_port());
         let token = uuid::Uuid::new_v4().simple().to_string();
         let mut env = Self::base_env(dir.path(), &node, ingress, api_port, admin, &token);
-        env.push(("BERTH_REDIS__URL".into(), format!("redis://127.0.0.1:{redis_port}/")));
+        env.push((
+            "BERTH_REDIS__URL".into(),
+            format!("redis://127.0.0.1:{redis_port}/"),
+        ));
         let mut c = Cluster {
             api: Api::new(format!("http://127.0.0.1:{api_port}"), token),
             dir,
@@ -459,15 +489,26 @@ impl Cluster {
         let d = c.dir.path().to_path_buf();
         let mut redis = Command::new("redis-server");
         redis
-            .args(["--port", &redis_port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args([
+                "--port",
+                &redis_port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
             .args(["--appendonly", "yes", "--appendfsync", "everysec"])
             .arg("--dir")
             .arg(&d);
-        c.procs.push(Proc::spawn("redis", redis, d.join("redis.log"))?);
+        c.procs
+            .push(Proc::spawn("redis", redis, d.join("redis.log"))?);
         let caddy_dir = d.join("caddy");
         std::fs::create_dir_all(&caddy_dir)?;
         let boot = caddy_dir.join("boot.json");
-        std::fs::write(&boot, format!("{{\"admin\":{{\"listen\":\"127.0.0.1:{admin}\"}}}}"))?;
+        std::fs::write(
+            &boot,
+            format!("{{\"admin\":{{\"listen\":\"127.0.0.1:{admin}\"}}}}"),
+        )?;
         let mut caddy = Command::new("caddy");
         caddy
             .arg("run")
@@ -476,7 +517,8 @@ impl Cluster {
             .env("HOME", &caddy_dir)
             .env("XDG_CONFIG_HOME", caddy_dir.join("config"))
             .env("XDG_DATA_HOME", caddy_dir.join("data"));
-        c.procs.push(Proc::spawn("caddy", caddy, d.join("caddy.log"))?);
+        c.procs
+            .push(Proc::spawn("caddy", caddy, d.join("caddy.log"))?);
         eventually("redis and caddy", Duration::from_secs(20), || async {
             let r = std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_ok();
             let a = std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok();
@@ -485,10 +527,15 @@ impl Cluster {
         .await?;
         let mut coord = c.berth();
         coord.arg("coordinator");
-        c.procs.push(Proc::spawn("berth coordinator", coord, d.join("coordinator.log"))?);
+        c.procs.push(Proc::spawn(
+            "berth coordinator",
+            coord,
+            d.join("coordinator.log"),
+        )?);
         let mut node_cmd = c.berth();
         node_cmd.arg("node");
-        c.procs.push(Proc::spawn("berth node", node_cmd, d.join("node.log"))?);
+        c.procs
+            .push(Proc::spawn("berth node", node_cmd, d.join("node.log"))?);
         c.wait_ready().await?;
         Ok(c)
     }
@@ -503,9 +550,10 @@ impl Cluster {
                 }
             }
             if let Ok((200, v)) = self.api.get("/api/v1/nodes").await {
-                let ready = v
-                    .as_array()
-                    .is_some_and(|ns| ns.iter().any(|n| n["name"] == self.node.as_str() && n["status"] == "ready"));
+                let ready = v.as_array().is_some_and(|ns| {
+                    ns.iter()
+                        .any(|n| n["name"] == self.node.as_str() && n["status"] == "ready")
+                });
                 if ready {
                     return Ok(());
                 }

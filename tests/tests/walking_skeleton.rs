@@ -5,19 +5,25 @@
 
 use std::time::Duration;
 
-use berth_tests::{hello_page, ingress_get, repo_root, running_containers, unique, Cluster, GitRepo, TempDir};
+use berth_tests::{
+    hello_page, ingress_get, repo_root, running_containers, unique, Cluster, GitRepo, TempDir,
+};
 use serde_json::json;
 
 const DEPLOY: Duration = Duration::from_secs(180);
 
 /// Waits until Caddy serves a page containing `needle` for `host`.
 async fn served(c: &Cluster, host: &str, needle: &str) -> anyhow::Result<String> {
-    berth_tests::eventually(&format!("{host} to serve {needle:?}"), Duration::from_secs(10), || async {
-        match ingress_get(c.ingress, host).await {
-            Ok((200, body)) if body.contains(needle) => Some(body),
-            _ => None,
-        }
-    })
+    berth_tests::eventually(
+        &format!("{host} to serve {needle:?}"),
+        Duration::from_secs(10),
+        || async {
+            match ingress_get(c.ingress, host).await {
+                Ok((200, body)) if body.contains(needle) => Some(body),
+                _ => None,
+            }
+        },
+    )
     .await
 }
 
@@ -32,13 +38,23 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
     let app = unique("hello");
     let host = format!("{app}.localhost");
-    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080})).await?;
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await?;
 
     // v1
     let id = c.api.deploy(&app, None).await?;
     let d = c.api.wait_terminal(&id, DEPLOY).await?;
-    assert_eq!(d["status"], "succeeded", "{d}\n{}\n{}", c.api.log(&id).await?, c.logs());
-    assert_eq!(d["commit"].as_str(), Some(repo.git(&["rev-parse", "HEAD"])?.as_str()));
+    assert_eq!(
+        d["status"],
+        "succeeded",
+        "{d}\n{}\n{}",
+        c.api.log(&id).await?,
+        c.logs()
+    );
+    assert_eq!(
+        d["commit"].as_str(),
+        Some(repo.git(&["rev-parse", "HEAD"])?.as_str())
+    );
     assert_eq!(d["node"], c.node.as_str());
     served(c, &host, &version_marker("1")).await?;
     // With a port in the Host header too, as a browser sends it.
@@ -49,11 +65,21 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
     let sha2 = repo.commit("v2")?;
     let id2 = c.api.deploy(&app, None).await?;
     let d2 = c.api.wait_terminal(&id2, DEPLOY).await?;
-    assert_eq!(d2["status"], "succeeded", "{d2}\n{}", c.api.log(&id2).await?);
+    assert_eq!(
+        d2["status"],
+        "succeeded",
+        "{d2}\n{}",
+        c.api.log(&id2).await?
+    );
     assert_eq!(d2["commit"], sha2.as_str());
     served(c, &host, &version_marker("2")).await?;
-    let running = running_containers(&app, &c.node)?;
-    assert_eq!(running.len(), 1, "exactly one container of the app runs: {running:?}");
+    // The old container is stopped right after the switch (its stop may take the app's grace time).
+    berth_tests::eventually(
+        "exactly one container of the app to run",
+        Duration::from_secs(30),
+        || async { (running_containers(&app, &c.node).ok()?.len() == 1).then_some(()) },
+    )
+    .await?;
 
     // A health check that never passes: failed within its deadline, v2 still answers.
     let (s, _) = c
@@ -71,20 +97,41 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
     let d3 = c.api.wait_terminal(&id3, DEPLOY).await?;
     assert_eq!(d3["status"], "failed", "{d3}");
     let err = d3["error"].as_str().unwrap_or_default();
-    assert!(err.contains("health"), "error names the health check: {err}");
+    assert!(
+        err.contains("health"),
+        "error names the health check: {err}"
+    );
     let probe_started = d3["started_at"].as_u64().unwrap_or(0);
     let took = d3["finished_at"].as_u64().unwrap_or(u64::MAX) - probe_started;
-    assert!(took < 5_000 + 60_000, "the deadline bounds it (build included): {took} ms");
+    assert!(
+        took < 5_000 + 60_000,
+        "the deadline bounds it (build included): {took} ms"
+    );
     assert!(started.elapsed() < DEPLOY);
     let log3 = c.api.log(&id3).await?;
-    assert!(log3.contains("health"), "the log tells about the probe:\n{log3}");
+    assert!(
+        log3.contains("health"),
+        "the log tells about the probe:\n{log3}"
+    );
     served(c, &host, &version_marker("2")).await?;
     let running = running_containers(&app, &c.node)?;
-    assert_eq!(running.len(), 1, "the failed container is removed: {running:?}");
+    assert_eq!(
+        running.len(),
+        1,
+        "the failed container is removed: {running:?}"
+    );
 
     // The list is newest first.
-    let (_, list) = c.api.get(&format!("/api/v1/apps/{app}/deployments")).await?;
-    let ids: Vec<&str> = list.as_array().unwrap().iter().filter_map(|d| d["id"].as_str()).collect();
+    let (_, list) = c
+        .api
+        .get(&format!("/api/v1/apps/{app}/deployments"))
+        .await?;
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
     assert_eq!(ids, vec![id3.as_str(), id2.as_str(), id.as_str()]);
     Ok(())
 }
@@ -92,13 +139,17 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_update_and_failed_health_check_with_berth_up() {
     let mut c = Cluster::up().await.expect("berth up");
-    deploy_flow(&mut c).await.unwrap_or_else(|e| panic!("{e:#}\n{}", c.logs()));
+    deploy_flow(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.logs()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_with_coordinator_and_node_as_separate_processes() {
     let mut c = Cluster::separate().await.expect("separate cluster");
-    deploy_flow(&mut c).await.unwrap_or_else(|e| panic!("{e:#}\n{}", c.logs()));
+    deploy_flow(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.logs()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,25 +159,42 @@ async fn failures_end_failed_with_the_reason_in_the_log() {
 
     // A Dockerfile that fails: Docker's own error text is in the error and the log.
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
-    repo.write("Dockerfile", "FROM busybox\nRUN echo building && exit 3\n").unwrap();
+    repo.write("Dockerfile", "FROM busybox\nRUN echo building && exit 3\n")
+        .unwrap();
     repo.commit("broken build").unwrap();
     let app = unique("broken");
-    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080})).await.unwrap();
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
     let id = c.api.deploy(&app, None).await.unwrap();
     let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "failed", "{d}");
     let log = c.api.log(&id).await.unwrap();
-    assert!(log.contains("returned a non-zero code: 3"), "docker's error in the log:\n{log}");
-    assert!(d["error"].as_str().unwrap_or_default().contains("non-zero code: 3"), "{d}");
+    assert!(
+        log.contains("returned a non-zero code: 3"),
+        "docker's error in the log:\n{log}"
+    );
+    assert!(
+        d["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("non-zero code: 3"),
+        "{d}"
+    );
 
     // A repository that cannot be cloned.
     let app2 = unique("noclone");
     let missing = src.path().join("does-not-exist.git");
-    c.create_app(json!({"name": app2, "repo": missing.to_string_lossy(), "port": 8080})).await.unwrap();
+    c.create_app(json!({"name": app2, "repo": missing.to_string_lossy(), "port": 8080}))
+        .await
+        .unwrap();
     let id2 = c.api.deploy(&app2, None).await.unwrap();
     let d2 = c.api.wait_terminal(&id2, DEPLOY).await.unwrap();
     assert_eq!(d2["status"], "failed", "{d2}");
-    assert!(d2["error"].as_str().unwrap_or_default().contains("git"), "{d2}");
+    assert!(
+        d2["error"].as_str().unwrap_or_default().contains("git"),
+        "{d2}"
+    );
 
     // A ref that does not exist.
     let id3 = c.api.deploy(&app, Some("no-such-branch")).await.unwrap();
@@ -134,19 +202,38 @@ async fn failures_end_failed_with_the_reason_in_the_log() {
     assert_eq!(d3["status"], "failed", "{d3}");
 
     // A container that exits at once: failed fast, not at the probe deadline.
-    let repo4 = GitRepo::from_dir(&src.path().join("exits"), &repo_root().join("examples/hello")).unwrap();
-    repo4.write("Dockerfile", "FROM busybox\nCMD [\"sh\", \"-c\", \"echo about to crash; exit 7\"]\n").unwrap();
+    let repo4 = GitRepo::from_dir(
+        &src.path().join("exits"),
+        &repo_root().join("examples/hello"),
+    )
+    .unwrap();
+    repo4
+        .write(
+            "Dockerfile",
+            "FROM busybox\nCMD [\"sh\", \"-c\", \"echo about to crash; exit 7\"]\n",
+        )
+        .unwrap();
     repo4.commit("crashes").unwrap();
     let app4 = unique("crash");
     c.create_app(json!({"name": app4, "repo": repo4.url(), "port": 8080, "health_check": {"deadline_s": 120}}))
         .await
         .unwrap();
     let id4 = c.api.deploy(&app4, None).await.unwrap();
-    let d4 = c.api.wait_terminal(&id4, Duration::from_secs(100)).await.unwrap();
+    let d4 = c
+        .api
+        .wait_terminal(&id4, Duration::from_secs(100))
+        .await
+        .unwrap();
     assert_eq!(d4["status"], "failed", "{d4}");
-    assert!(d4["error"].as_str().unwrap_or_default().contains("exited"), "{d4}");
+    assert!(
+        d4["error"].as_str().unwrap_or_default().contains("exited"),
+        "{d4}"
+    );
     let log4 = c.api.log(&id4).await.unwrap();
-    assert!(log4.contains("about to crash"), "the container's last lines are kept:\n{log4}");
+    assert!(
+        log4.contains("about to crash"),
+        "the container's last lines are kept:\n{log4}"
+    );
     assert!(running_containers(&app4, &c.node).unwrap().is_empty());
 }
 
@@ -158,11 +245,23 @@ async fn api_auth_and_bad_input() {
 
     let r = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200, "healthz needs no token");
-    let r = http.get(format!("{base}/api/v1/apps")).send().await.unwrap();
+    let r = http
+        .get(format!("{base}/api/v1/apps"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let body: serde_json::Value = r.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("Authorization"), "{body}");
-    let r = http.get(format!("{base}/api/v1/apps")).bearer_auth("wrong-token").send().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("Authorization"),
+        "{body}"
+    );
+    let r = http
+        .get(format!("{base}/api/v1/apps"))
+        .bearer_auth("wrong-token")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = http
         .post(format!("{base}/api/v1/apps"))
@@ -175,18 +274,45 @@ async fn api_auth_and_bad_input() {
     let app = unique("valid");
     let ok = json!({"name": app, "repo": "/srv/repo.git", "port": 8080});
     let cases = [
-        (json!({"name": "Not_A_Label", "repo": "/r", "port": 80}), 400, "DNS label"),
-        (json!({"name": "p", "repo": "/r", "port": 70000}), 400, "out of range"),
-        (json!({"name": "p", "repo": "/r", "port": 80, "dockerfile": "../Dockerfile"}), 400, "inside the repository"),
-        (json!({"name": "p", "repo": "/r", "port": 80, "context": "/etc"}), 400, "absolute"),
-        (json!({"name": "p", "repo": "/r", "port": 80, "domains": ["not a domain"]}), 400, "valid domain"),
+        (
+            json!({"name": "Not_A_Label", "repo": "/r", "port": 80}),
+            400,
+            "DNS label",
+        ),
+        (
+            json!({"name": "p", "repo": "/r", "port": 70000}),
+            400,
+            "out of range",
+        ),
+        (
+            json!({"name": "p", "repo": "/r", "port": 80, "dockerfile": "../Dockerfile"}),
+            400,
+            "inside the repository",
+        ),
+        (
+            json!({"name": "p", "repo": "/r", "port": 80, "context": "/etc"}),
+            400,
+            "absolute",
+        ),
+        (
+            json!({"name": "p", "repo": "/r", "port": 80, "domains": ["not a domain"]}),
+            400,
+            "valid domain",
+        ),
         (json!({"name": "p", "repo": "/r"}), 400, "port"),
-        (json!({"name": "p", "repo": "/r", "port": 80, "bogus": 1}), 400, "bogus"),
+        (
+            json!({"name": "p", "repo": "/r", "port": 80, "bogus": 1}),
+            400,
+            "bogus",
+        ),
     ];
     for (body, status, needle) in cases {
         let (s, v) = c.api.post("/api/v1/apps", body.clone()).await.unwrap();
         assert_eq!(s, status, "{body} → {v}");
-        assert!(v["error"].as_str().unwrap_or_default().contains(needle), "{body} → {v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains(needle),
+            "{body} → {v}"
+        );
     }
     let (s, _) = c.api.get("/api/v1/apps").await.unwrap();
     assert_eq!(s, 200);
@@ -202,17 +328,40 @@ async fn api_auth_and_bad_input() {
     assert_eq!(s, 409, "a domain serves one app: {v}");
     let (s, v) = c.api.get("/api/v1/apps/nope-not-here").await.unwrap();
     assert_eq!(s, 404, "{v}");
-    let (s, _) = c.api.post("/api/v1/apps/nope-not-here/deployments", json!({})).await.unwrap();
+    let (s, _) = c
+        .api
+        .post("/api/v1/apps/nope-not-here/deployments", json!({}))
+        .await
+        .unwrap();
     assert_eq!(s, 404);
     let (s, _) = c.api.get("/api/v1/deployments/nope").await.unwrap();
     assert_eq!(s, 404);
-    let (s, v) = c.api.post(&format!("/api/v1/apps/{app}/deployments"), json!({"ref": "--upload-pack=x"})).await.unwrap();
+    let (s, v) = c
+        .api
+        .post(
+            &format!("/api/v1/apps/{app}/deployments"),
+            json!({"ref": "--upload-pack=x"}),
+        )
+        .await
+        .unwrap();
     assert_eq!(s, 400, "{v}");
-    let (s, v) = c.api.patch(&format!("/api/v1/apps/{app}"), json!({"port": 0})).await.unwrap();
+    let (s, v) = c
+        .api
+        .patch(&format!("/api/v1/apps/{app}"), json!({"port": 0}))
+        .await
+        .unwrap();
     assert_eq!(s, 400, "{v}");
     let (_, v) = c.api.get(&format!("/api/v1/apps/{app}")).await.unwrap();
     assert_eq!(v["port"], 8080, "a rejected patch changes nothing");
-    let (s, _) = c.api.req(reqwest::Method::DELETE, &format!("/api/v1/apps/{app}"), None).await.unwrap();
+    let (s, _) = c
+        .api
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/apps/{app}"),
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(s, 204);
     let (s, _) = c.api.get(&format!("/api/v1/apps/{app}")).await.unwrap();
     assert_eq!(s, 404);
@@ -228,18 +377,41 @@ async fn cli_works_next_to_berth_up_without_flags() {
     // The CLI finds the API through the client config `berth up` wrote: drop the token from env.
     let run = |args: &[&str]| {
         let mut cmd = c.berth();
-        cmd.env_remove("BERTH_API__TOKEN").env_remove("BERTH_API__LISTEN").args(args);
+        cmd.env_remove("BERTH_API__TOKEN")
+            .env_remove("BERTH_API__LISTEN")
+            .args(args);
         cmd.output().unwrap()
     };
-    let out = run(&["apps", "create", &app, "--repo", &repo.url(), "--port", "8080"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "apps",
+        "create",
+        &app,
+        "--repo",
+        &repo.url(),
+        "--port",
+        "8080",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&["deploy", &app, "--wait"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for status in ["queued", "succeeded"] {
-        assert!(stdout.contains(status), "deploy --wait shows {status}:\n{stdout}");
+        assert!(
+            stdout.contains(status),
+            "deploy --wait shows {status}:\n{stdout}"
+        );
     }
-    served(&c, &format!("{app}.localhost"), &version_marker("1")).await.unwrap();
+    served(&c, &format!("{app}.localhost"), &version_marker("1"))
+        .await
+        .unwrap();
 
     let out = run(&["--json", "deployments", &app]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -248,7 +420,8 @@ async fn cli_works_next_to_berth_up_without_flags() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&c.node));
 
     // A failing deploy exits non-zero.
-    repo.write("Dockerfile", "FROM busybox\nRUN exit 1\n").unwrap();
+    repo.write("Dockerfile", "FROM busybox\nRUN exit 1\n")
+        .unwrap();
     repo.commit("broken").unwrap();
     let out = run(&["deploy", &app, "--wait"]);
     assert!(!out.status.success());

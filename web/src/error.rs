@@ -71,11 +71,20 @@ pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
     let err = if let Some(Unauthorized(msg)) = r.find() {
         ApiError::new(StatusCode::UNAUTHORIZED, *msg)
     } else if r.is_not_found() {
-        ApiError::new(StatusCode::NOT_FOUND, "no such endpoint; see the API table in the README")
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such endpoint; see the API table in the README",
+        )
     } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is larger than 1 MiB")
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body is larger than 1 MiB",
+        )
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
-        ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this path")
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed on this path",
+        )
     } else {
         ApiError::new(StatusCode::BAD_REQUEST, format!("bad request: {r:?}"))
     };

@@ -59,14 +59,19 @@ pub fn routes(
     let list_apps = warp::path!("apps")
         .and(warp::get())
         .and(with())
-        .then(|c: Ctx| async move { respond(c.coord.api.send(api::ListApps).await, StatusCode::OK) });
+        .then(
+            |c: Ctx| async move { respond(c.coord.api.send(api::ListApps).await, StatusCode::OK) },
+        );
     let create_app = warp::path!("apps")
         .and(warp::post())
         .and(json_body::<CreateApp>())
         .and(with())
         .then(|body: Result<CreateApp, ApiError>, c: Ctx| async move {
             match body {
-                Ok(b) => respond(c.coord.api.send(api::CreateApp(b)).await, StatusCode::CREATED),
+                Ok(b) => respond(
+                    c.coord.api.send(api::CreateApp(b)).await,
+                    StatusCode::CREATED,
+                ),
                 Err(e) => e.into_response(),
             }
         });
@@ -80,12 +85,17 @@ pub fn routes(
         .and(warp::patch())
         .and(json_body::<PatchApp>())
         .and(with())
-        .then(|name, body: Result<PatchApp, ApiError>, c: Ctx| async move {
-            match body {
-                Ok(b) => respond(c.coord.api.send(api::PatchApp(name, b)).await, StatusCode::OK),
-                Err(e) => e.into_response(),
-            }
-        });
+        .then(
+            |name, body: Result<PatchApp, ApiError>, c: Ctx| async move {
+                match body {
+                    Ok(b) => respond(
+                        c.coord.api.send(api::PatchApp(name, b)).await,
+                        StatusCode::OK,
+                    ),
+                    Err(e) => e.into_response(),
+                }
+            },
+        );
     let delete_app = warp::path!("apps" / String)
         .and(warp::delete())
         .and(with())
@@ -99,26 +109,34 @@ pub fn routes(
         .and(warp::post())
         .and(optional_json_body::<CreateDeployment>())
         .and(with())
-        .then(|name, body: Result<CreateDeployment, ApiError>, c: Ctx| async move {
-            match body {
-                Ok(b) => respond(
-                    c.coord.api.send(api::CreateDeployment(name, b)).await,
-                    StatusCode::ACCEPTED,
-                ),
-                Err(e) => e.into_response(),
-            }
-        });
+        .then(
+            |name, body: Result<CreateDeployment, ApiError>, c: Ctx| async move {
+                match body {
+                    Ok(b) => respond(
+                        c.coord.api.send(api::CreateDeployment(name, b)).await,
+                        StatusCode::ACCEPTED,
+                    ),
+                    Err(e) => e.into_response(),
+                }
+            },
+        );
     let list_deployments = warp::path!("apps" / String / "deployments")
         .and(warp::get())
         .and(with())
         .then(|name, c: Ctx| async move {
-            respond(c.coord.api.send(api::ListDeployments(name)).await, StatusCode::OK)
+            respond(
+                c.coord.api.send(api::ListDeployments(name)).await,
+                StatusCode::OK,
+            )
         });
     let get_deployment = warp::path!("deployments" / String)
         .and(warp::get())
         .and(with())
         .then(|id, c: Ctx| async move {
-            respond(c.coord.api.send(api::GetDeployment(id)).await, StatusCode::OK)
+            respond(
+                c.coord.api.send(api::GetDeployment(id)).await,
+                StatusCode::OK,
+            )
         });
     let deployment_log = warp::path!("deployments" / String / "logs")
         .and(warp::get())
@@ -139,7 +157,9 @@ pub fn routes(
     let nodes = warp::path!("nodes")
         .and(warp::get())
         .and(with())
-        .then(|c: Ctx| async move { respond(c.coord.api.send(api::ListNodes).await, StatusCode::OK) });
+        .then(
+            |c: Ctx| async move { respond(c.coord.api.send(api::ListNodes).await, StatusCode::OK) },
+        );
 
     let v1 = api.and(
         list_apps
@@ -243,9 +263,7 @@ fn optional_json_body<T: DeserializeOwned + Default + Send>(
         })
 }
 
-fn flatten<T>(
-    r: Result<berth_coordinator::Result<T>, actix::MailboxError>,
-) -> Result<T, ApiError> {
+fn flatten<T>(r: Result<berth_coordinator::Result<T>, actix::MailboxError>) -> Result<T, ApiError> {
     match r {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(ApiError::from(e)),
