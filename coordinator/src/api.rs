@@ -6,7 +6,7 @@
 
 use actix::prelude::*;
 use berth_protocol::api::{self, NodeView};
-use berth_protocol::{validate, App, Deployment, DeploymentStatus, Job};
+use berth_protocol::{keys, validate, App, Deployment, DeploymentStatus, Job};
 
 use crate::apps;
 use crate::error::{Error, Result};
@@ -116,6 +116,15 @@ pub struct GetDeployment(pub String);
 #[derive(Message)]
 #[rtype(result = "Result<Vec<String>>")]
 pub struct GetDeploymentLog(pub String);
+
+/// A verified GitHub `push` delivery (the signature was checked by web/ over the raw body).
+#[derive(Message)]
+#[rtype(result = "Result<api::WebhookOutcome>")]
+pub struct GithubPush {
+    /// `X-GitHub-Delivery`: deduplicated in Redis for a week.
+    pub delivery: String,
+    pub push: crate::webhook::Push,
+}
 
 /// `GET /api/v1/nodes`.
 #[derive(Message)]
@@ -284,6 +293,72 @@ impl Handler<GetDeploymentLog> for Api {
                 return Err(Error::NotFound(format!("deployment {:?} not found", msg.0)));
             }
             store.read_log(&msg.0).await
+        })
+    }
+}
+
+/// How long a delivery id is remembered (GitHub lets people redeliver from its page).
+const DELIVERY_TTL_S: u64 = 7 * 24 * 3600;
+
+impl Handler<GithubPush> for Api {
+    type Result = ResponseFuture<Result<api::WebhookOutcome>>;
+
+    fn handle(&mut self, msg: GithubPush, _: &mut Context<Self>) -> Self::Result {
+        use crate::webhook::{normalize_repo, PushAction};
+        let (store, ledger, reconciler) = (
+            self.store.clone(),
+            self.ledger.clone(),
+            self.reconciler.clone(),
+        );
+        Box::pin(async move {
+            let outcome = |message: String| api::WebhookOutcome {
+                deployments: Vec::new(),
+                message,
+            };
+            if !store
+                .claim_once(&keys::webhook_delivery(&msg.delivery), DELIVERY_TTL_S)
+                .await?
+            {
+                return Ok(outcome(format!(
+                    "delivery {} was handled before; nothing queued",
+                    msg.delivery
+                )));
+            }
+            let (branch, commit) = match msg.push.action() {
+                PushAction::Ignore(reason) => return Ok(outcome(reason)),
+                PushAction::Deploy { branch, commit } => (branch, commit),
+            };
+            let repo_keys = msg.push.repo_keys();
+            let mut queued = Vec::new();
+            for app in store.list_apps().await? {
+                if app.branch != branch
+                    || !app.auto_deploy
+                    || !repo_keys.contains(&normalize_repo(&app.repo))
+                {
+                    continue;
+                }
+                let d = ledger
+                    .send(ledger::Create {
+                        app: app.name,
+                        git_ref: Some(commit.clone()),
+                    })
+                    .await??;
+                reconciler.do_send(Track(d.id.clone()));
+                queued.push(d.id);
+            }
+            let message = if queued.is_empty() {
+                format!("no app with auto_deploy follows this repository's branch {branch}")
+            } else {
+                format!(
+                    "queued {} deployment(s) of {}",
+                    queued.len(),
+                    &commit[..commit.len().min(12)]
+                )
+            };
+            Ok(api::WebhookOutcome {
+                deployments: queued,
+                message,
+            })
         })
     }
 }

@@ -24,6 +24,7 @@ pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
             .health_check
             .map(|h| h.apply(&HealthCheck::default()))
             .unwrap_or_default(),
+        auto_deploy: req.auto_deploy.unwrap_or(true),
         created_at: now,
         updated_at: now,
     };
@@ -57,6 +58,9 @@ pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
             runtime: env.runtime.unwrap_or(runtime),
             build: env.build.unwrap_or(build),
         };
+    }
+    if let Some(v) = p.auto_deploy {
+        app.auto_deploy = v;
     }
     if let Some(h) = p.health_check {
         app.health_check = h.apply(&app.health_check);

@@ -19,6 +19,7 @@ pub mod reconciler;
 pub mod registry;
 pub mod scheduler;
 pub mod store;
+pub mod webhook;
 
 use std::time::Duration;
 

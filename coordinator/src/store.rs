@@ -204,6 +204,19 @@ impl Store {
             .collect())
     }
 
+    /// Sets `key` if it is not set yet (with a TTL); true the first time only.
+    pub async fn claim_once(&self, key: &str, ttl_s: u64) -> Result<bool> {
+        let set: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl_s)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(set.is_some())
+    }
+
     // ---- nodes and jobs ----
 
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {

@@ -331,6 +331,10 @@ async fn switch(
 }
 
 /// Stops and removes the app's other containers on this node; failures are only logged.
+///
+/// Which containers are old is decided here, under the app's lock; stopping them (which may take
+/// the app's stop grace time) runs in the background, so the next deployment of the app does not
+/// wait for it and can never be stopped by it.
 async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, keep: &str) {
     let ids = match runner::app_containers(&svc.docker, &job.app.name, &svc.node).await {
         Ok(ids) => ids,
@@ -340,17 +344,24 @@ async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, keep: &s
             return;
         }
     };
-    for old in ids.into_iter().filter(|c| c != keep) {
-        log.system(format!("stopping previous container {}", short(&old)))
-            .await;
-        if let Err(e) = runner::stop_and_remove(&svc.docker, &old).await {
-            log.system(format!(
-                "could not remove previous container {}: {e}",
-                short(&old)
-            ))
-            .await;
-        }
+    let old: Vec<String> = ids.into_iter().filter(|c| c != keep).collect();
+    if old.is_empty() {
+        return;
     }
+    let (docker, log) = (svc.docker.clone(), log.clone());
+    tokio::spawn(async move {
+        for c in old {
+            log.system(format!("stopping previous container {}", short(&c)))
+                .await;
+            if let Err(e) = runner::stop_and_remove(&docker, &c).await {
+                log.system(format!(
+                    "could not remove previous container {}: {e}",
+                    short(&c)
+                ))
+                .await;
+            }
+        }
+    });
 }
 
 /// Removes every container of `app` on this node and the routes of `domains`.

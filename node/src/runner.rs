@@ -85,6 +85,10 @@ pub async fn create(docker: &Docker, spec: &RunSpec) -> Result<String> {
                 name: Some(RestartPolicyNameEnum::NO),
                 maximum_retry_count: None,
             }),
+            // A tiny init as PID 1 (docker-init): it forwards SIGTERM to the app, so an app
+            // without a signal handler (busybox httpd, most scripts) stops at once instead of
+            // at the stop timeout, and it reaps zombies.
+            init: Some(true),
             ..Default::default()
         }),
         ..Default::default()

@@ -200,6 +200,7 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
             retries: 2,
             deadline_s: 30,
         },
+        auto_deploy: true,
         created_at: now_ms(),
         updated_at: now_ms(),
     }

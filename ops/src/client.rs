@@ -272,6 +272,7 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
                     deadline_s: a.health_deadline,
                     ..Default::default()
                 }),
+                auto_deploy: None,
             };
             let app: App = c.call(Method::POST, "/api/v1/apps", Some(&req)).await?;
             print(json, &app, |a| {

@@ -126,10 +126,11 @@ fn run(
             let addr = listener.local_addr()?;
             let mut rx = stop_rx.clone();
             let tok = token.clone();
+            let secret = s.github.webhook_secret.clone();
             web = Some((
                 addr,
                 tokio::spawn(async move {
-                    berth_web::serve(listener, coord, &tok, async move {
+                    berth_web::serve(listener, coord, &tok, secret, async move {
                         let _ = rx.wait_for(|s| *s).await;
                     })
                     .await

@@ -12,6 +12,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub redis: RedisSettings,
     pub node: NodeSettings,
+    pub github: GithubSettings,
     /// App `foo` is served at `foo.<base_domain>` unless it names its domains.
     pub base_domain: String,
     /// Where `berth up` keeps Redis's data, Caddy's state, the token and build checkouts.
@@ -35,6 +36,13 @@ pub struct RedisSettings {
     pub url: Option<String>,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GithubSettings {
+    /// Secret of `POST /api/v1/webhooks/github`; unset: every delivery is refused.
+    pub webhook_secret: Option<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSettings {
@@ -53,6 +61,7 @@ impl Default for Settings {
             api: ApiSettings::default(),
             redis: RedisSettings::default(),
             node: NodeSettings::default(),
+            github: GithubSettings::default(),
             base_domain: "localhost".into(),
             data_dir: default_data_dir(),
             deploy_timeout_s: 900,

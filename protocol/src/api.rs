@@ -20,6 +20,7 @@ pub struct CreateApp {
     pub domains: Option<Vec<String>>,
     pub env: Option<EnvVars>,
     pub health_check: Option<HealthCheckPatch>,
+    pub auto_deploy: Option<bool>,
 }
 
 /// `PATCH /api/v1/apps/{name}`: every field optional; what is given replaces what was.
@@ -34,6 +35,7 @@ pub struct PatchApp {
     pub domains: Option<Vec<String>>,
     pub env: Option<EnvPatch>,
     pub health_check: Option<HealthCheckPatch>,
+    pub auto_deploy: Option<bool>,
 }
 
 /// Replaces the runtime and/or build variables (each map whole, when given).
@@ -73,6 +75,13 @@ impl HealthCheckPatch {
 pub struct CreateDeployment {
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
+}
+
+/// The answer to a webhook delivery: what was queued, or why nothing was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookOutcome {
+    pub deployments: Vec<String>,
+    pub message: String,
 }
 
 /// Every error answer: `{"error": "..."}`.

@@ -48,6 +48,10 @@ pub fn jobs(node: &str) -> String {
 pub fn node(name: &str) -> String {
     format!("berth:node:{name}")
 }
+/// A GitHub delivery id already handled (SET NX with a TTL): a redelivery never deploys twice.
+pub fn webhook_delivery(id: &str) -> String {
+    format!("berth:webhook:github:{id}")
+}
 /// Set once (SET NX) by the node that takes a deployment job: redelivery never runs it twice.
 pub fn job_claim(deployment: &str) -> String {
     format!("berth:claim:{deployment}")

@@ -59,8 +59,15 @@ pub struct App {
     pub env: EnvVars,
     #[serde(default)]
     pub health_check: HealthCheck,
+    /// Whether a signed push to `branch` deploys the app.
+    #[serde(default = "yes")]
+    pub auto_deploy: bool,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where a deployment is in its life. Every deployment ends in one of the terminal states.

@@ -271,6 +271,22 @@ async fn api_auth_and_bad_input() {
         .unwrap();
     assert_eq!(r.status(), 401, "no app is created without a token");
 
+    // No webhook secret configured: every delivery is refused, signed or not.
+    let r = http
+        .post(format!("{base}/api/v1/webhooks/github"))
+        .header("x-github-event", "ping")
+        .header("x-hub-signature-256", "sha256=00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("webhook_secret"),
+        "{body}"
+    );
+
     let app = unique("valid");
     let ok = json!({"name": app, "repo": "/srv/repo.git", "port": 8080});
     let cases = [

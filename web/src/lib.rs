@@ -6,6 +6,7 @@
 //! coordinator's message; internal failures to 500 with a generic text (details go to the log).
 
 pub mod error;
+pub mod github;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -37,6 +38,7 @@ struct Ctx {
 pub fn routes(
     coord: Coordinator,
     token: &str,
+    webhook_secret: Option<String>,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let ctx = Ctx {
         coord,
@@ -46,6 +48,7 @@ pub fn routes(
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
 
+    let webhook = github::route(ctx.coord.clone(), webhook_secret);
     let with = {
         let ctx = ctx.clone();
         move || {
@@ -183,6 +186,8 @@ pub fn routes(
             .unify(),
     );
     healthz
+        .or(webhook)
+        .unify()
         .or(v1)
         .unify()
         .recover(error::recover)
@@ -197,9 +202,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     coord: Coordinator,
     token: &str,
+    webhook_secret: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(coord, token))
+    warp::serve(routes(coord, token, webhook_secret))
         .incoming(listener)
         .graceful(shutdown)
         .run()

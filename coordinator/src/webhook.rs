@@ -1,0 +1,249 @@
+//! GitHub push webhooks: signature check, payload reading, and which apps a push concerns.
+//!
+//! Pure functions, so every rule is tested without a server. The web layer verifies the
+//! signature over the raw bytes before anything is parsed; the `Api` actor deduplicates the
+//! delivery id in Redis (after the signature, so nobody can burn ids) and queues deployments.
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+
+/// Checks `X-Hub-Signature-256: sha256=<hex>` against HMAC-SHA256(secret, body), in constant time.
+pub fn verify_signature(
+    secret: &[u8],
+    body: &[u8],
+    header: Option<&str>,
+) -> Result<(), &'static str> {
+    let header = header.ok_or("missing X-Hub-Signature-256 header")?;
+    let hex_sig = header
+        .trim()
+        .strip_prefix("sha256=")
+        .ok_or("X-Hub-Signature-256 must start with sha256=")?;
+    let sig = hex::decode(hex_sig).map_err(|_| "X-Hub-Signature-256 is not hex")?;
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).map_err(|_| "bad secret")?;
+    mac.update(body);
+    mac.verify_slice(&sig)
+        .map_err(|_| "signature does not match")
+}
+
+/// The hex HMAC-SHA256 of a body (what a sender puts after `sha256=`).
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The parts of a `push` payload Berth reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Push {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub after: String,
+    #[serde(default)]
+    pub deleted: bool,
+    pub repository: Repository,
+    #[serde(default)]
+    pub head_commit: Option<HeadCommit>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Repository {
+    #[serde(default)]
+    pub clone_url: Option<String>,
+    #[serde(default)]
+    pub ssh_url: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
+    #[serde(default)]
+    pub git_url: Option<String>,
+    #[serde(default)]
+    pub full_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HeadCommit {
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub author: Option<Author>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Author {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+}
+
+/// What a push asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushAction {
+    /// Deploy `commit` for apps on `branch`.
+    Deploy { branch: String, commit: String },
+    /// Nothing to deploy, and why.
+    Ignore(String),
+}
+
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+impl Push {
+    pub fn action(&self) -> PushAction {
+        if self.deleted || self.after == ZERO_SHA {
+            return PushAction::Ignore(format!("{} was deleted; nothing to deploy", self.git_ref));
+        }
+        match self.git_ref.strip_prefix("refs/heads/") {
+            Some(branch) => {
+                if !self.after.bytes().all(|b| b.is_ascii_hexdigit()) || self.after.len() < 7 {
+                    return PushAction::Ignore(format!(
+                        "'after' {:?} is not a commit sha",
+                        self.after
+                    ));
+                }
+                PushAction::Deploy {
+                    branch: branch.to_string(),
+                    commit: self.after.clone(),
+                }
+            }
+            None if self.git_ref.starts_with("refs/tags/") => PushAction::Ignore(format!(
+                "{} is a tag push; Berth deploys branches",
+                self.git_ref
+            )),
+            None => PushAction::Ignore(format!("{} is not a branch", self.git_ref)),
+        }
+    }
+
+    /// Every form of the repository's address, normalised.
+    pub fn repo_keys(&self) -> Vec<String> {
+        let r = &self.repository;
+        [&r.clone_url, &r.ssh_url, &r.html_url, &r.git_url]
+            .into_iter()
+            .flatten()
+            .map(|u| normalize_repo(u))
+            .chain(
+                r.full_name
+                    .iter()
+                    .map(|n| format!("github.com/{}", n.to_ascii_lowercase())),
+            )
+            .collect()
+    }
+}
+
+/// A repository address reduced to `host/owner/name`: case, scheme, credentials, port, a
+/// trailing `/` or `.git`, and the `git@host:owner/name` form all fold together.
+pub fn normalize_repo(url: &str) -> String {
+    let mut s = url.trim().to_ascii_lowercase();
+    for scheme in ["https://", "http://", "ssh://", "git://", "git+ssh://"] {
+        if let Some(rest) = s.strip_prefix(scheme) {
+            s = rest.to_string();
+            break;
+        }
+    }
+    // user@ (git@, token@)
+    if let Some(at) = s.find('@') {
+        if !s[..at].contains('/') {
+            s = s[at + 1..].to_string();
+        }
+    }
+    // host:owner/name (scp-like) or host:port/owner/name
+    if let Some(colon) = s.find(':') {
+        let (host, rest) = s.split_at(colon);
+        let rest = &rest[1..];
+        let rest = match rest.split_once('/') {
+            Some((port, tail)) if port.bytes().all(|b| b.is_ascii_digit()) => tail.to_string(),
+            _ => rest.to_string(),
+        };
+        s = format!("{host}/{rest}");
+    }
+    let s = s.trim_end_matches('/');
+    s.strip_suffix(".git").unwrap_or(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_github_vector() {
+        let secret = b"It's a Secret to Everybody";
+        let body = b"Hello, World!";
+        let expected = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert_eq!(sign(secret, body), expected);
+        assert!(verify_signature(secret, body, Some(&format!("sha256={expected}"))).is_ok());
+    }
+
+    #[test]
+    fn rejects_missing_wrong_and_malformed_signatures() {
+        let s = b"secret";
+        let good = format!("sha256={}", sign(s, b"body"));
+        assert!(verify_signature(s, b"body", Some(&good)).is_ok());
+        assert!(verify_signature(s, b"body!", Some(&good)).is_err());
+        assert!(verify_signature(b"other", b"body", Some(&good)).is_err());
+        assert!(verify_signature(s, b"body", None).is_err());
+        assert!(verify_signature(s, b"body", Some("sha1=abcd")).is_err());
+        assert!(verify_signature(s, b"body", Some("sha256=zz")).is_err());
+        assert!(verify_signature(s, b"body", Some("sha256=")).is_err());
+    }
+
+    #[test]
+    fn repo_forms_fold_together() {
+        let want = "github.com/octo/hello";
+        for u in [
+            "https://github.com/Octo/Hello.git",
+            "https://github.com/octo/hello",
+            "https://github.com/octo/hello/",
+            "git@github.com:octo/hello.git",
+            "ssh://git@github.com/octo/hello.git",
+            "ssh://git@github.com:22/octo/hello.git",
+            "git://github.com/octo/hello.git",
+            "https://x-access-token:abc@github.com/octo/hello.git",
+        ] {
+            assert_eq!(normalize_repo(u), want, "{u}");
+        }
+        assert_ne!(normalize_repo("https://github.com/octo/hello2"), want);
+        assert_eq!(normalize_repo("/srv/git/hello.git"), "/srv/git/hello");
+    }
+
+    fn push(r: &str, after: &str, deleted: bool) -> Push {
+        Push {
+            git_ref: r.into(),
+            after: after.into(),
+            deleted,
+            repository: Repository {
+                clone_url: None,
+                ssh_url: None,
+                html_url: None,
+                git_url: None,
+                full_name: Some("o/r".into()),
+            },
+            head_commit: None,
+        }
+    }
+
+    #[test]
+    fn push_actions() {
+        let sha = "a".repeat(40);
+        assert_eq!(
+            push("refs/heads/main", &sha, false).action(),
+            PushAction::Deploy {
+                branch: "main".into(),
+                commit: sha.clone()
+            }
+        );
+        assert!(
+            matches!(push("refs/tags/v1", &sha, false).action(), PushAction::Ignore(r) if r.contains("tag"))
+        );
+        assert!(
+            matches!(push("refs/heads/main", ZERO_SHA, true).action(), PushAction::Ignore(r) if r.contains("deleted"))
+        );
+        assert!(matches!(
+            push("refs/heads/main", ZERO_SHA, false).action(),
+            PushAction::Ignore(_)
+        ));
+        assert!(matches!(
+            push("refs/pull/1/head", &sha, false).action(),
+            PushAction::Ignore(_)
+        ));
+    }
+}

@@ -1,0 +1,128 @@
+//! `POST /api/v1/webhooks/github`: push-to-deploy, authenticated by signature, not by token.
+//!
+//! The signature (`X-Hub-Signature-256`) is checked over the raw body before anything is parsed,
+//! in constant time. Without a configured secret every delivery is refused: an unsigned delivery
+//! is never accepted. Deliveries are deduplicated by `X-GitHub-Delivery` in the coordinator.
+
+use berth_coordinator::webhook::{verify_signature, Push};
+use berth_coordinator::{api, Coordinator};
+use berth_protocol::api::WebhookOutcome;
+use bytes::Bytes;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+use crate::error::ApiError;
+
+/// Largest delivery accepted (GitHub caps payloads at 25 MB; pushes are far smaller).
+const LIMIT: u64 = 5 * 1024 * 1024;
+
+pub fn route(
+    coord: Coordinator,
+    secret: Option<String>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "webhooks" / "github")
+        .and(warp::post())
+        .and(warp::header::optional::<String>("x-hub-signature-256"))
+        .and(warp::header::optional::<String>("x-github-event"))
+        .and(warp::header::optional::<String>("x-github-delivery"))
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::content_length_limit(LIMIT))
+        .and(warp::body::bytes())
+        .then(
+            move |sig: Option<String>,
+                  event: Option<String>,
+                  delivery: Option<String>,
+                  ctype: Option<String>,
+                  body: Bytes| {
+                let coord = coord.clone();
+                let secret = secret.clone();
+                async move {
+                    match handle(coord, secret, sig, event, delivery, ctype, body).await {
+                        Ok(r) => r,
+                        Err(e) => e.into_response(),
+                    }
+                }
+            },
+        )
+}
+
+fn accepted(message: impl Into<String>, deployments: Vec<String>) -> Response {
+    warp::reply::with_status(
+        warp::reply::json(&WebhookOutcome {
+            deployments,
+            message: message.into(),
+        }),
+        StatusCode::ACCEPTED,
+    )
+    .into_response()
+}
+
+async fn handle(
+    coord: Coordinator,
+    secret: Option<String>,
+    sig: Option<String>,
+    event: Option<String>,
+    delivery: Option<String>,
+    ctype: Option<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+        tracing::warn!("GitHub delivery refused: no github.webhook_secret configured");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "GitHub webhooks are off: set github.webhook_secret (BERTH_GITHUB__WEBHOOK_SECRET) and the same secret in GitHub",
+        ));
+    };
+    if let Err(why) = verify_signature(secret.as_bytes(), &body, sig.as_deref()) {
+        tracing::warn!(
+            delivery = delivery.as_deref().unwrap_or("-"),
+            reason = why,
+            "GitHub delivery rejected"
+        );
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!("webhook signature rejected: {why}"),
+        ));
+    }
+    let event = event.unwrap_or_default();
+    match event.as_str() {
+        "ping" => {
+            return Ok(warp::reply::json(&serde_json::json!({"message": "pong"})).into_response());
+        }
+        "push" => {}
+        "" => return Err(ApiError::bad_request("missing X-GitHub-Event header")),
+        other => {
+            return Ok(accepted(
+                format!("event {other:?} is not a push; nothing queued"),
+                vec![],
+            ))
+        }
+    }
+    let delivery = delivery
+        .filter(|d| !d.is_empty() && d.len() <= 128)
+        .ok_or_else(|| ApiError::bad_request("missing X-GitHub-Delivery header"))?;
+    let json: Bytes = if ctype
+        .as_deref()
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
+    {
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid form body: {e}")))?;
+        let payload = form
+            .into_iter()
+            .find(|(k, _)| k == "payload")
+            .ok_or_else(|| ApiError::bad_request("form delivery without a payload field"))?;
+        Bytes::from(payload.1)
+    } else {
+        body
+    };
+    let push: Push = serde_json::from_slice(&json).map_err(|e| {
+        ApiError::bad_request(format!("push payload is not what GitHub sends: {e}"))
+    })?;
+    let outcome = match coord.api.send(api::GithubPush { delivery, push }).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(berth_coordinator::Error::from(e).into()),
+    };
+    Ok(accepted(outcome.message, outcome.deployments))
+}
