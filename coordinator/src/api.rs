@@ -56,6 +56,57 @@ async fn load_app(store: &Store, name: &str) -> Result<App> {
         .ok_or_else(|| app_not_found(name))
 }
 
+/// The first line of a commit message.
+fn subject(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
+}
+
+/// Records a new deployment, starts watching it, and cancels the app's older unfinished ones:
+/// the newest deployment of an app wins. An older one whose node already claimed the switch
+/// (`berth:fate:<id>` = `switch`) is left to finish; the newer one replaces it right after.
+async fn queue_deployment(
+    store: &Store,
+    ledger: &Addr<Ledger>,
+    reconciler: &Addr<Reconciler>,
+    create: ledger::Create,
+) -> Result<Deployment> {
+    let d = ledger.send(create).await??;
+    reconciler.do_send(Track(d.id.clone()));
+    for old in store.list_deployments(&d.app, 100).await? {
+        let older = (old.created_at, &old.id) < (d.created_at, &d.id);
+        if !older || old.status.is_terminal() {
+            continue;
+        }
+        if store
+            .claim_once(
+                &keys::deployment_fate(&old.id),
+                keys::FATE_CANCEL,
+                FATE_TTL_S,
+            )
+            .await?
+        {
+            ledger
+                .send(Transition {
+                    id: old.id.clone(),
+                    status: Some(DeploymentStatus::Cancelled),
+                    error: Some(format!("superseded by {}", d.id)),
+                    ..Default::default()
+                })
+                .await??;
+        }
+    }
+    Ok(d)
+}
+
+/// How long a deployment's fate key lives (far beyond any deployment's deadline).
+const FATE_TTL_S: u64 = 7 * 24 * 3600;
+
 /// Fails when another app already serves one of `app`'s domains.
 async fn check_domains_free(store: &Store, app: &App) -> Result<()> {
     for other in store.list_apps().await? {
@@ -245,14 +296,13 @@ impl Handler<CreateDeployment> for Api {
             if let Some(r) = &msg.1.git_ref {
                 validate::git_ref("ref", r).map_err(Error::BadRequest)?;
             }
-            let d = ledger
-                .send(ledger::Create {
-                    app: app.name,
-                    git_ref: msg.1.git_ref,
-                })
-                .await??;
-            reconciler.do_send(Track(d.id.clone()));
-            Ok(d)
+            let create = ledger::Create {
+                app: app.name,
+                git_ref: msg.1.git_ref,
+                commit_message: None,
+                commit_author: None,
+            };
+            queue_deployment(&store, &ledger, &reconciler, create).await
         })
     }
 }
@@ -316,7 +366,7 @@ impl Handler<GithubPush> for Api {
                 message,
             };
             if !store
-                .claim_once(&keys::webhook_delivery(&msg.delivery), DELIVERY_TTL_S)
+                .claim_once(&keys::webhook_delivery(&msg.delivery), "1", DELIVERY_TTL_S)
                 .await?
             {
                 return Ok(outcome(format!(
@@ -337,13 +387,21 @@ impl Handler<GithubPush> for Api {
                 {
                     continue;
                 }
-                let d = ledger
-                    .send(ledger::Create {
+                let head = msg.push.head_commit.as_ref();
+                let d = queue_deployment(
+                    &store,
+                    &ledger,
+                    &reconciler,
+                    ledger::Create {
                         app: app.name,
                         git_ref: Some(commit.clone()),
-                    })
-                    .await??;
-                reconciler.do_send(Track(d.id.clone()));
+                        commit_message: head.map(|h| subject(&h.message)),
+                        commit_author: head
+                            .and_then(|h| h.author.as_ref())
+                            .map(|a| format!("{} <{}>", a.name, a.email)),
+                    },
+                )
+                .await?;
                 queued.push(d.id);
             }
             let message = if queued.is_empty() {

@@ -31,6 +31,9 @@ impl Actor for Ledger {
 pub struct Create {
     pub app: String,
     pub git_ref: Option<String>,
+    /// Known when a push payload carried them; else the node reports them from git.
+    pub commit_message: Option<String>,
+    pub commit_author: Option<String>,
 }
 
 /// Bind a queued deployment to the node that will run it.
@@ -49,6 +52,8 @@ pub struct Transition {
     pub status: Option<DeploymentStatus>,
     pub node: Option<String>,
     pub commit: Option<String>,
+    pub commit_message: Option<String>,
+    pub commit_author: Option<String>,
     pub image: Option<String>,
     pub container: Option<String>,
     pub error: Option<String>,
@@ -74,6 +79,16 @@ pub fn apply(d: &mut Deployment, t: &Transition) -> bool {
                 d.finished_at = Some(at);
             }
             d.status = status;
+            changed = true;
+        }
+    }
+    // What a push payload said about the commit stays; the node's reading of git fills gaps.
+    for (field, value) in [
+        (&mut d.commit_message, &t.commit_message),
+        (&mut d.commit_author, &t.commit_author),
+    ] {
+        if field.is_none() && value.is_some() {
+            *field = value.clone();
             changed = true;
         }
     }
@@ -111,6 +126,8 @@ impl Handler<Create> for Ledger {
                     status: DeploymentStatus::Queued,
                     git_ref: msg.git_ref,
                     commit: None,
+                    commit_message: msg.commit_message,
+                    commit_author: msg.commit_author,
                     image: None,
                     node: None,
                     container: None,
@@ -200,6 +217,8 @@ mod tests {
             status: DeploymentStatus::Queued,
             git_ref: None,
             commit: None,
+            commit_message: None,
+            commit_author: None,
             image: None,
             node: None,
             container: None,
@@ -253,6 +272,18 @@ mod tests {
         assert!(apply(&mut d, &t));
         assert_eq!(d.commit.as_deref(), Some("abc"));
         assert!(!apply(&mut d, &t));
+    }
+
+    #[test]
+    fn commit_details_from_a_payload_are_kept() {
+        let mut d = queued();
+        d.commit_author = Some("Mona <m@x>".into());
+        let mut t = to(DeploymentStatus::Building, 10);
+        t.commit_author = Some("git <g@x>".into());
+        t.commit_message = Some("subject".into());
+        assert!(apply(&mut d, &t));
+        assert_eq!(d.commit_author.as_deref(), Some("Mona <m@x>"));
+        assert_eq!(d.commit_message.as_deref(), Some("subject"));
     }
 
     #[test]

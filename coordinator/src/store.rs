@@ -204,11 +204,11 @@ impl Store {
             .collect())
     }
 
-    /// Sets `key` if it is not set yet (with a TTL); true the first time only.
-    pub async fn claim_once(&self, key: &str, ttl_s: u64) -> Result<bool> {
+    /// Sets `key` to `value` if it is not set yet (with a TTL); true the first time only.
+    pub async fn claim_once(&self, key: &str, value: &str, ttl_s: u64) -> Result<bool> {
         let set: Option<String> = redis::cmd("SET")
             .arg(key)
-            .arg(1)
+            .arg(value)
             .arg("NX")
             .arg("EX")
             .arg(ttl_s)

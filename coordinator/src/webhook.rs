@@ -134,7 +134,14 @@ impl Push {
 /// trailing `/` or `.git`, and the `git@host:owner/name` form all fold together.
 pub fn normalize_repo(url: &str) -> String {
     let mut s = url.trim().to_ascii_lowercase();
-    for scheme in ["https://", "http://", "ssh://", "git://", "git+ssh://"] {
+    for scheme in [
+        "https://",
+        "http://",
+        "ssh://",
+        "git://",
+        "git+ssh://",
+        "file://",
+    ] {
         if let Some(rest) = s.strip_prefix(scheme) {
             s = rest.to_string();
             break;
@@ -203,6 +210,10 @@ mod tests {
         }
         assert_ne!(normalize_repo("https://github.com/octo/hello2"), want);
         assert_eq!(normalize_repo("/srv/git/hello.git"), "/srv/git/hello");
+        assert_eq!(
+            normalize_repo("file:///srv/git/hello.git"),
+            "/srv/git/hello"
+        );
     }
 
     fn push(r: &str, after: &str, deleted: bool) -> Push {

@@ -29,6 +29,9 @@ pub enum Error {
     Invalid(String),
     #[error("deadline exceeded while {0}")]
     Deadline(String),
+    /// The coordinator cancelled the deployment (superseded, or asked for).
+    #[error("cancelled {0}")]
+    Cancelled(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

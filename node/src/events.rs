@@ -14,6 +14,8 @@ use crate::error::Result;
 #[derive(Debug, Default, Clone)]
 pub struct EventFields {
     pub commit: Option<String>,
+    pub commit_message: Option<String>,
+    pub commit_author: Option<String>,
     pub image: Option<String>,
     pub container: Option<String>,
     pub error: Option<String>,
@@ -41,6 +43,8 @@ impl EventSink {
             node: self.node.clone(),
             status,
             commit: f.commit,
+            commit_message: f.commit_message,
+            commit_author: f.commit_author,
             image: f.image,
             container: f.container,
             error: f.error,

@@ -77,6 +77,48 @@ impl Progress {
     }
 }
 
+/// The deployment's fate (`switch` or `cancel`), if decided.
+async fn fate(svc: &Services, id: &str) -> Option<String> {
+    let mut c = svc.redis.clone();
+    redis::cmd("GET")
+        .arg(keys::deployment_fate(id))
+        .query_async::<Option<String>>(&mut c)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Resolves once the coordinator cancelled the deployment (polled; never resolves otherwise).
+async fn cancelled(svc: &Services, id: &str) {
+    loop {
+        tokio::time::sleep(CANCEL_POLL).await;
+        if fate(svc, id).await.as_deref() == Some(keys::FATE_CANCEL) {
+            return;
+        }
+    }
+}
+
+/// How often a running deployment checks whether it was cancelled.
+const CANCEL_POLL: Duration = Duration::from_millis(200);
+
+/// Claims the right to switch traffic: fails if the deployment was cancelled first.
+async fn claim_switch(svc: &Services, id: &str) -> Result<()> {
+    let mut c = svc.redis.clone();
+    let set: Option<String> = redis::cmd("SET")
+        .arg(keys::deployment_fate(id))
+        .arg(keys::FATE_SWITCH)
+        .arg("NX")
+        .arg("EX")
+        .arg(7 * 24 * 3600)
+        .query_async(&mut c)
+        .await?;
+    if set.is_some() || fate(svc, id).await.as_deref() == Some(keys::FATE_SWITCH) {
+        Ok(())
+    } else {
+        Err(Error::Cancelled("before switching traffic".into()))
+    }
+}
+
 /// A deployment id is used in paths, container names and image tags.
 fn check_deployment_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
@@ -106,14 +148,20 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
 
     let outcome = match id_ok {
         Err(e) => Err(e),
+        Ok(()) if fate(svc, id).await.as_deref() == Some(keys::FATE_CANCEL) => {
+            Err(Error::Cancelled("before it started".into()))
+        }
         Ok(()) if now_ms() >= job.deadline_ms => Err(Error::Deadline(progress.step().into())),
         Ok(()) => {
             let remaining = Duration::from_millis(job.deadline_ms.saturating_sub(now_ms()));
             let bound =
                 tokio::time::timeout(remaining, prepare(svc, job, &log, &progress, &checkout));
-            match bound.await {
-                Ok(r) => r,
-                Err(_) => Err(Error::Deadline(progress.step().to_string())),
+            tokio::select! {
+                r = bound => match r {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Deadline(progress.step().to_string())),
+                },
+                () = cancelled(svc, id) => Err(Error::Cancelled(format!("while {}", progress.step()))),
             }
         }
     };
@@ -122,7 +170,10 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
     }
     let outcome = match outcome {
         Ok(_) if now_ms() > job.deadline_ms => Err(Error::Deadline("switching traffic".into())),
-        Ok(ready) => switch(svc, job, &log, &progress, ready).await,
+        Ok(ready) => match claim_switch(svc, id).await {
+            Ok(()) => switch(svc, job, &log, &progress, ready).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
 
@@ -143,7 +194,7 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
                         commit: Some(ready.commit),
                         image: Some(ready.image),
                         container: Some(ready.container.clone()),
-                        error: None,
+                        ..Default::default()
                     },
                 )
                 .await;
@@ -151,7 +202,11 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
         }
         Err(e) => {
             let text = e.to_string();
-            log.system(format!("deployment failed: {text}")).await;
+            let status = match e {
+                Error::Cancelled(_) => DeploymentStatus::Cancelled,
+                _ => DeploymentStatus::Failed,
+            };
+            log.system(format!("deployment {status}: {text}")).await;
             if let Some(c) = progress.container() {
                 runner::copy_tail(&svc.docker, &c, TAIL_LINES, &log).await;
                 log.system(format!("removing the new container {}", short(&c)))
@@ -165,7 +220,7 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
             svc.events
                 .deployment(
                     id,
-                    DeploymentStatus::Failed,
+                    status,
                     EventFields {
                         error: Some(text),
                         ..Default::default()
@@ -198,13 +253,20 @@ async fn prepare(
         .await;
     let git_ref = job.git_ref.as_deref().unwrap_or(&app.branch);
     let commit = source::fetch(&app.repo, git_ref, checkout, log).await?;
-    log.system(format!("checked out {commit}")).await;
+    let (commit_message, commit_author) = source::describe(checkout).await;
+    log.system(format!(
+        "checked out {commit}: {}",
+        commit_message.as_deref().unwrap_or("")
+    ))
+    .await;
     svc.events
         .deployment(
             id,
             DeploymentStatus::Building,
             EventFields {
                 commit: Some(commit.clone()),
+                commit_message,
+                commit_author,
                 ..Default::default()
             },
         )

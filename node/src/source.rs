@@ -96,6 +96,17 @@ pub async fn fetch(repo: &str, git_ref: &str, dir: &Path, log: &LogSink) -> Resu
     Ok(commit.trim().to_string())
 }
 
+/// The checked-out commit's subject line and `Name <email>` of its author, when git tells.
+pub async fn describe(dir: &Path) -> (Option<String>, Option<String>) {
+    match git(dir, "git log", &["log", "-1", "--format=%s%n%an <%ae>"]).await {
+        Ok(out) => {
+            let mut lines = out.lines().map(|l| l.trim().to_string());
+            (lines.next(), lines.next())
+        }
+        Err(_) => (None, None),
+    }
+}
+
 /// Runs git in `dir`; returns stdout, or an error "<what> failed: <stderr>".
 async fn git(dir: &Path, what: &str, args: &[&str]) -> Result<String> {
     let mut cmd = tokio::process::Command::new("git");

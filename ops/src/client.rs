@@ -46,6 +46,8 @@ pub enum AppsCmd {
     Show { name: String },
     /// Delete an app: its containers stop and its routes go.
     Delete { name: String },
+    /// Print what to enter in GitHub's webhook form so pushes deploy the app.
+    Webhook { name: String },
 }
 
 #[derive(Args)]
@@ -299,6 +301,40 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
                 .await?;
             print(json, &serde_json::json!({"deleted": name}), |_| {
                 println!("deleted app {name}")
+            })
+        }
+        Cmd::Apps(AppsCmd::Webhook { name }) => {
+            let app: App = c.get(&format!("/api/v1/apps/{name}")).await?;
+            let url = format!("{}/api/v1/webhooks/github", c.base);
+            let info = serde_json::json!({
+                "payload_url": url,
+                "content_type": "application/json",
+                "secret": "the value of github.webhook_secret (BERTH_GITHUB__WEBHOOK_SECRET) on the coordinator",
+                "events": ["push"],
+                "repo": app.repo,
+                "branch": app.branch,
+                "auto_deploy": app.auto_deploy,
+            });
+            print(json, &info, |_| {
+                println!("In GitHub: repository → Settings → Webhooks → Add webhook");
+                println!("  Payload URL:   {url}");
+                println!("  Content type:  application/json (application/x-www-form-urlencoded works too)");
+                println!("  Secret:        the value of github.webhook_secret on the coordinator");
+                println!("  Events:        Just the push event");
+                if c.base.contains("://127.") || c.base.contains("://localhost") {
+                    println!("  (this API address is loopback: GitHub must reach the coordinator at a public address)");
+                }
+                println!(
+                    "Pushes to branch {} of {} then deploy {} (auto_deploy: {}).",
+                    app.branch,
+                    app.repo,
+                    app.name,
+                    if app.auto_deploy {
+                        "on"
+                    } else {
+                        "off — turn it on with PATCH {\"auto_deploy\": true}"
+                    }
+                );
             })
         }
         Cmd::Deploy(a) => {

@@ -52,6 +52,14 @@ pub fn node(name: &str) -> String {
 pub fn webhook_delivery(id: &str) -> String {
     format!("berth:webhook:github:{id}")
 }
+/// The fate of a deployment, decided once (SET NX): `switch` when its node is about to move traffic
+/// to it, `cancel` when the coordinator cancels it. Whoever sets it first wins, so a cancelled
+/// deployment never takes traffic and a switching one is never reported cancelled.
+pub fn deployment_fate(id: &str) -> String {
+    format!("berth:fate:{id}")
+}
+pub const FATE_SWITCH: &str = "switch";
+pub const FATE_CANCEL: &str = "cancel";
 /// Set once (SET NX) by the node that takes a deployment job: redelivery never runs it twice.
 pub fn job_claim(deployment: &str) -> String {
     format!("berth:claim:{deployment}")

@@ -42,6 +42,10 @@ pub enum Event {
         #[serde(default)]
         commit: Option<String>,
         #[serde(default)]
+        commit_message: Option<String>,
+        #[serde(default)]
+        commit_author: Option<String>,
+        #[serde(default)]
         image: Option<String>,
         #[serde(default)]
         container: Option<String>,
@@ -111,6 +115,8 @@ mod tests {
             node: "n".into(),
             status: DeploymentStatus::Failed,
             commit: None,
+            commit_message: None,
+            commit_author: None,
             image: None,
             container: None,
             error: Some("boom".into()),

@@ -139,6 +139,12 @@ pub struct Deployment {
     pub git_ref: Option<String>,
     /// The commit that was checked out (known once the node fetched it).
     pub commit: Option<String>,
+    /// The commit's subject line (from a push payload, or from git).
+    #[serde(default)]
+    pub commit_message: Option<String>,
+    /// `Name <email>` of the commit's author.
+    #[serde(default)]
+    pub commit_author: Option<String>,
     pub image: Option<String>,
     pub node: Option<String>,
     pub container: Option<String>,

@@ -3,9 +3,13 @@
 //!
 //! Nothing here sleeps and hopes: every wait polls a condition with a deadline.
 
+#![recursion_limit = "256"]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub mod github;
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -443,11 +447,17 @@ impl Cluster {
 
     /// `berth up` with everything on free ports.
     pub async fn up() -> Result<Cluster> {
+        Self::up_with(&[]).await
+    }
+
+    /// `berth up` with extra environment (e.g. `BERTH_GITHUB__WEBHOOK_SECRET`).
+    pub async fn up_with(extra: &[(&str, &str)]) -> Result<Cluster> {
         let dir = TempDir::new("berth-up");
         let node = unique("node");
         let (ingress, api_port, admin) = (free_port(), free_port(), free_port());
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let env = Self::base_env(dir.path(), &node, ingress, api_port, admin, &token);
+        let mut env = Self::base_env(dir.path(), &node, ingress, api_port, admin, &token);
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut c = Cluster {
             api: Api::new(format!("http://127.0.0.1:{api_port}"), token),
             dir,
@@ -467,6 +477,11 @@ impl Cluster {
 
     /// Redis and Caddy started here; `berth coordinator` and `berth node` as two processes.
     pub async fn separate() -> Result<Cluster> {
+        Self::separate_with(&[]).await
+    }
+
+    /// [`Cluster::separate`] with extra environment for the berth processes.
+    pub async fn separate_with(extra: &[(&str, &str)]) -> Result<Cluster> {
         let dir = TempDir::new("berth-sep");
         let node = unique("node");
         let (ingress, api_port, admin, redis_port) =
@@ -477,6 +492,7 @@ impl Cluster {
             "BERTH_REDIS__URL".into(),
             format!("redis://127.0.0.1:{redis_port}/"),
         ));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut c = Cluster {
             api: Api::new(format!("http://127.0.0.1:{api_port}"), token),
             dir,
@@ -538,6 +554,21 @@ impl Cluster {
             .push(Proc::spawn("berth node", node_cmd, d.join("node.log"))?);
         c.wait_ready().await?;
         Ok(c)
+    }
+
+    /// Stops the `berth coordinator` process and starts a new one (a coordinator restart).
+    pub async fn restart_coordinator(&mut self) -> Result<()> {
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == "berth coordinator")
+            .context("no separate coordinator in this cluster")?;
+        self.procs[i].stop();
+        let mut cmd = self.berth();
+        cmd.arg("coordinator");
+        let log = self.dir.path().join("coordinator-2.log");
+        self.procs[i] = Proc::spawn("berth coordinator", cmd, log)?;
+        self.wait_ready().await
     }
 
     /// Waits for /healthz and for the node to be listed as ready.

@@ -434,6 +434,14 @@ async fn cli_works_next_to_berth_up_without_flags() {
     assert_eq!(list[0]["status"], "succeeded");
     let out = run(&["nodes"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&c.node));
+    let out = run(&["apps", "webhook", &app]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains(&format!("{}/api/v1/webhooks/github", c.api.base)),
+        "{text}"
+    );
+    assert!(text.contains("push"), "{text}");
 
     // A failing deploy exits non-zero.
     repo.write("Dockerfile", "FROM busybox\nRUN exit 1\n")

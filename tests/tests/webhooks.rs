@@ -1,0 +1,346 @@
+//! GitHub push webhooks end to end: signed deliveries shaped like GitHub's, real git, Docker and
+//! Caddy.
+
+use std::time::Duration;
+
+use berth_tests::github::{deliver, push_payload};
+use berth_tests::{hello_page, ingress_get, repo_root, unique, Cluster, GitRepo, TempDir};
+use serde_json::{json, Value};
+
+const SECRET: &str = "It's a Secret to Everybody";
+const DEPLOY: Duration = Duration::from_secs(180);
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+fn marker(v: &str) -> String {
+    format!("<span id=\"version\">{v}</span>")
+}
+
+async fn served(c: &Cluster, host: &str, needle: &str) -> anyhow::Result<()> {
+    berth_tests::eventually(
+        &format!("{host} to serve {needle:?}"),
+        Duration::from_secs(10),
+        || async {
+            matches!(ingress_get(c.ingress, host).await, Ok((200, b)) if b.contains(needle))
+                .then_some(())
+        },
+    )
+    .await
+}
+
+async fn deployment_count(c: &Cluster, app: &str) -> usize {
+    let (_, v) = c
+        .api
+        .get(&format!("/api/v1/apps/{app}/deployments"))
+        .await
+        .unwrap();
+    v.as_array().map(Vec::len).unwrap_or(0)
+}
+
+/// An app following a fresh copy of examples/hello on `main`.
+async fn app_with_repo(c: &mut Cluster, src: &TempDir) -> (String, GitRepo) {
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let app = unique("hook");
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    (app, repo)
+}
+
+fn body(repo: &GitRepo, git_ref: &str, before: &str, after: &str, msg: &str) -> Vec<u8> {
+    let clone_url = format!("file://{}", repo.url());
+    serde_json::to_vec(&push_payload(&clone_url, git_ref, before, after, msg)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_push_deploys_that_commit() {
+    let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
+        .await
+        .unwrap();
+    let src = TempDir::new("hook-src");
+    let (app, repo) = app_with_repo(&mut c, &src).await;
+    let before = repo.git(&["rev-parse", "HEAD"]).unwrap();
+    repo.write("www/index.html", &hello_page("pushed")).unwrap();
+    let sha = repo
+        .commit("Ship the pushed version\n\nwith a body")
+        .unwrap();
+
+    let (s, v) = deliver(
+        &c.api.base,
+        Some(SECRET),
+        "ping",
+        &unique("d"),
+        b"{\"zen\":\"hi\"}",
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 200, "{v}");
+
+    let b = body(
+        &repo,
+        "refs/heads/main",
+        &before,
+        &sha,
+        "Ship the pushed version\n\nwith a body",
+    );
+    let (s, v) = deliver(
+        &c.api.base,
+        Some(SECRET),
+        "push",
+        &unique("d"),
+        &b,
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 202, "{v}");
+    let ids = v["deployments"].as_array().unwrap();
+    assert_eq!(ids.len(), 1, "{v}");
+    let d = c
+        .api
+        .wait_terminal(ids[0].as_str().unwrap(), DEPLOY)
+        .await
+        .unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", c.logs());
+    assert_eq!(d["commit"], sha.as_str());
+    assert_eq!(d["ref"], sha.as_str());
+    assert_eq!(d["commit_message"], "Ship the pushed version");
+    assert_eq!(d["commit_author"], "Mona Lisa <mona@example.com>");
+    served(&c, &format!("{app}.localhost"), &marker("pushed"))
+        .await
+        .unwrap();
+
+    // A form-encoded delivery (GitHub's other content type) of a newer commit works too.
+    repo.write("www/index.html", &hello_page("form")).unwrap();
+    let sha2 = repo.commit("form delivery").unwrap();
+    let payload =
+        String::from_utf8(body(&repo, "refs/heads/main", &sha, &sha2, "form delivery")).unwrap();
+    let form = format!("payload={}", urlencode(&payload));
+    let (s, v) = deliver(
+        &c.api.base,
+        Some(SECRET),
+        "push",
+        &unique("d"),
+        form.as_bytes(),
+        "application/x-www-form-urlencoded",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 202, "{v}");
+    let id = v["deployments"][0].as_str().unwrap().to_string();
+    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}");
+    served(&c, &format!("{app}.localhost"), &marker("form"))
+        .await
+        .unwrap();
+
+    // A deploy by hand records the commit's message and author from git.
+    let id = c.api.deploy(&app, None).await.unwrap();
+    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    assert_eq!(d["commit_message"], "form delivery", "{d}");
+    assert_eq!(d["commit_author"], "Berth Test <test@berth.invalid>", "{d}");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_that_queue_nothing() {
+    let mut c = Cluster::separate_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
+        .await
+        .unwrap();
+    let src = TempDir::new("hook-src");
+    let (app, repo) = app_with_repo(&mut c, &src).await;
+    let head = repo.git(&["rev-parse", "HEAD"]).unwrap();
+    let base = c.api.base.clone();
+    let good = body(&repo, "refs/heads/main", ZERO, &head, "initial");
+
+    /// What is sent, and what must come back: (case, secret, event, body, status, text in answer).
+    type Case<'a> = (&'a str, Option<&'a str>, &'a str, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "bad signature",
+            Some("not the secret"),
+            "push",
+            good.clone(),
+            401,
+            "signature",
+        ),
+        (
+            "missing signature",
+            None,
+            "push",
+            good.clone(),
+            401,
+            "missing",
+        ),
+        (
+            "tag push",
+            Some(SECRET),
+            "push",
+            body(&repo, "refs/tags/v1.0", ZERO, &head, "t"),
+            202,
+            "tag",
+        ),
+        (
+            "branch deletion",
+            Some(SECRET),
+            "push",
+            body(&repo, "refs/heads/main", &head, ZERO, "d"),
+            202,
+            "deleted",
+        ),
+        (
+            "another branch",
+            Some(SECRET),
+            "push",
+            body(&repo, "refs/heads/feature", ZERO, &head, "f"),
+            202,
+            "branch feature",
+        ),
+        (
+            "another event",
+            Some(SECRET),
+            "issues",
+            b"{\"action\":\"opened\"}".to_vec(),
+            202,
+            "not a push",
+        ),
+    ];
+    for (what, secret, event, b, status, needle) in cases {
+        let (s, v) = deliver(&base, secret, event, &unique("d"), &b, "application/json")
+            .await
+            .unwrap();
+        assert_eq!(s, status, "{what}: {v}");
+        let text = v.to_string();
+        assert!(text.contains(needle), "{what}: {text}");
+        assert_eq!(deployment_count(&c, &app).await, 0, "{what} queued nothing");
+    }
+    let logs = c.logs();
+    assert!(!logs.contains(SECRET), "the secret never reaches a log");
+
+    // A delivery id is handled once, even across a coordinator restart.
+    let delivery = unique("delivery");
+    let (s, v) = deliver(
+        &base,
+        Some(SECRET),
+        "push",
+        &delivery,
+        &good,
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (s, v["deployments"].as_array().map(Vec::len)),
+        (202, Some(1)),
+        "{v}"
+    );
+    let first = v["deployments"][0].as_str().unwrap().to_string();
+    let (s, v) = deliver(
+        &base,
+        Some(SECRET),
+        "push",
+        &delivery,
+        &good,
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 202);
+    assert_eq!(v["deployments"], json!([]), "replayed delivery: {v}");
+    c.restart_coordinator().await.unwrap();
+    let (s, v) = deliver(
+        &c.api.base,
+        Some(SECRET),
+        "push",
+        &delivery,
+        &good,
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 202);
+    assert_eq!(v["deployments"], json!([]), "replayed after a restart: {v}");
+    assert_eq!(deployment_count(&c, &app).await, 1);
+    // The deployment queued before the restart still ends (the new coordinator adopts it).
+    let d = c.api.wait_terminal(&first, DEPLOY).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_pushes_the_newest_wins() {
+    let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
+        .await
+        .unwrap();
+    let src = TempDir::new("hook-src");
+    let (app, repo) = app_with_repo(&mut c, &src).await;
+    let mut before = repo.git(&["rev-parse", "HEAD"]).unwrap();
+    let mut bodies = Vec::new();
+    for v in ["q1", "q2", "q3"] {
+        repo.write("www/index.html", &hello_page(v)).unwrap();
+        let sha = repo.commit(v).unwrap();
+        bodies.push((
+            sha.clone(),
+            body(&repo, "refs/heads/main", &before, &sha, v),
+        ));
+        before = sha;
+    }
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for (_, b) in &bodies {
+        let (s, v) = deliver(
+            &c.api.base,
+            Some(SECRET),
+            "push",
+            &unique("d"),
+            b,
+            "application/json",
+        )
+        .await
+        .unwrap();
+        assert_eq!(s, 202, "{v}");
+        ids.push(v["deployments"][0].as_str().unwrap().to_string());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "three pushes within a second"
+    );
+    let mut ends: Vec<Value> = Vec::new();
+    for id in &ids {
+        ends.push(c.api.wait_terminal(id, DEPLOY).await.unwrap());
+    }
+    assert_eq!(ends[2]["status"], "succeeded", "{}", ends[2]);
+    assert_eq!(ends[2]["commit"], bodies[2].0.as_str());
+    for (i, old) in ends[..2].iter().enumerate() {
+        assert_eq!(old["status"], "cancelled", "{old}");
+        let by = old["error"]
+            .as_str()
+            .unwrap_or_default()
+            .strip_prefix("superseded by ")
+            .unwrap_or_default();
+        assert!(
+            ids[i + 1..].iter().any(|newer| newer == by),
+            "superseded by a newer one: {old}"
+        );
+    }
+    served(&c, &format!("{app}.localhost"), &marker("q3"))
+        .await
+        .unwrap();
+    // Only the newest deployment switched traffic.
+    let mut switched = 0;
+    for id in &ids {
+        if c.api.log(id).await.unwrap().contains("routed ") {
+            switched += 1;
+        }
+    }
+    assert_eq!(switched, 1);
+}
