@@ -8,6 +8,8 @@ use actix::prelude::*;
 use berth_protocol::api::{self, NodeView};
 use berth_protocol::{keys, validate, App, Deployment, DeploymentStatus, Job};
 
+use berth_protocol::secret::SecretKey;
+
 use crate::apps;
 use crate::error::{Error, Result};
 use crate::ledger::{self, Ledger, Transition};
@@ -18,6 +20,8 @@ use crate::store::Store;
 pub struct Api {
     store: Store,
     base_domain: String,
+    /// Seals git credentials before they are stored.
+    secret_key: SecretKey,
     ledger: Addr<Ledger>,
     registry: Addr<NodeRegistry>,
     reconciler: Addr<Reconciler>,
@@ -27,6 +31,7 @@ impl Api {
     pub fn new(
         store: Store,
         base_domain: String,
+        secret_key: SecretKey,
         ledger: Addr<Ledger>,
         registry: Addr<NodeRegistry>,
         reconciler: Addr<Reconciler>,
@@ -34,6 +39,7 @@ impl Api {
         Api {
             store,
             base_domain,
+            secret_key,
             ledger,
             registry,
             reconciler,
@@ -188,8 +194,10 @@ impl Handler<CreateApp> for Api {
     fn handle(&mut self, msg: CreateApp, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let base = self.base_domain.clone();
+        let key = self.secret_key.clone();
         AtomicResponse::new(Box::pin(
             async move {
+                let sealed = msg.0.git_credential.as_ref().map(|c| c.seal(&key));
                 let app = apps::build(msg.0, &base).map_err(Error::BadRequest)?;
                 check_domains_free(&store, &app).await?;
                 if !store.put_app(&app, true).await? {
@@ -198,6 +206,7 @@ impl Handler<CreateApp> for Api {
                         app.name
                     )));
                 }
+                store.put_credential(&app.name, sealed.as_ref()).await?;
                 Ok(app)
             }
             .into_actor(self),
@@ -228,11 +237,19 @@ impl Handler<PatchApp> for Api {
 
     fn handle(&mut self, msg: PatchApp, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
+        let key = self.secret_key.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let app = load_app(&store, &msg.0).await?;
+                let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key));
+                let remove = msg.1.remove_git_credential == Some(true);
                 let app = apps::patch(app, msg.1).map_err(Error::BadRequest)?;
                 check_domains_free(&store, &app).await?;
+                if new_credential.is_some() || remove {
+                    store
+                        .put_credential(&app.name, new_credential.as_ref())
+                        .await?;
+                }
                 store.put_app(&app, false).await?;
                 Ok(app)
             }

@@ -3,6 +3,7 @@
 //! (name taken, domain used by another app).
 
 use berth_protocol::api::{CreateApp, PatchApp};
+use berth_protocol::secret::GitCredential;
 use berth_protocol::{now_ms, validate, App, EnvVars, HealthCheck};
 
 /// Builds a new app from a create request; `base_domain` gives the default domain.
@@ -25,6 +26,7 @@ pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
             .map(|h| h.apply(&HealthCheck::default()))
             .unwrap_or_default(),
         auto_deploy: req.auto_deploy.unwrap_or(true),
+        git_credential: credential_kind(req.git_credential.as_ref())?,
         created_at: now,
         updated_at: now,
     };
@@ -59,6 +61,15 @@ pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
             build: env.build.unwrap_or(build),
         };
     }
+    if p.remove_git_credential == Some(true) {
+        if p.git_credential.is_some() {
+            return Err("give either git_credential or remove_git_credential, not both".into());
+        }
+        app.git_credential = None;
+    }
+    if let Some(c) = &p.git_credential {
+        app.git_credential = credential_kind(Some(c))?;
+    }
     if let Some(v) = p.auto_deploy {
         app.auto_deploy = v;
     }
@@ -68,6 +79,17 @@ pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
     app.updated_at = now_ms();
     check(&app)?;
     Ok(app)
+}
+
+/// Validates a credential and names its kind (what the app record shows of it).
+fn credential_kind(c: Option<&GitCredential>) -> Result<Option<String>, String> {
+    match c {
+        None => Ok(None),
+        Some(c) => {
+            c.validate()?;
+            Ok(Some(c.kind().to_string()))
+        }
+    }
 }
 
 /// Every rule an app must satisfy.

@@ -246,6 +246,7 @@ async fn send_job(
         app,
         git_ref,
         deadline_ms: created_at + dl.deploy_timeout.as_millis() as u64,
+        credential: store.get_credential(app_name).await?,
     }));
     store.send_job(node, id, &job).await?;
     Ok(Step::Sent)

@@ -24,6 +24,7 @@ pub mod webhook;
 use std::time::Duration;
 
 use actix::prelude::*;
+use berth_protocol::secret::SecretKey;
 
 pub use deployment::Deadlines;
 pub use error::{Error, Result};
@@ -37,11 +38,14 @@ pub struct CoordinatorConfig {
     pub deadlines: Deadlines,
     /// A node whose last heartbeat is older than this is down.
     pub node_timeout: Duration,
+    /// Seals git credentials at rest; nodes open them with the same key.
+    pub secret_key: SecretKey,
 }
 
 impl CoordinatorConfig {
-    pub fn new(redis_url: impl Into<String>) -> Self {
+    pub fn new(redis_url: impl Into<String>, secret_key: SecretKey) -> Self {
         CoordinatorConfig {
+            secret_key,
             redis_url: redis_url.into(),
             base_domain: "localhost".into(),
             deadlines: Deadlines::default(),
@@ -71,6 +75,14 @@ pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
     )
     .start();
     events::EventIngest::new(cfg.redis_url.clone(), ledger.clone()).start();
-    let api = api::Api::new(store.clone(), cfg.base_domain, ledger, registry, reconciler).start();
+    let api = api::Api::new(
+        store.clone(),
+        cfg.base_domain,
+        cfg.secret_key,
+        ledger,
+        registry,
+        reconciler,
+    )
+    .start();
     Ok(Coordinator { api, store })
 }

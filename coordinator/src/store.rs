@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use berth_protocol::envelope::{decode, encode};
+use berth_protocol::secret::Sealed;
 use berth_protocol::{keys, App, Deployment, Job, LogStream, NodeInfo, JOB_KIND};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
@@ -16,6 +17,7 @@ use crate::error::Result;
 pub const APP_KIND: &str = "app";
 pub const DEPLOYMENT_KIND: &str = "deployment";
 pub const NODE_KIND: &str = "node";
+pub const CREDENTIAL_KIND: &str = "credential";
 
 #[derive(Clone)]
 pub struct Store {
@@ -96,6 +98,29 @@ impl Store {
         Ok(apps)
     }
 
+    /// Stores (or, with `None`, deletes) an app's sealed git credential.
+    pub async fn put_credential(&self, app: &str, sealed: Option<&Sealed>) -> Result<()> {
+        let mut c = self.conn.clone();
+        match sealed {
+            Some(s) => {
+                let bytes = encode(CREDENTIAL_KIND, app, s)?;
+                let _: () = c.set(keys::app_credential(app), bytes).await?;
+            }
+            None => {
+                let _: () = c.del(keys::app_credential(app)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn get_credential(&self, app: &str) -> Result<Option<Sealed>> {
+        let raw: Option<Vec<u8>> = self.conn.clone().get(keys::app_credential(app)).await?;
+        Ok(match raw {
+            Some(b) => Some(decode(&b, CREDENTIAL_KIND)?),
+            None => None,
+        })
+    }
+
     /// Deletes an app with its deployment records and logs.
     pub async fn delete_app(&self, name: &str) -> Result<()> {
         let ids = self.deployment_ids(name, usize::MAX).await?;
@@ -107,6 +132,7 @@ impl Store {
                 .srem(keys::ACTIVE_DEPLOYMENTS, id);
         }
         pipe.del(keys::app(name))
+            .del(keys::app_credential(name))
             .del(keys::app_deployments(name))
             .srem(keys::APPS, name);
         let _: () = pipe.query_async(&mut c).await?;

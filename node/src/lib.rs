@@ -51,6 +51,8 @@ pub struct NodeConfig {
     pub address: String,
     /// The node works under `data_dir/node/...` (build checkouts).
     pub data_dir: PathBuf,
+    /// Opens apps' sealed git credentials; must equal the coordinator's key.
+    pub secret_key: Option<berth_protocol::secret::SecretKey>,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -138,6 +140,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         router: router.clone(),
         events: events::EventSink::new(redis.clone(), cfg.name.clone()),
         probe_http,
+        secret_key: cfg.secret_key.clone(),
     });
     let deployer = deployer::Deployer::new(svc, running_tx).start();
     let consumer =

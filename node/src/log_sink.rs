@@ -15,6 +15,8 @@ pub const MAX_LINE: usize = 8 * 1024;
 #[derive(Clone)]
 pub struct LogSink {
     target: Target,
+    /// Values replaced by `********` in every line before it leaves the node.
+    masks: std::sync::Arc<Vec<String>>,
 }
 
 /// Lines kept by a memory sink (tests).
@@ -40,6 +42,7 @@ impl LogSink {
                 conn,
                 key: keys::deployment_log(deployment_id),
             },
+            masks: Default::default(),
         }
     }
 
@@ -50,9 +53,31 @@ impl LogSink {
         (
             LogSink {
                 target: Target::Memory(lines.clone()),
+                masks: Default::default(),
             },
             lines,
         )
+    }
+
+    /// The same sink, masking `secrets` (empty values are ignored) in every line.
+    pub fn with_masks(mut self, secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut all: Vec<String> = self.masks.as_ref().clone();
+        all.extend(secrets.into_iter().filter(|s| !s.is_empty()));
+        // Longest first, so a secret containing another is replaced whole.
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self.masks = std::sync::Arc::new(all);
+        self
+    }
+
+    /// Replaces every registered secret in `line`.
+    pub fn mask(&self, line: String) -> String {
+        self.masks.iter().fold(line, |l, secret| {
+            if l.contains(secret.as_str()) {
+                l.replace(secret.as_str(), "********")
+            } else {
+                l
+            }
+        })
     }
 
     /// A line written by Berth itself.
@@ -71,6 +96,7 @@ impl LogSink {
         if lines.is_empty() {
             return;
         }
+        let lines: Vec<String> = lines.into_iter().map(|l| self.mask(l)).collect();
         match &self.target {
             Target::Redis { conn, key } => {
                 let ts = now_ms();
@@ -169,6 +195,29 @@ impl LineBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[actix_rt::test]
+    async fn masks_secrets_in_every_line() {
+        let (sink, lines) = LogSink::memory();
+        let sink = sink.with_masks([
+            "tok".to_string(),
+            "tok-123-secret".to_string(),
+            String::new(),
+        ]);
+        sink.system("cloning with tok-123-secret and tok").await;
+        sink.write_lines(LogStream::Stdout, vec!["x tok-123-secret y".into()])
+            .await;
+        let got: Vec<String> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect();
+        assert_eq!(
+            got,
+            vec!["cloning with ******** and ********", "x ******** y"]
+        );
+    }
 
     #[test]
     fn splits_lines() {

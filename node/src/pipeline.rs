@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use actix::Addr;
+use berth_protocol::secret::{GitCredential, SecretKey};
 use berth_protocol::{keys, now_ms, validate, DeployJob, DeploymentStatus, Route, Upstream};
 use bollard::Docker;
 use redis::aio::ConnectionManager;
@@ -37,6 +38,8 @@ pub struct Services {
     pub events: EventSink,
     pub builder: Builder,
     pub probe_http: reqwest::Client,
+    /// Opens sealed git credentials (same key as the coordinator's).
+    pub secret_key: Option<SecretKey>,
 }
 
 /// How many lines of a failed container's output are copied into the deployment log.
@@ -75,6 +78,19 @@ impl Progress {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+}
+
+/// Opens the job's sealed git credential, if it has one.
+fn git_auth(svc: &Services, job: &DeployJob) -> Result<source::GitAuth> {
+    let Some(sealed) = &job.credential else {
+        return Ok(source::GitAuth::none());
+    };
+    let key = svc.secret_key.as_ref().ok_or_else(|| {
+        Error::Config("the app has a git credential but this node has no secret key".into())
+    })?;
+    let cred = GitCredential::open(key, sealed).map_err(Error::Invalid)?;
+    let key_file = svc.builds_dir.join(format!("{}.key", job.deployment_id));
+    source::GitAuth::new(&cred, &key_file)
 }
 
 /// The deployment's fate (`switch` or `cancel`), if decided.
@@ -139,7 +155,9 @@ fn check_deployment_id(id: &str) -> Result<()> {
 /// Runs one deployment to its terminal event.
 pub async fn deploy(svc: &Services, job: &DeployJob) {
     let id = job.deployment_id.as_str();
-    let log = LogSink::redis(svc.redis.clone(), id);
+    let auth = git_auth(svc, job);
+    let secrets = auth.as_ref().map(|a| a.secrets.clone()).unwrap_or_default();
+    let log = LogSink::redis(svc.redis.clone(), id).with_masks(secrets);
     let progress = Progress::default();
     progress.set_step("waiting in the queue");
     let id_ok = check_deployment_id(id);
@@ -154,13 +172,20 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
         Ok(()) if now_ms() >= job.deadline_ms => Err(Error::Deadline(progress.step().into())),
         Ok(()) => {
             let remaining = Duration::from_millis(job.deadline_ms.saturating_sub(now_ms()));
-            let bound =
-                tokio::time::timeout(remaining, prepare(svc, job, &log, &progress, &checkout));
-            tokio::select! {
-                r = bound => match r {
+            let bound = async {
+                let auth = auth?;
+                match tokio::time::timeout(
+                    remaining,
+                    prepare(svc, job, &log, &progress, &checkout, &auth),
+                )
+                .await
+                {
                     Ok(r) => r,
                     Err(_) => Err(Error::Deadline(progress.step().to_string())),
-                },
+                }
+            };
+            tokio::select! {
+                r = bound => r,
                 () = cancelled(svc, id) => Err(Error::Cancelled(format!("while {}", progress.step()))),
             }
         }
@@ -201,7 +226,7 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
             drain_previous(svc, job, &log, &ready.container).await;
         }
         Err(e) => {
-            let text = e.to_string();
+            let text = log.mask(e.to_string());
             let status = match e {
                 Error::Cancelled(_) => DeploymentStatus::Cancelled,
                 _ => DeploymentStatus::Failed,
@@ -238,6 +263,7 @@ async fn prepare(
     log: &LogSink,
     progress: &Progress,
     checkout: &std::path::Path,
+    auth: &source::GitAuth,
 ) -> Result<Ready> {
     let app = &job.app;
     let id = job.deployment_id.as_str();
@@ -252,7 +278,7 @@ async fn prepare(
         .deployment(id, DeploymentStatus::Building, EventFields::default())
         .await;
     let git_ref = job.git_ref.as_deref().unwrap_or(&app.branch);
-    let commit = source::fetch(&app.repo, git_ref, checkout, log).await?;
+    let commit = source::fetch(&app.repo, git_ref, checkout, log, auth).await?;
     let (commit_message, commit_author) = source::describe(checkout).await;
     log.system(format!(
         "checked out {commit}: {}",

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::Stdio;
 
+use berth_protocol::secret::GitCredential;
 use berth_protocol::validate;
 
 use crate::error::{Error, Result};
@@ -14,7 +15,13 @@ use crate::log_sink::LogSink;
 
 /// Fetches `git_ref` (branch, tag or commit) of `repo` into `dir` (created, must not hold anything
 /// that matters: it is emptied first) and checks it out detached. Returns the commit sha.
-pub async fn fetch(repo: &str, git_ref: &str, dir: &Path, log: &LogSink) -> Result<String> {
+pub async fn fetch(
+    repo: &str,
+    git_ref: &str,
+    dir: &Path,
+    log: &LogSink,
+    auth: &GitAuth,
+) -> Result<String> {
     validate::repo(repo).map_err(Error::Invalid)?;
     validate::git_ref("ref", git_ref).map_err(Error::Invalid)?;
 
@@ -27,9 +34,10 @@ pub async fn fetch(repo: &str, git_ref: &str, dir: &Path, log: &LogSink) -> Resu
         .await
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
 
-    git(dir, "git init", &["init", "-q"]).await?;
+    git_with(auth, dir, "git init", &["init", "-q"]).await?;
     log.system(format!("fetching {git_ref} from {repo}")).await;
-    let shallow = git(
+    let shallow = git_with(
+        auth,
         dir,
         "git fetch",
         &["fetch", "-q", "--depth", "1", "--", repo, git_ref],
@@ -37,7 +45,8 @@ pub async fn fetch(repo: &str, git_ref: &str, dir: &Path, log: &LogSink) -> Resu
     .await;
     match shallow {
         Ok(_) => {
-            git(
+            git_with(
+                auth,
                 dir,
                 "git checkout",
                 &["checkout", "-q", "--detach", "FETCH_HEAD"],
@@ -51,7 +60,8 @@ pub async fn fetch(repo: &str, git_ref: &str, dir: &Path, log: &LogSink) -> Resu
                 "shallow fetch of {git_ref} failed, fetching the whole repository ({shallow_err})"
             ))
             .await;
-            git(
+            git_with(
+                auth,
                 dir,
                 "git fetch",
                 &[
@@ -64,27 +74,39 @@ pub async fn fetch(repo: &str, git_ref: &str, dir: &Path, log: &LogSink) -> Resu
                 ],
             )
             .await?;
-            let spec = format!("{git_ref}^{{commit}}");
-            let sha = git(
-                dir,
-                "git rev-parse",
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    "--end-of-options",
-                    &spec,
-                ],
-            )
-            .await
-            .map_err(|_| {
+            // A commit or tag resolves as given; a branch lives under origin/ after this fetch.
+            let mut sha = None;
+            for spec in [
+                format!("{git_ref}^{{commit}}"),
+                format!("origin/{git_ref}^{{commit}}"),
+            ] {
+                let found = git_with(
+                    auth,
+                    dir,
+                    "git rev-parse",
+                    &[
+                        "rev-parse",
+                        "--verify",
+                        "--quiet",
+                        "--end-of-options",
+                        &spec,
+                    ],
+                )
+                .await;
+                if let Ok(s) = found {
+                    sha = Some(s);
+                    break;
+                }
+            }
+            let sha = sha.ok_or_else(|| {
                 Error::Git(format!(
                     "git fetch failed: {git_ref:?} is not a branch, tag or commit of {repo} \
                      (shallow fetch said: {shallow_err})"
                 ))
             })?;
             let sha = sha.trim().to_string();
-            git(
+            git_with(
+                auth,
                 dir,
                 "git checkout",
                 &["checkout", "-q", "--detach", &sha, "--"],
@@ -92,7 +114,7 @@ pub async fn fetch(repo: &str, git_ref: &str, dir: &Path, log: &LogSink) -> Resu
             .await?;
         }
     }
-    let commit = git(dir, "git rev-parse", &["rev-parse", "HEAD"]).await?;
+    let commit = git_with(auth, dir, "git rev-parse", &["rev-parse", "HEAD"]).await?;
     Ok(commit.trim().to_string())
 }
 
@@ -107,9 +129,93 @@ pub async fn describe(dir: &Path) -> (Option<String>, Option<String>) {
     }
 }
 
+/// How git authenticates to a remote: environment for the git process (never arguments, which
+/// any local user could read in `ps`), and a private key file removed on drop.
+#[derive(Default)]
+pub struct GitAuth {
+    env: Vec<(String, String)>,
+    key_file: Option<std::path::PathBuf>,
+    /// Values that must be masked in logs.
+    pub secrets: Vec<String>,
+}
+
+impl GitAuth {
+    pub fn none() -> GitAuth {
+        GitAuth::default()
+    }
+
+    /// Prepares a credential; an SSH key is written (mode 0600) to `key_file`.
+    pub fn new(cred: &GitCredential, key_file: &Path) -> Result<GitAuth> {
+        use base64::Engine;
+        let mut secrets = cred.secrets();
+        match cred {
+            GitCredential::HttpsToken { username, token } => {
+                let basic =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{token}"));
+                secrets.push(basic.clone());
+                Ok(GitAuth {
+                    env: vec![
+                        ("GIT_CONFIG_COUNT".into(), "1".into()),
+                        ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
+                        (
+                            "GIT_CONFIG_VALUE_0".into(),
+                            format!("Authorization: Basic {basic}"),
+                        ),
+                    ],
+                    key_file: None,
+                    secrets,
+                })
+            }
+            GitCredential::SshKey { private_key } => {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(key_file)
+                    .map_err(|e| Error::io(format!("cannot write {}", key_file.display()), e))?;
+                let mut key = private_key.trim().to_string();
+                key.push('\n');
+                f.write_all(key.as_bytes())
+                    .map_err(|e| Error::io(format!("cannot write {}", key_file.display()), e))?;
+                let known = key_file.with_extension("known_hosts");
+                Ok(GitAuth {
+                    env: vec![(
+                        "GIT_SSH_COMMAND".into(),
+                        format!(
+                            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
+                            key_file.display(),
+                            known.display()
+                        ),
+                    )],
+                    key_file: Some(key_file.to_path_buf()),
+                    secrets,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for GitAuth {
+    fn drop(&mut self) {
+        if let Some(f) = &self.key_file {
+            let _ = std::fs::remove_file(f);
+            let _ = std::fs::remove_file(f.with_extension("known_hosts"));
+        }
+    }
+}
+
 /// Runs git in `dir`; returns stdout, or an error "<what> failed: <stderr>".
 async fn git(dir: &Path, what: &str, args: &[&str]) -> Result<String> {
+    git_with(&GitAuth::none(), dir, what, args).await
+}
+
+/// [`git`] with credentials.
+async fn git_with(auth: &GitAuth, dir: &Path, what: &str, args: &[&str]) -> Result<String> {
     let mut cmd = tokio::process::Command::new("git");
+    cmd.envs(auth.env.iter().map(|(k, v)| (k, v)));
     cmd.args(args)
         .current_dir(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -119,7 +225,7 @@ async fn git(dir: &Path, what: &str, args: &[&str]) -> Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if std::env::var_os("GIT_SSH_COMMAND").is_none() {
+    if std::env::var_os("GIT_SSH_COMMAND").is_none() && auth.key_file.is_none() {
         cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
     }
     let out = cmd
@@ -143,6 +249,55 @@ async fn git(dir: &Path, what: &str, args: &[&str]) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_key_is_written_private_and_removed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("berth-sshkey-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_file = dir.join("d1.key");
+        let cred = GitCredential::SshKey {
+            private_key: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----".into(),
+        };
+        let auth = GitAuth::new(&cred, &key_file).unwrap();
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let ssh = &auth
+            .env
+            .iter()
+            .find(|(k, _)| k == "GIT_SSH_COMMAND")
+            .unwrap()
+            .1;
+        assert!(ssh.contains(&key_file.display().to_string()) && ssh.contains("BatchMode=yes"));
+        assert_eq!(
+            auth.secrets,
+            vec!["b3BlbnNzaC1rZXktdjEAAAAABG5vbmU".to_string()]
+        );
+        drop(auth);
+        assert!(!key_file.exists(), "the key file goes with the job");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn https_token_goes_in_the_environment_not_the_arguments() {
+        let cred = GitCredential::HttpsToken {
+            username: "x-access-token".into(),
+            token: "tok123".into(),
+        };
+        let auth = GitAuth::new(&cred, Path::new("/nonexistent")).unwrap();
+        let header = &auth
+            .env
+            .iter()
+            .find(|(k, _)| k == "GIT_CONFIG_VALUE_0")
+            .unwrap()
+            .1;
+        // base64("x-access-token:tok123")
+        assert_eq!(header, "Authorization: Basic eC1hY2Nlc3MtdG9rZW46dG9rMTIz");
+        assert!(auth.secrets.contains(&"tok123".to_string()));
+        assert!(auth
+            .secrets
+            .contains(&"eC1hY2Nlc3MtdG9rZW46dG9rMTIz".to_string()));
+    }
     use crate::testutil::TempDir;
 
     fn run(dir: &Path, args: &[&str]) -> String {
@@ -190,17 +345,27 @@ mod tests {
         let (log, _) = LogSink::memory();
         let dir = tmp.path().join("checkout");
 
-        let c = fetch(&bare, "main", &dir, &log).await.unwrap();
+        let c = fetch(&bare, "main", &dir, &log, &GitAuth::none())
+            .await
+            .unwrap();
         assert_eq!(c, sha2);
         assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "two");
 
-        let c = fetch(&format!("file://{bare}"), &sha1, &dir, &log)
-            .await
-            .unwrap();
+        let c = fetch(
+            &format!("file://{bare}"),
+            &sha1,
+            &dir,
+            &log,
+            &GitAuth::none(),
+        )
+        .await
+        .unwrap();
         assert_eq!(c, sha1);
         assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "one");
 
-        let c = fetch(&bare, "v1", &dir, &log).await.unwrap();
+        let c = fetch(&bare, "v1", &dir, &log, &GitAuth::none())
+            .await
+            .unwrap();
         assert_eq!(c, sha1);
     }
 
@@ -210,17 +375,17 @@ mod tests {
         let (bare, _, _) = make_repo(&tmp);
         let (log, _) = LogSink::memory();
         let dir = tmp.path().join("checkout");
-        let e = fetch(&bare, "nope", &dir, &log)
+        let e = fetch(&bare, "nope", &dir, &log, &GitAuth::none())
             .await
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("git fetch failed"), "{e}");
-        let e = fetch(&bare, "--upload-pack=touch x", &dir, &log)
+        let e = fetch(&bare, "--upload-pack=touch x", &dir, &log, &GitAuth::none())
             .await
             .unwrap_err()
             .to_string();
         assert!(e.contains("not a valid git"), "{e}");
-        let e = fetch("-oops", "main", &dir, &log)
+        let e = fetch("-oops", "main", &dir, &log, &GitAuth::none())
             .await
             .unwrap_err()
             .to_string();
@@ -230,6 +395,7 @@ mod tests {
             "main",
             &dir,
             &log,
+            &GitAuth::none(),
         )
         .await
         .unwrap_err()

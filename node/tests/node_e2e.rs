@@ -201,6 +201,7 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
             deadline_s: 30,
         },
         auto_deploy: true,
+        git_credential: None,
         created_at: now_ms(),
         updated_at: now_ms(),
     }
@@ -353,6 +354,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         docker_host: None,
         address: "127.0.0.1".into(),
         data_dir: tmp.0.join("data"),
+        secret_key: None,
     })
     .await
     .expect("node starts");
@@ -379,6 +381,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             app: a,
             git_ref: git_ref.map(String::from),
             deadline_ms: now_ms() + 170_000,
+            credential: None,
         }))
     };
     let base = app(&app_name, &bare, &domain);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use berth_protocol::api::{CreateApp, CreateDeployment, ErrorBody, HealthCheckPatch, NodeView};
+use berth_protocol::secret::GitCredential;
 use berth_protocol::{now_ms, App, Deployment, EnvVars};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
@@ -82,6 +83,12 @@ pub struct CreateArgs {
     /// Health check deadline in seconds.
     #[arg(long)]
     health_deadline: Option<u64>,
+    /// File holding an HTTPS token for a private repository (stored sealed, never shown).
+    #[arg(long, value_name = "FILE", conflicts_with = "ssh_key_file")]
+    git_token_file: Option<PathBuf>,
+    /// File holding an SSH deploy key for a private repository (stored sealed, never shown).
+    #[arg(long, value_name = "FILE")]
+    ssh_key_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -257,7 +264,21 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
     use reqwest::Method;
     match cmd {
         Cmd::Apps(AppsCmd::Create(a)) => {
+            let read = |p: &PathBuf| {
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+            };
+            let git_credential = match (&a.git_token_file, &a.ssh_key_file) {
+                (Some(f), _) => Some(GitCredential::HttpsToken {
+                    username: "x-access-token".into(),
+                    token: read(f)?.trim().to_string(),
+                }),
+                (None, Some(f)) => Some(GitCredential::SshKey {
+                    private_key: read(f)?,
+                }),
+                (None, None) => None,
+            };
             let req = CreateApp {
+                git_credential,
                 name: a.name,
                 repo: a.repo,
                 branch: a.branch,

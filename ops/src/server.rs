@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use berth_coordinator::{CoordinatorConfig, Deadlines};
 use berth_node::NodeConfig;
+use berth_protocol::secret::SecretKey;
 use rand::RngExt;
 
 use crate::services;
@@ -36,6 +37,29 @@ fn token(s: &Settings) -> Result<String> {
     Ok(t)
 }
 
+/// The key sealing git credentials: configured, or `<data_dir>/secret.key` (created when
+/// `create`, mode 0600). `None` when neither exists and creating is not allowed (a node).
+fn secret_key(s: &Settings, create: bool) -> Result<Option<SecretKey>> {
+    if let Some(k) = &s.secret_key {
+        return SecretKey::from_hex(k)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("secret_key: {e}"));
+    }
+    let path = s.data_dir.join("secret.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => SecretKey::from_hex(&text)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+            let key = SecretKey::generate();
+            write_private(&path, &key.to_hex())?;
+            Ok(Some(key))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
 fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -53,8 +77,8 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-fn coordinator_config(s: &Settings, redis_url: &str) -> CoordinatorConfig {
-    let mut c = CoordinatorConfig::new(redis_url);
+fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> CoordinatorConfig {
+    let mut c = CoordinatorConfig::new(redis_url, key);
     c.base_domain = s.base_domain.clone();
     c.deadlines = Deadlines {
         deploy_timeout: s.deploy_timeout(),
@@ -63,8 +87,9 @@ fn coordinator_config(s: &Settings, redis_url: &str) -> CoordinatorConfig {
     c
 }
 
-fn node_config(s: &Settings, redis_url: &str) -> NodeConfig {
+fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeConfig {
     NodeConfig {
+        secret_key: key,
         name: s.node.name.clone(),
         redis_url: redis_url.to_string(),
         caddy_admin: s.node.caddy_admin.clone(),
@@ -108,6 +133,8 @@ fn run(
     } else {
         String::new()
     };
+    // The coordinator creates the key if there is none; a node only reads it.
+    let key = secret_key(s, roles.coordinator)?;
     let listen: SocketAddr = s.api.listen.parse().with_context(|| {
         format!(
             "api.listen {:?} is not an address like 127.0.0.1:7700",
@@ -119,7 +146,8 @@ fn run(
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut web = None;
         if roles.coordinator {
-            let coord = berth_coordinator::start(coordinator_config(s, redis_url))
+            let k = key.clone().context("no secret key")?;
+            let coord = berth_coordinator::start(coordinator_config(s, redis_url, k))
                 .await
                 .context("starting the coordinator")?;
             let listener = berth_web::bind(listen).await?;
@@ -139,7 +167,7 @@ fn run(
         }
         let node = if roles.node {
             Some(
-                berth_node::start(node_config(s, redis_url))
+                berth_node::start(node_config(s, redis_url, key.clone()))
                     .await
                     .context("starting the node")?,
             )

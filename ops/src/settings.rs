@@ -19,6 +19,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Seconds a deployment may take from queued to terminal.
     pub deploy_timeout_s: u64,
+    /// 64 hex digits sealing git credentials at rest; unset: `<data_dir>/secret.key`, created
+    /// (mode 0600) at first start. Every node of a fleet needs the coordinator's key.
+    pub secret_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +68,7 @@ impl Default for Settings {
             base_domain: "localhost".into(),
             data_dir: default_data_dir(),
             deploy_timeout_s: 900,
+            secret_key: None,
         }
     }
 }

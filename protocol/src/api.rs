@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{EnvVars, HealthCheck};
+use crate::secret::GitCredential;
 
 /// `POST /api/v1/apps`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,8 @@ pub struct CreateApp {
     pub env: Option<EnvVars>,
     pub health_check: Option<HealthCheckPatch>,
     pub auto_deploy: Option<bool>,
+    /// How nodes authenticate to a private repository; stored sealed, never returned.
+    pub git_credential: Option<GitCredential>,
 }
 
 /// `PATCH /api/v1/apps/{name}`: every field optional; what is given replaces what was.
@@ -36,6 +39,10 @@ pub struct PatchApp {
     pub env: Option<EnvPatch>,
     pub health_check: Option<HealthCheckPatch>,
     pub auto_deploy: Option<bool>,
+    /// Replaces the git credential.
+    pub git_credential: Option<GitCredential>,
+    /// `true` removes the git credential.
+    pub remove_git_credential: Option<bool>,
 }
 
 /// Replaces the runtime and/or build variables (each map whole, when given).

@@ -29,6 +29,10 @@ pub const LOG_MAXLEN: usize = 20_000;
 pub fn app(name: &str) -> String {
     format!("berth:app:{name}")
 }
+/// An app's git credential, sealed ([`crate::secret::Sealed`], msgpack envelope kind `credential`).
+pub fn app_credential(name: &str) -> String {
+    format!("berth:app:{name}:credential")
+}
 /// Sorted set of an app's deployment ids, scored by creation time.
 pub fn app_deployments(name: &str) -> String {
     format!("berth:app:{name}:deployments")

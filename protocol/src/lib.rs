@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod keys;
 pub mod messages;
 pub mod model;
+pub mod secret;
 pub mod validate;
 
 pub use envelope::{Envelope, EnvelopeError, PROTOCOL_VERSION};

@@ -28,6 +28,9 @@ pub struct DeployJob {
     pub git_ref: Option<String>,
     /// Epoch ms after which the node gives up and reports `failed`.
     pub deadline_ms: u64,
+    /// The app's git credential, sealed with the cluster's secret key.
+    #[serde(default)]
+    pub credential: Option<crate::secret::Sealed>,
 }
 
 /// Something a node reports.

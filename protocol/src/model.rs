@@ -62,6 +62,10 @@ pub struct App {
     /// Whether a signed push to `branch` deploys the app.
     #[serde(default = "yes")]
     pub auto_deploy: bool,
+    /// The kind of git credential the app has (`https_token`, `ssh_key`), if any. The credential
+    /// itself is stored sealed under its own key and never returned.
+    #[serde(default)]
+    pub git_credential: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
 }

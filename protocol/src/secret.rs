@@ -1,0 +1,220 @@
+//! Secrets at rest: an app's git credential is stored and queued only sealed
+//! (XChaCha20-Poly1305 with a 32-byte key from config or a key file), and opened only by the node
+//! that clones with it. Pure computation — no I/O here.
+
+use chacha20poly1305::aead::{Aead, Generate, KeyInit};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+
+/// The key that seals and opens secrets. Its `Debug` never shows the key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey([u8; 32]);
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(…)")
+    }
+}
+
+impl SecretKey {
+    /// A fresh random key.
+    pub fn generate() -> SecretKey {
+        SecretKey(Key::generate().into())
+    }
+
+    /// Parses 64 hex digits.
+    pub fn from_hex(s: &str) -> Result<SecretKey, String> {
+        let bytes = hex::decode(s.trim())
+            .map_err(|_| "the secret key must be 64 hex digits".to_string())?;
+        let arr: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "the secret key must be 64 hex digits (32 bytes)".to_string())?;
+        Ok(SecretKey(arr))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&Key::from(self.0))
+    }
+
+    /// Seals `plain` with a fresh random nonce.
+    pub fn seal(&self, plain: &[u8]) -> Sealed {
+        let nonce = XNonce::generate();
+        let data = self
+            .cipher()
+            .encrypt(&nonce, plain)
+            .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
+        Sealed {
+            nonce: nonce.to_vec(),
+            data,
+        }
+    }
+
+    /// Opens what [`SecretKey::seal`] sealed; fails on a wrong key or tampered data.
+    pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, String> {
+        let nonce: [u8; 24] = sealed
+            .nonce
+            .as_slice()
+            .try_into()
+            .map_err(|_| "sealed secret has a bad nonce".to_string())?;
+        self.cipher()
+            .decrypt(&XNonce::from(nonce), sealed.data.as_slice())
+            .map_err(|_| {
+                "cannot open the sealed secret: this node's secret key differs from the coordinator's".to_string()
+            })
+    }
+}
+
+/// Ciphertext and nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    #[serde(with = "serde_bytes_vec")]
+    pub nonce: Vec<u8>,
+    #[serde(with = "serde_bytes_vec")]
+    pub data: Vec<u8>,
+}
+
+/// Byte vectors as hex strings (compact enough, and readable in any format).
+mod serde_bytes_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// How a node authenticates to an app's git remote. Only ever stored or queued sealed.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GitCredential {
+    /// An HTTPS token (GitHub: a fine-grained or deploy token), sent as HTTP Basic auth.
+    HttpsToken {
+        #[serde(default = "default_user")]
+        username: String,
+        token: String,
+    },
+    /// An SSH deploy key (OpenSSH private key, no passphrase).
+    SshKey { private_key: String },
+}
+
+fn default_user() -> String {
+    "x-access-token".into()
+}
+
+impl std::fmt::Debug for GitCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GitCredential({})", self.kind())
+    }
+}
+
+impl GitCredential {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GitCredential::HttpsToken { .. } => "https_token",
+            GitCredential::SshKey { .. } => "ssh_key",
+        }
+    }
+
+    /// The values that must never appear in a log.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            GitCredential::HttpsToken { token, .. } => vec![token.clone()],
+            GitCredential::SshKey { private_key } => private_key
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+                .map(String::from)
+                .collect(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            GitCredential::HttpsToken { username, token } => {
+                if token.trim().is_empty() || token.contains(['\n', '\r', ' ']) {
+                    return Err("git_credential.token must be one word".into());
+                }
+                if username.is_empty() || username.contains([':', '\n', '\r']) {
+                    return Err("git_credential.username must not be empty or contain ':'".into());
+                }
+            }
+            GitCredential::SshKey { private_key } => {
+                if !private_key.trim_start().starts_with("-----BEGIN") {
+                    return Err(
+                        "git_credential.private_key must be an OpenSSH private key (-----BEGIN …)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn seal(&self, key: &SecretKey) -> Sealed {
+        let plain = serde_json::to_vec(self).expect("a credential serializes");
+        key.seal(&plain)
+    }
+
+    pub fn open(key: &SecretKey, sealed: &Sealed) -> Result<GitCredential, String> {
+        let plain = key.open(sealed)?;
+        serde_json::from_slice(&plain).map_err(|e| format!("sealed credential is malformed: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_and_open() {
+        let key = SecretKey::generate();
+        let cred = GitCredential::HttpsToken {
+            username: "x-access-token".into(),
+            token: "ghp_secret123".into(),
+        };
+        let sealed = cred.seal(&key);
+        let bytes = rmp_serde::to_vec_named(&sealed).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("ghp_secret123"));
+        assert_eq!(GitCredential::open(&key, &sealed).unwrap(), cred);
+        assert!(GitCredential::open(&SecretKey::generate(), &sealed).is_err());
+        let mut tampered = sealed.clone();
+        tampered.data[0] ^= 1;
+        assert!(GitCredential::open(&key, &tampered).is_err());
+        assert_ne!(cred.seal(&key).nonce, sealed.nonce, "fresh nonce each time");
+    }
+
+    #[test]
+    fn key_hex_round_trip_and_debug_hides() {
+        let k = SecretKey::generate();
+        assert_eq!(SecretKey::from_hex(&k.to_hex()).unwrap(), k);
+        assert!(SecretKey::from_hex("abcd").is_err());
+        assert!(!format!("{k:?}").contains(&k.to_hex()[..8]));
+        let c = GitCredential::HttpsToken {
+            username: "u".into(),
+            token: "tok-secret".into(),
+        };
+        assert!(!format!("{c:?}").contains("tok-secret"));
+    }
+
+    #[test]
+    fn credential_json_and_validation() {
+        let c: GitCredential =
+            serde_json::from_str(r#"{"kind":"https_token","token":"abc"}"#).unwrap();
+        assert_eq!(c.kind(), "https_token");
+        assert!(c.validate().is_ok());
+        let bad: GitCredential =
+            serde_json::from_str(r#"{"kind":"https_token","token":"a b"}"#).unwrap();
+        assert!(bad.validate().is_err());
+        let ssh: GitCredential =
+            serde_json::from_str(r#"{"kind":"ssh_key","private_key":"nope"}"#).unwrap();
+        assert!(ssh.validate().is_err());
+    }
+}

@@ -1,0 +1,166 @@
+//! Private repositories: an app's git credential is used by the node to clone, stored sealed, and
+//! never shown by the API, written to a log, or kept in Redis in the clear.
+
+use std::process::Command;
+use std::time::Duration;
+
+use berth_tests::{
+    ingress_get, private_git_server, repo_root, sh, unique, Cluster, GitRepo, TempDir,
+};
+use serde_json::json;
+
+const TOKEN: &str = "ghp_TestTokenThatMustNeverLeak0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_token_clones_a_private_repo_and_never_leaks() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::new("private-src");
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    sh(Command::new("git")
+        .arg("-C")
+        .arg(&repo.bare)
+        .arg("update-server-info"))
+    .unwrap();
+    let basic = {
+        // base64("x-access-token:<TOKEN>") by the system's base64, independent of Berth's code.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '%s' 'x-access-token:{TOKEN}' | base64 -w0"))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let port = private_git_server(src.path().to_path_buf(), basic.clone())
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/repo.git");
+
+    // Without the credential the clone is refused and the deployment fails with git's reason.
+    let open = unique("nocred");
+    c.create_app(json!({"name": open, "repo": url, "port": 8080}))
+        .await
+        .unwrap();
+    let id = c.api.deploy(&open, None).await.unwrap();
+    let d = c
+        .api
+        .wait_terminal(&id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(d["status"], "failed", "{d}");
+    assert!(
+        d["error"].as_str().unwrap_or_default().contains("git"),
+        "{d}"
+    );
+
+    // With it, the node clones and the app serves.
+    let app = unique("private");
+    let created = c
+        .create_app(json!({"name": app, "repo": url, "port": 8080,
+            "git_credential": {"kind": "https_token", "token": TOKEN}}))
+        .await
+        .unwrap();
+    assert_eq!(created["git_credential"], "https_token");
+    assert!(!created.to_string().contains(TOKEN));
+    let id = c.api.deploy(&app, None).await.unwrap();
+    let d = c
+        .api
+        .wait_terminal(&id, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        d["status"],
+        "succeeded",
+        "{d}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+    berth_tests::eventually(
+        "the private app to answer",
+        Duration::from_secs(10),
+        || async {
+            matches!(
+                ingress_get(c.ingress, &format!("{app}.localhost")).await,
+                Ok((200, _))
+            )
+            .then_some(())
+        },
+    )
+    .await
+    .unwrap();
+
+    // Never returned, never logged.
+    for path in [
+        format!("/api/v1/apps/{app}"),
+        "/api/v1/apps".to_string(),
+        format!("/api/v1/deployments/{id}"),
+    ] {
+        let (_, v) = c.api.get(&path).await.unwrap();
+        assert!(!v.to_string().contains(TOKEN), "{path}: {v}");
+    }
+    let log = c.api.log(&id).await.unwrap();
+    assert!(!log.contains(TOKEN) && !log.contains(&basic), "{log}");
+    let all = c.logs();
+    assert!(
+        !all.contains(TOKEN) && !all.contains(&basic),
+        "process logs leak the token"
+    );
+
+    // Not in Redis in the clear: read every key's value through the server itself.
+    let sock = c.dir.path().join("berth/redis/redis.sock");
+    let keys =
+        sh(Command::new("redis-cli")
+            .arg("-s")
+            .arg(&sock)
+            .args(["--scan", "--pattern", "berth:*"]))
+        .unwrap();
+    let mut seen_sealed = false;
+    for k in keys.lines() {
+        let t = sh(Command::new("redis-cli")
+            .arg("-s")
+            .arg(&sock)
+            .args(["TYPE", k]))
+        .unwrap();
+        let dump = match t.as_str() {
+            "string" => sh(Command::new("redis-cli")
+                .arg("-s")
+                .arg(&sock)
+                .args(["GET", k]))
+            .unwrap(),
+            "stream" => sh(Command::new("redis-cli")
+                .arg("-s")
+                .arg(&sock)
+                .args(["XRANGE", k, "-", "+"]))
+            .unwrap(),
+            "hash" => sh(Command::new("redis-cli")
+                .arg("-s")
+                .arg(&sock)
+                .args(["HGETALL", k]))
+            .unwrap(),
+            _ => String::new(),
+        };
+        assert!(
+            !dump.contains(TOKEN) && !dump.contains(&basic),
+            "{k} holds the token in the clear"
+        );
+        seen_sealed |= k.ends_with(":credential");
+    }
+    assert!(seen_sealed, "the sealed credential is stored");
+
+    // PATCH can remove it; the next clone is refused again.
+    let (s, v) = c
+        .api
+        .patch(
+            &format!("/api/v1/apps/{app}"),
+            json!({"remove_git_credential": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert!(v["git_credential"].is_null(), "{v}");
+    let id = c.api.deploy(&app, None).await.unwrap();
+    let d = c
+        .api
+        .wait_terminal(&id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(d["status"], "failed", "{d}");
+}
