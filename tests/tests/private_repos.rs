@@ -164,3 +164,86 @@ async fn an_https_token_clones_a_private_repo_and_never_leaks() {
         .unwrap();
     assert_eq!(d["status"], "failed", "{d}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ssh_deploy_key_clones_over_ssh() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::new("ssh-src");
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let d = src.path();
+    for k in ["hostkey", "deploykey"] {
+        sh(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(d.join(k)))
+        .unwrap();
+    }
+    std::fs::copy(d.join("deploykey.pub"), d.join("authorized_keys")).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let port = berth_tests::free_port();
+    let mut sshd = Command::new("/usr/sbin/sshd");
+    sshd.args(["-D", "-e", "-f", "/dev/null", "-p", &port.to_string()])
+        .arg("-h")
+        .arg(d.join("hostkey"))
+        .arg("-o")
+        .arg(format!(
+            "AuthorizedKeysFile={}",
+            d.join("authorized_keys").display()
+        ))
+        .args([
+            "-o",
+            "StrictModes=no",
+            "-o",
+            "PasswordAuthentication=no",
+            "-o",
+            "ListenAddress=127.0.0.1",
+        ])
+        .args(["-o", "PermitRootLogin=prohibit-password", "-o", "UsePAM=no"])
+        .arg("-o")
+        .arg(format!("PidFile={}", d.join("sshd.pid").display()));
+    let _sshd = berth_tests::Proc::spawn("sshd", sshd, d.join("sshd.log")).unwrap();
+    berth_tests::eventually("sshd", Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    })
+    .await
+    .unwrap();
+    let user = sh(&mut Command::new("whoami")).unwrap();
+    let url = format!("ssh://{user}@127.0.0.1:{port}{}", repo.bare.display());
+    let key = std::fs::read_to_string(d.join("deploykey")).unwrap();
+    let secret_line = key.lines().nth(1).unwrap().to_string();
+
+    let app = unique("sshapp");
+    let created = c
+        .create_app(json!({"name": app, "repo": url, "port": 8080,
+            "git_credential": {"kind": "ssh_key", "private_key": key}}))
+        .await
+        .unwrap();
+    assert_eq!(created["git_credential"], "ssh_key");
+    let id = c.api.deploy(&app, None).await.unwrap();
+    let dep = c
+        .api
+        .wait_terminal(&id, Duration::from_secs(180))
+        .await
+        .unwrap();
+    let log = c.api.log(&id).await.unwrap();
+    assert_eq!(
+        dep["status"],
+        "succeeded",
+        "{dep}\n{log}\n{}",
+        std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+    );
+    assert!(!log.contains(&secret_line));
+    let (_, v) = c.api.get(&format!("/api/v1/apps/{app}")).await.unwrap();
+    assert!(!v.to_string().contains(&secret_line));
+    // The key file the node wrote for the clone is gone.
+    let builds = c.dir.path().join("berth/node/builds");
+    let left: Vec<_> = std::fs::read_dir(&builds)
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|n| !n.to_string_lossy().ends_with(".key")),
+        "{left:?}"
+    );
+}
