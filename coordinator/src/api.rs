@@ -6,7 +6,9 @@
 
 use actix::prelude::*;
 use berth_protocol::api::{self, NodeView};
-use berth_protocol::{keys, validate, App, Deployment, DeploymentStatus, Job};
+use berth_protocol::{
+    keys, validate, App, Deployment, DeploymentKind, DeploymentStatus, Job, Release,
+};
 
 use berth_protocol::secret::SecretKey;
 
@@ -183,6 +185,21 @@ pub struct GithubPush {
     pub push: crate::webhook::Push,
 }
 
+/// `POST /api/v1/apps/{name}/rollback`.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment>")]
+pub struct Rollback(pub String, pub api::Rollback);
+
+/// `GET /api/v1/apps/{name}/releases`, newest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Release>>")]
+pub struct ListReleases(pub String);
+
+/// `POST /api/v1/deployments/{id}/cancel`.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment>")]
+pub struct Cancel(pub String);
+
 /// `GET /api/v1/nodes`.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<NodeView>>")]
@@ -316,8 +333,7 @@ impl Handler<CreateDeployment> for Api {
             let create = ledger::Create {
                 app: app.name,
                 git_ref: msg.1.git_ref,
-                commit_message: None,
-                commit_author: None,
+                ..Default::default()
             };
             queue_deployment(&store, &ledger, &reconciler, create).await
         })
@@ -416,6 +432,7 @@ impl Handler<GithubPush> for Api {
                         commit_author: head
                             .and_then(|h| h.author.as_ref())
                             .map(|a| format!("{} <{}>", a.name, a.email)),
+                        ..Default::default()
                     },
                 )
                 .await?;
@@ -435,6 +452,130 @@ impl Handler<GithubPush> for Api {
                 message,
             })
         })
+    }
+}
+
+/// An app's releases: its newest succeeded deployments, `keep_releases` at most, newest first;
+/// the first is the one serving.
+async fn releases(store: &Store, app: &App) -> Result<Vec<Release>> {
+    let mut out: Vec<Release> = Vec::new();
+    for d in store.list_deployments(&app.name, 100).await? {
+        if out.len() >= app.keep_releases as usize {
+            break;
+        }
+        if d.status != DeploymentStatus::Succeeded {
+            continue;
+        }
+        let Some(image) = d.image else { continue };
+        out.push(Release {
+            current: out.is_empty(),
+            deployment: d.id,
+            kind: d.kind,
+            image,
+            commit: d.commit,
+            commit_message: d.commit_message,
+            released_at: d.finished_at.unwrap_or(d.created_at),
+            runtime: d.runtime,
+        });
+    }
+    Ok(out)
+}
+
+impl Handler<ListReleases> for Api {
+    type Result = ResponseFuture<Result<Vec<Release>>>;
+
+    fn handle(&mut self, msg: ListReleases, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let app = load_app(&store, &msg.0).await?;
+            releases(&store, &app).await
+        })
+    }
+}
+
+impl Handler<Rollback> for Api {
+    type Result = ResponseFuture<Result<Deployment>>;
+
+    fn handle(&mut self, msg: Rollback, _: &mut Context<Self>) -> Self::Result {
+        let (store, ledger, reconciler) = (
+            self.store.clone(),
+            self.ledger.clone(),
+            self.reconciler.clone(),
+        );
+        Box::pin(async move {
+            let app = load_app(&store, &msg.0).await?;
+            let rels = releases(&store, &app).await?;
+            let target = match &msg.1.to {
+                Some(to) => rels.into_iter().find(|r| &r.deployment == to).ok_or_else(|| {
+                    Error::BadRequest(format!(
+                        "{to:?} is not a release of {} that can be rolled back to; see GET /api/v1/apps/{}/releases",
+                        app.name, app.name
+                    ))
+                })?,
+                None => rels.into_iter().nth(1).ok_or_else(|| {
+                    Error::Conflict(format!(
+                        "{} has no release before the current one to roll back to",
+                        app.name
+                    ))
+                })?,
+            };
+            let create = ledger::Create {
+                app: app.name.clone(),
+                kind: DeploymentKind::Rollback,
+                rollback_of: Some(target.deployment.clone()),
+                image: Some(target.image.clone()),
+                commit: target.commit.clone(),
+                runtime: target.runtime.clone(),
+                commit_message: target.commit_message.clone(),
+                ..Default::default()
+            };
+            let d = queue_deployment(&store, &ledger, &reconciler, create).await?;
+            Ok(d)
+        })
+    }
+}
+
+impl Handler<Cancel> for Api {
+    type Result = AtomicResponse<Self, Result<Deployment>>;
+
+    fn handle(&mut self, msg: Cancel, _: &mut Context<Self>) -> Self::Result {
+        let (store, ledger) = (self.store.clone(), self.ledger.clone());
+        AtomicResponse::new(Box::pin(
+            async move {
+                let id = msg.0;
+                let d = store
+                    .get_deployment(&id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("deployment {id:?} not found")))?;
+                if d.status.is_terminal() {
+                    return Err(Error::Conflict(format!(
+                        "deployment {id} is {} already; nothing to cancel",
+                        d.status
+                    )));
+                }
+                if !store
+                    .claim_once(&keys::deployment_fate(&id), keys::FATE_CANCEL, FATE_TTL_S)
+                    .await?
+                {
+                    return Err(Error::Conflict(format!(
+                        "deployment {id} is switching traffic already; roll back instead"
+                    )));
+                }
+                ledger
+                    .send(Transition {
+                        id: id.clone(),
+                        status: Some(DeploymentStatus::Cancelled),
+                        error: Some("cancelled on request".into()),
+                        ..Default::default()
+                    })
+                    .await??;
+                store
+                    .get_deployment(&id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(format!("deployment {id:?} not found")))
+            }
+            .into_actor(self),
+        ))
     }
 }
 

@@ -27,6 +27,8 @@ pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
             .unwrap_or_default(),
         auto_deploy: req.auto_deploy.unwrap_or(true),
         git_credential: credential_kind(req.git_credential.as_ref())?,
+        drain_s: req.drain_s.unwrap_or(10),
+        keep_releases: req.keep_releases.unwrap_or(10),
         created_at: now,
         updated_at: now,
     };
@@ -69,6 +71,12 @@ pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
     }
     if let Some(c) = &p.git_credential {
         app.git_credential = credential_kind(Some(c))?;
+    }
+    if let Some(v) = p.drain_s {
+        app.drain_s = v;
+    }
+    if let Some(v) = p.keep_releases {
+        app.keep_releases = v;
     }
     if let Some(v) = p.auto_deploy {
         app.auto_deploy = v;
@@ -118,6 +126,18 @@ pub fn check(app: &App) -> Result<(), String> {
     }
     if h.deadline_s > 3600 {
         return Err("health_check.deadline_s must be at most 3600".into());
+    }
+    if h.healthy_threshold == 0 || h.healthy_threshold > 100 {
+        return Err("health_check.healthy_threshold must be 1 to 100".into());
+    }
+    if h.port == Some(0) {
+        return Err("health_check.port must be 1 to 65535".into());
+    }
+    if app.drain_s > 3600 {
+        return Err("drain_s must be at most 3600".into());
+    }
+    if app.keep_releases == 0 || app.keep_releases > 100 {
+        return Err("keep_releases must be 1 to 100".into());
     }
     Ok(())
 }

@@ -15,7 +15,9 @@
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_protocol::{now_ms, DeployJob, DeploymentStatus, Job};
+use berth_protocol::{
+    now_ms, App, DeployJob, Deployment, DeploymentKind, DeploymentStatus, Job, RuntimeSpec,
+};
 
 use crate::error::Result;
 use crate::ledger::{Assign, Ledger, Transition};
@@ -164,27 +166,25 @@ async fn tick(
                 }
                 return Ok(Step::Wait);
             };
-            if ledger
+            let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
+                return Ok(Step::Done);
+            };
+            let runtime = d.runtime.clone().unwrap_or_else(|| RuntimeSpec {
+                env: app.env.runtime.clone(),
+                port: app.port,
+                health_check: app.health_check.clone(),
+            });
+            let Some(d) = ledger
                 .send(Assign {
                     id: id.clone(),
                     node: node.clone(),
+                    runtime,
                 })
                 .await??
-                .is_none()
-            {
+            else {
                 return Ok(Step::Wait);
-            }
-            send_job(
-                &store,
-                &ledger,
-                &id,
-                &node,
-                &d.app,
-                d.git_ref.clone(),
-                d.created_at,
-                dl,
-            )
-            .await
+            };
+            send_job(&store, &d, app, &node, dl).await
         }
         Some(node) => {
             if !live.iter().any(|n| &n.name == node) {
@@ -202,53 +202,89 @@ async fn tick(
             if !sent && d.status == DeploymentStatus::Queued {
                 // A job queued by an earlier actor may not have reached the stream; the node's
                 // claim makes a second copy harmless.
-                return send_job(
-                    &store,
-                    &ledger,
-                    &id,
-                    node,
-                    &d.app,
-                    d.git_ref.clone(),
-                    d.created_at,
-                    dl,
-                )
-                .await;
+                let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
+                    return Ok(Step::Done);
+                };
+                return send_job(&store, &d, app, node, dl).await;
             }
             Ok(Step::Wait)
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn send_job(
+/// The deployment's app; if it was deleted, the deployment is cancelled and `None` returned.
+async fn app_or_cancel(
     store: &Store,
     ledger: &Addr<Ledger>,
-    id: &str,
+    d: &Deployment,
+) -> Result<Option<App>> {
+    if let Some(app) = store.get_app(&d.app).await? {
+        return Ok(Some(app));
+    }
+    ledger
+        .send(Transition {
+            id: d.id.clone(),
+            status: Some(DeploymentStatus::Cancelled),
+            error: Some(format!("app {} was deleted", d.app)),
+            ..Default::default()
+        })
+        .await??;
+    Ok(None)
+}
+
+/// Images of the app's newest releases, `n` at most (what pruning must keep).
+pub async fn release_images(store: &Store, app: &str, n: usize) -> Result<Vec<String>> {
+    let mut images: Vec<String> = Vec::new();
+    for d in store.list_deployments(app, 100).await? {
+        if images.len() >= n {
+            break;
+        }
+        if d.status == DeploymentStatus::Succeeded {
+            if let Some(i) = d.image {
+                if !images.contains(&i) {
+                    images.push(i);
+                }
+            }
+        }
+    }
+    Ok(images)
+}
+
+/// Queues the job of an assigned deployment on its node.
+async fn send_job(
+    store: &Store,
+    d: &Deployment,
+    mut app: App,
     node: &str,
-    app_name: &str,
-    git_ref: Option<String>,
-    created_at: u64,
     dl: Deadlines,
 ) -> Result<Step> {
-    let Some(app) = store.get_app(app_name).await? else {
-        ledger
-            .send(Transition {
-                id: id.to_string(),
-                status: Some(DeploymentStatus::Cancelled),
-                error: Some(format!("app {app_name} was deleted")),
-                ..Default::default()
-            })
-            .await??;
-        return Ok(Step::Done);
-    };
+    if let Some(rt) = &d.runtime {
+        app.env.runtime = rt.env.clone();
+        app.port = rt.port;
+        app.health_check = rt.health_check.clone();
+    }
+    let rollback = d.kind == DeploymentKind::Rollback;
+    // The new release plus the N-1 before it keep their images.
+    let mut keep = release_images(
+        store,
+        &app.name,
+        app.keep_releases.saturating_sub(1) as usize,
+    )
+    .await?;
+    if let Some(i) = d.image.clone().filter(|_| rollback) {
+        keep.push(i);
+    }
     let job = Job::Deploy(Box::new(DeployJob {
-        deployment_id: id.to_string(),
+        deployment_id: d.id.clone(),
+        credential: store.get_credential(&app.name).await?,
+        git_ref: d.git_ref.clone(),
+        deadline_ms: d.created_at + dl.deploy_timeout.as_millis() as u64,
+        image: d.image.clone().filter(|_| rollback),
+        reuse_container_of: d.rollback_of.clone(),
+        keep_images: Some(keep),
         app,
-        git_ref,
-        deadline_ms: created_at + dl.deploy_timeout.as_millis() as u64,
-        credential: store.get_credential(app_name).await?,
     }));
-    store.send_job(node, id, &job).await?;
+    store.send_job(node, &d.id, &job).await?;
     Ok(Step::Sent)
 }
 

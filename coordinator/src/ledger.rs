@@ -6,7 +6,9 @@
 //! `queued → building → deploying → terminal` is stale and dropped; a terminal record never changes.
 
 use actix::prelude::*;
-use berth_protocol::{now_ms, Deployment, DeploymentStatus, LogStream};
+use berth_protocol::{
+    now_ms, Deployment, DeploymentKind, DeploymentStatus, LogStream, RuntimeSpec,
+};
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -26,11 +28,17 @@ impl Actor for Ledger {
 }
 
 /// Record a new `queued` deployment of an app.
-#[derive(Message)]
+#[derive(Message, Default)]
 #[rtype(result = "Result<Deployment>")]
 pub struct Create {
     pub app: String,
     pub git_ref: Option<String>,
+    pub kind: DeploymentKind,
+    pub rollback_of: Option<String>,
+    /// A rollback's image, settings and commit, from its release.
+    pub image: Option<String>,
+    pub commit: Option<String>,
+    pub runtime: Option<RuntimeSpec>,
     /// Known when a push payload carried them; else the node reports them from git.
     pub commit_message: Option<String>,
     pub commit_author: Option<String>,
@@ -42,6 +50,8 @@ pub struct Create {
 pub struct Assign {
     pub id: String,
     pub node: String,
+    /// The settings it will run with (kept with the release).
+    pub runtime: RuntimeSpec,
 }
 
 /// A status change (from a node's event, a deadline, or a cancel). Fields left `None` are kept.
@@ -125,10 +135,13 @@ impl Handler<Create> for Ledger {
                     app: msg.app,
                     status: DeploymentStatus::Queued,
                     git_ref: msg.git_ref,
-                    commit: None,
+                    kind: msg.kind,
+                    rollback_of: msg.rollback_of,
+                    runtime: msg.runtime,
+                    commit: msg.commit,
                     commit_message: msg.commit_message,
                     commit_author: msg.commit_author,
-                    image: None,
+                    image: msg.image,
                     node: None,
                     container: None,
                     created_at: now_ms(),
@@ -137,10 +150,17 @@ impl Handler<Create> for Ledger {
                     error: None,
                 };
                 store.put_deployment(&d).await?;
-                let what = d.git_ref.as_deref().unwrap_or("the app's branch");
-                store
-                    .append_log(&d.id, LogStream::System, &format!("queued: deploy {what}"))
-                    .await?;
+                let line = match (&d.kind, &d.rollback_of) {
+                    (DeploymentKind::Rollback, Some(of)) => format!(
+                        "queued: roll back to the release of {of} ({})",
+                        d.image.as_deref().unwrap_or("?")
+                    ),
+                    _ => format!(
+                        "queued: deploy {}",
+                        d.git_ref.as_deref().unwrap_or("the app's branch")
+                    ),
+                };
+                store.append_log(&d.id, LogStream::System, &line).await?;
                 Ok(d)
             }
             .into_actor(self),
@@ -162,6 +182,9 @@ impl Handler<Assign> for Ledger {
                     return Ok(None);
                 }
                 d.node = Some(msg.node.clone());
+                if d.runtime.is_none() {
+                    d.runtime = Some(msg.runtime);
+                }
                 store.put_deployment(&d).await?;
                 store
                     .append_log(
@@ -216,6 +239,9 @@ mod tests {
             app: "a".into(),
             status: DeploymentStatus::Queued,
             git_ref: None,
+            kind: DeploymentKind::Deploy,
+            rollback_of: None,
+            runtime: None,
             commit: None,
             commit_message: None,
             commit_author: None,

@@ -47,7 +47,8 @@ const TAIL_LINES: usize = 20;
 
 /// What the deadline-bound part of a deployment produced.
 struct Ready {
-    commit: String,
+    /// `None` for a rollback (the release's commit is on its record already).
+    commit: Option<String>,
     image: String,
     container: String,
     host_port: u16,
@@ -216,14 +217,14 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
                     id,
                     DeploymentStatus::Succeeded,
                     EventFields {
-                        commit: Some(ready.commit),
-                        image: Some(ready.image),
+                        commit: ready.commit.clone(),
+                        image: Some(ready.image.clone()),
                         container: Some(ready.container.clone()),
                         ..Default::default()
                     },
                 )
                 .await;
-            drain_previous(svc, job, &log, &ready.container).await;
+            drain_previous(svc, job, &log, &ready).await;
         }
         Err(e) => {
             let text = log.mask(e.to_string());
@@ -273,6 +274,120 @@ async fn prepare(
     }
     validate::health_path(&app.health_check.path).map_err(Error::Invalid)?;
 
+    let (commit, image) = match &job.image {
+        // A rollback: the release's image is on this node; nothing to fetch or build.
+        Some(image) => {
+            log.system(format!("rolling back to {image}: no fetch, no build"))
+                .await;
+            (None, image.clone())
+        }
+        None => {
+            let (commit, image) = fetch_and_build(svc, job, log, progress, checkout, auth).await?;
+            (Some(commit), image)
+        }
+    };
+
+    progress.set_step("starting the container");
+    svc.events
+        .deployment(
+            id,
+            DeploymentStatus::Deploying,
+            EventFields {
+                image: Some(image.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+    let health_port = app.health_check.port.unwrap_or(app.port);
+    let reusable = match &job.reuse_container_of {
+        Some(of) => runner::app_containers_state(&svc.docker, &app.name, &svc.node)
+            .await?
+            .into_iter()
+            .find(|c| !c.running && c.deployment.as_deref() == Some(of.as_str())),
+        None => None,
+    };
+    let cid = match reusable {
+        Some(c) => {
+            log.system(format!(
+                "starting the release's stopped container {} again",
+                short(&c.id)
+            ))
+            .await;
+            c.id
+        }
+        None => {
+            let labels = HashMap::from([
+                (runner::LABEL_APP.to_string(), app.name.clone()),
+                (runner::LABEL_DEPLOYMENT.to_string(), id.to_string()),
+                (runner::LABEL_NODE.to_string(), svc.node.clone()),
+            ]);
+            let spec = runner::RunSpec {
+                name: format!("berth-{}-{id}", app.name),
+                image: image.clone(),
+                env: app
+                    .env
+                    .runtime
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+                labels,
+                port: app.port,
+                host_ip: svc.address.clone(),
+                extra_ports: vec![health_port],
+            };
+            runner::create(&svc.docker, &spec).await?
+        }
+    };
+    progress.set_container(&cid);
+    let started = runner::start(&svc.docker, &cid, app.port).await?;
+    log.system(format!(
+        "started container {} ({}:{} → port {})",
+        short(&cid),
+        svc.address,
+        started.host_port,
+        app.port
+    ))
+    .await;
+
+    progress.set_step("waiting for the health check");
+    let probe_port = if health_port == app.port {
+        started.host_port
+    } else {
+        runner::host_port(&svc.docker, &cid, health_port).await?
+    };
+    let url = format!(
+        "http://{}:{}{}",
+        svc.address, probe_port, app.health_check.path
+    );
+    let live = runner::ContainerLiveness {
+        docker: svc.docker.clone(),
+        id: cid.clone(),
+    };
+    probe::wait_healthy(&svc.probe_http, &url, &app.health_check, &live, log)
+        .await
+        .map_err(Error::Health)?;
+    wait_docker_healthcheck(svc, &cid, job, log).await?;
+    runner::keep_running(&svc.docker, &cid).await?;
+
+    Ok(Ready {
+        commit,
+        image,
+        container: cid,
+        host_port: started.host_port,
+    })
+}
+
+/// Fetches the source and builds the image; returns the commit and the image.
+async fn fetch_and_build(
+    svc: &Services,
+    job: &DeployJob,
+    log: &LogSink,
+    progress: &Progress,
+    checkout: &std::path::Path,
+    auth: &source::GitAuth,
+) -> Result<(String, String)> {
+    let app = &job.app;
+    let id = job.deployment_id.as_str();
     progress.set_step("fetching the source");
     svc.events
         .deployment(id, DeploymentStatus::Building, EventFields::default())
@@ -299,10 +414,6 @@ async fn prepare(
         .await;
 
     progress.set_step("building the image");
-    let labels = HashMap::from([
-        (runner::LABEL_APP.to_string(), app.name.clone()),
-        (runner::LABEL_DEPLOYMENT.to_string(), id.to_string()),
-    ]);
     let plan = BuildPlan {
         kind: BuildKind::Dockerfile {
             context: app.context.clone(),
@@ -317,65 +428,49 @@ async fn prepare(
     };
     let image = svc.builder.build(checkout, &plan, log).await?;
     log.system(format!("built {image}")).await;
+    Ok((commit, image))
+}
 
-    progress.set_step("starting the container");
-    svc.events
-        .deployment(
-            id,
-            DeploymentStatus::Deploying,
-            EventFields {
-                image: Some(image.clone()),
-                ..Default::default()
-            },
-        )
-        .await;
-    let mut labels = labels;
-    labels.insert(runner::LABEL_NODE.to_string(), svc.node.clone());
-    let spec = runner::RunSpec {
-        name: format!("berth-{}-{id}", app.name),
-        image: image.clone(),
-        env: app
-            .env
-            .runtime
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
-        labels,
-        port: app.port,
-        host_ip: svc.address.clone(),
-    };
-    let cid = runner::create(&svc.docker, &spec).await?;
-    progress.set_container(&cid);
-    let started = runner::start(&svc.docker, &cid, app.port).await?;
-    log.system(format!(
-        "started container {} ({}:{} → port {})",
-        short(&cid),
-        svc.address,
-        started.host_port,
-        app.port
-    ))
-    .await;
-
-    progress.set_step("waiting for the health check");
-    let url = format!(
-        "http://{}:{}{}",
-        svc.address, started.host_port, app.health_check.path
-    );
-    let live = runner::ContainerLiveness {
-        docker: svc.docker.clone(),
-        id: cid.clone(),
-    };
-    probe::wait_healthy(&svc.probe_http, &url, &app.health_check, &live, log)
-        .await
-        .map_err(Error::Health)?;
-    runner::keep_running(&svc.docker, &cid).await?;
-
-    Ok(Ready {
-        commit,
-        image,
-        container: cid,
-        host_port: started.host_port,
-    })
+/// If the image defines a Docker HEALTHCHECK, waits for Docker to call the container healthy
+/// too (within the health check's deadline).
+async fn wait_docker_healthcheck(
+    svc: &Services,
+    cid: &str,
+    job: &DeployJob,
+    log: &LogSink,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(job.app.health_check.deadline_s);
+    let mut said = false;
+    loop {
+        match runner::docker_health(&svc.docker, cid).await? {
+            None => return Ok(()),
+            Some(s) if s == "healthy" => {
+                if said {
+                    log.system("Docker HEALTHCHECK: healthy").await;
+                }
+                return Ok(());
+            }
+            Some(s) if s == "unhealthy" => {
+                return Err(Error::Health(
+                    "the image's Docker HEALTHCHECK reports unhealthy".into(),
+                ))
+            }
+            Some(_) => {
+                if !said {
+                    log.system("waiting for the image's Docker HEALTHCHECK")
+                        .await;
+                    said = true;
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Error::Health(format!(
+                "the image's Docker HEALTHCHECK did not report healthy within {} s",
+                job.app.health_check.deadline_s
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Points every domain of the app at the new container.
@@ -418,35 +513,79 @@ async fn switch(
     Ok(ready)
 }
 
-/// Stops and removes the app's other containers on this node; failures are only logged.
+/// After the switch: lets the previous release drain, stops it (keeping it, stopped, so a
+/// rollback to it is a start rather than a create), removes older containers, and prunes images
+/// of releases no longer offered for rollback. Failures are only logged.
 ///
-/// Which containers are old is decided here, under the app's lock; stopping them (which may take
-/// the app's stop grace time) runs in the background, so the next deployment of the app does not
-/// wait for it and can never be stopped by it.
-async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, keep: &str) {
-    let ids = match runner::app_containers(&svc.docker, &job.app.name, &svc.node).await {
-        Ok(ids) => ids,
+/// Which containers are old is decided here, under the app's lock; the waiting and stopping run
+/// in the background, so the next deployment of the app does not wait for them, and nothing
+/// created after this deployment's container is touched.
+async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &Ready) {
+    let keep = ready.container.clone();
+    let all = match runner::app_containers_state(&svc.docker, &job.app.name, &svc.node).await {
+        Ok(all) => all,
         Err(e) => {
             log.system(format!("could not list previous containers: {e}"))
                 .await;
             return;
         }
     };
-    let old: Vec<String> = ids.into_iter().filter(|c| c != keep).collect();
-    if old.is_empty() {
+    let Some(keep_created) = all.iter().find(|c| c.id == keep).map(|c| c.created) else {
         return;
-    }
-    let (docker, log) = (svc.docker.clone(), log.clone());
+    };
+    let running_old: Vec<String> = all
+        .iter()
+        .filter(|c| c.id != keep && c.running)
+        .map(|c| c.id.clone())
+        .collect();
+    let (docker, log, node) = (svc.docker.clone(), log.clone(), svc.node.clone());
+    let app = job.app.name.clone();
+    let drain = Duration::from_secs(job.app.drain_s);
+    let keep_images = job.keep_images.clone();
+    let new_image = ready.image.clone();
     tokio::spawn(async move {
-        for c in old {
-            log.system(format!("stopping previous container {}", short(&c)))
-                .await;
-            if let Err(e) = runner::stop_and_remove(&docker, &c).await {
-                log.system(format!(
-                    "could not remove previous container {}: {e}",
-                    short(&c)
-                ))
-                .await;
+        if !running_old.is_empty() {
+            log.system(format!(
+                "draining the previous release for {} s before stopping it",
+                drain.as_secs()
+            ))
+            .await;
+            tokio::time::sleep(drain).await;
+            for c in &running_old {
+                log.system(format!("stopping previous container {}", short(c)))
+                    .await;
+                if let Err(e) = runner::stop(&docker, c, 10).await {
+                    log.system(format!("could not stop {}: {e}", short(c)))
+                        .await;
+                }
+            }
+        }
+        // The newest stopped container older than ours is the previous release: kept.
+        let Ok(all) = runner::app_containers_state(&docker, &app, &node).await else {
+            return;
+        };
+        let older_stopped = all
+            .iter()
+            .filter(|c| c.id != keep && !c.running && c.created <= keep_created);
+        for c in older_stopped.skip(1) {
+            runner::bounded(
+                "removing an old container",
+                runner::remove_force(&docker, &c.id),
+            )
+            .await;
+        }
+        let Some(keep_images) = keep_images else {
+            return;
+        };
+        let Ok(images) = runner::app_images(&docker, &app).await else {
+            return;
+        };
+        for (image, created) in images {
+            if image != new_image && !keep_images.contains(&image) && created <= keep_created {
+                match runner::remove_image(&docker, &image).await {
+                    Ok(()) => log.system(format!("pruned {image}")).await,
+                    Err(e) => tracing::debug!(%image, error = %e, "image kept"),
+                }
             }
         }
     });

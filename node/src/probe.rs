@@ -50,6 +50,8 @@ pub async fn wait_healthy<L: Liveness>(
     let interval = Duration::from_millis(hc.interval_ms);
     let timeout = Duration::from_millis(hc.timeout_ms.max(1));
     let mut bad = 0u32;
+    let mut ok = 0u32;
+    let threshold = hc.healthy_threshold.max(1);
     let mut not_up = 0u64;
     let mut last_problem = String::from("no probe answered yet");
     let mut last_check: Option<Instant> = None;
@@ -86,14 +88,22 @@ pub async fn wait_healthy<L: Liveness>(
             Ok(Ok(resp)) => {
                 let status = resp.status();
                 if status.is_success() || status.is_redirection() {
-                    log.system(format!(
-                        "health check passed: HTTP {} after {:.1} s",
-                        status.as_u16(),
-                        start.elapsed().as_secs_f64()
-                    ))
-                    .await;
-                    return Ok(());
+                    ok += 1;
+                    if ok >= threshold {
+                        log.system(format!(
+                            "health check passed: HTTP {} after {:.1} s",
+                            status.as_u16(),
+                            start.elapsed().as_secs_f64()
+                        ))
+                        .await;
+                        return Ok(());
+                    }
+                    log.system(format!("probe healthy ({ok}/{threshold} in a row)"))
+                        .await;
+                    sleep_until_before(Instant::now() + interval, deadline).await;
+                    continue;
                 }
+                ok = 0;
                 format!("HTTP {status}")
             }
             Ok(Err(e)) if !e.is_timeout() => {
@@ -110,7 +120,10 @@ pub async fn wait_healthy<L: Liveness>(
                 sleep_until_before(Instant::now() + RECONNECT_EVERY, deadline).await;
                 continue;
             }
-            _ => format!("no answer within {} ms", per_try.as_millis()),
+            _ => {
+                ok = 0;
+                format!("no answer within {} ms", per_try.as_millis())
+            }
         };
         bad += 1;
         log.system(format!("probe {bad}/{retries} failed: {problem}"))
@@ -207,6 +220,8 @@ mod tests {
             timeout_ms: 500,
             retries,
             deadline_s,
+            port: None,
+            healthy_threshold: 1,
         }
     }
 
@@ -223,6 +238,18 @@ mod tests {
             .unwrap()
             .iter()
             .any(|(_, l)| l.contains("passed: HTTP 200")));
+    }
+
+    #[tokio::test]
+    async fn healthy_threshold_needs_answers_in_a_row() {
+        let (port, answered) = server(0, 200).await;
+        let (log, _) = LogSink::memory();
+        let url = format!("http://127.0.0.1:{port}/health");
+        let mut check = hc(1, 10);
+        check.healthy_threshold = 3;
+        let r = wait_healthy(&client().unwrap(), &url, &check, &Alive, &log).await;
+        assert_eq!(r, Ok(()));
+        assert_eq!(answered.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

@@ -40,6 +40,8 @@ pub struct RunSpec {
     pub port: u16,
     /// Host address the port is published on.
     pub host_ip: String,
+    /// Further container ports to publish (a health check on another port).
+    pub extra_ports: Vec<u16>,
 }
 
 /// A started container and the host port its app port is published on.
@@ -64,19 +66,26 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
 pub async fn create(docker: &Docker, spec: &RunSpec) -> Result<String> {
     // A leftover of an interrupted attempt of the same deployment would block the name.
     remove_force(docker, &spec.name).await?;
-    let port_key = format!("{}/tcp", spec.port);
-    let bindings = HashMap::from([(
-        port_key.clone(),
-        Some(vec![PortBinding {
-            host_ip: Some(spec.host_ip.clone()),
-            host_port: Some(String::new()),
-        }]),
-    )]);
+    let mut ports = vec![spec.port];
+    ports.extend(spec.extra_ports.iter().copied().filter(|p| *p != spec.port));
+    let keys: Vec<String> = ports.iter().map(|p| format!("{p}/tcp")).collect();
+    let bindings: HashMap<_, _> = keys
+        .iter()
+        .map(|k| {
+            (
+                k.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some(spec.host_ip.clone()),
+                    host_port: Some(String::new()),
+                }]),
+            )
+        })
+        .collect();
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         env: Some(spec.env.clone()),
         labels: Some(spec.labels.clone()),
-        exposed_ports: Some(vec![port_key]),
+        exposed_ports: Some(keys),
         host_config: Some(HostConfig {
             port_bindings: Some(bindings),
             // No restarts while probing, so a crash shows as `exited` with its real code;
@@ -285,5 +294,141 @@ pub async fn bounded<F: std::future::Future<Output = Result<()>>>(what: &str, f:
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "{what} failed"),
         Err(_) => tracing::warn!("{what} timed out"),
+    }
+}
+
+/// One of an app's containers, as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct AppContainer {
+    pub id: String,
+    pub deployment: Option<String>,
+    pub running: bool,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+}
+
+/// Every container of `app` on `node` with its state, newest first.
+pub async fn app_containers_state(
+    docker: &Docker,
+    app: &str,
+    node: &str,
+) -> Result<Vec<AppContainer>> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_APP}={app}"), format!("{LABEL_NODE}={node}")],
+    )]);
+    let opts = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let list = docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| Error::Run(format!("list containers: {}", docker_error_text(&e))))?;
+    let mut out: Vec<AppContainer> = list
+        .into_iter()
+        .filter_map(|c| {
+            Some(AppContainer {
+                deployment: c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_DEPLOYMENT).cloned()),
+                running: c
+                    .state
+                    .as_ref()
+                    .is_some_and(|s| format!("{s:?}").eq_ignore_ascii_case("running")),
+                created: c.created.unwrap_or(0),
+                id: c.id?,
+            })
+        })
+        .collect();
+    out.sort_by_key(|c| std::cmp::Reverse(c.created));
+    Ok(out)
+}
+
+/// Stops a container (keeping it), with `grace_s` for the app to finish.
+pub async fn stop(docker: &Docker, id: &str, grace_s: i32) -> Result<()> {
+    let opts = StopContainerOptions {
+        t: Some(grace_s),
+        ..Default::default()
+    };
+    match docker.stop_container(id, Some(opts)).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => Ok(()),
+        Err(e) => Err(Error::Run(format!("stop {id}: {}", docker_error_text(&e)))),
+    }
+}
+
+/// The host port a container port is published on.
+pub async fn host_port(docker: &Docker, id: &str, port: u16) -> Result<u16> {
+    let info = docker
+        .inspect_container(id, None)
+        .await
+        .map_err(|e| Error::Run(format!("inspect: {}", docker_error_text(&e))))?;
+    let key = format!("{port}/tcp");
+    info.network_settings
+        .and_then(|n| n.ports)
+        .and_then(|mut p| p.remove(&key))
+        .flatten()
+        .and_then(|b| b.into_iter().find_map(|b| b.host_port))
+        .and_then(|p| p.parse::<u16>().ok())
+        .ok_or_else(|| Error::Run(format!("docker did not publish port {key}")))
+}
+
+/// The container's Docker HEALTHCHECK status (`starting`, `healthy`, `unhealthy`), if its image
+/// defines one.
+pub async fn docker_health(docker: &Docker, id: &str) -> Result<Option<String>> {
+    let info = docker
+        .inspect_container(id, None)
+        .await
+        .map_err(|e| Error::Run(format!("inspect: {}", docker_error_text(&e))))?;
+    Ok(info
+        .state
+        .and_then(|s| s.health)
+        .and_then(|h| h.status)
+        .map(|s| s.to_string().to_lowercase())
+        .filter(|s| !s.is_empty() && s != "none"))
+}
+
+/// Image references `berth/<app>:*` on this engine, with their creation time (epoch seconds).
+pub async fn app_images(docker: &Docker, app: &str) -> Result<Vec<(String, i64)>> {
+    let filters = HashMap::from([("reference".to_string(), vec![format!("berth/{app}")])]);
+    let opts = bollard::query_parameters::ListImagesOptions {
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let list = docker
+        .list_images(Some(opts))
+        .await
+        .map_err(|e| Error::Run(format!("list images: {}", docker_error_text(&e))))?;
+    Ok(list
+        .into_iter()
+        .flat_map(|i| {
+            let created = i.created;
+            i.repo_tags.into_iter().map(move |t| (t, created))
+        })
+        .collect())
+}
+
+/// Removes an image tag; an image still used by a container is left alone.
+pub async fn remove_image(docker: &Docker, image: &str) -> Result<()> {
+    match docker
+        .remove_image(
+            image,
+            None::<bollard::query_parameters::RemoveImageOptions>,
+            None,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::Run(format!(
+            "remove image {image}: {}",
+            docker_error_text(&e)
+        ))),
     }
 }

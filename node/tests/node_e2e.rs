@@ -199,8 +199,12 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
             timeout_ms: 1000,
             retries: 2,
             deadline_s: 30,
+            port: None,
+            healthy_threshold: 1,
         },
         auto_deploy: true,
+        drain_s: 0,
+        keep_releases: 10,
         git_credential: None,
         created_at: now_ms(),
         updated_at: now_ms(),
@@ -308,9 +312,15 @@ async fn containers_settled(app: &str, n: usize) -> Vec<String> {
     }
 }
 
+/// Running containers of the app (the previous release is kept stopped for rollback).
 async fn containers(app: &str) -> Vec<String> {
+    list_containers(app, false).await
+}
+
+async fn list_containers(app: &str, all: bool) -> Vec<String> {
+    let flags = if all { "-aq" } else { "-q" };
     let out = Command::new("docker")
-        .args(["ps", "-aq", "--filter", &format!("label=berth.app={app}")])
+        .args(["ps", flags, "--filter", &format!("label=berth.app={app}")])
         .output()
         .await
         .unwrap();
@@ -382,6 +392,9 @@ async fn deploys_switches_fails_safely_and_removes() {
             git_ref: git_ref.map(String::from),
             deadline_ms: now_ms() + 170_000,
             credential: None,
+            image: None,
+            reuse_container_of: None,
+            keep_images: None,
         }))
     };
     let base = app(&app_name, &bare, &domain);
@@ -530,7 +543,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         }
     })
     .await;
-    assert!(containers(&app_name).await.is_empty());
+    assert!(list_containers(&app_name, true).await.is_empty());
     assert_eq!(get(ingress, &domain).await.map(|r| r.0), Some(404));
     let routes: Option<Vec<u8>> = redis::cmd("HGET")
         .arg(keys::ROUTES)

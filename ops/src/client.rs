@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use berth_protocol::api::{CreateApp, CreateDeployment, ErrorBody, HealthCheckPatch, NodeView};
 use berth_protocol::secret::GitCredential;
-use berth_protocol::{now_ms, App, Deployment, EnvVars};
+use berth_protocol::{now_ms, App, Deployment, EnvVars, Release};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -83,12 +83,29 @@ pub struct CreateArgs {
     /// Health check deadline in seconds.
     #[arg(long)]
     health_deadline: Option<u64>,
+    /// Seconds the previous release keeps serving requests in flight after a switch (default 10).
+    #[arg(long = "drain")]
+    drain_s: Option<u64>,
+    /// How many releases keep their image for rollback (default 10).
+    #[arg(long)]
+    keep_releases: Option<u32>,
     /// File holding an HTTPS token for a private repository (stored sealed, never shown).
     #[arg(long, value_name = "FILE", conflicts_with = "ssh_key_file")]
     git_token_file: Option<PathBuf>,
     /// File holding an SSH deploy key for a private repository (stored sealed, never shown).
     #[arg(long, value_name = "FILE")]
     ssh_key_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    app: String,
+    /// The deployment whose release to bring back (default: the release before the current one).
+    #[arg(long)]
+    to: Option<String>,
+    /// Wait until it is terminal; exit 1 unless it succeeded.
+    #[arg(long)]
+    wait: bool,
 }
 
 #[derive(Args)]
@@ -279,6 +296,8 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
             };
             let req = CreateApp {
                 git_credential,
+                drain_s: a.drain_s,
+                keep_releases: a.keep_releases,
                 name: a.name,
                 repo: a.repo,
                 branch: a.branch,
@@ -360,32 +379,54 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
         }
         Cmd::Deploy(a) => {
             let body = CreateDeployment { git_ref: a.git_ref };
-            let mut d: Deployment = c
+            let d: Deployment = c
                 .call(
                     Method::POST,
                     &format!("/api/v1/apps/{}/deployments", a.app),
                     Some(&body),
                 )
                 .await?;
-            if !json {
-                println!("{}  {}", d.id, d.status);
-            }
-            if a.wait {
-                d = wait(c, &d.id, json).await?;
-            }
-            if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            }
-            if a.wait && d.status != berth_protocol::DeploymentStatus::Succeeded {
-                return Err(Failed(format!(
-                    "deployment {} {}: {}",
-                    d.id,
-                    d.status,
-                    d.error.as_deref().unwrap_or("no reason given")
-                ))
-                .into());
-            }
-            Ok(())
+            finish(c, json, d, a.wait).await
+        }
+        Cmd::Rollback(a) => {
+            let body = berth_protocol::api::Rollback { to: a.to };
+            let d: Deployment = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/apps/{}/rollback", a.app),
+                    Some(&body),
+                )
+                .await?;
+            finish(c, json, d, a.wait).await
+        }
+        Cmd::Releases(a) => {
+            let rs: Vec<Release> = c.get(&format!("/api/v1/apps/{}/releases", a.app)).await?;
+            print(json, &rs, |rs| {
+                for r in rs {
+                    println!(
+                        "{} {:<22} {:<8} {:<12} {:<9} {}",
+                        if r.current { "*" } else { " " },
+                        r.deployment,
+                        format!("{:?}", r.kind).to_lowercase(),
+                        r.commit
+                            .as_deref()
+                            .map(|c| &c[..c.len().min(10)])
+                            .unwrap_or("-"),
+                        ago(r.released_at),
+                        r.commit_message.as_deref().unwrap_or("")
+                    );
+                }
+            })
+        }
+        Cmd::Cancel(a) => {
+            let d: Deployment = c
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/deployments/{}/cancel", a.id),
+                    None::<&()>,
+                )
+                .await?;
+            print(json, &d, show_deployment)
         }
         Cmd::Deployments(a) => {
             let ds: Vec<Deployment> = c
@@ -437,6 +478,29 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
             unreachable!("server commands are dispatched in main")
         }
     }
+}
+
+/// Prints a new deployment and, with `wait`, follows it to its end (error unless it succeeded).
+async fn finish(c: &Client, json: bool, mut d: Deployment, wait_for_end: bool) -> Result<()> {
+    if !json {
+        println!("{}  {}", d.id, d.status);
+    }
+    if wait_for_end {
+        d = wait(c, &d.id, json).await?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d)?);
+    }
+    if wait_for_end && d.status != berth_protocol::DeploymentStatus::Succeeded {
+        return Err(Failed(format!(
+            "deployment {} {}: {}",
+            d.id,
+            d.status,
+            d.error.as_deref().unwrap_or("no reason given")
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Polls a deployment until it is terminal, printing each status change.

@@ -39,6 +39,12 @@ enum Cmd {
     Apps(client::AppsCmd),
     /// Deploy an app (its branch, or --ref).
     Deploy(client::DeployArgs),
+    /// Roll an app back to an earlier release (its image; no build).
+    Rollback(client::RollbackArgs),
+    /// List an app's releases (the images kept for rollback), newest first.
+    Releases(AppArg),
+    /// Cancel a deployment that has not switched traffic yet.
+    Cancel(IdArg),
     /// List an app's deployments, newest first.
     Deployments(AppArg),
     /// Show one deployment.
@@ -50,13 +56,13 @@ enum Cmd {
 }
 
 #[derive(Args)]
-struct AppArg {
-    app: String,
+pub struct AppArg {
+    pub app: String,
 }
 
 #[derive(Args)]
-struct IdArg {
-    id: String,
+pub struct IdArg {
+    pub id: String,
 }
 
 fn main() {

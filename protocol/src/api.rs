@@ -24,6 +24,8 @@ pub struct CreateApp {
     pub auto_deploy: Option<bool>,
     /// How nodes authenticate to a private repository; stored sealed, never returned.
     pub git_credential: Option<GitCredential>,
+    pub drain_s: Option<u64>,
+    pub keep_releases: Option<u32>,
 }
 
 /// `PATCH /api/v1/apps/{name}`: every field optional; what is given replaces what was.
@@ -43,6 +45,8 @@ pub struct PatchApp {
     pub git_credential: Option<GitCredential>,
     /// `true` removes the git credential.
     pub remove_git_credential: Option<bool>,
+    pub drain_s: Option<u64>,
+    pub keep_releases: Option<u32>,
 }
 
 /// Replaces the runtime and/or build variables (each map whole, when given).
@@ -62,6 +66,8 @@ pub struct HealthCheckPatch {
     pub timeout_ms: Option<u64>,
     pub retries: Option<u32>,
     pub deadline_s: Option<u64>,
+    pub port: Option<u16>,
+    pub healthy_threshold: Option<u32>,
 }
 
 impl HealthCheckPatch {
@@ -72,6 +78,8 @@ impl HealthCheckPatch {
             timeout_ms: self.timeout_ms.unwrap_or(base.timeout_ms),
             retries: self.retries.unwrap_or(base.retries),
             deadline_s: self.deadline_s.unwrap_or(base.deadline_s),
+            port: self.port.or(base.port),
+            healthy_threshold: self.healthy_threshold.unwrap_or(base.healthy_threshold),
         }
     }
 }
@@ -89,6 +97,14 @@ pub struct CreateDeployment {
 pub struct WebhookOutcome {
     pub deployments: Vec<String>,
     pub message: String,
+}
+
+/// `POST /api/v1/apps/{name}/rollback`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// The deployment whose release to bring back; default: the release before the current one.
+    pub to: Option<String>,
 }
 
 /// Every error answer: `{"error": "..."}`.

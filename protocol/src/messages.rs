@@ -31,6 +31,16 @@ pub struct DeployJob {
     /// The app's git credential, sealed with the cluster's secret key.
     #[serde(default)]
     pub credential: Option<crate::secret::Sealed>,
+    /// Set for a rollback: run this image, skip fetch and build.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// For a rollback: the deployment whose stopped container may simply be started again.
+    #[serde(default)]
+    pub reuse_container_of: Option<String>,
+    /// After success, the app's images on this node other than these (and the new one) are
+    /// removed. `None`: prune nothing.
+    #[serde(default)]
+    pub keep_images: Option<Vec<String>>,
 }
 
 /// Something a node reports.

@@ -19,6 +19,10 @@ pub struct HealthCheck {
     pub retries: u32,
     /// Overall deadline from container start to healthy.
     pub deadline_s: u64,
+    /// Container port probed; `None`: the app's port.
+    pub port: Option<u16>,
+    /// Consecutive healthy answers needed.
+    pub healthy_threshold: u32,
 }
 
 impl Default for HealthCheck {
@@ -29,6 +33,8 @@ impl Default for HealthCheck {
             timeout_ms: 2_000,
             retries: 3,
             deadline_s: 60,
+            port: None,
+            healthy_threshold: 1,
         }
     }
 }
@@ -66,12 +72,58 @@ pub struct App {
     /// itself is stored sealed under its own key and never returned.
     #[serde(default)]
     pub git_credential: Option<String>,
+    /// Seconds the previous release keeps running after traffic moved, for requests in flight.
+    #[serde(default = "ten")]
+    pub drain_s: u64,
+    /// How many releases (succeeded deployments) keep their image for rollback.
+    #[serde(default = "ten_u32")]
+    pub keep_releases: u32,
     pub created_at: u64,
     pub updated_at: u64,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn ten() -> u64 {
+    10
+}
+
+fn ten_u32() -> u32 {
+    10
+}
+
+/// What a deployment runs with besides its image: kept with every release, so a rollback runs
+/// the old image with the settings it had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeSpec {
+    pub env: BTreeMap<String, String>,
+    pub port: u16,
+    pub health_check: HealthCheck,
+}
+
+/// Whether a deployment builds a commit or reuses an earlier release's image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentKind {
+    #[default]
+    Deploy,
+    Rollback,
+}
+
+/// A release: a succeeded deployment whose image is kept for rollback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub deployment: String,
+    pub kind: DeploymentKind,
+    pub image: String,
+    pub commit: Option<String>,
+    pub commit_message: Option<String>,
+    pub released_at: u64,
+    /// The release serving now.
+    pub current: bool,
+    pub runtime: Option<RuntimeSpec>,
 }
 
 /// Where a deployment is in its life. Every deployment ends in one of the terminal states.
@@ -138,6 +190,14 @@ pub struct Deployment {
     pub id: String,
     pub app: String,
     pub status: DeploymentStatus,
+    #[serde(default)]
+    pub kind: DeploymentKind,
+    /// For a rollback: the deployment whose release it brings back.
+    #[serde(default)]
+    pub rollback_of: Option<String>,
+    /// The settings it runs with (known once it is dispatched; a rollback's from its release).
+    #[serde(default)]
+    pub runtime: Option<RuntimeSpec>,
     /// What was asked for: a branch, tag or commit. `None` means the app's branch.
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,

@@ -38,7 +38,7 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
     let app = unique("hello");
     let host = format!("{app}.localhost");
-    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
         .await?;
 
     // v1

@@ -157,6 +157,36 @@ pub fn routes(
                 Err(e) => e.into_response(),
             }
         });
+    let rollback = warp::path!("apps" / String / "rollback")
+        .and(warp::post())
+        .and(optional_json_body::<berth_protocol::api::Rollback>())
+        .and(with())
+        .then(
+            |name, body: Result<berth_protocol::api::Rollback, ApiError>, c: Ctx| async move {
+                match body {
+                    Ok(b) => respond(
+                        c.coord.api.send(api::Rollback(name, b)).await,
+                        StatusCode::ACCEPTED,
+                    ),
+                    Err(e) => e.into_response(),
+                }
+            },
+        );
+    let releases = warp::path!("apps" / String / "releases")
+        .and(warp::get())
+        .and(with())
+        .then(|name, c: Ctx| async move {
+            respond(
+                c.coord.api.send(api::ListReleases(name)).await,
+                StatusCode::OK,
+            )
+        });
+    let cancel = warp::path!("deployments" / String / "cancel")
+        .and(warp::post())
+        .and(with())
+        .then(|id, c: Ctx| async move {
+            respond(c.coord.api.send(api::Cancel(id)).await, StatusCode::OK)
+        });
     let nodes = warp::path!("nodes")
         .and(warp::get())
         .and(with())
@@ -181,6 +211,12 @@ pub fn routes(
             .or(get_deployment)
             .unify()
             .or(deployment_log)
+            .unify()
+            .or(rollback)
+            .unify()
+            .or(releases)
+            .unify()
+            .or(cancel)
             .unify()
             .or(nodes)
             .unify(),
