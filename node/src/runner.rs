@@ -131,15 +131,7 @@ pub async fn start(docker: &Docker, id: &str, port: u16) -> Result<Started> {
             )));
         }
     }
-    let key = format!("{port}/tcp");
-    let host_port = info
-        .network_settings
-        .and_then(|n| n.ports)
-        .and_then(|mut p| p.remove(&key))
-        .flatten()
-        .and_then(|b| b.into_iter().find_map(|b| b.host_port))
-        .and_then(|p| p.parse::<u16>().ok())
-        .ok_or_else(|| Error::Run(format!("docker did not publish port {key}")))?;
+    let host_port = published_port(info, port)?;
     Ok(Started {
         id: id.to_string(),
         host_port,
@@ -235,20 +227,11 @@ pub async fn stop_and_remove(docker: &Docker, id: &str) -> Result<()> {
 
 /// Ids of every container (running or not) of `app` on `node`.
 pub async fn app_containers(docker: &Docker, app: &str, node: &str) -> Result<Vec<String>> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_APP}={app}"), format!("{LABEL_NODE}={node}")],
-    )]);
-    let opts = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let list = docker
-        .list_containers(Some(opts))
-        .await
-        .map_err(|e| Error::Run(format!("list containers: {}", docker_error_text(&e))))?;
-    Ok(list.into_iter().filter_map(|c| c.id).collect())
+    Ok(app_containers_state(docker, app, node)
+        .await?
+        .into_iter()
+        .map(|c| c.id)
+        .collect())
 }
 
 /// A container being probed: inspected to notice when its app exits.
@@ -369,6 +352,11 @@ pub async fn host_port(docker: &Docker, id: &str, port: u16) -> Result<u16> {
         .inspect_container(id, None)
         .await
         .map_err(|e| Error::Run(format!("inspect: {}", docker_error_text(&e))))?;
+    published_port(info, port)
+}
+
+/// The host port `port/tcp` is published on, from an inspect answer.
+fn published_port(info: bollard::models::ContainerInspectResponse, port: u16) -> Result<u16> {
     let key = format!("{port}/tcp");
     info.network_settings
         .and_then(|n| n.ports)

@@ -351,6 +351,11 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How examples/hello's page shows version `v`.
+pub fn version_marker(v: &str) -> String {
+    format!("<span id=\"version\">{v}</span>")
+}
+
 /// The example app's page with its version replaced.
 pub fn hello_page(version: &str) -> String {
     let page = std::fs::read_to_string(repo_root().join("examples/hello/www/index.html"))
@@ -603,6 +608,21 @@ impl Cluster {
             .map(|p| format!("----- {} -----\n{}", p.name, p.log_text()))
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    /// Waits (10 s at most) until Caddy serves a 200 page containing `needle` for `host`.
+    pub async fn serves(&self, host: &str, needle: &str) -> Result<String> {
+        eventually(
+            &format!("{host} to serve {needle:?}"),
+            Duration::from_secs(10),
+            || async {
+                match ingress_get(self.ingress, host).await {
+                    Ok((200, body)) if body.contains(needle) => Some(body),
+                    _ => None,
+                }
+            },
+        )
+        .await
     }
 
     /// Registers an app for image cleanup and creates it.

@@ -3,29 +3,12 @@
 use std::time::Duration;
 
 use berth_tests::{
-    hello_page, ingress_get, repo_root, running_containers, sh, unique, Cluster, GitRepo, Load,
+    hello_page, repo_root, running_containers, sh, unique, version_marker, Cluster, GitRepo, Load,
     TempDir,
 };
 use serde_json::{json, Value};
 
 const DEPLOY: Duration = Duration::from_secs(180);
-
-fn marker(v: &str) -> String {
-    format!("<span id=\"version\">{v}</span>")
-}
-
-async fn served(c: &Cluster, host: &str, needle: &str) {
-    berth_tests::eventually(
-        &format!("{host} to serve {needle:?}"),
-        Duration::from_secs(10),
-        || async {
-            matches!(ingress_get(c.ingress, host).await, Ok((200, b)) if b.contains(needle))
-                .then_some(())
-        },
-    )
-    .await
-    .unwrap();
-}
 
 async fn deploy_version(c: &Cluster, app: &str, repo: &GitRepo, v: &str) -> Value {
     repo.write("www/index.html", &hello_page(v)).unwrap();
@@ -76,15 +59,15 @@ async fn no_failed_request_across_deploy_rollback_and_a_failing_deploy() {
     .unwrap();
     let v1 = deploy_version(&c, &app, &repo, "v1").await;
     assert_eq!(v1["status"], "succeeded", "{v1}");
-    served(&c, &host, &marker("v1")).await;
+    c.serves(&host, &version_marker("v1")).await.unwrap();
 
     let load = Load::start(c.ingress, &host, 4, Duration::ZERO);
     let v2 = deploy_version(&c, &app, &repo, "v2").await;
     assert_eq!(v2["status"], "succeeded", "{v2}");
-    served(&c, &host, &marker("v2")).await;
+    c.serves(&host, &version_marker("v2")).await.unwrap();
     let back = rollback(&c, &app, None).await;
     assert_eq!(back["status"], "succeeded", "{back}");
-    served(&c, &host, &marker("v1")).await;
+    c.serves(&host, &version_marker("v1")).await.unwrap();
     // v3 never becomes healthy.
     let (s, _) = c
         .api
@@ -97,7 +80,7 @@ async fn no_failed_request_across_deploy_rollback_and_a_failing_deploy() {
     assert_eq!(s, 200);
     let v3 = deploy_version(&c, &app, &repo, "v3").await;
     assert_eq!(v3["status"], "failed", "{v3}");
-    served(&c, &host, &marker("v1")).await;
+    c.serves(&host, &version_marker("v1")).await.unwrap();
     // Let the drained releases stop while the load goes on.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let n = load.finish().await;
@@ -129,7 +112,7 @@ async fn rollback_three_back_failing_deploys_and_pruning() {
         assert_eq!(d["status"], "succeeded", "{d}");
         ids.push(d["id"].as_str().unwrap().to_string());
     }
-    served(&c, &host, &marker("r4")).await;
+    c.serves(&host, &version_marker("r4")).await.unwrap();
     let rels = releases(&c, &app).await;
     let rel_ids: Vec<&str> = rels
         .iter()
@@ -149,13 +132,13 @@ async fn rollback_three_back_failing_deploys_and_pruning() {
     let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "failed");
     assert_eq!(releases(&c, &app).await, rels);
-    served(&c, &host, &marker("r4")).await;
+    c.serves(&host, &version_marker("r4")).await.unwrap();
 
     // Roll back three versions: r1 serves, with no build in its log.
     let back = rollback(&c, &app, Some(&ids[0])).await;
     assert_eq!(back["status"], "succeeded", "{back}");
     assert_eq!(back["kind"], "rollback");
-    served(&c, &host, &marker("r1")).await;
+    c.serves(&host, &version_marker("r1")).await.unwrap();
     let log = c.api.log(back["id"].as_str().unwrap()).await.unwrap();
     assert!(
         !log.contains("Step 1/") && !log.contains("fetching"),
@@ -170,7 +153,7 @@ async fn rollback_three_back_failing_deploys_and_pruning() {
     // The rollback to the release just before (r4 → kept stopped) starts that container again.
     let back2 = rollback(&c, &app, None).await;
     assert_eq!(back2["status"], "succeeded", "{back2}");
-    served(&c, &host, &marker("r4")).await;
+    c.serves(&host, &version_marker("r4")).await.unwrap();
     let log2 = c.api.log(back2["id"].as_str().unwrap()).await.unwrap();
     assert!(log2.contains("stopped container"), "reused:\n{log2}");
 
@@ -290,7 +273,7 @@ async fn cancel_during_build_and_during_health_checks() {
     })
     .await
     .unwrap();
-    served(&c, &host, &marker("ok1")).await;
+    c.serves(&host, &version_marker("ok1")).await.unwrap();
     assert_eq!(running_containers(&app, &c.node).unwrap().len(), 1);
 
     // During the health checks: an app that never becomes healthy, with a long deadline.
@@ -343,5 +326,5 @@ async fn cancel_during_build_and_during_health_checks() {
         all.is_empty(),
         "no leftover container of the cancelled deployment: {all}"
     );
-    served(&c, &host, &marker("ok1")).await;
+    c.serves(&host, &version_marker("ok1")).await.unwrap();
 }

@@ -6,30 +6,11 @@
 use std::time::Duration;
 
 use berth_tests::{
-    hello_page, ingress_get, repo_root, running_containers, unique, Cluster, GitRepo, TempDir,
+    hello_page, repo_root, running_containers, unique, version_marker, Cluster, GitRepo, TempDir,
 };
 use serde_json::json;
 
 const DEPLOY: Duration = Duration::from_secs(180);
-
-/// Waits until Caddy serves a page containing `needle` for `host`.
-async fn served(c: &Cluster, host: &str, needle: &str) -> anyhow::Result<String> {
-    berth_tests::eventually(
-        &format!("{host} to serve {needle:?}"),
-        Duration::from_secs(10),
-        || async {
-            match ingress_get(c.ingress, host).await {
-                Ok((200, body)) if body.contains(needle) => Some(body),
-                _ => None,
-            }
-        },
-    )
-    .await
-}
-
-fn version_marker(v: &str) -> String {
-    format!("<span id=\"version\">{v}</span>")
-}
 
 /// Deploy, update, and a failing health check that leaves the previous version serving — the
 /// same flow through either form of the cluster.
@@ -56,9 +37,10 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
         Some(repo.git(&["rev-parse", "HEAD"])?.as_str())
     );
     assert_eq!(d["node"], c.node.as_str());
-    served(c, &host, &version_marker("1")).await?;
+    c.serves(&host, &version_marker("1")).await?;
     // With a port in the Host header too, as a browser sends it.
-    served(c, &format!("{host}:{}", c.ingress), &version_marker("1")).await?;
+    c.serves(&format!("{host}:{}", c.ingress), &version_marker("1"))
+        .await?;
 
     // v2: a new commit, deployed; Caddy serves it and exactly one container of the app runs.
     repo.write("www/index.html", &hello_page("2"))?;
@@ -72,7 +54,7 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
         c.api.log(&id2).await?
     );
     assert_eq!(d2["commit"], sha2.as_str());
-    served(c, &host, &version_marker("2")).await?;
+    c.serves(&host, &version_marker("2")).await?;
     // The old container is stopped right after the switch (its stop may take the app's grace time).
     berth_tests::eventually(
         "exactly one container of the app to run",
@@ -113,7 +95,7 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
         log3.contains("health"),
         "the log tells about the probe:\n{log3}"
     );
-    served(c, &host, &version_marker("2")).await?;
+    c.serves(&host, &version_marker("2")).await?;
     let running = running_containers(&app, &c.node)?;
     assert_eq!(
         running.len(),
@@ -425,7 +407,7 @@ async fn cli_works_next_to_berth_up_without_flags() {
             "deploy --wait shows {status}:\n{stdout}"
         );
     }
-    served(&c, &format!("{app}.localhost"), &version_marker("1"))
+    c.serves(&format!("{app}.localhost"), &version_marker("1"))
         .await
         .unwrap();
 

@@ -4,28 +4,12 @@
 use std::time::Duration;
 
 use berth_tests::github::{deliver, push_payload};
-use berth_tests::{hello_page, ingress_get, repo_root, unique, Cluster, GitRepo, TempDir};
+use berth_tests::{hello_page, repo_root, unique, version_marker, Cluster, GitRepo, TempDir};
 use serde_json::{json, Value};
 
 const SECRET: &str = "It's a Secret to Everybody";
 const DEPLOY: Duration = Duration::from_secs(180);
 const ZERO: &str = "0000000000000000000000000000000000000000";
-
-fn marker(v: &str) -> String {
-    format!("<span id=\"version\">{v}</span>")
-}
-
-async fn served(c: &Cluster, host: &str, needle: &str) -> anyhow::Result<()> {
-    berth_tests::eventually(
-        &format!("{host} to serve {needle:?}"),
-        Duration::from_secs(10),
-        || async {
-            matches!(ingress_get(c.ingress, host).await, Ok((200, b)) if b.contains(needle))
-                .then_some(())
-        },
-    )
-    .await
-}
 
 async fn deployment_count(c: &Cluster, app: &str) -> usize {
     let (_, v) = c
@@ -106,7 +90,7 @@ async fn a_signed_push_deploys_that_commit() {
     assert_eq!(d["ref"], sha.as_str());
     assert_eq!(d["commit_message"], "Ship the pushed version");
     assert_eq!(d["commit_author"], "Mona Lisa <mona@example.com>");
-    served(&c, &format!("{app}.localhost"), &marker("pushed"))
+    c.serves(&format!("{app}.localhost"), &version_marker("pushed"))
         .await
         .unwrap();
 
@@ -130,7 +114,7 @@ async fn a_signed_push_deploys_that_commit() {
     let id = v["deployments"][0].as_str().unwrap().to_string();
     let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}");
-    served(&c, &format!("{app}.localhost"), &marker("form"))
+    c.serves(&format!("{app}.localhost"), &version_marker("form"))
         .await
         .unwrap();
 
@@ -332,7 +316,7 @@ async fn quick_pushes_the_newest_wins() {
             "superseded by a newer one: {old}"
         );
     }
-    served(&c, &format!("{app}.localhost"), &marker("q3"))
+    c.serves(&format!("{app}.localhost"), &version_marker("q3"))
         .await
         .unwrap();
     // Only the newest deployment switched traffic.
