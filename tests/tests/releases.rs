@@ -328,3 +328,55 @@ async fn cancel_during_build_and_during_health_checks() {
     );
     c.serves(&host, &version_marker("ok1")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_healthcheck_must_pass_too() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::new("hc-src");
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let app = unique("hc");
+    c.create_app(
+        json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 0,
+        "health_check": {"deadline_s": 30, "healthy_threshold": 2, "interval_ms": 100}}),
+    )
+    .await
+    .unwrap();
+    // A HEALTHCHECK that passes: the deployment waits for Docker to say so.
+    let dockerfile = |check: &str| {
+        format!(
+            "FROM busybox\nCOPY www /www\nHEALTHCHECK --interval=1s --timeout=1s --retries=2 CMD {check}\nCMD [\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"]\n"
+        )
+    };
+    repo.write(
+        "Dockerfile",
+        &dockerfile("wget -q -O /dev/null http://127.0.0.1:8080/ || exit 1"),
+    )
+    .unwrap();
+    repo.commit("healthcheck ok").unwrap();
+    let id = c.api.deploy(&app, None).await.unwrap();
+    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let log = c.api.log(&id).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}\n{log}");
+    assert!(log.contains("Docker HEALTHCHECK: healthy"), "{log}");
+    assert!(
+        log.contains("probe healthy (1/2 in a row)"),
+        "threshold shown: {log}"
+    );
+
+    // One that fails: the deployment fails although HTTP answers, and the release serves on.
+    repo.write("Dockerfile", &dockerfile("exit 1")).unwrap();
+    repo.commit("healthcheck fails").unwrap();
+    let id = c.api.deploy(&app, None).await.unwrap();
+    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    assert_eq!(d["status"], "failed", "{d}");
+    assert!(
+        d["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("HEALTHCHECK"),
+        "{d}"
+    );
+    c.serves(&format!("{app}.localhost"), &version_marker("1"))
+        .await
+        .unwrap();
+}
