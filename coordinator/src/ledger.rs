@@ -150,6 +150,9 @@ impl Handler<Create> for Ledger {
                     error: None,
                 };
                 store.put_deployment(&d).await?;
+                if let Err(e) = store.trim_deployment_logs(&d.app).await {
+                    tracing::warn!(app = %d.app, error = %e, "could not trim old deployment logs");
+                }
                 let line = match (&d.kind, &d.rollback_of) {
                     (DeploymentKind::Rollback, Some(of)) => format!(
                         "queued: roll back to the release of {of} ({})",
@@ -203,17 +206,21 @@ impl Handler<Assign> for Ledger {
 impl Handler<Transition> for Ledger {
     type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
 
-    fn handle(&mut self, msg: Transition, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, mut msg: Transition, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
+        // One instant for the record's timestamps and the build-duration figure.
+        let at = *msg.at.get_or_insert_with(now_ms);
         AtomicResponse::new(Box::pin(
             async move {
                 let Some(mut d) = store.get_deployment(&msg.id).await? else {
                     return Ok(None);
                 };
+                let before = d.status;
                 if !apply(&mut d, &msg) {
                     return Ok(None);
                 }
-                store.put_deployment(&d).await?;
+                // The closing line goes into the log before the record turns terminal: a
+                // follower that sees the terminal status has the whole log to read.
                 if d.status.is_terminal() {
                     let line = match (&d.status, &d.error) {
                         (DeploymentStatus::Succeeded, _) => "deployment succeeded".to_string(),
@@ -222,6 +229,9 @@ impl Handler<Transition> for Ledger {
                     };
                     store.append_log(&d.id, LogStream::System, &line).await?;
                 }
+                // Outcome counters and build durations change in the record's MULTI.
+                let stats = crate::metrics::ledger_commands(before, &d, at);
+                store.put_deployment_with(&d, &stats).await?;
                 Ok(Some(d))
             }
             .into_actor(self),

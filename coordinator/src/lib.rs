@@ -8,6 +8,9 @@
 //! - [`deployment::DeploymentActor`] — one per in-flight deployment: placement, job, deadlines;
 //! - [`reconciler::Reconciler`] — keeps an actor on every active deployment (supervision);
 //! - [`events::EventIngest`] — folds node events into records.
+//!
+//! Log reads and follows are not an actor: [`logs::Logs`] reads the streams nodes write, each
+//! follow on a Redis connection of its own.
 
 pub mod api;
 pub mod apps;
@@ -15,6 +18,8 @@ pub mod deployment;
 pub mod error;
 pub mod events;
 pub mod ledger;
+pub mod logs;
+pub mod metrics;
 pub mod reconciler;
 pub mod registry;
 pub mod scheduler;
@@ -59,6 +64,8 @@ impl CoordinatorConfig {
 pub struct Coordinator {
     pub api: Addr<api::Api>,
     pub store: store::Store,
+    /// Reads and follows deployment and app logs.
+    pub logs: logs::Logs,
 }
 
 /// Starts the coordinator's actors. Must be called inside a running actix `System`.
@@ -75,6 +82,7 @@ pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
     )
     .start();
     events::EventIngest::new(cfg.redis_url.clone(), ledger.clone()).start();
+    let logs = logs::Logs::new(store.clone(), cfg.redis_url.clone());
     let api = api::Api::new(
         store.clone(),
         cfg.base_domain,
@@ -84,5 +92,5 @@ pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
         reconciler,
     )
     .start();
-    Ok(Coordinator { api, store })
+    Ok(Coordinator { api, store, logs })
 }

@@ -101,6 +101,7 @@ mod tests {
             started_at: 0,
             last_heartbeat: 10_000,
             running_jobs: 0,
+            host: None,
         };
         let t = Duration::from_secs(5);
         assert_eq!(status_of(&n, 14_000, t), NodeStatus::Ready);

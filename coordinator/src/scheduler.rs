@@ -25,6 +25,7 @@ mod tests {
             started_at: 0,
             last_heartbeat: 0,
             running_jobs: jobs,
+            host: None,
         }
     }
 

@@ -134,6 +134,8 @@ impl Store {
         pipe.del(keys::app(name))
             .del(keys::app_credential(name))
             .del(keys::app_deployments(name))
+            .del(keys::app_log(name))
+            .del(keys::app_metrics(name))
             .srem(keys::APPS, name);
         let _: () = pipe.query_async(&mut c).await?;
         Ok(())
@@ -151,6 +153,12 @@ impl Store {
 
     /// Writes a deployment record; keeps the active set and the app's index in step with it.
     pub async fn put_deployment(&self, d: &Deployment) -> Result<()> {
+        self.put_deployment_with(d, &[]).await
+    }
+
+    /// [`Store::put_deployment`] with further commands in the same MULTI (the Ledger's
+    /// counters, see `metrics::ledger_commands`).
+    pub async fn put_deployment_with(&self, d: &Deployment, extra: &[redis::Cmd]) -> Result<()> {
         let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
         let mut pipe = redis::pipe();
         pipe.atomic().set(keys::deployment(&d.id), bytes).zadd(
@@ -162,6 +170,9 @@ impl Store {
             pipe.srem(keys::ACTIVE_DEPLOYMENTS, &d.id);
         } else {
             pipe.sadd(keys::ACTIVE_DEPLOYMENTS, &d.id);
+        }
+        for c in extra {
+            pipe.add_command(c.clone()).ignore();
         }
         let _: () = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(())
@@ -228,6 +239,23 @@ impl Store {
             .into_iter()
             .filter_map(|e| e.get::<String>("line"))
             .collect())
+    }
+
+    /// Deletes the logs of `app`'s deployments older than its newest
+    /// [`keys::DEPLOYMENT_LOGS_KEPT`] (their records stay). Called on every create, so only the
+    /// few that just fell out of the window are looked at.
+    pub async fn trim_deployment_logs(&self, app: &str) -> Result<()> {
+        let mut c = self.conn.clone();
+        let start = keys::DEPLOYMENT_LOGS_KEPT as isize;
+        let old: Vec<String> = c
+            .zrevrange(keys::app_deployments(app), start, start + 49)
+            .await?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        let logs: Vec<String> = old.iter().map(|id| keys::deployment_log(id)).collect();
+        let _: () = c.del(logs).await?;
+        Ok(())
     }
 
     /// Sets `key` to `value` if it is not set yet (with a TTL); true the first time only.

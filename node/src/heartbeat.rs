@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_protocol::{envelope, keys, now_ms, NodeInfo};
+use berth_protocol::{envelope, keys, now_ms, HostStats, NodeInfo};
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
@@ -27,8 +27,13 @@ pub struct Beat {
     pub started_at: u64,
 }
 
-/// Writes one heartbeat.
-pub async fn beat(conn: &ConnectionManager, b: &Beat, running_jobs: u32) -> Result<()> {
+/// Writes one heartbeat, with the host's latest figures when the `Stats` actor has them.
+pub async fn beat(
+    conn: &ConnectionManager,
+    b: &Beat,
+    running_jobs: u32,
+    host: Option<HostStats>,
+) -> Result<()> {
     let info = NodeInfo {
         name: b.name.clone(),
         address: b.address.clone(),
@@ -37,6 +42,7 @@ pub async fn beat(conn: &ConnectionManager, b: &Beat, running_jobs: u32) -> Resu
         started_at: b.started_at,
         last_heartbeat: now_ms(),
         running_jobs,
+        host,
     };
     let id = uuid::Uuid::new_v4().to_string();
     let bytes = envelope::encode(NODE_KIND, &id, &info)?;
@@ -61,14 +67,22 @@ pub struct Heartbeat {
     beat: Beat,
     /// Number of jobs in progress, kept by the deployer.
     running: watch::Receiver<u32>,
+    /// The host's latest figures, kept by the `Stats` actor.
+    host: watch::Receiver<Option<HostStats>>,
 }
 
 impl Heartbeat {
-    pub fn new(conn: ConnectionManager, beat: Beat, running: watch::Receiver<u32>) -> Self {
+    pub fn new(
+        conn: ConnectionManager,
+        beat: Beat,
+        running: watch::Receiver<u32>,
+        host: watch::Receiver<Option<HostStats>>,
+    ) -> Self {
         Heartbeat {
             conn,
             beat,
             running,
+            host,
         }
     }
 }
@@ -81,10 +95,11 @@ impl Actor for Heartbeat {
             let conn = act.conn.clone();
             let b = act.beat.clone();
             let running = *act.running.borrow();
+            let host = act.host.borrow().clone();
             // `wait`: one beat at a time, a slow Redis never piles beats up.
             ctx.wait(
                 async move {
-                    if let Err(e) = beat(&conn, &b, running).await {
+                    if let Err(e) = beat(&conn, &b, running, host).await {
                         tracing::warn!(error = %e, "heartbeat failed");
                     }
                 }

@@ -4,7 +4,8 @@
 //!
 //! Actors (actix 0.13, one file each): [`job_consumer::JobConsumer`] reads jobs,
 //! [`deployer::Deployer`] runs them (the steps live in [`pipeline`]), [`router::Router`] is the
-//! only writer of the node's Caddy, [`heartbeat::Heartbeat`] reports liveness. [`start`] must be
+//! only writer of the node's Caddy, [`heartbeat::Heartbeat`] reports liveness,
+//! [`log_shipper::LogShipper`] ships the app containers' output. [`start`] must be
 //! called inside a running actix `System`.
 
 pub mod build;
@@ -14,12 +15,14 @@ pub mod error;
 pub mod events;
 pub mod heartbeat;
 pub mod job_consumer;
+pub mod log_shipper;
 pub mod log_sink;
 pub mod pipeline;
 pub mod probe;
 pub mod router;
 pub mod runner;
 pub mod source;
+pub mod stats;
 #[cfg(test)]
 mod testutil;
 
@@ -53,6 +56,8 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Opens apps' sealed git credentials; must equal the coordinator's key.
     pub secret_key: Option<berth_protocol::secret::SecretKey>,
+    /// Time between two samples of container and host figures (the `Stats` actor).
+    pub stats_interval: Duration,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -61,6 +66,8 @@ pub struct NodeHandle {
     deployer: Addr<deployer::Deployer>,
     router: Addr<router::Router>,
     heartbeat: Addr<heartbeat::Heartbeat>,
+    stats: Addr<stats::Stats>,
+    shipper: Addr<log_shipper::LogShipper>,
 }
 
 /// How long shutdown waits for jobs in progress before aborting them.
@@ -74,7 +81,9 @@ impl NodeHandle {
             let _ = self.consumer.send(job_consumer::StopConsumer).await;
             let _ = self.deployer.send(deployer::Drain(DRAIN_JOBS)).await;
             let _ = self.heartbeat.send(heartbeat::StopHeartbeat).await;
+            let _ = self.stats.send(stats::StopStats).await;
             let _ = self.router.send(router::StopRouter).await;
+            let _ = self.shipper.send(log_shipper::StopShipper).await;
         };
         if tokio::time::timeout(DRAIN_JOBS + Duration::from_secs(5), steps)
             .await
@@ -126,10 +135,27 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         ingress_http: cfg.ingress_http,
         started_at: berth_protocol::now_ms(),
     };
-    heartbeat::beat(&redis, &beat, 0).await?;
-    let heartbeat = heartbeat::Heartbeat::new(redis.clone(), beat, running_rx).start();
+    heartbeat::beat(&redis, &beat, 0, None).await?;
+    let (host_tx, host_rx) = watch::channel(None);
+    let heartbeat = heartbeat::Heartbeat::new(redis.clone(), beat, running_rx, host_rx).start();
+    let stats = stats::Stats::new(stats::StatsConfig {
+        docker: docker.clone(),
+        redis: redis.clone(),
+        node: cfg.name.clone(),
+        data_dir: cfg.data_dir.clone(),
+        interval: cfg.stats_interval,
+        host_tx,
+    })
+    .start();
 
     let probe_http = probe::client().map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
+    let shipper = log_shipper::LogShipper::new(log_shipper::Shipper {
+        docker: docker.clone(),
+        redis: redis.clone(),
+        node: cfg.name.clone(),
+        secret_key: cfg.secret_key.clone(),
+    })
+    .start();
     let svc = Arc::new(pipeline::Services {
         node: cfg.name.clone(),
         address: cfg.address.clone(),
@@ -151,6 +177,8 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         deployer,
         router,
         heartbeat,
+        shipper,
+        stats,
     })
 }
 

@@ -1,15 +1,17 @@
-//! Where a deployment's log lines go: the Redis stream `berth:logs:<deployment>`.
+//! Where log lines go: a deployment's stream `berth:logs:<deployment>` or an app's runtime stream
+//! `berth:applogs:<app>`.
 //!
-//! Every line the node writes about a deployment (git, docker build output, probe progress,
-//! container output on failure, errors) passes through [`LogSink`], so there is exactly one place
-//! to add a masking step that keeps secrets from leaving the node. Writing a log line never fails
-//! a deployment: a Redis error is logged locally and the line is dropped.
+//! Every line the node ships — git, docker build output, probe progress, errors, and the
+//! containers' own stdout/stderr ([`crate::log_shipper`]) — passes through [`LogSink`]: its length
+//! is capped and every registered secret is masked there, the one step before a line leaves the
+//! node. Writing a log line never fails a deployment: a Redis error is logged locally and the
+//! line is dropped.
 
 use berth_protocol::{keys, now_ms, LogStream};
 use redis::aio::ConnectionManager;
 
 /// Longest line stored; longer lines are cut (on a character boundary) and marked.
-pub const MAX_LINE: usize = 8 * 1024;
+pub const MAX_LINE: usize = 4 * 1024;
 
 /// Writes log lines of one deployment.
 #[derive(Clone)]
@@ -28,6 +30,10 @@ enum Target {
     Redis {
         conn: ConnectionManager,
         key: String,
+        /// Approximate stream cap (XADD MAXLEN ~).
+        maxlen: usize,
+        /// Extra fields on every entry (`node`, `container`, `deployment` for runtime logs).
+        tags: std::sync::Arc<Vec<(&'static str, String)>>,
     },
     /// Collects lines in memory (tests).
     #[cfg(test)]
@@ -41,6 +47,31 @@ impl LogSink {
             target: Target::Redis {
                 conn,
                 key: keys::deployment_log(deployment_id),
+                maxlen: keys::LOG_MAXLEN,
+                tags: Default::default(),
+            },
+            masks: Default::default(),
+        }
+    }
+
+    /// A sink writing one container's output to its app's runtime log stream.
+    pub fn app(
+        conn: ConnectionManager,
+        app: &str,
+        node: &str,
+        container: &str,
+        deployment: &str,
+    ) -> Self {
+        LogSink {
+            target: Target::Redis {
+                conn,
+                key: keys::app_log(app),
+                maxlen: keys::APP_LOG_MAXLEN,
+                tags: std::sync::Arc::new(vec![
+                    ("node", node.to_string()),
+                    ("container", container.to_string()),
+                    ("deployment", deployment.to_string()),
+                ]),
             },
             masks: Default::default(),
         }
@@ -87,34 +118,53 @@ impl LogSink {
 
     /// Writes `text`, split into lines (a trailing newline does not make an empty line).
     pub async fn write(&self, stream: LogStream, text: &str) {
-        let lines: Vec<String> = split_lines(text).map(prepare).collect();
+        let lines: Vec<String> = split_lines(text).map(str::to_string).collect();
         self.write_lines(stream, lines).await;
     }
 
     /// Writes already split lines in one round trip.
     pub async fn write_lines(&self, stream: LogStream, lines: Vec<String>) {
-        if lines.is_empty() {
+        let ts = now_ms();
+        self.write_entries(lines.into_iter().map(|l| (ts, stream, l)).collect())
+            .await;
+    }
+
+    /// Writes lines that carry their own time (epoch ms) and stream, in one round trip. Each is
+    /// capped and masked here.
+    pub async fn write_entries(&self, entries: Vec<(u64, LogStream, String)>) {
+        if entries.is_empty() {
             return;
         }
-        let lines: Vec<String> = lines.into_iter().map(|l| self.mask(l)).collect();
+        let lines: Vec<(u64, LogStream, String)> = entries
+            .into_iter()
+            .map(|(ts, s, l)| (ts, s, cap_line(&self.mask(l))))
+            .collect();
         match &self.target {
-            Target::Redis { conn, key } => {
-                let ts = now_ms();
+            Target::Redis {
+                conn,
+                key,
+                maxlen,
+                tags,
+            } => {
                 let mut pipe = redis::pipe();
-                for line in &lines {
-                    pipe.cmd("XADD")
+                for (ts, stream, line) in &lines {
+                    let cmd = pipe
+                        .cmd("XADD")
                         .arg(key)
                         .arg("MAXLEN")
                         .arg("~")
-                        .arg(keys::LOG_MAXLEN)
+                        .arg(*maxlen)
                         .arg("*")
                         .arg("ts")
-                        .arg(ts)
+                        .arg(*ts)
                         .arg("stream")
                         .arg(stream.as_str())
                         .arg("line")
-                        .arg(line)
-                        .ignore();
+                        .arg(line);
+                    for (k, v) in tags.iter() {
+                        cmd.arg(*k).arg(v);
+                    }
+                    cmd.ignore();
                 }
                 let mut conn = conn.clone();
                 if let Err(e) = pipe.query_async::<()>(&mut conn).await {
@@ -124,17 +174,11 @@ impl LogSink {
             #[cfg(test)]
             Target::Memory(store) => {
                 if let Ok(mut v) = store.lock() {
-                    v.extend(lines.into_iter().map(|l| (stream, l)));
+                    v.extend(lines.into_iter().map(|(_, s, l)| (s, l)));
                 }
             }
         }
     }
-}
-
-/// The one step every line passes before it leaves the node: caps its length. (Secret masking
-/// belongs here.)
-fn prepare(line: &str) -> String {
-    cap_line(line)
 }
 
 /// Splits text into lines, dropping the `\r` of `\r\n` and the empty piece after a final newline.
@@ -170,7 +214,7 @@ impl LineBuffer {
         self.pending.push_str(chunk);
         let Some(last_nl) = self.pending.rfind('\n') else {
             if self.pending.len() > MAX_LINE {
-                return vec![prepare(&std::mem::take(&mut self.pending))];
+                return vec![std::mem::take(&mut self.pending)];
             }
             return Vec::new();
         };
@@ -180,7 +224,7 @@ impl LineBuffer {
             .strip_suffix('\n')
             .unwrap_or(&complete)
             .split('\n')
-            .map(|l| prepare(l.strip_suffix('\r').unwrap_or(l)))
+            .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
             .collect()
     }
 
@@ -188,7 +232,7 @@ impl LineBuffer {
     pub fn finish(&mut self) -> Option<String> {
         let rest = std::mem::take(&mut self.pending);
         let rest = rest.strip_suffix('\r').unwrap_or(&rest);
-        (!rest.is_empty()).then(|| prepare(rest))
+        (!rest.is_empty()).then(|| rest.to_string())
     }
 }
 
@@ -216,6 +260,21 @@ mod tests {
         assert_eq!(
             got,
             vec!["cloning with ******** and ********", "x ******** y"]
+        );
+    }
+
+    #[actix_rt::test]
+    async fn masks_before_cutting_a_long_line() {
+        let secret = "tok-abcdef-0123456789";
+        let (sink, lines) = LogSink::memory();
+        let sink = sink.with_masks([secret.to_string()]);
+        let line = format!("{}{secret} tail", "x".repeat(MAX_LINE - 5));
+        sink.write_entries(vec![(1, LogStream::Stdout, line)]).await;
+        let got = lines.lock().unwrap()[0].1.clone();
+        assert!(got.ends_with("bytes]"), "cut");
+        assert!(
+            !got.contains(&secret[..5]),
+            "no part of the secret survives the cut"
         );
     }
 

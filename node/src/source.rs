@@ -129,6 +129,22 @@ pub async fn describe(dir: &Path) -> (Option<String>, Option<String>) {
     }
 }
 
+/// `base64(username:token)`, the HTTP Basic value git sends.
+fn basic_auth(username: &str, token: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{token}"))
+}
+
+/// Every value of `cred` that must never appear in a log: the secret itself and the forms git
+/// sends it in.
+pub fn mask_values(cred: &GitCredential) -> Vec<String> {
+    let mut secrets = cred.secrets();
+    if let GitCredential::HttpsToken { username, token } = cred {
+        secrets.push(basic_auth(username, token));
+    }
+    secrets
+}
+
 /// How git authenticates to a remote: environment for the git process (never arguments, which
 /// any local user could read in `ps`), and a private key file removed on drop.
 #[derive(Default)]
@@ -146,13 +162,10 @@ impl GitAuth {
 
     /// Prepares a credential; an SSH key is written (mode 0600) to `key_file`.
     pub fn new(cred: &GitCredential, key_file: &Path) -> Result<GitAuth> {
-        use base64::Engine;
-        let mut secrets = cred.secrets();
+        let secrets = mask_values(cred);
         match cred {
             GitCredential::HttpsToken { username, token } => {
-                let basic =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{token}"));
-                secrets.push(basic.clone());
+                let basic = basic_auth(username, token);
                 Ok(GitAuth {
                     env: vec![
                         ("GIT_CONFIG_COUNT".into(), "1".into()),

@@ -365,6 +365,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         address: "127.0.0.1".into(),
         data_dir: tmp.0.join("data"),
         secret_key: None,
+        stats_interval: Duration::from_secs(5),
     })
     .await
     .expect("node starts");

@@ -11,13 +11,16 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use berth_protocol::api::{CreateApp, CreateDeployment, ErrorBody, HealthCheckPatch, NodeView};
 use berth_protocol::secret::GitCredential;
-use berth_protocol::{now_ms, App, Deployment, EnvVars, Release};
+use berth_protocol::sse::{SseEvent, SseParser};
+use berth_protocol::{now_ms, App, Deployment, DeploymentStatus, EnvVars, LogEntry, Release};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::settings::{client_config_path, Settings};
 use crate::Cmd;
+
+pub mod metrics;
 
 /// An error whose message was already printed as the command's outcome (exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +120,31 @@ pub struct DeployArgs {
     /// Wait until the deployment is terminal, showing its status as it moves; exit 1 unless it succeeded.
     #[arg(long)]
     wait: bool,
+    /// Print the build and deploy log live, then the outcome; exit 1 unless it succeeded.
+    #[arg(long, short = 'f', conflicts_with = "wait")]
+    follow: bool,
+}
+
+#[derive(Args)]
+pub struct LogArgs {
+    id: String,
+    /// Keep printing lines as they come until the deployment ends.
+    #[arg(long, short = 'f')]
+    follow: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    app: String,
+    /// Keep printing new lines as they come (Ctrl-C stops).
+    #[arg(long, short = 'f')]
+    follow: bool,
+    /// How many of the newest lines to print first (default 100).
+    #[arg(long, short = 'n', value_name = "N")]
+    tail: Option<usize>,
+    /// Only lines since this time: a duration back from now (90s, 15m, 2h), RFC 3339, or epoch ms.
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -129,6 +157,8 @@ struct Client {
     base: String,
     token: String,
     http: reqwest::Client,
+    /// For streams that stay open (SSE follows): no total timeout, only connect and read ones.
+    streaming: reqwest::Client,
 }
 
 #[derive(serde::Deserialize)]
@@ -167,6 +197,12 @@ fn resolve(config: &Option<PathBuf>, conn: &Conn) -> Result<Client> {
         token,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .build()?,
+        // The server sends a keep-alive comment every 15 s, so a minute of silence means the
+        // connection is gone.
+        streaming: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
             .build()?,
     })
 }
@@ -386,6 +422,12 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
                     Some(&body),
                 )
                 .await?;
+            if a.follow {
+                println!("{}  {}", d.id, d.status);
+                follow_deployment(c, &d.id).await?;
+                let d: Deployment = c.get(&format!("/api/v1/deployments/{}", d.id)).await?;
+                return finish(c, json, d, true).await;
+            }
             finish(c, json, d, a.wait).await
         }
         Cmd::Rollback(a) => {
@@ -452,12 +494,47 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
             let d: Deployment = c.get(&format!("/api/v1/deployments/{}", a.id)).await?;
             print(json, &d, show_deployment)
         }
+        Cmd::Log(a) if a.follow => {
+            let end = follow_deployment(c, &a.id).await?;
+            if end.status != berth_protocol::DeploymentStatus::Succeeded {
+                return Err(Failed(format!("deployment {} {}", a.id, end.status)).into());
+            }
+            Ok(())
+        }
         Cmd::Log(a) => {
             print!(
                 "{}",
                 c.text(&format!("/api/v1/deployments/{}/logs", a.id))
                     .await?
             );
+            Ok(())
+        }
+        Cmd::Logs(a) => {
+            let mut query = vec![];
+            if let Some(n) = a.tail {
+                query.push(format!("tail={n}"));
+            }
+            if let Some(s) = &a.since {
+                query.push(format!("since={}", urlencode(s)));
+            }
+            if a.follow {
+                query.push("follow=1".into());
+                let path = format!("/api/v1/apps/{}/logs?{}", a.app, query.join("&"));
+                c.follow(&path, |ev| {
+                    if let Some(e) = ev.json::<LogEntry>() {
+                        print_app_line(json, &e);
+                    }
+                    Ok(true)
+                })
+                .await?;
+                return Ok(());
+            }
+            query.push("format=json".into());
+            let path = format!("/api/v1/apps/{}/logs?{}", a.app, query.join("&"));
+            let entries: Vec<LogEntry> = c.get(&path).await?;
+            for e in &entries {
+                print_app_line(json, e);
+            }
             Ok(())
         }
         Cmd::Nodes => {
@@ -474,10 +551,60 @@ async fn run_cmd(c: &Client, json: bool, cmd: Cmd) -> Result<()> {
                 }
             })
         }
+        Cmd::Metrics(a) => metrics::run(c, json, a).await,
         Cmd::Up | Cmd::Coordinator | Cmd::Node => {
             unreachable!("server commands are dispatched in main")
         }
     }
+}
+
+/// One runtime log line: `node/container  line` (JSON with `--json`).
+fn print_app_line(json: bool, e: &LogEntry) {
+    if json {
+        println!("{}", serde_json::to_string(e).unwrap_or_default());
+    } else {
+        println!(
+            "{}/{}  {}",
+            e.line.node.as_deref().unwrap_or("?"),
+            e.line.container.as_deref().unwrap_or("?"),
+            e.line.line
+        );
+    }
+}
+
+/// Percent-encodes a query value.
+fn urlencode(s: &str) -> String {
+    serde_urlencoded::to_string([("v", s)])
+        .map(|q| q.trim_start_matches("v=").to_string())
+        .unwrap_or_default()
+}
+
+/// How a followed deployment ended.
+#[derive(serde::Deserialize)]
+struct End {
+    status: DeploymentStatus,
+}
+
+/// Prints a deployment's log live until it ends; returns how it ended.
+async fn follow_deployment(c: &Client, id: &str) -> Result<End> {
+    let mut end = None;
+    c.follow(&format!("/api/v1/deployments/{id}/logs?follow=1"), |ev| {
+        match ev.event.as_str() {
+            "end" => {
+                end = Some(serde_json::from_str::<End>(&ev.data)?);
+                return Ok(false);
+            }
+            "error" => bail!("the log stream failed: {}", ev.data),
+            _ => {
+                if let Some(e) = ev.json::<LogEntry>() {
+                    println!("{}", e.line.line);
+                }
+            }
+        }
+        Ok(true)
+    })
+    .await?;
+    end.context("the log stream closed before the deployment ended")
 }
 
 /// Prints a new deployment and, with `wait`, follows it to its end (error unless it succeeded).
@@ -522,5 +649,70 @@ async fn wait(c: &Client, id: &str, json: bool) -> Result<Deployment> {
             return Ok(d);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Client {
+    /// Follows an SSE endpoint, calling `on_event` for each event until it returns false or the
+    /// server closes the stream. A dropped connection is resumed with `Last-Event-ID` (a few
+    /// times), so no line is printed twice or lost.
+    async fn follow(
+        &self,
+        path: &str,
+        mut on_event: impl FnMut(&SseEvent) -> Result<bool>,
+    ) -> Result<()> {
+        use futures_util::StreamExt;
+        let mut last_id: Option<String> = None;
+        let mut retries = 0;
+        loop {
+            let mut req = self
+                .streaming
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(&self.token)
+                .header("accept", "text/event-stream");
+            if let Some(id) = &last_id {
+                req = req.header("last-event-id", id);
+            }
+            let resp = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the Berth API at {}", self.base))?;
+            let status = resp.status();
+            if !status.is_success() {
+                let text = resp.text().await.unwrap_or_default();
+                let msg = serde_json::from_str::<ErrorBody>(&text)
+                    .map(|e| e.error)
+                    .unwrap_or(text);
+                return Err(Failed(format!("{msg} (HTTP {})", status.as_u16())).into());
+            }
+            let mut parser = SseParser::default();
+            let mut body = resp.bytes_stream();
+            let broken = loop {
+                match body.next().await {
+                    None => break false,
+                    Some(Err(e)) => {
+                        break {
+                            tracing::debug!(error = %e, "log stream interrupted");
+                            true
+                        }
+                    }
+                    Some(Ok(bytes)) => {
+                        for ev in parser.push(&bytes) {
+                            if let Some(id) = &ev.id {
+                                last_id = Some(id.clone());
+                            }
+                            if !on_event(&ev)? {
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            };
+            if !broken || retries >= 5 {
+                return Ok(());
+            }
+            retries += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }

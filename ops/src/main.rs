@@ -49,10 +49,14 @@ enum Cmd {
     Deployments(AppArg),
     /// Show one deployment.
     Deployment(IdArg),
-    /// Print a deployment's build and deploy log.
-    Log(IdArg),
+    /// Print a deployment's build and deploy log (-f: follow it live until the deployment ends).
+    Log(client::LogArgs),
+    /// Print an app's runtime log: every replica on every node, merged (-f: keep following).
+    Logs(client::LogsArgs),
     /// List the nodes and their liveness.
     Nodes,
+    /// Show an app's CPU, memory and network figures: each replica's latest and the total.
+    Metrics(client::metrics::MetricsArgs),
 }
 
 #[derive(Args)]

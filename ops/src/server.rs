@@ -97,6 +97,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         docker_host: s.node.docker_host.clone(),
         address: s.node.address.clone(),
         data_dir: s.data_dir.clone(),
+        stats_interval: Duration::from_secs(s.node.stats_interval_s),
     }
 }
 

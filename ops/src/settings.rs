@@ -56,6 +56,8 @@ pub struct NodeSettings {
     pub docker_host: Option<String>,
     /// The address app containers publish their port on and Caddy dials.
     pub address: String,
+    /// Seconds between two samples of the app containers' and the host's figures (≥ 1).
+    pub stats_interval_s: u64,
 }
 
 impl Default for Settings {
@@ -90,6 +92,7 @@ impl Default for NodeSettings {
             ingress_http: 8080,
             docker_host: None,
             address: "127.0.0.1".into(),
+            stats_interval_s: 5,
         }
     }
 }
@@ -148,6 +151,9 @@ impl Settings {
             .context("invalid configuration (see the configuration table in the README)")?;
         berth_protocol::validate::domain(&s.base_domain)
             .map_err(|e| anyhow::anyhow!("base_domain: {e}"))?;
+        if s.node.stats_interval_s == 0 {
+            anyhow::bail!("node.stats_interval_s must be at least 1");
+        }
         Ok(s)
     }
 
@@ -184,6 +190,10 @@ mod tests {
         std::fs::write(&file, "[api]\nlisen = \"x\"\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&file)).unwrap_err());
         assert!(err.contains("lisen"), "{err}");
+        assert_eq!(s.node.stats_interval_s, 5, "default kept");
+        std::fs::write(&file, "[node]\nstats_interval_s = 0\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&file)).unwrap_err());
+        assert!(err.contains("stats_interval_s"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -114,7 +114,7 @@ pub struct ErrorBody {
 }
 
 /// `GET /api/v1/nodes` items: the heartbeat record plus liveness as the coordinator sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeView {
     #[serde(flatten)]
     pub info: crate::model::NodeInfo,

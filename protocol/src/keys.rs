@@ -23,8 +23,13 @@ pub const JOBS_GROUP: &str = "node";
 
 /// Approximate cap of the job and event streams (XADD MAXLEN ~).
 pub const STREAM_MAXLEN: usize = 10_000;
-/// Approximate cap of one deployment's log stream.
-pub const LOG_MAXLEN: usize = 20_000;
+/// Approximate cap (lines) of one deployment's log stream.
+pub const LOG_MAXLEN: usize = 5_000;
+/// Approximate cap (lines) of one app's runtime log stream, all replicas together.
+pub const APP_LOG_MAXLEN: usize = 10_000;
+/// How many of an app's newest deployments keep their log; older logs are deleted when a
+/// deployment is created (the records stay).
+pub const DEPLOYMENT_LOGS_KEPT: usize = 20;
 
 pub fn app(name: &str) -> String {
     format!("berth:app:{name}")
@@ -44,6 +49,22 @@ pub fn deployment(id: &str) -> String {
 pub fn deployment_log(id: &str) -> String {
     format!("berth:logs:{id}")
 }
+/// Stream of one app's runtime log lines (container stdout/stderr), from every node and replica;
+/// each entry carries its `node`, `container` and `deployment`.
+pub fn app_log(app: &str) -> String {
+    format!("berth:applogs:{app}")
+}
+/// Stream of one app's resource samples (msgpack [`crate::metrics::ContainerSample`]), from
+/// every node and replica; trimmed by time (`MINID ~`, [`crate::metrics::RETENTION_MS`]).
+pub fn app_metrics(app: &str) -> String {
+    format!("berth:metrics:{app}")
+}
+/// Hash status → how many deployments ended so (`succeeded`, `failed`, `cancelled`); written by
+/// the coordinator's Ledger with the record that became terminal.
+pub const STATS_DEPLOYMENTS: &str = "berth:stats:deployments";
+/// Hash of the build-duration histogram: `le_<bound>` (cumulative counts), `sum` (seconds),
+/// `count`; written by the Ledger when a deployment leaves `building`.
+pub const STATS_BUILD_SECONDS: &str = "berth:stats:build_seconds";
 /// The job stream of one node.
 pub fn jobs(node: &str) -> String {
     format!("berth:jobs:{node}")

@@ -9,12 +9,16 @@ pub mod api;
 pub mod envelope;
 pub mod keys;
 pub mod messages;
+pub mod metrics;
 pub mod model;
 pub mod secret;
+pub mod sse;
 pub mod validate;
 
 pub use envelope::{Envelope, EnvelopeError, PROTOCOL_VERSION};
-pub use messages::{DeployJob, Event, Job, LogLine, LogStream, EVENT_KIND, JOB_KIND};
+pub use messages::{
+    is_stream_id, DeployJob, Event, Job, LogEntry, LogLine, LogStream, EVENT_KIND, JOB_KIND,
+};
 pub use model::*;
 
 /// Milliseconds since the Unix epoch, the one time unit of every record and message.

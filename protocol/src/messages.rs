@@ -80,12 +80,48 @@ pub enum LogStream {
     System,
 }
 
-/// One line of a deployment's log. Stored as the stream entry's fields `ts`, `stream`, `line`.
+/// One log line. Stored as the stream entry's plain fields `ts`, `stream`, `line` (and, in an
+/// app's runtime log, `node`, `container`, `deployment`), so `redis-cli XRANGE` reads them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
+    /// Epoch ms: when the line was written (build and deploy logs) or when Docker read it from
+    /// the container (runtime logs).
     pub ts: u64,
     pub stream: LogStream,
     pub line: String,
+    /// The node that produced the line (runtime logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The container's name (runtime logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// The deployment whose container printed the line (runtime logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+}
+
+/// A log line with its stream entry id: what the API returns and what SSE `id:` carries, so a
+/// client resumes after the last id it saw (`Last-Event-ID`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub id: String,
+    #[serde(flatten)]
+    pub line: LogLine,
+}
+
+/// Whether `id` is a Redis stream entry id (`<ms>-<seq>`), e.g. a `Last-Event-ID` header.
+pub fn is_stream_id(id: &str) -> bool {
+    match id.split_once('-') {
+        Some((ms, seq)) => {
+            !ms.is_empty()
+                && !seq.is_empty()
+                && ms.len() <= 20
+                && seq.len() <= 20
+                && ms.bytes().all(|b| b.is_ascii_digit())
+                && seq.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
 }
 
 impl LogStream {

@@ -227,7 +227,7 @@ pub enum NodeStatus {
 }
 
 /// A node's heartbeat record, rewritten every few seconds by the node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub name: String,
     /// The address other hosts (and this node's Caddy) reach its published container ports on.
@@ -239,6 +239,26 @@ pub struct NodeInfo {
     /// Deployment jobs this node is working on right now.
     #[serde(default)]
     pub running_jobs: u32,
+    /// The host's latest figures (from the node's `Stats` actor); `None` until its first sample.
+    #[serde(default)]
+    pub host: Option<HostStats>,
+}
+
+/// A node host's figures at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostStats {
+    /// When they were sampled (ms since the epoch).
+    pub ts: u64,
+    /// Busy share of all CPUs since the previous sample (from `/proc/stat`), 0–100.
+    pub cpu_pct: f64,
+    pub mem_total_bytes: u64,
+    /// `MemAvailable` of `/proc/meminfo`.
+    pub mem_available_bytes: u64,
+    /// The file system holding the node's `data_dir`.
+    pub disk_total_bytes: u64,
+    pub disk_available_bytes: u64,
+    /// Running app containers of this node.
+    pub containers: u32,
 }
 
 /// One upstream of a route: a published container port.

@@ -7,6 +7,8 @@
 
 pub mod error;
 pub mod github;
+pub mod logs;
+pub mod metrics;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
@@ -58,6 +61,10 @@ pub fn routes(
     };
     let auth = authorized(ctx.token.clone());
     let api = warp::path!("api" / "v1" / ..).and(auth);
+    let http_metrics = metrics::HttpMetrics::new();
+    let prometheus =
+        metrics::prometheus_route(ctx.coord.clone(), ctx.token.clone(), http_metrics.clone());
+    let app_metrics = metrics::app_route(ctx.coord.clone());
 
     let list_apps = warp::path!("apps")
         .and(warp::get())
@@ -141,22 +148,8 @@ pub fn routes(
                 StatusCode::OK,
             )
         });
-    let deployment_log = warp::path!("deployments" / String / "logs")
-        .and(warp::get())
-        .and(with())
-        .then(|id, c: Ctx| async move {
-            match flatten(c.coord.api.send(api::GetDeploymentLog(id)).await) {
-                Ok(lines) => {
-                    let mut text = lines.join("\n");
-                    if !text.is_empty() {
-                        text.push('\n');
-                    }
-                    warp::reply::with_header(text, "content-type", "text/plain; charset=utf-8")
-                        .into_response()
-                }
-                Err(e) => e.into_response(),
-            }
-        });
+    let deployment_log = logs::deployment_route(ctx.coord.clone());
+    let app_log = logs::app_route(ctx.coord.clone());
     let rollback = warp::path!("apps" / String / "rollback")
         .and(warp::post())
         .and(optional_json_body::<berth_protocol::api::Rollback>())
@@ -194,41 +187,43 @@ pub fn routes(
             |c: Ctx| async move { respond(c.coord.api.send(api::ListNodes).await, StatusCode::OK) },
         );
 
+    // Every route is boxed before they are joined: a long `.or()` chain of unboxed filters
+    // makes rustc's type checking explode (minutes per added route).
+    let v1_routes: Vec<BoxedFilter<(Response,)>> = vec![
+        list_apps.boxed(),
+        create_app.boxed(),
+        get_app.boxed(),
+        patch_app.boxed(),
+        delete_app.boxed(),
+        create_deployment.boxed(),
+        list_deployments.boxed(),
+        get_deployment.boxed(),
+        deployment_log.boxed(),
+        app_log.boxed(),
+        rollback.boxed(),
+        releases.boxed(),
+        cancel.boxed(),
+        nodes.boxed(),
+        app_metrics.boxed(),
+    ];
     let v1 = api.and(
-        list_apps
-            .or(create_app)
-            .unify()
-            .or(get_app)
-            .unify()
-            .or(patch_app)
-            .unify()
-            .or(delete_app)
-            .unify()
-            .or(create_deployment)
-            .unify()
-            .or(list_deployments)
-            .unify()
-            .or(get_deployment)
-            .unify()
-            .or(deployment_log)
-            .unify()
-            .or(rollback)
-            .unify()
-            .or(releases)
-            .unify()
-            .or(cancel)
-            .unify()
-            .or(nodes)
-            .unify(),
+        v1_routes
+            .into_iter()
+            .reduce(|a, b| a.or(b).unify().boxed())
+            .expect("at least one route"),
     );
     healthz
         .or(webhook)
         .unify()
         .or(v1)
         .unify()
+        .or(prometheus)
+        .unify()
         .recover(error::recover)
         .unify()
-        .with(warp::log::custom(|info| {
+        .with(warp::log::custom(move |info| {
+            let (method, code) = (info.method().as_str(), info.status().as_u16());
+            http_metrics.observe(method, code, info.elapsed().as_secs_f64());
             tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), "request");
         }))
 }

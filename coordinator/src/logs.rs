@@ -1,0 +1,348 @@
+//! Reading and following log streams: a deployment's build and deploy log
+//! (`berth:logs:<deployment>`) and an app's runtime log (`berth:applogs:<app>`, every replica on
+//! every node, merged by arrival).
+//!
+//! Nodes write the lines straight into Redis; this module only reads. A follow is a stream of
+//! [`Followed`] items driven by `XREAD BLOCK` on a Redis connection of its own (a blocking read
+//! would stall every other command on a shared one), so a line reaches its followers as soon as
+//! Redis has it — there is no polling interval on the line path. A deployment follow ends after the
+//! deployment turns terminal: the `Ledger` writes the closing line before the terminal record, so
+//! once the follower sees the terminal status it drains what is left and sends
+//! [`Followed::End`]. An app follow runs until the client goes away (dropping the stream drops
+//! its connection).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use berth_protocol::{keys, now_ms, DeploymentStatus, LogEntry, LogLine, LogStream};
+use futures_util::Stream;
+use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
+use redis::AsyncCommands;
+
+use crate::error::{Error, Result};
+use crate::store::{connect_blocking, Store};
+
+/// Longest wait of one `XREAD BLOCK`; between two, a deployment follow checks the status.
+const BLOCK: Duration = Duration::from_millis(500);
+/// Most entries read at once.
+const READ_COUNT: usize = 1000;
+/// Largest `tail` an app log read accepts (the stream keeps about [`keys::APP_LOG_MAXLEN`]).
+pub const MAX_TAIL: usize = keys::APP_LOG_MAXLEN;
+/// Lines an app log read returns when the request names neither `tail` nor `since`.
+pub const DEFAULT_TAIL: usize = 100;
+
+/// One item of a follow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Followed {
+    Line(LogEntry),
+    /// The deployment reached a terminal status; nothing follows.
+    End {
+        status: DeploymentStatus,
+        error: Option<String>,
+    },
+    /// Reading failed; nothing follows (the client may reconnect with the last id it saw).
+    Failed(String),
+}
+
+/// Which part of an app's runtime log to read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppLogQuery {
+    /// The newest `tail` lines (of those since `since_ms`).
+    pub tail: Option<usize>,
+    /// Only lines Redis received at or after this epoch ms.
+    pub since_ms: Option<u64>,
+}
+
+impl AppLogQuery {
+    /// Parses `tail` and `since` query values. `since` is epoch ms, an RFC 3339 time, or a
+    /// duration back from now such as `90s`, `15m`, `2h`.
+    pub fn parse(tail: Option<&str>, since: Option<&str>) -> Result<AppLogQuery> {
+        let tail = match tail {
+            None => None,
+            Some(t) => match t.trim().parse::<usize>() {
+                Ok(n) if (1..=MAX_TAIL).contains(&n) => Some(n),
+                _ => {
+                    return Err(Error::BadRequest(format!(
+                        "tail must be a whole number from 1 to {MAX_TAIL}, not {t:?}"
+                    )))
+                }
+            },
+        };
+        let since_ms = since.map(parse_since).transpose()?;
+        Ok(AppLogQuery { tail, since_ms })
+    }
+}
+
+fn parse_since(s: &str) -> Result<u64> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<u64>() {
+        return Ok(ms);
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(now_ms().saturating_sub(d.as_millis() as u64));
+    }
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0));
+    }
+    Err(Error::BadRequest(format!(
+        "since must be epoch milliseconds, an RFC 3339 time or a duration like 15m, not {s:?}"
+    )))
+}
+
+/// Checks a `Last-Event-ID` (or any stream position a client sends back).
+pub fn check_last_id(id: &str) -> Result<()> {
+    if berth_protocol::is_stream_id(id) {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!(
+            "Last-Event-ID must be a log entry id such as 1764097262123-0, not {id:?}"
+        )))
+    }
+}
+
+/// Stateless reader of log streams; cheap to clone.
+#[derive(Clone)]
+pub struct Logs {
+    store: Store,
+    /// Each follow opens a connection of its own to this Redis.
+    redis_url: String,
+}
+
+impl Logs {
+    pub fn new(store: Store, redis_url: String) -> Self {
+        Logs { store, redis_url }
+    }
+
+    async fn deployment_exists(&self, id: &str) -> Result<()> {
+        match self.store.get_deployment(id).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!("deployment {id:?} not found"))),
+        }
+    }
+
+    async fn app_exists(&self, app: &str) -> Result<()> {
+        match self.store.get_app(app).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!("app {app:?} not found"))),
+        }
+    }
+
+    /// The whole (retained) log of a deployment.
+    pub async fn deployment(&self, id: &str) -> Result<Vec<LogEntry>> {
+        self.deployment_exists(id).await?;
+        let reply: StreamRangeReply = self
+            .store
+            .conn()
+            .xrange_all(keys::deployment_log(id))
+            .await?;
+        Ok(reply.ids.iter().map(entry).collect())
+    }
+
+    /// Follows a deployment's log from the start, or from after `after`, until it is terminal.
+    pub async fn follow_deployment(
+        &self,
+        id: &str,
+        after: Option<String>,
+    ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
+        self.deployment_exists(id).await?;
+        let conn = connect_blocking(&self.redis_url).await?;
+        Ok(follow(Follow {
+            conn,
+            key: keys::deployment_log(id),
+            last: after.unwrap_or_else(|| "0-0".into()),
+            watch: Some((self.store.clone(), id.to_string())),
+            pending: VecDeque::new(),
+            draining: None,
+            done: false,
+        }))
+    }
+
+    /// Reads an app's runtime log: the newest `tail` lines (default [`DEFAULT_TAIL`]), of those
+    /// since `since_ms` if given, oldest first.
+    pub async fn app(&self, app: &str, q: &AppLogQuery) -> Result<Vec<LogEntry>> {
+        self.app_exists(app).await?;
+        let count = q.tail.unwrap_or(if q.since_ms.is_some() {
+            MAX_TAIL
+        } else {
+            DEFAULT_TAIL
+        });
+        let end = q
+            .since_ms
+            .map(|ms| format!("{ms}-0"))
+            .unwrap_or_else(|| "-".into());
+        let reply: StreamRangeReply = self
+            .store
+            .conn()
+            .xrevrange_count(keys::app_log(app), "+", end, count)
+            .await?;
+        let mut out: Vec<LogEntry> = reply.ids.iter().map(entry).collect();
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Follows an app's runtime log after the entry `after` ("0-0": from the oldest retained).
+    pub async fn follow_app(
+        &self,
+        app: &str,
+        after: String,
+    ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
+        self.app_exists(app).await?;
+        let conn = connect_blocking(&self.redis_url).await?;
+        Ok(follow(Follow {
+            conn,
+            key: keys::app_log(app),
+            last: after,
+            watch: None,
+            pending: VecDeque::new(),
+            draining: None,
+            done: false,
+        }))
+    }
+}
+
+/// The state of one follow.
+struct Follow {
+    /// This follow's own connection (it blocks in `XREAD`).
+    conn: redis::aio::MultiplexedConnection,
+    key: String,
+    /// Id of the last entry read: the next read starts after it.
+    last: String,
+    /// For a deployment follow: where to check whether the deployment is terminal.
+    watch: Option<(Store, String)>,
+    /// Entries read but not handed out yet.
+    pending: VecDeque<LogEntry>,
+    /// Set once the deployment is terminal: reads no longer block, and the first empty read ends
+    /// the follow with this status.
+    draining: Option<(DeploymentStatus, Option<String>)>,
+    done: bool,
+}
+
+fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(e) = st.pending.pop_front() {
+                return Some((Followed::Line(e), st));
+            }
+            if st.done {
+                return None;
+            }
+            let mut opts = StreamReadOptions::default().count(READ_COUNT);
+            if st.draining.is_none() {
+                opts = opts.block(BLOCK.as_millis() as usize);
+            }
+            let read: redis::RedisResult<Option<StreamReadReply>> = st
+                .conn
+                .xread_options(&[st.key.as_str()], &[st.last.as_str()], &opts)
+                .await;
+            let entries: Vec<LogEntry> = match read {
+                Ok(reply) => reply
+                    .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(entry)
+                    .collect(),
+                Err(e) => {
+                    st.done = true;
+                    return Some((Followed::Failed(format!("reading the log: {e}")), st));
+                }
+            };
+            if let Some(last) = entries.last() {
+                st.last = last.id.clone();
+            }
+            let got = !entries.is_empty();
+            st.pending.extend(entries);
+            if let Some((status, error)) = st.draining.clone() {
+                if !got {
+                    st.done = true;
+                    return Some((Followed::End { status, error }, st));
+                }
+                continue;
+            }
+            if let Some((store, id)) = &st.watch {
+                match store.get_deployment(id).await {
+                    Ok(Some(d)) if d.status.is_terminal() => {
+                        st.draining = Some((d.status, d.error));
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        st.done = true;
+                        return Some((Followed::Failed("the deployment was deleted".into()), st));
+                    }
+                    Err(e) => {
+                        st.done = true;
+                        return Some((
+                            Followed::Failed(format!("reading the deployment: {e}")),
+                            st,
+                        ));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// A stream entry as a log entry; missing fields read as empty.
+fn entry(e: &StreamId) -> LogEntry {
+    let text = |k: &str| e.get::<String>(k);
+    LogEntry {
+        id: e.id.clone(),
+        line: LogLine {
+            ts: text("ts").and_then(|t| t.parse().ok()).unwrap_or(0),
+            stream: LogStream::parse(&text("stream").unwrap_or_default()),
+            line: text("line").unwrap_or_default(),
+            node: text("node"),
+            container: text("container"),
+            deployment: text("deployment"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_app_log_queries() {
+        assert_eq!(
+            AppLogQuery::parse(None, None).unwrap(),
+            AppLogQuery::default()
+        );
+        assert_eq!(AppLogQuery::parse(Some("5"), None).unwrap().tail, Some(5));
+        for bad in ["0", "-1", "x", "10001"] {
+            let e = AppLogQuery::parse(Some(bad), None).unwrap_err();
+            assert!(e.is_client_error(), "{bad}");
+            assert!(e.to_string().contains("tail"), "{e}");
+        }
+        assert_eq!(
+            AppLogQuery::parse(None, Some("1700000000000"))
+                .unwrap()
+                .since_ms,
+            Some(1_700_000_000_000)
+        );
+        let five_min_ago = AppLogQuery::parse(None, Some("5m"))
+            .unwrap()
+            .since_ms
+            .unwrap();
+        let expect = now_ms() - 300_000;
+        assert!(five_min_ago.abs_diff(expect) < 5_000, "{five_min_ago}");
+        assert_eq!(
+            AppLogQuery::parse(None, Some("2026-11-25T19:01:02Z"))
+                .unwrap()
+                .since_ms,
+            Some(1_795_633_262_000)
+        );
+        let e = AppLogQuery::parse(None, Some("yesterday-ish")).unwrap_err();
+        assert!(e.to_string().contains("since"), "{e}");
+    }
+
+    #[test]
+    fn checks_last_event_ids() {
+        assert!(check_last_id("1764097262123-0").is_ok());
+        for bad in ["", "12", "-1", "1-", "a-1", "1-2-3", "1 -2"] {
+            assert!(check_last_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

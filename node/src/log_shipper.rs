@@ -1,0 +1,350 @@
+//! `LogShipper`: follows the stdout/stderr of every app container this node runs and ships each
+//! line to the app's runtime log stream `berth:applogs:<app>`, tagged with node, container and
+//! deployment.
+//!
+//! It learns of containers from Docker's event stream (`start` of a container labelled with this
+//! node) plus one listing of the running ones whenever that stream (re)connects, so a container
+//! started by a deployment, a rollback's `docker start` or Docker's restart policy is followed
+//! within milliseconds. A container seen in the listing is followed from "now" (its earlier output
+//! was shipped before this node restarted, or is lost with the restart); a container seen
+//! starting is followed from its start, so nothing it prints is missed. Lines go through
+//! [`LogSink`], the node's one masking step: the app's git credential (read from Redis and opened
+//! with the node's key when the container is attached) is replaced before a line leaves the node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use berth_protocol::envelope::decode;
+use berth_protocol::secret::{GitCredential, Sealed, SecretKey};
+use berth_protocol::{keys, now_ms, LogStream};
+use bollard::container::LogOutput;
+use bollard::query_parameters::{EventsOptions, ListContainersOptions, LogsOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+
+use crate::log_sink::{split_lines, LogSink};
+use crate::runner::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_NODE};
+
+/// Most lines written to Redis in one round trip.
+const BATCH: usize = 512;
+/// Pause before reconnecting to Docker's event stream after it failed.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// What the shipper needs; shared by its tasks.
+pub struct Shipper {
+    pub docker: Docker,
+    pub redis: ConnectionManager,
+    pub node: String,
+    /// Opens the apps' sealed git credentials, whose values are masked.
+    pub secret_key: Option<SecretKey>,
+}
+
+/// The actor owning the shipping task; stopping it stops every follow.
+pub struct LogShipper {
+    shipper: Arc<Shipper>,
+}
+
+impl LogShipper {
+    pub fn new(shipper: Shipper) -> Self {
+        LogShipper {
+            shipper: Arc::new(shipper),
+        }
+    }
+}
+
+impl Actor for LogShipper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let sh = self.shipper.clone();
+        // A future of the context: dropped, with every follow task it owns, when the actor stops.
+        ctx.spawn(run(sh).into_actor(self));
+    }
+}
+
+/// Stops the shipper.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopShipper;
+
+impl Handler<StopShipper> for LogShipper {
+    type Result = ();
+
+    fn handle(&mut self, _: StopShipper, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// A container to follow, as Docker describes it.
+#[derive(Debug, Clone)]
+struct Target {
+    id: String,
+    name: String,
+    app: String,
+    deployment: String,
+    /// Lines Docker timestamped before this (epoch ms) are not shipped.
+    since_ms: u64,
+}
+
+/// Follow tasks by container id; aborted when dropped.
+#[derive(Default)]
+struct Follows(HashMap<String, tokio::task::JoinHandle<()>>);
+
+impl Follows {
+    fn attach(&mut self, sh: &Arc<Shipper>, t: Target) {
+        self.0.retain(|_, h| !h.is_finished());
+        if self.0.contains_key(&t.id) {
+            return;
+        }
+        let id = t.id.clone();
+        let handle = actix::spawn(follow(sh.clone(), t));
+        self.0.insert(id, handle);
+    }
+}
+
+impl Drop for Follows {
+    fn drop(&mut self) {
+        for h in self.0.values() {
+            h.abort();
+        }
+    }
+}
+
+async fn run(sh: Arc<Shipper>) {
+    let mut follows = Follows::default();
+    loop {
+        // Subscribe first, then list: a container starting in between is seen at least once.
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            ("event".to_string(), vec!["start".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{LABEL_NODE}={}", sh.node)],
+            ),
+        ]);
+        let mut events = sh.docker.events(Some(EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }));
+        match running(&sh).await {
+            Ok(list) => list.into_iter().for_each(|t| follows.attach(&sh, t)),
+            Err(e) => tracing::warn!(error = %e, "log shipper: cannot list containers"),
+        }
+        while let Some(ev) = events.next().await {
+            match ev {
+                Ok(ev) => {
+                    if let Some(t) = from_event(&ev) {
+                        follows.attach(&sh, t);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "log shipper: Docker event stream failed");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// This node's running app containers, to be followed from now on.
+async fn running(sh: &Shipper) -> Result<Vec<Target>, bollard::errors::Error> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_NODE}={}", sh.node), LABEL_APP.to_string()],
+    )]);
+    let list = sh
+        .docker
+        .list_containers(Some(ListContainersOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await?;
+    let now = now_ms();
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            Some(Target {
+                id: c.id?,
+                name: c
+                    .names
+                    .and_then(|n| n.first().cloned())
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string(),
+                app: labels.get(LABEL_APP)?.clone(),
+                deployment: labels.get(LABEL_DEPLOYMENT).cloned().unwrap_or_default(),
+                since_ms: now,
+            })
+        })
+        .collect())
+}
+
+/// The container a `start` event is about, followed from the moment it started.
+fn from_event(ev: &bollard::models::EventMessage) -> Option<Target> {
+    let actor = ev.actor.as_ref()?;
+    let attrs = actor.attributes.as_ref()?;
+    let started = ev
+        .time_nano
+        .map(|n| (n / 1_000_000) as u64)
+        .or(ev.time.map(|s| s as u64 * 1000))
+        .unwrap_or_else(now_ms);
+    Some(Target {
+        id: actor.id.clone()?,
+        name: attrs.get("name").cloned().unwrap_or_default(),
+        app: attrs.get(LABEL_APP)?.clone(),
+        deployment: attrs.get(LABEL_DEPLOYMENT).cloned().unwrap_or_default(),
+        since_ms: started,
+    })
+}
+
+/// The values to mask in `app`'s output: its git credential's, if it has one this node can open.
+async fn masks(sh: &Shipper, app: &str) -> Vec<String> {
+    let mut c = sh.redis.clone();
+    let raw: Option<Vec<u8>> = match redis::cmd("GET")
+        .arg(keys::app_credential(app))
+        .query_async(&mut c)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(app, error = %e, "log shipper: cannot read the app's credential");
+            None
+        }
+    };
+    let (Some(raw), Some(key)) = (raw, sh.secret_key.as_ref()) else {
+        return Vec::new();
+    };
+    match decode::<Sealed>(&raw, "credential")
+        .map_err(|e| e.to_string())
+        .and_then(|sealed| GitCredential::open(key, &sealed))
+    {
+        Ok(cred) => crate::source::mask_values(&cred),
+        Err(e) => {
+            tracing::warn!(app, error = %e, "log shipper: cannot open the app's credential");
+            Vec::new()
+        }
+    }
+}
+
+/// Ships one container's output until it stops.
+async fn follow(sh: Arc<Shipper>, t: Target) {
+    let sink = LogSink::app(sh.redis.clone(), &t.app, &sh.node, &t.name, &t.deployment)
+        .with_masks(masks(&sh, &t.app).await);
+    let opts = LogsOptions {
+        follow: true,
+        stdout: true,
+        stderr: true,
+        timestamps: true,
+        // Whole seconds; lines before `since_ms` within that second are dropped below.
+        since: i32::try_from(t.since_ms / 1000).unwrap_or(0),
+        ..Default::default()
+    };
+    tracing::debug!(container = %t.name, app = %t.app, "following container output");
+    let mut chunks = sh.docker.logs(&t.id, Some(opts)).ready_chunks(BATCH);
+    while let Some(chunk) = chunks.next().await {
+        let mut entries = Vec::with_capacity(chunk.len());
+        for item in chunk {
+            let (stream, message) = match item {
+                Ok(LogOutput::StdErr { message }) => (LogStream::Stderr, message),
+                Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                    (LogStream::Stdout, message)
+                }
+                Ok(LogOutput::StdIn { .. }) => continue,
+                Err(e) => {
+                    tracing::debug!(container = %t.name, error = %e, "container output ended");
+                    continue;
+                }
+            };
+            let text = String::from_utf8_lossy(&message);
+            for line in split_lines(&text) {
+                let (ts, line) = split_timestamp(line);
+                let ts = ts.unwrap_or_else(now_ms);
+                if ts < t.since_ms {
+                    continue;
+                }
+                entries.push((ts, stream, line.to_string()));
+            }
+        }
+        sink.write_entries(entries).await;
+    }
+}
+
+/// Splits Docker's `2026-11-25T19:01:02.123456789Z ` prefix off a line: (epoch ms, rest).
+pub fn split_timestamp(line: &str) -> (Option<u64>, &str) {
+    let Some((stamp, rest)) = line.split_once(' ') else {
+        return (humantime::parse_rfc3339(line).ok().map(ms), "");
+    };
+    match humantime::parse_rfc3339(stamp) {
+        Ok(t) => (Some(ms(t)), rest),
+        Err(_) => (None, line),
+    }
+}
+
+fn ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_docker_timestamps() {
+        let (ts, rest) = split_timestamp("2026-11-25T19:01:02.123456789Z hello world");
+        assert_eq!(ts, Some(1_795_633_262_123));
+        assert_eq!(rest, "hello world");
+        let (ts, rest) = split_timestamp("2026-11-25T19:01:02.5Z x");
+        assert_eq!(ts, Some(1_795_633_262_500));
+        assert_eq!(rest, "x");
+        // An empty line still carries its stamp.
+        let (ts, rest) = split_timestamp("2026-11-25T19:01:02Z");
+        assert_eq!(ts, Some(1_795_633_262_000));
+        assert_eq!(rest, "");
+        let (ts, rest) = split_timestamp("no stamp here");
+        assert_eq!(ts, None);
+        assert_eq!(rest, "no stamp here");
+    }
+
+    #[test]
+    fn start_event_names_the_container_and_its_start() {
+        let ev = bollard::models::EventMessage {
+            actor: Some(bollard::models::EventActor {
+                id: Some("abc".into()),
+                attributes: Some(HashMap::from([
+                    ("name".to_string(), "hello-d1".to_string()),
+                    (LABEL_APP.to_string(), "hello".to_string()),
+                    (LABEL_DEPLOYMENT.to_string(), "d1".to_string()),
+                ])),
+            }),
+            time_nano: Some(1_795_633_262_123_456_789),
+            ..Default::default()
+        };
+        let t = from_event(&ev).unwrap();
+        assert_eq!(
+            (
+                t.id.as_str(),
+                t.name.as_str(),
+                t.app.as_str(),
+                t.deployment.as_str()
+            ),
+            ("abc", "hello-d1", "hello", "d1")
+        );
+        assert_eq!(t.since_ms, 1_795_633_262_123);
+        // Not an app container: ignored.
+        let other = bollard::models::EventMessage {
+            actor: Some(bollard::models::EventActor {
+                id: Some("x".into()),
+                attributes: Some(HashMap::new()),
+            }),
+            ..Default::default()
+        };
+        assert!(from_event(&other).is_none());
+    }
+}

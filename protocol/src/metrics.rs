@@ -1,0 +1,153 @@
+//! Resource figures: what a node samples (one [`ContainerSample`] per running app container and
+//! interval, on the app's stream `berth:metrics:<app>`; [`crate::HostStats`] in its heartbeat) and
+//! the answer of `GET /api/v1/apps/{name}/metrics`.
+
+use serde::{Deserialize, Serialize};
+
+/// Envelope kind of a [`ContainerSample`] entry (field [`crate::envelope::STREAM_FIELD`]).
+pub const SAMPLE_KIND: &str = "container_sample";
+
+/// How long samples are kept on an app's stream (XADD `MINID ~` trimming, and the key expires
+/// this long after its last sample).
+pub const RETENTION_MS: u64 = 3_600_000;
+
+/// Default and largest window of `GET /api/v1/apps/{name}/metrics`, in seconds.
+pub const DEFAULT_WINDOW_S: u64 = 15 * 60;
+pub const MAX_WINDOW_S: u64 = 3_600;
+
+/// One container's figures at one instant, as Docker reports them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerSample {
+    /// When the node took the sample (ms since the epoch).
+    pub ts: u64,
+    pub node: String,
+    /// Container name.
+    pub container: String,
+    pub deployment: String,
+    /// CPU use in percent of one core (200 = two cores busy), as `docker stats` shows it.
+    pub cpu_pct: f64,
+    /// Memory in use, page cache excluded (as `docker stats` shows it).
+    pub mem_bytes: u64,
+    pub mem_limit_bytes: u64,
+    /// Bytes received and sent over all its interfaces since the container started.
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+}
+
+/// One sample of one replica in [`AppMetrics`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplePoint {
+    pub ts: u64,
+    pub cpu_pct: f64,
+    pub mem_bytes: u64,
+    pub mem_limit_bytes: u64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+}
+
+/// The samples of one container of an app, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaSeries {
+    pub node: String,
+    pub container: String,
+    pub deployment: String,
+    pub samples: Vec<SamplePoint>,
+}
+
+/// The app as a whole at one instant: per bucket, the sum over replicas of each one's latest
+/// sample in that bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TotalPoint {
+    /// Start of the bucket (ms since the epoch).
+    pub ts: u64,
+    pub cpu_pct: f64,
+    pub mem_bytes: u64,
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    /// How many replicas had a sample in this bucket.
+    pub replicas: u32,
+}
+
+/// `GET /api/v1/apps/{name}/metrics?window=15m`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppMetrics {
+    pub app: String,
+    pub window_s: u64,
+    /// Width of the buckets of `total` (the sampling interval seen in the data).
+    #[serde(default)]
+    pub bucket_s: u64,
+    pub replicas: Vec<ReplicaSeries>,
+    pub total: Vec<TotalPoint>,
+}
+
+/// Parses a metrics window: a whole number followed by `s`, `m` or `h` (`30s`, `15m`, `1h`);
+/// `None` or empty is the default (15 minutes). At most one hour, at least one second.
+pub fn parse_window(s: Option<&str>) -> Result<u64, String> {
+    let s = match s.map(str::trim) {
+        None | Some("") => return Ok(DEFAULT_WINDOW_S),
+        Some(s) => s,
+    };
+    let bad = || {
+        format!("window {s:?} is not a duration like 30s, 15m or 1h (at most 1h, the retention)")
+    };
+    let (num, unit) = s.split_at(s.len() - s.chars().last().map_or(0, char::len_utf8));
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        _ => return Err(bad()),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = n.checked_mul(mult).ok_or_else(bad)?;
+    if secs == 0 || secs > MAX_WINDOW_S {
+        return Err(format!(
+            "window {s:?} is out of range: between 1s and 1h (samples are kept for 1 hour)"
+        ));
+    }
+    Ok(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows() {
+        assert_eq!(parse_window(None), Ok(900));
+        assert_eq!(parse_window(Some("")), Ok(900));
+        assert_eq!(parse_window(Some("30s")), Ok(30));
+        assert_eq!(parse_window(Some("15m")), Ok(900));
+        assert_eq!(parse_window(Some("1h")), Ok(3600));
+        assert_eq!(parse_window(Some("60m")), Ok(3600));
+        for bad in [
+            "abc", "15", "m", "-5m", "1.5m", "2h", "61m", "0s", "15 m", "1d", "5é",
+        ] {
+            let e = parse_window(Some(bad)).unwrap_err();
+            assert!(e.contains("window"), "{bad}: {e}");
+        }
+        assert!(parse_window(Some("99999999999999999999h")).is_err());
+    }
+
+    #[test]
+    fn sample_round_trips_through_envelope() {
+        let s = ContainerSample {
+            ts: 1,
+            node: "n".into(),
+            container: "c".into(),
+            deployment: "d".into(),
+            cpu_pct: 12.5,
+            mem_bytes: 3,
+            mem_limit_bytes: 4,
+            net_rx_bytes: 5,
+            net_tx_bytes: 6,
+        };
+        let bytes = crate::envelope::encode(SAMPLE_KIND, "x", &s).unwrap();
+        assert_eq!(
+            crate::envelope::decode::<ContainerSample>(&bytes, SAMPLE_KIND).unwrap(),
+            s
+        );
+    }
+}
