@@ -247,7 +247,11 @@ async fn runtime_lines_of_old_and_new_release_merge_during_the_drain() {
     // Reads: `tail`, `since`, text; bad input is a 400.
     let five = json_log(&c.api, &format!("{path}?format=json&tail=5")).await;
     assert_eq!(five.len(), 5);
-    assert!(five.windows(2).all(|w| w[0].id < w[1].id));
+    let order = |id: &str| {
+        let (ms, seq) = id.split_once('-').unwrap();
+        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
+    };
+    assert!(five.windows(2).all(|w| order(&w[0].id) < order(&w[1].id)));
     let recent = json_log(&c.api, &format!("{path}?format=json&since=2s")).await;
     let cutoff = berth_protocol::now_ms() - 4_000;
     assert!(!recent.is_empty() && recent.iter().all(|e| e.line.ts >= cutoff));
