@@ -341,3 +341,72 @@ async fn a_registered_secret_is_masked_in_build_and_app_output() {
     assert!(raw.contains(SECRET), "{raw}");
     c.apps.push(app);
 }
+
+/// Retention: creating a deployment deletes the logs of the app's deployments beyond the newest
+/// 20 (the records stay); long lines are cut at 4 KiB on the way out of the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_deployment_logs_are_trimmed_and_long_lines_cut() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::new("trim-src");
+    // At start the app prints one 6,000-byte line.
+    let repo = repo_with(
+        &src,
+        "FROM busybox\n\
+         COPY www /www\n\
+         CMD [\"sh\", \"-c\", \"head -c 6000 /dev/zero | tr '\\\\0' x; echo; exec httpd -f -p 8080 -h /www\"]\n",
+    );
+    let app = unique("trim");
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    // 25 earlier deployments, each with a log, written straight into Redis (oldest first).
+    let sock = c.dir.path().join("berth/redis/redis.sock");
+    let redis = |args: &[&str]| sh(Command::new("redis-cli").arg("-s").arg(&sock).args(args));
+    let old: Vec<String> = (0..25).map(|i| format!("dold{i:02}")).collect();
+    for (i, id) in old.iter().enumerate() {
+        let score = (1000 + i).to_string();
+        redis(&["ZADD", &format!("berth:app:{app}:deployments"), &score, id]).unwrap();
+        redis(&[
+            "XADD",
+            &format!("berth:logs:{id}"),
+            "*",
+            "ts",
+            "1",
+            "stream",
+            "system",
+            "line",
+            "old",
+        ])
+        .unwrap();
+    }
+    let id = c.api.deploy(&app, None).await.unwrap();
+    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}");
+    // 26 deployments now: the 6 oldest lost their logs, the newest 20 (19 old + this) kept them.
+    for (i, old_id) in old.iter().enumerate() {
+        let exists = redis(&["EXISTS", &format!("berth:logs:{old_id}")]).unwrap();
+        let want = if i < 6 { "0" } else { "1" };
+        assert_eq!(exists, want, "log of {old_id} (#{i})");
+    }
+    assert!(!c.api.log(&id).await.unwrap().is_empty());
+
+    let long = eventually("the long line", Duration::from_secs(20), || {
+        let api = c.api.clone();
+        let app = app.clone();
+        async move {
+            let path = format!("/api/v1/apps/{app}/logs?format=json&tail=10");
+            let (_, v) = api.get(&path).await.ok()?;
+            let entries: Vec<LogEntry> = serde_json::from_value(v).ok()?;
+            entries.into_iter().find(|e| e.line.line.starts_with("xxxx"))
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        long.line.line.ends_with("… [line cut at 4096 bytes]"),
+        "{}",
+        &long.line.line[long.line.line.len() - 60..]
+    );
+    assert!(long.line.line.len() < 4096 + 64);
+    c.apps.push(app);
+}
