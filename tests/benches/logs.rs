@@ -8,7 +8,9 @@
 //! - Baseline: `docker logs -f --timestamps` on the same container, read by this process;
 //!   latency = arrival − Docker's stamp. It is the floor: Docker's own delivery of the line.
 //!
-//! Reported: p50, p99 and max over `BENCH_LINES` lines (default 2,000) for both, and the ratio.
+//! Reported: p50, p99 and max over `BENCH_LINES` lines (default 2,000) for both, and the ratio;
+//! then the same for `BENCH_FOLLOWERS` (default 50) SSE followers of the app at once, each
+//! taking half as many lines.
 //!
 //! Run: `cargo build --release --bins && cargo bench -p berth-tests --bench logs`
 
@@ -93,15 +95,51 @@ async fn main() -> anyhow::Result<()> {
     });
 
     // Berth reader: SSE follow from now on.
+    let berth = follow_lines(&c, &app, lines).await?;
+    let base = baseline.join().expect("baseline thread");
+    let _ = docker.kill();
+
+    println!("log latency, a line every 5 ms, {lines} lines (2 cores, release build)");
+    let (b50, b99) = report("berth SSE (app logs follow)", berth);
+    let (d50, d99) = report("baseline docker logs -f", base);
+    println!(
+        "ratio berth/baseline: p50 {:.2}  p99 {:.2}",
+        b50 as f64 / d50.max(1) as f64,
+        b99 as f64 / d99.max(1) as f64
+    );
+
+    // Many followers of the same app at once (each holds its own Redis connection).
+    let followers = env_or("BENCH_FOLLOWERS", 50);
+    let each = (lines / 2).max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..followers {
+        let api = c.api.clone();
+        let app = app.clone();
+        tasks.spawn(async move { follow_lines_api(&api, &app, each).await });
+    }
+    let mut all = Vec::with_capacity(followers * each);
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r??);
+    }
+    report(&format!("berth SSE, {followers} followers at once"), all);
+    Ok(())
+}
+
+/// Latencies of the next `n` lines an SSE follower of `app` receives.
+async fn follow_lines(c: &Cluster, app: &str, n: usize) -> anyhow::Result<Vec<u64>> {
+    follow_lines_api(&c.api, app, n).await
+}
+
+async fn follow_lines_api(api: &berth_tests::Api, app: &str, n: usize) -> anyhow::Result<Vec<u64>> {
     let mut sse = Sse::open(
-        &c.api,
+        api,
         &format!("/api/v1/apps/{app}/logs?follow=1&tail=1"),
         None,
     )
     .await?;
-    let mut berth = Vec::with_capacity(lines);
+    let mut out = Vec::with_capacity(n);
     let mut first = true;
-    while berth.len() < lines {
+    while out.len() < n {
         let ev = sse
             .next(Duration::from_secs(30))
             .await?
@@ -115,19 +153,7 @@ async fn main() -> anyhow::Result<()> {
             first = false;
             continue;
         }
-        berth.push(arrival.saturating_sub(e.line.ts));
+        out.push(arrival.saturating_sub(e.line.ts));
     }
-    drop(sse);
-    let base = baseline.join().expect("baseline thread");
-    let _ = docker.kill();
-
-    println!("log latency, a line every 5 ms, {lines} lines (2 cores, release build)");
-    let (b50, b99) = report("berth SSE (app logs follow)", berth);
-    let (d50, d99) = report("baseline docker logs -f", base);
-    println!(
-        "ratio berth/baseline: p50 {:.2}  p99 {:.2}",
-        b50 as f64 / d50.max(1) as f64,
-        b99 as f64 / d99.max(1) as f64
-    );
-    Ok(())
+    Ok(out)
 }

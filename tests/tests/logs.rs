@@ -397,7 +397,9 @@ async fn old_deployment_logs_are_trimmed_and_long_lines_cut() {
             let path = format!("/api/v1/apps/{app}/logs?format=json&tail=10");
             let (_, v) = api.get(&path).await.ok()?;
             let entries: Vec<LogEntry> = serde_json::from_value(v).ok()?;
-            entries.into_iter().find(|e| e.line.line.starts_with("xxxx"))
+            entries
+                .into_iter()
+                .find(|e| e.line.line.starts_with("xxxx"))
         }
     })
     .await
