@@ -5,9 +5,10 @@
 //! It learns of containers from Docker's event stream (`start` of a container labelled with this
 //! node) plus one listing of the running ones whenever that stream (re)connects, so a container
 //! started by a deployment, a rollback's `docker start` or Docker's restart policy is followed
-//! within milliseconds. A container seen in the listing is followed from "now" (its earlier output
-//! was shipped before this node restarted, or is lost with the restart); a container seen
-//! starting is followed from its start, so nothing it prints is missed. Lines go through
+//! within milliseconds. A container seen starting is followed from its start; one found running
+//! by the listing (after this node restarted) is followed from just after the last line shipped
+//! for it — Docker's nanosecond stamp of that line is kept in `berth:applogs:cursor:<node>` — so a
+//! node restart loses no line and repeats none. Lines go through
 //! [`LogSink`], the node's one masking step: the app's git credential (read from Redis and opened
 //! with the node's key when the container is attached) is replaced before a line leaves the node.
 
@@ -85,8 +86,8 @@ struct Target {
     name: String,
     app: String,
     deployment: String,
-    /// Lines Docker timestamped before this (epoch ms) are not shipped.
-    since_ms: u64,
+    /// Lines Docker stamped before this (epoch ns) are not shipped.
+    from_ns: u64,
 }
 
 /// Follow tasks by container id; aborted when dropped.
@@ -130,7 +131,10 @@ async fn run(sh: Arc<Shipper>) {
             ..Default::default()
         }));
         match running(&sh).await {
-            Ok(list) => list.into_iter().for_each(|t| follows.attach(&sh, t)),
+            Ok(list) => {
+                let list = resume_points(&sh, list).await;
+                list.into_iter().for_each(|t| follows.attach(&sh, t));
+            }
             Err(e) => tracing::warn!(error = %e, "log shipper: cannot list containers"),
         }
         while let Some(ev) = events.next().await {
@@ -150,6 +154,38 @@ async fn run(sh: Arc<Shipper>) {
     }
 }
 
+/// Where to resume each running container: after its cursor if it has one, else from now. Cursors
+/// of containers no longer running are dropped.
+async fn resume_points(sh: &Shipper, mut list: Vec<Target>) -> Vec<Target> {
+    let key = keys::app_log_cursors(&sh.node);
+    let mut c = sh.redis.clone();
+    let cursors: HashMap<String, u64> =
+        match redis::cmd("HGETALL").arg(&key).query_async(&mut c).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "log shipper: cannot read cursors; following from now");
+                HashMap::new()
+            }
+        };
+    for t in &mut list {
+        if let Some(ns) = cursors.get(&t.id) {
+            t.from_ns = ns + 1;
+        }
+    }
+    let gone: Vec<&String> = cursors
+        .keys()
+        .filter(|id| !list.iter().any(|t| &t.id == *id))
+        .collect();
+    if !gone.is_empty() {
+        let _ = redis::cmd("HDEL")
+            .arg(&key)
+            .arg(gone)
+            .query_async::<()>(&mut c)
+            .await;
+    }
+    list
+}
+
 /// This node's running app containers, to be followed from now on.
 async fn running(sh: &Shipper) -> Result<Vec<Target>, bollard::errors::Error> {
     let filters = HashMap::from([(
@@ -163,7 +199,7 @@ async fn running(sh: &Shipper) -> Result<Vec<Target>, bollard::errors::Error> {
             ..Default::default()
         }))
         .await?;
-    let now = now_ms();
+    let now = now_ms() * 1_000_000;
     Ok(list
         .into_iter()
         .filter_map(|c| {
@@ -178,7 +214,7 @@ async fn running(sh: &Shipper) -> Result<Vec<Target>, bollard::errors::Error> {
                     .to_string(),
                 app: labels.get(LABEL_APP)?.clone(),
                 deployment: labels.get(LABEL_DEPLOYMENT).cloned().unwrap_or_default(),
-                since_ms: now,
+                from_ns: now,
             })
         })
         .collect())
@@ -190,15 +226,15 @@ fn from_event(ev: &bollard::models::EventMessage) -> Option<Target> {
     let attrs = actor.attributes.as_ref()?;
     let started = ev
         .time_nano
-        .map(|n| (n / 1_000_000) as u64)
-        .or(ev.time.map(|s| s as u64 * 1000))
-        .unwrap_or_else(now_ms);
+        .map(|n| n as u64)
+        .or(ev.time.map(|s| s as u64 * 1_000_000_000))
+        .unwrap_or_else(|| now_ms() * 1_000_000);
     Some(Target {
         id: actor.id.clone()?,
         name: attrs.get("name").cloned().unwrap_or_default(),
         app: attrs.get(LABEL_APP)?.clone(),
         deployment: attrs.get(LABEL_DEPLOYMENT).cloned().unwrap_or_default(),
-        since_ms: started,
+        from_ns: started,
     })
 }
 
@@ -240,14 +276,17 @@ async fn follow(sh: Arc<Shipper>, t: Target) {
         stdout: true,
         stderr: true,
         timestamps: true,
-        // Whole seconds; lines before `since_ms` within that second are dropped below.
-        since: i32::try_from(t.since_ms / 1000).unwrap_or(0),
+        // Whole seconds; lines before `from_ns` within that second are dropped below.
+        since: i32::try_from(t.from_ns / 1_000_000_000).unwrap_or(0),
         ..Default::default()
     };
     tracing::debug!(container = %t.name, app = %t.app, "following container output");
+    let cursors = keys::app_log_cursors(&sh.node);
     let mut chunks = sh.docker.logs(&t.id, Some(opts)).ready_chunks(BATCH);
     while let Some(chunk) = chunks.next().await {
         let mut entries = Vec::with_capacity(chunk.len());
+        // Docker's stamp (ns) of the newest line in this batch: the resume point once shipped.
+        let mut newest_ns = None;
         for item in chunk {
             let (stream, message) = match item {
                 Ok(LogOutput::StdErr { message }) => (LogStream::Stderr, message),
@@ -262,32 +301,47 @@ async fn follow(sh: Arc<Shipper>, t: Target) {
             };
             let text = String::from_utf8_lossy(&message);
             for line in split_lines(&text) {
-                let (ts, line) = split_timestamp(line);
-                let ts = ts.unwrap_or_else(now_ms);
-                if ts < t.since_ms {
+                let (ns, line) = split_timestamp(line);
+                let ns = ns.unwrap_or_else(|| now_ms() * 1_000_000);
+                if ns < t.from_ns {
                     continue;
                 }
-                entries.push((ts, stream, line.to_string()));
+                newest_ns = newest_ns.max(Some(ns));
+                entries.push((ns / 1_000_000, stream, line.to_string()));
             }
         }
-        sink.write_entries(entries).await;
+        if !sink.write_entries(entries).await {
+            continue;
+        }
+        if let Some(ns) = newest_ns {
+            let mut c = sh.redis.clone();
+            if let Err(e) = redis::cmd("HSET")
+                .arg(&cursors)
+                .arg(&t.id)
+                .arg(ns)
+                .query_async::<()>(&mut c)
+                .await
+            {
+                tracing::debug!(container = %t.name, error = %e, "could not save the log cursor");
+            }
+        }
     }
 }
 
-/// Splits Docker's `2026-11-25T19:01:02.123456789Z ` prefix off a line: (epoch ms, rest).
+/// Splits Docker's `2026-11-25T19:01:02.123456789Z ` prefix off a line: (epoch ns, rest).
 pub fn split_timestamp(line: &str) -> (Option<u64>, &str) {
     let Some((stamp, rest)) = line.split_once(' ') else {
-        return (humantime::parse_rfc3339(line).ok().map(ms), "");
+        return (humantime::parse_rfc3339(line).ok().map(ns), "");
     };
     match humantime::parse_rfc3339(stamp) {
-        Ok(t) => (Some(ms(t)), rest),
+        Ok(t) => (Some(ns(t)), rest),
         Err(_) => (None, line),
     }
 }
 
-fn ms(t: std::time::SystemTime) -> u64 {
+fn ns(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
 }
 
@@ -298,14 +352,14 @@ mod tests {
     #[test]
     fn splits_docker_timestamps() {
         let (ts, rest) = split_timestamp("2026-11-25T19:01:02.123456789Z hello world");
-        assert_eq!(ts, Some(1_795_633_262_123));
+        assert_eq!(ts, Some(1_795_633_262_123_456_789));
         assert_eq!(rest, "hello world");
         let (ts, rest) = split_timestamp("2026-11-25T19:01:02.5Z x");
-        assert_eq!(ts, Some(1_795_633_262_500));
+        assert_eq!(ts, Some(1_795_633_262_500_000_000));
         assert_eq!(rest, "x");
         // An empty line still carries its stamp.
         let (ts, rest) = split_timestamp("2026-11-25T19:01:02Z");
-        assert_eq!(ts, Some(1_795_633_262_000));
+        assert_eq!(ts, Some(1_795_633_262_000_000_000));
         assert_eq!(rest, "");
         let (ts, rest) = split_timestamp("no stamp here");
         assert_eq!(ts, None);
@@ -336,7 +390,7 @@ mod tests {
             ),
             ("abc", "hello-d1", "hello", "d1")
         );
-        assert_eq!(t.since_ms, 1_795_633_262_123);
+        assert_eq!(t.from_ns, 1_795_633_262_123_456_789);
         // Not an app container: ignored.
         let other = bollard::models::EventMessage {
             actor: Some(bollard::models::EventActor {

@@ -130,10 +130,10 @@ impl LogSink {
     }
 
     /// Writes lines that carry their own time (epoch ms) and stream, in one round trip. Each is
-    /// capped and masked here.
-    pub async fn write_entries(&self, entries: Vec<(u64, LogStream, String)>) {
+    /// masked and capped here. Returns whether they were stored.
+    pub async fn write_entries(&self, entries: Vec<(u64, LogStream, String)>) -> bool {
         if entries.is_empty() {
-            return;
+            return true;
         }
         let lines: Vec<(u64, LogStream, String)> = entries
             .into_iter()
@@ -169,13 +169,16 @@ impl LogSink {
                 let mut conn = conn.clone();
                 if let Err(e) = pipe.query_async::<()>(&mut conn).await {
                     tracing::warn!(key = %key, error = %e, "could not write {} log line(s)", lines.len());
+                    return false;
                 }
+                true
             }
             #[cfg(test)]
             Target::Memory(store) => {
                 if let Ok(mut v) = store.lock() {
                     v.extend(lines.into_iter().map(|(_, s, l)| (s, l)));
                 }
+                true
             }
         }
     }

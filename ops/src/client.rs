@@ -653,9 +653,11 @@ async fn wait(c: &Client, id: &str, json: bool) -> Result<Deployment> {
 }
 
 impl Client {
-    /// Follows an SSE endpoint, calling `on_event` for each event until it returns false or the
-    /// server closes the stream. A dropped connection is resumed with `Last-Event-ID` (a few
-    /// times), so no line is printed twice or lost.
+    /// Follows an SSE endpoint, calling `on_event` for each event until it returns false. The
+    /// server never ends a follow on its own (a deployment follow ends with an `end` event), so a
+    /// dropped or closed connection — a coordinator restart, say — is resumed with
+    /// `Last-Event-ID` for up to [`RESUME_FOR`] of failed attempts: no line is printed twice or
+    /// lost.
     async fn follow(
         &self,
         path: &str,
@@ -663,8 +665,16 @@ impl Client {
     ) -> Result<()> {
         use futures_util::StreamExt;
         let mut last_id: Option<String> = None;
-        let mut retries = 0;
+        // Consecutive attempts that brought no event.
+        let mut retries = 0u32;
+        let mut connected_once = false;
         loop {
+            if retries > 0 {
+                if retries > RESUME_FOR.as_secs() as u32 {
+                    bail!("the log stream broke and could not be resumed");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
             let mut req = self
                 .streaming
                 .get(format!("{}{path}", self.base))
@@ -673,11 +683,23 @@ impl Client {
             if let Some(id) = &last_id {
                 req = req.header("last-event-id", id);
             }
-            let resp = req
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the Berth API at {}", self.base))?;
+            let resp = match req.send().await {
+                Ok(r) => r,
+                Err(e) if connected_once => {
+                    tracing::debug!(error = %e, "resuming the log stream");
+                    retries += 1;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot reach the Berth API at {}", self.base))
+                }
+            };
             let status = resp.status();
+            if status.is_server_error() && connected_once {
+                retries += 1;
+                continue;
+            }
             if !status.is_success() {
                 let text = resp.text().await.unwrap_or_default();
                 let msg = serde_json::from_str::<ErrorBody>(&text)
@@ -685,34 +707,31 @@ impl Client {
                     .unwrap_or(text);
                 return Err(Failed(format!("{msg} (HTTP {})", status.as_u16())).into());
             }
+            connected_once = true;
             let mut parser = SseParser::default();
             let mut body = resp.bytes_stream();
-            let broken = loop {
-                match body.next().await {
-                    None => break false,
-                    Some(Err(e)) => {
-                        break {
-                            tracing::debug!(error = %e, "log stream interrupted");
-                            true
-                        }
+            retries += 1;
+            while let Some(chunk) = body.next().await {
+                let bytes = match chunk {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "log stream interrupted");
+                        break;
                     }
-                    Some(Ok(bytes)) => {
-                        for ev in parser.push(&bytes) {
-                            if let Some(id) = &ev.id {
-                                last_id = Some(id.clone());
-                            }
-                            if !on_event(&ev)? {
-                                return Ok(());
-                            }
-                        }
+                };
+                for ev in parser.push(&bytes) {
+                    retries = 0;
+                    if let Some(id) = &ev.id {
+                        last_id = Some(id.clone());
+                    }
+                    if !on_event(&ev)? {
+                        return Ok(());
                     }
                 }
-            };
-            if !broken || retries >= 5 {
-                return Ok(());
             }
-            retries += 1;
-            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 }
+
+/// How long (in failed attempts, one a second) a broken follow keeps trying to resume.
+const RESUME_FOR: Duration = Duration::from_secs(30);

@@ -65,6 +65,11 @@ pub const STATS_DEPLOYMENTS: &str = "berth:stats:deployments";
 /// Hash of the build-duration histogram: `le_<bound>` (cumulative counts), `sum` (seconds),
 /// `count`; written by the Ledger when a deployment leaves `building`.
 pub const STATS_BUILD_SECONDS: &str = "berth:stats:build_seconds";
+/// Hash container id → Docker's nanosecond stamp of the last line a node shipped from it: where
+/// the node's log shipper resumes after a restart.
+pub fn app_log_cursors(node: &str) -> String {
+    format!("berth:applogs:cursor:{node}")
+}
 /// The job stream of one node.
 pub fn jobs(node: &str) -> String {
     format!("berth:jobs:{node}")

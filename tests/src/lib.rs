@@ -253,6 +253,12 @@ impl Api {
     }
 }
 
+/// When the node process named `node` started, from the API's node list.
+async fn node_started_at(api: &Api, node: &str) -> Option<u64> {
+    let (_, v) = api.get("/api/v1/nodes").await.ok()?;
+    v.as_array()?.iter().find(|n| n["name"] == node)?["started_at"].as_u64()
+}
+
 /// A Server-Sent Events connection to the API (no total timeout; each read has its own).
 pub struct Sse {
     body: std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
@@ -622,17 +628,54 @@ impl Cluster {
 
     /// Stops the `berth coordinator` process and starts a new one (a coordinator restart).
     pub async fn restart_coordinator(&mut self) -> Result<()> {
+        self.restart("coordinator").await
+    }
+
+    /// Stops the `berth node` process and starts a new one (a node restart; app containers keep
+    /// running).
+    pub async fn restart_node(&mut self) -> Result<()> {
+        self.restart("node").await
+    }
+
+    async fn restart(&mut self, role: &str) -> Result<()> {
+        let name = format!("berth {role}");
         let i = self
             .procs
             .iter()
-            .position(|p| p.name == "berth coordinator")
-            .context("no separate coordinator in this cluster")?;
+            .position(|p| p.name == name)
+            .with_context(|| format!("no separate {role} in this cluster"))?;
+        let started = self.node_started_at().await;
         self.procs[i].stop();
         let mut cmd = self.berth();
-        cmd.arg("coordinator");
-        let log = self.dir.path().join("coordinator-2.log");
-        self.procs[i] = Proc::spawn("berth coordinator", cmd, log)?;
-        self.wait_ready().await
+        cmd.arg(role);
+        let log = self
+            .dir
+            .path()
+            .join(format!("{role}-{}.log", unique("restart")));
+        self.procs[i] = Proc::spawn(&name, cmd, log)?;
+        self.wait_ready().await?;
+        if role == "node" {
+            // The old heartbeat is still fresh: wait for the new process's own.
+            let api = self.api.clone();
+            let node = self.node.clone();
+            eventually(
+                "the restarted node's heartbeat",
+                Duration::from_secs(30),
+                || {
+                    let (api, node) = (api.clone(), node.clone());
+                    async move {
+                        let now = node_started_at(&api, &node).await;
+                        (now.is_some() && now != started).then_some(())
+                    }
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn node_started_at(&self) -> Option<u64> {
+        node_started_at(&self.api, &self.node).await
     }
 
     /// Waits for /healthz and for the node to be listed as ready.

@@ -412,3 +412,97 @@ async fn old_deployment_logs_are_trimmed_and_long_lines_cut() {
     assert!(long.line.line.len() < 4096 + 64);
     c.apps.push(app);
 }
+
+/// A node restart loses no line of a running app and repeats none: the shipper resumes after the
+/// last line it shipped (Docker's nanosecond stamp), not from "now". A `berth logs -f` running
+/// through a node and a coordinator restart prints every line once: it resumes with
+/// `Last-Event-ID`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_leave_no_gap_in_runtime_logs() {
+    let mut c = Cluster::separate().await.unwrap();
+    let src = TempDir::new("restart-src");
+    let repo = repo_with(
+        &src,
+        "FROM busybox\n\
+         COPY www /www\n\
+         CMD [\"sh\", \"-c\", \"i=0; while true; do echo n $i; i=$((i+1)); usleep 20000; done & exec httpd -f -p 8080 -h /www\"]\n",
+    );
+    let app = unique("gapless");
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    let id = c.api.deploy(&app, None).await.unwrap();
+    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}");
+    let path = format!("/api/v1/apps/{app}/logs?format=json&tail=10000");
+    let numbers = |entries: Vec<LogEntry>| -> Vec<u64> {
+        entries
+            .iter()
+            .filter_map(|e| e.line.line.strip_prefix("n ")?.parse().ok())
+            .collect()
+    };
+    let before = eventually("lines before the restart", Duration::from_secs(20), || {
+        let api = c.api.clone();
+        let path = path.clone();
+        async move {
+            let n = numbers(json_log(&api, &path).await);
+            (n.len() >= 10).then(|| *n.last().unwrap())
+        }
+    })
+    .await
+    .unwrap();
+
+    let cli_out = c.dir.path().join("cli-follow.txt");
+    let mut cli = c
+        .berth()
+        .args(["logs", &app, "-f", "--tail", "1"])
+        .stdout(std::fs::File::create(&cli_out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the CLI follower to print", Duration::from_secs(20), || {
+        let out = std::fs::read_to_string(&cli_out).unwrap_or_default();
+        async move { out.contains("  n ").then_some(()) }
+    })
+    .await
+    .unwrap();
+    c.restart_node().await.unwrap();
+    c.restart_coordinator().await.unwrap();
+    // The app printed on while the node was down; wait for lines well after the restart.
+    let all = eventually("lines after the restart", Duration::from_secs(30), || {
+        let api = c.api.clone();
+        let path = path.clone();
+        async move {
+            let n = numbers(json_log(&api, &path).await);
+            (n.last().copied().unwrap_or(0) > before + 100).then_some(n)
+        }
+    })
+    .await
+    .unwrap();
+    let first = all[0];
+    let expected: Vec<u64> = (first..first + all.len() as u64).collect();
+    assert_eq!(
+        all, expected,
+        "every number once, in order, across the restart (after {before})"
+    );
+
+    // The CLI follower saw the same: consecutive numbers, through both restarts.
+    let last = *all.last().unwrap();
+    eventually("the CLI to catch up", Duration::from_secs(30), || {
+        let out = std::fs::read_to_string(&cli_out).unwrap_or_default();
+        async move { out.contains(&format!("  n {last}\n")).then_some(()) }
+    })
+    .await
+    .unwrap();
+    let _ = cli.kill();
+    let _ = cli.wait();
+    let printed: Vec<u64> = std::fs::read_to_string(&cli_out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split("  n ").nth(1)?.parse().ok())
+        .collect();
+    let from = printed[0];
+    let expected: Vec<u64> = (from..from + printed.len() as u64).collect();
+    assert_eq!(printed, expected, "the CLI printed every line once");
+    c.apps.push(app);
+}
