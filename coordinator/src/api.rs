@@ -171,11 +171,6 @@ pub struct ListDeployments(pub String);
 #[rtype(result = "Result<Deployment>")]
 pub struct GetDeployment(pub String);
 
-/// `GET /api/v1/deployments/{id}/logs`: the lines of its build and deploy log.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<String>>")]
-pub struct GetDeploymentLog(pub String);
-
 /// A verified GitHub `push` delivery (the signature was checked by web/ over the raw body).
 #[derive(Message)]
 #[rtype(result = "Result<api::WebhookOutcome>")]
@@ -362,20 +357,6 @@ impl Handler<GetDeployment> for Api {
                 .get_deployment(&msg.0)
                 .await?
                 .ok_or_else(|| Error::NotFound(format!("deployment {:?} not found", msg.0)))
-        })
-    }
-}
-
-impl Handler<GetDeploymentLog> for Api {
-    type Result = ResponseFuture<Result<Vec<String>>>;
-
-    fn handle(&mut self, msg: GetDeploymentLog, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        Box::pin(async move {
-            if store.get_deployment(&msg.0).await?.is_none() {
-                return Err(Error::NotFound(format!("deployment {:?} not found", msg.0)));
-            }
-            store.read_log(&msg.0).await
         })
     }
 }

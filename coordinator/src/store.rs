@@ -227,20 +227,6 @@ impl Store {
         Ok(())
     }
 
-    /// The whole log of a deployment as lines of text.
-    pub async fn read_log(&self, id: &str) -> Result<Vec<String>> {
-        let reply: redis::streams::StreamRangeReply = self
-            .conn
-            .clone()
-            .xrange_all(keys::deployment_log(id))
-            .await?;
-        Ok(reply
-            .ids
-            .into_iter()
-            .filter_map(|e| e.get::<String>("line"))
-            .collect())
-    }
-
     /// Deletes the logs of `app`'s deployments older than its newest
     /// [`keys::DEPLOYMENT_LOGS_KEPT`] (their records stay). Called on every create, so only the
     /// few that just fell out of the window are looked at.
