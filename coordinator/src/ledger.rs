@@ -240,10 +240,11 @@ impl Handler<Transition> for Ledger {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn queued() -> Deployment {
+    /// A queued deployment record (test fixture, also used by `metrics`' tests).
+    pub(crate) fn queued() -> Deployment {
         Deployment {
             id: "d1".into(),
             app: "a".into(),

@@ -149,15 +149,12 @@ impl Logs {
     ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
         self.deployment_exists(id).await?;
         let conn = connect_blocking(&self.redis_url).await?;
-        Ok(follow(Follow {
+        Ok(follow(Follow::new(
             conn,
-            key: keys::deployment_log(id),
-            last: after.unwrap_or_else(|| "0-0".into()),
-            watch: Some((self.store.clone(), id.to_string())),
-            pending: VecDeque::new(),
-            draining: None,
-            done: false,
-        }))
+            keys::deployment_log(id),
+            after.unwrap_or_else(|| "0-0".into()),
+            Some((self.store.clone(), id.to_string())),
+        )))
     }
 
     /// Reads an app's runtime log: the newest `tail` lines (default [`DEFAULT_TAIL`]), of those
@@ -191,15 +188,7 @@ impl Logs {
     ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
         self.app_exists(app).await?;
         let conn = connect_blocking(&self.redis_url).await?;
-        Ok(follow(Follow {
-            conn,
-            key: keys::app_log(app),
-            last: after,
-            watch: None,
-            pending: VecDeque::new(),
-            draining: None,
-            done: false,
-        }))
+        Ok(follow(Follow::new(conn, keys::app_log(app), after, None)))
     }
 }
 
@@ -218,6 +207,25 @@ struct Follow {
     /// the follow with this status.
     draining: Option<(DeploymentStatus, Option<String>)>,
     done: bool,
+}
+
+impl Follow {
+    fn new(
+        conn: redis::aio::MultiplexedConnection,
+        key: String,
+        last: String,
+        watch: Option<(Store, String)>,
+    ) -> Self {
+        Follow {
+            conn,
+            key,
+            last,
+            watch,
+            pending: VecDeque::new(),
+            draining: None,
+            done: false,
+        }
+    }
 }
 
 fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
@@ -253,6 +261,9 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
                 st.last = last.id.clone();
             }
             let got = !entries.is_empty();
+            // The closing line is a `system` one and the record turns terminal right after it;
+            // a batch of build output alone cannot be the end, so it costs no status read.
+            let may_end = !got || entries.iter().any(|e| e.line.stream == LogStream::System);
             st.pending.extend(entries);
             if let Some((status, error)) = st.draining.clone() {
                 if !got {
@@ -261,7 +272,7 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
                 }
                 continue;
             }
-            if let Some((store, id)) = &st.watch {
+            if let Some((store, id)) = st.watch.as_ref().filter(|_| may_end) {
                 match store.get_deployment(id).await {
                     Ok(Some(d)) if d.status.is_terminal() => {
                         st.draining = Some((d.status, d.error));

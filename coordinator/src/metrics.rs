@@ -401,7 +401,6 @@ pub async fn families(store: &Store, nodes: &[NodeView]) -> Result<Vec<MetricFam
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_protocol::DeploymentKind;
 
     fn sample(node: &str, container: &str, ts: u64, cpu: f64, mem: u64) -> ContainerSample {
         ContainerSample {
@@ -520,23 +519,9 @@ mod tests {
 
     fn deployment(status: DeploymentStatus, started_at: Option<u64>) -> Deployment {
         Deployment {
-            id: "d1".into(),
-            app: "a".into(),
             status,
-            kind: DeploymentKind::Deploy,
-            rollback_of: None,
-            runtime: None,
-            git_ref: None,
-            commit: None,
-            commit_message: None,
-            commit_author: None,
-            image: None,
-            node: None,
-            container: None,
-            created_at: 0,
             started_at,
-            finished_at: None,
-            error: None,
+            ..crate::ledger::tests::queued()
         }
     }
 

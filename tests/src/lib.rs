@@ -747,6 +747,33 @@ impl Drop for Cluster {
     }
 }
 
+/// Serves `repo` (whose bare repository lies in `root`) as a private HTTPS-token remote: git's
+/// dumb-HTTP files are prepared and a [`private_git_server`] demands Basic auth with user
+/// `x-access-token` and `token`. Returns the clone URL and the Basic value, computed by the
+/// system's `base64`, independent of Berth's code.
+pub async fn private_https_remote(
+    root: &Path,
+    repo: &GitRepo,
+    token: &str,
+) -> Result<(String, String)> {
+    sh(Command::new("git")
+        .arg("-C")
+        .arg(&repo.bare)
+        .arg("update-server-info"))?;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("printf '%s' 'x-access-token:{token}' | base64 -w0"))
+        .output()?;
+    let basic = String::from_utf8(out.stdout)?;
+    let port = private_git_server(root.to_path_buf(), basic.clone()).await?;
+    let name = repo
+        .bare
+        .file_name()
+        .context("bare repository path")?
+        .to_string_lossy();
+    Ok((format!("http://127.0.0.1:{port}/{name}"), basic))
+}
+
 /// A git "dumb HTTP" server for one directory that demands `Authorization: Basic <b64>` on every
 /// request (a private repository). Runs until the test's runtime ends.
 pub async fn private_git_server(root: PathBuf, basic: String) -> Result<u16> {

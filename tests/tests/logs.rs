@@ -9,7 +9,7 @@ use std::time::Duration;
 use berth_protocol::sse::SseEvent;
 use berth_protocol::LogEntry;
 use berth_tests::{
-    eventually, private_git_server, repo_root, sh, unique, Api, Cluster, GitRepo, Sse, TempDir,
+    eventually, private_https_remote, repo_root, sh, unique, Api, Cluster, GitRepo, Sse, TempDir,
 };
 use serde_json::{json, Value};
 
@@ -287,31 +287,14 @@ async fn a_registered_secret_is_masked_in_build_and_app_output() {
              CMD [\"sh\", \"-c\", \"while true; do echo app says {SECRET}; sleep 0.3; done & exec httpd -f -p 8080 -h /www\"]\n"
         ),
     );
-    sh(Command::new("git")
-        .arg("-C")
-        .arg(&repo.bare)
-        .arg("update-server-info"))
-    .unwrap();
-    let basic = {
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "printf '%s' 'x-access-token:{SECRET}' | base64 -w0"
-            ))
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let port = private_git_server(src.path().to_path_buf(), basic)
+    let (url, _) = private_https_remote(src.path(), &repo, SECRET)
         .await
         .unwrap();
     let app = unique("masked");
-    c.create_app(
-        json!({"name": app, "repo": format!("http://127.0.0.1:{port}/repo.git"),
-        "port": 8080, "git_credential": {"kind": "https_token", "token": SECRET}}),
-    )
-    .await
-    .unwrap();
+    c.create_app(json!({"name": app, "repo": url,
+        "port": 8080, "git_credential": {"kind": "https_token", "token": SECRET}}))
+        .await
+        .unwrap();
     let id = c.api.deploy(&app, None).await.unwrap();
     let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
     let build_log = c.api.log(&id).await.unwrap();

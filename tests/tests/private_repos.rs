@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_tests::{
-    ingress_get, private_git_server, repo_root, sh, unique, Cluster, GitRepo, TempDir,
+    ingress_get, private_https_remote, repo_root, sh, unique, Cluster, GitRepo, TempDir,
 };
 use serde_json::json;
 
@@ -16,24 +16,9 @@ async fn an_https_token_clones_a_private_repo_and_never_leaks() {
     let mut c = Cluster::up().await.unwrap();
     let src = TempDir::new("private-src");
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
-    sh(Command::new("git")
-        .arg("-C")
-        .arg(&repo.bare)
-        .arg("update-server-info"))
-    .unwrap();
-    let basic = {
-        // base64("x-access-token:<TOKEN>") by the system's base64, independent of Berth's code.
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(format!("printf '%s' 'x-access-token:{TOKEN}' | base64 -w0"))
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap()
-    };
-    let port = private_git_server(src.path().to_path_buf(), basic.clone())
+    let (url, basic) = private_https_remote(src.path(), &repo, TOKEN)
         .await
         .unwrap();
-    let url = format!("http://127.0.0.1:{port}/repo.git");
 
     // Without the credential the clone is refused and the deployment fails with git's reason.
     let open = unique("nocred");
