@@ -6,11 +6,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use berth_protocol::{validate, LogStream};
 use bollard::query_parameters::BuildImageOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
+use tokio::sync::{RwLock, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use crate::log_sink::{LineBuffer, LogSink};
@@ -34,14 +36,33 @@ pub struct BuildPlan {
 }
 
 /// Builds images on this node's Docker engine.
+///
+/// Removing an image also removes its untagged parents, which the classic builder uses as its
+/// layer cache: a build that picked such a layer as cache fails with "unable to find image" when
+/// the layer goes away under it. So builds and image removal on one node exclude each other
+/// through [`Builder::removal`], and a build that still loses a cached layer (to another user of
+/// the same engine) is run once more.
 #[derive(Clone)]
 pub struct Builder {
     docker: Docker,
+    gate: Arc<RwLock<()>>,
 }
+
+/// How many times a build that lost a cached layer mid-build is started again.
+const CACHE_RACE_RETRIES: usize = 1;
 
 impl Builder {
     pub fn new(docker: Docker) -> Self {
-        Builder { docker }
+        Builder {
+            docker,
+            gate: Arc::new(RwLock::new(())),
+        }
+    }
+
+    /// Waits until no build runs on this node and holds builds off until the guard is dropped:
+    /// take it around removing images.
+    pub async fn removal(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().await
     }
 
     /// Builds `plan` from the tree at `source_dir`; returns the image reference (the tag).
@@ -51,13 +72,29 @@ impl Builder {
         plan: &BuildPlan,
         log: &LogSink,
     ) -> Result<String> {
-        match &plan.kind {
-            BuildKind::Dockerfile {
-                context,
-                dockerfile,
-            } => {
-                self.dockerfile(source_dir, context, dockerfile, plan, log)
-                    .await
+        let _building = self.gate.read().await;
+        let mut attempt = 0;
+        loop {
+            let result = match &plan.kind {
+                BuildKind::Dockerfile {
+                    context,
+                    dockerfile,
+                } => {
+                    self.dockerfile(source_dir, context, dockerfile, plan, log)
+                        .await
+                }
+            };
+            match result {
+                Err(Error::Build(msg))
+                    if lost_cached_layer(&msg) && attempt < CACHE_RACE_RETRIES =>
+                {
+                    attempt += 1;
+                    log.system(
+                        "a cached layer was removed while the build used it; building again",
+                    )
+                    .await;
+                }
+                other => return other,
             }
         }
     }
@@ -126,6 +163,12 @@ impl Builder {
         })?;
         Ok(plan.tag.clone())
     }
+}
+
+/// Whether a build failed because a layer it took from the cache was removed meanwhile.
+fn lost_cached_layer(msg: &str) -> bool {
+    let msg = msg.to_ascii_lowercase();
+    msg.contains("unable to find image \"sha256:") || msg.contains("no such image: sha256:")
 }
 
 /// The text of a Docker error without bollard's wrapping, for people.
@@ -248,6 +291,35 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn a_cache_layer_removed_mid_build_is_told_apart_from_a_missing_base_image() {
+        // As the classic builder said in a CI run where another build's prune removed a layer.
+        assert!(lost_cached_layer(
+            "unable to find image \"sha256:3bdaf098d479704a807782462564784b5d20b4d864dba7de0dabaa2c5bf30083\""
+        ));
+        assert!(!lost_cached_layer(
+            "pull access denied for nosuchbase, repository does not exist"
+        ));
+        assert!(!lost_cached_layer(
+            "unable to find image \"nosuchbase:latest\""
+        ));
+    }
+
+    #[tokio::test]
+    async fn image_removal_waits_for_running_builds() {
+        let docker = Docker::connect_with_local_defaults().unwrap();
+        let b = Builder::new(docker);
+        let building = b.gate.clone().read_owned().await;
+        let b2 = b.clone();
+        let removal = tokio::spawn(async move {
+            let _g = b2.removal().await;
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!removal.is_finished(), "removal went ahead during a build");
+        drop(building);
+        removal.await.unwrap();
     }
 
     #[test]

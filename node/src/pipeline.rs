@@ -539,6 +539,7 @@ async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &
         .map(|c| c.id.clone())
         .collect();
     let (docker, log, node) = (svc.docker.clone(), log.clone(), svc.node.clone());
+    let builder = svc.builder.clone();
     let app = job.app.name.clone();
     let drain = Duration::from_secs(job.app.drain_s);
     let keep_images = job.keep_images.clone();
@@ -577,6 +578,9 @@ async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &
         let Some(keep_images) = keep_images else {
             return;
         };
+        // Not while a build runs here: removing an image removes its untagged parents, which a
+        // build may be using as cache.
+        let _no_builds = builder.removal().await;
         let Ok(images) = runner::app_images(&docker, &app).await else {
             return;
         };
