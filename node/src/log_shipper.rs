@@ -5,10 +5,12 @@
 //! It learns of containers from Docker's event stream (`start` of a container labelled with this
 //! node) plus one listing of the running ones whenever that stream (re)connects, so a container
 //! started by a deployment, a rollback's `docker start` or Docker's restart policy is followed
-//! within milliseconds. A container seen starting is followed from its start; one found running
-//! by the listing (after this node restarted) is followed from just after the last line shipped
-//! for it — Docker's nanosecond stamp of that line is kept in `berth:applogs:cursor:<node>` — so a
-//! node restart loses no line and repeats none. Lines go through
+//! within milliseconds. A container seen starting is followed from the start of that run (its first
+//! lines included, which Docker may stamp before the event); one found running by the listing
+//! (after this node restarted) is followed from just after the last line shipped for it — Docker's
+//! nanosecond stamp of that line is kept in `berth:applogs:cursor:<node>` — so a node restart loses
+//! no line and repeats none; one found running with no cursor (started while the node was down) is
+//! followed over its current run, at most its last `APP_LOG_MAXLEN` lines. Lines go through
 //! [`LogSink`], the node's one masking step: the app's git credential (read from Redis and opened
 //! with the node's key when the container is attached) is replaced before a line leaves the node.
 
@@ -88,6 +90,9 @@ struct Target {
     deployment: String,
     /// Lines Docker stamped before this (epoch ns) are not shipped.
     from_ns: u64,
+    /// Follow the container's whole current run rather than from `from_ns` (which is then the
+    /// time of its `start` event, or of the listing that found it): see [`run_start`].
+    whole_run: bool,
 }
 
 /// Follow tasks by container id; aborted when dropped.
@@ -154,22 +159,26 @@ async fn run(sh: Arc<Shipper>) {
     }
 }
 
-/// Where to resume each running container: after its cursor if it has one, else from now. Cursors
-/// of containers no longer running are dropped.
+/// Where to resume each running container: after its cursor if it has one, else from the start of
+/// its current run. Cursors of containers no longer running are dropped.
 async fn resume_points(sh: &Shipper, mut list: Vec<Target>) -> Vec<Target> {
     let key = keys::app_log_cursors(&sh.node);
     let mut c = sh.redis.clone();
-    let cursors: HashMap<String, u64> =
-        match redis::cmd("HGETALL").arg(&key).query_async(&mut c).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "log shipper: cannot read cursors; following from now");
-                HashMap::new()
-            }
-        };
+    let cursors: HashMap<String, u64> = match redis::cmd("HGETALL")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "log shipper: cannot read cursors; following whole runs");
+            HashMap::new()
+        }
+    };
     for t in &mut list {
         if let Some(ns) = cursors.get(&t.id) {
             t.from_ns = ns + 1;
+            t.whole_run = false;
         }
     }
     let gone: Vec<&String> = cursors
@@ -186,7 +195,8 @@ async fn resume_points(sh: &Shipper, mut list: Vec<Target>) -> Vec<Target> {
     list
 }
 
-/// This node's running app containers, to be followed from now on.
+/// This node's running app containers, each to be followed over its whole current run unless
+/// [`resume_points`] finds a cursor.
 async fn running(sh: &Shipper) -> Result<Vec<Target>, bollard::errors::Error> {
     let filters = HashMap::from([(
         "label".to_string(),
@@ -215,6 +225,7 @@ async fn running(sh: &Shipper) -> Result<Vec<Target>, bollard::errors::Error> {
                 app: labels.get(LABEL_APP)?.clone(),
                 deployment: labels.get(LABEL_DEPLOYMENT).cloned().unwrap_or_default(),
                 from_ns: now,
+                whole_run: true,
             })
         })
         .collect())
@@ -235,6 +246,7 @@ fn from_event(ev: &bollard::models::EventMessage) -> Option<Target> {
         app: attrs.get(LABEL_APP)?.clone(),
         deployment: attrs.get(LABEL_DEPLOYMENT).cloned().unwrap_or_default(),
         from_ns: started,
+        whole_run: true,
     })
 }
 
@@ -267,8 +279,45 @@ async fn masks(sh: &Shipper, app: &str) -> Vec<String> {
     }
 }
 
+/// Where the output of a container's current run begins, for a container seen by its `start`
+/// event at `event_ns` (or found running, with no cursor, by a listing at `event_ns`).
+///
+/// Not the event's time: Docker stamps the first lines of a quick process before it stamps the
+/// `start` event (seen here: a line 0.4 ms before the event), so those lines would be lost.
+/// Everything after the previous run finished belongs to this run (a container that never ran
+/// before: everything). If this run has finished too by the time we look (`finished` after the
+/// event), the previous run's end is unknown; then this run's `started` stamp is the bound.
+fn run_start(event_ns: u64, started: Option<u64>, finished: Option<u64>) -> u64 {
+    match finished {
+        None => 0,
+        Some(f) if f < event_ns => f + 1,
+        Some(_) => started.unwrap_or(event_ns).min(event_ns),
+    }
+}
+
+/// Docker's `StartedAt`/`FinishedAt` in epoch ns; `None` for its zero time ("never").
+fn docker_time(s: Option<&str>) -> Option<u64> {
+    let t = humantime::parse_rfc3339(s?).ok()?;
+    Some(ns(t)).filter(|&n| n > 0)
+}
+
 /// Ships one container's output until it stops.
-async fn follow(sh: Arc<Shipper>, t: Target) {
+async fn follow(sh: Arc<Shipper>, mut t: Target) {
+    if t.whole_run {
+        match sh.docker.inspect_container(&t.id, None).await {
+            Ok(c) => {
+                let state = c.state.unwrap_or_default();
+                t.from_ns = run_start(
+                    t.from_ns,
+                    docker_time(state.started_at.as_deref()),
+                    docker_time(state.finished_at.as_deref()),
+                );
+            }
+            Err(e) => {
+                tracing::debug!(container = %t.name, error = %e, "cannot inspect; following from its start event")
+            }
+        }
+    }
     let sink = LogSink::app(sh.redis.clone(), &t.app, &sh.node, &t.name, &t.deployment)
         .with_masks(masks(&sh, &t.app).await);
     let opts = LogsOptions {
@@ -278,6 +327,8 @@ async fn follow(sh: Arc<Shipper>, t: Target) {
         timestamps: true,
         // Whole seconds; lines before `from_ns` within that second are dropped below.
         since: i32::try_from(t.from_ns / 1_000_000_000).unwrap_or(0),
+        // A long run found by a listing: no more than the app's log keeps anyway.
+        tail: keys::APP_LOG_MAXLEN.to_string(),
         ..Default::default()
     };
     tracing::debug!(container = %t.name, app = %t.app, "following container output");
@@ -367,6 +418,24 @@ mod tests {
     }
 
     #[test]
+    fn a_run_is_followed_from_the_end_of_the_previous_one() {
+        let event = 5_000;
+        // Never ran before: all of its output.
+        assert_eq!(run_start(event, Some(4_990), None), 0);
+        // Restarted (a rollback's `docker start`): everything after the previous run ended.
+        assert_eq!(run_start(event, Some(4_990), Some(3_000)), 3_001);
+        // Already stopped again when we looked: from this run's start.
+        assert_eq!(run_start(event, Some(4_990), Some(6_000)), 4_990);
+        assert_eq!(run_start(event, None, Some(6_000)), 5_000);
+        // Docker's zero time means never.
+        assert_eq!(docker_time(Some("0001-01-01T00:00:00Z")), None);
+        assert_eq!(
+            docker_time(Some("2026-11-25T19:01:02.123456789Z")),
+            Some(1_795_633_262_123_456_789)
+        );
+    }
+
+    #[test]
     fn start_event_names_the_container_and_its_start() {
         let ev = bollard::models::EventMessage {
             actor: Some(bollard::models::EventActor {
@@ -391,6 +460,7 @@ mod tests {
             ("abc", "hello-d1", "hello", "d1")
         );
         assert_eq!(t.from_ns, 1_795_633_262_123_456_789);
+        assert!(t.whole_run);
         // Not an app container: ignored.
         let other = bollard::models::EventMessage {
             actor: Some(bollard::models::EventActor {
