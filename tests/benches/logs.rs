@@ -9,8 +9,9 @@
 //!   latency = arrival − Docker's stamp. It is the floor: Docker's own delivery of the line.
 //!
 //! Reported: p50, p99 and max over `BENCH_LINES` lines (default 2,000) for both, and the ratio;
-//! then the same for `BENCH_FOLLOWERS` (default 50) SSE followers of the app at once, each
-//! taking half as many lines.
+//! the same again while another app's CPU-bound build keeps both cores busy on the node; then
+//! Berth alone for `BENCH_FOLLOWERS` (default 50) SSE followers of the app at once, each taking
+//! half as many lines.
 //!
 //! Run: `cargo build --release --bins && cargo bench -p berth-tests --bench logs`
 
@@ -68,9 +69,93 @@ async fn main() -> anyhow::Result<()> {
         .next()
         .ok_or_else(|| anyhow::anyhow!("no container"))?;
 
+    let (berth, base) = measure(&c, &app, &container, lines).await?;
+    println!("log latency, a line every 5 ms, {lines} lines (2 cores, release build)");
+    compare(berth, base);
+
+    // The same while another app's CPU-bound build keeps both cores busy on the same node.
+    let slow = GitRepo::from_dir(
+        &src.path().join("slow"),
+        &repo_root().join("examples/hello"),
+    )?;
+    slow.write("Dockerfile", SLOW_BUILD)?;
+    slow.commit("slow build")?;
+    let slow_app = unique("slow");
+    c.create_app(json!({"name": slow_app, "repo": slow.url(), "port": 8080}))
+        .await?;
+    c.apps.push(slow_app.clone());
+    let slow_id = c.api.deploy(&slow_app, None).await?;
+    let status = |api: berth_tests::Api, id: String| async move {
+        let (_, d) = api.get(&format!("/api/v1/deployments/{id}")).await?;
+        anyhow::Ok(d["status"].as_str().unwrap_or_default().to_string())
+    };
+    // Wait until the build's RUN step is burning CPU.
+    let log_has_step = |api: berth_tests::Api, id: String| async move {
+        api.log(&id)
+            .await
+            .map(|l| l.contains("Step 2/"))
+            .unwrap_or(false)
+    };
+    let t0 = std::time::Instant::now();
+    while !log_has_step(c.api.clone(), slow_id.clone()).await {
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the slow build did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (berth, base) = measure(&c, &app, &container, lines).await?;
+    let after = status(c.api.clone(), slow_id.clone()).await?;
+    println!(
+        "the same while another app's CPU-bound build runs on the node (still {after} at the end)"
+    );
+    compare(berth, base);
+    anyhow::ensure!(
+        after == "building",
+        "the slow build ended before the measurement did"
+    );
+    let _ = c
+        .api
+        .post(&format!("/api/v1/deployments/{slow_id}/cancel"), json!({}))
+        .await;
+    c.api
+        .wait_terminal(&slow_id, Duration::from_secs(60))
+        .await?;
+
+    // Many followers of the same app at once (each holds its own Redis connection).
+    let followers = env_or("BENCH_FOLLOWERS", 50);
+    let each = (lines / 2).max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..followers {
+        let api = c.api.clone();
+        let app = app.clone();
+        tasks.spawn(async move { follow_lines_api(&api, &app, each).await });
+    }
+    let mut all = Vec::with_capacity(followers * each);
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r??);
+    }
+    report(&format!("berth SSE, {followers} followers at once"), all);
+    Ok(())
+}
+
+/// Two CPU-bound loops in one RUN step: both cores busy for about a minute.
+const SLOW_BUILD: &str = "FROM busybox\n\
+    RUN burn() { i=0; while [ $i -lt 30000000 ]; do i=$((i+1)); done; }; burn & burn; wait\n\
+    COPY www /www\n\
+    CMD [\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"]\n";
+
+/// Latencies of the next `lines` lines of `container`, read by Berth's SSE follow of `app` and by
+/// `docker logs -f` side by side: (berth, baseline).
+async fn measure(
+    c: &Cluster,
+    app: &str,
+    container: &str,
+    lines: usize,
+) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
     // Baseline reader: docker logs -f on its own thread.
     let mut docker = Command::new("docker")
-        .args(["logs", "-f", "--timestamps", "--since", "0s", &container])
+        .args(["logs", "-f", "--timestamps", "--since", "0s", container])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -93,13 +178,15 @@ async fn main() -> anyhow::Result<()> {
         }
         lat
     });
-
     // Berth reader: SSE follow from now on.
-    let berth = follow_lines(&c, &app, lines).await?;
+    let berth = follow_lines(c, app, lines).await;
     let base = baseline.join().expect("baseline thread");
     let _ = docker.kill();
+    let _ = docker.wait();
+    Ok((berth?, base))
+}
 
-    println!("log latency, a line every 5 ms, {lines} lines (2 cores, release build)");
+fn compare(berth: Vec<u64>, base: Vec<u64>) {
     let (b50, b99) = report("berth SSE (app logs follow)", berth);
     let (d50, d99) = report("baseline docker logs -f", base);
     println!(
@@ -107,22 +194,6 @@ async fn main() -> anyhow::Result<()> {
         b50 as f64 / d50.max(1) as f64,
         b99 as f64 / d99.max(1) as f64
     );
-
-    // Many followers of the same app at once (each holds its own Redis connection).
-    let followers = env_or("BENCH_FOLLOWERS", 50);
-    let each = (lines / 2).max(1);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..followers {
-        let api = c.api.clone();
-        let app = app.clone();
-        tasks.spawn(async move { follow_lines_api(&api, &app, each).await });
-    }
-    let mut all = Vec::with_capacity(followers * each);
-    while let Some(r) = tasks.join_next().await {
-        all.extend(r??);
-    }
-    report(&format!("berth SSE, {followers} followers at once"), all);
-    Ok(())
 }
 
 /// Latencies of the next `n` lines an SSE follower of `app` receives.
