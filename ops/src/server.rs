@@ -33,8 +33,7 @@ fn token(s: &Settings) -> Result<String> {
     }
     let bytes: [u8; 24] = rand::rng().random();
     let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    write_private(&path, &t)?;
-    Ok(t)
+    Ok(create_private_once(&path, &t)?.trim().to_string())
 }
 
 /// The key sealing git credentials: configured, or `<data_dir>/secret.key` (created when
@@ -51,12 +50,34 @@ fn secret_key(s: &Settings, create: bool) -> Result<Option<SecretKey>> {
             .map(Some)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
-            let key = SecretKey::generate();
-            write_private(&path, &key.to_hex())?;
-            Ok(Some(key))
+            let text = create_private_once(&path, &SecretKey::generate().to_hex())?;
+            SecretKey::from_hex(&text)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
+/// Creates `path` (mode 0600) holding `contents` unless it exists, and returns what it holds.
+///
+/// Atomic: the file appears whole or not at all (written to a temporary file, then hard-linked
+/// into place, which fails if `path` exists). A coordinator and a node starting together on one
+/// data directory once raced here: the node read the key file the coordinator had created but
+/// not yet written, and refused to start. If another process created `path` first, its contents
+/// win, so both use the same key.
+fn create_private_once(path: &Path, contents: &str) -> Result<String> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    write_private(&tmp, contents)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(contents.to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+        }
+        Err(e) => Err(anyhow::anyhow!("creating {}: {e}", path.display())),
     }
 }
 
@@ -273,4 +294,30 @@ pub fn node(s: Settings) -> Result<()> {
         node: true,
     };
     run(&s, &url, roles, |_, _| {})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_file_is_created_once_whole_and_the_first_writer_wins() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("berth-once-{}", uuid_like()));
+        let path = dir.join("secret.key");
+        assert_eq!(create_private_once(&path, "first").unwrap(), "first");
+        // A second process finding no file a moment earlier gets the first one's contents.
+        assert_eq!(create_private_once(&path, "second").unwrap(), "first");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn uuid_like() -> String {
+        let n: u64 = rand::rng().random();
+        format!("{n:016x}")
+    }
 }
