@@ -18,6 +18,7 @@ pub mod deployment;
 pub mod error;
 pub mod events;
 pub mod ledger;
+pub mod log_hub;
 pub mod logs;
 pub mod metrics;
 pub mod reconciler;

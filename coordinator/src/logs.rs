@@ -3,13 +3,15 @@
 //! every node, merged by arrival).
 //!
 //! Nodes write the lines straight into Redis; this module only reads. A follow is a stream of
-//! [`Followed`] items driven by `XREAD BLOCK` on a Redis connection of its own (a blocking read
-//! would stall every other command on a shared one), so a line reaches its followers as soon as
-//! Redis has it — there is no polling interval on the line path. A deployment follow ends after the
+//! [`Followed`] items: it reads the entries after its last id with a non-blocking `XREAD` on the
+//! shared connection, and when there are none waits for news from the [`LogHub`], whose one
+//! `XREAD BLOCK` reader per stream wakes every follower of that stream — so a line reaches its
+//! followers as soon as Redis has it, with no polling interval on the line path and one blocking
+//! connection per followed stream rather than per follower. A deployment follow ends after the
 //! deployment turns terminal: the `Ledger` writes the closing line before the terminal record, so
 //! once the follower sees the terminal status it drains what is left and sends
-//! [`Followed::End`]. An app follow runs until the client goes away (dropping the stream drops
-//! its connection).
+//! [`Followed::End`]. An app follow runs until the client goes away (dropping the stream drops its
+//! subscription; the stream's reader stops with its last follower).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,10 +22,12 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadRe
 use redis::AsyncCommands;
 
 use crate::error::{Error, Result};
-use crate::store::{connect_blocking, Store};
+use crate::log_hub::{self, LogHub};
+use crate::store::Store;
 
-/// Longest wait of one `XREAD BLOCK`; between two, a deployment follow checks the status.
-const BLOCK: Duration = Duration::from_millis(500);
+/// Longest wait for news; between two, a follow reads anyway and a deployment follow checks the
+/// status.
+const BLOCK: Duration = log_hub::BLOCK;
 /// Most entries read at once.
 const READ_COUNT: usize = 1000;
 /// Largest `tail` an app log read accepts (the stream keeps about [`keys::APP_LOG_MAXLEN`]).
@@ -103,17 +107,25 @@ pub fn check_last_id(id: &str) -> Result<()> {
     }
 }
 
-/// Stateless reader of log streams; cheap to clone.
+/// Reader of log streams; cheap to clone.
 #[derive(Clone)]
 pub struct Logs {
     store: Store,
-    /// Each follow opens a connection of its own to this Redis.
-    redis_url: String,
+    /// Wakes follows when their stream grows.
+    hub: LogHub,
 }
 
 impl Logs {
     pub fn new(store: Store, redis_url: String) -> Self {
-        Logs { store, redis_url }
+        Logs {
+            store,
+            hub: LogHub::new(redis_url),
+        }
+    }
+
+    /// How many log streams are followed now (each has one blocking reader).
+    pub fn followed_streams(&self) -> usize {
+        self.hub.readers()
     }
 
     async fn deployment_exists(&self, id: &str) -> Result<()> {
@@ -148,12 +160,13 @@ impl Logs {
         after: Option<String>,
     ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
         self.deployment_exists(id).await?;
-        let conn = connect_blocking(&self.redis_url).await?;
+        let key = keys::deployment_log(id);
         Ok(follow(Follow::new(
-            conn,
-            keys::deployment_log(id),
+            self.store.clone(),
+            self.hub.subscribe(&key),
+            key,
             after.unwrap_or_else(|| "0-0".into()),
-            Some((self.store.clone(), id.to_string())),
+            Some(id.to_string()),
         )))
     }
 
@@ -187,20 +200,28 @@ impl Logs {
         after: String,
     ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
         self.app_exists(app).await?;
-        let conn = connect_blocking(&self.redis_url).await?;
-        Ok(follow(Follow::new(conn, keys::app_log(app), after, None)))
+        let key = keys::app_log(app);
+        Ok(follow(Follow::new(
+            self.store.clone(),
+            self.hub.subscribe(&key),
+            key,
+            after,
+            None,
+        )))
     }
 }
 
 /// The state of one follow.
 struct Follow {
-    /// This follow's own connection (it blocks in `XREAD`).
-    conn: redis::aio::MultiplexedConnection,
+    /// Reads go over the store's shared connection; they never block.
+    store: Store,
+    /// Changes when the stream has grown.
+    news: tokio::sync::watch::Receiver<u64>,
     key: String,
     /// Id of the last entry read: the next read starts after it.
     last: String,
-    /// For a deployment follow: where to check whether the deployment is terminal.
-    watch: Option<(Store, String)>,
+    /// For a deployment follow: the deployment whose status ends it.
+    watch: Option<String>,
     /// Entries read but not handed out yet.
     pending: VecDeque<LogEntry>,
     /// Set once the deployment is terminal: reads no longer block, and the first empty read ends
@@ -211,13 +232,15 @@ struct Follow {
 
 impl Follow {
     fn new(
-        conn: redis::aio::MultiplexedConnection,
+        store: Store,
+        news: tokio::sync::watch::Receiver<u64>,
         key: String,
         last: String,
-        watch: Option<(Store, String)>,
+        watch: Option<String>,
     ) -> Self {
         Follow {
-            conn,
+            store,
+            news,
             key,
             last,
             watch,
@@ -237,12 +260,12 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
             if st.done {
                 return None;
             }
-            let mut opts = StreamReadOptions::default().count(READ_COUNT);
-            if st.draining.is_none() {
-                opts = opts.block(BLOCK.as_millis() as usize);
-            }
+            // Seen before reading: news that comes after this read wakes the wait below.
+            st.news.borrow_and_update();
+            let opts = StreamReadOptions::default().count(READ_COUNT);
             let read: redis::RedisResult<Option<StreamReadReply>> = st
-                .conn
+                .store
+                .conn()
                 .xread_options(&[st.key.as_str()], &[st.last.as_str()], &opts)
                 .await;
             let entries: Vec<LogEntry> = match read {
@@ -272,10 +295,11 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
                 }
                 continue;
             }
-            if let Some((store, id)) = st.watch.as_ref().filter(|_| may_end) {
-                match store.get_deployment(id).await {
+            if let Some(id) = st.watch.as_ref().filter(|_| may_end) {
+                match st.store.get_deployment(id).await {
                     Ok(Some(d)) if d.status.is_terminal() => {
                         st.draining = Some((d.status, d.error));
+                        continue;
                     }
                     Ok(Some(_)) => {}
                     Ok(None) => {
@@ -289,6 +313,14 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
                             st,
                         ));
                     }
+                }
+            }
+            if !got {
+                // Nothing new: wait for the hub's news, at most one block interval.
+                if let Ok(Err(_)) = tokio::time::timeout(BLOCK, st.news.changed()).await {
+                    // The reader is gone (it cannot be while we listen, short of a panic):
+                    // fall back to reading every block interval.
+                    tokio::time::sleep(BLOCK).await;
                 }
             }
         }

@@ -489,3 +489,75 @@ async fn restarts_leave_no_gap_in_runtime_logs() {
     assert_eq!(printed, expected, "the CLI printed every line once");
     c.apps.push(app);
 }
+
+/// Followers of one stream share one blocking Redis reader: 30 followers of an app add one Redis
+/// connection, not 30; a line added to the stream reaches all of them; and once they are gone the
+/// reader goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_of_one_stream_share_one_redis_reader() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::new("hub-src");
+    let repo = repo_with(&src, "FROM busybox\nCOPY www /www\n");
+    let app = unique("hub");
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    let sock = c.dir.path().join("berth/redis/redis.sock");
+    let redis = |args: &[&str]| sh(Command::new("redis-cli").arg("-s").arg(&sock).args(args));
+    // Connections other than redis-cli's own.
+    let clients = || -> usize {
+        let info = redis(&["INFO", "clients"]).unwrap();
+        let n: usize = info
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        n - 1
+    };
+    let before = clients();
+    let path = format!("/api/v1/apps/{app}/logs?follow=1");
+    let mut followers = Vec::new();
+    for _ in 0..30 {
+        followers.push(Sse::open(&c.api, &path, None).await.unwrap());
+    }
+    let during = clients();
+    assert!(
+        during <= before + 1,
+        "30 followers took {} Redis connections",
+        during - before
+    );
+    redis(&[
+        "XADD",
+        &format!("berth:applogs:{app}"),
+        "*",
+        "ts",
+        "1",
+        "stream",
+        "stdout",
+        "line",
+        "hub-news",
+        "node",
+        &c.node,
+        "container",
+        "hub-c1",
+    ])
+    .unwrap();
+    for (i, f) in followers.iter_mut().enumerate() {
+        let ev = f
+            .next(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("follower {i}: stream closed"));
+        let e = line_of(&ev);
+        assert_eq!(e.line.line, "hub-news", "follower {i}");
+        assert_eq!(e.line.container.as_deref(), Some("hub-c1"));
+    }
+    drop(followers);
+    eventually("the reader to go", Duration::from_secs(10), || async {
+        (clients() <= before).then_some(())
+    })
+    .await
+    .unwrap();
+}
