@@ -3,29 +3,49 @@
 //! A follower must learn of a new entry the moment Redis has it, which takes a blocking
 //! `XREAD BLOCK` — and a blocking read needs a connection of its own. Instead of one connection
 //! per follower, the hub keeps one reader task (and connection) per stream that has followers.
-//! The reader only says "there is news" through a `watch` channel; each follower then reads the
-//! entries after its own last id with a non-blocking `XREAD` on the coordinator's shared
-//! connection. So 200 followers of one app hold one extra Redis connection, not 200.
+//! The reader publishes each batch it reads, with the id it read after, on a `broadcast` channel
+//! that keeps the last [`KEPT_BATCHES`]. A follower takes the part of each batch after its own
+//! last id, with no Redis round trip; only a follower that finds a gap (it lagged more than the
+//! channel keeps) reads after its own last id with a non-blocking `XREAD` on the shared
+//! connection. So 200 followers of one app hold one extra Redis connection, not 200, and a line
+//! costs one read, not one per follower.
 //!
-//! No entry can be missed between a follower's read and its wait: the follower marks the channel
-//! seen *before* it reads, so news that arrives after that read wakes it at once. The reader
-//! starts after the newest entry that exists when it starts, reads with `COUNT 1` and then asks
-//! for the newest id (`XREVRANGE + - COUNT 1`), so it never moves the entries' contents itself.
-//! A reader whose stream has no follower left stops within one block interval. If Redis fails,
-//! the reader reconnects after a pause; followers still re-read at least every block interval.
+//! The reader starts after the newest entry that exists when it starts (what came before,
+//! followers read themselves). A reader whose stream has no follower left stops within one block
+//! interval. If Redis fails, the reader reconnects after a pause; followers still re-read at
+//! least every block interval.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_protocol::LogEntry;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
-use tokio::sync::watch;
+use tokio::sync::broadcast;
 
 use crate::store::connect_blocking;
 
+/// Entries the reader of a stream read in one go.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The id the read started after: the batch follows directly on this entry.
+    pub after: String,
+    pub entries: Vec<LogEntry>,
+}
+
+/// What a follower receives: every batch read after it subscribed, in order.
+pub type News = broadcast::Receiver<Arc<Batch>>;
+
+/// Batches a stream's channel keeps for followers that are behind. With [`READ_COUNT`] entries
+/// of at most 4 KiB a batch, a followed stream holds at most 64 MiB here (shared by all its
+/// followers; about 1.6 MiB for typical lines).
+pub const KEPT_BATCHES: usize = 64;
+
 /// Longest wait of one `XREAD BLOCK` of a reader.
 pub const BLOCK: Duration = Duration::from_millis(500);
+/// Most entries a reader reads at once.
+const READ_COUNT: usize = 256;
 /// Pause before a reader reconnects after Redis failed.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -33,7 +53,7 @@ const RETRY: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct LogHub {
     redis_url: String,
-    readers: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+    readers: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Batch>>>>>,
 }
 
 impl LogHub {
@@ -44,14 +64,14 @@ impl LogHub {
         }
     }
 
-    /// A receiver that changes whenever entries are added to the stream `key`; starts the
-    /// stream's reader if it has none. Must be called inside a Tokio runtime.
-    pub fn subscribe(&self, key: &str) -> watch::Receiver<u64> {
+    /// A receiver of the batches added to the stream `key`; starts the stream's reader if it
+    /// has none. Must be called inside a Tokio runtime.
+    pub fn subscribe(&self, key: &str) -> News {
         let mut readers = self.readers.lock().unwrap();
         if let Some(tx) = readers.get(key) {
             return tx.subscribe();
         }
-        let (tx, rx) = watch::channel(0);
+        let (tx, rx) = broadcast::channel(KEPT_BATCHES);
         readers.insert(key.to_string(), tx.clone());
         tokio::spawn(read(self.clone(), key.to_string(), tx));
         rx
@@ -63,7 +83,7 @@ impl LogHub {
     }
 
     /// Removes the reader of `key` if nobody listens; says whether it did.
-    fn retire_if_unused(&self, key: &str, tx: &watch::Sender<u64>) -> bool {
+    fn retire_if_unused(&self, key: &str, tx: &broadcast::Sender<Arc<Batch>>) -> bool {
         let mut readers = self.readers.lock().unwrap();
         if tx.receiver_count() > 0 {
             return false;
@@ -73,8 +93,8 @@ impl LogHub {
     }
 }
 
-/// The reader of one stream: bumps `tx` after each batch of new entries.
-async fn read(hub: LogHub, key: String, tx: watch::Sender<u64>) {
+/// The reader of one stream: publishes each batch of new entries on `tx`.
+async fn read(hub: LogHub, key: String, tx: broadcast::Sender<Arc<Batch>>) {
     let mut conn = None;
     let mut last: Option<String> = None;
     while !hub.retire_if_unused(&key, &tx) {
@@ -97,15 +117,21 @@ async fn read(hub: LogHub, key: String, tx: watch::Sender<u64>) {
             };
             last = Some(after.clone());
             let opts = StreamReadOptions::default()
-                .count(1)
+                .count(READ_COUNT)
                 .block(BLOCK.as_millis() as usize);
             let reply: Option<StreamReadReply> = c
                 .xread_options(&[key.as_str()], &[after.as_str()], &opts)
                 .await?;
-            let got = reply.is_some_and(|r| r.keys.iter().any(|k| !k.ids.is_empty()));
-            if got {
-                last = Some(newest(c, &key).await?);
-                tx.send_modify(|n| *n = n.wrapping_add(1));
+            let entries: Vec<LogEntry> = reply
+                .into_iter()
+                .flat_map(|r| r.keys)
+                .flat_map(|k| k.ids)
+                .map(|e| crate::logs::entry(&e))
+                .collect();
+            if let Some(e) = entries.last() {
+                last = Some(e.id.clone());
+                // No receiver left is not an error: the loop retires the reader.
+                let _ = tx.send(Arc::new(Batch { after, entries }));
             }
             redis::RedisResult::Ok(())
         };

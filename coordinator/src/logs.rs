@@ -22,8 +22,10 @@ use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadRe
 use redis::AsyncCommands;
 
 use crate::error::{Error, Result};
-use crate::log_hub::{self, LogHub};
+use crate::log_hub::{self, Batch, LogHub, News};
 use crate::store::Store;
+use berth_protocol::stream_id_order;
+use tokio::sync::broadcast;
 
 /// Longest wait for news; between two, a follow reads anyway and a deployment follow checks the
 /// status.
@@ -215,8 +217,8 @@ impl Logs {
 struct Follow {
     /// Reads go over the store's shared connection; they never block.
     store: Store,
-    /// Changes when the stream has grown.
-    news: tokio::sync::watch::Receiver<u64>,
+    /// The batches the hub's reader of this stream reads.
+    news: News,
     key: String,
     /// Id of the last entry read: the next read starts after it.
     last: String,
@@ -227,17 +229,14 @@ struct Follow {
     /// Set once the deployment is terminal: reads no longer block, and the first empty read ends
     /// the follow with this status.
     draining: Option<(DeploymentStatus, Option<String>)>,
+    /// Read from Redis before waiting for the hub again: at the start, after a batch that does
+    /// not follow on `last`, after a quiet block interval, and while draining.
+    must_read: bool,
     done: bool,
 }
 
 impl Follow {
-    fn new(
-        store: Store,
-        news: tokio::sync::watch::Receiver<u64>,
-        key: String,
-        last: String,
-        watch: Option<String>,
-    ) -> Self {
+    fn new(store: Store, news: News, key: String, last: String, watch: Option<String>) -> Self {
         Follow {
             store,
             news,
@@ -246,6 +245,7 @@ impl Follow {
             watch,
             pending: VecDeque::new(),
             draining: None,
+            must_read: true,
             done: false,
         }
     }
@@ -260,75 +260,130 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
             if st.done {
                 return None;
             }
-            // Seen before reading: news that comes after this read wakes the wait below.
-            st.news.borrow_and_update();
-            let opts = StreamReadOptions::default().count(READ_COUNT);
-            let read: redis::RedisResult<Option<StreamReadReply>> = st
-                .store
-                .conn()
-                .xread_options(&[st.key.as_str()], &[st.last.as_str()], &opts)
-                .await;
-            let entries: Vec<LogEntry> = match read {
-                Ok(reply) => reply
-                    .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>())
-                    .unwrap_or_default()
-                    .iter()
-                    .map(entry)
-                    .collect(),
-                Err(e) => {
-                    st.done = true;
-                    return Some((Followed::Failed(format!("reading the log: {e}")), st));
-                }
-            };
-            if let Some(last) = entries.last() {
-                st.last = last.id.clone();
-            }
-            let got = !entries.is_empty();
-            // The closing line is a `system` one and the record turns terminal right after it;
-            // a batch of build output alone cannot be the end, so it costs no status read.
-            let may_end = !got || entries.iter().any(|e| e.line.stream == LogStream::System);
-            st.pending.extend(entries);
-            if let Some((status, error)) = st.draining.clone() {
-                if !got {
-                    st.done = true;
-                    return Some((Followed::End { status, error }, st));
-                }
-                continue;
-            }
-            if let Some(id) = st.watch.as_ref().filter(|_| may_end) {
-                match st.store.get_deployment(id).await {
-                    Ok(Some(d)) if d.status.is_terminal() => {
-                        st.draining = Some((d.status, d.error));
-                        continue;
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => {
-                        st.done = true;
-                        return Some((Followed::Failed("the deployment was deleted".into()), st));
-                    }
+            if st.must_read {
+                let opts = StreamReadOptions::default().count(READ_COUNT);
+                let read: redis::RedisResult<Option<StreamReadReply>> = st
+                    .store
+                    .conn()
+                    .xread_options(&[st.key.as_str()], &[st.last.as_str()], &opts)
+                    .await;
+                let entries: Vec<LogEntry> = match read {
+                    Ok(reply) => reply
+                        .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                        .iter()
+                        .map(entry)
+                        .collect(),
                     Err(e) => {
                         st.done = true;
-                        return Some((
-                            Followed::Failed(format!("reading the deployment: {e}")),
-                            st,
-                        ));
+                        return Some((Followed::Failed(format!("reading the log: {e}")), st));
+                    }
+                };
+                let got = !entries.is_empty();
+                // The closing line is a `system` one and the record turns terminal right after
+                // it; a batch of build output alone cannot be the end, so it costs no status read.
+                let may_end = !got || has_system_line(&entries);
+                st.take(entries);
+                if let Some((status, error)) = st.draining.clone() {
+                    if !got {
+                        st.done = true;
+                        return Some((Followed::End { status, error }, st));
+                    }
+                    continue;
+                }
+                if may_end {
+                    if let Some(end) = st.check_status().await {
+                        return Some((end, st));
+                    }
+                    if st.draining.is_some() {
+                        continue;
                     }
                 }
+                if got {
+                    // There may be more than one read's worth.
+                    continue;
+                }
+                st.must_read = false;
             }
-            if !got {
-                // Nothing new: wait for the hub's news, at most one block interval.
-                if let Ok(Err(_)) = tokio::time::timeout(BLOCK, st.news.changed()).await {
-                    // The reader is gone (it cannot be while we listen, short of a panic):
-                    // fall back to reading every block interval.
+            // Up to date: wait for the hub's next batch, at most one block interval.
+            match tokio::time::timeout(BLOCK, st.news.recv()).await {
+                Ok(Ok(batch)) => match part_after(&st.last, &batch) {
+                    Some(entries) => {
+                        // A deployment may end after a system line: read and check then.
+                        st.must_read = st.watch.is_some() && has_system_line(&entries);
+                        st.take(entries);
+                    }
+                    None => st.must_read = true,
+                },
+                // Quiet for a block interval: read anyway (and check a deployment's status).
+                Err(_) => st.must_read = true,
+                // Behind by more than the hub keeps: read what was missed.
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => st.must_read = true,
+                // The reader is gone (it cannot be while we listen, short of a panic): read
+                // every block interval from now on.
+                Ok(Err(broadcast::error::RecvError::Closed)) => {
                     tokio::time::sleep(BLOCK).await;
+                    st.must_read = true;
                 }
             }
         }
     })
 }
 
+/// The entries of `batch` after `last`, if the batch leaves no gap after `last` (`None`: read
+/// from Redis instead). A batch read already gives nothing.
+fn part_after(last: &str, batch: &Batch) -> Option<Vec<LogEntry>> {
+    let last = stream_id_order(last)?;
+    if stream_id_order(&batch.after)? > last {
+        return None;
+    }
+    Some(
+        batch
+            .entries
+            .iter()
+            .filter(|e| stream_id_order(&e.id).is_some_and(|id| id > last))
+            .cloned()
+            .collect(),
+    )
+}
+
+fn has_system_line(entries: &[LogEntry]) -> bool {
+    entries.iter().any(|e| e.line.stream == LogStream::System)
+}
+
+impl Follow {
+    /// Queues `entries` (which follow on `last`) to be handed out.
+    fn take(&mut self, entries: Vec<LogEntry>) {
+        if let Some(e) = entries.last() {
+            self.last = e.id.clone();
+        }
+        self.pending.extend(entries);
+    }
+
+    /// For a deployment follow: starts draining once the deployment is terminal; the item that
+    /// ends the follow if the deployment cannot be read.
+    async fn check_status(&mut self) -> Option<Followed> {
+        let id = self.watch.as_ref()?;
+        match self.store.get_deployment(id).await {
+            Ok(Some(d)) if d.status.is_terminal() => {
+                self.draining = Some((d.status, d.error));
+                None
+            }
+            Ok(Some(_)) => None,
+            Ok(None) => {
+                self.done = true;
+                Some(Followed::Failed("the deployment was deleted".into()))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Followed::Failed(format!("reading the deployment: {e}")))
+            }
+        }
+    }
+}
+
 /// A stream entry as a log entry; missing fields read as empty.
-fn entry(e: &StreamId) -> LogEntry {
+pub(crate) fn entry(e: &StreamId) -> LogEntry {
     let text = |k: &str| e.get::<String>(k);
     LogEntry {
         id: e.id.clone(),
@@ -346,6 +401,53 @@ fn entry(e: &StreamId) -> LogEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hub_batch_is_taken_after_the_last_entry_and_never_across_a_gap() {
+        let e = |id: &str| LogEntry {
+            id: id.into(),
+            line: LogLine {
+                ts: 0,
+                stream: LogStream::Stdout,
+                line: id.into(),
+                node: None,
+                container: None,
+                deployment: None,
+            },
+        };
+        let batch = Batch {
+            after: "10-0".into(),
+            entries: vec![e("10-1"), e("11-0"), e("12-0")],
+        };
+        let ids =
+            |v: Option<Vec<LogEntry>>| v.map(|v| v.into_iter().map(|e| e.id).collect::<Vec<_>>());
+        // Follows directly on the last entry read: all of it.
+        assert_eq!(
+            ids(part_after("10-0", &batch)).unwrap(),
+            ["10-1", "11-0", "12-0"]
+        );
+        // Partly read already (by this follow's own XREAD): the rest.
+        assert_eq!(ids(part_after("11-0", &batch)).unwrap(), ["12-0"]);
+        // All read already: nothing.
+        assert_eq!(
+            ids(part_after("12-0", &batch)).unwrap(),
+            Vec::<String>::new()
+        );
+        // Entries between the last read and the batch are missing: read from Redis.
+        assert_eq!(ids(part_after("9-5", &batch)), None);
+        // Ids compare as numbers, not text.
+        assert_eq!(
+            ids(part_after(
+                "9-0",
+                &Batch {
+                    after: "10-0".into(),
+                    entries: vec![]
+                }
+            )),
+            None
+        );
+        assert!(part_after("100-0", &batch).unwrap().is_empty());
+    }
 
     #[test]
     fn parses_app_log_queries() {

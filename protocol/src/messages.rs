@@ -110,6 +110,12 @@ pub struct LogEntry {
 }
 
 /// Whether `id` is a Redis stream entry id (`<ms>-<seq>`), e.g. a `Last-Event-ID` header.
+/// A stream entry id as `(ms, seq)`, which orders ids as Redis does; `None` if it is not one.
+pub fn stream_id_order(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 pub fn is_stream_id(id: &str) -> bool {
     match id.split_once('-') {
         Some((ms, seq)) => {
