@@ -3,11 +3,12 @@
 //! every node, merged by arrival).
 //!
 //! Nodes write the lines straight into Redis; this module only reads. A follow is a stream of
-//! [`Followed`] items: it reads the entries after its last id with a non-blocking `XREAD` on the
-//! shared connection, and when there are none waits for news from the [`LogHub`], whose one
-//! `XREAD BLOCK` reader per stream wakes every follower of that stream — so a line reaches its
+//! [`Followed`] items: it reads what is there after its last id with a non-blocking `XREAD` on the
+//! shared connection, then takes the batches of the [`LogHub`], whose one `XREAD BLOCK` reader
+//! per stream hands every entry to every follower of that stream — so a line reaches its
 //! followers as soon as Redis has it, with no polling interval on the line path and one blocking
-//! connection per followed stream rather than per follower. A deployment follow ends after the
+//! connection per followed stream rather than per follower. A follow reads Redis again only
+//! after a gap in the batches or 500 ms of quiet. A deployment follow ends after the
 //! deployment turns terminal: the `Ledger` writes the closing line before the terminal record, so
 //! once the follower sees the terminal status it drains what is left and sends
 //! [`Followed::End`]. An app follow runs until the client goes away (dropping the stream drops its
