@@ -361,21 +361,13 @@ async fn follow(sh: Arc<Shipper>, mut t: Target) {
                 entries.push((ns / 1_000_000, stream, line.to_string()));
             }
         }
-        if !sink.write_entries(entries).await {
-            continue;
-        }
-        if let Some(ns) = newest_ns {
-            let mut c = sh.redis.clone();
-            if let Err(e) = redis::cmd("HSET")
-                .arg(&cursors)
-                .arg(&t.id)
-                .arg(ns)
-                .query_async::<()>(&mut c)
-                .await
-            {
-                tracing::debug!(container = %t.name, error = %e, "could not save the log cursor");
-            }
-        }
+        // The resume point goes in with the lines, atomically.
+        let cursor = newest_ns.map(|ns| {
+            let mut c = redis::cmd("HSET");
+            c.arg(&cursors).arg(&t.id).arg(ns);
+            c
+        });
+        sink.write_entries_and(entries, cursor).await;
     }
 }
 

@@ -132,6 +132,17 @@ impl LogSink {
     /// Writes lines that carry their own time (epoch ms) and stream, in one round trip. Each is
     /// masked and capped here. Returns whether they were stored.
     pub async fn write_entries(&self, entries: Vec<(u64, LogStream, String)>) -> bool {
+        self.write_entries_and(entries, None).await
+    }
+
+    /// [`LogSink::write_entries`], and `also` in the same MULTI/EXEC: the lines and `also` land
+    /// together or not at all (the log shipper's cursor, so a node killed mid-write neither
+    /// loses nor repeats a line).
+    pub async fn write_entries_and(
+        &self,
+        entries: Vec<(u64, LogStream, String)>,
+        also: Option<redis::Cmd>,
+    ) -> bool {
         if entries.is_empty() {
             return true;
         }
@@ -147,6 +158,9 @@ impl LogSink {
                 tags,
             } => {
                 let mut pipe = redis::pipe();
+                if also.is_some() {
+                    pipe.atomic();
+                }
                 for (ts, stream, line) in &lines {
                     let cmd = pipe
                         .cmd("XADD")
@@ -165,6 +179,9 @@ impl LogSink {
                         cmd.arg(*k).arg(v);
                     }
                     cmd.ignore();
+                }
+                if let Some(also) = also {
+                    pipe.add_command(also).ignore();
                 }
                 let mut conn = conn.clone();
                 if let Err(e) = pipe.query_async::<()>(&mut conn).await {
