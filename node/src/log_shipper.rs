@@ -9,11 +9,11 @@
 //! lines included, which Docker may stamp before the event); one found running by the listing
 //! (after this node restarted) is followed from just after the last line shipped for it — Docker's
 //! nanosecond stamp of that line is kept in `berth:applogs:cursor:<node>`, written in one
-//! MULTI/EXEC with the lines — so a node restart loses
-//! no line and repeats none; one found running with no cursor (started while the node was down) is
-//! followed over its current run, at most its last `APP_LOG_MAXLEN` lines. Lines go through
-//! [`LogSink`], the node's one masking step: the app's git credential (read from Redis and opened
-//! with the node's key when the container is attached) is replaced before a line leaves the node.
+//! MULTI/EXEC with the lines — so a node restart loses no line and repeats none; one found running
+//! with no cursor (started while the node was down) is followed over its current run, at most its
+//! last `APP_LOG_MAXLEN` lines. Lines go through [`LogSink`], the node's one masking step: the
+//! app's git credential (read from Redis and opened with the node's key when the container is
+//! attached) is replaced before a line leaves the node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
