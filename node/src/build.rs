@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_protocol::{validate, LogStream};
 use bollard::query_parameters::BuildImageOptions;
@@ -59,10 +60,21 @@ impl Builder {
         }
     }
 
-    /// Waits until no build runs on this node and holds builds off until the guard is dropped:
-    /// take it around removing images.
-    pub async fn removal(&self) -> RwLockWriteGuard<'_, ()> {
-        self.gate.write().await
+    /// Waits until no build runs on this node (polling, so that a waiting removal never holds up
+    /// builds that start meanwhile) and holds builds off until the guard is dropped: take it
+    /// around removing images. `None` if no such moment came within `patience`; the next
+    /// deployment's pruning catches up.
+    pub async fn removal(&self, patience: Duration) -> Option<RwLockWriteGuard<'_, ()>> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            if let Ok(guard) = self.gate.try_write() {
+                return Some(guard);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Builds `plan` from the tree at `source_dir`; returns the image reference (the tag).
@@ -308,18 +320,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn image_removal_waits_for_running_builds() {
+    async fn image_removal_waits_for_running_builds_without_holding_up_new_ones() {
         let docker = Docker::connect_with_local_defaults().unwrap();
         let b = Builder::new(docker);
         let building = b.gate.clone().read_owned().await;
         let b2 = b.clone();
-        let removal = tokio::spawn(async move {
-            let _g = b2.removal().await;
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let removal =
+            tokio::spawn(async move { b2.removal(Duration::from_secs(30)).await.is_some() });
+        tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!removal.is_finished(), "removal went ahead during a build");
+        // Another build can start while the removal waits.
+        let second = tokio::time::timeout(Duration::from_millis(100), b.gate.clone().read_owned())
+            .await
+            .expect("a build was held up by a waiting removal");
         drop(building);
-        removal.await.unwrap();
+        drop(second);
+        assert!(removal.await.unwrap());
+        // A removal that finds no quiet moment gives up.
+        let _busy = b.gate.clone().read_owned().await;
+        assert!(b.removal(Duration::from_millis(300)).await.is_none());
     }
 
     #[test]

@@ -580,7 +580,11 @@ async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &
         };
         // Not while a build runs here: removing an image removes its untagged parents, which a
         // build may be using as cache.
-        let _no_builds = builder.removal().await;
+        let Some(_no_builds) = builder.removal(Duration::from_secs(600)).await else {
+            log.system("old images not pruned: builds kept running for 10 minutes; the next deployment prunes them")
+                .await;
+            return;
+        };
         let Ok(images) = runner::app_images(&docker, &app).await else {
             return;
         };
