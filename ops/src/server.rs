@@ -33,7 +33,13 @@ fn token(s: &Settings) -> Result<String> {
     }
     let bytes: [u8; 24] = rand::rng().random();
     let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(create_private_once(&path, &t)?.trim().to_string())
+    let stored = create_private_once(&path, &t)?.trim().to_string();
+    if stored.is_empty() {
+        // An empty file left by an older version's interrupted write: replace it.
+        write_private(&path, &t)?;
+        return Ok(t);
+    }
+    Ok(stored)
 }
 
 /// The key sealing git credentials: configured, or `<data_dir>/secret.key` (created when
