@@ -77,11 +77,6 @@ impl LogHub {
         rx
     }
 
-    /// How many streams have a reader now.
-    pub fn readers(&self) -> usize {
-        self.readers.lock().unwrap().len()
-    }
-
     /// Removes the reader of `key` if nobody listens; says whether it did.
     fn retire_if_unused(&self, key: &str, tx: &broadcast::Sender<Arc<Batch>>) -> bool {
         let mut readers = self.readers.lock().unwrap();

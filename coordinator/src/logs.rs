@@ -126,11 +126,6 @@ impl Logs {
         }
     }
 
-    /// How many log streams are followed now (each has one blocking reader).
-    pub fn followed_streams(&self) -> usize {
-        self.hub.readers()
-    }
-
     async fn deployment_exists(&self, id: &str) -> Result<()> {
         match self.store.get_deployment(id).await? {
             Some(_) => Ok(()),

@@ -20,7 +20,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_protocol::{now_ms, LogEntry};
-use berth_tests::{repo_root, running_containers, unique, Cluster, GitRepo, Sse, TempDir};
+use berth_tests::{
+    eventually, repo_root, running_containers, unique, Cluster, GitRepo, Sse, TempDir,
+};
 use serde_json::json;
 
 fn env_or(k: &str, d: usize) -> usize {
@@ -74,10 +76,8 @@ async fn main() -> anyhow::Result<()> {
     compare(berth, base);
 
     // The same while another app's CPU-bound build keeps both cores busy on the same node.
-    let slow = GitRepo::from_dir(
-        &src.path().join("slow"),
-        &repo_root().join("examples/hello"),
-    )?;
+    let slow_src = TempDir::new("bench-logs-slow");
+    let slow = GitRepo::from_dir(slow_src.path(), &repo_root().join("examples/hello"))?;
     slow.write("Dockerfile", SLOW_BUILD)?;
     slow.commit("slow build")?;
     let slow_app = unique("slow");
@@ -85,27 +85,19 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     c.apps.push(slow_app.clone());
     let slow_id = c.api.deploy(&slow_app, None).await?;
-    let status = |api: berth_tests::Api, id: String| async move {
-        let (_, d) = api.get(&format!("/api/v1/deployments/{id}")).await?;
-        anyhow::Ok(d["status"].as_str().unwrap_or_default().to_string())
-    };
     // Wait until the build's RUN step is burning CPU.
-    let log_has_step = |api: berth_tests::Api, id: String| async move {
-        api.log(&id)
-            .await
-            .map(|l| l.contains("Step 2/"))
-            .unwrap_or(false)
-    };
-    let t0 = std::time::Instant::now();
-    while !log_has_step(c.api.clone(), slow_id.clone()).await {
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the slow build did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the slow build's RUN step",
+        Duration::from_secs(60),
+        || async {
+            let log = c.api.log(&slow_id).await.ok()?;
+            log.contains("Step 2/").then_some(())
+        },
+    )
+    .await?;
     let (berth, base) = measure(&c, &app, &container, lines).await?;
-    let after = status(c.api.clone(), slow_id.clone()).await?;
+    let (_, d) = c.api.get(&format!("/api/v1/deployments/{slow_id}")).await?;
+    let after = d["status"].as_str().unwrap_or_default().to_string();
     println!(
         "the same while another app's CPU-bound build runs on the node (still {after} at the end)"
     );

@@ -541,6 +541,19 @@ impl Cluster {
         ]
     }
 
+    /// Runs `redis-cli` against this cluster's Redis (the Unix socket of `berth up`, or the URL
+    /// of a separate cluster); its output, trimmed.
+    pub fn redis_cli(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = Command::new("redis-cli");
+        match self.env.iter().find(|(k, _)| k == "BERTH_REDIS__URL") {
+            Some((_, url)) => cmd.args(["-u", url]),
+            None => cmd
+                .arg("-s")
+                .arg(self.dir.path().join("berth/redis/redis.sock")),
+        };
+        sh(cmd.args(args))
+    }
+
     pub fn berth(&self) -> Command {
         let mut c = Command::new(berth_bin());
         c.env_clear()

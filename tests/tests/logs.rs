@@ -343,8 +343,7 @@ async fn old_deployment_logs_are_trimmed_and_long_lines_cut() {
         .await
         .unwrap();
     // 25 earlier deployments, each with a log, written straight into Redis (oldest first).
-    let sock = c.dir.path().join("berth/redis/redis.sock");
-    let redis = |args: &[&str]| sh(Command::new("redis-cli").arg("-s").arg(&sock).args(args));
+    let redis = |args: &[&str]| c.redis_cli(args);
     let old: Vec<String> = (0..25).map(|i| format!("dold{i:02}")).collect();
     for (i, id) in old.iter().enumerate() {
         let score = (1000 + i).to_string();
@@ -502,8 +501,7 @@ async fn followers_of_one_stream_share_one_redis_reader() {
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await
         .unwrap();
-    let sock = c.dir.path().join("berth/redis/redis.sock");
-    let redis = |args: &[&str]| sh(Command::new("redis-cli").arg("-s").arg(&sock).args(args));
+    let redis = |args: &[&str]| c.redis_cli(args);
     // Connections other than redis-cli's own.
     let clients = || -> usize {
         let info = redis(&["INFO", "clients"]).unwrap();

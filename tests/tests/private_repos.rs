@@ -90,36 +90,14 @@ async fn an_https_token_clones_a_private_repo_and_never_leaks() {
     );
 
     // Not in Redis in the clear: read every key's value through the server itself.
-    let sock = c.dir.path().join("berth/redis/redis.sock");
-    let keys =
-        sh(Command::new("redis-cli")
-            .arg("-s")
-            .arg(&sock)
-            .args(["--scan", "--pattern", "berth:*"]))
-        .unwrap();
+    let keys = c.redis_cli(&["--scan", "--pattern", "berth:*"]).unwrap();
     let mut seen_sealed = false;
     for k in keys.lines() {
-        let t = sh(Command::new("redis-cli")
-            .arg("-s")
-            .arg(&sock)
-            .args(["TYPE", k]))
-        .unwrap();
+        let t = c.redis_cli(&["TYPE", k]).unwrap();
         let dump = match t.as_str() {
-            "string" => sh(Command::new("redis-cli")
-                .arg("-s")
-                .arg(&sock)
-                .args(["GET", k]))
-            .unwrap(),
-            "stream" => sh(Command::new("redis-cli")
-                .arg("-s")
-                .arg(&sock)
-                .args(["XRANGE", k, "-", "+"]))
-            .unwrap(),
-            "hash" => sh(Command::new("redis-cli")
-                .arg("-s")
-                .arg(&sock)
-                .args(["HGETALL", k]))
-            .unwrap(),
+            "string" => c.redis_cli(&["GET", k]).unwrap(),
+            "stream" => c.redis_cli(&["XRANGE", k, "-", "+"]).unwrap(),
+            "hash" => c.redis_cli(&["HGETALL", k]).unwrap(),
             _ => String::new(),
         };
         assert!(
