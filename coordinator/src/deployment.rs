@@ -22,6 +22,7 @@ use berth_protocol::{
 use crate::error::Result;
 use crate::ledger::{Assign, Ledger, Transition};
 use crate::registry::{LiveNodes, NodeRegistry};
+use crate::releases;
 use crate::scheduler;
 use crate::store::Store;
 
@@ -56,6 +57,9 @@ pub struct DeploymentActor {
     busy: bool,
     /// Whether this actor has (re)sent the job; a fresh actor re-sends a queued, assigned job.
     sent: bool,
+    /// Whether the last tick failed: a tick that keeps failing (an unreadable record) is
+    /// reported once, not twice a second.
+    failing: bool,
 }
 
 impl DeploymentActor {
@@ -74,6 +78,7 @@ impl DeploymentActor {
             deadlines,
             busy: false,
             sent: false,
+            failing: false,
         }
     }
 
@@ -92,12 +97,23 @@ impl DeploymentActor {
         );
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.busy = false;
-            match res {
-                Ok(Step::Done) => ctx.stop(),
-                Ok(Step::Sent) => act.sent = true,
-                Ok(Step::Wait) => {}
+            act.failing = match res {
+                Ok(Step::Done) => {
+                    ctx.stop();
+                    false
+                }
+                Ok(Step::Sent) => {
+                    act.sent = true;
+                    false
+                }
+                Ok(Step::Wait) => false,
+                Err(e) if !act.failing => {
+                    tracing::error!(deployment = %act.id, error = %e, "deployment tick failed; retrying every 500 ms");
+                    true
+                }
                 Err(e) => {
-                    tracing::warn!(deployment = %act.id, error = %e, "deployment tick failed")
+                    tracing::debug!(deployment = %act.id, error = %e, "deployment tick failed again");
+                    true
                 }
             }
         }));
@@ -111,12 +127,7 @@ enum Step {
 }
 
 fn fail(id: &str, error: String) -> Transition {
-    Transition {
-        id: id.to_string(),
-        status: Some(DeploymentStatus::Failed),
-        error: Some(error),
-        ..Default::default()
-    }
+    Transition::ended(id, DeploymentStatus::Failed, error)
 }
 
 async fn tick(
@@ -222,32 +233,13 @@ async fn app_or_cancel(
         return Ok(Some(app));
     }
     ledger
-        .send(Transition {
-            id: d.id.clone(),
-            status: Some(DeploymentStatus::Cancelled),
-            error: Some(format!("app {} was deleted", d.app)),
-            ..Default::default()
-        })
+        .send(Transition::ended(
+            &d.id,
+            DeploymentStatus::Cancelled,
+            format!("app {} was deleted", d.app),
+        ))
         .await??;
     Ok(None)
-}
-
-/// Images of the app's newest releases, `n` at most (what pruning must keep).
-pub async fn release_images(store: &Store, app: &str, n: usize) -> Result<Vec<String>> {
-    let mut images: Vec<String> = Vec::new();
-    for d in store.list_deployments(app, 100).await? {
-        if images.len() >= n {
-            break;
-        }
-        if d.status == DeploymentStatus::Succeeded {
-            if let Some(i) = d.image {
-                if !images.contains(&i) {
-                    images.push(i);
-                }
-            }
-        }
-    }
-    Ok(images)
 }
 
 /// Queues the job of an assigned deployment on its node.
@@ -264,16 +256,13 @@ async fn send_job(
         app.health_check = rt.health_check.clone();
     }
     let rollback = d.kind == DeploymentKind::Rollback;
-    // The new release plus the N-1 before it keep their images.
-    let mut keep = release_images(
-        store,
-        &app.name,
-        app.keep_releases.saturating_sub(1) as usize,
-    )
-    .await?;
-    if let Some(i) = d.image.clone().filter(|_| rollback) {
-        keep.push(i);
-    }
+    let rollback_image = d.image.as_deref().filter(|_| rollback);
+    // The releases the index holds once this deployment succeeds keep their images.
+    let keep = releases::images_to_keep(
+        releases::retained_images(store, &app.name, app.keep_releases as usize).await?,
+        rollback_image,
+        app.keep_releases as usize,
+    );
     let job = Job::Deploy(Box::new(DeployJob {
         deployment_id: d.id.clone(),
         credential: store.get_credential(&app.name).await?,

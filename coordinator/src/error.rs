@@ -20,6 +20,10 @@ pub enum Error {
     /// A stored record or message could not be decoded.
     #[error("protocol: {0}")]
     Protocol(#[from] EnvelopeError),
+    /// A stored record exists but cannot be read (corrupted, or written by a newer version):
+    /// which one, and why.
+    #[error("{0}")]
+    Unreadable(String),
     /// An actor of the coordinator is gone (it stopped or its mailbox closed).
     #[error("coordinator actor unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),

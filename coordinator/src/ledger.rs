@@ -7,7 +7,7 @@
 
 use actix::prelude::*;
 use berth_protocol::{
-    now_ms, Deployment, DeploymentKind, DeploymentStatus, LogStream, RuntimeSpec,
+    now_ms, Deployment, DeploymentKind, DeploymentStatus, DeploymentUpdate, LogStream, RuntimeSpec,
 };
 
 use crate::error::{Error, Result};
@@ -55,42 +55,32 @@ pub struct Assign {
 }
 
 /// A status change (from a node's event, a deadline, or a cancel). Fields left `None` are kept.
-#[derive(Message, Default, Clone)]
+#[derive(Message, Clone)]
 #[rtype(result = "Result<Option<Deployment>>")]
-pub struct Transition {
-    pub id: String,
-    pub status: Option<DeploymentStatus>,
-    pub node: Option<String>,
-    pub commit: Option<String>,
-    pub commit_message: Option<String>,
-    pub commit_author: Option<String>,
-    pub image: Option<String>,
-    pub container: Option<String>,
-    pub error: Option<String>,
-    pub at: Option<u64>,
+pub struct Transition(pub DeploymentUpdate);
+
+impl Transition {
+    /// `id` ends `status` (failed or cancelled) because of `error`.
+    pub fn ended(id: &str, status: DeploymentStatus, error: impl Into<String>) -> Self {
+        Transition(DeploymentUpdate::ended(id, status, error))
+    }
 }
 
-/// Applies a transition to a record; returns whether anything changed.
-pub fn apply(d: &mut Deployment, t: &Transition) -> bool {
-    if d.status.is_terminal() {
+/// Applies an update to a record; returns whether anything changed.
+pub fn apply(d: &mut Deployment, t: &DeploymentUpdate) -> bool {
+    if d.status.is_terminal() || t.status.rank() < d.status.rank() {
         return false;
     }
     let mut changed = false;
-    if let Some(status) = t.status {
-        if status.rank() < d.status.rank() {
-            return false;
+    if t.status != d.status {
+        if d.started_at.is_none() && t.status != DeploymentStatus::Queued {
+            d.started_at = Some(t.at);
         }
-        if status != d.status {
-            let at = t.at.unwrap_or_else(now_ms);
-            if d.started_at.is_none() && status != DeploymentStatus::Queued {
-                d.started_at = Some(at);
-            }
-            if status.is_terminal() {
-                d.finished_at = Some(at);
-            }
-            d.status = status;
-            changed = true;
+        if t.status.is_terminal() {
+            d.finished_at = Some(t.at);
         }
+        d.status = t.status;
+        changed = true;
     }
     // What a push payload said about the commit stays; the node's reading of git fills gaps.
     for (field, value) in [
@@ -206,13 +196,13 @@ impl Handler<Assign> for Ledger {
 impl Handler<Transition> for Ledger {
     type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
 
-    fn handle(&mut self, mut msg: Transition, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Transition(msg): Transition, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         // One instant for the record's timestamps and the build-duration figure.
-        let at = *msg.at.get_or_insert_with(now_ms);
+        let at = msg.at;
         AtomicResponse::new(Box::pin(
             async move {
-                let Some(mut d) = store.get_deployment(&msg.id).await? else {
+                let Some(mut d) = store.get_deployment(&msg.deployment_id).await? else {
                     return Ok(None);
                 };
                 let before = d.status;
@@ -229,9 +219,24 @@ impl Handler<Transition> for Ledger {
                     };
                     store.append_log(&d.id, LogStream::System, &line).await?;
                 }
-                // Outcome counters and build durations change in the record's MULTI.
-                let stats = crate::metrics::ledger_commands(before, &d, at);
-                store.put_deployment_with(&d, &stats).await?;
+                // Outcome counters, build durations and the release index change in the
+                // record's MULTI.
+                let mut extra = crate::metrics::ledger_commands(before, &d, at);
+                extra.extend(crate::releases::index_commands(&d));
+                store.put_deployment_with(&d, &extra).await?;
+                if d.status == DeploymentStatus::Succeeded {
+                    // The record is written; a trim that fails now happens at the next success.
+                    let trimmed = match store.get_app(&d.app).await {
+                        Ok(Some(app)) => {
+                            crate::releases::trim(&store, &app.name, app.keep_releases).await
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = trimmed {
+                        tracing::warn!(app = %d.app, error = %e, "could not trim the release index");
+                    }
+                }
                 Ok(Some(d))
             }
             .into_actor(self),
@@ -266,12 +271,10 @@ pub(crate) mod tests {
         }
     }
 
-    fn to(status: DeploymentStatus, at: u64) -> Transition {
-        Transition {
-            id: "d1".into(),
-            status: Some(status),
-            at: Some(at),
-            ..Default::default()
+    fn to(status: DeploymentStatus, at: u64) -> DeploymentUpdate {
+        DeploymentUpdate {
+            at,
+            ..DeploymentUpdate::new("d1", status)
         }
     }
 

@@ -7,7 +7,8 @@
 //! - [`registry::NodeRegistry`] — node heartbeats and liveness;
 //! - [`deployment::DeploymentActor`] — one per in-flight deployment: placement, job, deadlines;
 //! - [`reconciler::Reconciler`] — keeps an actor on every active deployment (supervision);
-//! - [`events::EventIngest`] — folds node events into records.
+//! - [`event_ingest::EventIngest`] — folds node events into records (through the shared
+//!   `berth_bus::StreamConsumer`).
 //!
 //! Log reads and follows are not an actor: [`logs::Logs`] reads the streams nodes write, each
 //! follow on a Redis connection of its own.
@@ -16,13 +17,14 @@ pub mod api;
 pub mod apps;
 pub mod deployment;
 pub mod error;
-pub mod events;
+pub mod event_ingest;
 pub mod ledger;
 pub mod log_hub;
 pub mod logs;
 pub mod metrics;
 pub mod reconciler;
 pub mod registry;
+pub mod releases;
 pub mod scheduler;
 pub mod store;
 pub mod webhook;
@@ -72,6 +74,7 @@ pub struct Coordinator {
 /// Starts the coordinator's actors. Must be called inside a running actix `System`.
 pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
     let store = store::Store::new(store::connect(&cfg.redis_url).await?);
+    releases::migrate(&store).await?;
     let ledger = ledger::Ledger::new(store.clone()).start();
     let registry = registry::NodeRegistry::new(store.clone(), cfg.node_timeout).start();
     let reconciler = reconciler::Reconciler::new(
@@ -82,7 +85,14 @@ pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
         Duration::from_secs(2),
     )
     .start();
-    events::EventIngest::new(cfg.redis_url.clone(), ledger.clone()).start();
+    let client = redis::Client::open(cfg.redis_url.as_str())?;
+    event_ingest::EventIngest::new(
+        client,
+        store.clone(),
+        ledger.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .start();
     let logs = logs::Logs::new(store.clone(), cfg.redis_url.clone());
     let api = api::Api::new(
         store.clone(),

@@ -24,8 +24,6 @@ use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use tokio::sync::broadcast;
 
-use crate::store::connect_blocking;
-
 /// Entries the reader of a stream read in one go.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -148,4 +146,9 @@ async fn newest(
         .first()
         .map(|e| e.id.clone())
         .unwrap_or_else(|| "0-0".into()))
+}
+
+/// A connection of its own for one blocking reader.
+async fn connect_blocking(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    berth_bus::conn::connect_blocking(&redis::Client::open(url)?).await
 }

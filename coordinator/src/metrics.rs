@@ -324,11 +324,12 @@ pub async fn families(store: &Store, nodes: &[NodeView]) -> Result<Vec<MetricFam
         .filter(|s| !s.is_terminal())
         .map(|s| (s.as_str(), 0))
         .collect();
-    for id in store.active_deployments().await? {
-        if let Some(d) = store.get_deployment(&id).await? {
-            if let Some(n) = active.get_mut(d.status.as_str()) {
-                *n += 1;
-            }
+    for d in store
+        .deployments(&store.active_deployments().await?)
+        .await?
+    {
+        if let Some(n) = active.get_mut(d.status.as_str()) {
+            *n += 1;
         }
     }
     out.push(family(
@@ -395,6 +396,23 @@ pub async fn families(store: &Store, nodes: &[NodeView]) -> Result<Vec<MetricFam
 
     let build: HashMap<String, String> = c.hgetall(keys::STATS_BUILD_SECONDS).await?;
     out.push(build_histogram(&build));
+
+    // Every stream a consumer reads is listed, at 0 until an entry of it is dead-lettered.
+    let mut dead: BTreeMap<String, u64> = [keys::EVENTS.to_string()]
+        .into_iter()
+        .chain(nodes.iter().map(|n| keys::jobs(&n.info.name)))
+        .map(|s| (s, 0))
+        .collect();
+    let counted: HashMap<String, u64> = c.hgetall(keys::STATS_DEAD_LETTERS).await?;
+    dead.extend(counted);
+    out.push(family(
+        "berth_dead_letters_total",
+        "Stream entries that could not be handled and went to berth:dead:<stream>, by stream.",
+        MetricType::COUNTER,
+        dead.iter()
+            .map(|(s, n)| counter(&[("stream", s)], *n as f64))
+            .collect(),
+    ));
     Ok(out)
 }
 

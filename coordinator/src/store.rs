@@ -4,20 +4,18 @@
 //! (cheap to clone). Mutations of a deployment record go through the [`crate::ledger::Ledger`]
 //! actor so that two writers never interleave a read-modify-write.
 
-use std::time::Duration;
-
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::Sealed;
 use berth_protocol::{keys, App, Deployment, Job, LogStream, NodeInfo, JOB_KIND};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-pub const APP_KIND: &str = "app";
-pub const DEPLOYMENT_KIND: &str = "deployment";
-pub const NODE_KIND: &str = "node";
-pub const CREDENTIAL_KIND: &str = "credential";
+use berth_protocol::envelope::kind::{
+    APP as APP_KIND, CREDENTIAL as CREDENTIAL_KIND, DEPLOYMENT as DEPLOYMENT_KIND,
+    NODE as NODE_KIND,
+};
 
 #[derive(Clone)]
 pub struct Store {
@@ -26,23 +24,36 @@ pub struct Store {
 
 /// Opens the multiplexed connection for ordinary (non-blocking) commands.
 pub async fn connect(url: &str) -> Result<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(5)));
-    Ok(client.get_connection_manager_with_config(cfg).await?)
+    Ok(berth_bus::conn::connect(url).await?)
 }
 
-/// Opens a connection of its own for one blocking reader (XREADGROUP BLOCK): no response timeout,
-/// and nothing else shares it.
-pub async fn connect_blocking(url: &str) -> Result<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url)?;
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(None)
-        .set_connection_timeout(Some(Duration::from_secs(5)));
-    Ok(client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await?)
+/// Decodes a stored record; an undecodable one is reported with what it is.
+fn decode_record<T: serde::de::DeserializeOwned + serde::Serialize>(
+    what: &str,
+    kind: &str,
+    bytes: &[u8],
+) -> Result<T> {
+    decode(bytes, kind)
+        .map_err(|e| Error::Unreadable(format!("{what}: its record cannot be read: {e}")))
+}
+
+/// Decodes the records an MGET returned, in order, leaving out missing ones and reporting (in
+/// the coordinator's log) unreadable ones: a list is not refused for one bad record.
+fn decode_listed<T: serde::de::DeserializeOwned + serde::Serialize>(
+    kind: &str,
+    names: &[String],
+    raw: Vec<Option<Vec<u8>>>,
+) -> Vec<T> {
+    names
+        .iter()
+        .zip(raw)
+        .filter_map(|(name, bytes)| {
+            let bytes = bytes?;
+            decode_record(&format!("{kind} {name}"), kind, &bytes)
+                .map_err(|e| tracing::error!(error = %e, "left out of a list"))
+                .ok()
+        })
+        .collect()
 }
 
 impl Store {
@@ -58,10 +69,8 @@ impl Store {
 
     pub async fn get_app(&self, name: &str) -> Result<Option<App>> {
         let raw: Option<Vec<u8>> = self.conn.clone().get(keys::app(name)).await?;
-        Ok(match raw {
-            Some(b) => Some(decode(&b, APP_KIND)?),
-            None => None,
-        })
+        raw.map(|b| decode_record(&format!("app {name}"), APP_KIND, &b))
+            .transpose()
     }
 
     /// Stores an app. With `create`, fails (returns false) when the name is taken.
@@ -86,16 +95,26 @@ impl Store {
         }
     }
 
+    /// Every app, by name; two round trips whatever their number.
     pub async fn list_apps(&self) -> Result<Vec<App>> {
-        let mut names: Vec<String> = self.conn.clone().smembers(keys::APPS).await?;
-        names.sort();
-        let mut apps = Vec::with_capacity(names.len());
-        for n in names {
-            if let Some(a) = self.get_app(&n).await? {
-                apps.push(a);
-            }
+        let mut c = self.conn.clone();
+        let mut names: Vec<String> = c.smembers(keys::APPS).await?;
+        names.sort_unstable();
+        let raw = self
+            .mget(names.iter().map(|n| keys::app(n)).collect())
+            .await?;
+        Ok(decode_listed(APP_KIND, &names, raw))
+    }
+
+    /// MGET of `keys` (none for an empty list, which MGET refuses).
+    async fn mget(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(apps)
+        Ok(redis::cmd("MGET")
+            .arg(keys)
+            .query_async(&mut self.conn.clone())
+            .await?)
     }
 
     /// Stores (or, with `None`, deletes) an app's sealed git credential.
@@ -121,11 +140,16 @@ impl Store {
         })
     }
 
-    /// Deletes an app with its deployment records and logs.
+    /// Deletes an app with its deployment records, logs and release index.
     pub async fn delete_app(&self, name: &str) -> Result<()> {
         let ids = self.deployment_ids(name, usize::MAX).await?;
         let mut c = self.conn.clone();
+        let images: Vec<String> = c.zrange(keys::app_releases(name), 0, -1).await?;
         let mut pipe = redis::pipe();
+        for image in &images {
+            pipe.del(keys::release_deployments(name, image));
+        }
+        pipe.del(keys::app_releases(name));
         for id in &ids {
             pipe.del(keys::deployment(id))
                 .del(keys::deployment_log(id))
@@ -145,10 +169,8 @@ impl Store {
 
     pub async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>> {
         let raw: Option<Vec<u8>> = self.conn.clone().get(keys::deployment(id)).await?;
-        Ok(match raw {
-            Some(b) => Some(decode(&b, DEPLOYMENT_KIND)?),
-            None => None,
-        })
+        raw.map(|b| decode_record(&format!("deployment {id}"), DEPLOYMENT_KIND, &b))
+            .transpose()
     }
 
     /// Writes a deployment record; keeps the active set and the app's index in step with it.
@@ -192,14 +214,18 @@ impl Store {
             .await?)
     }
 
+    /// An app's newest deployments, newest first; two round trips.
     pub async fn list_deployments(&self, app: &str, limit: usize) -> Result<Vec<Deployment>> {
-        let mut out = Vec::new();
-        for id in self.deployment_ids(app, limit).await? {
-            if let Some(d) = self.get_deployment(&id).await? {
-                out.push(d);
-            }
-        }
-        Ok(out)
+        let ids = self.deployment_ids(app, limit).await?;
+        self.deployments(&ids).await
+    }
+
+    /// The records of `ids` that exist and can be read, in order; one round trip.
+    pub async fn deployments(&self, ids: &[String]) -> Result<Vec<Deployment>> {
+        let raw = self
+            .mget(ids.iter().map(|id| keys::deployment(id)).collect())
+            .await?;
+        Ok(decode_listed(DEPLOYMENT_KIND, ids, raw))
     }
 
     pub async fn active_deployments(&self) -> Result<Vec<String>> {
@@ -257,23 +283,27 @@ impl Store {
         Ok(set.is_some())
     }
 
+    /// Sets `key` to `value` with a TTL, whatever it held.
+    pub async fn set_marker(&self, key: &str, value: &str, ttl_s: u64) -> Result<()> {
+        let _: () = self.conn.clone().set_ex(key, value, ttl_s).await?;
+        Ok(())
+    }
+
+    pub async fn delete_key(&self, key: &str) -> Result<()> {
+        let _: () = self.conn.clone().del(key).await?;
+        Ok(())
+    }
+
     // ---- nodes and jobs ----
 
+    /// Every node that ever registered and still has a heartbeat record; two round trips.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
-        let mut c = self.conn.clone();
-        let mut names: Vec<String> = c.smembers(keys::NODES).await?;
-        names.sort();
-        let mut out = Vec::new();
-        for n in names {
-            let raw: Option<Vec<u8>> = c.get(keys::node(&n)).await?;
-            if let Some(b) = raw {
-                match decode::<NodeInfo>(&b, NODE_KIND) {
-                    Ok(info) => out.push(info),
-                    Err(e) => tracing::warn!(node = %n, error = %e, "undecodable node record"),
-                }
-            }
-        }
-        Ok(out)
+        let mut names: Vec<String> = self.conn.clone().smembers(keys::NODES).await?;
+        names.sort_unstable();
+        let raw = self
+            .mget(names.iter().map(|n| keys::node(n)).collect())
+            .await?;
+        Ok(decode_listed(NODE_KIND, &names, raw))
     }
 
     /// Queues a job on a node's stream.

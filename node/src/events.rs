@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use berth_protocol::{envelope, keys, now_ms, DeploymentStatus, Event, EVENT_KIND};
+use berth_protocol::{
+    envelope, keys, now_ms, DeploymentStatus, DeploymentUpdate, Event, EVENT_KIND,
+};
 use redis::aio::ConnectionManager;
 
 use crate::error::Result;
@@ -38,18 +40,16 @@ impl EventSink {
 
     /// Reports that a deployment moved to `status`.
     pub async fn deployment(&self, deployment_id: &str, status: DeploymentStatus, f: EventFields) {
-        let ev = Event::Deployment {
-            deployment_id: deployment_id.to_string(),
-            node: self.node.clone(),
-            status,
+        let ev = Event::Deployment(DeploymentUpdate {
+            node: Some(self.node.clone()),
             commit: f.commit,
             commit_message: f.commit_message,
             commit_author: f.commit_author,
             image: f.image,
             container: f.container,
             error: f.error,
-            at: now_ms(),
-        };
+            ..DeploymentUpdate::new(deployment_id, status)
+        });
         self.emit(&ev).await;
     }
 

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use crate::error::Result;
 
 /// Envelope kind of a node record.
-pub const NODE_KIND: &str = "node";
+use berth_protocol::envelope::kind::NODE as NODE_KIND;
 /// Time between two heartbeats.
 pub const BEAT_EVERY: Duration = Duration::from_secs(2);
 

@@ -268,7 +268,7 @@ async fn masks(sh: &Shipper, app: &str) -> Vec<String> {
     let (Some(raw), Some(key)) = (raw, sh.secret_key.as_ref()) else {
         return Vec::new();
     };
-    match decode::<Sealed>(&raw, "credential")
+    match decode::<Sealed>(&raw, berth_protocol::envelope::kind::CREDENTIAL)
         .map_err(|e| e.to_string())
         .and_then(|sealed| GitCredential::open(key, &sealed))
     {

@@ -20,7 +20,7 @@ use crate::caddy::CaddyAdmin;
 use crate::error::Result;
 
 /// Envelope kind of a route stored in `berth:routes`.
-pub const ROUTE_KIND: &str = "route";
+use berth_protocol::envelope::kind::ROUTE as ROUTE_KIND;
 /// How often Caddy is checked for a lost config.
 const CHECK_EVERY: Duration = Duration::from_secs(3);
 

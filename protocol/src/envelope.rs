@@ -12,6 +12,27 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// The field name under which an envelope is stored in a Redis stream entry.
 pub const STREAM_FIELD: &str = "m";
 
+/// The `kind` of every envelope Berth writes, one per body type, so reader and writer cannot
+/// disagree on the name.
+pub mod kind {
+    /// [`crate::Job`] on `berth:jobs:<node>`.
+    pub const JOB: &str = "job";
+    /// [`crate::Event`] on `berth:events`.
+    pub const EVENT: &str = "event";
+    /// [`crate::App`] at `berth:app:<name>`.
+    pub const APP: &str = "app";
+    /// [`crate::Deployment`] at `berth:deployment:<id>`.
+    pub const DEPLOYMENT: &str = "deployment";
+    /// [`crate::NodeInfo`] at `berth:node:<name>` (the heartbeat).
+    pub const NODE: &str = "node";
+    /// [`crate::secret::Sealed`] git credential at `berth:app:<name>:credential`.
+    pub const CREDENTIAL: &str = "credential";
+    /// [`crate::Route`] in the `berth:routes` hash.
+    pub const ROUTE: &str = "route";
+    /// [`crate::metrics::ContainerSample`] on `berth:metrics:<app>`.
+    pub const SAMPLE: &str = "container_sample";
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope<T> {
     /// Protocol version of the writer.

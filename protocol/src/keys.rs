@@ -21,7 +21,11 @@ pub const ROUTES: &str = "berth:routes";
 /// Consumer group name for job streams.
 pub const JOBS_GROUP: &str = "node";
 
-/// Approximate cap of the job and event streams (XADD MAXLEN ~).
+/// How long the once-only markers live: a deployment's fate and claim, a webhook delivery id.
+/// Far beyond any deployment's deadline, and GitHub's redelivery page keeps deliveries for days.
+pub const MARKER_TTL_S: u64 = 7 * 24 * 3600;
+
+/// Approximate cap of the job, event and dead-letter streams (XADD MAXLEN ~).
 pub const STREAM_MAXLEN: usize = 10_000;
 /// Approximate cap (lines) of one deployment's log stream.
 pub const LOG_MAXLEN: usize = 5_000;
@@ -42,6 +46,19 @@ pub fn app_credential(name: &str) -> String {
 pub fn app_deployments(name: &str) -> String {
     format!("berth:app:{name}:deployments")
 }
+/// Sorted set of an app's released images, each scored by when it last started serving (epoch
+/// ms): a rollback re-activates an image instead of adding one. The newest `keep_releases` are
+/// the app's releases; the coordinator trims the rest.
+pub fn app_releases(name: &str) -> String {
+    format!("berth:app:{name}:releases")
+}
+/// Sorted set of the deployments that served `image` of app `name`, scored by when each
+/// succeeded.
+pub fn release_deployments(name: &str, image: &str) -> String {
+    format!("berth:app:{name}:release:{image}")
+}
+/// Set of the one-time data migrations a coordinator has run on this Redis.
+pub const MIGRATIONS: &str = "berth:migrations";
 pub fn deployment(id: &str) -> String {
     format!("berth:deployment:{id}")
 }
@@ -94,3 +111,11 @@ pub const FATE_CANCEL: &str = "cancel";
 pub fn job_claim(deployment: &str) -> String {
     format!("berth:claim:{deployment}")
 }
+/// Stream of the entries of `stream` that could not be handled (after too many deliveries, or
+/// never decodable): the original envelope (`m`) with `source_id`, `reason`, `deliveries`,
+/// `consumer`, `at`, for a person to read or replay.
+pub fn dead_letters(stream: &str) -> String {
+    format!("berth:dead:{stream}")
+}
+/// Hash stream → how many of its entries went to the dead-letter stream.
+pub const STATS_DEAD_LETTERS: &str = "berth:stats:dead_letters";

@@ -17,8 +17,8 @@ pub mod validate;
 
 pub use envelope::{Envelope, EnvelopeError, PROTOCOL_VERSION};
 pub use messages::{
-    is_stream_id, stream_id_order, DeployJob, Event, Job, LogEntry, LogLine, LogStream, EVENT_KIND,
-    JOB_KIND,
+    is_stream_id, stream_id_order, DeployJob, DeploymentUpdate, Event, Job, LogEntry, LogLine,
+    LogStream, EVENT_KIND, JOB_KIND,
 };
 pub use model::*;
 

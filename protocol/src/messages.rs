@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::model::{App, DeploymentStatus};
 
 /// Envelope kind of [`Job`] entries on `berth:jobs:<node>`.
-pub const JOB_KIND: &str = "job";
+pub const JOB_KIND: &str = crate::envelope::kind::JOB;
 /// Envelope kind of [`Event`] entries on `berth:events`.
-pub const EVENT_KIND: &str = "event";
+pub const EVENT_KIND: &str = crate::envelope::kind::EVENT;
 
 /// Work for one node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,27 +47,66 @@ pub struct DeployJob {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    /// A deployment moved to `status`. Fields left `None` are unchanged.
-    Deployment {
-        deployment_id: String,
-        node: String,
-        status: DeploymentStatus,
-        #[serde(default)]
-        commit: Option<String>,
-        #[serde(default)]
-        commit_message: Option<String>,
-        #[serde(default)]
-        commit_author: Option<String>,
-        #[serde(default)]
-        image: Option<String>,
-        #[serde(default)]
-        container: Option<String>,
-        #[serde(default)]
-        error: Option<String>,
-        at: u64,
-    },
+    /// A deployment moved to (or stays in) a status, with what became known on the way.
+    Deployment(DeploymentUpdate),
     /// A `RemoveApp` job is done on `node`.
     AppRemoved { app: String, node: String, at: u64 },
+}
+
+/// A change to a deployment record: what a node reports in an [`Event::Deployment`], and what the
+/// coordinator's own deadlines and cancels apply, through the one writer of records. Fields left
+/// `None` are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentUpdate {
+    pub deployment_id: String,
+    pub status: DeploymentStatus,
+    /// The node that reported it (`None` for the coordinator's own changes).
+    #[serde(default)]
+    pub node: Option<String>,
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub commit_message: Option<String>,
+    #[serde(default)]
+    pub commit_author: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Epoch ms of the change.
+    pub at: u64,
+}
+
+impl DeploymentUpdate {
+    /// `deployment_id` moves to `status` now; nothing else changes.
+    pub fn new(deployment_id: impl Into<String>, status: DeploymentStatus) -> Self {
+        DeploymentUpdate {
+            deployment_id: deployment_id.into(),
+            status,
+            node: None,
+            commit: None,
+            commit_message: None,
+            commit_author: None,
+            image: None,
+            container: None,
+            error: None,
+            at: crate::now_ms(),
+        }
+    }
+
+    /// `deployment_id` ends `status` (failed or cancelled) because of `error`.
+    pub fn ended(
+        deployment_id: impl Into<String>,
+        status: DeploymentStatus,
+        error: impl Into<String>,
+    ) -> Self {
+        DeploymentUpdate {
+            error: Some(error.into()),
+            ..DeploymentUpdate::new(deployment_id, status)
+        }
+    }
 }
 
 /// Which output a log line came from.
@@ -165,19 +204,43 @@ mod tests {
 
     #[test]
     fn event_round_trips_through_envelope() {
-        let ev = Event::Deployment {
-            deployment_id: "d".into(),
-            node: "n".into(),
-            status: DeploymentStatus::Failed,
-            commit: None,
-            commit_message: None,
-            commit_author: None,
-            image: None,
-            container: None,
-            error: Some("boom".into()),
+        let ev = Event::Deployment(DeploymentUpdate {
+            node: Some("n".into()),
             at: 5,
-        };
+            ..DeploymentUpdate::ended("d", DeploymentStatus::Failed, "boom")
+        });
         let bytes = encode(EVENT_KIND, "e1", &ev).unwrap();
         assert_eq!(decode::<Event>(&bytes, EVENT_KIND).unwrap(), ev);
+    }
+
+    /// The event as the struct variant of the first release wrote it still decodes.
+    #[test]
+    fn event_of_the_first_wire_format_decodes() {
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Old {
+            Deployment {
+                deployment_id: String,
+                node: String,
+                status: DeploymentStatus,
+                image: Option<String>,
+                at: u64,
+            },
+        }
+        let old = Old::Deployment {
+            deployment_id: "d".into(),
+            node: "n".into(),
+            status: DeploymentStatus::Deploying,
+            image: Some("i".into()),
+            at: 7,
+        };
+        let bytes = encode(EVENT_KIND, "e1", &old).unwrap();
+        let Event::Deployment(u) = decode::<Event>(&bytes, EVENT_KIND).unwrap() else {
+            panic!("not a deployment event");
+        };
+        assert_eq!(
+            (u.node.as_deref(), u.image.as_deref(), u.at, u.status),
+            (Some("n"), Some("i"), 7, DeploymentStatus::Deploying)
+        );
     }
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Envelope kind of a [`ContainerSample`] entry (field [`crate::envelope::STREAM_FIELD`]).
-pub const SAMPLE_KIND: &str = "container_sample";
+pub const SAMPLE_KIND: &str = crate::envelope::kind::SAMPLE;
 
 /// How long samples are kept on an app's stream (XADD `MINID ~` trimming, and the key expires
 /// this long after its last sample).

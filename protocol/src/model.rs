@@ -112,18 +112,23 @@ pub enum DeploymentKind {
     Rollback,
 }
 
-/// A release: a succeeded deployment whose image is kept for rollback.
+/// A release: an image kept for rollback, listed once however often it served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Release {
+    /// The deployment that first released the image (its commit and settings are the release's).
     pub deployment: String,
     pub kind: DeploymentKind,
     pub image: String,
     pub commit: Option<String>,
     pub commit_message: Option<String>,
+    /// When the image last started serving (its first deployment or a rollback to it).
     pub released_at: u64,
     /// The release serving now.
     pub current: bool,
     pub runtime: Option<RuntimeSpec>,
+    /// Every deployment that served this image, newest first; a rollback may name any of them.
+    #[serde(default)]
+    pub deployments: Vec<String>,
 }
 
 /// Where a deployment is in its life. Every deployment ends in one of the terminal states.

@@ -38,6 +38,10 @@ impl From<Error> for ApiError {
         };
         if e.is_client_error() {
             ApiError::new(status, e.to_string())
+        } else if let Error::Unreadable(what) = &e {
+            // Which record is broken is what the operator needs; it holds no secret.
+            tracing::error!(error = %e, "unreadable record");
+            ApiError::new(status, what.clone())
         } else {
             tracing::error!(error = %e, "internal error answering a request");
             ApiError::new(

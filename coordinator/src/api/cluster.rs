@@ -1,0 +1,63 @@
+//! The cluster: nodes and metrics.
+
+use actix::prelude::*;
+use berth_protocol::api::NodeView;
+
+use super::{load_app, Api};
+use crate::error::{Error, Result};
+use crate::registry::Nodes;
+
+/// `GET /api/v1/nodes`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<NodeView>>")]
+pub struct ListNodes;
+
+/// `GET /api/v1/apps/{name}/metrics?window=…`: the app's samples of the window (default 15m,
+/// at most 1h; a bad window is a 400).
+#[derive(Message)]
+#[rtype(result = "Result<berth_protocol::metrics::AppMetrics>")]
+pub struct GetAppMetrics {
+    pub app: String,
+    pub window: Option<String>,
+}
+
+/// `GET /metrics`: the cluster's Prometheus families, read from Redis now.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<prometheus::proto::MetricFamily>>")]
+pub struct ClusterMetrics;
+
+impl Handler<ListNodes> for Api {
+    type Result = ResponseFuture<Result<Vec<NodeView>>>;
+
+    fn handle(&mut self, _: ListNodes, _: &mut Context<Self>) -> Self::Result {
+        let registry = self.registry.clone();
+        Box::pin(async move { registry.send(Nodes).await? })
+    }
+}
+
+impl Handler<GetAppMetrics> for Api {
+    type Result = ResponseFuture<Result<berth_protocol::metrics::AppMetrics>>;
+
+    fn handle(&mut self, msg: GetAppMetrics, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            let window_s = berth_protocol::metrics::parse_window(msg.window.as_deref())
+                .map_err(Error::BadRequest)?;
+            let app = load_app(&store, &msg.app).await?;
+            let now = berth_protocol::now_ms();
+            crate::metrics::app_metrics(&store, &app.name, window_s, now).await
+        })
+    }
+}
+
+impl Handler<ClusterMetrics> for Api {
+    type Result = ResponseFuture<Result<Vec<prometheus::proto::MetricFamily>>>;
+
+    fn handle(&mut self, _: ClusterMetrics, _: &mut Context<Self>) -> Self::Result {
+        let (store, registry) = (self.store.clone(), self.registry.clone());
+        Box::pin(async move {
+            let nodes = registry.send(Nodes).await??;
+            crate::metrics::families(&store, &nodes).await
+        })
+    }
+}

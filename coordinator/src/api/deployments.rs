@@ -1,0 +1,168 @@
+//! Deployments: create (the newest of an app wins), list, show, cancel.
+
+use actix::prelude::*;
+use berth_protocol::api;
+use berth_protocol::{keys, validate, Deployment, DeploymentStatus};
+
+use super::{load_app, Api};
+use crate::error::{Error, Result};
+use crate::ledger::{self, Ledger, Transition};
+use crate::reconciler::{Reconciler, Track};
+use crate::store::Store;
+
+/// `POST /api/v1/apps/{name}/deployments`.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment>")]
+pub struct CreateDeployment(pub String, pub api::CreateDeployment);
+
+/// `GET /api/v1/apps/{name}/deployments`, newest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<Deployment>>")]
+pub struct ListDeployments(pub String);
+
+/// `GET /api/v1/deployments/{id}`.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment>")]
+pub struct GetDeployment(pub String);
+
+/// `POST /api/v1/deployments/{id}/cancel`.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment>")]
+pub struct Cancel(pub String);
+
+/// Records a new deployment, starts watching it, and cancels the app's older unfinished ones:
+/// the newest deployment of an app wins. An older one whose node already claimed the switch
+/// (`berth:fate:<id>` = `switch`) is left to finish; the newer one replaces it right after.
+pub(super) async fn queue_deployment(
+    store: &Store,
+    ledger: &Addr<Ledger>,
+    reconciler: &Addr<Reconciler>,
+    create: ledger::Create,
+) -> Result<Deployment> {
+    let d = ledger.send(create).await??;
+    reconciler.do_send(Track(d.id.clone()));
+    for old in store.list_deployments(&d.app, 100).await? {
+        let older = (old.created_at, &old.id) < (d.created_at, &d.id);
+        if !older || old.status.is_terminal() {
+            continue;
+        }
+        if store
+            .claim_once(
+                &keys::deployment_fate(&old.id),
+                keys::FATE_CANCEL,
+                keys::MARKER_TTL_S,
+            )
+            .await?
+        {
+            ledger
+                .send(Transition::ended(
+                    &old.id,
+                    DeploymentStatus::Cancelled,
+                    format!("superseded by {}", d.id),
+                ))
+                .await??;
+        }
+    }
+    Ok(d)
+}
+
+fn deployment_not_found(id: &str) -> Error {
+    Error::NotFound(format!("deployment {id:?} not found"))
+}
+
+impl Handler<CreateDeployment> for Api {
+    type Result = ResponseFuture<Result<Deployment>>;
+
+    fn handle(&mut self, msg: CreateDeployment, _: &mut Context<Self>) -> Self::Result {
+        let (store, ledger, reconciler) = (
+            self.store.clone(),
+            self.ledger.clone(),
+            self.reconciler.clone(),
+        );
+        Box::pin(async move {
+            let app = load_app(&store, &msg.0).await?;
+            if let Some(r) = &msg.1.git_ref {
+                validate::git_ref("ref", r).map_err(Error::BadRequest)?;
+            }
+            let create = ledger::Create {
+                app: app.name,
+                git_ref: msg.1.git_ref,
+                ..Default::default()
+            };
+            queue_deployment(&store, &ledger, &reconciler, create).await
+        })
+    }
+}
+
+impl Handler<ListDeployments> for Api {
+    type Result = ResponseFuture<Result<Vec<Deployment>>>;
+
+    fn handle(&mut self, msg: ListDeployments, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            load_app(&store, &msg.0).await?;
+            store.list_deployments(&msg.0, 100).await
+        })
+    }
+}
+
+impl Handler<GetDeployment> for Api {
+    type Result = ResponseFuture<Result<Deployment>>;
+
+    fn handle(&mut self, msg: GetDeployment, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .get_deployment(&msg.0)
+                .await?
+                .ok_or_else(|| deployment_not_found(&msg.0))
+        })
+    }
+}
+
+impl Handler<Cancel> for Api {
+    type Result = AtomicResponse<Self, Result<Deployment>>;
+
+    fn handle(&mut self, msg: Cancel, _: &mut Context<Self>) -> Self::Result {
+        let (store, ledger) = (self.store.clone(), self.ledger.clone());
+        AtomicResponse::new(Box::pin(
+            async move {
+                let id = msg.0;
+                let d = store
+                    .get_deployment(&id)
+                    .await?
+                    .ok_or_else(|| deployment_not_found(&id))?;
+                if d.status.is_terminal() {
+                    return Err(Error::Conflict(format!(
+                        "deployment {id} is {} already; nothing to cancel",
+                        d.status
+                    )));
+                }
+                if !store
+                    .claim_once(
+                        &keys::deployment_fate(&id),
+                        keys::FATE_CANCEL,
+                        keys::MARKER_TTL_S,
+                    )
+                    .await?
+                {
+                    return Err(Error::Conflict(format!(
+                        "deployment {id} is switching traffic already; roll back instead"
+                    )));
+                }
+                ledger
+                    .send(Transition::ended(
+                        &id,
+                        DeploymentStatus::Cancelled,
+                        "cancelled on request",
+                    ))
+                    .await??;
+                store
+                    .get_deployment(&id)
+                    .await?
+                    .ok_or_else(|| deployment_not_found(&id))
+            }
+            .into_actor(self),
+        ))
+    }
+}

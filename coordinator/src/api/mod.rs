@@ -1,0 +1,73 @@
+//! `Api`: the coordinator's face to web/ — one message per API operation, one file per resource.
+//!
+//! Reads run concurrently; changes to apps run one at a time (`AtomicResponse`) so that two
+//! creates of one name or two patches of one app cannot interleave. Deployment records are
+//! changed only through the `Ledger`.
+//! - [`apps`]: create, list, show, patch, delete;
+//! - [`deployments`]: create (the newest wins), list, show, cancel;
+//! - [`releases`]: list, roll back;
+//! - [`webhooks`]: a verified GitHub push;
+//! - [`cluster`]: nodes and metrics.
+
+mod apps;
+mod cluster;
+mod deployments;
+mod releases;
+mod webhooks;
+
+use actix::prelude::*;
+use berth_protocol::secret::SecretKey;
+use berth_protocol::App;
+
+pub use apps::{CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
+pub use cluster::{ClusterMetrics, GetAppMetrics, ListNodes};
+pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
+pub use releases::{ListReleases, Rollback};
+pub use webhooks::GithubPush;
+
+use crate::error::{Error, Result};
+use crate::ledger::Ledger;
+use crate::reconciler::Reconciler;
+use crate::registry::NodeRegistry;
+use crate::store::Store;
+
+pub struct Api {
+    store: Store,
+    base_domain: String,
+    /// Seals git credentials before they are stored.
+    secret_key: SecretKey,
+    ledger: Addr<Ledger>,
+    registry: Addr<NodeRegistry>,
+    reconciler: Addr<Reconciler>,
+}
+
+impl Api {
+    pub(crate) fn new(
+        store: Store,
+        base_domain: String,
+        secret_key: SecretKey,
+        ledger: Addr<Ledger>,
+        registry: Addr<NodeRegistry>,
+        reconciler: Addr<Reconciler>,
+    ) -> Self {
+        Api {
+            store,
+            base_domain,
+            secret_key,
+            ledger,
+            registry,
+            reconciler,
+        }
+    }
+}
+
+impl Actor for Api {
+    type Context = Context<Self>;
+}
+
+async fn load_app(store: &Store, name: &str) -> Result<App> {
+    store
+        .get_app(name)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("app {name:?} not found")))
+}

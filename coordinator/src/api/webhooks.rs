@@ -1,0 +1,140 @@
+//! A verified GitHub `push` delivery (web/ checked the signature over the raw body).
+//!
+//! Each `X-GitHub-Delivery` deploys at most once: its id is claimed (`SET NX`) before the work,
+//! first as `pending` with a short TTL, then marked `done` for a week once the deployments are
+//! queued. If queueing fails the claim is released, so GitHub's redelivery (or a retry by hand)
+//! does the work; if the coordinator dies in between, the `pending` claim expires on its own.
+
+use actix::prelude::*;
+use berth_protocol::{api, keys};
+
+use super::deployments::queue_deployment;
+use super::Api;
+use crate::error::Result;
+use crate::ledger::{self, Ledger};
+use crate::reconciler::Reconciler;
+use crate::store::Store;
+use crate::webhook::{normalize_repo, Push, PushAction};
+
+/// A verified GitHub `push` delivery.
+#[derive(Message)]
+#[rtype(result = "Result<api::WebhookOutcome>")]
+pub struct GithubPush {
+    /// `X-GitHub-Delivery`: deduplicated in Redis for a week.
+    pub delivery: String,
+    pub push: Push,
+}
+
+/// How long a delivery stays claimed while it is handled, should the coordinator die before it
+/// marks the delivery done or releases it.
+const PENDING_TTL_S: u64 = 60;
+const PENDING: &str = "pending";
+const DONE: &str = "done";
+
+/// The first line of a commit message.
+fn subject(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect()
+}
+
+fn outcome(message: String) -> api::WebhookOutcome {
+    api::WebhookOutcome {
+        deployments: Vec::new(),
+        message,
+    }
+}
+
+impl Handler<GithubPush> for Api {
+    type Result = ResponseFuture<Result<api::WebhookOutcome>>;
+
+    fn handle(&mut self, msg: GithubPush, _: &mut Context<Self>) -> Self::Result {
+        let (store, ledger, reconciler) = (
+            self.store.clone(),
+            self.ledger.clone(),
+            self.reconciler.clone(),
+        );
+        Box::pin(async move {
+            let key = keys::webhook_delivery(&msg.delivery);
+            if !store.claim_once(&key, PENDING, PENDING_TTL_S).await? {
+                return Ok(outcome(format!(
+                    "delivery {} was handled before; nothing queued",
+                    msg.delivery
+                )));
+            }
+            match deploy_push(&store, &ledger, &reconciler, &msg.push).await {
+                Ok(done) => {
+                    if let Err(e) = store.set_marker(&key, DONE, keys::MARKER_TTL_S).await {
+                        tracing::warn!(delivery = %msg.delivery, error = %e,
+                            "could not mark the delivery done; its claim expires in {PENDING_TTL_S} s");
+                    }
+                    Ok(done)
+                }
+                Err(e) => {
+                    if let Err(del) = store.delete_key(&key).await {
+                        tracing::warn!(delivery = %msg.delivery, error = %del,
+                            "could not release the delivery's claim; it expires in {PENDING_TTL_S} s");
+                    }
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+/// Queues a deployment of the pushed commit for every app that follows its branch.
+async fn deploy_push(
+    store: &Store,
+    ledger: &Addr<Ledger>,
+    reconciler: &Addr<Reconciler>,
+    push: &Push,
+) -> Result<api::WebhookOutcome> {
+    let (branch, commit) = match push.action() {
+        PushAction::Ignore(reason) => return Ok(outcome(reason)),
+        PushAction::Deploy { branch, commit } => (branch, commit),
+    };
+    let repo_keys = push.repo_keys();
+    let mut queued = Vec::new();
+    for app in store.list_apps().await? {
+        if app.branch != branch
+            || !app.auto_deploy
+            || !repo_keys.contains(&normalize_repo(&app.repo))
+        {
+            continue;
+        }
+        let head = push.head_commit.as_ref();
+        let d = queue_deployment(
+            store,
+            ledger,
+            reconciler,
+            ledger::Create {
+                app: app.name,
+                git_ref: Some(commit.clone()),
+                commit_message: head.map(|h| subject(&h.message)),
+                commit_author: head
+                    .and_then(|h| h.author.as_ref())
+                    .map(|a| format!("{} <{}>", a.name, a.email)),
+                ..Default::default()
+            },
+        )
+        .await?;
+        queued.push(d.id);
+    }
+    let message = if queued.is_empty() {
+        format!("no app with auto_deploy follows this repository's branch {branch}")
+    } else {
+        format!(
+            "queued {} deployment(s) of {}",
+            queued.len(),
+            &commit[..commit.len().min(12)]
+        )
+    };
+    Ok(api::WebhookOutcome {
+        deployments: queued,
+        message,
+    })
+}

@@ -1,0 +1,132 @@
+//! `EventIngest`: folds the nodes' events (`berth:events`) into deployment records.
+//!
+//! It reads through the consumer group `coordinator` with the shared
+//! [`berth_bus::StreamConsumer`], one entry at a time in stream order (a deployment's events must
+//! apply in the order its node wrote them). An entry is acknowledged only after the `Ledger`
+//! applied it, so a crash in between means redelivery, which the ledger's forward-only rule makes
+//! harmless. A failure is classified: Redis or an actor away is transient and retried as long as
+//! it lasts; an event the Ledger cannot apply (its deployment's record is unreadable: corrupted,
+//! or written by a newer version) is retried a few times and then dead-lettered to
+//! `berth:dead:berth:events`, reported in that deployment's log and counted in `/metrics` — the
+//! events behind it are not held up for longer than those few retries.
+
+use actix::prelude::*;
+use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};
+use berth_protocol::envelope::decode;
+use berth_protocol::{keys, Event, LogStream, EVENT_KIND};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::Error;
+use crate::ledger::{Ledger, Transition};
+use crate::store::Store;
+
+const CONSUMER: &str = "coordinator";
+
+/// The read loop's configuration for `berth:events`.
+pub fn consumer_config() -> ConsumerConfig {
+    ConsumerConfig::new(keys::EVENTS, keys::EVENTS_GROUP, CONSUMER, Mode::Sequential)
+}
+
+pub struct EventIngest {
+    client: redis::Client,
+    store: Store,
+    ledger: Addr<Ledger>,
+    /// Stops the read loop when the actor stops.
+    stop: CancellationToken,
+}
+
+impl EventIngest {
+    pub fn new(
+        client: redis::Client,
+        store: Store,
+        ledger: Addr<Ledger>,
+        stop: CancellationToken,
+    ) -> Self {
+        EventIngest {
+            client,
+            store,
+            ledger,
+            stop,
+        }
+    }
+}
+
+impl Actor for EventIngest {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        let cfg = consumer_config();
+        let max = cfg.max_deliveries;
+        let consumer = StreamConsumer::new(cfg, self.client.clone(), self.store.conn());
+        let (store, ledger) = (self.store.clone(), self.ledger.clone());
+        actix_rt::spawn(consumer.run(self.stop.clone(), move |d| {
+            handle(store.clone(), ledger.clone(), d, max)
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.stop.cancel();
+    }
+}
+
+async fn handle(store: Store, ledger: Addr<Ledger>, d: Delivery, max: u64) -> Outcome {
+    let Some(bytes) = d.payload else {
+        return Outcome::Reject(
+            "the entry was trimmed from the stream before it was applied".into(),
+        );
+    };
+    let ev = match decode::<Event>(&bytes, EVENT_KIND) {
+        Ok(ev) => ev,
+        Err(e) => return Outcome::Reject(format!("undecodable event: {e}")),
+    };
+    match ev {
+        Event::Deployment(update) => {
+            let id = update.deployment_id.clone();
+            let status = update.status;
+            match ledger.send(Transition(update)).await {
+                Ok(Ok(_)) => Outcome::Done,
+                Err(e) => Outcome::Retry(format!("ledger unavailable: {e}")),
+                Ok(Err(e)) if e.is_transient() => Outcome::Retry(e.to_string()),
+                Ok(Err(e)) => {
+                    let why = format!("deployment {id}: the {status} event cannot be applied: {e}");
+                    if d.deliveries >= max {
+                        report_unapplied(&store, &id, &why).await;
+                    }
+                    Outcome::Failed(why)
+                }
+            }
+        }
+        Event::AppRemoved { app, node, .. } => {
+            tracing::info!(%app, %node, "app removed from node");
+            Outcome::Done
+        }
+    }
+}
+
+/// Tells whoever reads the deployment's log that an event of it was given up on.
+async fn report_unapplied(store: &Store, id: &str, why: &str) {
+    tracing::error!(deployment = %id, %why, "deployment event dead-lettered");
+    let line = format!(
+        "coordinator: an event of this deployment could not be applied and was moved to {}: {why}",
+        keys::dead_letters(keys::EVENTS)
+    );
+    if let Err(e) = store.append_log(id, LogStream::System, &line).await {
+        tracing::warn!(deployment = %id, error = %e, "could not write to the deployment log");
+    }
+}
+
+impl Error {
+    /// Whether trying again later may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Redis(e) => {
+                e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+            }
+            Error::Mailbox(_) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! Faults found in the first wave, each through the real cluster (Docker, Redis, Caddy, git).
+//! Every test here failed on the commit before its fix.
+
+use std::process::Command;
+use std::time::Duration;
+
+use berth_protocol::envelope::{encode, kind};
+use berth_protocol::{keys, App, Deployment};
+use berth_tests::github::{deliver, push_payload};
+use berth_tests::{
+    eventually, hello_page, repo_root, sh, unique, version_marker, Cluster, GitRepo, TempDir,
+};
+use serde_json::{json, Value};
+
+const DEPLOY: Duration = Duration::from_secs(180);
+const SECRET: &str = "It's a Secret to Everybody";
+
+fn hello_repo(dir: &TempDir) -> GitRepo {
+    GitRepo::from_dir(dir.path(), &repo_root().join("examples/hello")).unwrap()
+}
+
+/// Polls a deployment until `pred` holds for it.
+async fn wait_for(c: &Cluster, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    eventually(what, DEPLOY, || async {
+        let (_, d) = c.api.get(&format!("/api/v1/deployments/{id}")).await.ok()?;
+        pred(&d).then_some(d)
+    })
+    .await
+    .unwrap()
+}
+
+/// The lines of a deployment's log stream as Redis holds them (`berth:logs:<id>`).
+fn raw_log(c: &Cluster, id: &str) -> String {
+    c.redis_cli(&["XRANGE", &keys::deployment_log(id), "-", "+"])
+        .unwrap()
+}
+
+/// Sets `key` to the binary `value` through `redis-cli -x` (value read from standard input).
+fn redis_set(c: &Cluster, key: &str, value: &[u8]) {
+    let mut cmd = Command::new("redis-cli");
+    match c.env.iter().find(|(k, _)| k == "BERTH_REDIS__URL") {
+        Some((_, url)) => cmd.args(["-u", url]),
+        None => cmd
+            .arg("-s")
+            .arg(c.dir.path().join("berth/redis/redis.sock")),
+    };
+    cmd.args(["-x", "SET", key]);
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(value).unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// Sum of the calls of every command Redis has served so far.
+fn redis_calls(c: &Cluster) -> u64 {
+    c.redis_cli(&["INFO", "commandstats"])
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
+    let mut c = Cluster::up().await.unwrap();
+    let (src_a, src_b) = (TempDir::new("unr-a"), TempDir::new("unr-b"));
+    let repo_a = hello_repo(&src_a);
+    repo_a
+        .write(
+            "Dockerfile",
+            "FROM busybox\nRUN sleep 4\nCOPY www /www\nCMD [\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"]\n",
+        )
+        .unwrap();
+    repo_a.commit("slow build").unwrap();
+    let repo_b = hello_repo(&src_b);
+    let (a, b) = (unique("unra"), unique("unrb"));
+    for (app, repo) in [(&a, &repo_a), (&b, &repo_b)] {
+        c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+            .await
+            .unwrap();
+    }
+    let id_a = c.api.deploy(&a, None).await.unwrap();
+    wait_for(&c, &id_a, "a building", |d| d["status"] == "building").await;
+    // Its record is overwritten with junk while it builds: every event it sends from now on
+    // cannot be applied.
+    c.redis_cli(&["SET", &keys::deployment(&id_a), "junk"])
+        .unwrap();
+
+    let id_b = c.api.deploy(&b, None).await.unwrap();
+    let d = c.api.wait_terminal(&id_b, DEPLOY).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}");
+    c.serves(&format!("{b}.localhost"), &version_marker("1"))
+        .await
+        .unwrap();
+
+    // The unapplied events of a are dead letters, counted and reported in a's log.
+    let dead = eventually("a dead letter", DEPLOY, || async {
+        let n: u64 = c
+            .redis_cli(&["XLEN", &keys::dead_letters(keys::EVENTS)])
+            .ok()?
+            .parse()
+            .ok()?;
+        (n >= 1).then_some(n)
+    })
+    .await
+    .unwrap();
+    let entries = c
+        .redis_cli(&["XRANGE", &keys::dead_letters(keys::EVENTS), "-", "+"])
+        .unwrap();
+    assert!(entries.contains(&id_a), "{entries}");
+    assert!(raw_log(&c, &id_a).contains("could not be applied"));
+    let metrics = reqwest::Client::new()
+        .get(format!("{}/metrics", c.api.base))
+        .bearer_auth(&c.api.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = format!("berth_dead_letters_total{{stream=\"berth:events\"}} {dead}");
+    assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    // The API names the broken record instead of a generic error.
+    let (s, v) = c
+        .api
+        .get(&format!("/api/v1/deployments/{id_a}"))
+        .await
+        .unwrap();
+    assert_eq!(s, 500, "{v}");
+    assert!(v.to_string().contains("cannot be read"), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_that_failed_is_deployed_when_redelivered() {
+    let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
+        .await
+        .unwrap();
+    let src = TempDir::new("redeliver");
+    let repo = hello_repo(&src);
+    let app = unique("redeliver");
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    let before = repo.git(&["rev-parse", "HEAD"]).unwrap();
+    repo.write("www/index.html", &hello_page("pushed")).unwrap();
+    let sha = repo.commit("pushed").unwrap();
+    let body = serde_json::to_vec(&push_payload(
+        &format!("file://{}", repo.url()),
+        "refs/heads/main",
+        &before,
+        &sha,
+        "pushed",
+    ))
+    .unwrap();
+    let delivery = unique("delivery");
+
+    // Redis refuses the app list (a key of the wrong type) after the delivery was claimed.
+    c.redis_cli(&["RENAME", keys::APPS, "berth:apps:aside"])
+        .unwrap();
+    c.redis_cli(&["SET", keys::APPS, "not a set"]).unwrap();
+    let (s, v) = deliver(
+        &c.api.base,
+        Some(SECRET),
+        "push",
+        &delivery,
+        &body,
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 500, "{v}");
+    c.redis_cli(&["RENAME", "berth:apps:aside", keys::APPS])
+        .unwrap();
+
+    // GitHub's redelivery of the same delivery does the work.
+    let (s, v) = deliver(
+        &c.api.base,
+        Some(SECRET),
+        "push",
+        &delivery,
+        &body,
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 202, "{v}");
+    let ids = v["deployments"].as_array().cloned().unwrap_or_default();
+    assert_eq!(ids.len(), 1, "{v}");
+    let d = c
+        .api
+        .wait_terminal(ids[0].as_str().unwrap(), DEPLOY)
+        .await
+        .unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}");
+    assert_eq!(d["commit"], sha.as_str(), "{d}");
+    // And a third delivery of it is a no-op again.
+    let (s, v) = deliver(
+        &c.api.base,
+        Some(SECRET),
+        "push",
+        &delivery,
+        &body,
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["deployments"], json!([]), "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_app_before_its_switch_routes_nothing_and_leaves_nothing() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::new("del-src");
+    let repo = hello_repo(&src);
+    // Healthy over HTTP at once, but Docker calls it healthy only after 4 s: the deployment
+    // waits between its probe and its switch.
+    repo.write(
+        "Dockerfile",
+        "FROM busybox\nCOPY www /www\nHEALTHCHECK --interval=1s --timeout=1s --retries=30 CMD test -f /tmp/ready\nCMD [\"sh\",\"-c\",\"(sleep 4; touch /tmp/ready) & exec httpd -f -p 8080 -h /www\"]\n",
+    )
+    .unwrap();
+    repo.commit("slow to be healthy").unwrap();
+    let app = unique("del");
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    let id = c.api.deploy(&app, None).await.unwrap();
+    eventually("waiting for the HEALTHCHECK", DEPLOY, || async {
+        let log = c.api.log(&id).await.ok()?;
+        log.contains("waiting for the image's Docker HEALTHCHECK")
+            .then_some(())
+    })
+    .await
+    .unwrap();
+    let (s, v) = c
+        .api
+        .req(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/apps/{app}"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(s == 204 || s == 200, "{s} {v}");
+
+    // The node ends the deployment cancelled without routing it, and removes the app's
+    // containers and images.
+    let log = eventually("the node's last word", DEPLOY, || async {
+        let log = raw_log(&c, &id);
+        (log.contains("deployment cancelled") || log.contains("deployment succeeded"))
+            .then_some(log)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !log.contains("routed"),
+        "a deleted app took traffic:\n{log}"
+    );
+    assert!(log.contains("deployment cancelled"), "{log}");
+    eventually("no container, no image", DEPLOY, || async {
+        let containers = sh(Command::new("docker").args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.app={app}"),
+        ]))
+        .ok()?;
+        let images =
+            sh(Command::new("docker").args(["images", "-q", &format!("berth/{app}")])).ok()?;
+        (containers.is_empty() && images.is_empty()).then_some(())
+    })
+    .await
+    .unwrap();
+    let (status, _) = berth_tests::ingress_get(c.ingress, &format!("{app}.localhost"))
+        .await
+        .unwrap();
+    assert_ne!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_while_the_container_is_created_leaks_no_container() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::new("cxc-src");
+    let repo = hello_repo(&src);
+    let app = unique("cxc");
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 0}))
+        .await
+        .unwrap();
+    let mut cancelled_while_deploying = 0;
+    for delay_ms in [0u64, 30, 60, 90, 120, 150, 180, 210] {
+        let id = c.api.deploy(&app, None).await.unwrap();
+        wait_for(&c, &id, "deploying", |d| {
+            d["status"] == "deploying" || d["status"] == "failed" || d["status"] == "succeeded"
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let (s, _) = c
+            .api
+            .post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
+            .await
+            .unwrap();
+        let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+        if s == 200 && d["status"] == "cancelled" {
+            cancelled_while_deploying += 1;
+            // Whatever step it was in, nothing of it is left on the engine.
+            let left = eventually(
+                "the cancelled deployment's container gone",
+                Duration::from_secs(20),
+                || async {
+                    let out = sh(Command::new("docker").args([
+                        "ps",
+                        "-aq",
+                        "--filter",
+                        &format!("label=berth.deployment={id}"),
+                    ]))
+                    .ok()?;
+                    out.is_empty().then_some(())
+                },
+            )
+            .await;
+            assert!(
+                left.is_ok(),
+                "deployment {id} cancelled {delay_ms} ms into deploying left a container:\n{}",
+                raw_log(&c, &id)
+            );
+        }
+    }
+    assert!(
+        cancelled_while_deploying > 0,
+        "no cancel landed before a switch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_back_and_forth_keeps_every_release() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::new("toggle-src");
+    let repo = hello_repo(&src);
+    let app = unique("toggle");
+    let host = format!("{app}.localhost");
+    c.create_app(
+        json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 0, "keep_releases": 3}),
+    )
+    .await
+    .unwrap();
+    let mut firsts = Vec::new();
+    for v in ["t1", "t2"] {
+        repo.write("www/index.html", &hello_page(v)).unwrap();
+        repo.commit(v).unwrap();
+        let id = c.api.deploy(&app, None).await.unwrap();
+        let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+        assert_eq!(d["status"], "succeeded", "{d}");
+        firsts.push(id);
+    }
+    // Four toggles: t1, t2, t1, t2. Each re-activates a release; none takes a new slot.
+    let mut toggles = Vec::new();
+    for _ in 0..4 {
+        let (s, d) = c
+            .api
+            .post(&format!("/api/v1/apps/{app}/rollback"), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(s, 202, "{d}");
+        let id = d["id"].as_str().unwrap().to_string();
+        let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+        assert_eq!(d["status"], "succeeded", "{d}");
+        toggles.push(id);
+    }
+    c.serves(&host, &version_marker("t2")).await.unwrap();
+    let (_, rels) = c
+        .api
+        .get(&format!("/api/v1/apps/{app}/releases"))
+        .await
+        .unwrap();
+    let rels = rels.as_array().unwrap().clone();
+    assert_eq!(rels.len(), 2, "each image once: {rels:?}");
+    assert_eq!(rels[0]["deployment"], firsts[1].as_str());
+    assert_eq!(rels[0]["current"], true);
+    assert_eq!(
+        rels[0]["deployments"],
+        json!([toggles[3], toggles[1], firsts[1]])
+    );
+    assert_eq!(
+        rels[1]["deployments"],
+        json!([toggles[2], toggles[0], firsts[0]])
+    );
+    // The very first deployment can still be rolled back to, and serves.
+    let (s, d) = c
+        .api
+        .post(
+            &format!("/api/v1/apps/{app}/rollback"),
+            json!({"to": firsts[0]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 202, "{d}");
+    let d = c
+        .api
+        .wait_terminal(d["id"].as_str().unwrap(), DEPLOY)
+        .await
+        .unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}");
+    c.serves(&host, &version_marker("t1")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_apps_and_deployments_is_a_fixed_number_of_redis_commands() {
+    let mut c = Cluster::up().await.unwrap();
+    let app = unique("many");
+    let created = c
+        .create_app(json!({"name": app, "repo": "/nonexistent", "port": 8080}))
+        .await
+        .unwrap();
+    let template: App = serde_json::from_value(created).unwrap();
+    // 150 more apps and 150 deployments of `app`, written as the coordinator writes them.
+    let mut names = Vec::new();
+    for i in 0..150 {
+        let mut a = template.clone();
+        a.name = format!("{app}-{i}");
+        a.domains = vec![format!("{}.localhost", a.name)];
+        redis_set(
+            &c,
+            &keys::app(&a.name),
+            &encode(kind::APP, &a.name, &a).unwrap(),
+        );
+        names.push(a.name);
+    }
+    let mut sadd = vec!["SADD", keys::APPS];
+    sadd.extend(names.iter().map(String::as_str));
+    c.redis_cli(&sadd).unwrap();
+    let mut zadd = vec![keys::app_deployments(&app)];
+    for i in 0..150u64 {
+        let d: Deployment = serde_json::from_value(json!({
+            "id": format!("dmany{i}"), "app": app, "status": "failed", "ref": null,
+            "commit": null, "image": null, "node": null, "container": null,
+            "created_at": 1_000 + i, "started_at": null, "finished_at": null, "error": "x"
+        }))
+        .unwrap();
+        redis_set(
+            &c,
+            &keys::deployment(&d.id),
+            &encode(kind::DEPLOYMENT, &d.id, &d).unwrap(),
+        );
+        zadd.push((1_000 + i).to_string());
+        zadd.push(d.id);
+    }
+    let mut args = vec!["ZADD"];
+    args.extend(zadd.iter().map(String::as_str));
+    c.redis_cli(&args).unwrap();
+
+    for (path, expect) in [
+        ("/api/v1/apps".to_string(), 151usize),
+        (format!("/api/v1/apps/{app}/deployments"), 100),
+    ] {
+        // The fewest commands seen over a few tries (heartbeats and deadline ticks run beside).
+        let mut fewest = u64::MAX;
+        for _ in 0..3 {
+            let before = redis_calls(&c);
+            let (s, v) = c.api.get(&path).await.unwrap();
+            let after = redis_calls(&c);
+            assert_eq!(s, 200, "{v}");
+            assert_eq!(v.as_array().unwrap().len(), expect, "{path}");
+            // INFO itself is one command.
+            fewest = fewest.min(after - before - 1);
+        }
+        assert!(
+            fewest <= 10,
+            "{path}: {fewest} Redis commands for one listing of {expect} records"
+        );
+    }
+}
