@@ -16,8 +16,12 @@ pub struct Service {
 impl Service {
     pub fn stop(&mut self) {
         // SIGTERM first (Redis flushes its AOF on it), then SIGKILL if it lingers.
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        // The child is not reaped before `try_wait` sees it exit, so its pid is still its own.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

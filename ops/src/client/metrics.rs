@@ -3,17 +3,11 @@
 
 use anyhow::Result;
 use berth_protocol::metrics::AppMetrics;
-use clap::Args;
 
-use super::{ago, print, Client};
-
-#[derive(Args)]
-pub struct MetricsArgs {
-    app: String,
-    /// How far back to read: 30s, 15m, 1h (at most 1h, the retention).
-    #[arg(long, default_value = "15m")]
-    window: String,
-}
+// `main.rs` names the arguments `client::metrics::MetricsArgs`.
+pub use super::args::MetricsArgs;
+use super::http::Client;
+use super::render::{ago, print, print_table, Col};
 
 /// Bytes in binary units, short (`512B`, `12.3MiB`).
 pub fn bytes(n: u64) -> String {
@@ -32,8 +26,9 @@ pub fn bytes(n: u64) -> String {
 }
 
 pub(super) async fn run(c: &Client, json: bool, a: MetricsArgs) -> Result<()> {
-    let path = format!("/api/v1/apps/{}/metrics?window={}", a.app, a.window.trim());
-    let m: AppMetrics = c.get(&path).await?;
+    let m: AppMetrics = c
+        .get(&["apps", &a.app, "metrics"], &[("window", a.window.trim())])
+        .await?;
     print(json, &m, table)
 }
 
@@ -45,35 +40,49 @@ fn table(m: &AppMetrics) {
         );
         return;
     }
-    println!(
-        "{:<34} {:<22} {:>7} {:>19} {:>10} {:>10} {:>8}",
-        "REPLICA", "DEPLOYMENT", "CPU%", "MEM / LIMIT", "NET RX", "NET TX", "SAMPLED"
-    );
+    let mut rows = vec![];
     for r in &m.replicas {
         let Some(s) = r.samples.last() else { continue };
-        println!(
-            "{:<34} {:<22} {:>7.1} {:>19} {:>10} {:>10} {:>8}",
+        rows.push(vec![
             format!("{}/{}", r.node, r.container),
-            r.deployment,
-            s.cpu_pct,
+            r.deployment.clone(),
+            format!("{:.1}", s.cpu_pct),
             format!("{} / {}", bytes(s.mem_bytes), bytes(s.mem_limit_bytes)),
             bytes(s.net_rx_bytes),
             bytes(s.net_tx_bytes),
-            ago(s.ts)
-        );
+            ago(s.ts),
+        ]);
     }
     if let Some(t) = m.total.last() {
-        println!(
-            "{:<34} {:<22} {:>7.1} {:>19} {:>10} {:>10} {:>8}",
+        rows.push(vec![
             format!("total ({} replica(s))", t.replicas),
-            "",
-            t.cpu_pct,
+            String::new(),
+            format!("{:.1}", t.cpu_pct),
             bytes(t.mem_bytes),
             bytes(t.net_rx_bytes),
             bytes(t.net_tx_bytes),
-            ago(t.ts)
-        );
+            ago(t.ts),
+        ]);
     }
+    let cols = [
+        Col::Left(34),
+        Col::Left(22),
+        Col::Right(7),
+        Col::Right(19),
+        Col::Right(10),
+        Col::Right(10),
+        Col::Right(8),
+    ];
+    let header = [
+        "REPLICA",
+        "DEPLOYMENT",
+        "CPU%",
+        "MEM / LIMIT",
+        "NET RX",
+        "NET TX",
+        "SAMPLED",
+    ];
+    print_table(&cols, Some(&header), rows);
 }
 
 #[cfg(test)]

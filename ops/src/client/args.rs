@@ -1,0 +1,155 @@
+//! The command-line arguments of the client commands, as clap parses them.
+//!
+//! They live apart from the code that runs the commands so that `berth --help` has one place to
+//! read, and so a command module only sees plain fields. (The top-level `Cmd` enum and the small
+//! `AppArg` / `IdArg` stay in `main.rs`, next to the server commands.)
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+#[derive(Args, Clone, Default)]
+pub struct Conn {
+    /// API base URL, e.g. http://127.0.0.1:7700.
+    #[arg(long, global = true, value_name = "URL")]
+    pub(super) api: Option<String>,
+    /// API token.
+    #[arg(long, global = true, value_name = "TOKEN")]
+    pub(super) token: Option<String>,
+    /// Print JSON (for scripts) instead of text.
+    #[arg(long, global = true)]
+    pub(super) json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AppsCmd {
+    /// Create an app.
+    Create(Box<CreateArgs>),
+    /// List apps.
+    List,
+    /// Show one app.
+    Show { name: String },
+    /// Delete an app: its containers stop and its routes go.
+    Delete { name: String },
+    /// Print what to enter in GitHub's webhook form so pushes deploy the app.
+    Webhook { name: String },
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    pub(super) name: String,
+    /// Git URL or path of the repository.
+    #[arg(long)]
+    pub(super) repo: String,
+    /// Container port the app listens on.
+    #[arg(long)]
+    pub(super) port: u32,
+    #[arg(long)]
+    pub(super) branch: Option<String>,
+    /// Dockerfile path, relative to the context.
+    #[arg(long)]
+    pub(super) dockerfile: Option<String>,
+    /// Build context directory, relative to the repository root.
+    #[arg(long)]
+    pub(super) context: Option<String>,
+    /// A domain to serve the app at (repeatable); default <name>.<base_domain>.
+    #[arg(long = "domain")]
+    pub(super) domains: Vec<String>,
+    /// Runtime environment variable K=V (repeatable).
+    #[arg(long = "env", value_parser = parse_kv)]
+    pub(super) env: Vec<(String, String)>,
+    /// Build argument K=V (repeatable).
+    #[arg(long = "build-env", value_parser = parse_kv)]
+    pub(super) build_env: Vec<(String, String)>,
+    /// Health check path.
+    #[arg(long)]
+    pub(super) health_path: Option<String>,
+    /// Health check deadline in seconds.
+    #[arg(long)]
+    pub(super) health_deadline: Option<u64>,
+    /// Seconds the previous release keeps serving requests in flight after a switch (default 10).
+    #[arg(long = "drain")]
+    pub(super) drain_s: Option<u64>,
+    /// How many releases keep their image for rollback (default 10).
+    #[arg(long)]
+    pub(super) keep_releases: Option<u32>,
+    /// File holding an HTTPS token for a private repository (stored sealed, never shown).
+    #[arg(long, value_name = "FILE", conflicts_with = "ssh_key_file")]
+    pub(super) git_token_file: Option<PathBuf>,
+    /// File holding an SSH deploy key for a private repository (stored sealed, never shown).
+    #[arg(long, value_name = "FILE")]
+    pub(super) ssh_key_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    pub(super) app: String,
+    /// The deployment whose release to bring back (default: the release before the current one).
+    #[arg(long)]
+    pub(super) to: Option<String>,
+    /// Wait until it is terminal; exit 1 unless it succeeded.
+    #[arg(long)]
+    pub(super) wait: bool,
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    pub(super) app: String,
+    /// Branch, tag or commit to deploy (default: the app's branch).
+    #[arg(long = "ref")]
+    pub(super) git_ref: Option<String>,
+    /// Wait until the deployment is terminal, showing its status as it moves; exit 1 unless it succeeded.
+    #[arg(long)]
+    pub(super) wait: bool,
+    /// Print the build and deploy log live, then the outcome; exit 1 unless it succeeded.
+    #[arg(long, short = 'f', conflicts_with = "wait")]
+    pub(super) follow: bool,
+}
+
+#[derive(Args)]
+pub struct LogArgs {
+    pub(super) id: String,
+    /// Keep printing lines as they come until the deployment ends.
+    #[arg(long, short = 'f')]
+    pub(super) follow: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    pub(super) app: String,
+    /// Keep printing new lines as they come (Ctrl-C stops).
+    #[arg(long, short = 'f')]
+    pub(super) follow: bool,
+    /// How many of the newest lines to print first (default 100).
+    #[arg(long, short = 'n', value_name = "N")]
+    pub(super) tail: Option<usize>,
+    /// Only lines since this time: a duration back from now (90s, 15m, 2h), RFC 3339, or epoch ms.
+    #[arg(long, value_name = "TIME")]
+    pub(super) since: Option<String>,
+}
+
+#[derive(Args)]
+pub struct MetricsArgs {
+    pub(super) app: String,
+    /// How far back to read: 30s, 15m, 1h (at most 1h, the retention).
+    #[arg(long, default_value = "15m")]
+    pub(super) window: String,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_pairs() {
+        assert_eq!(parse_kv("A=1=2"), Ok(("A".into(), "1=2".into())));
+        assert_eq!(parse_kv("A="), Ok(("A".into(), String::new())));
+        assert!(parse_kv("A").is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! The HTTP client of the API: where it is (base URL and token, found as the module above
+//! describes), how a request URL is built, and how an error answer becomes the command's outcome.
+//!
+//! Every request of the client commands goes through here, so the URL escaping, the bearer token
+//! and the `<message> (HTTP <status>)` outcome are the same for all of them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use berth_protocol::api::ErrorBody;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{Conn, Failed};
+use crate::settings::{client_config_path, Settings};
+
+pub(super) struct Client {
+    /// The API base URL as given (a trailing `/` removed): what messages show.
+    pub(super) base: String,
+    pub(super) token: String,
+    http: reqwest::Client,
+    /// For streams that stay open (SSE follows): no total timeout, only connect and read ones.
+    pub(super) streaming: reqwest::Client,
+}
+
+/// The client config `berth up` writes.
+#[derive(serde::Deserialize)]
+struct ClientFile {
+    api: String,
+    token: String,
+}
+
+/// Finds the API: `--api` / `--token`, else the server's own configuration, else the client
+/// config `berth up` writes.
+pub(super) fn resolve(config: &Option<PathBuf>, conn: &Conn) -> Result<Client> {
+    let mut base = conn.api.clone();
+    let mut token = conn.token.clone();
+    if base.is_none() || token.is_none() {
+        let s = Settings::load(config.as_deref())?;
+        if let Some(t) = s.api.token {
+            base.get_or_insert(format!("http://{}", s.api.listen));
+            token.get_or_insert(t);
+        }
+    }
+    if base.is_none() || token.is_none() {
+        let path = client_config_path();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let f: ClientFile =
+                toml_lite(&text).with_context(|| format!("reading {}", path.display()))?;
+            base.get_or_insert(f.api);
+            token.get_or_insert(f.token);
+        }
+    }
+    let (Some(base), Some(token)) = (base, token) else {
+        bail!(
+            "no API token: pass --api and --token, set BERTH_API__TOKEN, or run `berth up` (it writes {})",
+            client_config_path().display()
+        );
+    };
+    Ok(Client {
+        base: base.trim_end_matches('/').to_string(),
+        token,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?,
+        // The server sends a keep-alive comment every 15 s, so a minute of silence means the
+        // connection is gone.
+        streaming: reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .build()?,
+    })
+}
+
+/// Reads the two-line `key = "value"` file `berth up` writes, through the config crate's TOML.
+fn toml_lite(text: &str) -> Result<ClientFile> {
+    Ok(config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()?
+        .try_deserialize()?)
+}
+
+/// The outcome of an error answer: the server's `{"error": …}` message (or the body as it is)
+/// and the status.
+pub(super) fn failure(status: reqwest::StatusCode, body: String) -> anyhow::Error {
+    let msg = serde_json::from_str::<ErrorBody>(&body)
+        .map(|e| e.error)
+        .unwrap_or(body);
+    Failed(format!("{msg} (HTTP {})", status.as_u16())).into()
+}
+
+impl Client {
+    /// The URL of the API endpoint `/api/v1/<path…>`, with `query` form-encoded.
+    ///
+    /// Each element of `path` is escaped as one path segment, so a name or id from the command
+    /// line (`a/b`, `x?y`, `%2F`) stays one segment of the endpoint it was meant for. `.` and `..`
+    /// are refused: a URL cannot carry them as a segment (they would move to another endpoint).
+    pub(super) fn url(&self, path: &[&str], query: &[(&str, &str)]) -> Result<String> {
+        if let Some(dots) = path.iter().find(|s| matches!(**s, "." | "..")) {
+            return Err(Failed(format!("{dots:?} is not a name or id")).into());
+        }
+        let mut url = match reqwest::Url::parse(&self.base) {
+            Ok(url) if !url.cannot_be_a_base() => url,
+            // Not a base URL a request can go to: reqwest reports it on the request, as for any
+            // other unreachable API.
+            _ => {
+                let mut url = format!("{}/api/v1/{}", self.base, path.join("/"));
+                if !query.is_empty() {
+                    let q: Vec<_> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    url = format!("{url}?{}", q.join("&"));
+                }
+                return Ok(url);
+            }
+        };
+        url.path_segments_mut()
+            .expect("a base URL has path segments")
+            .pop_if_empty()
+            .extend(["api", "v1"])
+            .extend(path);
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        Ok(url.into())
+    }
+
+    /// Sends a request with an optional JSON body and reads a JSON answer (`null` for an empty
+    /// one); an error answer is a [`Failed`] outcome.
+    pub(super) async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &[&str],
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
+        let url = self.url(path, &[])?;
+        self.send(method, &url, body).await
+    }
+
+    /// `GET` of a JSON answer.
+    pub(super) async fn get<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<T> {
+        let url = self.url(path, query)?;
+        self.send(reqwest::Method::GET, &url, None::<&()>).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
+        let mut req = self.http.request(method, url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "cannot reach the Berth API at {} (is `berth up` running?)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        if !status.is_success() {
+            return Err(failure(
+                status,
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+        if bytes.is_empty() {
+            return Ok(serde_json::from_value(serde_json::Value::Null)?);
+        }
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+
+    /// `GET` of a plain-text answer.
+    pub(super) async fn text(&self, path: &[&str]) -> Result<String> {
+        let resp = self
+            .http
+            .get(self.url(path, &[])?)
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            return Err(failure(status, text));
+        }
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> Client {
+        let conn = Conn {
+            api: Some(base.into()),
+            token: Some("t".into()),
+            json: false,
+        };
+        resolve(&None, &conn).unwrap()
+    }
+
+    #[test]
+    fn urls_escape_each_segment() {
+        let c = client("http://127.0.0.1:7700/");
+        assert_eq!(
+            c.url(&["apps", "web", "deployments"], &[]).unwrap(),
+            "http://127.0.0.1:7700/api/v1/apps/web/deployments"
+        );
+        assert_eq!(
+            c.url(&["apps", "a/b?c#d e%2F"], &[]).unwrap(),
+            "http://127.0.0.1:7700/api/v1/apps/a%2Fb%3Fc%23d%20e%252F"
+        );
+        assert!(c.url(&["apps", ".."], &[]).is_err());
+        assert!(c.url(&["deployments", "."], &[]).is_err());
+    }
+
+    #[test]
+    fn urls_keep_a_base_path_and_encode_the_query() {
+        let c = client("https://example.com/berth");
+        assert_eq!(
+            c.url(
+                &["apps", "web", "logs"],
+                &[("tail", "5"), ("since", "2h ago&x=1")]
+            )
+            .unwrap(),
+            "https://example.com/berth/api/v1/apps/web/logs?tail=5&since=2h+ago%26x%3D1"
+        );
+    }
+
+    #[test]
+    fn an_unusable_base_is_left_for_reqwest_to_report() {
+        assert_eq!(
+            client("mailto:x").url(&["apps"], &[]).unwrap(),
+            "mailto:x/api/v1/apps"
+        );
+        assert_eq!(
+            client("notaurl")
+                .url(&["apps", "web"], &[("follow", "1")])
+                .unwrap(),
+            "notaurl/api/v1/apps/web?follow=1"
+        );
+    }
+
+    #[test]
+    fn error_answers_become_failures() {
+        let e = failure(
+            reqwest::StatusCode::NOT_FOUND,
+            r#"{"error":"no app web"}"#.into(),
+        );
+        assert_eq!(e.to_string(), "no app web (HTTP 404)");
+        let e = failure(reqwest::StatusCode::CONFLICT, "not json".into());
+        assert_eq!(e.to_string(), "not json (HTTP 409)");
+        assert!(e.downcast_ref::<Failed>().is_some());
+    }
+}

@@ -1,0 +1,66 @@
+//! The client commands: thin wrappers over the HTTP API.
+//!
+//! The API is found from `--api` / `--token`, else from the same configuration the server reads
+//! (`api.listen`, `api.token`), else from the client config `berth up` writes — so a second
+//! terminal next to `berth up` works with no flags.
+//!
+//! This module only dispatches: [`args`] holds what clap parses, [`http`] the requests,
+//! [`follow`] the live log streams, [`render`] the output, and each command group has its own
+//! module.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use crate::Cmd;
+
+mod apps;
+mod args;
+mod deploy;
+mod deployments;
+mod follow;
+mod http;
+mod logs;
+pub mod metrics;
+mod nodes;
+mod releases;
+mod render;
+mod webhook;
+
+pub use args::{AppsCmd, Conn, DeployArgs, LogArgs, LogsArgs, RollbackArgs};
+
+/// An error whose message was already printed as the command's outcome (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Failed(pub String);
+
+pub fn run(config: &Option<PathBuf>, conn: &Conn, cmd: Cmd) -> Result<()> {
+    let client = http::resolve(config, conn)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run_cmd(&client, conn.json, cmd))
+}
+
+async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Apps(AppsCmd::Create(a)) => apps::create(c, json, *a).await,
+        Cmd::Apps(AppsCmd::List) => apps::list(c, json).await,
+        Cmd::Apps(AppsCmd::Show { name }) => apps::show(c, json, &name).await,
+        Cmd::Apps(AppsCmd::Delete { name }) => apps::delete(c, json, &name).await,
+        Cmd::Apps(AppsCmd::Webhook { name }) => webhook::run(c, json, &name).await,
+        Cmd::Deploy(a) => deploy::run(c, json, a).await,
+        Cmd::Rollback(a) => releases::rollback(c, json, a).await,
+        Cmd::Releases(a) => releases::list(c, json, &a.app).await,
+        Cmd::Cancel(a) => releases::cancel(c, json, &a.id).await,
+        Cmd::Deployments(a) => deployments::list(c, json, &a.app).await,
+        Cmd::Deployment(a) => deployments::show(c, json, &a.id).await,
+        Cmd::Log(a) => deployments::log(c, a).await,
+        Cmd::Logs(a) => logs::run(c, json, a).await,
+        Cmd::Nodes => nodes::run(c, json).await,
+        Cmd::Metrics(a) => metrics::run(c, json, a).await,
+        Cmd::Up | Cmd::Coordinator | Cmd::Node => {
+            unreachable!("server commands are dispatched in main")
+        }
+    }
+}

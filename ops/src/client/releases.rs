@@ -1,0 +1,59 @@
+//! `berth releases <app>`, `berth rollback <app>` and `berth cancel <id>`: the images kept for
+//! rollback, going back to one, and stopping a deployment before it switches traffic.
+
+use anyhow::Result;
+use berth_protocol::api::Rollback;
+use berth_protocol::{Deployment, Release};
+use reqwest::Method;
+
+use super::args::RollbackArgs;
+use super::deploy::finish;
+use super::deployments::{short_commit, show_deployment};
+use super::http::Client;
+use super::render::{ago, print, print_table, Col};
+
+/// `berth releases`: `*` on the current one, deployment, kind, commit, age, commit message.
+pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
+    let rs: Vec<Release> = c.get(&["apps", app, "releases"], &[]).await?;
+    print(json, &rs, |rs| {
+        let rows = rs
+            .iter()
+            .map(|r| {
+                vec![
+                    if r.current { "*" } else { " " }.to_string(),
+                    r.deployment.clone(),
+                    format!("{:?}", r.kind).to_lowercase(),
+                    short_commit(r.commit.as_deref()).to_string(),
+                    ago(r.released_at),
+                    r.commit_message.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let cols = [
+            Col::Left(1),
+            Col::Left(22),
+            Col::Left(8),
+            Col::Left(12),
+            Col::Left(9),
+            Col::Left(0),
+        ];
+        print_table(&cols, None, rows);
+    })
+}
+
+/// `berth rollback`: a new deployment of an earlier release, reported like `berth deploy`.
+pub(super) async fn rollback(c: &Client, json: bool, a: RollbackArgs) -> Result<()> {
+    let body = Rollback { to: a.to };
+    let d: Deployment = c
+        .call(Method::POST, &["apps", &a.app, "rollback"], Some(&body))
+        .await?;
+    finish(c, json, d, a.wait).await
+}
+
+/// `berth cancel`.
+pub(super) async fn cancel(c: &Client, json: bool, id: &str) -> Result<()> {
+    let d: Deployment = c
+        .call(Method::POST, &["deployments", id, "cancel"], None::<&()>)
+        .await?;
+    print(json, &d, show_deployment)
+}
