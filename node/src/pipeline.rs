@@ -18,12 +18,12 @@ use berth_protocol::{keys, now_ms, validate, DeployJob, DeploymentStatus, Route,
 use bollard::Docker;
 use redis::aio::ConnectionManager;
 
-use crate::build::{BuildKind, BuildPlan, Builder};
 use crate::error::{Error, Result};
-use crate::events::{EventFields, EventSink};
+use crate::event_sink::{EventFields, EventSink};
+use crate::image_build::{BuildKind, BuildPlan, Builder};
 use crate::log_sink::LogSink;
 use crate::router::{RemoveRoutes, Router, SetRoutes};
-use crate::{probe, runner, source};
+use crate::{containers, probe, source};
 
 /// Everything a job needs from the node.
 pub struct Services {
@@ -234,12 +234,12 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
             };
             log.system(format!("deployment {status}: {text}")).await;
             if let Some(c) = progress.container() {
-                runner::copy_tail(&svc.docker, &c, TAIL_LINES, &log).await;
+                containers::copy_tail(&svc.docker, &c, TAIL_LINES, &log).await;
                 log.system(format!("removing the new container {}", short(&c)))
                     .await;
-                runner::bounded(
+                containers::bounded(
                     "removing the failed container",
-                    runner::remove_force(&svc.docker, &c),
+                    containers::remove_force(&svc.docker, &c),
                 )
                 .await;
             }
@@ -300,7 +300,7 @@ async fn prepare(
         .await;
     let health_port = app.health_check.port.unwrap_or(app.port);
     let reusable = match &job.reuse_container_of {
-        Some(of) => runner::app_containers_state(&svc.docker, &app.name, &svc.node)
+        Some(of) => containers::app_containers_state(&svc.docker, &app.name, &svc.node)
             .await?
             .into_iter()
             .find(|c| !c.running && c.deployment.as_deref() == Some(of.as_str())),
@@ -317,11 +317,11 @@ async fn prepare(
         }
         None => {
             let labels = HashMap::from([
-                (runner::LABEL_APP.to_string(), app.name.clone()),
-                (runner::LABEL_DEPLOYMENT.to_string(), id.to_string()),
-                (runner::LABEL_NODE.to_string(), svc.node.clone()),
+                (containers::LABEL_APP.to_string(), app.name.clone()),
+                (containers::LABEL_DEPLOYMENT.to_string(), id.to_string()),
+                (containers::LABEL_NODE.to_string(), svc.node.clone()),
             ]);
-            let spec = runner::RunSpec {
+            let spec = containers::RunSpec {
                 name: format!("berth-{}-{id}", app.name),
                 image: image.clone(),
                 env: app
@@ -335,11 +335,11 @@ async fn prepare(
                 host_ip: svc.address.clone(),
                 extra_ports: vec![health_port],
             };
-            runner::create(&svc.docker, &spec).await?
+            containers::create(&svc.docker, &spec).await?
         }
     };
     progress.set_container(&cid);
-    let started = runner::start(&svc.docker, &cid, app.port).await?;
+    let started = containers::start(&svc.docker, &cid, app.port).await?;
     log.system(format!(
         "started container {} ({}:{} → port {})",
         short(&cid),
@@ -353,13 +353,13 @@ async fn prepare(
     let probe_port = if health_port == app.port {
         started.host_port
     } else {
-        runner::host_port(&svc.docker, &cid, health_port).await?
+        containers::host_port(&svc.docker, &cid, health_port).await?
     };
     let url = format!(
         "http://{}:{}{}",
         svc.address, probe_port, app.health_check.path
     );
-    let live = runner::ContainerLiveness {
+    let live = containers::ContainerLiveness {
         docker: svc.docker.clone(),
         id: cid.clone(),
     };
@@ -367,7 +367,7 @@ async fn prepare(
         .await
         .map_err(Error::Health)?;
     wait_docker_healthcheck(svc, &cid, job, log).await?;
-    runner::keep_running(&svc.docker, &cid).await?;
+    containers::keep_running(&svc.docker, &cid).await?;
 
     Ok(Ready {
         commit,
@@ -442,7 +442,7 @@ async fn wait_docker_healthcheck(
     let deadline = std::time::Instant::now() + Duration::from_secs(job.app.health_check.deadline_s);
     let mut said = false;
     loop {
-        match runner::docker_health(&svc.docker, cid).await? {
+        match containers::docker_health(&svc.docker, cid).await? {
             None => return Ok(()),
             Some(s) if s == "healthy" => {
                 if said {
@@ -522,7 +522,7 @@ async fn switch(
 /// created after this deployment's container is touched.
 async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &Ready) {
     let keep = ready.container.clone();
-    let all = match runner::app_containers_state(&svc.docker, &job.app.name, &svc.node).await {
+    let all = match containers::app_containers_state(&svc.docker, &job.app.name, &svc.node).await {
         Ok(all) => all,
         Err(e) => {
             log.system(format!("could not list previous containers: {e}"))
@@ -555,23 +555,23 @@ async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &
             for c in &running_old {
                 log.system(format!("stopping previous container {}", short(c)))
                     .await;
-                if let Err(e) = runner::stop(&docker, c, 10).await {
+                if let Err(e) = containers::stop(&docker, c, 10).await {
                     log.system(format!("could not stop {}: {e}", short(c)))
                         .await;
                 }
             }
         }
         // The newest stopped container older than ours is the previous release: kept.
-        let Ok(all) = runner::app_containers_state(&docker, &app, &node).await else {
+        let Ok(all) = containers::app_containers_state(&docker, &app, &node).await else {
             return;
         };
         let older_stopped = all
             .iter()
             .filter(|c| c.id != keep && !c.running && c.created <= keep_created);
         for c in older_stopped.skip(1) {
-            runner::bounded(
+            containers::bounded(
                 "removing an old container",
-                runner::remove_force(&docker, &c.id),
+                containers::remove_force(&docker, &c.id),
             )
             .await;
         }
@@ -585,12 +585,12 @@ async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &
                 .await;
             return;
         };
-        let Ok(images) = runner::app_images(&docker, &app).await else {
+        let Ok(images) = containers::app_images(&docker, &app).await else {
             return;
         };
         for (image, created) in images {
             if image != new_image && !keep_images.contains(&image) && created <= keep_created {
-                match runner::remove_image(&docker, &image).await {
+                match containers::remove_image(&docker, &image).await {
                     Ok(()) => log.system(format!("pruned {image}")).await,
                     Err(e) => tracing::debug!(%image, error = %e, "image kept"),
                 }
@@ -601,8 +601,8 @@ async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &
 
 /// Removes every container of `app` on this node and the routes of `domains`.
 pub async fn remove_app(svc: &Services, app: &str, domains: &[String]) -> Result<()> {
-    for id in runner::app_containers(&svc.docker, app, &svc.node).await? {
-        runner::stop_and_remove(&svc.docker, &id).await?;
+    for id in containers::app_containers(&svc.docker, app, &svc.node).await? {
+        containers::stop_and_remove(&svc.docker, &id).await?;
     }
     svc.router.send(RemoveRoutes(domains.to_vec())).await??;
     // The containers' last lines may have recreated the app's runtime log after the coordinator
