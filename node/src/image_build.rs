@@ -119,11 +119,18 @@ impl Builder {
         plan: &BuildPlan,
         log: &LogSink,
     ) -> Result<String> {
-        let (ctx_dir, dockerfile_rel) = resolve_context(source_dir, context, dockerfile)?;
-        let ctx_for_tar = ctx_dir.clone();
-        let tar = tokio::task::spawn_blocking(move || tar_context(&ctx_for_tar))
-            .await
-            .map_err(|e| Error::Internal(format!("tar task failed: {e}")))??;
+        // Resolving the paths and packing the tree read the disk: off the async runtime.
+        let (source_dir, ctx, df) = (
+            source_dir.to_path_buf(),
+            context.to_string(),
+            dockerfile.to_string(),
+        );
+        let (dockerfile_rel, tar) = tokio::task::spawn_blocking(move || {
+            let (ctx_dir, dockerfile_rel) = resolve_context(&source_dir, &ctx, &df)?;
+            Ok::<_, Error>((dockerfile_rel, tar_context(&ctx_dir)?))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("build context task failed: {e}")))??;
         log.system(format!(
             "building {} from {context} with {dockerfile_rel} ({} KiB context)",
             plan.tag,

@@ -66,7 +66,7 @@ impl Progress {
 }
 
 /// Opens the job's sealed git credential, if it has one.
-fn git_auth(svc: &Services, job: &DeployJob) -> Result<source::GitAuth> {
+async fn git_auth(svc: &Services, job: &DeployJob) -> Result<source::GitAuth> {
     let Some(sealed) = &job.credential else {
         return Ok(source::GitAuth::none());
     };
@@ -75,7 +75,7 @@ fn git_auth(svc: &Services, job: &DeployJob) -> Result<source::GitAuth> {
     })?;
     let cred = GitCredential::open(key, sealed).map_err(Error::Invalid)?;
     let key_file = svc.builds_dir.join(format!("{}.key", job.deployment_id));
-    source::GitAuth::new(&cred, &key_file)
+    source::GitAuth::new(&cred, &key_file).await
 }
 
 /// A deployment id is used in paths, container names and image tags.
@@ -98,7 +98,7 @@ fn check_deployment_id(id: &str) -> Result<()> {
 /// Runs one deployment to its terminal event.
 pub async fn deploy(svc: &Services, job: &DeployJob) {
     let id = job.deployment_id.as_str();
-    let auth = git_auth(svc, job);
+    let auth = git_auth(svc, job).await;
     let secrets = auth.as_ref().map(|a| a.secrets.clone()).unwrap_or_default();
     let log = LogSink::redis(svc.redis.clone(), id).with_masks(secrets);
     let progress = Progress::default();
