@@ -326,16 +326,22 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
+    // The clock is paused: it moves only when every task is waiting on it, so the removal has
+    // polled the gate (every 250 ms) as often as the test's time says, with no real waiting.
+    #[tokio::test(start_paused = true)]
     async fn image_removal_waits_for_running_builds_without_holding_up_new_ones() {
         let docker = Docker::connect_with_local_defaults().unwrap();
         let b = Builder::new(docker);
         let building = b.gate.clone().read_owned().await;
         let b2 = b.clone();
-        let removal =
+        let mut removal =
             tokio::spawn(async move { b2.removal(Duration::from_secs(30)).await.is_some() });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!removal.is_finished(), "removal went ahead during a build");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), &mut removal)
+                .await
+                .is_err(),
+            "removal went ahead during a build"
+        );
         // Another build can start while the removal waits.
         let second = tokio::time::timeout(Duration::from_millis(100), b.gate.clone().read_owned())
             .await
