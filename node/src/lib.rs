@@ -8,19 +8,19 @@
 //! [`log_shipper::LogShipper`] ships the app containers' output. [`start`] must be
 //! called inside a running actix `System`.
 
-pub mod build;
 pub mod caddy;
+pub mod containers;
 pub mod deployer;
 pub mod error;
-pub mod events;
+pub mod event_sink;
 pub mod heartbeat;
+pub mod image_build;
 pub mod job_consumer;
 pub mod log_shipper;
 pub mod log_sink;
 pub mod pipeline;
 pub mod probe;
 pub mod router;
-pub mod runner;
 pub mod source;
 pub mod stats;
 #[cfg(test)]
@@ -160,11 +160,11 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         node: cfg.name.clone(),
         address: cfg.address.clone(),
         builds_dir,
-        builder: build::Builder::new(docker.clone()),
+        builder: image_build::Builder::new(docker.clone()),
         docker,
         redis: redis.clone(),
         router: router.clone(),
-        events: events::EventSink::new(redis.clone(), cfg.name.clone()),
+        events: event_sink::EventSink::new(redis.clone(), cfg.name.clone()),
         probe_http,
         secret_key: cfg.secret_key.clone(),
     });

@@ -29,8 +29,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 
+use crate::containers::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_NODE};
 use crate::log_sink::{split_lines, LogSink};
-use crate::runner::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_NODE};
 
 /// Most lines written to Redis in one round trip.
 const BATCH: usize = 512;

@@ -161,7 +161,7 @@ impl GitAuth {
     }
 
     /// Prepares a credential; an SSH key is written (mode 0600) to `key_file`.
-    pub fn new(cred: &GitCredential, key_file: &Path) -> Result<GitAuth> {
+    pub async fn new(cred: &GitCredential, key_file: &Path) -> Result<GitAuth> {
         let secrets = mask_values(cred);
         match cred {
             GitCredential::HttpsToken { username, token } => {
@@ -180,19 +180,9 @@ impl GitAuth {
                 })
             }
             GitCredential::SshKey { private_key } => {
-                use std::io::Write;
-                use std::os::unix::fs::OpenOptionsExt;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(key_file)
-                    .map_err(|e| Error::io(format!("cannot write {}", key_file.display()), e))?;
                 let mut key = private_key.trim().to_string();
                 key.push('\n');
-                f.write_all(key.as_bytes())
-                    .map_err(|e| Error::io(format!("cannot write {}", key_file.display()), e))?;
+                write_private(key_file, key).await?;
                 let known = key_file.with_extension("known_hosts");
                 Ok(GitAuth {
                     env: vec![(
@@ -209,6 +199,26 @@ impl GitAuth {
             }
         }
     }
+}
+
+/// Writes `contents` to `path` (created or truncated, mode 0600), off the async runtime.
+async fn write_private(path: &Path, contents: String) -> Result<()> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        f.write_all(contents.as_bytes())
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("key file task failed: {e}")))?
 }
 
 impl Drop for GitAuth {
@@ -263,8 +273,8 @@ async fn git_with(auth: &GitAuth, dir: &Path, what: &str, args: &[&str]) -> Resu
 mod tests {
     use super::*;
 
-    #[test]
-    fn ssh_key_is_written_private_and_removed() {
+    #[tokio::test]
+    async fn ssh_key_is_written_private_and_removed() {
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!("berth-sshkey-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -272,7 +282,7 @@ mod tests {
         let cred = GitCredential::SshKey {
             private_key: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----".into(),
         };
-        let auth = GitAuth::new(&cred, &key_file).unwrap();
+        let auth = GitAuth::new(&cred, &key_file).await.unwrap();
         let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let ssh = &auth
@@ -291,13 +301,15 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn https_token_goes_in_the_environment_not_the_arguments() {
+    #[tokio::test]
+    async fn https_token_goes_in_the_environment_not_the_arguments() {
         let cred = GitCredential::HttpsToken {
             username: "x-access-token".into(),
             token: "tok123".into(),
         };
-        let auth = GitAuth::new(&cred, Path::new("/nonexistent")).unwrap();
+        let auth = GitAuth::new(&cred, Path::new("/nonexistent"))
+            .await
+            .unwrap();
         let header = &auth
             .env
             .iter()

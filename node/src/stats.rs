@@ -20,8 +20,8 @@ use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-use crate::build::docker_error_text;
-use crate::runner::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_NODE};
+use crate::containers::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_NODE};
+use crate::image_build::docker_error_text;
 
 /// What the `Stats` actor works with.
 pub struct StatsConfig {

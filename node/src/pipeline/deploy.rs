@@ -1,5 +1,6 @@
-//! The work of one job: the deploy pipeline (fetch → build → run → probe → switch → drain) and
-//! app removal.
+//! The deploy steps: fetch and build (or take a rollback's image), start the container, probe
+//! it, claim the switch and point the app's routes at it; then hand the previous release to
+//! [`drain`](super::drain).
 //!
 //! A deployment always ends with a terminal event. Fetch, build, run and probe run under the
 //! job's deadline; the route switch is never cut off half-way (a cancelled switch could leave
@@ -8,49 +9,32 @@
 //! succeeded; failing to stop an old container is only logged.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use actix::Addr;
-use berth_protocol::secret::{GitCredential, SecretKey};
+use berth_protocol::secret::GitCredential;
 use berth_protocol::{keys, now_ms, validate, DeployJob, DeploymentStatus, Route, Upstream};
-use bollard::Docker;
-use redis::aio::ConnectionManager;
 
-use crate::build::{BuildKind, BuildPlan, Builder};
+use super::drain::drain_previous;
+use super::fate::{cancelled, claim_switch, fate};
+use super::healthcheck::wait_docker_healthcheck;
+use super::{short, Services};
 use crate::error::{Error, Result};
-use crate::events::{EventFields, EventSink};
+use crate::event_sink::EventFields;
+use crate::image_build::{BuildKind, BuildPlan};
 use crate::log_sink::LogSink;
-use crate::router::{RemoveRoutes, Router, SetRoutes};
-use crate::{probe, runner, source};
-
-/// Everything a job needs from the node.
-pub struct Services {
-    pub node: String,
-    /// Address containers' ports are published on and Caddy dials.
-    pub address: String,
-    /// Where checkouts go: `<data_dir>/node/builds`.
-    pub builds_dir: PathBuf,
-    pub docker: Docker,
-    pub redis: ConnectionManager,
-    pub router: Addr<Router>,
-    pub events: EventSink,
-    pub builder: Builder,
-    pub probe_http: reqwest::Client,
-    /// Opens sealed git credentials (same key as the coordinator's).
-    pub secret_key: Option<SecretKey>,
-}
+use crate::router::SetRoutes;
+use crate::{containers, probe, source};
 
 /// How many lines of a failed container's output are copied into the deployment log.
 const TAIL_LINES: usize = 20;
 
 /// What the deadline-bound part of a deployment produced.
-struct Ready {
+pub(super) struct Ready {
     /// `None` for a rollback (the release's commit is on its record already).
     commit: Option<String>,
-    image: String,
-    container: String,
+    pub(super) image: String,
+    pub(super) container: String,
     host_port: u16,
 }
 
@@ -82,7 +66,7 @@ impl Progress {
 }
 
 /// Opens the job's sealed git credential, if it has one.
-fn git_auth(svc: &Services, job: &DeployJob) -> Result<source::GitAuth> {
+async fn git_auth(svc: &Services, job: &DeployJob) -> Result<source::GitAuth> {
     let Some(sealed) = &job.credential else {
         return Ok(source::GitAuth::none());
     };
@@ -91,49 +75,7 @@ fn git_auth(svc: &Services, job: &DeployJob) -> Result<source::GitAuth> {
     })?;
     let cred = GitCredential::open(key, sealed).map_err(Error::Invalid)?;
     let key_file = svc.builds_dir.join(format!("{}.key", job.deployment_id));
-    source::GitAuth::new(&cred, &key_file)
-}
-
-/// The deployment's fate (`switch` or `cancel`), if decided.
-async fn fate(svc: &Services, id: &str) -> Option<String> {
-    let mut c = svc.redis.clone();
-    redis::cmd("GET")
-        .arg(keys::deployment_fate(id))
-        .query_async::<Option<String>>(&mut c)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Resolves once the coordinator cancelled the deployment (polled; never resolves otherwise).
-async fn cancelled(svc: &Services, id: &str) {
-    loop {
-        tokio::time::sleep(CANCEL_POLL).await;
-        if fate(svc, id).await.as_deref() == Some(keys::FATE_CANCEL) {
-            return;
-        }
-    }
-}
-
-/// How often a running deployment checks whether it was cancelled.
-const CANCEL_POLL: Duration = Duration::from_millis(200);
-
-/// Claims the right to switch traffic: fails if the deployment was cancelled first.
-async fn claim_switch(svc: &Services, id: &str) -> Result<()> {
-    let mut c = svc.redis.clone();
-    let set: Option<String> = redis::cmd("SET")
-        .arg(keys::deployment_fate(id))
-        .arg(keys::FATE_SWITCH)
-        .arg("NX")
-        .arg("EX")
-        .arg(7 * 24 * 3600)
-        .query_async(&mut c)
-        .await?;
-    if set.is_some() || fate(svc, id).await.as_deref() == Some(keys::FATE_SWITCH) {
-        Ok(())
-    } else {
-        Err(Error::Cancelled("before switching traffic".into()))
-    }
+    source::GitAuth::new(&cred, &key_file).await
 }
 
 /// A deployment id is used in paths, container names and image tags.
@@ -156,7 +98,7 @@ fn check_deployment_id(id: &str) -> Result<()> {
 /// Runs one deployment to its terminal event.
 pub async fn deploy(svc: &Services, job: &DeployJob) {
     let id = job.deployment_id.as_str();
-    let auth = git_auth(svc, job);
+    let auth = git_auth(svc, job).await;
     let secrets = auth.as_ref().map(|a| a.secrets.clone()).unwrap_or_default();
     let log = LogSink::redis(svc.redis.clone(), id).with_masks(secrets);
     let progress = Progress::default();
@@ -234,12 +176,12 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
             };
             log.system(format!("deployment {status}: {text}")).await;
             if let Some(c) = progress.container() {
-                runner::copy_tail(&svc.docker, &c, TAIL_LINES, &log).await;
+                containers::copy_tail(&svc.docker, &c, TAIL_LINES, &log).await;
                 log.system(format!("removing the new container {}", short(&c)))
                     .await;
-                runner::bounded(
+                containers::bounded(
                     "removing the failed container",
-                    runner::remove_force(&svc.docker, &c),
+                    containers::remove_force(&svc.docker, &c),
                 )
                 .await;
             }
@@ -300,7 +242,7 @@ async fn prepare(
         .await;
     let health_port = app.health_check.port.unwrap_or(app.port);
     let reusable = match &job.reuse_container_of {
-        Some(of) => runner::app_containers_state(&svc.docker, &app.name, &svc.node)
+        Some(of) => containers::app_containers_state(&svc.docker, &app.name, &svc.node)
             .await?
             .into_iter()
             .find(|c| !c.running && c.deployment.as_deref() == Some(of.as_str())),
@@ -317,11 +259,11 @@ async fn prepare(
         }
         None => {
             let labels = HashMap::from([
-                (runner::LABEL_APP.to_string(), app.name.clone()),
-                (runner::LABEL_DEPLOYMENT.to_string(), id.to_string()),
-                (runner::LABEL_NODE.to_string(), svc.node.clone()),
+                (containers::LABEL_APP.to_string(), app.name.clone()),
+                (containers::LABEL_DEPLOYMENT.to_string(), id.to_string()),
+                (containers::LABEL_NODE.to_string(), svc.node.clone()),
             ]);
-            let spec = runner::RunSpec {
+            let spec = containers::RunSpec {
                 name: format!("berth-{}-{id}", app.name),
                 image: image.clone(),
                 env: app
@@ -335,11 +277,11 @@ async fn prepare(
                 host_ip: svc.address.clone(),
                 extra_ports: vec![health_port],
             };
-            runner::create(&svc.docker, &spec).await?
+            containers::create(&svc.docker, &spec).await?
         }
     };
     progress.set_container(&cid);
-    let started = runner::start(&svc.docker, &cid, app.port).await?;
+    let started = containers::start(&svc.docker, &cid, app.port).await?;
     log.system(format!(
         "started container {} ({}:{} → port {})",
         short(&cid),
@@ -353,13 +295,13 @@ async fn prepare(
     let probe_port = if health_port == app.port {
         started.host_port
     } else {
-        runner::host_port(&svc.docker, &cid, health_port).await?
+        containers::host_port(&svc.docker, &cid, health_port).await?
     };
     let url = format!(
         "http://{}:{}{}",
         svc.address, probe_port, app.health_check.path
     );
-    let live = runner::ContainerLiveness {
+    let live = containers::ContainerLiveness {
         docker: svc.docker.clone(),
         id: cid.clone(),
     };
@@ -367,7 +309,7 @@ async fn prepare(
         .await
         .map_err(Error::Health)?;
     wait_docker_healthcheck(svc, &cid, job, log).await?;
-    runner::keep_running(&svc.docker, &cid).await?;
+    containers::keep_running(&svc.docker, &cid).await?;
 
     Ok(Ready {
         commit,
@@ -431,48 +373,6 @@ async fn fetch_and_build(
     Ok((commit, image))
 }
 
-/// If the image defines a Docker HEALTHCHECK, waits for Docker to call the container healthy
-/// too (within the health check's deadline).
-async fn wait_docker_healthcheck(
-    svc: &Services,
-    cid: &str,
-    job: &DeployJob,
-    log: &LogSink,
-) -> Result<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(job.app.health_check.deadline_s);
-    let mut said = false;
-    loop {
-        match runner::docker_health(&svc.docker, cid).await? {
-            None => return Ok(()),
-            Some(s) if s == "healthy" => {
-                if said {
-                    log.system("Docker HEALTHCHECK: healthy").await;
-                }
-                return Ok(());
-            }
-            Some(s) if s == "unhealthy" => {
-                return Err(Error::Health(
-                    "the image's Docker HEALTHCHECK reports unhealthy".into(),
-                ))
-            }
-            Some(_) => {
-                if !said {
-                    log.system("waiting for the image's Docker HEALTHCHECK")
-                        .await;
-                    said = true;
-                }
-            }
-        }
-        if std::time::Instant::now() > deadline {
-            return Err(Error::Health(format!(
-                "the image's Docker HEALTHCHECK did not report healthy within {} s",
-                job.app.health_check.deadline_s
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Points every domain of the app at the new container.
 async fn switch(
     svc: &Services,
@@ -513,172 +413,12 @@ async fn switch(
     Ok(ready)
 }
 
-/// After the switch: lets the previous release drain, stops it (keeping it, stopped, so a
-/// rollback to it is a start rather than a create), removes older containers, and prunes images
-/// of releases no longer offered for rollback. Failures are only logged.
-///
-/// Which containers are old is decided here, under the app's lock; the waiting and stopping run
-/// in the background, so the next deployment of the app does not wait for them, and nothing
-/// created after this deployment's container is touched.
-async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &Ready) {
-    let keep = ready.container.clone();
-    let all = match runner::app_containers_state(&svc.docker, &job.app.name, &svc.node).await {
-        Ok(all) => all,
-        Err(e) => {
-            log.system(format!("could not list previous containers: {e}"))
-                .await;
-            return;
-        }
-    };
-    let Some(keep_created) = all.iter().find(|c| c.id == keep).map(|c| c.created) else {
-        return;
-    };
-    let running_old: Vec<String> = all
-        .iter()
-        .filter(|c| c.id != keep && c.running)
-        .map(|c| c.id.clone())
-        .collect();
-    let (docker, log, node) = (svc.docker.clone(), log.clone(), svc.node.clone());
-    let builder = svc.builder.clone();
-    let app = job.app.name.clone();
-    let drain = Duration::from_secs(job.app.drain_s);
-    let keep_images = job.keep_images.clone();
-    let new_image = ready.image.clone();
-    tokio::spawn(async move {
-        if !running_old.is_empty() {
-            log.system(format!(
-                "draining the previous release for {} s before stopping it",
-                drain.as_secs()
-            ))
-            .await;
-            tokio::time::sleep(drain).await;
-            for c in &running_old {
-                log.system(format!("stopping previous container {}", short(c)))
-                    .await;
-                if let Err(e) = runner::stop(&docker, c, 10).await {
-                    log.system(format!("could not stop {}: {e}", short(c)))
-                        .await;
-                }
-            }
-        }
-        // The newest stopped container older than ours is the previous release: kept.
-        let Ok(all) = runner::app_containers_state(&docker, &app, &node).await else {
-            return;
-        };
-        let older_stopped = all
-            .iter()
-            .filter(|c| c.id != keep && !c.running && c.created <= keep_created);
-        for c in older_stopped.skip(1) {
-            runner::bounded(
-                "removing an old container",
-                runner::remove_force(&docker, &c.id),
-            )
-            .await;
-        }
-        let Some(keep_images) = keep_images else {
-            return;
-        };
-        // Not while a build runs here: removing an image removes its untagged parents, which a
-        // build may be using as cache.
-        let Some(_no_builds) = builder.removal(Duration::from_secs(600)).await else {
-            log.system("old images not pruned: builds kept running for 10 minutes; the next deployment prunes them")
-                .await;
-            return;
-        };
-        let Ok(images) = runner::app_images(&docker, &app).await else {
-            return;
-        };
-        for (image, created) in images {
-            if image != new_image && !keep_images.contains(&image) && created <= keep_created {
-                match runner::remove_image(&docker, &image).await {
-                    Ok(()) => log.system(format!("pruned {image}")).await,
-                    Err(e) => tracing::debug!(%image, error = %e, "image kept"),
-                }
-            }
-        }
-    });
-}
-
-/// Removes every container of `app` on this node and the routes of `domains`.
-pub async fn remove_app(svc: &Services, app: &str, domains: &[String]) -> Result<()> {
-    for id in runner::app_containers(&svc.docker, app, &svc.node).await? {
-        runner::stop_and_remove(&svc.docker, &id).await?;
-    }
-    svc.router.send(RemoveRoutes(domains.to_vec())).await??;
-    // The containers' last lines may have recreated the app's runtime log after the coordinator
-    // deleted it; with them gone, nothing writes there any more.
-    let mut c = svc.redis.clone();
-    if let Err(e) = redis::cmd("DEL")
-        .arg(keys::app_log(app))
-        .query_async::<()>(&mut c)
-        .await
-    {
-        tracing::warn!(app, error = %e, "could not delete the app's runtime log");
-    }
-    svc.events.app_removed(app).await;
-    Ok(())
-}
-
-/// Reports a deployment as failed without running it.
-pub async fn fail(svc: &Services, deployment_id: &str, error: String) {
-    LogSink::redis(svc.redis.clone(), deployment_id)
-        .system(format!("deployment failed: {error}"))
-        .await;
-    svc.events
-        .deployment(
-            deployment_id,
-            DeploymentStatus::Failed,
-            EventFields {
-                error: Some(error),
-                ..Default::default()
-            },
-        )
-        .await;
-}
-
-/// Outcome of trying to claim a deployment job.
-pub enum Claim {
-    /// This node took it now.
-    Taken,
-    /// This node took it earlier (it was interrupted, or is a duplicate).
-    Ours,
-    /// Another node has it.
-    Other(String),
-}
-
-/// `SET berth:claim:<id> <node> NX EX 7d`: a deployment runs at most once.
-pub async fn claim(svc: &Services, deployment_id: &str) -> Result<Claim> {
-    let key = keys::job_claim(deployment_id);
-    let mut conn = svc.redis.clone();
-    let set: Option<String> = redis::cmd("SET")
-        .arg(&key)
-        .arg(&svc.node)
-        .arg("NX")
-        .arg("EX")
-        .arg(604_800)
-        .query_async(&mut conn)
-        .await?;
-    if set.is_some() {
-        return Ok(Claim::Taken);
-    }
-    let owner: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-    Ok(match owner {
-        Some(o) if o == svc.node => Claim::Ours,
-        Some(o) => Claim::Other(o),
-        None => Claim::Other("(expired)".into()),
-    })
-}
-
 async fn remove_dir(dir: &std::path::Path) {
     match tokio::fs::remove_dir_all(dir).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "could not remove checkout"),
     }
-}
-
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
 }
 
 #[cfg(test)]

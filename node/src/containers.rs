@@ -20,8 +20,8 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::StreamExt;
 
-use crate::build::docker_error_text;
 use crate::error::{Error, Result};
+use crate::image_build::docker_error_text;
 use crate::log_sink::LogSink;
 use crate::probe::Liveness;
 

@@ -119,11 +119,18 @@ impl Builder {
         plan: &BuildPlan,
         log: &LogSink,
     ) -> Result<String> {
-        let (ctx_dir, dockerfile_rel) = resolve_context(source_dir, context, dockerfile)?;
-        let ctx_for_tar = ctx_dir.clone();
-        let tar = tokio::task::spawn_blocking(move || tar_context(&ctx_for_tar))
-            .await
-            .map_err(|e| Error::Internal(format!("tar task failed: {e}")))??;
+        // Resolving the paths and packing the tree read the disk: off the async runtime.
+        let (source_dir, ctx, df) = (
+            source_dir.to_path_buf(),
+            context.to_string(),
+            dockerfile.to_string(),
+        );
+        let (dockerfile_rel, tar) = tokio::task::spawn_blocking(move || {
+            let (ctx_dir, dockerfile_rel) = resolve_context(&source_dir, &ctx, &df)?;
+            Ok::<_, Error>((dockerfile_rel, tar_context(&ctx_dir)?))
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("build context task failed: {e}")))??;
         log.system(format!(
             "building {} from {context} with {dockerfile_rel} ({} KiB context)",
             plan.tag,
@@ -319,16 +326,22 @@ mod tests {
         ));
     }
 
-    #[tokio::test]
+    // The clock is paused: it moves only when every task is waiting on it, so the removal has
+    // polled the gate (every 250 ms) as often as the test's time says, with no real waiting.
+    #[tokio::test(start_paused = true)]
     async fn image_removal_waits_for_running_builds_without_holding_up_new_ones() {
         let docker = Docker::connect_with_local_defaults().unwrap();
         let b = Builder::new(docker);
         let building = b.gate.clone().read_owned().await;
         let b2 = b.clone();
-        let removal =
+        let mut removal =
             tokio::spawn(async move { b2.removal(Duration::from_secs(30)).await.is_some() });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!removal.is_finished(), "removal went ahead during a build");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), &mut removal)
+                .await
+                .is_err(),
+            "removal went ahead during a build"
+        );
         // Another build can start while the removal waits.
         let second = tokio::time::timeout(Duration::from_millis(100), b.gate.clone().read_owned())
             .await

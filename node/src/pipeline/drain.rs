@@ -1,0 +1,97 @@
+//! After a successful switch, in the background: drain and stop the previous release, remove
+//! older containers, and prune images no longer offered for rollback.
+
+use std::time::Duration;
+
+use berth_protocol::DeployJob;
+
+use super::deploy::Ready;
+use super::{short, Services};
+use crate::containers;
+use crate::log_sink::LogSink;
+
+/// After the switch: lets the previous release drain, stops it (keeping it, stopped, so a
+/// rollback to it is a start rather than a create), removes older containers, and prunes images
+/// of releases no longer offered for rollback. Failures are only logged.
+///
+/// Which containers are old is decided here, under the app's lock; the waiting and stopping run
+/// in the background, so the next deployment of the app does not wait for them, and nothing
+/// created after this deployment's container is touched.
+pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &Ready) {
+    let keep = ready.container.clone();
+    let all = match containers::app_containers_state(&svc.docker, &job.app.name, &svc.node).await {
+        Ok(all) => all,
+        Err(e) => {
+            log.system(format!("could not list previous containers: {e}"))
+                .await;
+            return;
+        }
+    };
+    let Some(keep_created) = all.iter().find(|c| c.id == keep).map(|c| c.created) else {
+        return;
+    };
+    let running_old: Vec<String> = all
+        .iter()
+        .filter(|c| c.id != keep && c.running)
+        .map(|c| c.id.clone())
+        .collect();
+    let (docker, log, node) = (svc.docker.clone(), log.clone(), svc.node.clone());
+    let builder = svc.builder.clone();
+    let app = job.app.name.clone();
+    let drain = Duration::from_secs(job.app.drain_s);
+    let keep_images = job.keep_images.clone();
+    let new_image = ready.image.clone();
+    tokio::spawn(async move {
+        if !running_old.is_empty() {
+            log.system(format!(
+                "draining the previous release for {} s before stopping it",
+                drain.as_secs()
+            ))
+            .await;
+            tokio::time::sleep(drain).await;
+            for c in &running_old {
+                log.system(format!("stopping previous container {}", short(c)))
+                    .await;
+                if let Err(e) = containers::stop(&docker, c, 10).await {
+                    log.system(format!("could not stop {}: {e}", short(c)))
+                        .await;
+                }
+            }
+        }
+        // The newest stopped container older than ours is the previous release: kept.
+        let Ok(all) = containers::app_containers_state(&docker, &app, &node).await else {
+            return;
+        };
+        let older_stopped = all
+            .iter()
+            .filter(|c| c.id != keep && !c.running && c.created <= keep_created);
+        for c in older_stopped.skip(1) {
+            containers::bounded(
+                "removing an old container",
+                containers::remove_force(&docker, &c.id),
+            )
+            .await;
+        }
+        let Some(keep_images) = keep_images else {
+            return;
+        };
+        // Not while a build runs here: removing an image removes its untagged parents, which a
+        // build may be using as cache.
+        let Some(_no_builds) = builder.removal(Duration::from_secs(600)).await else {
+            log.system("old images not pruned: builds kept running for 10 minutes; the next deployment prunes them")
+                .await;
+            return;
+        };
+        let Ok(images) = containers::app_images(&docker, &app).await else {
+            return;
+        };
+        for (image, created) in images {
+            if image != new_image && !keep_images.contains(&image) && created <= keep_created {
+                match containers::remove_image(&docker, &image).await {
+                    Ok(()) => log.system(format!("pruned {image}")).await,
+                    Err(e) => tracing::debug!(%image, error = %e, "image kept"),
+                }
+            }
+        }
+    });
+}

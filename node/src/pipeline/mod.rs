@@ -1,0 +1,27 @@
+//! The work of one job: the deploy pipeline (fetch → build → run → probe → switch → drain) and
+//! app removal.
+//!
+//! - [`deploy`](deploy()): the deploy steps, to the deployment's terminal event (`deploy.rs`);
+//! - [`claim`] and the fate of a deployment, switched or cancelled (`fate.rs`);
+//! - waiting for an image's Docker HEALTHCHECK (`healthcheck.rs`);
+//! - draining, stopping and pruning the previous release after a switch (`drain.rs`);
+//! - [`remove_app`] (`removal.rs`) and [`fail`](fail()) (`fail.rs`);
+//! - [`Services`], what every step uses of the node (`services.rs`).
+
+mod deploy;
+mod drain;
+mod fail;
+mod fate;
+mod healthcheck;
+mod removal;
+mod services;
+
+pub use deploy::deploy;
+pub use fail::fail;
+pub use fate::{claim, Claim};
+pub use removal::remove_app;
+pub use services::Services;
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
