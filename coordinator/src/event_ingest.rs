@@ -54,14 +54,16 @@ impl EventIngest {
 impl Actor for EventIngest {
     type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Context<Self>) {
+    fn started(&mut self, ctx: &mut Context<Self>) {
         let cfg = consumer_config();
         let max = cfg.max_deliveries;
         let consumer = StreamConsumer::new(cfg, self.client.clone(), self.store.conn());
         let (store, ledger) = (self.store.clone(), self.ledger.clone());
-        actix_rt::spawn(consumer.run(self.stop.clone(), move |d| {
+        // In the actor's context: the read loop keeps the actor alive, and ends with it.
+        let run = consumer.run(self.stop.clone(), move |d| {
             handle(store.clone(), ledger.clone(), d, max)
-        }));
+        });
+        ctx.spawn(run.into_actor(self));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

@@ -1,56 +1,78 @@
 //! Reporting to the coordinator: entries on the `berth:events` stream.
 //!
-//! Terminal events matter most (a deployment must always end), so writes are retried a few times
-//! with a short back-off before the node gives up and logs the loss locally.
+//! A deployment must always end, and a node is the only one who knows how its deployments
+//! ended, so an event is never given up while the node lives: a write that fails is retried
+//! with capped backoff ([`berth_bus::Backoff`]) until Redis takes it or the node shuts down.
+//! An outcome (a terminal event) is first written to the node's outbox on disk
+//! (`<data_dir>/node/outbox/<deployment>.msgpack`) and removed once Redis acknowledged the
+//! write; at start the node re-emits whatever the outbox holds, so an outcome survives a
+//! restart too. A second copy of an event is harmless: the coordinator applies a change only
+//! once (its records move forward only, and a terminal record never changes).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_protocol::{
-    envelope, keys, now_ms, DeploymentStatus, DeploymentUpdate, Event, EVENT_KIND,
-};
+use berth_bus::Backoff;
+use berth_protocol::{envelope, keys, now_ms, DeploymentUpdate, Event, EVENT_KIND};
 use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
 
-use crate::error::Result;
-
-/// Optional fields of a deployment status event.
-#[derive(Debug, Default, Clone)]
-pub struct EventFields {
-    pub commit: Option<String>,
-    pub commit_message: Option<String>,
-    pub commit_author: Option<String>,
-    pub image: Option<String>,
-    pub container: Option<String>,
-    pub error: Option<String>,
-}
+use crate::error::{Error, Result};
 
 /// Writes events of this node.
 #[derive(Clone)]
 pub struct EventSink {
     conn: ConnectionManager,
     node: String,
+    /// Outcomes not yet acknowledged by Redis, one file each.
+    outbox: PathBuf,
+    /// Ends the retries when the node shuts down (an outcome stays in the outbox).
+    shutdown: CancellationToken,
 }
 
 impl EventSink {
-    pub fn new(conn: ConnectionManager, node: impl Into<String>) -> Self {
-        EventSink {
+    /// An event sink whose outbox is `outbox` (created if missing).
+    pub fn new(
+        conn: ConnectionManager,
+        node: impl Into<String>,
+        outbox: PathBuf,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(&outbox)
+            .map_err(|e| Error::io(format!("cannot create {}", outbox.display()), e))?;
+        Ok(EventSink {
             conn,
             node: node.into(),
-        }
+            outbox,
+            shutdown,
+        })
     }
 
-    /// Reports that a deployment moved to `status`.
-    pub async fn deployment(&self, deployment_id: &str, status: DeploymentStatus, f: EventFields) {
+    /// Reports a change of a deployment (this node's name is filled in). A terminal change
+    /// goes through the outbox.
+    pub async fn deployment(&self, update: DeploymentUpdate) {
+        let terminal = update.status.is_terminal();
         let ev = Event::Deployment(DeploymentUpdate {
             node: Some(self.node.clone()),
-            commit: f.commit,
-            commit_message: f.commit_message,
-            commit_author: f.commit_author,
-            image: f.image,
-            container: f.container,
-            error: f.error,
-            ..DeploymentUpdate::new(deployment_id, status)
+            ..update
         });
-        self.emit(&ev).await;
+        let bytes = match envelope::encode(EVENT_KIND, &uuid::Uuid::new_v4().to_string(), &ev) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, event = ?ev, "cannot encode an event");
+                return;
+            }
+        };
+        let parked = if terminal {
+            self.park(&ev, &bytes).await
+        } else {
+            None
+        };
+        if self.emit(&bytes).await {
+            if let Some(file) = parked {
+                remove_file(&file).await;
+            }
+        }
     }
 
     /// Reports that a `RemoveApp` job is done.
@@ -60,27 +82,96 @@ impl EventSink {
             node: self.node.clone(),
             at: now_ms(),
         };
-        self.emit(&ev).await;
+        match envelope::encode(EVENT_KIND, &uuid::Uuid::new_v4().to_string(), &ev) {
+            Ok(bytes) => {
+                self.emit(&bytes).await;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot encode an event"),
+        }
     }
 
-    async fn emit(&self, ev: &Event) {
-        let mut delay = Duration::from_millis(100);
-        for attempt in 1..=5 {
-            match self.try_emit(ev).await {
-                Ok(()) => return,
-                Err(e) if attempt < 5 => {
-                    tracing::warn!(error = %e, attempt, "could not write event; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+    /// Sends every outcome left in the outbox (by an earlier run of this node); returns how
+    /// many went out.
+    pub async fn resend_outbox(&self) -> usize {
+        let files = match list_outbox(&self.outbox).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the event outbox");
+                return 0;
+            }
+        };
+        let mut sent = 0;
+        for file in files {
+            let bytes = match tokio::fs::read(&file).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(file = %file.display(), error = %e, "cannot read an outbox entry");
+                    continue;
                 }
-                Err(e) => tracing::error!(error = %e, event = ?ev, "event lost"),
+            };
+            if envelope::decode::<Event>(&bytes, EVENT_KIND).is_err() {
+                tracing::warn!(file = %file.display(), "dropping an undecodable outbox entry");
+                remove_file(&file).await;
+                continue;
+            }
+            if !self.emit(&bytes).await {
+                break;
+            }
+            remove_file(&file).await;
+            sent += 1;
+        }
+        if sent > 0 {
+            tracing::info!(sent, "re-sent outcomes a previous run had not delivered");
+        }
+        sent
+    }
+
+    /// Writes the outcome to the outbox; its file, or `None` if that failed (the event is still
+    /// sent).
+    async fn park(&self, ev: &Event, bytes: &[u8]) -> Option<PathBuf> {
+        let Event::Deployment(u) = ev else {
+            return None;
+        };
+        let file = self.outbox.join(format!("{}.msgpack", u.deployment_id));
+        let tmp = self.outbox.join(format!(".{}.tmp", u.deployment_id));
+        let write = async {
+            tokio::fs::write(&tmp, bytes).await?;
+            tokio::fs::rename(&tmp, &file).await
+        };
+        match write.await {
+            Ok(()) => Some(file),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), error = %e, "cannot write to the event outbox");
+                None
             }
         }
     }
 
-    async fn try_emit(&self, ev: &Event) -> Result<()> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let bytes = envelope::encode(EVENT_KIND, &id, ev)?;
+    /// XADDs the event until Redis takes it; false only when the node shuts down first.
+    async fn emit(&self, bytes: &[u8]) -> bool {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.try_emit(bytes).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    if attempt == 1 || attempt % 20 == 0 {
+                        tracing::warn!(error = %e, attempt, "could not write an event; retrying until Redis takes it");
+                    }
+                }
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    tracing::warn!("shutting down with an event not written; an outcome stays in the outbox");
+                    return false;
+                }
+                () = backoff.wait() => {}
+            }
+        }
+    }
+
+    async fn try_emit(&self, bytes: &[u8]) -> Result<()> {
         let mut conn = self.conn.clone();
         redis::cmd("XADD")
             .arg(keys::EVENTS)
@@ -93,5 +184,33 @@ impl EventSink {
             .query_async::<()>(&mut conn)
             .await?;
         Ok(())
+    }
+}
+
+/// The outbox's entries, oldest first.
+async fn list_outbox(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut files: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let path = e.path();
+            if path.extension().is_some_and(|x| x == "msgpack") {
+                let modified = e.metadata()?.modified()?;
+                files.push((modified, path));
+            }
+        }
+        files.sort();
+        Ok(files.into_iter().map(|(_, p)| p).collect())
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+async fn remove_file(file: &Path) {
+    if let Err(e) = tokio::fs::remove_file(file).await {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(file = %file.display(), error = %e, "cannot remove an outbox entry");
+        }
     }
 }

@@ -62,6 +62,9 @@ pub struct NodeConfig {
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
 pub struct NodeHandle {
+    /// Ends the event sink's retries once jobs are drained (an outcome not written by then stays
+    /// in the outbox for the next start).
+    stop_events: tokio_util::sync::CancellationToken,
     consumer: Addr<job_consumer::JobConsumer>,
     deployer: Addr<deployer::Deployer>,
     router: Addr<router::Router>,
@@ -80,6 +83,7 @@ impl NodeHandle {
         let steps = async {
             let _ = self.consumer.send(job_consumer::StopConsumer).await;
             let _ = self.deployer.send(deployer::Drain(DRAIN_JOBS)).await;
+            self.stop_events.cancel();
             let _ = self.heartbeat.send(heartbeat::StopHeartbeat).await;
             let _ = self.stats.send(stats::StopStats).await;
             let _ = self.router.send(router::StopRouter).await;
@@ -113,7 +117,12 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
     {
         let mut c = redis.clone();
         redis::cmd("PING").query_async::<()>(&mut c).await?;
-        job_consumer::ensure_group(&mut c, &berth_protocol::keys::jobs(&cfg.name)).await?;
+        berth_bus::consumer::ensure_group(
+            &mut c,
+            &berth_protocol::keys::jobs(&cfg.name),
+            berth_protocol::keys::JOBS_GROUP,
+        )
+        .await?;
     }
 
     let docker = connect_docker(cfg.docker_host.as_deref()).await?;
@@ -128,6 +137,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
     router_core.resync().await?;
     let router = router::Router::new(router_core).start();
 
+    let stop_events = tokio_util::sync::CancellationToken::new();
     let (running_tx, running_rx) = watch::channel(0u32);
     let beat = heartbeat::Beat {
         name: cfg.name.clone(),
@@ -148,6 +158,15 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
     })
     .start();
 
+    // Outcomes an earlier run could not deliver go out before any job is read.
+    let events = event_sink::EventSink::new(
+        redis.clone(),
+        cfg.name.clone(),
+        cfg.data_dir.join("node").join("outbox"),
+        stop_events.clone(),
+    )?;
+    events.resend_outbox().await;
+
     let probe_http = probe::client().map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
     let shipper = log_shipper::LogShipper::new(log_shipper::Shipper {
         docker: docker.clone(),
@@ -164,7 +183,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         docker,
         redis: redis.clone(),
         router: router.clone(),
-        events: event_sink::EventSink::new(redis.clone(), cfg.name.clone()),
+        events: events.clone(),
         probe_http,
         secret_key: cfg.secret_key.clone(),
     });
@@ -173,6 +192,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         job_consumer::JobConsumer::new(client, &cfg.name, deployer.clone(), redis).start();
     tracing::info!(node = %cfg.name, "node started");
     Ok(NodeHandle {
+        stop_events,
         consumer,
         deployer,
         router,

@@ -9,18 +9,19 @@
 //! succeeded; failing to stop an old container is only logged.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_protocol::secret::GitCredential;
-use berth_protocol::{keys, now_ms, validate, DeployJob, DeploymentStatus, Route, Upstream};
+use berth_protocol::{
+    keys, now_ms, validate, DeployJob, DeploymentStatus, DeploymentUpdate, Route, Upstream,
+};
 
 use super::drain::drain_previous;
 use super::fate::{cancelled, claim_switch, fate};
 use super::healthcheck::wait_docker_healthcheck;
 use super::{short, Services};
 use crate::error::{Error, Result};
-use crate::event_sink::EventFields;
 use crate::image_build::{BuildKind, BuildPlan};
 use crate::log_sink::LogSink;
 use crate::router::SetRoutes;
@@ -39,12 +40,25 @@ pub(super) struct Ready {
 }
 
 /// Where a deployment is, readable after its future was dropped by the deadline.
-#[derive(Default)]
 struct Progress {
     /// The step in progress, for "deadline exceeded while <step>".
     step: Mutex<&'static str>,
-    /// The new container, once created: removed if the deployment fails.
-    container: Mutex<Option<String>>,
+    /// The new container, once created: removed if the deployment fails. Shared with the task
+    /// that creates it, which outlives a cancel or a deadline that drops the deployment's future.
+    container: Arc<Mutex<Option<String>>>,
+    /// Set while that task runs: a failed deployment waits for it before cleaning up, so a
+    /// container whose creation was under way is removed too.
+    creating: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            step: Mutex::new(""),
+            container: Arc::default(),
+            creating: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
 }
 
 impl Progress {
@@ -57,11 +71,31 @@ impl Progress {
     fn set_container(&self, id: &str) {
         *self.container.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.to_string());
     }
-    fn container(&self) -> Option<String> {
+    /// The new container, once a creation under way (if any) has ended.
+    async fn container(&self) -> Option<String> {
+        let mut rx = self.creating.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(60), rx.wait_for(|c| !*c)).await;
         self.container
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Creates the container in a task of its own that records it in this progress: dropping
+    /// the deployment's future mid-create (cancel, deadline) cannot leak it.
+    async fn create(&self, docker: &bollard::Docker, spec: containers::RunSpec) -> Result<String> {
+        let (slot, creating, docker) = (self.container.clone(), self.creating.clone(), docker.clone());
+        creating.send_replace(true);
+        let task = tokio::spawn(async move {
+            let r = containers::create(&docker, &spec).await;
+            if let Ok(id) = &r {
+                *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+            }
+            creating.send_replace(false);
+            r
+        });
+        task.await
+            .map_err(|e| Error::Internal(format!("container create task: {e}")))?
     }
 }
 
@@ -155,16 +189,12 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
             ))
             .await;
             svc.events
-                .deployment(
-                    id,
-                    DeploymentStatus::Succeeded,
-                    EventFields {
-                        commit: ready.commit.clone(),
-                        image: Some(ready.image.clone()),
-                        container: Some(ready.container.clone()),
-                        ..Default::default()
-                    },
-                )
+                .deployment(DeploymentUpdate {
+                    commit: ready.commit.clone(),
+                    image: Some(ready.image.clone()),
+                    container: Some(ready.container.clone()),
+                    ..DeploymentUpdate::new(id, DeploymentStatus::Succeeded)
+                })
                 .await;
             drain_previous(svc, job, &log, &ready).await;
         }
@@ -175,7 +205,7 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
                 _ => DeploymentStatus::Failed,
             };
             log.system(format!("deployment {status}: {text}")).await;
-            if let Some(c) = progress.container() {
+            if let Some(c) = progress.container().await {
                 containers::copy_tail(&svc.docker, &c, TAIL_LINES, &log).await;
                 log.system(format!("removing the new container {}", short(&c)))
                     .await;
@@ -186,14 +216,7 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
                 .await;
             }
             svc.events
-                .deployment(
-                    id,
-                    status,
-                    EventFields {
-                        error: Some(text),
-                        ..Default::default()
-                    },
-                )
+                .deployment(DeploymentUpdate::ended(id, status, text))
                 .await;
         }
     }
@@ -231,14 +254,10 @@ async fn prepare(
 
     progress.set_step("starting the container");
     svc.events
-        .deployment(
-            id,
-            DeploymentStatus::Deploying,
-            EventFields {
-                image: Some(image.clone()),
-                ..Default::default()
-            },
-        )
+        .deployment(DeploymentUpdate {
+            image: Some(image.clone()),
+            ..DeploymentUpdate::new(id, DeploymentStatus::Deploying)
+        })
         .await;
     let health_port = app.health_check.port.unwrap_or(app.port);
     let reusable = match &job.reuse_container_of {
@@ -277,7 +296,7 @@ async fn prepare(
                 host_ip: svc.address.clone(),
                 extra_ports: vec![health_port],
             };
-            containers::create(&svc.docker, &spec).await?
+            progress.create(&svc.docker, spec).await?
         }
     };
     progress.set_container(&cid);
@@ -332,7 +351,7 @@ async fn fetch_and_build(
     let id = job.deployment_id.as_str();
     progress.set_step("fetching the source");
     svc.events
-        .deployment(id, DeploymentStatus::Building, EventFields::default())
+        .deployment(DeploymentUpdate::new(id, DeploymentStatus::Building))
         .await;
     let git_ref = job.git_ref.as_deref().unwrap_or(&app.branch);
     let commit = source::fetch(&app.repo, git_ref, checkout, log, auth).await?;
@@ -343,16 +362,12 @@ async fn fetch_and_build(
     ))
     .await;
     svc.events
-        .deployment(
-            id,
-            DeploymentStatus::Building,
-            EventFields {
-                commit: Some(commit.clone()),
-                commit_message,
-                commit_author,
-                ..Default::default()
-            },
-        )
+        .deployment(DeploymentUpdate {
+            commit: Some(commit.clone()),
+            commit_message,
+            commit_author,
+            ..DeploymentUpdate::new(id, DeploymentStatus::Building)
+        })
         .await;
 
     progress.set_step("building the image");

@@ -1,10 +1,9 @@
 //! Reporting a deployment as failed from outside the deploy steps: a restart interrupted it, or
 //! its task crashed.
 
-use berth_protocol::DeploymentStatus;
+use berth_protocol::{DeploymentStatus, DeploymentUpdate};
 
 use super::Services;
-use crate::event_sink::EventFields;
 use crate::log_sink::LogSink;
 
 /// Reports a deployment as failed without running it.
@@ -13,13 +12,10 @@ pub async fn fail(svc: &Services, deployment_id: &str, error: String) {
         .system(format!("deployment failed: {error}"))
         .await;
     svc.events
-        .deployment(
+        .deployment(DeploymentUpdate::ended(
             deployment_id,
             DeploymentStatus::Failed,
-            EventFields {
-                error: Some(error),
-                ..Default::default()
-            },
-        )
+            error,
+        ))
         .await;
 }

@@ -1,4 +1,6 @@
-//! Removing an app from this node: its containers, its routes and its runtime log.
+//! Removing an app from this node: its containers, its routes, its images and its runtime log.
+
+use std::time::Duration;
 
 use berth_protocol::keys;
 
@@ -7,12 +9,24 @@ use crate::containers;
 use crate::error::Result;
 use crate::router::RemoveRoutes;
 
-/// Removes every container of `app` on this node and the routes of `domains`.
+/// Removes every container of `app` on this node, the routes of `domains` and the app's images.
 pub async fn remove_app(svc: &Services, app: &str, domains: &[String]) -> Result<()> {
     for id in containers::app_containers(&svc.docker, app, &svc.node).await? {
         containers::stop_and_remove(&svc.docker, &id).await?;
     }
     svc.router.send(RemoveRoutes(domains.to_vec())).await??;
+    // Not while a build runs here: removing an image removes its untagged parents, which a
+    // build may be using as cache.
+    match svc.builder.removal(Duration::from_secs(600)).await {
+        Some(_no_builds) => {
+            for (image, _) in containers::app_images(&svc.docker, app).await? {
+                if let Err(e) = containers::remove_image(&svc.docker, &image).await {
+                    tracing::warn!(app, %image, error = %e, "could not remove an image of a deleted app");
+                }
+            }
+        }
+        None => tracing::warn!(app, "images of the deleted app kept: builds ran for 10 minutes"),
+    }
     // The containers' last lines may have recreated the app's runtime log after the coordinator
     // deleted it; with them gone, nothing writes there any more.
     let mut c = svc.redis.clone();
