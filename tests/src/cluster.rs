@@ -134,7 +134,7 @@ impl Cluster {
 
     /// `berth up` with extra environment (e.g. `BERTH_GITHUB__WEBHOOK_SECRET`).
     pub async fn up_with(extra: &[(&str, &str)]) -> Result<Cluster> {
-        let dir = TempDir::new("berth-up");
+        let dir = TempDir::with_prefix("berth-up")?;
         let node = unique("node");
         let (ingress, api_port, admin) = (free_port(), free_port(), free_port());
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -164,7 +164,7 @@ impl Cluster {
 
     /// [`Cluster::separate`] with extra environment for the berth processes.
     pub async fn separate_with(extra: &[(&str, &str)]) -> Result<Cluster> {
-        let dir = TempDir::new("berth-sep");
+        let dir = TempDir::with_prefix("berth-sep")?;
         let node = unique("node");
         let (ingress, api_port, admin, redis_port) =
             (free_port(), free_port(), free_port(), free_port());

@@ -13,7 +13,6 @@
 
 #![recursion_limit = "256"]
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
@@ -38,6 +37,8 @@ pub use load::{Load, LoadCount};
 pub use ports::free_port;
 pub use process::{berth_bin, sh, Proc};
 pub use sse::Sse;
+/// A temporary directory removed on drop: `TempDir::with_prefix("name")`, then `.path()`.
+pub use tempfile::TempDir;
 
 /// A short random suffix for names.
 pub fn unique(prefix: &str) -> String {
@@ -62,25 +63,5 @@ where
             bail!("timed out after {timeout:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
-        let p = std::env::temp_dir().join(unique(prefix));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -47,7 +47,7 @@ async fn rollback(c: &Cluster, app: &str, to: Option<&str>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_failed_request_across_deploy_rollback_and_a_failing_deploy() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("zd-src");
+    let src = TempDir::with_prefix("zd-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("zd");
     let host = format!("{app}.localhost");
@@ -97,7 +97,7 @@ async fn no_failed_request_across_deploy_rollback_and_a_failing_deploy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_three_back_failing_deploys_and_pruning() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("rb-src");
+    let src = TempDir::with_prefix("rb-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("rb");
     let host = format!("{app}.localhost");
@@ -222,7 +222,7 @@ async fn rollback_three_back_failing_deploys_and_pruning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_during_build_and_during_health_checks() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("cx-src");
+    let src = TempDir::with_prefix("cx-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("cx");
     let host = format!("{app}.localhost");
@@ -332,7 +332,7 @@ async fn cancel_during_build_and_during_health_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_healthcheck_must_pass_too() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("hc-src");
+    let src = TempDir::with_prefix("hc-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("hc");
     c.create_app(

@@ -40,7 +40,7 @@ async fn a_signed_push_deploys_that_commit() {
     let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
         .await
         .unwrap();
-    let src = TempDir::new("hook-src");
+    let src = TempDir::with_prefix("hook-src").unwrap();
     let (app, repo) = app_with_repo(&mut c, &src).await;
     let before = repo.git(&["rev-parse", "HEAD"]).unwrap();
     repo.write("www/index.html", &hello_page("pushed")).unwrap();
@@ -141,7 +141,7 @@ async fn deliveries_that_queue_nothing() {
     let mut c = Cluster::separate_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
         .await
         .unwrap();
-    let src = TempDir::new("hook-src");
+    let src = TempDir::with_prefix("hook-src").unwrap();
     let (app, repo) = app_with_repo(&mut c, &src).await;
     let head = repo.git(&["rev-parse", "HEAD"]).unwrap();
     let base = c.api.base.clone();
@@ -265,7 +265,7 @@ async fn quick_pushes_the_newest_wins() {
     let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
         .await
         .unwrap();
-    let src = TempDir::new("hook-src");
+    let src = TempDir::with_prefix("hook-src").unwrap();
     let (app, repo) = app_with_repo(&mut c, &src).await;
     let mut before = repo.git(&["rev-parse", "HEAD"]).unwrap();
     let mut bodies = Vec::new();
