@@ -23,8 +23,6 @@ pub mod router;
 pub mod runner;
 pub mod source;
 pub mod stats;
-#[cfg(test)]
-mod testutil;
 
 use std::path::PathBuf;
 use std::sync::Arc;

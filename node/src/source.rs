@@ -311,7 +311,7 @@ mod tests {
             .secrets
             .contains(&"eC1hY2Nlc3MtdG9rZW46dG9rMTIz".to_string()));
     }
-    use crate::testutil::TempDir;
+    use berth_tests::TempDir;
 
     fn run(dir: &Path, args: &[&str]) -> String {
         let out = std::process::Command::new("git")
@@ -353,7 +353,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn fetches_branch_tag_and_commit_from_local_bare_repo() {
-        let tmp = TempDir::new("git");
+        let tmp = TempDir::with_prefix("berth-node-test-git").unwrap();
         let (bare, sha1, sha2) = make_repo(&tmp);
         let (log, _) = LogSink::memory();
         let dir = tmp.path().join("checkout");
@@ -384,7 +384,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn unknown_ref_and_bad_input_fail_with_actionable_text() {
-        let tmp = TempDir::new("git");
+        let tmp = TempDir::with_prefix("berth-node-test-git").unwrap();
         let (bare, _, _) = make_repo(&tmp);
         let (log, _) = LogSink::memory();
         let dir = tmp.path().join("checkout");

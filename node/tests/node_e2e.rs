@@ -5,7 +5,7 @@
 //! Caddy restart (routes re-pushed from Redis) and removes the app.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -14,26 +14,9 @@ use berth_protocol::{
     envelope, keys, now_ms, App, DeployJob, DeploymentStatus, EnvVars, Event, HealthCheck, Job,
     EVENT_KIND, JOB_KIND,
 };
+use berth_tests::{eventually, free_port, TempDir};
 use redis::aio::MultiplexedConnection;
 use tokio::process::{Child, Command};
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new() -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "berth-node-e2e-{}-{}",
-            std::process::id(),
-            now_ms()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Removes the test app's containers and images, even when the test panics.
 struct DockerCleanup(String);
@@ -53,29 +36,6 @@ impl Drop for DockerCleanup {
         for i in docker(&["images", "-q", "--filter", &filter]).split_whitespace() {
             docker(&["image", "rm", "-f", i]);
         }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    limit: Duration,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -99,7 +59,7 @@ async fn start_redis(dir: &Path) -> (Child, u16) {
         .spawn()
         .expect("redis-server runs");
     let url = format!("redis://127.0.0.1:{port}/");
-    until("redis", Duration::from_secs(10), || async {
+    eventually("redis", Duration::from_secs(10), || async {
         let c = redis::Client::open(url.as_str()).ok()?;
         let mut conn = c.get_multiplexed_async_connection().await.ok()?;
         redis::cmd("PING")
@@ -107,7 +67,8 @@ async fn start_redis(dir: &Path) -> (Child, u16) {
             .await
             .ok()
     })
-    .await;
+    .await
+    .unwrap();
     (child, port)
 }
 
@@ -131,7 +92,7 @@ async fn start_caddy(dir: &Path, admin: u16) -> Child {
         .spawn()
         .expect("caddy runs");
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    until("caddy admin", Duration::from_secs(10), || async {
+    eventually("caddy admin", Duration::from_secs(10), || async {
         let r = http
             .get(format!("http://127.0.0.1:{admin}/config/"))
             .send()
@@ -139,7 +100,8 @@ async fn start_caddy(dir: &Path, admin: u16) -> Child {
             .ok()?;
         r.status().is_success().then_some(())
     })
-    .await;
+    .await
+    .unwrap();
     child
 }
 
@@ -245,7 +207,7 @@ async fn terminal(
     conn: &MultiplexedConnection,
     id: &str,
 ) -> (DeploymentStatus, Option<String>, Option<String>) {
-    until(
+    eventually(
         &format!("deployment {id} to end"),
         Duration::from_secs(180),
         || {
@@ -267,6 +229,7 @@ async fn terminal(
         },
     )
     .await
+    .unwrap()
 }
 
 async fn get(ingress: u16, host: &str) -> Option<(u16, String)> {
@@ -332,10 +295,10 @@ async fn list_containers(app: &str, all: bool) -> Vec<String> {
 
 #[actix_rt::test]
 async fn deploys_switches_fails_safely_and_removes() {
-    let tmp = TempDir::new();
-    let (_redis, redis_port) = start_redis(&tmp.0).await;
+    let tmp = TempDir::with_prefix("berth-node-e2e").unwrap();
+    let (_redis, redis_port) = start_redis(tmp.path()).await;
     let admin = free_port();
-    let caddy_dir = tmp.0.join("caddy");
+    let caddy_dir = tmp.path().join("caddy");
     std::fs::create_dir_all(&caddy_dir).unwrap();
     let mut caddy = start_caddy(&caddy_dir, admin).await;
     let ingress = free_port();
@@ -345,11 +308,11 @@ async fn deploys_switches_fails_safely_and_removes() {
     let domain = format!("{app_name}.localhost");
     let _cleanup = DockerCleanup(app_name.clone());
 
-    let work = tmp.0.join("work");
-    let bare = tmp.0.join("repo.git");
+    let work = tmp.path().join("work");
+    let bare = tmp.path().join("repo.git");
     std::fs::create_dir_all(&work).unwrap();
     git(
-        &tmp.0,
+        tmp.path(),
         &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
     );
     git(&work, &["init", "-q", "-b", "main"]);
@@ -363,7 +326,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         ingress_http: ingress,
         docker_host: None,
         address: "127.0.0.1".into(),
-        data_dir: tmp.0.join("data"),
+        data_dir: tmp.path().join("data"),
         secret_key: None,
         stats_interval: Duration::from_secs(5),
     })
@@ -513,14 +476,15 @@ async fn deploys_switches_fails_safely_and_removes() {
     caddy.kill().await.unwrap();
     let _ = caddy.wait().await;
     caddy = start_caddy(&caddy_dir, admin).await;
-    until(
+    eventually(
         "routes re-pushed after a Caddy restart",
         Duration::from_secs(15),
         || async {
             (get(ingress, &domain).await == Some((200, "hello v2 bt rt\n".into()))).then_some(())
         },
     )
-    .await;
+    .await
+    .unwrap();
 
     // 6. Remove the app.
     push_job(
@@ -532,7 +496,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         },
     )
     .await;
-    until("app removed", Duration::from_secs(60), || {
+    eventually("app removed", Duration::from_secs(60), || {
         let mut c = conn.clone();
         let app_name = app_name.clone();
         async move {
@@ -543,7 +507,8 @@ async fn deploys_switches_fails_safely_and_removes() {
                 .then_some(())
         }
     })
-    .await;
+    .await
+    .unwrap();
     assert!(list_containers(&app_name, true).await.is_empty());
     assert_eq!(get(ingress, &domain).await.map(|r| r.0), Some(404));
     let routes: Option<Vec<u8>> = redis::cmd("HGET")
@@ -553,7 +518,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         .await
         .unwrap();
     assert!(routes.is_none());
-    until("every job acknowledged", Duration::from_secs(10), || {
+    eventually("every job acknowledged", Duration::from_secs(10), || {
         let mut c = conn.clone();
         let stream = keys::jobs(&node);
         async move {
@@ -569,9 +534,10 @@ async fn deploys_switches_fails_safely_and_removes() {
             }
         }
     })
-    .await;
+    .await
+    .unwrap();
 
-    let builds = std::fs::read_dir(tmp.0.join("data/node/builds"))
+    let builds = std::fs::read_dir(tmp.path().join("data/node/builds"))
         .unwrap()
         .count();
     assert_eq!(builds, 0, "checkouts are removed");
