@@ -81,8 +81,17 @@ async fn no_failed_request_across_deploy_rollback_and_a_failing_deploy() {
     let v3 = deploy_version(&c, &app, &repo, "v3").await;
     assert_eq!(v3["status"], "failed", "{v3}");
     c.serves(&host, &version_marker("v1")).await.unwrap();
-    // Let the drained releases stop while the load goes on.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The drained releases stop while the load goes on (2,000 requests at least).
+    berth_tests::eventually(
+        "the drained releases to stop, under 2,000 requests of load",
+        Duration::from_secs(30),
+        || async {
+            let one = running_containers(&app, &c.node).ok()?.len() == 1;
+            (one && load.sent() >= 2000).then_some(())
+        },
+    )
+    .await
+    .unwrap();
     let n = load.finish().await;
     eprintln!("load: {n:?}");
     assert!(n.ok + n.failed >= 2000, "at least 2,000 requests: {n:?}");

@@ -278,7 +278,6 @@ async fn quick_pushes_the_newest_wins() {
         ));
         before = sha;
     }
-    let started = std::time::Instant::now();
     let mut ids = Vec::new();
     for (_, b) in &bodies {
         let (s, v) = deliver(
@@ -294,10 +293,6 @@ async fn quick_pushes_the_newest_wins() {
         assert_eq!(s, 202, "{v}");
         ids.push(v["deployments"][0].as_str().unwrap().to_string());
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "three pushes within a second"
-    );
     let mut ends: Vec<Value> = Vec::new();
     for id in &ids {
         ends.push(c.api.wait_terminal(id, DEPLOY).await.unwrap());
