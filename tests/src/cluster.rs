@@ -2,14 +2,15 @@
 //! Redis and Caddy) on free ports in a temporary directory; GET through its ingress, and the
 //! Docker look-ups and clean-up of what its node made.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
-use crate::{berth_bin, eventually, free_port, sh, unique, Api, Proc, TempDir};
+use crate::{
+    berth_bin, eventually, free_port, sh, start_caddy, start_redis, unique, Api, Proc, TempDir,
+};
 
 /// When the node process named `node` started, from the API's node list.
 async fn node_started_at(api: &Api, node: &str) -> Option<u64> {
@@ -32,9 +33,18 @@ pub async fn ingress_get(port: u16, host: &str) -> Result<(u16, String)> {
 
 /// Running app containers of one app on one node (from the Docker engine itself).
 pub fn running_containers(app: &str, node: &str) -> Result<Vec<String>> {
+    app_containers(app, node, "-q")
+}
+
+/// Every app container of one app on one node, running or stopped.
+pub fn containers(app: &str, node: &str) -> Result<Vec<String>> {
+    app_containers(app, node, "-aq")
+}
+
+fn app_containers(app: &str, node: &str, flags: &str) -> Result<Vec<String>> {
     let out = sh(Command::new("docker").args([
         "ps",
-        "-q",
+        flags,
         "--filter",
         &format!("label=berth.app={app}"),
         "--filter",
@@ -80,30 +90,51 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    fn base_env(
-        dir: &Path,
-        node: &str,
-        ingress: u16,
-        api_port: u16,
+    /// A cluster not started yet: a temp dir, a node name, free API and ingress ports, a token,
+    /// and the environment of its `berth` processes (Caddy's admin API on `admin`; the Redis on
+    /// `redis_port` if the test runs its own; then `extra`).
+    fn new(
+        prefix: &str,
         admin: u16,
-        token: &str,
-    ) -> Vec<(String, String)> {
-        let d = dir.to_string_lossy().to_string();
-        vec![
+        redis_port: Option<u16>,
+        extra: &[(&str, &str)],
+    ) -> Result<Cluster> {
+        let dir = TempDir::with_prefix(prefix)?;
+        let node = unique("node");
+        let (ingress, api_port) = (free_port(), free_port());
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let d = dir.path().to_string_lossy().to_string();
+        let mut env: Vec<(String, String)> = vec![
             ("HOME".into(), d.clone()),
             ("XDG_CONFIG_HOME".into(), format!("{d}/config")),
             ("XDG_DATA_HOME".into(), format!("{d}/data")),
             ("BERTH_DATA_DIR".into(), format!("{d}/berth")),
             ("BERTH_API__LISTEN".into(), format!("127.0.0.1:{api_port}")),
-            ("BERTH_API__TOKEN".into(), token.into()),
-            ("BERTH_NODE__NAME".into(), node.into()),
+            ("BERTH_API__TOKEN".into(), token.clone()),
+            ("BERTH_NODE__NAME".into(), node.clone()),
             (
                 "BERTH_NODE__CADDY_ADMIN".into(),
                 format!("127.0.0.1:{admin}"),
             ),
             ("BERTH_NODE__INGRESS_HTTP".into(), ingress.to_string()),
             ("RUST_LOG".into(), "info".into()),
-        ]
+        ];
+        if let Some(port) = redis_port {
+            env.push((
+                "BERTH_REDIS__URL".into(),
+                format!("redis://127.0.0.1:{port}/"),
+            ));
+        }
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Ok(Cluster {
+            api: Api::new(format!("http://127.0.0.1:{api_port}"), token),
+            dir,
+            node,
+            ingress,
+            env,
+            procs: Vec::new(),
+            apps: Vec::new(),
+        })
     }
 
     /// Runs `redis-cli` against this cluster's Redis (the Unix socket of `berth up`, or the URL
@@ -134,21 +165,7 @@ impl Cluster {
 
     /// `berth up` with extra environment (e.g. `BERTH_GITHUB__WEBHOOK_SECRET`).
     pub async fn up_with(extra: &[(&str, &str)]) -> Result<Cluster> {
-        let dir = TempDir::with_prefix("berth-up")?;
-        let node = unique("node");
-        let (ingress, api_port, admin) = (free_port(), free_port(), free_port());
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut env = Self::base_env(dir.path(), &node, ingress, api_port, admin, &token);
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut c = Cluster {
-            api: Api::new(format!("http://127.0.0.1:{api_port}"), token),
-            dir,
-            node,
-            ingress,
-            env,
-            procs: Vec::new(),
-            apps: Vec::new(),
-        };
+        let mut c = Self::new("berth-up", free_port(), None, extra)?;
         let mut cmd = c.berth();
         cmd.arg("up");
         let log = c.dir.path().join("berth-up.log");
@@ -164,65 +181,13 @@ impl Cluster {
 
     /// [`Cluster::separate`] with extra environment for the berth processes.
     pub async fn separate_with(extra: &[(&str, &str)]) -> Result<Cluster> {
-        let dir = TempDir::with_prefix("berth-sep")?;
-        let node = unique("node");
-        let (ingress, api_port, admin, redis_port) =
-            (free_port(), free_port(), free_port(), free_port());
-        let token = uuid::Uuid::new_v4().simple().to_string();
-        let mut env = Self::base_env(dir.path(), &node, ingress, api_port, admin, &token);
-        env.push((
-            "BERTH_REDIS__URL".into(),
-            format!("redis://127.0.0.1:{redis_port}/"),
-        ));
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let mut c = Cluster {
-            api: Api::new(format!("http://127.0.0.1:{api_port}"), token),
-            dir,
-            node,
-            ingress,
-            env,
-            procs: Vec::new(),
-            apps: Vec::new(),
-        };
+        let (admin, redis_port) = (free_port(), free_port());
+        let mut c = Self::new("berth-sep", admin, Some(redis_port), extra)?;
         let d = c.dir.path().to_path_buf();
-        let mut redis = Command::new("redis-server");
-        redis
-            .args([
-                "--port",
-                &redis_port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .args(["--appendonly", "yes", "--appendfsync", "everysec"])
-            .arg("--dir")
-            .arg(&d);
+        let redis_args = ["--appendonly", "yes", "--appendfsync", "everysec"];
         c.procs
-            .push(Proc::spawn("redis", redis, d.join("redis.log"))?);
-        let caddy_dir = d.join("caddy");
-        std::fs::create_dir_all(&caddy_dir)?;
-        let boot = caddy_dir.join("boot.json");
-        std::fs::write(
-            &boot,
-            format!("{{\"admin\":{{\"listen\":\"127.0.0.1:{admin}\"}}}}"),
-        )?;
-        let mut caddy = Command::new("caddy");
-        caddy
-            .arg("run")
-            .arg("--config")
-            .arg(&boot)
-            .env("HOME", &caddy_dir)
-            .env("XDG_CONFIG_HOME", caddy_dir.join("config"))
-            .env("XDG_DATA_HOME", caddy_dir.join("data"));
-        c.procs
-            .push(Proc::spawn("caddy", caddy, d.join("caddy.log"))?);
-        eventually("redis and caddy", Duration::from_secs(20), || async {
-            let r = std::net::TcpStream::connect(("127.0.0.1", redis_port)).is_ok();
-            let a = std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok();
-            (r && a).then_some(())
-        })
-        .await?;
+            .push(start_redis(&d, redis_port, &redis_args).await?);
+        c.procs.push(start_caddy(&d.join("caddy"), admin).await?);
         let mut coord = c.berth();
         coord.arg("coordinator");
         c.procs.push(Proc::spawn(

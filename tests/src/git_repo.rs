@@ -16,9 +16,17 @@ pub struct GitRepo {
 impl GitRepo {
     /// Copies `src` into a new work tree, commits it on `main` and pushes it to a bare repository.
     pub fn from_dir(root: &Path, src: &Path) -> Result<GitRepo> {
+        let repo = GitRepo::init(root)?;
+        copy_dir(src, &repo.work)?;
+        repo.commit("initial")?;
+        Ok(repo)
+    }
+
+    /// An empty bare repository `root/repo.git` and a work tree `root/work` on `main` whose
+    /// `origin` it is; nothing committed yet.
+    pub fn init(root: &Path) -> Result<GitRepo> {
         let work = root.join("work");
         let bare = root.join("repo.git");
-        copy_dir(src, &work)?;
         sh(Command::new("git")
             .args(["init", "-q", "--bare", "-b", "main"])
             .arg(&bare))?;
@@ -27,7 +35,6 @@ impl GitRepo {
             .arg(&work))?;
         let repo = GitRepo { bare, work };
         repo.git(&["remote", "add", "origin", &repo.bare.to_string_lossy()])?;
-        repo.commit("initial")?;
         Ok(repo)
     }
 

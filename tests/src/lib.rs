@@ -7,6 +7,7 @@
 //! - `ports`: [`free_port`];
 //! - `process`: [`Proc`], [`berth_bin`], [`sh`];
 //! - `git_repo`: [`GitRepo`]; `git_server`: [`private_git_server`], [`private_https_remote`];
+//! - `services`: [`start_redis`], [`start_caddy`] for tests that run their own;
 //! - `cluster`: [`Cluster`], [`ingress_get`], the Docker look-ups; `api`: [`Api`];
 //! - `load`: [`Load`], [`LoadCount`]; `sse`: [`Sse`];
 //! - `example`: the examples/hello app; [`github`]: webhook deliveries.
@@ -26,16 +27,18 @@ pub mod github;
 mod load;
 mod ports;
 mod process;
+mod services;
 mod sse;
 
 pub use api::Api;
-pub use cluster::{docker_cleanup, ingress_get, running_containers, Cluster};
+pub use cluster::{containers, docker_cleanup, ingress_get, running_containers, Cluster};
 pub use example::{hello_page, repo_root, version_marker};
 pub use git_repo::GitRepo;
 pub use git_server::{private_git_server, private_https_remote};
 pub use load::{Load, LoadCount};
 pub use ports::free_port;
 pub use process::{berth_bin, sh, Proc};
+pub use services::{start_caddy, start_redis};
 pub use sse::Sse;
 /// A temporary directory removed on drop: `TempDir::with_prefix("name")`, then `.path()`.
 pub use tempfile::TempDir;
