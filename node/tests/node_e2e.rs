@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use berth_node::{start, NodeConfig};
@@ -14,132 +13,41 @@ use berth_protocol::{
     envelope, keys, now_ms, App, DeployJob, DeploymentStatus, EnvVars, Event, HealthCheck, Job,
     EVENT_KIND, JOB_KIND,
 };
-use berth_tests::{eventually, free_port, TempDir};
+use berth_tests::{
+    containers, docker_cleanup, eventually, free_port, ingress_get, running_containers,
+    start_caddy, start_redis, GitRepo, TempDir,
+};
 use redis::aio::MultiplexedConnection;
-use tokio::process::{Child, Command};
 
-/// Removes the test app's containers and images, even when the test panics.
-struct DockerCleanup(String);
+/// Removes the test node's containers and the app's images, even when the test panics.
+struct DockerCleanup {
+    node: String,
+    app: String,
+}
 impl Drop for DockerCleanup {
     fn drop(&mut self) {
-        let docker = |args: &[&str]| {
-            std::process::Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        let filter = format!("label=berth.app={}", self.0);
-        for c in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
-            docker(&["rm", "-f", c]);
-        }
-        for i in docker(&["images", "-q", "--filter", &filter]).split_whitespace() {
-            docker(&["image", "rm", "-f", i]);
-        }
+        docker_cleanup(&self.node, &[&self.app]);
     }
 }
 
-async fn start_redis(dir: &Path) -> (Child, u16) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server runs");
-    let url = format!("redis://127.0.0.1:{port}/");
-    eventually("redis", Duration::from_secs(10), || async {
-        let c = redis::Client::open(url.as_str()).ok()?;
-        let mut conn = c.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    })
-    .await
-    .unwrap();
-    (child, port)
-}
-
-async fn start_caddy(dir: &Path, admin: u16) -> Child {
-    let cfg = dir.join("caddy.json");
-    std::fs::write(
-        &cfg,
-        format!(r#"{{"admin":{{"listen":"127.0.0.1:{admin}"}}}}"#),
-    )
-    .unwrap();
-    let child = Command::new("caddy")
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg)
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("caddy runs");
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    eventually("caddy admin", Duration::from_secs(10), || async {
-        let r = http
-            .get(format!("http://127.0.0.1:{admin}/config/"))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await
-    .unwrap();
-    child
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Commits a version of the test app (serving "hello <version> <GREETING> <MSG>") and pushes it.
-fn commit_version(work: &Path, bare: &Path, version: &str) {
-    std::fs::create_dir_all(work.join("app")).unwrap();
-    std::fs::write(
-        work.join("app/Dockerfile"),
-        format!(
+fn commit_version(repo: &GitRepo, version: &str) {
+    repo.write(
+        "app/Dockerfile",
+        &format!(
             "FROM busybox\nARG GREETING=none\nCOPY start.sh /start.sh\n\
              RUN mkdir -p /www && echo \"{version} $GREETING\" > /www/version\n\
              CMD [\"sh\", \"/start.sh\"]\n"
         ),
     )
     .unwrap();
-    std::fs::write(
-        work.join("app/start.sh"),
+    repo.write(
+        "app/start.sh",
         "echo \"hello $(cat /www/version) $MSG\" > /www/index.html\necho app starting\n\
          if [ -n \"$CRASH\" ]; then echo crashing >&2; exit \"$CRASH\"; fi\nexec httpd -f -p 8080 -h /www\n",
     )
     .unwrap();
-    git(work, &["add", "."]);
-    git(work, &["commit", "-q", "-m", version]);
-    git(work, &["push", "-q", bare.to_str().unwrap(), "HEAD:main"]);
+    repo.commit(version).unwrap();
 }
 
 fn app(name: &str, repo: &Path, domain: &str) -> App {
@@ -233,15 +141,7 @@ async fn terminal(
 }
 
 async fn get(ingress: u16, host: &str) -> Option<(u16, String)> {
-    let http = reqwest::Client::builder().no_proxy().build().ok()?;
-    let r = http
-        .get(format!("http://127.0.0.1:{ingress}/"))
-        .header("Host", host)
-        .send()
-        .await
-        .ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.text().await.ok()?))
+    ingress_get(ingress, host).await.ok()
 }
 
 async fn log_text(conn: &mut MultiplexedConnection, id: &str) -> String {
@@ -262,61 +162,28 @@ async fn log_text(conn: &mut MultiplexedConnection, id: &str) -> String {
         .join("\n")
 }
 
-/// The app's containers once their number is `n` (the old one is stopped right after the
-/// switch, so it may take the app's stop grace time to go), or what is there at the deadline.
-async fn containers_settled(app: &str, n: usize) -> Vec<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = containers(app).await;
-        if now.len() == n || std::time::Instant::now() > deadline {
-            return now;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Running containers of the app (the previous release is kept stopped for rollback).
-async fn containers(app: &str) -> Vec<String> {
-    list_containers(app, false).await
-}
-
-async fn list_containers(app: &str, all: bool) -> Vec<String> {
-    let flags = if all { "-aq" } else { "-q" };
-    let out = Command::new("docker")
-        .args(["ps", flags, "--filter", &format!("label=berth.app={app}")])
-        .output()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
-
 #[actix_rt::test]
 async fn deploys_switches_fails_safely_and_removes() {
     let tmp = TempDir::with_prefix("berth-node-e2e").unwrap();
-    let (_redis, redis_port) = start_redis(tmp.path()).await;
+    let redis_port = free_port();
+    let _redis = start_redis(tmp.path(), redis_port, &["--appendonly", "no"])
+        .await
+        .unwrap();
     let admin = free_port();
     let caddy_dir = tmp.path().join("caddy");
-    std::fs::create_dir_all(&caddy_dir).unwrap();
-    let mut caddy = start_caddy(&caddy_dir, admin).await;
+    let mut caddy = start_caddy(&caddy_dir, admin).await.unwrap();
     let ingress = free_port();
     let suffix = format!("{}{}", std::process::id(), now_ms() % 100_000);
     let node = format!("n{suffix}");
     let app_name = format!("e2e{suffix}");
     let domain = format!("{app_name}.localhost");
-    let _cleanup = DockerCleanup(app_name.clone());
+    let _cleanup = DockerCleanup {
+        node: node.clone(),
+        app: app_name.clone(),
+    };
 
-    let work = tmp.path().join("work");
-    let bare = tmp.path().join("repo.git");
-    std::fs::create_dir_all(&work).unwrap();
-    git(
-        tmp.path(),
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-    );
-    git(&work, &["init", "-q", "-b", "main"]);
-    commit_version(&work, &bare, "v1");
+    let repo = GitRepo::init(tmp.path()).unwrap();
+    commit_version(&repo, "v1");
 
     let redis_url = format!("redis://127.0.0.1:{redis_port}/");
     let handle = start(NodeConfig {
@@ -361,7 +228,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             keep_images: None,
         }))
     };
-    let base = app(&app_name, &bare, &domain);
+    let base = app(&app_name, &repo.bare, &domain);
 
     // 1. First deployment.
     push_job(&mut conn, &node, &deploy("d1", None, base.clone())).await;
@@ -379,7 +246,7 @@ async fn deploys_switches_fails_safely_and_removes() {
     );
 
     // 2. Second version: traffic switches, the old container goes.
-    commit_version(&work, &bare, "v2");
+    commit_version(&repo, "v2");
     push_job(&mut conn, &node, &deploy("d2", None, base.clone())).await;
     let (status, c2, err) = terminal(&conn, "d2").await;
     assert_eq!(
@@ -393,7 +260,15 @@ async fn deploys_switches_fails_safely_and_removes() {
         get(ingress, &domain).await,
         Some((200, "hello v2 bt rt\n".into()))
     );
-    let left = containers_settled(&app_name, 1).await;
+    // The old container is stopped right after the switch (it may take the app's stop grace
+    // time to go); the previous release is kept stopped for rollback.
+    let left = eventually("one running container", Duration::from_secs(30), || async {
+        running_containers(&app_name, &node)
+            .ok()
+            .filter(|c| c.len() == 1)
+    })
+    .await
+    .unwrap();
     assert_eq!(left.len(), 1);
     assert!(c2.starts_with(&left[0]) && !c1.starts_with(&left[0]));
 
@@ -414,7 +289,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         get(ingress, &domain).await,
         Some((200, "hello v2 bt rt\n".into()))
     );
-    assert_eq!(containers(&app_name).await.len(), 1);
+    assert_eq!(running_containers(&app_name, &node).unwrap().len(), 1);
 
     // 3b. A container that exits fails fast with its exit code.
     let mut crash = base.clone();
@@ -473,9 +348,9 @@ async fn deploys_switches_fails_safely_and_removes() {
     );
 
     // 5. Caddy restarts and loses its config: the router puts routes back.
-    caddy.kill().await.unwrap();
-    let _ = caddy.wait().await;
-    caddy = start_caddy(&caddy_dir, admin).await;
+    caddy.child.kill().unwrap();
+    let _ = caddy.child.wait();
+    caddy = start_caddy(&caddy_dir, admin).await.unwrap();
     eventually(
         "routes re-pushed after a Caddy restart",
         Duration::from_secs(15),
@@ -509,7 +384,7 @@ async fn deploys_switches_fails_safely_and_removes() {
     })
     .await
     .unwrap();
-    assert!(list_containers(&app_name, true).await.is_empty());
+    assert!(containers(&app_name, &node).unwrap().is_empty());
     assert_eq!(get(ingress, &domain).await.map(|r| r.0), Some(404));
     let routes: Option<Vec<u8>> = redis::cmd("HGET")
         .arg(keys::ROUTES)
@@ -544,5 +419,5 @@ async fn deploys_switches_fails_safely_and_removes() {
     let t = Instant::now();
     handle.shutdown().await;
     assert!(t.elapsed() < Duration::from_secs(5));
-    caddy.kill().await.unwrap();
+    caddy.stop();
 }
