@@ -140,6 +140,23 @@ async fn terminal(
     .unwrap()
 }
 
+/// Pushes a deploy job and asserts that it succeeds (its log in the message if not); returns the
+/// new container.
+async fn succeeds(conn: &mut MultiplexedConnection, node: &str, job: &Job) -> String {
+    let Job::Deploy(d) = job else {
+        panic!("not a deploy job")
+    };
+    push_job(conn, node, job).await;
+    let (status, container, err) = terminal(conn, &d.deployment_id).await;
+    assert_eq!(
+        status,
+        DeploymentStatus::Succeeded,
+        "{err:?}\n{}",
+        log_text(conn, &d.deployment_id).await
+    );
+    container.unwrap()
+}
+
 async fn get(ingress: u16, host: &str) -> Option<(u16, String)> {
     ingress_get(ingress, host).await.ok()
 }
@@ -231,15 +248,7 @@ async fn deploys_switches_fails_safely_and_removes() {
     let base = app(&app_name, &repo.bare, &domain);
 
     // 1. First deployment.
-    push_job(&mut conn, &node, &deploy("d1", None, base.clone())).await;
-    let (status, c1, err) = terminal(&conn, "d1").await;
-    assert_eq!(
-        status,
-        DeploymentStatus::Succeeded,
-        "{err:?}\n{}",
-        log_text(&mut conn, "d1").await
-    );
-    let c1 = c1.unwrap();
+    let c1 = succeeds(&mut conn, &node, &deploy("d1", None, base.clone())).await;
     assert_eq!(
         get(ingress, &domain).await,
         Some((200, "hello v1 bt rt\n".into()))
@@ -247,15 +256,7 @@ async fn deploys_switches_fails_safely_and_removes() {
 
     // 2. Second version: traffic switches, the old container goes.
     commit_version(&repo, "v2");
-    push_job(&mut conn, &node, &deploy("d2", None, base.clone())).await;
-    let (status, c2, err) = terminal(&conn, "d2").await;
-    assert_eq!(
-        status,
-        DeploymentStatus::Succeeded,
-        "{err:?}\n{}",
-        log_text(&mut conn, "d2").await
-    );
-    let c2 = c2.unwrap();
+    let c2 = succeeds(&mut conn, &node, &deploy("d2", None, base.clone())).await;
     assert_eq!(
         get(ingress, &domain).await,
         Some((200, "hello v2 bt rt\n".into()))
