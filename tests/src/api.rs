@@ -111,4 +111,19 @@ impl Api {
             .await?;
         Ok(r.text().await?)
     }
+
+    /// Waits until the log of deployment `id` contains `needle` (`what` names that moment in the
+    /// timeout message); returns the log.
+    pub async fn wait_log(
+        &self,
+        what: &str,
+        id: &str,
+        needle: &str,
+        timeout: Duration,
+    ) -> Result<String> {
+        eventually(what, timeout, || async {
+            self.log(id).await.ok().filter(|l| l.contains(needle))
+        })
+        .await
+    }
 }

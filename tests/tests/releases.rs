@@ -249,16 +249,15 @@ async fn cancel_during_build_and_during_health_checks() {
     .unwrap();
     repo.commit("slow build").unwrap();
     let id = c.api.deploy(&app, None).await.unwrap();
-    berth_tests::eventually("the slow step to run", Duration::from_secs(60), || async {
-        c.api
-            .log(&id)
-            .await
-            .ok()
-            .filter(|l| l.contains("slow-step-started"))
-            .map(|_| ())
-    })
-    .await
-    .unwrap();
+    c.api
+        .wait_log(
+            "the slow step to run",
+            &id,
+            "slow-step-started",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
     let (s, v) = c
         .api
         .post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
@@ -272,16 +271,15 @@ async fn cancel_during_build_and_during_health_checks() {
         .await
         .unwrap();
     assert_eq!(s, 409, "a terminal deployment cannot be cancelled again");
-    berth_tests::eventually("the job to stop", Duration::from_secs(20), || async {
-        c.api
-            .log(&id)
-            .await
-            .ok()
-            .filter(|l| l.contains("cancelled while"))
-            .map(|_| ())
-    })
-    .await
-    .unwrap();
+    c.api
+        .wait_log(
+            "the job to stop",
+            &id,
+            "cancelled while",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
     c.serves(&host, &version_marker("ok1")).await.unwrap();
     assert_eq!(running_containers(&app, &c.node).unwrap().len(), 1);
 
@@ -296,16 +294,15 @@ async fn cancel_during_build_and_during_health_checks() {
         .unwrap();
     assert_eq!(s, 200);
     let id = c.api.deploy(&app, None).await.unwrap();
-    berth_tests::eventually("health checks to run", Duration::from_secs(60), || async {
-        c.api
-            .log(&id)
-            .await
-            .ok()
-            .filter(|l| l.contains("probe 1/"))
-            .map(|_| ())
-    })
-    .await
-    .unwrap();
+    c.api
+        .wait_log(
+            "health checks to run",
+            &id,
+            "probe 1/",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
     let (s, v) = c
         .api
         .post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
