@@ -302,7 +302,7 @@ fn add_dir(builder: &mut tar::Builder<Vec<u8>>, dir: &Path, rel: &Path) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::TempDir;
+    use berth_tests::TempDir;
 
     fn names(tar: &[u8]) -> Vec<String> {
         let mut a = tar::Archive::new(tar);
@@ -356,7 +356,7 @@ mod tests {
 
     #[test]
     fn tar_skips_git_and_keeps_symlinks_as_links() {
-        let t = TempDir::new("tar");
+        let t = TempDir::with_prefix("berth-node-test-tar").unwrap();
         let d = t.path();
         std::fs::create_dir_all(d.join(".git/objects")).unwrap();
         std::fs::write(d.join(".git/HEAD"), "x").unwrap();
@@ -379,7 +379,7 @@ mod tests {
 
     #[test]
     fn resolve_refuses_paths_that_escape() {
-        let t = TempDir::new("ctx");
+        let t = TempDir::with_prefix("berth-node-test-ctx").unwrap();
         let root = t.path().join("repo");
         std::fs::create_dir_all(root.join("app")).unwrap();
         std::fs::write(root.join("app/Dockerfile"), "FROM busybox\n").unwrap();

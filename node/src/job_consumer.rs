@@ -35,7 +35,8 @@ impl JobConsumer {
         deployer: Addr<Deployer>,
         conn: ConnectionManager,
     ) -> Self {
-        let mut cfg = ConsumerConfig::new(keys::jobs(node), keys::JOBS_GROUP, node, Mode::Concurrent);
+        let mut cfg =
+            ConsumerConfig::new(keys::jobs(node), keys::JOBS_GROUP, node, Mode::Concurrent);
         cfg.batch = BATCH;
         JobConsumer {
             consumer: Some(StreamConsumer::new(cfg, client, conn)),
@@ -62,7 +63,9 @@ async fn handle(deployer: Addr<Deployer>, d: Delivery) -> Outcome {
         .await
     {
         Ok(true) => Outcome::Done,
-        Ok(false) => Outcome::Retry("the job did not run to its end (claim failed, or shutdown)".into()),
+        Ok(false) => {
+            Outcome::Retry("the job did not run to its end (claim failed, or shutdown)".into())
+        }
         Err(e) => Outcome::Retry(format!("deployer unavailable: {e}")),
     }
 }

@@ -23,8 +23,6 @@ pub mod probe;
 pub mod router;
 pub mod source;
 pub mod stats;
-#[cfg(test)]
-mod testutil;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -277,7 +277,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_until_deadline() {
-        let port = crate::testutil::free_port();
+        let port = berth_tests::free_port();
         let (log, _) = LogSink::memory();
         let url = format!("http://127.0.0.1:{port}/");
         let t = Instant::now();
@@ -290,7 +290,7 @@ mod tests {
 
     #[tokio::test]
     async fn exited_container_fails_fast() {
-        let port = crate::testutil::free_port();
+        let port = berth_tests::free_port();
         let (log, _) = LogSink::memory();
         let url = format!("http://127.0.0.1:{port}/");
         let t = Instant::now();

@@ -323,49 +323,23 @@ mod tests {
             .secrets
             .contains(&"eC1hY2Nlc3MtdG9rZW46dG9rMTIz".to_string()));
     }
-    use crate::testutil::TempDir;
-
-    fn run(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .expect("git runs");
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
+    use berth_tests::{GitRepo, TempDir};
 
     /// A bare repo with two commits on `main` (and a tag on the first); returns (bare path, sha1, sha2).
     fn make_repo(tmp: &TempDir) -> (String, String, String) {
-        let work = tmp.path().join("work");
-        let bare = tmp.path().join("repo.git");
-        std::fs::create_dir_all(&work).unwrap();
-        run(
-            tmp.path(),
-            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-        );
-        run(&work, &["init", "-q", "-b", "main"]);
-        std::fs::write(work.join("a.txt"), "one").unwrap();
-        run(&work, &["add", "."]);
-        run(&work, &["commit", "-q", "-m", "one"]);
-        let sha1 = run(&work, &["rev-parse", "HEAD"]);
-        run(&work, &["tag", "v1"]);
-        std::fs::write(work.join("a.txt"), "two").unwrap();
-        run(&work, &["commit", "-q", "-am", "two"]);
-        let sha2 = run(&work, &["rev-parse", "HEAD"]);
-        run(&work, &["push", "-q", bare.to_str().unwrap(), "main", "v1"]);
-        (bare.to_str().unwrap().to_string(), sha1, sha2)
+        let repo = GitRepo::init(tmp.path()).unwrap();
+        repo.write("a.txt", "one").unwrap();
+        let sha1 = repo.commit("one").unwrap();
+        repo.git(&["tag", "v1"]).unwrap();
+        repo.write("a.txt", "two").unwrap();
+        let sha2 = repo.commit("two").unwrap();
+        repo.git(&["push", "-q", "origin", "v1"]).unwrap();
+        (repo.url(), sha1, sha2)
     }
 
     #[actix_rt::test]
     async fn fetches_branch_tag_and_commit_from_local_bare_repo() {
-        let tmp = TempDir::new("git");
+        let tmp = TempDir::with_prefix("berth-node-test-git").unwrap();
         let (bare, sha1, sha2) = make_repo(&tmp);
         let (log, _) = LogSink::memory();
         let dir = tmp.path().join("checkout");
@@ -396,7 +370,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn unknown_ref_and_bad_input_fail_with_actionable_text() {
-        let tmp = TempDir::new("git");
+        let tmp = TempDir::with_prefix("berth-node-test-git").unwrap();
         let (bare, _, _) = make_repo(&tmp);
         let (log, _) = LogSink::memory();
         let dir = tmp.path().join("checkout");

@@ -5,8 +5,7 @@
 //! Caddy restart (routes re-pushed from Redis) and removes the app.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_node::{start, NodeConfig};
@@ -14,170 +13,41 @@ use berth_protocol::{
     envelope, keys, now_ms, App, DeployJob, DeploymentStatus, EnvVars, Event, HealthCheck, Job,
     EVENT_KIND, JOB_KIND,
 };
+use berth_tests::{
+    containers, docker_cleanup, eventually, free_port, ingress_get, running_containers,
+    start_caddy, start_redis, GitRepo, TempDir,
+};
 use redis::aio::MultiplexedConnection;
-use tokio::process::{Child, Command};
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new() -> Self {
-        let p = std::env::temp_dir().join(format!(
-            "berth-node-e2e-{}-{}",
-            std::process::id(),
-            now_ms()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
+/// Removes the test node's containers and the app's images, even when the test panics.
+struct DockerCleanup {
+    node: String,
+    app: String,
 }
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Removes the test app's containers and images, even when the test panics.
-struct DockerCleanup(String);
 impl Drop for DockerCleanup {
     fn drop(&mut self) {
-        let docker = |args: &[&str]| {
-            std::process::Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default()
-        };
-        let filter = format!("label=berth.app={}", self.0);
-        for c in docker(&["ps", "-aq", "--filter", &filter]).split_whitespace() {
-            docker(&["rm", "-f", c]);
-        }
-        for i in docker(&["images", "-q", "--filter", &filter]).split_whitespace() {
-            docker(&["image", "rm", "-f", i]);
-        }
+        docker_cleanup(&self.node, &[&self.app]);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    limit: Duration,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn start_redis(dir: &Path) -> (Child, u16) {
-    let port = free_port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("redis-server runs");
-    let url = format!("redis://127.0.0.1:{port}/");
-    until("redis", Duration::from_secs(10), || async {
-        let c = redis::Client::open(url.as_str()).ok()?;
-        let mut conn = c.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    })
-    .await;
-    (child, port)
-}
-
-async fn start_caddy(dir: &Path, admin: u16) -> Child {
-    let cfg = dir.join("caddy.json");
-    std::fs::write(
-        &cfg,
-        format!(r#"{{"admin":{{"listen":"127.0.0.1:{admin}"}}}}"#),
-    )
-    .unwrap();
-    let child = Command::new("caddy")
-        .arg("run")
-        .arg("--config")
-        .arg(&cfg)
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("caddy runs");
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    until("caddy admin", Duration::from_secs(10), || async {
-        let r = http
-            .get(format!("http://127.0.0.1:{admin}/config/"))
-            .send()
-            .await
-            .ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    child
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Commits a version of the test app (serving "hello <version> <GREETING> <MSG>") and pushes it.
-fn commit_version(work: &Path, bare: &Path, version: &str) {
-    std::fs::create_dir_all(work.join("app")).unwrap();
-    std::fs::write(
-        work.join("app/Dockerfile"),
-        format!(
+fn commit_version(repo: &GitRepo, version: &str) {
+    repo.write(
+        "app/Dockerfile",
+        &format!(
             "FROM busybox\nARG GREETING=none\nCOPY start.sh /start.sh\n\
              RUN mkdir -p /www && echo \"{version} $GREETING\" > /www/version\n\
              CMD [\"sh\", \"/start.sh\"]\n"
         ),
     )
     .unwrap();
-    std::fs::write(
-        work.join("app/start.sh"),
+    repo.write(
+        "app/start.sh",
         "echo \"hello $(cat /www/version) $MSG\" > /www/index.html\necho app starting\n\
          if [ -n \"$CRASH\" ]; then echo crashing >&2; exit \"$CRASH\"; fi\nexec httpd -f -p 8080 -h /www\n",
     )
     .unwrap();
-    git(work, &["add", "."]);
-    git(work, &["commit", "-q", "-m", version]);
-    git(work, &["push", "-q", bare.to_str().unwrap(), "HEAD:main"]);
+    repo.commit(version).unwrap();
 }
 
 fn app(name: &str, repo: &Path, domain: &str) -> App {
@@ -245,21 +115,15 @@ async fn terminal(
     conn: &MultiplexedConnection,
     id: &str,
 ) -> (DeploymentStatus, Option<String>, Option<String>) {
-    until(
+    eventually(
         &format!("deployment {id} to end"),
         Duration::from_secs(180),
         || {
             let mut c = conn.clone();
             async move {
                 events(&mut c).await.into_iter().find_map(|e| match e {
-                    Event::Deployment {
-                        deployment_id,
-                        status,
-                        container,
-                        error,
-                        ..
-                    } if deployment_id == id && status.is_terminal() => {
-                        Some((status, container, error))
+                    Event::Deployment(u) if u.deployment_id == id && u.status.is_terminal() => {
+                        Some((u.status, u.container, u.error))
                     }
                     _ => None,
                 })
@@ -267,18 +131,28 @@ async fn terminal(
         },
     )
     .await
+    .unwrap()
+}
+
+/// Pushes a deploy job and asserts that it succeeds (its log in the message if not); returns the
+/// new container.
+async fn succeeds(conn: &mut MultiplexedConnection, node: &str, job: &Job) -> String {
+    let Job::Deploy(d) = job else {
+        panic!("not a deploy job")
+    };
+    push_job(conn, node, job).await;
+    let (status, container, err) = terminal(conn, &d.deployment_id).await;
+    assert_eq!(
+        status,
+        DeploymentStatus::Succeeded,
+        "{err:?}\n{}",
+        log_text(conn, &d.deployment_id).await
+    );
+    container.unwrap()
 }
 
 async fn get(ingress: u16, host: &str) -> Option<(u16, String)> {
-    let http = reqwest::Client::builder().no_proxy().build().ok()?;
-    let r = http
-        .get(format!("http://127.0.0.1:{ingress}/"))
-        .header("Host", host)
-        .send()
-        .await
-        .ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.text().await.ok()?))
+    ingress_get(ingress, host).await.ok()
 }
 
 async fn log_text(conn: &mut MultiplexedConnection, id: &str) -> String {
@@ -299,61 +173,28 @@ async fn log_text(conn: &mut MultiplexedConnection, id: &str) -> String {
         .join("\n")
 }
 
-/// The app's containers once their number is `n` (the old one is stopped right after the
-/// switch, so it may take the app's stop grace time to go), or what is there at the deadline.
-async fn containers_settled(app: &str, n: usize) -> Vec<String> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let now = containers(app).await;
-        if now.len() == n || std::time::Instant::now() > deadline {
-            return now;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Running containers of the app (the previous release is kept stopped for rollback).
-async fn containers(app: &str) -> Vec<String> {
-    list_containers(app, false).await
-}
-
-async fn list_containers(app: &str, all: bool) -> Vec<String> {
-    let flags = if all { "-aq" } else { "-q" };
-    let out = Command::new("docker")
-        .args(["ps", flags, "--filter", &format!("label=berth.app={app}")])
-        .output()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
-
 #[actix_rt::test]
 async fn deploys_switches_fails_safely_and_removes() {
-    let tmp = TempDir::new();
-    let (_redis, redis_port) = start_redis(&tmp.0).await;
+    let tmp = TempDir::with_prefix("berth-node-e2e").unwrap();
+    let redis_port = free_port();
+    let _redis = start_redis(tmp.path(), redis_port, &["--appendonly", "no"])
+        .await
+        .unwrap();
     let admin = free_port();
-    let caddy_dir = tmp.0.join("caddy");
-    std::fs::create_dir_all(&caddy_dir).unwrap();
-    let mut caddy = start_caddy(&caddy_dir, admin).await;
+    let caddy_dir = tmp.path().join("caddy");
+    let mut caddy = start_caddy(&caddy_dir, admin).await.unwrap();
     let ingress = free_port();
     let suffix = format!("{}{}", std::process::id(), now_ms() % 100_000);
     let node = format!("n{suffix}");
     let app_name = format!("e2e{suffix}");
     let domain = format!("{app_name}.localhost");
-    let _cleanup = DockerCleanup(app_name.clone());
+    let _cleanup = DockerCleanup {
+        node: node.clone(),
+        app: app_name.clone(),
+    };
 
-    let work = tmp.0.join("work");
-    let bare = tmp.0.join("repo.git");
-    std::fs::create_dir_all(&work).unwrap();
-    git(
-        &tmp.0,
-        &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
-    );
-    git(&work, &["init", "-q", "-b", "main"]);
-    commit_version(&work, &bare, "v1");
+    let repo = GitRepo::init(tmp.path()).unwrap();
+    commit_version(&repo, "v1");
 
     let redis_url = format!("redis://127.0.0.1:{redis_port}/");
     let handle = start(NodeConfig {
@@ -363,7 +204,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         ingress_http: ingress,
         docker_host: None,
         address: "127.0.0.1".into(),
-        data_dir: tmp.0.join("data"),
+        data_dir: tmp.path().join("data"),
         secret_key: None,
         stats_interval: Duration::from_secs(5),
     })
@@ -398,39 +239,31 @@ async fn deploys_switches_fails_safely_and_removes() {
             keep_images: None,
         }))
     };
-    let base = app(&app_name, &bare, &domain);
+    let base = app(&app_name, &repo.bare, &domain);
 
     // 1. First deployment.
-    push_job(&mut conn, &node, &deploy("d1", None, base.clone())).await;
-    let (status, c1, err) = terminal(&conn, "d1").await;
-    assert_eq!(
-        status,
-        DeploymentStatus::Succeeded,
-        "{err:?}\n{}",
-        log_text(&mut conn, "d1").await
-    );
-    let c1 = c1.unwrap();
+    let c1 = succeeds(&mut conn, &node, &deploy("d1", None, base.clone())).await;
     assert_eq!(
         get(ingress, &domain).await,
         Some((200, "hello v1 bt rt\n".into()))
     );
 
     // 2. Second version: traffic switches, the old container goes.
-    commit_version(&work, &bare, "v2");
-    push_job(&mut conn, &node, &deploy("d2", None, base.clone())).await;
-    let (status, c2, err) = terminal(&conn, "d2").await;
-    assert_eq!(
-        status,
-        DeploymentStatus::Succeeded,
-        "{err:?}\n{}",
-        log_text(&mut conn, "d2").await
-    );
-    let c2 = c2.unwrap();
+    commit_version(&repo, "v2");
+    let c2 = succeeds(&mut conn, &node, &deploy("d2", None, base.clone())).await;
     assert_eq!(
         get(ingress, &domain).await,
         Some((200, "hello v2 bt rt\n".into()))
     );
-    let left = containers_settled(&app_name, 1).await;
+    // The old container is stopped right after the switch (it may take the app's stop grace
+    // time to go); the previous release is kept stopped for rollback.
+    let left = eventually("one running container", Duration::from_secs(30), || async {
+        running_containers(&app_name, &node)
+            .ok()
+            .filter(|c| c.len() == 1)
+    })
+    .await
+    .unwrap();
     assert_eq!(left.len(), 1);
     assert!(c2.starts_with(&left[0]) && !c1.starts_with(&left[0]));
 
@@ -451,7 +284,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         get(ingress, &domain).await,
         Some((200, "hello v2 bt rt\n".into()))
     );
-    assert_eq!(containers(&app_name).await.len(), 1);
+    assert_eq!(running_containers(&app_name, &node).unwrap().len(), 1);
 
     // 3b. A container that exits fails fast with its exit code.
     let mut crash = base.clone();
@@ -481,9 +314,7 @@ async fn deploys_switches_fails_safely_and_removes() {
     );
     let d2_events = |evs: Vec<Event>| {
         evs.into_iter()
-            .filter(
-                |e| matches!(e, Event::Deployment { deployment_id, .. } if deployment_id == "d2"),
-            )
+            .filter(|e| matches!(e, Event::Deployment(u) if u.deployment_id == "d2"))
             .count()
     };
     let before = d2_events(events(&mut conn).await);
@@ -510,17 +341,18 @@ async fn deploys_switches_fails_safely_and_removes() {
     );
 
     // 5. Caddy restarts and loses its config: the router puts routes back.
-    caddy.kill().await.unwrap();
-    let _ = caddy.wait().await;
-    caddy = start_caddy(&caddy_dir, admin).await;
-    until(
+    caddy.child.kill().unwrap();
+    let _ = caddy.child.wait();
+    caddy = start_caddy(&caddy_dir, admin).await.unwrap();
+    eventually(
         "routes re-pushed after a Caddy restart",
         Duration::from_secs(15),
         || async {
             (get(ingress, &domain).await == Some((200, "hello v2 bt rt\n".into()))).then_some(())
         },
     )
-    .await;
+    .await
+    .unwrap();
 
     // 6. Remove the app.
     push_job(
@@ -532,7 +364,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         },
     )
     .await;
-    until("app removed", Duration::from_secs(60), || {
+    eventually("app removed", Duration::from_secs(60), || {
         let mut c = conn.clone();
         let app_name = app_name.clone();
         async move {
@@ -543,8 +375,9 @@ async fn deploys_switches_fails_safely_and_removes() {
                 .then_some(())
         }
     })
-    .await;
-    assert!(list_containers(&app_name, true).await.is_empty());
+    .await
+    .unwrap();
+    assert!(containers(&app_name, &node).unwrap().is_empty());
     assert_eq!(get(ingress, &domain).await.map(|r| r.0), Some(404));
     let routes: Option<Vec<u8>> = redis::cmd("HGET")
         .arg(keys::ROUTES)
@@ -553,7 +386,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         .await
         .unwrap();
     assert!(routes.is_none());
-    until("every job acknowledged", Duration::from_secs(10), || {
+    eventually("every job acknowledged", Duration::from_secs(10), || {
         let mut c = conn.clone();
         let stream = keys::jobs(&node);
         async move {
@@ -569,14 +402,15 @@ async fn deploys_switches_fails_safely_and_removes() {
             }
         }
     })
-    .await;
+    .await
+    .unwrap();
 
-    let builds = std::fs::read_dir(tmp.0.join("data/node/builds"))
+    let builds = std::fs::read_dir(tmp.path().join("data/node/builds"))
         .unwrap()
         .count();
     assert_eq!(builds, 0, "checkouts are removed");
     let t = Instant::now();
     handle.shutdown().await;
     assert!(t.elapsed() < Duration::from_secs(5));
-    caddy.kill().await.unwrap();
+    caddy.stop();
 }

@@ -216,7 +216,7 @@ mod tests {
     /// The event as the struct variant of the first release wrote it still decodes.
     #[test]
     fn event_of_the_first_wire_format_decodes() {
-        #[derive(Serialize)]
+        #[derive(Serialize, Deserialize)]
         #[serde(tag = "type", rename_all = "snake_case")]
         enum Old {
             Deployment {

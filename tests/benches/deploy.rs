@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(11);
     let mut c = Cluster::up().await?;
-    let src = TempDir::new("bench-src");
+    let src = TempDir::with_prefix("bench-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
     let app = unique("bench");
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))

@@ -55,7 +55,7 @@ const PRINTER: &str = "FROM busybox\n\
 async fn main() -> anyhow::Result<()> {
     let lines = env_or("BENCH_LINES", 2000);
     let mut c = Cluster::up().await?;
-    let src = TempDir::new("bench-logs");
+    let src = TempDir::with_prefix("bench-logs").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
     repo.write("Dockerfile", PRINTER)?;
     repo.commit("printer")?;
@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     compare(berth, base);
 
     // The same while another app's CPU-bound build keeps both cores busy on the same node.
-    let slow_src = TempDir::new("bench-logs-slow");
+    let slow_src = TempDir::with_prefix("bench-logs-slow").unwrap();
     let slow = GitRepo::from_dir(slow_src.path(), &repo_root().join("examples/hello"))?;
     slow.write("Dockerfile", SLOW_BUILD)?;
     slow.commit("slow build")?;

@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
     let requests = env_or("BENCH_REQUESTS", 10_000);
     let rollbacks = env_or("BENCH_ROLLBACKS", 12) as usize;
     let mut c = Cluster::up().await?;
-    let src = TempDir::new("bench-rel");
+    let src = TempDir::with_prefix("bench-rel").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
     let app = unique("rel");
     let host = format!("{app}.localhost");

@@ -27,7 +27,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
     let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)]).await?;
-    let src = TempDir::new("bench-hook");
+    let src = TempDir::with_prefix("bench-hook").unwrap();
 
     // A slow build to run meanwhile (a CPU-bound RUN step).
     let slow = GitRepo::from_dir(

@@ -74,7 +74,10 @@ fn redis_calls(c: &Cluster) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
     let mut c = Cluster::up().await.unwrap();
-    let (src_a, src_b) = (TempDir::new("unr-a"), TempDir::new("unr-b"));
+    let (src_a, src_b) = (
+        TempDir::with_prefix("unr-a").unwrap(),
+        TempDir::with_prefix("unr-b").unwrap(),
+    );
     let repo_a = hello_repo(&src_a);
     repo_a
         .write(
@@ -146,7 +149,7 @@ async fn a_webhook_delivery_that_failed_is_deployed_when_redelivered() {
     let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
         .await
         .unwrap();
-    let src = TempDir::new("redeliver");
+    let src = TempDir::with_prefix("redeliver").unwrap();
     let repo = hello_repo(&src);
     let app = unique("redeliver");
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
@@ -222,7 +225,7 @@ async fn a_webhook_delivery_that_failed_is_deployed_when_redelivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_app_before_its_switch_routes_nothing_and_leaves_nothing() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("del-src");
+    let src = TempDir::with_prefix("del-src").unwrap();
     let repo = hello_repo(&src);
     // Healthy over HTTP at once, but Docker calls it healthy only after 4 s: the deployment
     // waits between its probe and its switch.
@@ -292,7 +295,7 @@ async fn deleting_an_app_before_its_switch_routes_nothing_and_leaves_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_while_the_container_is_created_leaks_no_container() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("cxc-src");
+    let src = TempDir::with_prefix("cxc-src").unwrap();
     let repo = hello_repo(&src);
     let app = unique("cxc");
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 0}))
@@ -346,7 +349,7 @@ async fn cancelling_while_the_container_is_created_leaks_no_container() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_back_and_forth_keeps_every_release() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("toggle-src");
+    let src = TempDir::with_prefix("toggle-src").unwrap();
     let repo = hello_repo(&src);
     let app = unique("toggle");
     let host = format!("{app}.localhost");

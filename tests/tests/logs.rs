@@ -43,7 +43,7 @@ async fn json_log(api: &Api, path: &str) -> Vec<LogEntry> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn build_lines_stream_while_building_and_resume_without_gap() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("logs-src");
+    let src = TempDir::with_prefix("logs-src").unwrap();
     // The build prints one marker, works for a while, then prints another (after COPY, so a
     // change to www/ runs it again).
     let repo = repo_with(
@@ -192,7 +192,7 @@ const TICKER: &str = "FROM busybox\n\
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_lines_of_old_and_new_release_merge_during_the_drain() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("applogs-src");
+    let src = TempDir::with_prefix("applogs-src").unwrap();
     let repo = repo_with(&src, TICKER);
     let app = unique("ticker");
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 8}))
@@ -276,7 +276,7 @@ const SECRET: &str = "ghp_LogMaskingSecret0123456789abcdef";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_secret_is_masked_in_build_and_app_output() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("mask-src");
+    let src = TempDir::with_prefix("mask-src").unwrap();
     // The repository itself prints the credential's value, at build time and at run time.
     let repo = repo_with(
         &src,
@@ -330,7 +330,7 @@ async fn a_registered_secret_is_masked_in_build_and_app_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_deployment_logs_are_trimmed_and_long_lines_cut() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("trim-src");
+    let src = TempDir::with_prefix("trim-src").unwrap();
     // At start the app prints one 6,000-byte line.
     let repo = repo_with(
         &src,
@@ -402,7 +402,7 @@ async fn old_deployment_logs_are_trimmed_and_long_lines_cut() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_leave_no_gap_in_runtime_logs() {
     let mut c = Cluster::separate().await.unwrap();
-    let src = TempDir::new("restart-src");
+    let src = TempDir::with_prefix("restart-src").unwrap();
     let repo = repo_with(
         &src,
         "FROM busybox\n\
@@ -495,7 +495,7 @@ async fn restarts_leave_no_gap_in_runtime_logs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_of_one_stream_share_one_redis_reader() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("hub-src");
+    let src = TempDir::with_prefix("hub-src").unwrap();
     let repo = repo_with(&src, "FROM busybox\nCOPY www /www\n");
     let app = unique("hub");
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))

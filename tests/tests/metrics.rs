@@ -112,7 +112,7 @@ async fn prometheus_counts_outcomes_builds_and_requests_across_a_restart() {
         );
     }
 
-    let src = TempDir::new("prom-src");
+    let src = TempDir::with_prefix("prom-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("prom");
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 0}))
@@ -170,7 +170,7 @@ async fn prometheus_counts_outcomes_builds_and_requests_across_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_series_and_host_figures() {
     let mut c = Cluster::up_with(&[FAST_STATS]).await.unwrap();
-    let src = TempDir::new("series-src");
+    let src = TempDir::with_prefix("series-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("series");
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))

@@ -14,7 +14,7 @@ const TOKEN: &str = "ghp_TestTokenThatMustNeverLeak0123456789";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_token_clones_a_private_repo_and_never_leaks() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("private-src");
+    let src = TempDir::with_prefix("private-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let (url, basic) = private_https_remote(src.path(), &repo, TOKEN)
         .await
@@ -131,7 +131,7 @@ async fn an_https_token_clones_a_private_repo_and_never_leaks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ssh_deploy_key_clones_over_ssh() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("ssh-src");
+    let src = TempDir::with_prefix("ssh-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let d = src.path();
     for k in ["hostkey", "deploykey"] {

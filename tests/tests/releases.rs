@@ -47,7 +47,7 @@ async fn rollback(c: &Cluster, app: &str, to: Option<&str>) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_failed_request_across_deploy_rollback_and_a_failing_deploy() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("zd-src");
+    let src = TempDir::with_prefix("zd-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("zd");
     let host = format!("{app}.localhost");
@@ -81,8 +81,17 @@ async fn no_failed_request_across_deploy_rollback_and_a_failing_deploy() {
     let v3 = deploy_version(&c, &app, &repo, "v3").await;
     assert_eq!(v3["status"], "failed", "{v3}");
     c.serves(&host, &version_marker("v1")).await.unwrap();
-    // Let the drained releases stop while the load goes on.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The drained releases stop while the load goes on (2,000 requests at least).
+    berth_tests::eventually(
+        "the drained releases to stop, under 2,000 requests of load",
+        Duration::from_secs(30),
+        || async {
+            let one = running_containers(&app, &c.node).ok()?.len() == 1;
+            (one && load.sent() >= 2000).then_some(())
+        },
+    )
+    .await
+    .unwrap();
     let n = load.finish().await;
     eprintln!("load: {n:?}");
     assert!(n.ok + n.failed >= 2000, "at least 2,000 requests: {n:?}");
@@ -97,7 +106,7 @@ async fn no_failed_request_across_deploy_rollback_and_a_failing_deploy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_three_back_failing_deploys_and_pruning() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("rb-src");
+    let src = TempDir::with_prefix("rb-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("rb");
     let host = format!("{app}.localhost");
@@ -222,7 +231,7 @@ async fn rollback_three_back_failing_deploys_and_pruning() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_during_build_and_during_health_checks() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("cx-src");
+    let src = TempDir::with_prefix("cx-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("cx");
     let host = format!("{app}.localhost");
@@ -240,16 +249,15 @@ async fn cancel_during_build_and_during_health_checks() {
     .unwrap();
     repo.commit("slow build").unwrap();
     let id = c.api.deploy(&app, None).await.unwrap();
-    berth_tests::eventually("the slow step to run", Duration::from_secs(60), || async {
-        c.api
-            .log(&id)
-            .await
-            .ok()
-            .filter(|l| l.contains("slow-step-started"))
-            .map(|_| ())
-    })
-    .await
-    .unwrap();
+    c.api
+        .wait_log(
+            "the slow step to run",
+            &id,
+            "slow-step-started",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
     let (s, v) = c
         .api
         .post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
@@ -263,16 +271,15 @@ async fn cancel_during_build_and_during_health_checks() {
         .await
         .unwrap();
     assert_eq!(s, 409, "a terminal deployment cannot be cancelled again");
-    berth_tests::eventually("the job to stop", Duration::from_secs(20), || async {
-        c.api
-            .log(&id)
-            .await
-            .ok()
-            .filter(|l| l.contains("cancelled while"))
-            .map(|_| ())
-    })
-    .await
-    .unwrap();
+    c.api
+        .wait_log(
+            "the job to stop",
+            &id,
+            "cancelled while",
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
     c.serves(&host, &version_marker("ok1")).await.unwrap();
     assert_eq!(running_containers(&app, &c.node).unwrap().len(), 1);
 
@@ -287,16 +294,15 @@ async fn cancel_during_build_and_during_health_checks() {
         .unwrap();
     assert_eq!(s, 200);
     let id = c.api.deploy(&app, None).await.unwrap();
-    berth_tests::eventually("health checks to run", Duration::from_secs(60), || async {
-        c.api
-            .log(&id)
-            .await
-            .ok()
-            .filter(|l| l.contains("probe 1/"))
-            .map(|_| ())
-    })
-    .await
-    .unwrap();
+    c.api
+        .wait_log(
+            "health checks to run",
+            &id,
+            "probe 1/",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
     let (s, v) = c
         .api
         .post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
@@ -332,7 +338,7 @@ async fn cancel_during_build_and_during_health_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_healthcheck_must_pass_too() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::new("hc-src");
+    let src = TempDir::with_prefix("hc-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("hc");
     c.create_app(

@@ -15,7 +15,7 @@ const DEPLOY: Duration = Duration::from_secs(180);
 /// Deploy, update, and a failing health check that leaves the previous version serving — the
 /// same flow through either form of the cluster.
 async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
-    let src = TempDir::new("hello-src");
+    let src = TempDir::with_prefix("hello-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
     let app = unique("hello");
     let host = format!("{app}.localhost");
@@ -137,7 +137,7 @@ async fn deploy_with_coordinator_and_node_as_separate_processes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_end_failed_with_the_reason_in_the_log() {
     let mut c = Cluster::up().await.expect("berth up");
-    let src = TempDir::new("bad-src");
+    let src = TempDir::with_prefix("bad-src").unwrap();
 
     // A Dockerfile that fails: Docker's own error text is in the error and the log.
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
@@ -368,7 +368,7 @@ async fn api_auth_and_bad_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_works_next_to_berth_up_without_flags() {
     let mut c = Cluster::up().await.expect("berth up");
-    let src = TempDir::new("cli-src");
+    let src = TempDir::with_prefix("cli-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("cli");
     c.apps.push(app.clone());

@@ -84,7 +84,11 @@ impl Progress {
     /// Creates the container in a task of its own that records it in this progress: dropping
     /// the deployment's future mid-create (cancel, deadline) cannot leak it.
     async fn create(&self, docker: &bollard::Docker, spec: containers::RunSpec) -> Result<String> {
-        let (slot, creating, docker) = (self.container.clone(), self.creating.clone(), docker.clone());
+        let (slot, creating, docker) = (
+            self.container.clone(),
+            self.creating.clone(),
+            docker.clone(),
+        );
         creating.send_replace(true);
         let task = tokio::spawn(async move {
             let r = containers::create(&docker, &spec).await;

@@ -25,7 +25,10 @@ pub async fn remove_app(svc: &Services, app: &str, domains: &[String]) -> Result
                 }
             }
         }
-        None => tracing::warn!(app, "images of the deleted app kept: builds ran for 10 minutes"),
+        None => tracing::warn!(
+            app,
+            "images of the deleted app kept: builds ran for 10 minutes"
+        ),
     }
     // The containers' last lines may have recreated the app's runtime log after the coordinator
     // deleted it; with them gone, nothing writes there any more.

@@ -1,0 +1,65 @@
+//! The Redis and the Caddy that a test runs itself (a separate cluster's, or the node's own
+//! end-to-end test's), each on a port of the test's choosing and ready to answer when returned.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::{eventually, Proc};
+
+/// Starts `redis-server` on 127.0.0.1:`port` without snapshots, its files and `redis.log` in
+/// `dir`, with `args` as further options (e.g. `["--appendonly", "no"]`); returns once the port
+/// accepts connections.
+pub async fn start_redis(dir: &Path, port: u16, args: &[&str]) -> Result<Proc> {
+    let mut redis = Command::new("redis-server");
+    redis
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(args)
+        .arg("--dir")
+        .arg(dir);
+    let proc = Proc::spawn("redis", redis, dir.join("redis.log"))?;
+    listening("redis", port).await?;
+    Ok(proc)
+}
+
+/// Starts `caddy run` with nothing but its admin API on 127.0.0.1:`admin`: its boot config, home,
+/// config, data and `caddy.log` in `dir` (created). Returns once the admin API accepts
+/// connections.
+pub async fn start_caddy(dir: &Path, admin: u16) -> Result<Proc> {
+    std::fs::create_dir_all(dir)?;
+    let boot = dir.join("boot.json");
+    std::fs::write(
+        &boot,
+        format!("{{\"admin\":{{\"listen\":\"127.0.0.1:{admin}\"}}}}"),
+    )?;
+    let mut caddy = Command::new("caddy");
+    caddy
+        .arg("run")
+        .arg("--config")
+        .arg(&boot)
+        .env("HOME", dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("XDG_DATA_HOME", dir.join("data"));
+    let proc = Proc::spawn("caddy", caddy, dir.join("caddy.log"))?;
+    listening("caddy's admin API", admin).await?;
+    Ok(proc)
+}
+
+/// Waits (20 s at most) until 127.0.0.1:`port` accepts a connection.
+async fn listening(what: &str, port: u16) -> Result<()> {
+    eventually(what, Duration::from_secs(20), || async {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()
+            .then_some(())
+    })
+    .await
+}
