@@ -140,6 +140,41 @@ impl Cluster {
     /// Runs `redis-cli` against this cluster's Redis (the Unix socket of `berth up`, or the URL
     /// of a separate cluster); its output, trimmed.
     pub fn redis_cli(&self, args: &[&str]) -> Result<String> {
+        sh(self.redis_cli_command().args(args))
+    }
+
+    /// Sends `commands` (each a list of binary-safe arguments, e.g. msgpack records) to this
+    /// cluster's Redis in one `redis-cli --pipe`; fails if Redis refused any.
+    pub fn redis_pipe(&self, commands: &[Vec<Vec<u8>>]) -> Result<()> {
+        use std::io::Write;
+        let mut resp = Vec::new();
+        for args in commands {
+            write!(resp, "*{}\r\n", args.len())?;
+            for a in args {
+                write!(resp, "${}\r\n", a.len())?;
+                resp.extend_from_slice(a);
+                resp.extend_from_slice(b"\r\n");
+            }
+        }
+        let mut child = self
+            .redis_cli_command()
+            .arg("--pipe")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        child.stdin.take().expect("stdin").write_all(&resp)?;
+        let out = child.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success() && text.contains("errors: 0"),
+            "redis-cli --pipe: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+
+    fn redis_cli_command(&self) -> Command {
         let mut cmd = Command::new("redis-cli");
         match self.env.iter().find(|(k, _)| k == "BERTH_REDIS__URL") {
             Some((_, url)) => cmd.args(["-u", url]),
@@ -147,7 +182,7 @@ impl Cluster {
                 .arg("-s")
                 .arg(self.dir.path().join("berth/redis/redis.sock")),
         };
-        sh(cmd.args(args))
+        cmd
     }
 
     pub fn berth(&self) -> Command {

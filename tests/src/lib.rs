@@ -27,6 +27,7 @@ pub mod github;
 mod load;
 mod ports;
 mod process;
+mod seed;
 mod services;
 mod sse;
 

@@ -4,8 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use berth_protocol::envelope::{encode, kind};
-use berth_protocol::{keys, App, Deployment};
+use berth_protocol::{keys, App};
 use berth_tests::github::{deliver, push_payload};
 use berth_tests::{
     eventually, hello_page, repo_root, sh, unique, version_marker, Cluster, GitRepo, TempDir,
@@ -33,26 +32,6 @@ async fn wait_for(c: &Cluster, id: &str, what: &str, pred: impl Fn(&Value) -> bo
 fn raw_log(c: &Cluster, id: &str) -> String {
     c.redis_cli(&["XRANGE", &keys::deployment_log(id), "-", "+"])
         .unwrap()
-}
-
-/// Sets `key` to the binary `value` through `redis-cli -x` (value read from standard input).
-fn redis_set(c: &Cluster, key: &str, value: &[u8]) {
-    let mut cmd = Command::new("redis-cli");
-    match c.env.iter().find(|(k, _)| k == "BERTH_REDIS__URL") {
-        Some((_, url)) => cmd.args(["-u", url]),
-        None => cmd
-            .arg("-s")
-            .arg(c.dir.path().join("berth/redis/redis.sock")),
-    };
-    cmd.args(["-x", "SET", key]);
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(value).unwrap();
-    assert!(child.wait().unwrap().success());
 }
 
 /// Sum of the calls of every command Redis has served so far.
@@ -96,9 +75,15 @@ async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
     let id_a = c.api.deploy(&a, None).await.unwrap();
     wait_for(&c, &id_a, "a building", |d| d["status"] == "building").await;
     // Its record is overwritten with junk while it builds: every event it sends from now on
-    // cannot be applied.
+    // cannot be applied. The first of them (`deploying`, right after `built`) is on the stream
+    // before anything of b's.
     c.redis_cli(&["SET", &keys::deployment(&id_a), "junk"])
         .unwrap();
+    eventually("a built", DEPLOY, || async {
+        raw_log(&c, &id_a).contains("built berth/").then_some(())
+    })
+    .await
+    .unwrap();
 
     let id_b = c.api.deploy(&b, None).await.unwrap();
     let d = c.api.wait_terminal(&id_b, DEPLOY).await.unwrap();
@@ -302,12 +287,21 @@ async fn cancelling_while_the_container_is_created_leaks_no_container() {
         .await
         .unwrap();
     let mut cancelled_while_deploying = 0;
-    for delay_ms in [0u64, 30, 60, 90, 120, 150, 180, 210] {
+    // The node creates the container right after it reports `deploying`, and notices a cancel
+    // within 200 ms: cancelling as soon as `deploying` shows lands in the create often.
+    for delay_ms in [0u64, 0, 0, 0, 20, 40, 60, 80] {
         let id = c.api.deploy(&app, None).await.unwrap();
-        wait_for(&c, &id, "deploying", |d| {
-            d["status"] == "deploying" || d["status"] == "failed" || d["status"] == "succeeded"
-        })
-        .await;
+        loop {
+            let (_, d) = c
+                .api
+                .get(&format!("/api/v1/deployments/{id}"))
+                .await
+                .unwrap();
+            if d["status"] == "deploying" || d["status"] == "failed" || d["status"] == "succeeded" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         let (s, _) = c
             .api
@@ -428,40 +422,8 @@ async fn listing_apps_and_deployments_is_a_fixed_number_of_redis_commands() {
         .unwrap();
     let template: App = serde_json::from_value(created).unwrap();
     // 150 more apps and 150 deployments of `app`, written as the coordinator writes them.
-    let mut names = Vec::new();
-    for i in 0..150 {
-        let mut a = template.clone();
-        a.name = format!("{app}-{i}");
-        a.domains = vec![format!("{}.localhost", a.name)];
-        redis_set(
-            &c,
-            &keys::app(&a.name),
-            &encode(kind::APP, &a.name, &a).unwrap(),
-        );
-        names.push(a.name);
-    }
-    let mut sadd = vec!["SADD", keys::APPS];
-    sadd.extend(names.iter().map(String::as_str));
-    c.redis_cli(&sadd).unwrap();
-    let mut zadd = vec![keys::app_deployments(&app)];
-    for i in 0..150u64 {
-        let d: Deployment = serde_json::from_value(json!({
-            "id": format!("dmany{i}"), "app": app, "status": "failed", "ref": null,
-            "commit": null, "image": null, "node": null, "container": null,
-            "created_at": 1_000 + i, "started_at": null, "finished_at": null, "error": "x"
-        }))
-        .unwrap();
-        redis_set(
-            &c,
-            &keys::deployment(&d.id),
-            &encode(kind::DEPLOYMENT, &d.id, &d).unwrap(),
-        );
-        zadd.push((1_000 + i).to_string());
-        zadd.push(d.id);
-    }
-    let mut args = vec!["ZADD"];
-    args.extend(zadd.iter().map(String::as_str));
-    c.redis_cli(&args).unwrap();
+    c.seed_apps(&template, &app, 150).unwrap();
+    c.seed_deployments(&app, 150).unwrap();
 
     for (path, expect) in [
         ("/api/v1/apps".to_string(), 151usize),

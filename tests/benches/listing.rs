@@ -1,0 +1,108 @@
+//! Listing latency with many records: `GET /api/v1/apps` with 10,000 apps and
+//! `GET /api/v1/apps/{name}/deployments` (the newest 100) of an app with 1,000 deployments,
+//! each request timed from the client. Side by side, interleaved: `GET /healthz` on the same
+//! server, the cost of any answer at that moment. The records are written straight into Redis as
+//! the coordinator stores them.
+//!
+//! Run: `cargo build --release --bins && cargo bench -p berth-tests --bench listing`
+//! (`BENCH_APPS`, default 10,000; `BENCH_DEPLOYMENTS`, default 1,000; `BENCH_REQUESTS`, default
+//! 200 of each).
+
+use std::time::Instant;
+
+use berth_protocol::App;
+use berth_tests::{unique, Cluster};
+use serde_json::json;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// Times `n` GETs of `path` interleaved with `n` of `/healthz`; prints a row for each.
+async fn measure(
+    c: &Cluster,
+    label: &str,
+    path: &str,
+    expect: usize,
+    n: usize,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let (mut list, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for _ in 0..n {
+        let t = Instant::now();
+        let r = http
+            .get(format!("{}{path}", c.api.base))
+            .bearer_auth(&c.api.token)
+            .send()
+            .await?;
+        let body = r.bytes().await?;
+        list.push(t.elapsed().as_secs_f64() * 1000.0);
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        anyhow::ensure!(v.as_array().map(Vec::len) == Some(expect), "{path}: {v}");
+        let t = Instant::now();
+        let r = http.get(format!("{}/healthz", c.api.base)).send().await?;
+        r.bytes().await?;
+        base.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (l50, l99, lmax) = (
+        pct(&mut list, 0.5),
+        pct(&mut list, 0.99),
+        pct(&mut list, 1.0),
+    );
+    let (b50, b99) = (pct(&mut base, 0.5), pct(&mut base, 0.99));
+    println!("{label:<34} {l50:>9.2} {l99:>9.2} {lmax:>9.2}   /healthz {b50:>6.2} {b99:>6.2}");
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let (apps, deployments, n) = (
+        env("BENCH_APPS", 10_000),
+        env("BENCH_DEPLOYMENTS", 1_000),
+        env("BENCH_REQUESTS", 200),
+    );
+    let mut c = Cluster::up().await?;
+    let app = unique("list");
+    let created = c
+        .create_app(json!({"name": app, "repo": "/nonexistent", "port": 8080}))
+        .await?;
+    let template: App = serde_json::from_value(created)?;
+    let t = Instant::now();
+    c.seed_apps(&template, &app, apps - 1)?;
+    c.seed_deployments(&app, deployments)?;
+    println!(
+        "seeded {apps} apps and {deployments} deployments in {:.1} s; {n} requests each",
+        t.elapsed().as_secs_f64()
+    );
+    println!(
+        "{:<34} {:>9} {:>9} {:>9}   baseline p50, p99 (ms)",
+        "", "p50 (ms)", "p99 (ms)", "max (ms)"
+    );
+    measure(
+        &c,
+        &format!("GET /apps ({apps} apps)"),
+        "/api/v1/apps",
+        apps,
+        n,
+    )
+    .await?;
+    measure(
+        &c,
+        &format!("GET /apps/{{name}}/deployments ({deployments})"),
+        &format!("/api/v1/apps/{app}/deployments"),
+        100,
+        n,
+    )
+    .await?;
+    println!("goal: p99 under 50 ms at 10,000 apps");
+    Ok(())
+}
