@@ -23,6 +23,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,9 @@ pub struct StreamConsumer {
     in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
+/// The handler, boxed once so the read loop is not generic over it.
+type Handler = Arc<dyn Fn(Delivery) -> Pin<Box<dyn Future<Output = Outcome> + Send>> + Send + Sync>;
+
 /// Whether handling a batch went through or stopped at a sequential failure.
 enum Flow {
     Continue,
@@ -160,7 +164,7 @@ impl StreamConsumer {
         H: Fn(Delivery) -> F + Send + Sync + 'static,
         F: Future<Output = Outcome> + Send + 'static,
     {
-        let handler = Arc::new(handler);
+        let handler: Handler = Arc::new(move |d| Box::pin(handler(d)));
         let mut startup = true;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
@@ -179,16 +183,12 @@ impl StreamConsumer {
     }
 
     /// One connection's life: pending entries first, then new ones, until an error.
-    async fn session<H, F>(
+    async fn session(
         &self,
         startup: &mut bool,
-        handler: &Arc<H>,
+        handler: &Handler,
         backoff: &mut Backoff,
-    ) -> redis::RedisResult<()>
-    where
-        H: Fn(Delivery) -> F + Send + Sync + 'static,
-        F: Future<Output = Outcome> + Send + 'static,
-    {
+    ) -> redis::RedisResult<()> {
         let mut conn = crate::conn::connect_blocking(&self.client).await?;
         ensure_group(&mut conn, &self.cfg.stream, &self.cfg.group).await?;
         self.scan_pending(&mut conn, *startup, handler, backoff)
@@ -221,17 +221,13 @@ impl StreamConsumer {
 
     /// Hands out this consumer's pending entries, oldest first. In sequential mode a failure
     /// waits (backoff) and starts the scan again from the oldest, so order is kept.
-    async fn scan_pending<H, F>(
+    async fn scan_pending(
         &self,
         conn: &mut MultiplexedConnection,
         recovered: bool,
-        handler: &Arc<H>,
+        handler: &Handler,
         backoff: &mut Backoff,
-    ) -> redis::RedisResult<()>
-    where
-        H: Fn(Delivery) -> F + Send + Sync + 'static,
-        F: Future<Output = Outcome> + Send + 'static,
-    {
+    ) -> redis::RedisResult<()> {
         let mut from = "0".to_string();
         loop {
             let batch = self.read(conn, &from, false).await?;
@@ -260,11 +256,7 @@ impl StreamConsumer {
     }
 
     /// Hands a batch to the handler as the mode says.
-    async fn handle<H, F>(&self, batch: Vec<Delivery>, handler: &Arc<H>) -> redis::RedisResult<Flow>
-    where
-        H: Fn(Delivery) -> F + Send + Sync + 'static,
-        F: Future<Output = Outcome> + Send + 'static,
-    {
+    async fn handle(&self, batch: Vec<Delivery>, handler: &Handler) -> redis::RedisResult<Flow> {
         for d in batch {
             match self.cfg.mode {
                 Mode::Sequential => {

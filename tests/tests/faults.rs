@@ -152,36 +152,30 @@ async fn a_webhook_delivery_that_failed_is_deployed_when_redelivered() {
     ))
     .unwrap();
     let delivery = unique("delivery");
+    let push = || async {
+        deliver(
+            &c.api.base,
+            Some(SECRET),
+            "push",
+            &delivery,
+            &body,
+            "application/json",
+        )
+        .await
+        .unwrap()
+    };
 
     // Redis refuses the app list (a key of the wrong type) after the delivery was claimed.
     c.redis_cli(&["RENAME", keys::APPS, "berth:apps:aside"])
         .unwrap();
     c.redis_cli(&["SET", keys::APPS, "not a set"]).unwrap();
-    let (s, v) = deliver(
-        &c.api.base,
-        Some(SECRET),
-        "push",
-        &delivery,
-        &body,
-        "application/json",
-    )
-    .await
-    .unwrap();
+    let (s, v) = push().await;
     assert_eq!(s, 500, "{v}");
     c.redis_cli(&["RENAME", "berth:apps:aside", keys::APPS])
         .unwrap();
 
     // GitHub's redelivery of the same delivery does the work.
-    let (s, v) = deliver(
-        &c.api.base,
-        Some(SECRET),
-        "push",
-        &delivery,
-        &body,
-        "application/json",
-    )
-    .await
-    .unwrap();
+    let (s, v) = push().await;
     assert_eq!(s, 202, "{v}");
     let ids = v["deployments"].as_array().cloned().unwrap_or_default();
     assert_eq!(ids.len(), 1, "{v}");
@@ -193,16 +187,7 @@ async fn a_webhook_delivery_that_failed_is_deployed_when_redelivered() {
     assert_eq!(d["status"], "succeeded", "{d}");
     assert_eq!(d["commit"], sha.as_str(), "{d}");
     // And a third delivery of it is a no-op again.
-    let (s, v) = deliver(
-        &c.api.base,
-        Some(SECRET),
-        "push",
-        &delivery,
-        &body,
-        "application/json",
-    )
-    .await
-    .unwrap();
+    let (s, v) = push().await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["deployments"], json!([]), "{v}");
 }
