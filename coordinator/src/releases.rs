@@ -182,7 +182,7 @@ pub async fn migrate(store: &Store) -> Result<()> {
     if c.sismember(keys::MIGRATIONS, INDEX_MIGRATION).await? {
         return Ok(());
     }
-    for app in store.list_apps().await? {
+    for app in store.list_apps().await?.iter() {
         let mut ids = store.deployment_ids(&app.name, usize::MAX).await?;
         ids.reverse();
         let mut cmds = Vec::new();

@@ -4,6 +4,8 @@
 //! (cheap to clone). Mutations of a deployment record go through the [`crate::ledger::Ledger`]
 //! actor so that two writers never interleave a read-modify-write.
 
+use std::sync::{Arc, Mutex};
+
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::Sealed;
 use berth_protocol::{keys, App, Deployment, Job, LogStream, NodeInfo, JOB_KIND};
@@ -20,11 +22,19 @@ use berth_protocol::envelope::kind::{
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
+    /// The app list as of a value of `berth:apps:version`: decoding 10,000 records on every
+    /// `GET /apps` costs more than the rest of the request. Checked against Redis on every
+    /// read (one GET), so it never serves what Redis no longer holds; a restart loses nothing.
+    apps: Arc<Mutex<Option<(u64, Arc<Vec<App>>)>>>,
 }
 
 /// Opens the multiplexed connection for ordinary (non-blocking) commands.
 pub async fn connect(url: &str) -> Result<ConnectionManager> {
     Ok(berth_bus::conn::connect(url).await?)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Decodes a stored record; an undecodable one is reported with what it is.
@@ -58,7 +68,10 @@ fn decode_listed<T: serde::de::DeserializeOwned + serde::Serialize>(
 
 impl Store {
     pub fn new(conn: ConnectionManager) -> Self {
-        Store { conn }
+        Store {
+            conn,
+            apps: Arc::default(),
+        }
     }
 
     pub fn conn(&self) -> ConnectionManager {
@@ -86,24 +99,53 @@ impl Store {
                 .await?
                 .is_some();
             if set {
-                let _: () = c.sadd(keys::APPS, &app.name).await?;
+                let _: () = redis::pipe()
+                    .atomic()
+                    .sadd(keys::APPS, &app.name)
+                    .ignore()
+                    .incr(keys::APPS_VERSION, 1)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await?;
             }
             Ok(set)
         } else {
-            let _: () = c.set(keys::app(&app.name), bytes).await?;
+            let _: () = redis::pipe()
+                .atomic()
+                .set(keys::app(&app.name), bytes)
+                .ignore()
+                .incr(keys::APPS_VERSION, 1)
+                .ignore()
+                .query_async(&mut c)
+                .await?;
             Ok(true)
         }
     }
 
-    /// Every app, by name; two round trips whatever their number.
-    pub async fn list_apps(&self) -> Result<Vec<App>> {
+    /// Every app, by name: one round trip while the app list is unchanged, three after a
+    /// change, whatever the number of apps.
+    pub async fn list_apps(&self) -> Result<Arc<Vec<App>>> {
         let mut c = self.conn.clone();
+        // The version is read before the records and bumped after them: a list cached under a
+        // version holds every change up to it.
+        let version: Option<u64> = c.get(keys::APPS_VERSION).await?;
+        let version = version.unwrap_or(0);
+        if let Some((v, apps)) = lock(&self.apps).as_ref() {
+            if *v == version {
+                return Ok(apps.clone());
+            }
+        }
         let mut names: Vec<String> = c.smembers(keys::APPS).await?;
         names.sort_unstable();
         let raw = self
             .mget(names.iter().map(|n| keys::app(n)).collect())
             .await?;
-        Ok(decode_listed(APP_KIND, &names, raw))
+        let apps = Arc::new(decode_listed(APP_KIND, &names, raw));
+        let mut cached = lock(&self.apps);
+        if cached.as_ref().is_none_or(|(v, _)| *v <= version) {
+            *cached = Some((version, apps.clone()));
+        }
+        Ok(apps)
     }
 
     /// MGET of `keys` (none for an empty list, which MGET refuses).
@@ -160,7 +202,8 @@ impl Store {
             .del(keys::app_deployments(name))
             .del(keys::app_log(name))
             .del(keys::app_metrics(name))
-            .srem(keys::APPS, name);
+            .srem(keys::APPS, name)
+            .incr(keys::APPS_VERSION, 1);
         let _: () = pipe.query_async(&mut c).await?;
         Ok(())
     }

@@ -9,6 +9,10 @@ pub const PREFIX: &str = "berth";
 
 /// Set of app names.
 pub const APPS: &str = "berth:apps";
+/// Counter bumped after every change of an app record (with it, or right after it): a
+/// coordinator's cached app list is checked against it on every read, so the list is always as
+/// fresh as Redis.
+pub const APPS_VERSION: &str = "berth:apps:version";
 /// Stream of node → coordinator events (status changes). Consumer group [`EVENTS_GROUP`].
 pub const EVENTS: &str = "berth:events";
 pub const EVENTS_GROUP: &str = "coordinator";

@@ -29,6 +29,7 @@ impl Cluster {
         let mut sadd = vec![b"SADD".to_vec(), keys::APPS.as_bytes().to_vec()];
         sadd.extend(names.iter().map(|n| n.as_bytes().to_vec()));
         cmds.push(sadd);
+        cmds.push(cmd(&[b"INCR", keys::APPS_VERSION.as_bytes()]));
         self.redis_pipe(&cmds)?;
         Ok(names)
     }

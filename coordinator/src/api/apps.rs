@@ -4,6 +4,8 @@
 //! cancel, so a deployment between its health check and its switch never takes traffic), then
 //! has every node remove the app's routes, containers and images, then deletes its records.
 
+use std::sync::Arc;
+
 use actix::prelude::*;
 use berth_protocol::api;
 use berth_protocol::{keys, App, DeploymentStatus, Job};
@@ -22,7 +24,7 @@ pub struct CreateApp(pub api::CreateApp);
 
 /// `GET /api/v1/apps`.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<App>>")]
+#[rtype(result = "Result<Arc<Vec<App>>>")]
 pub struct ListApps;
 
 /// `GET /api/v1/apps/{name}`.
@@ -42,7 +44,7 @@ pub struct DeleteApp(pub String);
 
 /// Fails when another app already serves one of `app`'s domains.
 async fn check_domains_free(store: &Store, app: &App) -> Result<()> {
-    for other in store.list_apps().await? {
+    for other in store.list_apps().await?.iter() {
         if other.name == app.name {
             continue;
         }
@@ -83,7 +85,7 @@ impl Handler<CreateApp> for Api {
 }
 
 impl Handler<ListApps> for Api {
-    type Result = ResponseFuture<Result<Vec<App>>>;
+    type Result = ResponseFuture<Result<Arc<Vec<App>>>>;
 
     fn handle(&mut self, _: ListApps, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();

@@ -99,7 +99,7 @@ async fn deploy_push(
     };
     let repo_keys = push.repo_keys();
     let mut queued = Vec::new();
-    for app in store.list_apps().await? {
+    for app in store.list_apps().await?.iter() {
         if app.branch != branch
             || !app.auto_deploy
             || !repo_keys.contains(&normalize_repo(&app.repo))
@@ -112,7 +112,7 @@ async fn deploy_push(
             ledger,
             reconciler,
             ledger::Create {
-                app: app.name,
+                app: app.name.clone(),
                 git_ref: Some(commit.clone()),
                 commit_message: head.map(|h| subject(&h.message)),
                 commit_author: head
