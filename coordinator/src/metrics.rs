@@ -1,5 +1,6 @@
 //! Metrics: an app's resource series (from the samples nodes write to `berth:metrics:<app>`),
-//! the cluster's Prometheus families, and the counters the `Ledger` keeps in Redis.
+//! the cluster's figures for `/metrics` (plain numbers; web/ encodes them for Prometheus), and
+//! the counters the `Ledger` keeps in Redis.
 //!
 //! Nothing here is kept in memory: the deployment-outcome counters and the build-duration
 //! histogram are Redis hashes written by the Ledger in the same MULTI as the record that caused
@@ -14,9 +15,6 @@ use berth_protocol::metrics::{
     AppMetrics, ContainerSample, ReplicaSeries, SamplePoint, TotalPoint, SAMPLE_KIND,
 };
 use berth_protocol::{keys, Deployment, DeploymentStatus, NodeStatus};
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
-};
 use redis::AsyncCommands;
 
 use crate::error::Result;
@@ -203,75 +201,64 @@ pub fn totals(replicas: &[ReplicaSeries], width: u64) -> Vec<TotalPoint> {
         .collect()
 }
 
-// ---- Prometheus ----
+// ---- the cluster's figures ----
 
-fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            let mut l = LabelPair::default();
-            l.set_name(k.to_string());
-            l.set_value(v.to_string());
-            l
-        })
-        .collect()
+/// The cluster-wide figures of `GET /metrics`, read from Redis at each scrape. Plain numbers:
+/// web/ turns them into Prometheus families (and adds the request-duration histogram it
+/// measures itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterFigures {
+    /// Apps defined (`berth:apps`).
+    pub apps: u64,
+    /// Deployments not finished yet: every non-terminal status, by name, with its count.
+    pub active: Vec<(DeploymentStatus, u64)>,
+    /// Deployments that ended: every terminal status, in [`DeploymentStatus::ALL`] order, with
+    /// its count (`berth:stats:deployments`).
+    pub outcomes: Vec<(DeploymentStatus, u64)>,
+    /// Every registered node, in the registry's order.
+    pub nodes: Vec<NodeFigures>,
+    /// Time deployments spent building (`berth:stats:build_seconds`).
+    pub build_seconds: BuildHistogram,
+    /// Entries dead-lettered, by stream name: every stream a consumer reads (at 0 until one of
+    /// its entries is dead-lettered) and any other counted in `berth:stats:dead_letters`.
+    pub dead_letters: Vec<(String, u64)>,
 }
 
-fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {
-    let mut f = MetricFamily::default();
-    f.set_name(name.into());
-    f.set_help(help.into());
-    f.set_field_type(kind);
-    f.set_metric(metrics);
-    f
+/// One registered node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeFigures {
+    pub name: String,
+    /// Its heartbeat is fresh.
+    pub up: bool,
+    /// Jobs on its stream not yet acknowledged (undelivered + pending).
+    pub queue_depth: u64,
 }
 
-fn gauge(pairs: &[(&str, &str)], v: f64) -> Metric {
-    let mut g = Gauge::default();
-    g.set_value(v);
-    let mut m = Metric::from_label(labels(pairs));
-    m.set_gauge(g);
-    m
+/// A cumulative histogram: `(upper bound in seconds, observations ≤ it)` for each bound of
+/// [`BUILD_BUCKETS`] (no `+Inf` bucket: that one is `count`), the sum and the count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildHistogram {
+    pub buckets: Vec<(u64, u64)>,
+    pub sum: f64,
+    pub count: u64,
 }
 
-fn counter(pairs: &[(&str, &str)], v: f64) -> Metric {
-    let mut c = Counter::default();
-    c.set_value(v);
-    let mut m = Metric::from_label(labels(pairs));
-    m.set_counter(c);
-    m
-}
-
-/// The build-duration histogram from its Redis hash (`le_<bound>`, `sum`, `count`).
-pub fn build_histogram(hash: &HashMap<String, String>) -> MetricFamily {
+/// The build-duration histogram from its Redis hash (`le_<bound>`, `sum`, `count`); a field
+/// missing or unreadable counts 0.
+pub fn build_histogram(hash: &HashMap<String, String>) -> BuildHistogram {
     let int = |k: &str| hash.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let mut h = Histogram::default();
-    // No explicit +Inf bucket: the encoder writes `le="+Inf"` from the count (it would print
-    // an infinite bound as `inf`); `le_+Inf` and `count` are raised together anyway.
-    let buckets: Vec<Bucket> = BUILD_BUCKETS
-        .iter()
-        .map(|b| {
-            let mut bucket = Bucket::default();
-            bucket.set_upper_bound(*b as f64);
-            bucket.set_cumulative_count(int(&format!("le_{b}")));
-            bucket
-        })
-        .collect();
-    h.set_bucket(buckets);
-    h.set_sample_count(int("count"));
-    h.set_sample_sum(
-        hash.get("sum")
+    BuildHistogram {
+        // `le_+Inf` is not read: it and `count` are raised together.
+        buckets: BUILD_BUCKETS
+            .iter()
+            .map(|b| (*b, int(&format!("le_{b}"))))
+            .collect(),
+        sum: hash
+            .get("sum")
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0),
-    );
-    let mut m = Metric::default();
-    m.set_histogram(h);
-    family(
-        "berth_build_duration_seconds",
-        "Time deployments spent building (from entering building to leaving it).",
-        MetricType::HISTOGRAM,
-        vec![m],
-    )
+        count: int("count"),
+    }
 }
 
 /// Jobs of a node's stream not yet acknowledged: entries its group has not been given (`lag`)
@@ -306,96 +293,43 @@ async fn queue_depth(store: &Store, node: &str) -> Result<u64> {
     Ok(lag + g.pending as u64)
 }
 
-/// Every cluster-wide family, read from Redis now (the HTTP request histogram is web's).
-pub async fn families(store: &Store, nodes: &[NodeView]) -> Result<Vec<MetricFamily>> {
+/// Every cluster-wide figure, read from Redis now (the HTTP request histogram is web's).
+pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<ClusterFigures> {
     let mut c = store.conn();
-    let mut out = Vec::new();
 
     let apps: u64 = c.scard(keys::APPS).await?;
-    out.push(family(
-        "berth_apps",
-        "Apps defined.",
-        MetricType::GAUGE,
-        vec![gauge(&[], apps as f64)],
-    ));
 
-    let mut active: BTreeMap<&str, u64> = DeploymentStatus::ALL
+    let mut active: BTreeMap<&str, (DeploymentStatus, u64)> = DeploymentStatus::ALL
         .iter()
         .filter(|s| !s.is_terminal())
-        .map(|s| (s.as_str(), 0))
+        .map(|s| (s.as_str(), (*s, 0)))
         .collect();
     for d in store
         .deployments(&store.active_deployments().await?)
         .await?
     {
-        if let Some(n) = active.get_mut(d.status.as_str()) {
+        if let Some((_, n)) = active.get_mut(d.status.as_str()) {
             *n += 1;
         }
     }
-    out.push(family(
-        "berth_deployments",
-        "Deployments not finished yet, by status.",
-        MetricType::GAUGE,
-        active
-            .iter()
-            .map(|(s, n)| gauge(&[("status", s)], *n as f64))
-            .collect(),
-    ));
 
-    let outcomes: HashMap<String, u64> = c.hgetall(keys::STATS_DEPLOYMENTS).await?;
-    out.push(family(
-        "berth_deployments_total",
-        "Deployments that ended, by outcome.",
-        MetricType::COUNTER,
-        DeploymentStatus::ALL
-            .iter()
-            .filter(|s| s.is_terminal())
-            .map(|s| {
-                let n = outcomes.get(s.as_str()).copied().unwrap_or(0);
-                counter(&[("status", s.as_str())], n as f64)
-            })
-            .collect(),
-    ));
-
-    let up = nodes
+    let counted: HashMap<String, u64> = c.hgetall(keys::STATS_DEPLOYMENTS).await?;
+    let outcomes = DeploymentStatus::ALL
         .iter()
-        .filter(|n| n.status == NodeStatus::Ready)
-        .count();
-    out.push(family(
-        "berth_nodes",
-        "Registered nodes, by liveness (heartbeat age).",
-        MetricType::GAUGE,
-        vec![
-            gauge(&[("status", "up")], up as f64),
-            gauge(&[("status", "down")], (nodes.len() - up) as f64),
-        ],
-    ));
-    let mut node_up = Vec::new();
-    let mut depth = Vec::new();
+        .filter(|s| s.is_terminal())
+        .map(|s| (*s, counted.get(s.as_str()).copied().unwrap_or(0)))
+        .collect();
+
+    let mut node_figures = Vec::with_capacity(nodes.len());
     for n in nodes {
-        let name = n.info.name.as_str();
-        let live = n.status == NodeStatus::Ready;
-        node_up.push(gauge(&[("node", name)], if live { 1.0 } else { 0.0 }));
-        depth.push(gauge(
-            &[("node", name)],
-            queue_depth(store, name).await? as f64,
-        ));
+        node_figures.push(NodeFigures {
+            name: n.info.name.clone(),
+            up: n.status == NodeStatus::Ready,
+            queue_depth: queue_depth(store, &n.info.name).await?,
+        });
     }
-    out.push(family(
-        "berth_node_up",
-        "1 when the node's heartbeat is fresh, else 0.",
-        MetricType::GAUGE,
-        node_up,
-    ));
-    out.push(family(
-        "berth_job_queue_depth",
-        "Jobs on a node's stream not yet acknowledged (undelivered + pending).",
-        MetricType::GAUGE,
-        depth,
-    ));
 
     let build: HashMap<String, String> = c.hgetall(keys::STATS_BUILD_SECONDS).await?;
-    out.push(build_histogram(&build));
 
     // Every stream a consumer reads is listed, at 0 until an entry of it is dead-lettered.
     let mut dead: BTreeMap<String, u64> = [keys::EVENTS.to_string()]
@@ -405,15 +339,15 @@ pub async fn families(store: &Store, nodes: &[NodeView]) -> Result<Vec<MetricFam
         .collect();
     let counted: HashMap<String, u64> = c.hgetall(keys::STATS_DEAD_LETTERS).await?;
     dead.extend(counted);
-    out.push(family(
-        "berth_dead_letters_total",
-        "Stream entries that could not be handled and went to berth:dead:<stream>, by stream.",
-        MetricType::COUNTER,
-        dead.iter()
-            .map(|(s, n)| counter(&[("stream", s)], *n as f64))
-            .collect(),
-    ));
-    Ok(out)
+
+    Ok(ClusterFigures {
+        apps,
+        active: active.into_values().collect(),
+        outcomes,
+        nodes: node_figures,
+        build_seconds: build_histogram(&build),
+        dead_letters: dead.into_iter().collect(),
+    })
 }
 
 #[cfg(test)]
@@ -599,26 +533,35 @@ mod tests {
     }
 
     #[test]
-    fn histogram_from_its_hash_encodes() {
+    fn histogram_from_its_hash() {
         let hash: HashMap<String, String> = [
             ("le_5", "1"),
             ("le_10", "2"),
             ("le_+Inf", "3"),
             ("sum", "712.5"),
             ("count", "3"),
+            ("le_30", "not a number"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        let text = prometheus::TextEncoder::new()
-            .encode_to_string(&[build_histogram(&hash)])
-            .unwrap();
-        assert!(
-            text.contains("berth_build_duration_seconds_bucket{le=\"10\"} 2"),
-            "{text}"
+        let h = build_histogram(&hash);
+        assert_eq!(
+            h.buckets,
+            vec![
+                (1, 0),
+                (2, 0),
+                (5, 1),
+                (10, 2),
+                (30, 0),
+                (60, 0),
+                (120, 0),
+                (300, 0),
+                (600, 0)
+            ]
         );
-        assert!(text.contains("berth_build_duration_seconds_bucket{le=\"+Inf\"} 3"));
-        assert!(text.contains("berth_build_duration_seconds_count 3"));
-        assert!(text.contains("berth_build_duration_seconds_sum 712.5"));
+        assert_eq!((h.sum, h.count), (712.5, 3));
+        let empty = build_histogram(&HashMap::new());
+        assert_eq!((empty.buckets.len(), empty.sum, empty.count), (9, 0.0, 0));
     }
 }

@@ -21,9 +21,9 @@ pub struct GetAppMetrics {
     pub window: Option<String>,
 }
 
-/// `GET /metrics`: the cluster's Prometheus families, read from Redis now.
+/// `GET /metrics`: the cluster's figures, read from Redis now (web/ encodes them).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<prometheus::proto::MetricFamily>>")]
+#[rtype(result = "Result<crate::metrics::ClusterFigures>")]
 pub struct ClusterMetrics;
 
 impl Handler<ListNodes> for Api {
@@ -51,13 +51,13 @@ impl Handler<GetAppMetrics> for Api {
 }
 
 impl Handler<ClusterMetrics> for Api {
-    type Result = ResponseFuture<Result<Vec<prometheus::proto::MetricFamily>>>;
+    type Result = ResponseFuture<Result<crate::metrics::ClusterFigures>>;
 
     fn handle(&mut self, _: ClusterMetrics, _: &mut Context<Self>) -> Self::Result {
         let (store, registry) = (self.store.clone(), self.registry.clone());
         Box::pin(async move {
             let nodes = registry.send(Nodes).await??;
-            crate::metrics::families(&store, &nodes).await
+            crate::metrics::cluster_figures(&store, &nodes).await
         })
     }
 }
