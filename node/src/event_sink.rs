@@ -156,7 +156,7 @@ impl EventSink {
             match self.try_emit(bytes).await {
                 Ok(()) => return true,
                 Err(e) => {
-                    if attempt == 1 || attempt % 20 == 0 {
+                    if attempt == 1 || attempt.is_multiple_of(20) {
                         tracing::warn!(error = %e, attempt, "could not write an event; retrying until Redis takes it");
                     }
                 }
