@@ -143,14 +143,11 @@ impl Logs {
         after: Option<String>,
     ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
         self.deployment_exists(id).await?;
-        let key = keys::deployment_log(id);
-        Ok(follow(Follow::new(
-            self.store.clone(),
-            self.hub.subscribe(&key),
-            key,
+        Ok(self.follow_key(
+            keys::deployment_log(id),
             after.unwrap_or_else(|| "0-0".into()),
             Some(id.to_string()),
-        )))
+        ))
     }
 
     /// Reads an app's runtime log: the newest `tail` lines (default [`DEFAULT_TAIL`]), of those
@@ -183,14 +180,19 @@ impl Logs {
         after: String,
     ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
         self.app_exists(app).await?;
-        let key = keys::app_log(app);
-        Ok(follow(Follow::new(
-            self.store.clone(),
-            self.hub.subscribe(&key),
-            key,
-            after,
-            None,
-        )))
+        Ok(self.follow_key(keys::app_log(app), after, None))
+    }
+
+    /// Follows the stream `key` after the entry `after`; until the deployment `watch` is
+    /// terminal, if given.
+    fn follow_key(
+        &self,
+        key: String,
+        after: String,
+        watch: Option<String>,
+    ) -> impl Stream<Item = Followed> + Send + 'static {
+        let news = self.hub.subscribe(&key);
+        follow(Follow::new(self.store.clone(), news, key, after, watch))
     }
 }
 

@@ -25,7 +25,7 @@ use berth_protocol::envelope::decode;
 use berth_protocol::secret::{GitCredential, Sealed, SecretKey};
 use berth_protocol::{keys, now_ms, LogStream};
 use bollard::container::LogOutput;
-use bollard::query_parameters::{EventsOptions, ListContainersOptions, LogsOptions};
+use bollard::query_parameters::{EventsOptions, LogsOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
@@ -204,18 +204,8 @@ async fn resume_points(sh: &Shipper, mut list: Vec<Target>) -> Vec<Target> {
 
 /// This node's running app containers, each to be followed over its whole current run unless
 /// [`resume_points`] finds a cursor.
-async fn running(sh: &Shipper) -> Result<Vec<Target>, bollard::errors::Error> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_NODE}={}", sh.node), LABEL_APP.to_string()],
-    )]);
-    let list = sh
-        .docker
-        .list_containers(Some(ListContainersOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await?;
+async fn running(sh: &Shipper) -> crate::Result<Vec<Target>> {
+    let list = crate::containers::running_app_containers(&sh.docker, &sh.node).await?;
     let now = now_ms() * 1_000_000;
     Ok(list
         .into_iter()
