@@ -61,8 +61,9 @@ pub struct AppLogQuery {
 }
 
 impl AppLogQuery {
-    /// Parses `tail` and `since` query values. `since` is epoch ms, an RFC 3339 time, or a
-    /// duration back from now such as `90s`, `15m`, `2h`.
+    /// Parses `tail` and `since` query values. `since` is a duration back from now in the one
+    /// duration grammar (`90s`, `15m`, `1h 30m`), an RFC 3339 time, or epoch ms: see
+    /// [`berth_protocol::duration::parse_since`].
     pub fn parse(tail: Option<&str>, since: Option<&str>) -> Result<AppLogQuery> {
         let tail = match tail {
             None => None,
@@ -75,28 +76,12 @@ impl AppLogQuery {
                 }
             },
         };
-        let since_ms = since.map(parse_since).transpose()?;
+        let since_ms = since
+            .map(|s| berth_protocol::duration::parse_since(s, now_ms()))
+            .transpose()
+            .map_err(Error::BadRequest)?;
         Ok(AppLogQuery { tail, since_ms })
     }
-}
-
-fn parse_since(s: &str) -> Result<u64> {
-    let s = s.trim();
-    if let Ok(ms) = s.parse::<u64>() {
-        return Ok(ms);
-    }
-    if let Ok(d) = humantime::parse_duration(s) {
-        return Ok(now_ms().saturating_sub(d.as_millis() as u64));
-    }
-    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        return Ok(t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0));
-    }
-    Err(Error::BadRequest(format!(
-        "since must be epoch milliseconds, an RFC 3339 time or a duration like 15m, not {s:?}"
-    )))
 }
 
 /// Checks a `Last-Event-ID` (or any stream position a client sends back).
@@ -158,14 +143,11 @@ impl Logs {
         after: Option<String>,
     ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
         self.deployment_exists(id).await?;
-        let key = keys::deployment_log(id);
-        Ok(follow(Follow::new(
-            self.store.clone(),
-            self.hub.subscribe(&key),
-            key,
+        Ok(self.follow_key(
+            keys::deployment_log(id),
             after.unwrap_or_else(|| "0-0".into()),
             Some(id.to_string()),
-        )))
+        ))
     }
 
     /// Reads an app's runtime log: the newest `tail` lines (default [`DEFAULT_TAIL`]), of those
@@ -198,14 +180,19 @@ impl Logs {
         after: String,
     ) -> Result<impl Stream<Item = Followed> + Send + 'static> {
         self.app_exists(app).await?;
-        let key = keys::app_log(app);
-        Ok(follow(Follow::new(
-            self.store.clone(),
-            self.hub.subscribe(&key),
-            key,
-            after,
-            None,
-        )))
+        Ok(self.follow_key(keys::app_log(app), after, None))
+    }
+
+    /// Follows the stream `key` after the entry `after`; until the deployment `watch` is
+    /// terminal, if given.
+    fn follow_key(
+        &self,
+        key: String,
+        after: String,
+        watch: Option<String>,
+    ) -> impl Stream<Item = Followed> + Send + 'static {
+        let news = self.hub.subscribe(&key);
+        follow(Follow::new(self.store.clone(), news, key, after, watch))
     }
 }
 
@@ -463,20 +450,25 @@ mod tests {
                 .since_ms,
             Some(1_700_000_000_000)
         );
-        let five_min_ago = AppLogQuery::parse(None, Some("5m"))
-            .unwrap()
-            .since_ms
-            .unwrap();
-        let expect = now_ms() - 300_000;
-        assert!(five_min_ago.abs_diff(expect) < 5_000, "{five_min_ago}");
+        for (since, back) in [("5m", 300_000), ("1h 30m", 5_400_000), ("90s", 90_000)] {
+            let from = AppLogQuery::parse(None, Some(since))
+                .unwrap()
+                .since_ms
+                .unwrap();
+            let expect = now_ms() - back;
+            assert!(from.abs_diff(expect) < 5_000, "{since}: {from}");
+        }
         assert_eq!(
             AppLogQuery::parse(None, Some("2026-11-25T19:01:02Z"))
                 .unwrap()
                 .since_ms,
             Some(1_795_633_262_000)
         );
-        let e = AppLogQuery::parse(None, Some("yesterday-ish")).unwrap_err();
-        assert!(e.to_string().contains("since"), "{e}");
+        for bad in ["yesterday-ish", "15x", "1h 30"] {
+            let e = AppLogQuery::parse(None, Some(bad)).unwrap_err();
+            assert!(e.is_client_error(), "{bad}");
+            assert!(e.to_string().contains("since must be"), "{e}");
+        }
     }
 
     #[test]

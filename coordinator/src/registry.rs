@@ -50,23 +50,25 @@ pub struct Nodes;
 #[rtype(result = "Result<Vec<NodeInfo>>")]
 pub struct LiveNodes;
 
+/// Every registered node with its liveness now.
+async fn views(store: Store, timeout: Duration) -> Result<Vec<NodeView>> {
+    let now = now_ms();
+    Ok(store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|info| NodeView {
+            status: status_of(&info, now, timeout),
+            info,
+        })
+        .collect())
+}
+
 impl Handler<Nodes> for NodeRegistry {
     type Result = ResponseFuture<Result<Vec<NodeView>>>;
 
     fn handle(&mut self, _: Nodes, _: &mut Context<Self>) -> Self::Result {
-        let (store, timeout) = (self.store.clone(), self.node_timeout);
-        Box::pin(async move {
-            let now = now_ms();
-            Ok(store
-                .nodes()
-                .await?
-                .into_iter()
-                .map(|info| NodeView {
-                    status: status_of(&info, now, timeout),
-                    info,
-                })
-                .collect())
-        })
+        Box::pin(views(self.store.clone(), self.node_timeout))
     }
 }
 
@@ -74,14 +76,13 @@ impl Handler<LiveNodes> for NodeRegistry {
     type Result = ResponseFuture<Result<Vec<NodeInfo>>>;
 
     fn handle(&mut self, _: LiveNodes, _: &mut Context<Self>) -> Self::Result {
-        let (store, timeout) = (self.store.clone(), self.node_timeout);
+        let all = views(self.store.clone(), self.node_timeout);
         Box::pin(async move {
-            let now = now_ms();
-            Ok(store
-                .nodes()
+            Ok(all
                 .await?
                 .into_iter()
-                .filter(|n| status_of(n, now, timeout) == NodeStatus::Ready)
+                .filter(|v| v.status == NodeStatus::Ready)
+                .map(|v| v.info)
                 .collect())
         })
     }

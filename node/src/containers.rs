@@ -10,8 +10,8 @@ use std::time::Duration;
 use berth_protocol::LogStream;
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, ContainerUpdateBody, HostConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerSummary, ContainerUpdateBody, HostConfig, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
@@ -290,25 +290,38 @@ pub struct AppContainer {
     pub created: i64,
 }
 
+/// The containers carrying every one of `labels` (`key` or `key=value`): all of them, or only
+/// the running ones.
+async fn labelled(
+    docker: &Docker,
+    labels: Vec<String>,
+    all: bool,
+) -> Result<Vec<ContainerSummary>> {
+    let opts = ListContainersOptions {
+        all,
+        filters: Some(HashMap::from([("label".to_string(), labels)])),
+        ..Default::default()
+    };
+    docker
+        .list_containers(Some(opts))
+        .await
+        .map_err(|e| Error::Run(format!("list containers: {}", docker_error_text(&e))))
+}
+
+/// This node's running app containers (for stats and log shipping).
+pub async fn running_app_containers(docker: &Docker, node: &str) -> Result<Vec<ContainerSummary>> {
+    let labels = vec![format!("{LABEL_NODE}={node}"), LABEL_APP.to_string()];
+    labelled(docker, labels, false).await
+}
+
 /// Every container of `app` on `node` with its state, newest first.
 pub async fn app_containers_state(
     docker: &Docker,
     app: &str,
     node: &str,
 ) -> Result<Vec<AppContainer>> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_APP}={app}"), format!("{LABEL_NODE}={node}")],
-    )]);
-    let opts = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let list = docker
-        .list_containers(Some(opts))
-        .await
-        .map_err(|e| Error::Run(format!("list containers: {}", docker_error_text(&e))))?;
+    let labels = vec![format!("{LABEL_APP}={app}"), format!("{LABEL_NODE}={node}")];
+    let list = labelled(docker, labels, true).await?;
     let mut out: Vec<AppContainer> = list
         .into_iter()
         .filter_map(|c| {

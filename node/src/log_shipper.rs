@@ -20,11 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use berth_bus::Backoff;
 use berth_protocol::envelope::decode;
 use berth_protocol::secret::{GitCredential, Sealed, SecretKey};
 use berth_protocol::{keys, now_ms, LogStream};
 use bollard::container::LogOutput;
-use bollard::query_parameters::{EventsOptions, ListContainersOptions, LogsOptions};
+use bollard::query_parameters::{EventsOptions, LogsOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
@@ -34,8 +35,10 @@ use crate::log_sink::{split_lines, LogSink};
 
 /// Most lines written to Redis in one round trip.
 const BATCH: usize = 512;
-/// Pause before reconnecting to Docker's event stream after it failed.
-const RECONNECT: Duration = Duration::from_secs(1);
+/// Pauses before reconnecting to Docker's event stream after it failed: the first, and the
+/// longest (see [`Backoff`]).
+const RECONNECT_FIRST: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// What the shipper needs; shared by its tasks.
 pub struct Shipper {
@@ -122,6 +125,7 @@ impl Drop for Follows {
 
 async fn run(sh: Arc<Shipper>) {
     let mut follows = Follows::default();
+    let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_MAX);
     loop {
         // Subscribe first, then list: a container starting in between is seen at least once.
         let filters = HashMap::from([
@@ -146,6 +150,8 @@ async fn run(sh: Arc<Shipper>) {
         while let Some(ev) = events.next().await {
             match ev {
                 Ok(ev) => {
+                    // The stream works: a later break starts again from the shortest pause.
+                    backoff.reset();
                     if let Some(t) = from_event(&ev) {
                         follows.attach(&sh, t);
                     }
@@ -156,7 +162,7 @@ async fn run(sh: Arc<Shipper>) {
                 }
             }
         }
-        tokio::time::sleep(RECONNECT).await;
+        backoff.wait().await;
     }
 }
 
@@ -198,18 +204,8 @@ async fn resume_points(sh: &Shipper, mut list: Vec<Target>) -> Vec<Target> {
 
 /// This node's running app containers, each to be followed over its whole current run unless
 /// [`resume_points`] finds a cursor.
-async fn running(sh: &Shipper) -> Result<Vec<Target>, bollard::errors::Error> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_NODE}={}", sh.node), LABEL_APP.to_string()],
-    )]);
-    let list = sh
-        .docker
-        .list_containers(Some(ListContainersOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await?;
+async fn running(sh: &Shipper) -> crate::Result<Vec<Target>> {
+    let list = crate::containers::running_app_containers(&sh.docker, &sh.node).await?;
     let now = now_ms() * 1_000_000;
     Ok(list
         .into_iter()

@@ -14,13 +14,13 @@ use actix::prelude::*;
 use berth_protocol::metrics::{ContainerSample, RETENTION_MS, SAMPLE_KIND};
 use berth_protocol::{envelope, keys, now_ms, HostStats};
 use bollard::models::{ContainerCpuStats, ContainerStatsResponse};
-use bollard::query_parameters::{ListContainersOptions, StatsOptions};
+use bollard::query_parameters::StatsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
-use crate::containers::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_NODE};
+use crate::containers::{LABEL_APP, LABEL_DEPLOYMENT};
 use crate::image_build::docker_error_text;
 
 /// What the `Stats` actor works with.
@@ -166,19 +166,7 @@ async fn sample_containers(
     node: &str,
     ts: u64,
 ) -> crate::Result<(u32, Vec<(String, ContainerSample)>)> {
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_NODE}={node}"), LABEL_APP.to_string()],
-    )]);
-    let opts = ListContainersOptions {
-        all: false,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let list = docker
-        .list_containers(Some(opts))
-        .await
-        .map_err(|e| crate::Error::Run(format!("list containers: {}", docker_error_text(&e))))?;
+    let list = crate::containers::running_app_containers(docker, node).await?;
     let running = list.len() as u32;
     let reads = list.into_iter().filter_map(|c| {
         let labels = c.labels.unwrap_or_default();

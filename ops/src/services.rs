@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use berth_bus::Backoff;
 
 /// A child process that is terminated (and reaped) when dropped.
 pub struct Service {
@@ -54,13 +55,12 @@ fn which(program: &str) -> Option<PathBuf> {
 /// Polls `ready` until it holds or `timeout` passes.
 pub fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(5);
+    let mut backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(100));
     while Instant::now() < deadline {
         if ready() {
             return Ok(());
         }
-        std::thread::park_timeout(pause);
-        pause = (pause * 2).min(Duration::from_millis(100));
+        std::thread::park_timeout(backoff.next_delay());
     }
     bail!("{what} did not become ready within {}s", timeout.as_secs())
 }

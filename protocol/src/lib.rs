@@ -6,6 +6,7 @@
 //! `#[serde(default)]`, never repurpose one, and bump [`PROTOCOL_VERSION`] when a change is breaking.
 
 pub mod api;
+pub mod duration;
 pub mod envelope;
 pub mod keys;
 pub mod messages;

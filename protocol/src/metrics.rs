@@ -80,28 +80,21 @@ pub struct AppMetrics {
     pub total: Vec<TotalPoint>,
 }
 
-/// Parses a metrics window: a whole number followed by `s`, `m` or `h` (`30s`, `15m`, `1h`);
-/// `None` or empty is the default (15 minutes). At most one hour, at least one second.
+/// Parses a metrics window, a duration in the grammar of [`crate::duration::parse_duration`]
+/// (`30s`, `15m`, `1h`, `1m 30s`); `None` or empty is the default (15 minutes). Whole seconds,
+/// at least one second, at most one hour (the retention).
 pub fn parse_window(s: Option<&str>) -> Result<u64, String> {
     let s = match s.map(str::trim) {
         None | Some("") => return Ok(DEFAULT_WINDOW_S),
         Some(s) => s,
     };
-    let bad = || {
-        format!("window {s:?} is not a duration like 30s, 15m or 1h (at most 1h, the retention)")
-    };
-    let (num, unit) = s.split_at(s.len() - s.chars().last().map_or(0, char::len_utf8));
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        _ => return Err(bad()),
-    };
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+    let d = crate::duration::parse_duration("window", s)?;
+    if d.subsec_nanos() != 0 {
+        return Err(format!(
+            "window {s:?} is not a whole number of seconds (such as 90s, 15m or 1h 30m)"
+        ));
     }
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = n.checked_mul(mult).ok_or_else(bad)?;
+    let secs = d.as_secs();
     if secs == 0 || secs > MAX_WINDOW_S {
         return Err(format!(
             "window {s:?} is out of range: between 1s and 1h (samples are kept for 1 hour)"
@@ -116,17 +109,44 @@ mod tests {
 
     #[test]
     fn windows() {
-        assert_eq!(parse_window(None), Ok(900));
-        assert_eq!(parse_window(Some("")), Ok(900));
-        assert_eq!(parse_window(Some("30s")), Ok(30));
-        assert_eq!(parse_window(Some("15m")), Ok(900));
-        assert_eq!(parse_window(Some("1h")), Ok(3600));
-        assert_eq!(parse_window(Some("60m")), Ok(3600));
-        for bad in [
-            "abc", "15", "m", "-5m", "1.5m", "2h", "61m", "0s", "15 m", "1d", "5é",
+        for (text, secs) in [
+            (None, 900),
+            (Some(""), 900),
+            (Some("  "), 900),
+            (Some("1s"), 1),
+            (Some("30s"), 30),
+            (Some("90s"), 90),
+            (Some("15m"), 900),
+            (Some("15 m"), 900),
+            (Some("1.5m"), 90),
+            (Some("1m 30s"), 90),
+            (Some("59m 60s"), 3600),
+            (Some("1h"), 3600),
+            (Some("60m"), 3600),
+            (Some("3600 seconds"), 3600),
+        ] {
+            assert_eq!(parse_window(text), Ok(secs), "{text:?}");
+        }
+        // Not a duration: the shared grammar's message.
+        for bad in ["abc", "15", "m", "-5m", "1,5m", "5é", "1h 30"] {
+            let e = parse_window(Some(bad)).unwrap_err();
+            assert!(
+                e.starts_with("window must be a duration such as"),
+                "{bad}: {e}"
+            );
+        }
+        // A duration, but not a window.
+        for (bad, why) in [
+            ("0s", "out of range"),
+            ("2h", "out of range"),
+            ("61m", "out of range"),
+            ("1h 1s", "out of range"),
+            ("1d", "out of range"),
+            ("500ms", "whole number of seconds"),
+            ("1.5s", "whole number of seconds"),
         ] {
             let e = parse_window(Some(bad)).unwrap_err();
-            assert!(e.contains("window"), "{bad}: {e}");
+            assert!(e.starts_with("window ") && e.contains(why), "{bad}: {e}");
         }
         assert!(parse_window(Some("99999999999999999999h")).is_err());
     }

@@ -6,6 +6,8 @@
 //!   deployment is terminal; then an `end` event carries the outcome and the stream closes.
 //! - `GET /api/v1/apps/{name}/logs?tail=N&since=T` — the app's runtime lines from every replica
 //!   on every node, merged; `follow=1` (or the SSE `Accept`) sends them and then every new line.
+//!   `T` is read by [`berth_protocol::duration::parse_since`]: a duration back from now in the one
+//!   duration grammar, an RFC 3339 time, or epoch ms.
 //!
 //! Plain reads answer `text/plain` by default and a JSON array of entries with `?format=json`.
 //! Every SSE line event has `id:` = the entry id and `data:` = the entry as JSON; a reconnecting

@@ -30,40 +30,58 @@ pub struct GetDeployment(pub String);
 #[rtype(result = "Result<Deployment>")]
 pub struct Cancel(pub String);
 
-/// Records a new deployment, starts watching it, and cancels the app's older unfinished ones:
-/// the newest deployment of an app wins. An older one whose node already claimed the switch
-/// (`berth:fate:<id>` = `switch`) is left to finish; the newer one replaces it right after.
-pub(super) async fn queue_deployment(
-    store: &Store,
-    ledger: &Addr<Ledger>,
-    reconciler: &Addr<Reconciler>,
-    create: ledger::Create,
-) -> Result<Deployment> {
-    let d = ledger.send(create).await??;
-    reconciler.do_send(Track(d.id.clone()));
-    for old in store.list_deployments(&d.app, 100).await? {
-        let older = (old.created_at, &old.id) < (d.created_at, &d.id);
-        if !older || old.status.is_terminal() {
-            continue;
-        }
-        if store
-            .claim_once(
-                &keys::deployment_fate(&old.id),
-                keys::FATE_CANCEL,
-                keys::MARKER_TTL_S,
-            )
-            .await?
-        {
-            ledger
-                .send(Transition::ended(
-                    &old.id,
-                    DeploymentStatus::Cancelled,
-                    format!("superseded by {}", d.id),
-                ))
-                .await??;
+/// What queueing a deployment takes: the store, the one writer of records, and the reconciler
+/// that watches the new deployment. Cheap to clone into a handler's future.
+#[derive(Clone)]
+pub(super) struct Queue {
+    pub(super) store: Store,
+    ledger: Addr<Ledger>,
+    reconciler: Addr<Reconciler>,
+}
+
+impl Api {
+    pub(super) fn queue(&self) -> Queue {
+        Queue {
+            store: self.store.clone(),
+            ledger: self.ledger.clone(),
+            reconciler: self.reconciler.clone(),
         }
     }
-    Ok(d)
+}
+
+impl Queue {
+    /// Records a new deployment, starts watching it, and cancels the app's older unfinished
+    /// ones: the newest deployment of an app wins. An older one whose node already claimed the
+    /// switch (`berth:fate:<id>` = `switch`) is left to finish; the newer one replaces it right
+    /// after.
+    pub(super) async fn deployment(&self, create: ledger::Create) -> Result<Deployment> {
+        let (store, ledger) = (&self.store, &self.ledger);
+        let d = ledger.send(create).await??;
+        self.reconciler.do_send(Track(d.id.clone()));
+        for old in store.list_deployments(&d.app, 100).await? {
+            let older = (old.created_at, &old.id) < (d.created_at, &d.id);
+            if !older || old.status.is_terminal() {
+                continue;
+            }
+            if store
+                .claim_once(
+                    &keys::deployment_fate(&old.id),
+                    keys::FATE_CANCEL,
+                    keys::MARKER_TTL_S,
+                )
+                .await?
+            {
+                ledger
+                    .send(Transition::ended(
+                        &old.id,
+                        DeploymentStatus::Cancelled,
+                        format!("superseded by {}", d.id),
+                    ))
+                    .await??;
+            }
+        }
+        Ok(d)
+    }
 }
 
 fn deployment_not_found(id: &str) -> Error {
@@ -74,13 +92,9 @@ impl Handler<CreateDeployment> for Api {
     type Result = ResponseFuture<Result<Deployment>>;
 
     fn handle(&mut self, msg: CreateDeployment, _: &mut Context<Self>) -> Self::Result {
-        let (store, ledger, reconciler) = (
-            self.store.clone(),
-            self.ledger.clone(),
-            self.reconciler.clone(),
-        );
+        let q = self.queue();
         Box::pin(async move {
-            let app = load_app(&store, &msg.0).await?;
+            let app = load_app(&q.store, &msg.0).await?;
             if let Some(r) = &msg.1.git_ref {
                 validate::git_ref("ref", r).map_err(Error::BadRequest)?;
             }
@@ -89,7 +103,7 @@ impl Handler<CreateDeployment> for Api {
                 git_ref: msg.1.git_ref,
                 ..Default::default()
             };
-            queue_deployment(&store, &ledger, &reconciler, create).await
+            q.deployment(create).await
         })
     }
 }

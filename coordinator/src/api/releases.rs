@@ -4,7 +4,6 @@ use actix::prelude::*;
 use berth_protocol::api;
 use berth_protocol::{Deployment, DeploymentKind, Release};
 
-use super::deployments::queue_deployment;
 use super::{load_app, Api};
 use crate::error::Result;
 use crate::ledger;
@@ -36,14 +35,10 @@ impl Handler<Rollback> for Api {
     type Result = ResponseFuture<Result<Deployment>>;
 
     fn handle(&mut self, msg: Rollback, _: &mut Context<Self>) -> Self::Result {
-        let (store, ledger, reconciler) = (
-            self.store.clone(),
-            self.ledger.clone(),
-            self.reconciler.clone(),
-        );
+        let q = self.queue();
         Box::pin(async move {
-            let app = load_app(&store, &msg.0).await?;
-            let target = rollback_target(&store, &app, msg.1.to.as_deref()).await?;
+            let app = load_app(&q.store, &msg.0).await?;
+            let target = rollback_target(&q.store, &app, msg.1.to.as_deref()).await?;
             let create = ledger::Create {
                 app: app.name.clone(),
                 kind: DeploymentKind::Rollback,
@@ -56,7 +51,7 @@ impl Handler<Rollback> for Api {
                 commit_message: target.commit_message,
                 ..Default::default()
             };
-            queue_deployment(&store, &ledger, &reconciler, create).await
+            q.deployment(create).await
         })
     }
 }

@@ -8,12 +8,10 @@
 use actix::prelude::*;
 use berth_protocol::{api, keys};
 
-use super::deployments::queue_deployment;
+use super::deployments::Queue;
 use super::Api;
 use crate::error::Result;
-use crate::ledger::{self, Ledger};
-use crate::reconciler::Reconciler;
-use crate::store::Store;
+use crate::ledger;
 use crate::webhook::{normalize_repo, Push, PushAction};
 
 /// A verified GitHub `push` delivery.
@@ -53,12 +51,9 @@ impl Handler<GithubPush> for Api {
     type Result = ResponseFuture<Result<api::WebhookOutcome>>;
 
     fn handle(&mut self, msg: GithubPush, _: &mut Context<Self>) -> Self::Result {
-        let (store, ledger, reconciler) = (
-            self.store.clone(),
-            self.ledger.clone(),
-            self.reconciler.clone(),
-        );
+        let q = self.queue();
         Box::pin(async move {
+            let store = &q.store;
             let key = keys::webhook_delivery(&msg.delivery);
             if !store.claim_once(&key, PENDING, PENDING_TTL_S).await? {
                 return Ok(outcome(format!(
@@ -66,7 +61,7 @@ impl Handler<GithubPush> for Api {
                     msg.delivery
                 )));
             }
-            match deploy_push(&store, &ledger, &reconciler, &msg.push).await {
+            match deploy_push(&q, &msg.push).await {
                 Ok(done) => {
                     if let Err(e) = store.set_marker(&key, DONE, keys::MARKER_TTL_S).await {
                         tracing::warn!(delivery = %msg.delivery, error = %e,
@@ -87,19 +82,14 @@ impl Handler<GithubPush> for Api {
 }
 
 /// Queues a deployment of the pushed commit for every app that follows its branch.
-async fn deploy_push(
-    store: &Store,
-    ledger: &Addr<Ledger>,
-    reconciler: &Addr<Reconciler>,
-    push: &Push,
-) -> Result<api::WebhookOutcome> {
+async fn deploy_push(q: &Queue, push: &Push) -> Result<api::WebhookOutcome> {
     let (branch, commit) = match push.action() {
         PushAction::Ignore(reason) => return Ok(outcome(reason)),
         PushAction::Deploy { branch, commit } => (branch, commit),
     };
     let repo_keys = push.repo_keys();
     let mut queued = Vec::new();
-    for app in store.list_apps().await?.iter() {
+    for app in q.store.list_apps().await?.iter() {
         if app.branch != branch
             || !app.auto_deploy
             || !repo_keys.contains(&normalize_repo(&app.repo))
@@ -107,11 +97,8 @@ async fn deploy_push(
             continue;
         }
         let head = push.head_commit.as_ref();
-        let d = queue_deployment(
-            store,
-            ledger,
-            reconciler,
-            ledger::Create {
+        let d = q
+            .deployment(ledger::Create {
                 app: app.name.clone(),
                 git_ref: Some(commit.clone()),
                 commit_message: head.map(|h| subject(&h.message)),
@@ -119,9 +106,8 @@ async fn deploy_push(
                     .and_then(|h| h.author.as_ref())
                     .map(|a| format!("{} <{}>", a.name, a.email)),
                 ..Default::default()
-            },
-        )
-        .await?;
+            })
+            .await?;
         queued.push(d.id);
     }
     let message = if queued.is_empty() {

@@ -123,7 +123,8 @@ pub struct LogsArgs {
     /// How many of the newest lines to print first (default 100).
     #[arg(long, short = 'n', value_name = "N")]
     pub(super) tail: Option<usize>,
-    /// Only lines since this time: a duration back from now (90s, 15m, 2h), RFC 3339, or epoch ms.
+    /// Only lines since this time: a duration back from now (90s, 15m, 1h 30m), an RFC 3339
+    /// time (2026-11-25T19:01:02Z), or epoch ms.
     #[arg(long, value_name = "TIME")]
     pub(super) since: Option<String>,
 }
@@ -131,7 +132,7 @@ pub struct LogsArgs {
 #[derive(Args)]
 pub struct MetricsArgs {
     pub(super) app: String,
-    /// How far back to read: 30s, 15m, 1h (at most 1h, the retention).
+    /// How far back to read: a duration such as 30s, 15m or 1m 30s (at most 1h, the retention).
     #[arg(long, default_value = "15m")]
     pub(super) window: String,
 }

@@ -2,21 +2,27 @@
 //! `berth logs -f` and `berth deploy --follow`.
 //!
 //! The server never ends a follow on its own (a deployment's ends with an `end` event), so a
-//! dropped or closed connection — a coordinator restart, say — is resumed with `Last-Event-ID`
-//! for up to [`RESUME_FOR`] of failed attempts: no line is printed twice or lost. The events are
-//! split by the pure parser [`berth_protocol::sse`], which the tests share.
+//! dropped or closed connection — a coordinator restart, say — is resumed with `Last-Event-ID`,
+//! pausing between attempts as [`Backoff`] says, until the pauses since the last event add up to
+//! [`RESUME_FOR`]: no line is printed twice or lost. The events are split by the pure parser
+//! [`berth_protocol::sse`], which the tests share.
 
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use berth_bus::Backoff;
 use berth_protocol::sse::{SseEvent, SseParser};
 use berth_protocol::{DeploymentStatus, LogEntry};
 use futures_util::StreamExt;
 
 use super::http::{failure, Client};
 
-/// How long (in failed attempts, one a second) a broken follow keeps trying to resume.
+/// How long (in pauses between attempts that brought no event) a broken follow keeps trying to
+/// resume.
 const RESUME_FOR: Duration = Duration::from_secs(30);
+/// The first and the longest pause between two attempts to resume.
+const RESUME_FIRST: Duration = Duration::from_millis(200);
+const RESUME_MAX: Duration = Duration::from_secs(5);
 
 impl Client {
     /// Follows the SSE endpoint `/api/v1/<path…>?<query>`, calling `on_event` for each event until
@@ -29,15 +35,21 @@ impl Client {
     ) -> Result<()> {
         let url = self.url(path, query)?;
         let mut last_id: Option<String> = None;
-        // Consecutive attempts that brought no event.
-        let mut retries = 0u32;
+        // Whether the last attempt brought no event: then the next one waits first. A stream
+        // that brought events and broke is resumed at once.
+        let mut fruitless = false;
+        let mut backoff = Backoff::new(RESUME_FIRST, RESUME_MAX);
+        // Pauses taken since the last event.
+        let mut paused = Duration::ZERO;
         let mut connected_once = false;
         loop {
-            if retries > 0 {
-                if retries > RESUME_FOR.as_secs() as u32 {
+            if fruitless {
+                if paused >= RESUME_FOR {
                     bail!("the log stream broke and could not be resumed");
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                let pause = backoff.next_delay();
+                paused += pause;
+                tokio::time::sleep(pause).await;
             }
             let mut req = self
                 .streaming
@@ -51,7 +63,7 @@ impl Client {
                 Ok(r) => r,
                 Err(e) if connected_once => {
                     tracing::debug!(error = %e, "resuming the log stream");
-                    retries += 1;
+                    fruitless = true;
                     continue;
                 }
                 Err(e) => {
@@ -61,7 +73,7 @@ impl Client {
             };
             let status = resp.status();
             if status.is_server_error() && connected_once {
-                retries += 1;
+                fruitless = true;
                 continue;
             }
             if !status.is_success() {
@@ -70,7 +82,7 @@ impl Client {
             connected_once = true;
             let mut parser = SseParser::default();
             let mut body = resp.bytes_stream();
-            retries += 1;
+            fruitless = true;
             while let Some(chunk) = body.next().await {
                 let bytes = match chunk {
                     Ok(b) => b,
@@ -80,7 +92,9 @@ impl Client {
                     }
                 };
                 for ev in parser.push(&bytes) {
-                    retries = 0;
+                    fruitless = false;
+                    paused = Duration::ZERO;
+                    backoff.reset();
                     if let Some(id) = &ev.id {
                         last_id = Some(id.clone());
                     }
