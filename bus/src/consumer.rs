@@ -20,6 +20,8 @@
 //!   entry runs in its own task and a failed one is delivered again at the next pending scan.
 //!
 //! The loop stops when its `CancellationToken` is cancelled; what is in flight stays pending.
+//! The tasks of [`Mode::Concurrent`] are tracked by the [`Shutdown`] given to
+//! [`StreamConsumer::new`], so a shutdown waits for their acknowledgements.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -33,6 +35,7 @@ use redis::streams::{StreamPendingCountReply, StreamReadOptions, StreamReadReply
 use tokio_util::sync::CancellationToken;
 
 use crate::retry::Backoff;
+use crate::Shutdown;
 
 /// How entries are handed to the handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +120,9 @@ pub struct StreamConsumer {
     /// Ids handed to a handler and not finished (only [`Mode::Concurrent`] has any across
     /// reads): a pending scan does not hand them out twice.
     in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Tracks the handler tasks of [`Mode::Concurrent`] (the loop itself stops on the token
+    /// given to [`StreamConsumer::run`]).
+    tasks: Shutdown,
 }
 
 /// The handler, boxed once so the read loop is not generic over it.
@@ -149,12 +155,19 @@ pub async fn ensure_group<C: ConnectionLike>(
 }
 
 impl StreamConsumer {
-    pub fn new(cfg: ConsumerConfig, client: redis::Client, conn: ConnectionManager) -> Self {
+    /// A consumer whose [`Mode::Concurrent`] handler tasks are tracked by `tasks`.
+    pub fn new(
+        cfg: ConsumerConfig,
+        client: redis::Client,
+        conn: ConnectionManager,
+        tasks: Shutdown,
+    ) -> Self {
         StreamConsumer {
             cfg,
             client,
             conn,
             in_flight: Arc::default(),
+            tasks,
         }
     }
 
@@ -272,7 +285,7 @@ impl StreamConsumer {
                     }
                     let (cfg, conn) = (self.cfg.clone(), self.conn.clone());
                     let (in_flight, handler) = (self.in_flight.clone(), handler.clone());
-                    tokio::spawn(async move {
+                    self.tasks.spawn(async move {
                         let (id, deliveries, payload) =
                             (d.id.clone(), d.deliveries, d.payload.clone());
                         let outcome = handler(d).await;

@@ -1,5 +1,6 @@
-//! The Redis plumbing both daemons share: connections with the right timeouts, the one stream
-//! consumer (consumer groups, redelivery, dead letters) and the one retry policy.
+//! The plumbing both daemons share: Redis connections with the right timeouts, the one stream
+//! consumer (consumer groups, redelivery, dead letters), the one retry policy and the one
+//! shutdown pattern ([`shutdown::Shutdown`]: a cancellation token and a task tracker).
 //!
 //! The coordinator reads `berth:events` and a node reads `berth:jobs:<node>` through the same
 //! [`consumer::StreamConsumer`], so group creation, pending-then-new reads, acknowledgement after
@@ -9,6 +10,8 @@
 pub mod conn;
 pub mod consumer;
 pub mod retry;
+pub mod shutdown;
 
 pub use consumer::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};
 pub use retry::Backoff;
+pub use shutdown::Shutdown;

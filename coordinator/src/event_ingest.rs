@@ -11,7 +11,7 @@
 //! events behind it are not held up for longer than those few retries.
 
 use actix::prelude::*;
-use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};
+use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, Shutdown, StreamConsumer};
 use berth_protocol::envelope::decode;
 use berth_protocol::{keys, Event, LogStream, EVENT_KIND};
 use tokio_util::sync::CancellationToken;
@@ -31,22 +31,25 @@ pub struct EventIngest {
     client: redis::Client,
     store: Store,
     ledger: Addr<Ledger>,
-    /// Stops the read loop when the actor stops.
+    /// Stops the read loop when the actor stops; a child of the shutdown token.
     stop: CancellationToken,
+    tasks: Shutdown,
 }
 
 impl EventIngest {
+    /// The read loop stops when `shutdown` is cancelled (or the actor stops).
     pub fn new(
         client: redis::Client,
         store: Store,
         ledger: Addr<Ledger>,
-        stop: CancellationToken,
+        shutdown: &Shutdown,
     ) -> Self {
         EventIngest {
             client,
             store,
             ledger,
-            stop,
+            stop: shutdown.child_token(),
+            tasks: shutdown.clone(),
         }
     }
 }
@@ -57,7 +60,12 @@ impl Actor for EventIngest {
     fn started(&mut self, ctx: &mut Context<Self>) {
         let cfg = consumer_config();
         let max = cfg.max_deliveries;
-        let consumer = StreamConsumer::new(cfg, self.client.clone(), self.store.conn());
+        let consumer = StreamConsumer::new(
+            cfg,
+            self.client.clone(),
+            self.store.conn(),
+            self.tasks.clone(),
+        );
         let (store, ledger) = (self.store.clone(), self.ledger.clone());
         // In the actor's context: the read loop keeps the actor alive, and ends with it.
         let run = consumer.run(self.stop.clone(), move |d| {

@@ -12,6 +12,10 @@
 //!
 //! Log reads and follows are not an actor: [`logs::Logs`] reads the streams nodes write, each
 //! follow on a Redis connection of its own.
+//!
+//! Shutdown: [`start`] takes the process's [`berth_bus::Shutdown`]. The event ingest stops on
+//! (a child of) its token, log follows end and their readers stop; the readers are tasks of its
+//! tracker. The actors themselves end with the actix `System`.
 
 pub mod api;
 pub mod apps;
@@ -32,6 +36,7 @@ pub mod webhook;
 use std::time::Duration;
 
 use actix::prelude::*;
+use berth_bus::Shutdown;
 use berth_protocol::secret::SecretKey;
 
 pub use deployment::Deadlines;
@@ -71,8 +76,9 @@ pub struct Coordinator {
     pub logs: logs::Logs,
 }
 
-/// Starts the coordinator's actors. Must be called inside a running actix `System`.
-pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
+/// Starts the coordinator's actors. Must be called inside a running actix `System`. Its loops
+/// stop when `shutdown` is cancelled; its tasks are tracked by it.
+pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordinator> {
     let store = store::Store::new(store::connect(&cfg.redis_url).await?);
     releases::migrate(&store).await?;
     let ledger = ledger::Ledger::new(store.clone()).start();
@@ -86,14 +92,8 @@ pub async fn start(cfg: CoordinatorConfig) -> Result<Coordinator> {
     )
     .start();
     let client = redis::Client::open(cfg.redis_url.as_str())?;
-    event_ingest::EventIngest::new(
-        client,
-        store.clone(),
-        ledger.clone(),
-        tokio_util::sync::CancellationToken::new(),
-    )
-    .start();
-    let logs = logs::Logs::new(store.clone(), cfg.redis_url.clone());
+    event_ingest::EventIngest::new(client, store.clone(), ledger.clone(), shutdown).start();
+    let logs = logs::Logs::new(store.clone(), cfg.redis_url.clone(), shutdown.clone());
     let api = api::Api::new(
         store.clone(),
         cfg.base_domain,

@@ -13,12 +13,14 @@
 //! The reader starts after the newest entry that exists when it starts (what came before,
 //! followers read themselves). A reader whose stream has no follower left stops within one block
 //! interval. If Redis fails, the reader reconnects after a pause; followers still re-read at
-//! least every block interval.
+//! least every block interval. Readers are tasks of the process's [`Shutdown`] tracker and stop
+//! when its token is cancelled.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_bus::Shutdown;
 use berth_protocol::LogEntry;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
@@ -52,13 +54,16 @@ const RETRY: Duration = Duration::from_secs(1);
 pub struct LogHub {
     redis_url: String,
     readers: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Batch>>>>>,
+    /// Tracks the readers and stops them.
+    shutdown: Shutdown,
 }
 
 impl LogHub {
-    pub fn new(redis_url: String) -> Self {
+    pub fn new(redis_url: String, shutdown: Shutdown) -> Self {
         LogHub {
             redis_url,
             readers: Arc::default(),
+            shutdown,
         }
     }
 
@@ -71,7 +76,7 @@ impl LogHub {
         }
         let (tx, rx) = broadcast::channel(KEPT_BATCHES);
         readers.insert(key.to_string(), tx.clone());
-        tokio::spawn(read(self.clone(), key.to_string(), tx));
+        self.shutdown.spawn(read(self.clone(), key.to_string(), tx));
         rx
     }
 
@@ -84,13 +89,29 @@ impl LogHub {
         readers.remove(key);
         true
     }
+
+    /// Removes `tx` as the reader of `key` (its reader stopped for good).
+    fn forget(&self, key: &str, tx: &broadcast::Sender<Arc<Batch>>) {
+        let mut readers = self.readers.lock().unwrap();
+        if readers.get(key).is_some_and(|t| t.same_channel(tx)) {
+            readers.remove(key);
+        }
+    }
 }
 
-/// The reader of one stream: publishes each batch of new entries on `tx`.
+/// The reader of one stream until it has no follower left or the shutdown starts.
 async fn read(hub: LogHub, key: String, tx: broadcast::Sender<Arc<Batch>>) {
+    tokio::select! {
+        () = hub.shutdown.cancelled() => hub.forget(&key, &tx),
+        () = read_until_unused(&hub, &key, &tx) => {}
+    }
+}
+
+/// Publishes each batch of new entries of `key` on `tx` while it has receivers.
+async fn read_until_unused(hub: &LogHub, key: &str, tx: &broadcast::Sender<Arc<Batch>>) {
     let mut conn = None;
     let mut last: Option<String> = None;
-    while !hub.retire_if_unused(&key, &tx) {
+    while !hub.retire_if_unused(key, tx) {
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match connect_blocking(&hub.redis_url).await {
@@ -106,15 +127,14 @@ async fn read(hub: LogHub, key: String, tx: broadcast::Sender<Arc<Batch>>) {
             let after = match last.clone() {
                 Some(id) => id,
                 // Start after the newest entry there is now: followers read what came before.
-                None => newest(c, &key).await?,
+                None => newest(c, key).await?,
             };
             last = Some(after.clone());
             let opts = StreamReadOptions::default()
                 .count(READ_COUNT)
                 .block(BLOCK.as_millis() as usize);
-            let reply: Option<StreamReadReply> = c
-                .xread_options(&[key.as_str()], &[after.as_str()], &opts)
-                .await?;
+            let reply: Option<StreamReadReply> =
+                c.xread_options(&[key], &[after.as_str()], &opts).await?;
             let entries: Vec<LogEntry> = reply
                 .into_iter()
                 .flat_map(|r| r.keys)

@@ -12,11 +12,14 @@
 //! deployment turns terminal: the `Ledger` writes the closing line before the terminal record, so
 //! once the follower sees the terminal status it drains what is left and sends
 //! [`Followed::End`]. An app follow runs until the client goes away (dropping the stream drops its
-//! subscription; the stream's reader stops with its last follower).
+//! subscription; the stream's reader stops with its last follower). Every follow ends (without
+//! an `End`) when the process's shutdown starts; a client resumes it elsewhere or later with its
+//! last id.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use berth_bus::Shutdown;
 use berth_protocol::{keys, now_ms, DeploymentStatus, LogEntry, LogLine, LogStream};
 use futures_util::Stream;
 use redis::streams::{StreamId, StreamRangeReply, StreamReadOptions, StreamReadReply};
@@ -101,13 +104,16 @@ pub struct Logs {
     store: Store,
     /// Wakes follows when their stream grows.
     hub: LogHub,
+    /// Ends every follow (and stops the hub's readers).
+    shutdown: Shutdown,
 }
 
 impl Logs {
-    pub fn new(store: Store, redis_url: String) -> Self {
+    pub fn new(store: Store, redis_url: String, shutdown: Shutdown) -> Self {
         Logs {
             store,
-            hub: LogHub::new(redis_url),
+            hub: LogHub::new(redis_url, shutdown.clone()),
+            shutdown,
         }
     }
 
@@ -192,7 +198,14 @@ impl Logs {
         watch: Option<String>,
     ) -> impl Stream<Item = Followed> + Send + 'static {
         let news = self.hub.subscribe(&key);
-        follow(Follow::new(self.store.clone(), news, key, after, watch))
+        follow(Follow::new(
+            self.store.clone(),
+            news,
+            key,
+            after,
+            watch,
+            self.shutdown.clone(),
+        ))
     }
 }
 
@@ -216,10 +229,19 @@ struct Follow {
     /// not follow on `last`, after a quiet block interval, and while draining.
     must_read: bool,
     done: bool,
+    /// Ends the follow when the process shuts down.
+    shutdown: Shutdown,
 }
 
 impl Follow {
-    fn new(store: Store, news: News, key: String, last: String, watch: Option<String>) -> Self {
+    fn new(
+        store: Store,
+        news: News,
+        key: String,
+        last: String,
+        watch: Option<String>,
+        shutdown: Shutdown,
+    ) -> Self {
         Follow {
             store,
             news,
@@ -230,6 +252,7 @@ impl Follow {
             draining: None,
             must_read: true,
             done: false,
+            shutdown,
         }
     }
 }
@@ -240,7 +263,7 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
             if let Some(e) = st.pending.pop_front() {
                 return Some((Followed::Line(e), st));
             }
-            if st.done {
+            if st.done || st.shutdown.is_cancelled() {
                 return None;
             }
             if st.must_read {
@@ -289,7 +312,11 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
                 st.must_read = false;
             }
             // Up to date: wait for the hub's next batch, at most one block interval.
-            match tokio::time::timeout(BLOCK, st.news.recv()).await {
+            let news = tokio::select! {
+                () = st.shutdown.cancelled() => return None,
+                news = tokio::time::timeout(BLOCK, st.news.recv()) => news,
+            };
+            match news {
                 Ok(Ok(batch)) => match part_after(&st.last, &batch) {
                     Some(entries) => {
                         // A deployment may end after a system line: read and check then.
@@ -305,7 +332,10 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
                 // The reader is gone (it cannot be while we listen, short of a panic): read
                 // every block interval from now on.
                 Ok(Err(broadcast::error::RecvError::Closed)) => {
-                    tokio::time::sleep(BLOCK).await;
+                    tokio::select! {
+                        () = st.shutdown.cancelled() => return None,
+                        () = tokio::time::sleep(BLOCK) => {}
+                    }
                     st.must_read = true;
                 }
             }

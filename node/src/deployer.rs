@@ -1,7 +1,7 @@
 //! The `Deployer` actor: runs jobs handed over by the [`crate::job_consumer::JobConsumer`].
 //!
-//! Each job runs in its own tokio task (so a panic there becomes a failed deployment instead of
-//! killing the actor). Jobs of one app run one after another behind a per-app async mutex; jobs of
+//! Each job runs in its own tokio task, tracked by the node's shutdown tracker (so a panic there
+//! becomes a failed deployment instead of killing the actor). Jobs of one app run one after another behind a per-app async mutex; jobs of
 //! different apps run concurrently. Deploy jobs are claimed in Redis first, so a redelivered job
 //! never runs twice. The count of jobs in progress is published for the heartbeat and for a
 //! bounded shutdown.
@@ -77,7 +77,7 @@ impl Handler<RunJob> for Deployer {
         let lock = self.app_lock(&app);
         let svc = self.svc.clone();
         self.running.send_modify(|n| *n += 1);
-        let task = tokio::spawn({
+        let task = self.svc.shutdown.spawn({
             let svc = svc.clone();
             async move {
                 let _serial = lock.lock().await;

@@ -4,13 +4,14 @@
 //! It reads `berth:jobs:<node>` in consumer group `node` as consumer `<node>` through the shared
 //! [`berth_bus::StreamConsumer`] in concurrent mode: its own connection for the blocking reads,
 //! this consumer's pending entries first (flagged `recovered` at start, so the deployer can tell
-//! a job a restart interrupted), then new ones, each job in its own task. An entry is
+//! a job a restart interrupted), then new ones, each job in its own task (tracked by the
+//! node's shutdown tracker; the read loop stops on a child of its token). An entry is
 //! acknowledged once its job finished, successfully or not; a job that could not start (its
 //! claim failed, the node is shutting down) stays pending and is delivered again; an entry that
 //! does not decode goes to the dead-letter stream `berth:dead:berth:jobs:<node>`.
 
 use actix::prelude::*;
-use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};
+use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, Shutdown, StreamConsumer};
 use berth_protocol::{envelope, keys, Job, JOB_KIND};
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +25,7 @@ const BATCH: usize = 16;
 pub struct JobConsumer {
     consumer: Option<StreamConsumer>,
     deployer: Addr<Deployer>,
-    /// Stops the read loop (jobs in progress go on).
+    /// Stops the read loop (jobs in progress go on); a child of the shutdown token.
     stop: CancellationToken,
 }
 
@@ -34,14 +35,15 @@ impl JobConsumer {
         node: &str,
         deployer: Addr<Deployer>,
         conn: ConnectionManager,
+        shutdown: &Shutdown,
     ) -> Self {
         let mut cfg =
             ConsumerConfig::new(keys::jobs(node), keys::JOBS_GROUP, node, Mode::Concurrent);
         cfg.batch = BATCH;
         JobConsumer {
-            consumer: Some(StreamConsumer::new(cfg, client, conn)),
+            consumer: Some(StreamConsumer::new(cfg, client, conn, shutdown.clone())),
             deployer,
-            stop: CancellationToken::new(),
+            stop: shutdown.child_token(),
         }
     }
 }

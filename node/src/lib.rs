@@ -7,6 +7,11 @@
 //! only writer of the node's Caddy, [`heartbeat::Heartbeat`] reports liveness,
 //! [`log_shipper::LogShipper`] ships the app containers' output. [`start`] must be
 //! called inside a running actix `System`.
+//!
+//! Shutdown: [`start`] takes the process's [`berth_bus::Shutdown`]. Every task the node spawns
+//! (jobs, their background drain and prune, Caddy checks, log follows, the job consumer's
+//! handlers) is tracked by it; the job consumer stops reading on (a child of) its token;
+//! [`NodeHandle::shutdown`] then drains the jobs and stops the actors.
 
 pub mod caddy;
 pub mod containers;
@@ -29,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use berth_bus::Shutdown;
 use bollard::Docker;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
@@ -61,7 +67,8 @@ pub struct NodeConfig {
 /// A running node; [`NodeHandle::shutdown`] stops it.
 pub struct NodeHandle {
     /// Ends the event sink's retries once jobs are drained (an outcome not written by then stays
-    /// in the outbox for the next start).
+    /// in the outbox for the next start). Not a child of the shutdown token: the jobs draining
+    /// after the signal still get their outcomes out.
     stop_events: tokio_util::sync::CancellationToken,
     consumer: Addr<job_consumer::JobConsumer>,
     deployer: Addr<deployer::Deployer>,
@@ -97,8 +104,9 @@ impl NodeHandle {
 }
 
 /// Connects to Redis, Docker and Caddy, sets Caddy up, starts the actors and returns once the
-/// node is running. Must be called inside a running actix `System`.
-pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
+/// node is running. Must be called inside a running actix `System`. Its tasks are tracked by
+/// `shutdown`; cancelling it stops reading jobs.
+pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     berth_protocol::validate::app_name(&cfg.name)
         .map_err(|e| Error::Config(format!("node name: {e}")))?;
     if cfg.address.trim().is_empty() {
@@ -133,7 +141,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
     let caddy = caddy::CaddyAdmin::new(&cfg.caddy_admin)?;
     let router_core = router::RouterCore::new(caddy, redis.clone(), cfg.ingress_http);
     router_core.resync().await?;
-    let router = router::Router::new(router_core).start();
+    let router = router::Router::new(router_core, shutdown.clone()).start();
 
     let stop_events = tokio_util::sync::CancellationToken::new();
     let (running_tx, running_rx) = watch::channel(0u32);
@@ -171,6 +179,7 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         redis: redis.clone(),
         node: cfg.name.clone(),
         secret_key: cfg.secret_key.clone(),
+        shutdown: shutdown.clone(),
     })
     .start();
     let svc = Arc::new(pipeline::Services {
@@ -184,10 +193,12 @@ pub async fn start(cfg: NodeConfig) -> Result<NodeHandle> {
         events: events.clone(),
         probe_http,
         secret_key: cfg.secret_key.clone(),
+        shutdown: shutdown.clone(),
     });
     let deployer = deployer::Deployer::new(svc, running_tx).start();
     let consumer =
-        job_consumer::JobConsumer::new(client, &cfg.name, deployer.clone(), redis).start();
+        job_consumer::JobConsumer::new(client, &cfg.name, deployer.clone(), redis, shutdown)
+            .start();
     tracing::info!(node = %cfg.name, "node started");
     Ok(NodeHandle {
         stop_events,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_bus::Backoff;
+use berth_bus::{Backoff, Shutdown};
 use berth_protocol::envelope::decode;
 use berth_protocol::secret::{GitCredential, Sealed, SecretKey};
 use berth_protocol::{keys, now_ms, LogStream};
@@ -47,6 +47,8 @@ pub struct Shipper {
     pub node: String,
     /// Opens the apps' sealed git credentials, whose values are masked.
     pub secret_key: Option<SecretKey>,
+    /// Tracks the follow tasks.
+    pub shutdown: Shutdown,
 }
 
 /// The actor owning the shipping task; stopping it stops every follow.
@@ -110,7 +112,7 @@ impl Follows {
             return;
         }
         let id = t.id.clone();
-        let handle = actix::spawn(follow(sh.clone(), t));
+        let handle = sh.shutdown.spawn(follow(sh.clone(), t));
         self.0.insert(id, handle);
     }
 }

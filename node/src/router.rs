@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use berth_bus::Shutdown;
 use berth_protocol::{envelope, keys, Route};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
@@ -149,13 +150,16 @@ pub struct Router {
     core: Arc<RouterCore>,
     /// Set while a periodic check runs, so checks never pile up behind a slow Caddy.
     checking: Arc<AtomicBool>,
+    /// Tracks the checks (each runs in a task of its own).
+    shutdown: Shutdown,
 }
 
 impl Router {
-    pub fn new(core: Arc<RouterCore>) -> Self {
+    pub fn new(core: Arc<RouterCore>, shutdown: Shutdown) -> Self {
         Router {
             core,
             checking: Arc::new(AtomicBool::new(false)),
+            shutdown,
         }
     }
 
@@ -165,7 +169,7 @@ impl Router {
         }
         let core = self.core.clone();
         let flag = self.checking.clone();
-        actix_rt::spawn(async move {
+        self.shutdown.spawn(async move {
             if let Err(e) = core.check().await {
                 tracing::warn!(error = %e, "Caddy check failed");
             }

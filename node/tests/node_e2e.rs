@@ -197,17 +197,21 @@ async fn deploys_switches_fails_safely_and_removes() {
     commit_version(&repo, "v1");
 
     let redis_url = format!("redis://127.0.0.1:{redis_port}/");
-    let handle = start(NodeConfig {
-        name: node.clone(),
-        redis_url: redis_url.clone(),
-        caddy_admin: format!("127.0.0.1:{admin}"),
-        ingress_http: ingress,
-        docker_host: None,
-        address: "127.0.0.1".into(),
-        data_dir: tmp.path().join("data"),
-        secret_key: None,
-        stats_interval: Duration::from_secs(5),
-    })
+    let shutdown = berth_bus::Shutdown::new();
+    let handle = start(
+        NodeConfig {
+            name: node.clone(),
+            redis_url: redis_url.clone(),
+            caddy_admin: format!("127.0.0.1:{admin}"),
+            ingress_http: ingress,
+            docker_host: None,
+            address: "127.0.0.1".into(),
+            data_dir: tmp.path().join("data"),
+            secret_key: None,
+            stats_interval: Duration::from_secs(5),
+        },
+        &shutdown,
+    )
     .await
     .expect("node starts");
     let mut conn = redis::Client::open(redis_url.as_str())
@@ -410,7 +414,13 @@ async fn deploys_switches_fails_safely_and_removes() {
         .count();
     assert_eq!(builds, 0, "checkouts are removed");
     let t = Instant::now();
+    shutdown.cancel();
     handle.shutdown().await;
+    // Every task the node spawned ends with it.
+    let abandoned = shutdown
+        .wait_until(tokio::time::Instant::now() + Duration::from_secs(5))
+        .await;
+    assert_eq!(abandoned.count, 0, "still running: {abandoned}");
     assert!(t.elapsed() < Duration::from_secs(5));
     caddy.stop();
 }

@@ -1,14 +1,22 @@
 //! The server commands: `berth up` (everything on one machine), `berth coordinator`, `berth node`.
 //!
 //! Each runs an actix `System`; the coordinator and the node never call each other even when they
-//! share the process — they meet only in Redis. Shutdown (Ctrl-C or SIGTERM): the API stops
-//! accepting, the node finishes its current step, then the services `up` started are stopped.
+//! share the process — they meet only in Redis.
+//!
+//! Shutdown (Ctrl-C or SIGTERM) follows one pattern: one [`Shutdown`] (a cancellation token and
+//! a task tracker) is created here and passed to `coordinator::start`, `node::start` and
+//! `web::serve`; every task they spawn is tracked by it. On the signal the token is cancelled
+//! (the API stops accepting, log follows end, the job and event readers stop), the node drains
+//! its jobs (`NodeHandle::shutdown`), then the tracked tasks are waited for until
+//! [`SHUTDOWN_DEADLINE`] after the signal; how many were still running is logged and they are
+//! abandoned. Then the services `up` started are stopped.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use berth_bus::Shutdown;
 use berth_coordinator::{CoordinatorConfig, Deadlines};
 use berth_node::NodeConfig;
 use berth_protocol::secret::SecretKey;
@@ -16,6 +24,12 @@ use rand::RngExt;
 
 use crate::services;
 use crate::settings::{client_config_path, Settings};
+
+/// How long after Ctrl-C or SIGTERM the process waits for its work to end: the node's jobs get
+/// the first 10 s of it (then they are aborted, and reported interrupted at the next start),
+/// every other tracked task the rest. Tasks still running then are counted in the log and
+/// abandoned.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(20);
 
 /// The API token: configured, or generated once into `<data_dir>/token` (mode 0600).
 fn token(s: &Settings) -> Result<String> {
@@ -171,51 +185,54 @@ fn run(
     })?;
     let system = actix_rt::System::new();
     system.block_on(async move {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let shutdown = Shutdown::new();
         let mut web = None;
         if roles.coordinator {
             let k = key.clone().context("no secret key")?;
-            let coord = berth_coordinator::start(coordinator_config(s, redis_url, k))
+            let coord = berth_coordinator::start(coordinator_config(s, redis_url, k), &shutdown)
                 .await
                 .context("starting the coordinator")?;
             let listener = berth_web::bind(listen).await?;
             let addr = listener.local_addr()?;
-            let mut rx = stop_rx.clone();
             let tok = token.clone();
             let secret = s.github.webhook_secret.clone();
-            web = Some((
-                addr,
-                tokio::spawn(async move {
-                    berth_web::serve(listener, coord, &tok, secret, async move {
-                        let _ = rx.wait_for(|s| *s).await;
-                    })
-                    .await
-                }),
-            ));
+            let sd = shutdown.clone();
+            shutdown.spawn(async move {
+                berth_web::serve(listener, coord, &tok, secret, &sd).await;
+            });
+            web = Some(addr);
         }
         let node = if roles.node {
             Some(
-                berth_node::start(node_config(s, redis_url, key.clone()))
+                berth_node::start(node_config(s, redis_url, key.clone()), &shutdown)
                     .await
                     .context("starting the node")?,
             )
         } else {
             None
         };
-        if let Some((addr, _)) = &web {
-            on_ready(*addr, &token);
+        if let Some(addr) = web {
+            on_ready(addr, &token);
         } else {
             tracing::info!(node = %s.node.name, "node running");
         }
         shutdown_signal().await;
         tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
+        shutdown.cancel();
         if let Some(n) = node {
             n.shutdown().await;
         }
-        if let Some((_, handle)) = web {
-            let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+        let abandoned = shutdown.wait_until(deadline).await;
+        if abandoned.count > 0 {
+            tracing::warn!(
+                abandoned = abandoned.count,
+                tasks = %abandoned,
+                deadline_s = SHUTDOWN_DEADLINE.as_secs(),
+                "tasks still running at the shutdown deadline; abandoning them"
+            );
         }
+        tracing::info!(abandoned = abandoned.count, "shut down");
         anyhow::Ok(())
     })
 }

@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use berth_bus::Shutdown;
 use berth_coordinator::{api, Coordinator};
 use berth_protocol::api::{CreateApp, CreateDeployment, PatchApp};
 use bytes::Bytes;
@@ -228,17 +229,18 @@ pub fn routes(
         }))
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` is cancelled: then it stops accepting and
+/// returns once the requests in progress are answered (log follows end with the shutdown).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     coord: Coordinator,
     token: &str,
     webhook_secret: Option<String>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: &Shutdown,
 ) {
     warp::serve(routes(coord, token, webhook_secret))
         .incoming(listener)
-        .graceful(shutdown)
+        .graceful(shutdown.token().clone().cancelled_owned())
         .run()
         .await
 }

@@ -83,14 +83,14 @@ impl Progress {
 
     /// Creates the container in a task of its own that records it in this progress: dropping
     /// the deployment's future mid-create (cancel, deadline) cannot leak it.
-    async fn create(&self, docker: &bollard::Docker, spec: containers::RunSpec) -> Result<String> {
+    async fn create(&self, svc: &Services, spec: containers::RunSpec) -> Result<String> {
         let (slot, creating, docker) = (
             self.container.clone(),
             self.creating.clone(),
-            docker.clone(),
+            svc.docker.clone(),
         );
         creating.send_replace(true);
-        let task = tokio::spawn(async move {
+        let task = svc.shutdown.spawn(async move {
             let r = containers::create(&docker, &spec).await;
             if let Ok(id) = &r {
                 *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
@@ -300,7 +300,7 @@ async fn prepare(
                 host_ip: svc.address.clone(),
                 extra_ports: vec![health_port],
             };
-            progress.create(&svc.docker, spec).await?
+            progress.create(svc, spec).await?
         }
     };
     progress.set_container(&cid);

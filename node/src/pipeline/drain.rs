@@ -15,8 +15,12 @@ use crate::log_sink::LogSink;
 /// of releases no longer offered for rollback. Failures are only logged.
 ///
 /// Which containers are old is decided here, under the app's lock; the waiting and stopping run
-/// in the background, so the next deployment of the app does not wait for them, and nothing
-/// created after this deployment's container is touched.
+/// in the background (a task of the node's shutdown tracker), so the next deployment of the app
+/// does not wait for them, and nothing created after this deployment's container is touched.
+///
+/// When the node shuts down meanwhile, the drain is cut short: the previous release is stopped
+/// at once (so it does not run on beside the new one until the next deployment), and removing
+/// old containers and pruning images are left to the app's next deployment.
 pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &Ready) {
     let keep = ready.container.clone();
     let all = match containers::app_containers_state(&svc.docker, &job.app.name, &svc.node).await {
@@ -41,14 +45,21 @@ pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSin
     let drain = Duration::from_secs(job.app.drain_s);
     let keep_images = job.keep_images.clone();
     let new_image = ready.image.clone();
-    tokio::spawn(async move {
+    let shutdown = svc.shutdown.clone();
+    svc.shutdown.spawn(async move {
         if !running_old.is_empty() {
             log.system(format!(
                 "draining the previous release for {} s before stopping it",
                 drain.as_secs()
             ))
             .await;
-            tokio::time::sleep(drain).await;
+            tokio::select! {
+                () = tokio::time::sleep(drain) => {}
+                () = shutdown.cancelled() => {
+                    log.system("the node is shutting down: stopping the previous release now")
+                        .await;
+                }
+            }
             for c in &running_old {
                 log.system(format!("stopping previous container {}", short(c)))
                     .await;
@@ -57,6 +68,9 @@ pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSin
                         .await;
                 }
             }
+        }
+        if shutdown.is_cancelled() {
+            return;
         }
         // The newest stopped container older than ours is the previous release: kept.
         let Ok(all) = containers::app_containers_state(&docker, &app, &node).await else {
@@ -77,7 +91,11 @@ pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSin
         };
         // Not while a build runs here: removing an image removes its untagged parents, which a
         // build may be using as cache.
-        let Some(_no_builds) = builder.removal(Duration::from_secs(600)).await else {
+        let removal = tokio::select! {
+            r = builder.removal(Duration::from_secs(600)) => r,
+            () = shutdown.cancelled() => return,
+        };
+        let Some(_no_builds) = removal else {
             log.system("old images not pruned: builds kept running for 10 minutes; the next deployment prunes them")
                 .await;
             return;
@@ -86,6 +104,9 @@ pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSin
             return;
         };
         for (image, created) in images {
+            if shutdown.is_cancelled() {
+                return;
+            }
             if image != new_image && !keep_images.contains(&image) && created <= keep_created {
                 match containers::remove_image(&docker, &image).await {
                     Ok(()) => log.system(format!("pruned {image}")).await,

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use actix::Addr;
+use berth_bus::Shutdown;
 use berth_protocol::secret::SecretKey;
 use bollard::Docker;
 use redis::aio::ConnectionManager;
@@ -26,4 +27,6 @@ pub struct Services {
     pub probe_http: reqwest::Client,
     /// Opens sealed git credentials (same key as the coordinator's).
     pub secret_key: Option<SecretKey>,
+    /// The process's shutdown: every task a job spawns is tracked by it.
+    pub shutdown: Shutdown,
 }
