@@ -25,13 +25,16 @@ pub struct Store {
     /// The app list as of a value of `berth:apps:version`: decoding 10,000 records on every
     /// `GET /apps` costs more than the rest of the request. Checked against Redis on every
     /// read (one GET), so it never serves what Redis no longer holds; a restart loses nothing.
-    apps: Arc<Mutex<Option<(u64, Arc<Vec<App>>)>>>,
+    apps: Arc<Mutex<Option<CachedApps>>>,
 }
 
 /// Opens the multiplexed connection for ordinary (non-blocking) commands.
 pub async fn connect(url: &str) -> Result<ConnectionManager> {
     Ok(berth_bus::conn::connect(url).await?)
 }
+
+/// The app list read under a value of `berth:apps:version`.
+type CachedApps = (u64, Arc<Vec<App>>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
