@@ -397,17 +397,9 @@ impl Follow {
 
 /// A stream entry as a log entry; missing fields read as empty.
 pub(crate) fn entry(e: &StreamId) -> LogEntry {
-    let text = |k: &str| e.get::<String>(k);
     LogEntry {
         id: e.id.clone(),
-        line: LogLine {
-            ts: text("ts").and_then(|t| t.parse().ok()).unwrap_or(0),
-            stream: LogStream::parse(&text("stream").unwrap_or_default()),
-            line: text("line").unwrap_or_default(),
-            node: text("node"),
-            container: text("container"),
-            deployment: text("deployment"),
-        },
+        line: LogLine::from_fields(|k| e.get::<String>(k)),
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::Sealed;
-use berth_protocol::{keys, App, Deployment, Job, LogStream, NodeInfo, JOB_KIND};
+use berth_protocol::{keys, App, Deployment, Job, LogLine, LogStream, NodeInfo, JOB_KIND};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
@@ -289,11 +289,7 @@ impl Store {
                 keys::deployment_log(id),
                 redis::streams::StreamMaxlen::Approx(keys::LOG_MAXLEN),
                 "*",
-                &[
-                    ("ts", berth_protocol::now_ms().to_string()),
-                    ("stream", stream.as_str().to_string()),
-                    ("line", line.to_string()),
-                ],
+                &LogLine::new(berth_protocol::now_ms(), stream, line).fields(),
             )
             .await?;
         Ok(())

@@ -7,7 +7,7 @@
 //! node. Writing a log line never fails a deployment: a Redis error is logged locally and the
 //! line is dropped.
 
-use berth_protocol::{keys, now_ms, LogStream};
+use berth_protocol::{keys, now_ms, LogLine, LogStream};
 use redis::aio::ConnectionManager;
 
 /// Longest line stored; longer lines are cut (on a character boundary) and marked.
@@ -32,8 +32,9 @@ enum Target {
         key: String,
         /// Approximate stream cap (XADD MAXLEN ~).
         maxlen: usize,
-        /// Extra fields on every entry (`node`, `container`, `deployment` for runtime logs).
-        tags: std::sync::Arc<Vec<(&'static str, String)>>,
+        /// What every entry carries besides its `ts`, `stream` and `line` (`node`, `container`,
+        /// `deployment` for runtime logs; nothing for a deployment's log).
+        tags: std::sync::Arc<LogLine>,
     },
     /// Collects lines in memory (tests).
     #[cfg(test)]
@@ -48,7 +49,7 @@ impl LogSink {
                 conn,
                 key: keys::deployment_log(deployment_id),
                 maxlen: keys::LOG_MAXLEN,
-                tags: Default::default(),
+                tags: std::sync::Arc::new(LogLine::new(0, LogStream::System, "")),
             },
             masks: Default::default(),
         }
@@ -67,11 +68,12 @@ impl LogSink {
                 conn,
                 key: keys::app_log(app),
                 maxlen: keys::APP_LOG_MAXLEN,
-                tags: std::sync::Arc::new(vec![
-                    ("node", node.to_string()),
-                    ("container", container.to_string()),
-                    ("deployment", deployment.to_string()),
-                ]),
+                tags: std::sync::Arc::new(LogLine {
+                    node: Some(node.to_string()),
+                    container: Some(container.to_string()),
+                    deployment: Some(deployment.to_string()),
+                    ..LogLine::new(0, LogStream::Stdout, "")
+                }),
             },
             masks: Default::default(),
         }
@@ -162,21 +164,21 @@ impl LogSink {
                     pipe.atomic();
                 }
                 for (ts, stream, line) in &lines {
+                    let entry = LogLine {
+                        ts: *ts,
+                        stream: *stream,
+                        line: line.clone(),
+                        ..(**tags).clone()
+                    };
                     let cmd = pipe
                         .cmd("XADD")
                         .arg(key)
                         .arg("MAXLEN")
                         .arg("~")
                         .arg(*maxlen)
-                        .arg("*")
-                        .arg("ts")
-                        .arg(*ts)
-                        .arg("stream")
-                        .arg(stream.as_str())
-                        .arg("line")
-                        .arg(line);
-                    for (k, v) in tags.iter() {
-                        cmd.arg(*k).arg(v);
+                        .arg("*");
+                    for (k, v) in entry.fields() {
+                        cmd.arg(k).arg(v);
                     }
                     cmd.ignore();
                 }

@@ -139,6 +139,52 @@ pub struct LogLine {
     pub deployment: Option<String>,
 }
 
+impl LogLine {
+    /// A line without runtime tags (a build or deploy log line).
+    pub fn new(ts: u64, stream: LogStream, line: impl Into<String>) -> LogLine {
+        LogLine {
+            ts,
+            stream,
+            line: line.into(),
+            node: None,
+            container: None,
+            deployment: None,
+        }
+    }
+
+    /// The line as its stream entry's fields: `ts`, `stream`, `line`, then whichever of `node`,
+    /// `container`, `deployment` are set. The one writer's view of the format.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![
+            ("ts", self.ts.to_string()),
+            ("stream", self.stream.as_str().to_string()),
+            ("line", self.line.clone()),
+        ];
+        for (k, v) in [
+            ("node", &self.node),
+            ("container", &self.container),
+            ("deployment", &self.deployment),
+        ] {
+            if let Some(v) = v {
+                out.push((k, v.clone()));
+            }
+        }
+        out
+    }
+
+    /// The line from its stream entry's fields (`get` reads one); missing ones read as empty.
+    pub fn from_fields(get: impl Fn(&str) -> Option<String>) -> LogLine {
+        LogLine {
+            ts: get("ts").and_then(|t| t.parse().ok()).unwrap_or(0),
+            stream: LogStream::parse(&get("stream").unwrap_or_default()),
+            line: get("line").unwrap_or_default(),
+            node: get("node"),
+            container: get("container"),
+            deployment: get("deployment"),
+        }
+    }
+}
+
 /// A log line with its stream entry id: what the API returns and what SSE `id:` carries, so a
 /// client resumes after the last id it saw (`Last-Event-ID`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,25 +194,20 @@ pub struct LogEntry {
     pub line: LogLine,
 }
 
-/// Whether `id` is a Redis stream entry id (`<ms>-<seq>`), e.g. a `Last-Event-ID` header.
-/// A stream entry id as `(ms, seq)`, which orders ids as Redis does; `None` if it is not one.
+/// A stream entry id (`<ms>-<seq>`, e.g. a `Last-Event-ID` header) as `(ms, seq)`, which orders
+/// ids as Redis does; `None` if it is not one. The one parser of entry ids.
 pub fn stream_id_order(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(ms) || !digits(seq) {
+        return None;
+    }
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
+/// Whether `id` is a Redis stream entry id: exactly what [`stream_id_order`] accepts.
 pub fn is_stream_id(id: &str) -> bool {
-    match id.split_once('-') {
-        Some((ms, seq)) => {
-            !ms.is_empty()
-                && !seq.is_empty()
-                && ms.len() <= 20
-                && seq.len() <= 20
-                && ms.bytes().all(|b| b.is_ascii_digit())
-                && seq.bytes().all(|b| b.is_ascii_digit())
-        }
-        None => false,
-    }
+    stream_id_order(id).is_some()
 }
 
 impl LogStream {
@@ -191,6 +232,44 @@ impl LogStream {
 mod tests {
     use super::*;
     use crate::envelope::{decode, encode};
+
+    #[test]
+    fn log_lines_round_trip_through_stream_fields() {
+        let line = LogLine {
+            ts: 5,
+            stream: LogStream::Stderr,
+            line: "boom".into(),
+            node: Some("n1".into()),
+            container: None,
+            deployment: Some("d1".into()),
+        };
+        let fields = line.fields();
+        assert_eq!(
+            fields.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            ["ts", "stream", "line", "node", "deployment"]
+        );
+        let get = |k: &str| fields.iter().find(|(f, _)| *f == k).map(|(_, v)| v.clone());
+        assert_eq!(LogLine::from_fields(get), line);
+    }
+
+    #[test]
+    fn stream_ids_are_parsed_one_way() {
+        for (id, want) in [
+            ("1-0", Some((1, 0))),
+            ("1764097262123-15", Some((1764097262123, 15))),
+            ("18446744073709551615-0", Some((u64::MAX, 0))),
+            // 20 digits past u64: not an id Redis could have made.
+            ("99999999999999999999-0", None),
+            ("+1-0", None),
+            ("1-", None),
+            ("-1", None),
+            ("1", None),
+            ("a-b", None),
+        ] {
+            assert_eq!(stream_id_order(id), want, "{id}");
+            assert_eq!(is_stream_id(id), want.is_some(), "{id}");
+        }
+    }
 
     #[test]
     fn job_round_trips_through_envelope() {

@@ -41,7 +41,7 @@ pub(super) async fn claim_switch(svc: &Services, id: &str) -> Result<()> {
         .arg(keys::FATE_SWITCH)
         .arg("NX")
         .arg("EX")
-        .arg(7 * 24 * 3600)
+        .arg(keys::MARKER_TTL_S)
         .query_async(&mut c)
         .await?;
     if set.is_some() || fate(svc, id).await.as_deref() == Some(keys::FATE_SWITCH) {
@@ -70,7 +70,7 @@ pub async fn claim(svc: &Services, deployment_id: &str) -> Result<Claim> {
         .arg(&svc.node)
         .arg("NX")
         .arg("EX")
-        .arg(604_800)
+        .arg(keys::MARKER_TTL_S)
         .query_async(&mut conn)
         .await?;
     if set.is_some() {
