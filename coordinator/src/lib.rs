@@ -18,19 +18,19 @@
 //! tracker. The actors themselves end with the actix `System`.
 
 pub mod api;
-pub mod apps;
-pub mod deployment;
+pub(crate) mod apps;
+pub(crate) mod deployment;
 pub mod error;
-pub mod event_ingest;
-pub mod ledger;
-pub mod log_hub;
+pub(crate) mod event_ingest;
+pub(crate) mod ledger;
+pub(crate) mod log_hub;
 pub mod logs;
 pub mod metrics;
-pub mod reconciler;
-pub mod registry;
-pub mod releases;
-pub mod scheduler;
-pub mod store;
+pub(crate) mod reconciler;
+pub(crate) mod registry;
+pub(crate) mod releases;
+pub(crate) mod scheduler;
+pub(crate) mod store;
 pub mod webhook;
 
 use std::time::Duration;
@@ -67,11 +67,12 @@ impl CoordinatorConfig {
     }
 }
 
-/// A running coordinator: the addresses web/ needs.
+/// A running coordinator: the addresses web/ needs. Its Redis layer (`store`) and its actors
+/// other than `Api` are private to this crate, so web/ cannot touch Redis: the compiler keeps
+/// that invariant, not habit.
 #[derive(Clone)]
 pub struct Coordinator {
     pub api: Addr<api::Api>,
-    pub store: store::Store,
     /// Reads and follows deployment and app logs.
     pub logs: logs::Logs,
 }
@@ -103,5 +104,5 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
         reconciler,
     )
     .start();
-    Ok(Coordinator { api, store, logs })
+    Ok(Coordinator { api, logs })
 }
