@@ -2,7 +2,9 @@
 //! `GET /api/v1/apps/{name}/deployments` (the newest 100) of an app with 1,000 deployments,
 //! each request timed from the client. Side by side, interleaved: `GET /healthz` on the same
 //! server, the cost of any answer at that moment. The records are written straight into Redis as
-//! the coordinator stores them.
+//! the coordinator stores them. `GET /apps` is measured twice: as it is while the app list does
+//! not change (the coordinator's list is cached against `berth:apps:version`), and with the list
+//! changed before every request (every record read and decoded: the worst case).
 //!
 //! Run: `cargo build --release --bins && cargo bench -p berth-tests --bench listing`
 //! (`BENCH_APPS`, default 10,000; `BENCH_DEPLOYMENTS`, default 1,000; `BENCH_REQUESTS`, default
@@ -38,6 +40,9 @@ async fn measure(
     let http = reqwest::Client::new();
     let (mut list, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
+        if changed {
+            c.redis_cli(&["INCR", berth_protocol::keys::APPS_VERSION])?;
+        }
         let t = Instant::now();
         let r = http
             .get(format!("{}{path}", c.api.base))
