@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::eventually;
 
@@ -58,6 +58,12 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: Value) -> Result<(u16, Value)> {
         self.req(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// `POST /api/v1/deployments/{id}/cancel`: status and body.
+    pub async fn cancel(&self, id: &str) -> Result<(u16, Value)> {
+        self.post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Result<(u16, Value)> {

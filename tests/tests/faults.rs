@@ -288,11 +288,7 @@ async fn cancelling_while_the_container_is_created_leaks_no_container() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        let (s, _) = c
-            .api
-            .post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
-            .await
-            .unwrap();
+        let (s, _) = c.api.cancel(&id).await.unwrap();
         let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
         if s == 200 && d["status"] == "cancelled" {
             cancelled_while_deploying += 1;

@@ -258,18 +258,10 @@ async fn cancel_during_build_and_during_health_checks() {
         )
         .await
         .unwrap();
-    let (s, v) = c
-        .api
-        .post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
-        .await
-        .unwrap();
+    let (s, v) = c.api.cancel(&id).await.unwrap();
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "cancelled");
-    let (s, _) = c
-        .api
-        .post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
-        .await
-        .unwrap();
+    let (s, _) = c.api.cancel(&id).await.unwrap();
     assert_eq!(s, 409, "a terminal deployment cannot be cancelled again");
     c.api
         .wait_log(
@@ -303,11 +295,7 @@ async fn cancel_during_build_and_during_health_checks() {
         )
         .await
         .unwrap();
-    let (s, v) = c
-        .api
-        .post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))
-        .await
-        .unwrap();
+    let (s, v) = c.api.cancel(&id).await.unwrap();
     assert_eq!(s, 200, "{v}");
     berth_tests::eventually(
         "the probed container to be removed",
