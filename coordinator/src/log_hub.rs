@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_bus::Shutdown;
+use berth_bus::{Backoff, Shutdown};
 use berth_protocol::LogEntry;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
@@ -46,8 +46,10 @@ pub const KEPT_BATCHES: usize = 64;
 pub const BLOCK: Duration = Duration::from_millis(500);
 /// Most entries a reader reads at once.
 const READ_COUNT: usize = 256;
-/// Pause before a reader reconnects after Redis failed.
-const RETRY: Duration = Duration::from_secs(1);
+/// Pauses before a reader reconnects after Redis failed (`Backoff`: from the first, doubling
+/// up to the most, with jitter; back to the first after a good read).
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The readers of the streams being followed; cheap to clone.
 #[derive(Clone)]
@@ -111,6 +113,7 @@ async fn read(hub: LogHub, key: String, tx: broadcast::Sender<Arc<Batch>>) {
 async fn read_until_unused(hub: &LogHub, key: &str, tx: &broadcast::Sender<Arc<Batch>>) {
     let mut conn = None;
     let mut last: Option<String> = None;
+    let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
     while !hub.retire_if_unused(key, tx) {
         let c = match conn.as_mut() {
             Some(c) => c,
@@ -118,7 +121,7 @@ async fn read_until_unused(hub: &LogHub, key: &str, tx: &broadcast::Sender<Arc<B
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     tracing::warn!(%key, error = %e, "log hub: cannot connect; retrying");
-                    tokio::time::sleep(RETRY).await;
+                    backoff.wait().await;
                     continue;
                 }
             },
@@ -148,10 +151,13 @@ async fn read_until_unused(hub: &LogHub, key: &str, tx: &broadcast::Sender<Arc<B
             }
             redis::RedisResult::Ok(())
         };
-        if let Err(e) = step.await {
-            tracing::warn!(%key, error = %e, "log hub: reading failed; reconnecting");
-            conn = None;
-            tokio::time::sleep(RETRY).await;
+        match step.await {
+            Ok(()) => backoff.reset(),
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "log hub: reading failed; reconnecting");
+                conn = None;
+                backoff.wait().await;
+            }
         }
     }
 }
