@@ -60,6 +60,10 @@ impl Api {
         self.req(reqwest::Method::POST, path, Some(body)).await
     }
 
+    pub async fn delete(&self, path: &str) -> Result<(u16, Value)> {
+        self.req(reqwest::Method::DELETE, path, None).await
+    }
+
     /// `POST /api/v1/deployments/{id}/cancel`: status and body.
     pub async fn cancel(&self, id: &str) -> Result<(u16, Value)> {
         self.post(&format!("/api/v1/deployments/{id}/cancel"), json!({}))

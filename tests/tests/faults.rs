@@ -217,15 +217,7 @@ async fn deleting_an_app_before_its_switch_routes_nothing_and_leaves_nothing() {
     })
     .await
     .unwrap();
-    let (s, v) = c
-        .api
-        .req(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/apps/{app}"),
-            None,
-        )
-        .await
-        .unwrap();
+    let (s, v) = c.api.delete(&format!("/api/v1/apps/{app}")).await.unwrap();
     assert!(s == 204 || s == 200, "{s} {v}");
 
     // The node ends the deployment cancelled without routing it, and removes the app's

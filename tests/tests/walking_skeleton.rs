@@ -351,15 +351,7 @@ async fn api_auth_and_bad_input() {
     assert_eq!(s, 400, "{v}");
     let (_, v) = c.api.get(&format!("/api/v1/apps/{app}")).await.unwrap();
     assert_eq!(v["port"], 8080, "a rejected patch changes nothing");
-    let (s, _) = c
-        .api
-        .req(
-            reqwest::Method::DELETE,
-            &format!("/api/v1/apps/{app}"),
-            None,
-        )
-        .await
-        .unwrap();
+    let (s, _) = c.api.delete(&format!("/api/v1/apps/{app}")).await.unwrap();
     assert_eq!(s, 204);
     let (s, _) = c.api.get(&format!("/api/v1/apps/{app}")).await.unwrap();
     assert_eq!(s, 404);
