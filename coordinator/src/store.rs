@@ -69,6 +69,35 @@ fn decode_listed<T: serde::de::DeserializeOwned + serde::Serialize>(
         .collect()
 }
 
+/// Bumps `berth:apps:version` and records `name` under the new version in
+/// `berth:apps:changes`, trimming that set to `APPS_CHANGES_MAX` names and raising
+/// `berth:apps:changes:floor` to the newest version it trimmed: one script, so the counter and
+/// the change log never disagree. Every write of an app record is followed by it (in the same
+/// MULTI where it can be).
+const APP_CHANGED: &str = r"
+local v = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], v, ARGV[1])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[2])
+if over > 0 then
+  local last = redis.call('ZRANGE', KEYS[2], over - 1, over - 1, 'WITHSCORES')
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+  redis.call('SET', KEYS[3], last[2])
+end
+return v
+";
+
+fn app_changed(name: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(APP_CHANGED)
+        .arg(3)
+        .arg(keys::APPS_VERSION)
+        .arg(keys::APPS_CHANGES)
+        .arg(keys::APPS_CHANGES_FLOOR)
+        .arg(name)
+        .arg(keys::APPS_CHANGES_MAX);
+    cmd
+}
+
 impl Store {
     pub fn new(conn: ConnectionManager) -> Self {
         Store {
@@ -106,7 +135,7 @@ impl Store {
                     .atomic()
                     .sadd(keys::APPS, &app.name)
                     .ignore()
-                    .incr(keys::APPS_VERSION, 1)
+                    .add_command(app_changed(&app.name))
                     .ignore()
                     .query_async(&mut c)
                     .await?;
@@ -117,7 +146,7 @@ impl Store {
                 .atomic()
                 .set(keys::app(&app.name), bytes)
                 .ignore()
-                .incr(keys::APPS_VERSION, 1)
+                .add_command(app_changed(&app.name))
                 .ignore()
                 .query_async(&mut c)
                 .await?;
@@ -125,28 +154,69 @@ impl Store {
         }
     }
 
-    /// Every app, by name: one round trip while the app list is unchanged, three after a
-    /// change, whatever the number of apps.
+    /// Every app, by name. One round trip while the app list is unchanged; after a change, two
+    /// more that read only the apps changed since the cached copy (`berth:apps:changes`); a
+    /// full read (three round trips, every record decoded) only for the first list of a
+    /// coordinator or when the change log no longer reaches back to its copy.
     pub async fn list_apps(&self) -> Result<Arc<Vec<App>>> {
         let mut c = self.conn.clone();
-        // The version is read before the records and bumped after them: a list cached under a
-        // version holds every change up to it.
-        let version: Option<u64> = c.get(keys::APPS_VERSION).await?;
-        let version = version.unwrap_or(0);
-        if let Some((v, apps)) = lock(&self.apps).as_ref() {
-            if *v == version {
-                return Ok(apps.clone());
-            }
-        }
-        let mut names: Vec<String> = c.smembers(keys::APPS).await?;
-        names.sort_unstable();
-        let raw = self
-            .mget(names.iter().map(|n| keys::app(n)).collect())
+        // The version is read before the records and bumped after them (with the change log
+        // entry, by one script): a list cached under a version holds every change up to it.
+        let (version, floor): (Option<u64>, Option<u64>) = redis::pipe()
+            .get(keys::APPS_VERSION)
+            .get(keys::APPS_CHANGES_FLOOR)
+            .query_async(&mut c)
             .await?;
-        let apps = Arc::new(decode_listed(APP_KIND, &names, raw));
+        let (version, floor) = (version.unwrap_or(0), floor.unwrap_or(0));
+        let cached = lock(&self.apps).clone();
+        let apps = match cached {
+            Some((v, apps)) if v == version => return Ok(apps),
+            Some((v, apps)) if floor <= v && v < version => {
+                Arc::new(self.apps_changed_since(&apps, v, version).await?)
+            }
+            _ => {
+                let mut names: Vec<String> = c.smembers(keys::APPS).await?;
+                names.sort_unstable();
+                let raw = self
+                    .mget(names.iter().map(|n| keys::app(n)).collect())
+                    .await?;
+                Arc::new(decode_listed(APP_KIND, &names, raw))
+            }
+        };
         let mut cached = lock(&self.apps);
         if cached.as_ref().is_none_or(|(v, _)| *v <= version) {
             *cached = Some((version, apps.clone()));
+        }
+        Ok(apps)
+    }
+
+    /// `base` (the list as of version `since`, sorted by name) with the apps changed after
+    /// `since` up to `version` read again: changed ones replaced, new ones inserted, deleted
+    /// (and unreadable) ones left out.
+    async fn apps_changed_since(&self, base: &[App], since: u64, version: u64) -> Result<Vec<App>> {
+        let names: Vec<String> = self
+            .conn
+            .clone()
+            .zrangebyscore(keys::APPS_CHANGES, format!("({since}"), version)
+            .await?;
+        let raw = self
+            .mget(names.iter().map(|n| keys::app(n)).collect())
+            .await?;
+        let mut apps = base.to_vec();
+        for (name, bytes) in names.iter().zip(raw) {
+            let app = bytes.and_then(|b| {
+                decode_record::<App>(&format!("app {name}"), APP_KIND, &b)
+                    .map_err(|e| tracing::error!(error = %e, "left out of a list"))
+                    .ok()
+            });
+            match (apps.binary_search_by(|a| a.name.as_str().cmp(name)), app) {
+                (Ok(i), Some(app)) => apps[i] = app,
+                (Ok(i), None) => {
+                    apps.remove(i);
+                }
+                (Err(i), Some(app)) => apps.insert(i, app),
+                (Err(_), None) => {}
+            }
         }
         Ok(apps)
     }
@@ -206,7 +276,7 @@ impl Store {
             .del(keys::app_log(name))
             .del(keys::app_metrics(name))
             .srem(keys::APPS, name)
-            .incr(keys::APPS_VERSION, 1);
+            .add_command(app_changed(name));
         let _: () = pipe.query_async(&mut c).await?;
         Ok(())
     }

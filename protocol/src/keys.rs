@@ -13,6 +13,15 @@ pub const APPS: &str = "berth:apps";
 /// coordinator's cached app list is checked against it on every read, so the list is always as
 /// fresh as Redis.
 pub const APPS_VERSION: &str = "berth:apps:version";
+/// Sorted set app name → the [`APPS_VERSION`] of its latest change (written by the same script
+/// that bumps the counter): a cached list older than the counter re-reads only the apps changed
+/// since. Capped at [`APPS_CHANGES_MAX`] names; the oldest go first.
+pub const APPS_CHANGES: &str = "berth:apps:changes";
+/// The highest version whose change may have been trimmed from [`APPS_CHANGES`] (or written
+/// without an entry there): a list cached under a version below it is read again in full.
+pub const APPS_CHANGES_FLOOR: &str = "berth:apps:changes:floor";
+/// How many names [`APPS_CHANGES`] keeps.
+pub const APPS_CHANGES_MAX: usize = 50_000;
 /// Stream of node → coordinator events (status changes). Consumer group [`EVENTS_GROUP`].
 pub const EVENTS: &str = "berth:events";
 pub const EVENTS_GROUP: &str = "coordinator";

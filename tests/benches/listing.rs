@@ -2,9 +2,11 @@
 //! `GET /api/v1/apps/{name}/deployments` (the newest 100) of an app with 1,000 deployments,
 //! each request timed from the client. Side by side, interleaved: `GET /healthz` on the same
 //! server, the cost of any answer at that moment. The records are written straight into Redis as
-//! the coordinator stores them. `GET /apps` is measured twice: as it is while the app list does
-//! not change (the coordinator's list is cached against `berth:apps:version`), and with the list
-//! changed before every request (every record read and decoded: the worst case).
+//! the coordinator stores them. `GET /apps` is measured three times: while the app list does not
+//! change (the coordinator's list is cached against `berth:apps:version`); with one app changed
+//! through the API before every request (the cache is patched with the changed record); and
+//! cold, with the change log's floor raised before every request, so every record is read and
+//! decoded (what a coordinator's first list costs).
 //!
 //! Run: `cargo build --release --bins && cargo bench -p berth-tests --bench listing`
 //! (`BENCH_APPS`, default 10,000; `BENCH_DEPLOYMENTS`, default 1,000; `BENCH_REQUESTS`, default
@@ -29,22 +31,41 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
-/// Times `n` GETs of `path` interleaved with `n` of `/healthz`; prints a row for each. With
-/// `changed`, the app list changes (its version is bumped, untimed) before each request, so the
-/// coordinator reads and decodes every record each time.
+/// What happens, untimed, before each timed request.
+#[derive(Clone, Copy, PartialEq)]
+enum Before<'a> {
+    Nothing,
+    /// `PATCH /apps/{name}` of this app (its port toggles).
+    Change(&'a str),
+    /// The change log's floor raised past the version: the next list reads every record.
+    Cold,
+}
+
+/// Times `n` GETs of `path` interleaved with `n` of `/healthz`; prints a row for each.
 async fn measure(
     c: &Cluster,
     label: &str,
     path: &str,
     expect: usize,
     n: usize,
-    changed: bool,
+    before: Before<'_>,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let (mut list, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for _ in 0..n {
-        if changed {
-            c.redis_cli(&["INCR", berth_protocol::keys::APPS_VERSION])?;
+    for i in 0..n {
+        match before {
+            Before::Nothing => {}
+            Before::Change(app) => {
+                let port = 8080 + (i % 2);
+                let path = format!("/api/v1/apps/{app}");
+                let (s, v) = c.api.patch(&path, json!({ "port": port })).await?;
+                anyhow::ensure!(s == 200, "{v}");
+            }
+            Before::Cold => {
+                use berth_protocol::keys::{APPS_CHANGES_FLOOR, APPS_VERSION};
+                c.redis_cli(&["INCR", APPS_VERSION])?;
+                c.redis_cli(&["SET", APPS_CHANGES_FLOOR, "1000000000"])?;
+            }
         }
         let t = Instant::now();
         let r = http
@@ -96,12 +117,14 @@ async fn main() -> anyhow::Result<()> {
         "", "p50 (ms)", "p99 (ms)", "max (ms)"
     );
     let all = format!("GET /apps ({apps} apps)");
-    measure(&c, &all, "/api/v1/apps", apps, n, false).await?;
+    measure(&c, &all, "/api/v1/apps", apps, n, Before::Nothing).await?;
     let changed = "  … each after an app change";
-    measure(&c, changed, "/api/v1/apps", apps, n, true).await?;
+    measure(&c, changed, "/api/v1/apps", apps, n, Before::Change(&app)).await?;
+    let cold = "  … cold (every record read)";
+    measure(&c, cold, "/api/v1/apps", apps, n, Before::Cold).await?;
     let deps = format!("GET /apps/{{name}}/deployments ({deployments})");
     let path = format!("/api/v1/apps/{app}/deployments");
-    measure(&c, &deps, &path, 100, n, false).await?;
+    measure(&c, &deps, &path, 100, n, Before::Nothing).await?;
     println!("goal: p99 under 50 ms at 10,000 apps");
     Ok(())
 }

@@ -29,7 +29,15 @@ impl Cluster {
         let mut sadd = vec![b"SADD".to_vec(), keys::APPS.as_bytes().to_vec()];
         sadd.extend(names.iter().map(|n| n.as_bytes().to_vec()));
         cmds.push(sadd);
-        cmds.push(cmd(&[b"INCR", keys::APPS_VERSION.as_bytes()]));
+        // Written behind the change log's back: raise its floor, so a coordinator's cached list
+        // is read again in full.
+        cmds.push(cmd(&[
+            b"EVAL",
+            b"redis.call('SET', KEYS[2], redis.call('INCR', KEYS[1]))",
+            b"2",
+            keys::APPS_VERSION.as_bytes(),
+            keys::APPS_CHANGES_FLOOR.as_bytes(),
+        ]));
         self.redis_pipe(&cmds)?;
         Ok(names)
     }

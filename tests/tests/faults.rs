@@ -419,3 +419,59 @@ async fn listing_apps_and_deployments_is_a_fixed_number_of_redis_commands() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cached_app_list_follows_every_change() {
+    let mut c = Cluster::up().await.unwrap();
+    let app = unique("cache");
+    let created = c
+        .create_app(json!({"name": app, "repo": "/nonexistent", "port": 8080}))
+        .await
+        .unwrap();
+    let template: App = serde_json::from_value(created).unwrap();
+    let seeded = c.seed_apps(&template, &app, 20).unwrap();
+    assert_eq!(listed_apps(&c).await.0.len(), 21);
+
+    // Through the API: one app created, one changed, one deleted; then listed from the cache
+    // patched with the changed records only.
+    let added = format!("{app}-new");
+    c.create_app(json!({"name": added, "repo": "/nonexistent", "port": 8080}))
+        .await
+        .unwrap();
+    let (s, v) = c
+        .api
+        .patch(&format!("/api/v1/apps/{app}"), json!({"port": 9090}))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = c
+        .api
+        .delete(&format!("/api/v1/apps/{}", seeded[3]))
+        .await
+        .unwrap();
+    assert!(s < 300, "{s} {v}");
+    let (got, v) = listed_apps(&c).await;
+    assert_eq!(got.len(), 21, "{got:?}");
+    assert!(got.contains(&added) && !got.contains(&seeded[3]), "{got:?}");
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "not sorted: {got:?}");
+    let changed = v.as_array().unwrap().iter().find(|a| a["name"] == app);
+    assert_eq!(changed.unwrap()["port"], 9090, "{v}");
+
+    // A write behind the change log's back with its floor raised: the list is read in full.
+    c.redis_cli(&["DEL", &keys::app(&seeded[5])]).unwrap();
+    c.redis_cli(&["INCR", keys::APPS_VERSION]).unwrap();
+    c.redis_cli(&["SET", keys::APPS_CHANGES_FLOOR, "1000000"])
+        .unwrap();
+    let (got, _) = listed_apps(&c).await;
+    assert_eq!(got.len(), 20, "{got:?}");
+    assert!(!got.contains(&seeded[5]), "{got:?}");
+}
+
+/// `GET /apps`: the names in order, and the whole answer.
+async fn listed_apps(c: &Cluster) -> (Vec<String>, Value) {
+    let (s, v) = c.api.get("/api/v1/apps").await.unwrap();
+    assert_eq!(s, 200, "{v}");
+    let names = v.as_array().unwrap().iter();
+    let names = names.map(|a| a["name"].as_str().unwrap().to_string());
+    (names.collect(), v)
+}
