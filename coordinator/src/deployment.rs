@@ -12,15 +12,15 @@
 //! It keeps no state that is not in Redis: a fresh actor for the same id (after a coordinator
 //! restart or a crash) picks up where the last one was, re-sending a job that may not have left.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use berth_protocol::{
     now_ms, App, DeployJob, Deployment, DeploymentKind, DeploymentStatus, Job, RuntimeSpec,
 };
 
-use crate::error::Result;
-use crate::ledger::{Assign, Ledger, Transition};
+use crate::error::{Error, Result};
+use crate::ledger::{Assign, Ledger, Quarantine, Transition};
 use crate::registry::{LiveNodes, NodeRegistry};
 use crate::releases;
 use crate::scheduler;
@@ -60,6 +60,9 @@ pub struct DeploymentActor {
     /// Whether the last tick failed: a tick that keeps failing (an unreadable record) is
     /// reported once, not twice a second.
     failing: bool,
+    /// Since when every tick found the record unreadable: after `node_wait` of that, the
+    /// record is replaced by a `failed` one (`Quarantine`), so the deployment still ends.
+    unreadable_since: Option<Instant>,
 }
 
 impl DeploymentActor {
@@ -79,6 +82,7 @@ impl DeploymentActor {
             busy: false,
             sent: false,
             failing: false,
+            unreadable_since: None,
         }
     }
 
@@ -87,6 +91,9 @@ impl DeploymentActor {
             return;
         }
         self.busy = true;
+        let quarantine = self
+            .unreadable_since
+            .is_some_and(|t| t.elapsed() >= self.deadlines.node_wait);
         let fut = tick(
             self.id.clone(),
             self.store.clone(),
@@ -94,9 +101,16 @@ impl DeploymentActor {
             self.registry.clone(),
             self.deadlines,
             self.sent,
+            quarantine,
         );
-        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.busy = false;
+            act.unreadable_since = match &res {
+                Err(Error::Unreadable(_)) if !quarantine => {
+                    Some(act.unreadable_since.unwrap_or_else(Instant::now))
+                }
+                _ => None,
+            };
             act.failing = match res {
                 Ok(Step::Done) => {
                     ctx.stop();
@@ -137,7 +151,11 @@ async fn tick(
     registry: Addr<NodeRegistry>,
     dl: Deadlines,
     sent: bool,
+    quarantine: bool,
 ) -> Result<Step> {
+    if quarantine && ledger.send(Quarantine(id.clone())).await??.is_some() {
+        return Ok(Step::Done);
+    }
     let Some(d) = store.get_deployment(&id).await? else {
         return Ok(Step::Done);
     };

@@ -6,8 +6,10 @@
 //! `queued → building → deploying → terminal` is stale and dropped; a terminal record never changes.
 
 use actix::prelude::*;
+use berth_protocol::envelope::{decode, kind, EnvelopeError};
 use berth_protocol::{
-    now_ms, Deployment, DeploymentKind, DeploymentStatus, DeploymentUpdate, LogStream, RuntimeSpec,
+    keys, now_ms, Deployment, DeploymentKind, DeploymentStatus, DeploymentUpdate, LogStream,
+    RuntimeSpec,
 };
 
 use crate::error::{Error, Result};
@@ -65,6 +67,16 @@ impl Transition {
         Transition(DeploymentUpdate::ended(id, status, error))
     }
 }
+
+/// Replace a deployment record that cannot be read by a terminal `failed` record that says so,
+/// so that the deployment ends instead of staying in flight for good. Only a record that is
+/// corrupted: one written by a newer version (`TooNew`) is left for that version to finish. The
+/// fate is claimed `cancel` first, so a deployment not yet switched never takes traffic; the
+/// unreadable bytes are kept under `berth:deployment:<id>:unreadable`. Answers the new record,
+/// or `None` when there was nothing to replace.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Deployment>>")]
+pub struct Quarantine(pub String);
 
 /// Applies an update to a record; returns whether anything changed.
 pub fn apply(d: &mut Deployment, t: &DeploymentUpdate) -> bool {
@@ -237,6 +249,68 @@ impl Handler<Transition> for Ledger {
                         tracing::warn!(app = %d.app, error = %e, "could not trim the release index");
                     }
                 }
+                Ok(Some(d))
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<Quarantine> for Ledger {
+    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+
+    fn handle(&mut self, Quarantine(id): Quarantine, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some(raw) = store.raw_deployment(&id).await? else {
+                    return Ok(None);
+                };
+                let reason = match decode::<Deployment>(&raw, kind::DEPLOYMENT) {
+                    Ok(_) | Err(EnvelopeError::TooNew { .. }) => return Ok(None),
+                    Err(e) => e,
+                };
+                let stopped = store
+                    .claim_once(
+                        &keys::deployment_fate(&id),
+                        keys::FATE_CANCEL,
+                        keys::MARKER_TTL_S,
+                    )
+                    .await?;
+                let (app, created_at) = store.app_of_deployment(&id).await?.unwrap_or_default();
+                let at = now_ms();
+                let error = format!(
+                    "its record could not be read ({reason}); {}; the unreadable record is kept in {}",
+                    if stopped {
+                        "it was stopped before it could take traffic"
+                    } else {
+                        "it had switched traffic already, so its outcome is not known"
+                    },
+                    keys::deployment_unreadable(&id)
+                );
+                let d = Deployment {
+                    id: id.clone(),
+                    app,
+                    status: DeploymentStatus::Failed,
+                    kind: DeploymentKind::Deploy,
+                    rollback_of: None,
+                    runtime: None,
+                    git_ref: None,
+                    commit: None,
+                    commit_message: None,
+                    commit_author: None,
+                    image: None,
+                    node: None,
+                    container: None,
+                    created_at: if created_at == 0 { at } else { created_at },
+                    started_at: None,
+                    finished_at: Some(at),
+                    error: Some(error),
+                };
+                tracing::error!(deployment = %id, error = ?d.error, "unreadable deployment record replaced by a failed one");
+                let line = format!("deployment failed: {}", d.error.as_deref().unwrap_or(""));
+                store.append_log(&id, LogStream::System, &line).await?;
+                store.replace_unreadable_deployment(&d).await?;
                 Ok(Some(d))
             }
             .into_actor(self),

@@ -297,23 +297,70 @@ impl Store {
     /// [`Store::put_deployment`] with further commands in the same MULTI (the Ledger's
     /// counters, see `metrics::ledger_commands`).
     pub async fn put_deployment_with(&self, d: &Deployment, extra: &[redis::Cmd]) -> Result<()> {
-        let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
         let mut pipe = redis::pipe();
-        pipe.atomic().set(keys::deployment(&d.id), bytes).zadd(
-            keys::app_deployments(&d.app),
-            &d.id,
-            d.created_at,
-        );
+        pipe.atomic();
+        self.deployment_commands(&mut pipe, d, extra)?;
+        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    fn deployment_commands(
+        &self,
+        pipe: &mut redis::Pipeline,
+        d: &Deployment,
+        extra: &[redis::Cmd],
+    ) -> Result<()> {
+        let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
+        pipe.set(keys::deployment(&d.id), bytes).ignore();
+        // A replaced unreadable record may not know its app.
+        if !d.app.is_empty() {
+            pipe.zadd(keys::app_deployments(&d.app), &d.id, d.created_at)
+                .ignore();
+        }
         if d.status.is_terminal() {
-            pipe.srem(keys::ACTIVE_DEPLOYMENTS, &d.id);
+            pipe.srem(keys::ACTIVE_DEPLOYMENTS, &d.id).ignore();
         } else {
-            pipe.sadd(keys::ACTIVE_DEPLOYMENTS, &d.id);
+            pipe.sadd(keys::ACTIVE_DEPLOYMENTS, &d.id).ignore();
         }
         for c in extra {
             pipe.add_command(c.clone()).ignore();
         }
+        Ok(())
+    }
+
+    /// The stored bytes of a deployment record, undecoded.
+    pub async fn raw_deployment(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.conn.clone().get(keys::deployment(id)).await?)
+    }
+
+    /// Moves an unreadable deployment record aside (to `berth:deployment:<id>:unreadable`) and
+    /// writes `d` in its place, in one MULTI.
+    pub async fn replace_unreadable_deployment(&self, d: &Deployment) -> Result<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .rename(keys::deployment(&d.id), keys::deployment_unreadable(&d.id))
+            .ignore();
+        self.deployment_commands(&mut pipe, d, &[])?;
         let _: () = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(())
+    }
+
+    /// The app whose index holds deployment `id`, with the time it was created: one ZSCORE per
+    /// app in one pipeline (for the rare record that cannot say it itself).
+    pub async fn app_of_deployment(&self, id: &str) -> Result<Option<(String, u64)>> {
+        let apps = self.list_apps().await?;
+        if apps.is_empty() {
+            return Ok(None);
+        }
+        let mut pipe = redis::pipe();
+        for app in apps.iter() {
+            pipe.zscore(keys::app_deployments(&app.name), id);
+        }
+        let scores: Vec<Option<f64>> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(apps
+            .iter()
+            .zip(scores)
+            .find_map(|(app, score)| Some((app.name.clone(), score? as u64))))
     }
 
     /// Ids of an app's deployments, newest first.

@@ -75,6 +75,11 @@ pub const MIGRATIONS: &str = "berth:migrations";
 pub fn deployment(id: &str) -> String {
     format!("berth:deployment:{id}")
 }
+/// Where a deployment record that could not be read is kept once a `failed` record that says
+/// so has replaced it (coordinator's `Quarantine`).
+pub fn deployment_unreadable(id: &str) -> String {
+    format!("berth:deployment:{id}:unreadable")
+}
 /// Stream of one deployment's build and deploy log lines.
 pub fn deployment_log(id: &str) -> String {
     format!("berth:logs:{id}")

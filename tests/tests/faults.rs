@@ -79,6 +79,14 @@ async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
     // before anything of b's.
     c.redis_cli(&["SET", &keys::deployment(&id_a), "junk"])
         .unwrap();
+    // The API names the broken record instead of a generic error.
+    let (s, v) = c
+        .api
+        .get(&format!("/api/v1/deployments/{id_a}"))
+        .await
+        .unwrap();
+    assert_eq!(s, 500, "{v}");
+    assert!(v.to_string().contains("cannot be read"), "{v}");
     eventually("a built", DEPLOY, || async {
         raw_log(&c, &id_a).contains("built berth/").then_some(())
     })
@@ -119,14 +127,41 @@ async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
         .unwrap();
     let line = format!("berth_dead_letters_total{{stream=\"berth:events\"}} {dead}");
     assert!(metrics.contains(&line), "{line} in\n{metrics}");
-    // The API names the broken record instead of a generic error.
-    let (s, v) = c
+
+    // It still ends: once its record has been unreadable for `node_wait` (30 s), a `failed`
+    // record that says why replaces it, and the junk is kept beside it.
+    let d = eventually(
+        "a replaced by a failed record",
+        Duration::from_secs(90),
+        || async {
+            let (s, v) = c
+                .api
+                .get(&format!("/api/v1/deployments/{id_a}"))
+                .await
+                .ok()?;
+            (s == 200).then_some(v)
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(d["app"], a.as_str(), "{d}");
+    assert!(
+        d["error"].as_str().unwrap().contains("could not be read"),
+        "{d}"
+    );
+    let kept = c.redis_cli(&["GET", &keys::deployment_unreadable(&id_a)]);
+    assert_eq!(kept.unwrap().trim(), "junk");
+    let active = c
+        .redis_cli(&["SMEMBERS", keys::ACTIVE_DEPLOYMENTS])
+        .unwrap();
+    assert!(!active.contains(&id_a), "{active}");
+    let (_, v) = c
         .api
-        .get(&format!("/api/v1/deployments/{id_a}"))
+        .get(&format!("/api/v1/apps/{a}/deployments"))
         .await
         .unwrap();
-    assert_eq!(s, 500, "{v}");
-    assert!(v.to_string().contains("cannot be read"), "{v}");
+    assert!(v.to_string().contains(&id_a), "{v}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
