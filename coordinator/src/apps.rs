@@ -29,6 +29,7 @@ pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
         git_credential: credential_kind(req.git_credential.as_ref())?,
         drain_s: req.drain_s.unwrap_or(10),
         keep_releases: req.keep_releases.unwrap_or(10),
+        placement: req.placement.unwrap_or_default(),
         created_at: now,
         updated_at: now,
     };
@@ -81,6 +82,9 @@ pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
     if let Some(v) = p.auto_deploy {
         app.auto_deploy = v;
     }
+    if let Some(v) = p.placement {
+        app.placement = v;
+    }
     if let Some(h) = p.health_check {
         app.health_check = h.apply(&app.health_check);
     }
@@ -115,6 +119,9 @@ pub fn check(app: &App) -> Result<(), String> {
         if app.domains[..i].contains(d) {
             return Err(format!("domain {d} is listed twice"));
         }
+    }
+    for c in &app.placement.constraints {
+        berth_protocol::Constraint::parse(c).map_err(|e| format!("placement: {e}"))?;
     }
     for k in app.env.runtime.keys().chain(app.env.build.keys()) {
         validate::env_name(k)?;

@@ -12,16 +12,19 @@
 //! It keeps no state that is not in Redis: a fresh actor for the same id (after a coordinator
 //! restart or a crash) picks up where the last one was, re-sending a job that may not have left.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use berth_protocol::api::NodeView;
 use berth_protocol::{
-    now_ms, App, DeployJob, Deployment, DeploymentKind, DeploymentStatus, Job, RuntimeSpec,
+    now_ms, App, DeployJob, Deployment, DeploymentKind, DeploymentStatus, Job, NodeStatus,
+    RuntimeSpec,
 };
 
 use crate::error::{Error, Result};
 use crate::ledger::{Assign, Ledger, Quarantine, Transition};
-use crate::registry::{LiveNodes, NodeRegistry};
+use crate::registry::{NodeRegistry, Nodes};
 use crate::releases;
 use crate::scheduler;
 use crate::store::Store;
@@ -177,26 +180,34 @@ async fn tick(
             .await??;
         return Ok(Step::Done);
     }
-    let live = registry.send(LiveNodes).await??;
+    let nodes = registry.send(Nodes).await??;
     match &d.node {
         None => {
-            let Some(node) = scheduler::place(&live, &|_| 0).map(|n| n.name.clone()) else {
-                if age > dl.node_wait {
+            let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
+                return Ok(Step::Done);
+            };
+            let node = match placement(&store, &nodes, &app, &d).await? {
+                Ok(node) => node,
+                // Some node is ready but none passes: waiting will not help.
+                Err(why) if why.any_ready(&nodes) => {
+                    ledger
+                        .send(fail(&id, format!("cannot place it: {why}")))
+                        .await??;
+                    return Ok(Step::Done);
+                }
+                Err(why) if age > dl.node_wait => {
                     ledger
                         .send(fail(
                             &id,
                             format!(
-                                "no live node to run it for {}s: start one with `berth node` (or `berth up`)",
+                                "no ready node to run it for {}s ({why}): start one with `berth node` (or `berth up`)",
                                 dl.node_wait.as_secs()
                             ),
                         ))
                         .await??;
                     return Ok(Step::Done);
                 }
-                return Ok(Step::Wait);
-            };
-            let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
-                return Ok(Step::Done);
+                Err(_) => return Ok(Step::Wait),
             };
             let runtime = d.runtime.clone().unwrap_or_else(|| RuntimeSpec {
                 env: app.env.runtime.clone(),
@@ -216,7 +227,10 @@ async fn tick(
             send_job(&store, &d, app, &node, dl).await
         }
         Some(node) => {
-            if !live.iter().any(|n| &n.name == node) {
+            let down = |n: &&NodeView| n.status == NodeStatus::Down;
+            if nodes.iter().filter(down).any(|n| &n.info.name == node)
+                || !nodes.iter().any(|n| &n.info.name == node)
+            {
                 ledger
                     .send(fail(
                         &id,
@@ -239,6 +253,42 @@ async fn tick(
             Ok(Step::Wait)
         }
     }
+}
+
+/// Where a deployment of `app` goes: the scheduler's pick among `nodes`. A build prefers the
+/// node that ran the app's latest deployment (its layer cache); a rollback the node of the
+/// release it brings back (which has its image); spread counts the app's replicas per node from
+/// its route.
+async fn placement(
+    store: &Store,
+    nodes: &[NodeView],
+    app: &App,
+    d: &Deployment,
+) -> Result<std::result::Result<String, scheduler::Unplaced>> {
+    let prefer = match &d.rollback_of {
+        Some(of) => store.get_deployment(of).await?.and_then(|r| r.node),
+        None => store
+            .list_deployments(&app.name, 5)
+            .await?
+            .into_iter()
+            .find(|p| p.id != d.id && p.node.is_some())
+            .and_then(|p| p.node),
+    };
+    let mut replicas: HashMap<String, u32> = HashMap::new();
+    if let Some(domain) = app.domains.first() {
+        if let Some(route) = store.route(domain).await? {
+            for u in route.upstreams {
+                *replicas.entry(u.node).or_default() += 1;
+            }
+        }
+    }
+    let req = scheduler::Request {
+        placement: &app.placement,
+        replicas_on: &|n| replicas.get(n).copied().unwrap_or(0),
+        extra_load: &|_| 0,
+        prefer: prefer.as_deref(),
+    };
+    Ok(scheduler::place(nodes, &req).map(|n| n.name.clone()))
 }
 
 /// The deployment's app; if it was deleted, the deployment is cancelled and `None` returned.

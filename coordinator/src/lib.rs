@@ -41,6 +41,7 @@ use berth_protocol::secret::SecretKey;
 
 pub use deployment::Deadlines;
 pub use error::{Error, Result};
+pub use registry::Liveness;
 
 /// What the coordinator needs to run.
 #[derive(Debug, Clone)]
@@ -49,8 +50,8 @@ pub struct CoordinatorConfig {
     /// App `foo` gets `foo.<base_domain>` unless it names its domains.
     pub base_domain: String,
     pub deadlines: Deadlines,
-    /// A node whose last heartbeat is older than this is down.
-    pub node_timeout: Duration,
+    /// When a node whose heartbeats stopped is suspect, then down.
+    pub liveness: registry::Liveness,
     /// Seals git credentials at rest; nodes open them with the same key.
     pub secret_key: SecretKey,
 }
@@ -62,7 +63,7 @@ impl CoordinatorConfig {
             redis_url: redis_url.into(),
             base_domain: "localhost".into(),
             deadlines: Deadlines::default(),
-            node_timeout: Duration::from_secs(10),
+            liveness: registry::Liveness::default(),
         }
     }
 }
@@ -83,7 +84,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     let store = store::Store::new(store::connect(&cfg.redis_url).await?);
     releases::migrate(&store).await?;
     let ledger = ledger::Ledger::new(store.clone()).start();
-    let registry = registry::NodeRegistry::new(store.clone(), cfg.node_timeout).start();
+    let registry = registry::NodeRegistry::new(store.clone(), cfg.liveness).start();
     let reconciler = reconciler::Reconciler::new(
         store.clone(),
         ledger.clone(),

@@ -324,7 +324,7 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
     for n in nodes {
         node_figures.push(NodeFigures {
             name: n.info.name.clone(),
-            up: n.status == NodeStatus::Ready,
+            up: n.status != NodeStatus::Down,
             queue_depth: queue_depth(store, &n.info.name).await?,
         });
     }

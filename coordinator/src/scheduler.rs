@@ -1,46 +1,289 @@
-//! Placement: which live node runs a deployment.
+//! Placement: which node runs a deployment.
 //!
-//! A pure function over the registry's view, so it can be tested without a cluster. Today it
-//! takes the live node with the fewest jobs in progress (ties by name, for determinism); the
-//! fleet's filters (labels, capacity, cordon) slot in here as further steps.
+//! A pure function over the registry's view, so it can be tested without a cluster. First the
+//! filters — the node is `ready` (not `suspect` or `down`), not cordoned, its labels satisfy the
+//! app's constraints, and it has the memory the app reserves available — then the ranking of
+//! what passed: `spread` (default) takes the node with the fewest replicas of the app, then the
+//! fewest jobs in progress, then the most memory available; `binpack` the least memory available
+//! that still fits. A build goes to the node that built the app last (its layer cache) when that
+//! node passes and has a free build slot. When nothing passes, the answer says which filter
+//! removed which node.
 
-use berth_protocol::NodeInfo;
+use std::cmp::Reverse;
+use std::fmt;
 
-/// Picks a node among `live` (already filtered to heartbeating ones), or `None` if there is none.
-pub fn place<'a>(live: &'a [NodeInfo], extra_load: &dyn Fn(&str) -> u32) -> Option<&'a NodeInfo> {
-    live.iter()
-        .min_by_key(|n| (n.running_jobs + extra_load(&n.name), n.name.clone()))
+use berth_protocol::api::NodeView;
+use berth_protocol::{Constraint, NodeInfo, NodeStatus, Placement, Strategy};
+
+/// Build slots of a node that does not announce them.
+const DEFAULT_BUILD_SLOTS: u32 = 2;
+
+/// What is placed, beside the nodes.
+pub struct Request<'a> {
+    pub placement: &'a Placement,
+    /// Replicas of the app each node runs now (what `spread` evens out).
+    pub replicas_on: &'a dyn Fn(&str) -> u32,
+    /// Jobs placed on a node that its heartbeat does not count yet.
+    pub extra_load: &'a dyn Fn(&str) -> u32,
+    /// The node that built the app last: taken first when it passes and has a free build slot.
+    pub prefer: Option<&'a str>,
+}
+
+/// Why nothing could be placed: each node with the filter that removed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unplaced {
+    pub rejected: Vec<(String, String)>,
+}
+
+impl Unplaced {
+    /// Whether some node is ready: then waiting will not help unless the fleet or the app
+    /// changes, so the deployment fails at once.
+    pub fn any_ready(&self, nodes: &[NodeView]) -> bool {
+        nodes.iter().any(|n| n.status == NodeStatus::Ready)
+    }
+}
+
+impl fmt::Display for Unplaced {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rejected.is_empty() {
+            return write!(f, "no node has registered");
+        }
+        write!(f, "no node can run it: ")?;
+        for (i, (node, why)) in self.rejected.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{node}: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+fn mem_available(n: &NodeInfo) -> Option<u64> {
+    n.host.as_ref().map(|h| h.mem_available_bytes)
+}
+
+/// The first filter `n` fails, if any.
+fn rejection(v: &NodeView, constraints: &[Constraint], memory_mb: u64) -> Option<String> {
+    match v.status {
+        NodeStatus::Down => return Some("down (no heartbeat)".into()),
+        NodeStatus::Suspect => return Some("suspect (a heartbeat is late)".into()),
+        NodeStatus::Ready => {}
+    }
+    if v.cordoned {
+        return Some("cordoned".into());
+    }
+    let labels = &v.info.labels;
+    if let Some(c) = constraints.iter().find(|c| !c.holds(labels)) {
+        return Some(match labels.get(&c.key) {
+            Some(have) => format!("constraint {c} does not hold ({}={have})", c.key),
+            None => format!("constraint {c} does not hold (no label {})", c.key),
+        });
+    }
+    let wanted = memory_mb.saturating_mul(1024 * 1024);
+    match mem_available(&v.info) {
+        Some(have) if have < wanted => Some(format!(
+            "{} MiB of memory available, the app reserves {memory_mb} MiB",
+            have / (1024 * 1024)
+        )),
+        _ => None,
+    }
+}
+
+/// Picks the node for one job of an app.
+pub fn place<'a>(nodes: &'a [NodeView], req: &Request) -> Result<&'a NodeInfo, Unplaced> {
+    // Constraints were validated when the app was written; one that no longer parses (an older
+    // record) cannot hold on any node.
+    let parsed: Result<Vec<Constraint>, String> = req
+        .placement
+        .constraints
+        .iter()
+        .map(|c| Constraint::parse(c))
+        .collect();
+    let mut rejected = Vec::new();
+    let mut passed = Vec::new();
+    for v in nodes {
+        let why = match &parsed {
+            Err(e) => Some(e.clone()),
+            Ok(cs) => rejection(v, cs, req.placement.memory_mb),
+        };
+        match why {
+            Some(why) => rejected.push((v.info.name.clone(), why)),
+            None => passed.push(&v.info),
+        }
+    }
+    let load = |n: &NodeInfo| n.running_jobs + (req.extra_load)(&n.name);
+    if let Some(p) = req.prefer {
+        if let Some(n) = passed.iter().find(|n| n.name == p) {
+            let slots = if n.build_slots == 0 {
+                DEFAULT_BUILD_SLOTS
+            } else {
+                n.build_slots
+            };
+            if load(n) < slots {
+                return Ok(n);
+            }
+        }
+    }
+    let best = match req.placement.strategy {
+        Strategy::Spread => passed.into_iter().min_by_key(|n| {
+            let mem = Reverse(mem_available(n).unwrap_or(0));
+            ((req.replicas_on)(&n.name), load(n), mem, n.name.clone())
+        }),
+        Strategy::Binpack => passed.into_iter().min_by_key(|n| {
+            let mem = mem_available(n).unwrap_or(u64::MAX);
+            (mem, load(n), n.name.clone())
+        }),
+    };
+    best.ok_or(Unplaced { rejected })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use berth_protocol::HostStats;
 
-    fn node(name: &str, jobs: u32) -> NodeInfo {
-        NodeInfo {
-            name: name.into(),
-            address: "127.0.0.1".into(),
-            ingress_http: 80,
-            version: "t".into(),
-            started_at: 0,
-            last_heartbeat: 0,
-            running_jobs: jobs,
-            host: None,
+    fn node(name: &str, jobs: u32) -> NodeView {
+        NodeView {
+            info: NodeInfo {
+                name: name.into(),
+                address: "127.0.0.1".into(),
+                ingress_http: 80,
+                version: "t".into(),
+                labels: Default::default(),
+                cpus: 2,
+                build_slots: 2,
+                engine: None,
+                started_at: 0,
+                last_heartbeat: 0,
+                running_jobs: jobs,
+                host: None,
+            },
+            status: NodeStatus::Ready,
+            cordoned: false,
+        }
+    }
+
+    fn with_mem(mut v: NodeView, mib: u64) -> NodeView {
+        v.info.host = Some(HostStats {
+            ts: 0,
+            cpu_pct: 0.0,
+            mem_total_bytes: 8 << 30,
+            mem_available_bytes: mib << 20,
+            disk_total_bytes: 0,
+            disk_available_bytes: 0,
+            containers: 0,
+        });
+        v
+    }
+
+    fn with_label(mut v: NodeView, k: &str, val: &str) -> NodeView {
+        v.info.labels.insert(k.into(), val.into());
+        v
+    }
+
+    fn req(p: &Placement) -> Request<'_> {
+        Request {
+            placement: p,
+            replicas_on: &|_| 0,
+            extra_load: &|_| 0,
+            prefer: None,
+        }
+    }
+
+    fn name(r: Result<&NodeInfo, Unplaced>) -> String {
+        match r {
+            Ok(n) => n.name.clone(),
+            Err(u) => u.to_string(),
         }
     }
 
     #[test]
     fn none_without_nodes() {
-        assert!(place(&[], &|_| 0).is_none());
+        let p = Placement::default();
+        assert_eq!(name(place(&[], &req(&p))), "no node has registered");
     }
 
     #[test]
     fn least_loaded_wins_ties_by_name() {
         let nodes = [node("b", 1), node("c", 0), node("a", 0)];
-        assert_eq!(place(&nodes, &|_| 0).unwrap().name, "a");
+        let p = Placement::default();
+        assert_eq!(name(place(&nodes, &req(&p))), "a");
+        let r = Request {
+            extra_load: &|n| u32::from(n == "a") * 5,
+            ..req(&p)
+        };
+        assert_eq!(name(place(&nodes, &r)), "c");
+    }
+
+    #[test]
+    fn filters_say_which_node_each_removed() {
+        let mut down = node("a", 0);
+        down.status = NodeStatus::Down;
+        let mut late = node("b", 0);
+        late.status = NodeStatus::Suspect;
+        let mut cordoned = node("c", 0);
+        cordoned.cordoned = true;
+        let us = with_label(node("d", 0), "zone", "us");
+        let small = with_mem(with_label(node("e", 0), "zone", "eu"), 100);
+        let bare = node("f", 0);
+        let nodes = [down, late, cordoned, us, small, bare];
+        let p = Placement {
+            constraints: vec!["zone=eu".into()],
+            memory_mb: 512,
+            ..Placement::default()
+        };
         assert_eq!(
-            place(&nodes, &|n| u32::from(n == "a") * 5).unwrap().name,
-            "c"
+            name(place(&nodes, &req(&p))),
+            "no node can run it: a: down (no heartbeat); b: suspect (a heartbeat is late); \
+             c: cordoned; d: constraint zone=eu does not hold (zone=us); \
+             e: 100 MiB of memory available, the app reserves 512 MiB; \
+             f: constraint zone=eu does not hold (no label zone)"
         );
+        let big = with_mem(with_label(node("g", 3), "zone", "eu"), 1024);
+        let nodes = [nodes.to_vec(), vec![big]].concat();
+        assert_eq!(name(place(&nodes, &req(&p))), "g");
+        let not_us = Placement {
+            constraints: vec!["zone!=us".into()],
+            ..Placement::default()
+        };
+        assert_eq!(name(place(&nodes, &req(&not_us))), "e");
+    }
+
+    #[test]
+    fn spread_evens_replicas_and_binpack_fills_the_fullest() {
+        let nodes = [
+            with_mem(node("a", 0), 4096),
+            with_mem(node("b", 1), 1024),
+            with_mem(node("c", 0), 2048),
+        ];
+        let spread = Placement::default();
+        let r = Request {
+            replicas_on: &|n| u32::from(n != "b"),
+            ..req(&spread)
+        };
+        assert_eq!(name(place(&nodes, &r)), "b");
+        // Equal replicas: the least busy, then the most memory.
+        assert_eq!(name(place(&nodes, &req(&spread))), "a");
+        let binpack = Placement {
+            strategy: Strategy::Binpack,
+            memory_mb: 1500,
+            ..Placement::default()
+        };
+        assert_eq!(name(place(&nodes, &req(&binpack))), "c");
+    }
+
+    #[test]
+    fn a_build_prefers_the_node_that_built_last_while_it_has_a_slot() {
+        let nodes = [node("a", 0), node("b", 1)];
+        let p = Placement::default();
+        let r = Request {
+            prefer: Some("b"),
+            ..req(&p)
+        };
+        assert_eq!(name(place(&nodes, &r)), "b");
+        let busy = [node("a", 0), node("b", 2)];
+        assert_eq!(name(place(&busy, &r)), "a");
+        let mut cordoned = node("b", 0);
+        cordoned.cordoned = true;
+        assert_eq!(name(place(&[node("a", 1), cordoned], &r)), "a");
     }
 }

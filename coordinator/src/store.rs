@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::Sealed;
-use berth_protocol::{keys, App, Deployment, Job, LogLine, LogStream, NodeInfo, JOB_KIND};
+use berth_protocol::{keys, App, Deployment, Job, LogLine, LogStream, NodeInfo, Route, JOB_KIND};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 use berth_protocol::envelope::kind::{
     APP as APP_KIND, CREDENTIAL as CREDENTIAL_KIND, DEPLOYMENT as DEPLOYMENT_KIND,
-    NODE as NODE_KIND,
+    NODE as NODE_KIND, ROUTE as ROUTE_KIND,
 };
 
 #[derive(Clone)]
@@ -463,6 +463,32 @@ impl Store {
             .mget(names.iter().map(|n| keys::node(n)).collect())
             .await?;
         Ok(decode_listed(NODE_KIND, &names, raw))
+    }
+
+    /// The desired route of a domain (written by the node that switched it).
+    pub async fn route(&self, domain: &str) -> Result<Option<Route>> {
+        let raw: Option<Vec<u8>> = self.conn.clone().hget(keys::ROUTES, domain).await?;
+        raw.map(|b| decode_record(&format!("route {domain}"), ROUTE_KIND, &b))
+            .transpose()
+    }
+
+    /// Names of the cordoned nodes.
+    pub async fn cordoned(&self) -> Result<std::collections::HashSet<String>> {
+        Ok(self.conn.clone().smembers(keys::NODES_CORDONED).await?)
+    }
+
+    /// Cordons (`on`) or uncordons a registered node; false when no node has that name.
+    pub async fn set_cordoned(&self, node: &str, on: bool) -> Result<bool> {
+        let mut c = self.conn.clone();
+        if !c.sismember::<_, _, bool>(keys::NODES, node).await? {
+            return Ok(false);
+        }
+        let _: () = if on {
+            c.sadd(keys::NODES_CORDONED, node).await?
+        } else {
+            c.srem(keys::NODES_CORDONED, node).await?
+        };
+        Ok(true)
     }
 
     /// Queues a job on a node's stream.

@@ -1,9 +1,10 @@
 //! The `Heartbeat` actor: tells the coordinator this node is alive and how busy it is.
 //!
-//! Every 2 s it rewrites `berth:node:<name>` with a [`NodeInfo`] envelope and adds the name to
+//! Every second it rewrites `berth:node:<name>` with a [`NodeInfo`] envelope and adds the name to
 //! `berth:nodes`. The first beat is written by [`beat`] during start-up, so a node that cannot
 //! reach Redis fails to start instead of looking alive.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -15,8 +16,9 @@ use crate::error::Result;
 
 /// Envelope kind of a node record.
 use berth_protocol::envelope::kind::NODE as NODE_KIND;
-/// Time between two heartbeats.
-pub const BEAT_EVERY: Duration = Duration::from_secs(2);
+/// Time between two heartbeats. The coordinator calls a node suspect after 2.5 s without one
+/// and down after `node.down_after_s` (5 s): ARCHITECTURE.md says why these figures.
+pub const BEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// What a heartbeat says about this node.
 #[derive(Clone)]
@@ -25,6 +27,11 @@ pub struct Beat {
     pub address: String,
     pub ingress_http: u16,
     pub started_at: u64,
+    pub labels: BTreeMap<String, String>,
+    pub cpus: u32,
+    pub build_slots: u32,
+    /// The Docker engine's version (read once at start).
+    pub engine: Option<String>,
 }
 
 /// Writes one heartbeat, with the host's latest figures when the `Stats` actor has them.
@@ -39,6 +46,10 @@ pub async fn beat(
         address: b.address.clone(),
         ingress_http: b.ingress_http,
         version: env!("CARGO_PKG_VERSION").to_string(),
+        labels: b.labels.clone(),
+        cpus: b.cpus,
+        build_slots: b.build_slots,
+        engine: b.engine.clone(),
         started_at: b.started_at,
         last_heartbeat: now_ms(),
         running_jobs,

@@ -29,6 +29,7 @@ pub mod router;
 pub mod source;
 pub mod stats;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,10 @@ pub struct NodeConfig {
     pub secret_key: Option<berth_protocol::secret::SecretKey>,
     /// Time between two samples of container and host figures (the `Stats` actor).
     pub stats_interval: Duration,
+    /// Labels announced in the heartbeat, which app placement constraints test.
+    pub labels: BTreeMap<String, String>,
+    /// Builds this node runs at once before the scheduler prefers others; 0: its CPU count.
+    pub build_slots: u32,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -145,11 +150,25 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
 
     let stop_events = tokio_util::sync::CancellationToken::new();
     let (running_tx, running_rx) = watch::channel(0u32);
+    for (k, v) in &cfg.labels {
+        berth_protocol::validate::label_key(k)
+            .and_then(|_| berth_protocol::validate::label_value(v))
+            .map_err(|e| Error::Config(format!("node labels: {e}")))?;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let beat = heartbeat::Beat {
         name: cfg.name.clone(),
         address: cfg.address.clone(),
         ingress_http: cfg.ingress_http,
         started_at: berth_protocol::now_ms(),
+        labels: cfg.labels.clone(),
+        cpus,
+        build_slots: if cfg.build_slots == 0 {
+            cpus
+        } else {
+            cfg.build_slots
+        },
+        engine: docker.version().await.ok().and_then(|v| v.version),
     };
     heartbeat::beat(&redis, &beat, 0, None).await?;
     let (host_tx, host_rx) = watch::channel(None);

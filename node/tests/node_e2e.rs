@@ -75,6 +75,7 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
         auto_deploy: true,
         drain_s: 0,
         keep_releases: 10,
+        placement: Default::default(),
         git_credential: None,
         created_at: now_ms(),
         updated_at: now_ms(),
@@ -209,6 +210,8 @@ async fn deploys_switches_fails_safely_and_removes() {
             data_dir: tmp.path().join("data"),
             secret_key: None,
             stats_interval: Duration::from_secs(5),
+            labels: Default::default(),
+            build_slots: 0,
         },
         &shutdown,
     )

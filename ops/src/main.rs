@@ -53,8 +53,8 @@ enum Cmd {
     Log(client::LogArgs),
     /// Print an app's runtime log: every replica on every node, merged (-f: keep following).
     Logs(client::LogsArgs),
-    /// List the nodes and their liveness.
-    Nodes,
+    /// List the nodes (liveness, cordon, labels); cordon or uncordon one.
+    Nodes(client::NodesArgs),
     /// Show an app's CPU, memory and network figures: each replica's latest and the total.
     Metrics(client::metrics::MetricsArgs),
 }

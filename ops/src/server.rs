@@ -125,6 +125,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
         deploy_timeout: s.deploy_timeout(),
         ..Deadlines::default()
     };
+    c.liveness.down_after = Duration::from_secs(s.node.down_after_s);
     c
 }
 
@@ -136,9 +137,11 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         caddy_admin: s.node.caddy_admin.clone(),
         ingress_http: s.node.ingress_http,
         docker_host: s.node.docker_host.clone(),
-        address: s.node.address.clone(),
+        address: s.node.advertise.clone(),
         data_dir: s.data_dir.clone(),
         stats_interval: Duration::from_secs(s.node.stats_interval_s),
+        labels: s.node.labels.clone(),
+        build_slots: s.node.build_slots,
     }
 }
 

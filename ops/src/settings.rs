@@ -1,6 +1,7 @@
 //! Berth's configuration: defaults, under an optional TOML file (`--config FILE`), under
 //! environment variables `BERTH_<SECTION>__<KEY>` (top-level keys: `BERTH_<KEY>`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -54,10 +55,45 @@ pub struct NodeSettings {
     pub ingress_http: u16,
     /// `unix:///path/docker.sock` or `tcp://host:port`; unset: the local engine.
     pub docker_host: Option<String>,
-    /// The address app containers publish their port on and Caddy dials.
-    pub address: String,
+    /// The address app containers publish their port on, which every node's Caddy dials: in a
+    /// fleet, one the other servers reach (`address` is accepted as its older name).
+    #[serde(alias = "address")]
+    pub advertise: String,
     /// Seconds between two samples of the app containers' and the host's figures (≥ 1).
     pub stats_interval_s: u64,
+    /// The node's labels, for app placement constraints: a TOML table, or `key=value,…`
+    /// (`BERTH_NODE__LABELS=zone=eu,disk=ssd`).
+    #[serde(deserialize_with = "labels")]
+    pub labels: BTreeMap<String, String>,
+    /// Builds this node runs at once before the scheduler prefers another node; 0: one per CPU.
+    pub build_slots: u32,
+    /// (Coordinator) Seconds without a heartbeat after which a node is down. Nodes beat every
+    /// second; one is suspect (nothing new placed on it) after 2.5 s of silence.
+    pub down_after_s: u64,
+}
+
+/// Labels as a table or as `key=value,…`.
+fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Labels {
+        Table(BTreeMap<String, String>),
+        Text(String),
+    }
+    match Labels::deserialize(d)? {
+        Labels::Table(t) => Ok(t),
+        Labels::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => Ok((k.trim().to_string(), v.trim().to_string())),
+                None => Err(serde::de::Error::custom(format!(
+                    "node.labels: {p:?} is not key=value"
+                ))),
+            })
+            .collect(),
+    }
 }
 
 impl Default for Settings {
@@ -91,8 +127,11 @@ impl Default for NodeSettings {
             caddy_admin: "127.0.0.1:2019".into(),
             ingress_http: 8080,
             docker_host: None,
-            address: "127.0.0.1".into(),
+            advertise: "127.0.0.1".into(),
             stats_interval_s: 5,
+            labels: BTreeMap::new(),
+            build_slots: 0,
+            down_after_s: 5,
         }
     }
 }
@@ -151,6 +190,11 @@ impl Settings {
             .context("invalid configuration (see the configuration table in the README)")?;
         berth_protocol::validate::domain(&s.base_domain)
             .map_err(|e| anyhow::anyhow!("base_domain: {e}"))?;
+        if s.node.down_after_s < 3 {
+            anyhow::bail!(
+                "node.down_after_s must be at least 3: nodes beat every second and are suspect after 2.5 s"
+            );
+        }
         if s.node.stats_interval_s == 0 {
             anyhow::bail!("node.stats_interval_s must be at least 1");
         }

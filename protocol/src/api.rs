@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EnvVars, HealthCheck};
+use crate::model::{EnvVars, HealthCheck, Placement};
 use crate::secret::GitCredential;
 
 /// `POST /api/v1/apps`.
@@ -26,6 +26,8 @@ pub struct CreateApp {
     pub git_credential: Option<GitCredential>,
     pub drain_s: Option<u64>,
     pub keep_releases: Option<u32>,
+    /// Replaces the placement whole (missing fields take their defaults).
+    pub placement: Option<Placement>,
 }
 
 /// `PATCH /api/v1/apps/{name}`: every field optional; what is given replaces what was.
@@ -47,6 +49,8 @@ pub struct PatchApp {
     pub remove_git_credential: Option<bool>,
     pub drain_s: Option<u64>,
     pub keep_releases: Option<u32>,
+    /// Replaces the placement whole (missing fields take their defaults).
+    pub placement: Option<Placement>,
 }
 
 /// Replaces the runtime and/or build variables (each map whole, when given).
@@ -119,4 +123,7 @@ pub struct NodeView {
     #[serde(flatten)]
     pub info: crate::model::NodeInfo,
     pub status: crate::model::NodeStatus,
+    /// Whether an operator cordoned it: no new work is placed on it.
+    #[serde(default)]
+    pub cordoned: bool,
 }

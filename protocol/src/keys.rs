@@ -29,6 +29,9 @@ pub const EVENTS_GROUP: &str = "coordinator";
 pub const ACTIVE_DEPLOYMENTS: &str = "berth:deployments:active";
 /// Set of node names that ever registered.
 pub const NODES: &str = "berth:nodes";
+/// Set of cordoned node names (written by the coordinator on an operator's request): the
+/// scheduler places nothing new on them.
+pub const NODES_CORDONED: &str = "berth:nodes:cordoned";
 /// Hash domain → route (msgpack [`crate::Route`]): the desired route table every node's Caddy carries.
 pub const ROUTES: &str = "berth:routes";
 /// Consumer group name for job streams.

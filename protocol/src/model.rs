@@ -78,8 +78,78 @@ pub struct App {
     /// How many releases (succeeded deployments) keep their image for rollback.
     #[serde(default = "ten_u32")]
     pub keep_releases: u32,
+    /// Which nodes may run the app, and how its replicas are spread over them.
+    #[serde(default)]
+    pub placement: Placement,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+/// Where an app may run. The scheduler filters nodes by it, then ranks what is left.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Placement {
+    /// Conditions on node labels, all of which must hold: `key=value` or `key!=value` (a node
+    /// without the label fails `=` and passes `!=`).
+    pub constraints: Vec<String>,
+    pub strategy: Strategy,
+    /// Memory reserved for each replica, in MiB: a node must have that much available. 0: none.
+    pub memory_mb: u64,
+}
+
+/// One placement constraint: a node label must (or must not) have a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Constraint {
+    pub key: String,
+    pub value: String,
+    /// `key!=value`: a node passes unless its label has that value.
+    pub negated: bool,
+}
+
+impl Constraint {
+    /// Parses `key=value` or `key!=value`, saying what is wrong otherwise.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (key, value, negated) = match s.split_once("!=") {
+            Some((k, v)) => (k, v, true),
+            None => match s.split_once('=') {
+                Some((k, v)) => (k, v, false),
+                None => return Err(format!("constraint {s:?} must be key=value or key!=value")),
+            },
+        };
+        let (key, value) = (key.trim(), value.trim());
+        crate::validate::label_key(key).map_err(|e| format!("constraint {s:?}: {e}"))?;
+        crate::validate::label_value(value).map_err(|e| format!("constraint {s:?}: {e}"))?;
+        Ok(Constraint {
+            key: key.into(),
+            value: value.into(),
+            negated,
+        })
+    }
+
+    /// Whether a node with `labels` passes.
+    pub fn holds(&self, labels: &BTreeMap<String, String>) -> bool {
+        let equal = labels.get(&self.key) == Some(&self.value);
+        equal != self.negated
+    }
+}
+
+impl std::fmt::Display for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = if self.negated { "!=" } else { "=" };
+        write!(f, "{}{op}{}", self.key, self.value)
+    }
+}
+
+/// How the scheduler ranks the nodes that passed the filters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    /// The node with the fewest replicas of the app, then the least busy: replicas on as many
+    /// hosts as there are, so losing one loses the fewest.
+    #[default]
+    Spread,
+    /// The node with the least memory available that still fits: fills nodes one by one.
+    Binpack,
 }
 
 fn yes() -> bool {
@@ -227,7 +297,11 @@ pub struct Deployment {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
+    /// Heartbeating on time.
     Ready,
+    /// A heartbeat is late: nothing new is placed on it, nothing is moved off it yet.
+    Suspect,
+    /// No heartbeat for `node.down_after_s`.
     Down,
 }
 
@@ -235,10 +309,23 @@ pub enum NodeStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub name: String,
-    /// The address other hosts (and this node's Caddy) reach its published container ports on.
+    /// The address other hosts (and this node's Caddy) reach its published container ports on
+    /// (`node.advertise`).
     pub address: String,
     pub ingress_http: u16,
     pub version: String,
+    /// The node's labels (`node.labels`), which app placement constraints test.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// CPUs of the host.
+    #[serde(default)]
+    pub cpus: u32,
+    /// How many builds the node runs at once before the scheduler prefers other nodes.
+    #[serde(default)]
+    pub build_slots: u32,
+    /// The Docker engine's version, as the engine reports it.
+    #[serde(default)]
+    pub engine: Option<String>,
     pub started_at: u64,
     pub last_heartbeat: u64,
     /// Deployment jobs this node is working on right now.
@@ -283,4 +370,34 @@ pub struct Route {
     pub app: String,
     pub upstreams: Vec<Upstream>,
     pub updated_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraints_parse_and_hold() {
+        let labels: BTreeMap<String, String> = [("zone".to_string(), "eu".to_string())].into();
+        for (text, holds) in [
+            ("zone=eu", true),
+            ("zone=us", false),
+            ("zone!=us", true),
+            ("zone!=eu", false),
+            ("disk=ssd", false),
+            ("disk!=ssd", true),
+            (" zone = eu ", true),
+        ] {
+            let c = Constraint::parse(text).unwrap();
+            assert_eq!(c.holds(&labels), holds, "{text}");
+        }
+        assert_eq!(
+            Constraint::parse("zone!=eu").unwrap().to_string(),
+            "zone!=eu"
+        );
+        for bad in ["zone", "=eu", "Zone=eu", "zone=e u", ""] {
+            let e = Constraint::parse(bad).unwrap_err();
+            assert!(e.contains("constraint"), "{bad}: {e}");
+        }
+    }
 }

@@ -122,9 +122,56 @@ pub fn health_path(p: &str) -> Result<(), String> {
     }
 }
 
+/// A node label's key: lowercase letters, digits and `.-_/`, starting with a letter or digit, at
+/// most 63 characters.
+pub fn label_key(k: &str) -> Result<(), String> {
+    let ok = !k.is_empty()
+        && k.len() <= 63
+        && k.as_bytes()[0].is_ascii_alphanumeric()
+        && k.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "label key {k:?} must be 1-63 of lowercase letters, digits and '.-_/', starting with a letter or digit"
+        ))
+    }
+}
+
+/// A node label's value: letters, digits and `.-_`, at most 63 characters (may be empty).
+pub fn label_value(v: &str) -> Result<(), String> {
+    if v.len() <= 63
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "label value {v:?} must be at most 63 letters, digits and '.-_'"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels() {
+        for ok in ["zone", "berth.dev/disk", "a-1_b"] {
+            assert!(label_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Zone", "-a", "a b", "a=b", &"a".repeat(64)] {
+            assert!(label_key(bad).is_err(), "{bad}");
+        }
+        for ok in ["", "eu-west-1", "SSD", "v1.2"] {
+            assert!(label_value(ok).is_ok(), "{ok}");
+        }
+        for bad in ["a b", "a=b", "a,b", &"a".repeat(64)] {
+            assert!(label_value(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn app_names() {

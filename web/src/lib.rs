@@ -187,6 +187,20 @@ pub fn routes(
         .then(
             |c: Ctx| async move { respond(c.coord.api.send(api::ListNodes).await, StatusCode::OK) },
         );
+    // `POST /nodes/{name}/cordon` and `…/uncordon`.
+    let cordon = |verb: &'static str, on: bool| {
+        warp::path("nodes")
+            .and(warp::path::param::<String>())
+            .and(warp::path(verb))
+            .and(warp::path::end())
+            .and(warp::post())
+            .and(with())
+            .then(move |node, c: Ctx| async move {
+                let msg = api::CordonNode { node, on };
+                respond(c.coord.api.send(msg).await, StatusCode::OK)
+            })
+            .boxed()
+    };
 
     // Every route is boxed before they are joined: a long `.or()` chain of unboxed filters
     // makes rustc's type checking explode (minutes per added route).
@@ -205,6 +219,8 @@ pub fn routes(
         releases.boxed(),
         cancel.boxed(),
         nodes.boxed(),
+        cordon("cordon", true),
+        cordon("uncordon", false),
         app_metrics.boxed(),
     ];
     let v1 = api.and(

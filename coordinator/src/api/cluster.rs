@@ -5,12 +5,21 @@ use berth_protocol::api::NodeView;
 
 use super::{load_app, Api};
 use crate::error::{Error, Result};
-use crate::registry::Nodes;
+use crate::registry::{Cordon, Nodes};
 
 /// `GET /api/v1/nodes`.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<NodeView>>")]
 pub struct ListNodes;
+
+/// `POST /api/v1/nodes/{name}/cordon` (`on`) and `…/uncordon`: no new work is placed on a
+/// cordoned node; what runs there keeps running.
+#[derive(Message)]
+#[rtype(result = "Result<NodeView>")]
+pub struct CordonNode {
+    pub node: String,
+    pub on: bool,
+}
 
 /// `GET /api/v1/apps/{name}/metrics?window=…`: the app's samples of the window (default 15m,
 /// at most 1h; a bad window is a 400).
@@ -32,6 +41,18 @@ impl Handler<ListNodes> for Api {
     fn handle(&mut self, _: ListNodes, _: &mut Context<Self>) -> Self::Result {
         let registry = self.registry.clone();
         Box::pin(async move { registry.send(Nodes).await? })
+    }
+}
+
+impl Handler<CordonNode> for Api {
+    type Result = ResponseFuture<Result<NodeView>>;
+
+    fn handle(&mut self, msg: CordonNode, _: &mut Context<Self>) -> Self::Result {
+        let registry = self.registry.clone();
+        Box::pin(async move {
+            let CordonNode { node, on } = msg;
+            registry.send(Cordon { node, on }).await?
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use berth_protocol::api::{CreateApp, HealthCheckPatch};
 use berth_protocol::secret::GitCredential;
-use berth_protocol::{App, EnvVars};
+use berth_protocol::{App, EnvVars, Placement, Strategy};
 use reqwest::Method;
 
 use super::args::CreateArgs;
@@ -50,6 +50,14 @@ pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> 
             ..Default::default()
         }),
         auto_deploy: None,
+        placement: Some(Placement {
+            constraints: a.constraints,
+            strategy: match a.strategy.as_deref() {
+                Some("binpack") => Strategy::Binpack,
+                _ => Strategy::Spread,
+            },
+            memory_mb: a.memory.unwrap_or(0),
+        }),
     };
     let app: App = c.call(Method::POST, &["apps"], Some(&req)).await?;
     print(json, &app, |a| {

@@ -79,6 +79,31 @@ pub struct CreateArgs {
     /// File holding an SSH deploy key for a private repository (stored sealed, never shown).
     #[arg(long, value_name = "FILE")]
     pub(super) ssh_key_file: Option<PathBuf>,
+    /// Run only on nodes whose labels satisfy KEY=VALUE or KEY!=VALUE (repeatable).
+    #[arg(long = "constraint", value_name = "KEY=VALUE")]
+    pub(super) constraints: Vec<String>,
+    /// How replicas are placed: spread (across nodes, the default) or binpack.
+    #[arg(long, value_parser = ["spread", "binpack"])]
+    pub(super) strategy: Option<String>,
+    /// Memory (MiB) each replica reserves: only nodes with that much available run it.
+    #[arg(long, value_name = "MIB")]
+    pub(super) memory: Option<u64>,
+}
+
+/// `berth nodes [cordon|uncordon <node>]`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct NodesArgs {
+    #[command(subcommand)]
+    pub(super) cmd: Option<NodesCmd>,
+}
+
+#[derive(Subcommand)]
+pub enum NodesCmd {
+    /// Place no new work on a node (what runs there keeps running).
+    Cordon { node: String },
+    /// Let the scheduler place work on a cordoned node again.
+    Uncordon { node: String },
 }
 
 #[derive(Args)]

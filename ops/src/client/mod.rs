@@ -27,7 +27,7 @@ mod releases;
 mod render;
 mod webhook;
 
-pub use args::{AppsCmd, Conn, DeployArgs, LogArgs, LogsArgs, RollbackArgs};
+pub use args::{AppsCmd, Conn, DeployArgs, LogArgs, LogsArgs, NodesArgs, RollbackArgs};
 
 /// An error whose message was already printed as the command's outcome (exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +57,7 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Deployment(a) => deployments::show(c, json, &a.id).await,
         Cmd::Log(a) => deployments::log(c, a).await,
         Cmd::Logs(a) => logs::run(c, json, a).await,
-        Cmd::Nodes => nodes::run(c, json).await,
+        Cmd::Nodes(a) => nodes::run(c, json, a).await,
         Cmd::Metrics(a) => metrics::run(c, json, a).await,
         Cmd::Up | Cmd::Coordinator | Cmd::Node => {
             unreachable!("server commands are dispatched in main")
