@@ -85,8 +85,7 @@ async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
     .await
     .unwrap();
 
-    let id_b = c.api.deploy(&b, None).await.unwrap();
-    let d = c.api.wait_terminal(&id_b, DEPLOY).await.unwrap();
+    let (_, d) = c.api.deploy_and_wait(&b, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}");
     c.serves(&format!("{b}.localhost"), &version_marker("1"))
         .await
@@ -329,8 +328,7 @@ async fn rolling_back_and_forth_keeps_every_release() {
     for v in ["t1", "t2"] {
         repo.write("www/index.html", &hello_page(v)).unwrap();
         repo.commit(v).unwrap();
-        let id = c.api.deploy(&app, None).await.unwrap();
-        let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+        let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
         assert_eq!(d["status"], "succeeded", "{d}");
         firsts.push(id);
     }

@@ -119,8 +119,7 @@ async fn a_signed_push_deploys_that_commit() {
         .unwrap();
 
     // A deploy by hand records the commit's message and author from git.
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (_, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["commit_message"], "form delivery", "{d}");
     assert_eq!(d["commit_author"], "Berth Test <test@berth.invalid>", "{d}");
 }
