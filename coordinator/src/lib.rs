@@ -96,14 +96,14 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     let client = redis::Client::open(cfg.redis_url.as_str())?;
     event_ingest::EventIngest::new(client, store.clone(), ledger.clone(), shutdown).start();
     let logs = logs::Logs::new(store.clone(), cfg.redis_url.clone(), shutdown.clone());
-    let api = api::Api::new(
-        store.clone(),
-        cfg.base_domain,
-        cfg.secret_key,
+    let api = api::Api {
+        store: store.clone(),
+        base_domain: cfg.base_domain,
+        secret_key: cfg.secret_key,
         ledger,
         registry,
         reconciler,
-    )
+    }
     .start();
     Ok(Coordinator { api, logs })
 }

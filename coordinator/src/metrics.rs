@@ -89,7 +89,7 @@ pub async fn app_metrics(store: &Store, app: &str, window_s: u64, now: u64) -> R
             continue;
         };
         match decode::<ContainerSample>(&bytes, SAMPLE_KIND) {
-            Ok(s) if s.ts >= start => samples.push(s),
+            Ok(s) if s.point.ts >= start => samples.push(s),
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(%app, entry = %entry.id, error = %e, "skipping undecodable sample")
@@ -111,14 +111,7 @@ pub fn assemble(app: &str, window_s: u64, samples: Vec<ContainerSample>) -> AppM
                 deployment: s.deployment.clone(),
                 samples: Vec::new(),
             });
-        series.samples.push(SamplePoint {
-            ts: s.ts,
-            cpu_pct: s.cpu_pct,
-            mem_bytes: s.mem_bytes,
-            mem_limit_bytes: s.mem_limit_bytes,
-            net_rx_bytes: s.net_rx_bytes,
-            net_tx_bytes: s.net_tx_bytes,
-        });
+        series.samples.push(s.point);
     }
     let mut replicas: Vec<ReplicaSeries> = by_replica.into_values().collect();
     for r in &mut replicas {
@@ -356,15 +349,17 @@ mod tests {
 
     fn sample(node: &str, container: &str, ts: u64, cpu: f64, mem: u64) -> ContainerSample {
         ContainerSample {
-            ts,
             node: node.into(),
             container: container.into(),
             deployment: "d1".into(),
-            cpu_pct: cpu,
-            mem_bytes: mem,
-            mem_limit_bytes: 1000,
-            net_rx_bytes: 1,
-            net_tx_bytes: 2,
+            point: SamplePoint {
+                ts,
+                cpu_pct: cpu,
+                mem_bytes: mem,
+                mem_limit_bytes: 1000,
+                net_rx_bytes: 1,
+                net_tx_bytes: 2,
+            },
         }
     }
 

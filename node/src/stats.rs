@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_protocol::metrics::{ContainerSample, RETENTION_MS, SAMPLE_KIND};
+use berth_protocol::metrics::{ContainerSample, SamplePoint, RETENTION_MS, SAMPLE_KIND};
 use berth_protocol::{envelope, keys, now_ms, HostStats};
 use bollard::models::{ContainerCpuStats, ContainerStatsResponse};
 use bollard::query_parameters::StatsOptions;
@@ -190,15 +190,17 @@ async fn sample_containers(
                     Some((
                         app,
                         ContainerSample {
-                            ts,
                             node: node.to_string(),
                             container: name,
                             deployment,
-                            cpu_pct: f.cpu_pct,
-                            mem_bytes: f.mem_bytes,
-                            mem_limit_bytes: f.mem_limit_bytes,
-                            net_rx_bytes: f.net_rx_bytes,
-                            net_tx_bytes: f.net_tx_bytes,
+                            point: SamplePoint {
+                                ts,
+                                cpu_pct: f.cpu_pct,
+                                mem_bytes: f.mem_bytes,
+                                mem_limit_bytes: f.mem_limit_bytes,
+                                net_rx_bytes: f.net_rx_bytes,
+                                net_tx_bytes: f.net_tx_bytes,
+                            },
                         },
                     ))
                 }

@@ -94,9 +94,10 @@ async fn push_job(conn: &mut MultiplexedConnection, node: &str, job: &Job) {
         .unwrap();
 }
 
-async fn events(conn: &mut MultiplexedConnection) -> Vec<Event> {
+/// The value of `field` in every entry of stream `key` that has it as a string, oldest first.
+async fn stream_field(conn: &mut MultiplexedConnection, key: &str, field: &str) -> Vec<Vec<u8>> {
     let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(keys::EVENTS)
+        .arg(key)
         .arg("-")
         .arg("+")
         .query_async(conn)
@@ -104,10 +105,18 @@ async fn events(conn: &mut MultiplexedConnection) -> Vec<Event> {
         .unwrap();
     v.ids
         .into_iter()
-        .filter_map(|e| match e.map.get("m") {
-            Some(redis::Value::BulkString(b)) => envelope::decode::<Event>(b, EVENT_KIND).ok(),
+        .filter_map(|mut e| match e.map.remove(field) {
+            Some(redis::Value::BulkString(b)) => Some(b),
             _ => None,
         })
+        .collect()
+}
+
+async fn events(conn: &mut MultiplexedConnection) -> Vec<Event> {
+    stream_field(conn, keys::EVENTS, "m")
+        .await
+        .iter()
+        .filter_map(|b| envelope::decode::<Event>(b, EVENT_KIND).ok())
         .collect()
 }
 
@@ -157,19 +166,10 @@ async fn get(ingress: u16, host: &str) -> Option<(u16, String)> {
 }
 
 async fn log_text(conn: &mut MultiplexedConnection, id: &str) -> String {
-    let v: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg(keys::deployment_log(id))
-        .arg("-")
-        .arg("+")
-        .query_async(conn)
+    stream_field(conn, &keys::deployment_log(id), "line")
         .await
-        .unwrap();
-    v.ids
-        .into_iter()
-        .filter_map(|e| match e.map.get("line") {
-            Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        })
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -15,32 +15,31 @@ pub const RETENTION_MS: u64 = 3_600_000;
 pub const DEFAULT_WINDOW_S: u64 = 15 * 60;
 pub const MAX_WINDOW_S: u64 = 3_600;
 
-/// One container's figures at one instant, as Docker reports them.
+/// One container's figures at one instant, as Docker reports them: which container, and its
+/// [`SamplePoint`]. On the stream it is one flat map (`ts`, `node`, `container`, `deployment`,
+/// `cpu_pct`, …): the point's fields sit beside the others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContainerSample {
-    /// When the node took the sample (ms since the epoch).
-    pub ts: u64,
     pub node: String,
     /// Container name.
     pub container: String,
     pub deployment: String,
+    #[serde(flatten)]
+    pub point: SamplePoint,
+}
+
+/// One sample of one replica: the figures of a [`ContainerSample`], and an entry of
+/// [`ReplicaSeries::samples`] in [`AppMetrics`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplePoint {
+    /// When the node took the sample (ms since the epoch).
+    pub ts: u64,
     /// CPU use in percent of one core (200 = two cores busy), as `docker stats` shows it.
     pub cpu_pct: f64,
     /// Memory in use, page cache excluded (as `docker stats` shows it).
     pub mem_bytes: u64,
     pub mem_limit_bytes: u64,
     /// Bytes received and sent over all its interfaces since the container started.
-    pub net_rx_bytes: u64,
-    pub net_tx_bytes: u64,
-}
-
-/// One sample of one replica in [`AppMetrics`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SamplePoint {
-    pub ts: u64,
-    pub cpu_pct: f64,
-    pub mem_bytes: u64,
-    pub mem_limit_bytes: u64,
     pub net_rx_bytes: u64,
     pub net_tx_bytes: u64,
 }
@@ -154,19 +153,37 @@ mod tests {
     #[test]
     fn sample_round_trips_through_envelope() {
         let s = ContainerSample {
-            ts: 1,
             node: "n".into(),
             container: "c".into(),
             deployment: "d".into(),
-            cpu_pct: 12.5,
-            mem_bytes: 3,
-            mem_limit_bytes: 4,
-            net_rx_bytes: 5,
-            net_tx_bytes: 6,
+            point: SamplePoint {
+                ts: 1,
+                cpu_pct: 12.5,
+                mem_bytes: 3,
+                mem_limit_bytes: 4,
+                net_rx_bytes: 5,
+                net_tx_bytes: 6,
+            },
         };
         let bytes = crate::envelope::encode(SAMPLE_KIND, "x", &s).unwrap();
         assert_eq!(
             crate::envelope::decode::<ContainerSample>(&bytes, SAMPLE_KIND).unwrap(),
+            s
+        );
+
+        // On the stream it is one flat map, both ways: what this build writes, and what a
+        // build that wrote the fields one by one reads (and wrote).
+        let flat = serde_json::json!({
+            "ts": 1, "node": "n", "container": "c", "deployment": "d", "cpu_pct": 12.5,
+            "mem_bytes": 3, "mem_limit_bytes": 4, "net_rx_bytes": 5, "net_tx_bytes": 6
+        });
+        assert_eq!(
+            crate::envelope::decode::<serde_json::Value>(&bytes, SAMPLE_KIND).unwrap(),
+            flat
+        );
+        let old = crate::envelope::encode(SAMPLE_KIND, "x", &flat).unwrap();
+        assert_eq!(
+            crate::envelope::decode::<ContainerSample>(&old, SAMPLE_KIND).unwrap(),
             s
         );
     }

@@ -98,8 +98,9 @@ async fn main() -> anyhow::Result<()> {
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await?;
     // Warm-up: the first deploy also creates the route.
-    let id = c.api.deploy(&app, None).await?;
-    c.api.wait_terminal(&id, Duration::from_secs(120)).await?;
+    c.api
+        .deploy_and_wait(&app, None, Duration::from_secs(120))
+        .await?;
 
     let (mut hand, mut berth) = (Vec::new(), Vec::new());
     println!("round  by-hand(s)  berth(s)  overhead(s)  ratio");

@@ -63,8 +63,10 @@ async fn main() -> anyhow::Result<()> {
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await?;
     c.apps.push(app.clone());
-    let id = c.api.deploy(&app, None).await?;
-    let d = c.api.wait_terminal(&id, Duration::from_secs(180)).await?;
+    let (_, d) = c
+        .api
+        .deploy_and_wait(&app, None, Duration::from_secs(180))
+        .await?;
     anyhow::ensure!(d["status"] == "succeeded", "deploy failed: {d}");
     let container = running_containers(&app, &c.node)?
         .into_iter()

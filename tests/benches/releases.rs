@@ -36,8 +36,11 @@ async fn deploy(
 ) -> anyhow::Result<serde_json::Value> {
     repo.write("www/index.html", &hello_page(v))?;
     repo.commit(v)?;
-    let id = c.api.deploy(app, None).await?;
-    c.api.wait_terminal(&id, Duration::from_secs(180)).await
+    let (_, d) = c
+        .api
+        .deploy_and_wait(app, None, Duration::from_secs(180))
+        .await?;
+    Ok(d)
 }
 
 async fn until_serves(c: &Cluster, host: &str, v: &str, t: Instant) -> anyhow::Result<f64> {

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use berth_tests::github::{deliver, push_payload};
+use berth_tests::github::{deliver_push, push_body, webhook_secret};
 use berth_tests::{repo_root, unique, Cluster, GitRepo, TempDir};
 use serde_json::json;
 
@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)]).await?;
+    let mut c = Cluster::up_with(&webhook_secret(SECRET)).await?;
     let src = TempDir::with_prefix("bench-hook").unwrap();
 
     // A slow build to run meanwhile (a CPU-bound RUN step).
@@ -51,13 +51,13 @@ async fn main() -> anyhow::Result<()> {
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await?;
     let head = repo.git(&["rev-parse", "HEAD"])?;
-    let body = serde_json::to_vec(&push_payload(
-        &format!("file://{}", repo.url()),
+    let body = push_body(
+        &repo,
         "refs/heads/main",
         "0000000000000000000000000000000000000000",
         &head,
         "bench",
-    ))?;
+    );
 
     let slow_id = c.api.deploy(&slow_app, Some(&slow_sha)).await?;
     let http = reqwest::Client::new();
@@ -65,15 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let mut during_build = 0;
     for i in 0..n {
         let t = Instant::now();
-        let (s, v) = deliver(
-            &c.api.base,
-            Some(SECRET),
-            "push",
-            &unique("delivery"),
-            &body,
-            "application/json",
-        )
-        .await?;
+        let (s, v) = deliver_push(&c.api.base, SECRET, &unique("delivery"), &body).await?;
         hook.push(t.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(
             s == 202 && v["deployments"].as_array().map(Vec::len) == Some(1),

@@ -112,6 +112,19 @@ impl Api {
         .await
     }
 
+    /// Queues a deployment ([`Api::deploy`]) and waits until it is terminal
+    /// ([`Api::wait_terminal`]); returns its id and its record.
+    pub async fn deploy_and_wait(
+        &self,
+        app: &str,
+        git_ref: Option<&str>,
+        timeout: Duration,
+    ) -> Result<(String, Value)> {
+        let id = self.deploy(app, git_ref).await?;
+        let d = self.wait_terminal(&id, timeout).await?;
+        Ok((id, d))
+    }
+
     pub async fn log(&self, id: &str) -> Result<String> {
         let r = self
             .http

@@ -5,6 +5,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
+use crate::GitRepo;
+
+/// The setting that turns `POST /api/v1/webhooks/github` on, checking signatures with `secret`:
+/// the `extra` of [`crate::Cluster::up_with`] and [`crate::Cluster::separate_with`].
+pub fn webhook_secret(secret: &str) -> [(&'static str, &str); 1] {
+    [("BERTH_GITHUB__WEBHOOK_SECRET", secret)]
+}
+
 /// `sha256=<hex HMAC-SHA256(secret, body)>`, computed here independently of Berth's code.
 pub fn signature(secret: &str, body: &[u8]) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key");
@@ -103,6 +111,46 @@ pub fn push_payload(
             "type": "User", "site_admin": false
         }
     })
+}
+
+/// A [`push_payload`] for `repo` (its `file://` clone URL), serialized.
+pub fn push_body(
+    repo: &GitRepo,
+    git_ref: &str,
+    before: &str,
+    after: &str,
+    message: &str,
+) -> Vec<u8> {
+    let clone_url = format!("file://{}", repo.url());
+    serde_json::to_vec(&push_payload(&clone_url, git_ref, before, after, message))
+        .expect("a JSON value serializes")
+}
+
+/// Sends a `push` delivery of a JSON `body` signed with `secret`: returns status and JSON body.
+pub async fn deliver_push(
+    base: &str,
+    secret: &str,
+    delivery: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Value)> {
+    deliver(
+        base,
+        Some(secret),
+        "push",
+        delivery,
+        body,
+        "application/json",
+    )
+    .await
+}
+
+/// The id of the one deployment a delivery's answer (`{"deployments": [id]}`) says it queued;
+/// panics unless it names exactly one.
+pub fn queued_one(answer: &Value) -> String {
+    match answer["deployments"].as_array().map(Vec::as_slice) {
+        Some([id]) => id.as_str().expect("a deployment id").to_string(),
+        _ => panic!("one queued deployment expected: {answer}"),
+    }
 }
 
 /// Sends a delivery: returns status and JSON body.

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_protocol::{keys, App};
-use berth_tests::github::{deliver, push_payload};
+use berth_tests::github::{deliver_push, push_body, queued_one, webhook_secret};
 use berth_tests::{
     eventually, hello_page, repo_root, sh, unique, version_marker, Cluster, GitRepo, TempDir,
 };
@@ -93,8 +93,7 @@ async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
     .await
     .unwrap();
 
-    let id_b = c.api.deploy(&b, None).await.unwrap();
-    let d = c.api.wait_terminal(&id_b, DEPLOY).await.unwrap();
+    let (_, d) = c.api.deploy_and_wait(&b, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}");
     c.serves(&format!("{b}.localhost"), &version_marker("1"))
         .await
@@ -166,9 +165,7 @@ async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_delivery_that_failed_is_deployed_when_redelivered() {
-    let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
-        .await
-        .unwrap();
+    let mut c = Cluster::up_with(&webhook_secret(SECRET)).await.unwrap();
     let src = TempDir::with_prefix("redeliver").unwrap();
     let repo = hello_repo(&src);
     let app = unique("redeliver");
@@ -178,26 +175,12 @@ async fn a_webhook_delivery_that_failed_is_deployed_when_redelivered() {
     let before = repo.git(&["rev-parse", "HEAD"]).unwrap();
     repo.write("www/index.html", &hello_page("pushed")).unwrap();
     let sha = repo.commit("pushed").unwrap();
-    let body = serde_json::to_vec(&push_payload(
-        &format!("file://{}", repo.url()),
-        "refs/heads/main",
-        &before,
-        &sha,
-        "pushed",
-    ))
-    .unwrap();
+    let body = push_body(&repo, "refs/heads/main", &before, &sha, "pushed");
     let delivery = unique("delivery");
     let push = || async {
-        deliver(
-            &c.api.base,
-            Some(SECRET),
-            "push",
-            &delivery,
-            &body,
-            "application/json",
-        )
-        .await
-        .unwrap()
+        deliver_push(&c.api.base, SECRET, &delivery, &body)
+            .await
+            .unwrap()
     };
 
     // Redis refuses the app list (a key of the wrong type) after the delivery was claimed.
@@ -212,13 +195,7 @@ async fn a_webhook_delivery_that_failed_is_deployed_when_redelivered() {
     // GitHub's redelivery of the same delivery does the work.
     let (s, v) = push().await;
     assert_eq!(s, 202, "{v}");
-    let ids = v["deployments"].as_array().cloned().unwrap_or_default();
-    assert_eq!(ids.len(), 1, "{v}");
-    let d = c
-        .api
-        .wait_terminal(ids[0].as_str().unwrap(), DEPLOY)
-        .await
-        .unwrap();
+    let d = c.api.wait_terminal(&queued_one(&v), DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}");
     assert_eq!(d["commit"], sha.as_str(), "{d}");
     // And a third delivery of it is a no-op again.
@@ -364,8 +341,7 @@ async fn rolling_back_and_forth_keeps_every_release() {
     for v in ["t1", "t2"] {
         repo.write("www/index.html", &hello_page(v)).unwrap();
         repo.commit(v).unwrap();
-        let id = c.api.deploy(&app, None).await.unwrap();
-        let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+        let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
         assert_eq!(d["status"], "succeeded", "{d}");
         firsts.push(id);
     }

@@ -202,8 +202,7 @@ async fn runtime_lines_of_old_and_new_release_merge_during_the_drain() {
     for v in ["v1", "v2"] {
         repo.write("www/v.txt", v).unwrap();
         repo.commit(v).unwrap();
-        let id = c.api.deploy(&app, None).await.unwrap();
-        let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+        let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
         assert_eq!(d["status"], "succeeded", "{d}");
         ids.push(id);
     }
@@ -295,8 +294,7 @@ async fn a_registered_secret_is_masked_in_build_and_app_output() {
         "port": 8080, "git_credential": {"kind": "https_token", "token": SECRET}}))
         .await
         .unwrap();
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     let build_log = c.api.log(&id).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}\n{build_log}");
     assert!(build_log.contains("build says ********"), "{build_log}");
@@ -361,8 +359,7 @@ async fn old_deployment_logs_are_trimmed_and_long_lines_cut() {
         ])
         .unwrap();
     }
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}");
     // 26 deployments now: the 6 oldest lost their logs, the newest 20 (19 old + this) kept them.
     for (i, old_id) in old.iter().enumerate() {
@@ -413,8 +410,7 @@ async fn restarts_leave_no_gap_in_runtime_logs() {
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await
         .unwrap();
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (_, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}");
     let path = format!("/api/v1/apps/{app}/logs?format=json&tail=10000");
     let numbers = |entries: Vec<LogEntry>| -> Vec<u64> {

@@ -118,15 +118,13 @@ async fn prometheus_counts_outcomes_builds_and_requests_across_a_restart() {
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 0}))
         .await
         .unwrap();
-    let ok = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&ok, DEPLOY).await.unwrap();
+    let (_, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}\n{}", c.logs());
     // A build that fails.
     repo.write("Dockerfile", "FROM busybox\nRUN exit 9\n")
         .unwrap();
     repo.commit("broken").unwrap();
-    let bad = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&bad, DEPLOY).await.unwrap();
+    let (_, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "failed", "{d}");
 
     let after = scrape(&c).await;
@@ -202,8 +200,7 @@ async fn app_series_and_host_figures() {
     assert_eq!(v["window_s"], 900);
     assert_eq!(v["replicas"], json!([]));
 
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}\n{}", c.logs());
 
     let api = c.api.clone();

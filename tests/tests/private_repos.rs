@@ -25,10 +25,9 @@ async fn an_https_token_clones_a_private_repo_and_never_leaks() {
     c.create_app(json!({"name": open, "repo": url, "port": 8080}))
         .await
         .unwrap();
-    let id = c.api.deploy(&open, None).await.unwrap();
-    let d = c
+    let (_, d) = c
         .api
-        .wait_terminal(&id, Duration::from_secs(120))
+        .deploy_and_wait(&open, None, Duration::from_secs(120))
         .await
         .unwrap();
     assert_eq!(d["status"], "failed", "{d}");
@@ -46,10 +45,9 @@ async fn an_https_token_clones_a_private_repo_and_never_leaks() {
         .unwrap();
     assert_eq!(created["git_credential"], "https_token");
     assert!(!created.to_string().contains(TOKEN));
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c
+    let (id, d) = c
         .api
-        .wait_terminal(&id, Duration::from_secs(180))
+        .deploy_and_wait(&app, None, Duration::from_secs(180))
         .await
         .unwrap();
     assert_eq!(
@@ -119,10 +117,9 @@ async fn an_https_token_clones_a_private_repo_and_never_leaks() {
         .unwrap();
     assert_eq!(s, 200, "{v}");
     assert!(v["git_credential"].is_null(), "{v}");
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c
+    let (_, d) = c
         .api
-        .wait_terminal(&id, Duration::from_secs(120))
+        .deploy_and_wait(&app, None, Duration::from_secs(120))
         .await
         .unwrap();
     assert_eq!(d["status"], "failed", "{d}");
@@ -184,10 +181,9 @@ async fn an_ssh_deploy_key_clones_over_ssh() {
         .await
         .unwrap();
     assert_eq!(created["git_credential"], "ssh_key");
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let dep = c
+    let (id, dep) = c
         .api
-        .wait_terminal(&id, Duration::from_secs(180))
+        .deploy_and_wait(&app, None, Duration::from_secs(180))
         .await
         .unwrap();
     let log = c.api.log(&id).await.unwrap();

@@ -13,8 +13,7 @@ const DEPLOY: Duration = Duration::from_secs(180);
 async fn deploy_version(c: &Cluster, app: &str, repo: &GitRepo, v: &str) -> Value {
     repo.write("www/index.html", &hello_page(v)).unwrap();
     repo.commit(v).unwrap();
-    let id = c.api.deploy(app, None).await.unwrap();
-    c.api.wait_terminal(&id, DEPLOY).await.unwrap()
+    c.api.deploy_and_wait(app, None, DEPLOY).await.unwrap().1
 }
 
 async fn releases(c: &Cluster, app: &str) -> Vec<Value> {
@@ -137,8 +136,7 @@ async fn rollback_three_back_failing_deploys_and_pruning() {
     repo.write("Dockerfile", "FROM busybox\nRUN exit 9\n")
         .unwrap();
     repo.commit("broken").unwrap();
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (_, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "failed");
     assert_eq!(releases(&c, &app).await, rels);
     c.serves(&host, &version_marker("r4")).await.unwrap();
@@ -347,8 +345,7 @@ async fn an_image_healthcheck_must_pass_too() {
     )
     .unwrap();
     repo.commit("healthcheck ok").unwrap();
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     let log = c.api.log(&id).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}\n{log}");
     assert!(log.contains("Docker HEALTHCHECK: healthy"), "{log}");
@@ -360,8 +357,7 @@ async fn an_image_healthcheck_must_pass_too() {
     // One that fails: the deployment fails although HTTP answers, and the release serves on.
     repo.write("Dockerfile", &dockerfile("exit 1")).unwrap();
     repo.commit("healthcheck fails").unwrap();
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (_, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "failed", "{d}");
     assert!(
         d["error"]

@@ -127,8 +127,7 @@ async fn sigterm_cuts_a_background_drain_short_and_stops_the_previous_release() 
                 .unwrap();
             repo.commit("v2").unwrap();
         }
-        let id = c.api.deploy(&app, None).await.unwrap();
-        let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+        let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
         assert_eq!(d["status"], "succeeded", "{d}\n{}", c.logs());
         c.serves(&host, &version_marker(v)).await.unwrap();
         if v == "2" {

@@ -23,8 +23,7 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
         .await?;
 
     // v1
-    let id = c.api.deploy(&app, None).await?;
-    let d = c.api.wait_terminal(&id, DEPLOY).await?;
+    let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await?;
     assert_eq!(
         d["status"],
         "succeeded",
@@ -45,8 +44,7 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
     // v2: a new commit, deployed; Caddy serves it and exactly one container of the app runs.
     repo.write("www/index.html", &hello_page("2"))?;
     let sha2 = repo.commit("v2")?;
-    let id2 = c.api.deploy(&app, None).await?;
-    let d2 = c.api.wait_terminal(&id2, DEPLOY).await?;
+    let (id2, d2) = c.api.deploy_and_wait(&app, None, DEPLOY).await?;
     assert_eq!(
         d2["status"],
         "succeeded",
@@ -75,8 +73,7 @@ async fn deploy_flow(c: &mut Cluster) -> anyhow::Result<()> {
     repo.write("www/index.html", &hello_page("3"))?;
     repo.commit("v3")?;
     let started = std::time::Instant::now();
-    let id3 = c.api.deploy(&app, None).await?;
-    let d3 = c.api.wait_terminal(&id3, DEPLOY).await?;
+    let (id3, d3) = c.api.deploy_and_wait(&app, None, DEPLOY).await?;
     assert_eq!(d3["status"], "failed", "{d3}");
     let err = d3["error"].as_str().unwrap_or_default();
     assert!(
@@ -148,8 +145,7 @@ async fn failures_end_failed_with_the_reason_in_the_log() {
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await
         .unwrap();
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["status"], "failed", "{d}");
     let log = c.api.log(&id).await.unwrap();
     assert!(
@@ -170,8 +166,7 @@ async fn failures_end_failed_with_the_reason_in_the_log() {
     c.create_app(json!({"name": app2, "repo": missing.to_string_lossy(), "port": 8080}))
         .await
         .unwrap();
-    let id2 = c.api.deploy(&app2, None).await.unwrap();
-    let d2 = c.api.wait_terminal(&id2, DEPLOY).await.unwrap();
+    let (_, d2) = c.api.deploy_and_wait(&app2, None, DEPLOY).await.unwrap();
     assert_eq!(d2["status"], "failed", "{d2}");
     assert!(
         d2["error"].as_str().unwrap_or_default().contains("git"),
@@ -179,8 +174,11 @@ async fn failures_end_failed_with_the_reason_in_the_log() {
     );
 
     // A ref that does not exist.
-    let id3 = c.api.deploy(&app, Some("no-such-branch")).await.unwrap();
-    let d3 = c.api.wait_terminal(&id3, DEPLOY).await.unwrap();
+    let (_, d3) = c
+        .api
+        .deploy_and_wait(&app, Some("no-such-branch"), DEPLOY)
+        .await
+        .unwrap();
     assert_eq!(d3["status"], "failed", "{d3}");
 
     // A container that exits at once: failed fast, not at the probe deadline.
@@ -200,10 +198,9 @@ async fn failures_end_failed_with_the_reason_in_the_log() {
     c.create_app(json!({"name": app4, "repo": repo4.url(), "port": 8080, "health_check": {"deadline_s": 120}}))
         .await
         .unwrap();
-    let id4 = c.api.deploy(&app4, None).await.unwrap();
-    let d4 = c
+    let (id4, d4) = c
         .api
-        .wait_terminal(&id4, Duration::from_secs(100))
+        .deploy_and_wait(&app4, None, Duration::from_secs(100))
         .await
         .unwrap();
     assert_eq!(d4["status"], "failed", "{d4}");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use berth_tests::github::{deliver, push_payload};
+use berth_tests::github::{deliver, deliver_push, push_body, queued_one, webhook_secret};
 use berth_tests::{hello_page, repo_root, unique, version_marker, Cluster, GitRepo, TempDir};
 use serde_json::{json, Value};
 
@@ -30,16 +30,9 @@ async fn app_with_repo(c: &mut Cluster, src: &TempDir) -> (String, GitRepo) {
     (app, repo)
 }
 
-fn body(repo: &GitRepo, git_ref: &str, before: &str, after: &str, msg: &str) -> Vec<u8> {
-    let clone_url = format!("file://{}", repo.url());
-    serde_json::to_vec(&push_payload(&clone_url, git_ref, before, after, msg)).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_deploys_that_commit() {
-    let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
-        .await
-        .unwrap();
+    let mut c = Cluster::up_with(&webhook_secret(SECRET)).await.unwrap();
     let src = TempDir::with_prefix("hook-src").unwrap();
     let (app, repo) = app_with_repo(&mut c, &src).await;
     let before = repo.git(&["rev-parse", "HEAD"]).unwrap();
@@ -60,31 +53,18 @@ async fn a_signed_push_deploys_that_commit() {
     .unwrap();
     assert_eq!(s, 200, "{v}");
 
-    let b = body(
+    let b = push_body(
         &repo,
         "refs/heads/main",
         &before,
         &sha,
         "Ship the pushed version\n\nwith a body",
     );
-    let (s, v) = deliver(
-        &c.api.base,
-        Some(SECRET),
-        "push",
-        &unique("d"),
-        &b,
-        "application/json",
-    )
-    .await
-    .unwrap();
-    assert_eq!(s, 202, "{v}");
-    let ids = v["deployments"].as_array().unwrap();
-    assert_eq!(ids.len(), 1, "{v}");
-    let d = c
-        .api
-        .wait_terminal(ids[0].as_str().unwrap(), DEPLOY)
+    let (s, v) = deliver_push(&c.api.base, SECRET, &unique("d"), &b)
         .await
         .unwrap();
+    assert_eq!(s, 202, "{v}");
+    let d = c.api.wait_terminal(&queued_one(&v), DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}\n{}", c.logs());
     assert_eq!(d["commit"], sha.as_str());
     assert_eq!(d["ref"], sha.as_str());
@@ -97,9 +77,11 @@ async fn a_signed_push_deploys_that_commit() {
     // A form-encoded delivery (GitHub's other content type) of a newer commit works too.
     repo.write("www/index.html", &hello_page("form")).unwrap();
     let sha2 = repo.commit("form delivery").unwrap();
-    let payload =
-        String::from_utf8(body(&repo, "refs/heads/main", &sha, &sha2, "form delivery")).unwrap();
-    let form = format!("payload={}", urlencode(&payload));
+    let payload = push_body(&repo, "refs/heads/main", &sha, &sha2, "form delivery");
+    let form = format!(
+        "payload={}",
+        urlencode(&String::from_utf8(payload).unwrap())
+    );
     let (s, v) = deliver(
         &c.api.base,
         Some(SECRET),
@@ -111,16 +93,14 @@ async fn a_signed_push_deploys_that_commit() {
     .await
     .unwrap();
     assert_eq!(s, 202, "{v}");
-    let id = v["deployments"][0].as_str().unwrap().to_string();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let d = c.api.wait_terminal(&queued_one(&v), DEPLOY).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}");
     c.serves(&format!("{app}.localhost"), &version_marker("form"))
         .await
         .unwrap();
 
     // A deploy by hand records the commit's message and author from git.
-    let id = c.api.deploy(&app, None).await.unwrap();
-    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let (_, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
     assert_eq!(d["commit_message"], "form delivery", "{d}");
     assert_eq!(d["commit_author"], "Berth Test <test@berth.invalid>", "{d}");
 }
@@ -138,14 +118,14 @@ fn urlencode(s: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_that_queue_nothing() {
-    let mut c = Cluster::separate_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
+    let mut c = Cluster::separate_with(&webhook_secret(SECRET))
         .await
         .unwrap();
     let src = TempDir::with_prefix("hook-src").unwrap();
     let (app, repo) = app_with_repo(&mut c, &src).await;
     let head = repo.git(&["rev-parse", "HEAD"]).unwrap();
     let base = c.api.base.clone();
-    let good = body(&repo, "refs/heads/main", ZERO, &head, "initial");
+    let good = push_body(&repo, "refs/heads/main", ZERO, &head, "initial");
 
     /// What is sent, and what must come back: (case, secret, event, body, status, text in answer).
     type Case<'a> = (&'a str, Option<&'a str>, &'a str, Vec<u8>, u16, &'a str);
@@ -170,7 +150,7 @@ async fn deliveries_that_queue_nothing() {
             "tag push",
             Some(SECRET),
             "push",
-            body(&repo, "refs/tags/v1.0", ZERO, &head, "t"),
+            push_body(&repo, "refs/tags/v1.0", ZERO, &head, "t"),
             202,
             "tag",
         ),
@@ -178,7 +158,7 @@ async fn deliveries_that_queue_nothing() {
             "branch deletion",
             Some(SECRET),
             "push",
-            body(&repo, "refs/heads/main", &head, ZERO, "d"),
+            push_body(&repo, "refs/heads/main", &head, ZERO, "d"),
             202,
             "deleted",
         ),
@@ -186,7 +166,7 @@ async fn deliveries_that_queue_nothing() {
             "another branch",
             Some(SECRET),
             "push",
-            body(&repo, "refs/heads/feature", ZERO, &head, "f"),
+            push_body(&repo, "refs/heads/feature", ZERO, &head, "f"),
             202,
             "branch feature",
         ),
@@ -213,45 +193,16 @@ async fn deliveries_that_queue_nothing() {
 
     // A delivery id is handled once, even across a coordinator restart.
     let delivery = unique("delivery");
-    let (s, v) = deliver(
-        &base,
-        Some(SECRET),
-        "push",
-        &delivery,
-        &good,
-        "application/json",
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (s, v["deployments"].as_array().map(Vec::len)),
-        (202, Some(1)),
-        "{v}"
-    );
-    let first = v["deployments"][0].as_str().unwrap().to_string();
-    let (s, v) = deliver(
-        &base,
-        Some(SECRET),
-        "push",
-        &delivery,
-        &good,
-        "application/json",
-    )
-    .await
-    .unwrap();
+    let (s, v) = deliver_push(&base, SECRET, &delivery, &good).await.unwrap();
+    assert_eq!(s, 202, "{v}");
+    let first = queued_one(&v);
+    let (s, v) = deliver_push(&base, SECRET, &delivery, &good).await.unwrap();
     assert_eq!(s, 202);
     assert_eq!(v["deployments"], json!([]), "replayed delivery: {v}");
     c.restart_coordinator().await.unwrap();
-    let (s, v) = deliver(
-        &c.api.base,
-        Some(SECRET),
-        "push",
-        &delivery,
-        &good,
-        "application/json",
-    )
-    .await
-    .unwrap();
+    let (s, v) = deliver_push(&c.api.base, SECRET, &delivery, &good)
+        .await
+        .unwrap();
     assert_eq!(s, 202);
     assert_eq!(v["deployments"], json!([]), "replayed after a restart: {v}");
     assert_eq!(deployment_count(&c, &app).await, 1);
@@ -262,9 +213,7 @@ async fn deliveries_that_queue_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_pushes_the_newest_wins() {
-    let mut c = Cluster::up_with(&[("BERTH_GITHUB__WEBHOOK_SECRET", SECRET)])
-        .await
-        .unwrap();
+    let mut c = Cluster::up_with(&webhook_secret(SECRET)).await.unwrap();
     let src = TempDir::with_prefix("hook-src").unwrap();
     let (app, repo) = app_with_repo(&mut c, &src).await;
     let mut before = repo.git(&["rev-parse", "HEAD"]).unwrap();
@@ -274,24 +223,17 @@ async fn quick_pushes_the_newest_wins() {
         let sha = repo.commit(v).unwrap();
         bodies.push((
             sha.clone(),
-            body(&repo, "refs/heads/main", &before, &sha, v),
+            push_body(&repo, "refs/heads/main", &before, &sha, v),
         ));
         before = sha;
     }
     let mut ids = Vec::new();
     for (_, b) in &bodies {
-        let (s, v) = deliver(
-            &c.api.base,
-            Some(SECRET),
-            "push",
-            &unique("d"),
-            b,
-            "application/json",
-        )
-        .await
-        .unwrap();
+        let (s, v) = deliver_push(&c.api.base, SECRET, &unique("d"), b)
+            .await
+            .unwrap();
         assert_eq!(s, 202, "{v}");
-        ids.push(v["deployments"][0].as_str().unwrap().to_string());
+        ids.push(queued_one(&v));
     }
     let mut ends: Vec<Value> = Vec::new();
     for id in &ids {

@@ -31,34 +31,15 @@ use crate::reconciler::Reconciler;
 use crate::registry::NodeRegistry;
 use crate::store::Store;
 
+/// Built by [`crate::start`] with a struct literal: its fields are the crate's own.
 pub struct Api {
-    store: Store,
-    base_domain: String,
+    pub(crate) store: Store,
+    pub(crate) base_domain: String,
     /// Seals git credentials before they are stored.
-    secret_key: SecretKey,
-    ledger: Addr<Ledger>,
-    registry: Addr<NodeRegistry>,
-    reconciler: Addr<Reconciler>,
-}
-
-impl Api {
-    pub(crate) fn new(
-        store: Store,
-        base_domain: String,
-        secret_key: SecretKey,
-        ledger: Addr<Ledger>,
-        registry: Addr<NodeRegistry>,
-        reconciler: Addr<Reconciler>,
-    ) -> Self {
-        Api {
-            store,
-            base_domain,
-            secret_key,
-            ledger,
-            registry,
-            reconciler,
-        }
-    }
+    pub(crate) secret_key: SecretKey,
+    pub(crate) ledger: Addr<Ledger>,
+    pub(crate) registry: Addr<NodeRegistry>,
+    pub(crate) reconciler: Addr<Reconciler>,
 }
 
 impl Actor for Api {

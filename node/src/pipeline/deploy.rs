@@ -157,7 +157,14 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
                 let auth = auth?;
                 match tokio::time::timeout(
                     remaining,
-                    prepare(svc, job, &log, &progress, &checkout, &auth),
+                    prepare(Attempt {
+                        svc,
+                        job,
+                        log: &log,
+                        progress: &progress,
+                        checkout: &checkout,
+                        auth: &auth,
+                    }),
                 )
                 .await
                 {
@@ -226,15 +233,20 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
     }
 }
 
+/// What the deadline-bound steps of one deployment work with.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    svc: &'a Services,
+    job: &'a DeployJob,
+    log: &'a LogSink,
+    progress: &'a Progress,
+    checkout: &'a std::path::Path,
+    auth: &'a source::GitAuth,
+}
+
 /// Fetch, build, start and probe; bound by the deadline.
-async fn prepare(
-    svc: &Services,
-    job: &DeployJob,
-    log: &LogSink,
-    progress: &Progress,
-    checkout: &std::path::Path,
-    auth: &source::GitAuth,
-) -> Result<Ready> {
+async fn prepare(at: Attempt<'_>) -> Result<Ready> {
+    let (svc, job, log, progress) = (at.svc, at.job, at.log, at.progress);
     let app = &job.app;
     let id = job.deployment_id.as_str();
     validate::app_name(&app.name).map_err(Error::Invalid)?;
@@ -251,7 +263,7 @@ async fn prepare(
             (None, image.clone())
         }
         None => {
-            let (commit, image) = fetch_and_build(svc, job, log, progress, checkout, auth).await?;
+            let (commit, image) = fetch_and_build(at).await?;
             (Some(commit), image)
         }
     };
@@ -343,14 +355,15 @@ async fn prepare(
 }
 
 /// Fetches the source and builds the image; returns the commit and the image.
-async fn fetch_and_build(
-    svc: &Services,
-    job: &DeployJob,
-    log: &LogSink,
-    progress: &Progress,
-    checkout: &std::path::Path,
-    auth: &source::GitAuth,
-) -> Result<(String, String)> {
+async fn fetch_and_build(at: Attempt<'_>) -> Result<(String, String)> {
+    let Attempt {
+        svc,
+        job,
+        log,
+        progress,
+        checkout,
+        auth,
+    } = at;
     let app = &job.app;
     let id = job.deployment_id.as_str();
     progress.set_step("fetching the source");
