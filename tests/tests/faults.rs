@@ -183,14 +183,22 @@ async fn a_webhook_delivery_that_failed_is_deployed_when_redelivered() {
             .unwrap()
     };
 
-    // Redis refuses the app list (a key of the wrong type) after the delivery was claimed.
-    c.redis_cli(&["RENAME", keys::APPS, "berth:apps:aside"])
-        .unwrap();
-    c.redis_cli(&["SET", keys::APPS, "not a set"]).unwrap();
+    // Redis refuses the app list (keys of the wrong type) after the delivery was claimed: the
+    // full read's set and the change log a cached list is patched from; the counter moves, so
+    // the coordinator's copy is stale and one of them is read.
+    let broken = [keys::APPS, keys::APPS_CHANGES];
+    for key in broken {
+        c.redis_cli(&["RENAME", key, &format!("{key}:aside")])
+            .unwrap();
+        c.redis_cli(&["SET", key, "not a set"]).unwrap();
+    }
+    c.redis_cli(&["INCR", keys::APPS_VERSION]).unwrap();
     let (s, v) = push().await;
     assert_eq!(s, 500, "{v}");
-    c.redis_cli(&["RENAME", "berth:apps:aside", keys::APPS])
-        .unwrap();
+    for key in broken {
+        c.redis_cli(&["RENAME", &format!("{key}:aside"), key])
+            .unwrap();
+    }
 
     // GitHub's redelivery of the same delivery does the work.
     let (s, v) = push().await;

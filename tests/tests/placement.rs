@@ -40,8 +40,7 @@ fn node_view<'a>(nodes: &'a Value, name: &str) -> &'a Value {
 }
 
 async fn deploy_to_end(c: &Cluster, app: &str) -> Value {
-    let id = c.api.deploy(app, None).await.unwrap();
-    c.api.wait_terminal(&id, DEPLOY).await.unwrap()
+    c.api.deploy_and_wait(app, None, DEPLOY).await.unwrap().1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
