@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine ready to run Berth and its tests: a Docker engine that answers,
-# redis-server, caddy, git, busybox-static, curl and openssh-server (for the tests' SSH git
-# remote) from Debian's packages, and the local `busybox:latest` base image. Idempotent; run as
-# root (or with sudo).
+# redis-server, caddy, git, busybox-static, curl, openssh-server (for the tests' SSH git
+# remote) and docker-registry (the test fleet's registry; installed, not started) from Debian's
+# packages, and the local `busybox:latest` base image. Idempotent; run as root (or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ command -v curl >/dev/null || need+=(curl)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 command -v docker >/dev/null || need+=(docker.io)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)   # the tests' private SSH git remote
+command -v docker-registry >/dev/null || need+=(docker-registry)   # the test fleet's registry
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
