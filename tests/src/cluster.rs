@@ -1,7 +1,9 @@
 //! [`Cluster`]: a whole Berth (`berth up`, or a separate coordinator and node with their own
-//! Redis and Caddy) on free ports in a temporary directory; GET through its ingress, and the
-//! Docker look-ups and clean-up of what its node made.
+//! Redis and Caddy) on free ports in a temporary directory, and GET through its ingress. The
+//! pieces a [`Fleet`](crate::Fleet) shares with it (the environment of `berth` processes, the
+//! store's Redis options, waiting for nodes to be ready, following a node restart) are here too.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -9,13 +11,32 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::{
-    berth_bin, eventually, free_port, sh, start_caddy, start_redis, unique, Api, Proc, TempDir,
+    berth_bin, docker_cleanup, eventually, free_port, sh, start_caddy, start_redis, unique, Api,
+    Proc, TempDir,
 };
+
+/// The options a test's own Redis gets when it is a cluster's store: persistence as `berth up`
+/// runs it.
+pub(crate) const STORE_REDIS_ARGS: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "everysec"];
 
 /// When the node process named `node` started, from the API's node list.
 async fn node_started_at(api: &Api, node: &str) -> Option<u64> {
     let (_, v) = api.get("/api/v1/nodes").await.ok()?;
     v.as_array()?.iter().find(|n| n["name"] == node)?["started_at"].as_u64()
+}
+
+/// Waits (30 s at most) until `node` heartbeats from a process other than the one that started
+/// at `before` (after a node restart the old heartbeat is still fresh for a while).
+pub(crate) async fn wait_new_heartbeat(api: &Api, node: &str, before: Option<u64>) -> Result<()> {
+    eventually(
+        &format!("the restarted node {node}'s heartbeat"),
+        Duration::from_secs(30),
+        || async {
+            let now = node_started_at(api, node).await;
+            (now.is_some() && now != before).then_some(())
+        },
+    )
+    .await
 }
 
 /// GET through Caddy's ingress port with a Host header; returns status and body.
@@ -31,48 +52,101 @@ pub async fn ingress_get(port: u16, host: &str) -> Result<(u16, String)> {
     Ok((r.status().as_u16(), r.text().await?))
 }
 
-/// Running app containers of one app on one node (from the Docker engine itself).
-pub fn running_containers(app: &str, node: &str) -> Result<Vec<String>> {
-    app_containers(app, node, "-q")
+/// Waits (10 s at most) until the Caddy with ingress `port` serves a 200 page containing
+/// `needle` for `host`.
+pub(crate) async fn serves(port: u16, host: &str, needle: &str) -> Result<String> {
+    eventually(
+        &format!("{host} to serve {needle:?} on port {port}"),
+        Duration::from_secs(10),
+        || async {
+            match ingress_get(port, host).await {
+                Ok((200, body)) if body.contains(needle) => Some(body),
+                _ => None,
+            }
+        },
+    )
+    .await
 }
 
-/// Every app container of one app on one node, running or stopped.
-pub fn containers(app: &str, node: &str) -> Result<Vec<String>> {
-    app_containers(app, node, "-aq")
+/// The environment every `berth` process of a cluster (or fleet) in `dir` gets: home and XDG
+/// directories and a data dir in `dir`, the API on 127.0.0.1:`api_port` with `token`.
+pub(crate) fn berth_env(dir: &Path, api_port: u16, token: &str) -> Vec<(String, String)> {
+    let d = dir.to_string_lossy();
+    vec![
+        ("HOME".into(), d.to_string()),
+        ("XDG_CONFIG_HOME".into(), format!("{d}/config")),
+        ("XDG_DATA_HOME".into(), format!("{d}/data")),
+        ("BERTH_DATA_DIR".into(), format!("{d}/berth")),
+        ("BERTH_API__LISTEN".into(), format!("127.0.0.1:{api_port}")),
+        ("BERTH_API__TOKEN".into(), token.to_string()),
+        ("RUST_LOG".into(), "info".into()),
+    ]
 }
 
-fn app_containers(app: &str, node: &str, flags: &str) -> Result<Vec<String>> {
-    let out = sh(Command::new("docker").args([
-        "ps",
-        flags,
-        "--filter",
-        &format!("label=berth.app={app}"),
-        "--filter",
-        &format!("label=berth.node={node}"),
-    ]))?;
-    Ok(out.lines().map(str::to_string).collect())
+/// The environment that makes a `berth` process node `name`, with its Caddy's admin API on
+/// 127.0.0.1:`admin` and its ingress on `ingress`.
+pub(crate) fn node_env(name: &str, admin: u16, ingress: u16) -> Vec<(String, String)> {
+    vec![
+        ("BERTH_NODE__NAME".into(), name.to_string()),
+        (
+            "BERTH_NODE__CADDY_ADMIN".into(),
+            format!("127.0.0.1:{admin}"),
+        ),
+        ("BERTH_NODE__INGRESS_HTTP".into(), ingress.to_string()),
+    ]
 }
 
-/// Removes every container a node made, and the images of the given apps.
-pub fn docker_cleanup(node: &str, apps: &[&str]) {
-    if let Ok(ids) = sh(Command::new("docker").args([
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=berth.node={node}"),
-    ])) {
-        for id in ids.lines() {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
-        }
-    }
-    for app in apps {
-        if let Ok(imgs) = sh(Command::new("docker").args(["images", "-q", &format!("berth/{app}")]))
-        {
-            for img in imgs.lines() {
-                let _ = Command::new("docker").args(["rmi", "-f", img]).output();
+/// `berth` with exactly `env` (and `PATH`).
+pub(crate) fn berth_command(env: &[(String, String)]) -> Command {
+    let mut c = Command::new(berth_bin());
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    c
+}
+
+/// `redis-cli` against the Redis at `url`.
+pub(crate) fn redis_cli_url(url: &str) -> Command {
+    let mut cmd = Command::new("redis-cli");
+    cmd.args(["-u", url]);
+    cmd
+}
+
+/// Waits (60 s at most) until the API lists every one of `nodes` as ready; fails at once when
+/// one of `procs` exits, with its output.
+pub(crate) async fn wait_ready(api: &Api, procs: &mut [Proc], nodes: &[&str]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for p in procs.iter_mut() {
+            if p.exited() {
+                bail!("{} exited at start:\n{}", p.name, p.log_text());
             }
         }
+        if let Ok((200, v)) = api.get("/api/v1/nodes").await {
+            let ready = |node: &&str| {
+                v.as_array().is_some_and(|ns| {
+                    ns.iter()
+                        .any(|n| n["name"] == *node && n["status"] == "ready")
+                })
+            };
+            if nodes.iter().all(ready) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("not ready in 60 s:\n{}", procs_logs(procs));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Everything `procs` printed (for failure messages).
+pub(crate) fn procs_logs(procs: &[Proc]) -> String {
+    procs
+        .iter()
+        .map(|p| format!("----- {} -----\n{}", p.name, p.log_text()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A cluster: either `berth up`, or separate `berth coordinator` + `berth node` processes with a
@@ -103,22 +177,8 @@ impl Cluster {
         let node = unique("node");
         let (ingress, api_port) = (free_port(), free_port());
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let d = dir.path().to_string_lossy().to_string();
-        let mut env: Vec<(String, String)> = vec![
-            ("HOME".into(), d.clone()),
-            ("XDG_CONFIG_HOME".into(), format!("{d}/config")),
-            ("XDG_DATA_HOME".into(), format!("{d}/data")),
-            ("BERTH_DATA_DIR".into(), format!("{d}/berth")),
-            ("BERTH_API__LISTEN".into(), format!("127.0.0.1:{api_port}")),
-            ("BERTH_API__TOKEN".into(), token.clone()),
-            ("BERTH_NODE__NAME".into(), node.clone()),
-            (
-                "BERTH_NODE__CADDY_ADMIN".into(),
-                format!("127.0.0.1:{admin}"),
-            ),
-            ("BERTH_NODE__INGRESS_HTTP".into(), ingress.to_string()),
-            ("RUST_LOG".into(), "info".into()),
-        ];
+        let mut env = berth_env(dir.path(), api_port, &token);
+        env.extend(node_env(&node, admin, ingress));
         if let Some(port) = redis_port {
             env.push((
                 "BERTH_REDIS__URL".into(),
@@ -175,22 +235,20 @@ impl Cluster {
     }
 
     fn redis_cli_command(&self) -> Command {
-        let mut cmd = Command::new("redis-cli");
         match self.env.iter().find(|(k, _)| k == "BERTH_REDIS__URL") {
-            Some((_, url)) => cmd.args(["-u", url]),
-            None => cmd
-                .arg("-s")
-                .arg(self.dir.path().join("berth/redis/redis.sock")),
-        };
-        cmd
+            Some((_, url)) => redis_cli_url(url),
+            None => {
+                let mut cmd = Command::new("redis-cli");
+                cmd.arg("-s")
+                    .arg(self.dir.path().join("berth/redis/redis.sock"));
+                cmd
+            }
+        }
     }
 
+    /// `berth` with this cluster's environment (a server role or a CLI call).
     pub fn berth(&self) -> Command {
-        let mut c = Command::new(berth_bin());
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        c
+        berth_command(&self.env)
     }
 
     /// `berth up` with everything on free ports.
@@ -219,9 +277,8 @@ impl Cluster {
         let (admin, redis_port) = (free_port(), free_port());
         let mut c = Self::new("berth-sep", admin, Some(redis_port), extra)?;
         let d = c.dir.path().to_path_buf();
-        let redis_args = ["--appendonly", "yes", "--appendfsync", "everysec"];
         c.procs
-            .push(start_redis(&d, redis_port, &redis_args).await?);
+            .push(start_redis(&d, redis_port, &STORE_REDIS_ARGS).await?);
         c.procs.push(start_caddy(&d.join("caddy"), admin).await?);
         let mut coord = c.berth();
         coord.arg("coordinator");
@@ -268,20 +325,7 @@ impl Cluster {
         self.wait_ready().await?;
         if role == "node" {
             // The old heartbeat is still fresh: wait for the new process's own.
-            let api = self.api.clone();
-            let node = self.node.clone();
-            eventually(
-                "the restarted node's heartbeat",
-                Duration::from_secs(30),
-                || {
-                    let (api, node) = (api.clone(), node.clone());
-                    async move {
-                        let now = node_started_at(&api, &node).await;
-                        (now.is_some() && now != started).then_some(())
-                    }
-                },
-            )
-            .await?;
+            wait_new_heartbeat(&self.api, &self.node, started).await?;
         }
         Ok(())
     }
@@ -290,53 +334,19 @@ impl Cluster {
         node_started_at(&self.api, &self.node).await
     }
 
-    /// Waits for /healthz and for the node to be listed as ready.
+    /// Waits for the API and for the node to be listed as ready.
     async fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            for p in &mut self.procs {
-                if p.exited() {
-                    bail!("{} exited at start:\n{}", p.name, p.log_text());
-                }
-            }
-            if let Ok((200, v)) = self.api.get("/api/v1/nodes").await {
-                let ready = v.as_array().is_some_and(|ns| {
-                    ns.iter()
-                        .any(|n| n["name"] == self.node.as_str() && n["status"] == "ready")
-                });
-                if ready {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("cluster not ready in 60 s:\n{}", self.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_ready(&self.api, &mut self.procs, &[&self.node]).await
     }
 
     /// Everything the cluster's processes printed (for failure messages).
     pub fn logs(&self) -> String {
-        self.procs
-            .iter()
-            .map(|p| format!("----- {} -----\n{}", p.name, p.log_text()))
-            .collect::<Vec<_>>()
-            .join("\n")
+        procs_logs(&self.procs)
     }
 
     /// Waits (10 s at most) until Caddy serves a 200 page containing `needle` for `host`.
     pub async fn serves(&self, host: &str, needle: &str) -> Result<String> {
-        eventually(
-            &format!("{host} to serve {needle:?}"),
-            Duration::from_secs(10),
-            || async {
-                match ingress_get(self.ingress, host).await {
-                    Ok((200, body)) if body.contains(needle) => Some(body),
-                    _ => None,
-                }
-            },
-        )
-        .await
+        serves(self.ingress, host, needle).await
     }
 
     /// Registers an app for image cleanup and creates it.

@@ -8,7 +8,8 @@
 //! - `process`: [`Proc`], [`berth_bin`], [`sh`];
 //! - `git_repo`: [`GitRepo`]; `git_server`: [`private_git_server`], [`private_https_remote`];
 //! - `services`: [`start_redis`], [`start_caddy`] for tests that run their own;
-//! - `cluster`: [`Cluster`], [`ingress_get`], the Docker look-ups; `api`: [`Api`];
+//! - `cluster`: [`Cluster`], [`ingress_get`]; `api`: [`Api`];
+//! - `docker`: the Docker look-ups and clean-up by a node's label ([`running_containers`], …);
 //! - `load`: [`Load`], [`LoadCount`]; `sse`: [`Sse`];
 //! - `example`: the examples/hello app; [`github`]: webhook deliveries.
 
@@ -20,6 +21,7 @@ use anyhow::{bail, Result};
 
 mod api;
 mod cluster;
+mod docker;
 mod example;
 mod git_repo;
 mod git_server;
@@ -32,7 +34,8 @@ mod services;
 mod sse;
 
 pub use api::Api;
-pub use cluster::{containers, docker_cleanup, ingress_get, running_containers, Cluster};
+pub use cluster::{ingress_get, Cluster};
+pub use docker::{containers, docker_cleanup, docker_cli, running_containers};
 pub use example::{hello_page, repo_root, version_marker};
 pub use git_repo::GitRepo;
 pub use git_server::{private_git_server, private_https_remote};
