@@ -10,6 +10,7 @@
 //! - `services`: [`start_redis`], [`start_caddy`] for tests that run their own;
 //! - `cluster`: [`Cluster`], [`ingress_get`]; `api`: [`Api`];
 //! - `docker`: the Docker look-ups and clean-up by a node's label ([`running_containers`], …);
+//! - `fleet`: [`Fleet`] (N nodes, each with its own Docker [`Engine`] and Caddy), [`Registry`];
 //! - `load`: [`Load`], [`LoadCount`]; `sse`: [`Sse`];
 //! - `example`: the examples/hello app; [`github`]: webhook deliveries.
 
@@ -23,6 +24,7 @@ mod api;
 mod cluster;
 mod docker;
 mod example;
+mod fleet;
 mod git_repo;
 mod git_server;
 pub mod github;
@@ -37,6 +39,7 @@ pub use api::Api;
 pub use cluster::{ingress_get, Cluster};
 pub use docker::{containers, docker_cleanup, docker_cli, running_containers};
 pub use example::{hello_page, repo_root, version_marker};
+pub use fleet::{Engine, Fleet, FleetNode, Registry, BASE_IMAGE};
 pub use git_repo::GitRepo;
 pub use git_server::{private_git_server, private_https_remote};
 pub use load::{Load, LoadCount};
