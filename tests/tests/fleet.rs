@@ -1,0 +1,181 @@
+//! The test fleet on one machine: three nodes, each with its own Docker engine and Caddy, one
+//! coordinator and one Redis ([`Fleet`]); and a registry, the only way two engines share an
+//! image ([`Registry`]). After each, the machine's own engine still runs containers (an extra
+//! engine once took `docker0` away when it stopped).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_tests::{
+    docker_cli, repo_root, sh, unique, version_marker, Engine, Fleet, GitRepo, Registry, TempDir,
+    BASE_IMAGE,
+};
+use serde_json::json;
+
+const DEPLOY: Duration = Duration::from_secs(180);
+
+/// Whether the engine `docker` runs against has an image by that name.
+fn has_image(mut docker: Command, image: &str) -> bool {
+    docker
+        .args(["image", "inspect", image])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Every container of `app` on the engine `docker` runs against, whichever node made it.
+fn app_containers(mut docker: Command, app: &str) -> Vec<String> {
+    sh(docker.args(["ps", "-aq", "--filter", &format!("label=berth.app={app}")]))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The machine's own engine still runs a container.
+fn main_engine_runs_a_container() {
+    sh(docker_cli(None).args(["run", "--rm", BASE_IMAGE, "true"]))
+        .expect("the main engine runs a container after the extra engines stopped");
+}
+
+async fn three_nodes(f: &mut Fleet) -> anyhow::Result<()> {
+    // (a) Three live nodes, each with its own ingress.
+    let (s, nodes) = f.api.get("/api/v1/nodes").await?;
+    assert_eq!(s, 200, "{nodes}");
+    let listed = nodes.as_array().expect("a node list");
+    assert_eq!(listed.len(), 3, "{nodes}");
+    for n in &f.nodes {
+        let info = listed
+            .iter()
+            .find(|l| l["name"] == n.name.as_str())
+            .unwrap_or_else(|| panic!("{} listed: {nodes}", n.name));
+        assert_eq!(info["status"], "ready", "{info}");
+        assert_eq!(info["ingress_http"], n.ingress, "{info}");
+    }
+
+    // (b) A deployment runs on the engine of the node it names, and only there.
+    let src = TempDir::with_prefix("fleet-src")?;
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
+    let app = unique("fleet");
+    let host = format!("{app}.localhost");
+    f.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
+        .await?;
+    let t = Instant::now();
+    let id = f.api.deploy(&app, None).await?;
+    let d = f.api.wait_terminal(&id, DEPLOY).await?;
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", f.api.log(&id).await?);
+    eprintln!("fleet: deployed in {:?}", t.elapsed());
+    let node = d["node"].as_str().expect("the deployment names its node");
+    let i = f.node_index(node).expect("a node of this fleet");
+    let engine = &f.nodes[i].engine;
+    assert_eq!(engine.running_containers(&app, node)?.len(), 1);
+    assert!(
+        has_image(engine.docker(), &format!("berth/{app}:{id}")),
+        "the image is on the engine that built it"
+    );
+    for (j, other) in f.nodes.iter().enumerate().filter(|(j, _)| *j != i) {
+        assert!(
+            app_containers(other.engine.docker(), &app).is_empty(),
+            "no container of {app} on node {j}'s engine"
+        );
+        assert!(
+            sh(other
+                .engine
+                .docker()
+                .args(["images", "-q", &format!("berth/{app}")]))?
+            .is_empty(),
+            "node {j}'s engine has no image of {app}: the engines share nothing"
+        );
+    }
+    assert!(
+        app_containers(docker_cli(None), &app).is_empty(),
+        "no container of {app} on the main engine"
+    );
+    f.serves(i, &host, &version_marker("1")).await?;
+
+    // The helpers later fleet tests lose a server with: kill its berth process and its engine
+    // (with the app's container), then bring both back.
+    f.kill_node(i);
+    assert!(!f.nodes[i].engine.running());
+    assert!(
+        !f.nodes[i]
+            .engine
+            .docker()
+            .arg("info")
+            .output()?
+            .status
+            .success(),
+        "a killed engine does not answer"
+    );
+    let (status, _) = berth_tests::ingress_get(f.nodes[i].ingress, &host).await?;
+    assert_ne!(status, 200, "the app died with its engine");
+    let t = Instant::now();
+    f.restart_node(i).await?;
+    eprintln!("fleet: node back in {:?}", t.elapsed());
+    let engine = &f.nodes[i].engine;
+    assert!(has_image(engine.docker(), BASE_IMAGE), "its images survive");
+    assert_eq!(
+        engine.containers(&app, node)?.len(),
+        1,
+        "its container is still there"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_each_deploy_on_their_own_engine() {
+    let t = Instant::now();
+    let mut f = Fleet::start(3).await.expect("a fleet of 3");
+    eprintln!("fleet: 3 nodes up in {:?}", t.elapsed());
+    three_nodes(&mut f)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
+    let t = Instant::now();
+    drop(f);
+    eprintln!("fleet: dropped in {:?}", t.elapsed());
+    main_engine_runs_a_container();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_share_an_image_only_through_the_registry() {
+    let t = Instant::now();
+    let (a, b, registry) =
+        tokio::try_join!(Engine::start(), Engine::start(), Registry::start()).expect("start");
+    eprintln!(
+        "registry: two engines and a registry up in {:?}",
+        t.elapsed()
+    );
+
+    // An image only engine A has: the base image plus a file.
+    let mark = unique("mark");
+    let image = format!("{}/berth/shared:{mark}", registry.addr());
+    let maker = unique("maker");
+    sh(a.docker().args([
+        "run",
+        "--name",
+        &maker,
+        BASE_IMAGE,
+        "sh",
+        "-c",
+        &format!("echo {mark} > /mark"),
+    ]))
+    .unwrap();
+    sh(a.docker().args(["commit", &maker, &image])).unwrap();
+    assert!(!has_image(b.docker(), &image), "B does not have it yet");
+    assert!(!has_image(docker_cli(None), &image), "nor the main engine");
+
+    let t = Instant::now();
+    sh(a.docker().args(["push", &image]))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", registry.log_text()));
+    sh(b.docker().args(["pull", &image]))
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", registry.log_text()));
+    eprintln!("registry: pushed and pulled in {:?}", t.elapsed());
+    let out = sh(b.docker().args(["run", "--rm", &image, "cat", "/mark"])).unwrap();
+    assert_eq!(out, mark, "B runs what A made");
+    assert!(
+        !has_image(docker_cli(None), &image),
+        "the main engine took no part"
+    );
+
+    drop((a, b, registry));
+    main_engine_runs_a_container();
+}
