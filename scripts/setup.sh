@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine ready to run Berth and its tests: a Docker engine that answers,
 # redis-server, caddy, git, busybox-static, curl, openssh-server (for the tests' SSH git
-# remote) and docker-registry (the test fleet's registry; installed, not started) from Debian's
-# packages, and the local `busybox:latest` base image. Idempotent; run as root (or with sudo).
+# remote), docker-registry (the test fleet's registry; installed, not started) and iproute2 from
+# Debian's packages, and the local `busybox:latest` base image. Idempotent; run as root (or with
+# sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed"
 command -v docker >/dev/null || need+=(docker.io)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)   # the tests' private SSH git remote
 command -v docker-registry >/dev/null || need+=(docker-registry)   # the test fleet's registry
+command -v ip >/dev/null || need+=(iproute2)   # the test fleet's engines get bridges of their own
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
