@@ -60,8 +60,7 @@ async fn three_nodes(f: &mut Fleet) -> anyhow::Result<()> {
     f.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
         .await?;
     let t = Instant::now();
-    let id = f.api.deploy(&app, None).await?;
-    let d = f.api.wait_terminal(&id, DEPLOY).await?;
+    let (id, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
     assert_eq!(d["status"], "succeeded", "{d}\n{}", f.api.log(&id).await?);
     eprintln!("fleet: deployed in {:?}", t.elapsed());
     let node = d["node"].as_str().expect("the deployment names its node");
