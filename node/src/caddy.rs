@@ -5,7 +5,6 @@
 //! `Content-Type: application/json` on mutations; PUT is strict-create; a PUT at an array index
 //! inserts there, which keeps new routes ahead of the catch-all.
 
-use berth_protocol::Route;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -21,17 +20,29 @@ pub fn route_id(domain: &str) -> String {
     format!("berth_route_{}", domain.replace('.', "_"))
 }
 
-/// The Caddy route of one domain, proxying to every upstream of `route`.
-pub fn route_json(route: &Route) -> Value {
-    let upstreams: Vec<Value> = route
-        .upstreams
-        .iter()
-        .map(|u| json!({ "dial": u.dial }))
-        .collect();
+/// The Caddy route of one domain. Its upstreams are not in it: Caddy reads them from the
+/// node's DNS responder at `resolver` (SRV `_app._tcp.<domain>.berth.internal`, re-read every
+/// `resolver::REFRESH`), so the route never changes while the domain exists and moving traffic
+/// reloads nothing. While no upstream answers (a node restart, a first start), a request waits
+/// up to 5 s for one instead of failing at once.
+pub fn route_json(domain: &str, resolver: &str) -> Value {
+    let resolver = json!({ "addresses": [resolver] });
     json!({
-        "@id": route_id(&route.domain),
-        "match": [{ "host": [route.domain] }],
-        "handle": [{ "handler": "reverse_proxy", "upstreams": upstreams }],
+        "@id": route_id(domain),
+        "match": [{ "host": [domain] }],
+        "handle": [{
+            "handler": "reverse_proxy",
+            "dynamic_upstreams": {
+                "source": "srv",
+                "service": "app",
+                "proto": "tcp",
+                "name": crate::resolver::srv_name(domain),
+                "refresh": crate::resolver::REFRESH,
+                "resolver": resolver,
+            },
+            "transport": { "protocol": "http", "resolver": resolver },
+            "load_balancing": { "try_duration": "5s", "try_interval": "100ms" },
+        }],
         "terminal": true,
     })
 }
@@ -137,10 +148,10 @@ impl CaddyAdmin {
         }
     }
 
-    /// Creates or replaces the route of `route.domain`.
-    pub async fn upsert_route(&self, route: &Route) -> Result<()> {
-        let body = route_json(route);
-        let path = format!("/id/{}", route_id(&route.domain));
+    /// Creates or replaces the route of `domain`.
+    pub async fn upsert_route(&self, domain: &str, resolver: &str) -> Result<()> {
+        let body = route_json(domain, resolver);
+        let path = format!("/id/{}", route_id(domain));
         let (status, text) = self.call(Method::PATCH, &path, Some(&body)).await?;
         if status.is_success() {
             return Ok(());
@@ -171,24 +182,6 @@ impl CaddyAdmin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use berth_protocol::Upstream;
-
-    pub fn route(domain: &str, dials: &[&str]) -> Route {
-        Route {
-            domain: domain.into(),
-            app: "web".into(),
-            upstreams: dials
-                .iter()
-                .map(|d| Upstream {
-                    dial: (*d).into(),
-                    node: "n1".into(),
-                    container: "c".into(),
-                    deployment: "d".into(),
-                })
-                .collect(),
-            updated_at: 1,
-        }
-    }
 
     #[test]
     fn route_ids() {
@@ -198,15 +191,23 @@ mod tests {
 
     #[test]
     fn route_json_shape() {
-        let v = route_json(&route("a.localhost", &["127.0.0.1:49153", "10.0.0.2:4000"]));
+        let v = route_json("a.localhost", "127.0.0.1:5380");
+        let resolver = json!({"addresses": ["127.0.0.1:5380"]});
         assert_eq!(
             v,
             json!({
                 "@id": "berth_route_a_localhost",
                 "match": [{"host": ["a.localhost"]}],
-                "handle": [{"handler": "reverse_proxy", "upstreams": [
-                    {"dial": "127.0.0.1:49153"}, {"dial": "10.0.0.2:4000"}
-                ]}],
+                "handle": [{
+                    "handler": "reverse_proxy",
+                    "dynamic_upstreams": {
+                        "source": "srv", "service": "app", "proto": "tcp",
+                        "name": "a.localhost.berth.internal", "refresh": "100ms",
+                        "resolver": resolver
+                    },
+                    "transport": {"protocol": "http", "resolver": resolver},
+                    "load_balancing": {"try_duration": "5s", "try_interval": "100ms"}
+                }],
                 "terminal": true
             })
         );

@@ -25,6 +25,7 @@ pub mod log_shipper;
 pub mod log_sink;
 pub mod pipeline;
 pub mod probe;
+pub mod resolver;
 pub mod router;
 pub mod source;
 pub mod stats;
@@ -67,6 +68,8 @@ pub struct NodeConfig {
     pub labels: BTreeMap<String, String>,
     /// Builds this node runs at once before the scheduler prefers others; 0: its CPU count.
     pub build_slots: u32,
+    /// Where the DNS responder Caddy reads upstreams from listens (UDP and TCP; loopback).
+    pub resolver_listen: std::net::SocketAddr,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -114,8 +117,11 @@ impl NodeHandle {
 pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     berth_protocol::validate::app_name(&cfg.name)
         .map_err(|e| Error::Config(format!("node name: {e}")))?;
-    if cfg.address.trim().is_empty() {
-        return Err(Error::Config("address must not be empty".into()));
+    if cfg.address.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(Error::Config(format!(
+            "node.advertise must be an IPv4 address (every node's Caddy dials it), not {:?}",
+            cfg.address
+        )));
     }
 
     let client = redis::Client::open(cfg.redis_url.as_str())
@@ -144,9 +150,18 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         .map_err(|e| Error::io(format!("cannot create {}", builds_dir.display()), e))?;
 
     let caddy = caddy::CaddyAdmin::new(&cfg.caddy_admin)?;
-    let router_core = router::RouterCore::new(caddy, redis.clone(), cfg.ingress_http);
+    let table = resolver::Table::default();
+    let resolver_addr =
+        resolver::start(cfg.resolver_listen, table.clone(), shutdown.child_token())?;
+    let router_core = router::RouterCore::new(
+        caddy,
+        redis.clone(),
+        cfg.ingress_http,
+        resolver_addr.to_string(),
+        table,
+    );
     router_core.resync().await?;
-    let router = router::Router::new(router_core, shutdown.clone()).start();
+    let router = router::Router::new(router_core, shutdown.clone(), client.clone()).start();
 
     let stop_events = tokio_util::sync::CancellationToken::new();
     let (running_tx, running_rx) = watch::channel(0u32);

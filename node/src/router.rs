@@ -1,46 +1,95 @@
-//! The `Router` actor: the only writer of this node's Caddy.
+//! The `Router` actor: the only writer of this node's Caddy and of the table its DNS responder
+//! serves.
 //!
-//! It keeps Caddy's `berth` server in line with the desired route table in Redis
-//! (`berth:routes`, one route per domain). Writes are serialized (one Caddy call sequence at a
-//! time), so two deployments can never interleave their route changes. Every few seconds it
-//! checks for the catch-all route; when it is gone (Caddy restarted: API-made config does not
-//! survive that) it sets the server up again and re-pushes every route from Redis.
+//! Every node's Caddy carries every route of the desired table in Redis (`berth:routes`, one
+//! route per domain, whichever node wrote it), so any node can take any app's traffic. A
+//! route in Caddy names only the domain and this node's DNS responder (`resolver.rs`); its
+//! upstreams — every replica, on any node — are the responder's answer, read from [`Table`].
+//! Moving traffic therefore changes the table, not Caddy's config: no reload, no kept-alive
+//! connection closed. Caddy's config changes only when a domain appears or goes.
+//!
+//! A node that switches traffic writes the route to Redis and publishes the domain on
+//! `berth:routes:changed`; every node's router (this one included) applies what Redis holds for
+//! it at once. Every few seconds, and whenever the subscription is (re)made, the router also
+//! compares the whole table with Redis and with the domains its Caddy has, so a missed message or
+//! a restarted Caddy converges (API-made config does not survive a Caddy restart: the missing
+//! catch-all route tells). Writes are serialized (one sequence at a time).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
+use berth_bus::retry::Backoff;
 use berth_bus::Shutdown;
 use berth_protocol::{envelope, keys, Route};
+use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
 use crate::caddy::CaddyAdmin;
 use crate::error::Result;
+use crate::resolver::{upstream_addr, Table};
 
 /// Envelope kind of a route stored in `berth:routes`.
 use berth_protocol::envelope::kind::ROUTE as ROUTE_KIND;
-/// How often Caddy is checked for a lost config.
+/// How often the table is compared with Redis and Caddy.
 const CHECK_EVERY: Duration = Duration::from_secs(3);
 
-/// State shared by the actor's handlers and its periodic check.
+/// State shared by the actor's handlers, its change subscription and its periodic check.
 pub struct RouterCore {
     caddy: CaddyAdmin,
     redis: ConnectionManager,
     ingress_http: u16,
+    /// `host:port` of this node's DNS responder, as Caddy's routes name it.
+    resolver: String,
+    /// What the responder serves: domain → upstreams, kept equal to `berth:routes`.
+    table: Table,
     /// Serializes every sequence of Caddy writes (and the Redis writes that go with them).
     write_lock: tokio::sync::Mutex<()>,
+    /// Domains whose route this Caddy has, as far as this process knows (emptied when Caddy
+    /// lost its config, so every route is pushed again).
+    in_caddy: Mutex<HashSet<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The upstreams of a route as the responder serves them (a dial that is not `ipv4:port` is
+/// left out and logged).
+fn addrs(route: &Route) -> Vec<SocketAddrV4> {
+    route
+        .upstreams
+        .iter()
+        .filter_map(|u| {
+            let a = upstream_addr(&u.dial);
+            if a.is_none() {
+                tracing::warn!(domain = %route.domain, dial = %u.dial, "upstream is not ipv4:port; left out");
+            }
+            a
+        })
+        .collect()
 }
 
 impl RouterCore {
-    pub fn new(caddy: CaddyAdmin, redis: ConnectionManager, ingress_http: u16) -> Arc<Self> {
+    pub fn new(
+        caddy: CaddyAdmin,
+        redis: ConnectionManager,
+        ingress_http: u16,
+        resolver: String,
+        table: Table,
+    ) -> Arc<Self> {
         Arc::new(RouterCore {
             caddy,
             redis,
             ingress_http,
+            resolver,
+            table,
             write_lock: tokio::sync::Mutex::new(()),
+            in_caddy: Mutex::default(),
         })
     }
 
@@ -54,29 +103,57 @@ impl RouterCore {
         if self.caddy.ensure_server(self.ingress_http).await? {
             tracing::info!("created the berth server in Caddy");
         }
-        let mut conn = self.redis.clone();
-        let all: HashMap<String, Vec<u8>> = conn.hgetall(keys::ROUTES).await?;
-        let mut pushed = 0;
-        for (domain, bytes) in all {
-            match envelope::decode::<Route>(&bytes, ROUTE_KIND) {
-                Ok(route) => {
-                    self.caddy.upsert_route(&route).await?;
-                    pushed += 1;
-                }
-                Err(e) => tracing::warn!(%domain, error = %e, "skipping undecodable route"),
-            }
-        }
+        lock(&self.in_caddy).clear();
+        let pushed = self.converge_locked().await?;
         tracing::info!(routes = pushed, "pushed the route table to Caddy");
         Ok(())
     }
 
-    /// Re-pushes everything when Caddy lost its config.
+    /// Makes the table equal to Redis's and Caddy's domains equal to the table's; returns how
+    /// many routes it pushed to Caddy.
+    async fn converge_locked(&self) -> Result<usize> {
+        let mut conn = self.redis.clone();
+        let all: HashMap<String, Vec<u8>> = conn.hgetall(keys::ROUTES).await?;
+        let mut table = HashMap::with_capacity(all.len());
+        for (domain, bytes) in all {
+            match envelope::decode::<Route>(&bytes, ROUTE_KIND) {
+                Ok(route) => {
+                    table.insert(domain, addrs(&route));
+                }
+                Err(e) => tracing::warn!(%domain, error = %e, "skipping undecodable route"),
+            }
+        }
+        let wanted: HashSet<String> = table.keys().cloned().collect();
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+        let have = lock(&self.in_caddy).clone();
+        let mut pushed = 0;
+        for domain in wanted.difference(&have) {
+            self.ensure_in_caddy(domain).await?;
+            pushed += 1;
+        }
+        for domain in have.difference(&wanted) {
+            self.caddy.delete_route(domain).await?;
+            lock(&self.in_caddy).remove(domain);
+        }
+        Ok(pushed)
+    }
+
+    /// Re-pushes everything when Caddy lost its config; else converges.
     async fn check(&self) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         if !self.caddy.has_catchall().await? {
             tracing::warn!("Caddy lost the berth config (restarted?); setting it up again");
-            self.resync_locked().await?;
+            return self.resync_locked().await;
         }
+        self.converge_locked().await.map(|_| ())
+    }
+
+    async fn ensure_in_caddy(&self, domain: &str) -> Result<()> {
+        if lock(&self.in_caddy).contains(domain) {
+            return Ok(());
+        }
+        self.caddy.upsert_route(domain, &self.resolver).await?;
+        lock(&self.in_caddy).insert(domain.to_string());
         Ok(())
     }
 
@@ -89,8 +166,38 @@ impl RouterCore {
         })
     }
 
-    /// Points each route's domain at its upstreams, in Caddy and in the desired table. On
-    /// failure, domains already switched are put back as they were (best effort).
+    /// Applies what Redis holds for `domain` (another node changed it).
+    pub async fn apply_stored(&self, domain: &str) -> Result<()> {
+        let _guard = self.write_lock.lock().await;
+        match self.stored(domain).await? {
+            Some(route) => self.apply(&route).await,
+            None => self.unapply(domain).await,
+        }
+    }
+
+    async fn apply(&self, route: &Route) -> Result<()> {
+        // Caddy gets the domain before the responder names its upstreams.
+        self.ensure_in_caddy(&route.domain).await?;
+        self.table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(route.domain.clone(), addrs(route));
+        Ok(())
+    }
+
+    async fn unapply(&self, domain: &str) -> Result<()> {
+        self.table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(domain);
+        self.caddy.delete_route(domain).await?;
+        lock(&self.in_caddy).remove(domain);
+        Ok(())
+    }
+
+    /// Points each route's domain at its upstreams, in the desired table (every node's Caddy)
+    /// and this node's responder. On failure, domains already switched are put back as they were
+    /// (best effort).
     pub async fn set_routes(&self, routes: &[Route]) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         let mut done: Vec<(String, Option<Route>)> = Vec::new();
@@ -119,23 +226,33 @@ impl RouterCore {
     }
 
     async fn write_route(&self, route: &Route) -> Result<()> {
-        self.caddy.upsert_route(route).await?;
+        self.apply(route).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let bytes = envelope::encode(ROUTE_KIND, &id, route)?;
         let mut conn = self.redis.clone();
-        conn.hset::<_, _, _, ()>(keys::ROUTES, &route.domain, bytes)
+        redis::pipe()
+            .hset(keys::ROUTES, &route.domain, bytes)
+            .ignore()
+            .publish(keys::ROUTES_CHANGED, &route.domain)
+            .ignore()
+            .query_async::<()>(&mut conn)
             .await?;
         Ok(())
     }
 
     async fn delete_one(&self, domain: &str) -> Result<()> {
-        self.caddy.delete_route(domain).await?;
         let mut conn = self.redis.clone();
-        conn.hdel::<_, _, ()>(keys::ROUTES, domain).await?;
-        Ok(())
+        redis::pipe()
+            .hdel(keys::ROUTES, domain)
+            .ignore()
+            .publish(keys::ROUTES_CHANGED, domain)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        self.unapply(domain).await
     }
 
-    /// Drops the routes of `domains` from Caddy and from the desired table.
+    /// Drops the routes of `domains` from the desired table (every node's Caddy).
     pub async fn remove_routes(&self, domains: &[String]) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         for d in domains {
@@ -145,21 +262,68 @@ impl RouterCore {
     }
 }
 
+/// Applies every change another node publishes on `berth:routes:changed`, on a subscription
+/// of its own; each (re)subscription first converges the whole table, so nothing published
+/// while it was away is lost.
+async fn follow_changes(core: Arc<RouterCore>, client: redis::Client, stop: Shutdown) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    while !stop.is_cancelled() {
+        let sub = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(keys::ROUTES_CHANGED).await?;
+            Ok::<_, crate::error::Error>(pubsub)
+        };
+        let mut pubsub = match sub.await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to route changes; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
+        };
+        backoff.reset();
+        if let Err(e) = core.check().await {
+            tracing::warn!(error = %e, "route check after subscribing failed");
+        }
+        let mut changes = pubsub.on_message();
+        loop {
+            tokio::select! {
+                msg = changes.next() => match msg {
+                    Some(msg) => {
+                        let Ok(domain) = msg.get_payload::<String>() else { continue };
+                        if let Err(e) = core.apply_stored(&domain).await {
+                            tracing::warn!(%domain, error = %e, "could not apply a route change; the next check will");
+                        }
+                    }
+                    None => break,
+                },
+                _ = stop.cancelled() => return,
+            }
+        }
+        tracing::warn!("route change subscription ended; subscribing again");
+    }
+}
+
 /// The actor owning the node's Caddy.
 pub struct Router {
     core: Arc<RouterCore>,
     /// Set while a periodic check runs, so checks never pile up behind a slow Caddy.
     checking: Arc<AtomicBool>,
-    /// Tracks the checks (each runs in a task of its own).
+    /// Tracks the checks and the change subscription (each a task of its own).
     shutdown: Shutdown,
+    /// Opens the change subscription's own connection.
+    client: redis::Client,
 }
 
 impl Router {
-    pub fn new(core: Arc<RouterCore>, shutdown: Shutdown) -> Self {
+    pub fn new(core: Arc<RouterCore>, shutdown: Shutdown, client: redis::Client) -> Self {
         Router {
             core,
             checking: Arc::new(AtomicBool::new(false)),
             shutdown,
+            client,
         }
     }
 
@@ -182,7 +346,9 @@ impl Actor for Router {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.spawn_check();
+        let (core, client) = (self.core.clone(), self.client.clone());
+        self.shutdown
+            .spawn(follow_changes(core, client, self.shutdown.clone()));
         ctx.run_interval(CHECK_EVERY, |act, _| act.spawn_check());
     }
 }

@@ -212,6 +212,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             stats_interval: Duration::from_secs(5),
             labels: Default::default(),
             build_slots: 0,
+            resolver_listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
         },
         &shutdown,
     )

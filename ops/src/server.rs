@@ -142,6 +142,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         stats_interval: Duration::from_secs(s.node.stats_interval_s),
         labels: s.node.labels.clone(),
         build_slots: s.node.build_slots,
+        resolver_listen: s.node.resolver_listen,
     }
 }
 

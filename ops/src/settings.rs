@@ -67,6 +67,9 @@ pub struct NodeSettings {
     pub labels: BTreeMap<String, String>,
     /// Builds this node runs at once before the scheduler prefers another node; 0: one per CPU.
     pub build_slots: u32,
+    /// Where the node's DNS responder listens (UDP and TCP): Caddy reads each route's upstreams
+    /// from it. Loopback; one per node.
+    pub resolver_listen: std::net::SocketAddr,
     /// (Coordinator) Seconds without a heartbeat after which a node is down. Nodes beat every
     /// second; one is suspect (nothing new placed on it) after 2.5 s of silence.
     pub down_after_s: u64,
@@ -131,6 +134,7 @@ impl Default for NodeSettings {
             stats_interval_s: 5,
             labels: BTreeMap::new(),
             build_slots: 0,
+            resolver_listen: ([127, 0, 0, 1], 5380).into(),
             down_after_s: 5,
         }
     }

@@ -34,6 +34,9 @@ pub const NODES: &str = "berth:nodes";
 pub const NODES_CORDONED: &str = "berth:nodes:cordoned";
 /// Hash domain → route (msgpack [`crate::Route`]): the desired route table every node's Caddy carries.
 pub const ROUTES: &str = "berth:routes";
+/// Pub/sub channel: a node publishes a domain here after it changed (or removed) its route in
+/// [`ROUTES`]; every node's router applies what [`ROUTES`] holds for it.
+pub const ROUTES_CHANGED: &str = "berth:routes:changed";
 /// Consumer group name for job streams.
 pub const JOBS_GROUP: &str = "node";
 

@@ -93,6 +93,11 @@ pub(crate) fn node_env(name: &str, admin: u16, ingress: u16) -> Vec<(String, Str
             format!("127.0.0.1:{admin}"),
         ),
         ("BERTH_NODE__INGRESS_HTTP".into(), ingress.to_string()),
+        // Its own DNS responder for its Caddy (the default port would collide across tests).
+        (
+            "BERTH_NODE__RESOLVER_LISTEN".into(),
+            format!("127.0.0.1:{}", crate::free_port()),
+        ),
     ]
 }
 
