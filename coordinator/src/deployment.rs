@@ -323,7 +323,8 @@ async fn send_job(
         app.port = rt.port;
         app.health_check = rt.health_check.clone();
     }
-    let rollback = d.kind == DeploymentKind::Rollback;
+    // A rollback or a failover runs an image it is given.
+    let rollback = matches!(d.kind, DeploymentKind::Rollback | DeploymentKind::Failover);
     let rollback_image = d.image.as_deref().filter(|_| rollback);
     // The releases the index holds once this deployment succeeds keep their images.
     let keep = releases::images_to_keep(

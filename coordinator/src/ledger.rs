@@ -44,6 +44,8 @@ pub struct Create {
     /// Known when a push payload carried them; else the node reports them from git.
     pub commit_message: Option<String>,
     pub commit_author: Option<String>,
+    /// Why the coordinator queued it itself (a failover), for the first log line.
+    pub reason: Option<String>,
 }
 
 /// Bind a queued deployment to the node that will run it.
@@ -158,6 +160,11 @@ impl Handler<Create> for Ledger {
                 let line = match (&d.kind, &d.rollback_of) {
                     (DeploymentKind::Rollback, Some(of)) => format!(
                         "queued: roll back to the release of {of} ({})",
+                        d.image.as_deref().unwrap_or("?")
+                    ),
+                    (DeploymentKind::Failover, Some(of)) => format!(
+                        "queued: {}; run the release of {of} ({}) on another node",
+                        msg.reason.as_deref().unwrap_or("failover"),
                         d.image.as_deref().unwrap_or("?")
                     ),
                     _ => format!(

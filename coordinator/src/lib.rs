@@ -22,6 +22,7 @@ pub(crate) mod apps;
 pub(crate) mod deployment;
 pub mod error;
 pub(crate) mod event_ingest;
+pub(crate) mod failover;
 pub(crate) mod ledger;
 pub(crate) mod log_hub;
 pub mod logs;
@@ -91,6 +92,14 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
         registry.clone(),
         cfg.deadlines,
         Duration::from_secs(2),
+    )
+    .start();
+    // Its interval keeps it running without an address held anywhere.
+    failover::Failover::new(
+        store.clone(),
+        ledger.clone(),
+        registry.clone(),
+        reconciler.clone(),
     )
     .start();
     let client = redis::Client::open(cfg.redis_url.as_str())?;

@@ -472,6 +472,35 @@ impl Store {
             .transpose()
     }
 
+    /// Every route of the desired table (undecodable ones left out and logged).
+    pub async fn routes(&self) -> Result<Vec<Route>> {
+        let all: std::collections::HashMap<String, Vec<u8>> =
+            self.conn.clone().hgetall(keys::ROUTES).await?;
+        let mut routes: Vec<Route> = all
+            .into_iter()
+            .filter_map(|(domain, b)| {
+                decode_record(&format!("route {domain}"), ROUTE_KIND, &b)
+                    .map_err(|e| tracing::error!(error = %e, "route left out"))
+                    .ok()
+            })
+            .collect();
+        routes.sort_by(|a, b| a.domain.cmp(&b.domain));
+        Ok(routes)
+    }
+
+    /// Writes a route of the desired table and tells every node's router (`berth:routes:changed`).
+    pub async fn put_route(&self, route: &Route) -> Result<()> {
+        let bytes = encode(ROUTE_KIND, &route.domain, route)?;
+        let _: () = redis::pipe()
+            .hset(keys::ROUTES, &route.domain, bytes)
+            .ignore()
+            .publish(keys::ROUTES_CHANGED, &route.domain)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     /// Names of the cordoned nodes.
     pub async fn cordoned(&self) -> Result<std::collections::HashSet<String>> {
         Ok(self.conn.clone().smembers(keys::NODES_CORDONED).await?)

@@ -25,6 +25,7 @@ pub mod log_shipper;
 pub mod log_sink;
 pub mod pipeline;
 pub mod probe;
+pub mod registry;
 pub mod resolver;
 pub mod router;
 pub mod source;
@@ -70,6 +71,8 @@ pub struct NodeConfig {
     pub build_slots: u32,
     /// Where the DNS responder Caddy reads upstreams from listens (UDP and TCP; loopback).
     pub resolver_listen: std::net::SocketAddr,
+    /// The registry nodes share images through (`registry.url`); `None`: one engine.
+    pub registry: Option<registry::RegistryConfig>,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -228,6 +231,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         probe_http,
         secret_key: cfg.secret_key.clone(),
         shutdown: shutdown.clone(),
+        registry: cfg.registry.clone(),
     });
     let deployer = deployer::Deployer::new(svc, running_tx).start();
     let consumer =

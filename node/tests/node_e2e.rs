@@ -213,6 +213,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             labels: Default::default(),
             build_slots: 0,
             resolver_listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+            registry: None,
         },
         &shutdown,
     )

@@ -143,6 +143,15 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         labels: s.node.labels.clone(),
         build_slots: s.node.build_slots,
         resolver_listen: s.node.resolver_listen,
+        registry: s
+            .registry
+            .url
+            .clone()
+            .map(|url| berth_node::registry::RegistryConfig {
+                url,
+                username: s.registry.username.clone(),
+                password: s.registry.password.clone(),
+            }),
     }
 }
 

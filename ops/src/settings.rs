@@ -13,6 +13,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub redis: RedisSettings,
     pub node: NodeSettings,
+    pub registry: RegistrySettings,
     pub github: GithubSettings,
     /// App `foo` is served at `foo.<base_domain>` unless it names its domains.
     pub base_domain: String,
@@ -38,6 +39,15 @@ pub struct ApiSettings {
 pub struct RedisSettings {
     /// `redis://host:port/db` or `redis+unix:///path`. Unset: `berth up` runs its own.
     pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrySettings {
+    /// `host:port` of the image registry the nodes of a fleet share; unset: none (one engine).
+    pub url: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -105,6 +115,7 @@ impl Default for Settings {
             api: ApiSettings::default(),
             redis: RedisSettings::default(),
             node: NodeSettings::default(),
+            registry: RegistrySettings::default(),
             github: GithubSettings::default(),
             base_domain: "localhost".into(),
             data_dir: default_data_dir(),

@@ -180,6 +180,9 @@ pub enum DeploymentKind {
     #[default]
     Deploy,
     Rollback,
+    /// The coordinator runs the serving release again on another node because its node went
+    /// down (no build, like a rollback).
+    Failover,
 }
 
 /// A release: an image kept for rollback, listed once however often it served.

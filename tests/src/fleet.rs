@@ -466,6 +466,12 @@ pub struct Fleet {
 impl Fleet {
     /// Starts a fleet of `n` nodes; returns once the API lists every node as ready.
     pub async fn start(n: usize) -> Result<Fleet> {
+        Self::start_with(n, &[]).await
+    }
+
+    /// [`Fleet::start`] with extra environment for every berth process (e.g.
+    /// `BERTH_REGISTRY__URL`).
+    pub async fn start_with(n: usize, extra: &[(&str, &str)]) -> Result<Fleet> {
         let dir = TempDir::with_prefix("berth-fleet")?;
         let (api_port, redis_port) = (free_port(), free_port());
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -480,6 +486,7 @@ impl Fleet {
             format!("redis://127.0.0.1:{redis_port}/"),
         ));
         env.push(("BERTH_SECRET_KEY".into(), key));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let engines = futures_util::future::try_join_all((0..n).map(|_| Engine::start())).await?;
         let mut fleet = Fleet {
             api: Api::new(format!("http://127.0.0.1:{api_port}"), token),

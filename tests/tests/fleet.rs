@@ -186,3 +186,90 @@ async fn engines_share_an_image_only_through_the_registry() {
     drop((a, b, registry));
     main_engine_runs_a_container();
 }
+
+/// Kill a node (its berth process and its engine) under an app it serves: its upstream leaves
+/// every route, and the release runs again on another node, pulled from the registry.
+async fn losing_a_node(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()> {
+    let src = TempDir::with_prefix("fleet-loss")?;
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
+    let app = unique("loss");
+    let host = format!("{app}.localhost");
+    f.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
+        .await?;
+    let (id, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", f.api.log(&id).await?);
+    let image = d["image"].as_str().unwrap_or_default().to_string();
+    let prefix = format!("127.0.0.1:{}/berth/{app}:", registry.port);
+    assert!(
+        image.starts_with(&prefix),
+        "pushed to the registry: {image}"
+    );
+    let lost = d["node"].as_str().unwrap().to_string();
+    let i = f.node_index(&lost).unwrap();
+    for j in 0..f.nodes.len() {
+        f.serves(j, &host, &version_marker("1")).await?;
+    }
+
+    let t = Instant::now();
+    f.kill_node(i);
+    // Every surviving Caddy serves the app again, from another node.
+    let survivors: Vec<usize> = (0..f.nodes.len()).filter(|j| *j != i).collect();
+    let failover = berth_tests::eventually("a failover deployment", DEPLOY, || async {
+        let (_, list) = f
+            .api
+            .get(&format!("/api/v1/apps/{app}/deployments"))
+            .await
+            .ok()?;
+        let list = list.as_array()?.clone();
+        list.into_iter()
+            .find(|d| d["kind"] == "failover" && d["status"] == "succeeded")
+    })
+    .await?;
+    for j in &survivors {
+        f.serves(*j, &host, &version_marker("1")).await?;
+    }
+    eprintln!(
+        "fleet: app served again {:?} after its node was killed",
+        t.elapsed()
+    );
+    let moved = failover["node"].as_str().unwrap_or_default();
+    assert!(moved != lost && f.node_index(moved).is_some(), "{failover}");
+    assert_eq!(failover["image"], image.as_str(), "{failover}");
+    assert_eq!(failover["rollback_of"], id.as_str(), "{failover}");
+    let fid = failover["id"].as_str().unwrap();
+    let log = f.api.log(fid).await?;
+    assert!(log.contains(&format!("node {lost} went down")), "{log}");
+    assert!(
+        log.contains("pulled"),
+        "the image came from the registry: {log}"
+    );
+    // The dead node's upstream is gone from the route every node carries.
+    let routes = f.redis_cli(&["HKEYS", "berth:routes"])?;
+    assert!(routes.contains(&host), "{routes}");
+    // Exactly one failover, however many passes saw the node down.
+    let (_, list) = f
+        .api
+        .get(&format!("/api/v1/apps/{app}/deployments"))
+        .await?;
+    let failovers = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "failover");
+    assert_eq!(failovers.count(), 1, "{list}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_s_app_runs_again_on_another_node() {
+    let registry = Registry::start().await.expect("a registry");
+    let url = format!("127.0.0.1:{}", registry.port);
+    let mut f = Fleet::start_with(3, &[("BERTH_REGISTRY__URL", &url)])
+        .await
+        .expect("a fleet of 3");
+    losing_a_node(&mut f, &registry)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
+    drop(f);
+    main_engine_runs_a_container();
+}

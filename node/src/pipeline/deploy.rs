@@ -24,6 +24,7 @@ use super::{short, Services};
 use crate::error::{Error, Result};
 use crate::image_build::{BuildKind, BuildPlan};
 use crate::log_sink::LogSink;
+use crate::registry;
 use crate::router::SetRoutes;
 use crate::{containers, probe, source};
 
@@ -256,10 +257,14 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
     validate::health_path(&app.health_check.path).map_err(Error::Invalid)?;
 
     let (commit, image) = match &job.image {
-        // A rollback: the release's image is on this node; nothing to fetch or build.
+        // A rollback (or a failover): the release's image, from this engine or the registry;
+        // nothing to fetch or build.
         Some(image) => {
-            log.system(format!("rolling back to {image}: no fetch, no build"))
+            log.system(format!("running the release {image}: no fetch, no build"))
                 .await;
+            progress.set_step("getting the image");
+            registry::ensure_image(&svc.docker, svc.registry.as_ref(), image, &svc.node, log)
+                .await?;
             (None, image.clone())
         }
         None => {
@@ -402,6 +407,13 @@ async fn fetch_and_build(at: Attempt<'_>) -> Result<(String, String)> {
     };
     let image = svc.builder.build(checkout, &plan, log).await?;
     log.system(format!("built {image}")).await;
+    let image = match &svc.registry {
+        Some(reg) => {
+            progress.set_step("pushing the image");
+            registry::push(&svc.docker, reg, &image, &app.name, id, log).await?
+        }
+        None => image,
+    };
     Ok((commit, image))
 }
 

@@ -10,6 +10,7 @@ use redis::aio::ConnectionManager;
 
 use crate::event_sink::EventSink;
 use crate::image_build::Builder;
+use crate::registry::RegistryConfig;
 use crate::router::Router;
 
 /// Everything a job needs from the node.
@@ -29,4 +30,6 @@ pub struct Services {
     pub secret_key: Option<SecretKey>,
     /// The process's shutdown: every task a job spawns is tracked by it.
     pub shutdown: Shutdown,
+    /// The registry built images are pushed to and other nodes' images pulled from.
+    pub registry: Option<RegistryConfig>,
 }

@@ -1,0 +1,172 @@
+//! `Failover`: what the coordinator does when a node goes `down`.
+//!
+//! Every second it looks for down nodes. First their upstreams leave every route of the desired
+//! table (`berth:routes`, published to every node's router), so no Caddy sends a request to a
+//! dead server any more. Then each app that is left without a serving replica gets a deployment
+//! of kind `failover`: the release that served there runs again on a ready node — placed by the
+//! scheduler like any deployment (so never on the down node), its image pulled from the registry,
+//! health-gated, and switched in like a rollback. An app with a deployment in flight is left to
+//! it. One failover per lost replica: `berth:failover:<deployment>` is claimed `SET NX`.
+//!
+//! Nothing here is state of its own: a restarted coordinator finds the same down nodes and the
+//! same routes in Redis, and the claim keeps it from queueing a failover twice.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use actix::prelude::*;
+use berth_protocol::{now_ms, DeploymentKind, NodeStatus, Upstream};
+
+use crate::error::Result;
+use crate::ledger::{Create, Ledger};
+use crate::reconciler::{Reconciler, Track};
+use crate::registry::{NodeRegistry, Nodes};
+use crate::store::Store;
+
+/// How often down nodes are looked for.
+const EVERY: Duration = Duration::from_secs(1);
+/// How long a failover claim lives (far beyond any deployment).
+const CLAIM_TTL_S: u64 = 24 * 3600;
+
+pub struct Failover {
+    store: Store,
+    ledger: Addr<Ledger>,
+    registry: Addr<NodeRegistry>,
+    reconciler: Addr<Reconciler>,
+    /// True while a pass runs, so passes never overlap.
+    busy: bool,
+}
+
+impl Failover {
+    pub fn new(
+        store: Store,
+        ledger: Addr<Ledger>,
+        registry: Addr<NodeRegistry>,
+        reconciler: Addr<Reconciler>,
+    ) -> Self {
+        Failover {
+            store,
+            ledger,
+            registry,
+            reconciler,
+            busy: false,
+        }
+    }
+}
+
+impl Actor for Failover {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(EVERY, |act, ctx| {
+            if act.busy {
+                return;
+            }
+            act.busy = true;
+            let fut = pass(
+                act.store.clone(),
+                act.ledger.clone(),
+                act.registry.clone(),
+                act.reconciler.clone(),
+            );
+            ctx.spawn(fut.into_actor(act).map(|res, act, _| {
+                act.busy = false;
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "failover pass failed; trying again");
+                }
+            }));
+        });
+    }
+}
+
+/// One look at the fleet: routes off down nodes, then a failover per app left unserved.
+async fn pass(
+    store: Store,
+    ledger: Addr<Ledger>,
+    registry: Addr<NodeRegistry>,
+    reconciler: Addr<Reconciler>,
+) -> Result<()> {
+    let nodes = registry.send(Nodes).await??;
+    let down: HashSet<String> = nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Down)
+        .map(|n| n.info.name.clone())
+        .collect();
+    if down.is_empty() {
+        return Ok(());
+    }
+    // App → the upstreams it lost, for the apps that have none left.
+    let mut unserved: BTreeMap<String, Vec<Upstream>> = BTreeMap::new();
+    for mut route in store.routes().await? {
+        let (lost, kept): (Vec<Upstream>, Vec<Upstream>) = route
+            .upstreams
+            .drain(..)
+            .partition(|u| down.contains(&u.node));
+        if lost.is_empty() {
+            continue;
+        }
+        tracing::warn!(domain = %route.domain, upstreams = lost.len(), nodes = ?down, "taking a down node's upstreams out of the route");
+        route.upstreams = kept;
+        route.updated_at = now_ms();
+        store.put_route(&route).await?;
+        if route.upstreams.is_empty() {
+            unserved.entry(route.app.clone()).or_default().extend(lost);
+        }
+    }
+    for (app, lost) in unserved {
+        if let Err(e) = fail_over(&store, &ledger, &reconciler, &app, &lost).await {
+            tracing::warn!(%app, error = %e, "could not queue a failover");
+        }
+    }
+    Ok(())
+}
+
+/// Queues the failover deployment of `app`, whose replicas `lost` were on down nodes.
+async fn fail_over(
+    store: &Store,
+    ledger: &Addr<Ledger>,
+    reconciler: &Addr<Reconciler>,
+    app: &str,
+    lost: &[Upstream],
+) -> Result<()> {
+    let Some(up) = lost.first() else {
+        return Ok(());
+    };
+    if store.get_app(app).await?.is_none() {
+        return Ok(());
+    }
+    let in_flight = store
+        .list_deployments(app, 20)
+        .await?
+        .into_iter()
+        .any(|d| !d.status.is_terminal());
+    if in_flight {
+        return Ok(());
+    }
+    let Some(serving) = store.get_deployment(&up.deployment).await? else {
+        return Ok(());
+    };
+    let Some(image) = serving.image.clone() else {
+        return Ok(());
+    };
+    let key = format!("berth:failover:{}:{}", serving.id, up.node);
+    if !store.claim_once(&key, "queued", CLAIM_TTL_S).await? {
+        return Ok(());
+    }
+    let d = ledger
+        .send(Create {
+            app: app.to_string(),
+            kind: DeploymentKind::Failover,
+            rollback_of: Some(serving.id.clone()),
+            image: Some(image),
+            commit: serving.commit.clone(),
+            commit_message: serving.commit_message.clone(),
+            runtime: serving.runtime.clone(),
+            reason: Some(format!("node {} went down", up.node)),
+            ..Default::default()
+        })
+        .await??;
+    tracing::warn!(%app, deployment = %d.id, node = %up.node, "failover queued");
+    reconciler.do_send(Track(d.id));
+    Ok(())
+}
