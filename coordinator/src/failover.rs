@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_protocol::{now_ms, DeploymentKind, NodeStatus, Upstream};
+use berth_protocol::{keys, now_ms, DeploymentKind, NodeStatus, Upstream};
 
 use crate::error::Result;
 use crate::ledger::{Create, Ledger};
@@ -25,8 +25,6 @@ use crate::store::Store;
 
 /// How often down nodes are looked for.
 const EVERY: Duration = Duration::from_secs(1);
-/// How long a failover claim lives (far beyond any deployment).
-const CLAIM_TTL_S: u64 = 24 * 3600;
 
 pub struct Failover {
     store: Store,
@@ -149,8 +147,8 @@ async fn fail_over(
     let Some(image) = serving.image.clone() else {
         return Ok(());
     };
-    let key = format!("berth:failover:{}:{}", serving.id, up.node);
-    if !store.claim_once(&key, "queued", CLAIM_TTL_S).await? {
+    let key = keys::failover_claim(&serving.id, &up.node);
+    if !store.claim_once(&key, "queued", keys::MARKER_TTL_S).await? {
         return Ok(());
     }
     let d = ledger

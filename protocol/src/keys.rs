@@ -81,6 +81,11 @@ pub const MIGRATIONS: &str = "berth:migrations";
 pub fn deployment(id: &str) -> String {
     format!("berth:deployment:{id}")
 }
+/// Claimed (SET NX) by the coordinator when it queues the failover of `deployment`'s replica on
+/// a down `node`: one failover per lost replica, whatever the number of passes or coordinators.
+pub fn failover_claim(deployment: &str, node: &str) -> String {
+    format!("berth:failover:{deployment}:{node}")
+}
 /// Where a deployment record that could not be read is kept once a `failed` record that says
 /// so has replaced it (coordinator's `Quarantine`).
 pub fn deployment_unreadable(id: &str) -> String {
