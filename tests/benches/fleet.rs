@@ -59,12 +59,7 @@ async fn until_serves(port: u16, host: &str, version: &str, t: Instant) -> f64 {
 
 /// `n` rollbacks between v1 and v2 of `app`, timed at each ingress port of `ports`; returns the
 /// times per port.
-async fn rollbacks(
-    api: &berth_tests::Api,
-    app: &str,
-    ports: &[u16],
-    n: usize,
-) -> Vec<Vec<f64>> {
+async fn rollbacks(api: &berth_tests::Api, app: &str, ports: &[u16], n: usize) -> Vec<Vec<f64>> {
     let host = format!("{app}.localhost");
     let mut times = vec![Vec::new(); ports.len()];
     let mut serving = "v2";
@@ -103,9 +98,11 @@ async fn main() -> anyhow::Result<()> {
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
     let app = unique("fleetb");
     let host = format!("{app}.localhost");
-    f.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1,
-        "health_check": {"interval_ms": 50}}))
-        .await?;
+    f.create_app(
+        json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1,
+        "health_check": {"interval_ms": 50}}),
+    )
+    .await?;
     deploy_version(&f.api, &app, &repo, "v1").await;
     let d = deploy_version(&f.api, &app, &repo, "v2").await;
     let home = f.node_index(d["node"].as_str().unwrap()).unwrap();
@@ -118,9 +115,11 @@ async fn main() -> anyhow::Result<()> {
     let mut fleet_times = rollbacks(&f.api, &app, &ports, n).await;
     let mut c = Cluster::up().await?;
     let single = unique("singleb");
-    c.create_app(json!({"name": single, "repo": repo.url(), "port": 8080, "drain_s": 1,
-        "health_check": {"interval_ms": 50}}))
-        .await?;
+    c.create_app(
+        json!({"name": single, "repo": repo.url(), "port": 8080, "drain_s": 1,
+        "health_check": {"interval_ms": 50}}),
+    )
+    .await?;
     deploy_version(&c.api, &single, &repo, "v1").await;
     deploy_version(&c.api, &single, &repo, "v2").await;
     let mut single_times = rollbacks(&c.api, &single, &[c.ingress], n).await;
@@ -129,16 +128,26 @@ async fn main() -> anyhow::Result<()> {
     println!("rollback, API call → Caddy serves the other version, median of {n} (s):");
     println!("  one-node berth up:                 {one:.3}");
     for (k, t) in fleet_times.iter_mut().enumerate() {
-        let what = if k == 0 { "fleet, the app's node" } else { "fleet, another node" };
+        let what = if k == 0 {
+            "fleet, the app's node"
+        } else {
+            "fleet, another node"
+        };
         let m = median(t);
         let max = t.iter().cloned().fold(0.0, f64::max);
-        println!("  {what:<34} {m:.3} (max {max:.3}; ratio to one node {:.2})", m / one);
+        println!(
+            "  {what:<34} {m:.3} (max {max:.3}; ratio to one node {:.2})",
+            m / one
+        );
     }
 
     // 2. Failover under load through a surviving node.
     let (_, d) = f.api.get(&format!("/api/v1/apps/{app}")).await?;
     anyhow::ensure!(d["name"] == app.as_str(), "{d}");
-    let (_, list) = f.api.get(&format!("/api/v1/apps/{app}/deployments")).await?;
+    let (_, list) = f
+        .api
+        .get(&format!("/api/v1/apps/{app}/deployments"))
+        .await?;
     let node = list[0]["node"].as_str().unwrap_or_default().to_string();
     let i = f.node_index(&node).unwrap();
     let j = (0..f.nodes.len()).find(|j| *j != i).unwrap();
@@ -171,11 +180,15 @@ async fn main() -> anyhow::Result<()> {
     println!("  kill → the app answers from another node: {back:.2} s (goal ≤ 10 s)");
     println!(
         "  requests before the upstream left the route: {} ok, {} failed {:?}",
-        early.ok, early.failed, early.examples.first()
+        early.ok,
+        early.failed,
+        early.examples.first()
     );
     println!(
         "  requests after it left: {} ok, {} failed {:?} (goal 0)",
-        late.ok, late.failed, late.examples.first()
+        late.ok,
+        late.failed,
+        late.examples.first()
     );
     Ok(())
 }
