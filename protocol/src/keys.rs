@@ -1,8 +1,10 @@
 //! Names of every Redis stream, key and consumer group Berth uses, in one place.
 //!
-//! The coordinator owns app, deployment and node-liveness records; a node owns its claims, its
-//! container bookkeeping and the routes it pushes to its Caddy. Streams are the only channel
-//! between the two sides.
+//! The coordinator owns app, deployment, cordon and failover records; a node owns its claims,
+//! its heartbeat and container bookkeeping. The route table is shared desired state: the node
+//! that switches an app writes its route, the coordinator takes a down node's upstreams out, and
+//! every node's router applies it to its own Caddy. Streams (and the route-change channel) are
+//! the only channels between the two sides.
 
 /// Prefix of every key, so a Redis can be shared with other software.
 pub const PREFIX: &str = "berth";
