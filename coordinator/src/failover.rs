@@ -6,7 +6,9 @@
 //! of kind `failover`: the release that served there runs again on a ready node — placed by the
 //! scheduler like any deployment (so never on the down node), its image pulled from the registry,
 //! health-gated, and switched in like a rollback. An app with a deployment in flight is left to
-//! it. One failover per lost replica: `berth:failover:<deployment>` is claimed `SET NX`.
+//! it. One failover per lost replica: `berth:failover:<deployment>:<node>` is claimed `SET NX`.
+//! [`drain`] moves replicas off a live node the same way (`berth nodes drain`): the new replica
+//! is healthy and switched in before the old one drains, so no request fails.
 //!
 //! Nothing here is state of its own: a restarted coordinator finds the same down nodes and the
 //! same routes in Redis, and the claim keeps it from queueing a failover twice.
@@ -112,26 +114,49 @@ async fn pass(
         }
     }
     for (app, lost) in unserved {
-        if let Err(e) = fail_over(&store, &ledger, &reconciler, &app, &lost).await {
+        let Some(up) = lost.first() else { continue };
+        let reason = format!("node {} went down", up.node);
+        if let Err(e) = reschedule(&store, &ledger, &reconciler, &app, up, &reason).await {
             tracing::warn!(%app, error = %e, "could not queue a failover");
         }
     }
     Ok(())
 }
 
-/// Queues the failover deployment of `app`, whose replicas `lost` were on down nodes.
-async fn fail_over(
+/// Moves every replica off `node` (which the caller cordoned): each app served there gets a
+/// `failover` deployment of its serving release on another node, switched in health-gated like a
+/// rollback, after which the node stops its old container. Returns the deployments queued.
+pub(crate) async fn drain(
+    store: &Store,
+    ledger: &Addr<Ledger>,
+    reconciler: &Addr<Reconciler>,
+    node: &str,
+) -> Result<Vec<String>> {
+    let mut queued = Vec::new();
+    for route in store.routes().await? {
+        let Some(up) = route.upstreams.iter().find(|u| u.node == node) else {
+            continue;
+        };
+        let reason = format!("node {node} is being drained");
+        if let Some(id) = reschedule(store, ledger, reconciler, &route.app, up, &reason).await? {
+            queued.push(id);
+        }
+    }
+    Ok(queued)
+}
+
+/// Queues a `failover` deployment of the release `up` serves for `app`, somewhere else; `None`
+/// when the app is gone, has a deployment in flight, or this replica was moved already.
+async fn reschedule(
     store: &Store,
     ledger: &Addr<Ledger>,
     reconciler: &Addr<Reconciler>,
     app: &str,
-    lost: &[Upstream],
-) -> Result<()> {
-    let Some(up) = lost.first() else {
-        return Ok(());
-    };
+    up: &Upstream,
+    reason: &str,
+) -> Result<Option<String>> {
     if store.get_app(app).await?.is_none() {
-        return Ok(());
+        return Ok(None);
     }
     let in_flight = store
         .list_deployments(app, 20)
@@ -139,17 +164,17 @@ async fn fail_over(
         .into_iter()
         .any(|d| !d.status.is_terminal());
     if in_flight {
-        return Ok(());
+        return Ok(None);
     }
     let Some(serving) = store.get_deployment(&up.deployment).await? else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(image) = serving.image.clone() else {
-        return Ok(());
+        return Ok(None);
     };
     let key = keys::failover_claim(&serving.id, &up.node);
     if !store.claim_once(&key, "queued", keys::MARKER_TTL_S).await? {
-        return Ok(());
+        return Ok(None);
     }
     let d = ledger
         .send(Create {
@@ -160,11 +185,11 @@ async fn fail_over(
             commit: serving.commit.clone(),
             commit_message: serving.commit_message.clone(),
             runtime: serving.runtime.clone(),
-            reason: Some(format!("node {} went down", up.node)),
+            reason: Some(reason.to_string()),
             ..Default::default()
         })
         .await??;
-    tracing::warn!(%app, deployment = %d.id, node = %up.node, "failover queued");
-    reconciler.do_send(Track(d.id));
-    Ok(())
+    tracing::warn!(%app, deployment = %d.id, node = %up.node, %reason, "replica moved");
+    reconciler.do_send(Track(d.id.clone()));
+    Ok(Some(d.id))
 }

@@ -27,7 +27,14 @@ pub struct Deployer {
     /// Abort handles of the job tasks, by task number, so shutdown can stop stragglers.
     tasks: Arc<Mutex<HashMap<u64, AbortHandle>>>,
     next_task: u64,
+    /// When each running replica was first seen out of its app's route (`pipeline::retire`).
+    out_since: pipeline::retire::OutSince,
+    /// Set while a retire pass runs, so passes never pile up.
+    retiring: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How often replicas no route names any more are looked for.
+const RETIRE_EVERY: Duration = Duration::from_secs(2);
 
 impl Deployer {
     pub fn new(svc: Arc<Services>, running: watch::Sender<u32>) -> Self {
@@ -37,6 +44,8 @@ impl Deployer {
             running: Arc::new(running),
             tasks: Arc::default(),
             next_task: 0,
+            out_since: Arc::default(),
+            retiring: Arc::default(),
         }
     }
 
@@ -50,6 +59,23 @@ impl Deployer {
 
 impl Actor for Deployer {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(RETIRE_EVERY, |act, _| {
+            use std::sync::atomic::Ordering;
+            if act.retiring.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let (svc, locks) = (act.svc.clone(), act.app_locks.clone());
+            let (out_since, flag) = (act.out_since.clone(), act.retiring.clone());
+            act.svc.shutdown.spawn(async move {
+                if let Err(e) = pipeline::retire::pass(&svc, &locks, &out_since).await {
+                    tracing::warn!(error = %e, "retire pass failed");
+                }
+                flag.store(false, Ordering::SeqCst);
+            });
+        });
+    }
 }
 
 /// Run one job; resolves to whether the stream entry may be acknowledged.

@@ -373,6 +373,10 @@ pub struct Route {
     pub app: String,
     pub upstreams: Vec<Upstream>,
     pub updated_at: u64,
+    /// The app's `drain_s` when the route was written: how long a replica taken out of the
+    /// route keeps running for requests in flight before its node stops it.
+    #[serde(default)]
+    pub drain_s: Option<u64>,
 }
 
 #[cfg(test)]

@@ -606,6 +606,14 @@ impl Fleet {
 
     /// Loses node `i` as a server would: SIGKILL to its `berth node` and to its engine with
     /// every container on it ([`Engine::kill`]). Its Caddy keeps running.
+    /// Kills node `i`'s `berth node` process only (SIGKILL): its engine and containers keep
+    /// running, as when the daemon crashes or its host is cut off.
+    pub fn kill_berth(&mut self, i: usize) {
+        if let Some(p) = self.proc_index(&self.nodes[i].proc_name()) {
+            self.procs[p].kill();
+        }
+    }
+
     pub fn kill_node(&mut self, i: usize) {
         if let Some(p) = self.proc_index(&self.nodes[i].proc_name()) {
             self.procs[p].kill();

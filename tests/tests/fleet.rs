@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_tests::{
-    docker_cli, repo_root, sh, unique, version_marker, Engine, Fleet, GitRepo, Registry, TempDir,
-    BASE_IMAGE,
+    docker_cli, repo_root, sh, unique, version_marker, Engine, Fleet, GitRepo, Load, Registry,
+    TempDir, BASE_IMAGE,
 };
 use serde_json::json;
 
@@ -257,16 +257,133 @@ async fn losing_a_node(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()>
         .iter()
         .filter(|d| d["kind"] == "failover");
     assert_eq!(failovers.count(), 1, "{list}");
+
+    // Now only the daemon of the node serving it dies; its engine keeps the replica running.
+    // The app moves again; when that daemon comes back, it stops the replica no route names
+    // any more: one replica runs in the whole fleet, not two.
+    f.restart_node(i).await?;
+    let k = f.node_index(moved).unwrap();
+    f.kill_berth(k);
+    let second = berth_tests::eventually("a second failover", DEPLOY, || async {
+        let (_, list) = f
+            .api
+            .get(&format!("/api/v1/apps/{app}/deployments"))
+            .await
+            .ok()?;
+        let list = list.as_array()?.clone();
+        list.into_iter().find(|d| {
+            d["kind"] == "failover" && d["status"] == "succeeded" && d["id"] != failover["id"]
+        })
+    })
+    .await?;
+    assert_ne!(second["node"], moved, "{second}");
+    f.restart_node(k).await?;
+    let engine = &f.nodes[k].engine;
+    berth_tests::eventually(
+        "the restarted node to stop its stale replica",
+        DEPLOY,
+        || async {
+            engine
+                .running_containers(&app, moved)
+                .ok()?
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await?;
+    let running: usize = f
+        .nodes
+        .iter()
+        .map(|n| {
+            n.engine
+                .running_containers(&app, &n.name)
+                .map_or(0, |c| c.len())
+        })
+        .sum();
+    assert_eq!(running, 1, "one replica in the fleet");
+    for j in 0..f.nodes.len() {
+        f.serves(j, &host, &version_marker("1")).await?;
+    }
+    Ok(())
+}
+
+/// Drain the node an app runs on while a kept-alive client that never retries goes through
+/// another node's Caddy: the app moves (health-gated), the node ends cordoned with nothing of the
+/// app running, and no request fails.
+async fn draining(f: &mut Fleet) -> anyhow::Result<()> {
+    let src = TempDir::with_prefix("fleet-drain")?;
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
+    let app = unique("drain");
+    let host = format!("{app}.localhost");
+    f.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
+        .await?;
+    let (id, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", f.api.log(&id).await?);
+    let node = d["node"].as_str().unwrap().to_string();
+    let i = f.node_index(&node).unwrap();
+    let j = (0..f.nodes.len()).find(|j| *j != i).unwrap();
+    f.serves(j, &host, &version_marker("1")).await?;
+
+    let load = Load::start(f.nodes[j].ingress, &host, 4, Duration::ZERO);
+    let (s, v) = f
+        .api
+        .post(&format!("/api/v1/nodes/{node}/drain"), json!({}))
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["cordoned"], true, "{v}");
+    let moves = v["deployments"].as_array().unwrap().clone();
+    assert_eq!(moves.len(), 1, "{v}");
+    let mid = moves[0].as_str().unwrap();
+    let m = f.api.wait_terminal(mid, DEPLOY).await?;
+    assert_eq!(m["status"], "succeeded", "{m}\n{}", f.api.log(mid).await?);
+    assert_eq!(m["kind"], "failover", "{m}");
+    assert_ne!(m["node"], node.as_str(), "{m}");
+    let log = f.api.log(mid).await?;
+    assert!(
+        log.contains(&format!("node {node} is being drained")),
+        "{log}"
+    );
+    // The old replica drains, then stops; the load went on throughout.
+    let engine = &f.nodes[i].engine;
+    berth_tests::eventually("the drained node's container to stop", DEPLOY, || async {
+        engine
+            .running_containers(&app, &node)
+            .ok()?
+            .is_empty()
+            .then_some(())
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let n = load.finish().await;
+    eprintln!("fleet: drain under load: {n:?}");
+    assert!(n.ok > 100, "{n:?}");
+    assert_eq!((n.failed, n.retried), (0, 0), "no request failed: {n:?}");
+    let (_, nodes) = f.api.get("/api/v1/nodes").await?;
+    let me = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node.as_str());
+    assert_eq!(me.unwrap()["cordoned"], true, "{nodes}");
+    // Uncordoned again for what follows.
+    let (s, v) = f
+        .api
+        .post(&format!("/api/v1/nodes/{node}/uncordon"), json!({}))
+        .await?;
+    assert_eq!(s, 200, "{v}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_node_s_app_runs_again_on_another_node() {
+async fn a_fleet_drains_a_node_and_survives_losing_one() {
     let registry = Registry::start().await.expect("a registry");
     let url = format!("127.0.0.1:{}", registry.port);
     let mut f = Fleet::start_with(3, &[("BERTH_REGISTRY__URL", &url)])
         .await
         .expect("a fleet of 3");
+    draining(&mut f)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
     losing_a_node(&mut f, &registry)
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));

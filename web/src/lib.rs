@@ -202,6 +202,13 @@ pub fn routes(
             .boxed()
     };
 
+    let drain = warp::path!("nodes" / String / "drain")
+        .and(warp::post())
+        .and(with())
+        .then(|node, c: Ctx| async move {
+            respond(c.coord.api.send(api::Drain(node)).await, StatusCode::OK)
+        });
+
     // Every route is boxed before they are joined: a long `.or()` chain of unboxed filters
     // makes rustc's type checking explode (minutes per added route).
     let v1_routes: Vec<BoxedFilter<(Response,)>> = vec![
@@ -221,6 +228,7 @@ pub fn routes(
         nodes.boxed(),
         cordon("cordon", true),
         cordon("uncordon", false),
+        drain.boxed(),
         app_metrics.boxed(),
     ];
     let v1 = api.and(

@@ -21,6 +21,21 @@ pub struct CordonNode {
     pub on: bool,
 }
 
+/// `POST /api/v1/nodes/{name}/drain`: cordon the node, then move every replica it serves to
+/// other nodes (health-gated, so no request fails). Answers the node and the deployments queued.
+#[derive(Message)]
+#[rtype(result = "Result<DrainNode>")]
+pub struct Drain(pub String);
+
+/// What `POST /nodes/{name}/drain` answers.
+#[derive(Debug, serde::Serialize)]
+pub struct DrainNode {
+    #[serde(flatten)]
+    pub node: NodeView,
+    /// The deployments that move its replicas (follow them like any deployment).
+    pub deployments: Vec<String>,
+}
+
 /// `GET /api/v1/apps/{name}/metrics?window=…`: the app's samples of the window (default 15m,
 /// at most 1h; a bad window is a 400).
 #[derive(Message)]
@@ -52,6 +67,27 @@ impl Handler<CordonNode> for Api {
         Box::pin(async move {
             let CordonNode { node, on } = msg;
             registry.send(Cordon { node, on }).await?
+        })
+    }
+}
+
+impl Handler<Drain> for Api {
+    type Result = ResponseFuture<Result<DrainNode>>;
+
+    fn handle(&mut self, Drain(node): Drain, _: &mut Context<Self>) -> Self::Result {
+        let (registry, store) = (self.registry.clone(), self.store.clone());
+        let (ledger, reconciler) = (self.ledger.clone(), self.reconciler.clone());
+        Box::pin(async move {
+            let cordon = Cordon {
+                node: node.clone(),
+                on: true,
+            };
+            let view = registry.send(cordon).await??;
+            let deployments = crate::failover::drain(&store, &ledger, &reconciler, &node).await?;
+            Ok(DrainNode {
+                node: view,
+                deployments,
+            })
         })
     }
 }

@@ -20,7 +20,7 @@ use berth_protocol::secret::SecretKey;
 use berth_protocol::App;
 
 pub use apps::{CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
-pub use cluster::{ClusterMetrics, CordonNode, GetAppMetrics, ListNodes};
+pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
 pub use releases::{ListReleases, Rollback};
 pub use webhooks::GithubPush;

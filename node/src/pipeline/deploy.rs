@@ -441,6 +441,7 @@ async fn switch(
                 deployment: job.deployment_id.clone(),
             }],
             updated_at: now_ms(),
+            drain_s: Some(app.drain_s),
         })
         .collect();
     if routes.is_empty() {

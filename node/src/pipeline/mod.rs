@@ -14,6 +14,7 @@ mod fail;
 mod fate;
 mod healthcheck;
 mod removal;
+pub mod retire;
 mod services;
 
 pub use deploy::deploy;

@@ -104,6 +104,9 @@ pub enum NodesCmd {
     Cordon { node: String },
     /// Let the scheduler place work on a cordoned node again.
     Uncordon { node: String },
+    /// Cordon a node and move every replica it serves to other nodes (health-gated, no request
+    /// fails); prints the deployments that move them.
+    Drain { node: String },
 }
 
 #[derive(Args)]

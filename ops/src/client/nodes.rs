@@ -1,6 +1,6 @@
 //! `berth nodes`: the nodes, their liveness as the coordinator sees it (`ready`, `suspect`,
 //! `down`), whether they are cordoned, their labels and last heartbeat; `berth nodes
-//! cordon|uncordon <node>`.
+//! cordon|uncordon|drain <node>`.
 
 use anyhow::Result;
 use berth_protocol::api::NodeView;
@@ -15,6 +15,7 @@ pub(super) async fn run(c: &Client, json: bool, a: NodesArgs) -> Result<()> {
         None => return list(c, json).await,
         Some(NodesCmd::Cordon { node }) => (node, "cordon"),
         Some(NodesCmd::Uncordon { node }) => (node, "uncordon"),
+        Some(NodesCmd::Drain { node }) => return drain(c, json, &node).await,
     };
     let view: NodeView = c
         .call(Method::POST, &["nodes", &node, verb], None::<&()>)
@@ -22,6 +23,29 @@ pub(super) async fn run(c: &Client, json: bool, a: NodesArgs) -> Result<()> {
     print(json, &view, |v| {
         let state = if v.cordoned { "cordoned" } else { "uncordoned" };
         println!("node {} {state} ({})", v.info.name, status(v));
+    })
+}
+
+/// What `POST /nodes/{name}/drain` answers: the node, and the deployments moving its replicas.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Drained {
+    #[serde(flatten)]
+    node: NodeView,
+    deployments: Vec<String>,
+}
+
+async fn drain(c: &Client, json: bool, node: &str) -> Result<()> {
+    let d: Drained = c
+        .call(Method::POST, &["nodes", node, "drain"], None::<&()>)
+        .await?;
+    print(json, &d, |d| {
+        println!(
+            "node {} cordoned; moving {} replica(s): {}",
+            d.node.info.name,
+            d.deployments.len(),
+            d.deployments.join(" ")
+        );
+        println!("follow each with `berth log <id> -f`");
     })
 }
 

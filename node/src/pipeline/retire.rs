@@ -1,0 +1,89 @@
+//! Retiring replicas that no longer serve: a running container of this node that no route
+//! names any more (its app moved to another node — a drain, a failover, a deploy placed
+//! elsewhere — or it is left over from before a restart) is stopped once it has been out of the
+//! route for the route's `drain_s`, and kept stopped for a rollback.
+//!
+//! A pass runs every few seconds. It looks only at apps that have a route (an app still being
+//! deployed for the first time has none; a deleted app is `removal.rs`'s), and only while no job
+//! of the app runs here: it takes the app's lock without waiting, so it never races a deploy that
+//! is starting a container or draining its predecessor itself.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use berth_protocol::{envelope, keys, Route};
+use redis::AsyncCommands;
+
+use super::Services;
+use crate::containers::{self, LABEL_APP, LABEL_DEPLOYMENT};
+use crate::error::Result;
+
+/// How long a replica out of the route keeps running when its route does not say.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+
+/// When each running container was first seen out of its app's route.
+pub type OutSince = Arc<Mutex<HashMap<String, Instant>>>;
+
+/// The app locks of the deployer (one per app name).
+pub type AppLocks = Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One pass: stops this node's running containers that have been out of their app's route for
+/// its drain time.
+pub async fn pass(svc: &Services, locks: &AppLocks, out_since: &OutSince) -> Result<()> {
+    let mut conn = svc.redis.clone();
+    let all: HashMap<String, Vec<u8>> = conn.hgetall(keys::ROUTES).await?;
+    // App → (the deployments it serves on this node, its drain time).
+    let mut routed: HashMap<String, (HashSet<String>, Duration)> = HashMap::new();
+    for bytes in all.values() {
+        let Ok(route) = envelope::decode::<Route>(bytes, envelope::kind::ROUTE) else {
+            continue;
+        };
+        let drain = route.drain_s.map_or(DEFAULT_DRAIN, Duration::from_secs);
+        let entry = routed
+            .entry(route.app.clone())
+            .or_insert_with(|| (HashSet::new(), drain));
+        entry.1 = entry.1.max(drain);
+        for u in route.upstreams.iter().filter(|u| u.node == svc.node) {
+            entry.0.insert(u.deployment.clone());
+        }
+    }
+    let running = containers::running_app_containers(&svc.docker, &svc.node).await?;
+    let mut seen = HashSet::new();
+    for c in running {
+        let (Some(id), Some(labels)) = (c.id, c.labels) else {
+            continue;
+        };
+        let (Some(app), deployment) = (labels.get(LABEL_APP), labels.get(LABEL_DEPLOYMENT)) else {
+            continue;
+        };
+        let Some((serving, drain)) = routed.get(app) else {
+            continue;
+        };
+        if deployment.is_some_and(|d| serving.contains(d)) {
+            continue;
+        }
+        seen.insert(id.clone());
+        let since = *lock(out_since)
+            .entry(id.clone())
+            .or_insert_with(Instant::now);
+        if since.elapsed() < *drain {
+            continue;
+        }
+        // Only while no job of the app runs here.
+        let app_lock = lock(locks).entry(app.clone()).or_default().clone();
+        let Ok(_guard) = app_lock.try_lock() else {
+            continue;
+        };
+        tracing::info!(%app, container = %id, "stopping a replica no route names any more");
+        if let Err(e) = containers::stop(&svc.docker, &id, 10).await {
+            tracing::warn!(%app, container = %id, error = %e, "could not stop a retired replica");
+        }
+    }
+    lock(out_since).retain(|id, _| seen.contains(id));
+    Ok(())
+}
