@@ -30,6 +30,7 @@
 //! scheduler` (`--json`: the results as one JSON object). `--quick` (20 nodes, 200 jobs, no idle phase) is what the test runs. It exits
 //! non-zero when a job was never dispatched or a deployment did not end terminal.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -312,16 +313,19 @@ async fn run_load(
     // Until every job was read (or the deadline).
     let deadline = Instant::now() + SETTLE;
     let last_read = loop {
-        let reads = fleet.reads.lock().unwrap_or_else(|p| p.into_inner());
-        let done = sent.keys().all(|id| reads.contains_key(id));
-        if done || Instant::now() > deadline {
-            break sent
-                .keys()
-                .filter_map(|id| reads.get(id).map(|r| r.at))
-                .max()
-                .unwrap_or(first_post);
+        let last = {
+            let reads = fleet.reads.lock().unwrap_or_else(|p| p.into_inner());
+            let done = sent.keys().all(|id| reads.contains_key(id));
+            (done || Instant::now() > deadline).then(|| {
+                sent.keys()
+                    .filter_map(|id| reads.get(id).map(|r| r.at))
+                    .max()
+                    .unwrap_or(first_post)
+            })
+        };
+        if let Some(last) = last {
+            break last;
         }
-        drop(reads);
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let cpu_after = ProcUsage::read(coord.pid())?;
@@ -680,10 +684,13 @@ impl Reader {
             {
                 let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
                 for (id, node) in got {
-                    if reads.contains_key(&id) {
-                        self.duplicates.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        reads.insert(id, Read { at, node });
+                    match reads.entry(id) {
+                        Entry::Occupied(_) => {
+                            self.duplicates.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Entry::Vacant(v) => {
+                            v.insert(Read { at, node });
+                        }
                     }
                 }
             }
