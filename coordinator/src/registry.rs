@@ -4,10 +4,21 @@
 //! (`node/src/heartbeat.rs`). A node is `ready` while its last beat is recent, `suspect` once a
 //! beat is late (`suspect_after`: nothing new is placed on it), and `down` when none came for
 //! `down_after` (`node.down_after_s`). Cordons are the operator's, kept by the coordinator in
-//! `berth:nodes:cordoned`. The registry reads Redis on every question, so it holds no state of
-//! its own and a restarted coordinator sees the fleet at once.
+//! `berth:nodes:cordoned`.
+//!
+//! The fleet is read from Redis (the node set, one MGET of every heartbeat record, the cordons)
+//! and nothing else: a restarted coordinator sees the fleet at once. Placement and every
+//! in-flight deployment's deadline check ask for it ([`Nodes`]) on each tick — every 500 ms per
+//! deployment — so they share a snapshot at most [`SNAPSHOT_MAX_AGE`] old: one read of the fleet
+//! per 250 ms however many deployments are in flight (with 1,000 nodes and 2,000 deployments in
+//! flight, reading it on every tick took the coordinator's whole core; BENCHMARKS.md). Liveness
+//! in a snapshot is as of when it was read, so a node turns suspect or down up to 250 ms later
+//! than its heartbeat age says, against 2.5 s and 5 s. A cordon clears the snapshot, so the next
+//! placement sees it. The API ([`NodesNow`]) reads the fleet afresh and refreshes the snapshot.
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use berth_protocol::api::NodeView;
@@ -34,14 +45,56 @@ impl Default for Liveness {
     }
 }
 
+/// How old a snapshot of the fleet [`Nodes`] may answer with.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(250);
+
 pub struct NodeRegistry {
     store: Store,
     liveness: Liveness,
+    snapshot: Snapshot,
 }
 
 impl NodeRegistry {
     pub fn new(store: Store, liveness: Liveness) -> Self {
-        NodeRegistry { store, liveness }
+        NodeRegistry {
+            store,
+            liveness,
+            snapshot: Snapshot::default(),
+        }
+    }
+}
+
+/// The fleet as last read, with when its read began. One read at a time: callers that find it
+/// too old while a read is under way wait for that read instead of starting their own.
+#[derive(Clone, Default)]
+struct Snapshot(Arc<tokio::sync::Mutex<Option<Taken>>>);
+
+/// A snapshot: when its read began, and what it read.
+type Taken = (Instant, Arc<Vec<NodeView>>);
+
+impl Snapshot {
+    /// The snapshot if it is younger than `max_age`, else what `read` answers (kept as the new
+    /// snapshot; an error is not kept).
+    async fn get<F, Fut>(&self, max_age: Duration, read: F) -> Result<Arc<Vec<NodeView>>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<NodeView>>>,
+    {
+        let mut cell = self.0.lock().await;
+        if let Some((at, views)) = cell.as_ref() {
+            if at.elapsed() < max_age {
+                return Ok(views.clone());
+            }
+        }
+        let at = Instant::now();
+        let views = Arc::new(read().await?);
+        *cell = Some((at, views.clone()));
+        Ok(views)
+    }
+
+    /// Forgets the snapshot: the next [`Snapshot::get`] reads.
+    async fn clear(&self) {
+        *self.0.lock().await = None;
     }
 }
 
@@ -61,10 +114,16 @@ pub fn status_of(info: &NodeInfo, now: u64, l: Liveness) -> NodeStatus {
     }
 }
 
-/// Every registered node with its liveness and cordon.
+/// Every registered node with its liveness and cordon, from a snapshot at most
+/// [`SNAPSHOT_MAX_AGE`] old (placement and deadline checks).
+#[derive(Message)]
+#[rtype(result = "Result<Arc<Vec<NodeView>>>")]
+pub struct Nodes;
+
+/// Every registered node with its liveness and cordon, read now (the API).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<NodeView>>")]
-pub struct Nodes;
+pub struct NodesNow;
 
 /// Cordon (`on: true`) or uncordon a node; `NotFound` when no node has that name.
 #[derive(Message)]
@@ -91,10 +150,23 @@ async fn views(store: Store, l: Liveness) -> Result<Vec<NodeView>> {
 }
 
 impl Handler<Nodes> for NodeRegistry {
-    type Result = ResponseFuture<Result<Vec<NodeView>>>;
+    type Result = ResponseFuture<Result<Arc<Vec<NodeView>>>>;
 
     fn handle(&mut self, _: Nodes, _: &mut Context<Self>) -> Self::Result {
-        Box::pin(views(self.store.clone(), self.liveness))
+        let (store, l, snapshot) = (self.store.clone(), self.liveness, self.snapshot.clone());
+        Box::pin(async move { snapshot.get(SNAPSHOT_MAX_AGE, || views(store, l)).await })
+    }
+}
+
+impl Handler<NodesNow> for NodeRegistry {
+    type Result = ResponseFuture<Result<Vec<NodeView>>>;
+
+    fn handle(&mut self, _: NodesNow, _: &mut Context<Self>) -> Self::Result {
+        let (store, l, snapshot) = (self.store.clone(), self.liveness, self.snapshot.clone());
+        Box::pin(async move {
+            let views = snapshot.get(Duration::ZERO, || views(store, l)).await?;
+            Ok(views.as_ref().clone())
+        })
     }
 }
 
@@ -102,10 +174,13 @@ impl Handler<Cordon> for NodeRegistry {
     type Result = ResponseFuture<Result<NodeView>>;
 
     fn handle(&mut self, msg: Cordon, _: &mut Context<Self>) -> Self::Result {
-        let (store, l) = (self.store.clone(), self.liveness);
+        let (store, l, snapshot) = (self.store.clone(), self.liveness, self.snapshot.clone());
         Box::pin(async move {
             let missing = || Error::NotFound(format!("no node named {}", msg.node));
-            if !store.set_cordoned(&msg.node, msg.on).await? {
+            let set = store.set_cordoned(&msg.node, msg.on).await;
+            // After the write, whatever it did: a snapshot read before it is gone.
+            snapshot.clear().await;
+            if !set? {
                 return Err(missing());
             }
             views(store, l)
@@ -120,10 +195,20 @@ impl Handler<Cordon> for NodeRegistry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    #[test]
-    fn liveness_by_heartbeat_age() {
-        let mut n = NodeInfo {
+    fn view(name: &str) -> NodeView {
+        let mut info = node_info();
+        info.name = name.into();
+        NodeView {
+            info,
+            status: NodeStatus::Ready,
+            cordoned: false,
+        }
+    }
+
+    fn node_info() -> NodeInfo {
+        NodeInfo {
             name: "n".into(),
             address: "127.0.0.1".into(),
             ingress_http: 80,
@@ -136,7 +221,59 @@ mod tests {
             last_heartbeat: 10_000,
             running_jobs: 0,
             host: None,
-        };
+        }
+    }
+
+    /// Reads through `s`, counting the reads, answering a fleet of one node named `name`.
+    async fn read(s: &Snapshot, max_age: Duration, reads: &AtomicUsize, name: &str) -> String {
+        let v = s
+            .get(max_age, || async {
+                reads.fetch_add(1, Ordering::SeqCst);
+                Ok(vec![view(name)])
+            })
+            .await
+            .unwrap();
+        v[0].info.name.clone()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_serves_until_it_is_too_old_or_cleared() {
+        let s = Snapshot::default();
+        let reads = AtomicUsize::new(0);
+        let long = Duration::from_secs(60);
+        assert_eq!(read(&s, long, &reads, "a").await, "a");
+        assert_eq!(read(&s, long, &reads, "b").await, "a");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        // Age zero: always read (what the API asks for), and the new read is kept.
+        assert_eq!(read(&s, Duration::ZERO, &reads, "c").await, "c");
+        assert_eq!(read(&s, long, &reads, "d").await, "c");
+        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        s.clear().await;
+        assert_eq!(read(&s, long, &reads, "e").await, "e");
+        assert_eq!(reads.load(Ordering::SeqCst), 3);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(read(&s, Duration::from_millis(10), &reads, "f").await, "f");
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_not_kept_and_concurrent_callers_share_one_read() {
+        let s = Snapshot::default();
+        let failed = s
+            .get(Duration::from_secs(60), || async {
+                Err(Error::Unreadable("x".into()))
+            })
+            .await;
+        assert!(failed.is_err());
+        let reads = AtomicUsize::new(0);
+        let long = Duration::from_secs(60);
+        let (a, b) = tokio::join!(read(&s, long, &reads, "a"), read(&s, long, &reads, "b"));
+        assert_eq!((a.as_str(), b.as_str()), ("a", "a"));
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn liveness_by_heartbeat_age() {
+        let mut n = node_info();
         let l = Liveness {
             suspect_after: Duration::from_secs(2),
             down_after: Duration::from_secs(5),

@@ -1,6 +1,7 @@
 //! `berth`: the one binary. Server commands (`up`, `coordinator`, `node`) and the client
 //! commands that talk to the HTTP API.
 
+mod bench;
 mod client;
 mod server;
 mod services;
@@ -57,6 +58,9 @@ enum Cmd {
     Nodes(client::NodesArgs),
     /// Show an app's CPU, memory and network figures: each replica's latest and the total.
     Metrics(client::metrics::MetricsArgs),
+    /// Benchmarks that start what they need (Redis, a coordinator) and simulate the rest.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 #[derive(Args)]
@@ -82,6 +86,7 @@ fn main() {
         Cmd::Up => settings(&cli.config).and_then(server::up),
         Cmd::Coordinator => settings(&cli.config).and_then(server::coordinator),
         Cmd::Node => settings(&cli.config).and_then(server::node),
+        Cmd::Bench(b) => bench::run(b, cli.conn.json()),
         cmd => client::run(&cli.config, &cli.conn, cmd),
     };
     if let Err(e) = result {

@@ -15,6 +15,10 @@ pub struct Service {
 }
 
 impl Service {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     pub fn stop(&mut self) {
         // SIGTERM first (Redis flushes its AOF on it), then SIGKILL if it lingers.
         use nix::sys::signal::{kill, Signal};

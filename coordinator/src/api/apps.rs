@@ -14,7 +14,7 @@ use super::{load_app, Api};
 use crate::apps;
 use crate::error::{Error, Result};
 use crate::ledger::{self, Transition};
-use crate::registry::Nodes;
+use crate::registry::NodesNow;
 use crate::store::Store;
 
 /// `POST /api/v1/apps`.
@@ -168,7 +168,7 @@ impl Handler<DeleteApp> for Api {
                     app: app.name.clone(),
                     domains: app.domains.clone(),
                 };
-                for node in registry.send(Nodes).await?? {
+                for node in registry.send(NodesNow).await?? {
                     store
                         .send_job(&node.info.name, &ledger::new_id(), &job)
                         .await?;

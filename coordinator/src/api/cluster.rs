@@ -5,7 +5,7 @@ use berth_protocol::api::NodeView;
 
 use super::{load_app, Api};
 use crate::error::{Error, Result};
-use crate::registry::{Cordon, Nodes};
+use crate::registry::{Cordon, NodesNow};
 
 /// `GET /api/v1/nodes`.
 #[derive(Message)]
@@ -55,7 +55,7 @@ impl Handler<ListNodes> for Api {
 
     fn handle(&mut self, _: ListNodes, _: &mut Context<Self>) -> Self::Result {
         let registry = self.registry.clone();
-        Box::pin(async move { registry.send(Nodes).await? })
+        Box::pin(async move { registry.send(NodesNow).await? })
     }
 }
 
@@ -113,7 +113,7 @@ impl Handler<ClusterMetrics> for Api {
     fn handle(&mut self, _: ClusterMetrics, _: &mut Context<Self>) -> Self::Result {
         let (store, registry) = (self.store.clone(), self.registry.clone());
         Box::pin(async move {
-            let nodes = registry.send(Nodes).await??;
+            let nodes = registry.send(NodesNow).await??;
             crate::metrics::cluster_figures(&store, &nodes).await
         })
     }

@@ -21,6 +21,13 @@ pub struct Conn {
     pub(super) json: bool,
 }
 
+impl Conn {
+    /// Whether `--json` was given (the bench commands print their results so too).
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
 #[derive(Subcommand)]
 pub enum AppsCmd {
     /// Create an app.

@@ -59,8 +59,8 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Logs(a) => logs::run(c, json, a).await,
         Cmd::Nodes(a) => nodes::run(c, json, a).await,
         Cmd::Metrics(a) => metrics::run(c, json, a).await,
-        Cmd::Up | Cmd::Coordinator | Cmd::Node => {
-            unreachable!("server commands are dispatched in main")
+        Cmd::Up | Cmd::Coordinator | Cmd::Node | Cmd::Bench(_) => {
+            unreachable!("server and bench commands are dispatched in main")
         }
     }
 }

@@ -1,0 +1,1001 @@
+//! `berth bench scheduler`: how fast the coordinator places deployments and queues their jobs,
+//! and what it costs while a large fleet only heartbeats (issue 10; results in BENCHMARKS.md).
+//!
+//! What runs:
+//! - a Redis, started as `berth up` starts it (`services::start_redis`: a Unix socket in a
+//!   temporary directory, AOF on), or `--redis-url` (an empty database: the bench refuses one
+//!   that holds keys, and flushes it between its scenarios);
+//! - the real coordinator as a child `berth coordinator` process (this binary), so its CPU time
+//!   and RSS are its own: read from `/proc/<pid>/stat` and `/proc/<pid>/status`;
+//! - N simulated nodes in this process. Each writes its heartbeat every second with the node's
+//!   own code (`berth_node::heartbeat::beat`: the `berth:node:<name>` envelope and `SADD
+//!   berth:nodes`); one reader task per 50 nodes reads their job streams (`berth:jobs:<node>`,
+//!   group `node`) with one `XREADGROUP` over all of them, acknowledges each job at once and
+//!   reports it the way a node's `EventSink` does, on `berth:events`: `building`, then
+//!   `succeeded` (`--outcome failed`: `failed`, "simulated node"). So the Ledger does a real
+//!   deployment's writes (the release index included) and every `DeploymentActor` stops.
+//!
+//! Load: one app per deployment is created through the HTTP API (a second deployment of an app
+//! would supersede the first), then `--jobs` deployments are created from `--clients`
+//! concurrent clients as fast as the API takes them. The dispatch latency of a job runs from
+//! just before its POST to the moment a simulated node read it from its stream (matched by the
+//! deployment id in the job); jobs/s is the jobs dispatched over the time from the first POST to
+//! the last read. Each node count (`--nodes 100,1000`) runs against a fresh Redis and
+//! coordinator. Then, on the largest fleet, with `--idle-apps` apps (those the load created plus
+//! ones written straight into Redis, as `tests/src/seed.rs` does) and the app list read once
+//! through the API (so the coordinator holds its cached copy), the coordinator's and Redis's CPU
+//! and RSS are read over `--idle-s` seconds of heartbeats only.
+//!
+//! Run it from a release build: `cargo build --release -p berth && target/release/berth bench
+//! scheduler` (`--json`: the results as one JSON object). `--quick` (20 nodes, 200 jobs, no idle phase) is what the test runs. It exits
+//! non-zero when a job was never dispatched or a deployment did not end terminal.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use berth_node::heartbeat::{beat, Beat, BEAT_EVERY};
+use berth_protocol::envelope::{self, kind, STREAM_FIELD};
+use berth_protocol::{
+    keys, now_ms, App, Deployment, DeploymentStatus, DeploymentUpdate, Event, HostStats, Job,
+    EVENT_KIND, JOB_KIND,
+};
+use clap::{Args, ValueEnum};
+use rand::RngExt;
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use crate::services;
+
+/// Simulated nodes whose job streams one reader task reads with one `XREADGROUP`.
+const STREAMS_PER_READER: usize = 50;
+/// How long the bench waits for the last job to be read, then for every deployment to end.
+const SETTLE: Duration = Duration::from_secs(120);
+/// `/proc/<pid>/stat` counts CPU time in USER_HZ ticks: 100 a second on Linux.
+const TICKS_PER_S: f64 = 100.0;
+
+#[derive(Args, Clone)]
+pub struct SchedulerArgs {
+    /// Simulated node counts, one scenario each (fresh Redis and coordinator).
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
+    nodes: Vec<usize>,
+    /// Deployments created per scenario (one app each).
+    #[arg(long, default_value_t = 5_000)]
+    jobs: usize,
+    /// Concurrent API clients creating them.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Apps in Redis during the idle measurement (the load's, topped up straight into Redis).
+    #[arg(long, default_value_t = 10_000)]
+    idle_apps: usize,
+    /// Seconds of the idle measurement (heartbeats only) on the largest fleet; 0 skips it.
+    #[arg(long, default_value_t = 20)]
+    idle_s: u64,
+    /// How the simulated nodes end each deployment.
+    #[arg(long, value_enum, default_value_t = Outcome::Succeeded)]
+    outcome: Outcome,
+    /// Use this Redis (an empty database; flushed between scenarios) instead of starting one.
+    #[arg(long)]
+    redis_url: Option<String>,
+    /// CI-sized: 20 nodes, 200 jobs, 8 clients, no idle phase.
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// `building`, then `succeeded` with an image: a real deployment's writes.
+    Succeeded,
+    /// `failed` with the error "simulated node".
+    Failed,
+}
+
+/// Latency figures, in milliseconds.
+#[derive(Serialize, Default)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Latency {
+    fn of(mut ms: Vec<f64>) -> Latency {
+        if ms.is_empty() {
+            return Latency::default();
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        Latency {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct LoadResult {
+    nodes: usize,
+    jobs: usize,
+    clients: usize,
+    /// Deployment POSTs the API refused or that failed.
+    api_errors: usize,
+    /// Jobs a simulated node read (each counted once).
+    dispatched: usize,
+    /// Jobs read more than once (a re-sent job).
+    duplicates: usize,
+    /// Distinct nodes that received jobs.
+    nodes_used: usize,
+    jobs_per_s: f64,
+    dispatch_ms: Latency,
+    /// The POST alone (request to response).
+    post_ms: Latency,
+    /// Deployments by status once settled.
+    statuses: BTreeMap<String, usize>,
+    /// Every deployment the load created ended terminal.
+    all_terminal: bool,
+    /// Creating the apps beforehand, through the API.
+    apps_per_s: f64,
+    /// Coordinator CPU (% of one core) from the first POST to the last read, and its peak RSS.
+    coordinator_cpu_pct: f64,
+    coordinator_peak_rss_mb: f64,
+}
+
+#[derive(Serialize)]
+struct IdleResult {
+    nodes: usize,
+    apps: usize,
+    seconds: f64,
+    coordinator_cpu_pct: f64,
+    coordinator_rss_mb: f64,
+    coordinator_peak_rss_mb: f64,
+    /// `None` with `--redis-url` (not this bench's process).
+    redis_cpu_pct: Option<f64>,
+    redis_rss_mb: Option<f64>,
+    /// This process: the simulated nodes' heartbeats.
+    bench_cpu_pct: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    outcome: Outcome,
+    load: Vec<LoadResult>,
+    idle: Option<IdleResult>,
+}
+
+pub fn run(mut args: SchedulerArgs, json: bool) -> Result<()> {
+    if args.quick {
+        args.nodes = vec![20];
+        args.jobs = 200;
+        args.clients = 8;
+        args.idle_s = 0;
+    }
+    if args.nodes.is_empty() || args.nodes.contains(&0) || args.jobs == 0 || args.clients == 0 {
+        bail!("--nodes, --jobs and --clients must be positive");
+    }
+    let dir = TempDir::new()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(bench(&args, &dir.0))?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&report);
+    }
+    let incomplete = report
+        .load
+        .iter()
+        .any(|l| l.dispatched < l.jobs - l.api_errors || !l.all_terminal || l.api_errors > 0);
+    if incomplete {
+        bail!("a job was not dispatched or a deployment did not end terminal (see above)");
+    }
+    Ok(())
+}
+
+async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
+    if let Some(url) = &args.redis_url {
+        let mut c = berth_bus::conn::connect(url).await?;
+        let n: u64 = redis::cmd("DBSIZE").query_async(&mut c).await?;
+        if n > 0 {
+            bail!("the database at --redis-url holds {n} keys: the bench needs an empty one (it flushes it between scenarios)");
+        }
+    }
+    let largest = args.nodes.iter().copied().max().unwrap_or(0);
+    let mut load = Vec::new();
+    let mut idle = None;
+    for (i, &n) in args.nodes.iter().enumerate() {
+        let sdir = dir.join(format!("scenario-{i}"));
+        std::fs::create_dir_all(&sdir)?;
+        // Redis for this scenario: started fresh, or the given one emptied.
+        let (redis, url) = match &args.redis_url {
+            Some(url) => {
+                let mut c = berth_bus::conn::connect(url).await?;
+                let _: () = redis::cmd("FLUSHDB").query_async(&mut c).await?;
+                (None, url.clone())
+            }
+            None => {
+                let (svc, url) = services::start_redis(&sdir.join("redis"))?;
+                (Some(svc), url)
+            }
+        };
+        let conn = berth_bus::conn::connect(&url).await?;
+        let fleet = Fleet::start(&url, conn.clone(), n, args.outcome).await?;
+        let coord = CoordinatorProcess::start(&url, &sdir)?;
+        eprintln!("scheduler bench: {n} nodes, {} jobs", args.jobs);
+        let result = run_load(args, n, &coord, &fleet, &conn).await?;
+        load.push(result);
+        if n == largest && args.idle_s > 0 && idle.is_none() {
+            let redis_pid = redis.as_ref().map(|r| r.pid());
+            idle = Some(run_idle(args, n, &coord, redis_pid, &conn).await?);
+        }
+        fleet.stop().await;
+        drop(coord);
+        drop(redis);
+    }
+    Ok(Report {
+        outcome: args.outcome,
+        load,
+        idle,
+    })
+}
+
+// ---- the load ----
+
+async fn run_load(
+    args: &SchedulerArgs,
+    nodes: usize,
+    coord: &CoordinatorProcess,
+    fleet: &Fleet,
+    conn: &ConnectionManager,
+) -> Result<LoadResult> {
+    let http = reqwest::Client::new();
+    let api = Api {
+        http: &http,
+        base: &coord.api,
+        token: &coord.token,
+    };
+    let names: Arc<Vec<String>> = Arc::new((0..args.jobs).map(|i| format!("app-{i:06}")).collect());
+    // The apps, through the API.
+    let started = Instant::now();
+    let created = concurrently(args.clients, names.len(), |i| {
+        let body = serde_json::json!({"name": names[i], "repo": "/nonexistent", "port": 8080});
+        let api = api.clone();
+        async move { api.post("/api/v1/apps", &body).await.map(|_| ()) }
+    })
+    .await;
+    if let Some(e) = created.iter().find_map(|r| r.as_ref().err()) {
+        bail!("creating the apps: {e:#}");
+    }
+    let apps_per_s = names.len() as f64 / started.elapsed().as_secs_f64();
+
+    // The deployments: as fast as the API takes them.
+    let cpu_before = ProcUsage::read(coord.pid())?;
+    let first_post = Instant::now();
+    let posted = concurrently(args.clients, names.len(), |i| {
+        let path = format!("/api/v1/apps/{}/deployments", names[i]);
+        let api = api.clone();
+        async move {
+            let t0 = Instant::now();
+            let v = api.post(&path, &serde_json::json!({})).await?;
+            let id = v["id"].as_str().context("no id in the answer")?.to_string();
+            anyhow::Ok((id, t0, t0.elapsed()))
+        }
+    })
+    .await;
+    let mut api_errors = 0;
+    let mut sent: HashMap<String, Instant> = HashMap::new();
+    let mut post_ms = Vec::new();
+    for r in posted {
+        match r {
+            Ok((id, t0, took)) => {
+                sent.insert(id, t0);
+                post_ms.push(took.as_secs_f64() * 1e3);
+            }
+            Err(e) => {
+                if api_errors == 0 {
+                    eprintln!("a deployment POST failed: {e:#}");
+                }
+                api_errors += 1;
+            }
+        }
+    }
+    // Until every job was read (or the deadline).
+    let deadline = Instant::now() + SETTLE;
+    let last_read = loop {
+        let last = {
+            let reads = fleet.reads.lock().unwrap_or_else(|p| p.into_inner());
+            let done = sent.keys().all(|id| reads.contains_key(id));
+            (done || Instant::now() > deadline).then(|| {
+                sent.keys()
+                    .filter_map(|id| reads.get(id).map(|r| r.at))
+                    .max()
+                    .unwrap_or(first_post)
+            })
+        };
+        if let Some(last) = last {
+            break last;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let cpu_after = ProcUsage::read(coord.pid())?;
+    let (dispatch_ms, dispatched, nodes_used) = {
+        let reads = fleet.reads.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lat = Vec::new();
+        let mut used = HashSet::new();
+        for (id, t0) in &sent {
+            if let Some(r) = reads.get(id) {
+                lat.push(r.at.duration_since(*t0).as_secs_f64() * 1e3);
+                used.insert(r.node.clone());
+            }
+        }
+        let n = lat.len();
+        (Latency::of(lat), n, used.len())
+    };
+    let statuses = settle(conn, &sent.keys().cloned().collect::<Vec<_>>()).await?;
+    let terminal: usize = statuses
+        .iter()
+        .filter(|(s, _)| ["succeeded", "failed", "cancelled"].contains(&s.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    let span = last_read.duration_since(first_post).as_secs_f64().max(1e-3);
+    Ok(LoadResult {
+        nodes,
+        jobs: args.jobs,
+        clients: args.clients,
+        api_errors,
+        dispatched,
+        duplicates: fleet.duplicates.load(Ordering::Relaxed),
+        nodes_used,
+        jobs_per_s: dispatched as f64 / span,
+        dispatch_ms,
+        post_ms: Latency::of(post_ms),
+        all_terminal: terminal == sent.len(),
+        statuses,
+        apps_per_s,
+        coordinator_cpu_pct: cpu_after.pct_since(&cpu_before),
+        coordinator_peak_rss_mb: proc_status_mb(coord.pid(), "VmHWM:")?,
+    })
+}
+
+/// Waits until no deployment is active (or the deadline), then counts `ids` by status.
+async fn settle(conn: &ConnectionManager, ids: &[String]) -> Result<BTreeMap<String, usize>> {
+    let deadline = Instant::now() + SETTLE;
+    let mut c = conn.clone();
+    loop {
+        let active: usize = redis::cmd("SCARD")
+            .arg(keys::ACTIVE_DEPLOYMENTS)
+            .query_async(&mut c)
+            .await?;
+        if active == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut statuses = BTreeMap::new();
+    for chunk in ids.chunks(1_000) {
+        let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(
+                chunk
+                    .iter()
+                    .map(|id| keys::deployment(id))
+                    .collect::<Vec<_>>(),
+            )
+            .query_async(&mut c)
+            .await?;
+        for bytes in raw {
+            let status = match bytes.map(|b| envelope::decode::<Deployment>(&b, kind::DEPLOYMENT)) {
+                Some(Ok(d)) => d.status.to_string(),
+                Some(Err(_)) => "unreadable".into(),
+                None => "missing".into(),
+            };
+            *statuses.entry(status).or_default() += 1;
+        }
+    }
+    Ok(statuses)
+}
+
+// ---- the idle fleet ----
+
+async fn run_idle(
+    args: &SchedulerArgs,
+    nodes: usize,
+    coord: &CoordinatorProcess,
+    redis_pid: Option<i32>,
+    conn: &ConnectionManager,
+) -> Result<IdleResult> {
+    let have = args.jobs;
+    if args.idle_apps > have {
+        seed_apps(conn, have, args.idle_apps).await?;
+    }
+    let mut c = conn.clone();
+    let apps: usize = redis::cmd("SCARD")
+        .arg(keys::APPS)
+        .query_async(&mut c)
+        .await?;
+    // The app list once, as a dashboard would: the coordinator then holds its cached copy.
+    let http = reqwest::Client::new();
+    let api = Api {
+        http: &http,
+        base: &coord.api,
+        token: &coord.token,
+    };
+    let listed = api.get("/api/v1/apps").await?;
+    let listed = listed.as_array().map_or(0, Vec::len);
+    if listed != apps {
+        bail!("the API lists {listed} apps, Redis holds {apps}");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let me = std::process::id() as i32;
+    let (c0, r0, b0) = (
+        ProcUsage::read(coord.pid())?,
+        redis_pid.map(ProcUsage::read).transpose()?,
+        ProcUsage::read(me)?,
+    );
+    eprintln!(
+        "idle: {nodes} nodes heartbeating, {apps} apps, {} s",
+        args.idle_s
+    );
+    tokio::time::sleep(Duration::from_secs(args.idle_s)).await;
+    let (c1, r1, b1) = (
+        ProcUsage::read(coord.pid())?,
+        redis_pid.map(ProcUsage::read).transpose()?,
+        ProcUsage::read(me)?,
+    );
+    Ok(IdleResult {
+        nodes,
+        apps,
+        seconds: c1.at.duration_since(c0.at).as_secs_f64(),
+        coordinator_cpu_pct: c1.pct_since(&c0),
+        coordinator_rss_mb: proc_status_mb(coord.pid(), "VmRSS:")?,
+        coordinator_peak_rss_mb: proc_status_mb(coord.pid(), "VmHWM:")?,
+        redis_cpu_pct: r0.zip(r1).map(|(a, b)| b.pct_since(&a)),
+        redis_rss_mb: redis_pid.map(|p| proc_status_mb(p, "VmRSS:")).transpose()?,
+        bench_cpu_pct: b1.pct_since(&b0),
+    })
+}
+
+/// Writes apps `app-<from>` … `app-<to - 1>` straight into Redis, as `tests/src/seed.rs` does,
+/// and raises the change log's floor so the coordinator reads the list again in full.
+async fn seed_apps(conn: &ConnectionManager, from: usize, to: usize) -> Result<()> {
+    // A copy of the first app the API created.
+    let mut c = conn.clone();
+    let raw: Vec<u8> = c.get(keys::app("app-000000")).await?;
+    let template: App = envelope::decode(&raw, kind::APP).context("the app template")?;
+    for chunk in (from..to).collect::<Vec<_>>().chunks(1_000) {
+        let mut pipe = redis::pipe();
+        for i in chunk {
+            let mut a = template.clone();
+            a.name = format!("app-{i:06}");
+            a.domains = vec![format!("{}.localhost", a.name)];
+            let record = envelope::encode(kind::APP, &a.name, &a)?;
+            pipe.set(keys::app(&a.name), record)
+                .ignore()
+                .sadd(keys::APPS, &a.name)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut c).await?;
+    }
+    let _: () = redis::cmd("EVAL")
+        .arg("redis.call('SET', KEYS[2], redis.call('INCR', KEYS[1]))")
+        .arg(2)
+        .arg(keys::APPS_VERSION)
+        .arg(keys::APPS_CHANGES_FLOOR)
+        .query_async(&mut c)
+        .await?;
+    Ok(())
+}
+
+// ---- the simulated nodes ----
+
+/// When and where a job was read.
+struct Read {
+    at: Instant,
+    node: String,
+}
+
+struct Fleet {
+    /// Deployment id → its job's first read.
+    reads: Arc<Mutex<HashMap<String, Read>>>,
+    duplicates: Arc<AtomicUsize>,
+    tasks: JoinSet<()>,
+}
+
+impl Fleet {
+    /// Registers `n` nodes (one heartbeat each, awaited), then keeps them beating and reading.
+    async fn start(url: &str, conn: ConnectionManager, n: usize, outcome: Outcome) -> Result<Self> {
+        let names: Vec<String> = (0..n).map(|i| format!("sim-{i:04}")).collect();
+        let beats: Vec<Beat> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Beat {
+                name: name.clone(),
+                address: "127.0.0.1".into(),
+                ingress_http: 80,
+                started_at: now_ms(),
+                labels: [("zone".to_string(), ["a", "b", "c"][i % 3].to_string())].into(),
+                cpus: 4,
+                build_slots: 2,
+                engine: Some("simulated".into()),
+            })
+            .collect();
+        for b in &beats {
+            beat(&conn, b, 0, Some(host())).await?;
+        }
+        let mut tasks = JoinSet::new();
+        for (i, b) in beats.into_iter().enumerate() {
+            let conn = conn.clone();
+            // Spread over the second, as independent nodes are.
+            let offset = BEAT_EVERY.mul_f64(i as f64 / n as f64);
+            tasks.spawn(async move {
+                tokio::time::sleep(offset).await;
+                let mut every = tokio::time::interval(BEAT_EVERY);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    if let Err(e) = beat(&conn, &b, 0, Some(host())).await {
+                        tracing::warn!(node = %b.name, error = %e, "heartbeat failed");
+                    }
+                }
+            });
+        }
+        let reads = Arc::new(Mutex::new(HashMap::new()));
+        let duplicates = Arc::new(AtomicUsize::new(0));
+        let client = redis::Client::open(url)?;
+        for (k, chunk) in names.chunks(STREAMS_PER_READER).enumerate() {
+            let mut blocking = berth_bus::conn::connect_blocking(&client).await?;
+            let streams: Vec<String> = chunk.iter().map(|n| keys::jobs(n)).collect();
+            for s in &streams {
+                let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(s)
+                    .arg(keys::JOBS_GROUP)
+                    .arg("0")
+                    .arg("MKSTREAM")
+                    .query_async(&mut blocking)
+                    .await;
+                if let Err(e) = r {
+                    if e.code() != Some("BUSYGROUP") {
+                        return Err(e.into());
+                    }
+                }
+            }
+            let reader = Reader {
+                consumer: format!("sim-reader-{k}"),
+                streams,
+                conn: conn.clone(),
+                reads: reads.clone(),
+                duplicates: duplicates.clone(),
+                outcome,
+            };
+            tasks.spawn(reader.run(blocking));
+        }
+        Ok(Fleet {
+            reads,
+            duplicates,
+            tasks,
+        })
+    }
+
+    async fn stop(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// What a simulated node's host reports: plenty of memory, little load.
+fn host() -> HostStats {
+    HostStats {
+        ts: now_ms(),
+        cpu_pct: 5.0,
+        mem_total_bytes: 8 << 30,
+        mem_available_bytes: 6 << 30,
+        disk_total_bytes: 100 << 30,
+        disk_available_bytes: 60 << 30,
+        containers: 0,
+    }
+}
+
+/// Reads the job streams of some nodes; acknowledges and reports each job at once.
+struct Reader {
+    consumer: String,
+    streams: Vec<String>,
+    conn: ConnectionManager,
+    reads: Arc<Mutex<HashMap<String, Read>>>,
+    duplicates: Arc<AtomicUsize>,
+    outcome: Outcome,
+}
+
+impl Reader {
+    async fn run(self, mut blocking: redis::aio::MultiplexedConnection) {
+        let ids = vec![">"; self.streams.len()];
+        let mut conn = self.conn.clone();
+        loop {
+            let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg(keys::JOBS_GROUP)
+                    .arg(&self.consumer)
+                    .arg("COUNT")
+                    .arg(100)
+                    .arg("BLOCK")
+                    .arg(1_000)
+                    .arg("STREAMS")
+                    .arg(&self.streams)
+                    .arg(&ids)
+                    .query_async(&mut blocking)
+                    .await;
+            let at = Instant::now();
+            let reply = match reply {
+                Ok(Some(r)) => r,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulated node: reading jobs failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let mut pipe = redis::pipe();
+            let mut got = Vec::new();
+            for stream in reply.keys {
+                let node = stream
+                    .key
+                    .strip_prefix("berth:jobs:")
+                    .unwrap_or(&stream.key)
+                    .to_string();
+                for entry in stream.ids {
+                    pipe.xack(&stream.key, keys::JOBS_GROUP, &[&entry.id])
+                        .ignore();
+                    let Some(bytes) = entry.get::<Vec<u8>>(STREAM_FIELD) else {
+                        continue;
+                    };
+                    let Ok(Job::Deploy(job)) = envelope::decode::<Job>(&bytes, JOB_KIND) else {
+                        continue;
+                    };
+                    for u in updates(&job.deployment_id, &job.app.name, &node, self.outcome) {
+                        let id = format!("{}-{}", job.deployment_id, u.status);
+                        let Ok(ev) = envelope::encode(EVENT_KIND, &id, &Event::Deployment(u))
+                        else {
+                            continue;
+                        };
+                        pipe.cmd("XADD")
+                            .arg(keys::EVENTS)
+                            .arg("MAXLEN")
+                            .arg("~")
+                            .arg(keys::STREAM_MAXLEN)
+                            .arg("*")
+                            .arg(STREAM_FIELD)
+                            .arg(ev)
+                            .ignore();
+                    }
+                    got.push((job.deployment_id, node.clone()));
+                }
+            }
+            {
+                let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+                for (id, node) in got {
+                    match reads.entry(id) {
+                        Entry::Occupied(_) => {
+                            self.duplicates.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Entry::Vacant(v) => {
+                            v.insert(Read { at, node });
+                        }
+                    }
+                }
+            }
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::warn!(error = %e, "simulated node: acknowledging or reporting failed");
+            }
+        }
+    }
+}
+
+/// What a simulated node reports for a job, in order (its name is filled in as `EventSink` does).
+fn updates(id: &str, app: &str, node: &str, outcome: Outcome) -> Vec<DeploymentUpdate> {
+    let with_node = |mut u: DeploymentUpdate| {
+        u.node = Some(node.to_string());
+        u
+    };
+    match outcome {
+        Outcome::Succeeded => {
+            let mut done = DeploymentUpdate::new(id, DeploymentStatus::Succeeded);
+            done.image = Some(format!("berth/{app}:{id}"));
+            done.container = Some(format!("sim-{id}"));
+            vec![
+                with_node(DeploymentUpdate::new(id, DeploymentStatus::Building)),
+                with_node(done),
+            ]
+        }
+        Outcome::Failed => vec![with_node(DeploymentUpdate::ended(
+            id,
+            DeploymentStatus::Failed,
+            "simulated node",
+        ))],
+    }
+}
+
+// ---- the coordinator process ----
+
+/// `berth coordinator` as a child process; terminated when dropped.
+struct CoordinatorProcess {
+    child: Child,
+    api: String,
+    token: String,
+}
+
+impl CoordinatorProcess {
+    fn start(redis_url: &str, dir: &Path) -> Result<Self> {
+        let token: String = rand::rng()
+            .random::<[u8; 16]>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let exe = std::env::current_exe().context("finding this binary")?;
+        let log_path = dir.join("coordinator.log");
+        let log = std::fs::File::create(&log_path)?;
+        let mut cmd = Command::new(exe);
+        // Only what is set here configures it.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("BERTH_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd
+            .arg("coordinator")
+            .env("BERTH_REDIS__URL", redis_url)
+            .env("BERTH_API__LISTEN", "127.0.0.1:0")
+            .env("BERTH_API__TOKEN", &token)
+            .env("BERTH_DATA_DIR", dir.join("coordinator"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("starting `berth coordinator`")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some((_, api)) = line.split_once("API: ") {
+                    let _ = tx.send(api.trim().to_string());
+                }
+            }
+        });
+        let mut p = CoordinatorProcess {
+            child,
+            api: String::new(),
+            token,
+        };
+        p.api = rx.recv_timeout(Duration::from_secs(30)).with_context(|| {
+            format!(
+                "the coordinator did not come up; see {}",
+                log_path.display()
+            )
+        })?;
+        Ok(p)
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
+        let deadline = Instant::now() + crate::server::SHUTDOWN_DEADLINE + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---- HTTP ----
+
+#[derive(Clone)]
+struct Api<'a> {
+    http: &'a reqwest::Client,
+    base: &'a str,
+    token: &'a str,
+}
+
+impl Api<'_> {
+    async fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(self.token)
+            .json(body)
+            .send()
+            .await?;
+        answer(r).await
+    }
+
+    async fn get(&self, path: &str) -> Result<serde_json::Value> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(self.token)
+            .send()
+            .await?;
+        answer(r).await
+    }
+}
+
+async fn answer(r: reqwest::Response) -> Result<serde_json::Value> {
+    let status = r.status();
+    let text = r.text().await?;
+    if !status.is_success() {
+        bail!("{status}: {text}");
+    }
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Runs `f(0) … f(n - 1)` from `clients` concurrent workers; the results in index order.
+async fn concurrently<T, F, Fut>(clients: usize, n: usize, f: F) -> Vec<Result<T>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<T>>>> = Mutex::new((0..n).map(|_| None).collect());
+    let worker = || async {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                break;
+            }
+            let r = f(i).await;
+            results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+        }
+    };
+    futures_util::future::join_all((0..clients).map(|_| worker())).await;
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(anyhow::anyhow!("not run"))))
+        .collect()
+}
+
+// ---- /proc ----
+
+/// CPU time a process used so far (user + system), and when it was read.
+struct ProcUsage {
+    ticks: u64,
+    at: Instant,
+}
+
+impl ProcUsage {
+    fn read(pid: i32) -> Result<ProcUsage> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .with_context(|| format!("reading /proc/{pid}/stat"))?;
+        // Fields after the command name (which may hold spaces) start at field 3, `state`;
+        // utime and stime are fields 14 and 15.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| -> Result<u64> {
+            f.get(n - 3)
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("/proc/{pid}/stat: no field {n}"))
+        };
+        Ok(ProcUsage {
+            ticks: field(14)? + field(15)?,
+            at: Instant::now(),
+        })
+    }
+
+    /// CPU used between `before` and this reading, in % of one core.
+    fn pct_since(&self, before: &ProcUsage) -> f64 {
+        let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-3);
+        (self.ticks.saturating_sub(before.ticks)) as f64 / TICKS_PER_S / secs * 100.0
+    }
+}
+
+/// A `kB` figure of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), in MB.
+fn proc_status_mb(pid: i32, field: &str) -> Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("/proc/{pid}/status: no {field}"))?;
+    Ok(kb / 1024.0)
+}
+
+// ---- the rest ----
+
+/// A temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self> {
+        let n: u64 = rand::rng().random();
+        let dir = std::env::temp_dir().join(format!("berth-bench-{}-{n:x}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn print_report(r: &Report) {
+    let outcome = match r.outcome {
+        Outcome::Succeeded => "building, then succeeded",
+        Outcome::Failed => "failed",
+    };
+    println!("Scheduler bench (simulated nodes report: {outcome})");
+    println!(
+        "{:>6} {:>6} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6}",
+        "nodes",
+        "jobs",
+        "jobs/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "POST p99",
+        "coord CPU",
+        "peak RSS",
+        "dispatch",
+        "used"
+    );
+    for l in &r.load {
+        println!(
+            "{:>6} {:>6} {:>8.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.0}% {:>6.1}MB {:>8} {:>6}",
+            l.nodes,
+            l.jobs,
+            l.jobs_per_s,
+            l.dispatch_ms.p50,
+            l.dispatch_ms.p99,
+            l.dispatch_ms.max,
+            l.post_ms.p99,
+            l.coordinator_cpu_pct,
+            l.coordinator_peak_rss_mb,
+            l.dispatched,
+            l.nodes_used
+        );
+        println!(
+            "       statuses {:?}; API errors {}, duplicate jobs {}; apps created at {:.0}/s",
+            l.statuses, l.api_errors, l.duplicates, l.apps_per_s
+        );
+    }
+    if let Some(i) = &r.idle {
+        println!(
+            "Idle, {} nodes heartbeating, {} apps, {:.0} s: coordinator {:.1}% of a core, RSS {:.1} MB (peak {:.1} MB); Redis {}; this process (the heartbeats) {:.1}%",
+            i.nodes,
+            i.apps,
+            i.seconds,
+            i.coordinator_cpu_pct,
+            i.coordinator_rss_mb,
+            i.coordinator_peak_rss_mb,
+            match (i.redis_cpu_pct, i.redis_rss_mb) {
+                (Some(c), Some(m)) => format!("{c:.1}% of a core, RSS {m:.1} MB"),
+                _ => "not measured (--redis-url)".into(),
+            },
+            i.bench_cpu_pct
+        );
+    }
+}
