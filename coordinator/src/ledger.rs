@@ -121,6 +121,29 @@ pub fn apply(d: &mut Deployment, t: &DeploymentUpdate) -> bool {
     changed
 }
 
+/// A queued deploy of `app` with nothing known yet.
+fn bare(id: &str, app: &str, created_at: u64) -> Deployment {
+    Deployment {
+        id: id.into(),
+        app: app.into(),
+        status: DeploymentStatus::Queued,
+        git_ref: None,
+        kind: DeploymentKind::Deploy,
+        rollback_of: None,
+        runtime: None,
+        commit: None,
+        commit_message: None,
+        commit_author: None,
+        image: None,
+        node: None,
+        container: None,
+        created_at,
+        started_at: None,
+        finished_at: None,
+        error: None,
+    }
+}
+
 /// A short, unique, roughly time-ordered deployment id.
 pub fn new_id() -> String {
     let uuid = uuid::Uuid::new_v4().simple().to_string();
@@ -295,24 +318,12 @@ impl Handler<Quarantine> for Ledger {
                     },
                     keys::deployment_unreadable(&id)
                 );
+                let created_at = if created_at == 0 { at } else { created_at };
                 let d = Deployment {
-                    id: id.clone(),
-                    app,
                     status: DeploymentStatus::Failed,
-                    kind: DeploymentKind::Deploy,
-                    rollback_of: None,
-                    runtime: None,
-                    git_ref: None,
-                    commit: None,
-                    commit_message: None,
-                    commit_author: None,
-                    image: None,
-                    node: None,
-                    container: None,
-                    created_at: if created_at == 0 { at } else { created_at },
-                    started_at: None,
                     finished_at: Some(at),
                     error: Some(error),
+                    ..bare(&id, &app, created_at)
                 };
                 tracing::error!(deployment = %id, error = ?d.error, "unreadable deployment record replaced by a failed one");
                 let line = format!("deployment failed: {}", d.error.as_deref().unwrap_or(""));
@@ -331,25 +342,7 @@ pub(crate) mod tests {
 
     /// A queued deployment record (test fixture, also used by `metrics`' tests).
     pub(crate) fn queued() -> Deployment {
-        Deployment {
-            id: "d1".into(),
-            app: "a".into(),
-            status: DeploymentStatus::Queued,
-            git_ref: None,
-            kind: DeploymentKind::Deploy,
-            rollback_of: None,
-            runtime: None,
-            commit: None,
-            commit_message: None,
-            commit_author: None,
-            image: None,
-            node: None,
-            container: None,
-            created_at: 1,
-            started_at: None,
-            finished_at: None,
-            error: None,
-        }
+        bare("d1", "a", 1)
     }
 
     fn to(status: DeploymentStatus, at: u64) -> DeploymentUpdate {

@@ -193,7 +193,7 @@ impl Handler<Cordon> for NodeRegistry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -207,7 +207,8 @@ mod tests {
         }
     }
 
-    fn node_info() -> NodeInfo {
+    /// A heartbeat record of node `n` (test fixture, also used by the scheduler's tests).
+    pub(crate) fn node_info() -> NodeInfo {
         NodeInfo {
             name: "n".into(),
             address: "127.0.0.1".into(),

@@ -145,17 +145,8 @@ mod tests {
         NodeView {
             info: NodeInfo {
                 name: name.into(),
-                address: "127.0.0.1".into(),
-                ingress_http: 80,
-                version: "t".into(),
-                labels: Default::default(),
-                cpus: 2,
-                build_slots: 2,
-                engine: None,
-                started_at: 0,
-                last_heartbeat: 0,
                 running_jobs: jobs,
-                host: None,
+                ..crate::registry::tests::node_info()
             },
             status: NodeStatus::Ready,
             cordoned: false,

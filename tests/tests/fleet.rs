@@ -187,17 +187,46 @@ async fn engines_share_an_image_only_through_the_registry() {
     main_engine_runs_a_container();
 }
 
-/// Kill a node (its berth process and its engine) under an app it serves: its upstream leaves
-/// every route, and the release runs again on another node, pulled from the registry.
-async fn losing_a_node(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()> {
-    let src = TempDir::with_prefix("fleet-loss")?;
+/// The example app (`drain_s` 1), created under a fresh name from `prefix` and deployed once:
+/// its source dir (keep it), name, deployment id and record.
+async fn hello_deployed(
+    f: &mut Fleet,
+    prefix: &str,
+) -> anyhow::Result<(TempDir, String, String, serde_json::Value)> {
+    let src = TempDir::with_prefix(prefix)?;
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
-    let app = unique("loss");
-    let host = format!("{app}.localhost");
+    let app = unique(prefix);
     f.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
         .await?;
     let (id, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
     assert_eq!(d["status"], "succeeded", "{d}\n{}", f.api.log(&id).await?);
+    Ok((src, app, id, d))
+}
+
+/// Waits for a `failover` deployment of `app` that succeeded (other than `not`).
+async fn succeeded_failover(
+    f: &Fleet,
+    app: &str,
+    not: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    berth_tests::eventually("a failover deployment", DEPLOY, || async {
+        let path = format!("/api/v1/apps/{app}/deployments");
+        let (_, list) = f.api.get(&path).await.ok()?;
+        list.as_array()?
+            .iter()
+            .find(|d| {
+                d["kind"] == "failover" && d["status"] == "succeeded" && d["id"].as_str() != not
+            })
+            .cloned()
+    })
+    .await
+}
+
+/// Kill a node (its berth process and its engine) under an app it serves: its upstream leaves
+/// every route, and the release runs again on another node, pulled from the registry.
+async fn losing_a_node(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()> {
+    let (_src, app, id, d) = hello_deployed(f, "loss").await?;
+    let host = format!("{app}.localhost");
     let image = d["image"].as_str().unwrap_or_default().to_string();
     let prefix = format!("127.0.0.1:{}/berth/{app}:", registry.port);
     assert!(
@@ -214,17 +243,7 @@ async fn losing_a_node(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()>
     f.kill_node(i);
     // Every surviving Caddy serves the app again, from another node.
     let survivors: Vec<usize> = (0..f.nodes.len()).filter(|j| *j != i).collect();
-    let failover = berth_tests::eventually("a failover deployment", DEPLOY, || async {
-        let (_, list) = f
-            .api
-            .get(&format!("/api/v1/apps/{app}/deployments"))
-            .await
-            .ok()?;
-        let list = list.as_array()?.clone();
-        list.into_iter()
-            .find(|d| d["kind"] == "failover" && d["status"] == "succeeded")
-    })
-    .await?;
+    let failover = succeeded_failover(f, &app, None).await?;
     for j in &survivors {
         f.serves(*j, &host, &version_marker("1")).await?;
     }
@@ -264,18 +283,7 @@ async fn losing_a_node(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()>
     f.restart_node(i).await?;
     let k = f.node_index(moved).unwrap();
     f.kill_berth(k);
-    let second = berth_tests::eventually("a second failover", DEPLOY, || async {
-        let (_, list) = f
-            .api
-            .get(&format!("/api/v1/apps/{app}/deployments"))
-            .await
-            .ok()?;
-        let list = list.as_array()?.clone();
-        list.into_iter().find(|d| {
-            d["kind"] == "failover" && d["status"] == "succeeded" && d["id"] != failover["id"]
-        })
-    })
-    .await?;
+    let second = succeeded_failover(f, &app, failover["id"].as_str()).await?;
     assert_ne!(second["node"], moved, "{second}");
     f.restart_node(k).await?;
     let engine = &f.nodes[k].engine;
@@ -311,14 +319,8 @@ async fn losing_a_node(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()>
 /// another node's Caddy: the app moves (health-gated), the node ends cordoned with nothing of the
 /// app running, and no request fails.
 async fn draining(f: &mut Fleet) -> anyhow::Result<()> {
-    let src = TempDir::with_prefix("fleet-drain")?;
-    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
-    let app = unique("drain");
+    let (_src, app, _, d) = hello_deployed(f, "drain").await?;
     let host = format!("{app}.localhost");
-    f.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
-        .await?;
-    let (id, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
-    assert_eq!(d["status"], "succeeded", "{d}\n{}", f.api.log(&id).await?);
     let node = d["node"].as_str().unwrap().to_string();
     let i = f.node_index(&node).unwrap();
     let j = (0..f.nodes.len()).find(|j| *j != i).unwrap();
