@@ -63,6 +63,9 @@ pub struct DeploymentActor {
     /// Whether the last tick failed: a tick that keeps failing (an unreadable record) is
     /// reported once, not twice a second.
     failing: bool,
+    /// Whether the nodes share images through a registry; without one, a release runs only
+    /// on the node that has its image.
+    shared_images: bool,
     /// Since when every tick found the record unreadable: after `node_wait` of that, the
     /// record is replaced by a `failed` one (`Quarantine`), so the deployment still ends.
     unreadable_since: Option<Instant>,
@@ -75,8 +78,10 @@ impl DeploymentActor {
         ledger: Addr<Ledger>,
         registry: Addr<NodeRegistry>,
         deadlines: Deadlines,
+        shared_images: bool,
     ) -> Self {
         DeploymentActor {
+            shared_images,
             id,
             store,
             ledger,
@@ -97,15 +102,16 @@ impl DeploymentActor {
         let quarantine = self
             .unreadable_since
             .is_some_and(|t| t.elapsed() >= self.deadlines.node_wait);
-        let fut = tick(
-            self.id.clone(),
-            self.store.clone(),
-            self.ledger.clone(),
-            self.registry.clone(),
-            self.deadlines,
-            self.sent,
+        let fut = tick(Tick {
+            id: self.id.clone(),
+            store: self.store.clone(),
+            ledger: self.ledger.clone(),
+            registry: self.registry.clone(),
+            dl: self.deadlines,
+            sent: self.sent,
             quarantine,
-        );
+            shared_images: self.shared_images,
+        });
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.busy = false;
             act.unreadable_since = match &res {
@@ -147,15 +153,31 @@ fn fail(id: &str, error: String) -> Transition {
     Transition::ended(id, DeploymentStatus::Failed, error)
 }
 
-async fn tick(
+/// What one tick works with, copied out of the actor so that its future owns it.
+struct Tick {
     id: String,
     store: Store,
     ledger: Addr<Ledger>,
     registry: Addr<NodeRegistry>,
     dl: Deadlines,
+    /// Whether this actor has (re)sent the job already.
     sent: bool,
+    /// Whether to replace an unreadable record first.
     quarantine: bool,
-) -> Result<Step> {
+    shared_images: bool,
+}
+
+async fn tick(t: Tick) -> Result<Step> {
+    let Tick {
+        id,
+        store,
+        ledger,
+        registry,
+        dl,
+        sent,
+        quarantine,
+        shared_images,
+    } = t;
     if quarantine && ledger.send(Quarantine(id.clone())).await??.is_some() {
         return Ok(Step::Done);
     }
@@ -186,7 +208,7 @@ async fn tick(
             let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
                 return Ok(Step::Done);
             };
-            let node = match placement(&store, &nodes, &app, &d).await? {
+            let node = match placement(&store, &nodes, &app, &d, shared_images).await? {
                 Ok(node) => node,
                 // Some node is ready but none passes: waiting will not help.
                 Err(why) if why.any_ready(&nodes) => {
@@ -256,14 +278,15 @@ async fn tick(
 }
 
 /// Where a deployment of `app` goes: the scheduler's pick among `nodes`. A build prefers the
-/// node that ran the app's latest deployment (its layer cache); a rollback the node of the
-/// release it brings back (which has its image); spread counts the app's replicas per node from
-/// its route.
+/// node that ran the app's latest deployment (its layer cache); a rollback (or failover) the node
+/// of the release it brings back, which has its image — and without a registry only that node
+/// can run it; spread counts the app's replicas per node from its route.
 async fn placement(
     store: &Store,
     nodes: &[NodeView],
     app: &App,
     d: &Deployment,
+    shared_images: bool,
 ) -> Result<std::result::Result<String, scheduler::Unplaced>> {
     let prefer = match &d.rollback_of {
         Some(of) => store.get_deployment(of).await?.and_then(|r| r.node),
@@ -282,11 +305,16 @@ async fn placement(
             }
         }
     }
+    // Without a registry a release's image is only on the engine that ran it.
+    let only = prefer
+        .as_deref()
+        .filter(|_| d.rollback_of.is_some() && !shared_images);
     let req = scheduler::Request {
         placement: &app.placement,
         replicas_on: &|n| replicas.get(n).copied().unwrap_or(0),
         extra_load: &|_| 0,
         prefer: prefer.as_deref(),
+        only,
     };
     Ok(scheduler::place(nodes, &req).map(|n| n.name.clone()))
 }

@@ -53,6 +53,9 @@ pub struct CoordinatorConfig {
     pub deadlines: Deadlines,
     /// When a node whose heartbeats stopped is suspect, then down.
     pub liveness: registry::Liveness,
+    /// Whether the nodes share images through a registry (`registry.url`): without one, a
+    /// release runs only on the engine that built it.
+    pub shared_images: bool,
     /// Seals git credentials at rest; nodes open them with the same key.
     pub secret_key: SecretKey,
 }
@@ -65,6 +68,7 @@ impl CoordinatorConfig {
             base_domain: "localhost".into(),
             deadlines: Deadlines::default(),
             liveness: registry::Liveness::default(),
+            shared_images: false,
         }
     }
 }
@@ -91,6 +95,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
         ledger.clone(),
         registry.clone(),
         cfg.deadlines,
+        cfg.shared_images,
         Duration::from_secs(2),
     )
     .start();

@@ -21,6 +21,8 @@ pub struct Reconciler {
     ledger: Addr<Ledger>,
     registry: Addr<NodeRegistry>,
     deadlines: Deadlines,
+    /// Whether the nodes share images through a registry (`registry.url`).
+    shared_images: bool,
     interval: Duration,
     /// The actor watching each in-flight deployment.
     actors: HashMap<String, Addr<DeploymentActor>>,
@@ -34,6 +36,7 @@ impl Reconciler {
         ledger: Addr<Ledger>,
         registry: Addr<NodeRegistry>,
         deadlines: Deadlines,
+        shared_images: bool,
         interval: Duration,
     ) -> Self {
         Reconciler {
@@ -41,6 +44,7 @@ impl Reconciler {
             ledger,
             registry,
             deadlines,
+            shared_images,
             interval,
             actors: HashMap::new(),
             scanning: false,
@@ -57,6 +61,7 @@ impl Reconciler {
             self.ledger.clone(),
             self.registry.clone(),
             self.deadlines,
+            self.shared_images,
         );
         self.actors.insert(id, actor.start());
     }

@@ -27,6 +27,9 @@ pub struct Request<'a> {
     pub extra_load: &'a dyn Fn(&str) -> u32,
     /// The node that built the app last: taken first when it passes and has a free build slot.
     pub prefer: Option<&'a str>,
+    /// The only node that can run it: the one whose engine has the release's image, when the
+    /// nodes share no registry.
+    pub only: Option<&'a str>,
 }
 
 /// Why nothing could be placed: each node with the filter that removed it.
@@ -101,9 +104,12 @@ pub fn place<'a>(nodes: &'a [NodeView], req: &Request) -> Result<&'a NodeInfo, U
     let mut rejected = Vec::new();
     let mut passed = Vec::new();
     for v in nodes {
-        let why = match &parsed {
-            Err(e) => Some(e.clone()),
-            Ok(cs) => rejection(v, cs, req.placement.memory_mb),
+        let why = match (&parsed, req.only) {
+            (_, Some(only)) if only != v.info.name => Some(format!(
+                "the release's image is only on {only}'s engine (set registry.url to share images)"
+            )),
+            (Err(e), _) => Some(e.clone()),
+            (Ok(cs), _) => rejection(v, cs, req.placement.memory_mb),
         };
         match why {
             Some(why) => rejected.push((v.info.name.clone(), why)),
@@ -177,6 +183,7 @@ mod tests {
             replicas_on: &|_| 0,
             extra_load: &|_| 0,
             prefer: None,
+            only: None,
         }
     }
 
@@ -275,6 +282,17 @@ mod tests {
         assert_eq!(name(place(&busy, &r)), "a");
         let mut cordoned = node("b", 0);
         cordoned.cordoned = true;
-        assert_eq!(name(place(&[node("a", 1), cordoned], &r)), "a");
+        assert_eq!(name(place(&[node("a", 1), cordoned.clone()], &r)), "a");
+        // Without a registry, only the node with the image can run a release.
+        let only_b = Request {
+            only: Some("b"),
+            ..r
+        };
+        assert_eq!(name(place(&busy, &only_b)), "b");
+        assert_eq!(
+            name(place(&[node("a", 0), cordoned], &only_b)),
+            "no node can run it: a: the release's image is only on b's engine \
+             (set registry.url to share images); b: cordoned"
+        );
     }
 }

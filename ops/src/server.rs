@@ -126,6 +126,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
         ..Deadlines::default()
     };
     c.liveness.down_after = Duration::from_secs(s.node.down_after_s);
+    c.shared_images = s.registry.url.is_some();
     c
 }
 

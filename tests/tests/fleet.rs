@@ -115,6 +115,27 @@ async fn three_nodes(f: &mut Fleet) -> anyhow::Result<()> {
         !matches!(status, Ok((200, _))),
         "the app died with its engine"
     );
+    // No registry here: the failover cannot run the release anywhere else, and says why.
+    let failover = berth_tests::eventually("the failover to end", DEPLOY, || async {
+        let (_, list) = f
+            .api
+            .get(&format!("/api/v1/apps/{app}/deployments"))
+            .await
+            .ok()?;
+        let d = list
+            .as_array()?
+            .iter()
+            .find(|d| d["kind"] == "failover")?
+            .clone();
+        (d["status"] == "failed").then_some(d)
+    })
+    .await?;
+    let error = failover["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("{node}: down"))
+            && error.contains(&format!("the release's image is only on {node}'s engine")),
+        "{failover}"
+    );
     let t = Instant::now();
     f.restart_node(i).await?;
     eprintln!("fleet: node back in {:?}", t.elapsed());
