@@ -397,7 +397,9 @@ pub async fn docker_health(docker: &Docker, id: &str) -> Result<Option<String>> 
 
 /// Image references `berth/<app>:*` on this engine, with their creation time (epoch seconds).
 pub async fn app_images(docker: &Docker, app: &str) -> Result<Vec<(String, i64)>> {
-    let filters = HashMap::from([("reference".to_string(), vec![format!("berth/{app}")])]);
+    // The build's own tag, and the registry's (`<host:port>/berth/<app>`; `*` matches no `/`).
+    let refs = vec![format!("berth/{app}"), format!("*/berth/{app}")];
+    let filters = HashMap::from([("reference".to_string(), refs)]);
     let opts = bollard::query_parameters::ListImagesOptions {
         filters: Some(filters),
         ..Default::default()

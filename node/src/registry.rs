@@ -133,6 +133,108 @@ pub async fn ensure_image(
     Ok(())
 }
 
+/// The tags of an app's repository in the registry (`GET /v2/<name>/tags/list`); none when
+/// the repository does not exist.
+pub async fn tags(http: &reqwest::Client, reg: &RegistryConfig, app: &str) -> Result<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct List {
+        tags: Option<Vec<String>>,
+    }
+    let url = format!(
+        "http://{}/v2/berth/{app}/tags/list",
+        reg.url.trim_end_matches('/')
+    );
+    let fail = |e: String| Error::Run(format!("listing the registry's tags of {app}: {e}"));
+    let resp = authed(reg, http.get(&url))
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(Vec::new());
+    }
+    if !resp.status().is_success() {
+        return Err(fail(format!("answered {}", resp.status())));
+    }
+    let list: List = resp.json().await.map_err(|e| fail(e.to_string()))?;
+    Ok(list.tags.unwrap_or_default())
+}
+
+/// The path of `image` in this registry's API (`berth/<app>`) and its tag.
+fn name_and_tag<'a>(reg: &RegistryConfig, image: &'a str) -> Option<(&'a str, &'a str)> {
+    image
+        .strip_prefix(&format!("{}/", reg.url.trim_end_matches('/')))?
+        .rsplit_once(':')
+}
+
+fn authed(reg: &RegistryConfig, r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match &reg.username {
+        Some(u) => r.basic_auth(u, reg.password.as_deref()),
+        None => r,
+    }
+}
+
+/// The digest of `image`'s manifest in the registry; `None` when it is not there.
+pub async fn digest(
+    http: &reqwest::Client,
+    reg: &RegistryConfig,
+    image: &str,
+) -> Result<Option<String>> {
+    let fail = |e: String| Error::Run(format!("reading {image} in the registry: {e}"));
+    let (name, tag) =
+        name_and_tag(reg, image).ok_or_else(|| fail("not in this registry".into()))?;
+    let url = format!(
+        "http://{}/v2/{name}/manifests/{tag}",
+        reg.url.trim_end_matches('/')
+    );
+    let head = authed(reg, http.head(url))
+        .header(
+            reqwest::header::ACCEPT,
+            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if head.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !head.status().is_success() {
+        return Err(fail(format!("HEAD answered {}", head.status())));
+    }
+    let digest = head
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| fail("no Docker-Content-Digest".into()))?;
+    Ok(Some(digest.to_string()))
+}
+
+/// Deletes `image`'s manifest, whose digest is `digest`, from the registry
+/// (`DELETE /v2/<name>/manifests/<digest>`, which needs `storage.delete.enabled`); every tag of
+/// that digest goes with it, so the caller never passes one a kept release shares. The registry
+/// frees the space at its next garbage collection (`docker-registry garbage-collect`), which the
+/// operator runs.
+pub async fn delete(
+    http: &reqwest::Client,
+    reg: &RegistryConfig,
+    image: &str,
+    digest: &str,
+) -> Result<()> {
+    let fail = |e: String| Error::Run(format!("deleting {image} from the registry: {e}"));
+    let (name, _) = name_and_tag(reg, image).ok_or_else(|| fail("not in this registry".into()))?;
+    let url = format!(
+        "http://{}/v2/{name}/manifests/{digest}",
+        reg.url.trim_end_matches('/')
+    );
+    let del = authed(reg, http.delete(url))
+        .send()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    match del.status() {
+        s if s.is_success() || s == reqwest::StatusCode::NOT_FOUND => Ok(()),
+        s => Err(fail(format!("DELETE answered {s}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

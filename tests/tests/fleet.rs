@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_tests::{
-    docker_cli, repo_root, sh, unique, version_marker, Engine, Fleet, GitRepo, Load, Registry,
-    TempDir, BASE_IMAGE,
+    docker_cli, hello_page, repo_root, sh, unique, version_marker, Engine, Fleet, GitRepo, Load,
+    Registry, TempDir, BASE_IMAGE,
 };
 use serde_json::json;
 
@@ -213,7 +213,7 @@ async fn engines_share_an_image_only_through_the_registry() {
 async fn hello_deployed(
     f: &mut Fleet,
     prefix: &str,
-) -> anyhow::Result<(TempDir, String, String, serde_json::Value)> {
+) -> anyhow::Result<(TempDir, GitRepo, String, String, serde_json::Value)> {
     let src = TempDir::with_prefix(prefix)?;
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
     let app = unique(prefix);
@@ -221,7 +221,7 @@ async fn hello_deployed(
         .await?;
     let (id, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
     assert_eq!(d["status"], "succeeded", "{d}\n{}", f.api.log(&id).await?);
-    Ok((src, app, id, d))
+    Ok((src, repo, app, id, d))
 }
 
 /// Waits for a `failover` deployment of `app` that succeeded (other than `not`).
@@ -246,7 +246,7 @@ async fn succeeded_failover(
 /// Kill a node (its berth process and its engine) under an app it serves: its upstream leaves
 /// every route, and the release runs again on another node, pulled from the registry.
 async fn losing_a_node(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()> {
-    let (_src, app, id, d) = hello_deployed(f, "loss").await?;
+    let (_src, _, app, id, d) = hello_deployed(f, "loss").await?;
     let host = format!("{app}.localhost");
     let image = d["image"].as_str().unwrap_or_default().to_string();
     let prefix = format!("127.0.0.1:{}/berth/{app}:", registry.port);
@@ -340,7 +340,7 @@ async fn losing_a_node(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()>
 /// another node's Caddy: the app moves (health-gated), the node ends cordoned with nothing of the
 /// app running, and no request fails.
 async fn draining(f: &mut Fleet) -> anyhow::Result<()> {
-    let (_src, app, _, d) = hello_deployed(f, "drain").await?;
+    let (_src, _, app, _, d) = hello_deployed(f, "drain").await?;
     let host = format!("{app}.localhost");
     let node = d["node"].as_str().unwrap().to_string();
     let i = f.node_index(&node).unwrap();
@@ -397,6 +397,55 @@ async fn draining(f: &mut Fleet) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the registry has the manifest `berth/<app>:<tag>`.
+async fn in_registry(registry: &Registry, app: &str, tag: &str) -> anyhow::Result<bool> {
+    let url = format!(
+        "http://127.0.0.1:{}/v2/berth/{app}/manifests/{tag}",
+        registry.port
+    );
+    let r = reqwest::Client::new()
+        .head(url)
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await?;
+    Ok(r.status().is_success())
+}
+
+/// Retention reaches the registry: with `keep_releases` 1, the release a deploy replaced is
+/// deleted from the registry as it is pruned from the engines.
+async fn registry_retention(f: &mut Fleet, registry: &Registry) -> anyhow::Result<()> {
+    let (_src, repo, app, first, _) = hello_deployed(f, "keep").await?;
+    assert!(in_registry(registry, &app, &first).await?);
+    let path = format!("/api/v1/apps/{app}");
+    let (s, v) = f.api.patch(&path, json!({"keep_releases": 1})).await?;
+    assert_eq!(s, 200, "{v}");
+    // The same commit again: the same image, so its manifest must stay for the kept release.
+    let (again, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    repo.write("www/index.html", &hello_page("2"))?;
+    repo.commit("v2")?;
+    let (second, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    berth_tests::eventually(
+        "the replaced release to leave the registry",
+        DEPLOY,
+        || async { (!in_registry(registry, &app, &first).await.ok()?).then_some(()) },
+    )
+    .await?;
+    assert!(
+        !in_registry(registry, &app, &again).await?,
+        "{again} went with {first}"
+    );
+    assert!(
+        in_registry(registry, &app, &second).await?,
+        "the kept release stays"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_drains_a_node_and_survives_losing_one() {
     let registry = Registry::start().await.expect("a registry");
@@ -404,6 +453,9 @@ async fn a_fleet_drains_a_node_and_survives_losing_one() {
     let mut f = Fleet::start_with(3, &[("BERTH_REGISTRY__URL", &url)])
         .await
         .expect("a fleet of 3");
+    registry_retention(&mut f, &registry)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
     draining(&mut f)
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));

@@ -46,6 +46,8 @@ pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSin
     let keep_images = job.keep_images.clone();
     let new_image = ready.image.clone();
     let shutdown = svc.shutdown.clone();
+    let (registry, http) = (svc.registry.clone(), svc.probe_http.clone());
+    let this = job.deployment_id.clone();
     svc.shutdown.spawn(async move {
         if !running_old.is_empty() {
             log.system(format!(
@@ -112,6 +114,46 @@ pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSin
                     Ok(()) => log.system(format!("pruned {image}")).await,
                     Err(e) => tracing::debug!(%image, error = %e, "image kept"),
                 }
+
+            }
+        }
+        // The registry keeps what the engines keep: every tag of the app older than this
+        // deployment (ids are time-ordered: a newer build elsewhere is never touched) that is
+        // not a kept release goes.
+        let Some(reg) = registry else { return };
+        let tags = match crate::registry::tags(&http, &reg, &app).await {
+            Ok(t) => t,
+            Err(e) => return log.system(format!("{e}")).await,
+        };
+        // A rebuild of the same commit can give the same image: never delete a digest a kept
+        // release has (deleting a manifest deletes every tag of it).
+        let mut kept = std::collections::HashSet::new();
+        for image in keep_images.iter().chain([&new_image]) {
+            if reg.holds(image) {
+                match crate::registry::digest(&http, &reg, image).await {
+                    Ok(Some(d)) => {
+                        kept.insert(d);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return log.system(format!("{e}")).await,
+                }
+            }
+        }
+        for tag in tags.into_iter().filter(|t| t.as_str() < this.as_str()) {
+            let image = format!("{}:{tag}", reg.repository(&app));
+            if image == new_image || keep_images.contains(&image) || shutdown.is_cancelled() {
+                continue;
+            }
+            let deleted = match crate::registry::digest(&http, &reg, &image).await {
+                Ok(Some(d)) if !kept.contains(&d) => {
+                    crate::registry::delete(&http, &reg, &image, &d).await
+                }
+                Ok(_) => continue,
+                Err(e) => Err(e),
+            };
+            match deleted {
+                Ok(()) => log.system(format!("deleted {image} from the registry")).await,
+                Err(e) => log.system(format!("{e}")).await,
             }
         }
     });
