@@ -24,7 +24,7 @@ use berth_protocol::{
 
 use crate::error::{Error, Result};
 use crate::ledger::{Assign, Ledger, Quarantine, Transition};
-use crate::registry::{NodeRegistry, Nodes};
+use crate::registry::{NodeRegistry, Nodes, Placed, RecentlyPlaced};
 use crate::releases;
 use crate::scheduler;
 use crate::store::Store;
@@ -208,7 +208,8 @@ async fn tick(t: Tick) -> Result<Step> {
             let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
                 return Ok(Step::Done);
             };
-            let node = match placement(&store, &nodes, &app, &d, shared_images).await? {
+            let recent = registry.send(RecentlyPlaced).await?;
+            let node = match placement(&store, &nodes, &app, &d, shared_images, &recent).await? {
                 Ok(node) => node,
                 // Some node is ready but none passes: waiting will not help.
                 Err(why) if why.any_ready(&nodes) => {
@@ -246,6 +247,7 @@ async fn tick(t: Tick) -> Result<Step> {
             else {
                 return Ok(Step::Wait);
             };
+            registry.do_send(Placed(node.clone()));
             send_job(&store, &d, app, &node, dl).await
         }
         Some(node) => {
@@ -287,6 +289,7 @@ async fn placement(
     app: &App,
     d: &Deployment,
     shared_images: bool,
+    recent: &HashMap<String, u32>,
 ) -> Result<std::result::Result<String, scheduler::Unplaced>> {
     let prefer = match &d.rollback_of {
         Some(of) => store.get_deployment(of).await?.and_then(|r| r.node),
@@ -312,7 +315,7 @@ async fn placement(
     let req = scheduler::Request {
         placement: &app.placement,
         replicas_on: &|n| replicas.get(n).copied().unwrap_or(0),
-        extra_load: &|_| 0,
+        extra_load: &|n| recent.get(n).copied().unwrap_or(0),
         prefer: prefer.as_deref(),
         only,
     };

@@ -16,6 +16,7 @@
 //! than its heartbeat age says, against 2.5 s and 5 s. A cordon clears the snapshot, so the next
 //! placement sees it. The API ([`NodesNow`]) reads the fleet afresh and refreshes the snapshot.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +53,15 @@ pub struct NodeRegistry {
     store: Store,
     liveness: Liveness,
     snapshot: Snapshot,
+    /// When jobs were placed on each node lately: a node's heartbeat counts a job only once
+    /// the node has read it (a second or so later), so placement adds these meanwhile, and a
+    /// burst of deployments spreads instead of landing on one node. A hint, not a record: a
+    /// restarted coordinator starts without it.
+    placed: HashMap<String, Vec<Instant>>,
 }
+
+/// How long a placement counts as load the node's heartbeat may not show yet.
+const RECENT: Duration = Duration::from_secs(2);
 
 impl NodeRegistry {
     pub fn new(store: Store, liveness: Liveness) -> Self {
@@ -60,6 +69,7 @@ impl NodeRegistry {
             store,
             liveness,
             snapshot: Snapshot::default(),
+            placed: HashMap::new(),
         }
     }
 }
@@ -155,6 +165,37 @@ impl Handler<Nodes> for NodeRegistry {
     fn handle(&mut self, _: Nodes, _: &mut Context<Self>) -> Self::Result {
         let (store, l, snapshot) = (self.store.clone(), self.liveness, self.snapshot.clone());
         Box::pin(async move { snapshot.get(SNAPSHOT_MAX_AGE, || views(store, l)).await })
+    }
+}
+
+/// A job was just placed on this node.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Placed(pub String);
+
+/// Jobs placed on each node in the last 2 s (see `NodeRegistry::placed`).
+#[derive(Message)]
+#[rtype(result = "HashMap<String, u32>")]
+pub struct RecentlyPlaced;
+
+impl Handler<Placed> for NodeRegistry {
+    type Result = ();
+
+    fn handle(&mut self, Placed(node): Placed, _: &mut Context<Self>) {
+        self.placed.entry(node).or_default().push(Instant::now());
+    }
+}
+
+impl Handler<RecentlyPlaced> for NodeRegistry {
+    type Result = MessageResult<RecentlyPlaced>;
+
+    fn handle(&mut self, _: RecentlyPlaced, _: &mut Context<Self>) -> Self::Result {
+        self.placed.retain(|_, at| {
+            at.retain(|t| t.elapsed() < RECENT);
+            !at.is_empty()
+        });
+        let counts = self.placed.iter().map(|(n, at)| (n.clone(), at.len() as u32));
+        MessageResult(counts.collect())
     }
 }
 
