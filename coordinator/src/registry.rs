@@ -194,7 +194,10 @@ impl Handler<RecentlyPlaced> for NodeRegistry {
             at.retain(|t| t.elapsed() < RECENT);
             !at.is_empty()
         });
-        let counts = self.placed.iter().map(|(n, at)| (n.clone(), at.len() as u32));
+        let counts = self
+            .placed
+            .iter()
+            .map(|(n, at)| (n.clone(), at.len() as u32));
         MessageResult(counts.collect())
     }
 }
