@@ -79,14 +79,18 @@ async fn no_failed_request_across_deploy_rollback_and_a_failing_deploy() {
     assert_eq!(s, 200);
     let v3 = deploy_version(&c, &app, &repo, "v3").await;
     assert_eq!(v3["status"], "failed", "{v3}");
+    let v3_ended = std::time::Instant::now();
     c.serves(&host, &version_marker("v1")).await.unwrap();
-    // The drained releases stop while the load goes on (2,000 requests at least).
+    // The drained releases stop while the load goes on (2,000 requests at least), and it goes
+    // on long enough (drain 2 s, then two passes of the node's retiring of replicas no route
+    // names) that stopping the serving release by mistake would show as failures.
     berth_tests::eventually(
         "the drained releases to stop, under 2,000 requests of load",
         Duration::from_secs(30),
         || async {
             let one = running_containers(&app, &c.node).ok()?.len() == 1;
-            (one && load.sent() >= 2000).then_some(())
+            let long = v3_ended.elapsed() >= Duration::from_secs(6);
+            (one && long && load.sent() >= 2000).then_some(())
         },
     )
     .await
@@ -372,4 +376,50 @@ async fn an_image_healthcheck_must_pass_too() {
     c.serves(&format!("{app}.localhost"), &version_marker("1"))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_to_a_stopped_release_keeps_serving_from_its_container() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::with_prefix("reuse-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let app = unique("reuse");
+    let host = format!("{app}.localhost");
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
+        .await
+        .unwrap();
+    for v in ["v1", "v2"] {
+        let d = deploy_version(&c, &app, &repo, v).await;
+        assert_eq!(d["status"], "succeeded", "{d}");
+    }
+    berth_tests::eventually(
+        "v1's container to stop",
+        Duration::from_secs(30),
+        || async { (running_containers(&app, &c.node).ok()?.len() == 1).then_some(()) },
+    )
+    .await
+    .unwrap();
+    // v1's own stopped container is started again; it keeps the label of v1's deployment while
+    // the route names the rollback's. The node must not take it for a leftover and stop it.
+    let back = rollback(&c, &app, None).await;
+    assert_eq!(back["status"], "succeeded", "{back}");
+    let log = c.api.log(back["id"].as_str().unwrap()).await.unwrap();
+    assert!(log.contains("stopped container"), "{log}");
+    let t = std::time::Instant::now();
+    berth_tests::eventually(
+        "5 s of v1 served after the rollback",
+        Duration::from_secs(30),
+        || async {
+            let served = c.serves(&host, &version_marker("v1")).await.is_ok();
+            assert!(
+                served,
+                "v1 stopped serving {:?} after the rollback",
+                t.elapsed()
+            );
+            (t.elapsed() >= Duration::from_secs(5)).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(running_containers(&app, &c.node).unwrap().len(), 1);
 }

@@ -16,7 +16,7 @@ use berth_protocol::{envelope, keys, Route};
 use redis::AsyncCommands;
 
 use super::Services;
-use crate::containers::{self, LABEL_APP, LABEL_DEPLOYMENT};
+use crate::containers::{self, LABEL_APP};
 use crate::error::Result;
 
 /// How long a replica out of the route keeps running when its route does not say.
@@ -37,7 +37,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub async fn pass(svc: &Services, locks: &AppLocks, out_since: &OutSince) -> Result<()> {
     let mut conn = svc.redis.clone();
     let all: HashMap<String, Vec<u8>> = conn.hgetall(keys::ROUTES).await?;
-    // App → (the deployments it serves on this node, its drain time).
+    // App → (the containers it serves from on this node, its drain time). By container, not
+    // by deployment: a rollback serves from the release's own (restarted) container, which
+    // keeps the label of the deployment that created it.
     let mut routed: HashMap<String, (HashSet<String>, Duration)> = HashMap::new();
     for bytes in all.values() {
         let Ok(route) = envelope::decode::<Route>(bytes, envelope::kind::ROUTE) else {
@@ -49,7 +51,7 @@ pub async fn pass(svc: &Services, locks: &AppLocks, out_since: &OutSince) -> Res
             .or_insert_with(|| (HashSet::new(), drain));
         entry.1 = entry.1.max(drain);
         for u in route.upstreams.iter().filter(|u| u.node == svc.node) {
-            entry.0.insert(u.deployment.clone());
+            entry.0.insert(u.container.clone());
         }
     }
     let running = containers::running_app_containers(&svc.docker, &svc.node).await?;
@@ -58,13 +60,17 @@ pub async fn pass(svc: &Services, locks: &AppLocks, out_since: &OutSince) -> Res
         let (Some(id), Some(labels)) = (c.id, c.labels) else {
             continue;
         };
-        let (Some(app), deployment) = (labels.get(LABEL_APP), labels.get(LABEL_DEPLOYMENT)) else {
+        let Some(app) = labels.get(LABEL_APP) else {
             continue;
         };
         let Some((serving, drain)) = routed.get(app) else {
             continue;
         };
-        if deployment.is_some_and(|d| serving.contains(d)) {
+        // Ids may be full or short on either side.
+        if serving
+            .iter()
+            .any(|s| !s.is_empty() && (s.starts_with(&id) || id.starts_with(s.as_str())))
+        {
             continue;
         }
         seen.insert(id.clone());
