@@ -1,7 +1,7 @@
 //! Retiring replicas that no longer serve: a running container of this node that no route
 //! names any more (its app moved to another node — a drain, a failover, a deploy placed
 //! elsewhere — or it is left over from before a restart) is stopped once it has been out of the
-//! route for the route's `drain_s`, and kept stopped for a rollback.
+//! route for the route's `drain_s` (15 s at least), and kept stopped for a rollback.
 //!
 //! A pass runs every few seconds. It looks only at apps that have a route (an app still being
 //! deployed for the first time has none; a deleted app is `removal.rs`'s), and only while no job
@@ -21,6 +21,11 @@ use crate::error::Result;
 
 /// How long a replica out of the route keeps running when its route does not say.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+/// The least time a replica is out of the route before this pass stops it. A deployment on this
+/// node stops its own predecessor after `drain_s` in a background task, and a rollback may start
+/// a stopped release again meanwhile; this pass is for what no job here will stop (an app moved
+/// to another node, leftovers after a restart), so it leaves the quick cases to the jobs.
+const MIN_OUT: Duration = Duration::from_secs(15);
 
 /// When each running container was first seen out of its app's route.
 pub type OutSince = Arc<Mutex<HashMap<String, Instant>>>;
@@ -77,7 +82,7 @@ pub async fn pass(svc: &Services, locks: &AppLocks, out_since: &OutSince) -> Res
         let since = *lock(out_since)
             .entry(id.clone())
             .or_insert_with(Instant::now);
-        if since.elapsed() < *drain {
+        if since.elapsed() < (*drain).max(MIN_OUT) {
             continue;
         }
         // Only while no job of the app runs here.
