@@ -406,9 +406,10 @@ async fn a_rollback_to_a_stopped_release_keeps_serving_from_its_container() {
     let log = c.api.log(back["id"].as_str().unwrap()).await.unwrap();
     assert!(log.contains("stopped container"), "{log}");
     let t = std::time::Instant::now();
+    // Past the time a node leaves a replica out of the route before stopping it (15 s).
     berth_tests::eventually(
-        "5 s of v1 served after the rollback",
-        Duration::from_secs(30),
+        "20 s of v1 served after the rollback",
+        Duration::from_secs(60),
         || async {
             let served = c.serves(&host, &version_marker("v1")).await.is_ok();
             assert!(
@@ -416,7 +417,7 @@ async fn a_rollback_to_a_stopped_release_keeps_serving_from_its_container() {
                 "v1 stopped serving {:?} after the rollback",
                 t.elapsed()
             );
-            (t.elapsed() >= Duration::from_secs(5)).then_some(())
+            (t.elapsed() >= Duration::from_secs(20)).then_some(())
         },
     )
     .await
