@@ -12,9 +12,16 @@ use berth_bus::Backoff;
 pub struct Service {
     name: &'static str,
     child: Child,
+    /// How long it gets to exit after SIGTERM before it is killed.
+    grace: Duration,
 }
 
 impl Service {
+    /// Takes charge of `child`: stopped on drop, SIGTERM then SIGKILL after `grace`.
+    pub fn new(name: &'static str, child: Child, grace: Duration) -> Self {
+        Service { name, child, grace }
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -27,7 +34,7 @@ impl Service {
         if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + self.grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
@@ -92,10 +99,7 @@ pub fn start_redis(dir: &Path) -> Result<(Service, String)> {
         .stderr(log)
         .spawn()
         .context("starting redis-server")?;
-    let mut svc = Service {
-        name: "redis",
-        child,
-    };
+    let mut svc = Service::new("redis", child, Duration::from_secs(5));
     let url = format!("redis+unix://{}", sock.display());
     let client = redis::Client::open(url.as_str())?;
     wait_for("redis-server", Duration::from_secs(15), || {
@@ -151,10 +155,7 @@ pub fn start_caddy(dir: &Path, admin: &str) -> Result<Service> {
         .stderr(log)
         .spawn()
         .context("starting caddy")?;
-    let mut svc = Service {
-        name: "caddy",
-        child,
-    };
+    let mut svc = Service::new("caddy", child, Duration::from_secs(5));
     wait_for("caddy", Duration::from_secs(15), || {
         matches!(svc.child.try_wait(), Ok(None)) && caddy_answers(admin)
     })

@@ -34,7 +34,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ use redis::AsyncCommands;
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use crate::services;
+use crate::services::{self, Service};
 
 /// Simulated nodes whose job streams one reader task reads with one `XREADGROUP`.
 const STREAMS_PER_READER: usize = 50;
@@ -729,7 +729,8 @@ fn updates(id: &str, app: &str, node: &str, outcome: Outcome) -> Vec<DeploymentU
 
 /// `berth coordinator` as a child process; terminated when dropped.
 struct CoordinatorProcess {
-    child: Child,
+    /// Stopped on drop, with the coordinator's own shutdown deadline (and 5 s) before a kill.
+    process: Service,
     api: String,
     token: String,
 }
@@ -773,8 +774,9 @@ impl CoordinatorProcess {
                 }
             }
         });
+        let grace = crate::server::SHUTDOWN_DEADLINE + Duration::from_secs(5);
         let mut p = CoordinatorProcess {
-            child,
+            process: Service::new("berth coordinator", child, grace),
             api: String::new(),
             token,
         };
@@ -788,24 +790,7 @@ impl CoordinatorProcess {
     }
 
     fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-}
-
-impl Drop for CoordinatorProcess {
-    fn drop(&mut self) {
-        use nix::sys::signal::{kill, Signal};
-        use nix::unistd::Pid;
-        let _ = kill(Pid::from_raw(self.pid()), Signal::SIGTERM);
-        let deadline = Instant::now() + crate::server::SHUTDOWN_DEADLINE + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.pid()
     }
 }
 
