@@ -47,6 +47,8 @@ pub struct RouterCore {
     resolver: String,
     /// What the responder serves: domain → upstreams, kept equal to `berth:routes`.
     table: Table,
+    /// The routes themselves, as last applied (what `pipeline::retire` asks for).
+    routes: Mutex<HashMap<String, Route>>,
     /// Serializes every sequence of Caddy writes (and the Redis writes that go with them).
     write_lock: tokio::sync::Mutex<()>,
     /// Domains whose route this Caddy has, as far as this process knows (emptied when Caddy
@@ -88,6 +90,7 @@ impl RouterCore {
             ingress_http,
             resolver,
             table,
+            routes: Mutex::default(),
             write_lock: tokio::sync::Mutex::new(()),
             in_caddy: Mutex::default(),
         })
@@ -115,16 +118,19 @@ impl RouterCore {
         let mut conn = self.redis.clone();
         let all: HashMap<String, Vec<u8>> = conn.hgetall(keys::ROUTES).await?;
         let mut table = HashMap::with_capacity(all.len());
+        let mut routes = HashMap::with_capacity(all.len());
         for (domain, bytes) in all {
             match envelope::decode::<Route>(&bytes, ROUTE_KIND) {
                 Ok(route) => {
-                    table.insert(domain, addrs(&route));
+                    table.insert(domain.clone(), addrs(&route));
+                    routes.insert(domain, route);
                 }
                 Err(e) => tracing::warn!(%domain, error = %e, "skipping undecodable route"),
             }
         }
         let wanted: HashSet<String> = table.keys().cloned().collect();
         *self.table.write().unwrap_or_else(|p| p.into_inner()) = table;
+        *lock(&self.routes) = routes;
         let have = lock(&self.in_caddy).clone();
         let mut pushed = 0;
         for domain in wanted.difference(&have) {
@@ -182,7 +188,13 @@ impl RouterCore {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(route.domain.clone(), addrs(route));
+        lock(&self.routes).insert(route.domain.clone(), route.clone());
         Ok(())
+    }
+
+    /// Every route of the desired table, as this router last applied it.
+    pub fn routes(&self) -> Vec<Route> {
+        lock(&self.routes).values().cloned().collect()
     }
 
     async fn unapply(&self, domain: &str) -> Result<()> {
@@ -190,6 +202,7 @@ impl RouterCore {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(domain);
+        lock(&self.routes).remove(domain);
         self.caddy.delete_route(domain).await?;
         lock(&self.in_caddy).remove(domain);
         Ok(())
@@ -378,6 +391,19 @@ impl Handler<RemoveRoutes> for Router {
     fn handle(&mut self, msg: RemoveRoutes, _: &mut Self::Context) -> Self::Result {
         let core = self.core.clone();
         Box::pin(async move { core.remove_routes(&msg.0).await })
+    }
+}
+
+/// Every route of the desired table, as this node's router last applied it.
+#[derive(Message)]
+#[rtype(result = "Vec<Route>")]
+pub struct Routes;
+
+impl Handler<Routes> for Router {
+    type Result = MessageResult<Routes>;
+
+    fn handle(&mut self, _: Routes, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.core.routes())
     }
 }
 

@@ -12,12 +12,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_protocol::{envelope, keys, Route};
-use redis::AsyncCommands;
-
 use super::Services;
 use crate::containers::{self, LABEL_APP};
 use crate::error::Result;
+use crate::router::Routes;
 
 /// How long a replica out of the route keeps running when its route does not say.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
@@ -40,16 +38,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One pass: stops this node's running containers that have been out of their app's route for
 /// its drain time.
 pub async fn pass(svc: &Services, locks: &AppLocks, out_since: &OutSince) -> Result<()> {
-    let mut conn = svc.redis.clone();
-    let all: HashMap<String, Vec<u8>> = conn.hgetall(keys::ROUTES).await?;
+    // The router's copy of the desired table (it keeps it equal to Redis's).
+    let routes = svc.router.send(Routes).await?;
     // App → (the containers it serves from on this node, its drain time). By container, not
     // by deployment: a rollback serves from the release's own (restarted) container, which
     // keeps the label of the deployment that created it.
     let mut routed: HashMap<String, (HashSet<String>, Duration)> = HashMap::new();
-    for bytes in all.values() {
-        let Ok(route) = envelope::decode::<Route>(bytes, envelope::kind::ROUTE) else {
-            continue;
-        };
+    for route in routes {
         let drain = route.drain_s.map_or(DEFAULT_DRAIN, Duration::from_secs);
         let entry = routed
             .entry(route.app.clone())
