@@ -30,6 +30,9 @@ pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
         drain_s: req.drain_s.unwrap_or(10),
         keep_releases: req.keep_releases.unwrap_or(10),
         placement: req.placement.unwrap_or_default(),
+        replicas: req.replicas.unwrap_or(1),
+        max_surge: req.max_surge.unwrap_or(1),
+        standby_s: req.standby_s.unwrap_or(0),
         created_at: now,
         updated_at: now,
     };
@@ -84,6 +87,15 @@ pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
     }
     if let Some(v) = p.placement {
         app.placement = v;
+    }
+    if let Some(v) = p.replicas {
+        app.replicas = v;
+    }
+    if let Some(v) = p.max_surge {
+        app.max_surge = v;
+    }
+    if let Some(v) = p.standby_s {
+        app.standby_s = v;
     }
     if let Some(h) = p.health_check {
         app.health_check = h.apply(&app.health_check);
@@ -145,6 +157,15 @@ pub fn check(app: &App) -> Result<(), String> {
     }
     if app.keep_releases == 0 || app.keep_releases > 100 {
         return Err("keep_releases must be 1 to 100".into());
+    }
+    if app.replicas == 0 || app.replicas > 100 {
+        return Err("replicas must be 1 to 100".into());
+    }
+    if app.max_surge == 0 || app.max_surge > 100 {
+        return Err("max_surge must be 1 to 100".into());
+    }
+    if app.standby_s > 86_400 {
+        return Err("standby_s must be at most 86400 (a day)".into());
     }
     Ok(())
 }

@@ -371,6 +371,7 @@ async fn send_job(
         image: d.image.clone().filter(|_| rollback),
         reuse_container_of: d.rollback_of.clone(),
         keep_images: Some(keep),
+        slot: None,
         app,
     }));
     store.send_job(node, &d.id, &job).await?;

@@ -141,6 +141,7 @@ fn bare(id: &str, app: &str, created_at: u64) -> Deployment {
         started_at: None,
         finished_at: None,
         error: None,
+        rollout: None,
     }
 }
 
@@ -175,6 +176,7 @@ impl Handler<Create> for Ledger {
                     started_at: None,
                     finished_at: None,
                     error: None,
+                    rollout: None,
                 };
                 store.put_deployment(&d).await?;
                 if let Err(e) = store.trim_deployment_logs(&d.app).await {

@@ -76,6 +76,9 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
         drain_s: 0,
         keep_releases: 10,
         placement: Default::default(),
+        replicas: 1,
+        max_surge: 1,
+        standby_s: 0,
         git_credential: None,
         created_at: now_ms(),
         updated_at: now_ms(),
@@ -246,6 +249,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             image: None,
             reuse_container_of: None,
             keep_images: None,
+            slot: None,
         }))
     };
     let base = app(&app_name, &repo.bare, &domain);

@@ -28,6 +28,9 @@ pub struct CreateApp {
     pub keep_releases: Option<u32>,
     /// Replaces the placement whole (missing fields take their defaults).
     pub placement: Option<Placement>,
+    pub replicas: Option<u32>,
+    pub max_surge: Option<u32>,
+    pub standby_s: Option<u64>,
 }
 
 /// `PATCH /api/v1/apps/{name}`: every field optional; what is given replaces what was.
@@ -51,6 +54,9 @@ pub struct PatchApp {
     pub keep_releases: Option<u32>,
     /// Replaces the placement whole (missing fields take their defaults).
     pub placement: Option<Placement>,
+    pub replicas: Option<u32>,
+    pub max_surge: Option<u32>,
+    pub standby_s: Option<u64>,
 }
 
 /// Replaces the runtime and/or build variables (each map whole, when given).
@@ -126,4 +132,21 @@ pub struct NodeView {
     /// Whether an operator cordoned it: no new work is placed on it.
     #[serde(default)]
     pub cordoned: bool,
+}
+
+/// `GET /api/v1/apps/{name}/replicas` items: one running replica of the app, from its route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaView {
+    pub node: String,
+    pub container: String,
+    /// The deployment that started it, and its image (the release).
+    pub deployment: String,
+    pub image: Option<String>,
+    /// `serving` (in the route) or `standby` (out of it, kept running for an instant rollback).
+    pub role: String,
+    /// `healthy` while its node heartbeats (it passed its check when it was switched in),
+    /// else the node's liveness (`suspect`, `down`).
+    pub health: String,
+    /// The address every node's Caddy dials.
+    pub upstream: String,
 }

@@ -41,6 +41,10 @@ pub struct DeployJob {
     /// removed. `None`: prune nothing.
     #[serde(default)]
     pub keep_images: Option<Vec<String>>,
+    /// For one replica of a rollout: the node starts and probes it, reports it healthy (or
+    /// failed) with a [`crate::ReplicaReport`], and leaves the route to the coordinator.
+    #[serde(default)]
+    pub slot: Option<u32>,
 }
 
 /// Something a node reports.
@@ -75,6 +79,10 @@ pub struct DeploymentUpdate {
     pub container: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    /// One replica of a rollout became healthy or failed (the status then says only how far
+    /// the deployment got; the coordinator ends it).
+    #[serde(default)]
+    pub replica: Option<crate::model::ReplicaReport>,
     /// Epoch ms of the change.
     pub at: u64,
 }
@@ -92,6 +100,7 @@ impl DeploymentUpdate {
             image: None,
             container: None,
             error: None,
+            replica: None,
             at: crate::now_ms(),
         }
     }

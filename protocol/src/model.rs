@@ -81,8 +81,28 @@ pub struct App {
     /// Which nodes may run the app, and how its replicas are spread over them.
     #[serde(default)]
     pub placement: Placement,
+    /// How many replicas serve the app, spread over the nodes by `placement`.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// During a deploy, how many new replicas start at once (each health-gated before the
+    /// next ones).
+    #[serde(default = "one")]
+    pub max_surge: u32,
+    /// Seconds the previous release's replicas stay running, out of the route, after a deploy
+    /// or a rollback: rolling back to it within that time is only a route change. 0: none.
+    #[serde(default)]
+    pub standby_s: u64,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+impl App {
+    /// Whether the coordinator drives the app's deployments replica by replica (a
+    /// [`Rollout`]): more than one replica, or a standby release to keep. One replica without
+    /// standby is deployed by its node alone, which switches its route itself.
+    pub fn rolls_out(&self) -> bool {
+        self.replicas > 1 || self.standby_s > 0
+    }
 }
 
 /// Where an app may run. The scheduler filters nodes by it, then ranks what is left.
@@ -156,6 +176,10 @@ fn yes() -> bool {
     true
 }
 
+fn one() -> u32 {
+    1
+}
+
 fn ten() -> u64 {
     10
 }
@@ -183,6 +207,9 @@ pub enum DeploymentKind {
     /// The coordinator runs the serving release again on another node because its node went
     /// down (no build, like a rollback).
     Failover,
+    /// The app's replica count changed: replicas of the serving release are added or removed,
+    /// without a build.
+    Scale,
 }
 
 /// A release: an image kept for rollback, listed once however often it served.
@@ -294,6 +321,67 @@ pub struct Deployment {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
     pub error: Option<String>,
+    /// For an app with several replicas (or a standby): how the coordinator rolls the release
+    /// over them. `None`: the deployment runs on one node, which switches the route itself.
+    #[serde(default)]
+    pub rollout: Option<Rollout>,
+}
+
+/// The plan and progress of a deployment over an app's replicas, kept in its record so a
+/// restarted coordinator carries on (or reverts) from where the last one was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Rollout {
+    /// Replicas serving the app once it succeeds.
+    pub target: u32,
+    /// New replicas starting at once.
+    pub surge: u32,
+    /// The route's upstreams when the rollout began: what a failure restores.
+    pub previous: Vec<Upstream>,
+    /// Upstreams the rollout takes out of the route: one for each new replica switched in, the
+    /// rest at the end.
+    pub replace: Vec<Upstream>,
+    /// One per new replica.
+    pub slots: Vec<Slot>,
+    /// Whether the route was changed yet (the deployment's fate is then `switch`).
+    pub switched: bool,
+}
+
+/// One new replica of a [`Rollout`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Slot {
+    pub slot: u32,
+    /// The node it was placed on.
+    pub node: Option<String>,
+    pub state: SlotState,
+    /// Once it is healthy: where it serves.
+    pub upstream: Option<Upstream>,
+    pub error: Option<String>,
+}
+
+/// Where a replica of a rollout is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotState {
+    /// Not placed yet.
+    #[default]
+    Pending,
+    /// Its job is queued on its node: pulling or building, starting, probing.
+    Starting,
+    /// Healthy, not in the route yet.
+    Ready,
+    /// In the route.
+    Serving,
+    Failed,
+}
+
+/// What a node reports of one replica of a rollout: healthy (with where it serves) or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    pub slot: u32,
+    pub upstream: Option<Upstream>,
+    pub error: Option<String>,
 }
 
 /// Liveness of a node as the coordinator sees it.
@@ -377,6 +465,24 @@ pub struct Route {
     /// route keeps running for requests in flight before its node stops it.
     #[serde(default)]
     pub drain_s: Option<u64>,
+    /// Replicas out of the route that keep running until `standby_until` (the previous
+    /// release, for an instant rollback, or the replicas a rollout replaced while it runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standby: Vec<Upstream>,
+    /// Epoch ms until which `standby` is kept; after it, its replicas drain and stop.
+    #[serde(default)]
+    pub standby_until: u64,
+}
+
+impl Route {
+    /// The standby replicas still kept at `now`.
+    pub fn standby_at(&self, now: u64) -> &[Upstream] {
+        if now < self.standby_until {
+            &self.standby
+        } else {
+            &[]
+        }
+    }
 }
 
 #[cfg(test)]

@@ -442,6 +442,8 @@ async fn switch(
             }],
             updated_at: now_ms(),
             drain_s: Some(app.drain_s),
+            standby: Vec::new(),
+            standby_until: 0,
         })
         .collect();
     if routes.is_empty() {

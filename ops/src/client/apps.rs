@@ -58,6 +58,9 @@ pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> 
             },
             memory_mb: a.memory.unwrap_or(0),
         }),
+        replicas: a.replicas,
+        max_surge: a.max_surge,
+        standby_s: a.standby_s,
     };
     let app: App = c.call(Method::POST, &["apps"], Some(&req)).await?;
     print(json, &app, |a| {

@@ -95,6 +95,16 @@ pub struct CreateArgs {
     /// Memory (MiB) each replica reserves: only nodes with that much available run it.
     #[arg(long, value_name = "MIB")]
     pub(super) memory: Option<u64>,
+    /// How many replicas serve the app (default 1), spread over the nodes.
+    #[arg(long)]
+    pub(super) replicas: Option<u32>,
+    /// During a deploy, how many new replicas start at once (default 1).
+    #[arg(long)]
+    pub(super) max_surge: Option<u32>,
+    /// Seconds the previous release stays running after a deploy, so rolling back to it is
+    /// only a route change (default 0: none).
+    #[arg(long = "standby", value_name = "SECONDS")]
+    pub(super) standby_s: Option<u64>,
 }
 
 /// `berth nodes [cordon|uncordon <node>]`.
