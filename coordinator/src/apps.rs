@@ -171,9 +171,14 @@ pub fn check(app: &App) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use berth_protocol::api::HealthCheckPatch;
+
+    /// A valid app (test fixture, also used by `rollout`'s tests).
+    pub(crate) fn app() -> App {
+        build(req(), "localhost").unwrap()
+    }
 
     fn req() -> CreateApp {
         CreateApp {

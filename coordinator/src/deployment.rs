@@ -26,6 +26,7 @@ use crate::error::{Error, Result};
 use crate::ledger::{Assign, Ledger, Quarantine, Transition};
 use crate::registry::{NodeRegistry, Nodes, Placed, RecentlyPlaced};
 use crate::releases;
+use crate::rollout;
 use crate::scheduler;
 use crate::store::Store;
 
@@ -189,7 +190,8 @@ async fn tick(t: Tick) -> Result<Step> {
     }
     let now = now_ms();
     let age = Duration::from_millis(now.saturating_sub(d.created_at));
-    if age > dl.deploy_timeout + dl.grace {
+    // (A rollout reverts its route before it fails: `rollout::step` keeps its own deadline.)
+    if age > dl.deploy_timeout + dl.grace && d.rollout.is_none() {
         ledger
             .send(fail(
                 &id,
@@ -203,6 +205,28 @@ async fn tick(t: Tick) -> Result<Step> {
         return Ok(Step::Done);
     }
     let nodes = registry.send(Nodes).await??;
+    // An app with several replicas (or a standby) is rolled out replica by replica from here.
+    let rolls = d.rollout.is_some()
+        || (d.node.is_none()
+            && d.status == DeploymentStatus::Queued
+            && store.get_app(&d.app).await?.is_some_and(|a| a.rolls_out()));
+    if rolls {
+        let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
+            return Ok(Step::Done);
+        };
+        let cx = rollout::Ctx {
+            store: &store,
+            ledger: &ledger,
+            registry: &registry,
+            dl,
+            shared_images,
+            sent,
+        };
+        return Ok(match rollout::step(&cx, d, app, &nodes).await? {
+            true => Step::Done,
+            false => Step::Sent,
+        });
+    }
     match &d.node {
         None => {
             let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
@@ -248,7 +272,9 @@ async fn tick(t: Tick) -> Result<Step> {
                 return Ok(Step::Wait);
             };
             registry.do_send(Placed(node.clone()));
-            send_job(&store, &d, app, &node, dl).await
+            let image = rollback_image(&d);
+            send_job(&store, &d, app, &node, dl, image, None).await?;
+            Ok(Step::Sent)
         }
         Some(node) => {
             let down = |n: &&NodeView| n.status == NodeStatus::Down;
@@ -272,7 +298,9 @@ async fn tick(t: Tick) -> Result<Step> {
                 let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
                     return Ok(Step::Done);
                 };
-                return send_job(&store, &d, app, node, dl).await;
+                let image = rollback_image(&d);
+                send_job(&store, &d, app, node, dl, image, None).await?;
+                return Ok(Step::Sent);
             }
             Ok(Step::Wait)
         }
@@ -341,26 +369,36 @@ async fn app_or_cancel(
     Ok(None)
 }
 
-/// Queues the job of an assigned deployment on its node.
-async fn send_job(
+/// The image a rollback or a failover runs (it is given one; a deploy builds its own).
+fn rollback_image(d: &Deployment) -> Option<String> {
+    let rollback = matches!(
+        d.kind,
+        DeploymentKind::Rollback | DeploymentKind::Failover | DeploymentKind::Scale
+    );
+    d.image.clone().filter(|_| rollback)
+}
+
+/// Queues the job of an assigned deployment (or of one replica of a rollout, `slot`) on its
+/// node; `image` is what it runs (`None`: it builds).
+pub(crate) async fn send_job(
     store: &Store,
     d: &Deployment,
     mut app: App,
     node: &str,
     dl: Deadlines,
-) -> Result<Step> {
+    image: Option<String>,
+    slot: Option<u32>,
+) -> Result<()> {
     if let Some(rt) = &d.runtime {
         app.env.runtime = rt.env.clone();
         app.port = rt.port;
         app.health_check = rt.health_check.clone();
     }
-    // A rollback or a failover runs an image it is given.
-    let rollback = matches!(d.kind, DeploymentKind::Rollback | DeploymentKind::Failover);
-    let rollback_image = d.image.as_deref().filter(|_| rollback);
+    let rollback_image = rollback_image(d);
     // The releases the index holds once this deployment succeeds keep their images.
     let keep = releases::images_to_keep(
         releases::retained_images(store, &app.name, app.keep_releases as usize).await?,
-        rollback_image,
+        rollback_image.as_deref(),
         app.keep_releases as usize,
     );
     let job = Job::Deploy(Box::new(DeployJob {
@@ -368,14 +406,14 @@ async fn send_job(
         credential: store.get_credential(&app.name).await?,
         git_ref: d.git_ref.clone(),
         deadline_ms: d.created_at + dl.deploy_timeout.as_millis() as u64,
-        image: d.image.clone().filter(|_| rollback),
+        image,
         reuse_container_of: d.rollback_of.clone(),
         keep_images: Some(keep),
-        slot: None,
+        slot,
         app,
     }));
     store.send_job(node, &d.id, &job).await?;
-    Ok(Step::Sent)
+    Ok(())
 }
 
 impl Actor for DeploymentActor {

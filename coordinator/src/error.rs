@@ -24,6 +24,9 @@ pub enum Error {
     /// which one, and why.
     #[error("{0}")]
     Unreadable(String),
+    /// Something that should settle did not (a record kept changing under an edit).
+    #[error("{0}")]
+    Internal(String),
     /// An actor of the coordinator is gone (it stopped or its mailbox closed).
     #[error("coordinator actor unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),

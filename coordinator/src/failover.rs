@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_protocol::{keys, now_ms, DeploymentKind, NodeStatus, Upstream};
+use berth_protocol::{keys, now_ms, App, DeploymentKind, NodeStatus, Rollout, Upstream};
 
 use crate::error::Result;
 use crate::ledger::{Create, Ledger};
@@ -95,8 +95,8 @@ async fn pass(
     if down.is_empty() {
         return Ok(());
     }
-    // App → the upstreams it lost, for the apps that have none left.
-    let mut unserved: BTreeMap<String, Vec<Upstream>> = BTreeMap::new();
+    // App → the upstreams it lost, and how many it has left.
+    let mut unserved: BTreeMap<String, (Vec<Upstream>, usize)> = BTreeMap::new();
     for mut route in store.routes().await? {
         let (lost, kept): (Vec<Upstream>, Vec<Upstream>) = route
             .upstreams
@@ -106,21 +106,79 @@ async fn pass(
             continue;
         }
         tracing::warn!(domain = %route.domain, upstreams = lost.len(), nodes = ?down, "taking a down node's upstreams out of the route");
-        route.upstreams = kept;
-        route.updated_at = now_ms();
-        store.put_route(&route).await?;
-        if route.upstreams.is_empty() {
-            unserved.entry(route.app.clone()).or_default().extend(lost);
-        }
+        let left = kept.len();
+        let domains = [route.domain.clone()];
+        store
+            .edit_routes(&domains, |cur| {
+                let mut r = cur?;
+                r.upstreams.retain(|u| !down.contains(&u.node));
+                r.standby.retain(|u| !down.contains(&u.node));
+                r.updated_at = now_ms();
+                Some(r)
+            })
+            .await?;
+        let entry = unserved.entry(route.app.clone()).or_default();
+        entry.0.extend(lost);
+        entry.1 = left;
     }
-    for (app, lost) in unserved {
+    for (app, (lost, left)) in unserved {
         let Some(up) = lost.first() else { continue };
+        let Some(a) = store.get_app(&app).await? else {
+            continue;
+        };
+        // One replica: only an app left unserved moves (its node switches it in). Several:
+        // what is missing is started elsewhere (a rollout adding replicas).
+        let rollout = match a.rolls_out() {
+            true if left < a.replicas as usize => Some(Rollout::default()),
+            false if left == 0 => None,
+            _ => continue,
+        };
         let reason = format!("node {} went down", up.node);
-        if let Err(e) = reschedule(&store, &ledger, &reconciler, &app, up, &reason).await {
+        if let Err(e) = reschedule(&store, &ledger, &reconciler, &app, up, &reason, rollout).await {
             tracing::warn!(%app, error = %e, "could not queue a failover");
         }
     }
     Ok(())
+}
+
+/// After the app's replica count changed: a `scale` deployment adds replicas of the serving
+/// release (or takes the surplus out of the route). `None` when nothing serves the app yet (its
+/// next deploy starts as many as it asks for).
+pub(crate) async fn scale(
+    store: &Store,
+    ledger: &Addr<Ledger>,
+    reconciler: &Addr<Reconciler>,
+    app: &App,
+    from: u32,
+) -> Result<Option<String>> {
+    let Some(route) = store.route(&app.domains[0]).await? else {
+        return Ok(None);
+    };
+    let Some(up) = route.upstreams.first() else {
+        return Ok(None);
+    };
+    let Some(serving) = store.get_deployment(&up.deployment).await? else {
+        return Ok(None);
+    };
+    let d = ledger
+        .send(Create {
+            app: app.name.clone(),
+            kind: DeploymentKind::Scale,
+            rollback_of: Some(serving.id.clone()),
+            image: serving.image.clone(),
+            commit: serving.commit.clone(),
+            commit_message: serving.commit_message.clone(),
+            runtime: serving.runtime.clone(),
+            reason: Some(format!(
+                "scale from {from} to {} replica(s) of the release of {}",
+                app.replicas, serving.id
+            )),
+            rollout: Some(Rollout::default()),
+            ..Default::default()
+        })
+        .await??;
+    reconciler.do_send(Track(d.id.clone()));
+    Ok(Some(d.id))
 }
 
 /// Moves every replica off `node` (which the caller cordoned): each app served there gets a
@@ -138,7 +196,16 @@ pub(crate) async fn drain(
             continue;
         };
         let reason = format!("node {node} is being drained");
-        if let Some(id) = reschedule(store, ledger, reconciler, &route.app, up, &reason).await? {
+        let rollout = match store.get_app(&route.app).await? {
+            Some(a) if a.rolls_out() => Some(Rollout {
+                drain_node: Some(node.to_string()),
+                ..Default::default()
+            }),
+            _ => None,
+        };
+        if let Some(id) =
+            reschedule(store, ledger, reconciler, &route.app, up, &reason, rollout).await?
+        {
             queued.push(id);
         }
     }
@@ -154,6 +221,7 @@ async fn reschedule(
     app: &str,
     up: &Upstream,
     reason: &str,
+    rollout: Option<Rollout>,
 ) -> Result<Option<String>> {
     if store.get_app(app).await?.is_none() {
         return Ok(None);
@@ -186,6 +254,7 @@ async fn reschedule(
             commit_message: serving.commit_message.clone(),
             runtime: serving.runtime.clone(),
             reason: Some(reason.to_string()),
+            rollout,
             ..Default::default()
         })
         .await??;

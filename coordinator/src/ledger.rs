@@ -9,7 +9,7 @@ use actix::prelude::*;
 use berth_protocol::envelope::{decode, kind, EnvelopeError};
 use berth_protocol::{
     keys, now_ms, Deployment, DeploymentKind, DeploymentStatus, DeploymentUpdate, LogStream,
-    RuntimeSpec,
+    Rollout, RuntimeSpec, SlotState,
 };
 
 use crate::error::{Error, Result};
@@ -46,6 +46,10 @@ pub struct Create {
     pub commit_author: Option<String>,
     /// Why the coordinator queued it itself (a failover), for the first log line.
     pub reason: Option<String>,
+    /// A plan over the app's replicas made by whoever queued it (a failover, a drain, a
+    /// change of the replica count); a deploy or rollback of a replicated app is planned when
+    /// it starts.
+    pub rollout: Option<Rollout>,
 }
 
 /// Bind a queued deployment to the node that will run it.
@@ -70,6 +74,26 @@ impl Transition {
     }
 }
 
+/// Change the rollout plan or progress of a deployment that is not terminal: `edit` gets the
+/// record and answers whether it changed anything. Answers the record written, `None` if it
+/// was terminal or unchanged.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Deployment>>")]
+pub struct EditRollout {
+    pub id: String,
+    #[allow(clippy::type_complexity)]
+    pub edit: Box<dyn FnOnce(&mut Deployment) -> bool + Send>,
+}
+
+impl EditRollout {
+    pub fn new(id: &str, edit: impl FnOnce(&mut Deployment) -> bool + Send + 'static) -> Self {
+        EditRollout {
+            id: id.to_string(),
+            edit: Box::new(edit),
+        }
+    }
+}
+
 /// Replace a deployment record that cannot be read by a terminal `failed` record that says so,
 /// so that the deployment ends instead of staying in flight for good. Only a record that is
 /// corrupted: one written by a newer version (`TooNew`) is left for that version to finish. The
@@ -86,7 +110,31 @@ pub fn apply(d: &mut Deployment, t: &DeploymentUpdate) -> bool {
         return false;
     }
     let mut changed = false;
-    if t.status != d.status {
+    // A replica of a rollout reports only its slot (and what a building slot learned of the
+    // commit and image): the coordinator ends the deployment, and the record's node and
+    // container stay those of its first replica.
+    let replica = t.replica.is_some();
+    if let (Some(r), Some(ro)) = (&t.replica, d.rollout.as_mut()) {
+        let slot = ro.slots.iter_mut().find(|s| {
+            s.slot == r.slot
+                && s.node == t.node
+                && matches!(s.state, SlotState::Pending | SlotState::Starting)
+        });
+        if let Some(s) = slot {
+            match (&r.upstream, &r.error) {
+                (Some(u), None) => {
+                    s.state = SlotState::Ready;
+                    s.upstream = Some(u.clone());
+                }
+                (_, e) => {
+                    s.state = SlotState::Failed;
+                    s.error = Some(e.clone().unwrap_or_else(|| "failed".into()));
+                }
+            }
+            changed = true;
+        }
+    }
+    if t.status != d.status && !(replica && t.status.is_terminal()) {
         if d.started_at.is_none() && t.status != DeploymentStatus::Queued {
             d.started_at = Some(t.at);
         }
@@ -106,12 +154,14 @@ pub fn apply(d: &mut Deployment, t: &DeploymentUpdate) -> bool {
             changed = true;
         }
     }
+    let none = None;
+    let own = |v| if replica { &none } else { v };
     for (field, value) in [
-        (&mut d.node, &t.node),
+        (&mut d.node, own(&t.node)),
         (&mut d.commit, &t.commit),
         (&mut d.image, &t.image),
-        (&mut d.container, &t.container),
-        (&mut d.error, &t.error),
+        (&mut d.container, own(&t.container)),
+        (&mut d.error, own(&t.error)),
     ] {
         if value.is_some() && field != value {
             *field = value.clone();
@@ -176,7 +226,7 @@ impl Handler<Create> for Ledger {
                     started_at: None,
                     finished_at: None,
                     error: None,
-                    rollout: None,
+                    rollout: msg.rollout,
                 };
                 store.put_deployment(&d).await?;
                 if let Err(e) = store.trim_deployment_logs(&d.app).await {
@@ -191,6 +241,10 @@ impl Handler<Create> for Ledger {
                         "queued: {}; run the release of {of} ({}) on another node",
                         msg.reason.as_deref().unwrap_or("failover"),
                         d.image.as_deref().unwrap_or("?")
+                    ),
+                    (DeploymentKind::Scale, _) => format!(
+                        "queued: {}",
+                        msg.reason.as_deref().unwrap_or("change the replica count")
                     ),
                     _ => format!(
                         "queued: deploy {}",
@@ -281,6 +335,27 @@ impl Handler<Transition> for Ledger {
                         tracing::warn!(app = %d.app, error = %e, "could not trim the release index");
                     }
                 }
+                Ok(Some(d))
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<EditRollout> for Ledger {
+    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+
+    fn handle(&mut self, msg: EditRollout, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some(mut d) = store.get_deployment(&msg.id).await? else {
+                    return Ok(None);
+                };
+                if d.status.is_terminal() || !(msg.edit)(&mut d) {
+                    return Ok(None);
+                }
+                store.put_deployment(&d).await?;
                 Ok(Some(d))
             }
             .into_actor(self),

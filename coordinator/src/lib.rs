@@ -30,6 +30,7 @@ pub mod metrics;
 pub(crate) mod reconciler;
 pub(crate) mod registry;
 pub(crate) mod releases;
+pub(crate) mod rollout;
 pub(crate) mod scheduler;
 pub(crate) mod store;
 pub mod webhook;

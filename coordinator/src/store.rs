@@ -86,6 +86,20 @@ end
 return v
 ";
 
+/// Compare-and-set of one route: writes ARGV[4] for field ARGV[1] if the field still holds ARGV[2]
+/// (or is absent, when ARGV[3] is "0"), and publishes the domain on KEYS... ARGV[5].
+const ROUTE_CAS: &str = r"
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[3] == '0' then
+  if cur then return 0 end
+elseif cur ~= ARGV[2] then
+  return 0
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[1])
+return 1
+";
+
 fn app_changed(name: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(APP_CHANGED)
@@ -442,6 +456,11 @@ impl Store {
         Ok(set.is_some())
     }
 
+    /// The string at `key`, if any.
+    pub async fn get_string(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.conn.clone().get(key).await?)
+    }
+
     /// Sets `key` to `value` with a TTL, whatever it held.
     pub async fn set_marker(&self, key: &str, value: &str, ttl_s: u64) -> Result<()> {
         let _: () = self.conn.clone().set_ex(key, value, ttl_s).await?;
@@ -499,6 +518,58 @@ impl Store {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(())
+    }
+
+    /// Changes the routes of an app's `domains` together: `edit` gets the first domain's route
+    /// (`None` if there is none) and answers the new one (`None`: leave it). The write is a
+    /// compare-and-set on the first domain's stored bytes, retried on a race with another
+    /// writer (a node switching, the failover pass); the other domains get a copy. Every
+    /// router is told. Answers the route written.
+    pub async fn edit_routes(
+        &self,
+        domains: &[String],
+        mut edit: impl FnMut(Option<Route>) -> Option<Route>,
+    ) -> Result<Option<Route>> {
+        let Some(first) = domains.first() else {
+            return Ok(None);
+        };
+        for _ in 0..20 {
+            let raw: Option<Vec<u8>> = self.conn.clone().hget(keys::ROUTES, first).await?;
+            let current = raw
+                .as_ref()
+                .map(|b| decode_record(&format!("route {first}"), ROUTE_KIND, b))
+                .transpose()?;
+            let Some(mut route) = edit(current) else {
+                return Ok(None);
+            };
+            route.domain = first.clone();
+            let bytes = encode(ROUTE_KIND, first, &route)?;
+            let written: i64 = redis::cmd("EVAL")
+                .arg(ROUTE_CAS)
+                .arg(1)
+                .arg(keys::ROUTES)
+                .arg(first)
+                .arg(raw.as_deref().unwrap_or_default())
+                .arg(if raw.is_some() { "1" } else { "0" })
+                .arg(bytes)
+                .arg(keys::ROUTES_CHANGED)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            if written == 0 {
+                continue;
+            }
+            for d in &domains[1..] {
+                self.put_route(&Route {
+                    domain: d.clone(),
+                    ..route.clone()
+                })
+                .await?;
+            }
+            return Ok(Some(route));
+        }
+        Err(Error::Internal(format!(
+            "the route of {first} kept changing under 20 attempts to edit it"
+        )))
     }
 
     /// Names of the cordoned nodes.

@@ -97,7 +97,7 @@ impl Handler<RunJob> for Deployer {
             Job::RemoveApp { app, .. } => app.clone(),
         };
         let deployment = match &msg.job {
-            Job::Deploy(d) => Some(d.deployment_id.clone()),
+            Job::Deploy(d) => Some((d.deployment_id.clone(), d.slot)),
             Job::RemoveApp { .. } => None,
         };
         let lock = self.app_lock(&app);
@@ -126,10 +126,11 @@ impl Handler<RunJob> for Deployer {
                 Ok(ack) => ack,
                 Err(e) if e.is_panic() => {
                     tracing::error!(%app, "job task panicked");
-                    if let Some(d) = deployment {
+                    if let Some((d, slot)) = deployment {
                         pipeline::fail(
                             &svc,
                             &d,
+                            slot,
                             "internal error: the node's deploy task crashed".into(),
                         )
                         .await;
@@ -144,9 +145,9 @@ impl Handler<RunJob> for Deployer {
     }
 }
 
-async fn run_job(svc: &Services, job: Job, recovered: bool) -> bool {
+async fn run_job(svc: &Arc<Services>, job: Job, recovered: bool) -> bool {
     match job {
-        Job::Deploy(d) => match pipeline::claim(svc, &d.deployment_id).await {
+        Job::Deploy(d) => match pipeline::claim(svc, &pipeline::claim_id(&d)).await {
             Ok(Claim::Taken) => {
                 tracing::info!(deployment = %d.deployment_id, app = %d.app.name, "deploying");
                 pipeline::deploy(svc, &d).await;
@@ -157,6 +158,7 @@ async fn run_job(svc: &Services, job: Job, recovered: bool) -> bool {
                 pipeline::fail(
                     svc,
                     &d.deployment_id,
+                    d.slot,
                     format!(
                         "deployment was interrupted: node {} restarted while working on it",
                         svc.node

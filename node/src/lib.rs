@@ -232,6 +232,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         secret_key: cfg.secret_key.clone(),
         shutdown: shutdown.clone(),
         registry: cfg.registry.clone(),
+        pending: Default::default(),
     });
     let deployer = deployer::Deployer::new(svc, running_tx).start();
     let consumer =

@@ -82,7 +82,7 @@ pub struct DeploymentUpdate {
     /// One replica of a rollout became healthy or failed (the status then says only how far
     /// the deployment got; the coordinator ends it).
     #[serde(default)]
-    pub replica: Option<crate::model::ReplicaReport>,
+    pub replica: Option<Box<crate::model::ReplicaReport>>,
     /// Epoch ms of the change.
     pub at: u64,
 }

@@ -332,6 +332,11 @@ pub struct Deployment {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Rollout {
+    /// Whether the plan is made (the fields below); a rollout queued by a drain is planned
+    /// when it starts, once the deployments before it ended.
+    pub planned: bool,
+    /// A drain: the replicas on this node are the ones replaced.
+    pub drain_node: Option<String>,
     /// Replicas serving the app once it succeeds.
     pub target: u32,
     /// New replicas starting at once.

@@ -465,3 +465,246 @@ async fn a_fleet_drains_a_node_and_survives_losing_one() {
     drop(f);
     main_engine_runs_a_container();
 }
+
+/// The app's replicas as `GET /apps/{name}/replicas` lists them: (role, node, container,
+/// deployment) of each.
+async fn replicas_of(
+    f: &Fleet,
+    app: &str,
+) -> anyhow::Result<Vec<(String, String, String, String)>> {
+    let (s, v) = f.api.get(&format!("/api/v1/apps/{app}/replicas")).await?;
+    anyhow::ensure!(s == 200, "replicas of {app}: {s} {v}");
+    let text = |r: &serde_json::Value, k: &str| r[k].as_str().unwrap_or_default().to_string();
+    Ok(v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| {
+                    (
+                        text(r, "role"),
+                        text(r, "node"),
+                        text(r, "container"),
+                        text(r, "deployment"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The serving replicas' (node, deployment) pairs, sorted.
+fn serving(list: &[(String, String, String, String)]) -> Vec<(String, String)> {
+    let mut s: Vec<(String, String)> = list
+        .iter()
+        .filter(|r| r.0 == "serving")
+        .map(|r| (r.1.clone(), r.3.clone()))
+        .collect();
+    s.sort();
+    s
+}
+
+/// An app of 3 replicas on 3 engines: a deploy rolls over them (kept-alive load through one
+/// Caddy sees no failure), a rollback to the release on standby is a route change, a deploy
+/// whose second replica fails its health check leaves every replica on the release before, a
+/// lost node's replica is started again on the two others, and a scale down takes one out.
+async fn replicas(f: &mut Fleet) -> anyhow::Result<()> {
+    let src = TempDir::with_prefix("replicas")?;
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
+    let app = unique("rep");
+    let host = format!("{app}.localhost");
+    f.create_app(json!({
+        "name": app, "repo": repo.url(), "port": 8080, "drain_s": 1,
+        "replicas": 3, "standby_s": 120,
+        "health_check": {"deadline_s": 8},
+    }))
+    .await?;
+
+    // (a) Three replicas, one per engine, each serving through every Caddy.
+    let (v1, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", f.api.log(&v1).await?);
+    let list = replicas_of(f, &app).await?;
+    let on: Vec<(String, String)> = serving(&list);
+    assert_eq!(on.len(), 3, "{list:?}");
+    let mut nodes: Vec<&str> = on.iter().map(|(n, _)| n.as_str()).collect();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "one replica per node: {list:?}");
+    assert!(on.iter().all(|(_, dep)| dep == &v1), "{list:?}");
+    for n in &f.nodes {
+        assert_eq!(
+            n.engine.running_containers(&app, &n.name)?.len(),
+            1,
+            "{} runs one replica on its own engine",
+            n.name
+        );
+    }
+    for j in 0..f.nodes.len() {
+        f.serves(j, &host, &version_marker("1")).await?;
+    }
+
+    // (b) A rolling deploy under a kept-alive load that never retries.
+    let load = Load::start(f.nodes[0].ingress, &host, 4, Duration::ZERO);
+    repo.write("www/index.html", &hello_page("2"))?;
+    repo.commit("v2")?;
+    let (v2, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", f.api.log(&v2).await?);
+    let log = f.api.log(&v2).await?;
+    assert!(log.contains("replica r2 switched in"), "{log}");
+    let list = replicas_of(f, &app).await?;
+    assert!(serving(&list).iter().all(|(_, dep)| dep == &v2), "{list:?}");
+    let standby = list
+        .iter()
+        .filter(|r| r.0 == "standby" && r.3 == v1)
+        .count();
+    assert_eq!(
+        standby, 3,
+        "the previous release waits on standby: {list:?}"
+    );
+    for j in 0..f.nodes.len() {
+        f.serves(j, &host, &version_marker("2")).await?;
+    }
+
+    // (c) Back to v1, whose replicas are on standby: only a route change.
+    let t = Instant::now();
+    let (s, r) = f
+        .api
+        .post(&format!("/api/v1/apps/{app}/rollback"), json!({}))
+        .await?;
+    assert!(s == 200 || s == 201 || s == 202, "{s} {r}");
+    let rid = r["id"].as_str().expect("a rollback deployment").to_string();
+    f.serves(0, &host, &version_marker("1")).await?;
+    eprintln!("replicas: standby rollback served in {:?}", t.elapsed());
+    let rb = f.api.wait_terminal(&rid, DEPLOY).await?;
+    assert_eq!(rb["status"], "succeeded", "{rb}");
+    let log = f.api.log(&rid).await?;
+    assert!(log.contains("rolled back by a route change"), "{log}");
+    let n = load.finish().await;
+    eprintln!("replicas: load across a rolling deploy and a standby rollback: {n:?}");
+    assert!(n.ok > 100, "{n:?}");
+    assert_eq!((n.failed, n.retried), (0, 0), "no request failed: {n:?}");
+
+    // (d) A release that is healthy only on the engine that builds it: its first replica
+    // passes, the second fails, and every replica goes back to the release before.
+    let (_, list) = f
+        .api
+        .get(&format!("/api/v1/apps/{app}/deployments"))
+        .await?;
+    let builder = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|d| d["node"].as_str())
+        .unwrap()
+        .to_string();
+    let b = f.node_index(&builder).unwrap();
+    let (_, subnet) = f.nodes[b].engine.bridge();
+    let prefix = subnet.trim_end_matches("0/24");
+    repo.write("www/index.html", &hello_page("3"))?;
+    repo.write(
+        "Dockerfile",
+        &format!(
+            "FROM busybox\nCOPY www /www\nCMD [\"sh\", \"-c\", \"if grep -q '^{prefix}' /etc/hosts; then exec httpd -f -p 8080 -h /www; else exec sleep 3600; fi\"]\n"
+        ),
+    )?;
+    repo.commit("v3: healthy on one engine only")?;
+    let before = serving(&replicas_of(f, &app).await?);
+    let (v3, d) = f.api.deploy_and_wait(&app, None, DEPLOY).await?;
+    let log = f.api.log(&v3).await?;
+    assert_eq!(d["status"], "failed", "{d}\n{log}");
+    let error = d["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("replica r1") && error.contains("back on the previous release"),
+        "{d}\n{log}"
+    );
+    assert!(
+        log.contains("replica r0 switched in"),
+        "r0 served a while: {log}"
+    );
+    assert_eq!(serving(&replicas_of(f, &app).await?), before);
+    for j in 0..f.nodes.len() {
+        f.serves(j, &host, &version_marker("1")).await?;
+    }
+    // The failed release's containers go.
+    berth_tests::eventually("the failed release's replicas to go", DEPLOY, || async {
+        let left: usize = f
+            .nodes
+            .iter()
+            .map(|n| {
+                sh(n.engine.docker().args([
+                    "ps",
+                    "-q",
+                    "--filter",
+                    &format!("label=berth.deployment={v3}"),
+                ]))
+                .map_or(1, |o| o.lines().count())
+            })
+            .sum();
+        (left == 0).then_some(())
+    })
+    .await?;
+
+    // (e) Lose a node: its replica is started again on the two others; requests through the
+    // surviving Caddies keep succeeding.
+    let dead = 2;
+    let survivor = 0;
+    let load = Load::start(f.nodes[survivor].ingress, &host, 4, Duration::ZERO);
+    let t = Instant::now();
+    let lost = f.nodes[dead].name.clone();
+    f.kill_node(dead);
+    let fo = succeeded_failover(f, &app, None).await?;
+    eprintln!(
+        "replicas: failover succeeded {:?} after the kill",
+        t.elapsed()
+    );
+    let list = replicas_of(f, &app).await?;
+    let on = serving(&list);
+    assert_eq!(on.len(), 3, "{fo}\n{list:?}");
+    assert!(on.iter().all(|(n, _)| n != &lost), "{list:?}");
+    assert!(
+        list.iter()
+            .filter(|r| r.0 == "serving")
+            .all(|r| r.1 != lost),
+        "{list:?}"
+    );
+    for j in [0, 1] {
+        f.serves(j, &host, &version_marker("1")).await?;
+    }
+    let n = load.finish().await;
+    eprintln!("replicas: load through a survivor while a node died: {n:?}");
+    assert!(n.ok > 100, "{n:?}");
+    assert_eq!(n.failed, 0, "no request failed: {n:?}");
+
+    // (f) Scale down to 2 without a build.
+    let (s, v) = f
+        .api
+        .patch(&format!("/api/v1/apps/{app}"), json!({"replicas": 2}))
+        .await?;
+    assert_eq!(s, 200, "{v}");
+    let scaled = berth_tests::eventually("a scale deployment", DEPLOY, || async {
+        let (_, list) = f
+            .api
+            .get(&format!("/api/v1/apps/{app}/deployments"))
+            .await
+            .ok()?;
+        list.as_array()?
+            .iter()
+            .find(|d| d["kind"] == "scale" && d["status"] == "succeeded")
+            .cloned()
+    })
+    .await?;
+    assert_eq!(serving(&replicas_of(f, &app).await?).len(), 2, "{scaled}");
+    f.serves(survivor, &host, &version_marker("1")).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_roll_over_three_engines_and_outlive_one() {
+    let registry = Registry::start().await.expect("a registry");
+    let url = format!("127.0.0.1:{}", registry.port);
+    let mut f = Fleet::start_with(3, &[("BERTH_REGISTRY__URL", &url)])
+        .await
+        .expect("a fleet of 3");
+    replicas(&mut f)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
+    drop(f);
+    main_engine_runs_a_container();
+}

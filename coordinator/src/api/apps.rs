@@ -108,9 +108,11 @@ impl Handler<PatchApp> for Api {
     fn handle(&mut self, msg: PatchApp, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let key = self.secret_key.clone();
+        let (ledger, reconciler) = (self.ledger.clone(), self.reconciler.clone());
         AtomicResponse::new(Box::pin(
             async move {
                 let app = load_app(&store, &msg.0).await?;
+                let from = app.replicas;
                 let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key));
                 let remove = msg.1.remove_git_credential == Some(true);
                 let app = apps::patch(app, msg.1).map_err(Error::BadRequest)?;
@@ -121,6 +123,9 @@ impl Handler<PatchApp> for Api {
                         .await?;
                 }
                 store.put_app(&app, false).await?;
+                if app.replicas != from {
+                    crate::failover::scale(&store, &ledger, &reconciler, &app, from).await?;
+                }
                 Ok(app)
             }
             .into_actor(self),

@@ -29,15 +29,15 @@ use crate::router::SetRoutes;
 use crate::{containers, probe, source};
 
 /// How many lines of a failed container's output are copied into the deployment log.
-const TAIL_LINES: usize = 20;
+pub(super) const TAIL_LINES: usize = 20;
 
 /// What the deadline-bound part of a deployment produced.
 pub(super) struct Ready {
     /// `None` for a rollback (the release's commit is on its record already).
-    commit: Option<String>,
+    pub(super) commit: Option<String>,
     pub(super) image: String,
     pub(super) container: String,
-    host_port: u16,
+    pub(super) host_port: u16,
 }
 
 /// Where a deployment is, readable after its future was dropped by the deadline.
@@ -134,8 +134,8 @@ fn check_deployment_id(id: &str) -> Result<()> {
     }
 }
 
-/// Runs one deployment to its terminal event.
-pub async fn deploy(svc: &Services, job: &DeployJob) {
+/// Runs one deployment to its terminal event (or one replica of a rollout to its report).
+pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
     let id = job.deployment_id.as_str();
     let auth = git_auth(svc, job).await;
     let secrets = auth.as_ref().map(|a| a.secrets.clone()).unwrap_or_default();
@@ -182,6 +182,13 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
     if id_valid {
         remove_dir(&checkout).await;
     }
+    if let Some(slot) = job.slot {
+        let created = match &outcome {
+            Ok(_) => None,
+            Err(_) => progress.container().await,
+        };
+        return super::replica::report(svc, job, slot, &log, outcome, created).await;
+    }
     let outcome = match outcome {
         Ok(_) if now_ms() > job.deadline_ms => Err(Error::Deadline("switching traffic".into())),
         Ok(ready) => match claim_switch(svc, id).await {
@@ -208,7 +215,7 @@ pub async fn deploy(svc: &Services, job: &DeployJob) {
                     ..DeploymentUpdate::new(id, DeploymentStatus::Succeeded)
                 })
                 .await;
-            drain_previous(svc, job, &log, &ready).await;
+            drain_previous(svc, job, &log, &ready, true).await;
         }
         Err(e) => {
             let text = log.mask(e.to_string());
@@ -304,7 +311,10 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
                 (containers::LABEL_NODE.to_string(), svc.node.clone()),
             ]);
             let spec = containers::RunSpec {
-                name: format!("berth-{}-{id}", app.name),
+                name: match job.slot {
+                    Some(slot) => format!("berth-{}-{id}-r{slot}", app.name),
+                    None => format!("berth-{}-{id}", app.name),
+                },
                 image: image.clone(),
                 env: app
                     .env

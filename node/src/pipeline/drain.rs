@@ -21,7 +21,16 @@ use crate::log_sink::LogSink;
 /// When the node shuts down meanwhile, the drain is cut short: the previous release is stopped
 /// at once (so it does not run on beside the new one until the next deployment), and removing
 /// old containers and pruning images are left to the app's next deployment.
-pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSink, ready: &Ready) {
+///
+/// A replica of a rollout (`stop_old` false) stops nothing: the coordinator decides which
+/// replicas leave the route, and each node retires what no route names (`retire.rs`).
+pub(super) async fn drain_previous(
+    svc: &Services,
+    job: &DeployJob,
+    log: &LogSink,
+    ready: &Ready,
+    stop_old: bool,
+) {
     let keep = ready.container.clone();
     let all = match containers::app_containers_state(&svc.docker, &job.app.name, &svc.node).await {
         Ok(all) => all,
@@ -36,7 +45,7 @@ pub(super) async fn drain_previous(svc: &Services, job: &DeployJob, log: &LogSin
     };
     let running_old: Vec<String> = all
         .iter()
-        .filter(|c| c.id != keep && c.running)
+        .filter(|c| stop_old && c.id != keep && c.running)
         .map(|c| c.id.clone())
         .collect();
     let (docker, log, node) = (svc.docker.clone(), log.clone(), svc.node.clone());

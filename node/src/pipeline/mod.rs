@@ -14,6 +14,7 @@ mod fail;
 mod fate;
 mod healthcheck;
 mod removal;
+mod replica;
 pub mod retire;
 mod services;
 
@@ -22,6 +23,14 @@ pub use fail::fail;
 pub use fate::{claim, Claim};
 pub use removal::remove_app;
 pub use services::Services;
+
+/// What a deploy job claims: its deployment, or one replica of its rollout.
+pub fn claim_id(job: &berth_protocol::DeployJob) -> String {
+    match job.slot {
+        Some(slot) => format!("{}:r{slot}", job.deployment_id),
+        None => job.deployment_id.clone(),
+    }
+}
 
 fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)

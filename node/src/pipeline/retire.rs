@@ -44,13 +44,17 @@ pub async fn pass(svc: &Services, locks: &AppLocks, out_since: &OutSince) -> Res
     // by deployment: a rollback serves from the release's own (restarted) container, which
     // keeps the label of the deployment that created it.
     let mut routed: HashMap<String, (HashSet<String>, Duration)> = HashMap::new();
+    let now = berth_protocol::now_ms();
     for route in routes {
         let drain = route.drain_s.map_or(DEFAULT_DRAIN, Duration::from_secs);
         let entry = routed
             .entry(route.app.clone())
             .or_insert_with(|| (HashSet::new(), drain));
         entry.1 = entry.1.max(drain);
-        for u in route.upstreams.iter().filter(|u| u.node == svc.node) {
+        // A replica on standby (the previous release, or one a rollout replaced while it
+        // runs) is kept until its time is up.
+        let kept = route.upstreams.iter().chain(route.standby_at(now));
+        for u in kept.filter(|u| u.node == svc.node) {
             entry.0.insert(u.container.clone());
         }
     }
@@ -66,6 +70,15 @@ pub async fn pass(svc: &Services, locks: &AppLocks, out_since: &OutSince) -> Res
         let Some((serving, drain)) = routed.get(app) else {
             continue;
         };
+        // A replica of a rollout waiting to be switched in.
+        if svc
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&id)
+        {
+            continue;
+        }
         // Ids may be full or short on either side.
         if serving
             .iter()

@@ -32,4 +32,7 @@ pub struct Services {
     pub shutdown: Shutdown,
     /// The registry built images are pushed to and other nodes' images pulled from.
     pub registry: Option<RegistryConfig>,
+    /// Replicas of rollouts that are healthy and wait for the coordinator to switch them in
+    /// (or to end the rollout): retiring leaves them alone.
+    pub pending: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
