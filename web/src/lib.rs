@@ -175,6 +175,15 @@ pub fn routes(
                 StatusCode::OK,
             )
         });
+    let replicas = warp::path!("apps" / String / "replicas")
+        .and(warp::get())
+        .and(with())
+        .then(|name, c: Ctx| async move {
+            respond(
+                c.coord.api.send(api::ListReplicas(name)).await,
+                StatusCode::OK,
+            )
+        });
     let cancel = warp::path!("deployments" / String / "cancel")
         .and(warp::post())
         .and(with())
@@ -224,6 +233,7 @@ pub fn routes(
         app_log.boxed(),
         rollback.boxed(),
         releases.boxed(),
+        replicas.boxed(),
         cancel.boxed(),
         nodes.boxed(),
         cordon("cordon", true),

@@ -6,6 +6,7 @@
 //! - [`apps`]: create, list, show, patch, delete;
 //! - [`deployments`]: create (the newest wins), list, show, cancel;
 //! - [`releases`]: list, roll back;
+//! - [`replicas`]: list an app's running replicas (serving and standby);
 //! - [`webhooks`]: a verified GitHub push;
 //! - [`cluster`]: nodes and metrics.
 
@@ -13,6 +14,7 @@ mod apps;
 mod cluster;
 mod deployments;
 mod releases;
+mod replicas;
 mod webhooks;
 
 use actix::prelude::*;
@@ -23,6 +25,7 @@ pub use apps::{CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
 pub use releases::{ListReleases, Rollback};
+pub use replicas::ListReplicas;
 pub use webhooks::GithubPush;
 
 use crate::error::{Error, Result};
