@@ -44,6 +44,9 @@ enum Cmd {
     Rollback(client::RollbackArgs),
     /// List an app's releases (the images kept for rollback), newest first.
     Releases(AppArg),
+    /// List an app's running replicas: node, container, release, role (serving or standby),
+    /// health and the address Caddy dials.
+    Replicas(AppArg),
     /// Cancel a deployment that has not switched traffic yet.
     Cancel(IdArg),
     /// List an app's deployments, newest first.

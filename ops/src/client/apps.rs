@@ -1,11 +1,11 @@
-//! `berth apps create|list|show|delete`: an app's record through `/api/v1/apps`. (`berth apps
-//! webhook` has its own module: it only reads the app to explain GitHub's form.)
+//! `berth apps create|list|show|delete|scale`: an app's record through `/api/v1/apps`. (`berth
+//! apps webhook` has its own module: it only reads the app to explain GitHub's form.)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use berth_protocol::api::{CreateApp, HealthCheckPatch};
+use berth_protocol::api::{CreateApp, HealthCheckPatch, PatchApp};
 use berth_protocol::secret::GitCredential;
 use berth_protocol::{App, EnvVars, Placement, Strategy};
 use reqwest::Method;
@@ -93,5 +93,17 @@ pub(super) async fn delete(c: &Client, json: bool, name: &str) -> Result<()> {
     let _: serde_json::Value = c.call(Method::DELETE, &["apps", name], None::<&()>).await?;
     print(json, &serde_json::json!({"deleted": name}), |_| {
         println!("deleted app {name}")
+    })
+}
+
+/// `berth apps scale`: a PATCH of `replicas` only; the coordinator reacts to the change.
+pub(super) async fn scale(c: &Client, json: bool, name: &str, replicas: u32) -> Result<()> {
+    let req = PatchApp {
+        replicas: Some(replicas),
+        ..Default::default()
+    };
+    let app: App = c.call(Method::PATCH, &["apps", name], Some(&req)).await?;
+    print(json, &app, |a| {
+        println!("app {}: {} replicas", a.name, a.replicas)
     })
 }

@@ -40,6 +40,9 @@ pub enum AppsCmd {
     Delete { name: String },
     /// Print what to enter in GitHub's webhook form so pushes deploy the app.
     Webhook { name: String },
+    /// Set how many replicas serve an app (the coordinator adds or removes replicas of the
+    /// serving release).
+    Scale { name: String, replicas: u32 },
 }
 
 #[derive(Args)]

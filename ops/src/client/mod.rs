@@ -25,6 +25,7 @@ pub mod metrics;
 mod nodes;
 mod releases;
 mod render;
+mod replicas;
 mod webhook;
 
 pub use args::{AppsCmd, Conn, DeployArgs, LogArgs, LogsArgs, NodesArgs, RollbackArgs};
@@ -49,9 +50,11 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Apps(AppsCmd::Show { name }) => apps::show(c, json, &name).await,
         Cmd::Apps(AppsCmd::Delete { name }) => apps::delete(c, json, &name).await,
         Cmd::Apps(AppsCmd::Webhook { name }) => webhook::run(c, json, &name).await,
+        Cmd::Apps(AppsCmd::Scale { name, replicas }) => apps::scale(c, json, &name, replicas).await,
         Cmd::Deploy(a) => deploy::run(c, json, a).await,
         Cmd::Rollback(a) => releases::rollback(c, json, a).await,
         Cmd::Releases(a) => releases::list(c, json, &a.app).await,
+        Cmd::Replicas(a) => replicas::list(c, json, &a.app).await,
         Cmd::Cancel(a) => releases::cancel(c, json, &a.id).await,
         Cmd::Deployments(a) => deployments::list(c, json, &a.app).await,
         Cmd::Deployment(a) => deployments::show(c, json, &a.id).await,
