@@ -18,17 +18,21 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use berth_protocol::api::NodeView;
 use berth_protocol::{
-    now_ms, App, DeployJob, Deployment, DeploymentKind, DeploymentStatus, Job, NodeStatus,
+    keys, now_ms, App, DeployJob, Deployment, DeploymentKind, DeploymentStatus, Job, NodeStatus,
     RuntimeSpec,
 };
 
 use crate::error::{Error, Result};
-use crate::ledger::{Assign, Ledger, Quarantine, Transition};
+use crate::ledger::{Assign, Ledger, Quarantine, Reassign, Transition};
 use crate::registry::{NodeRegistry, Nodes, Placed, RecentlyPlaced};
 use crate::releases;
 use crate::rollout;
 use crate::scheduler;
 use crate::store::Store;
+
+/// How many times a deployment (or a replica of a rollout) is moved off a node that went down
+/// before it is failed instead.
+pub(crate) const MAX_ATTEMPTS: u32 = 2;
 
 /// Deadlines every deployment is held to.
 #[derive(Debug, Clone, Copy)]
@@ -273,7 +277,7 @@ async fn tick(t: Tick) -> Result<Step> {
             };
             registry.do_send(Placed(node.clone()));
             let image = rollback_image(&d);
-            send_job(&store, &d, app, &node, dl, image, None).await?;
+            send_job(&store, &d, app, &node, dl, Spec::of(image, None, d.attempt)).await?;
             Ok(Step::Sent)
         }
         Some(node) => {
@@ -281,11 +285,40 @@ async fn tick(t: Tick) -> Result<Step> {
             if nodes.iter().filter(down).any(|n| &n.info.name == node)
                 || !nodes.iter().any(|n| &n.info.name == node)
             {
+                // Not switched yet: its job (a build, a start) runs again on another node.
+                let fate = store.get_string(&keys::deployment_fate(&id)).await?;
+                let mut why = String::new();
+                if fate.is_none() && d.attempt < MAX_ATTEMPTS {
+                    let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
+                        return Ok(Step::Done);
+                    };
+                    let recent = registry.send(RecentlyPlaced).await?;
+                    match placement(&store, &nodes, &app, &d, shared_images, &recent).await? {
+                        Ok(to) => {
+                            let moved = ledger
+                                .send(Reassign {
+                                    id: id.clone(),
+                                    from: node.clone(),
+                                    to: to.clone(),
+                                })
+                                .await??;
+                            let Some(d) = moved else {
+                                return Ok(Step::Wait);
+                            };
+                            registry.do_send(Placed(to.clone()));
+                            let image = rollback_image(&d);
+                            send_job(&store, &d, app, &to, dl, Spec::of(image, None, d.attempt))
+                                .await?;
+                            return Ok(Step::Sent);
+                        }
+                        Err(e) => why = format!("; no other node could take it ({e})"),
+                    }
+                }
                 ledger
                     .send(fail(
                         &id,
                         format!(
-                            "node {node} stopped heartbeating while the deployment was {}",
+                            "node {node} stopped heartbeating while the deployment was {}{why}",
                             d.status
                         ),
                     ))
@@ -299,7 +332,7 @@ async fn tick(t: Tick) -> Result<Step> {
                     return Ok(Step::Done);
                 };
                 let image = rollback_image(&d);
-                send_job(&store, &d, app, node, dl, image, None).await?;
+                send_job(&store, &d, app, node, dl, Spec::of(image, None, d.attempt)).await?;
                 return Ok(Step::Sent);
             }
             Ok(Step::Wait)
@@ -378,17 +411,38 @@ fn rollback_image(d: &Deployment) -> Option<String> {
     d.image.clone().filter(|_| rollback)
 }
 
-/// Queues the job of an assigned deployment (or of one replica of a rollout, `slot`) on its
-/// node; `image` is what it runs (`None`: it builds).
+/// What a job runs besides the deployment: its image (`None`: it builds), the replica of a
+/// rollout (`slot`), and the attempt.
+pub(crate) struct Spec {
+    pub image: Option<String>,
+    pub slot: Option<u32>,
+    pub attempt: u32,
+}
+
+impl Spec {
+    pub(crate) fn of(image: Option<String>, slot: Option<u32>, attempt: u32) -> Spec {
+        Spec {
+            image,
+            slot,
+            attempt,
+        }
+    }
+}
+
+/// Queues the job of an assigned deployment (or of one replica of a rollout) on its node.
 pub(crate) async fn send_job(
     store: &Store,
     d: &Deployment,
     mut app: App,
     node: &str,
     dl: Deadlines,
-    image: Option<String>,
-    slot: Option<u32>,
+    spec: Spec,
 ) -> Result<()> {
+    let Spec {
+        image,
+        slot,
+        attempt,
+    } = spec;
     if let Some(rt) = &d.runtime {
         app.env.runtime = rt.env.clone();
         app.port = rt.port;
@@ -410,6 +464,7 @@ pub(crate) async fn send_job(
         reuse_container_of: d.rollback_of.clone(),
         keep_images: Some(keep),
         slot,
+        attempt,
         app,
     }));
     store.send_job(node, &d.id, &job).await?;

@@ -62,6 +62,16 @@ pub struct Assign {
     pub runtime: RuntimeSpec,
 }
 
+/// Move a deployment whose node went down before it switched to another node: its next
+/// attempt. Answers the record, `None` if it is terminal or no longer on `from`.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Deployment>>")]
+pub struct Reassign {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+}
+
 /// A status change (from a node's event, a deadline, or a cancel). Fields left `None` are kept.
 #[derive(Message, Clone)]
 #[rtype(result = "Result<Option<Deployment>>")]
@@ -107,6 +117,11 @@ pub struct Quarantine(pub String);
 /// Applies an update to a record; returns whether anything changed.
 pub fn apply(d: &mut Deployment, t: &DeploymentUpdate) -> bool {
     if d.status.is_terminal() || t.status.rank() < d.status.rank() {
+        return false;
+    }
+    // A node that is not the deployment's any more (it was taken for dead and the deployment
+    // moved on) reports a stale job.
+    if t.replica.is_none() && t.node.is_some() && d.node.is_some() && t.node != d.node {
         return false;
     }
     let mut changed = false;
@@ -191,6 +206,7 @@ fn bare(id: &str, app: &str, created_at: u64) -> Deployment {
         started_at: None,
         finished_at: None,
         error: None,
+        attempt: 0,
         rollout: None,
     }
 }
@@ -226,6 +242,7 @@ impl Handler<Create> for Ledger {
                     started_at: None,
                     finished_at: None,
                     error: None,
+                    attempt: 0,
                     rollout: msg.rollout,
                 };
                 store.put_deployment(&d).await?;
@@ -335,6 +352,48 @@ impl Handler<Transition> for Ledger {
                         tracing::warn!(app = %d.app, error = %e, "could not trim the release index");
                     }
                 }
+                Ok(Some(d))
+            }
+            .into_actor(self),
+        ))
+    }
+}
+
+impl Handler<Reassign> for Ledger {
+    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+
+    fn handle(&mut self, msg: Reassign, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        AtomicResponse::new(Box::pin(
+            async move {
+                let Some(mut d) = store.get_deployment(&msg.id).await? else {
+                    return Ok(None);
+                };
+                if d.status.is_terminal() || d.node.as_deref() != Some(msg.from.as_str()) {
+                    return Ok(None);
+                }
+                d.node = Some(msg.to.clone());
+                d.attempt += 1;
+                let what = match d.status {
+                    DeploymentStatus::Building => "build",
+                    _ => "deployment",
+                };
+                store
+                    .append_log(
+                        &d.id,
+                        LogStream::System,
+                        &format!(
+                            "node {} went down while the deployment was {}: the {what} runs again on node {} (attempt {})",
+                            msg.from, d.status, msg.to, d.attempt + 1
+                        ),
+                    )
+                    .await?;
+                let mut set = redis::cmd("SET");
+                set.arg(keys::deployment_attempt(&d.id))
+                    .arg(d.attempt)
+                    .arg("EX")
+                    .arg(keys::MARKER_TTL_S);
+                store.put_deployment_with(&d, &[set]).await?;
                 Ok(Some(d))
             }
             .into_actor(self),

@@ -31,7 +31,7 @@ use berth_protocol::{
     NodeStatus, Rollout, Route, RuntimeSpec, Slot, SlotState, Upstream,
 };
 
-use crate::deployment::Deadlines;
+use crate::deployment::{Deadlines, Spec, MAX_ATTEMPTS};
 use crate::error::Result;
 use crate::ledger::{EditRollout, Ledger, Transition};
 use crate::registry::{NodeRegistry, Placed, RecentlyPlaced};
@@ -123,6 +123,55 @@ pub(crate) async fn step(
         );
         return end(cx, &d, &app, &down, why).await;
     }
+    // A slot whose node died before it served starts again elsewhere (a build is built again).
+    let lost: Vec<(u32, String)> = ro
+        .slots
+        .iter()
+        .filter(|s| matches!(s.state, SlotState::Starting | SlotState::Ready))
+        .filter(|s| s.attempt < MAX_ATTEMPTS)
+        .filter_map(|s| {
+            s.node
+                .clone()
+                .filter(|n| down.contains(n.as_str()))
+                .map(|n| (s.slot, n))
+        })
+        .collect();
+    if !lost.is_empty() {
+        let again = lost.clone();
+        let Some(nd) = cx
+            .ledger
+            .send(EditRollout::new(&d.id, move |r| {
+                let dead: Vec<&String> = again.iter().map(|(_, n)| n).collect();
+                if r.node.as_ref().is_some_and(|n| dead.contains(&n)) && r.image.is_none() {
+                    r.node = None;
+                }
+                let Some(ro) = r.rollout.as_mut() else {
+                    return false;
+                };
+                for (slot, _) in &again {
+                    if let Some(s) = ro.slots.iter_mut().find(|s| s.slot == *slot) {
+                        *s = Slot {
+                            slot: *slot,
+                            attempt: s.attempt + 1,
+                            ..Default::default()
+                        };
+                    }
+                }
+                true
+            }))
+            .await??
+        else {
+            return Ok(false);
+        };
+        for (slot, node) in &lost {
+            let line = format!(
+                "node {node} went down while replica r{slot} was starting: it starts again on another node{}",
+                if *slot == 0 && nd.image.is_none() { " (the image is built again)" } else { "" }
+            );
+            cx.store.append_log(&d.id, LogStream::System, &line).await?;
+        }
+        return Ok(false);
+    }
     if let Some(s) = ro.slots.iter().find(|s| {
         matches!(
             s.state,
@@ -212,7 +261,7 @@ pub(crate) async fn step(
     if !cx.sent {
         for s in ro.slots.iter().filter(|s| s.state == SlotState::Starting) {
             if let Some(node) = &s.node {
-                send(cx, &d, &app, node, s.slot).await?;
+                send(cx, &d, &app, node, s).await?;
             }
         }
     }
@@ -298,7 +347,13 @@ pub(crate) async fn step(
                 ),
             )
             .await?;
-        send(cx, &nd, &app, &node, slot).await?;
+        let placed = nd
+            .rollout
+            .as_ref()
+            .and_then(|r| r.slots.iter().find(|s| s.slot == slot))
+            .cloned()
+            .unwrap_or_default();
+        send(cx, &nd, &app, &node, &placed).await?;
         taken.push(Slot {
             slot,
             node: Some(node),
@@ -768,10 +823,11 @@ async fn place(
 }
 
 /// Queues the job of one slot on its node.
-async fn send(cx: &Ctx<'_>, d: &Deployment, app: &App, node: &str, slot: u32) -> Result<()> {
-    let build = d.kind == DeploymentKind::Deploy && slot == 0 && d.image.is_none();
+async fn send(cx: &Ctx<'_>, d: &Deployment, app: &App, node: &str, slot: &Slot) -> Result<()> {
+    let build = d.kind == DeploymentKind::Deploy && slot.slot == 0 && d.image.is_none();
     let image = if build { None } else { d.image.clone() };
-    crate::deployment::send_job(cx.store, d, app.clone(), node, cx.dl, image, Some(slot)).await?;
+    let spec = Spec::of(image, Some(slot.slot), slot.attempt);
+    crate::deployment::send_job(cx.store, d, app.clone(), node, cx.dl, spec).await?;
     Ok(())
 }
 

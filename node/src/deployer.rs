@@ -147,6 +147,10 @@ impl Handler<RunJob> for Deployer {
 
 async fn run_job(svc: &Arc<Services>, job: Job, recovered: bool) -> bool {
     match job {
+        Job::Deploy(d) if pipeline::superseded(svc, &d).await => {
+            tracing::info!(deployment = %d.deployment_id, attempt = d.attempt, "job of an earlier attempt (the deployment moved to another node); skipping");
+            true
+        }
         Job::Deploy(d) => match pipeline::claim(svc, &pipeline::claim_id(&d)).await {
             Ok(Claim::Taken) => {
                 tracing::info!(deployment = %d.deployment_id, app = %d.app.name, "deploying");

@@ -250,6 +250,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             reuse_container_of: None,
             keep_images: None,
             slot: None,
+            attempt: 0,
         }))
     };
     let base = app(&app_name, &repo.bare, &domain);

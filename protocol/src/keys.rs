@@ -138,6 +138,12 @@ pub fn deployment_fate(id: &str) -> String {
 }
 pub const FATE_SWITCH: &str = "switch";
 pub const FATE_CANCEL: &str = "cancel";
+/// The current attempt of a deployment moved off a dead node (absent: 0); a node switches only
+/// for the attempt it runs.
+pub fn deployment_attempt(id: &str) -> String {
+    format!("{PREFIX}:attempt:{id}")
+}
+
 /// Set once (SET NX) by the node that takes a deployment job: redelivery never runs it twice.
 pub fn job_claim(deployment: &str) -> String {
     format!("berth:claim:{deployment}")

@@ -45,6 +45,11 @@ pub struct DeployJob {
     /// failed) with a [`crate::ReplicaReport`], and leaves the route to the coordinator.
     #[serde(default)]
     pub slot: Option<u32>,
+    /// 0, or how many times the deployment (or the slot) was moved off a node that went down:
+    /// a job of an earlier attempt may still run on that node when it comes back, and must not
+    /// switch traffic.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// Something a node reports.

@@ -321,6 +321,10 @@ pub struct Deployment {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
     pub error: Option<String>,
+    /// How many times it was moved to another node because its node went down mid-way (its
+    /// job there is then stale: the node's events are dropped, its switch refused).
+    #[serde(default)]
+    pub attempt: u32,
     /// For an app with several replicas (or a standby): how the coordinator rolls the release
     /// over them. `None`: the deployment runs on one node, which switches the route itself.
     #[serde(default)]
@@ -363,6 +367,8 @@ pub struct Slot {
     /// Once it is healthy: where it serves.
     pub upstream: Option<Upstream>,
     pub error: Option<String>,
+    /// How many times it was placed again because its node went down before it served.
+    pub attempt: u32,
 }
 
 /// Where a replica of a rollout is.

@@ -10,6 +10,11 @@
 //!    kill until the dead node's upstream is out of the route, and until the app answers again
 //!    from another node; failed requests before and after the upstream left the route.
 //!
+//! 3. **Replicas.** The same rollbacks for an app of 3 replicas on the 3 engines (every replica
+//!    of the release started again and switched together), and for one with `standby_s` (the
+//!    release's replicas still running out of the route: a route change only), timed at the
+//!    first node's Caddy.
+//!
 //! Run: `cargo build --release --bins && cargo bench -p berth-tests --bench fleet`
 
 use std::time::{Duration, Instant};
@@ -139,6 +144,33 @@ async fn main() -> anyhow::Result<()> {
             "  {what:<34} {m:.3} (max {max:.3}; ratio to one node {:.2})",
             m / one
         );
+    }
+
+    // 3. Replicas: three on three engines, without and with a standby.
+    let mut rows = Vec::new();
+    for (what, standby) in [
+        ("3 replicas, stopped release", 0),
+        ("3 replicas, standby", 600),
+    ] {
+        let name = unique("repb");
+        f.create_app(json!({
+            "name": name, "repo": repo.url(), "port": 8080, "drain_s": 1,
+            "replicas": 3, "standby_s": standby, "health_check": {"interval_ms": 50},
+        }))
+        .await?;
+        deploy_version(&f.api, &name, &repo, "v1").await;
+        deploy_version(&f.api, &name, &repo, "v2").await;
+        let mut t = rollbacks(&f.api, &name, &[f.nodes[0].ingress], n).await;
+        let m = median(&mut t[0]);
+        let max = t[0].iter().cloned().fold(0.0, f64::max);
+        rows.push(format!(
+            "  {what:<34} {m:.3} (max {max:.3}; ratio to one node {:.2})",
+            m / one
+        ));
+    }
+    println!("rollback of an app with replicas, at the first node's Caddy, median of {n} (s):");
+    for r in rows {
+        println!("{r}");
     }
 
     // 2. Failover under load through a surviving node.

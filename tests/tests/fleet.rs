@@ -462,6 +462,9 @@ async fn a_fleet_drains_a_node_and_survives_losing_one() {
     losing_a_node(&mut f, &registry)
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
+    rebuilt_elsewhere(&mut f)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
     drop(f);
     main_engine_runs_a_container();
 }
@@ -707,4 +710,54 @@ async fn replicas_roll_over_three_engines_and_outlive_one() {
         .unwrap_or_else(|e| panic!("{e:#}\n{}", f.logs()));
     drop(f);
     main_engine_runs_a_container();
+}
+
+/// Kill the node that is building a deployment: the build runs again on another node, the
+/// deployment log says so, and it succeeds there; when the dead node comes back, its stale job
+/// changes nothing.
+async fn rebuilt_elsewhere(f: &mut Fleet) -> anyhow::Result<()> {
+    let src = TempDir::with_prefix("rebuild")?;
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello"))?;
+    repo.write(
+        "Dockerfile",
+        "FROM busybox\nRUN sleep 6\nCOPY www /www\nEXPOSE 8080\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+    )?;
+    repo.commit("a slow build")?;
+    let app = unique("rebuild");
+    let host = format!("{app}.localhost");
+    f.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
+        .await?;
+    let id = f.api.deploy(&app, None).await?;
+    let building = berth_tests::eventually("the build to start", DEPLOY, || async {
+        let (_, d) = f.api.get(&format!("/api/v1/deployments/{id}")).await.ok()?;
+        (d["status"] == "building" && d["commit"].is_string()).then_some(d)
+    })
+    .await?;
+    let node = building["node"].as_str().unwrap().to_string();
+    let i = f.node_index(&node).unwrap();
+    f.kill_node(i);
+    let d = f.api.wait_terminal(&id, DEPLOY).await?;
+    let log = f.api.log(&id).await?;
+    assert_eq!(d["status"], "succeeded", "{d}\n{log}");
+    assert_ne!(d["node"], node.as_str(), "{d}");
+    assert_eq!(d["attempt"], 1, "{d}");
+    assert!(
+        log.contains(&format!(
+            "node {node} went down while the deployment was building: the build runs again on node"
+        )),
+        "{log}"
+    );
+    for j in (0..f.nodes.len()).filter(|j| *j != i) {
+        f.serves(j, &host, &version_marker("1")).await?;
+    }
+    // The dead node returns with the job still pending in its stream: nothing changes.
+    f.restart_node(i).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, again) = f.api.get(&format!("/api/v1/deployments/{id}")).await?;
+    assert_eq!(again, d, "the record is as it was");
+    assert_eq!(f.api.log(&id).await?, log, "nothing more in its log");
+    for j in 0..f.nodes.len() {
+        f.serves(j, &host, &version_marker("1")).await?;
+    }
+    Ok(())
 }

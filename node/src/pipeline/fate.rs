@@ -33,22 +33,55 @@ pub(super) async fn cancelled(svc: &Services, id: &str) {
 /// How often a running deployment checks whether it was cancelled.
 const CANCEL_POLL: Duration = Duration::from_millis(200);
 
-/// Claims the right to switch traffic: fails if the deployment was cancelled first.
-pub(super) async fn claim_switch(svc: &Services, id: &str) -> Result<()> {
+/// Sets the fate `switch` unless it is decided, for the deployment's current attempt only:
+/// 1 if the fate is `switch` now, 0 if it is `cancel`, -1 if the deployment was moved to
+/// another node (a later attempt).
+const CLAIM_SWITCH: &str = r"
+local attempt = redis.call('GET', KEYS[2]) or '0'
+if attempt ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
+if redis.call('GET', KEYS[1]) == ARGV[2] then return 1 end
+return 0
+";
+
+/// Claims the right to switch traffic: fails if the deployment was cancelled first, or moved
+/// to another node because this one was taken for dead (its attempt is not `attempt`).
+pub(super) async fn claim_switch(svc: &Services, id: &str, attempt: u32) -> Result<()> {
     let mut c = svc.redis.clone();
-    let set: Option<String> = redis::cmd("SET")
+    let got: i64 = redis::cmd("EVAL")
+        .arg(CLAIM_SWITCH)
+        .arg(2)
         .arg(keys::deployment_fate(id))
+        .arg(keys::deployment_attempt(id))
+        .arg(attempt.to_string())
         .arg(keys::FATE_SWITCH)
-        .arg("NX")
-        .arg("EX")
         .arg(keys::MARKER_TTL_S)
         .query_async(&mut c)
         .await?;
-    if set.is_some() || fate(svc, id).await.as_deref() == Some(keys::FATE_SWITCH) {
-        Ok(())
-    } else {
-        Err(Error::Cancelled("before switching traffic".into()))
+    match got {
+        1 => Ok(()),
+        -1 => Err(Error::Cancelled(
+            "before switching traffic: the deployment was moved to another node while this one was taken for dead".into(),
+        )),
+        _ => Err(Error::Cancelled("before switching traffic".into())),
     }
+}
+
+/// Whether the deployment was moved to another node after this job was queued (its attempt is
+/// later than the job's): the job is stale, and runs nothing. (Replicas of a rollout are
+/// re-placed by the coordinator's record instead; their stale reports are dropped there.)
+pub async fn superseded(svc: &Services, job: &berth_protocol::DeployJob) -> bool {
+    if job.slot.is_some() {
+        return false;
+    }
+    let mut c = svc.redis.clone();
+    let current: Option<u32> = redis::cmd("GET")
+        .arg(keys::deployment_attempt(&job.deployment_id))
+        .query_async(&mut c)
+        .await
+        .ok()
+        .flatten();
+    current.is_some_and(|a| a > job.attempt)
 }
 
 /// Outcome of trying to claim a deployment job.

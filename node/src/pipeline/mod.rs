@@ -20,15 +20,19 @@ mod services;
 
 pub use deploy::deploy;
 pub use fail::fail;
-pub use fate::{claim, Claim};
+pub use fate::{claim, superseded, Claim};
 pub use removal::remove_app;
 pub use services::Services;
 
 /// What a deploy job claims: its deployment, or one replica of its rollout.
 pub fn claim_id(job: &berth_protocol::DeployJob) -> String {
-    match job.slot {
+    let id = match job.slot {
         Some(slot) => format!("{}:r{slot}", job.deployment_id),
         None => job.deployment_id.clone(),
+    };
+    match job.attempt {
+        0 => id,
+        n => format!("{id}@{n}"),
     }
 }
 
