@@ -202,6 +202,15 @@ impl Engine {
         self.dir.path()
     }
 
+    /// A loopback address of this engine's own (`127.x.y.1` for its subnet `10.x.y.0/24`),
+    /// which its node advertises.
+    pub fn loopback(&self) -> String {
+        let net = self.bridge.subnet.trim_start_matches("10.");
+        let mut parts = net.split('.');
+        let (x, y) = (parts.next().unwrap_or("100"), parts.next().unwrap_or("0"));
+        format!("127.{x}.{y}.1")
+    }
+
     /// The engine's bridge: its name and subnet (`10.x.y.0/24`).
     pub fn bridge(&self) -> (&str, &str) {
         (&self.bridge.name, &self.bridge.subnet)
@@ -526,6 +535,10 @@ impl Fleet {
             ));
             env.extend(node_env(&name, caddy_admin, ingress));
             env.push(("BERTH_NODE__DOCKER_HOST".into(), engine.host.clone()));
+            // Each node publishes on a loopback address of its own, as servers of a fleet have
+            // addresses of their own: engines pick host ports independently, and two replicas
+            // on 127.0.0.1 could be given the same one.
+            env.push(("BERTH_NODE__ADVERTISE".into(), engine.loopback()));
             fleet.nodes.push(FleetNode {
                 name,
                 ingress,

@@ -755,7 +755,13 @@ async fn rebuilt_elsewhere(f: &mut Fleet) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (_, again) = f.api.get(&format!("/api/v1/deployments/{id}")).await?;
     assert_eq!(again, d, "the record is as it was");
-    assert_eq!(f.api.log(&id).await?, log, "nothing more in its log");
+    // (The succeeded node may still log its pruning; the dead one adds nothing.)
+    let later = f.api.log(&id).await?;
+    let added = later.strip_prefix(log.as_str()).unwrap_or(&later);
+    assert!(
+        !added.contains("failed") && !added.contains("interrupted"),
+        "nothing from the stale job: {added}"
+    );
     for j in 0..f.nodes.len() {
         f.serves(j, &host, &version_marker("1")).await?;
     }
