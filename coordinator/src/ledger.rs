@@ -1,8 +1,10 @@
 //! `Ledger`: the single writer of deployment records.
 //!
-//! Creation, node assignment and every status change pass through this actor, one message at a
-//! time (`AtomicResponse`), so a node's event and a deadline firing at once can never interleave
-//! their read-modify-write. A change that does not move a deployment forward along
+//! Creation, node assignment and every status change pass through this actor. The changes of one
+//! deployment run one at a time (a mutex per deployment id), so a node's event and a deadline
+//! firing at once can never interleave their read-modify-write; changes of different
+//! deployments run concurrently (what they share — outcome counters, an app's release index —
+//! are increments and set writes that commute). A change that does not move a deployment forward along
 //! `queued → building → deploying → terminal` is stale and dropped; a terminal record never changes.
 
 use actix::prelude::*;
@@ -17,11 +19,27 @@ use crate::store::Store;
 
 pub struct Ledger {
     store: Store,
+    /// One async mutex per deployment with a change under way: changes of one record never
+    /// interleave, changes of different records run at once.
+    serial: std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Ledger {
     pub fn new(store: Store) -> Self {
-        Ledger { store }
+        Ledger {
+            store,
+            serial: Default::default(),
+        }
+    }
+
+    /// The mutex that serializes the changes of deployment `id`.
+    fn serial(&mut self, id: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        // Forget the mutexes nobody holds or waits for, so the map stays small.
+        if self.serial.len() > 64 {
+            self.serial
+                .retain(|_, m| std::sync::Arc::strong_count(m) > 1);
+        }
+        self.serial.entry(id.to_string()).or_default().clone()
     }
 }
 
@@ -218,167 +236,163 @@ pub fn new_id() -> String {
 }
 
 impl Handler<Create> for Ledger {
-    type Result = AtomicResponse<Self, Result<Deployment>>;
+    type Result = ResponseFuture<Result<Deployment>>;
 
     fn handle(&mut self, msg: Create, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        AtomicResponse::new(Box::pin(
-            async move {
-                let d = Deployment {
-                    id: new_id(),
-                    app: msg.app,
-                    status: DeploymentStatus::Queued,
-                    git_ref: msg.git_ref,
-                    kind: msg.kind,
-                    rollback_of: msg.rollback_of,
-                    runtime: msg.runtime,
-                    commit: msg.commit,
-                    commit_message: msg.commit_message,
-                    commit_author: msg.commit_author,
-                    image: msg.image,
-                    node: None,
-                    container: None,
-                    created_at: now_ms(),
-                    started_at: None,
-                    finished_at: None,
-                    error: None,
-                    attempt: 0,
-                    rollout: msg.rollout,
-                };
-                store.put_deployment(&d).await?;
-                if let Err(e) = store.trim_deployment_logs(&d.app).await {
-                    tracing::warn!(app = %d.app, error = %e, "could not trim old deployment logs");
-                }
-                let line = match (&d.kind, &d.rollback_of) {
-                    (DeploymentKind::Rollback, Some(of)) => format!(
-                        "queued: roll back to the release of {of} ({})",
-                        d.image.as_deref().unwrap_or("?")
-                    ),
-                    (DeploymentKind::Failover, Some(of)) => format!(
-                        "queued: {}; run the release of {of} ({}) on another node",
-                        msg.reason.as_deref().unwrap_or("failover"),
-                        d.image.as_deref().unwrap_or("?")
-                    ),
-                    (DeploymentKind::Scale, _) => format!(
-                        "queued: {}",
-                        msg.reason.as_deref().unwrap_or("change the replica count")
-                    ),
-                    _ => format!(
-                        "queued: deploy {}",
-                        d.git_ref.as_deref().unwrap_or("the app's branch")
-                    ),
-                };
-                store.append_log(&d.id, LogStream::System, &line).await?;
-                Ok(d)
+        Box::pin(async move {
+            let d = Deployment {
+                id: new_id(),
+                app: msg.app,
+                status: DeploymentStatus::Queued,
+                git_ref: msg.git_ref,
+                kind: msg.kind,
+                rollback_of: msg.rollback_of,
+                runtime: msg.runtime,
+                commit: msg.commit,
+                commit_message: msg.commit_message,
+                commit_author: msg.commit_author,
+                image: msg.image,
+                node: None,
+                container: None,
+                created_at: now_ms(),
+                started_at: None,
+                finished_at: None,
+                error: None,
+                attempt: 0,
+                rollout: msg.rollout,
+            };
+            store.put_deployment(&d).await?;
+            if let Err(e) = store.trim_deployment_logs(&d.app).await {
+                tracing::warn!(app = %d.app, error = %e, "could not trim old deployment logs");
             }
-            .into_actor(self),
-        ))
+            let line = match (&d.kind, &d.rollback_of) {
+                (DeploymentKind::Rollback, Some(of)) => format!(
+                    "queued: roll back to the release of {of} ({})",
+                    d.image.as_deref().unwrap_or("?")
+                ),
+                (DeploymentKind::Failover, Some(of)) => format!(
+                    "queued: {}; run the release of {of} ({}) on another node",
+                    msg.reason.as_deref().unwrap_or("failover"),
+                    d.image.as_deref().unwrap_or("?")
+                ),
+                (DeploymentKind::Scale, _) => format!(
+                    "queued: {}",
+                    msg.reason.as_deref().unwrap_or("change the replica count")
+                ),
+                _ => format!(
+                    "queued: deploy {}",
+                    d.git_ref.as_deref().unwrap_or("the app's branch")
+                ),
+            };
+            store.append_log(&d.id, LogStream::System, &line).await?;
+            Ok(d)
+        })
     }
 }
 
 impl Handler<Assign> for Ledger {
-    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+    type Result = ResponseFuture<Result<Option<Deployment>>>;
 
     fn handle(&mut self, msg: Assign, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        AtomicResponse::new(Box::pin(
-            async move {
-                let Some(mut d) = store.get_deployment(&msg.id).await? else {
-                    return Err(Error::NotFound(format!("deployment {} not found", msg.id)));
-                };
-                if d.status != DeploymentStatus::Queued || d.node.is_some() {
-                    return Ok(None);
-                }
-                d.node = Some(msg.node.clone());
-                if d.runtime.is_none() {
-                    d.runtime = Some(msg.runtime);
-                }
-                store.put_deployment(&d).await?;
-                store
-                    .append_log(
-                        &d.id,
-                        LogStream::System,
-                        &format!("scheduled on node {}", msg.node),
-                    )
-                    .await?;
-                Ok(Some(d))
+        let serial = self.serial(&msg.id.clone());
+        Box::pin(async move {
+            let _one = serial.lock().await;
+            let Some(mut d) = store.get_deployment(&msg.id).await? else {
+                return Err(Error::NotFound(format!("deployment {} not found", msg.id)));
+            };
+            if d.status != DeploymentStatus::Queued || d.node.is_some() {
+                return Ok(None);
             }
-            .into_actor(self),
-        ))
+            d.node = Some(msg.node.clone());
+            if d.runtime.is_none() {
+                d.runtime = Some(msg.runtime);
+            }
+            store.put_deployment(&d).await?;
+            store
+                .append_log(
+                    &d.id,
+                    LogStream::System,
+                    &format!("scheduled on node {}", msg.node),
+                )
+                .await?;
+            Ok(Some(d))
+        })
     }
 }
 
 impl Handler<Transition> for Ledger {
-    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+    type Result = ResponseFuture<Result<Option<Deployment>>>;
 
     fn handle(&mut self, Transition(msg): Transition, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         // One instant for the record's timestamps and the build-duration figure.
         let at = msg.at;
-        AtomicResponse::new(Box::pin(
-            async move {
-                let Some(mut d) = store.get_deployment(&msg.deployment_id).await? else {
-                    return Ok(None);
-                };
-                let before = d.status;
-                if !apply(&mut d, &msg) {
-                    return Ok(None);
-                }
-                // The closing line goes into the log before the record turns terminal: a
-                // follower that sees the terminal status has the whole log to read.
-                if d.status.is_terminal() {
-                    let line = match (&d.status, &d.error) {
-                        (DeploymentStatus::Succeeded, _) => "deployment succeeded".to_string(),
-                        (s, Some(e)) => format!("deployment {s}: {e}"),
-                        (s, None) => format!("deployment {s}"),
-                    };
-                    store.append_log(&d.id, LogStream::System, &line).await?;
-                }
-                // Outcome counters, build durations and the release index change in the
-                // record's MULTI.
-                let mut extra = crate::metrics::ledger_commands(before, &d, at);
-                extra.extend(crate::releases::index_commands(&d));
-                store.put_deployment_with(&d, &extra).await?;
-                if d.status == DeploymentStatus::Succeeded {
-                    // The record is written; a trim that fails now happens at the next success.
-                    let trimmed = match store.get_app(&d.app).await {
-                        Ok(Some(app)) => {
-                            crate::releases::trim(&store, &app.name, app.keep_releases).await
-                        }
-                        Ok(None) => Ok(()),
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = trimmed {
-                        tracing::warn!(app = %d.app, error = %e, "could not trim the release index");
-                    }
-                }
-                Ok(Some(d))
+        let serial = self.serial(&msg.deployment_id.clone());
+        Box::pin(async move {
+            let _one = serial.lock().await;
+            let Some(mut d) = store.get_deployment(&msg.deployment_id).await? else {
+                return Ok(None);
+            };
+            let before = d.status;
+            if !apply(&mut d, &msg) {
+                return Ok(None);
             }
-            .into_actor(self),
-        ))
+            // The closing line goes into the log before the record turns terminal: a
+            // follower that sees the terminal status has the whole log to read.
+            if d.status.is_terminal() {
+                let line = match (&d.status, &d.error) {
+                    (DeploymentStatus::Succeeded, _) => "deployment succeeded".to_string(),
+                    (s, Some(e)) => format!("deployment {s}: {e}"),
+                    (s, None) => format!("deployment {s}"),
+                };
+                store.append_log(&d.id, LogStream::System, &line).await?;
+            }
+            // Outcome counters, build durations and the release index change in the
+            // record's MULTI.
+            let mut extra = crate::metrics::ledger_commands(before, &d, at);
+            extra.extend(crate::releases::index_commands(&d));
+            store.put_deployment_with(&d, &extra).await?;
+            if d.status == DeploymentStatus::Succeeded {
+                // The record is written; a trim that fails now happens at the next success.
+                let trimmed = match store.get_app(&d.app).await {
+                    Ok(Some(app)) => {
+                        crate::releases::trim(&store, &app.name, app.keep_releases).await
+                    }
+                    Ok(None) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = trimmed {
+                    tracing::warn!(app = %d.app, error = %e, "could not trim the release index");
+                }
+            }
+            Ok(Some(d))
+        })
     }
 }
 
 impl Handler<Reassign> for Ledger {
-    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+    type Result = ResponseFuture<Result<Option<Deployment>>>;
 
     fn handle(&mut self, msg: Reassign, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        AtomicResponse::new(Box::pin(
-            async move {
-                let Some(mut d) = store.get_deployment(&msg.id).await? else {
-                    return Ok(None);
-                };
-                if d.status.is_terminal() || d.node.as_deref() != Some(msg.from.as_str()) {
-                    return Ok(None);
-                }
-                d.node = Some(msg.to.clone());
-                d.attempt += 1;
-                let what = match d.status {
-                    DeploymentStatus::Building => "build",
-                    _ => "deployment",
-                };
-                store
+        let serial = self.serial(&msg.id.clone());
+        Box::pin(async move {
+            let _one = serial.lock().await;
+            let Some(mut d) = store.get_deployment(&msg.id).await? else {
+                return Ok(None);
+            };
+            if d.status.is_terminal() || d.node.as_deref() != Some(msg.from.as_str()) {
+                return Ok(None);
+            }
+            d.node = Some(msg.to.clone());
+            d.attempt += 1;
+            let what = match d.status {
+                DeploymentStatus::Building => "build",
+                _ => "deployment",
+            };
+            store
                     .append_log(
                         &d.id,
                         LogStream::System,
@@ -388,87 +402,83 @@ impl Handler<Reassign> for Ledger {
                         ),
                     )
                     .await?;
-                let mut set = redis::cmd("SET");
-                set.arg(keys::deployment_attempt(&d.id))
-                    .arg(d.attempt)
-                    .arg("EX")
-                    .arg(keys::MARKER_TTL_S);
-                store.put_deployment_with(&d, &[set]).await?;
-                Ok(Some(d))
-            }
-            .into_actor(self),
-        ))
+            let mut set = redis::cmd("SET");
+            set.arg(keys::deployment_attempt(&d.id))
+                .arg(d.attempt)
+                .arg("EX")
+                .arg(keys::MARKER_TTL_S);
+            store.put_deployment_with(&d, &[set]).await?;
+            Ok(Some(d))
+        })
     }
 }
 
 impl Handler<EditRollout> for Ledger {
-    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+    type Result = ResponseFuture<Result<Option<Deployment>>>;
 
     fn handle(&mut self, msg: EditRollout, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        AtomicResponse::new(Box::pin(
-            async move {
-                let Some(mut d) = store.get_deployment(&msg.id).await? else {
-                    return Ok(None);
-                };
-                if d.status.is_terminal() || !(msg.edit)(&mut d) {
-                    return Ok(None);
-                }
-                store.put_deployment(&d).await?;
-                Ok(Some(d))
+        let serial = self.serial(&msg.id.clone());
+        Box::pin(async move {
+            let _one = serial.lock().await;
+            let Some(mut d) = store.get_deployment(&msg.id).await? else {
+                return Ok(None);
+            };
+            if d.status.is_terminal() || !(msg.edit)(&mut d) {
+                return Ok(None);
             }
-            .into_actor(self),
-        ))
+            store.put_deployment(&d).await?;
+            Ok(Some(d))
+        })
     }
 }
 
 impl Handler<Quarantine> for Ledger {
-    type Result = AtomicResponse<Self, Result<Option<Deployment>>>;
+    type Result = ResponseFuture<Result<Option<Deployment>>>;
 
     fn handle(&mut self, Quarantine(id): Quarantine, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        AtomicResponse::new(Box::pin(
-            async move {
-                let Some(raw) = store.raw_deployment(&id).await? else {
-                    return Ok(None);
-                };
-                let reason = match decode::<Deployment>(&raw, kind::DEPLOYMENT) {
-                    Ok(_) | Err(EnvelopeError::TooNew { .. }) => return Ok(None),
-                    Err(e) => e,
-                };
-                let stopped = store
-                    .claim_once(
-                        &keys::deployment_fate(&id),
-                        keys::FATE_CANCEL,
-                        keys::MARKER_TTL_S,
-                    )
-                    .await?;
-                let (app, created_at) = store.app_of_deployment(&id).await?.unwrap_or_default();
-                let at = now_ms();
-                let error = format!(
-                    "its record could not be read ({reason}); {}; the unreadable record is kept in {}",
-                    if stopped {
-                        "it was stopped before it could take traffic"
-                    } else {
-                        "it had switched traffic already, so its outcome is not known"
-                    },
-                    keys::deployment_unreadable(&id)
-                );
-                let created_at = if created_at == 0 { at } else { created_at };
-                let d = Deployment {
-                    status: DeploymentStatus::Failed,
-                    finished_at: Some(at),
-                    error: Some(error),
-                    ..bare(&id, &app, created_at)
-                };
-                tracing::error!(deployment = %id, error = ?d.error, "unreadable deployment record replaced by a failed one");
-                let line = format!("deployment failed: {}", d.error.as_deref().unwrap_or(""));
-                store.append_log(&id, LogStream::System, &line).await?;
-                store.replace_unreadable_deployment(&d).await?;
-                Ok(Some(d))
-            }
-            .into_actor(self),
-        ))
+        let serial = self.serial(&id.clone());
+        Box::pin(async move {
+            let _one = serial.lock().await;
+            let Some(raw) = store.raw_deployment(&id).await? else {
+                return Ok(None);
+            };
+            let reason = match decode::<Deployment>(&raw, kind::DEPLOYMENT) {
+                Ok(_) | Err(EnvelopeError::TooNew { .. }) => return Ok(None),
+                Err(e) => e,
+            };
+            let stopped = store
+                .claim_once(
+                    &keys::deployment_fate(&id),
+                    keys::FATE_CANCEL,
+                    keys::MARKER_TTL_S,
+                )
+                .await?;
+            let (app, created_at) = store.app_of_deployment(&id).await?.unwrap_or_default();
+            let at = now_ms();
+            let error = format!(
+                "its record could not be read ({reason}); {}; the unreadable record is kept in {}",
+                if stopped {
+                    "it was stopped before it could take traffic"
+                } else {
+                    "it had switched traffic already, so its outcome is not known"
+                },
+                keys::deployment_unreadable(&id)
+            );
+            let created_at = if created_at == 0 { at } else { created_at };
+            let d = Deployment {
+                status: DeploymentStatus::Failed,
+                finished_at: Some(at),
+                error: Some(error),
+                ..bare(&id, &app, created_at)
+            };
+            tracing::error!(deployment = %id, error = ?d.error, "unreadable deployment record replaced by a failed one");
+            let line = format!("deployment failed: {}", d.error.as_deref().unwrap_or(""));
+            store.append_log(&id, LogStream::System, &line).await?;
+            store.replace_unreadable_deployment(&d).await?;
+            Ok(Some(d))
+        })
     }
 }
 
