@@ -16,10 +16,12 @@ use serde_json::{json, Value};
 const DEPLOY: Duration = Duration::from_secs(180);
 const EVENT: Duration = Duration::from_secs(60);
 
-/// An app from examples/hello with its Dockerfile replaced.
+/// An app from examples/hello with its Dockerfile replaced, and a file of its own in `www/`, so
+/// no layer cache left on the engine by an earlier (interrupted) run skips its build steps.
 fn repo_with(dir: &TempDir, dockerfile: &str) -> GitRepo {
     let repo = GitRepo::from_dir(dir.path(), &repo_root().join("examples/hello")).unwrap();
     repo.write("Dockerfile", dockerfile).unwrap();
+    repo.write("www/build-id", &unique("build")).unwrap();
     repo.commit("dockerfile").unwrap();
     repo
 }

@@ -112,5 +112,74 @@ async fn flow(c: &mut Cluster) -> anyhow::Result<()> {
     let out = c.berth().args(["apps", "scale", &idle, "0"]).output()?;
     assert_eq!(out.status.code(), Some(1), "0 replicas is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("replicas must be 1 to 100"));
+
+    // On one engine, scaling the deployed app to 2 starts a second replica of its release
+    // beside the first (no build); back to 1 takes one out of the route.
+    let out = c.berth().args(["apps", "scale", &app, "2"]).output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let serving = |v: &Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|r| r["role"] == "serving")
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let two = berth_tests::eventually("a second replica", DEPLOY, || async {
+        let (_, v) = c
+            .api
+            .get(&format!("/api/v1/apps/{app}/replicas"))
+            .await
+            .ok()?;
+        let s = serving(&v);
+        (s.len() == 2).then_some(s)
+    })
+    .await?;
+    assert!(
+        two.iter().all(|r| r["image"] == d["image"]),
+        "the same release: {two:?}"
+    );
+    assert_ne!(two[0]["upstream"], two[1]["upstream"], "{two:?}");
+    for r in &two {
+        let dial = r["upstream"].as_str().unwrap_or_default();
+        let body = reqwest::get(format!("http://{dial}/"))
+            .await?
+            .text()
+            .await?;
+        assert!(body.contains(&version_marker("1")), "{dial}: {body}");
+    }
+    let (_, list) = c
+        .api
+        .get(&format!("/api/v1/apps/{app}/deployments"))
+        .await?;
+    let scale = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["kind"] == "scale")
+        .cloned();
+    let scale = scale.expect("a scale deployment");
+    assert_eq!(scale["status"], "succeeded", "{scale}");
+    let out = c.berth().args(["apps", "scale", &app, "1"]).output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    berth_tests::eventually("one replica again", DEPLOY, || async {
+        let (_, v) = c
+            .api
+            .get(&format!("/api/v1/apps/{app}/replicas"))
+            .await
+            .ok()?;
+        (serving(&v).len() == 1).then_some(())
+    })
+    .await?;
     Ok(())
 }
