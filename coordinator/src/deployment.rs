@@ -71,6 +71,8 @@ pub struct DeploymentActor {
     /// Whether the nodes share images through a registry; without one, a release runs only
     /// on the node that has its image.
     shared_images: bool,
+    /// A look was asked for while a tick ran: one more right after it.
+    again: bool,
     /// Since when every tick found the record unreadable: after `node_wait` of that, the
     /// record is replaced by a `failed` one (`Quarantine`), so the deployment still ends.
     unreadable_since: Option<Instant>,
@@ -93,6 +95,7 @@ impl DeploymentActor {
             registry,
             deadlines,
             busy: false,
+            again: false,
             sent: false,
             failing: false,
             unreadable_since: None,
@@ -101,8 +104,10 @@ impl DeploymentActor {
 
     fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
         if self.busy {
+            self.again = true;
             return;
         }
+        self.again = false;
         self.busy = true;
         let quarantine = self
             .unreadable_since
@@ -119,6 +124,9 @@ impl DeploymentActor {
         });
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.busy = false;
+            if act.again && matches!(res, Ok(Step::Sent | Step::Wait)) {
+                ctx.notify(Look);
+            }
             act.unreadable_since = match &res {
                 Err(Error::Unreadable(_)) if !quarantine => {
                     Some(act.unreadable_since.unwrap_or_else(Instant::now))
@@ -469,6 +477,19 @@ pub(crate) async fn send_job(
     }));
     store.send_job(node, &d.id, &job).await?;
     Ok(())
+}
+
+/// Tick now (the record changed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Look;
+
+impl Handler<Look> for DeploymentActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Look, ctx: &mut Context<Self>) {
+        self.schedule_tick(ctx);
+    }
 }
 
 impl Actor for DeploymentActor {

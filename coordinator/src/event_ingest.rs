@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::ledger::{Ledger, Transition};
+use crate::reconciler::{Poke, Reconciler};
 use crate::store::Store;
 
 const CONSUMER: &str = "coordinator";
@@ -31,6 +32,7 @@ pub struct EventIngest {
     client: redis::Client,
     store: Store,
     ledger: Addr<Ledger>,
+    reconciler: Addr<Reconciler>,
     /// Stops the read loop when the actor stops; a child of the shutdown token.
     stop: CancellationToken,
     tasks: Shutdown,
@@ -42,12 +44,14 @@ impl EventIngest {
         client: redis::Client,
         store: Store,
         ledger: Addr<Ledger>,
+        reconciler: Addr<Reconciler>,
         shutdown: &Shutdown,
     ) -> Self {
         EventIngest {
             client,
             store,
             ledger,
+            reconciler,
             stop: shutdown.child_token(),
             tasks: shutdown.clone(),
         }
@@ -67,9 +71,10 @@ impl Actor for EventIngest {
             self.tasks.clone(),
         );
         let (store, ledger) = (self.store.clone(), self.ledger.clone());
+        let reconciler = self.reconciler.clone();
         // In the actor's context: the read loop keeps the actor alive, and ends with it.
         let run = consumer.run(self.stop.clone(), move |d| {
-            handle(store.clone(), ledger.clone(), d, max)
+            handle(store.clone(), ledger.clone(), reconciler.clone(), d, max)
         });
         ctx.spawn(run.into_actor(self));
     }
@@ -79,7 +84,13 @@ impl Actor for EventIngest {
     }
 }
 
-async fn handle(store: Store, ledger: Addr<Ledger>, d: Delivery, max: u64) -> Outcome {
+async fn handle(
+    store: Store,
+    ledger: Addr<Ledger>,
+    reconciler: Addr<Reconciler>,
+    d: Delivery,
+    max: u64,
+) -> Outcome {
     let Some(bytes) = d.payload else {
         return Outcome::Reject(
             "the entry was trimmed from the stream before it was applied".into(),
@@ -94,7 +105,13 @@ async fn handle(store: Store, ledger: Addr<Ledger>, d: Delivery, max: u64) -> Ou
             let id = update.deployment_id.clone();
             let status = update.status;
             match ledger.send(Transition(update)).await {
-                Ok(Ok(_)) => Outcome::Done,
+                Ok(Ok(d)) => {
+                    // A rollout acts on its replicas' reports: its actor looks at once.
+                    if d.is_some_and(|d| d.rollout.is_some()) {
+                        reconciler.do_send(Poke(id));
+                    }
+                    Outcome::Done
+                }
                 Err(e) => Outcome::Retry(format!("ledger unavailable: {e}")),
                 Ok(Err(e)) if e.is_transient() => Outcome::Retry(e.to_string()),
                 Ok(Err(e)) => {

@@ -109,7 +109,14 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     )
     .start();
     let client = redis::Client::open(cfg.redis_url.as_str())?;
-    event_ingest::EventIngest::new(client, store.clone(), ledger.clone(), shutdown).start();
+    event_ingest::EventIngest::new(
+        client,
+        store.clone(),
+        ledger.clone(),
+        reconciler.clone(),
+        shutdown,
+    )
+    .start();
     let logs = logs::Logs::new(store.clone(), cfg.redis_url.clone(), shutdown.clone());
     let api = api::Api {
         store: store.clone(),

@@ -111,3 +111,19 @@ impl Handler<Track> for Reconciler {
         self.track(msg.0);
     }
 }
+
+/// A deployment's record changed (a node's event was applied): its actor looks now rather than
+/// at its next tick, so a rollout switches a healthy replica in without waiting.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Poke(pub String);
+
+impl Handler<Poke> for Reconciler {
+    type Result = ();
+
+    fn handle(&mut self, msg: Poke, _: &mut Context<Self>) {
+        if let Some(a) = self.actors.get(&msg.0) {
+            a.do_send(crate::deployment::Look);
+        }
+    }
+}

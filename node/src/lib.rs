@@ -233,6 +233,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         shutdown: shutdown.clone(),
         registry: cfg.registry.clone(),
         pending: Default::default(),
+        in_use: Default::default(),
     });
     let deployer = deployer::Deployer::new(svc, running_tx).start();
     let consumer =

@@ -93,6 +93,54 @@ async fn rollbacks(api: &berth_tests::Api, app: &str, ports: &[u16], n: usize) -
     times
 }
 
+/// One more rollback of an app with a standby, split: when the API answered, when the
+/// coordinator had written the route (the log line's stamp), when the first Caddy served it.
+async fn standby_split(f: &Fleet, app: &str) -> anyhow::Result<String> {
+    let host = format!("{app}.localhost");
+    let (_, list) = f
+        .api
+        .get(&format!("/api/v1/apps/{app}/deployments"))
+        .await?;
+    let serving = list[0]["commit_message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let want = if serving == "v2" { "v1" } else { "v2" };
+    let epoch = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let (t0, t) = (epoch(), Instant::now());
+    let (_, v) = f
+        .api
+        .post(&format!("/api/v1/apps/{app}/rollback"), json!({}))
+        .await?;
+    let answered = t.elapsed().as_secs_f64() * 1000.0;
+    let seen = until_serves(f.nodes[0].ingress, &host, want, t).await * 1000.0;
+    let id = v["id"].as_str().unwrap_or_default();
+    f.api.wait_terminal(id, DEPLOY).await?;
+    let (_, log) = f
+        .api
+        .get(&format!("/api/v1/deployments/{id}/logs?format=json"))
+        .await?;
+    let routed = log
+        .as_array()
+        .and_then(|l| {
+            l.iter().find(|e| {
+                e["line"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("route change"))
+            })
+        })
+        .and_then(|e| e["ts"].as_i64())
+        .map_or(f64::NAN, |ts| (ts - t0) as f64);
+    Ok(format!(
+        "  a standby rollback, split: API answered {answered:.0} ms, route written {routed:.0} ms, first Caddy served {seen:.0} ms"
+    ))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let n = env_or("BENCH_ROLLBACKS", 10);
@@ -148,6 +196,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. Replicas: three on three engines, without and with a standby.
     let mut rows = Vec::new();
+    let mut split = Vec::new();
     for (what, standby) in [
         ("3 replicas, stopped release", 0),
         ("3 replicas, standby", 600),
@@ -161,6 +210,9 @@ async fn main() -> anyhow::Result<()> {
         deploy_version(&f.api, &name, &repo, "v1").await;
         deploy_version(&f.api, &name, &repo, "v2").await;
         let mut t = rollbacks(&f.api, &name, &[f.nodes[0].ingress], n).await;
+        if standby > 0 {
+            split.push(standby_split(&f, &name).await?);
+        }
         let m = median(&mut t[0]);
         let max = t[0].iter().cloned().fold(0.0, f64::max);
         rows.push(format!(
@@ -171,6 +223,9 @@ async fn main() -> anyhow::Result<()> {
     println!("rollback of an app with replicas, at the first node's Caddy, median of {n} (s):");
     for r in rows {
         println!("{r}");
+    }
+    for s in split {
+        println!("{s}");
     }
 
     // 2. Failover under load through a surviving node.

@@ -262,6 +262,15 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
         validate::domain(d).map_err(Error::Invalid)?;
     }
     validate::health_path(&app.health_check.path).map_err(Error::Invalid)?;
+    // What this job builds (its local and registry tags) or runs is not pruned under it.
+    let mut names = vec![format!("berth/{}:{id}", app.name)];
+    names.extend(
+        svc.registry
+            .as_ref()
+            .map(|r| format!("{}:{id}", r.repository(&app.name))),
+    );
+    names.extend(job.image.clone());
+    let _held = svc.hold_images(names);
 
     let (commit, image) = match &job.image {
         // A rollback (or a failover): the release's image, from this engine or the registry;

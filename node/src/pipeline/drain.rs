@@ -57,6 +57,7 @@ pub(super) async fn drain_previous(
     let shutdown = svc.shutdown.clone();
     let (registry, http) = (svc.registry.clone(), svc.probe_http.clone());
     let this = job.deployment_id.clone();
+    let in_use = svc.in_use.clone();
     svc.shutdown.spawn(async move {
         if !running_old.is_empty() {
             log.system(format!(
@@ -118,7 +119,8 @@ pub(super) async fn drain_previous(
             if shutdown.is_cancelled() {
                 return;
             }
-            if image != new_image && !keep_images.contains(&image) && created <= keep_created {
+            let held = super::services::held(&in_use, &image);
+            if image != new_image && !keep_images.contains(&image) && created <= keep_created && !held {
                 match containers::remove_image(&docker, &image).await {
                     Ok(()) => log.system(format!("pruned {image}")).await,
                     Err(e) => tracing::debug!(%image, error = %e, "image kept"),
@@ -137,7 +139,14 @@ pub(super) async fn drain_previous(
         // A rebuild of the same commit can give the same image: never delete a digest a kept
         // release has (deleting a manifest deletes every tag of it).
         let mut kept = std::collections::HashSet::new();
-        for image in keep_images.iter().chain([&new_image]) {
+        // Nor one a job here is building or about to run (an identical rebuild shares it).
+        let held: Vec<String> = in_use
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for image in keep_images.iter().chain([&new_image]).chain(&held) {
             if reg.holds(image) {
                 match crate::registry::digest(&http, &reg, image).await {
                     Ok(Some(d)) => {
@@ -150,7 +159,11 @@ pub(super) async fn drain_previous(
         }
         for tag in tags.into_iter().filter(|t| t.as_str() < this.as_str()) {
             let image = format!("{}:{tag}", reg.repository(&app));
-            if image == new_image || keep_images.contains(&image) || shutdown.is_cancelled() {
+            if image == new_image
+                || keep_images.contains(&image)
+                || super::services::held(&in_use, &image)
+                || shutdown.is_cancelled()
+            {
                 continue;
             }
             let deleted = match crate::registry::digest(&http, &reg, &image).await {

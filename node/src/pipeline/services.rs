@@ -35,4 +35,52 @@ pub struct Services {
     /// Replicas of rollouts that are healthy and wait for the coordinator to switch them in
     /// (or to end the rollout): retiring leaves them alone.
     pub pending: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Images a job is building, pulling or about to run (name → how many jobs): pruning
+    /// leaves them alone. (A build the layer cache answers gives an image as old as the one it
+    /// matches, and untagging a name another tag shares succeeds even while it is wanted.)
+    pub in_use: InUse,
+}
+
+/// The images jobs hold (see [`Services::in_use`]).
+pub type InUse = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>;
+
+/// Holds image names for a job until dropped.
+pub struct Held {
+    set: InUse,
+    names: Vec<String>,
+}
+
+impl Services {
+    /// Marks `names` in use until the answer is dropped.
+    pub fn hold_images(&self, names: Vec<String>) -> Held {
+        let mut set = self.in_use.lock().unwrap_or_else(|p| p.into_inner());
+        for n in &names {
+            *set.entry(n.clone()).or_default() += 1;
+        }
+        Held {
+            set: self.in_use.clone(),
+            names,
+        }
+    }
+}
+
+/// Whether a job holds `image`.
+pub fn held(set: &InUse, image: &str) -> bool {
+    set.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(image)
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut set = self.set.lock().unwrap_or_else(|p| p.into_inner());
+        for n in &self.names {
+            if let Some(c) = set.get_mut(n) {
+                *c -= 1;
+                if *c == 0 {
+                    set.remove(n);
+                }
+            }
+        }
+    }
 }
