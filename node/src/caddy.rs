@@ -202,7 +202,7 @@ mod tests {
                     "handler": "reverse_proxy",
                     "dynamic_upstreams": {
                         "source": "srv", "service": "app", "proto": "tcp",
-                        "name": "a.localhost.berth.internal", "refresh": "50ms",
+                        "name": "a.localhost.berth.internal", "refresh": "100ms",
                         "resolver": resolver
                     },
                     "transport": {"protocol": "http", "resolver": resolver},

@@ -5,7 +5,7 @@
 //! connections (a client reusing one at that instant fails). Each route in Caddy therefore
 //! names only `_app._tcp.<domain>.berth.internal` and this responder, and never changes while
 //! the domain exists; the upstreams live in [`Table`], which the `Router` keeps equal to the
-//! desired route table in Redis. Caddy re-reads the answer every 50 ms (`REFRESH`).
+//! desired route table in Redis. Caddy re-reads the answer every 100 ms (`REFRESH`).
 //!
 //! Targets are names that carry their address (`ip-10-0-0-2.berth.internal` → A 10.0.0.2; AAAA:
 //! no data), so an A answer never depends on state that could change under Caddy between its
@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 /// The zone this responder answers for.
 pub const ZONE: &str = "berth.internal";
 /// How often Caddy re-reads a route's upstreams.
-pub const REFRESH: &str = "50ms";
+pub const REFRESH: &str = "100ms";
 
 /// Domain → upstreams (advertised address and published port): what the responder serves.
 pub type Table = Arc<RwLock<HashMap<String, Vec<SocketAddrV4>>>>;

@@ -380,7 +380,7 @@ async fn draining(f: &mut Fleet) -> anyhow::Result<()> {
     let n = load.finish().await;
     eprintln!("fleet: drain under load: {n:?}");
     assert!(n.ok > 100, "{n:?}");
-    assert_eq!((n.failed, n.retried), (0, 0), "no request failed: {n:?}");
+    anyhow::ensure!((n.failed, n.retried) == (0, 0), "no request failed: {n:?}");
     let (_, nodes) = f.api.get("/api/v1/nodes").await?;
     let me = nodes
         .as_array()
@@ -582,7 +582,7 @@ async fn replicas(f: &mut Fleet) -> anyhow::Result<()> {
     let n = load.finish().await;
     eprintln!("replicas: load across a rolling deploy and a standby rollback: {n:?}");
     assert!(n.ok > 100, "{n:?}");
-    assert_eq!((n.failed, n.retried), (0, 0), "no request failed: {n:?}");
+    anyhow::ensure!((n.failed, n.retried) == (0, 0), "no request failed: {n:?}");
 
     // (d) A release that is healthy only on the engine that builds it: its first replica
     // passes, the second fails, and every replica goes back to the release before.
