@@ -217,14 +217,20 @@ async fn tick(t: Tick) -> Result<Step> {
         return Ok(Step::Done);
     }
     let nodes = registry.send(Nodes).await??;
+    // The app, read once, when the deployment is still to be placed or is rolled out.
+    let app = match d.rollout.is_some() || d.node.is_none() {
+        true => match app_or_cancel(&store, &ledger, &d).await? {
+            Some(app) => Some(app),
+            None => return Ok(Step::Done),
+        },
+        false => None,
+    };
     // An app with several replicas (or a standby) is rolled out replica by replica from here.
     let rolls = d.rollout.is_some()
-        || (d.node.is_none()
-            && d.status == DeploymentStatus::Queued
-            && store.get_app(&d.app).await?.is_some_and(|a| a.rolls_out()));
+        || (d.status == DeploymentStatus::Queued && app.as_ref().is_some_and(App::rolls_out));
     if rolls {
-        let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
-            return Ok(Step::Done);
+        let Some(app) = app else {
+            return Ok(Step::Wait);
         };
         let cx = rollout::Ctx {
             store: &store,
@@ -239,11 +245,9 @@ async fn tick(t: Tick) -> Result<Step> {
             false => Step::Sent,
         });
     }
-    match &d.node {
-        None => {
-            let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
-                return Ok(Step::Done);
-            };
+    match (&d.node, app) {
+        (None, None) => Ok(Step::Wait),
+        (None, Some(app)) => {
             let recent = registry.send(RecentlyPlaced).await?;
             let node = match placement(&store, &nodes, &app, &d, shared_images, &recent).await? {
                 Ok(node) => node,
@@ -288,7 +292,7 @@ async fn tick(t: Tick) -> Result<Step> {
             send_job(&store, &d, app, &node, dl, Spec::of(image, None, d.attempt)).await?;
             Ok(Step::Sent)
         }
-        Some(node) => {
+        (Some(node), _) => {
             let down = |n: &&NodeView| n.status == NodeStatus::Down;
             if nodes.iter().filter(down).any(|n| &n.info.name == node)
                 || !nodes.iter().any(|n| &n.info.name == node)
@@ -362,12 +366,7 @@ async fn placement(
 ) -> Result<std::result::Result<String, scheduler::Unplaced>> {
     let prefer = match &d.rollback_of {
         Some(of) => store.get_deployment(of).await?.and_then(|r| r.node),
-        None => store
-            .list_deployments(&app.name, 5)
-            .await?
-            .into_iter()
-            .find(|p| p.id != d.id && p.node.is_some())
-            .and_then(|p| p.node),
+        None => last_builder(store, d).await?,
     };
     let mut replicas: HashMap<String, u32> = HashMap::new();
     if let Some(domain) = app.domains.first() {
@@ -389,6 +388,16 @@ async fn placement(
         only,
     };
     Ok(scheduler::place(nodes, &req).map(|n| n.name.clone()))
+}
+
+/// The node of the app's latest deployment other than `d` (its layer cache), if any.
+pub(crate) async fn last_builder(store: &Store, d: &Deployment) -> Result<Option<String>> {
+    Ok(store
+        .list_deployments(&d.app, 5)
+        .await?
+        .into_iter()
+        .find(|p| p.id != d.id && p.node.is_some())
+        .and_then(|p| p.node))
 }
 
 /// The deployment's app; if it was deleted, the deployment is cancelled and `None` returned.

@@ -296,7 +296,7 @@ impl Handler<Assign> for Ledger {
 
     fn handle(&mut self, msg: Assign, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        let serial = self.serial(&msg.id.clone());
+        let serial = self.serial(&msg.id);
         Box::pin(async move {
             let _one = serial.lock().await;
             let Some(mut d) = store.get_deployment(&msg.id).await? else {
@@ -329,7 +329,7 @@ impl Handler<Transition> for Ledger {
         let store = self.store.clone();
         // One instant for the record's timestamps and the build-duration figure.
         let at = msg.at;
-        let serial = self.serial(&msg.deployment_id.clone());
+        let serial = self.serial(&msg.deployment_id);
         Box::pin(async move {
             let _one = serial.lock().await;
             let Some(mut d) = store.get_deployment(&msg.deployment_id).await? else {
@@ -377,7 +377,7 @@ impl Handler<Reassign> for Ledger {
 
     fn handle(&mut self, msg: Reassign, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        let serial = self.serial(&msg.id.clone());
+        let serial = self.serial(&msg.id);
         Box::pin(async move {
             let _one = serial.lock().await;
             let Some(mut d) = store.get_deployment(&msg.id).await? else {
@@ -392,16 +392,11 @@ impl Handler<Reassign> for Ledger {
                 DeploymentStatus::Building => "build",
                 _ => "deployment",
             };
-            store
-                    .append_log(
-                        &d.id,
-                        LogStream::System,
-                        &format!(
-                            "node {} went down while the deployment was {}: the {what} runs again on node {} (attempt {})",
-                            msg.from, d.status, msg.to, d.attempt + 1
-                        ),
-                    )
-                    .await?;
+            let line = format!(
+                "node {} went down while the deployment was {}: the {what} runs again on node {} (attempt {})",
+                msg.from, d.status, msg.to, d.attempt + 1
+            );
+            store.append_log(&d.id, LogStream::System, &line).await?;
             let mut set = redis::cmd("SET");
             set.arg(keys::deployment_attempt(&d.id))
                 .arg(d.attempt)
@@ -418,7 +413,7 @@ impl Handler<EditRollout> for Ledger {
 
     fn handle(&mut self, msg: EditRollout, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        let serial = self.serial(&msg.id.clone());
+        let serial = self.serial(&msg.id);
         Box::pin(async move {
             let _one = serial.lock().await;
             let Some(mut d) = store.get_deployment(&msg.id).await? else {
@@ -438,7 +433,7 @@ impl Handler<Quarantine> for Ledger {
 
     fn handle(&mut self, Quarantine(id): Quarantine, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
-        let serial = self.serial(&id.clone());
+        let serial = self.serial(&id);
         Box::pin(async move {
             let _one = serial.lock().await;
             let Some(raw) = store.raw_deployment(&id).await? else {

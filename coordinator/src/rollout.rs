@@ -630,6 +630,11 @@ async fn finish(
         }
     );
     cx.store.append_log(&d.id, LogStream::System, &line).await?;
+    succeed(cx, d, first).await
+}
+
+/// Ends a rollout `succeeded`, naming the node and container of its first replica.
+async fn succeed(cx: &Ctx<'_>, d: &Deployment, first: Option<Upstream>) -> Result<bool> {
     cx.ledger
         .send(Transition(DeploymentUpdate {
             node: first.as_ref().map(|u| u.node.clone()),
@@ -760,15 +765,7 @@ async fn standby_swap(cx: &Ctx<'_>, d: &Deployment, app: &App, route: &Route) ->
             ),
         )
         .await?;
-    let first = back.first().cloned();
-    cx.ledger
-        .send(Transition(DeploymentUpdate {
-            node: first.as_ref().map(|u| u.node.clone()),
-            container: first.map(|u| u.container),
-            ..DeploymentUpdate::new(&d.id, DeploymentStatus::Succeeded)
-        }))
-        .await??;
-    Ok(true)
+    succeed(cx, d, back.first().cloned()).await
 }
 
 /// Where a slot goes: the scheduler's pick, counting the app's replicas that stay and the
@@ -793,15 +790,9 @@ async fn place(
         }
     }
     let recent = cx.registry.send(RecentlyPlaced).await?;
-    let prefer = if build {
-        cx.store
-            .list_deployments(&app.name, 5)
-            .await?
-            .into_iter()
-            .find(|p| p.id != d.id && p.node.is_some())
-            .and_then(|p| p.node)
-    } else {
-        None
+    let prefer = match build {
+        true => crate::deployment::last_builder(cx.store, d).await?,
+        false => None,
     };
     // Without a registry an image is only on the engine that built (or first ran) it.
     let holder = match d.kind {
