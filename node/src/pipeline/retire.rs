@@ -1,7 +1,9 @@
 //! Retiring replicas that no longer serve: a running container of this node that no route
 //! names any more (its app moved to another node — a drain, a failover, a deploy placed
 //! elsewhere — or it is left over from before a restart) is stopped once it has been out of the
-//! route for the route's `drain_s` (15 s at least), and kept stopped for a rollback.
+//! route for the route's `drain_s` (15 s at least), and kept stopped for a rollback. A replica
+//! on the route's standby list (until `standby_until`) or of a rollout waiting to be switched in
+//! (`Services::pending`) is not out.
 //!
 //! A pass runs every few seconds. It looks only at apps that have a route (an app still being
 //! deployed for the first time has none; a deleted app is `removal.rs`'s), and only while no job
