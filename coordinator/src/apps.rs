@@ -33,6 +33,7 @@ pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
         replicas: req.replicas.unwrap_or(1),
         max_surge: req.max_surge.unwrap_or(1),
         standby_s: req.standby_s.unwrap_or(0),
+        stopped: false,
         created_at: now,
         updated_at: now,
     };

@@ -400,21 +400,37 @@ pub(crate) async fn last_builder(store: &Store, d: &Deployment) -> Result<Option
         .and_then(|p| p.node))
 }
 
-/// The deployment's app; if it was deleted, the deployment is cancelled and `None` returned.
+/// The deployment's app; if it was deleted, or stopped (`berth stop`) since the deployment was
+/// queued, the deployment is cancelled and `None` returned.
 async fn app_or_cancel(
     store: &Store,
     ledger: &Addr<Ledger>,
     d: &Deployment,
 ) -> Result<Option<App>> {
-    if let Some(app) = store.get_app(&d.app).await? {
-        return Ok(Some(app));
-    }
+    let why = match store.get_app(&d.app).await? {
+        Some(app) if !app.stopped => return Ok(Some(app)),
+        Some(app) => {
+            // Like a cancel: one whose node claimed the switch already finishes (the stop's
+            // own sweep saw it too).
+            let cancel = store
+                .claim_once(
+                    &keys::deployment_fate(&d.id),
+                    keys::FATE_CANCEL,
+                    keys::MARKER_TTL_S,
+                )
+                .await?;
+            if !cancel {
+                return Ok(Some(app));
+            }
+            format!(
+                "app {} was stopped (`berth start {}` brings it back)",
+                d.app, d.app
+            )
+        }
+        None => format!("app {} was deleted", d.app),
+    };
     ledger
-        .send(Transition::ended(
-            &d.id,
-            DeploymentStatus::Cancelled,
-            format!("app {} was deleted", d.app),
-        ))
+        .send(Transition::ended(&d.id, DeploymentStatus::Cancelled, why))
         .await??;
     Ok(None)
 }
@@ -423,7 +439,11 @@ async fn app_or_cancel(
 fn rollback_image(d: &Deployment) -> Option<String> {
     let rollback = matches!(
         d.kind,
-        DeploymentKind::Rollback | DeploymentKind::Failover | DeploymentKind::Scale
+        DeploymentKind::Rollback
+            | DeploymentKind::Failover
+            | DeploymentKind::Scale
+            | DeploymentKind::Restart
+            | DeploymentKind::Start
     );
     d.image.clone().filter(|_| rollback)
 }
@@ -478,7 +498,12 @@ pub(crate) async fn send_job(
         git_ref: d.git_ref.clone(),
         deadline_ms: d.created_at + dl.deploy_timeout.as_millis() as u64,
         image,
-        reuse_container_of: d.rollback_of.clone(),
+        // A restart runs new containers (the app's settings may have changed); everything
+        // else that runs a release may take the release's own container again.
+        reuse_container_of: d
+            .rollback_of
+            .clone()
+            .filter(|_| d.kind != DeploymentKind::Restart),
         keep_images: Some(keep),
         slot,
         attempt,

@@ -276,6 +276,14 @@ impl Handler<Create> for Ledger {
                     msg.reason.as_deref().unwrap_or("failover"),
                     d.image.as_deref().unwrap_or("?")
                 ),
+                (DeploymentKind::Restart, _) => format!(
+                    "queued: restart the serving release ({}) with the app's current settings",
+                    d.image.as_deref().unwrap_or("?")
+                ),
+                (DeploymentKind::Start, _) => format!(
+                    "queued: start the app again: its serving release ({})",
+                    d.image.as_deref().unwrap_or("?")
+                ),
                 (DeploymentKind::Scale, _) => format!(
                     "queued: {}",
                     msg.reason.as_deref().unwrap_or("change the replica count")

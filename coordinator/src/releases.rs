@@ -121,12 +121,16 @@ pub async fn releases(store: &Store, app: &App) -> Result<Vec<Release>> {
         pipe.zrevrange(keys::release_deployments(&app.name, image), 0, -1);
     }
     let served: Vec<Vec<String>> = pipe.query_async(&mut store.conn()).await?;
-    // The deployment that first released each image carries its commit and settings.
-    let firsts: Vec<String> = served
+    // The deployment that first released each image carries its commit; the newest one its
+    // settings (a restart may have changed them since).
+    let mut wanted: Vec<String> = served
         .iter()
         .map(|ids| ids.last().cloned().unwrap_or_default())
         .collect();
-    let records = store.deployments(&firsts).await?;
+    wanted.extend(served.iter().filter_map(|ids| ids.first().cloned()));
+    wanted.sort();
+    wanted.dedup();
+    let records = store.deployments(&wanted).await?;
     let mut out = Vec::with_capacity(images.len());
     for ((image, at), deployments) in images.into_iter().zip(served) {
         let Some(first) = deployments
@@ -135,6 +139,10 @@ pub async fn releases(store: &Store, app: &App) -> Result<Vec<Release>> {
         else {
             continue;
         };
+        let newest = deployments
+            .first()
+            .and_then(|id| records.iter().find(|d| &d.id == id))
+            .unwrap_or(first);
         out.push(Release {
             current: out.is_empty(),
             deployment: first.id.clone(),
@@ -143,7 +151,7 @@ pub async fn releases(store: &Store, app: &App) -> Result<Vec<Release>> {
             commit: first.commit.clone(),
             commit_message: first.commit_message.clone(),
             released_at: at as u64,
-            runtime: first.runtime.clone(),
+            runtime: newest.runtime.clone().or_else(|| first.runtime.clone()),
             deployments,
         });
     }
@@ -160,7 +168,7 @@ pub async fn rollback_target(store: &Store, app: &App, to: Option<&str>) -> Resu
             .find(|r| r.deployments.iter().any(|d| d == to))
             .ok_or_else(|| {
                 Error::BadRequest(format!(
-                    "{to:?} is not a deployment of a release of {} that can be rolled back to (its image is not kept); see GET /api/v1/apps/{}/releases",
+                    "{to:?} is not a deployment of a release of {} that can be rolled back to (its image is not kept); see `berth releases {}`",
                     app.name, app.name
                 ))
             }),

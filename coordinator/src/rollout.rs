@@ -197,7 +197,7 @@ pub(crate) async fn step(
         .filter(|s| s.state == SlotState::Ready)
         .map(|s| s.slot)
         .collect();
-    let together = d.kind == DeploymentKind::Rollback;
+    let together = matches!(d.kind, DeploymentKind::Rollback | DeploymentKind::Start);
     let all_ready = ro
         .slots
         .iter()
@@ -380,7 +380,13 @@ fn plan(
         .collect();
     let target = app.replicas.max(1);
     let replace: Vec<Upstream> = match (d.kind, &drain_node) {
-        (DeploymentKind::Deploy | DeploymentKind::Rollback, _) => current.clone(),
+        (
+            DeploymentKind::Deploy
+            | DeploymentKind::Rollback
+            | DeploymentKind::Restart
+            | DeploymentKind::Start,
+            _,
+        ) => current.clone(),
         (_, Some(node)) => current
             .iter()
             .filter(|u| &u.node == node)
@@ -404,7 +410,7 @@ fn plan(
     let kept = current.len() - replace.len();
     let new = (target as usize).saturating_sub(kept) as u32;
     let surge = match d.kind {
-        DeploymentKind::Deploy => app.max_surge.max(1),
+        DeploymentKind::Deploy | DeploymentKind::Restart => app.max_surge.max(1),
         _ => new.max(1),
     };
     Rollout {
@@ -429,7 +435,7 @@ fn describe(plan: &Rollout, d: &Deployment) -> String {
         "rollout: {} new replica(s), {} at a time{}; {} replica(s) serve the app at the end{}",
         plan.slots.len(),
         plan.surge,
-        if d.kind == DeploymentKind::Rollback {
+        if matches!(d.kind, DeploymentKind::Rollback | DeploymentKind::Start) {
             ", switched in together"
         } else {
             ""
@@ -608,7 +614,10 @@ async fn finish(
     if !claim_switch(cx, d).await? {
         return Ok(true);
     }
-    let keeps = matches!(d.kind, DeploymentKind::Deploy | DeploymentKind::Rollback);
+    let keeps = matches!(
+        d.kind,
+        DeploymentKind::Deploy | DeploymentKind::Rollback | DeploymentKind::Restart
+    );
     let until = if keeps && app.standby_s > 0 && !ro.replace.is_empty() {
         now_ms() + app.standby_s * 1000
     } else {

@@ -520,6 +520,22 @@ impl Store {
         Ok(())
     }
 
+    /// Drops the routes of `domains` from the desired table and tells every node's router.
+    pub async fn delete_routes(&self, domains: &[String]) -> Result<()> {
+        if domains.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for d in domains {
+            pipe.hdel(keys::ROUTES, d)
+                .ignore()
+                .publish(keys::ROUTES_CHANGED, d)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
     /// Changes the routes of an app's `domains` together: `edit` gets the first domain's route
     /// (`None` if there is none) and answers the new one (`None`: leave it). The write is a
     /// compare-and-set on the first domain's stored bytes, retried on a race with another

@@ -115,10 +115,14 @@ pub async fn create(docker: &Docker, spec: &RunSpec) -> Result<String> {
 
 /// Starts a created container and reads back the published host port.
 pub async fn start(docker: &Docker, id: &str, port: u16) -> Result<Started> {
-    docker
-        .start_container(id, None)
-        .await
-        .map_err(|e| Error::Run(format!("start: {}", docker_error_text(&e))))?;
+    match docker.start_container(id, None).await {
+        // Running already (a rollback taking a release that still drains).
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304, ..
+        }) => {}
+        Err(e) => return Err(Error::Run(format!("start: {}", docker_error_text(&e)))),
+    }
     let info = docker
         .inspect_container(id, None)
         .await
@@ -288,6 +292,10 @@ pub struct AppContainer {
     pub running: bool,
     /// Creation time, seconds since the epoch.
     pub created: i64,
+    /// The image it was created from, as named then.
+    pub image: Option<String>,
+    /// Being removed, or dead: it cannot run again.
+    pub going: bool,
 }
 
 /// The containers carrying every one of `labels` (`key` or `key=value`): all of them, or only
@@ -335,6 +343,11 @@ pub async fn app_containers_state(
                     .as_ref()
                     .is_some_and(|s| format!("{s:?}").eq_ignore_ascii_case("running")),
                 created: c.created.unwrap_or(0),
+                going: c.state.as_ref().is_some_and(|s| {
+                    let s = format!("{s:?}");
+                    s.eq_ignore_ascii_case("removing") || s.eq_ignore_ascii_case("dead")
+                }),
+                image: c.image,
                 id: c.id?,
             })
         })

@@ -94,11 +94,11 @@ impl Handler<RunJob> for Deployer {
     fn handle(&mut self, msg: RunJob, _: &mut Self::Context) -> Self::Result {
         let app = match &msg.job {
             Job::Deploy(d) => d.app.name.clone(),
-            Job::RemoveApp { app, .. } => app.clone(),
+            Job::RemoveApp { app, .. } | Job::StopApp { app } => app.clone(),
         };
         let deployment = match &msg.job {
             Job::Deploy(d) => Some((d.deployment_id.clone(), d.slot)),
-            Job::RemoveApp { .. } => None,
+            Job::RemoveApp { .. } | Job::StopApp { .. } => None,
         };
         let lock = self.app_lock(&app);
         let svc = self.svc.clone();
@@ -181,6 +181,13 @@ async fn run_job(svc: &Arc<Services>, job: Job, recovered: bool) -> bool {
                 false
             }
         },
+        Job::StopApp { app } => {
+            tracing::info!(%app, "stopping app");
+            if let Err(e) = pipeline::stop_app(svc, &app).await {
+                tracing::error!(%app, error = %e, "stopping app failed");
+            }
+            true
+        }
         Job::RemoveApp { app, domains } => {
             tracing::info!(%app, "removing app");
             if let Err(e) = pipeline::remove_app(svc, &app, &domains).await {

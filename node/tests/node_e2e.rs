@@ -79,6 +79,7 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
         replicas: 1,
         max_surge: 1,
         standby_s: 0,
+        stopped: false,
         git_credential: None,
         created_at: now_ms(),
         updated_at: now_ms(),

@@ -44,9 +44,24 @@ enum Cmd {
     Rollback(client::RollbackArgs),
     /// List an app's releases (the images kept for rollback), newest first.
     Releases(AppArg),
-    /// List an app's running replicas: node, container, release, role (serving or standby),
-    /// health and the address Caddy dials.
-    Replicas(AppArg),
+    /// List an app's containers: node, container, role (serving or standby), health, release,
+    /// age and the address Caddy dials.
+    #[command(visible_alias = "replicas")]
+    Ps(AppArg),
+    /// Run the serving release again in new containers with the app's current settings
+    /// (environment, port, health check): no build, health-gated like a deploy.
+    Restart(client::RunArgs),
+    /// Take an app out of service: its routes go, its containers stop; releases are kept.
+    Stop(AppArg),
+    /// Bring a stopped app back: its serving release starts again (its stopped containers).
+    Start(client::RunArgs),
+    /// Print the app's URL (the one that works through the ingress).
+    Open(AppArg),
+    /// Add or remove one domain of an app.
+    #[command(subcommand)]
+    Domains(client::DomainsCmd),
+    /// Set how many replicas serve an app (same as `berth apps scale`).
+    Scale(client::ScaleArgs),
     /// Cancel a deployment that has not switched traffic yet.
     Cancel(IdArg),
     /// List an app's deployments, newest first.
@@ -68,6 +83,8 @@ enum Cmd {
 
 #[derive(Args)]
 pub struct AppArg {
+    /// The app.
+    #[arg(value_name = "APP")]
     pub app: String,
 }
 

@@ -117,6 +117,14 @@ pub struct Rollback {
     pub to: Option<String>,
 }
 
+/// The answer to `POST /api/v1/apps/{name}/start`: the app, and the deployment that brings its
+/// serving release back (`None` when it has no release yet: nothing to start).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartOutcome {
+    pub app: crate::model::App,
+    pub deployment: Option<crate::model::Deployment>,
+}
+
 /// Every error answer: `{"error": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -149,4 +157,7 @@ pub struct ReplicaView {
     pub health: String,
     /// The address every node's Caddy dials.
     pub upstream: String,
+    /// When its deployment ended (it has served since, or stood by), epoch ms.
+    #[serde(default)]
+    pub since: Option<u64>,
 }

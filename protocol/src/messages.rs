@@ -17,6 +17,9 @@ pub enum Job {
     Deploy(Box<DeployJob>),
     /// Stop and remove every container of an app on this node and drop its routes.
     RemoveApp { app: String, domains: Vec<String> },
+    /// Stop every running container of an app on this node, keeping them (and the app's
+    /// images) for `berth start`. The coordinator has taken the app's routes out already.
+    StopApp { app: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +37,9 @@ pub struct DeployJob {
     /// Set for a rollback: run this image, skip fetch and build.
     #[serde(default)]
     pub image: Option<String>,
-    /// For a rollback: the deployment whose stopped container may simply be started again.
+    /// For a rollback (or a start): the deployment whose container — stopped, or still running
+    /// out of the route — may simply be taken again; a container of the job's `image` serves
+    /// as well.
     #[serde(default)]
     pub reuse_container_of: Option<String>,
     /// After success, the app's images on this node other than these (and the new one) are

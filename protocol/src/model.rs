@@ -92,6 +92,10 @@ pub struct App {
     /// or a rollback: rolling back to it within that time is only a route change. 0: none.
     #[serde(default)]
     pub standby_s: u64,
+    /// Taken out of service by `berth stop`: no route, its containers stopped (kept with its
+    /// releases); no deployment runs until `berth start`.
+    #[serde(default)]
+    pub stopped: bool,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -210,6 +214,12 @@ pub enum DeploymentKind {
     /// The app's replica count changed: replicas of the serving release are added or removed,
     /// without a build.
     Scale,
+    /// `berth restart`: the serving release's image again, in new containers with the app's
+    /// current runtime settings (environment, port, health check), health-gated like a deploy.
+    Restart,
+    /// `berth start`: a stopped app's serving release back in service (its stopped containers
+    /// started again where they are kept, like a rollback).
+    Start,
 }
 
 /// A release: an image kept for rollback, listed once however often it served.

@@ -211,6 +211,32 @@ pub fn routes(
             .boxed()
     };
 
+    // An app's life without a build: `restart`, `stop`, `start`.
+    let restart = warp::path!("apps" / String / "restart")
+        .and(warp::post())
+        .and(with())
+        .then(|name, c: Ctx| async move {
+            respond(
+                c.coord.api.send(api::Restart(name)).await,
+                StatusCode::ACCEPTED,
+            )
+        });
+    let stop = warp::path!("apps" / String / "stop")
+        .and(warp::post())
+        .and(with())
+        .then(|name, c: Ctx| async move {
+            respond(c.coord.api.send(api::StopApp(name)).await, StatusCode::OK)
+        });
+    let start = warp::path!("apps" / String / "start")
+        .and(warp::post())
+        .and(with())
+        .then(|name, c: Ctx| async move {
+            respond(
+                c.coord.api.send(api::StartApp(name)).await,
+                StatusCode::ACCEPTED,
+            )
+        });
+
     let drain = warp::path!("nodes" / String / "drain")
         .and(warp::post())
         .and(with())
@@ -239,6 +265,9 @@ pub fn routes(
         cordon("cordon", true),
         cordon("uncordon", false),
         drain.boxed(),
+        restart.boxed(),
+        stop.boxed(),
+        start.boxed(),
         app_metrics.boxed(),
     ];
     let v1 = api.and(

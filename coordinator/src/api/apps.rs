@@ -58,6 +58,51 @@ async fn check_domains_free(store: &Store, app: &App) -> Result<()> {
     Ok(())
 }
 
+/// Cancels the app's unfinished deployments like a cancel does: each node stops its job before
+/// the switch (a job that claimed the switch already finishes it).
+pub(super) async fn cancel_unfinished(
+    store: &Store,
+    ledger: &Addr<ledger::Ledger>,
+    app: &str,
+    why: &str,
+) -> Result<()> {
+    let ids = store.deployment_ids(app, usize::MAX).await?;
+    for d in store.deployments(&ids).await? {
+        if d.status.is_terminal() {
+            continue;
+        }
+        store
+            .claim_once(
+                &keys::deployment_fate(&d.id),
+                keys::FATE_CANCEL,
+                keys::MARKER_TTL_S,
+            )
+            .await?;
+        ledger
+            .send(Transition::ended(&d.id, DeploymentStatus::Cancelled, why))
+            .await??;
+    }
+    Ok(())
+}
+
+/// When a running app's domains change, its route follows at once: each new domain gets the
+/// route the app has now (same replicas), each dropped one loses its route.
+async fn move_routes(store: &Store, old: &[String], new: &[String]) -> Result<()> {
+    let Some(first) = old.first() else {
+        return Ok(());
+    };
+    if let Some(route) = store.route(first).await? {
+        for d in new.iter().filter(|d| !old.contains(d)) {
+            let mut r = route.clone();
+            r.domain = d.clone();
+            r.updated_at = berth_protocol::now_ms();
+            store.put_route(&r).await?;
+        }
+    }
+    let gone: Vec<String> = old.iter().filter(|d| !new.contains(d)).cloned().collect();
+    store.delete_routes(&gone).await
+}
+
 impl Handler<CreateApp> for Api {
     type Result = AtomicResponse<Self, Result<App>>;
 
@@ -113,6 +158,7 @@ impl Handler<PatchApp> for Api {
             async move {
                 let app = load_app(&store, &msg.0).await?;
                 let from = app.replicas;
+                let old_domains = app.domains.clone();
                 let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key));
                 let remove = msg.1.remove_git_credential == Some(true);
                 let app = apps::patch(app, msg.1).map_err(Error::BadRequest)?;
@@ -123,7 +169,11 @@ impl Handler<PatchApp> for Api {
                         .await?;
                 }
                 store.put_app(&app, false).await?;
-                if app.replicas != from {
+                if app.domains != old_domains && !app.stopped {
+                    move_routes(&store, &old_domains, &app.domains).await?;
+                }
+                // A stopped app takes the count with it when it starts.
+                if app.replicas != from && !app.stopped {
                     crate::failover::scale(&store, &ledger, &reconciler, &app, from).await?;
                 }
                 Ok(app)
@@ -145,29 +195,10 @@ impl Handler<DeleteApp> for Api {
         AtomicResponse::new(Box::pin(
             async move {
                 let app = load_app(&store, &msg.0).await?;
-                let ids = store.deployment_ids(&app.name, usize::MAX).await?;
-                for d in store.deployments(&ids).await? {
-                    if d.status.is_terminal() {
-                        continue;
-                    }
-                    // Like a cancel: the node stops it before its switch. One that claimed the
-                    // switch already finishes it; the RemoveApp job below runs after it on its
-                    // node (jobs of an app run one at a time) and removes what it routed.
-                    store
-                        .claim_once(
-                            &keys::deployment_fate(&d.id),
-                            keys::FATE_CANCEL,
-                            keys::MARKER_TTL_S,
-                        )
-                        .await?;
-                    ledger
-                        .send(Transition::ended(
-                            &d.id,
-                            DeploymentStatus::Cancelled,
-                            "the app was deleted",
-                        ))
-                        .await??;
-                }
+                // One that claimed the switch already finishes it; the RemoveApp job below runs
+                // after it on its node (jobs of an app run one at a time) and removes what it
+                // routed.
+                cancel_unfinished(&store, &ledger, &app.name, "the app was deleted").await?;
                 // Every node that may run a container of the app cleans up after it.
                 let job = Job::RemoveApp {
                     app: app.name.clone(),

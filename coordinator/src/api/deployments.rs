@@ -95,6 +95,9 @@ impl Handler<CreateDeployment> for Api {
         let q = self.queue();
         Box::pin(async move {
             let app = load_app(&q.store, &msg.0).await?;
+            if app.stopped {
+                return Err(super::lifecycle::stopped(&app));
+            }
             if let Some(r) = &msg.1.git_ref {
                 validate::git_ref("ref", r).map_err(Error::BadRequest)?;
             }

@@ -6,6 +6,7 @@
 //! - [`apps`]: create, list, show, patch, delete;
 //! - [`deployments`]: create (the newest wins), list, show, cancel;
 //! - [`releases`]: list, roll back;
+//! - [`lifecycle`]: restart, stop, start (no build);
 //! - [`replicas`]: list an app's running replicas (serving and standby);
 //! - [`webhooks`]: a verified GitHub push;
 //! - [`cluster`]: nodes and metrics.
@@ -13,6 +14,7 @@
 mod apps;
 mod cluster;
 mod deployments;
+mod lifecycle;
 mod releases;
 mod replicas;
 mod webhooks;
@@ -24,6 +26,7 @@ use berth_protocol::App;
 pub use apps::{CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
+pub use lifecycle::{Restart, StartApp, StopApp};
 pub use releases::{ListReleases, Rollback};
 pub use replicas::ListReplicas;
 pub use webhooks::GithubPush;

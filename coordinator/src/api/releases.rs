@@ -38,13 +38,23 @@ impl Handler<Rollback> for Api {
         let q = self.queue();
         Box::pin(async move {
             let app = load_app(&q.store, &msg.0).await?;
+            if app.stopped {
+                return Err(super::lifecycle::stopped(&app));
+            }
             let target = rollback_target(&q.store, &app, msg.1.to.as_deref()).await?;
             let create = ledger::Create {
                 app: app.name.clone(),
                 kind: DeploymentKind::Rollback,
-                // A stopped container of the release, if its node still has one, is started
-                // again.
-                rollback_of: Some(target.deployment),
+                // The release's container on the node that served it last, stopped or still
+                // draining, is started again when the node still has it.
+                rollback_of: match msg.1.to {
+                    Some(to) => Some(to),
+                    None => target
+                        .deployments
+                        .first()
+                        .cloned()
+                        .or(Some(target.deployment)),
+                },
                 image: Some(target.image),
                 commit: target.commit,
                 runtime: target.runtime,

@@ -56,10 +56,8 @@ pub(crate) fn replica_views(
     nodes: &[NodeView],
     now: u64,
 ) -> Vec<ReplicaView> {
-    let images: HashMap<&str, Option<&String>> = deployments
-        .iter()
-        .map(|d| (d.id.as_str(), d.image.as_ref()))
-        .collect();
+    let records: HashMap<&str, &Deployment> =
+        deployments.iter().map(|d| (d.id.as_str(), d)).collect();
     let status: HashMap<&str, NodeStatus> = nodes
         .iter()
         .map(|n| (n.info.name.as_str(), n.status))
@@ -68,14 +66,15 @@ pub(crate) fn replica_views(
         node: u.node.clone(),
         container: u.container.clone(),
         deployment: u.deployment.clone(),
-        image: images
+        image: records
             .get(u.deployment.as_str())
-            .copied()
-            .flatten()
-            .cloned(),
+            .and_then(|d| d.image.clone()),
         role: role.to_string(),
         health: health(status.get(u.node.as_str()).copied()).to_string(),
         upstream: u.dial.clone(),
+        since: records
+            .get(u.deployment.as_str())
+            .and_then(|d| d.finished_at.or(d.started_at)),
     };
     let serving = route.upstreams.iter().map(|u| view(u, "serving"));
     let standby = route.standby_at(now).iter().map(|u| view(u, "standby"));
@@ -164,6 +163,7 @@ mod tests {
             role: role.into(),
             health: health.into(),
             upstream: format!("10.0.0.{n}:3000{n}"),
+            since: None,
         };
         assert_eq!(
             got,

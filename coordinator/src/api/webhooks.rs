@@ -92,6 +92,7 @@ async fn deploy_push(q: &Queue, push: &Push) -> Result<api::WebhookOutcome> {
     for app in q.store.list_apps().await?.iter() {
         if app.branch != branch
             || !app.auto_deploy
+            || app.stopped
             || !repo_keys.contains(&normalize_repo(&app.repo))
         {
             continue;

@@ -297,21 +297,42 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
         })
         .await;
     let health_port = app.health_check.port.unwrap_or(app.port);
+    let mut held = None;
     let reusable = match &job.reuse_container_of {
-        Some(of) => containers::app_containers_state(&svc.docker, &app.name, &svc.node)
-            .await?
-            .into_iter()
-            .find(|c| !c.running && c.deployment.as_deref() == Some(of.as_str())),
+        Some(of) => reusable_container(svc, job, of).await?,
         None => None,
     };
-    let cid = match reusable {
-        Some(c) => {
-            log.system(format!(
+    let mut reused = None;
+    if let Some(c) = reusable {
+        // Held while it is probed: the drain of the deployment it served before must not stop
+        // it now (see `drain.rs`).
+        held = Some(svc.hold_container(&c.id));
+        log.system(if c.running {
+            format!(
+                "taking the release's container {} again (still running: it was draining)",
+                short(&c.id)
+            )
+        } else {
+            format!(
                 "starting the release's stopped container {} again",
                 short(&c.id)
-            ))
-            .await;
-            c.id
+            )
+        })
+        .await;
+        // Taking it again only saves time: when it cannot start, a new one is created.
+        match containers::start(&svc.docker, &c.id, app.port).await {
+            Ok(started) => reused = Some((c.id, started)),
+            Err(e) => {
+                log.system(format!("it cannot start ({e}): creating a new container"))
+                    .await;
+                held = None;
+            }
+        }
+    }
+    let (cid, started) = match reused {
+        Some((cid, started)) => {
+            progress.set_container(&cid);
+            (cid, started)
         }
         None => {
             let labels = HashMap::from([
@@ -336,11 +357,12 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
                 host_ip: svc.address.clone(),
                 extra_ports: vec![health_port],
             };
-            progress.create(svc, spec).await?
+            let cid = progress.create(svc, spec).await?;
+            progress.set_container(&cid);
+            let started = containers::start(&svc.docker, &cid, app.port).await?;
+            (cid, started)
         }
     };
-    progress.set_container(&cid);
-    let started = containers::start(&svc.docker, &cid, app.port).await?;
     log.system(format!(
         "started container {} ({}:{} → port {})",
         short(&cid),
@@ -369,6 +391,7 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
         .map_err(Error::Health)?;
     wait_docker_healthcheck(svc, &cid, job, log).await?;
     containers::keep_running(&svc.docker, &cid).await?;
+    drop(held);
 
     Ok(Ready {
         commit,
@@ -376,6 +399,38 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
         container: cid,
         host_port: started.host_port,
     })
+}
+
+/// A container of the release this node may take again instead of creating one: the one the
+/// deployment `of` created, else one of the job's image — stopped, or running but out of every
+/// route (a release still draining after the deploy that replaced it). Never one that serves.
+async fn reusable_container(
+    svc: &Services,
+    job: &DeployJob,
+    of: &str,
+) -> Result<Option<containers::AppContainer>> {
+    let all = containers::app_containers_state(&svc.docker, &job.app.name, &svc.node).await?;
+    let routes = svc.router.send(crate::router::Routes).await?;
+    let now = now_ms();
+    let busy = |id: &str| {
+        routes.iter().any(|r| {
+            r.upstreams
+                .iter()
+                .chain(r.standby_at(now))
+                .any(|u| u.node == svc.node && same_id(&u.container, id))
+        }) || svc.container_held(id)
+    };
+    // Newest first: the container that served the release last.
+    Ok(all.into_iter().find(|c| {
+        let of_release =
+            c.deployment.as_deref() == Some(of) || (c.image.is_some() && c.image == job.image);
+        of_release && !c.going && !busy(&c.id)
+    }))
+}
+
+/// Whether two container ids (full or short) name the same container.
+pub(super) fn same_id(a: &str, b: &str) -> bool {
+    !a.is_empty() && !b.is_empty() && (a.starts_with(b) || b.starts_with(a))
 }
 
 /// Fetches the source and builds the image; returns the commit and the image.

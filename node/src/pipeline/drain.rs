@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use berth_protocol::DeployJob;
 
-use super::deploy::Ready;
+use super::deploy::{same_id, Ready};
 use super::{short, Services};
 use crate::containers;
 use crate::log_sink::LogSink;
 
 /// After the switch: lets the previous release drain, stops it (keeping it, stopped, so a
-/// rollback to it is a start rather than a create), removes older containers, and prunes images
+/// rollback to it is a start rather than a create — unless a rollback took it back meanwhile),
+/// removes older containers but one stopped container of each kept release, and prunes images
 /// of releases no longer offered for rollback. Failures are only logged.
 ///
 /// Which containers are old is decided here, under the app's lock; the waiting and stopping run
@@ -58,6 +59,7 @@ pub(super) async fn drain_previous(
     let (registry, http) = (svc.registry.clone(), svc.probe_http.clone());
     let this = job.deployment_id.clone();
     let in_use = svc.in_use.clone();
+    let (router, pending) = (svc.router.clone(), svc.pending.clone());
     svc.shutdown.spawn(async move {
         if !running_old.is_empty() {
             log.system(format!(
@@ -72,7 +74,29 @@ pub(super) async fn drain_previous(
                         .await;
                 }
             }
+            // What a rollback took back meanwhile (or is taking) serves again: not stopped.
+            let routes = router.send(crate::router::Routes).await.unwrap_or_default();
+            let now = berth_protocol::now_ms();
             for c in &running_old {
+                let serving = routes.iter().any(|r| {
+                    r.upstreams
+                        .iter()
+                        .chain(r.standby_at(now))
+                        .any(|u| u.node == node && same_id(&u.container, c))
+                });
+                let held = pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .any(|p| same_id(p, c));
+                if serving || held {
+                    log.system(format!(
+                        "previous container {} serves again (a rollback took it): left running",
+                        short(c)
+                    ))
+                    .await;
+                    continue;
+                }
                 log.system(format!("stopping previous container {}", short(c)))
                     .await;
                 if let Err(e) = containers::stop(&docker, c, 10).await {
@@ -84,14 +108,27 @@ pub(super) async fn drain_previous(
         if shutdown.is_cancelled() {
             return;
         }
-        // The newest stopped container older than ours is the previous release: kept.
+        // Stopped containers older than ours are kept for a rollback to be a `docker start`:
+        // the newest (the previous release) and one of each release whose image is kept.
         let Ok(all) = containers::app_containers_state(&docker, &app, &node).await else {
             return;
         };
         let older_stopped = all
             .iter()
             .filter(|c| c.id != keep && !c.running && c.created <= keep_created);
-        for c in older_stopped.skip(1) {
+        let mut images_kept = std::collections::HashSet::new();
+        let mut first = true;
+        for c in older_stopped {
+            let of_kept_release = match (&keep_images, &c.image) {
+                (Some(k), Some(image)) => k.contains(image) && images_kept.insert(image.clone()),
+                _ => false,
+            };
+            if std::mem::take(&mut first) || of_kept_release {
+                if let Some(image) = &c.image {
+                    images_kept.insert(image.clone());
+                }
+                continue;
+            }
             containers::bounded(
                 "removing an old container",
                 containers::remove_force(&docker, &c.id),

@@ -21,7 +21,7 @@ mod services;
 pub use deploy::deploy;
 pub use fail::fail;
 pub use fate::{claim, superseded, Claim};
-pub use removal::remove_app;
+pub use removal::{remove_app, stop_app};
 pub use services::Services;
 
 /// What a deploy job claims: its deployment, or one replica of its rollout.

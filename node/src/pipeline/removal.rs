@@ -1,4 +1,5 @@
-//! Removing an app from this node: its containers, its routes, its images and its runtime log.
+//! Removing an app from this node (its containers, its routes, its images and its runtime log),
+//! or stopping it (`berth stop`: its containers stop and stay, with its images, for a start).
 
 use std::time::Duration;
 
@@ -8,6 +9,17 @@ use super::Services;
 use crate::containers;
 use crate::error::Result;
 use crate::router::RemoveRoutes;
+
+/// Stops every running container of `app` on this node, keeping them. The coordinator took the
+/// app's routes out first, so no request is sent to them any more.
+pub async fn stop_app(svc: &Services, app: &str) -> Result<()> {
+    for c in containers::app_containers_state(&svc.docker, app, &svc.node).await? {
+        if c.running {
+            containers::stop(&svc.docker, &c.id, 10).await?;
+        }
+    }
+    Ok(())
+}
 
 /// Removes every container of `app` on this node, the routes of `domains` and the app's images.
 pub async fn remove_app(svc: &Services, app: &str, domains: &[String]) -> Result<()> {

@@ -33,7 +33,8 @@ pub struct Services {
     /// The registry built images are pushed to and other nodes' images pulled from.
     pub registry: Option<RegistryConfig>,
     /// Replicas of rollouts that are healthy and wait for the coordinator to switch them in
-    /// (or to end the rollout): retiring leaves them alone.
+    /// (or to end the rollout), and a release's container a rollback is taking again: retiring
+    /// and draining leave them alone.
     pub pending: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Images a job is building, pulling or about to run (name → how many jobs): pruning
     /// leaves them alone. (A build the layer cache answers gives an image as old as the one it
@@ -61,6 +62,46 @@ impl Services {
             set: self.in_use.clone(),
             names,
         }
+    }
+}
+
+/// Keeps a container in [`Services::pending`] until dropped.
+pub struct HeldContainer {
+    set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    id: String,
+}
+
+impl Services {
+    /// Marks the container as taken by a job (neither stopped by a drain nor retired) until the
+    /// answer is dropped.
+    pub fn hold_container(&self, id: &str) -> HeldContainer {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
+        HeldContainer {
+            set: self.pending.clone(),
+            id: id.to_string(),
+        }
+    }
+
+    /// Whether a job holds the container (see [`Services::hold_container`]) or it is a replica
+    /// waiting to be switched in.
+    pub fn container_held(&self, id: &str) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|p| super::deploy::same_id(p, id))
+    }
+}
+
+impl Drop for HeldContainer {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
     }
 }
 

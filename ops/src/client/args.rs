@@ -43,6 +43,142 @@ pub enum AppsCmd {
     /// Set how many replicas serve an app (the coordinator adds or removes replicas of the
     /// serving release).
     Scale { name: String, replicas: u32 },
+    /// Change an app: the same flags as `create`, each optional; what is not given stays.
+    /// Runtime settings (environment, port, health check) apply to the next deployment, or now
+    /// with `berth restart <APP>`.
+    Update(Box<UpdateArgs>),
+}
+
+#[derive(Args, Default)]
+pub struct UpdateArgs {
+    /// The app to change.
+    #[arg(value_name = "APP")]
+    pub(super) name: String,
+    /// Git URL or path of the repository.
+    #[arg(long)]
+    pub(super) repo: Option<String>,
+    /// Container port the app listens on.
+    #[arg(long)]
+    pub(super) port: Option<u32>,
+    /// Branch deployed by default (and followed by pushes).
+    #[arg(long)]
+    pub(super) branch: Option<String>,
+    /// Dockerfile path, relative to the context.
+    #[arg(long)]
+    pub(super) dockerfile: Option<String>,
+    /// Build context directory, relative to the repository root.
+    #[arg(long)]
+    pub(super) context: Option<String>,
+    /// Replace the app's domains with these (repeatable); `berth domains add|remove` changes
+    /// one.
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    pub(super) domains: Vec<String>,
+    /// Set a runtime environment variable K=V (repeatable; the others stay).
+    #[arg(long = "env", value_parser = parse_kv, value_name = "K=V")]
+    pub(super) env: Vec<(String, String)>,
+    /// Remove a runtime environment variable (repeatable).
+    #[arg(long = "unset-env", value_name = "K")]
+    pub(super) unset_env: Vec<String>,
+    /// Set a build argument K=V (repeatable; the others stay).
+    #[arg(long = "build-env", value_parser = parse_kv, value_name = "K=V")]
+    pub(super) build_env: Vec<(String, String)>,
+    /// Remove a build argument (repeatable).
+    #[arg(long = "unset-build-env", value_name = "K")]
+    pub(super) unset_build_env: Vec<String>,
+    /// Health check path.
+    #[arg(long)]
+    pub(super) health_path: Option<String>,
+    /// Health check deadline in seconds.
+    #[arg(long)]
+    pub(super) health_deadline: Option<u64>,
+    /// Deploy on a signed push to the app's branch.
+    #[arg(long, overrides_with = "no_auto_deploy")]
+    pub(super) auto_deploy: bool,
+    /// Do not deploy on pushes (deploy only with `berth deploy`).
+    #[arg(long, overrides_with = "auto_deploy")]
+    pub(super) no_auto_deploy: bool,
+    /// Seconds the previous release keeps serving requests in flight after a switch.
+    #[arg(long = "drain", value_name = "SECONDS")]
+    pub(super) drain_s: Option<u64>,
+    /// How many releases keep their image for rollback.
+    #[arg(long)]
+    pub(super) keep_releases: Option<u32>,
+    /// File holding an HTTPS token for a private repository (replaces the credential).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["ssh_key_file", "no_git_credential"])]
+    pub(super) git_token_file: Option<PathBuf>,
+    /// File holding an SSH deploy key for a private repository (replaces the credential).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_git_credential")]
+    pub(super) ssh_key_file: Option<PathBuf>,
+    /// Remove the app's git credential.
+    #[arg(long)]
+    pub(super) no_git_credential: bool,
+    /// Replace the placement constraints: KEY=VALUE or KEY!=VALUE (repeatable).
+    #[arg(long = "constraint", value_name = "KEY=VALUE")]
+    pub(super) constraints: Vec<String>,
+    /// Remove every placement constraint.
+    #[arg(long, conflicts_with = "constraints")]
+    pub(super) no_constraints: bool,
+    /// How replicas are placed: spread (across nodes) or binpack.
+    #[arg(long, value_parser = ["spread", "binpack"])]
+    pub(super) strategy: Option<String>,
+    /// Memory (MiB) each replica reserves.
+    #[arg(long, value_name = "MIB")]
+    pub(super) memory: Option<u64>,
+    /// How many replicas serve the app (the change is applied at once, like `berth scale`).
+    #[arg(long)]
+    pub(super) replicas: Option<u32>,
+    /// During a deploy, how many new replicas start at once.
+    #[arg(long)]
+    pub(super) max_surge: Option<u32>,
+    /// Seconds the previous release stays running after a deploy (0: none).
+    #[arg(long = "standby", value_name = "SECONDS")]
+    pub(super) standby_s: Option<u64>,
+}
+
+/// `berth domains add|remove <APP> <DOMAIN>`.
+#[derive(Subcommand)]
+pub enum DomainsCmd {
+    /// Serve the app at one more domain as well (its route follows at once when it runs).
+    Add {
+        /// The app.
+        #[arg(value_name = "APP")]
+        app: String,
+        /// The domain, e.g. www.example.com.
+        domain: String,
+    },
+    /// Stop serving the app at a domain (it keeps at least one).
+    Remove {
+        /// The app.
+        #[arg(value_name = "APP")]
+        app: String,
+        /// The domain to drop.
+        domain: String,
+    },
+}
+
+/// `berth restart|start <APP>`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// The app.
+    #[arg(value_name = "APP")]
+    pub(super) app: String,
+    /// Wait until the deployment is terminal, showing its status as it moves; exit 1 unless it
+    /// succeeded.
+    #[arg(long)]
+    pub(super) wait: bool,
+    /// Print the deployment's log live, then the outcome; exit 1 unless it succeeded.
+    #[arg(long, short = 'f', conflicts_with = "wait")]
+    pub(super) follow: bool,
+}
+
+/// `berth scale <APP> <N>`.
+#[derive(Args)]
+pub struct ScaleArgs {
+    /// The app.
+    #[arg(value_name = "APP")]
+    pub(super) app: String,
+    /// How many replicas serve it.
+    pub(super) replicas: u32,
 }
 
 #[derive(Args)]
@@ -156,6 +292,8 @@ pub struct DeployArgs {
 
 #[derive(Args)]
 pub struct LogArgs {
+    /// A deployment id, or an app (its latest deployment).
+    #[arg(value_name = "DEPLOYMENT|APP")]
     pub(super) id: String,
     /// Keep printing lines as they come until the deployment ends.
     #[arg(long, short = 'f')]

@@ -46,6 +46,11 @@ pub(super) async fn finish(
     if json {
         println!("{}", serde_json::to_string_pretty(&d)?);
     }
+    if wait_for_end && d.status == DeploymentStatus::Succeeded && !json {
+        if let Ok(url) = super::lifecycle::app_url(c, &d.app).await {
+            println!("{} is live at {url}", d.app);
+        }
+    }
     if wait_for_end && d.status != DeploymentStatus::Succeeded {
         return Err(Failed(format!(
             "deployment {} {}: {}",

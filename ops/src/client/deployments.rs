@@ -1,4 +1,4 @@
-//! `berth deployments <app>`, `berth deployment <id>` and `berth log <id> [-f]`: reading
+//! `berth deployments <app>`, `berth deployment <id>` and `berth log <id|app> [-f]`: reading
 //! deployments and their build and deploy log.
 
 use anyhow::Result;
@@ -66,15 +66,54 @@ pub(super) fn show_deployment(d: &Deployment) {
 }
 
 /// `berth log`: the log so far, or with `-f` live until the deployment ends (exit 1 unless it
-/// succeeded).
+/// succeeded). An app's name stands for its latest deployment.
 pub(super) async fn log(c: &Client, a: LogArgs) -> Result<()> {
+    let id = deployment_or_latest(c, &a.id).await?;
     if a.follow {
-        let end = follow_deployment(c, &a.id).await?;
+        let end = follow_deployment(c, &id).await?;
         if end.status != DeploymentStatus::Succeeded {
-            return Err(Failed(format!("deployment {} {}", a.id, end.status)).into());
+            return Err(Failed(format!("deployment {id} {}", end.status)).into());
         }
         return Ok(());
     }
-    print!("{}", c.text(&["deployments", &a.id, "logs"]).await?);
+    print!("{}", c.text(&["deployments", &id, "logs"]).await?);
     Ok(())
+}
+
+/// `name` if it is a deployment, else the latest deployment of the app `name`.
+async fn deployment_or_latest(c: &Client, name: &str) -> Result<String> {
+    if c.exists(&["deployments", name]).await? {
+        return Ok(name.to_string());
+    }
+    if !c.exists(&["apps", name]).await? {
+        return Err(Failed(format!(
+            "no deployment or app is named {name:?} (`berth apps list` lists the apps, `berth deployments <APP>` an app's deployments)"
+        ))
+        .into());
+    }
+    let ds: Vec<Deployment> = c.get(&["apps", name, "deployments"], &[]).await?;
+    match ds.first() {
+        Some(d) => {
+            eprintln!("the latest deployment of {name}: {}", d.id);
+            Ok(d.id.clone())
+        }
+        None => Err(Failed(format!(
+            "app {name} has no deployment yet: `berth deploy {name}` makes one"
+        ))
+        .into()),
+    }
+}
+
+/// What `berth logs <NAME>` says when there is no app of that name: that it is a deployment,
+/// whose log is `berth log`, when it is one.
+pub(super) async fn logs_hint(c: &Client, name: &str, e: anyhow::Error) -> anyhow::Error {
+    if c.exists(&["apps", name]).await.unwrap_or(true)
+        || !c.exists(&["deployments", name]).await.unwrap_or(false)
+    {
+        return e;
+    }
+    Failed(format!(
+        "{name} is a deployment, not an app: its build and deploy log is `berth log {name}` (`berth logs <APP>` prints an app's runtime log)"
+    ))
+    .into()
 }

@@ -176,6 +176,30 @@ impl Client {
         Ok(serde_json::from_slice(&bytes)?)
     }
 
+    /// Whether `GET /api/v1/<path…>` finds something (a 404 says no; another error is one).
+    pub(super) async fn exists(&self, path: &[&str]) -> Result<bool> {
+        let resp = self
+            .http
+            .get(self.url(path, &[])?)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach the Berth API at {} (is `berth up` running?)",
+                    self.base
+                )
+            })?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(false);
+        }
+        if !status.is_success() {
+            return Err(failure(status, resp.text().await.unwrap_or_default()));
+        }
+        Ok(true)
+    }
+
     /// `GET` of a plain-text answer.
     pub(super) async fn text(&self, path: &[&str]) -> Result<String> {
         let resp = self

@@ -20,6 +20,7 @@ mod deploy;
 mod deployments;
 mod follow;
 mod http;
+mod lifecycle;
 mod logs;
 pub mod metrics;
 mod nodes;
@@ -28,7 +29,10 @@ mod render;
 mod replicas;
 mod webhook;
 
-pub use args::{AppsCmd, Conn, DeployArgs, LogArgs, LogsArgs, NodesArgs, RollbackArgs};
+pub use args::{
+    AppsCmd, Conn, DeployArgs, DomainsCmd, LogArgs, LogsArgs, NodesArgs, RollbackArgs, RunArgs,
+    ScaleArgs,
+};
 
 /// An error whose message was already printed as the command's outcome (exit code 1).
 #[derive(Debug, thiserror::Error)]
@@ -51,15 +55,28 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Apps(AppsCmd::Delete { name }) => apps::delete(c, json, &name).await,
         Cmd::Apps(AppsCmd::Webhook { name }) => webhook::run(c, json, &name).await,
         Cmd::Apps(AppsCmd::Scale { name, replicas }) => apps::scale(c, json, &name, replicas).await,
+        Cmd::Apps(AppsCmd::Update(a)) => apps::update(c, json, *a).await,
+        Cmd::Scale(a) => apps::scale(c, json, &a.app, a.replicas).await,
+        Cmd::Restart(a) => lifecycle::restart(c, json, a).await,
+        Cmd::Stop(a) => lifecycle::stop(c, json, &a.app).await,
+        Cmd::Start(a) => lifecycle::start(c, json, a).await,
+        Cmd::Open(a) => lifecycle::open(c, json, &a.app).await,
+        Cmd::Domains(d) => lifecycle::domains(c, json, d).await,
         Cmd::Deploy(a) => deploy::run(c, json, a).await,
         Cmd::Rollback(a) => releases::rollback(c, json, a).await,
         Cmd::Releases(a) => releases::list(c, json, &a.app).await,
-        Cmd::Replicas(a) => replicas::list(c, json, &a.app).await,
+        Cmd::Ps(a) => replicas::list(c, json, &a.app).await,
         Cmd::Cancel(a) => releases::cancel(c, json, &a.id).await,
         Cmd::Deployments(a) => deployments::list(c, json, &a.app).await,
         Cmd::Deployment(a) => deployments::show(c, json, &a.id).await,
         Cmd::Log(a) => deployments::log(c, a).await,
-        Cmd::Logs(a) => logs::run(c, json, a).await,
+        Cmd::Logs(a) => {
+            let app = a.app.clone();
+            match logs::run(c, json, a).await {
+                Err(e) => Err(deployments::logs_hint(c, &app, e).await),
+                ok => ok,
+            }
+        }
         Cmd::Nodes(a) => nodes::run(c, json, a).await,
         Cmd::Metrics(a) => metrics::run(c, json, a).await,
         Cmd::Up | Cmd::Coordinator | Cmd::Node | Cmd::Bench(_) => {
