@@ -28,7 +28,7 @@ mod render;
 mod replicas;
 mod webhook;
 
-pub use args::{AppsCmd, Conn, DeployArgs, LogArgs, LogsArgs, NodesArgs, RollbackArgs};
+pub use args::{AppsCmd, Conn, DeployArgs, LogArgs, LogsArgs, NodesArgs, RollbackArgs, GLOBAL};
 
 /// An error whose message was already printed as the command's outcome (exit code 1).
 #[derive(Debug, thiserror::Error)]

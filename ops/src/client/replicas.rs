@@ -11,6 +11,10 @@ use super::render::{print, print_table, Col};
 pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
     let rs: Vec<ReplicaView> = c.get(&["apps", app, "replicas"], &[]).await?;
     print(json, &rs, |rs| {
+        if rs.is_empty() {
+            println!("no replicas of {app} run — deploy it with `berth deploy {app}`");
+            return;
+        }
         let rows = rs.iter().map(row).collect();
         let cols = [
             Col::Left(16),
