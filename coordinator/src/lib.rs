@@ -59,6 +59,8 @@ pub struct CoordinatorConfig {
     pub shared_images: bool,
     /// Seals git credentials at rest; nodes open them with the same key.
     pub secret_key: SecretKey,
+    /// The ingress port apps' URLs name while no node has reported its own (`node.ingress_http`).
+    pub ingress_http: u16,
 }
 
 impl CoordinatorConfig {
@@ -70,6 +72,7 @@ impl CoordinatorConfig {
             deadlines: Deadlines::default(),
             liveness: registry::Liveness::default(),
             shared_images: false,
+            ingress_http: 80,
         }
     }
 }
@@ -89,6 +92,7 @@ pub struct Coordinator {
 pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordinator> {
     let store = store::Store::new(store::connect(&cfg.redis_url).await?);
     releases::migrate(&store).await?;
+    store.migrate_latest().await?;
     let ledger = ledger::Ledger::new(store.clone()).start();
     let registry = registry::NodeRegistry::new(store.clone(), cfg.liveness).start();
     let reconciler = reconciler::Reconciler::new(
@@ -121,6 +125,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     let api = api::Api {
         store: store.clone(),
         base_domain: cfg.base_domain,
+        ingress_http: cfg.ingress_http,
         secret_key: cfg.secret_key,
         ledger,
         registry,

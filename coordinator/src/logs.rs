@@ -71,10 +71,10 @@ impl AppLogQuery {
         let tail = match tail {
             None => None,
             Some(t) => match t.trim().parse::<usize>() {
-                Ok(n) if (1..=MAX_TAIL).contains(&n) => Some(n),
+                Ok(n) if n <= MAX_TAIL => Some(n),
                 _ => {
                     return Err(Error::BadRequest(format!(
-                        "tail must be a whole number from 1 to {MAX_TAIL}, not {t:?}"
+                        "tail must be a whole number from 0 to {MAX_TAIL}, not {t:?}"
                     )))
                 }
             },
@@ -159,6 +159,13 @@ impl Logs {
     /// Reads an app's runtime log: the newest `tail` lines (default [`DEFAULT_TAIL`]), of those
     /// since `since_ms` if given, oldest first.
     pub async fn app(&self, app: &str, q: &AppLogQuery) -> Result<Vec<LogEntry>> {
+        Ok(self.app_head(app, q).await?.0)
+    }
+
+    /// [`Logs::app`], and the entry a follow continues after: the last entry read, or — when
+    /// there is none (`tail=0`, or nothing since `since`) — where the stream ends now, so that a
+    /// follow prints only what comes next (never the whole retained log).
+    pub async fn app_head(&self, app: &str, q: &AppLogQuery) -> Result<(Vec<LogEntry>, String)> {
         self.app_exists(app).await?;
         let count = q.tail.unwrap_or(if q.since_ms.is_some() {
             MAX_TAIL
@@ -169,14 +176,24 @@ impl Logs {
             .since_ms
             .map(|ms| format!("{ms}-0"))
             .unwrap_or_else(|| "-".into());
+        // One entry more than asked for when none is: the newest tells where the stream ends.
         let reply: StreamRangeReply = self
             .store
             .conn()
-            .xrevrange_count(keys::app_log(app), "+", end, count)
+            .xrevrange_count(keys::app_log(app), "+", end, count.max(1))
             .await?;
         let mut out: Vec<LogEntry> = reply.ids.iter().map(entry).collect();
+        let after = match out.first() {
+            Some(newest) => newest.id.clone(),
+            // Nothing at or after `since` (or an empty stream): what comes is what counts.
+            None => match q.since_ms {
+                Some(ms) if ms > 0 => format!("{}-{}", ms - 1, u64::MAX),
+                _ => "0-0".into(),
+            },
+        };
+        out.truncate(count);
         out.reverse();
-        Ok(out)
+        Ok((out, after))
     }
 
     /// Follows an app's runtime log after the entry `after` ("0-0": from the oldest retained).
@@ -461,7 +478,9 @@ mod tests {
             AppLogQuery::default()
         );
         assert_eq!(AppLogQuery::parse(Some("5"), None).unwrap().tail, Some(5));
-        for bad in ["0", "-1", "x", "10001"] {
+        // 0: no lines (with a follow: only the lines that come next).
+        assert_eq!(AppLogQuery::parse(Some("0"), None).unwrap().tail, Some(0));
+        for bad in ["-1", "x", "10001"] {
             let e = AppLogQuery::parse(Some(bad), None).unwrap_err();
             assert!(e.is_client_error(), "{bad}");
             assert!(e.to_string().contains("tail"), "{e}");

@@ -14,7 +14,7 @@ use berth_protocol::envelope::{decode, STREAM_FIELD};
 use berth_protocol::metrics::{
     AppMetrics, ContainerSample, ReplicaSeries, SamplePoint, TotalPoint, SAMPLE_KIND,
 };
-use berth_protocol::{keys, Deployment, DeploymentStatus, NodeStatus};
+use berth_protocol::{keys, Deployment, DeploymentStatus, NodeStatus, Route, Upstream};
 use redis::AsyncCommands;
 
 use crate::error::Result;
@@ -77,7 +77,16 @@ pub fn build_bucket_fields(secs: f64) -> Vec<String> {
 // ---- an app's series ----
 
 /// Reads an app's samples of the last `window_s` seconds (up to `now`) and assembles them.
-pub async fn app_metrics(store: &Store, app: &str, window_s: u64, now: u64) -> Result<AppMetrics> {
+/// Only the samples of replicas that run now — those `route` names, serving or on standby —
+/// are kept: a replaced release's containers drop out of the list as soon as they leave the
+/// route. `route: None` (the app has none) keeps nothing.
+pub async fn app_metrics(
+    store: &Store,
+    app: &str,
+    route: Option<&Route>,
+    window_s: u64,
+    now: u64,
+) -> Result<AppMetrics> {
     let start = now.saturating_sub(window_s * 1000);
     let reply: redis::streams::StreamRangeReply = store
         .conn()
@@ -89,7 +98,7 @@ pub async fn app_metrics(store: &Store, app: &str, window_s: u64, now: u64) -> R
             continue;
         };
         match decode::<ContainerSample>(&bytes, SAMPLE_KIND) {
-            Ok(s) if s.point.ts >= start => samples.push(s),
+            Ok(s) if s.point.ts >= start && runs_now(&s, route, now) => samples.push(s),
             Ok(_) => {}
             Err(e) => {
                 tracing::warn!(%app, entry = %entry.id, error = %e, "skipping undecodable sample")
@@ -97,6 +106,29 @@ pub async fn app_metrics(store: &Store, app: &str, window_s: u64, now: u64) -> R
         }
     }
     Ok(assemble(app, window_s, samples))
+}
+
+/// Whether `route` names the container a sample is of: the same node and container id (by
+/// prefix: either side may be short), or, for a sample of an older node without the id, the same
+/// node and deployment.
+pub fn runs_now(s: &ContainerSample, route: Option<&Route>, now: u64) -> bool {
+    let Some(route) = route else { return false };
+    let same = |u: &Upstream| {
+        u.node == s.node
+            && match &s.container_id {
+                Some(id) => {
+                    !id.is_empty()
+                        && !u.container.is_empty()
+                        && (id.starts_with(&u.container) || u.container.starts_with(id.as_str()))
+                }
+                None => u.deployment == s.deployment,
+            }
+    };
+    route
+        .upstreams
+        .iter()
+        .chain(route.standby_at(now))
+        .any(same)
 }
 
 /// Groups samples by replica (node and container), oldest first, and sums them into `total`.
@@ -352,6 +384,7 @@ mod tests {
             node: node.into(),
             container: container.into(),
             deployment: "d1".into(),
+            container_id: None,
             point: SamplePoint {
                 ts,
                 cpu_pct: cpu,
@@ -558,5 +591,49 @@ mod tests {
         assert_eq!((h.sum, h.count), (712.5, 3));
         let empty = build_histogram(&HashMap::new());
         assert_eq!((empty.buckets.len(), empty.sum, empty.count), (9, 0.0, 0));
+    }
+
+    #[test]
+    fn only_replicas_the_route_names_run_now() {
+        let up = |node: &str, container: &str, deployment: &str| Upstream {
+            dial: "127.0.0.1:1".into(),
+            node: node.into(),
+            container: container.into(),
+            deployment: deployment.into(),
+        };
+        let route = Route {
+            domain: "a.localhost".into(),
+            app: "a".into(),
+            upstreams: vec![up("n1", "abcdef0123", "d2")],
+            updated_at: 1,
+            drain_s: None,
+            standby: vec![up("n1", "5555aaaa", "d1")],
+            standby_until: 100,
+        };
+        let with_id = |node: &str, id: &str| ContainerSample {
+            container_id: Some(id.into()),
+            ..sample(node, "berth-a", 1, 1.0, 1)
+        };
+        // The serving container, whichever side has the short id.
+        assert!(runs_now(
+            &with_id("n1", "abcdef0123456789"),
+            Some(&route),
+            50
+        ));
+        assert!(runs_now(&with_id("n1", "abcdef"), Some(&route), 50));
+        // Same id on another node; a replaced container; no route at all.
+        assert!(!runs_now(&with_id("n2", "abcdef0123"), Some(&route), 50));
+        assert!(!runs_now(&with_id("n1", "9999"), Some(&route), 50));
+        assert!(!runs_now(&with_id("n1", "abcdef0123"), None, 50));
+        // Standby replicas run until the standby ends.
+        assert!(runs_now(&with_id("n1", "5555aaaa"), Some(&route), 50));
+        assert!(!runs_now(&with_id("n1", "5555aaaa"), Some(&route), 100));
+        // A sample without an id (an older node) goes by its deployment.
+        let old = |deployment: &str| ContainerSample {
+            deployment: deployment.into(),
+            ..sample("n1", "berth-a", 1, 1.0, 1)
+        };
+        assert!(runs_now(&old("d2"), Some(&route), 50));
+        assert!(!runs_now(&old("d0"), Some(&route), 50));
     }
 }

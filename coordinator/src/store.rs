@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use berth_protocol::api::LatestDeployment;
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::Sealed;
 use berth_protocol::{keys, App, Deployment, Job, LogLine, LogStream, NodeInfo, Route, JOB_KIND};
@@ -99,6 +100,57 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[1])
 return 1
 ";
+
+/// Records deployment ARGV[4] as app ARGV[1]'s newest (`berth:apps:latest`, KEYS[1]) unless
+/// the app is gone (KEYS[2]) or the hash holds a deployment created after it (ARGV[2], epoch ms;
+/// ARGV[3] its id, ARGV[4] the summary).
+const LATEST: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  local at, id = string.match(cur, '^(%d+) (%S+)')
+  if at and id ~= ARGV[3] and tonumber(at) > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+return 1
+";
+
+/// What `berth:apps:latest` holds for a deployment: `<created_at> <id> <status> <kind>`.
+fn latest_summary(d: &Deployment) -> String {
+    let kind = serde_json::to_value(d.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    format!("{} {} {} {kind}", d.created_at, d.id, d.status)
+}
+
+/// Reads a `berth:apps:latest` value back; `None` when it is not one.
+pub fn parse_latest(s: &str) -> Option<LatestDeployment> {
+    let mut parts = s.split(' ');
+    let created_at = parts.next()?.parse().ok()?;
+    let id = parts.next()?.to_string();
+    let status = serde_json::from_value(serde_json::Value::from(parts.next()?)).ok()?;
+    let kind = serde_json::from_value(serde_json::Value::from(parts.next()?)).ok()?;
+    Some(LatestDeployment {
+        id,
+        kind,
+        status,
+        created_at,
+    })
+}
+
+fn latest_command(d: &Deployment) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(LATEST)
+        .arg(2)
+        .arg(keys::APPS_LATEST)
+        .arg(keys::app(&d.app))
+        .arg(&d.app)
+        .arg(d.created_at)
+        .arg(&d.id)
+        .arg(latest_summary(d));
+    cmd
+}
 
 fn app_changed(name: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("EVAL");
@@ -289,9 +341,67 @@ impl Store {
             .del(keys::app_deployments(name))
             .del(keys::app_log(name))
             .del(keys::app_metrics(name))
+            .hdel(keys::APPS_LATEST, name)
             .srem(keys::APPS, name)
             .add_command(app_changed(name));
         let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+
+    /// The newest deployment of each of `apps` (`None` for an app never deployed); one HMGET.
+    pub async fn latest_deployments(&self, apps: &[&str]) -> Result<Vec<Option<LatestDeployment>>> {
+        if apps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(keys::APPS_LATEST)
+            .arg(apps)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(raw
+            .into_iter()
+            .map(|v| v.as_deref().and_then(parse_latest))
+            .collect())
+    }
+
+    /// The routes of `domains`, in order (`None` for a domain without one, or unreadable);
+    /// one HMGET.
+    pub async fn routes_of(&self, domains: &[&str]) -> Result<Vec<Option<Route>>> {
+        if domains.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(keys::ROUTES)
+            .arg(domains)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(domains
+            .iter()
+            .zip(raw)
+            .map(|(domain, b)| {
+                let b = b?;
+                decode_record(&format!("route {domain}"), ROUTE_KIND, &b)
+                    .map_err(|e| tracing::error!(error = %e, "route left out"))
+                    .ok()
+            })
+            .collect())
+    }
+
+    /// Fills `berth:apps:latest` for the apps it has no entry for (data written before it
+    /// existed), from each one's newest deployment record; once per Redis.
+    pub async fn migrate_latest(&self) -> Result<()> {
+        const MIGRATION: &str = "apps-latest-v1";
+        let mut c = self.conn.clone();
+        if c.sismember(keys::MIGRATIONS, MIGRATION).await? {
+            return Ok(());
+        }
+        for app in self.list_apps().await?.iter() {
+            let ids = self.deployment_ids(&app.name, 1).await?;
+            if let Some(d) = self.deployments(&ids).await?.into_iter().next() {
+                let _: i64 = latest_command(&d).query_async(&mut c).await?;
+            }
+        }
+        let _: () = c.sadd(keys::MIGRATIONS, MIGRATION).await?;
         Ok(())
     }
 
@@ -329,6 +439,8 @@ impl Store {
         // A replaced unreadable record may not know its app.
         if !d.app.is_empty() {
             pipe.zadd(keys::app_deployments(&d.app), &d.id, d.created_at)
+                .ignore()
+                .add_command(latest_command(d))
                 .ignore();
         }
         if d.status.is_terminal() {
@@ -621,5 +733,34 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_protocol::{DeploymentKind, DeploymentStatus};
+
+    use super::*;
+
+    #[test]
+    fn the_newest_deployment_summary_reads_back() {
+        let mut d = crate::ledger::tests::queued();
+        d.id = "d1a2b3".into();
+        d.created_at = 1_700_000_000_123;
+        d.status = DeploymentStatus::Failed;
+        d.kind = DeploymentKind::Rollback;
+        let s = latest_summary(&d);
+        assert_eq!(s, "1700000000123 d1a2b3 failed rollback");
+        assert_eq!(
+            parse_latest(&s),
+            Some(LatestDeployment {
+                id: d.id,
+                kind: DeploymentKind::Rollback,
+                status: DeploymentStatus::Failed,
+                created_at: 1_700_000_000_123,
+            })
+        );
+        assert_eq!(parse_latest("12 d1 nonsense deploy"), None);
+        assert_eq!(parse_latest(""), None);
     }
 }

@@ -193,6 +193,7 @@ async fn sample_containers(
                             node: node.to_string(),
                             container: name,
                             deployment,
+                            container_id: Some(id.clone()),
                             point: SamplePoint {
                                 ts,
                                 cpu_pct: f.cpu_pct,

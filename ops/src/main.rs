@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 )]
 struct Cli {
     /// TOML configuration file (environment variables BERTH_* override it).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = client::GLOBAL)]
     config: Option<PathBuf>,
     #[command(flatten)]
     conn: client::Conn,
@@ -30,6 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a whole cluster on this machine: Redis, Caddy, the coordinator and one node.
+    #[command(after_long_help = settings::help())]
     Up,
     /// Run the coordinator and the HTTP API (the fleet form; needs redis.url).
     Coordinator,
@@ -90,6 +91,8 @@ pub struct AppArg {
 
 #[derive(Args)]
 pub struct IdArg {
+    /// The deployment (its id, as `berth deployments <APP>` lists it).
+    #[arg(value_name = "DEPLOYMENT")]
     pub id: String,
 }
 
@@ -120,4 +123,81 @@ fn main() {
 
 fn settings(file: &Option<PathBuf>) -> anyhow::Result<settings::Settings> {
     settings::Settings::load(file.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every argument of every command, with the path of commands that leads to it.
+    fn every_arg(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        for a in cmd.get_arguments() {
+            out.push((path.to_string(), a.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            every_arg(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_help_and_apps_are_named_app() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut args = Vec::new();
+        every_arg(&cmd, "berth", &mut args);
+        assert!(args.len() > 50, "the walk reached every command");
+        let mut problems = Vec::new();
+        for (path, a) in &args {
+            let id = a.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                problems.push(format!("{path}: argument {id} has no help text"));
+            }
+            let names: Vec<&str> = a
+                .get_value_names()
+                .map(|v| v.iter().map(|s| s.as_str()).collect())
+                .unwrap_or_default();
+            if a.is_positional() {
+                let want = match id {
+                    "app" | "name" => Some(&["APP"][..]),
+                    "id" => Some(&["DEPLOYMENT", "ID"][..]),
+                    _ => None,
+                };
+                if let Some(want) = want {
+                    if !names.iter().all(|n| want.contains(n)) || names.is_empty() {
+                        problems.push(format!(
+                            "{path}: <{id}> is shown as {names:?}, not {want:?}"
+                        ));
+                    }
+                }
+            }
+            if a.is_global_set() && a.get_help_heading() != Some(client::GLOBAL) {
+                problems.push(format!(
+                    "{path}: global --{id} is not under {:?}",
+                    client::GLOBAL
+                ));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn up_help_lists_its_settings() {
+        let mut cmd = Cli::command();
+        let up = cmd.find_subcommand_mut("up").unwrap();
+        let help = up.render_long_help().to_string();
+        for key in [
+            "base_domain",
+            "node.ingress_http",
+            "api.listen",
+            "redis.url",
+            "data_dir",
+        ] {
+            assert!(help.contains(key), "{key} in\n{help}");
+        }
+    }
 }

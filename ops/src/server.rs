@@ -127,6 +127,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
     };
     c.liveness.down_after = Duration::from_secs(s.node.down_after_s);
     c.shared_images = s.registry.url.is_some();
+    c.ingress_http = s.node.ingress_http;
     c
 }
 

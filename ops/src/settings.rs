@@ -221,9 +221,93 @@ impl Settings {
     }
 }
 
+/// The settings `berth up` reads, for its `--help`: each key as a TOML line with its default (a
+/// commented-out line when it has none), and what it is.
+fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
+    let d = Settings::default();
+    let q = |v: &str| format!("{v:?}");
+    vec![
+        ("base_domain", Some(q(&d.base_domain)), "app `foo` is served at foo.<base_domain> unless it names its domains"),
+        ("data_dir", Some(q(&d.data_dir.display().to_string())), "Redis's data, Caddy's state, the API token, the secret key, build checkouts"),
+        ("deploy_timeout_s", Some(d.deploy_timeout_s.to_string()), "seconds a deployment may take from queued to terminal"),
+        ("secret_key", None, "64 hex digits sealing git credentials; unset: <data_dir>/secret.key, created at first start"),
+        ("api.listen", Some(q(&d.api.listen)), "the HTTP API's address"),
+        ("api.token", None, "the API's bearer token; unset: generated into <data_dir>/token"),
+        ("redis.url", None, "an external Redis (redis://host:port/db); unset: `berth up` runs its own"),
+        ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
+        ("node.caddy_admin", Some(q(&d.node.caddy_admin)), "the admin address of the Caddy `berth up` runs"),
+        ("node.ingress_http", Some(d.node.ingress_http.to_string()), "the port Caddy serves apps on (their URLs name it unless it is 80)"),
+        ("node.docker_host", None, "unix:///path/docker.sock or tcp://host:port; unset: the local engine"),
+        ("node.advertise", Some(q(&d.node.advertise)), "the address app containers publish their port on, which Caddy dials"),
+        ("node.stats_interval_s", Some(d.node.stats_interval_s.to_string()), "seconds between two samples of container and host figures"),
+        ("node.labels", Some("{}".into()), "labels for placement constraints: a table, or key=value,… in the environment"),
+        ("node.build_slots", Some(d.node.build_slots.to_string()), "builds run at once before another node is preferred; 0: one per CPU"),
+        ("node.resolver_listen", Some(q(&d.node.resolver_listen.to_string())), "the node's DNS responder, which Caddy reads upstreams from"),
+        ("node.down_after_s", Some(d.node.down_after_s.to_string()), "seconds without a heartbeat after which a node is down (at least 3)"),
+        ("registry.url", None, "host:port of an image registry the nodes of a fleet share; unset: none"),
+        ("registry.username", None, "the registry's user"),
+        ("registry.password", None, "the registry's password"),
+        ("github.webhook_secret", None, "the secret of GitHub's push webhook; unset: every delivery is refused"),
+    ]
+}
+
+/// `berth up --help`'s list of settings.
+pub fn help() -> String {
+    let mut out = String::from(
+        "Settings (TOML file of --config; each overridden by an environment variable, \
+         BERTH_<SECTION>__<KEY> or BERTH_<KEY> for a top-level key, e.g. BERTH_NODE__INGRESS_HTTP=80):\n",
+    );
+    for (key, default, what) in documented() {
+        let default = default.unwrap_or_else(|| "(unset)".into());
+        out.push_str(&format!("  {key:<22} {default:<26} {what}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_settings_are_real_keys_with_their_defaults() {
+        // Every key with its documented default, as one TOML document: a misspelled key is refused
+        // (deny_unknown_fields), a wrong default reads back different.
+        let mut top = String::new();
+        let mut sections: BTreeMap<&str, String> = BTreeMap::new();
+        let mut count = 0;
+        for (key, default, _) in documented() {
+            count += 1;
+            let value = default.unwrap_or_else(|| "\"x\"".into());
+            match key.split_once('.') {
+                Some((section, k)) => sections
+                    .entry(section)
+                    .or_default()
+                    .push_str(&format!("{k} = {value}\n")),
+                None => top.push_str(&format!("{key} = {value}\n")),
+            }
+        }
+        let doc = sections
+            .iter()
+            .fold(top, |doc, (s, body)| format!("{doc}[{s}]\n{body}"));
+        let s: Settings = config::Config::builder()
+            .add_source(config::File::from_str(&doc, config::FileFormat::Toml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap_or_else(|e| panic!("{e}\n{doc}"));
+        let d = Settings::default();
+        assert_eq!(s.node.ingress_http, d.node.ingress_http);
+        assert_eq!(s.node.resolver_listen, d.node.resolver_listen);
+        assert_eq!(s.data_dir, d.data_dir);
+        assert_eq!(s.deploy_timeout_s, d.deploy_timeout_s);
+        let help = help();
+        assert_eq!(help.lines().count(), count + 1, "{help}");
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with("node.ingress_http "))
+            .unwrap();
+        assert_eq!(line.split_whitespace().nth(1), Some("8080"), "{help}");
+    }
 
     #[test]
     fn defaults_file_and_env_layer() {

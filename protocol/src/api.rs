@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{EnvVars, HealthCheck, Placement};
+use crate::model::{App, DeploymentKind, DeploymentStatus, EnvVars, HealthCheck, Placement};
 use crate::secret::GitCredential;
 
 /// `POST /api/v1/apps`.
@@ -160,4 +160,148 @@ pub struct ReplicaView {
     /// When its deployment ended (it has served since, or stood by), epoch ms.
     #[serde(default)]
     pub since: Option<u64>,
+}
+
+/// The answer of `GET /api/v1/apps`, `GET|PATCH /api/v1/apps/{name}` and `POST /api/v1/apps`:
+/// the app's record, and what the coordinator derives from it. The derived fields are read-only
+/// (a `PATCH` naming them is refused like any unknown field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppView {
+    #[serde(flatten)]
+    pub app: App,
+    /// Where the app answers: `http://<domain>[:<port>]/` for each domain, the port being the
+    /// nodes' ingress port (left out when 80).
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// What the app is doing, from its newest deployment and its route (see [`app_status`]).
+    #[serde(default)]
+    pub status: AppStatus,
+    /// The deployment whose containers serve the app now (the most of its route's upstreams).
+    #[serde(default)]
+    pub release: Option<String>,
+    /// The app's newest deployment.
+    #[serde(default)]
+    pub latest: Option<LatestDeployment>,
+}
+
+/// An app's newest deployment, in brief.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatestDeployment {
+    pub id: String,
+    pub kind: DeploymentKind,
+    pub status: DeploymentStatus,
+    pub created_at: u64,
+}
+
+/// What an app is doing, as `berth apps list` shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppStatus {
+    /// Never deployed.
+    #[default]
+    NotDeployed,
+    /// A deployment (a deploy, rollback, failover or scale) is in flight.
+    Deploying,
+    /// Its route has replicas to serve it.
+    Running,
+    /// Nothing serves it and its newest deployment failed.
+    Failed,
+    /// Nothing serves it although it was deployed (its newest deployment was cancelled, or its
+    /// replicas were lost and none replaced them).
+    NotServing,
+    /// Taken out of service (`berth stop`); `berth start` brings it back.
+    Stopped,
+    /// A status this client does not know (a newer server's).
+    #[serde(other)]
+    Unknown,
+}
+
+impl AppStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppStatus::NotDeployed => "not deployed",
+            AppStatus::Deploying => "deploying",
+            AppStatus::Running => "running",
+            AppStatus::Failed => "failed",
+            AppStatus::NotServing => "not serving",
+            AppStatus::Stopped => "stopped",
+            AppStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for AppStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An app's status from the status of its newest deployment and whether its route has replicas
+/// to serve it: a deployment in flight first, then serving, then why nothing serves.
+pub fn app_status(latest: Option<DeploymentStatus>, serving: bool) -> AppStatus {
+    match latest {
+        Some(s) if !s.is_terminal() => AppStatus::Deploying,
+        _ if serving => AppStatus::Running,
+        None => AppStatus::NotDeployed,
+        Some(DeploymentStatus::Failed) => AppStatus::Failed,
+        Some(_) => AppStatus::NotServing,
+    }
+}
+
+/// The URL of each domain behind an ingress listening on `port`: `http://<domain>/` on 80,
+/// else `http://<domain>:<port>/`.
+pub fn app_urls(domains: &[String], port: u16) -> Vec<String> {
+    domains
+        .iter()
+        .map(|d| match port {
+            80 => format!("http://{d}/"),
+            p => format!("http://{d}:{p}/"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeploymentStatus::*;
+
+    #[test]
+    fn urls_leave_out_port_80() {
+        let ds = ["a.localhost".to_string(), "a.example.com".to_string()];
+        assert_eq!(
+            app_urls(&ds, 8080),
+            ["http://a.localhost:8080/", "http://a.example.com:8080/"]
+        );
+        assert_eq!(app_urls(&ds[..1], 80), ["http://a.localhost/"]);
+        assert!(app_urls(&[], 80).is_empty());
+    }
+
+    #[test]
+    fn status_from_the_newest_deployment_and_the_route() {
+        assert_eq!(app_status(None, false), AppStatus::NotDeployed);
+        for s in [Queued, Building, Deploying] {
+            assert_eq!(app_status(Some(s), true), AppStatus::Deploying);
+            assert_eq!(app_status(Some(s), false), AppStatus::Deploying);
+        }
+        // A failed deploy leaves the previous release serving: still running.
+        for s in [Succeeded, Failed, Cancelled] {
+            assert_eq!(app_status(Some(s), true), AppStatus::Running);
+        }
+        assert_eq!(app_status(Some(Failed), false), AppStatus::Failed);
+        assert_eq!(app_status(Some(Succeeded), false), AppStatus::NotServing);
+        assert_eq!(app_status(Some(Cancelled), false), AppStatus::NotServing);
+        // A route without a deployment record (written by hand, or data from before the
+        // summary existed) still counts as running.
+        assert_eq!(app_status(None, true), AppStatus::Running);
+    }
+
+    #[test]
+    fn a_status_a_client_does_not_know_reads_as_unknown() {
+        let s: AppStatus = serde_json::from_str("\"stopped\"").unwrap();
+        assert_eq!(s, AppStatus::Unknown);
+        assert_eq!(
+            serde_json::to_string(&AppStatus::NotDeployed).unwrap(),
+            "\"not_deployed\""
+        );
+    }
 }

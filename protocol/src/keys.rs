@@ -24,6 +24,10 @@ pub const APPS_CHANGES: &str = "berth:apps:changes";
 pub const APPS_CHANGES_FLOOR: &str = "berth:apps:changes:floor";
 /// How many names [`APPS_CHANGES`] keeps.
 pub const APPS_CHANGES_MAX: usize = 50_000;
+/// Hash app name → its newest deployment in brief, `<created_at> <id> <status> <kind>` (written
+/// in the MULTI of every deployment record write, only by a record at least as new as the one it
+/// holds): what `GET /apps` derives each app's status from in one read.
+pub const APPS_LATEST: &str = "berth:apps:latest";
 /// Stream of node → coordinator events (status changes). Consumer group [`EVENTS_GROUP`].
 pub const EVENTS: &str = "berth:events";
 pub const EVENTS_GROUP: &str = "coordinator";

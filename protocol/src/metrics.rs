@@ -24,6 +24,9 @@ pub struct ContainerSample {
     /// Container name.
     pub container: String,
     pub deployment: String,
+    /// The container's id (what a route's upstreams name); absent in samples of older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
     #[serde(flatten)]
     pub point: SamplePoint,
 }
@@ -156,6 +159,7 @@ mod tests {
             node: "n".into(),
             container: "c".into(),
             deployment: "d".into(),
+            container_id: Some("0123abcd".into()),
             point: SamplePoint {
                 ts: 1,
                 cpu_pct: 12.5,

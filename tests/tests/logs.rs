@@ -256,7 +256,13 @@ async fn runtime_lines_of_old_and_new_release_merge_during_the_drain() {
     let recent = json_log(&c.api, &format!("{path}?format=json&since=2s")).await;
     let cutoff = berth_protocol::now_ms() - 4_000;
     assert!(!recent.is_empty() && recent.iter().all(|e| e.line.ts >= cutoff));
-    let (s, v) = c.api.get(&format!("{path}?tail=0")).await.unwrap();
+    let (s, v) = c
+        .api
+        .get(&format!("{path}?tail=0&format=json"))
+        .await
+        .unwrap();
+    assert_eq!((s, v), (200, serde_json::json!([])));
+    let (s, v) = c.api.get(&format!("{path}?tail=10001")).await.unwrap();
     assert_eq!(s, 400, "{v}");
     let (s, _) = c.api.get("/api/v1/apps/nope/logs").await.unwrap();
     assert_eq!(s, 404);

@@ -137,18 +137,15 @@ pub fn app_route(
                         logs.follow_app(&app, after).await.map(|s| sse(s.boxed()))
                     }
                     Mode::Follow { after: None } => {
-                        // The requested tail first, then everything after its last entry.
-                        match logs.app(&app, &query).await {
-                            Ok(tail) => {
-                                let after =
-                                    tail.last().map(|e| e.id.clone()).unwrap_or("0-0".into());
-                                logs.follow_app(&app, after).await.map(|s| {
-                                    let head = futures_util::stream::iter(
-                                        tail.into_iter().map(Followed::Line),
-                                    );
-                                    sse(head.chain(s).boxed())
-                                })
-                            }
+                        // The requested tail first, then everything after where it ends
+                        // (with `tail=0`: only the lines that come next).
+                        match logs.app_head(&app, &query).await {
+                            Ok((tail, after)) => logs.follow_app(&app, after).await.map(|s| {
+                                let head = futures_util::stream::iter(
+                                    tail.into_iter().map(Followed::Line),
+                                );
+                                sse(head.chain(s).boxed())
+                            }),
                             Err(e) => Err(e),
                         }
                     }

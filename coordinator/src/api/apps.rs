@@ -4,38 +4,175 @@
 //! cancel, so a deployment between its health check and its switch never takes traffic), then
 //! has every node remove the app's routes, containers and images, then deletes its records.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use berth_protocol::api;
-use berth_protocol::{keys, App, DeploymentStatus, Job};
+use berth_protocol::api::{self, app_status, app_urls, AppStatus, AppView, LatestDeployment};
+use berth_protocol::{keys, App, DeploymentStatus, Job, NodeStatus, Route};
+use serde::ser::SerializeSeq;
+use serde::Serialize;
 
 use super::{load_app, Api};
 use crate::apps;
 use crate::error::{Error, Result};
 use crate::ledger::{self, Transition};
-use crate::registry::NodesNow;
+use crate::registry::{NodeRegistry, Nodes, NodesNow};
 use crate::store::Store;
 
 /// `POST /api/v1/apps`.
 #[derive(Message)]
-#[rtype(result = "Result<App>")]
+#[rtype(result = "Result<AppView>")]
 pub struct CreateApp(pub api::CreateApp);
 
 /// `GET /api/v1/apps`.
 #[derive(Message)]
-#[rtype(result = "Result<Arc<Vec<App>>>")]
+#[rtype(result = "Result<AppViews>")]
 pub struct ListApps;
 
 /// `GET /api/v1/apps/{name}`.
 #[derive(Message)]
-#[rtype(result = "Result<App>")]
+#[rtype(result = "Result<AppView>")]
 pub struct GetApp(pub String);
 
 /// `PATCH /api/v1/apps/{name}`.
 #[derive(Message)]
-#[rtype(result = "Result<App>")]
+#[rtype(result = "Result<AppView>")]
 pub struct PatchApp(pub String, pub api::PatchApp);
+
+/// What an app's answers add to its record (the fields of [`AppView`] beside `app`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Derived {
+    urls: Vec<String>,
+    status: AppStatus,
+    release: Option<String>,
+    latest: Option<LatestDeployment>,
+}
+
+/// The answer of `GET /apps`: the (cached, shared) app list and what is derived for each app,
+/// serialized as a list of [`AppView`] without copying the records.
+pub struct AppViews {
+    apps: Arc<Vec<App>>,
+    derived: Vec<Derived>,
+}
+
+impl Serialize for AppViews {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct ViewRef<'a> {
+            #[serde(flatten)]
+            app: &'a App,
+            #[serde(flatten)]
+            derived: &'a Derived,
+        }
+        let mut seq = s.serialize_seq(Some(self.apps.len()))?;
+        for (app, derived) in self.apps.iter().zip(&self.derived) {
+            seq.serialize_element(&ViewRef { app, derived })?;
+        }
+        seq.end()
+    }
+}
+
+/// The port apps' URLs name: the ingress port most ready nodes report (ties: the lowest); of
+/// every known node when none is ready; `fallback` (the coordinator's `node.ingress_http`) when
+/// no node is known.
+pub(crate) fn ingress_port(nodes: &[api::NodeView], fallback: u16) -> u16 {
+    let most_common = |ready_only: bool| {
+        let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
+        for n in nodes {
+            if !ready_only || n.status == NodeStatus::Ready {
+                *counts.entry(n.info.ingress_http).or_default() += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(port, _)| port)
+    };
+    most_common(true)
+        .or_else(|| most_common(false))
+        .unwrap_or(fallback)
+}
+
+/// The deployment whose containers are most of a route's upstreams (ties: the newest id, ids
+/// being time-ordered); `None` when nothing serves.
+pub(crate) fn serving_deployment(route: &Route) -> Option<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for u in &route.upstreams {
+        *counts.entry(u.deployment.as_str()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)))
+        .map(|(id, _)| id.to_string())
+}
+
+/// What `app`'s answers add to it, given its newest deployment and the route of its first
+/// domain.
+pub(crate) fn derive(
+    app: &App,
+    port: u16,
+    latest: Option<LatestDeployment>,
+    route: Option<&Route>,
+) -> Derived {
+    let release = route
+        .filter(|r| r.app == app.name)
+        .and_then(serving_deployment);
+    Derived {
+        urls: app_urls(&app.domains, port),
+        status: match app.stopped {
+            true => AppStatus::Stopped,
+            false => app_status(latest.as_ref().map(|l| l.status), release.is_some()),
+        },
+        release,
+        latest,
+    }
+}
+
+/// Derives the views of `apps`: three reads (the fleet snapshot, one HMGET of the newest
+/// deployments, one of the routes), however many apps there are.
+async fn derive_all(
+    store: &Store,
+    registry: &Addr<NodeRegistry>,
+    fallback_port: u16,
+    apps: &[App],
+) -> Result<Vec<Derived>> {
+    let nodes = registry.send(Nodes).await??;
+    let port = ingress_port(&nodes, fallback_port);
+    let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+    let latest = store.latest_deployments(&names).await?;
+    let domains: Vec<&str> = apps
+        .iter()
+        .map(|a| a.domains.first().map(String::as_str).unwrap_or(""))
+        .collect();
+    let routes = store.routes_of(&domains).await?;
+    Ok(apps
+        .iter()
+        .zip(latest)
+        .zip(routes)
+        .map(|((app, latest), route)| derive(app, port, latest, route.as_ref()))
+        .collect())
+}
+
+/// One app's view.
+async fn view_of(
+    store: &Store,
+    registry: &Addr<NodeRegistry>,
+    fallback_port: u16,
+    app: App,
+) -> Result<AppView> {
+    let d = derive_all(store, registry, fallback_port, std::slice::from_ref(&app))
+        .await?
+        .pop()
+        .expect("one app, one view");
+    Ok(AppView {
+        app,
+        urls: d.urls,
+        status: d.status,
+        release: d.release,
+        latest: d.latest,
+    })
+}
 
 /// `DELETE /api/v1/apps/{name}`.
 #[derive(Message)]
@@ -104,10 +241,11 @@ async fn move_routes(store: &Store, old: &[String], new: &[String]) -> Result<()
 }
 
 impl Handler<CreateApp> for Api {
-    type Result = AtomicResponse<Self, Result<App>>;
+    type Result = AtomicResponse<Self, Result<AppView>>;
 
     fn handle(&mut self, msg: CreateApp, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
+        let (registry, port) = (self.registry.clone(), self.ingress_http);
         let base = self.base_domain.clone();
         let key = self.secret_key.clone();
         AtomicResponse::new(Box::pin(
@@ -122,7 +260,7 @@ impl Handler<CreateApp> for Api {
                     )));
                 }
                 store.put_credential(&app.name, sealed.as_ref()).await?;
-                Ok(app)
+                view_of(&store, &registry, port, app).await
             }
             .into_actor(self),
         ))
@@ -130,28 +268,38 @@ impl Handler<CreateApp> for Api {
 }
 
 impl Handler<ListApps> for Api {
-    type Result = ResponseFuture<Result<Arc<Vec<App>>>>;
+    type Result = ResponseFuture<Result<AppViews>>;
 
     fn handle(&mut self, _: ListApps, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        Box::pin(async move { store.list_apps().await })
+        let (store, registry, port) =
+            (self.store.clone(), self.registry.clone(), self.ingress_http);
+        Box::pin(async move {
+            let apps = store.list_apps().await?;
+            let derived = derive_all(&store, &registry, port, &apps).await?;
+            Ok(AppViews { apps, derived })
+        })
     }
 }
 
 impl Handler<GetApp> for Api {
-    type Result = ResponseFuture<Result<App>>;
+    type Result = ResponseFuture<Result<AppView>>;
 
     fn handle(&mut self, msg: GetApp, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        Box::pin(async move { load_app(&store, &msg.0).await })
+        let (store, registry, port) =
+            (self.store.clone(), self.registry.clone(), self.ingress_http);
+        Box::pin(async move {
+            let app = load_app(&store, &msg.0).await?;
+            view_of(&store, &registry, port, app).await
+        })
     }
 }
 
 impl Handler<PatchApp> for Api {
-    type Result = AtomicResponse<Self, Result<App>>;
+    type Result = AtomicResponse<Self, Result<AppView>>;
 
     fn handle(&mut self, msg: PatchApp, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
+        let (registry, port) = (self.registry.clone(), self.ingress_http);
         let key = self.secret_key.clone();
         let (ledger, reconciler) = (self.ledger.clone(), self.reconciler.clone());
         AtomicResponse::new(Box::pin(
@@ -176,7 +324,7 @@ impl Handler<PatchApp> for Api {
                 if app.replicas != from && !app.stopped {
                     crate::failover::scale(&store, &ledger, &reconciler, &app, from).await?;
                 }
-                Ok(app)
+                view_of(&store, &registry, port, app).await
             }
             .into_actor(self),
         ))
@@ -213,5 +361,120 @@ impl Handler<DeleteApp> for Api {
             }
             .into_actor(self),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_protocol::api::NodeView;
+    use berth_protocol::{DeploymentKind, Upstream};
+
+    use super::*;
+
+    fn node(port: u16, status: NodeStatus) -> NodeView {
+        let mut info = crate::registry::tests::node_info();
+        info.ingress_http = port;
+        NodeView {
+            info,
+            status,
+            cordoned: false,
+        }
+    }
+
+    fn route(app: &str, deployments: &[&str]) -> Route {
+        let upstreams = deployments
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Upstream {
+                dial: format!("127.0.0.1:{}", 30000 + i),
+                node: "n".into(),
+                container: format!("c{i}"),
+                deployment: d.to_string(),
+            })
+            .collect();
+        Route {
+            domain: format!("{app}.localhost"),
+            app: app.into(),
+            upstreams,
+            updated_at: 1,
+            drain_s: None,
+            standby: vec![],
+            standby_until: 0,
+        }
+    }
+
+    #[test]
+    fn the_ingress_port_is_the_most_common_among_ready_nodes() {
+        use NodeStatus::*;
+        assert_eq!(ingress_port(&[], 8080), 8080, "no node: the configured one");
+        let nodes = [
+            node(81, Ready),
+            node(8080, Ready),
+            node(8080, Ready),
+            node(9000, Down),
+            node(9000, Down),
+            node(9000, Suspect),
+        ];
+        assert_eq!(ingress_port(&nodes, 1), 8080);
+        assert_eq!(ingress_port(&nodes[..2], 1), 81, "a tie: the lowest");
+        assert_eq!(ingress_port(&nodes[3..], 1), 9000, "none ready: all count");
+        assert_eq!(ingress_port(&[node(80, Ready)], 8080), 80);
+    }
+
+    #[test]
+    fn the_release_is_the_deployment_with_most_upstreams() {
+        assert_eq!(serving_deployment(&route("a", &[])), None);
+        assert_eq!(
+            serving_deployment(&route("a", &["d1", "d2", "d2"])).as_deref(),
+            Some("d2")
+        );
+        assert_eq!(
+            serving_deployment(&route("a", &["d2", "d1"])).as_deref(),
+            Some("d2"),
+            "a tie: the newest"
+        );
+    }
+
+    #[test]
+    fn a_view_derives_urls_status_and_release() {
+        let app = crate::apps::tests::app();
+        let latest = LatestDeployment {
+            id: "d9".into(),
+            kind: DeploymentKind::Deploy,
+            status: DeploymentStatus::Failed,
+            created_at: 5,
+        };
+        let r = route(&app.name, &["d1"]);
+        let d = derive(&app, 8080, Some(latest.clone()), Some(&r));
+        assert_eq!(d.urls, app_urls(&app.domains, 8080));
+        assert_eq!(d.status, AppStatus::Running);
+        assert_eq!(d.release.as_deref(), Some("d1"));
+        let d = derive(&app, 80, Some(latest), None);
+        assert_eq!((d.status, d.release), (AppStatus::Failed, None));
+        // Another app's route (not possible through the API) is not this app's release.
+        let d = derive(&app, 80, None, Some(&route("other", &["d1"])));
+        assert_eq!(d.status, AppStatus::NotDeployed);
+    }
+
+    #[test]
+    fn the_list_serializes_as_app_views() {
+        let app = crate::apps::tests::app();
+        let derived = derive(&app, 8080, None, Some(&route(&app.name, &["d1"])));
+        let views = AppViews {
+            apps: Arc::new(vec![app.clone()]),
+            derived: vec![derived.clone()],
+        };
+        let back: Vec<AppView> =
+            serde_json::from_value(serde_json::to_value(&views).unwrap()).unwrap();
+        assert_eq!(
+            back,
+            vec![AppView {
+                app,
+                urls: derived.urls,
+                status: AppStatus::Running,
+                release: Some("d1".into()),
+                latest: None,
+            }]
+        );
     }
 }

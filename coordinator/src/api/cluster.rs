@@ -102,7 +102,11 @@ impl Handler<GetAppMetrics> for Api {
                 .map_err(Error::BadRequest)?;
             let app = load_app(&store, &msg.app).await?;
             let now = berth_protocol::now_ms();
-            crate::metrics::app_metrics(&store, &app.name, window_s, now).await
+            let route = match app.domains.first() {
+                Some(domain) => store.route(domain).await?.filter(|r| r.app == app.name),
+                None => None,
+            };
+            crate::metrics::app_metrics(&store, &app.name, route.as_ref(), window_s, now).await
         })
     }
 }

@@ -23,7 +23,7 @@ use actix::prelude::*;
 use berth_protocol::secret::SecretKey;
 use berth_protocol::App;
 
-pub use apps::{CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
+pub use apps::{AppViews, CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
 pub use lifecycle::{Restart, StartApp, StopApp};
@@ -41,6 +41,8 @@ use crate::store::Store;
 pub struct Api {
     pub(crate) store: Store,
     pub(crate) base_domain: String,
+    /// The ingress port of apps' URLs while no node reports one.
+    pub(crate) ingress_http: u16,
     /// Seals git credentials before they are stored.
     pub(crate) secret_key: SecretKey,
     pub(crate) ledger: Addr<Ledger>,

@@ -1,18 +1,28 @@
-//! `berth apps create|list|show|update|delete|scale`: an app's record through `/api/v1/apps`.
-//! (`berth apps webhook` has its own module: it only reads the app to explain GitHub's form.)
+//! `berth apps create|list|show|update|delete|scale`: an app's record through `/api/v1/apps`. (`berth
+//! apps webhook` has its own module: it only reads the app to explain GitHub's form.)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use berth_protocol::api::{CreateApp, EnvPatch, HealthCheckPatch, PatchApp};
+use berth_protocol::api::{AppStatus, AppView, CreateApp, EnvPatch, HealthCheckPatch, PatchApp};
 use berth_protocol::secret::GitCredential;
-use berth_protocol::{App, EnvVars, Placement, Strategy};
+use berth_protocol::{App, DeploymentStatus, EnvVars, Placement, Strategy};
 use reqwest::Method;
 
 use super::args::{CreateArgs, UpdateArgs};
 use super::http::Client;
-use super::render::{print, print_table, Col};
+use super::render::{ago, print, print_table, when, Col};
+
+/// An app as the API answers it: its record, URLs, status and serving release.
+pub(super) async fn get(c: &Client, app: &str) -> Result<AppView> {
+    c.get(&["apps", app], &[]).await
+}
+
+/// The URL to open an app at: that of its first domain.
+pub(super) fn url(v: &AppView) -> &str {
+    v.urls.first().map(String::as_str).unwrap_or("-")
+}
 
 /// `berth apps create`: the credential files are read here and sent sealed by the server.
 pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> {
@@ -62,30 +72,139 @@ pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> 
         max_surge: a.max_surge,
         standby_s: a.standby_s,
     };
-    let app: App = c.call(Method::POST, &["apps"], Some(&req)).await?;
+    let app: AppView = c.call(Method::POST, &["apps"], Some(&req)).await?;
     print(json, &app, |a| {
-        println!("created app {} → http://{}", a.name, a.domains[0])
+        println!("created app {} → {}", a.app.name, url(a));
+        println!("deploy it with `berth deploy {}`", a.app.name);
     })
 }
 
-/// `berth apps list`: name, domains, repository.
+/// What `berth apps list` shows as an app's status: the status, and that its newest deployment
+/// failed when an older release still serves.
+pub(super) fn status_text(v: &AppView) -> String {
+    let latest_failed = v
+        .latest
+        .as_ref()
+        .is_some_and(|l| l.status == DeploymentStatus::Failed);
+    match v.status {
+        AppStatus::Running if latest_failed => "running (last deploy failed)".into(),
+        AppStatus::Deploying => match v.latest.as_ref().map(|l| l.kind) {
+            Some(berth_protocol::DeploymentKind::Rollback) => "rolling back".into(),
+            _ => "deploying".into(),
+        },
+        s => s.to_string(),
+    }
+}
+
+/// `berth apps list`: name, status, the release serving, URL.
 pub(super) async fn list(c: &Client, json: bool) -> Result<()> {
-    let apps: Vec<App> = c.get(&["apps"], &[]).await?;
+    let apps: Vec<AppView> = c.get(&["apps"], &[]).await?;
     print(json, &apps, |apps| {
+        if apps.is_empty() {
+            println!("no apps yet — create one with `berth apps create <APP> --repo <GIT URL> --port <PORT>`");
+            return;
+        }
         let rows = apps
             .iter()
-            .map(|a| vec![a.name.clone(), a.domains.join(","), a.repo.clone()])
+            .map(|a| {
+                vec![
+                    a.app.name.clone(),
+                    status_text(a),
+                    a.release.clone().unwrap_or_else(|| "-".into()),
+                    url(a).to_string(),
+                ]
+            })
             .collect();
-        print_table(&[Col::Left(24), Col::Left(32), Col::Left(0)], None, rows);
+        let cols = [Col::Left(16), Col::Left(12), Col::Left(17), Col::Left(0)];
+        print_table(&cols, Some(&["NAME", "STATUS", "RELEASE", "URL"]), rows);
     })
 }
 
-/// `berth apps show`: the whole record, as JSON either way.
+/// `berth apps show`: the app as `key: value` lines (`--json`: the API's answer).
 pub(super) async fn show(c: &Client, json: bool, name: &str) -> Result<()> {
-    let app: App = c.get(&["apps", name], &[]).await?;
-    print(json, &app, |a| {
-        println!("{}", serde_json::to_string_pretty(a).unwrap_or_default())
-    })
+    let app = get(c, name).await?;
+    print(json, &app, |v| print!("{}", show_text(v)))
+}
+
+/// An app as text: what it is, where it answers, what serves it, then its settings. Runtime
+/// variables are shown with their values (they are settings, not secrets: secrets belong in the
+/// git credential, of which only the kind is ever returned).
+fn show_text(v: &AppView) -> String {
+    let a = &v.app;
+    let mut out = Vec::<(String, String)>::new();
+    let mut kv = |k: &str, v: String| out.push((k.to_string(), v));
+    kv("name", a.name.clone());
+    kv("status", status_text(v));
+    kv("urls", v.urls.join(" "));
+    kv("release", v.release.clone().unwrap_or_else(|| "-".into()));
+    if let Some(l) = &v.latest {
+        let kind = serde_json::to_value(l.kind)
+            .ok()
+            .and_then(|k| k.as_str().map(String::from))
+            .unwrap_or_default();
+        kv(
+            "latest",
+            format!("{} ({kind}, {}, {})", l.id, l.status, ago(l.created_at)),
+        );
+    }
+    kv("repo", a.repo.clone());
+    kv("branch", a.branch.clone());
+    kv(
+        "dockerfile",
+        format!("{} (context {})", a.dockerfile, a.context),
+    );
+    kv("port", a.port.to_string());
+    kv("domains", a.domains.join(" "));
+    let hc = &a.health_check;
+    kv(
+        "health check",
+        format!(
+            "GET {} every {} ms, {} retries, deadline {} s",
+            hc.path, hc.interval_ms, hc.retries, hc.deadline_s
+        ),
+    );
+    kv(
+        "auto deploy",
+        if a.auto_deploy { "on" } else { "off" }.into(),
+    );
+    kv(
+        "git credential",
+        a.git_credential.clone().unwrap_or_else(|| "none".into()),
+    );
+    kv(
+        "replicas",
+        format!("{} (max surge {})", a.replicas, a.max_surge),
+    );
+    let p = &a.placement;
+    let mut placement = format!("{:?}", p.strategy).to_lowercase();
+    if !p.constraints.is_empty() {
+        placement.push_str(&format!(", constraints {}", p.constraints.join(" ")));
+    }
+    if p.memory_mb > 0 {
+        placement.push_str(&format!(", {} MiB each", p.memory_mb));
+    }
+    kv("placement", placement);
+    kv("drain", format!("{} s", a.drain_s));
+    kv("standby", format!("{} s", a.standby_s));
+    kv("keep releases", a.keep_releases.to_string());
+    kv("created", when(a.created_at));
+    kv("updated", when(a.updated_at));
+    let env = |m: &BTreeMap<String, String>| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    kv("env", env(&a.env.runtime));
+    kv("build env", env(&a.env.build));
+    let width = out.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    out.iter()
+        .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))
+        .collect()
 }
 
 /// `berth apps delete`.
@@ -102,10 +221,82 @@ pub(super) async fn scale(c: &Client, json: bool, name: &str, replicas: u32) -> 
         replicas: Some(replicas),
         ..Default::default()
     };
-    let app: App = c.call(Method::PATCH, &["apps", name], Some(&req)).await?;
+    let app: AppView = c.call(Method::PATCH, &["apps", name], Some(&req)).await?;
     print(json, &app, |a| {
-        println!("app {}: {} replicas", a.name, a.replicas)
+        println!("app {}: {} replicas", a.app.name, a.app.replicas)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_protocol::api::LatestDeployment;
+    use berth_protocol::{App, DeploymentKind};
+
+    use super::*;
+
+    fn view(status: AppStatus, latest: Option<(DeploymentKind, DeploymentStatus)>) -> AppView {
+        let app: App = serde_json::from_value(serde_json::json!({
+            "name": "web", "repo": "/src/web", "branch": "main", "dockerfile": "Dockerfile",
+            "context": ".", "port": 8080, "domains": ["web.localhost"],
+            "env": {"runtime": {"GREETING": "hi there"}, "build": {}},
+            "git_credential": "https_token", "created_at": 1, "updated_at": 2
+        }))
+        .unwrap();
+        AppView {
+            urls: vec!["http://web.localhost:8080/".into()],
+            status,
+            release: Some("d1".into()),
+            latest: latest.map(|(kind, status)| LatestDeployment {
+                id: "d2".into(),
+                kind,
+                status,
+                created_at: 1,
+            }),
+            app,
+        }
+    }
+
+    #[test]
+    fn status_text_says_when_the_last_deploy_failed() {
+        use DeploymentKind::*;
+        use DeploymentStatus::*;
+        let t = |s, l| status_text(&view(s, l));
+        assert_eq!(t(AppStatus::Running, Some((Deploy, Succeeded))), "running");
+        assert_eq!(
+            t(AppStatus::Running, Some((Deploy, Failed))),
+            "running (last deploy failed)"
+        );
+        assert_eq!(
+            t(AppStatus::Deploying, Some((Rollback, Building))),
+            "rolling back"
+        );
+        assert_eq!(t(AppStatus::Deploying, Some((Deploy, Queued))), "deploying");
+        assert_eq!(t(AppStatus::NotDeployed, None), "not deployed");
+        assert_eq!(t(AppStatus::Failed, Some((Deploy, Failed))), "failed");
+    }
+
+    #[test]
+    fn show_is_aligned_key_value_lines() {
+        let text = show_text(&view(AppStatus::Running, None));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "name:           web");
+        assert!(
+            lines.contains(&"urls:           http://web.localhost:8080/"),
+            "{text}"
+        );
+        assert!(
+            lines.contains(&"env:            GREETING=hi there"),
+            "{text}"
+        );
+        assert!(lines.contains(&"git credential: https_token"), "{text}");
+        let col = lines[0].find("web").unwrap();
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.len() > col && l.as_bytes()[col - 1] == b' '),
+            "{text}"
+        );
+    }
 }
 
 /// `berth apps update`: a PATCH of what was given. Variables are set and unset one by one (the
@@ -219,7 +410,7 @@ fn patch_of(current: &App, a: &UpdateArgs) -> Result<PatchApp> {
 }
 
 #[cfg(test)]
-mod tests {
+mod update_tests {
     use super::*;
 
     fn app() -> App {

@@ -8,16 +8,21 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+/// The help heading of the flags every command takes.
+pub const GLOBAL: &str = "Global options";
+
 #[derive(Args, Clone, Default)]
 pub struct Conn {
-    /// API base URL, e.g. http://127.0.0.1:7700.
-    #[arg(long, global = true, value_name = "URL")]
+    /// API base URL, e.g. http://127.0.0.1:7700 (default: api.listen of the configuration, else
+    /// the client config `berth up` writes).
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
     pub(super) api: Option<String>,
-    /// API token.
-    #[arg(long, global = true, value_name = "TOKEN")]
+    /// API token (default: api.token of the configuration, else the client config `berth up`
+    /// writes).
+    #[arg(long, global = true, value_name = "TOKEN", help_heading = GLOBAL)]
     pub(super) token: Option<String>,
     /// Print JSON (for scripts) instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub(super) json: bool,
 }
 
@@ -34,15 +39,33 @@ pub enum AppsCmd {
     Create(Box<CreateArgs>),
     /// List apps.
     List,
-    /// Show one app.
-    Show { name: String },
+    /// Show one app: its settings, URLs, status and the release serving it.
+    Show {
+        /// The app.
+        #[arg(value_name = "APP")]
+        name: String,
+    },
     /// Delete an app: its containers stop and its routes go.
-    Delete { name: String },
+    Delete {
+        /// The app.
+        #[arg(value_name = "APP")]
+        name: String,
+    },
     /// Print what to enter in GitHub's webhook form so pushes deploy the app.
-    Webhook { name: String },
+    Webhook {
+        /// The app.
+        #[arg(value_name = "APP")]
+        name: String,
+    },
     /// Set how many replicas serve an app (the coordinator adds or removes replicas of the
     /// serving release).
-    Scale { name: String, replicas: u32 },
+    Scale {
+        /// The app.
+        #[arg(value_name = "APP")]
+        name: String,
+        /// How many replicas serve it from now on.
+        replicas: u32,
+    },
     /// Change an app: the same flags as `create`, each optional; what is not given stays.
     /// Runtime settings (environment, port, health check) apply to the next deployment, or now
     /// with `berth restart <APP>`.
@@ -183,6 +206,9 @@ pub struct ScaleArgs {
 
 #[derive(Args)]
 pub struct CreateArgs {
+    /// The app's name: a DNS label (lowercase letters, digits, `-`), also the start of its
+    /// default domain.
+    #[arg(value_name = "APP")]
     pub(super) name: String,
     /// Git URL or path of the repository.
     #[arg(long)]
@@ -190,6 +216,7 @@ pub struct CreateArgs {
     /// Container port the app listens on.
     #[arg(long)]
     pub(super) port: u32,
+    /// Branch that `berth deploy` and pushes deploy (default main).
     #[arg(long)]
     pub(super) branch: Option<String>,
     /// Dockerfile path, relative to the context.
@@ -257,16 +284,27 @@ pub struct NodesArgs {
 #[derive(Subcommand)]
 pub enum NodesCmd {
     /// Place no new work on a node (what runs there keeps running).
-    Cordon { node: String },
+    Cordon {
+        /// The node's name (as `berth nodes` lists it).
+        node: String,
+    },
     /// Let the scheduler place work on a cordoned node again.
-    Uncordon { node: String },
+    Uncordon {
+        /// The node's name (as `berth nodes` lists it).
+        node: String,
+    },
     /// Cordon a node and move every replica it serves to other nodes (health-gated, no request
     /// fails); prints the deployments that move them.
-    Drain { node: String },
+    Drain {
+        /// The node's name (as `berth nodes` lists it).
+        node: String,
+    },
 }
 
 #[derive(Args)]
 pub struct RollbackArgs {
+    /// The app.
+    #[arg(value_name = "APP")]
     pub(super) app: String,
     /// The deployment whose release to bring back (default: the release before the current one).
     #[arg(long)]
@@ -278,6 +316,8 @@ pub struct RollbackArgs {
 
 #[derive(Args)]
 pub struct DeployArgs {
+    /// The app.
+    #[arg(value_name = "APP")]
     pub(super) app: String,
     /// Branch, tag or commit to deploy (default: the app's branch).
     #[arg(long = "ref")]
@@ -294,7 +334,7 @@ pub struct DeployArgs {
 pub struct LogArgs {
     /// A deployment id, or an app (its latest deployment).
     #[arg(value_name = "DEPLOYMENT|APP")]
-    pub(super) id: String,
+    pub(super) target: String,
     /// Keep printing lines as they come until the deployment ends.
     #[arg(long, short = 'f')]
     pub(super) follow: bool,
@@ -302,21 +342,28 @@ pub struct LogArgs {
 
 #[derive(Args)]
 pub struct LogsArgs {
+    /// The app.
+    #[arg(value_name = "APP")]
     pub(super) app: String,
     /// Keep printing new lines as they come (Ctrl-C stops).
     #[arg(long, short = 'f')]
     pub(super) follow: bool,
-    /// How many of the newest lines to print first (default 100).
+    /// How many of the newest lines to print first (default 100; 0 with -f: only new lines).
     #[arg(long, short = 'n', value_name = "N")]
     pub(super) tail: Option<usize>,
     /// Only lines since this time: a duration back from now (90s, 15m, 1h 30m), an RFC 3339
     /// time (2026-11-25T19:01:02Z), or epoch ms.
     #[arg(long, value_name = "TIME")]
     pub(super) since: Option<String>,
+    /// Start each line with the time Docker read it (RFC 3339, UTC).
+    #[arg(long, short = 't')]
+    pub(super) timestamps: bool,
 }
 
 #[derive(Args)]
 pub struct MetricsArgs {
+    /// The app.
+    #[arg(value_name = "APP")]
     pub(super) app: String,
     /// How far back to read: a duration such as 30s, 15m or 1m 30s (at most 1h, the retention).
     #[arg(long, default_value = "15m")]

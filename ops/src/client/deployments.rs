@@ -2,39 +2,65 @@
 //! deployments and their build and deploy log.
 
 use anyhow::Result;
-use berth_protocol::{Deployment, DeploymentStatus};
+use berth_protocol::now_ms;
+use berth_protocol::{Deployment, DeploymentKind, DeploymentStatus};
 
 use super::args::LogArgs;
 use super::follow::follow_deployment;
 use super::http::Client;
-use super::render::{ago, print, print_table, Col};
+use super::render::{ago, for_output, print, print_table, span, when, Col};
 use super::Failed;
 
-/// `berth deployments`: id, status, commit, age, error; newest first as the server lists them.
+/// `berth deployments`: id, kind, status, commit, age, error; newest first as the server lists
+/// them.
 pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
     let ds: Vec<Deployment> = c.get(&["apps", app, "deployments"], &[]).await?;
     print(json, &ds, |ds| {
+        if ds.is_empty() {
+            println!("no deployments of {app} yet — `berth deploy {app}`");
+            return;
+        }
         let rows = ds
             .iter()
             .map(|d| {
                 vec![
                     d.id.clone(),
+                    kind(d.kind).to_string(),
                     d.status.to_string(),
                     short_commit(d.commit.as_deref()).to_string(),
                     ago(d.created_at),
-                    d.error.clone().unwrap_or_default(),
+                    d.error
+                        .as_deref()
+                        .and_then(|e| e.lines().next())
+                        .unwrap_or_default()
+                        .to_string(),
                 ]
             })
             .collect();
         let cols = [
-            Col::Left(22),
-            Col::Left(10),
-            Col::Left(12),
+            Col::Left(17),
+            Col::Left(8),
             Col::Left(9),
+            Col::Left(10),
+            Col::Left(8),
             Col::Left(0),
         ];
-        print_table(&cols, None, rows);
+        let header = ["ID", "KIND", "STATUS", "COMMIT", "CREATED", "ERROR"];
+        print_table(&cols, Some(&header), rows);
     })
+}
+
+/// A deployment's kind as the API spells it: `deploy`, `rollback`, `failover`, `scale`,
+/// `restart`, `start`.
+pub(super) fn kind(k: DeploymentKind) -> &'static str {
+    match k {
+        DeploymentKind::Deploy => "deploy",
+        DeploymentKind::Rollback => "rollback",
+        DeploymentKind::Failover => "failover",
+        DeploymentKind::Scale => "scale",
+        DeploymentKind::Restart => "restart",
+        DeploymentKind::Start => "start",
+    }
 }
 
 /// The first 10 characters of a commit hash, `-` without one.
@@ -50,25 +76,54 @@ pub(super) async fn show(c: &Client, json: bool, id: &str) -> Result<()> {
 
 /// A deployment as text: id, app and status, then what is known of it.
 pub(super) fn show_deployment(d: &Deployment) {
-    println!("{}  {}  {}", d.id, d.app, d.status);
+    print!("{}", deployment_text(d));
+}
+
+fn deployment_text(d: &Deployment) -> String {
+    let mut out = format!("{}  {}  {}\n", d.id, d.app, d.status);
+    let mut kv = |k: &str, v: &str| out.push_str(&format!("  {:<9} {v}\n", format!("{k}:")));
+    match (&d.rollback_of, d.kind) {
+        (Some(of), DeploymentKind::Rollback) => {
+            kv("kind", &format!("rollback to the release of {of}"))
+        }
+        _ => kv("kind", kind(d.kind)),
+    }
     if let Some(c) = &d.commit {
-        println!("  commit: {c}");
+        kv("commit", short_commit(Some(c)));
+    } else if let Some(r) = &d.git_ref {
+        kv("ref", r);
+    }
+    if let Some(m) = &d.commit_message {
+        kv("message", m.lines().next().unwrap_or_default());
+    }
+    if let Some(a) = &d.commit_author {
+        kv("author", a);
     }
     if let Some(n) = &d.node {
-        println!("  node:   {n}");
+        kv("node", n);
     }
     if let Some(i) = &d.image {
-        println!("  image:  {i}");
+        kv("image", i);
+    }
+    kv("created", &when(d.created_at));
+    match d.finished_at {
+        Some(end) => kv("duration", &span(end.saturating_sub(d.created_at))),
+        None if !d.status.is_terminal() => kv(
+            "running",
+            &format!("for {}", span(now_ms().saturating_sub(d.created_at))),
+        ),
+        None => {}
     }
     if let Some(e) = &d.error {
-        println!("  error:  {e}");
+        kv("error", e);
     }
+    out
 }
 
 /// `berth log`: the log so far, or with `-f` live until the deployment ends (exit 1 unless it
 /// succeeded). An app's name stands for its latest deployment.
 pub(super) async fn log(c: &Client, a: LogArgs) -> Result<()> {
-    let id = deployment_or_latest(c, &a.id).await?;
+    let id = deployment_or_latest(c, &a.target).await?;
     if a.follow {
         let end = follow_deployment(c, &id).await?;
         if end.status != DeploymentStatus::Succeeded {
@@ -76,7 +131,10 @@ pub(super) async fn log(c: &Client, a: LogArgs) -> Result<()> {
         }
         return Ok(());
     }
-    print!("{}", c.text(&["deployments", &id, "logs"]).await?);
+    print!(
+        "{}",
+        for_output(&c.text(&["deployments", &id, "logs"]).await?)
+    );
     Ok(())
 }
 
@@ -116,4 +174,35 @@ pub(super) async fn logs_hint(c: &Client, name: &str, e: anyhow::Error) -> anyho
         "{name} is a deployment, not an app: its build and deploy log is `berth log {name}` (`berth logs <APP>` prints an app's runtime log)"
     ))
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_deployment_shows_kind_commit_author_and_duration() {
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "id": "d1", "app": "web", "status": "failed", "kind": "deploy",
+            "commit": "0123456789abcdef", "commit_message": "Fix the greeting\n\nlong body",
+            "commit_author": "Ada <ada@example.com>", "node": "n1", "image": "berth/web:d1",
+            "created_at": 1_000, "finished_at": 43_100, "error": "the health check failed"
+        }))
+        .unwrap();
+        let text = deployment_text(&d);
+        for want in [
+            "d1  web  failed\n",
+            "  kind:     deploy\n",
+            "  commit:   0123456789\n",
+            "  message:  Fix the greeting\n",
+            "  author:   Ada <ada@example.com>\n",
+            "  node:     n1\n",
+            "  image:    berth/web:d1\n",
+            "  created:  1970-01-01T00:00:01Z (",
+            "  duration: 42.1s\n",
+            "  error:    the health check failed\n",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+    }
 }

@@ -125,7 +125,7 @@ pub(super) async fn follow_deployment(c: &Client, id: &str) -> Result<End> {
             "error" => bail!("the log stream failed: {}", ev.data),
             _ => {
                 if let Some(e) = ev.json::<LogEntry>() {
-                    println!("{}", e.line.line);
+                    println!("{}", super::render::for_output(&e.line.line));
                 }
             }
         }

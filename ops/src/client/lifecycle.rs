@@ -2,7 +2,7 @@
 //! everyday commands around it: `berth open` (its URL) and `berth domains add|remove`.
 
 use anyhow::Result;
-use berth_protocol::api::{NodeView, PatchApp, StartOutcome};
+use berth_protocol::api::{PatchApp, StartOutcome};
 use berth_protocol::{App, Deployment};
 use reqwest::Method;
 
@@ -72,22 +72,10 @@ pub(super) async fn open(c: &Client, json: bool, app: &str) -> Result<()> {
 
 /// The URL the app answers at through the ingress: its first domain on the nodes' ingress port.
 pub(super) async fn app_url(c: &Client, app: &str) -> Result<String> {
-    let a: serde_json::Value = c.get(&["apps", app], &[]).await?;
-    if let Some(url) = a["urls"].get(0).and_then(|u| u.as_str()) {
-        return Ok(url.to_string());
-    }
-    let Some(domain) = a["domains"].get(0).and_then(|d| d.as_str()) else {
-        return Err(Failed(format!("app {app} has no domain")).into());
-    };
-    let nodes: Vec<NodeView> = c.get(&["nodes"], &[]).await?;
-    Ok(url_of(domain, nodes.first().map(|n| n.info.ingress_http)))
-}
-
-/// `http://<domain>[:<port>]/`, the port left out when it is HTTP's own.
-fn url_of(domain: &str, port: Option<u16>) -> String {
-    match port {
-        Some(p) if p != 80 => format!("http://{domain}:{p}/"),
-        _ => format!("http://{domain}/"),
+    let v = super::apps::get(c, app).await?;
+    match v.urls.first() {
+        Some(u) => Ok(u.clone()),
+        None => Err(Failed(format!("app {app} has no domain")).into()),
     }
 }
 
@@ -151,16 +139,6 @@ mod tests {
             "context": ".", "port": 8080, "domains": domains, "created_at": 0, "updated_at": 0
         }))
         .unwrap()
-    }
-
-    #[test]
-    fn urls_leave_out_port_80() {
-        assert_eq!(
-            url_of("a.localhost", Some(8080)),
-            "http://a.localhost:8080/"
-        );
-        assert_eq!(url_of("a.example.com", Some(80)), "http://a.example.com/");
-        assert_eq!(url_of("a.example.com", None), "http://a.example.com/");
     }
 
     #[test]

@@ -31,7 +31,7 @@ mod webhook;
 
 pub use args::{
     AppsCmd, Conn, DeployArgs, DomainsCmd, LogArgs, LogsArgs, NodesArgs, RollbackArgs, RunArgs,
-    ScaleArgs,
+    ScaleArgs, GLOBAL,
 };
 
 /// An error whose message was already printed as the command's outcome (exit code 1).

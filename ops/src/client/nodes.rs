@@ -8,6 +8,7 @@ use reqwest::Method;
 
 use super::args::{NodesArgs, NodesCmd};
 use super::http::Client;
+use super::metrics::bytes;
 use super::render::{ago, print, print_table, Col};
 
 pub(super) async fn run(c: &Client, json: bool, a: NodesArgs) -> Result<()> {
@@ -56,33 +57,118 @@ fn status(n: &NodeView) -> String {
 async fn list(c: &Client, json: bool) -> Result<()> {
     let nodes: Vec<NodeView> = c.get(&["nodes"], &[]).await?;
     print(json, &nodes, |ns| {
-        let rows = ns
-            .iter()
-            .map(|n| {
-                let labels: Vec<String> = n
-                    .info
-                    .labels
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                vec![
-                    n.info.name.clone(),
-                    status(n),
-                    if n.cordoned { "cordoned" } else { "" }.to_string(),
-                    n.info.address.clone(),
-                    labels.join(","),
-                    format!("heartbeat {}", ago(n.info.last_heartbeat)),
-                ]
-            })
-            .collect();
+        if ns.is_empty() {
+            println!("no nodes yet — start one with `berth node` (or `berth up`)");
+            return;
+        }
+        let rows = ns.iter().map(row).collect();
         let cols = [
-            Col::Left(20),
+            Col::Left(12),
             Col::Left(7),
             Col::Left(8),
-            Col::Left(16),
-            Col::Left(24),
+            Col::Left(15),
+            Col::Right(5),
+            Col::Right(17),
+            Col::Right(17),
+            Col::Left(6),
             Col::Left(0),
         ];
-        print_table(&cols, None, rows);
+        let header = [
+            "NAME",
+            "STATUS",
+            "CORDON",
+            "ADDRESS",
+            "CPU%",
+            "MEM USED/TOTAL",
+            "DISK USED/TOTAL",
+            "LABELS",
+            "HEARTBEAT",
+        ];
+        print_table(&cols, Some(&header), rows);
     })
+}
+
+/// One node's row: name, liveness, cordon, address, host CPU, memory and disk (`-` before the
+/// node's first sample), labels, last heartbeat.
+fn row(n: &NodeView) -> Vec<String> {
+    let labels: Vec<String> = n
+        .info
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let used = |total: u64, available: u64| {
+        format!(
+            "{} / {}",
+            bytes(total.saturating_sub(available)),
+            bytes(total)
+        )
+    };
+    let (cpu, mem, disk) = match &n.info.host {
+        Some(h) => (
+            format!("{:.1}", h.cpu_pct),
+            used(h.mem_total_bytes, h.mem_available_bytes),
+            used(h.disk_total_bytes, h.disk_available_bytes),
+        ),
+        None => ("-".into(), "-".into(), "-".into()),
+    };
+    vec![
+        n.info.name.clone(),
+        status(n),
+        if n.cordoned { "cordoned" } else { "-" }.to_string(),
+        n.info.address.clone(),
+        cpu,
+        mem,
+        disk,
+        if labels.is_empty() {
+            "-".into()
+        } else {
+            labels.join(",")
+        },
+        ago(n.info.last_heartbeat),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_protocol::{HostStats, NodeInfo, NodeStatus};
+
+    use super::*;
+
+    #[test]
+    fn a_row_shows_the_host_figures_once_sampled() {
+        let mut n = NodeView {
+            info: NodeInfo {
+                name: "n1".into(),
+                address: "10.0.0.1".into(),
+                ingress_http: 80,
+                version: "t".into(),
+                labels: [("zone".to_string(), "eu".to_string())].into(),
+                cpus: 2,
+                build_slots: 2,
+                engine: None,
+                started_at: 0,
+                last_heartbeat: berth_protocol::now_ms(),
+                running_jobs: 0,
+                host: None,
+            },
+            status: NodeStatus::Ready,
+            cordoned: true,
+        };
+        let r = row(&n);
+        assert_eq!(r[..4], ["n1", "ready", "cordoned", "10.0.0.1"]);
+        assert_eq!(r[4..7], ["-", "-", "-"]);
+        assert_eq!(r[7], "zone=eu");
+        n.info.host = Some(HostStats {
+            ts: 0,
+            cpu_pct: 12.34,
+            mem_total_bytes: 4 << 30,
+            mem_available_bytes: 3 << 30,
+            disk_total_bytes: 100 << 30,
+            disk_available_bytes: 40 << 30,
+            containers: 1,
+        });
+        let r = row(&n);
+        assert_eq!(r[4..7], ["12.3", "1.0GiB / 4.0GiB", "60.0GiB / 100.0GiB"]);
+    }
 }

@@ -16,13 +16,17 @@ use super::render::{ago, print, print_table, Col};
 pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
     let rs: Vec<Release> = c.get(&["apps", app, "releases"], &[]).await?;
     print(json, &rs, |rs| {
+        if rs.is_empty() {
+            println!("no releases of {app} yet — a release is a deployment that succeeded: `berth deploy {app}`");
+            return;
+        }
         let rows = rs
             .iter()
             .map(|r| {
                 vec![
                     if r.current { "*" } else { " " }.to_string(),
                     r.deployment.clone(),
-                    format!("{:?}", r.kind).to_lowercase(),
+                    super::deployments::kind(r.kind).to_string(),
                     short_commit(r.commit.as_deref()).to_string(),
                     ago(r.released_at),
                     r.commit_message.clone().unwrap_or_default(),
@@ -31,13 +35,14 @@ pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
             .collect();
         let cols = [
             Col::Left(1),
-            Col::Left(22),
+            Col::Left(17),
             Col::Left(8),
-            Col::Left(12),
-            Col::Left(9),
+            Col::Left(10),
+            Col::Left(8),
             Col::Left(0),
         ];
-        print_table(&cols, None, rows);
+        let header = ["", "RELEASE", "KIND", "COMMIT", "RELEASED", "MESSAGE"];
+        print_table(&cols, Some(&header), rows);
     })
 }
 

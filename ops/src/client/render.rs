@@ -30,6 +30,91 @@ pub(super) fn ago(ms: u64) -> String {
     }
 }
 
+/// An epoch-ms time as RFC 3339 in UTC, to the millisecond: `2026-12-01T10:00:00.123Z`.
+pub(super) fn timestamp(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// An epoch-ms time as RFC 3339 in UTC to the second, and how long ago: `2026-12-01T10:00:00Z
+/// (5m ago)`.
+pub(super) fn when(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    format!("{} ({})", humantime::format_rfc3339_seconds(t), ago(ms))
+}
+
+/// A span in milliseconds, short: `850ms`, `42.1s`, `3m 05s`, `2h 03m`.
+pub(super) fn span(ms: u64) -> String {
+    let s = ms / 1000;
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        60_000..=3_599_999 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// `text` without terminal control sequences (colours, cursor moves: CSI `ESC [ … final`, OSC
+/// `ESC ] … BEL|ESC \`, and two-byte `ESC x`) or other control characters but tab — what a build
+/// log's tools print for a terminal, unreadable in a file.
+pub(super) fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates up to a final byte in @..~.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC (window titles, links): up to BEL or ST (`ESC \`).
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' {
+                            break;
+                        }
+                        if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                            chars.next();
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\t' | '\n' => out.push(c),
+            // A carriage return redraws the line: keep what was drawn last.
+            '\r' => {
+                if chars.peek().is_some_and(|&n| n != '\n') {
+                    let start = out.rfind('\n').map_or(0, |i| i + 1);
+                    out.truncate(start);
+                }
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Log text as it is printed: as it came to a terminal, without control sequences anywhere else
+/// (a file, a pipe).
+pub(super) fn for_output(text: &str) -> std::borrow::Cow<'_, str> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal()
+        || !text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(strip_ansi(text))
+    }
+}
+
 /// A column of a table: the side its values keep to, and the width they are padded to at least.
 #[derive(Clone, Copy)]
 pub(super) enum Col {
@@ -103,6 +188,30 @@ mod tests {
         let cols = [Col::Left(3), Col::Left(0)];
         let got = table(&cols, None, vec![row(&["a", "x"]), row(&["abcdef", "y"])]).unwrap();
         assert_eq!(got, "a      x\nabcdef y");
+    }
+
+    #[test]
+    fn control_sequences_are_stripped() {
+        assert_eq!(strip_ansi("plain text"), "plain text");
+        assert_eq!(
+            strip_ansi("\u{1b}[1;32mStep 1/3\u{1b}[0m : FROM busybox"),
+            "Step 1/3 : FROM busybox"
+        );
+        assert_eq!(strip_ansi("a\u{1b}[2Kb\u{1b}[1Ac"), "abc");
+        assert_eq!(strip_ansi("\u{1b}]0;title\u{7}x\u{1b}]8;;u\u{1b}\\y"), "xy");
+        assert_eq!(strip_ansi("10%\r50%\r100%"), "100%");
+        assert_eq!(strip_ansi("line\r\nnext\tx\u{8}"), "line\nnext\tx");
+        assert_eq!(strip_ansi("naïve ✓ \u{1b}[31m"), "naïve ✓ ");
+    }
+
+    #[test]
+    fn times_and_spans() {
+        assert_eq!(timestamp(1_764_583_200_123), "2025-12-01T10:00:00.123Z");
+        assert!(when(1_764_583_200_123).starts_with("2025-12-01T10:00:00Z ("));
+        assert_eq!(span(850), "850ms");
+        assert_eq!(span(42_149), "42.1s");
+        assert_eq!(span(185_000), "3m 05s");
+        assert_eq!(span(7_380_000), "2h 03m");
     }
 
     #[test]

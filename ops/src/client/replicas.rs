@@ -17,7 +17,7 @@ pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
         if a.stopped {
             println!("{app} is stopped: its containers are kept stopped on their nodes; `berth start {app}` brings it back");
         } else {
-            println!("{app} has no running container: `berth deploy {app}` runs it");
+            println!("no replicas of {app} run — deploy it with `berth deploy {app}`");
         }
         return Ok(());
     }
