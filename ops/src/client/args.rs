@@ -36,8 +36,14 @@ pub enum AppsCmd {
     List,
     /// Show one app.
     Show { name: String },
-    /// Delete an app: its containers stop and its routes go.
-    Delete { name: String },
+    /// Delete an app: its containers stop, its routes go, its images are removed from every
+    /// node (and the registry). Asks for the app's name on a terminal.
+    Delete {
+        name: String,
+        /// Do not ask (for scripts; without a terminal it is required).
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
     /// Print what to enter in GitHub's webhook form so pushes deploy the app.
     Webhook { name: String },
     /// Set how many replicas serve an app (the coordinator adds or removes replicas of the
