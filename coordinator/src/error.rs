@@ -14,6 +14,10 @@ pub enum Error {
     /// The request is malformed or asks for something invalid (400).
     #[error("{0}")]
     BadRequest(String),
+    /// The request is well-formed but cannot be carried out as asked, e.g. an app's repository
+    /// or branch that cannot be reached (422).
+    #[error("{0}")]
+    Unprocessable(String),
     /// Redis did not answer or refused a command.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -37,7 +41,10 @@ impl Error {
     pub fn is_client_error(&self) -> bool {
         matches!(
             self,
-            Error::NotFound(_) | Error::Conflict(_) | Error::BadRequest(_)
+            Error::NotFound(_)
+                | Error::Conflict(_)
+                | Error::BadRequest(_)
+                | Error::Unprocessable(_)
         )
     }
 }

@@ -23,6 +23,7 @@ pub(crate) mod deployment;
 pub mod error;
 pub(crate) mod event_ingest;
 pub(crate) mod failover;
+pub(crate) mod git_check;
 pub(crate) mod ledger;
 pub(crate) mod log_hub;
 pub mod logs;

@@ -162,6 +162,9 @@ pub async fn releases(store: &Store, app: &App) -> Result<Vec<Release>> {
 /// current release when `to` is `None`.
 pub async fn rollback_target(store: &Store, app: &App, to: Option<&str>) -> Result<Release> {
     let rels = releases(store, app).await?;
+    if rels.is_empty() {
+        return Err(Error::Conflict(no_release_yet(&app.name)));
+    }
     match to {
         Some(to) => rels
             .into_iter()
@@ -174,11 +177,16 @@ pub async fn rollback_target(store: &Store, app: &App, to: Option<&str>) -> Resu
             }),
         None => rels.into_iter().nth(1).ok_or_else(|| {
             Error::Conflict(format!(
-                "{} has no release before the current one to roll back to",
-                app.name
+                "{} has no release before the current one to roll back to (see `berth releases {}`)",
+                app.name, app.name
             ))
         }),
     }
+}
+
+/// Why an app that never served cannot be rolled back (or restarted).
+pub fn no_release_yet(app: &str) -> String {
+    format!("app {app} has no release yet: deploy it first with `berth deploy {app}`")
 }
 
 const INDEX_MIGRATION: &str = "releases-index-v1";

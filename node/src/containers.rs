@@ -393,6 +393,51 @@ fn published_port(info: bollard::models::ContainerInspectResponse, port: u16) ->
         .ok_or_else(|| Error::Run(format!("docker did not publish port {key}")))
 }
 
+/// The TCP ports an image declares with `EXPOSE` (empty when it declares none, or when the
+/// engine cannot tell).
+pub async fn image_exposed_ports(docker: &Docker, image: &str) -> Vec<u16> {
+    match docker.inspect_image(image).await {
+        Ok(info) => tcp_ports(
+            &info
+                .config
+                .and_then(|c| c.exposed_ports)
+                .unwrap_or_default(),
+        ),
+        Err(e) => {
+            tracing::debug!(%image, error = %docker_error_text(&e), "cannot inspect the image's ports");
+            Vec::new()
+        }
+    }
+}
+
+/// `["9090/tcp", "53/udp", "80"]` → `[80, 9090]`.
+fn tcp_ports(exposed: &[String]) -> Vec<u16> {
+    let mut ports: Vec<u16> = exposed
+        .iter()
+        .filter_map(|p| match p.split_once('/') {
+            Some((n, proto)) if proto.eq_ignore_ascii_case("tcp") => n.parse().ok(),
+            Some(_) => None,
+            None => p.parse().ok(),
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// "the image exposes 9090, the app's port is 8080" when the image EXPOSEs ports and the app's
+/// is not one of them; `None` when it is, or when the image declares none (EXPOSE is optional).
+pub fn port_mismatch(exposed: &[u16], port: u16) -> Option<String> {
+    if exposed.is_empty() || exposed.contains(&port) {
+        return None;
+    }
+    let list: Vec<String> = exposed.iter().map(u16::to_string).collect();
+    Some(format!(
+        "the image exposes {}, the app's port is {port}",
+        list.join(", ")
+    ))
+}
+
 /// The container's Docker HEALTHCHECK status (`starting`, `healthy`, `unhealthy`), if its image
 /// defines one.
 pub async fn docker_health(docker: &Docker, id: &str) -> Result<Option<String>> {
@@ -446,5 +491,31 @@ pub async fn remove_image(docker: &Docker, image: &str) -> Result<()> {
             "remove image {image}: {}",
             docker_error_text(&e)
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposed_ports_and_the_mismatch_sentence() {
+        let exposed = tcp_ports(&[
+            "9090/tcp".into(),
+            "53/udp".into(),
+            "80".into(),
+            "9090/TCP".into(),
+        ]);
+        assert_eq!(exposed, vec![80, 9090]);
+        assert_eq!(
+            port_mismatch(&[9090], 8080).as_deref(),
+            Some("the image exposes 9090, the app's port is 8080")
+        );
+        assert_eq!(
+            port_mismatch(&exposed, 8080).as_deref(),
+            Some("the image exposes 80, 9090, the app's port is 8080")
+        );
+        assert_eq!(port_mismatch(&exposed, 9090), None);
+        assert_eq!(port_mismatch(&[], 8080), None, "EXPOSE is optional");
     }
 }

@@ -18,8 +18,6 @@ use crate::log_sink::LogSink;
 const RECONNECT_EVERY: Duration = Duration::from_millis(15);
 /// How often the container's state is checked while probing.
 const CHECK_CONTAINER_EVERY: Duration = Duration::from_millis(250);
-/// How often a "still waiting" line is written while connections fail.
-const SUMMARY_EVERY: Duration = Duration::from_secs(2);
 
 /// Tells the prober whether the container is still alive.
 pub trait Liveness {
@@ -36,14 +34,28 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// Probes `url` until it answers healthy; `Err` holds the reason a person reads.
+/// What is probed: the URL, the container port behind it (for messages), and a hint added to
+/// the failure reason when no probe got an answer (e.g. the image EXPOSEs another port).
+pub struct Target<'a> {
+    pub url: &'a str,
+    pub port: u16,
+    pub hint: Option<&'a str>,
+}
+
+/// Probes the target until it answers healthy; `Err` holds the reason a person reads, one
+/// sentence.
+///
+/// While connections fail the log gets a line when the wait starts and one each time the probe
+/// sees a failure it had not seen yet (refused, then closed, …) — not one per attempt; the failure says how long
+/// it waited, how many attempts, and the last thing it saw.
 pub async fn wait_healthy<L: Liveness>(
     http: &reqwest::Client,
-    url: &str,
+    target: &Target<'_>,
     hc: &HealthCheck,
     live: &L,
     log: &LogSink,
 ) -> Result<(), String> {
+    let url = target.url;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(hc.deadline_s);
     let retries = hc.retries.max(1);
@@ -54,8 +66,10 @@ pub async fn wait_healthy<L: Liveness>(
     let threshold = hc.healthy_threshold.max(1);
     let mut not_up = 0u64;
     let mut last_problem = String::from("no probe answered yet");
+    // The connection-level failures seen so far (each logged once: docker-proxy alternates
+    // between a reset and a close while nothing listens behind it).
+    let mut seen: Vec<String> = Vec::new();
     let mut last_check: Option<Instant> = None;
-    let mut last_summary = start;
 
     log.system(format!(
         "probing {url} (timeout {} ms, {retries} retries, deadline {} s)",
@@ -66,9 +80,12 @@ pub async fn wait_healthy<L: Liveness>(
         let now = Instant::now();
         if now >= deadline {
             let msg = if not_up > 0 && bad == 0 {
-                format!(
-                    "the app did not accept connections on {url} within {} s ({not_up} attempts; last: {last_problem})",
-                    hc.deadline_s
+                no_answer(
+                    target.port,
+                    hc.deadline_s,
+                    not_up,
+                    &last_problem,
+                    target.hint,
                 )
             } else {
                 format!(
@@ -108,14 +125,22 @@ pub async fn wait_healthy<L: Liveness>(
             }
             Ok(Err(e)) if !e.is_timeout() => {
                 not_up += 1;
-                last_problem = error_chain(&e);
-                if last_summary.elapsed() >= SUMMARY_EVERY {
-                    last_summary = Instant::now();
-                    log.system(format!(
-                        "still waiting for the app to accept connections ({not_up} attempts, {:.0} s; last: {last_problem})",
-                        start.elapsed().as_secs_f64()
-                    ))
-                    .await;
+                last_problem = root_cause(&e);
+                if !seen.contains(&last_problem) {
+                    let line = if seen.is_empty() {
+                        format!(
+                            "waiting for the app to accept connections on port {} (now: {last_problem})",
+                            target.port
+                        )
+                    } else {
+                        format!(
+                            "still no answer on port {} after {:.0} s, now also: {last_problem}",
+                            target.port,
+                            start.elapsed().as_secs_f64()
+                        )
+                    };
+                    log.system(line).await;
+                    seen.push(last_problem.clone());
                 }
                 sleep_until_before(Instant::now() + RECONNECT_EVERY, deadline).await;
                 continue;
@@ -138,20 +163,32 @@ pub async fn wait_healthy<L: Liveness>(
     }
 }
 
+/// The failure of a probe that never got an answer, as one sentence.
+fn no_answer(port: u16, deadline_s: u64, attempts: u64, last: &str, hint: Option<&str>) -> String {
+    let mut s =
+        format!("no answer on port {port} after {deadline_s} s, {attempts} attempts: {last}");
+    if let Some(h) = hint {
+        s.push_str(" (");
+        s.push_str(h);
+        s.push(')');
+    }
+    s
+}
+
 async fn sleep_until_before(t: Instant, deadline: Instant) {
     tokio::time::sleep_until(t.min(deadline).into()).await;
 }
 
-/// The error and its causes on one line (reqwest's own text is terse).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
+/// The innermost cause of an error ("Connection refused (os error 111)", "connection closed
+/// before message completed"): what the probe saw, without reqwest's and hyper's wrappers.
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut last = e.to_string();
     let mut src = e.source();
     while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        last = c.to_string();
         src = c.source();
     }
-    s
+    last
 }
 
 #[cfg(test)]
@@ -213,6 +250,14 @@ mod tests {
         (port, answered)
     }
 
+    fn target(url: &str) -> Target<'_> {
+        Target {
+            url,
+            port: 8080,
+            hint: None,
+        }
+    }
+
     fn hc(retries: u32, deadline_s: u64) -> HealthCheck {
         HealthCheck {
             path: "/health".into(),
@@ -230,7 +275,7 @@ mod tests {
         let (port, answered) = server(5, 200).await;
         let (log, lines) = LogSink::memory();
         let url = format!("http://127.0.0.1:{port}/health");
-        let r = wait_healthy(&client().unwrap(), &url, &hc(1, 10), &Alive, &log).await;
+        let r = wait_healthy(&client().unwrap(), &target(&url), &hc(1, 10), &Alive, &log).await;
         assert_eq!(r, Ok(()));
         assert_eq!(answered.load(Ordering::SeqCst), 1);
         assert!(lines
@@ -247,7 +292,7 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/health");
         let mut check = hc(1, 10);
         check.healthy_threshold = 3;
-        let r = wait_healthy(&client().unwrap(), &url, &check, &Alive, &log).await;
+        let r = wait_healthy(&client().unwrap(), &target(&url), &check, &Alive, &log).await;
         assert_eq!(r, Ok(()));
         assert_eq!(answered.load(Ordering::SeqCst), 3);
     }
@@ -258,7 +303,7 @@ mod tests {
         let (log, _) = LogSink::memory();
         let url = format!("http://127.0.0.1:{port}/");
         assert_eq!(
-            wait_healthy(&client().unwrap(), &url, &hc(1, 10), &Alive, &log).await,
+            wait_healthy(&client().unwrap(), &target(&url), &hc(1, 10), &Alive, &log).await,
             Ok(())
         );
     }
@@ -268,7 +313,7 @@ mod tests {
         let (port, answered) = server(0, 500).await;
         let (log, _) = LogSink::memory();
         let url = format!("http://127.0.0.1:{port}/health");
-        let e = wait_healthy(&client().unwrap(), &url, &hc(3, 10), &Alive, &log)
+        let e = wait_healthy(&client().unwrap(), &target(&url), &hc(3, 10), &Alive, &log)
             .await
             .unwrap_err();
         assert!(e.contains("HTTP 500"), "{e}");
@@ -281,11 +326,59 @@ mod tests {
         let (log, _) = LogSink::memory();
         let url = format!("http://127.0.0.1:{port}/");
         let t = Instant::now();
-        let e = wait_healthy(&client().unwrap(), &url, &hc(1, 1), &Alive, &log)
+        let e = wait_healthy(&client().unwrap(), &target(&url), &hc(1, 1), &Alive, &log)
             .await
             .unwrap_err();
-        assert!(e.contains("did not accept connections"), "{e}");
+        assert!(
+            e.starts_with("no answer on port 8080 after 1 s, ")
+                && e.contains(" attempts: ")
+                && e.to_lowercase()
+                    .ends_with("connection refused (os error 111)"),
+            "{e}"
+        );
         assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[tokio::test]
+    async fn waiting_is_logged_once_per_change_and_the_hint_ends_the_reason() {
+        let port = berth_tests::free_port();
+        let (log, lines) = LogSink::memory();
+        let url = format!("http://127.0.0.1:{port}/");
+        let t = Target {
+            url: &url,
+            port: 8080,
+            hint: Some("the image exposes 9090, the app's port is 8080"),
+        };
+        let e = wait_healthy(&client().unwrap(), &t, &hc(1, 2), &Alive, &log)
+            .await
+            .unwrap_err();
+        assert!(
+            e.ends_with("(the image exposes 9090, the app's port is 8080)"),
+            "{e}"
+        );
+        let attempts: u64 = e
+            .split(", ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no attempt count in {e}"));
+        assert!(attempts > 10, "{e}");
+        // Many attempts, but the log says once that it waits (nothing changed meanwhile).
+        let lines = lines.lock().unwrap();
+        let waiting: Vec<_> = lines
+            .iter()
+            .filter(|(_, l)| l.contains("accept connections") || l.contains("no answer"))
+            .collect();
+        assert_eq!(waiting.len(), 1, "{lines:?}");
+        assert!(waiting[0].1.contains("on port 8080"), "{lines:?}");
+    }
+
+    #[test]
+    fn no_answer_is_one_sentence() {
+        assert_eq!(
+            no_answer(8080, 60, 30, "connection refused", None),
+            "no answer on port 8080 after 60 s, 30 attempts: connection refused"
+        );
     }
 
     #[tokio::test]
@@ -295,7 +388,7 @@ mod tests {
         let url = format!("http://127.0.0.1:{port}/");
         let t = Instant::now();
         let live = DiesAfter(AtomicU32::new(0), 2);
-        let e = wait_healthy(&client().unwrap(), &url, &hc(1, 30), &live, &log)
+        let e = wait_healthy(&client().unwrap(), &target(&url), &hc(1, 30), &live, &log)
             .await
             .unwrap_err();
         assert_eq!(e, "container exited with code 3");

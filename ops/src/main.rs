@@ -3,6 +3,7 @@
 
 mod bench;
 mod client;
+mod lock;
 mod server;
 mod services;
 mod settings;

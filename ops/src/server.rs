@@ -22,6 +22,7 @@ use berth_node::NodeConfig;
 use berth_protocol::secret::SecretKey;
 use rand::RngExt;
 
+use crate::lock::{DataDirLock, Role};
 use crate::services;
 use crate::settings::{client_config_path, Settings};
 
@@ -200,14 +201,40 @@ fn run(
     })?;
     let system = actix_rt::System::new();
     system.block_on(async move {
+        let started = start_and_serve(s, redis_url, roles, listen, token, key, on_ready).await;
+        if started.is_err() {
+            // Actors started before the failure have not run yet: let them start (and stop with
+            // the System) inside the runtime. Dropped unstarted, actix starts them while the
+            // runtime is torn down, outside any reactor, and their timers panic ("there is no
+            // reactor running").
+            actix::System::current().stop();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        started
+    })
+}
+
+/// The body of [`run`], inside the System: start the roles, serve until a shutdown signal,
+/// shut down.
+async fn start_and_serve(
+    s: &Settings,
+    redis_url: &str,
+    roles: Roles,
+    listen: SocketAddr,
+    token: String,
+    key: Option<SecretKey>,
+    on_ready: impl FnOnce(SocketAddr, &str),
+) -> Result<()> {
+    {
         let shutdown = Shutdown::new();
         let mut web = None;
         if roles.coordinator {
             let k = key.clone().context("no secret key")?;
+            // The address first: a taken one stops the start before any actor exists.
+            let listener = berth_web::bind(listen).await?;
             let coord = berth_coordinator::start(coordinator_config(s, redis_url, k), &shutdown)
                 .await
                 .context("starting the coordinator")?;
-            let listener = berth_web::bind(listen).await?;
             let addr = listener.local_addr()?;
             let tok = token.clone();
             let secret = s.github.webhook_secret.clone();
@@ -249,13 +276,13 @@ fn run(
         }
         tracing::info!(abandoned = abandoned.count, "shut down");
         anyhow::Ok(())
-    })
+    }
 }
 
 /// `berth up`.
 pub fn up(s: Settings) -> Result<()> {
-    std::fs::create_dir_all(&s.data_dir)
-        .with_context(|| format!("creating data_dir {}", s.data_dir.display()))?;
+    // Before anything starts: a second `berth up` on this data dir stops here.
+    let lock = DataDirLock::acquire(&s.data_dir, Role::Up, Some(&configured_api(&s)))?;
     // Services are stopped when these guards drop, after the System ends.
     let mut _redis = None;
     let redis_url = match &s.redis.url {
@@ -281,6 +308,9 @@ pub fn up(s: Settings) -> Result<()> {
     };
     run(&s, &redis_url, roles, |addr, token| {
         let url = format!("http://{addr}");
+        if let Err(e) = lock.record(Some(&url)) {
+            tracing::warn!(error = %e, "cannot write the data dir's lock file");
+        }
         if let Err(e) = write_private(
             &client_config_path(),
             &format!("api = {url:?}\ntoken = {token:?}\n"),
@@ -299,6 +329,11 @@ pub fn up(s: Settings) -> Result<()> {
     })
 }
 
+/// The API address as configured (the one really bound is recorded once it is known).
+fn configured_api(s: &Settings) -> String {
+    format!("http://{}", s.api.listen)
+}
+
 fn require_redis(s: &Settings) -> Result<String> {
     s.redis
         .url
@@ -309,11 +344,15 @@ fn require_redis(s: &Settings) -> Result<String> {
 /// `berth coordinator`.
 pub fn coordinator(s: Settings) -> Result<()> {
     let url = require_redis(&s)?;
+    let lock = DataDirLock::acquire(&s.data_dir, Role::Coordinator, Some(&configured_api(&s)))?;
     let roles = Roles {
         coordinator: true,
         node: false,
     };
     run(&s, &url, roles, |addr, _| {
+        if let Err(e) = lock.record(Some(&format!("http://{addr}"))) {
+            tracing::warn!(error = %e, "cannot write the data dir's lock file");
+        }
         println!("Berth coordinator is up. API: http://{addr}");
     })
 }
@@ -321,6 +360,7 @@ pub fn coordinator(s: Settings) -> Result<()> {
 /// `berth node`.
 pub fn node(s: Settings) -> Result<()> {
     let url = require_redis(&s)?;
+    let _lock = DataDirLock::acquire(&s.data_dir, Role::Node, None)?;
     if !services::caddy_answers(&s.node.caddy_admin) {
         bail!(
             "no Caddy admin API answers at {}: start Caddy (e.g. `systemctl start caddy`) or set node.caddy_admin",

@@ -297,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_status_a_client_does_not_know_reads_as_unknown() {
-        let s: AppStatus = serde_json::from_str("\"stopped\"").unwrap();
+        let s: AppStatus = serde_json::from_str("\"hibernating\"").unwrap();
         assert_eq!(s, AppStatus::Unknown);
         assert_eq!(
             serde_json::to_string(&AppStatus::NotDeployed).unwrap(),

@@ -177,18 +177,29 @@ mod tests {
 
         // On the stream it is one flat map, both ways: what this build writes, and what a
         // build that wrote the fields one by one reads (and wrote).
-        let flat = serde_json::json!({
+        let mut flat = serde_json::json!({
             "ts": 1, "node": "n", "container": "c", "deployment": "d", "cpu_pct": 12.5,
-            "mem_bytes": 3, "mem_limit_bytes": 4, "net_rx_bytes": 5, "net_tx_bytes": 6
+            "mem_bytes": 3, "mem_limit_bytes": 4, "net_rx_bytes": 5, "net_tx_bytes": 6,
+            "container_id": "0123abcd"
         });
         assert_eq!(
             crate::envelope::decode::<serde_json::Value>(&bytes, SAMPLE_KIND).unwrap(),
             flat
         );
+        let new = crate::envelope::encode(SAMPLE_KIND, "x", &flat).unwrap();
+        assert_eq!(
+            crate::envelope::decode::<ContainerSample>(&new, SAMPLE_KIND).unwrap(),
+            s
+        );
+        // A sample of a node from before `container_id`: none.
+        flat.as_object_mut().unwrap().remove("container_id");
         let old = crate::envelope::encode(SAMPLE_KIND, "x", &flat).unwrap();
         assert_eq!(
             crate::envelope::decode::<ContainerSample>(&old, SAMPLE_KIND).unwrap(),
-            s
+            ContainerSample {
+                container_id: None,
+                ..s
+            }
         );
     }
 }

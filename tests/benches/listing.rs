@@ -15,7 +15,7 @@
 use std::time::Instant;
 
 use berth_protocol::App;
-use berth_tests::{unique, Cluster};
+use berth_tests::{unique, Cluster, GitRepo, TempDir};
 use serde_json::json;
 
 fn env(name: &str, default: usize) -> usize {
@@ -101,8 +101,12 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut c = Cluster::up().await?;
     let app = unique("list");
+    // Never deployed, but its repository must be reachable to be created.
+    let src = TempDir::with_prefix("list-src")?;
+    let repo = GitRepo::init(src.path())?;
+    repo.commit("empty")?;
     let created = c
-        .create_app(json!({"name": app, "repo": "/nonexistent", "port": 8080}))
+        .create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await?;
     let template: App = serde_json::from_value(created)?;
     let t = Instant::now();

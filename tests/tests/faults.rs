@@ -408,8 +408,11 @@ async fn rolling_back_and_forth_keeps_every_release() {
 async fn listing_apps_and_deployments_is_a_fixed_number_of_redis_commands() {
     let mut c = Cluster::up().await.unwrap();
     let app = unique("many");
+    // Never deployed, but its repository must be reachable to be created.
+    let src = TempDir::with_prefix("many-src").unwrap();
+    let repo = hello_repo(&src);
     let created = c
-        .create_app(json!({"name": app, "repo": "/nonexistent", "port": 8080}))
+        .create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await
         .unwrap();
     let template: App = serde_json::from_value(created).unwrap();
@@ -443,8 +446,11 @@ async fn listing_apps_and_deployments_is_a_fixed_number_of_redis_commands() {
 async fn the_cached_app_list_follows_every_change() {
     let mut c = Cluster::up().await.unwrap();
     let app = unique("cache");
+    // Never deployed, but their repository must be reachable to be created.
+    let src = TempDir::with_prefix("cache-src").unwrap();
+    let repo = hello_repo(&src);
     let created = c
-        .create_app(json!({"name": app, "repo": "/nonexistent", "port": 8080}))
+        .create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await
         .unwrap();
     let template: App = serde_json::from_value(created).unwrap();
@@ -454,7 +460,7 @@ async fn the_cached_app_list_follows_every_change() {
     // Through the API: one app created, one changed, one deleted; then listed from the cache
     // patched with the changed records only.
     let added = format!("{app}-new");
-    c.create_app(json!({"name": added, "repo": "/nonexistent", "port": 8080}))
+    c.create_app(json!({"name": added, "repo": repo.url(), "port": 8080}))
         .await
         .unwrap();
     let (s, v) = c

@@ -20,20 +20,24 @@ async fn an_https_token_clones_a_private_repo_and_never_leaks() {
         .await
         .unwrap();
 
-    // Without the credential the clone is refused and the deployment fails with git's reason.
+    // Without the credential the repository refuses git, and creating the app is refused with
+    // git's reason.
     let open = unique("nocred");
-    c.create_app(json!({"name": open, "repo": url, "port": 8080}))
-        .await
-        .unwrap();
-    let (_, d) = c
+    let (s, v) = c
         .api
-        .deploy_and_wait(&open, None, Duration::from_secs(120))
+        .post(
+            "/api/v1/apps",
+            json!({"name": open, "repo": url, "port": 8080}),
+        )
         .await
         .unwrap();
-    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(s, 422, "{v}");
     assert!(
-        d["error"].as_str().unwrap_or_default().contains("git"),
-        "{d}"
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("cannot reach repository {url}: ")),
+        "{v}"
     );
 
     // With it, the node clones and the app serves.

@@ -91,6 +91,8 @@ async fn sigterm_stops_berth_up_within_its_deadline_with_a_log_follow_open() {
     let mut c = Cluster::up().await.expect("berth up");
     let src = TempDir::with_prefix("shutdown-src").unwrap();
     let repo = GitRepo::init(src.path()).unwrap();
+    // An app's branch must exist when it is created.
+    repo.commit("empty").unwrap();
     let app = unique("quiet");
     c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
         .await

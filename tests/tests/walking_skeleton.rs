@@ -160,12 +160,28 @@ async fn failures_end_failed_with_the_reason_in_the_log() {
         "{d}"
     );
 
-    // A repository that cannot be cloned.
+    // A repository that cannot be reached is refused when the app is created; one that goes
+    // away after that fails the deployment with git's reason.
     let app2 = unique("noclone");
     let missing = src.path().join("does-not-exist.git");
-    c.create_app(json!({"name": app2, "repo": missing.to_string_lossy(), "port": 8080}))
+    let (s, v) = c
+        .api
+        .post(
+            "/api/v1/apps",
+            json!({"name": app2, "repo": missing.to_string_lossy(), "port": 8080}),
+        )
         .await
         .unwrap();
+    assert_eq!(s, 422, "{v}");
+    let gone = GitRepo::from_dir(
+        &src.path().join("gone"),
+        &repo_root().join("examples/hello"),
+    )
+    .unwrap();
+    c.create_app(json!({"name": app2, "repo": gone.url(), "port": 8080}))
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&gone.bare).unwrap();
     let (_, d2) = c.api.deploy_and_wait(&app2, None, DEPLOY).await.unwrap();
     assert_eq!(d2["status"], "failed", "{d2}");
     assert!(
@@ -267,7 +283,11 @@ async fn api_auth_and_bad_input() {
     );
 
     let app = unique("valid");
-    let ok = json!({"name": app, "repo": "/srv/repo.git", "port": 8080});
+    // The one app that is created needs a repository the coordinator can reach.
+    let src = TempDir::with_prefix("valid-src").unwrap();
+    let repo = GitRepo::init(src.path()).unwrap();
+    repo.commit("empty").unwrap();
+    let ok = json!({"name": app, "repo": repo.url(), "port": 8080});
     let cases = [
         (
             json!({"name": "Not_A_Label", "repo": "/r", "port": 80}),

@@ -1,5 +1,9 @@
 //! Apps: create, list, show, patch, delete.
 //!
+//! Creating an app, and changing its repository or branch, first checks that the
+//! repository and branch can be reached ([`git_check`], up to 15 s): outside the actor's
+//! one-at-a-time section, which then stores the change.
+//!
 //! Deleting an app decides the fate of its unfinished deployments (`cancel`, set NX like a
 //! cancel, so a deployment between its health check and its switch never takes traffic), then
 //! has every node remove the app's routes, containers and images, then deletes its records.
@@ -9,16 +13,17 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use berth_protocol::api::{self, app_status, app_urls, AppStatus, AppView, LatestDeployment};
+use berth_protocol::secret::GitCredential;
 use berth_protocol::{keys, App, DeploymentStatus, Job, NodeStatus, Route};
 use serde::ser::SerializeSeq;
 use serde::Serialize;
 
 use super::{load_app, Api};
-use crate::apps;
 use crate::error::{Error, Result};
 use crate::ledger::{self, Transition};
 use crate::registry::{NodeRegistry, Nodes, NodesNow};
 use crate::store::Store;
+use crate::{apps, git_check};
 
 /// `POST /api/v1/apps`.
 #[derive(Message)]
@@ -241,9 +246,42 @@ async fn move_routes(store: &Store, old: &[String], new: &[String]) -> Result<()
 }
 
 impl Handler<CreateApp> for Api {
+    type Result = ResponseFuture<Result<AppView>>;
+
+    /// Validates and checks the repository outside the actor's one-at-a-time section (the git
+    /// check may take seconds), then stores the app in it.
+    fn handle(&mut self, msg: CreateApp, ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let base = self.base_domain.clone();
+        let addr = ctx.address();
+        Box::pin(async move {
+            let app = apps::build(msg.0.clone(), &base).map_err(Error::BadRequest)?;
+            // The quick refusals first; the atomic part checks again.
+            if store.get_app(&app.name).await?.is_some() {
+                return Err(exists(&app.name));
+            }
+            check_domains_free(&store, &app).await?;
+            git_check::check(&app.repo, &app.branch, msg.0.git_credential.as_ref())
+                .await
+                .map_err(Error::Unprocessable)?;
+            addr.send(StoreNewApp(msg.0)).await?
+        })
+    }
+}
+
+fn exists(name: &str) -> Error {
+    Error::Conflict(format!("an app named {name:?} exists already"))
+}
+
+/// The part of a create that runs one at a time with the other app changes.
+#[derive(Message)]
+#[rtype(result = "Result<AppView>")]
+struct StoreNewApp(api::CreateApp);
+
+impl Handler<StoreNewApp> for Api {
     type Result = AtomicResponse<Self, Result<AppView>>;
 
-    fn handle(&mut self, msg: CreateApp, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: StoreNewApp, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let (registry, port) = (self.registry.clone(), self.ingress_http);
         let base = self.base_domain.clone();
@@ -254,10 +292,7 @@ impl Handler<CreateApp> for Api {
                 let app = apps::build(msg.0, &base).map_err(Error::BadRequest)?;
                 check_domains_free(&store, &app).await?;
                 if !store.put_app(&app, true).await? {
-                    return Err(Error::Conflict(format!(
-                        "an app named {:?} exists already",
-                        app.name
-                    )));
+                    return Err(exists(&app.name));
                 }
                 store.put_credential(&app.name, sealed.as_ref()).await?;
                 view_of(&store, &registry, port, app).await
@@ -295,9 +330,56 @@ impl Handler<GetApp> for Api {
 }
 
 impl Handler<PatchApp> for Api {
+    type Result = ResponseFuture<Result<AppView>>;
+
+    /// When the repository or branch changes, checks that they can be reached (with the
+    /// credential the app will have; outside the one-at-a-time section), then patches in it.
+    fn handle(&mut self, msg: PatchApp, ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        let key = self.secret_key.clone();
+        let addr = ctx.address();
+        Box::pin(async move {
+            let p = &msg.1;
+            // Only a change of where the source is: a credential can always be replaced or
+            // removed (revoking a leaked token must not depend on the remote).
+            let reaches = p.repo.is_some() || p.branch.is_some();
+            if reaches {
+                let app = load_app(&store, &msg.0).await?;
+                let patched = apps::patch(app, p.clone()).map_err(Error::BadRequest)?;
+                check_domains_free(&store, &patched).await?;
+                let stored;
+                let cred = match (&p.git_credential, p.remove_git_credential == Some(true)) {
+                    (Some(c), _) => Some(c),
+                    (None, true) => None,
+                    (None, false) => {
+                        // The coordinator opens the stored credential for this check only.
+                        stored = match store.get_credential(&msg.0).await? {
+                            Some(sealed) => {
+                                Some(GitCredential::open(&key, &sealed).map_err(Error::Internal)?)
+                            }
+                            None => None,
+                        };
+                        stored.as_ref()
+                    }
+                };
+                git_check::check(&patched.repo, &patched.branch, cred)
+                    .await
+                    .map_err(Error::Unprocessable)?;
+            }
+            addr.send(StorePatch(msg.0, msg.1)).await?
+        })
+    }
+}
+
+/// The part of a patch that runs one at a time with the other app changes.
+#[derive(Message)]
+#[rtype(result = "Result<AppView>")]
+struct StorePatch(String, api::PatchApp);
+
+impl Handler<StorePatch> for Api {
     type Result = AtomicResponse<Self, Result<AppView>>;
 
-    fn handle(&mut self, msg: PatchApp, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: StorePatch, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let (registry, port) = (self.registry.clone(), self.ingress_http);
         let key = self.secret_key.clone();

@@ -223,7 +223,10 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
                 Error::Cancelled(_) => DeploymentStatus::Cancelled,
                 _ => DeploymentStatus::Failed,
             };
-            log.system(format!("deployment {status}: {text}")).await;
+            // The reason is the log's closing line, which the coordinator writes when it records
+            // the outcome: said once, not here too.
+            log.system(format!("deployment {status}; cleaning up"))
+                .await;
             if let Some(c) = progress.container().await {
                 containers::copy_tail(&svc.docker, &c, TAIL_LINES, &log).await;
                 log.system(format!("removing the new container {}", short(&c)))
@@ -372,6 +375,23 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
     ))
     .await;
 
+    // EXPOSE is only documentation, but when the image documents other ports than the app's,
+    // the app most likely listens there: say so now, not only after the deadline.
+    let exposed = containers::image_exposed_ports(&svc.docker, &image).await;
+    let mismatch = containers::port_mismatch(&exposed, app.port);
+    if let Some(m) = &mismatch {
+        let port = match exposed.as_slice() {
+            [one] => one.to_string(),
+            _ => "…".to_string(),
+        };
+        log.system(format!(
+            "warning: {m}; the health check will likely get no answer (set the app's port to \
+             the one the app listens on: `berth apps update {} --port {port}`)",
+            app.name
+        ))
+        .await;
+    }
+
     progress.set_step("waiting for the health check");
     let probe_port = if health_port == app.port {
         started.host_port
@@ -386,7 +406,12 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
         docker: svc.docker.clone(),
         id: cid.clone(),
     };
-    probe::wait_healthy(&svc.probe_http, &url, &app.health_check, &live, log)
+    let target = probe::Target {
+        url: &url,
+        port: health_port,
+        hint: mismatch.as_deref(),
+    };
+    probe::wait_healthy(&svc.probe_http, &target, &app.health_check, &live, log)
         .await
         .map_err(Error::Health)?;
     wait_docker_healthcheck(svc, &cid, job, log).await?;

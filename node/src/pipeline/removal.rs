@@ -1,5 +1,6 @@
-//! Removing an app from this node (its containers, its routes, its images and its runtime log),
-//! or stopping it (`berth stop`: its containers stop and stay, with its images, for a start).
+//! Removing an app from this node (its containers, its routes, its images — on this engine and,
+//! with `registry.url`, in the registry — and its runtime log), or stopping it (`berth stop`: its
+//! containers stop and stay, with its images, for a start).
 
 use std::time::Duration;
 
@@ -41,6 +42,31 @@ pub async fn remove_app(svc: &Services, app: &str, domains: &[String]) -> Result
             app,
             "images of the deleted app kept: builds ran for 10 minutes"
         ),
+    }
+    if let Some(reg) = &svc.registry {
+        // The registry's copies go too. Every node gets this job and tries; a tag another node
+        // deleted first is simply gone (a delete of a missing manifest is fine).
+        match crate::registry::tags(&svc.probe_http, reg, app).await {
+            Ok(tags) => {
+                for tag in tags {
+                    let image = format!("{}:{tag}", reg.repository(app));
+                    let deleted = match crate::registry::digest(&svc.probe_http, reg, &image).await
+                    {
+                        Ok(Some(d)) => {
+                            crate::registry::delete(&svc.probe_http, reg, &image, &d).await
+                        }
+                        Ok(None) => Ok(()),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = deleted {
+                        tracing::warn!(app, %image, error = %e, "could not delete an image of a deleted app from the registry");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(app, error = %e, "could not list the deleted app's images in the registry")
+            }
+        }
     }
     // The containers' last lines may have recreated the app's runtime log after the coordinator
     // deleted it; with them gone, nothing writes there any more.

@@ -2,6 +2,7 @@
 //! apps webhook` has its own module: it only reads the app to explain GitHub's form.)
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -13,6 +14,7 @@ use reqwest::Method;
 use super::args::{CreateArgs, UpdateArgs};
 use super::http::Client;
 use super::render::{ago, print, print_table, when, Col};
+use super::Failed;
 
 /// An app as the API answers it: its record, URLs, status and serving release.
 pub(super) async fn get(c: &Client, app: &str) -> Result<AppView> {
@@ -44,7 +46,7 @@ pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> 
         drain_s: a.drain_s,
         keep_releases: a.keep_releases,
         name: a.name,
-        repo: a.repo,
+        repo: repo_arg(&a.repo)?,
         branch: a.branch,
         dockerfile: a.dockerfile,
         context: a.context,
@@ -207,12 +209,70 @@ fn show_text(v: &AppView) -> String {
         .collect()
 }
 
-/// `berth apps delete`.
-pub(super) async fn delete(c: &Client, json: bool, name: &str) -> Result<()> {
+/// `berth apps delete`: asks for the app's name on a terminal, unless `--yes`; refuses without
+/// a terminal and without `--yes`.
+pub(super) async fn delete(c: &Client, json: bool, name: &str, yes: bool) -> Result<()> {
+    if !yes {
+        // The app must exist before anyone is asked to type its name.
+        let app: App = c.get(&["apps", name], &[]).await?;
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(
+                "not deleting app {name} without confirmation: there is no terminal to ask on; \
+                 pass --yes (-y) to delete it"
+            );
+        }
+        eprint!(
+            "Delete app {name}: its containers, routes ({}), releases and images on every node? \
+             Type the app's name to confirm: ",
+            app.domains.join(", ")
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !confirmed(&answer, name) {
+            return Err(Failed(format!(
+                "app {name} not deleted: the answer was not its name"
+            ))
+            .into());
+        }
+    }
     let _: serde_json::Value = c.call(Method::DELETE, &["apps", name], None::<&()>).await?;
     print(json, &serde_json::json!({"deleted": name}), |_| {
         println!("deleted app {name}")
     })
+}
+
+/// Whether the answer to "type the app's name" confirms deleting `app`.
+fn confirmed(answer: &str, app: &str) -> bool {
+    answer.trim() == app
+}
+
+/// The `--repo` argument as the server should store it: a URL (`https://…`, `ssh://…`,
+/// `git@host:path`) as given; an existing local directory as an absolute path, since the server
+/// resolves it at every deploy, from its own working directory. Anything else as given (the
+/// server says whether it can reach it).
+pub(super) fn repo_arg(repo: &str) -> Result<String> {
+    if looks_like_url(repo) {
+        return Ok(repo.to_string());
+    }
+    let path = std::path::Path::new(repo);
+    if !path.is_dir() {
+        return Ok(repo.to_string());
+    }
+    let abs = std::fs::canonicalize(path).with_context(|| format!("resolving {repo}"))?;
+    abs.to_str()
+        .map(str::to_string)
+        .with_context(|| format!("{} is not a UTF-8 path", abs.display()))
+}
+
+/// A URL or git's `host:path` form (a `:` before any `/`), rather than a local path.
+fn looks_like_url(repo: &str) -> bool {
+    if repo.contains("://") {
+        return true;
+    }
+    match repo.find(':') {
+        Some(colon) => !repo[..colon].contains('/'),
+        None => false,
+    }
 }
 
 /// `berth apps scale`: a PATCH of `replicas` only; the coordinator reacts to the change.
@@ -305,7 +365,7 @@ pub(super) async fn update(c: &Client, json: bool, a: UpdateArgs) -> Result<()> 
     let current: App = c.get(&["apps", &a.name], &[]).await?;
     let req = patch_of(&current, &a)?;
     if req == PatchApp::default() {
-        return Err(super::Failed(format!(
+        return Err(Failed(format!(
             "nothing to change: give at least one setting (see `berth apps update --help`); `berth apps show {}` shows the current ones",
             a.name
         ))
@@ -385,7 +445,7 @@ fn patch_of(current: &App, a: &UpdateArgs) -> Result<PatchApp> {
         p
     });
     Ok(PatchApp {
-        repo: a.repo.clone(),
+        repo: a.repo.as_deref().map(repo_arg).transpose()?,
         branch: a.branch.clone(),
         dockerfile: a.dockerfile.clone(),
         context: a.context.clone(),
@@ -486,5 +546,43 @@ mod update_tests {
             ..args()
         };
         assert_eq!(patch_of(&app(), &off).unwrap().auto_deploy, Some(false));
+    }
+}
+
+#[cfg(test)]
+mod create_delete_tests {
+    use super::*;
+
+    #[test]
+    fn local_repositories_become_absolute_and_urls_stay() {
+        for url in [
+            "https://github.com/a/b.git",
+            "ssh://git@host/a.git",
+            "git@github.com:a/b.git",
+            "file:///srv/git/a.git",
+        ] {
+            assert_eq!(repo_arg(url).unwrap(), url);
+        }
+        let dir = std::env::temp_dir().join(format!("berth-repo-arg-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("app")).unwrap();
+        let expected = std::fs::canonicalize(dir.join("app")).unwrap();
+        let relative = dir.join("app/../app");
+        assert_eq!(
+            repo_arg(relative.to_str().unwrap()).unwrap(),
+            expected.to_str().unwrap()
+        );
+        // Not a directory here: left for the server to judge.
+        assert_eq!(
+            repo_arg("./no-such-dir-here").unwrap(),
+            "./no-such-dir-here"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_the_apps_name_confirms() {
+        assert!(confirmed("web\n", "web"));
+        assert!(!confirmed("y\n", "web"));
+        assert!(!confirmed("", "web"));
     }
 }

@@ -45,11 +45,15 @@ pub enum AppsCmd {
         #[arg(value_name = "APP")]
         name: String,
     },
-    /// Delete an app: its containers stop and its routes go.
+    /// Delete an app: its containers stop, its routes go, its images are removed from every
+    /// node (and the registry). Asks for the app's name on a terminal.
     Delete {
         /// The app.
         #[arg(value_name = "APP")]
         name: String,
+        /// Do not ask (for scripts; without a terminal it is required).
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Print what to enter in GitHub's webhook form so pushes deploy the app.
     Webhook {

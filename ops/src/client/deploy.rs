@@ -2,7 +2,7 @@
 //! rollback — is reported: its id and status, then with waiting every status change until it is
 //! terminal, and exit 1 unless it succeeded.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use berth_protocol::api::CreateDeployment;
@@ -24,63 +24,136 @@ pub(super) async fn run(c: &Client, json: bool, a: DeployArgs) -> Result<()> {
         println!("{}  {}", d.id, d.status);
         follow_deployment(c, &d.id).await?;
         let d: Deployment = c.get(&["deployments", &d.id], &[]).await?;
-        return finish(c, json, d, true).await;
+        return finish(c, json, d, End::Followed).await;
     }
-    finish(c, json, d, a.wait).await
+    let end = if a.wait { End::Wait } else { End::Queued };
+    finish(c, json, d, end).await
 }
 
-/// Prints a new deployment and, with `wait_for_end`, follows it to its end (error unless it
-/// succeeded).
-pub(super) async fn finish(
-    c: &Client,
-    json: bool,
-    mut d: Deployment,
-    wait_for_end: bool,
-) -> Result<()> {
-    if !json {
+/// How far a command goes with a new deployment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// Print it as queued and return.
+    Queued,
+    /// Poll it to its end, printing each status, then the record.
+    Wait,
+    /// Its log was printed live to its end (the log's last line says why it failed): only the
+    /// timeline is left to print.
+    Followed,
+}
+
+/// Prints a new deployment and, unless `end` is [`End::Queued`], how it ended (error unless it
+/// succeeded). The reason of a failure is printed once: by the record (`--wait`), or by the log
+/// already followed (`--follow`); the command's error names only the outcome then.
+pub(super) async fn finish(c: &Client, json: bool, mut d: Deployment, end: End) -> Result<()> {
+    if !json && end != End::Followed {
         println!("{}  {}", d.id, d.status);
     }
-    if wait_for_end {
+    if end == End::Wait {
         d = wait(c, &d.id, json).await?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&d)?);
+    } else {
+        if end == End::Wait {
+            show_deployment(&d);
+        }
+        if end != End::Queued {
+            for line in timeline(&d) {
+                println!("  {line}");
+            }
+        }
     }
-    if wait_for_end && d.status == DeploymentStatus::Succeeded && !json {
+    if end != End::Queued && d.status == DeploymentStatus::Succeeded && !json {
         if let Ok(url) = super::lifecycle::app_url(c, &d.app).await {
             println!("{} is live at {url}", d.app);
         }
     }
-    if wait_for_end && d.status != DeploymentStatus::Succeeded {
-        return Err(Failed(format!(
-            "deployment {} {}: {}",
-            d.id,
-            d.status,
-            d.error.as_deref().unwrap_or("no reason given")
-        ))
-        .into());
+    if end != End::Queued && d.status != DeploymentStatus::Succeeded {
+        let reason = match (json, end) {
+            // Printed above, in the record or as the log's last line.
+            (false, _) => String::new(),
+            _ => format!(": {}", d.error.as_deref().unwrap_or("no reason given")),
+        };
+        return Err(Failed(format!("deployment {} {}{reason}", d.id, d.status)).into());
     }
     Ok(())
 }
 
 /// Polls a deployment until it is terminal, printing each status change.
 async fn wait(c: &Client, id: &str, json: bool) -> Result<Deployment> {
-    let started = Instant::now();
     let mut last = None;
     loop {
         let d: Deployment = c.get(&["deployments", id], &[]).await?;
         if last != Some(d.status) {
-            if !json {
-                println!("{:>6.1}s  {}", started.elapsed().as_secs_f64(), d.status);
+            if !json && last.is_some() && !d.status.is_terminal() {
+                println!("{}  {}", d.id, d.status);
             }
             last = Some(d.status);
         }
         if d.status.is_terminal() {
-            if !json {
-                show_deployment(&d);
-            }
             return Ok(d);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A deployment's times as its record has them: when it was queued, when a node started it,
+/// when it ended — each as a UTC time of day and the time since it was queued.
+pub(super) fn timeline(d: &Deployment) -> Vec<String> {
+    let mut marks = vec![("queued".to_string(), d.created_at)];
+    if let Some(t) = d.started_at {
+        marks.push(("started".into(), t));
+    }
+    if let Some(t) = d.finished_at {
+        marks.push((d.status.to_string(), t));
+    }
+    marks
+        .into_iter()
+        .enumerate()
+        .map(|(i, (what, t))| {
+            let since = if i == 0 {
+                String::new()
+            } else {
+                format!("  +{:.1} s", t.saturating_sub(d.created_at) as f64 / 1000.0)
+            };
+            format!("{what:<10} {} UTC{since}", clock(t))
+        })
+        .collect()
+}
+
+/// `HH:MM:SS` (UTC) of an epoch-ms time.
+fn clock(ms: u64) -> String {
+    let s = (ms / 1000) % 86_400;
+    format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_comes_from_the_record() {
+        let mut d: Deployment = serde_json::from_value(serde_json::json!({
+            "id": "d1", "app": "web", "status": "failed",
+            // 2024-01-01T10:00:01.500Z
+            "created_at": 1_704_103_201_500u64,
+            "started_at": 1_704_103_201_700u64,
+            "finished_at": 1_704_103_262_900u64,
+            "error": "no answer on port 8080"
+        }))
+        .unwrap();
+        assert_eq!(
+            timeline(&d),
+            vec![
+                "queued     10:00:01 UTC",
+                "started    10:00:01 UTC  +0.2 s",
+                "failed     10:01:02 UTC  +61.4 s",
+            ]
+        );
+        d.started_at = None;
+        d.finished_at = None;
+        d.status = DeploymentStatus::Queued;
+        assert_eq!(timeline(&d), vec!["queued     10:00:01 UTC"]);
     }
 }

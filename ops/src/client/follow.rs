@@ -15,7 +15,7 @@ use berth_protocol::sse::{SseEvent, SseParser};
 use berth_protocol::{DeploymentStatus, LogEntry};
 use futures_util::StreamExt;
 
-use super::http::{failure, Client};
+use super::http::Client;
 
 /// How long (in pauses between attempts that brought no event) a broken follow keeps trying to
 /// resume.
@@ -77,7 +77,7 @@ impl Client {
                 continue;
             }
             if !status.is_success() {
-                return Err(failure(status, resp.text().await.unwrap_or_default()));
+                return Err(self.failure(status, resp.text().await.unwrap_or_default()));
             }
             connected_once = true;
             let mut parser = SseParser::default();

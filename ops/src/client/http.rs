@@ -22,6 +22,44 @@ pub(super) struct Client {
     http: reqwest::Client,
     /// For streams that stay open (SSE follows): no total timeout, only connect and read ones.
     pub(super) streaming: reqwest::Client,
+    /// Where the token came from, for the message of a refused one.
+    token_from: TokenFrom,
+    /// The `--config` file given, if any.
+    config: Option<PathBuf>,
+}
+
+/// Where [`resolve`] found the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TokenFrom {
+    Flag,
+    Env,
+    ConfigFile(PathBuf),
+    ClientFile(PathBuf),
+}
+
+impl std::fmt::Display for TokenFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenFrom::Flag => write!(f, "--token"),
+            TokenFrom::Env => write!(f, "BERTH_API__TOKEN"),
+            TokenFrom::ConfigFile(p) => write!(f, "api.token in {}", p.display()),
+            TokenFrom::ClientFile(p) => {
+                write!(f, "{} (the client config `berth up` writes)", p.display())
+            }
+        }
+    }
+}
+
+/// The message of a 401: where the refused token came from, and where `berth up` keeps the
+/// right one (`<data_dir>/token` unless `api.token` is set, and the client config it writes).
+fn refused_token(base: &str, from: &TokenFrom, data_dir: &std::path::Path) -> String {
+    format!(
+        "the API at {base} refused the token taken from {from}. `berth up` keeps its token in {} \
+         (unless api.token / BERTH_API__TOKEN is set where it runs) and writes it with the API \
+         address to {} at each start; pass the right one with --token, or remove what overrides it",
+        data_dir.join("token").display(),
+        client_config_path().display()
+    )
 }
 
 /// The client config `berth up` writes.
@@ -36,11 +74,20 @@ struct ClientFile {
 pub(super) fn resolve(config: &Option<PathBuf>, conn: &Conn) -> Result<Client> {
     let mut base = conn.api.clone();
     let mut token = conn.token.clone();
+    let mut token_from = TokenFrom::Flag;
     if base.is_none() || token.is_none() {
         let s = Settings::load(config.as_deref())?;
         if let Some(t) = s.api.token {
             base.get_or_insert(format!("http://{}", s.api.listen));
-            token.get_or_insert(t);
+            if token.is_none() {
+                token = Some(t);
+                token_from = match config {
+                    Some(file) if std::env::var_os("BERTH_API__TOKEN").is_none() => {
+                        TokenFrom::ConfigFile(file.clone())
+                    }
+                    _ => TokenFrom::Env,
+                };
+            }
         }
     }
     if base.is_none() || token.is_none() {
@@ -49,7 +96,10 @@ pub(super) fn resolve(config: &Option<PathBuf>, conn: &Conn) -> Result<Client> {
             let f: ClientFile =
                 toml_lite(&text).with_context(|| format!("reading {}", path.display()))?;
             base.get_or_insert(f.api);
-            token.get_or_insert(f.token);
+            if token.is_none() {
+                token = Some(f.token);
+                token_from = TokenFrom::ClientFile(path);
+            }
         }
     }
     let (Some(base), Some(token)) = (base, token) else {
@@ -61,6 +111,8 @@ pub(super) fn resolve(config: &Option<PathBuf>, conn: &Conn) -> Result<Client> {
     Ok(Client {
         base: base.trim_end_matches('/').to_string(),
         token,
+        token_from,
+        config: config.clone(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?,
@@ -91,6 +143,21 @@ pub(super) fn failure(status: reqwest::StatusCode, body: String) -> anyhow::Erro
 }
 
 impl Client {
+    /// [`failure`], and for a 401 where the token came from and where the right one is.
+    pub(super) fn failure(&self, status: reqwest::StatusCode, body: String) -> anyhow::Error {
+        if status != reqwest::StatusCode::UNAUTHORIZED {
+            return failure(status, body);
+        }
+        let data_dir = Settings::load(self.config.as_deref())
+            .map(|s| s.data_dir)
+            .unwrap_or_else(|_| Settings::default().data_dir);
+        Failed(format!(
+            "{} (HTTP 401)",
+            refused_token(&self.base, &self.token_from, &data_dir)
+        ))
+        .into()
+    }
+
     /// The URL of the API endpoint `/api/v1/<path…>`, with `query` form-encoded.
     ///
     /// Each element of `path` is escaped as one path segment, so a name or id from the command
@@ -165,10 +232,7 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if !status.is_success() {
-            return Err(failure(
-                status,
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ));
+            return Err(self.failure(status, String::from_utf8_lossy(&bytes).into_owned()));
         }
         if bytes.is_empty() {
             return Ok(serde_json::from_value(serde_json::Value::Null)?);
@@ -211,7 +275,7 @@ impl Client {
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
-            return Err(failure(status, text));
+            return Err(self.failure(status, text));
         }
         Ok(text)
     }
@@ -282,5 +346,36 @@ mod tests {
         let e = failure(reqwest::StatusCode::CONFLICT, "not json".into());
         assert_eq!(e.to_string(), "not json (HTTP 409)");
         assert!(e.downcast_ref::<Failed>().is_some());
+    }
+
+    #[test]
+    fn a_refused_token_names_its_origin_and_where_the_right_one_is() {
+        let m = refused_token(
+            "http://127.0.0.1:7700",
+            &TokenFrom::Env,
+            std::path::Path::new("/var/lib/berth"),
+        );
+        assert!(
+            m.starts_with(
+                "the API at http://127.0.0.1:7700 refused the token taken from BERTH_API__TOKEN. \
+                 `berth up` keeps its token in /var/lib/berth/token"
+            ),
+            "{m}"
+        );
+        assert_eq!(TokenFrom::Flag.to_string(), "--token");
+        assert_eq!(
+            TokenFrom::ConfigFile("/etc/berth.toml".into()).to_string(),
+            "api.token in /etc/berth.toml"
+        );
+        assert!(c_unauthorized().contains("refused the token taken from --token"));
+    }
+
+    fn c_unauthorized() -> String {
+        client("http://127.0.0.1:1")
+            .failure(
+                reqwest::StatusCode::UNAUTHORIZED,
+                r#"{"error":"the API token is wrong"}"#.into(),
+            )
+            .to_string()
     }
 }

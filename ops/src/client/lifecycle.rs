@@ -7,7 +7,7 @@ use berth_protocol::{App, Deployment};
 use reqwest::Method;
 
 use super::args::{DomainsCmd, RunArgs};
-use super::deploy::finish;
+use super::deploy::{finish, End};
 use super::follow::follow_deployment;
 use super::http::Client;
 use super::render::print;
@@ -57,9 +57,10 @@ async fn run(c: &Client, json: bool, d: Deployment, a: &RunArgs) -> Result<()> {
         println!("{}  {}", d.id, d.status);
         follow_deployment(c, &d.id).await?;
         let d: Deployment = c.get(&["deployments", &d.id], &[]).await?;
-        return finish(c, json, d, true).await;
+        return finish(c, json, d, End::Followed).await;
     }
-    finish(c, json, d, a.wait).await
+    let end = if a.wait { End::Wait } else { End::Queued };
+    finish(c, json, d, end).await
 }
 
 /// `berth open <APP>`: the app's first URL.

@@ -52,7 +52,7 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Apps(AppsCmd::Create(a)) => apps::create(c, json, *a).await,
         Cmd::Apps(AppsCmd::List) => apps::list(c, json).await,
         Cmd::Apps(AppsCmd::Show { name }) => apps::show(c, json, &name).await,
-        Cmd::Apps(AppsCmd::Delete { name }) => apps::delete(c, json, &name).await,
+        Cmd::Apps(AppsCmd::Delete { name, yes }) => apps::delete(c, json, &name, yes).await,
         Cmd::Apps(AppsCmd::Webhook { name }) => webhook::run(c, json, &name).await,
         Cmd::Apps(AppsCmd::Scale { name, replicas }) => apps::scale(c, json, &name, replicas).await,
         Cmd::Apps(AppsCmd::Update(a)) => apps::update(c, json, *a).await,

@@ -7,7 +7,7 @@ use berth_protocol::{Deployment, Release};
 use reqwest::Method;
 
 use super::args::RollbackArgs;
-use super::deploy::finish;
+use super::deploy::{finish, End};
 use super::deployments::{short_commit, show_deployment};
 use super::http::Client;
 use super::render::{ago, print, print_table, Col};
@@ -52,7 +52,8 @@ pub(super) async fn rollback(c: &Client, json: bool, a: RollbackArgs) -> Result<
     let d: Deployment = c
         .call(Method::POST, &["apps", &a.app, "rollback"], Some(&body))
         .await?;
-    finish(c, json, d, a.wait).await
+    let end = if a.wait { End::Wait } else { End::Queued };
+    finish(c, json, d, end).await
 }
 
 /// `berth cancel`.

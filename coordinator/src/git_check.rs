@@ -1,0 +1,215 @@
+//! Whether an app's repository and branch can be reached, checked when the app is created and
+//! when its repository or branch changes: a clear 422 then, rather than a failed
+//! deployment later.
+//!
+//! It runs `git ls-remote --heads` as a child process (`tokio::process`, `kill_on_drop`, bounded
+//! by [`CHECK_WITHIN`]) with the app's credential in the environment exactly as a node gives it
+//! to git (`node/src/source.rs`): an HTTPS token as an `http.extraHeader` through
+//! `GIT_CONFIG_*`, an SSH key as a private file (mode 0600, removed afterwards) named in
+//! `GIT_SSH_COMMAND`; never on the command line, no prompt, no stdin. git is neither Docker nor
+//! Caddy, so the coordinator may run it; it reaches the repository from the coordinator's host,
+//! which in a fleet must reach it as the nodes do.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use berth_protocol::secret::GitCredential;
+
+/// How long the check may take.
+pub const CHECK_WITHIN: Duration = Duration::from_secs(15);
+
+/// `Ok` when `repo` answers and has `branch`; else the sentence a person reads: "cannot reach
+/// repository X: <git's message>" or "branch B is not in X (it has: main, dev)".
+pub async fn check(repo: &str, branch: &str, cred: Option<&GitCredential>) -> Result<(), String> {
+    let key_file = std::env::temp_dir().join(format!(
+        "berth-ls-remote-{}.key",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let _remove = RemoveOnDrop(key_file.clone());
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.args(["ls-remote", "--heads", "--", repo])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    match cred {
+        Some(GitCredential::HttpsToken { username, token }) => {
+            use base64::Engine;
+            let basic =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{token}"));
+            cmd.env("GIT_CONFIG_COUNT", "1")
+                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+                .env(
+                    "GIT_CONFIG_VALUE_0",
+                    format!("Authorization: Basic {basic}"),
+                );
+        }
+        Some(GitCredential::SshKey { private_key }) => {
+            let mut key = private_key.trim().to_string();
+            key.push('\n');
+            write_private(&key_file, key)
+                .await
+                .map_err(|e| format!("cannot check repository {repo}: writing its key: {e}"))?;
+            cmd.env(
+                "GIT_SSH_COMMAND",
+                format!(
+                    "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
+                    key_file.display(),
+                    key_file.with_extension("known_hosts").display()
+                ),
+            );
+        }
+        None => {
+            if std::env::var_os("GIT_SSH_COMMAND").is_none() {
+                cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+            }
+        }
+    }
+    let out = match tokio::time::timeout(CHECK_WITHIN, cmd.output()).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => {
+            return Err(format!(
+                "cannot check repository {repo}: cannot run git: {e}"
+            ))
+        }
+        Err(_) => {
+            return Err(format!(
+                "cannot reach repository {repo}: no answer within {} s",
+                CHECK_WITHIN.as_secs()
+            ))
+        }
+    };
+    let secrets = cred.map(GitCredential::secrets).unwrap_or_default();
+    if !out.status.success() {
+        let said = git_message(&String::from_utf8_lossy(&out.stderr), &secrets);
+        let said = if said.is_empty() {
+            format!("git exited with {}", out.status)
+        } else {
+            said
+        };
+        return Err(format!("cannot reach repository {repo}: {said}"));
+    }
+    let heads = heads(&String::from_utf8_lossy(&out.stdout));
+    if heads.iter().any(|h| h == branch) {
+        return Ok(());
+    }
+    Err(missing_branch(repo, branch, &heads))
+}
+
+/// The branch names of `git ls-remote --heads` output.
+fn heads(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter_map(|(_, r)| r.trim().strip_prefix("refs/heads/"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// "branch B is not in X (it has: main, dev)" — at most 10 names listed.
+fn missing_branch(repo: &str, branch: &str, heads: &[String]) -> String {
+    if heads.is_empty() {
+        return format!(
+            "branch {branch} is not in {repo} (it has no branches yet: push one first)"
+        );
+    }
+    let mut names: Vec<&str> = heads.iter().map(String::as_str).take(10).collect();
+    if heads.len() > 10 {
+        names.push("…");
+    }
+    format!(
+        "branch {branch} is not in {repo} (it has: {})",
+        names.join(", ")
+    )
+}
+
+/// git's stderr on one line, without its `fatal: ` prefixes and with secrets masked.
+fn git_message(stderr: &str, secrets: &[String]) -> String {
+    let mut s = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| l.strip_prefix("fatal: ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join(" ");
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        s = s.replace(secret.as_str(), "***");
+    }
+    if s.len() > 500 {
+        let mut end = 500;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(self.0.with_extension("known_hosts"));
+    }
+}
+
+async fn write_private(path: &std::path::Path, contents: String) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await?;
+    f.write_all(contents.as_bytes()).await?;
+    f.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_and_the_missing_branch_sentence() {
+        let out = "1111\trefs/heads/main\n2222\trefs/heads/dev\n3333\trefs/tags/v1\n";
+        let h = heads(out);
+        assert_eq!(h, vec!["main", "dev"]);
+        assert_eq!(
+            missing_branch("/srv/a.git", "prod", &h),
+            "branch prod is not in /srv/a.git (it has: main, dev)"
+        );
+        assert!(missing_branch("r", "main", &[]).contains("no branches yet"));
+    }
+
+    #[test]
+    fn gits_message_is_one_line_and_masked() {
+        let e = "fatal: 'x' does not appear to be a git repository\nfatal: Could not read from remote repository.\n\nPlease make sure tok123 is right\n";
+        assert_eq!(
+            git_message(e, &["tok123".into()]),
+            "'x' does not appear to be a git repository Could not read from remote repository. Please make sure *** is right"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_local_repository_is_checked_for_real() {
+        let tmp = berth_tests::TempDir::with_prefix("berth-git-check").unwrap();
+        let repo = berth_tests::GitRepo::init(tmp.path()).unwrap();
+        repo.write("a.txt", "one").unwrap();
+        repo.commit("one").unwrap();
+        let url = repo.url();
+        assert_eq!(check(&url, "main", None).await, Ok(()));
+        let e = check(&url, "nope", None).await.unwrap_err();
+        assert_eq!(e, format!("branch nope is not in {url} (it has: main)"));
+        let missing = tmp.path().join("missing").display().to_string();
+        let e = check(&missing, "main", None).await.unwrap_err();
+        assert!(
+            e.starts_with(&format!("cannot reach repository {missing}: ")),
+            "{e}"
+        );
+    }
+}
