@@ -17,6 +17,9 @@ pub enum Job {
     Deploy(Box<DeployJob>),
     /// Stop and remove every container of an app on this node and drop its routes.
     RemoveApp { app: String, domains: Vec<String> },
+    /// Run a command in one of this node's replicas (`berth exec`); its output goes to the
+    /// exec's stream (see [`crate::exec`]).
+    Exec(Box<crate::exec::ExecJob>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

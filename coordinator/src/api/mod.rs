@@ -7,12 +7,14 @@
 //! - [`deployments`]: create (the newest wins), list, show, cancel;
 //! - [`releases`]: list, roll back;
 //! - [`replicas`]: list an app's running replicas (serving and standby);
+//! - [`exec`]: run a command in one of them;
 //! - [`webhooks`]: a verified GitHub push;
 //! - [`cluster`]: nodes and metrics.
 
 mod apps;
 mod cluster;
 mod deployments;
+mod exec;
 mod releases;
 mod replicas;
 mod webhooks;
@@ -24,6 +26,7 @@ use berth_protocol::App;
 pub use apps::{CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
+pub use exec::StartExec;
 pub use releases::{ListReleases, Rollback};
 pub use replicas::ListReplicas;
 pub use webhooks::GithubPush;
