@@ -11,7 +11,8 @@
 //!   `berth_bus::StreamConsumer`).
 //!
 //! Log reads and follows are not an actor: [`logs::Logs`] reads the streams nodes write, each
-//! follow on a Redis connection of its own.
+//! follow on a Redis connection of its own; so is [`exec::Execs`], which follows the output of
+//! a command run in a replica.
 //!
 //! Shutdown: [`start`] takes the process's [`berth_bus::Shutdown`]. The event ingest stops on
 //! (a child of) its token, log follows end and their readers stop; the readers are tasks of its
@@ -22,6 +23,7 @@ pub(crate) mod apps;
 pub(crate) mod deployment;
 pub mod error;
 pub(crate) mod event_ingest;
+pub mod exec;
 pub(crate) mod failover;
 pub(crate) mod git_check;
 pub(crate) mod ledger;
@@ -86,6 +88,8 @@ pub struct Coordinator {
     pub api: Addr<api::Api>,
     /// Reads and follows deployment and app logs.
     pub logs: logs::Logs,
+    /// Follows the output of commands run in replicas (`berth exec`).
+    pub exec: exec::Execs,
 }
 
 /// Starts the coordinator's actors. Must be called inside a running actix `System`. Its loops
@@ -123,6 +127,12 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     )
     .start();
     let logs = logs::Logs::new(store.clone(), cfg.redis_url.clone(), shutdown.clone());
+    let exec = exec::Execs::new(
+        store.clone(),
+        cfg.redis_url.clone(),
+        registry.clone(),
+        shutdown.clone(),
+    );
     let api = api::Api {
         store: store.clone(),
         base_domain: cfg.base_domain,
@@ -133,5 +143,5 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
         reconciler,
     }
     .start();
-    Ok(Coordinator { api, logs })
+    Ok(Coordinator { api, logs, exec })
 }

@@ -92,13 +92,26 @@ impl Handler<RunJob> for Deployer {
     type Result = ResponseFuture<bool>;
 
     fn handle(&mut self, msg: RunJob, _: &mut Self::Context) -> Self::Result {
+        // A command in a running replica: not behind the app's lock (a deploy may hold it for
+        // minutes), not counted as a job in progress, and acknowledged at once — its claim keeps
+        // a redelivery from running it twice. A tracked task; it ends when the node shuts down.
+        let msg = match msg.job {
+            Job::Exec(job) => {
+                self.svc
+                    .shutdown
+                    .spawn(crate::exec::run(self.svc.clone(), *job));
+                return Box::pin(async { true });
+            }
+            job => RunJob { job, ..msg },
+        };
         let app = match &msg.job {
             Job::Deploy(d) => d.app.name.clone(),
             Job::RemoveApp { app, .. } | Job::StopApp { app } => app.clone(),
+            Job::Exec(job) => job.app.clone(),
         };
         let deployment = match &msg.job {
             Job::Deploy(d) => Some((d.deployment_id.clone(), d.slot)),
-            Job::RemoveApp { .. } | Job::StopApp { .. } => None,
+            Job::RemoveApp { .. } | Job::StopApp { .. } | Job::Exec(_) => None,
         };
         let lock = self.app_lock(&app);
         let svc = self.svc.clone();
@@ -193,6 +206,11 @@ async fn run_job(svc: &Arc<Services>, job: Job, recovered: bool) -> bool {
             if let Err(e) = pipeline::remove_app(svc, &app, &domains).await {
                 tracing::error!(%app, error = %e, "removing app failed");
             }
+            true
+        }
+        // `Handler<RunJob>` runs these itself; this arm only keeps the match whole.
+        Job::Exec(job) => {
+            crate::exec::run(svc.clone(), *job).await;
             true
         }
     }

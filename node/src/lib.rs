@@ -18,6 +18,7 @@ pub mod containers;
 pub mod deployer;
 pub mod error;
 pub mod event_sink;
+pub mod exec;
 pub mod heartbeat;
 pub mod image_build;
 pub mod job_consumer;

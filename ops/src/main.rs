@@ -78,6 +78,16 @@ enum Cmd {
     Nodes(client::NodesArgs),
     /// Show an app's CPU, memory and network figures: each replica's latest and the total.
     Metrics(client::metrics::MetricsArgs),
+    /// Run a command in a running replica of an app, its output printed as it comes.
+    ///
+    /// `berth exec web -- ls -l /www` runs in the app's first serving replica (or the one
+    /// --node / --replica names). The command's stdout goes to stdout and its stderr to stderr,
+    /// and berth exits with the command's exit code (127: no such program). There is no stdin
+    /// and no TTY, so interactive programs (a shell, an editor) do not work. Ctrl-C stops
+    /// printing, not the command: it runs until it ends or its --timeout. When Berth itself
+    /// fails (no such app, no running replica, the node is down), the error is printed as
+    /// `error: …` and the exit status is 1 (2 if the API cannot be reached).
+    Exec(client::ExecArgs),
     /// Benchmarks that start what they need (Redis, a coordinator) and simulate the rest.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -114,6 +124,9 @@ fn main() {
         cmd => client::run(&cli.config, &cli.conn, cmd),
     };
     if let Err(e) = result {
+        if let Some(client::ExitCode(code)) = e.downcast_ref() {
+            std::process::exit(*code);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(match e.downcast_ref::<client::Failed>() {
             Some(_) => 1,

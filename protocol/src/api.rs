@@ -305,3 +305,30 @@ mod tests {
         );
     }
 }
+
+/// `POST /api/v1/apps/{name}/exec`: run a command in a running replica of the app.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExec {
+    /// The program and its arguments (no shell: use `["sh", "-c", "..."]` for one).
+    pub cmd: Vec<String>,
+    /// Only a replica on this node.
+    pub node: Option<String>,
+    /// This replica: its container id or a prefix of it (`berth replicas` shows 12 characters);
+    /// a standby replica may be named too.
+    pub container: Option<String>,
+    /// Seconds the command may run (default [`crate::exec::DEFAULT_TIMEOUT_S`]).
+    pub timeout_s: Option<u64>,
+}
+
+/// The answer to [`CreateExec`] (202): where the command was queued. Follow its output at
+/// `GET /api/v1/exec/{id}` (Server-Sent Events).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStarted {
+    pub id: String,
+    pub app: String,
+    pub node: String,
+    pub container: String,
+    pub deployment: String,
+    pub timeout_s: u64,
+}

@@ -148,6 +148,20 @@ pub fn deployment_attempt(id: &str) -> String {
     format!("{PREFIX}:attempt:{id}")
 }
 
+/// Stream of one exec's entries (plain fields, [`crate::exec::ExecEntry`]): queued,
+/// started, output chunks, end. Written with a TTL ([`crate::exec::stream_ttl_s`]) on every
+/// write, so it expires [`crate::exec::KEEP_S`] after the command's deadline at the latest.
+pub fn exec_output(id: &str) -> String {
+    format!("berth:exec:{id}")
+}
+/// Who runs an exec, decided once (SET NX, with the stream's TTL): `node:<name>` by the node that
+/// takes the job, or [`EXEC_EXPIRED`] by the API after [`crate::exec::PICKUP_S`] without a node —
+/// a node that comes back later never runs a command its caller gave up on.
+pub fn exec_claim(id: &str) -> String {
+    format!("berth:exec:{id}:claim")
+}
+pub const EXEC_EXPIRED: &str = "expired";
+
 /// Set once (SET NX) by the node that takes a deployment job: redelivery never runs it twice.
 pub fn job_claim(deployment: &str) -> String {
     format!("berth:claim:{deployment}")

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod duration;
 pub mod envelope;
+pub mod exec;
 pub mod keys;
 pub mod messages;
 pub mod metrics;

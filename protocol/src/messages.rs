@@ -20,6 +20,9 @@ pub enum Job {
     /// Stop every running container of an app on this node, keeping them (and the app's
     /// images) for `berth start`. The coordinator has taken the app's routes out already.
     StopApp { app: String },
+    /// Run a command in one of this node's replicas (`berth exec`); its output goes to the
+    /// exec's stream (see [`crate::exec`]).
+    Exec(Box<crate::exec::ExecJob>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

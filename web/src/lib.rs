@@ -6,6 +6,7 @@
 //! coordinator's message; internal failures to 500 with a generic text (details go to the log).
 
 pub mod error;
+pub mod exec;
 pub mod github;
 pub mod logs;
 pub mod metrics;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 
 use berth_bus::Shutdown;
 use berth_coordinator::{api, Coordinator};
-use berth_protocol::api::{CreateApp, CreateDeployment, PatchApp};
+use berth_protocol::api::{CreateApp, CreateDeployment, CreateExec, PatchApp};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -244,6 +245,13 @@ pub fn routes(
             respond(c.coord.api.send(api::Drain(node)).await, StatusCode::OK)
         });
 
+    let start_exec = warp::path!("apps" / String / "exec")
+        .and(warp::post())
+        .and(json_body::<CreateExec>())
+        .and(with())
+        .then(|name, body: Result<CreateExec, ApiError>, c: Ctx| exec::start(c.coord, name, body));
+    let follow_exec = exec::follow_route(ctx.coord.clone());
+
     // Every route is boxed before they are joined: a long `.or()` chain of unboxed filters
     // makes rustc's type checking explode (minutes per added route).
     let v1_routes: Vec<BoxedFilter<(Response,)>> = vec![
@@ -269,6 +277,8 @@ pub fn routes(
         stop.boxed(),
         start.boxed(),
         app_metrics.boxed(),
+        start_exec.boxed(),
+        follow_exec.boxed(),
     ];
     let v1 = api.and(
         v1_routes

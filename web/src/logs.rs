@@ -186,7 +186,13 @@ fn sse(follow: futures_util::stream::BoxStream<'static, Followed>) -> Response {
 
 /// Makes a `Send` stream `Sync`, as warp's SSE body asks: polling needs `&mut self`, so the
 /// mutex is never actually locked (`Mutex::get_mut`).
-struct SyncStream<S>(std::sync::Mutex<S>);
+pub(crate) struct SyncStream<S>(std::sync::Mutex<S>);
+
+impl<S> SyncStream<S> {
+    pub(crate) fn new(stream: S) -> Self {
+        SyncStream(std::sync::Mutex::new(stream))
+    }
+}
 
 impl<S: futures_util::Stream + Unpin> futures_util::Stream for SyncStream<S> {
     type Item = S::Item;

@@ -8,12 +8,14 @@
 //! - [`releases`]: list, roll back;
 //! - [`lifecycle`]: restart, stop, start (no build);
 //! - [`replicas`]: list an app's running replicas (serving and standby);
+//! - [`exec`]: run a command in one of them;
 //! - [`webhooks`]: a verified GitHub push;
 //! - [`cluster`]: nodes and metrics.
 
 mod apps;
 mod cluster;
 mod deployments;
+mod exec;
 mod lifecycle;
 mod releases;
 mod replicas;
@@ -26,6 +28,7 @@ use berth_protocol::App;
 pub use apps::{AppViews, CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
+pub use exec::StartExec;
 pub use lifecycle::{Restart, StartApp, StopApp};
 pub use releases::{ListReleases, Rollback};
 pub use replicas::ListReplicas;

@@ -374,6 +374,28 @@ pub struct MetricsArgs {
     pub(super) window: String,
 }
 
+#[derive(Args)]
+pub struct ExecArgs {
+    /// The app whose running replica runs the command.
+    pub(super) app: String,
+    /// Run it in the app's replica on this node (default: the first serving replica on a live
+    /// node).
+    #[arg(long, value_name = "NODE")]
+    pub(super) node: Option<String>,
+    /// Run it in this replica: its container id, or the start of it as `berth replicas` shows
+    /// it (a standby replica may be named too).
+    #[arg(long, value_name = "CONTAINER")]
+    pub(super) replica: Option<String>,
+    /// How long the command may run before it is killed: 90s, 10m, 1h (default 10m, at most
+    /// 24h).
+    #[arg(long, value_name = "DURATION")]
+    pub(super) timeout: Option<String>,
+    /// The program and its arguments, after `--`. No shell runs it: use `-- sh -c '...'` for
+    /// pipes, variables or globs.
+    #[arg(last = true, value_name = "CMD")]
+    pub(super) cmd: Vec<String>,
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -18,6 +18,7 @@ mod apps;
 mod args;
 mod deploy;
 mod deployments;
+mod exec;
 mod follow;
 mod http;
 mod lifecycle;
@@ -30,14 +31,20 @@ mod replicas;
 mod webhook;
 
 pub use args::{
-    AppsCmd, Conn, DeployArgs, DomainsCmd, LogArgs, LogsArgs, NodesArgs, RollbackArgs, RunArgs,
-    ScaleArgs, GLOBAL,
+    AppsCmd, Conn, DeployArgs, DomainsCmd, ExecArgs, LogArgs, LogsArgs, NodesArgs, RollbackArgs,
+    RunArgs, ScaleArgs, GLOBAL,
 };
 
 /// An error whose message was already printed as the command's outcome (exit code 1).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Failed(pub String);
+
+/// The command ends with this exit status and prints nothing more (`berth exec`: the exit code
+/// of the command it ran).
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct ExitCode(pub i32);
 
 pub fn run(config: &Option<PathBuf>, conn: &Conn, cmd: Cmd) -> Result<()> {
     let client = http::resolve(config, conn)?;
@@ -79,6 +86,7 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         }
         Cmd::Nodes(a) => nodes::run(c, json, a).await,
         Cmd::Metrics(a) => metrics::run(c, json, a).await,
+        Cmd::Exec(a) => exec::run(c, json, a).await,
         Cmd::Up | Cmd::Coordinator | Cmd::Node | Cmd::Bench(_) => {
             unreachable!("server and bench commands are dispatched in main")
         }
