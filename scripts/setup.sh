@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine ready to run Berth and its tests: a Docker engine that answers,
-# redis-server, caddy, git, busybox-static, curl, openssh-server (for the tests' SSH git
+# redis-server, caddy, git, busybox-static, curl, openssl, openssh-server (for the tests' SSH git
 # remote), docker-registry (the test fleet's registry; installed, not started) and iproute2 from
 # Debian's packages, and the local `busybox:latest` base image. Idempotent; run as root (or with
 # sudo).
@@ -12,6 +12,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v caddy >/dev/null || need+=(caddy)
 command -v git >/dev/null || need+=(git)
 command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)   # scripts/webhook-push.sh signs with it
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q "ok installed" || need+=(busybox-static)
 command -v docker >/dev/null || need+=(docker.io)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)   # the tests' private SSH git remote

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use berth_tests::github::webhook_secret;
 use berth_tests::{
     containers, hello_page, ingress_get, repo_root, running_containers, sh, unique, version_marker,
     Cluster, GitRepo, TempDir,
@@ -14,6 +15,7 @@ use berth_tests::{
 use serde_json::Value;
 
 const DEPLOY: Duration = Duration::from_secs(180);
+const SECRET: &str = "everyday-secret";
 
 /// Runs `berth <args>`; answers the exit code, stdout and stderr.
 fn berth(c: &Cluster, args: &[&str]) -> (i32, String, String) {
@@ -55,7 +57,9 @@ fn running(id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn change_restart_stop_start_and_find_an_app_from_the_cli() {
-    let mut c = Cluster::up().await.expect("berth up");
+    let mut c = Cluster::up_with(&webhook_secret(SECRET))
+        .await
+        .expect("berth up");
     let r = everyday(&mut c).await;
     if r.is_err() {
         eprintln!("--- cluster log ---\n{}", c.logs());
@@ -250,5 +254,24 @@ async fn everyday(c: &mut Cluster) -> Result<()> {
     // `scale` is `apps scale`.
     let out = ok(c, &["scale", &app, "1"])?;
     ensure!(out.contains("1 replicas"), "{out}");
+
+    // The README's recipe for trying the webhook locally: a signed push of the repository's
+    // branch deploys its newest commit.
+    ok(c, &["apps", "update", &app, "--auto-deploy"])?;
+    repo.write("www/index.html", &hello_page("4"))?;
+    let sha = repo.commit("v4 by webhook")?;
+    let out = sh(std::process::Command::new("bash")
+        .arg(repo_root().join("scripts/webhook-push.sh"))
+        .arg(repo.url())
+        .env("BERTH_API", &c.api.base)
+        .env("BERTH_GITHUB__WEBHOOK_SECRET", SECRET))?;
+    ensure!(out.contains("queued 1 deployment"), "{out}");
+    let pushed = latest(c, &app).await?;
+    ensure!(pushed["ref"] == sha.as_str(), "{pushed}");
+    ensure!(pushed["commit_message"] == "v4 by webhook", "{pushed}");
+    let id = pushed["id"].as_str().unwrap_or_default();
+    let done = c.api.wait_terminal(id, DEPLOY).await?;
+    ensure!(done["status"] == "succeeded", "{done}");
+    c.serves(&www, &version_marker("4")).await?;
     Ok(())
 }

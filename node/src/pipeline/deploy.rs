@@ -223,10 +223,14 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
                 Error::Cancelled(_) => DeploymentStatus::Cancelled,
                 _ => DeploymentStatus::Failed,
             };
-            // The reason is the log's closing line, which the coordinator writes when it records
-            // the outcome: said once, not here too.
-            log.system(format!("deployment {status}; cleaning up"))
-                .await;
+            // A failure's reason is the log's closing line, which the coordinator writes when it
+            // records the outcome: said once, not here too. A cancel's closing line is the
+            // request's; where the job was when it stopped is said here.
+            let line = match status {
+                DeploymentStatus::Cancelled => format!("deployment {text}; cleaning up"),
+                _ => format!("deployment {status}; cleaning up"),
+            };
+            log.system(line).await;
             if let Some(c) = progress.container().await {
                 containers::copy_tail(&svc.docker, &c, TAIL_LINES, &log).await;
                 log.system(format!("removing the new container {}", short(&c)))

@@ -212,6 +212,7 @@ async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
         }
     }
     let largest = args.nodes.iter().copied().max().unwrap_or(0);
+    let repo = bench_repo(dir)?;
     let mut load = Vec::new();
     let mut idle = None;
     for (i, &n) in args.nodes.iter().enumerate() {
@@ -233,7 +234,7 @@ async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
         let fleet = Fleet::start(&url, conn.clone(), n, args.outcome).await?;
         let coord = CoordinatorProcess::start(&url, &sdir)?;
         eprintln!("scheduler bench: {n} nodes, {} jobs", args.jobs);
-        let result = run_load(args, n, &coord, &fleet, &conn).await?;
+        let result = run_load(args, n, &coord, &fleet, &conn, &repo).await?;
         load.push(result);
         if n == largest && args.idle_s > 0 && idle.is_none() {
             let redis_pid = redis.as_ref().map(|r| r.pid());
@@ -250,6 +251,34 @@ async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
     })
 }
 
+/// A git repository with one commit on `main`, for the apps to name: creating an app checks
+/// that its repository and branch can be reached (the simulated nodes never clone it).
+fn bench_repo(dir: &Path) -> Result<String> {
+    let repo = dir.join("repo");
+    let git = |args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args([
+                "-c",
+                "user.name=bench",
+                "-c",
+                "user.email=bench@berth.invalid",
+            ])
+            .args(args)
+            .output()
+            .context("running git")?;
+        if !out.status.success() {
+            bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    };
+    std::fs::create_dir_all(&repo)?;
+    git(&["init", "-q", "-b", "main"])?;
+    git(&["commit", "-q", "--allow-empty", "-m", "bench"])?;
+    Ok(repo.to_string_lossy().into_owned())
+}
+
 // ---- the load ----
 
 async fn run_load(
@@ -258,6 +287,7 @@ async fn run_load(
     coord: &CoordinatorProcess,
     fleet: &Fleet,
     conn: &ConnectionManager,
+    repo: &str,
 ) -> Result<LoadResult> {
     let http = reqwest::Client::new();
     let api = Api {
@@ -269,7 +299,7 @@ async fn run_load(
     // The apps, through the API.
     let started = Instant::now();
     let created = concurrently(args.clients, names.len(), |i| {
-        let body = serde_json::json!({"name": names[i], "repo": "/nonexistent", "port": 8080});
+        let body = serde_json::json!({"name": names[i], "repo": repo, "port": 8080});
         let api = api.clone();
         async move { api.post("/api/v1/apps", &body).await.map(|_| ()) }
     })
