@@ -234,6 +234,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         shutdown: shutdown.clone(),
         registry: cfg.registry.clone(),
         pending: Default::default(),
+        stopping: Default::default(),
         in_use: Default::default(),
     });
     let deployer = deployer::Deployer::new(svc, running_tx).start();

@@ -73,7 +73,12 @@ async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
             .unwrap();
     }
     let id_a = c.api.deploy(&a, None).await.unwrap();
-    wait_for(&c, &id_a, "a building", |d| d["status"] == "building").await;
+    // Its last event before the build ends is the fetched commit: junk written after it is
+    // not overwritten by a write that read the record before.
+    wait_for(&c, &id_a, "a building its commit", |d| {
+        d["status"] == "building" && d["commit"].is_string()
+    })
+    .await;
     // Its record is overwritten with junk while it builds: every event it sends from now on
     // cannot be applied. The first of them (`deploying`, right after `built`) is on the stream
     // before anything of b's.
@@ -364,7 +369,7 @@ async fn rolling_back_and_forth_keeps_every_release() {
         assert_eq!(s, 202, "{d}");
         let id = d["id"].as_str().unwrap().to_string();
         let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
-        assert_eq!(d["status"], "succeeded", "{d}");
+        assert_eq!(d["status"], "succeeded", "{d}\n{}", raw_log(&c, &id));
         toggles.push(id);
     }
     c.serves(&host, &version_marker("t2")).await.unwrap();

@@ -310,10 +310,10 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
         None => None,
     };
     let mut reused = None;
-    if let Some(c) = reusable {
-        // Held while it is probed: the drain of the deployment it served before must not stop
-        // it now (see `drain.rs`).
-        held = Some(svc.hold_container(&c.id));
+    // Held while it is probed: the drain of the deployment it served before must not stop it
+    // now, and one that drain is stopping already is not taken (see `drain.rs`).
+    if let Some((c, hold)) = reusable.and_then(|c| svc.try_hold_container(&c.id).map(|h| (c, h))) {
+        held = Some(hold);
         log.system(if c.running {
             format!(
                 "taking the release's container {} again (still running: it was draining)",
@@ -448,6 +448,7 @@ async fn reusable_container(
                 .chain(r.standby_at(now))
                 .any(|u| u.node == svc.node && same_id(&u.container, id))
         }) || svc.container_held(id)
+            || lock(&svc.stopping).iter().any(|s| same_id(s, id))
     };
     // Newest first: the container that served the release last.
     Ok(all.into_iter().find(|c| {
@@ -455,6 +456,10 @@ async fn reusable_container(
             c.deployment.as_deref() == Some(of) || (c.image.is_some() && c.image == job.image);
         of_release && !c.going && !busy(&c.id)
     }))
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Whether two container ids (full or short) name the same container.

@@ -59,7 +59,11 @@ pub(super) async fn drain_previous(
     let (registry, http) = (svc.registry.clone(), svc.probe_http.clone());
     let this = job.deployment_id.clone();
     let in_use = svc.in_use.clone();
-    let (router, pending) = (svc.router.clone(), svc.pending.clone());
+    let (router, pending, stopping) = (
+        svc.router.clone(),
+        svc.pending.clone(),
+        svc.stopping.clone(),
+    );
     svc.shutdown.spawn(async move {
         if !running_old.is_empty() {
             log.system(format!(
@@ -84,19 +88,20 @@ pub(super) async fn drain_previous(
                         .chain(r.standby_at(now))
                         .any(|u| u.node == node && same_id(&u.container, c))
                 });
-                let held = pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .any(|p| same_id(p, c));
-                if serving || held {
-                    log.system(format!(
-                        "previous container {} serves again (a rollback took it): left running",
-                        short(c)
-                    ))
-                    .await;
+                let claim = match serving {
+                    true => None,
+                    false => super::services::claim_stop(&pending, &stopping, c),
+                };
+                let Some(_stopping) = claim else {
+                    if serving || held(&pending, c) {
+                        log.system(format!(
+                            "previous container {} serves again (a rollback took it): left running",
+                            short(c)
+                        ))
+                        .await;
+                    }
                     continue;
-                }
+                };
                 log.system(format!("stopping previous container {}", short(c)))
                     .await;
                 if let Err(e) = containers::stop(&docker, c, 10).await {
@@ -129,6 +134,10 @@ pub(super) async fn drain_previous(
                 }
                 continue;
             }
+            // Not one a rollback is taking again meanwhile.
+            let Some(_removing) = super::services::claim_stop(&pending, &stopping, &c.id) else {
+                continue;
+            };
             containers::bounded(
                 "removing an old container",
                 containers::remove_force(&docker, &c.id),
@@ -216,4 +225,16 @@ pub(super) async fn drain_previous(
             }
         }
     });
+}
+
+/// Whether a job holds the container (see `Services::try_hold_container`).
+fn held(
+    pending: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    id: &str,
+) -> bool {
+    pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|p| same_id(p, id))
 }

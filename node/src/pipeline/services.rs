@@ -36,6 +36,10 @@ pub struct Services {
     /// (or to end the rollout), and a release's container a rollback is taking again: retiring
     /// and draining leave them alone.
     pub pending: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Containers a drain is stopping or removing (locked after `pending`, never before): a
+    /// rollback does not take one of them, and a drain does not stop or remove one a rollback
+    /// holds.
+    pub stopping: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     /// Images a job is building, pulling or about to run (name → how many jobs): pruning
     /// leaves them alone. (A build the layer cache answers gives an image as old as the one it
     /// matches, and untagging a name another tag shares succeeds even while it is wanted.)
@@ -73,16 +77,18 @@ pub struct HeldContainer {
 
 impl Services {
     /// Marks the container as taken by a job (neither stopped by a drain nor retired) until the
-    /// answer is dropped.
-    pub fn hold_container(&self, id: &str) -> HeldContainer {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string());
-        HeldContainer {
+    /// answer is dropped; `None` when a drain is stopping it.
+    pub fn try_hold_container(&self, id: &str) -> Option<HeldContainer> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let stopping = self.stopping.lock().unwrap_or_else(|p| p.into_inner());
+        if stopping.iter().any(|s| super::deploy::same_id(s, id)) {
+            return None;
+        }
+        pending.insert(id.to_string());
+        Some(HeldContainer {
             set: self.pending.clone(),
             id: id.to_string(),
-        }
+        })
     }
 
     /// Whether a job holds the container (see [`Services::hold_container`]) or it is a replica
@@ -97,6 +103,46 @@ impl Services {
 }
 
 impl Drop for HeldContainer {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
+/// Marks a container as being stopped (or removed) by a drain unless a job holds it (see
+/// [`Services::try_hold_container`]); the answer unmarks it when dropped.
+pub fn claim_stop(
+    pending: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    stopping: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    id: &str,
+) -> Option<StopClaim> {
+    let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+    if pending.iter().any(|p| super::deploy::same_id(p, id)) {
+        return None;
+    }
+    // Another drain stopping (or removing) it already does the work.
+    if !stopping
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(id.to_string())
+    {
+        return None;
+    }
+    Some(StopClaim {
+        set: stopping.clone(),
+        id: id.to_string(),
+    })
+}
+
+/// A drain's mark on a container it stops (see [`claim_stop`]).
+pub struct StopClaim {
+    set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    id: String,
+}
+
+impl Drop for StopClaim {
     fn drop(&mut self) {
         self.set
             .lock()
