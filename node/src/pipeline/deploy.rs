@@ -38,6 +38,8 @@ pub(super) struct Ready {
     pub(super) image: String,
     pub(super) container: String,
     pub(super) host_port: u16,
+    /// A release's container taken again stays held (no drain stops it) until traffic is on it.
+    pub(super) held: Option<super::services::HeldContainer>,
 }
 
 /// Where a deployment is, readable after its future was dropped by the deadline.
@@ -420,13 +422,13 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
         .map_err(Error::Health)?;
     wait_docker_healthcheck(svc, &cid, job, log).await?;
     containers::keep_running(&svc.docker, &cid).await?;
-    drop(held);
 
     Ok(Ready {
         commit,
         image,
         container: cid,
         host_port: started.host_port,
+        held,
     })
 }
 

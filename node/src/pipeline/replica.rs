@@ -40,9 +40,14 @@ pub(super) async fn report(
 ) {
     let id = job.deployment_id.as_str();
     match outcome {
-        Ok(ready) => {
+        Ok(mut ready) => {
             let dial = format!("{}:{}", svc.address, ready.host_port);
             lock(&svc.pending).insert(ready.container.clone());
+            // A release's container taken again was held already: it stays held, now as a
+            // replica waiting for the rollout.
+            if let Some(h) = ready.held.take() {
+                h.disarm();
+            }
             log.system(format!(
                 "replica r{slot} is healthy at {dial} (container {}); the coordinator switches it in",
                 short(&ready.container)

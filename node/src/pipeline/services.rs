@@ -72,7 +72,16 @@ impl Services {
 /// Keeps a container in [`Services::pending`] until dropped.
 pub struct HeldContainer {
     set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    id: String,
+    /// `None` once disarmed: the mark then stays for whoever took it over.
+    id: Option<String>,
+}
+
+impl HeldContainer {
+    /// Leaves the container in [`Services::pending`] when dropped: a rollout's replica keeps
+    /// it there until the rollout ends (`replica.rs` removes it then).
+    pub fn disarm(mut self) {
+        self.id = None;
+    }
 }
 
 impl Services {
@@ -87,7 +96,7 @@ impl Services {
         pending.insert(id.to_string());
         Some(HeldContainer {
             set: self.pending.clone(),
-            id: id.to_string(),
+            id: Some(id.to_string()),
         })
     }
 
@@ -104,10 +113,12 @@ impl Services {
 
 impl Drop for HeldContainer {
     fn drop(&mut self) {
-        self.set
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
+        if let Some(id) = &self.id {
+            self.set
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
+        }
     }
 }
 
