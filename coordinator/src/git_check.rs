@@ -4,9 +4,8 @@
 //!
 //! It runs `git ls-remote --heads` as a child process (`tokio::process`, `kill_on_drop`, bounded
 //! by [`CHECK_WITHIN`]) with the app's credential in the environment exactly as a node gives it
-//! to git (`node/src/source.rs`): an HTTPS token as an `http.extraHeader` through
-//! `GIT_CONFIG_*`, an SSH key as a private file (mode 0600, removed afterwards) named in
-//! `GIT_SSH_COMMAND`; never on the command line, no prompt, no stdin. git is neither Docker nor
+//! to git — both take it from `GitCredential::git_env` (an SSH key's file written mode 0600 and
+//! removed afterwards); never on the command line, no prompt, no stdin. git is neither Docker nor
 //! Caddy, so the coordinator may run it; it reaches the repository from the coordinator's host,
 //! which in a fleet must reach it as the nodes do.
 
@@ -35,32 +34,14 @@ pub async fn check(repo: &str, branch: &str, cred: Option<&GitCredential>) -> Re
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    match cred {
-        Some(GitCredential::HttpsToken { username, token }) => {
-            use base64::Engine;
-            let basic =
-                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{token}"));
-            cmd.env("GIT_CONFIG_COUNT", "1")
-                .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-                .env(
-                    "GIT_CONFIG_VALUE_0",
-                    format!("Authorization: Basic {basic}"),
-                );
-        }
-        Some(GitCredential::SshKey { private_key }) => {
-            let mut key = private_key.trim().to_string();
-            key.push('\n');
-            write_private(&key_file, key)
-                .await
-                .map_err(|e| format!("cannot check repository {repo}: writing its key: {e}"))?;
-            cmd.env(
-                "GIT_SSH_COMMAND",
-                format!(
-                    "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
-                    key_file.display(),
-                    key_file.with_extension("known_hosts").display()
-                ),
-            );
+    match cred.map(|c| c.git_env(&key_file)) {
+        Some(git) => {
+            if let Some(key) = git.key {
+                write_private(&key_file, key)
+                    .await
+                    .map_err(|e| format!("cannot check repository {repo}: writing its key: {e}"))?;
+            }
+            cmd.envs(git.vars);
         }
         None => {
             if std::env::var_os("GIT_SSH_COMMAND").is_none() {
@@ -82,7 +63,7 @@ pub async fn check(repo: &str, branch: &str, cred: Option<&GitCredential>) -> Re
             ))
         }
     };
-    let secrets = cred.map(GitCredential::secrets).unwrap_or_default();
+    let secrets = cred.map(GitCredential::mask_values).unwrap_or_default();
     if !out.status.success() {
         let said = git_message(&String::from_utf8_lossy(&out.stderr), &secrets);
         let said = if said.is_empty() {

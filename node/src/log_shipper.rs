@@ -270,7 +270,7 @@ async fn masks(sh: &Shipper, app: &str) -> Vec<String> {
         .map_err(|e| e.to_string())
         .and_then(|sealed| GitCredential::open(key, &sealed))
     {
-        Ok(cred) => crate::source::mask_values(&cred),
+        Ok(cred) => cred.mask_values(),
         Err(e) => {
             tracing::warn!(app, error = %e, "log shipper: cannot open the app's credential");
             Vec::new()

@@ -129,22 +129,6 @@ pub async fn describe(dir: &Path) -> (Option<String>, Option<String>) {
     }
 }
 
-/// `base64(username:token)`, the HTTP Basic value git sends.
-fn basic_auth(username: &str, token: &str) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{token}"))
-}
-
-/// Every value of `cred` that must never appear in a log: the secret itself and the forms git
-/// sends it in.
-pub fn mask_values(cred: &GitCredential) -> Vec<String> {
-    let mut secrets = cred.secrets();
-    if let GitCredential::HttpsToken { username, token } = cred {
-        secrets.push(basic_auth(username, token));
-    }
-    secrets
-}
-
 /// How git authenticates to a remote: environment for the git process (never arguments, which
 /// any local user could read in `ps`), and a private key file removed on drop.
 #[derive(Default)]
@@ -162,42 +146,19 @@ impl GitAuth {
 
     /// Prepares a credential; an SSH key is written (mode 0600) to `key_file`.
     pub async fn new(cred: &GitCredential, key_file: &Path) -> Result<GitAuth> {
-        let secrets = mask_values(cred);
-        match cred {
-            GitCredential::HttpsToken { username, token } => {
-                let basic = basic_auth(username, token);
-                Ok(GitAuth {
-                    env: vec![
-                        ("GIT_CONFIG_COUNT".into(), "1".into()),
-                        ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
-                        (
-                            "GIT_CONFIG_VALUE_0".into(),
-                            format!("Authorization: Basic {basic}"),
-                        ),
-                    ],
-                    key_file: None,
-                    secrets,
-                })
-            }
-            GitCredential::SshKey { private_key } => {
-                let mut key = private_key.trim().to_string();
-                key.push('\n');
+        let git = cred.git_env(key_file);
+        let written = match git.key {
+            Some(key) => {
                 write_private(key_file, key).await?;
-                let known = key_file.with_extension("known_hosts");
-                Ok(GitAuth {
-                    env: vec![(
-                        "GIT_SSH_COMMAND".into(),
-                        format!(
-                            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
-                            key_file.display(),
-                            known.display()
-                        ),
-                    )],
-                    key_file: Some(key_file.to_path_buf()),
-                    secrets,
-                })
+                Some(key_file.to_path_buf())
             }
-        }
+            None => None,
+        };
+        Ok(GitAuth {
+            env: git.vars,
+            key_file: written,
+            secrets: cred.mask_values(),
+        })
     }
 }
 

@@ -6,6 +6,21 @@ use chacha20poly1305::aead::{Aead, Generate, KeyInit};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
+/// What git needs for a credential (see [`GitCredential::git_env`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitEnv {
+    /// Environment variables for the git process.
+    pub vars: Vec<(String, String)>,
+    /// For an SSH key: the contents of the key file the variables name.
+    pub key: Option<String>,
+}
+
+/// `username:token` as HTTP Basic credentials.
+fn basic_auth(username: &str, token: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{token}"))
+}
+
 /// The key that seals and opens secrets. Its `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretKey([u8; 32]);
@@ -133,6 +148,48 @@ impl GitCredential {
                 .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
                 .map(String::from)
                 .collect(),
+        }
+    }
+
+    /// Every value that must never appear in a log: the secret itself and the forms git sends
+    /// it in.
+    pub fn mask_values(&self) -> Vec<String> {
+        let mut values = self.secrets();
+        if let GitCredential::HttpsToken { username, token } = self {
+            values.push(basic_auth(username, token));
+        }
+        values
+    }
+
+    /// How git is given this credential — the same wherever git runs (a node's fetch, the
+    /// coordinator's reachability check): environment variables, never arguments (which any
+    /// local user could read in `ps`). An HTTPS token becomes an `http.extraHeader` through
+    /// `GIT_CONFIG_*`; an SSH key is named in `GIT_SSH_COMMAND` at `key_file`, where the caller
+    /// writes [`GitEnv::key`] (mode 0600) before running git.
+    pub fn git_env(&self, key_file: &std::path::Path) -> GitEnv {
+        match self {
+            GitCredential::HttpsToken { username, token } => GitEnv {
+                vars: vec![
+                    ("GIT_CONFIG_COUNT".into(), "1".into()),
+                    ("GIT_CONFIG_KEY_0".into(), "http.extraHeader".into()),
+                    (
+                        "GIT_CONFIG_VALUE_0".into(),
+                        format!("Authorization: Basic {}", basic_auth(username, token)),
+                    ),
+                ],
+                key: None,
+            },
+            GitCredential::SshKey { private_key } => GitEnv {
+                vars: vec![(
+                    "GIT_SSH_COMMAND".into(),
+                    format!(
+                        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
+                        key_file.display(),
+                        key_file.with_extension("known_hosts").display()
+                    ),
+                )],
+                key: Some(format!("{}\n", private_key.trim())),
+            },
         }
     }
 
