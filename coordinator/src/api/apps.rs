@@ -227,6 +227,20 @@ pub(super) async fn cancel_unfinished(
     Ok(())
 }
 
+/// Queues `job` on every node the registry knows (each may run a container of the app).
+pub(super) async fn to_every_node(
+    store: &Store,
+    registry: &Addr<NodeRegistry>,
+    job: &Job,
+) -> Result<()> {
+    for node in registry.send(NodesNow).await?? {
+        store
+            .send_job(&node.info.name, &ledger::new_id(), job)
+            .await?;
+    }
+    Ok(())
+}
+
 /// When a running app's domains change, its route follows at once: each new domain gets the
 /// route the app has now (same replicas), each dropped one loses its route.
 async fn move_routes(store: &Store, old: &[String], new: &[String]) -> Result<()> {
@@ -434,11 +448,7 @@ impl Handler<DeleteApp> for Api {
                     app: app.name.clone(),
                     domains: app.domains.clone(),
                 };
-                for node in registry.send(NodesNow).await?? {
-                    store
-                        .send_job(&node.info.name, &ledger::new_id(), &job)
-                        .await?;
-                }
+                to_every_node(&store, &registry, &job).await?;
                 store.delete_app(&app.name).await
             }
             .into_actor(self),

@@ -11,11 +11,10 @@ use actix::prelude::*;
 use berth_protocol::api::StartOutcome;
 use berth_protocol::{App, Deployment, DeploymentKind, Job, Release};
 
-use super::apps::cancel_unfinished;
+use super::apps::{cancel_unfinished, to_every_node};
 use super::{load_app, Api};
 use crate::error::{Error, Result};
 use crate::ledger;
-use crate::registry::NodesNow;
 use crate::releases::releases;
 use crate::store::Store;
 
@@ -118,11 +117,7 @@ impl Handler<StopApp> for Api {
                 let job = Job::StopApp {
                     app: app.name.clone(),
                 };
-                for node in registry.send(NodesNow).await?? {
-                    store
-                        .send_job(&node.info.name, &ledger::new_id(), &job)
-                        .await?;
-                }
+                to_every_node(&store, &registry, &job).await?;
                 Ok(app)
             }
             .into_actor(self),

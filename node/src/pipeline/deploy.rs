@@ -20,7 +20,7 @@ use berth_protocol::{
 use super::drain::drain_previous;
 use super::fate::{cancelled, claim_switch, fate};
 use super::healthcheck::wait_docker_healthcheck;
-use super::{short, Services};
+use super::{services, short, Services};
 use crate::error::{Error, Result};
 use crate::image_build::{BuildKind, BuildPlan};
 use crate::log_sink::LogSink;
@@ -444,13 +444,9 @@ async fn reusable_container(
     let routes = svc.router.send(crate::router::Routes).await?;
     let now = now_ms();
     let busy = |id: &str| {
-        routes.iter().any(|r| {
-            r.upstreams
-                .iter()
-                .chain(r.standby_at(now))
-                .any(|u| u.node == svc.node && same_id(&u.container, id))
-        }) || svc.container_held(id)
-            || lock(&svc.stopping).iter().any(|s| same_id(s, id))
+        services::routed(&routes, &svc.node, id, now)
+            || svc.container_held(id)
+            || services::marked(&svc.stopping, id)
     };
     // Newest first: the container that served the release last.
     Ok(all.into_iter().find(|c| {
@@ -458,10 +454,6 @@ async fn reusable_container(
             c.deployment.as_deref() == Some(of) || (c.image.is_some() && c.image == job.image);
         of_release && !c.going && !busy(&c.id)
     }))
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Whether two container ids (full or short) name the same container.

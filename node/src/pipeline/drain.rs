@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use berth_protocol::DeployJob;
 
-use super::deploy::{same_id, Ready};
+use super::deploy::Ready;
 use super::{short, Services};
 use crate::containers;
 use crate::log_sink::LogSink;
@@ -82,18 +82,13 @@ pub(super) async fn drain_previous(
             let routes = router.send(crate::router::Routes).await.unwrap_or_default();
             let now = berth_protocol::now_ms();
             for c in &running_old {
-                let serving = routes.iter().any(|r| {
-                    r.upstreams
-                        .iter()
-                        .chain(r.standby_at(now))
-                        .any(|u| u.node == node && same_id(&u.container, c))
-                });
+                let serving = super::services::routed(&routes, &node, c, now);
                 let claim = match serving {
                     true => None,
                     false => super::services::claim_stop(&pending, &stopping, c),
                 };
                 let Some(_stopping) = claim else {
-                    if serving || held(&pending, c) {
+                    if serving || super::services::marked(&pending, c) {
                         log.system(format!(
                             "previous container {} serves again (a rollback took it): left running",
                             short(c)
@@ -225,16 +220,4 @@ pub(super) async fn drain_previous(
             }
         }
     });
-}
-
-/// Whether a job holds the container (see `Services::try_hold_container`).
-fn held(
-    pending: &std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    id: &str,
-) -> bool {
-    pending
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .any(|p| same_id(p, id))
 }

@@ -103,12 +103,26 @@ impl Services {
     /// Whether a job holds the container (see [`Services::hold_container`]) or it is a replica
     /// waiting to be switched in.
     pub fn container_held(&self, id: &str) -> bool {
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .any(|p| super::deploy::same_id(p, id))
+        marked(&self.pending, id)
     }
+}
+
+/// Whether `set` (`Services::pending` or `Services::stopping`) names the container.
+pub fn marked(set: &std::sync::Mutex<std::collections::HashSet<String>>, id: &str) -> bool {
+    set.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|s| super::deploy::same_id(s, id))
+}
+
+/// Whether a route names this node's container `id` at `now`, serving or on standby.
+pub fn routed(routes: &[berth_protocol::Route], node: &str, id: &str, now: u64) -> bool {
+    routes.iter().any(|r| {
+        r.upstreams
+            .iter()
+            .chain(r.standby_at(now))
+            .any(|u| u.node == node && super::deploy::same_id(&u.container, id))
+    })
 }
 
 impl Drop for HeldContainer {
@@ -131,6 +145,7 @@ pub fn claim_stop(
 ) -> Option<StopClaim> {
     let pending = pending.lock().unwrap_or_else(|p| p.into_inner());
     if pending.iter().any(|p| super::deploy::same_id(p, id)) {
+        // A job holds it (checked under the lock a hold takes, not with `marked`).
         return None;
     }
     // Another drain stopping (or removing) it already does the work.

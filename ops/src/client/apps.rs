@@ -26,12 +26,15 @@ pub(super) fn url(v: &AppView) -> &str {
     v.urls.first().map(String::as_str).unwrap_or("-")
 }
 
-/// `berth apps create`: the credential files are read here and sent sealed by the server.
-pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> {
+/// The git credential in the files `--git-token-file` / `--ssh-key-file` name, if any.
+fn credential_from(
+    token_file: &Option<PathBuf>,
+    key_file: &Option<PathBuf>,
+) -> Result<Option<GitCredential>> {
     let read = |p: &PathBuf| {
         std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
     };
-    let git_credential = match (&a.git_token_file, &a.ssh_key_file) {
+    Ok(match (token_file, key_file) {
         (Some(f), _) => Some(GitCredential::HttpsToken {
             username: "x-access-token".into(),
             token: read(f)?.trim().to_string(),
@@ -40,7 +43,12 @@ pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> 
             private_key: read(f)?,
         }),
         (None, None) => None,
-    };
+    })
+}
+
+/// `berth apps create`: the credential files are read here and sent sealed by the server.
+pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> {
+    let git_credential = credential_from(&a.git_token_file, &a.ssh_key_file)?;
     let req = CreateApp {
         git_credential,
         drain_s: a.drain_s,
@@ -390,19 +398,7 @@ pub(super) async fn update(c: &Client, json: bool, a: UpdateArgs) -> Result<()> 
 
 /// The PATCH body for `a`, given the app as it is.
 fn patch_of(current: &App, a: &UpdateArgs) -> Result<PatchApp> {
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
-    };
-    let git_credential = match (&a.git_token_file, &a.ssh_key_file) {
-        (Some(f), _) => Some(GitCredential::HttpsToken {
-            username: "x-access-token".into(),
-            token: read(f)?.trim().to_string(),
-        }),
-        (None, Some(f)) => Some(GitCredential::SshKey {
-            private_key: read(f)?,
-        }),
-        (None, None) => None,
-    };
+    let git_credential = credential_from(&a.git_token_file, &a.ssh_key_file)?;
     let edit_map = |map: &BTreeMap<String, String>,
                     set: &[(String, String)],
                     unset: &[String]|

@@ -20,13 +20,25 @@ pub(super) async fn run(c: &Client, json: bool, a: DeployArgs) -> Result<()> {
     let d: Deployment = c
         .call(Method::POST, &["apps", &a.app, "deployments"], Some(&body))
         .await?;
-    if a.follow {
+    report(c, json, d, a.wait, a.follow).await
+}
+
+/// Reports a deployment the server queued (a deploy, restart or start): with `follow` its log
+/// live, with `wait` each status, then how it ended.
+pub(super) async fn report(
+    c: &Client,
+    json: bool,
+    d: Deployment,
+    wait: bool,
+    follow: bool,
+) -> Result<()> {
+    if follow {
         println!("{}  {}", d.id, d.status);
         follow_deployment(c, &d.id).await?;
         let d: Deployment = c.get(&["deployments", &d.id], &[]).await?;
         return finish(c, json, d, End::Followed).await;
     }
-    let end = if a.wait { End::Wait } else { End::Queued };
+    let end = if wait { End::Wait } else { End::Queued };
     finish(c, json, d, end).await
 }
 

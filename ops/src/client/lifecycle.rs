@@ -7,8 +7,7 @@ use berth_protocol::{App, Deployment};
 use reqwest::Method;
 
 use super::args::{DomainsCmd, RunArgs};
-use super::deploy::{finish, End};
-use super::follow::follow_deployment;
+use super::deploy::report;
 use super::http::Client;
 use super::render::print;
 use super::Failed;
@@ -18,7 +17,7 @@ pub(super) async fn restart(c: &Client, json: bool, a: RunArgs) -> Result<()> {
     let d: Deployment = c
         .call(Method::POST, &["apps", &a.app, "restart"], None::<&()>)
         .await?;
-    run(c, json, d, &a).await
+    report(c, json, d, a.wait, a.follow).await
 }
 
 /// `berth stop <APP>`.
@@ -41,7 +40,7 @@ pub(super) async fn start(c: &Client, json: bool, a: RunArgs) -> Result<()> {
         .call(Method::POST, &["apps", &a.app, "start"], None::<&()>)
         .await?;
     match out.deployment {
-        Some(d) => run(c, json, d, &a).await,
+        Some(d) => report(c, json, d, a.wait, a.follow).await,
         None => print(json, &out, |o| {
             println!(
                 "{} may run again; it has no release yet: `berth deploy {}` makes one",
@@ -49,18 +48,6 @@ pub(super) async fn start(c: &Client, json: bool, a: RunArgs) -> Result<()> {
             )
         }),
     }
-}
-
-/// Reports a deployment the server queued, following or waiting as asked.
-async fn run(c: &Client, json: bool, d: Deployment, a: &RunArgs) -> Result<()> {
-    if a.follow {
-        println!("{}  {}", d.id, d.status);
-        follow_deployment(c, &d.id).await?;
-        let d: Deployment = c.get(&["deployments", &d.id], &[]).await?;
-        return finish(c, json, d, End::Followed).await;
-    }
-    let end = if a.wait { End::Wait } else { End::Queued };
-    finish(c, json, d, end).await
 }
 
 /// `berth open <APP>`: the app's first URL.
