@@ -111,7 +111,10 @@ pub enum Outcome {
     Reject(String),
 }
 
-/// Reads one stream in one consumer group; see the module docs.
+/// Reads one stream in one consumer group; see the module docs. Clones share the set of entries
+/// in flight: the consumer of a restarted actor, made from a clone, does not hand out again the
+/// entries whose handlers are still running.
+#[derive(Clone)]
 pub struct StreamConsumer {
     cfg: ConsumerConfig,
     client: redis::Client,

@@ -1,6 +1,7 @@
 //! The plumbing both daemons share: Redis connections with the right timeouts, the one stream
-//! consumer (consumer groups, redelivery, dead letters), the one retry policy and the one
-//! shutdown pattern ([`shutdown::Shutdown`]: a cancellation token and a task tracker).
+//! consumer (consumer groups, redelivery, dead letters), the one retry policy, the one
+//! shutdown pattern ([`shutdown::Shutdown`]: a cancellation token and a task tracker) and the
+//! one supervision of actors ([`supervise::Tree`], [`supervise::Live`]).
 //!
 //! The coordinator reads `berth:events` and a node reads `berth:jobs:<node>` through the same
 //! [`consumer::StreamConsumer`], so group creation, pending-then-new reads, acknowledgement after
@@ -11,7 +12,9 @@ pub mod conn;
 pub mod consumer;
 pub mod retry;
 pub mod shutdown;
+pub mod supervise;
 
 pub use consumer::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};
 pub use retry::Backoff;
 pub use shutdown::Shutdown;
+pub use supervise::{Live, Tree};

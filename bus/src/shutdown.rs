@@ -29,6 +29,9 @@ pub struct Shutdown {
     tracker: TaskTracker,
     /// Where each running tracked task was spawned, for the report of what was abandoned.
     sites: Arc<Sites>,
+    /// Why a supervisor gave up (an actor restarted too often): the process then shuts down and
+    /// exits non-zero, so its service manager restarts it.
+    escalation: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +92,22 @@ impl Shutdown {
 
     pub fn is_cancelled(&self) -> bool {
         self.token.is_cancelled()
+    }
+
+    /// A supervisor at the root gave up: record why (the first reason wins) and start the
+    /// shutdown. The process then exits non-zero ([`Shutdown::escalation`]).
+    pub fn escalate(&self, why: impl Into<String>) {
+        let mut e = lock(&self.escalation);
+        if e.is_none() {
+            *e = Some(why.into());
+        }
+        drop(e);
+        self.token.cancel();
+    }
+
+    /// Why the shutdown was an escalation, if it was one.
+    pub fn escalation(&self) -> Option<String> {
+        lock(&self.escalation).clone()
     }
 
     /// Resolves once the shutdown started.

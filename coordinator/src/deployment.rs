@@ -12,6 +12,7 @@
 //! It keeps no state that is not in Redis: a fresh actor for the same id (after a coordinator
 //! restart or a crash) picks up where the last one was, re-sending a job that may not have left.
 
+use berth_bus::Live;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -58,8 +59,8 @@ impl Default for Deadlines {
 pub struct DeploymentActor {
     id: String,
     store: Store,
-    ledger: Addr<Ledger>,
-    registry: Addr<NodeRegistry>,
+    ledger: Live<Ledger>,
+    registry: Live<NodeRegistry>,
     deadlines: Deadlines,
     /// True while a tick's future runs, so ticks never overlap.
     busy: bool,
@@ -76,18 +77,33 @@ pub struct DeploymentActor {
     /// Since when every tick found the record unreadable: after `node_wait` of that, the
     /// record is replaced by a `failed` one (`Quarantine`), so the deployment still ends.
     unreadable_since: Option<Instant>,
+    /// Its supervisor's side of the link: see [`Link`].
+    link: Link,
+}
+
+/// What ties a deployment actor to the `Reconciler` that supervises it: `parent` is cancelled
+/// when that reconciler goes (stopped or panicked), and the actor stops with it — the next
+/// reconciler starts its own; `done` is set when the actor decides to stop (its deployment
+/// ended, or its parent went), so a closed mailbox without it means the actor died. (Not in
+/// `stopped`: actix runs that even for an actor whose handler panicked, as it drops it.)
+#[derive(Clone, Default)]
+pub(crate) struct Link {
+    pub parent: tokio_util::sync::CancellationToken,
+    pub done: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DeploymentActor {
     pub fn new(
         id: String,
         store: Store,
-        ledger: Addr<Ledger>,
-        registry: Addr<NodeRegistry>,
+        ledger: Live<Ledger>,
+        registry: Live<NodeRegistry>,
         deadlines: Deadlines,
         shared_images: bool,
+        link: Link,
     ) -> Self {
         DeploymentActor {
+            link,
             shared_images,
             id,
             store,
@@ -135,6 +151,7 @@ impl DeploymentActor {
             };
             act.failing = match res {
                 Ok(Step::Done) => {
+                    act.link.done.store(true, std::sync::atomic::Ordering::SeqCst);
                     ctx.stop();
                     false
                 }
@@ -170,8 +187,8 @@ fn fail(id: &str, error: String) -> Transition {
 struct Tick {
     id: String,
     store: Store,
-    ledger: Addr<Ledger>,
-    registry: Addr<NodeRegistry>,
+    ledger: Live<Ledger>,
+    registry: Live<NodeRegistry>,
     dl: Deadlines,
     /// Whether this actor has (re)sent the job already.
     sent: bool,
@@ -404,7 +421,7 @@ pub(crate) async fn last_builder(store: &Store, d: &Deployment) -> Result<Option
 /// queued, the deployment is cancelled and `None` returned.
 async fn app_or_cancel(
     store: &Store,
-    ledger: &Addr<Ledger>,
+    ledger: &Live<Ledger>,
     d: &Deployment,
 ) -> Result<Option<App>> {
     let why = match store.get_app(&d.app).await? {
@@ -534,5 +551,18 @@ impl Actor for DeploymentActor {
         ctx.run_interval(Duration::from_millis(500), |act, ctx| {
             act.schedule_tick(ctx)
         });
+        let parent = self.link.parent.clone();
+        ctx.spawn(
+            async move { parent.cancelled().await }
+                .into_actor(self)
+                .map(|_, act: &mut Self, ctx| {
+                    act.link
+                        .done
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                    ctx.stop()
+                }),
+        );
     }
 }
+
+berth_bus::injectable!(DeploymentActor);

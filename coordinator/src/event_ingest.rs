@@ -11,6 +11,7 @@
 //! events behind it are not held up for longer than those few retries.
 
 use actix::prelude::*;
+use berth_bus::Live;
 use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, Shutdown, StreamConsumer};
 use berth_protocol::envelope::decode;
 use berth_protocol::{keys, Event, LogStream, EVENT_KIND};
@@ -31,8 +32,8 @@ pub fn consumer_config() -> ConsumerConfig {
 pub struct EventIngest {
     client: redis::Client,
     store: Store,
-    ledger: Addr<Ledger>,
-    reconciler: Addr<Reconciler>,
+    ledger: Live<Ledger>,
+    reconciler: Live<Reconciler>,
     /// Stops the read loop when the actor stops; a child of the shutdown token.
     stop: CancellationToken,
     tasks: Shutdown,
@@ -43,8 +44,8 @@ impl EventIngest {
     pub fn new(
         client: redis::Client,
         store: Store,
-        ledger: Addr<Ledger>,
-        reconciler: Addr<Reconciler>,
+        ledger: Live<Ledger>,
+        reconciler: Live<Reconciler>,
         shutdown: &Shutdown,
     ) -> Self {
         EventIngest {
@@ -84,10 +85,12 @@ impl Actor for EventIngest {
     }
 }
 
+berth_bus::injectable!(EventIngest);
+
 async fn handle(
     store: Store,
-    ledger: Addr<Ledger>,
-    reconciler: Addr<Reconciler>,
+    ledger: Live<Ledger>,
+    reconciler: Live<Reconciler>,
     d: Delivery,
     max: u64,
 ) -> Outcome {

@@ -13,10 +13,10 @@
 //! The end is written to the stream, so every follower (and a resumed one) sees the same. A follow
 //! ends without `end` when the process shuts down; the client resumes it with its last id.
 
+use berth_bus::Live;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use actix::Addr;
 use berth_bus::Shutdown;
 use berth_protocol::exec::{self, ExecEntry, ExecJob};
 use berth_protocol::{envelope, keys, now_ms, stream_id_order, Job, NodeStatus, JOB_KIND};
@@ -82,7 +82,7 @@ pub enum ExecFollowed {
 pub struct Execs {
     store: Store,
     redis_url: String,
-    registry: Addr<NodeRegistry>,
+    registry: Live<NodeRegistry>,
     shutdown: Shutdown,
 }
 
@@ -98,7 +98,7 @@ impl Execs {
     pub(crate) fn new(
         store: Store,
         redis_url: String,
-        registry: Addr<NodeRegistry>,
+        registry: Live<NodeRegistry>,
         shutdown: Shutdown,
     ) -> Self {
         Execs {

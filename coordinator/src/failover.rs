@@ -13,6 +13,7 @@
 //! Nothing here is state of its own: a restarted coordinator finds the same down nodes and the
 //! same routes in Redis, and the claim keeps it from queueing a failover twice.
 
+use berth_bus::Live;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -30,9 +31,9 @@ const EVERY: Duration = Duration::from_secs(1);
 
 pub struct Failover {
     store: Store,
-    ledger: Addr<Ledger>,
-    registry: Addr<NodeRegistry>,
-    reconciler: Addr<Reconciler>,
+    ledger: Live<Ledger>,
+    registry: Live<NodeRegistry>,
+    reconciler: Live<Reconciler>,
     /// True while a pass runs, so passes never overlap.
     busy: bool,
 }
@@ -40,9 +41,9 @@ pub struct Failover {
 impl Failover {
     pub fn new(
         store: Store,
-        ledger: Addr<Ledger>,
-        registry: Addr<NodeRegistry>,
-        reconciler: Addr<Reconciler>,
+        ledger: Live<Ledger>,
+        registry: Live<NodeRegistry>,
+        reconciler: Live<Reconciler>,
     ) -> Self {
         Failover {
             store,
@@ -79,12 +80,14 @@ impl Actor for Failover {
     }
 }
 
+berth_bus::injectable!(Failover);
+
 /// One look at the fleet: routes off down nodes, then a failover per app left unserved.
 async fn pass(
     store: Store,
-    ledger: Addr<Ledger>,
-    registry: Addr<NodeRegistry>,
-    reconciler: Addr<Reconciler>,
+    ledger: Live<Ledger>,
+    registry: Live<NodeRegistry>,
+    reconciler: Live<Reconciler>,
 ) -> Result<()> {
     let nodes = registry.send(Nodes).await??;
     let down: HashSet<String> = nodes
@@ -146,8 +149,8 @@ async fn pass(
 /// next deploy starts as many as it asks for).
 pub(crate) async fn scale(
     store: &Store,
-    ledger: &Addr<Ledger>,
-    reconciler: &Addr<Reconciler>,
+    ledger: &Live<Ledger>,
+    reconciler: &Live<Reconciler>,
     app: &App,
     from: u32,
 ) -> Result<Option<String>> {
@@ -186,8 +189,8 @@ pub(crate) async fn scale(
 /// rollback, after which the node stops its old container. Returns the deployments queued.
 pub(crate) async fn drain(
     store: &Store,
-    ledger: &Addr<Ledger>,
-    reconciler: &Addr<Reconciler>,
+    ledger: &Live<Ledger>,
+    reconciler: &Live<Reconciler>,
     node: &str,
 ) -> Result<Vec<String>> {
     let mut queued = Vec::new();
@@ -216,8 +219,8 @@ pub(crate) async fn drain(
 /// when the app is gone, has a deployment in flight, or this replica was moved already.
 async fn reschedule(
     store: &Store,
-    ledger: &Addr<Ledger>,
-    reconciler: &Addr<Reconciler>,
+    ledger: &Live<Ledger>,
+    reconciler: &Live<Reconciler>,
     app: &str,
     up: &Upstream,
     reason: &str,

@@ -47,6 +47,8 @@ impl Actor for Ledger {
     type Context = Context<Self>;
 }
 
+berth_bus::injectable!(Ledger);
+
 /// Record a new `queued` deployment of an app.
 #[derive(Message, Default)]
 #[rtype(result = "Result<Deployment>")]

@@ -38,6 +38,7 @@ pub(crate) mod scheduler;
 pub(crate) mod store;
 pub mod webhook;
 
+use berth_bus::Live;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -64,6 +65,8 @@ pub struct CoordinatorConfig {
     pub secret_key: SecretKey,
     /// The ingress port apps' URLs name while no node has reported its own (`node.ingress_http`).
     pub ingress_http: u16,
+    /// Test-only: the supervision tree takes panics to inject from Redis (`test_hooks`).
+    pub test_hooks: bool,
 }
 
 impl CoordinatorConfig {
@@ -76,6 +79,7 @@ impl CoordinatorConfig {
             liveness: registry::Liveness::default(),
             shared_images: false,
             ingress_http: 80,
+            test_hooks: false,
         }
     }
 }
@@ -85,7 +89,7 @@ impl CoordinatorConfig {
 /// that invariant, not habit.
 #[derive(Clone)]
 pub struct Coordinator {
-    pub api: Addr<api::Api>,
+    pub api: Live<api::Api>,
     /// Reads and follows deployment and app logs.
     pub logs: logs::Logs,
     /// Follows the output of commands run in replicas (`berth exec`).
@@ -98,34 +102,62 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     let store = store::Store::new(store::connect(&cfg.redis_url).await?);
     releases::migrate(&store).await?;
     store.migrate_latest().await?;
-    let ledger = ledger::Ledger::new(store.clone()).start();
-    let registry = registry::NodeRegistry::new(store.clone(), cfg.liveness).start();
-    let reconciler = reconciler::Reconciler::new(
-        store.clone(),
-        ledger.clone(),
-        registry.clone(),
-        cfg.deadlines,
-        cfg.shared_images,
-        Duration::from_secs(2),
-    )
-    .start();
-    // Its interval keeps it running without an address held anywhere.
-    failover::Failover::new(
-        store.clone(),
-        ledger.clone(),
-        registry.clone(),
-        reconciler.clone(),
-    )
-    .start();
+    // The supervision tree: each actor is started now and again whenever it dies; a factory
+    // holds only what outlives an actor (the store, other actors' live handles, settings).
+    let mut tree = berth_bus::Tree::new("coordinator", store.conn(), shutdown, cfg.test_hooks);
+    let ledger = tree.supervise("ledger", {
+        let store = store.clone();
+        move || ledger::Ledger::new(store.clone())
+    });
+    let registry = tree.supervise("registry", {
+        let (store, liveness) = (store.clone(), cfg.liveness);
+        move || registry::NodeRegistry::new(store.clone(), liveness)
+    });
+    let reconciler = tree.supervise("reconciler", {
+        let (store, ledger, registry) = (store.clone(), ledger.clone(), registry.clone());
+        let (deadlines, shared_images, sd) = (cfg.deadlines, cfg.shared_images, shutdown.clone());
+        move || {
+            reconciler::Reconciler::new(
+                store.clone(),
+                ledger.clone(),
+                registry.clone(),
+                deadlines,
+                shared_images,
+                Duration::from_secs(2),
+                &sd,
+            )
+        }
+    });
+    tree.hook("deployment", {
+        let reconciler = reconciler.clone();
+        move || reconciler.do_send(reconciler::InjectPanicChild)
+    });
+    tree.supervise("failover", {
+        let (store, ledger) = (store.clone(), ledger.clone());
+        let (registry, reconciler) = (registry.clone(), reconciler.clone());
+        move || {
+            failover::Failover::new(
+                store.clone(),
+                ledger.clone(),
+                registry.clone(),
+                reconciler.clone(),
+            )
+        }
+    });
     let client = redis::Client::open(cfg.redis_url.as_str())?;
-    event_ingest::EventIngest::new(
-        client,
-        store.clone(),
-        ledger.clone(),
-        reconciler.clone(),
-        shutdown,
-    )
-    .start();
+    tree.supervise("event_ingest", {
+        let (store, ledger, reconciler) = (store.clone(), ledger.clone(), reconciler.clone());
+        let sd = shutdown.clone();
+        move || {
+            event_ingest::EventIngest::new(
+                client.clone(),
+                store.clone(),
+                ledger.clone(),
+                reconciler.clone(),
+                &sd,
+            )
+        }
+    });
     let logs = logs::Logs::new(store.clone(), cfg.redis_url.clone(), shutdown.clone());
     let exec = exec::Execs::new(
         store.clone(),
@@ -133,15 +165,20 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
         registry.clone(),
         shutdown.clone(),
     );
-    let api = api::Api {
-        store: store.clone(),
-        base_domain: cfg.base_domain,
-        ingress_http: cfg.ingress_http,
-        secret_key: cfg.secret_key,
-        ledger,
-        registry,
-        reconciler,
-    }
-    .start();
+    let api = tree.supervise("api", {
+        let store = store.clone();
+        let (base_domain, ingress_http) = (cfg.base_domain, cfg.ingress_http);
+        let secret_key = cfg.secret_key;
+        move || api::Api {
+            store: store.clone(),
+            base_domain: base_domain.clone(),
+            ingress_http,
+            secret_key: secret_key.clone(),
+            ledger: ledger.clone(),
+            registry: registry.clone(),
+            reconciler: reconciler.clone(),
+        }
+    });
+    tree.start();
     Ok(Coordinator { api, logs, exec })
 }

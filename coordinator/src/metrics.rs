@@ -247,6 +247,9 @@ pub struct ClusterFigures {
     /// Entries dead-lettered, by stream name: every stream a consumer reads (at 0 until one of
     /// its entries is dead-lettered) and any other counted in `berth:stats:dead_letters`.
     pub dead_letters: Vec<(String, u64)>,
+    /// Actor restarts by a supervisor (`berth:stats:restarts`): process (`coordinator`,
+    /// `node:<name>`), actor, count — only those restarted at least once.
+    pub restarts: Vec<(String, String, u64)>,
 }
 
 /// One registered node.
@@ -365,6 +368,15 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
     let counted: HashMap<String, u64> = c.hgetall(keys::STATS_DEAD_LETTERS).await?;
     dead.extend(counted);
 
+    let counted: BTreeMap<String, u64> = c.hgetall(keys::STATS_RESTARTS).await?;
+    let restarts = counted
+        .into_iter()
+        .filter_map(|(field, n)| {
+            let (process, actor) = field.rsplit_once('/')?;
+            Some((process.to_string(), actor.to_string(), n))
+        })
+        .collect();
+
     Ok(ClusterFigures {
         apps,
         active: active.into_values().collect(),
@@ -372,6 +384,7 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
         nodes: node_figures,
         build_seconds: build_histogram(&build),
         dead_letters: dead.into_iter().collect(),
+        restarts,
     })
 }
 

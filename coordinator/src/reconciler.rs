@@ -2,44 +2,69 @@
 //!
 //! Every deployment in the active set (`berth:deployments:active`) must have a live
 //! `DeploymentActor`. The reconciler checks that at start and every `interval`: it starts actors
-//! for deployments created by the API, adopts the ones a previous coordinator left behind, and
-//! recreates an actor that died (a panic closes an actix mailbox for good; `Addr::connected`
-//! tells). So nothing is orphaned and every deployment reaches a terminal state.
+//! for deployments created by the API and adopts the ones a previous coordinator left behind. It
+//! is also their supervisor: every [`CHECK_EVERY`] it looks for an actor whose mailbox closed
+//! without the actor having stopped by itself (a panic: actix drops the actor and closes its
+//! mailbox for good) and starts a new one at once — it reloads the record from Redis at its
+//! first tick — logging and counting the restart (`coordinator/deployment` in
+//! `berth:stats:restarts`). More than the [`Intensity`] of such restarts escalate: the
+//! reconciler stops, its tree restarts it (a restart of `reconciler`), and the actors it
+//! supervised stop with it ([`Link`]) before the new one adopts every active deployment again.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use berth_bus::supervise::{count_restart, InjectPanic, Intensity, Restarts};
+use berth_bus::{Live, Shutdown};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::deployment::{Deadlines, DeploymentActor};
+use crate::deployment::{Deadlines, DeploymentActor, Link};
 use crate::ledger::Ledger;
 use crate::registry::NodeRegistry;
 use crate::store::Store;
 
+/// How often the deployment actors' mailboxes are looked at.
+const CHECK_EVERY: Duration = Duration::from_millis(250);
+
 pub struct Reconciler {
     store: Store,
-    ledger: Addr<Ledger>,
-    registry: Addr<NodeRegistry>,
+    ledger: Live<Ledger>,
+    registry: Live<NodeRegistry>,
     deadlines: Deadlines,
     /// Whether the nodes share images through a registry (`registry.url`).
     shared_images: bool,
     interval: Duration,
-    /// The actor watching each in-flight deployment.
-    actors: HashMap<String, Addr<DeploymentActor>>,
+    /// The actor watching each in-flight deployment, and its link.
+    actors: HashMap<String, (Addr<DeploymentActor>, Link)>,
     /// True while a scan of the active set is under way.
     scanning: bool,
+    shutdown: Shutdown,
+    /// Restarts of deployment actors, against the intensity limit.
+    restarts: Restarts,
+    /// The parent token of every deployment actor's link, cancelled when this reconciler is
+    /// dropped — stopped or panicked.
+    children: CancellationToken,
+    _children_guard: DropGuard,
 }
 
 impl Reconciler {
     pub fn new(
         store: Store,
-        ledger: Addr<Ledger>,
-        registry: Addr<NodeRegistry>,
+        ledger: Live<Ledger>,
+        registry: Live<NodeRegistry>,
         deadlines: Deadlines,
         shared_images: bool,
         interval: Duration,
+        shutdown: &Shutdown,
     ) -> Self {
+        let children = CancellationToken::new();
         Reconciler {
+            shutdown: shutdown.clone(),
+            restarts: Restarts::new(Intensity::default()),
+            _children_guard: children.clone().drop_guard(),
+            children,
             store,
             ledger,
             registry,
@@ -52,9 +77,13 @@ impl Reconciler {
     }
 
     fn track(&mut self, id: String) {
-        if self.actors.get(&id).is_some_and(|a| a.connected()) {
+        if self.actors.get(&id).is_some_and(|(a, _)| a.connected()) {
             return;
         }
+        let link = Link {
+            parent: self.children.clone(),
+            done: Default::default(),
+        };
         let actor = DeploymentActor::new(
             id.clone(),
             self.store.clone(),
@@ -62,8 +91,43 @@ impl Reconciler {
             self.registry.clone(),
             self.deadlines,
             self.shared_images,
+            link.clone(),
         );
-        self.actors.insert(id, actor.start());
+        self.actors.insert(id, (actor.start(), link));
+    }
+
+    /// Restarts the deployment actors that died; stops this reconciler (an escalation) when
+    /// they die too often.
+    fn check(&mut self, ctx: &mut Context<Self>) {
+        if self.shutdown.is_cancelled() {
+            return;
+        }
+        let dead: Vec<String> = self
+            .actors
+            .iter()
+            .filter(|(_, (a, link))| !a.connected() && !link.done.load(Ordering::SeqCst))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in dead {
+            if self.restarts.record(Instant::now()) {
+                tracing::error!(
+                    deployment = %id,
+                    "deployment actors died more than {} times within {} s; restarting the reconciler",
+                    self.restarts.limit().max,
+                    self.restarts.limit().within.as_secs()
+                );
+                ctx.stop();
+                return;
+            }
+            tracing::error!(deployment = %id, "deployment actor died; starting a new one");
+            count_restart(
+                &self.store.conn(),
+                &self.shutdown,
+                "coordinator",
+                "deployment",
+            );
+            self.track(id);
+        }
     }
 
     fn scan(&mut self, ctx: &mut Context<Self>) {
@@ -75,10 +139,15 @@ impl Reconciler {
         ctx.spawn(
             async move { store.active_deployments().await }
                 .into_actor(self)
-                .map(|res, act, _| {
+                .map(|res, act, ctx| {
                     act.scanning = false;
-                    // Forget actors that finished (stopped) for deployments no longer active.
-                    act.actors.retain(|_, a| a.connected());
+                    // Dead actors are restarted (and counted) first; then those that finished
+                    // (stopped by themselves) are forgotten.
+                    act.check(ctx);
+                    if ctx.state() != ActorState::Running {
+                        return;
+                    }
+                    act.actors.retain(|_, (a, _)| a.connected());
                     match res {
                         Ok(ids) => ids.into_iter().for_each(|id| act.track(id)),
                         Err(e) => {
@@ -96,6 +165,25 @@ impl Actor for Reconciler {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.scan(ctx);
         ctx.run_interval(self.interval, |act, ctx| act.scan(ctx));
+        ctx.run_interval(CHECK_EVERY, |act, ctx| act.check(ctx));
+    }
+}
+
+berth_bus::injectable!(Reconciler);
+
+/// The test hook for deployment actors: one of this reconciler's panics.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectPanicChild;
+
+impl Handler<InjectPanicChild> for Reconciler {
+    type Result = ();
+
+    fn handle(&mut self, _: InjectPanicChild, _: &mut Context<Self>) {
+        match self.actors.values().find(|(a, _)| a.connected()) {
+            Some((a, _)) => a.do_send(InjectPanic),
+            None => tracing::warn!("test hook: no deployment actor to panic"),
+        }
     }
 }
 
@@ -122,7 +210,7 @@ impl Handler<Poke> for Reconciler {
     type Result = ();
 
     fn handle(&mut self, msg: Poke, _: &mut Context<Self>) {
-        if let Some(a) = self.actors.get(&msg.0) {
+        if let Some((a, _)) = self.actors.get(&msg.0) {
             a.do_send(crate::deployment::Look);
         }
     }

@@ -112,6 +112,8 @@ impl Actor for NodeRegistry {
     type Context = Context<Self>;
 }
 
+berth_bus::injectable!(NodeRegistry);
+
 /// Liveness of one heartbeat record at time `now`.
 pub fn status_of(info: &NodeInfo, now: u64, l: Liveness) -> NodeStatus {
     let age = now.saturating_sub(info.last_heartbeat);

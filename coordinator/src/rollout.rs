@@ -21,10 +21,10 @@
 //! `standby_s` (a rollback to them is then only a route change) or leave, and each node stops
 //! what no route names after its drain time (`node/src/pipeline/retire.rs`).
 
+use berth_bus::Live;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use actix::prelude::*;
 use berth_protocol::api::NodeView;
 use berth_protocol::{
     keys, now_ms, App, Deployment, DeploymentKind, DeploymentStatus, DeploymentUpdate, LogStream,
@@ -41,8 +41,8 @@ use crate::store::Store;
 /// What a rollout step works with.
 pub(crate) struct Ctx<'a> {
     pub store: &'a Store,
-    pub ledger: &'a Addr<Ledger>,
-    pub registry: &'a Addr<NodeRegistry>,
+    pub ledger: &'a Live<Ledger>,
+    pub registry: &'a Live<NodeRegistry>,
     pub dl: Deadlines,
     pub shared_images: bool,
     /// Whether this actor sent the jobs of the slots starting now (a fresh one re-sends them).

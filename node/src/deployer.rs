@@ -4,9 +4,11 @@
 //! becomes a failed deployment instead of killing the actor). Jobs of one app run one after another behind a per-app async mutex; jobs of
 //! different apps run concurrently. Deploy jobs are claimed in Redis first, so a redelivered job
 //! never runs twice. The count of jobs in progress is published for the heartbeat and for a
-//! bounded shutdown.
+//! bounded shutdown. All of that lives in [`Jobs`], which outlives the actor: a deployer
+//! restarted by the node's supervision tree takes the running jobs over.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -17,43 +19,52 @@ use tokio::task::AbortHandle;
 
 use crate::pipeline::{self, Claim, Services};
 
-/// The job-running actor.
-pub struct Deployer {
-    svc: Arc<Services>,
+/// What outlives any one `Deployer` actor: the jobs running, their locks and counts. The node
+/// makes it once; a `Deployer` restarted by its supervisor takes it over, so jobs go on, an
+/// app's jobs stay serialized, and a job delivered again while it runs (its consumer or its
+/// deployer restarted) waits for the run in progress instead of starting a second one.
+#[derive(Default)]
+pub struct Jobs {
     /// One async mutex per app name: serializes the jobs of an app.
-    app_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
-    /// Jobs in progress (sender side; the heartbeat holds a receiver).
-    running: Arc<watch::Sender<u32>>,
+    app_locks: pipeline::retire::AppLocks,
     /// Abort handles of the job tasks, by task number, so shutdown can stop stragglers.
-    tasks: Arc<Mutex<HashMap<u64, AbortHandle>>>,
-    next_task: u64,
+    tasks: Mutex<HashMap<u64, AbortHandle>>,
+    next_task: AtomicU64,
+    /// Deploy jobs running, by claim id (`pipeline::claim_id`): what each will answer.
+    running_jobs: Mutex<HashMap<String, watch::Receiver<Option<bool>>>>,
     /// When each running replica was first seen out of its app's route (`pipeline::retire`).
     out_since: pipeline::retire::OutSince,
     /// Set while a retire pass runs, so passes never pile up.
-    retiring: Arc<std::sync::atomic::AtomicBool>,
+    retiring: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Jobs {
+    fn app_lock(&self, app: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = lock(&self.app_locks);
+        // Forget locks nobody holds or waits for, so the map does not grow forever.
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        map.entry(app.to_string()).or_default().clone()
+    }
+}
+
+/// The job-running actor.
+pub struct Deployer {
+    svc: Arc<Services>,
+    jobs: Arc<Jobs>,
+    /// Jobs in progress (sender side; the heartbeat holds a receiver).
+    running: Arc<watch::Sender<u32>>,
 }
 
 /// How often replicas no route names any more are looked for.
 const RETIRE_EVERY: Duration = Duration::from_secs(2);
 
 impl Deployer {
-    pub fn new(svc: Arc<Services>, running: watch::Sender<u32>) -> Self {
-        Deployer {
-            svc,
-            app_locks: Arc::default(),
-            running: Arc::new(running),
-            tasks: Arc::default(),
-            next_task: 0,
-            out_since: Arc::default(),
-            retiring: Arc::default(),
-        }
-    }
-
-    fn app_lock(&self, app: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.app_locks.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget locks nobody holds or waits for, so the map does not grow forever.
-        map.retain(|_, l| Arc::strong_count(l) > 1);
-        map.entry(app.to_string()).or_default().clone()
+    pub fn new(svc: Arc<Services>, jobs: Arc<Jobs>, running: Arc<watch::Sender<u32>>) -> Self {
+        Deployer { svc, jobs, running }
     }
 }
 
@@ -62,21 +73,22 @@ impl Actor for Deployer {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(RETIRE_EVERY, |act, _| {
-            use std::sync::atomic::Ordering;
-            if act.retiring.swap(true, Ordering::SeqCst) {
+            if act.jobs.retiring.swap(true, Ordering::SeqCst) {
                 return;
             }
-            let (svc, locks) = (act.svc.clone(), act.app_locks.clone());
-            let (out_since, flag) = (act.out_since.clone(), act.retiring.clone());
+            let (svc, jobs) = (act.svc.clone(), act.jobs.clone());
             act.svc.shutdown.spawn(async move {
-                if let Err(e) = pipeline::retire::pass(&svc, &locks, &out_since).await {
+                if let Err(e) = pipeline::retire::pass(&svc, &jobs.app_locks, &jobs.out_since).await
+                {
                     tracing::warn!(error = %e, "retire pass failed");
                 }
-                flag.store(false, Ordering::SeqCst);
+                jobs.retiring.store(false, Ordering::SeqCst);
             });
         });
     }
 }
+
+berth_bus::injectable!(Deployer);
 
 /// Run one job; resolves to whether the stream entry may be acknowledged.
 #[derive(Message)]
@@ -86,6 +98,14 @@ pub struct RunJob {
     /// The entry came from this node's pending list at start-up (it was delivered before a
     /// restart).
     pub recovered: bool,
+}
+
+/// Resolves to the answer a job in progress gives when it ends (`false` if it never does).
+async fn answer(mut rx: watch::Receiver<Option<bool>>) -> bool {
+    match rx.wait_for(|a| a.is_some()).await {
+        Ok(a) => a.unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 impl Handler<RunJob> for Deployer {
@@ -113,29 +133,39 @@ impl Handler<RunJob> for Deployer {
             Job::Deploy(d) => Some((d.deployment_id.clone(), d.slot)),
             Job::RemoveApp { .. } | Job::StopApp { .. } | Job::Exec(_) => None,
         };
-        let lock = self.app_lock(&app);
+        let key = match &msg.job {
+            Job::Deploy(d) => Some(pipeline::claim_id(d)),
+            _ => None,
+        };
+        let (tx, rx) = watch::channel(None);
+        if let Some(k) = &key {
+            let mut running = lock(&self.jobs.running_jobs);
+            if let Some(rx) = running.get(k) {
+                tracing::info!(job = %k, "job delivered again while it runs; waiting for that run");
+                return Box::pin(answer(rx.clone()));
+            }
+            running.insert(k.clone(), rx.clone());
+        }
+        let lock_of_app = self.jobs.app_lock(&app);
         let svc = self.svc.clone();
         self.running.send_modify(|n| *n += 1);
         let task = self.svc.shutdown.spawn({
             let svc = svc.clone();
             async move {
-                let _serial = lock.lock().await;
+                let _serial = lock_of_app.lock().await;
                 run_job(&svc, msg.job, msg.recovered).await
             }
         });
-        let n = self.next_task;
-        self.next_task += 1;
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(n, task.abort_handle());
-        let tasks = self.tasks.clone();
-        let running = self.running.clone();
-        Box::pin(async move {
+        let n = self.jobs.next_task.fetch_add(1, Ordering::SeqCst);
+        lock(&self.jobs.tasks).insert(n, task.abort_handle());
+        // The bookkeeping of the job's end is a task too, not a future of this actor: a
+        // deployer that dies meanwhile loses nothing of it.
+        let (jobs, running) = (self.jobs.clone(), self.running.clone());
+        self.svc.shutdown.spawn(async move {
             let result = task.await;
-            tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(&n);
+            lock(&jobs.tasks).remove(&n);
             running.send_modify(|n| *n = n.saturating_sub(1));
-            match result {
+            let ack = match result {
                 Ok(ack) => ack,
                 Err(e) if e.is_panic() => {
                     tracing::error!(%app, "job task panicked");
@@ -153,8 +183,13 @@ impl Handler<RunJob> for Deployer {
                 // Aborted by shutdown: leave the entry pending; after a restart it is reported
                 // as interrupted.
                 Err(_) => false,
+            };
+            if let Some(k) = key {
+                lock(&jobs.running_jobs).remove(&k);
             }
-        })
+            let _ = tx.send(Some(ack));
+        });
+        Box::pin(answer(rx))
     }
 }
 
@@ -226,19 +261,15 @@ impl Handler<Drain> for Deployer {
 
     fn handle(&mut self, msg: Drain, _: &mut Self::Context) -> Self::Result {
         let mut rx = self.running.subscribe();
-        let tasks = self.tasks.clone();
+        let jobs = self.jobs.clone();
         Box::pin(
             async move {
                 if tokio::time::timeout(msg.0, rx.wait_for(|n| *n == 0))
                     .await
                     .is_err()
                 {
-                    let handles: Vec<AbortHandle> = tasks
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .drain()
-                        .map(|(_, h)| h)
-                        .collect();
+                    let handles: Vec<AbortHandle> =
+                        lock(&jobs.tasks).drain().map(|(_, h)| h).collect();
                     tracing::warn!(
                         jobs = handles.len(),
                         "aborting jobs still running at shutdown"

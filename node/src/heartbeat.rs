@@ -120,6 +120,8 @@ impl Actor for Heartbeat {
     }
 }
 
+berth_bus::injectable!(Heartbeat);
+
 /// Stop beating.
 #[derive(Message)]
 #[rtype(result = "()")]

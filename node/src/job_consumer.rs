@@ -11,7 +11,7 @@
 //! does not decode goes to the dead-letter stream `berth:dead:berth:jobs:<node>`.
 
 use actix::prelude::*;
-use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, Shutdown, StreamConsumer};
+use berth_bus::{ConsumerConfig, Delivery, Live, Mode, Outcome, Shutdown, StreamConsumer};
 use berth_protocol::{envelope, keys, Job, JOB_KIND};
 use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
@@ -24,32 +24,38 @@ const BATCH: usize = 16;
 /// The job-reading actor.
 pub struct JobConsumer {
     consumer: Option<StreamConsumer>,
-    deployer: Addr<Deployer>,
+    deployer: Live<Deployer>,
     /// Stops the read loop (jobs in progress go on); a child of the shutdown token.
     stop: CancellationToken,
 }
 
 impl JobConsumer {
-    pub fn new(
-        client: redis::Client,
-        node: &str,
-        deployer: Addr<Deployer>,
-        conn: ConnectionManager,
-        shutdown: &Shutdown,
-    ) -> Self {
-        let mut cfg =
-            ConsumerConfig::new(keys::jobs(node), keys::JOBS_GROUP, node, Mode::Concurrent);
-        cfg.batch = BATCH;
+    /// The reader of this node's job stream. Every incarnation of the actor (its supervisor
+    /// restarts it) gets a clone of the same `consumer`, so they share its jobs in flight.
+    pub fn new(consumer: StreamConsumer, deployer: Live<Deployer>, shutdown: &Shutdown) -> Self {
         JobConsumer {
-            consumer: Some(StreamConsumer::new(cfg, client, conn, shutdown.clone())),
+            consumer: Some(consumer),
             deployer,
             stop: shutdown.child_token(),
         }
     }
+
+    /// The consumer of `berth:jobs:<node>` the node's job consumers share.
+    pub fn stream_consumer(
+        client: redis::Client,
+        node: &str,
+        conn: ConnectionManager,
+        shutdown: &Shutdown,
+    ) -> StreamConsumer {
+        let mut cfg =
+            ConsumerConfig::new(keys::jobs(node), keys::JOBS_GROUP, node, Mode::Concurrent);
+        cfg.batch = BATCH;
+        StreamConsumer::new(cfg, client, conn, shutdown.clone())
+    }
 }
 
 /// Hands one delivered job to the deployer.
-async fn handle(deployer: Addr<Deployer>, d: Delivery) -> Outcome {
+async fn handle(deployer: Live<Deployer>, d: Delivery) -> Outcome {
     let Some(bytes) = d.payload else {
         return Outcome::Reject("the job was trimmed from the stream before it ran".into());
     };
@@ -87,6 +93,8 @@ impl Actor for JobConsumer {
         self.stop.cancel();
     }
 }
+
+berth_bus::injectable!(JobConsumer);
 
 /// Stop reading jobs (jobs in progress go on).
 #[derive(Message)]

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_bus::Shutdown;
+use berth_bus::{Live, Shutdown};
 use bollard::Docker;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
@@ -74,6 +74,8 @@ pub struct NodeConfig {
     pub resolver_listen: std::net::SocketAddr,
     /// The registry nodes share images through (`registry.url`); `None`: one engine.
     pub registry: Option<registry::RegistryConfig>,
+    /// Test-only: the supervision tree takes panics to inject from Redis (`test_hooks`).
+    pub test_hooks: bool,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -82,12 +84,12 @@ pub struct NodeHandle {
     /// in the outbox for the next start). Not a child of the shutdown token: the jobs draining
     /// after the signal still get their outcomes out.
     stop_events: tokio_util::sync::CancellationToken,
-    consumer: Addr<job_consumer::JobConsumer>,
-    deployer: Addr<deployer::Deployer>,
-    router: Addr<router::Router>,
-    heartbeat: Addr<heartbeat::Heartbeat>,
-    stats: Addr<stats::Stats>,
-    shipper: Addr<log_shipper::LogShipper>,
+    consumer: Live<job_consumer::JobConsumer>,
+    deployer: Live<deployer::Deployer>,
+    router: Live<router::Router>,
+    heartbeat: Live<heartbeat::Heartbeat>,
+    stats: Live<stats::Stats>,
+    shipper: Live<log_shipper::LogShipper>,
 }
 
 /// How long shutdown waits for jobs in progress before aborting them.
@@ -165,10 +167,22 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         table,
     );
     router_core.resync().await?;
-    let router = router::Router::new(router_core, shutdown.clone(), client.clone()).start();
+    // The supervision tree: each actor is started now and again whenever it dies; a factory
+    // holds only what outlives an actor (connections, the router's Caddy state, the jobs).
+    let mut tree = berth_bus::Tree::new(
+        format!("node:{}", cfg.name),
+        redis.clone(),
+        shutdown,
+        cfg.test_hooks,
+    );
+    let router = tree.supervise("router", {
+        let (core, sd, client) = (router_core.clone(), shutdown.clone(), client.clone());
+        move || router::Router::new(core.clone(), sd.clone(), client.clone())
+    });
 
     let stop_events = tokio_util::sync::CancellationToken::new();
     let (running_tx, running_rx) = watch::channel(0u32);
+    let running_tx = Arc::new(running_tx);
     for (k, v) in &cfg.labels {
         berth_protocol::validate::label_key(k)
             .and_then(|_| berth_protocol::validate::label_value(v))
@@ -191,16 +205,26 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     };
     heartbeat::beat(&redis, &beat, 0, None).await?;
     let (host_tx, host_rx) = watch::channel(None);
-    let heartbeat = heartbeat::Heartbeat::new(redis.clone(), beat, running_rx, host_rx).start();
-    let stats = stats::Stats::new(stats::StatsConfig {
+    let heartbeat = tree.supervise("heartbeat", {
+        let redis = redis.clone();
+        move || {
+            heartbeat::Heartbeat::new(
+                redis.clone(),
+                beat.clone(),
+                running_rx.clone(),
+                host_rx.clone(),
+            )
+        }
+    });
+    let stats_cfg = stats::StatsConfig {
         docker: docker.clone(),
         redis: redis.clone(),
         node: cfg.name.clone(),
         data_dir: cfg.data_dir.clone(),
         interval: cfg.stats_interval,
         host_tx,
-    })
-    .start();
+    };
+    let stats = tree.supervise("stats", move || stats::Stats::new(stats_cfg.clone()));
 
     // Outcomes an earlier run could not deliver go out before any job is read.
     let events = event_sink::EventSink::new(
@@ -212,14 +236,16 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     events.resend_outbox().await;
 
     let probe_http = probe::client().map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
-    let shipper = log_shipper::LogShipper::new(log_shipper::Shipper {
+    let shipper_cfg = log_shipper::Shipper {
         docker: docker.clone(),
         redis: redis.clone(),
         node: cfg.name.clone(),
         secret_key: cfg.secret_key.clone(),
         shutdown: shutdown.clone(),
-    })
-    .start();
+    };
+    let shipper = tree.supervise("log_shipper", move || {
+        log_shipper::LogShipper::new(shipper_cfg.clone())
+    });
     let svc = Arc::new(pipeline::Services {
         node: cfg.name.clone(),
         address: cfg.address.clone(),
@@ -237,10 +263,16 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         stopping: Default::default(),
         in_use: Default::default(),
     });
-    let deployer = deployer::Deployer::new(svc, running_tx).start();
-    let consumer =
-        job_consumer::JobConsumer::new(client, &cfg.name, deployer.clone(), redis, shutdown)
-            .start();
+    let jobs = Arc::new(deployer::Jobs::default());
+    let deployer = tree.supervise("deployer", move || {
+        deployer::Deployer::new(svc.clone(), jobs.clone(), running_tx.clone())
+    });
+    let stream = job_consumer::JobConsumer::stream_consumer(client, &cfg.name, redis, shutdown);
+    let consumer = tree.supervise("job_consumer", {
+        let (deployer, sd) = (deployer.clone(), shutdown.clone());
+        move || job_consumer::JobConsumer::new(stream.clone(), deployer.clone(), &sd)
+    });
+    tree.start();
     tracing::info!(node = %cfg.name, "node started");
     Ok(NodeHandle {
         stop_events,

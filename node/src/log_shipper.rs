@@ -41,6 +41,7 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// What the shipper needs; shared by its tasks.
+#[derive(Clone)]
 pub struct Shipper {
     pub docker: Docker,
     pub redis: ConnectionManager,
@@ -73,6 +74,8 @@ impl Actor for LogShipper {
         ctx.spawn(run(sh).into_actor(self));
     }
 }
+
+berth_bus::injectable!(LogShipper);
 
 /// Stops the shipper.
 #[derive(Message)]

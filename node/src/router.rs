@@ -28,6 +28,7 @@ use berth_protocol::{envelope, keys, Route};
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::caddy::CaddyAdmin;
 use crate::error::Result;
@@ -278,7 +279,7 @@ impl RouterCore {
 /// Applies every change another node publishes on `berth:routes:changed`, on a subscription
 /// of its own; each (re)subscription first converges the whole table, so nothing published
 /// while it was away is lost.
-async fn follow_changes(core: Arc<RouterCore>, client: redis::Client, stop: Shutdown) {
+async fn follow_changes(core: Arc<RouterCore>, client: redis::Client, stop: CancellationToken) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     while !stop.is_cancelled() {
         let sub = async {
@@ -328,13 +329,20 @@ pub struct Router {
     shutdown: Shutdown,
     /// Opens the change subscription's own connection.
     client: redis::Client,
+    /// Ends this incarnation's change subscription when the actor goes (stopped, or dropped
+    /// after a panic): a restarted router subscribes anew, never twice.
+    life: CancellationToken,
+    _life_guard: DropGuard,
 }
 
 impl Router {
     pub fn new(core: Arc<RouterCore>, shutdown: Shutdown, client: redis::Client) -> Self {
+        let life = shutdown.child_token();
         Router {
             core,
             checking: Arc::new(AtomicBool::new(false)),
+            _life_guard: life.clone().drop_guard(),
+            life,
             shutdown,
             client,
         }
@@ -361,10 +369,12 @@ impl Actor for Router {
     fn started(&mut self, ctx: &mut Self::Context) {
         let (core, client) = (self.core.clone(), self.client.clone());
         self.shutdown
-            .spawn(follow_changes(core, client, self.shutdown.clone()));
+            .spawn(follow_changes(core, client, self.life.clone()));
         ctx.run_interval(CHECK_EVERY, |act, _| act.spawn_check());
     }
 }
+
+berth_bus::injectable!(Router);
 
 /// Switch each route's domain to its upstreams.
 #[derive(Message)]

@@ -24,6 +24,7 @@ use crate::containers::{LABEL_APP, LABEL_DEPLOYMENT};
 use crate::image_build::docker_error_text;
 
 /// What the `Stats` actor works with.
+#[derive(Clone)]
 pub struct StatsConfig {
     pub docker: Docker,
     pub redis: ConnectionManager,
@@ -55,6 +56,8 @@ impl Actor for Stats {
         ctx.spawn(run(cfg).into_actor(self));
     }
 }
+
+berth_bus::injectable!(Stats);
 
 /// Stop sampling.
 #[derive(Message)]

@@ -218,6 +218,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             build_slots: 0,
             resolver_listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             registry: None,
+            test_hooks: false,
         },
         &shutdown,
     )

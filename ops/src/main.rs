@@ -116,6 +116,12 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic is logged like any error (with where it happened); the supervisor restarts the
+    // actor it killed.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        tracing::error!(thread = thread.name().unwrap_or("unnamed"), "panic: {info}");
+    }));
     let result = match cli.cmd {
         Cmd::Up => settings(&cli.config).and_then(server::up),
         Cmd::Coordinator => settings(&cli.config).and_then(server::coordinator),

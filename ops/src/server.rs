@@ -129,6 +129,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
     c.liveness.down_after = Duration::from_secs(s.node.down_after_s);
     c.shared_images = s.registry.url.is_some();
     c.ingress_http = s.node.ingress_http;
+    c.test_hooks = s.test_hooks;
     c
 }
 
@@ -155,6 +156,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
                 username: s.registry.username.clone(),
                 password: s.registry.password.clone(),
             }),
+        test_hooks: s.test_hooks,
     }
 }
 
@@ -258,7 +260,11 @@ async fn start_and_serve(
         } else {
             tracing::info!(node = %s.node.name, "node running");
         }
-        shutdown_signal().await;
+        // A signal, or a supervisor giving up on an actor (it cancels the shutdown token).
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            _ = shutdown.cancelled() => {}
+        }
         tracing::info!("shutting down");
         let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
         shutdown.cancel();
@@ -275,6 +281,9 @@ async fn start_and_serve(
             );
         }
         tracing::info!(abandoned = abandoned.count, "shut down");
+        if let Some(why) = shutdown.escalation() {
+            bail!("{why}");
+        }
         anyhow::Ok(())
     }
 }

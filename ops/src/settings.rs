@@ -24,6 +24,9 @@ pub struct Settings {
     /// 64 hex digits sealing git credentials at rest; unset: `<data_dir>/secret.key`, created
     /// (mode 0600) at first start. Every node of a fleet needs the coordinator's key.
     pub secret_key: Option<String>,
+    /// Test-only: the supervision trees pop actor names from `berth:test:panic:<process>` and
+    /// make those actors panic. Never on in production.
+    pub test_hooks: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +124,7 @@ impl Default for Settings {
             data_dir: default_data_dir(),
             deploy_timeout_s: 900,
             secret_key: None,
+            test_hooks: false,
         }
     }
 }
@@ -247,6 +251,7 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("registry.url", None, "host:port of an image registry the nodes of a fleet share; unset: none"),
         ("registry.username", None, "the registry's user"),
         ("registry.password", None, "the registry's password"),
+        ("test_hooks", Some(d.test_hooks.to_string()), "test-only: lets tests make actors panic through Redis; never in production"),
         ("github.webhook_secret", None, "the secret of GitHub's push webhook; unset: every delivery is refused"),
     ]
 }

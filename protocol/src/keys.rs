@@ -174,3 +174,11 @@ pub fn dead_letters(stream: &str) -> String {
 }
 /// Hash stream → how many of its entries went to the dead-letter stream.
 pub const STATS_DEAD_LETTERS: &str = "berth:stats:dead_letters";
+/// Hash `<process>/<actor>` → how many times a supervisor restarted that actor (`coordinator/ledger`,
+/// `node:<name>/router`, …); written by the supervisor in the restarting process.
+pub const STATS_RESTARTS: &str = "berth:stats:restarts";
+/// List of actor names a process started with the `test_hooks` setting pops and makes panic:
+/// `process` is `coordinator` or `node:<name>`. Test-only.
+pub fn test_panic(process: &str) -> String {
+    format!("berth:test:panic:{process}")
+}

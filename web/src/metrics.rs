@@ -193,6 +193,17 @@ pub fn cluster_families(f: &ClusterFigures) -> Vec<MetricFamily> {
             .map(|(s, n)| counter(&[("stream", s)], *n as f64))
             .collect(),
     ));
+
+    out.push(family(
+        "berth_actor_restarts_total",
+        "Times a supervisor started an actor again after it died (a panic), by process \
+         (coordinator, node:<name>) and actor.",
+        MetricType::COUNTER,
+        f.restarts
+            .iter()
+            .map(|(p, a, n)| counter(&[("process", p), ("actor", a)], *n as f64))
+            .collect(),
+    ));
     out
 }
 
@@ -292,6 +303,7 @@ mod tests {
                 ("berth:jobs:n1".into(), 0),
                 ("berth:jobs:n2".into(), 1),
             ],
+            restarts: vec![("node:n1".into(), "router".into(), 2)],
         }
     }
 
@@ -325,6 +337,7 @@ mod tests {
             "# TYPE berth_dead_letters_total counter",
             "berth_dead_letters_total{stream=\"berth:events\"} 3",
             "berth_dead_letters_total{stream=\"berth:jobs:n2\"} 1",
+            "berth_actor_restarts_total{process=\"node:n1\",actor=\"router\"} 2",
             "berth_api_request_duration_seconds_count{code=\"200\",method=\"GET\"} 1",
         ] {
             assert!(lines.contains(&want), "no line {want:?} in:\n{text}");
@@ -346,6 +359,7 @@ mod tests {
                 "berth_job_queue_depth",
                 "berth_build_duration_seconds",
                 "berth_dead_letters_total",
+                "berth_actor_restarts_total",
                 "berth_api_request_duration_seconds",
             ]
         );
@@ -356,11 +370,13 @@ mod tests {
         let f = ClusterFigures {
             nodes: Vec::new(),
             dead_letters: vec![("berth:events".into(), 0)],
+            restarts: Vec::new(),
             ..figures()
         };
         let text = render(&f, &HttpMetrics::new()).unwrap();
         assert!(!text.contains("berth_node_up"), "{text}");
         assert!(!text.contains("berth_job_queue_depth"), "{text}");
+        assert!(!text.contains("berth_actor_restarts_total"), "{text}");
         assert!(
             !text.contains("berth_api_request_duration_seconds"),
             "{text}"

@@ -8,6 +8,7 @@
 //! cancel, so a deployment between its health check and its switch never takes traffic), then
 //! has every node remove the app's routes, containers and images, then deletes its records.
 
+use berth_bus::Live;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -138,7 +139,7 @@ pub(crate) fn derive(
 /// deployments, one of the routes), however many apps there are.
 async fn derive_all(
     store: &Store,
-    registry: &Addr<NodeRegistry>,
+    registry: &Live<NodeRegistry>,
     fallback_port: u16,
     apps: &[App],
 ) -> Result<Vec<Derived>> {
@@ -162,7 +163,7 @@ async fn derive_all(
 /// One app's view.
 async fn view_of(
     store: &Store,
-    registry: &Addr<NodeRegistry>,
+    registry: &Live<NodeRegistry>,
     fallback_port: u16,
     app: App,
 ) -> Result<AppView> {
@@ -204,7 +205,7 @@ async fn check_domains_free(store: &Store, app: &App) -> Result<()> {
 /// the switch (a job that claimed the switch already finishes it).
 pub(super) async fn cancel_unfinished(
     store: &Store,
-    ledger: &Addr<ledger::Ledger>,
+    ledger: &Live<ledger::Ledger>,
     app: &str,
     why: &str,
 ) -> Result<()> {
@@ -230,7 +231,7 @@ pub(super) async fn cancel_unfinished(
 /// Queues `job` on every node the registry knows (each may run a container of the app).
 pub(super) async fn to_every_node(
     store: &Store,
-    registry: &Addr<NodeRegistry>,
+    registry: &Live<NodeRegistry>,
     job: &Job,
 ) -> Result<()> {
     for node in registry.send(NodesNow).await?? {

@@ -1,6 +1,7 @@
 //! Deployments: create (the newest of an app wins), list, show, cancel.
 
 use actix::prelude::*;
+use berth_bus::Live;
 use berth_protocol::api;
 use berth_protocol::{keys, validate, Deployment, DeploymentStatus};
 
@@ -35,8 +36,8 @@ pub struct Cancel(pub String);
 #[derive(Clone)]
 pub(super) struct Queue {
     pub(super) store: Store,
-    ledger: Addr<Ledger>,
-    reconciler: Addr<Reconciler>,
+    ledger: Live<Ledger>,
+    reconciler: Live<Reconciler>,
 }
 
 impl Api {

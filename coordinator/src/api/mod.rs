@@ -22,6 +22,7 @@ mod replicas;
 mod webhooks;
 
 use actix::prelude::*;
+use berth_bus::Live;
 use berth_protocol::secret::SecretKey;
 use berth_protocol::App;
 
@@ -48,14 +49,16 @@ pub struct Api {
     pub(crate) ingress_http: u16,
     /// Seals git credentials before they are stored.
     pub(crate) secret_key: SecretKey,
-    pub(crate) ledger: Addr<Ledger>,
-    pub(crate) registry: Addr<NodeRegistry>,
-    pub(crate) reconciler: Addr<Reconciler>,
+    pub(crate) ledger: Live<Ledger>,
+    pub(crate) registry: Live<NodeRegistry>,
+    pub(crate) reconciler: Live<Reconciler>,
 }
 
 impl Actor for Api {
     type Context = Context<Self>;
 }
+
+berth_bus::injectable!(Api);
 
 async fn load_app(store: &Store, name: &str) -> Result<App> {
     store

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use actix::Addr;
 use berth_bus::Shutdown;
 use berth_protocol::secret::SecretKey;
 use bollard::Docker;
@@ -22,7 +21,7 @@ pub struct Services {
     pub builds_dir: PathBuf,
     pub docker: Docker,
     pub redis: ConnectionManager,
-    pub router: Addr<Router>,
+    pub router: berth_bus::Live<Router>,
     pub events: EventSink,
     pub builder: Builder,
     pub probe_http: reqwest::Client,
