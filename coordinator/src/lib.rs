@@ -10,6 +10,9 @@
 //! - [`event_ingest::EventIngest`] — folds node events into records (through the shared
 //!   `berth_bus::StreamConsumer`).
 //!
+//! Each runs under the supervision tree (`berth_bus::Tree`, process `coordinator`), which starts
+//! it again when it dies; the others reach it through a `berth_bus::Live` handle.
+//!
 //! Log reads and follows are not an actor: [`logs::Logs`] reads the streams nodes write, each
 //! follow on a Redis connection of its own; so is [`exec::Execs`], which follows the output of
 //! a command run in a replica.

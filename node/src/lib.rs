@@ -5,8 +5,9 @@
 //! Actors (actix 0.13, one file each): [`job_consumer::JobConsumer`] reads jobs,
 //! [`deployer::Deployer`] runs them (the steps live in [`pipeline`]), [`router::Router`] is the
 //! only writer of the node's Caddy, [`heartbeat::Heartbeat`] reports liveness,
-//! [`log_shipper::LogShipper`] ships the app containers' output. [`start`] must be
-//! called inside a running actix `System`.
+//! [`log_shipper::LogShipper`] ships the app containers' output, [`stats::Stats`] samples them.
+//! Each runs under the supervision tree (`berth_bus::Tree`, process `node:<name>`), which starts
+//! it again when it dies. [`start`] must be called inside a running actix `System`.
 //!
 //! Shutdown: [`start`] takes the process's [`berth_bus::Shutdown`]. Every task the node spawns
 //! (jobs, their background drain and prune, Caddy checks, log follows, the job consumer's
