@@ -36,6 +36,8 @@ pub struct EventIngest {
     reconciler: Live<Reconciler>,
     /// Stops the read loop when the actor stops; a child of the shutdown token.
     stop: CancellationToken,
+    /// The loop reads only while this coordinator leads.
+    leadership: crate::lease::Leadership,
     tasks: Shutdown,
 }
 
@@ -47,8 +49,10 @@ impl EventIngest {
         ledger: Live<Ledger>,
         reconciler: Live<Reconciler>,
         shutdown: &Shutdown,
+        leadership: crate::lease::Leadership,
     ) -> Self {
         EventIngest {
+            leadership,
             client,
             store,
             ledger,
@@ -63,20 +67,44 @@ impl Actor for EventIngest {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let cfg = consumer_config();
-        let max = cfg.max_deliveries;
-        let consumer = StreamConsumer::new(
-            cfg,
-            self.client.clone(),
-            self.store.conn(),
-            self.tasks.clone(),
-        );
+        let (client, conn, tasks) = (self.client.clone(), self.store.conn(), self.tasks.clone());
         let (store, ledger) = (self.store.clone(), self.ledger.clone());
         let reconciler = self.reconciler.clone();
-        // In the actor's context: the read loop keeps the actor alive, and ends with it.
-        let run = consumer.run(self.stop.clone(), move |d| {
-            handle(store.clone(), ledger.clone(), reconciler.clone(), d, max)
-        });
+        let (mut leadership, stop) = (self.leadership.clone(), self.stop.clone());
+        // Events are applied by the leading coordinator only: the read loop runs while this one
+        // leads, under the group's one consumer name, so a new leader takes over the pending
+        // entries of the last one. In the actor's context: it ends with the actor.
+        let run = async move {
+            loop {
+                while !leadership.is_leader() {
+                    tokio::select! {
+                        _ = leadership.changed() => {}
+                        _ = stop.cancelled() => return,
+                    }
+                }
+                let cfg = consumer_config();
+                let max = cfg.max_deliveries;
+                let consumer =
+                    StreamConsumer::new(cfg, client.clone(), conn.clone(), tasks.clone());
+                let term = stop.child_token();
+                let (store, ledger, reconciler) =
+                    (store.clone(), ledger.clone(), reconciler.clone());
+                let reading = consumer.run(term.clone(), move |d| {
+                    handle(store.clone(), ledger.clone(), reconciler.clone(), d, max)
+                });
+                tokio::pin!(reading);
+                loop {
+                    tokio::select! {
+                        _ = &mut reading => return,
+                        _ = leadership.changed() => if !leadership.is_leader() {
+                            term.cancel();
+                            (&mut reading).await;
+                            break;
+                        },
+                    }
+                }
+            }
+        };
         ctx.spawn(run.into_actor(self));
     }
 

@@ -34,6 +34,8 @@ pub struct Failover {
     ledger: Live<Ledger>,
     registry: Live<NodeRegistry>,
     reconciler: Live<Reconciler>,
+    /// Passes run only while this coordinator leads.
+    leadership: crate::lease::Leadership,
     /// True while a pass runs, so passes never overlap.
     busy: bool,
 }
@@ -44,8 +46,10 @@ impl Failover {
         ledger: Live<Ledger>,
         registry: Live<NodeRegistry>,
         reconciler: Live<Reconciler>,
+        leadership: crate::lease::Leadership,
     ) -> Self {
         Failover {
+            leadership,
             store,
             ledger,
             registry,
@@ -60,7 +64,8 @@ impl Actor for Failover {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(EVERY, |act, ctx| {
-            if act.busy {
+            // Only the leading coordinator acts on lost nodes.
+            if act.busy || !act.leadership.is_leader() {
                 return;
             }
             act.busy = true;

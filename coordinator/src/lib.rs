@@ -29,6 +29,7 @@ pub(crate) mod event_ingest;
 pub mod exec;
 pub(crate) mod failover;
 pub(crate) mod git_check;
+pub(crate) mod lease;
 pub(crate) mod ledger;
 pub(crate) mod log_hub;
 pub mod logs;
@@ -70,6 +71,9 @@ pub struct CoordinatorConfig {
     pub ingress_http: u16,
     /// Test-only: the supervision tree takes panics to inject from Redis (`test_hooks`).
     pub test_hooks: bool,
+    /// How long the leader lease lasts without renewal (`leader_lease_s`): another coordinator
+    /// leads within about this long after the leader dies.
+    pub lease: Duration,
 }
 
 impl CoordinatorConfig {
@@ -83,6 +87,7 @@ impl CoordinatorConfig {
             shared_images: false,
             ingress_http: 80,
             test_hooks: false,
+            lease: lease::DEFAULT_TTL,
         }
     }
 }
@@ -107,6 +112,8 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     store.migrate_latest().await?;
     // The supervision tree: each actor is started now and again whenever it dies; a factory
     // holds only what outlives an actor (the store, other actors' live handles, settings).
+    // The leader lease first: a coordinator alone leads from its start.
+    let leadership = lease::start(store.conn(), cfg.lease, shutdown).await;
     let mut tree = berth_bus::Tree::new("coordinator", store.conn(), shutdown, cfg.test_hooks);
     let ledger = tree.supervise("ledger", {
         let store = store.clone();
@@ -119,6 +126,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     let reconciler = tree.supervise("reconciler", {
         let (store, ledger, registry) = (store.clone(), ledger.clone(), registry.clone());
         let (deadlines, shared_images, sd) = (cfg.deadlines, cfg.shared_images, shutdown.clone());
+        let leadership = leadership.clone();
         move || {
             reconciler::Reconciler::new(
                 store.clone(),
@@ -128,6 +136,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
                 shared_images,
                 Duration::from_secs(2),
                 &sd,
+                leadership.clone(),
             )
         }
     });
@@ -138,19 +147,21 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     tree.supervise("failover", {
         let (store, ledger) = (store.clone(), ledger.clone());
         let (registry, reconciler) = (registry.clone(), reconciler.clone());
+        let leadership = leadership.clone();
         move || {
             failover::Failover::new(
                 store.clone(),
                 ledger.clone(),
                 registry.clone(),
                 reconciler.clone(),
+                leadership.clone(),
             )
         }
     });
     let client = redis::Client::open(cfg.redis_url.as_str())?;
     tree.supervise("event_ingest", {
         let (store, ledger, reconciler) = (store.clone(), ledger.clone(), reconciler.clone());
-        let sd = shutdown.clone();
+        let (sd, leadership) = (shutdown.clone(), leadership.clone());
         move || {
             event_ingest::EventIngest::new(
                 client.clone(),
@@ -158,6 +169,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
                 ledger.clone(),
                 reconciler.clone(),
                 &sd,
+                leadership.clone(),
             )
         }
     });

@@ -250,6 +250,8 @@ pub struct ClusterFigures {
     /// Actor restarts by a supervisor (`berth:stats:restarts`): process (`coordinator`,
     /// `node:<name>`), actor, count — only those restarted at least once.
     pub restarts: Vec<(String, String, u64)>,
+    /// The coordinator holding the leader lease and its epoch (`berth:leader`), if one does.
+    pub leader: Option<(String, u64)>,
 }
 
 /// One registered node.
@@ -377,6 +379,12 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
         })
         .collect();
 
+    let lease: Option<String> = c.get(keys::LEADER).await?;
+    let leader = lease.and_then(|v| {
+        let (holder, epoch) = v.split_once(' ')?;
+        Some((holder.to_string(), epoch.parse().ok()?))
+    });
+
     Ok(ClusterFigures {
         apps,
         active: active.into_values().collect(),
@@ -385,6 +393,7 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
         build_seconds: build_histogram(&build),
         dead_letters: dead.into_iter().collect(),
         restarts,
+        leader,
     })
 }
 

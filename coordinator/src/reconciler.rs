@@ -1,7 +1,8 @@
 //! `Reconciler`: desired versus observed for deployments, and the supervisor of their actors.
 //!
 //! Every deployment in the active set (`berth:deployments:active`) must have a live
-//! `DeploymentActor`. The reconciler checks that at start and every `interval`: it starts actors
+//! `DeploymentActor` — on the leading coordinator only (`lease.rs`): a follower runs none, and a
+//! coordinator that stops leading stops its actors at once. The reconciler checks that at start and every `interval`: it starts actors
 //! for deployments created by the API and adopts the ones a previous coordinator left behind. It
 //! is also their supervisor: every [`CHECK_EVERY`] it looks for an actor whose mailbox closed
 //! without the actor having stopped by itself (a panic: actix drops the actor and closes its
@@ -21,6 +22,7 @@ use berth_bus::{Live, Shutdown};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::deployment::{Deadlines, DeploymentActor, Link};
+use crate::lease::Leadership;
 use crate::ledger::Ledger;
 use crate::registry::NodeRegistry;
 use crate::store::Store;
@@ -47,6 +49,10 @@ pub struct Reconciler {
     /// dropped — stopped or panicked.
     children: CancellationToken,
     _children_guard: DropGuard,
+    /// Whether this coordinator leads: deployment actors run only on the leader.
+    leadership: Leadership,
+    /// The epoch the current actors run under (`None`: following, no actors).
+    term: Option<u64>,
 }
 
 impl Reconciler {
@@ -58,9 +64,12 @@ impl Reconciler {
         shared_images: bool,
         interval: Duration,
         shutdown: &Shutdown,
+        leadership: Leadership,
     ) -> Self {
         let children = CancellationToken::new();
         Reconciler {
+            term: leadership.epoch(),
+            leadership,
             shutdown: shutdown.clone(),
             restarts: Restarts::new(Intensity::default()),
             _children_guard: children.clone().drop_guard(),
@@ -77,7 +86,7 @@ impl Reconciler {
     }
 
     fn track(&mut self, id: String) {
-        if self.actors.get(&id).is_some_and(|(a, _)| a.connected()) {
+        if self.term.is_none() || self.actors.get(&id).is_some_and(|(a, _)| a.connected()) {
             return;
         }
         let link = Link {
@@ -100,6 +109,28 @@ impl Reconciler {
     /// they die too often.
     fn check(&mut self, ctx: &mut Context<Self>) {
         if self.shutdown.is_cancelled() {
+            return;
+        }
+        let now = self.leadership.epoch();
+        if now != self.term {
+            if self.term.is_some() {
+                tracing::warn!(
+                    epoch = ?now,
+                    "no longer leading under epoch {:?}: stopping the deployment actors",
+                    self.term
+                );
+                // Replacing the guard cancels the old token: every actor of the term stops.
+                self.children = CancellationToken::new();
+                self._children_guard = self.children.clone().drop_guard();
+                self.actors.clear();
+            }
+            self.term = now;
+            if now.is_some() {
+                tracing::info!(epoch = ?now, "leading: adopting every active deployment");
+                self.scan(ctx);
+            }
+        }
+        if self.term.is_none() {
             return;
         }
         let dead: Vec<String> = self
@@ -131,7 +162,7 @@ impl Reconciler {
     }
 
     fn scan(&mut self, ctx: &mut Context<Self>) {
-        if self.scanning {
+        if self.scanning || self.term.is_none() {
             return;
         }
         self.scanning = true;

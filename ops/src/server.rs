@@ -130,6 +130,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
     c.shared_images = s.registry.url.is_some();
     c.ingress_http = s.node.ingress_http;
     c.test_hooks = s.test_hooks;
+    c.lease = Duration::from_secs(s.leader_lease_s);
     c
 }
 

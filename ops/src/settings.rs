@@ -24,6 +24,9 @@ pub struct Settings {
     /// 64 hex digits sealing git credentials at rest; unset: `<data_dir>/secret.key`, created
     /// (mode 0600) at first start. Every node of a fleet needs the coordinator's key.
     pub secret_key: Option<String>,
+    /// Seconds the coordinators' leader lease lasts without renewal: when the leader dies,
+    /// another coordinator leads within about this long (≥ 2).
+    pub leader_lease_s: u64,
     /// Test-only: the supervision trees pop actor names from `berth:test:panic:<process>` and
     /// make those actors panic. Never on in production.
     pub test_hooks: bool,
@@ -124,6 +127,7 @@ impl Default for Settings {
             data_dir: default_data_dir(),
             deploy_timeout_s: 900,
             secret_key: None,
+            leader_lease_s: 5,
             test_hooks: false,
         }
     }
@@ -214,6 +218,11 @@ impl Settings {
                 "node.down_after_s must be at least 3: nodes beat every second and are suspect after 2.5 s"
             );
         }
+        if s.leader_lease_s < 2 {
+            anyhow::bail!(
+                "leader_lease_s must be at least 2: the leader renews its lease every fifth of it"
+            );
+        }
         if s.node.stats_interval_s == 0 {
             anyhow::bail!("node.stats_interval_s must be at least 1");
         }
@@ -251,6 +260,7 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("registry.url", None, "host:port of an image registry the nodes of a fleet share; unset: none"),
         ("registry.username", None, "the registry's user"),
         ("registry.password", None, "the registry's password"),
+        ("leader_lease_s", Some(d.leader_lease_s.to_string()), "seconds the coordinators' leader lease lasts unrenewed: another leads this long after the leader dies"),
         ("test_hooks", Some(d.test_hooks.to_string()), "test-only: lets tests make actors panic through Redis; never in production"),
         ("github.webhook_secret", None, "the secret of GitHub's push webhook; unset: every delivery is refused"),
     ]

@@ -174,6 +174,11 @@ pub fn dead_letters(stream: &str) -> String {
 }
 /// Hash stream → how many of its entries went to the dead-letter stream.
 pub const STATS_DEAD_LETTERS: &str = "berth:stats:dead_letters";
+/// The leader lease of the coordinators: `<holder> <epoch>`, with a time to live; see the
+/// coordinator's `lease.rs`.
+pub const LEADER: &str = "berth:leader";
+/// The last epoch a coordinator took the lease under (INCR): the fencing token's source.
+pub const LEADER_EPOCH: &str = "berth:leader:epoch";
 /// Hash `<process>/<actor>` → how many times a supervisor restarted that actor (`coordinator/ledger`,
 /// `node:<name>/router`, …); written by the supervisor in the restarting process.
 pub const STATS_RESTARTS: &str = "berth:stats:restarts";

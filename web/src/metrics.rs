@@ -195,6 +195,15 @@ pub fn cluster_families(f: &ClusterFigures) -> Vec<MetricFamily> {
     ));
 
     out.push(family(
+        "berth_leader_epoch",
+        "The epoch (fencing token) of the coordinator holding the leader lease, by its name.",
+        MetricType::GAUGE,
+        f.leader
+            .iter()
+            .map(|(holder, epoch)| gauge(&[("coordinator", holder)], *epoch as f64))
+            .collect(),
+    ));
+    out.push(family(
         "berth_actor_restarts_total",
         "Times a supervisor started an actor again after it died (a panic), by process \
          (coordinator, node:<name>) and actor.",
@@ -304,6 +313,7 @@ mod tests {
                 ("berth:jobs:n2".into(), 1),
             ],
             restarts: vec![("node:n1".into(), "router".into(), 2)],
+            leader: Some(("host-1-abc".into(), 3)),
         }
     }
 
@@ -338,6 +348,7 @@ mod tests {
             "berth_dead_letters_total{stream=\"berth:events\"} 3",
             "berth_dead_letters_total{stream=\"berth:jobs:n2\"} 1",
             "berth_actor_restarts_total{process=\"node:n1\",actor=\"router\"} 2",
+            "berth_leader_epoch{coordinator=\"host-1-abc\"} 3",
             "berth_api_request_duration_seconds_count{code=\"200\",method=\"GET\"} 1",
         ] {
             assert!(lines.contains(&want), "no line {want:?} in:\n{text}");
@@ -359,6 +370,7 @@ mod tests {
                 "berth_job_queue_depth",
                 "berth_build_duration_seconds",
                 "berth_dead_letters_total",
+                "berth_leader_epoch",
                 "berth_actor_restarts_total",
                 "berth_api_request_duration_seconds",
             ]
@@ -371,6 +383,7 @@ mod tests {
             nodes: Vec::new(),
             dead_letters: vec![("berth:events".into(), 0)],
             restarts: Vec::new(),
+            leader: None,
             ..figures()
         };
         let text = render(&f, &HttpMetrics::new()).unwrap();

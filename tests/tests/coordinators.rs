@@ -1,0 +1,142 @@
+//! Several coordinators on one Redis: one leads (the lease `berth:leader`), all serve the API,
+//! and when the leader is killed another takes over its deployments.
+
+use std::time::Duration;
+
+use berth_protocol::keys;
+use berth_tests::{
+    eventually, free_port, hello_page, repo_root, unique, version_marker, Api, Cluster, GitRepo,
+    Proc, TempDir,
+};
+use serde_json::{json, Value};
+
+const DEPLOY: Duration = Duration::from_secs(180);
+
+/// A second `berth coordinator` on the cluster's Redis: its own data dir and API port, the
+/// cluster's token and secret key.
+async fn second_coordinator(c: &Cluster) -> (Proc, Api) {
+    let key = std::fs::read_to_string(c.dir.path().join("berth/secret.key")).unwrap();
+    let port = free_port();
+    let mut cmd = c.berth();
+    cmd.arg("coordinator")
+        .env("BERTH_DATA_DIR", c.dir.path().join("berth-2"))
+        .env("BERTH_API__LISTEN", format!("127.0.0.1:{port}"))
+        .env("BERTH_SECRET_KEY", key.trim());
+    let proc = Proc::spawn(
+        "berth coordinator 2",
+        cmd,
+        c.dir.path().join("coordinator-2.log"),
+    )
+    .unwrap();
+    let api = Api::new(format!("http://127.0.0.1:{port}"), c.api.token.clone());
+    eventually(
+        "the second coordinator's API",
+        Duration::from_secs(30),
+        || {
+            let api = api.clone();
+            async move { matches!(api.get("/api/v1/apps").await, Ok((200, _))).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
+    (proc, api)
+}
+
+/// `(holder, epoch)` of the leader lease.
+fn leader(c: &Cluster) -> Option<(String, u64)> {
+    let v = c.redis_cli(&["GET", keys::LEADER]).ok()?;
+    let (holder, epoch) = v.trim().split_once(' ')?;
+    Some((holder.to_string(), epoch.parse().ok()?))
+}
+
+async fn wait_terminal(api: &Api, id: &str, logs: impl Fn() -> String) -> Value {
+    eventually("the deployment ends", DEPLOY, || async {
+        let (_, d) = api.get(&format!("/api/v1/deployments/{id}")).await.ok()?;
+        matches!(
+            d["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+        .then_some(d)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_serves_the_api_and_takes_over_when_the_leader_is_killed() {
+    let mut c = Cluster::separate().await.unwrap();
+    let (first, epoch) = leader(&c).expect("the first coordinator leads");
+    let (mut second, api2) = second_coordinator(&c).await;
+    // Still the first: a follower does not take a held lease.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(leader(&c), Some((first.clone(), epoch)));
+
+    let src = TempDir::with_prefix("lead").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    repo.write(
+        "Dockerfile",
+        &format!(
+            "FROM busybox\nRUN echo {} && sleep 5\nCOPY www /www\nCMD [\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"]\n",
+            unique("layer")
+        ),
+    )
+    .unwrap();
+    repo.write("www/index.html", &hello_page("v1")).unwrap();
+    repo.commit("v1").unwrap();
+    let app = unique("lead");
+    // The follower's API writes like the leader's: the app and a deployment, which the
+    // leader places.
+    let (s, v) = api2
+        .post(
+            "/api/v1/apps",
+            json!({"name": app, "repo": repo.url(), "port": 8080}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 201, "{v}");
+    let id = api2.deploy(&app, None).await.unwrap();
+    eventually("building", DEPLOY, || async {
+        let (_, d) = c.api.get(&format!("/api/v1/deployments/{id}")).await.ok()?;
+        (d["status"] == "building").then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", c.logs(), second.log_text()));
+
+    // The leader dies mid-build. The follower leads under a newer epoch and sees the
+    // deployment through.
+    let i = c
+        .procs
+        .iter()
+        .position(|p| p.name == "berth coordinator")
+        .unwrap();
+    c.procs[i].kill();
+    let d = wait_terminal(&api2, &id, || second.log_text()).await;
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", second.log_text());
+    let (holder, epoch2) = leader(&c).expect("a leader");
+    assert_ne!(holder, first);
+    assert!(epoch2 > epoch, "{epoch2} > {epoch}");
+    c.serves(&format!("{app}.localhost"), &version_marker("v1"))
+        .await
+        .unwrap();
+    assert!(
+        second
+            .log_text()
+            .contains("leading: this coordinator holds the leader lease"),
+        "{}",
+        second.log_text()
+    );
+
+    // A deploy through the new leader goes through too.
+    repo.write("www/index.html", &hello_page("v2")).unwrap();
+    repo.commit("v2").unwrap();
+    let id2 = api2.deploy(&app, None).await.unwrap();
+    let d2 = wait_terminal(&api2, &id2, || second.log_text()).await;
+    assert_eq!(d2["status"], "succeeded", "{d2}");
+    c.serves(&format!("{app}.localhost"), &version_marker("v2"))
+        .await
+        .unwrap();
+
+    // A clean stop gives the lease up at once.
+    second.stop();
+    assert_eq!(leader(&c), None);
+}
