@@ -125,16 +125,18 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     });
     let reconciler = tree.supervise("reconciler", {
         let (store, ledger, registry) = (store.clone(), ledger.clone(), registry.clone());
-        let (deadlines, shared_images, sd) = (cfg.deadlines, cfg.shared_images, shutdown.clone());
-        let leadership = leadership.clone();
+        let settings = reconciler::Settings {
+            deadlines: cfg.deadlines,
+            shared_images: cfg.shared_images,
+            interval: Duration::from_secs(2),
+        };
+        let (sd, leadership) = (shutdown.clone(), leadership.clone());
         move || {
             reconciler::Reconciler::new(
                 store.clone(),
                 ledger.clone(),
                 registry.clone(),
-                deadlines,
-                shared_images,
-                Duration::from_secs(2),
+                settings,
                 &sd,
                 leadership.clone(),
             )

@@ -55,17 +55,30 @@ pub struct Reconciler {
     term: Option<u64>,
 }
 
+/// What the reconciler's deployment actors work under, and how often it scans.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    pub deadlines: Deadlines,
+    /// Whether the nodes share images through a registry (`registry.url`).
+    pub shared_images: bool,
+    /// How often the active set is scanned.
+    pub interval: Duration,
+}
+
 impl Reconciler {
     pub fn new(
         store: Store,
         ledger: Live<Ledger>,
         registry: Live<NodeRegistry>,
-        deadlines: Deadlines,
-        shared_images: bool,
-        interval: Duration,
+        settings: Settings,
         shutdown: &Shutdown,
         leadership: Leadership,
     ) -> Self {
+        let Settings {
+            deadlines,
+            shared_images,
+            interval,
+        } = settings;
         let children = CancellationToken::new();
         Reconciler {
             term: leadership.epoch(),
