@@ -31,6 +31,9 @@ pub enum Error {
     /// Something that should settle did not (a record kept changing under an edit).
     #[error("{0}")]
     Internal(String),
+    /// A write of a leader whose epoch is no longer current: another coordinator leads now.
+    #[error("{0}")]
+    Fenced(String),
     /// An actor of the coordinator is gone (it stopped or its mailbox closed).
     #[error("coordinator actor unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),

@@ -114,6 +114,8 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     // holds only what outlives an actor (the store, other actors' live handles, settings).
     // The leader lease first: a coordinator alone leads from its start.
     let leadership = lease::start(store.conn(), cfg.lease, shutdown).await;
+    // Every write of this coordinator's machinery carries its epoch while it leads.
+    let store = store.with_leadership(leadership.clone());
     let mut tree = berth_bus::Tree::new("coordinator", store.conn(), shutdown, cfg.test_hooks);
     let ledger = tree.supervise("ledger", {
         let store = store.clone();

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::lease::Leadership;
 use berth_protocol::api::LatestDeployment;
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::Sealed;
@@ -27,6 +28,9 @@ pub struct Store {
     /// `GET /apps` costs more than the rest of the request. Checked against Redis on every
     /// read (one GET), so it never serves what Redis no longer holds; a restart loses nothing.
     apps: Arc<Mutex<Option<CachedApps>>>,
+    /// Whether this coordinator leads, and under which epoch: the writes of a leader carry it
+    /// as their fencing token ([`Store::fence`]).
+    leadership: Option<Leadership>,
 }
 
 /// Opens the multiplexed connection for ordinary (non-blocking) commands.
@@ -88,8 +92,10 @@ return v
 ";
 
 /// Compare-and-set of one route: writes ARGV[4] for field ARGV[1] if the field still holds ARGV[2]
-/// (or is absent, when ARGV[3] is "0"), and publishes the domain on KEYS... ARGV[5].
+/// (or is absent, when ARGV[3] is "0"), and publishes the domain on ARGV[5]. Fenced: -1 without
+/// writing when the fence key ARGV[6] holds another epoch than ARGV[7] ('' = not fenced).
 const ROUTE_CAS: &str = r"
+if ARGV[7] ~= '' and redis.call('GET', ARGV[6]) ~= ARGV[7] then return -1 end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[3] == '0' then
   if cur then return 0 end
@@ -101,18 +107,66 @@ redis.call('PUBLISH', ARGV[5], ARGV[1])
 return 1
 ";
 
-/// Records deployment ARGV[4] as app ARGV[1]'s newest (`berth:apps:latest`, KEYS[1]) unless
-/// the app is gone (KEYS[2]) or the hash holds a deployment created after it (ARGV[2], epoch ms;
-/// ARGV[3] its id, ARGV[4] the summary).
-const LATEST: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if cur then
-  local at, id = string.match(cur, '^(%d+) (%S+)')
-  if at and id ~= ARGV[3] and tonumber(at) > tonumber(ARGV[2]) then return 0 end
+/// `latest(k1, k2, a1, a2, a3, a4)`: records deployment `a4` as app `a1`'s newest
+/// (`berth:apps:latest`, `k1`) unless the app is gone (`k2`) or the hash holds a deployment
+/// created after it (`a2`, epoch ms; `a3` its id, `a4` the summary). One Lua body for [`LATEST`]
+/// and [`COMMIT`].
+macro_rules! latest_fn {
+    () => {
+        r"
+local function latest(k1, k2, a1, a2, a3, a4)
+  if redis.call('EXISTS', k2) == 0 then return 0 end
+  local cur = redis.call('HGET', k1, a1)
+  if cur then
+    local at, id = string.match(cur, '^(%d+) (%S+)')
+    if at and id ~= a3 and tonumber(at) > tonumber(a2) then return 0 end
+  end
+  redis.call('HSET', k1, a1, a4)
+  return 1
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+"
+    };
+}
+
+/// `latest` as a script of its own: KEYS[1], KEYS[2], ARGV[1..4].
+const LATEST: &str = concat!(
+    latest_fn!(),
+    "return latest(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+);
+
+/// A deployment record's write with the commands that go with it, fenced: one script, so all
+/// of it happens or none. ARGV: the fence key (`berth:leader:epoch`), the writer's epoch ('' =
+/// not a leader, not fenced), the number of commands, then each command as its argument count
+/// and arguments (`__latest` runs `latest`). Answers 1, or -1 without writing anything when the
+/// fence key holds another epoch: a newer leader took over, and this writer's decisions are
+/// stale.
+const COMMIT: &str = concat!(
+    latest_fn!(),
+    r"
+if ARGV[2] ~= '' and redis.call('GET', ARGV[1]) ~= ARGV[2] then return -1 end
+local i = 4
+for _ = 1, tonumber(ARGV[3]) do
+  local n = tonumber(ARGV[i])
+  local args = {}
+  for a = 1, n do args[a] = ARGV[i + a] end
+  i = i + n + 1
+  if args[1] == '__latest' then
+    latest(args[2], args[3], args[4], args[5], args[6], args[7])
+  else
+    redis.call(unpack(args))
+  end
+end
 return 1
+"
+);
+
+/// The fence check alone before one command: -1 when fenced, else the command's answer.
+/// ARGV: fence key, epoch ('' = not fenced), then the command.
+const FENCED: &str = r"
+if ARGV[2] ~= '' and redis.call('GET', ARGV[1]) ~= ARGV[2] then return -1 end
+local args = {}
+for a = 3, #ARGV do args[a - 2] = ARGV[a] end
+return redis.call(unpack(args))
 ";
 
 /// What `berth:apps:latest` holds for a deployment: `<created_at> <id> <status> <kind>`.
@@ -141,15 +195,19 @@ pub fn parse_latest(s: &str) -> Option<LatestDeployment> {
 
 fn latest_command(d: &Deployment) -> redis::Cmd {
     let mut cmd = redis::cmd("EVAL");
-    cmd.arg(LATEST)
-        .arg(2)
-        .arg(keys::APPS_LATEST)
+    cmd.arg(LATEST).arg(2);
+    latest_args(&mut cmd, d);
+    cmd
+}
+
+/// `latest`'s arguments for `d`: its two keys, then its four values.
+fn latest_args(cmd: &mut redis::Cmd, d: &Deployment) {
+    cmd.arg(keys::APPS_LATEST)
         .arg(keys::app(&d.app))
         .arg(&d.app)
         .arg(d.created_at)
         .arg(&d.id)
         .arg(latest_summary(d));
-    cmd
 }
 
 fn app_changed(name: &str) -> redis::Cmd {
@@ -169,7 +227,59 @@ impl Store {
         Store {
             conn,
             apps: Arc::default(),
+            leadership: None,
         }
+    }
+
+    /// This store's writes are fenced with the epoch this coordinator leads under.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// The fencing token of this coordinator's writes: its epoch while it leads. A write that
+    /// carries one is refused by Redis once a newer leader took over (`Error::Fenced`); a
+    /// follower's writes (the API's) carry none.
+    pub fn fence(&self) -> Option<u64> {
+        self.leadership.as_ref().and_then(Leadership::epoch)
+    }
+
+    /// The error of a write refused by its fence.
+    fn fenced(&self, what: &str) -> Error {
+        Error::Fenced(format!(
+            "{what} refused: this coordinator's leader epoch {} is no longer current (another coordinator leads)",
+            self.fence().map_or("?".into(), |e| e.to_string())
+        ))
+    }
+
+    /// Runs `cmds` in one script behind the fence: all or nothing; `Error::Fenced` when a newer
+    /// leader took over.
+    async fn commit(&self, what: &str, cmds: &[redis::Cmd]) -> Result<()> {
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(COMMIT)
+            .arg(0)
+            .arg(keys::LEADER_EPOCH)
+            .arg(self.fence().map(|e| e.to_string()).unwrap_or_default())
+            .arg(cmds.len());
+        for c in cmds {
+            let args: Vec<&[u8]> = c
+                .args_iter()
+                .filter_map(|a| match a {
+                    redis::Arg::Simple(b) => Some(b),
+                    _ => None,
+                })
+                .collect();
+            script.arg(args.len());
+            for a in args {
+                script.arg(a);
+            }
+        }
+        let r: i64 = script.query_async(&mut self.conn.clone()).await?;
+        if r < 0 {
+            return Err(self.fenced(what));
+        }
+        Ok(())
     }
 
     pub fn conn(&self) -> ConnectionManager {
@@ -421,37 +531,39 @@ impl Store {
     /// [`Store::put_deployment`] with further commands in the same MULTI (the Ledger's
     /// counters, see `metrics::ledger_commands`).
     pub async fn put_deployment_with(&self, d: &Deployment, extra: &[redis::Cmd]) -> Result<()> {
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        self.deployment_commands(&mut pipe, d, extra)?;
-        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(())
+        let cmds = self.deployment_commands(d, extra)?;
+        self.commit(&format!("writing deployment {}", d.id), &cmds)
+            .await
     }
 
-    fn deployment_commands(
-        &self,
-        pipe: &mut redis::Pipeline,
-        d: &Deployment,
-        extra: &[redis::Cmd],
-    ) -> Result<()> {
+    /// The commands that write `d` (record, app index, newest summary, active set), then
+    /// `extra`.
+    fn deployment_commands(&self, d: &Deployment, extra: &[redis::Cmd]) -> Result<Vec<redis::Cmd>> {
         let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
-        pipe.set(keys::deployment(&d.id), bytes).ignore();
+        let mut cmds = vec![{
+            let mut c = redis::cmd("SET");
+            c.arg(keys::deployment(&d.id)).arg(bytes);
+            c
+        }];
         // A replaced unreadable record may not know its app.
         if !d.app.is_empty() {
-            pipe.zadd(keys::app_deployments(&d.app), &d.id, d.created_at)
-                .ignore()
-                .add_command(latest_command(d))
-                .ignore();
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(keys::app_deployments(&d.app))
+                .arg(d.created_at)
+                .arg(&d.id);
+            let mut latest = redis::cmd("__latest");
+            latest_args(&mut latest, d);
+            cmds.extend([zadd, latest]);
         }
-        if d.status.is_terminal() {
-            pipe.srem(keys::ACTIVE_DEPLOYMENTS, &d.id).ignore();
+        let mut active = redis::cmd(if d.status.is_terminal() {
+            "SREM"
         } else {
-            pipe.sadd(keys::ACTIVE_DEPLOYMENTS, &d.id).ignore();
-        }
-        for c in extra {
-            pipe.add_command(c.clone()).ignore();
-        }
-        Ok(())
+            "SADD"
+        });
+        active.arg(keys::ACTIVE_DEPLOYMENTS).arg(&d.id);
+        cmds.push(active);
+        cmds.extend(extra.iter().cloned());
+        Ok(cmds)
     }
 
     /// The stored bytes of a deployment record, undecoded.
@@ -462,13 +574,14 @@ impl Store {
     /// Moves an unreadable deployment record aside (to `berth:deployment:<id>:unreadable`) and
     /// writes `d` in its place, in one MULTI.
     pub async fn replace_unreadable_deployment(&self, d: &Deployment) -> Result<()> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .rename(keys::deployment(&d.id), keys::deployment_unreadable(&d.id))
-            .ignore();
-        self.deployment_commands(&mut pipe, d, &[])?;
-        let _: () = pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(())
+        let mut rename = redis::cmd("RENAME");
+        rename
+            .arg(keys::deployment(&d.id))
+            .arg(keys::deployment_unreadable(&d.id));
+        let mut cmds = vec![rename];
+        cmds.extend(self.deployment_commands(d, &[])?);
+        self.commit(&format!("replacing deployment {}", d.id), &cmds)
+            .await
     }
 
     /// The app whose index holds deployment `id`, with the time it was created: one ZSCORE per
@@ -681,8 +794,13 @@ impl Store {
                 .arg(if raw.is_some() { "1" } else { "0" })
                 .arg(bytes)
                 .arg(keys::ROUTES_CHANGED)
+                .arg(keys::LEADER_EPOCH)
+                .arg(self.fence().map(|e| e.to_string()).unwrap_or_default())
                 .query_async(&mut self.conn.clone())
                 .await?;
+            if written < 0 {
+                return Err(self.fenced(&format!("the route of {first}")));
+            }
             if written == 0 {
                 continue;
             }
@@ -722,16 +840,24 @@ impl Store {
     /// Queues a job on a node's stream.
     pub async fn send_job(&self, node: &str, id: &str, job: &Job) -> Result<()> {
         let bytes = encode(JOB_KIND, id, job)?;
-        let _: Option<String> = self
-            .conn
-            .clone()
-            .xadd_maxlen(
-                keys::jobs(node),
-                redis::streams::StreamMaxlen::Approx(keys::STREAM_MAXLEN),
-                "*",
-                &[(berth_protocol::envelope::STREAM_FIELD, bytes)],
-            )
+        let r: redis::Value = redis::cmd("EVAL")
+            .arg(FENCED)
+            .arg(0)
+            .arg(keys::LEADER_EPOCH)
+            .arg(self.fence().map(|e| e.to_string()).unwrap_or_default())
+            .arg("XADD")
+            .arg(keys::jobs(node))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(keys::STREAM_MAXLEN)
+            .arg("*")
+            .arg(berth_protocol::envelope::STREAM_FIELD)
+            .arg(bytes)
+            .query_async(&mut self.conn.clone())
             .await?;
+        if r == redis::Value::Int(-1) {
+            return Err(self.fenced(&format!("the job {id} for node {node}")));
+        }
         Ok(())
     }
 }

@@ -140,3 +140,58 @@ async fn a_follower_serves_the_api_and_takes_over_when_the_leader_is_killed() {
     second.stop();
     assert_eq!(leader(&c), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leaders_writes_are_refused_by_their_fence() {
+    let mut c = Cluster::separate().await.unwrap();
+    let (holder, epoch) = leader(&c).expect("the coordinator leads");
+    let src = TempDir::with_prefix("fence").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let app = unique("fence");
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+
+    // A newer leader's epoch, while the lease still names this coordinator under the old one:
+    // what a leader that was paused while another took over sees when it wakes.
+    c.redis_cli(&["INCR", keys::LEADER_EPOCH]).unwrap();
+    let (s, v) = c
+        .api
+        .post(&format!("/api/v1/apps/{app}/deployments"), json!({}))
+        .await
+        .unwrap();
+    assert_eq!(s, 503, "{v}");
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&format!("leader epoch {epoch} is no longer current")),
+        "{msg}"
+    );
+    // Nothing was written: the app has no deployment.
+    let (_, list) = c
+        .api
+        .get(&format!("/api/v1/apps/{app}/deployments"))
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+
+    // The lease runs out (here: is deleted); the coordinator takes it again under a newer epoch
+    // and its writes go through.
+    c.redis_cli(&["DEL", keys::LEADER]).unwrap();
+    eventually("a new epoch", Duration::from_secs(10), || {
+        let l = leader(&c);
+        async move { l.filter(|(_, e)| *e > epoch + 1) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(leader(&c).map(|(h, _)| h), Some(holder));
+    let id = eventually("a deploy accepted", Duration::from_secs(10), || async {
+        c.api.deploy(&app, None).await.ok()
+    })
+    .await
+    .unwrap();
+    let d = wait_terminal(&c.api, &id, || c.logs()).await;
+    assert_eq!(d["status"], "succeeded", "{d}");
+    c.serves(&format!("{app}.localhost"), &version_marker("1"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.logs()));
+}

@@ -35,10 +35,15 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Fenced(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if e.is_client_error() {
             ApiError::new(status, e.to_string())
+        } else if let Error::Fenced(why) = &e {
+            // This coordinator just lost the lead: the request may be sent again, here or to
+            // the new leader.
+            ApiError::new(status, format!("{why}; try again"))
         } else if let Error::Unreadable(what) = &e {
             // Which record is broken is what the operator needs; it holds no secret.
             tracing::error!(error = %e, "unreadable record");
