@@ -255,10 +255,11 @@ impl Store {
     /// Runs `cmds` in one script behind the fence: all or nothing; `Error::Fenced` when a newer
     /// leader took over.
     async fn commit(&self, what: &str, cmds: &[redis::Cmd]) -> Result<()> {
-        let mut script = redis::cmd("EVAL");
+        // EVALSHA, with the script's text only the first time (or after Redis lost it).
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(COMMIT));
+        let mut script = SCRIPT.prepare_invoke();
         script
-            .arg(COMMIT)
-            .arg(0)
             .arg(keys::LEADER_EPOCH)
             .arg(self.fence().map(|e| e.to_string()).unwrap_or_default())
             .arg(cmds.len());
@@ -275,7 +276,7 @@ impl Store {
                 script.arg(a);
             }
         }
-        let r: i64 = script.query_async(&mut self.conn.clone()).await?;
+        let r: i64 = script.invoke_async(&mut self.conn.clone()).await?;
         if r < 0 {
             return Err(self.fenced(what));
         }
