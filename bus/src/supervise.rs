@@ -450,19 +450,23 @@ mod tests {
 
     crate::injectable!(Echo);
 
+    /// A tree whose Redis never answers: only the restart counter uses it, in a task.
+    fn test_tree(shutdown: &Shutdown) -> Tree {
+        let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
+        let conn = ConnectionManager::new_lazy_with_config(
+            client,
+            redis::aio::ConnectionManagerConfig::new(),
+        )
+        .unwrap();
+        Tree::new("test", conn, shutdown, false)
+    }
+
     #[test]
     fn a_panicked_actor_is_replaced_and_its_handle_follows() {
         let sys = actix::System::new();
         sys.block_on(async {
-            let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
-            // A manager that never connects: only the restart counter uses it, in a task.
-            let conn = ConnectionManager::new_lazy_with_config(
-                client,
-                redis::aio::ConnectionManagerConfig::new(),
-            )
-            .unwrap();
             let shutdown = Shutdown::new();
-            let mut tree = Tree::new("test", conn, &shutdown, false);
+            let mut tree = test_tree(&shutdown);
             let made = std::rc::Rc::new(std::cell::Cell::new(0u32));
             let m = made.clone();
             let echo = tree.supervise("echo", move || {
@@ -492,14 +496,8 @@ mod tests {
     fn an_actor_that_keeps_dying_escalates_to_the_process() {
         let sys = actix::System::new();
         sys.block_on(async {
-            let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
-            let conn = ConnectionManager::new_lazy_with_config(
-                client,
-                redis::aio::ConnectionManagerConfig::new(),
-            )
-            .unwrap();
             let shutdown = Shutdown::new();
-            let mut tree = Tree::new("test", conn, &shutdown, false);
+            let mut tree = test_tree(&shutdown);
             let echo = tree.supervise("echo", || Echo(0));
             let _tree = tree.start();
             let max = Intensity::default().max;

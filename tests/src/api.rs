@@ -27,6 +27,24 @@ impl Api {
         }
     }
 
+    /// `GET /metrics` with the token: status, content type and the Prometheus text.
+    pub async fn metrics_text(&self) -> Result<(u16, String, String)> {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let ctype = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Ok((status, ctype, r.text().await?))
+    }
+
     /// Sends a request with the token; returns status and JSON body (Null when empty).
     pub async fn req(
         &self,

@@ -21,3 +21,12 @@ pub fn hello_page(version: &str) -> String {
         &format!("<span id=\"version\">{version}</span>"),
     )
 }
+
+/// examples/hello's Dockerfile with a build step of `secs` seconds that the layer cache never
+/// answers (a unique echo): a build long enough to do things to while it runs.
+pub fn slow_dockerfile(secs: u32) -> String {
+    format!(
+        "FROM busybox\nRUN echo {} && sleep {secs}\nCOPY www /www\nCMD [\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"]\n",
+        crate::unique("layer")
+    )
+}

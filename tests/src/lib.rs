@@ -38,7 +38,7 @@ mod sse;
 pub use api::Api;
 pub use cluster::{ingress_get, Cluster};
 pub use docker::{containers, docker_cleanup, docker_cli, running_containers};
-pub use example::{hello_page, repo_root, version_marker};
+pub use example::{hello_page, repo_root, slow_dockerfile, version_marker};
 pub use fleet::{Engine, Fleet, FleetNode, Registry, BASE_IMAGE};
 pub use git_repo::GitRepo;
 pub use git_server::{private_git_server, private_https_remote};

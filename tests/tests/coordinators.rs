@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use berth_protocol::keys;
 use berth_tests::{
-    eventually, free_port, hello_page, repo_root, unique, version_marker, Api, Cluster, GitRepo,
-    Proc, TempDir,
+    eventually, free_port, hello_page, repo_root, slow_dockerfile, unique, version_marker, Api,
+    Cluster, GitRepo, Proc, TempDir,
 };
 use serde_json::{json, Value};
 
@@ -73,14 +73,7 @@ async fn a_follower_serves_the_api_and_takes_over_when_the_leader_is_killed() {
 
     let src = TempDir::with_prefix("lead").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
-    repo.write(
-        "Dockerfile",
-        &format!(
-            "FROM busybox\nRUN echo {} && sleep 5\nCOPY www /www\nCMD [\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"]\n",
-            unique("layer")
-        ),
-    )
-    .unwrap();
+    repo.write("Dockerfile", &slow_dockerfile(5)).unwrap();
     repo.write("www/index.html", &hello_page("v1")).unwrap();
     repo.commit("v1").unwrap();
     let app = unique("lead");

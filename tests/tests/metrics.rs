@@ -13,18 +13,9 @@ const FAST_STATS: (&str, &str) = ("BERTH_NODE__STATS_INTERVAL_S", "1");
 
 /// `GET /metrics` with the cluster's token, parsed; fails on a line the parser could not read.
 async fn scrape(c: &Cluster) -> Scrape {
-    let r = c
-        .api
-        .http
-        .get(format!("{}/metrics", c.api.base))
-        .bearer_auth(&c.api.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
+    let (status, ctype, text) = c.api.metrics_text().await.unwrap();
+    assert_eq!(status, 200);
     assert!(ctype.starts_with("text/plain"), "{ctype}");
-    let text = r.text().await.unwrap();
     let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
     // The parser skips what it cannot read: every sample line must have become a value.
     let data_lines = text

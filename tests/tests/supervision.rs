@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use berth_protocol::keys;
 use berth_tests::{
-    eventually, hello_page, repo_root, sh, unique, version_marker, Cluster, GitRepo, TempDir,
+    eventually, hello_page, repo_root, sh, slow_dockerfile, unique, version_marker, Cluster,
+    GitRepo, TempDir,
 };
 use serde_json::{json, Value};
 
@@ -97,14 +98,7 @@ async fn every_actor_that_panics_is_restarted_counted_and_the_work_goes_on() {
     let src = TempDir::with_prefix("sup").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     // A build long enough to panic actors while it runs (never answered from the layer cache).
-    repo.write(
-        "Dockerfile",
-        &format!(
-            "FROM busybox\nRUN echo {} && sleep 6\nCOPY www /www\nCMD [\"httpd\",\"-f\",\"-p\",\"8080\",\"-h\",\"/www\"]\n",
-            unique("layer")
-        ),
-    )
-    .unwrap();
+    repo.write("Dockerfile", &slow_dockerfile(6)).unwrap();
     repo.write("www/index.html", &hello_page("v1")).unwrap();
     repo.commit("v1").unwrap();
     let app = unique("sup");
@@ -155,16 +149,8 @@ async fn every_actor_that_panics_is_restarted_counted_and_the_work_goes_on() {
     c.serves(&host, &version_marker("v2")).await.unwrap();
 
     // /metrics counts each restart by process and actor.
-    let r = c
-        .api
-        .http
-        .get(format!("{}/metrics", c.api.base))
-        .bearer_auth(&c.api.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let text = r.text().await.unwrap();
+    let (status, _, text) = c.api.metrics_text().await.unwrap();
+    assert_eq!(status, 200);
     for actor in COORDINATOR_ACTORS.iter().chain(["deployment"].iter()) {
         let want =
             format!("berth_actor_restarts_total{{process=\"coordinator\",actor=\"{actor}\"}} ");
