@@ -1,33 +1,509 @@
-//! Redis connections: a multiplexed one for ordinary commands and a dedicated one per blocking
-//! reader.
+//! Redis connections: [`Redis`], the handle every part of a daemon uses, and the dedicated
+//! connections of blocking readers it opens.
 //!
 //! redis-rs 1.x gives async connections a 500 ms response timeout by default, which breaks
 //! `XREADGROUP … BLOCK` and poisons the next command; and a blocking command stalls every other
-//! command on a shared multiplexed connection. So ordinary commands share a
-//! [`ConnectionManager`] with a generous timeout, and each blocking reader opens its own
-//! connection without one.
+//! command on a shared multiplexed connection. So ordinary commands share one reconnecting
+//! multiplexed connection (a `ConnectionManager`) and each blocking reader opens a connection
+//! of its own ([`Redis::connect_blocking`]) whose response timeout is its `BLOCK` plus a margin.
+//!
+//! **Outages.** While Redis is away, a command must fail at once with a message that says so —
+//! not hang, and not look like a bug. [`Redis`] keeps the link's state (`Link`): the first
+//! command that fails because Redis cannot be reached (refused, reset, timed out, loading its
+//! data) marks the link down, and from then on commands fail at once with
+//! "Redis is unreachable at <addr>: <cause>" ([`is_unavailable`] tells such an error) instead of
+//! each waiting for a reconnect of its own. One command at a time is let through as a probe —
+//! the next one at once (a merely dropped connection is made again straight away), then paced
+//! by a [`Backoff`] (100 ms doubling to 1 s): a `PING` on the shared connection (reconnecting);
+//! its answer marks the link up and the command goes on. The outage is logged once when it
+//! starts and once when it ends (how long, how many probes), not per command or per loop: every
+//! loop that retries against Redis logs an unavailability at `debug` only
+//! ([`crate::Failing`]). [`Redis::back`] lets a loop that waits out an outage wake as soon as
+//! Redis answers again.
+//!
+//! Timeouts: a connection attempt gives up after 2 s (`CONNECT_TIMEOUT`), so a Redis that is
+//! gone (a refused connection fails at once; a host that does not answer, after 2 s) is known
+//! within that; a command on a live connection waits up to 10 s (`RESPONSE_TIMEOUT`) — a
+//! Redis that is alive but slow (a large `MGET`, an fsync stall) is not taken for gone; a
+//! connection whose peer vanished without closing it (a network partition) costs that 10 s
+//! once, then the link is down and commands fail at once.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use tokio::sync::watch;
 
-/// The multiplexed, reconnecting connection for ordinary (non-blocking) commands.
-pub async fn connect(url: &str) -> redis::RedisResult<ConnectionManager> {
-    let client = redis::Client::open(url)?;
-    let cfg = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(3);
-    client.get_connection_manager_with_config(cfg).await
+use crate::retry::Backoff;
+
+/// How long a connection attempt may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a command on the shared connection may wait for its answer.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The margin a blocking reader's response timeout leaves above its `BLOCK`.
+const BLOCK_MARGIN: Duration = Duration::from_secs(10);
+/// How long a probe's `PING` may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The probes' pauses while Redis is away.
+const PROBE_FIRST: Duration = Duration::from_millis(100);
+const PROBE_MAX: Duration = Duration::from_secs(1);
+
+/// Whether `e` means Redis could not be reached (or cannot serve yet), rather than that it
+/// refused a command: a connection refused, reset or dropped, a timeout, or `LOADING` (a
+/// restarted Redis reading its append-only file).
+pub fn is_unavailable(e: &RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+        )
 }
 
-/// A connection of its own for one blocking reader: no response timeout (the command's `BLOCK`
-/// bounds each read), and nothing else shares it.
-pub async fn connect_blocking(client: &redis::Client) -> redis::RedisResult<MultiplexedConnection> {
-    let cfg = redis::AsyncConnectionConfig::new()
-        .set_response_timeout(None)
-        .set_connection_timeout(Some(Duration::from_secs(5)));
-    client
-        .get_multiplexed_async_connection_with_config(&cfg)
-        .await
+/// The reconnecting connection a daemon shares for ordinary commands, and the state of its link
+/// to Redis (see the module docs). Cheap to clone: clones share both.
+#[derive(Clone)]
+pub struct Redis {
+    mgr: ConnectionManager,
+    link: Arc<Link>,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("addr", &self.link.addr)
+            .finish()
+    }
+}
+
+impl Redis {
+    /// Connects to the Redis at `url` (fails when it cannot be reached now). `role` names the
+    /// daemon in the outage's log lines (`coordinator`, `node`).
+    pub async fn connect(url: &str, role: &'static str) -> RedisResult<Redis> {
+        let client = redis::Client::open(url)?;
+        let mgr = client
+            .get_connection_manager_with_config(manager_config())
+            .await?;
+        let addr = client.get_connection_info().addr().to_string();
+        let mut link = Link::new(addr, role);
+        link.client = Some(client);
+        Ok(Redis {
+            mgr,
+            link: Arc::new(link),
+        })
+    }
+
+    /// A handle that connects at its first command (tests of what only sometimes uses Redis).
+    pub fn lazy(url: &str, role: &'static str) -> RedisResult<Redis> {
+        let client = redis::Client::open(url)?;
+        let mgr = ConnectionManager::new_lazy_with_config(client.clone(), manager_config())?;
+        let mut link = Link::new(client.get_connection_info().addr().to_string(), role);
+        link.client = Some(client);
+        Ok(Redis {
+            mgr,
+            link: Arc::new(link),
+        })
+    }
+
+    /// The client, for connections of another kind (pub/sub).
+    pub fn client(&self) -> &redis::Client {
+        self.link
+            .client
+            .as_ref()
+            .expect("a connected link has its client")
+    }
+
+    /// A connection of its own for one blocking reader: nothing else shares it, and its
+    /// response timeout is `block` plus a margin (a read that outlives its `BLOCK` by that much
+    /// means the peer is gone). Refused at once while Redis is known to be away.
+    pub async fn connect_blocking(&self, block: Duration) -> RedisResult<MultiplexedConnection> {
+        let probe = self.link.admit()?;
+        if probe {
+            self.probe().await?;
+        }
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(block + BLOCK_MARGIN))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let r = self
+            .client()
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await;
+        self.observed(r)
+    }
+
+    /// Takes note of what a command on another connection of this daemon (a blocking reader's,
+    /// a subscription's) answered: an unavailability marks the link down, and comes back worded
+    /// as every other command's does.
+    pub fn observed<T>(&self, r: RedisResult<T>) -> RedisResult<T> {
+        r.map_err(|e| self.link.failed(e))
+    }
+
+    /// Whether Redis is known to be away now.
+    pub fn is_down(&self) -> bool {
+        self.link.state().down.is_some()
+    }
+
+    /// The last outage this daemon saw, once it is over: (from, to) in epoch ms — from the first
+    /// command that failed to the probe that got an answer. The coordinator does not count that
+    /// time against a node's heartbeats: nobody could beat or read beats then.
+    pub fn last_outage(&self) -> Option<(u64, u64)> {
+        self.link.state().last_outage
+    }
+
+    /// Resolves when Redis answers again after an outage; never while there is none (a loop
+    /// selects on it beside its own backoff, so it resumes as soon as Redis is back).
+    pub async fn back(&self) {
+        let mut rx = self.link.up.subscribe();
+        if *rx.borrow_and_update() {
+            std::future::pending::<()>().await;
+        }
+        let _ = rx.wait_for(|up| *up).await;
+    }
+
+    /// Checks that Redis answers (`PING`).
+    pub async fn ping(&self) -> RedisResult<()> {
+        redis::cmd("PING").query_async(&mut self.clone()).await
+    }
+
+    /// One probe while the link is down: a `PING` (twice if need be — the first may only
+    /// report the reconnect that failed before it); marks the link up when one is answered.
+    async fn probe(&self) -> RedisResult<()> {
+        // A probe whose future is dropped half-way (its caller's select or timeout chose
+        // something else) must not leave the link refusing every command for good.
+        let guard = Probing(Some(&self.link));
+        let mut last = None;
+        for _ in 0..2 {
+            let mut mgr = self.mgr.clone();
+            let ping = redis::cmd("PING");
+            let r = match tokio::time::timeout(PROBE_TIMEOUT, mgr.req_packed_command(&ping)).await {
+                Ok(r) => r.map(|_| ()),
+                Err(_) => Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer to PING within {}s", PROBE_TIMEOUT.as_secs()),
+                ))),
+            };
+            match r {
+                Err(e) if is_unavailable(&e) => last = Some(e),
+                // Redis answered, if only with an error: it is there.
+                Ok(()) | Err(_) => {
+                    guard.disarm();
+                    self.link.answered();
+                    return Ok(());
+                }
+            }
+        }
+        guard.disarm();
+        Err(self.link.probe_failed(last.expect("two attempts")))
+    }
+
+    async fn run<T>(
+        &self,
+        send: impl std::future::Future<Output = RedisResult<T>>,
+    ) -> RedisResult<T> {
+        let probe = self.link.admit()?;
+        if probe {
+            self.probe().await?;
+        }
+        self.observed(send.await)
+    }
+}
+
+/// The shared connection's settings.
+fn manager_config() -> redis::aio::ConnectionManagerConfig {
+    redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        // One attempt per reconnect: the link's probes are the retries, paced by a Backoff.
+        .set_number_of_retries(0)
+}
+
+impl ConnectionLike for Redis {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let mut mgr = self.mgr.clone();
+            self.run(async move { mgr.req_packed_command(cmd).await })
+                .await
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let mut mgr = self.mgr.clone();
+            self.run(async move { mgr.req_packed_commands(cmd, offset, count).await })
+                .await
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.mgr.get_db()
+    }
+}
+
+/// The state of a daemon's link to Redis.
+struct Link {
+    addr: String,
+    /// Opens the daemon's other connections (`None` only in unit tests of the link).
+    client: Option<redis::Client>,
+    /// The daemon, for the log lines.
+    role: &'static str,
+    state: Mutex<LinkState>,
+    /// `true` while Redis answers; [`Redis::back`] waits on it.
+    up: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct LinkState {
+    down: Option<Down>,
+    last_outage: Option<(u64, u64)>,
+}
+
+/// An outage in progress.
+struct Down {
+    since: Instant,
+    since_ms: u64,
+    /// What the last failure said (the first, then each failed probe's).
+    cause: String,
+    kind: std::io::ErrorKind,
+    probes: u32,
+    /// When the next probe may go.
+    next_probe: Instant,
+    /// A probe is under way: the others are refused meanwhile.
+    probing: bool,
+    pace: Backoff,
+}
+
+impl Link {
+    fn new(addr: String, role: &'static str) -> Self {
+        Link {
+            addr,
+            client: None,
+            role,
+            state: Mutex::default(),
+            up: watch::channel(true).0,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a command may go: `Ok(false)` while Redis answers, `Ok(true)` when it is the
+    /// outage's next probe, an error (at once) otherwise.
+    fn admit(&self) -> RedisResult<bool> {
+        let mut s = self.state();
+        let Some(d) = s.down.as_mut() else {
+            return Ok(false);
+        };
+        if !d.probing && Instant::now() >= d.next_probe {
+            d.probing = true;
+            return Ok(true);
+        }
+        Err(self.unreachable(d.kind, &d.cause))
+    }
+
+    /// The error every command gets while Redis is away.
+    fn unreachable(&self, kind: std::io::ErrorKind, cause: &str) -> RedisError {
+        RedisError::from(std::io::Error::new(
+            kind,
+            format!("Redis is unreachable at {}: {cause}", self.addr),
+        ))
+    }
+
+    /// A command failed: an unavailability marks the link down (logged once per outage) and is
+    /// worded as such; any other error is Redis's answer, passed on as it is.
+    fn failed(&self, e: RedisError) -> RedisError {
+        if !is_unavailable(&e) {
+            return e;
+        }
+        let cause = cause_of(&e);
+        if cause.starts_with("Redis is unreachable at ") {
+            return e;
+        }
+        let kind = io_kind(&e);
+        let mut s = self.state();
+        if s.down.is_none() {
+            tracing::warn!(role = self.role, addr = %self.addr, %cause,
+                "Redis is unreachable; commands fail at once until it answers a probe again (every second at most)");
+            let now = Instant::now();
+            s.down = Some(Down {
+                since: now,
+                since_ms: berth_protocol::now_ms(),
+                // The next command probes at once: a connection that was merely dropped (Redis
+                // restarted quickly, an idle connection closed) is made again straight away.
+                next_probe: now,
+                cause: cause.clone(),
+                kind,
+                probes: 0,
+                probing: false,
+                pace: Backoff::new(PROBE_FIRST, PROBE_MAX),
+            });
+            self.up.send_replace(false);
+        }
+        self.unreachable(kind, &cause)
+    }
+
+    /// A probe got no answer: the next one is due after the next pause.
+    fn probe_failed(&self, e: RedisError) -> RedisError {
+        let cause = cause_of(&e);
+        let kind = io_kind(&e);
+        let mut s = self.state();
+        if let Some(d) = s.down.as_mut() {
+            d.probing = false;
+            d.probes += 1;
+            d.next_probe = Instant::now() + d.pace.next_delay();
+            if cause != d.cause {
+                tracing::debug!(role = self.role, addr = %self.addr, %cause, "Redis still unreachable");
+                d.cause = cause.clone();
+                d.kind = kind;
+            }
+        }
+        self.unreachable(kind, &cause)
+    }
+
+    /// A probe was answered: the outage is over.
+    fn answered(&self) {
+        let mut s = self.state();
+        if let Some(d) = s.down.take() {
+            let took = d.since.elapsed();
+            tracing::info!(role = self.role, addr = %self.addr,
+                after_s = format!("{:.1}", took.as_secs_f64()), probes = d.probes + 1,
+                "Redis answers again");
+            s.last_outage = Some((d.since_ms, berth_protocol::now_ms()));
+        }
+        drop(s);
+        self.up.send_replace(true);
+    }
+}
+
+/// Ends a probe that did not finish (its future was dropped): the next one may go.
+struct Probing<'a>(Option<&'a Link>);
+
+impl Probing<'_> {
+    /// The probe finished and said so to the link.
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Probing<'_> {
+    fn drop(&mut self) {
+        if let Some(link) = self.0 {
+            if let Some(d) = link.state().down.as_mut() {
+                d.probing = false;
+            }
+        }
+    }
+}
+
+/// What an unavailability error says, without redis-rs's decoration.
+fn cause_of(e: &RedisError) -> String {
+    e.to_string()
+}
+
+/// The I/O kind of an unavailability (`TimedOut`, `ConnectionRefused`, …), kept in the errors
+/// the link makes so that callers classify them as they would the original.
+fn io_kind(e: &RedisError) -> std::io::ErrorKind {
+    use std::io::ErrorKind as K;
+    if e.is_connection_refusal() {
+        K::ConnectionRefused
+    } else if e.is_timeout() {
+        K::TimedOut
+    } else if e.is_connection_dropped() {
+        K::ConnectionReset
+    } else {
+        K::NotConnected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused() -> RedisError {
+        RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        ))
+    }
+
+    #[test]
+    fn what_counts_as_redis_being_away() {
+        assert!(is_unavailable(&refused()));
+        let timeout = RedisError::from(std::io::Error::new(std::io::ErrorKind::TimedOut, "t"));
+        assert!(is_unavailable(&timeout));
+        let wrongtype = RedisError::from((
+            ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "WRONGTYPE",
+        ));
+        assert!(!is_unavailable(&wrongtype));
+    }
+
+    #[tokio::test]
+    async fn an_outage_refuses_at_once_then_lets_one_probe_through_at_a_time() {
+        let link = Link::new("127.0.0.1:6379".into(), "test");
+        assert!(!link.admit().unwrap(), "up: commands go");
+        let e = link.failed(refused());
+        assert_eq!(
+            e.to_string(),
+            "Redis is unreachable at 127.0.0.1:6379: Connection refused (os error 111)"
+        );
+        assert!(is_unavailable(&e) && e.is_connection_refusal());
+        assert!(!*link.up.borrow());
+        // The next command probes at once; the others are refused while it runs.
+        assert!(link.admit().unwrap(), "the first probe");
+        let refused_now = link.admit().unwrap_err();
+        assert_eq!(refused_now.to_string(), e.to_string());
+        // A failed probe: refused again until the next pause has passed.
+        link.probe_failed(refused());
+        assert!(link.admit().is_err());
+        // Failures seen on other commands meanwhile change nothing.
+        link.failed(refused());
+        tokio::time::sleep(PROBE_FIRST).await;
+        assert!(link.admit().unwrap(), "the second probe");
+        assert!(link.admit().is_err(), "one probe at a time");
+        link.probe_failed(refused());
+        tokio::time::sleep(PROBE_FIRST * 2).await;
+        assert!(link.admit().unwrap());
+        link.answered();
+        assert!(!link.admit().unwrap(), "up again");
+        assert!(*link.up.borrow());
+        let (from, to) = link.state().last_outage.unwrap();
+        assert!(from <= to);
+    }
+
+    #[tokio::test]
+    async fn a_probe_dropped_half_way_lets_the_next_one_go() {
+        let link = Link::new("r:1".into(), "test");
+        link.failed(refused());
+        assert!(link.admit().unwrap(), "the probe");
+        drop(Probing(Some(&link)));
+        assert!(
+            link.admit().unwrap(),
+            "a probe again, not a link refusing for good"
+        );
+        Probing(Some(&link)).disarm();
+        assert!(
+            link.admit().is_err(),
+            "a finished probe leaves the state to the link"
+        );
+    }
+
+    #[test]
+    fn an_answer_from_redis_is_not_an_outage() {
+        let link = Link::new("r:1".into(), "test");
+        let e = link.failed(RedisError::from((
+            ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "WRONGTYPE",
+        )));
+        assert!(!is_unavailable(&e));
+        assert!(link.state().down.is_none());
+    }
 }

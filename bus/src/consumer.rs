@@ -19,6 +19,11 @@
 //!   matters), retried with backoff from the oldest pending one; in [`Mode::Concurrent`] each
 //!   entry runs in its own task and a failed one is delivered again at the next pending scan.
 //!
+//! When Redis goes away the session ends; the loop reconnects with capped backoff (200 ms to
+//! 5 s, or at once when the daemon's connection sees Redis answer again, [`Redis::back`]) and
+//! logs the run of failures once ([`Failing`]), then re-reads its pending entries first as at
+//! start. Nothing is lost meanwhile: an entry not acknowledged stays pending in Redis.
+//!
 //! The loop stops when its `CancellationToken` is cancelled; what is in flight stays pending.
 //! The tasks of [`Mode::Concurrent`] are tracked by the [`Shutdown`] given to
 //! [`StreamConsumer::new`], so a shutdown waits for their acknowledgements.
@@ -30,11 +35,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_protocol::{envelope::STREAM_FIELD, keys, now_ms};
-use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::streams::{StreamPendingCountReply, StreamReadOptions, StreamReadReply};
 use tokio_util::sync::CancellationToken;
 
-use crate::retry::Backoff;
+use crate::conn::Redis;
+use crate::retry::{Backoff, Failing};
 use crate::Shutdown;
 
 /// How entries are handed to the handler.
@@ -117,9 +123,9 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct StreamConsumer {
     cfg: ConsumerConfig,
-    client: redis::Client,
-    /// Ordinary commands: acknowledgements and dead letters.
-    conn: ConnectionManager,
+    /// Ordinary commands (acknowledgements and dead letters); it opens the blocking reads' own
+    /// connection.
+    conn: Redis,
     /// Ids handed to a handler and not finished (only [`Mode::Concurrent`] has any across
     /// reads): a pending scan does not hand them out twice.
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -159,15 +165,9 @@ pub async fn ensure_group<C: ConnectionLike>(
 
 impl StreamConsumer {
     /// A consumer whose [`Mode::Concurrent`] handler tasks are tracked by `tasks`.
-    pub fn new(
-        cfg: ConsumerConfig,
-        client: redis::Client,
-        conn: ConnectionManager,
-        tasks: Shutdown,
-    ) -> Self {
+    pub fn new(cfg: ConsumerConfig, conn: Redis, tasks: Shutdown) -> Self {
         StreamConsumer {
             cfg,
-            client,
             conn,
             in_flight: Arc::default(),
             tasks,
@@ -183,17 +183,19 @@ impl StreamConsumer {
         let handler: Handler = Arc::new(move |d| Box::pin(handler(d)));
         let mut startup = true;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut failing = Failing::new(format!("reading {}", self.cfg.stream));
         loop {
             let r = tokio::select! {
                 () = shutdown.cancelled() => return,
-                r = self.session(&mut startup, &handler, &mut backoff) => r,
+                r = self.session(&mut startup, &handler, &mut backoff, &mut failing) => r,
             };
             if let Err(e) = r {
-                tracing::warn!(stream = %self.cfg.stream, error = %e, "stream read failed; reconnecting");
+                failing.failed(&e, crate::is_unavailable(&e));
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = backoff.wait() => {}
+                () = self.conn.back() => {}
             }
         }
     }
@@ -204,13 +206,16 @@ impl StreamConsumer {
         startup: &mut bool,
         handler: &Handler,
         backoff: &mut Backoff,
+        failing: &mut Failing,
     ) -> redis::RedisResult<()> {
-        let mut conn = crate::conn::connect_blocking(&self.client).await?;
-        ensure_group(&mut conn, &self.cfg.stream, &self.cfg.group).await?;
+        let mut conn = self.conn.connect_blocking(self.cfg.block).await?;
+        let group = ensure_group(&mut conn, &self.cfg.stream, &self.cfg.group).await;
+        self.conn.observed(group)?;
         self.scan_pending(&mut conn, *startup, handler, backoff)
             .await?;
         *startup = false;
         backoff.reset();
+        failing.ok();
         let mut last_scan = Instant::now();
         loop {
             let batch = self.read(&mut conn, ">", true).await?;
@@ -317,13 +322,15 @@ impl StreamConsumer {
         if block {
             opts = opts.block(self.cfg.block.as_millis() as usize);
         }
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg(&opts)
-            .arg("STREAMS")
-            .arg(&self.cfg.stream)
-            .arg(from)
-            .query_async(conn)
-            .await?;
+        let reply: Option<StreamReadReply> = self.conn.observed(
+            redis::cmd("XREADGROUP")
+                .arg(&opts)
+                .arg("STREAMS")
+                .arg(&self.cfg.stream)
+                .arg(from)
+                .query_async(conn)
+                .await,
+        )?;
         Ok(reply
             .into_iter()
             .flat_map(|r| r.keys)
@@ -366,7 +373,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// dead-lettered) rather than left pending.
 async fn settle(
     cfg: &ConsumerConfig,
-    conn: &ConnectionManager,
+    conn: &Redis,
     id: &str,
     deliveries: u64,
     payload: Option<Vec<u8>>,
@@ -384,7 +391,8 @@ async fn settle(
             Ok(true)
         }
         Outcome::Retry(why) => {
-            tracing::warn!(stream = %cfg.stream, entry = %id, deliveries, %why, "will retry");
+            // Transient by definition (Redis or an actor away): what is away says so itself.
+            tracing::debug!(stream = %cfg.stream, entry = %id, deliveries, %why, "will retry");
             Ok(false)
         }
         Outcome::Failed(why) if deliveries < cfg.max_deliveries => {
@@ -403,7 +411,7 @@ async fn settle(
 /// one MULTI.
 async fn dead_letter(
     cfg: &ConsumerConfig,
-    conn: &mut ConnectionManager,
+    conn: &mut Redis,
     id: &str,
     deliveries: u64,
     payload: Option<Vec<u8>>,

@@ -1,7 +1,9 @@
-//! The plumbing both daemons share: Redis connections with the right timeouts, the one stream
-//! consumer (consumer groups, redelivery, dead letters), the one retry policy, the one
-//! shutdown pattern ([`shutdown::Shutdown`]: a cancellation token and a task tracker) and the
-//! one supervision of actors ([`supervise::Tree`], [`supervise::Live`]).
+//! The plumbing both daemons share: Redis connections with the right timeouts and one view of
+//! whether Redis is there ([`conn::Redis`]: while it is away, commands fail at once saying so,
+//! and the outage is logged once), the one stream consumer (consumer groups, redelivery, dead
+//! letters), the one retry policy, the one shutdown pattern ([`shutdown::Shutdown`]: a
+//! cancellation token and a task tracker) and the one supervision of actors
+//! ([`supervise::Tree`], [`supervise::Live`]).
 //!
 //! The coordinator reads `berth:events` and a node reads `berth:jobs:<node>` through the same
 //! [`consumer::StreamConsumer`], so group creation, pending-then-new reads, acknowledgement after
@@ -14,7 +16,8 @@ pub mod retry;
 pub mod shutdown;
 pub mod supervise;
 
+pub use conn::{is_unavailable, Redis};
 pub use consumer::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};
-pub use retry::Backoff;
+pub use retry::{Backoff, Failing};
 pub use shutdown::Shutdown;
 pub use supervise::{Live, Tree};

@@ -2,9 +2,10 @@
 //!
 //! Every loop that waits before trying again (a reader reconnecting, an event that could not be
 //! written, a job that failed to claim) takes its pauses from a [`Backoff`], so that many nodes
-//! retrying against one Redis spread out instead of arriving together.
+//! retrying against one Redis spread out instead of arriving together. A loop logs a run of
+//! failures once, and its end, through [`Failing`] — never a line per attempt.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::RngExt;
 
@@ -46,6 +47,72 @@ impl Backoff {
     /// Starts again from `initial` (after a success).
     pub fn reset(&mut self) {
         self.next = self.initial;
+    }
+}
+
+/// A loop's run of failures, so that it is logged when it starts and when it ends, not once per
+/// attempt. A failure because Redis is away is logged at `debug`: the daemon's connection logs
+/// the outage itself, once (see [`crate::conn`]).
+#[derive(Debug)]
+pub struct Failing {
+    /// What the loop does, as the log lines say it ("reading berth:events").
+    what: String,
+    /// Since when it fails, how many attempts failed, and whether the first was logged as a
+    /// warning (its end is then logged too).
+    since: Option<(Instant, u32, bool)>,
+}
+
+impl Failing {
+    pub fn new(what: impl Into<String>) -> Self {
+        Failing {
+            what: what.into(),
+            since: None,
+        }
+    }
+
+    /// An attempt failed with `error`; `redis_away` says it failed because Redis cannot be
+    /// reached. Logs the first failure of a run.
+    pub fn failed(&mut self, error: &dyn std::fmt::Display, redis_away: bool) {
+        let what = &self.what;
+        match &mut self.since {
+            Some((_, n, _)) => {
+                *n += 1;
+                tracing::debug!(%error, attempt = *n, "{what}: failed again");
+            }
+            None => {
+                self.since = Some((Instant::now(), 1, !redis_away));
+                if redis_away {
+                    tracing::debug!(%error, "{what}: failed (Redis away); retrying with backoff");
+                } else {
+                    tracing::warn!(%error, "{what}: failed; retrying with backoff");
+                }
+            }
+        }
+    }
+
+    /// An attempt worked: logs the end of a run of failures, if there was one.
+    pub fn ok(&mut self) {
+        if let Some((since, n, loud)) = self.since.take() {
+            let (what, after_s) = (&self.what, since.elapsed().as_secs_f64());
+            if loud {
+                tracing::info!(
+                    after_s = format!("{after_s:.1}"),
+                    attempts = n,
+                    "{what}: working again"
+                );
+            } else {
+                tracing::debug!(
+                    after_s = format!("{after_s:.1}"),
+                    attempts = n,
+                    "{what}: working again"
+                );
+            }
+        }
+    }
+
+    /// Whether the last attempt failed.
+    pub fn is_failing(&self) -> bool {
+        self.since.is_some()
     }
 }
 

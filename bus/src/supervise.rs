@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use actix::dev::{Request, ToEnvelope};
 use actix::prelude::*;
-use redis::aio::ConnectionManager;
 
+use crate::conn::Redis;
 use crate::{Backoff, Shutdown};
 
 /// How often the tree looks at its children.
@@ -171,7 +171,7 @@ macro_rules! injectable {
 
 /// Adds one to `<process>/<actor>` in `berth:stats:restarts`, retrying (in a tracked task) while
 /// Redis is away; given up at shutdown.
-pub fn count_restart(conn: &ConnectionManager, shutdown: &Shutdown, process: &str, actor: &str) {
+pub fn count_restart(conn: &Redis, shutdown: &Shutdown, process: &str, actor: &str) {
     let mut conn = conn.clone();
     let field = format!("{process}/{actor}");
     let stop = shutdown.clone();
@@ -243,7 +243,7 @@ type Hook = Box<dyn Fn()>;
 /// own, built with [`Tree::supervise`] for each child in start order, then started.
 pub struct Tree {
     process: String,
-    conn: ConnectionManager,
+    conn: Redis,
     shutdown: Shutdown,
     test_hooks: bool,
     children: Vec<(Box<dyn Child>, Restarts)>,
@@ -257,7 +257,7 @@ impl Tree {
     /// `process` names the daemon role in logs, metrics and the test hook's key.
     pub fn new(
         process: impl Into<String>,
-        conn: ConnectionManager,
+        conn: Redis,
         shutdown: &Shutdown,
         test_hooks: bool,
     ) -> Self {
@@ -452,12 +452,7 @@ mod tests {
 
     /// A tree whose Redis never answers: only the restart counter uses it, in a task.
     fn test_tree(shutdown: &Shutdown) -> Tree {
-        let client = redis::Client::open("redis://127.0.0.1:1/").unwrap();
-        let conn = ConnectionManager::new_lazy_with_config(
-            client,
-            redis::aio::ConnectionManagerConfig::new(),
-        )
-        .unwrap();
+        let conn = Redis::lazy("redis://127.0.0.1:1/", "test").unwrap();
         Tree::new("test", conn, shutdown, false)
     }
 

@@ -160,6 +160,11 @@ impl DeploymentActor {
                     false
                 }
                 Ok(Step::Wait) => false,
+                // Redis is away: the coordinator's connection logs the outage, once.
+                Err(Error::Unavailable(e)) => {
+                    tracing::debug!(deployment = %act.id, error = %e, "deployment tick waits for Redis");
+                    act.failing
+                }
                 Err(e) if !act.failing => {
                     tracing::error!(deployment = %act.id, error = %e, "deployment tick failed; retrying every 500 ms");
                     true

@@ -18,9 +18,13 @@ pub enum Error {
     /// or branch that cannot be reached (422).
     #[error("{0}")]
     Unprocessable(String),
-    /// Redis did not answer or refused a command.
+    /// Redis cannot be reached (or is loading its data): "Redis is unreachable at <addr>:
+    /// <cause>". Nobody's fault and temporary: web/ answers 503 with it.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Redis refused a command.
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
     /// A stored record or message could not be decoded.
     #[error("protocol: {0}")]
     Protocol(#[from] EnvelopeError),
@@ -37,6 +41,16 @@ pub enum Error {
     /// An actor of the coordinator is gone (it stopped or its mailbox closed).
     #[error("coordinator actor unavailable: {0}")]
     Mailbox(#[from] actix::MailboxError),
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        if berth_bus::is_unavailable(&e) {
+            Error::Unavailable(e.to_string())
+        } else {
+            Error::Redis(e)
+        }
+    }
 }
 
 impl Error {

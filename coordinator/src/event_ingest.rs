@@ -30,7 +30,6 @@ pub fn consumer_config() -> ConsumerConfig {
 }
 
 pub struct EventIngest {
-    client: redis::Client,
     store: Store,
     ledger: Live<Ledger>,
     reconciler: Live<Reconciler>,
@@ -44,7 +43,6 @@ pub struct EventIngest {
 impl EventIngest {
     /// The read loop stops when `shutdown` is cancelled (or the actor stops).
     pub fn new(
-        client: redis::Client,
         store: Store,
         ledger: Live<Ledger>,
         reconciler: Live<Reconciler>,
@@ -53,7 +51,6 @@ impl EventIngest {
     ) -> Self {
         EventIngest {
             leadership,
-            client,
             store,
             ledger,
             reconciler,
@@ -67,7 +64,7 @@ impl Actor for EventIngest {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let (client, conn, tasks) = (self.client.clone(), self.store.conn(), self.tasks.clone());
+        let (conn, tasks) = (self.store.conn(), self.tasks.clone());
         let (store, ledger) = (self.store.clone(), self.ledger.clone());
         let reconciler = self.reconciler.clone();
         let (mut leadership, stop) = (self.leadership.clone(), self.stop.clone());
@@ -84,8 +81,7 @@ impl Actor for EventIngest {
                 }
                 let cfg = consumer_config();
                 let max = cfg.max_deliveries;
-                let consumer =
-                    StreamConsumer::new(cfg, client.clone(), conn.clone(), tasks.clone());
+                let consumer = StreamConsumer::new(cfg, conn.clone(), tasks.clone());
                 let term = stop.child_token();
                 let (store, ledger, reconciler) =
                     (store.clone(), ledger.clone(), reconciler.clone());
@@ -177,13 +173,8 @@ impl Error {
     /// Whether trying again later may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Redis(e) => {
-                e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-            }
-            Error::Mailbox(_) => true,
+            Error::Unavailable(_) | Error::Mailbox(_) => true,
+            Error::Redis(e) => berth_bus::is_unavailable(e),
             _ => false,
         }
     }

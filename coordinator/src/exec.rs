@@ -81,7 +81,6 @@ pub enum ExecFollowed {
 #[derive(Clone)]
 pub struct Execs {
     store: Store,
-    redis_url: String,
     registry: Live<NodeRegistry>,
     shutdown: Shutdown,
 }
@@ -95,15 +94,9 @@ struct Queued {
 }
 
 impl Execs {
-    pub(crate) fn new(
-        store: Store,
-        redis_url: String,
-        registry: Live<NodeRegistry>,
-        shutdown: Shutdown,
-    ) -> Self {
+    pub(crate) fn new(store: Store, registry: Live<NodeRegistry>, shutdown: Shutdown) -> Self {
         Execs {
             store,
-            redis_url,
             registry,
             shutdown,
         }
@@ -208,18 +201,17 @@ impl Follow {
     async fn read(&mut self) -> redis::RedisResult<bool> {
         let conn = match self.conn.as_mut() {
             Some(c) => c,
-            None => {
-                let client = redis::Client::open(self.execs.redis_url.as_str())?;
-                self.conn
-                    .insert(berth_bus::conn::connect_blocking(&client).await?)
-            }
+            None => self
+                .conn
+                .insert(self.execs.store.conn().connect_blocking(BLOCK).await?),
         };
         let opts = StreamReadOptions::default()
             .count(256)
             .block(BLOCK.as_millis() as usize);
-        let reply: Option<StreamReadReply> = conn
-            .xread_options(&[self.key.as_str()], &[self.last.as_str()], &opts)
-            .await?;
+        let reply: Option<StreamReadReply> = self.execs.store.conn().observed(
+            conn.xread_options(&[self.key.as_str()], &[self.last.as_str()], &opts)
+                .await,
+        )?;
         let ids: Vec<StreamId> = reply
             .into_iter()
             .flat_map(|r| r.keys)

@@ -20,7 +20,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use berth_protocol::{keys, now_ms, App, DeploymentKind, NodeStatus, Rollout, Upstream};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ledger::{Create, Ledger};
 use crate::reconciler::{Reconciler, Track};
 use crate::registry::{NodeRegistry, Nodes};
@@ -38,6 +38,8 @@ pub struct Failover {
     leadership: crate::lease::Leadership,
     /// True while a pass runs, so passes never overlap.
     busy: bool,
+    /// A run of failed passes, logged when it starts and ends (not every second).
+    failing: berth_bus::Failing,
 }
 
 impl Failover {
@@ -55,6 +57,7 @@ impl Failover {
             registry,
             reconciler,
             busy: false,
+            failing: berth_bus::Failing::new("failover pass"),
         }
     }
 }
@@ -77,8 +80,12 @@ impl Actor for Failover {
             );
             ctx.spawn(fut.into_actor(act).map(|res, act, _| {
                 act.busy = false;
-                if let Err(e) = res {
-                    tracing::warn!(error = %e, "failover pass failed; trying again");
+                match res {
+                    Ok(()) => act.failing.ok(),
+                    Err(e) => {
+                        let away = matches!(e, Error::Unavailable(_));
+                        act.failing.failed(&e, away)
+                    }
                 }
             }));
         });

@@ -15,9 +15,8 @@
 
 use std::time::Duration;
 
-use berth_bus::Shutdown;
+use berth_bus::{Redis, Shutdown};
 use berth_protocol::keys;
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -88,7 +87,7 @@ pub fn holder_name() -> String {
     format!("{host}-{}-{r:08x}", std::process::id())
 }
 
-async fn acquire(conn: &mut ConnectionManager, me: &str, ttl: Duration) -> redis::RedisResult<u64> {
+async fn acquire(conn: &mut Redis, me: &str, ttl: Duration) -> redis::RedisResult<u64> {
     redis::cmd("EVAL")
         .arg(ACQUIRE)
         .arg(2)
@@ -100,7 +99,7 @@ async fn acquire(conn: &mut ConnectionManager, me: &str, ttl: Duration) -> redis
         .await
 }
 
-async fn release(conn: &mut ConnectionManager, me: &str) -> redis::RedisResult<i64> {
+async fn release(conn: &mut Redis, me: &str) -> redis::RedisResult<i64> {
     redis::cmd("EVAL")
         .arg(RELEASE)
         .arg(1)
@@ -112,7 +111,7 @@ async fn release(conn: &mut ConnectionManager, me: &str) -> redis::RedisResult<i
 
 /// Runs the lease for this coordinator in a tracked task until shutdown (then gives it up).
 /// The first attempt is made before this returns, so a coordinator alone leads from its start.
-pub async fn start(conn: ConnectionManager, ttl: Duration, shutdown: &Shutdown) -> Leadership {
+pub async fn start(conn: Redis, ttl: Duration, shutdown: &Shutdown) -> Leadership {
     let me: std::sync::Arc<str> = holder_name().into();
     let (tx, rx) = watch::channel(None);
     let mut conn = conn;
@@ -144,7 +143,7 @@ pub async fn start(conn: ConnectionManager, ttl: Duration, shutdown: &Shutdown) 
 
 /// One attempt: take or renew, and publish what it means.
 async fn step(
-    conn: &mut ConnectionManager,
+    conn: &mut Redis,
     me: &str,
     ttl: Duration,
     tx: &watch::Sender<Option<u64>>,

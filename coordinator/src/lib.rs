@@ -162,13 +162,11 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
             )
         }
     });
-    let client = redis::Client::open(cfg.redis_url.as_str())?;
     tree.supervise("event_ingest", {
         let (store, ledger, reconciler) = (store.clone(), ledger.clone(), reconciler.clone());
         let (sd, leadership) = (shutdown.clone(), leadership.clone());
         move || {
             event_ingest::EventIngest::new(
-                client.clone(),
                 store.clone(),
                 ledger.clone(),
                 reconciler.clone(),
@@ -177,13 +175,8 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
             )
         }
     });
-    let logs = logs::Logs::new(store.clone(), cfg.redis_url.clone(), shutdown.clone());
-    let exec = exec::Execs::new(
-        store.clone(),
-        cfg.redis_url.clone(),
-        registry.clone(),
-        shutdown.clone(),
-    );
+    let logs = logs::Logs::new(store.clone(), shutdown.clone());
+    let exec = exec::Execs::new(store.clone(), registry.clone(), shutdown.clone());
     let api = tree.supervise("api", {
         let store = store.clone();
         let (base_domain, ingress_http) = (cfg.base_domain, cfg.ingress_http);

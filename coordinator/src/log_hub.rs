@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_bus::{Backoff, Shutdown};
+use berth_bus::{Backoff, Failing, Redis, Shutdown};
 use berth_protocol::LogEntry;
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
@@ -54,16 +54,17 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// The readers of the streams being followed; cheap to clone.
 #[derive(Clone)]
 pub struct LogHub {
-    redis_url: String,
+    /// The coordinator's connection: each reader opens its own blocking one through it.
+    redis: Redis,
     readers: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<Batch>>>>>,
     /// Tracks the readers and stops them.
     shutdown: Shutdown,
 }
 
 impl LogHub {
-    pub fn new(redis_url: String, shutdown: Shutdown) -> Self {
+    pub fn new(redis: Redis, shutdown: Shutdown) -> Self {
         LogHub {
-            redis_url,
+            redis,
             readers: Arc::default(),
             shutdown,
         }
@@ -114,14 +115,15 @@ async fn read_until_unused(hub: &LogHub, key: &str, tx: &broadcast::Sender<Arc<B
     let mut conn = None;
     let mut last: Option<String> = None;
     let mut backoff = Backoff::new(RETRY_FIRST, RETRY_MAX);
+    let mut failing = Failing::new(format!("log hub: following {key}"));
     while !hub.retire_if_unused(key, tx) {
         let c = match conn.as_mut() {
             Some(c) => c,
-            None => match connect_blocking(&hub.redis_url).await {
+            None => match hub.redis.connect_blocking(BLOCK).await {
                 Ok(c) => conn.insert(c),
                 Err(e) => {
-                    tracing::warn!(%key, error = %e, "log hub: cannot connect; retrying");
-                    backoff.wait().await;
+                    failing.failed(&e, berth_bus::is_unavailable(&e));
+                    pause(hub, &mut backoff).await;
                     continue;
                 }
             },
@@ -151,14 +153,25 @@ async fn read_until_unused(hub: &LogHub, key: &str, tx: &broadcast::Sender<Arc<B
             }
             redis::RedisResult::Ok(())
         };
-        match step.await {
-            Ok(()) => backoff.reset(),
+        match hub.redis.observed(step.await) {
+            Ok(()) => {
+                backoff.reset();
+                failing.ok();
+            }
             Err(e) => {
-                tracing::warn!(%key, error = %e, "log hub: reading failed; reconnecting");
+                failing.failed(&e, berth_bus::is_unavailable(&e));
                 conn = None;
-                backoff.wait().await;
+                pause(hub, &mut backoff).await;
             }
         }
+    }
+}
+
+/// The pause before a reader tries again: its backoff, cut short when Redis answers again.
+async fn pause(hub: &LogHub, backoff: &mut Backoff) {
+    tokio::select! {
+        () = backoff.wait() => {}
+        () = hub.redis.back() => {}
     }
 }
 
@@ -172,9 +185,4 @@ async fn newest(
         .first()
         .map(|e| e.id.clone())
         .unwrap_or_else(|| "0-0".into()))
-}
-
-/// A connection of its own for one blocking reader.
-async fn connect_blocking(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-    berth_bus::conn::connect_blocking(&redis::Client::open(url)?).await
 }

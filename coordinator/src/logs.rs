@@ -109,10 +109,10 @@ pub struct Logs {
 }
 
 impl Logs {
-    pub fn new(store: Store, redis_url: String, shutdown: Shutdown) -> Self {
+    pub fn new(store: Store, shutdown: Shutdown) -> Self {
         Logs {
+            hub: LogHub::new(store.conn(), shutdown.clone()),
             store,
-            hub: LogHub::new(redis_url, shutdown.clone()),
             shutdown,
         }
     }
@@ -297,6 +297,9 @@ fn follow(state: Follow) -> impl Stream<Item = Followed> + Send + 'static {
                         .iter()
                         .map(entry)
                         .collect(),
+                    // Redis is away: end the follow without `end`, as a shutdown does; the
+                    // client resumes it with its last id once the API answers again.
+                    Err(e) if berth_bus::is_unavailable(&e) => return None,
                     Err(e) => {
                         st.done = true;
                         return Some((Followed::Failed(format!("reading the log: {e}")), st));
@@ -404,6 +407,8 @@ impl Follow {
                 self.done = true;
                 Some(Followed::Failed("the deployment was deleted".into()))
             }
+            // Redis is away: the next read ends the follow for the client to resume.
+            Err(Error::Unavailable(_)) => None,
             Err(e) => {
                 self.done = true;
                 Some(Followed::Failed(format!("reading the deployment: {e}")))

@@ -194,6 +194,10 @@ impl Reconciler {
                     act.actors.retain(|_, (a, _)| a.connected());
                     match res {
                         Ok(ids) => ids.into_iter().for_each(|id| act.track(id)),
+                        // Redis away: the coordinator's connection logs the outage, once.
+                        Err(e @ crate::error::Error::Unavailable(_)) => {
+                            tracing::debug!(error = %e, "reconciler cannot read active deployments")
+                        }
                         Err(e) => {
                             tracing::warn!(error = %e, "reconciler cannot read active deployments")
                         }

@@ -1,17 +1,18 @@
 //! Typed access to the coordinator's records in Redis: apps, deployments, logs, nodes, jobs.
 //!
 //! Redis is the system of record; this is a thin, stateless layer over one multiplexed connection
-//! (cheap to clone). Mutations of a deployment record go through the [`crate::ledger::Ledger`]
+//! (cheap to clone): the coordinator's [`Redis`], which fails a command at once, saying Redis is
+//! unreachable, while it is away (the API answers 503 with that: `Error::Unavailable`). Mutations of a deployment record go through the [`crate::ledger::Ledger`]
 //! actor so that two writers never interleave a read-modify-write.
 
 use std::sync::{Arc, Mutex};
 
 use crate::lease::Leadership;
+use berth_bus::Redis;
 use berth_protocol::api::LatestDeployment;
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::Sealed;
 use berth_protocol::{keys, App, Deployment, Job, LogLine, LogStream, NodeInfo, Route, JOB_KIND};
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 
 use crate::error::{Error, Result};
@@ -23,7 +24,7 @@ use berth_protocol::envelope::kind::{
 
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Redis,
     /// The app list as of a value of `berth:apps:version`: decoding 10,000 records on every
     /// `GET /apps` costs more than the rest of the request. Checked against Redis on every
     /// read (one GET), so it never serves what Redis no longer holds; a restart loses nothing.
@@ -34,8 +35,8 @@ pub struct Store {
 }
 
 /// Opens the multiplexed connection for ordinary (non-blocking) commands.
-pub async fn connect(url: &str) -> Result<ConnectionManager> {
-    Ok(berth_bus::conn::connect(url).await?)
+pub async fn connect(url: &str) -> Result<Redis> {
+    Ok(Redis::connect(url, "coordinator").await?)
 }
 
 /// The app list read under a value of `berth:apps:version`.
@@ -223,7 +224,7 @@ fn app_changed(name: &str) -> redis::Cmd {
 }
 
 impl Store {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: Redis) -> Self {
         Store {
             conn,
             apps: Arc::default(),
@@ -283,8 +284,13 @@ impl Store {
         Ok(())
     }
 
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> Redis {
         self.conn.clone()
+    }
+
+    /// Checks that Redis answers (`PING`; the health check).
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.conn.ping().await?)
     }
 
     // ---- apps ----

@@ -224,8 +224,13 @@ async fn run_job(svc: &Arc<Services>, job: Job, recovered: bool) -> bool {
                 true
             }
             Err(e) => {
-                // Not started and not acknowledged: the entry stays pending and is retried.
-                tracing::error!(deployment = %d.deployment_id, error = %e, "cannot claim job");
+                // Not started and not acknowledged: the entry stays pending and is retried (when
+                // Redis is back, the job consumer re-reads its pending entries first).
+                if e.is_redis_away() {
+                    tracing::debug!(deployment = %d.deployment_id, error = %e, "cannot claim job yet");
+                } else {
+                    tracing::error!(deployment = %d.deployment_id, error = %e, "cannot claim job");
+                }
                 false
             }
         },

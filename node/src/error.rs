@@ -42,6 +42,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether this failed because Redis cannot be reached (see `berth_bus::conn`): transient,
+    /// worth waiting out, and logged once by the node's connection rather than by each loop.
+    pub fn is_redis_away(&self) -> bool {
+        matches!(self, Error::Redis(e) if berth_bus::is_unavailable(e))
+    }
+
     /// Wraps an I/O error with what the node was doing.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

@@ -2,7 +2,8 @@
 //!
 //! A deployment must always end, and a node is the only one who knows how its deployments
 //! ended, so an event is never given up while the node lives: a write that fails is retried
-//! with capped backoff ([`berth_bus::Backoff`]) until Redis takes it or the node shuts down.
+//! with capped backoff ([`berth_bus::Backoff`], cut short when Redis answers again) until Redis
+//! takes it or the node shuts down.
 //! An outcome (a terminal event) is first written to the node's outbox on disk
 //! (`<data_dir>/node/outbox/<deployment>.msgpack`) and removed once Redis acknowledged the
 //! write; at start the node re-emits whatever the outbox holds, so an outcome survives a
@@ -12,9 +13,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_bus::Backoff;
+use berth_bus::{Backoff, Redis};
 use berth_protocol::{envelope, keys, now_ms, DeploymentUpdate, Event, EVENT_KIND};
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 /// Writes events of this node.
 #[derive(Clone)]
 pub struct EventSink {
-    conn: ConnectionManager,
+    conn: Redis,
     node: String,
     /// Outcomes not yet acknowledged by Redis, one file each.
     outbox: PathBuf,
@@ -33,7 +33,7 @@ pub struct EventSink {
 impl EventSink {
     /// An event sink whose outbox is `outbox` (created if missing).
     pub fn new(
-        conn: ConnectionManager,
+        conn: Redis,
         node: impl Into<String>,
         outbox: PathBuf,
         shutdown: CancellationToken,
@@ -151,16 +151,14 @@ impl EventSink {
     /// XADDs the event until Redis takes it; false only when the node shuts down first.
     async fn emit(&self, bytes: &[u8]) -> bool {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut attempt = 0u32;
+        let mut failing = berth_bus::Failing::new("writing an event");
         loop {
-            attempt += 1;
             match self.try_emit(bytes).await {
-                Ok(()) => return true,
-                Err(e) => {
-                    if attempt.is_power_of_two() {
-                        tracing::warn!(error = %e, attempt, "could not write an event; retrying until Redis takes it");
-                    }
+                Ok(()) => {
+                    failing.ok();
+                    return true;
                 }
+                Err(e) => failing.failed(&e, e.is_redis_away()),
             }
             tokio::select! {
                 () = self.shutdown.cancelled() => {
@@ -168,6 +166,8 @@ impl EventSink {
                     return false;
                 }
                 () = backoff.wait() => {}
+                // Redis answers again: write it now, not at the end of a long pause.
+                () = self.conn.back() => {}
             }
         }
     }

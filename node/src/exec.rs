@@ -15,14 +15,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_bus::Backoff;
+use berth_bus::{Backoff, Redis};
 use berth_protocol::exec::{self, ExecEntry, ExecJob, OutputStream};
 use berth_protocol::{keys, now_ms};
 use bollard::container::LogOutput;
 use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::ExecConfig;
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::ConnectionManager;
 
 use crate::containers::LABEL_APP;
 use crate::image_build::docker_error_text;
@@ -324,7 +323,7 @@ async fn kill(svc: &Services, exec_id: &str) -> String {
 
 /// The exec's stream: where its entries go.
 struct Output {
-    conn: ConnectionManager,
+    conn: Redis,
     key: String,
     /// When the command must end at the latest: the stream's TTL outlives it.
     run_until: u64,
@@ -358,6 +357,9 @@ impl Output {
             .ignore();
         match pipe.query_async::<()>(&mut self.conn.clone()).await {
             Ok(()) => true,
+            // While Redis is away the node's connection says so once; the caller's follow
+            // fails meanwhile (503), and the coordinator ends the exec if no end comes.
+            Err(e) if berth_bus::is_unavailable(&e) => false,
             Err(e) => {
                 tracing::warn!(key = %self.key, error = %e, "could not write {} exec entries", entries.len());
                 false

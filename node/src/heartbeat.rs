@@ -2,14 +2,16 @@
 //!
 //! Every second it rewrites `berth:node:<name>` with a [`NodeInfo`] envelope and adds the name to
 //! `berth:nodes`. The first beat is written by [`beat`] during start-up, so a node that cannot
-//! reach Redis fails to start instead of looking alive.
+//! reach Redis fails to start instead of looking alive. While Redis is away later, a beat fails
+//! at once (the node's connection knows; it logs the outage) and the next second's beat tries
+//! again: the first beat after Redis answers tells the coordinator the node is still there.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use actix::prelude::*;
+use berth_bus::Redis;
 use berth_protocol::{envelope, keys, now_ms, HostStats, NodeInfo};
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
 use crate::error::Result;
@@ -36,7 +38,7 @@ pub struct Beat {
 
 /// Writes one heartbeat, with the host's latest figures when the `Stats` actor has them.
 pub async fn beat(
-    conn: &ConnectionManager,
+    conn: &Redis,
     b: &Beat,
     running_jobs: u32,
     host: Option<HostStats>,
@@ -74,17 +76,19 @@ pub async fn beat(
 
 /// The heartbeat actor.
 pub struct Heartbeat {
-    conn: ConnectionManager,
+    conn: Redis,
     beat: Beat,
     /// Number of jobs in progress, kept by the deployer.
     running: watch::Receiver<u32>,
     /// The host's latest figures, kept by the `Stats` actor.
     host: watch::Receiver<Option<HostStats>>,
+    /// A run of failed beats, logged when it starts and ends.
+    failing: std::sync::Arc<std::sync::Mutex<berth_bus::Failing>>,
 }
 
 impl Heartbeat {
     pub fn new(
-        conn: ConnectionManager,
+        conn: Redis,
         beat: Beat,
         running: watch::Receiver<u32>,
         host: watch::Receiver<Option<HostStats>>,
@@ -94,6 +98,9 @@ impl Heartbeat {
             beat,
             running,
             host,
+            failing: std::sync::Arc::new(std::sync::Mutex::new(berth_bus::Failing::new(
+                "heartbeat",
+            ))),
         }
     }
 }
@@ -107,11 +114,15 @@ impl Actor for Heartbeat {
             let b = act.beat.clone();
             let running = *act.running.borrow();
             let host = act.host.borrow().clone();
+            let failing = act.failing.clone();
             // `wait`: one beat at a time, a slow Redis never piles beats up.
             ctx.wait(
                 async move {
-                    if let Err(e) = beat(&conn, &b, running, host).await {
-                        tracing::warn!(error = %e, "heartbeat failed");
+                    let r = beat(&conn, &b, running, host).await;
+                    let mut failing = failing.lock().unwrap_or_else(|p| p.into_inner());
+                    match r {
+                        Ok(()) => failing.ok(),
+                        Err(e) => failing.failed(&e, e.is_redis_away()),
                     }
                 }
                 .into_actor(act),

@@ -11,9 +11,8 @@
 //! does not decode goes to the dead-letter stream `berth:dead:berth:jobs:<node>`.
 
 use actix::prelude::*;
-use berth_bus::{ConsumerConfig, Delivery, Live, Mode, Outcome, Shutdown, StreamConsumer};
+use berth_bus::{ConsumerConfig, Delivery, Live, Mode, Outcome, Redis, Shutdown, StreamConsumer};
 use berth_protocol::{envelope, keys, Job, JOB_KIND};
-use redis::aio::ConnectionManager;
 use tokio_util::sync::CancellationToken;
 
 use crate::deployer::{Deployer, RunJob};
@@ -41,16 +40,11 @@ impl JobConsumer {
     }
 
     /// The consumer of `berth:jobs:<node>` the node's job consumers share.
-    pub fn stream_consumer(
-        client: redis::Client,
-        node: &str,
-        conn: ConnectionManager,
-        shutdown: &Shutdown,
-    ) -> StreamConsumer {
+    pub fn stream_consumer(node: &str, conn: Redis, shutdown: &Shutdown) -> StreamConsumer {
         let mut cfg =
             ConsumerConfig::new(keys::jobs(node), keys::JOBS_GROUP, node, Mode::Concurrent);
         cfg.batch = BATCH;
-        StreamConsumer::new(cfg, client, conn, shutdown.clone())
+        StreamConsumer::new(cfg, conn, shutdown.clone())
     }
 }
 

@@ -39,9 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_bus::{Live, Shutdown};
+use berth_bus::{Live, Redis, Shutdown};
 use bollard::Docker;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 pub use error::{Error, Result};
@@ -131,13 +130,9 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         )));
     }
 
-    let client = redis::Client::open(cfg.redis_url.as_str())
+    redis::Client::open(cfg.redis_url.as_str())
         .map_err(|e| Error::Config(format!("redis url {:?}: {e}", cfg.redis_url)))?;
-    let mgr_cfg = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(3);
-    let redis: ConnectionManager = client.get_connection_manager_with_config(mgr_cfg).await?;
+    let redis = Redis::connect(&cfg.redis_url, "node").await?;
     {
         let mut c = redis.clone();
         redis::cmd("PING").query_async::<()>(&mut c).await?;
@@ -177,8 +172,8 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         cfg.test_hooks,
     );
     let router = tree.supervise("router", {
-        let (core, sd, client) = (router_core.clone(), shutdown.clone(), client.clone());
-        move || router::Router::new(core.clone(), sd.clone(), client.clone())
+        let (core, sd, redis) = (router_core.clone(), shutdown.clone(), redis.clone());
+        move || router::Router::new(core.clone(), sd.clone(), redis.clone())
     });
 
     let stop_events = tokio_util::sync::CancellationToken::new();
@@ -268,7 +263,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     let deployer = tree.supervise("deployer", move || {
         deployer::Deployer::new(svc.clone(), jobs.clone(), running_tx.clone())
     });
-    let stream = job_consumer::JobConsumer::stream_consumer(client, &cfg.name, redis, shutdown);
+    let stream = job_consumer::JobConsumer::stream_consumer(&cfg.name, redis, shutdown);
     let consumer = tree.supervise("job_consumer", {
         let (deployer, sd) = (deployer.clone(), shutdown.clone());
         move || job_consumer::JobConsumer::new(stream.clone(), deployer.clone(), &sd)

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_bus::{Backoff, Shutdown};
+use berth_bus::{Backoff, Redis, Shutdown};
 use berth_protocol::envelope::decode;
 use berth_protocol::secret::{GitCredential, Sealed, SecretKey};
 use berth_protocol::{keys, now_ms, LogStream};
@@ -28,7 +28,6 @@ use bollard::container::LogOutput;
 use bollard::query_parameters::{EventsOptions, LogsOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 
 use crate::containers::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_NODE};
 use crate::log_sink::{split_lines, LogSink};
@@ -44,7 +43,7 @@ const RECONNECT_MAX: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Shipper {
     pub docker: Docker,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub node: String,
     /// Opens the apps' sealed git credentials, whose values are masked.
     pub secret_key: Option<SecretKey>,
@@ -336,7 +335,18 @@ async fn follow(sh: Arc<Shipper>, mut t: Target) {
     tracing::debug!(container = %t.name, app = %t.app, "following container output");
     let cursors = keys::app_log_cursors(&sh.node);
     let mut chunks = sh.docker.logs(&t.id, Some(opts)).ready_chunks(BATCH);
-    while let Some(chunk) = chunks.next().await {
+    // Lines wait in the sink while Redis is away: tried again every second even if the
+    // container says nothing more.
+    let mut holding = false;
+    loop {
+        let next = tokio::select! {
+            next = chunks.next() => next,
+            () = tokio::time::sleep(HELD_RETRY), if holding => {
+                holding = !sink.try_flush().await;
+                continue;
+            }
+        };
+        let Some(chunk) = next else { break };
         let mut entries = Vec::with_capacity(chunk.len());
         // Docker's stamp (ns) of the newest line in this batch: the resume point once shipped.
         let mut newest_ns = None;
@@ -369,9 +379,15 @@ async fn follow(sh: Arc<Shipper>, mut t: Target) {
             c.arg(&cursors).arg(&t.id).arg(ns);
             c
         });
-        sink.write_entries_and(entries, cursor).await;
+        holding = !sink.write_entries_and(entries, cursor).await && sink.is_holding().await;
     }
+    // The container stopped. Held lines go once Redis answers (after a node restart they are
+    // read from Docker again: the cursor moves only with them).
+    sink.flush(sh.shutdown.token()).await;
 }
+
+/// How often lines held while Redis is away are tried again.
+const HELD_RETRY: Duration = Duration::from_secs(1);
 
 /// Splits Docker's `2026-11-25T19:01:02.123456789Z ` prefix off a line: (epoch ns, rest).
 pub fn split_timestamp(line: &str) -> (Option<u64>, &str) {

@@ -4,14 +4,27 @@
 //! Every line the node ships — git, docker build output, probe progress, errors, and the
 //! containers' own stdout/stderr ([`crate::log_shipper`]) — passes through [`LogSink`]: its length
 //! is capped and every registered secret is masked there, the one step before a line leaves the
-//! node. Writing a log line never fails a deployment: a Redis error is logged locally and the
-//! line is dropped.
+//! node. Writing a log line never fails a deployment, and never waits for Redis: while Redis is
+//! away the lines are held in the sink (at most [`HELD_MAX`], the oldest dropped beyond that
+//! and the drop said in the log) and written first, in order, by the next write once Redis
+//! answers — or by [`LogSink::flush`], which a deployment calls before it reports its end, so
+//! its log is whole before the coordinator closes it. Any other Redis error drops the lines
+//! (logged locally).
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_bus::{Backoff, Redis};
 use berth_protocol::{keys, now_ms, LogLine, LogStream};
-use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
 
 /// Longest line stored; longer lines are cut (on a character boundary) and marked.
 pub const MAX_LINE: usize = 4 * 1024;
+
+/// Most lines a sink holds while Redis is away (about 8 MiB at the longest lines, typically a
+/// few hundred KiB); beyond it the oldest go.
+pub const HELD_MAX: usize = 2_000;
 
 /// Writes log lines of one deployment.
 #[derive(Clone)]
@@ -28,13 +41,16 @@ pub type MemoryLines = std::sync::Arc<std::sync::Mutex<Vec<(LogStream, String)>>
 #[derive(Clone)]
 enum Target {
     Redis {
-        conn: ConnectionManager,
+        conn: Redis,
         key: String,
         /// Approximate stream cap (XADD MAXLEN ~).
         maxlen: usize,
         /// What every entry carries besides its `ts`, `stream` and `line` (`node`, `container`,
         /// `deployment` for runtime logs; nothing for a deployment's log).
         tags: std::sync::Arc<LogLine>,
+        /// Lines Redis could not take yet, shared by the sink's clones; locked for the whole of
+        /// a write, so the lines of one sink land in the order they were written.
+        held: Arc<tokio::sync::Mutex<Held>>,
     },
     /// Collects lines in memory (tests).
     #[cfg(test)]
@@ -43,26 +59,21 @@ enum Target {
 
 impl LogSink {
     /// A sink writing to the log stream of `deployment_id`.
-    pub fn redis(conn: ConnectionManager, deployment_id: &str) -> Self {
+    pub fn redis(conn: Redis, deployment_id: &str) -> Self {
         LogSink {
             target: Target::Redis {
                 conn,
                 key: keys::deployment_log(deployment_id),
                 maxlen: keys::LOG_MAXLEN,
                 tags: std::sync::Arc::new(LogLine::new(0, LogStream::System, "")),
+                held: Arc::default(),
             },
             masks: Default::default(),
         }
     }
 
     /// A sink writing one container's output to its app's runtime log stream.
-    pub fn app(
-        conn: ConnectionManager,
-        app: &str,
-        node: &str,
-        container: &str,
-        deployment: &str,
-    ) -> Self {
+    pub fn app(conn: Redis, app: &str, node: &str, container: &str, deployment: &str) -> Self {
         LogSink {
             target: Target::Redis {
                 conn,
@@ -74,6 +85,7 @@ impl LogSink {
                     deployment: Some(deployment.to_string()),
                     ..LogLine::new(0, LogStream::Stdout, "")
                 }),
+                held: Arc::default(),
             },
             masks: Default::default(),
         }
@@ -139,7 +151,8 @@ impl LogSink {
 
     /// [`LogSink::write_entries`], and `also` in the same MULTI/EXEC: the lines and `also` land
     /// together or not at all (the log shipper's cursor, so a node killed mid-write neither
-    /// loses nor repeats a line).
+    /// loses nor repeats a line). While Redis is away the lines are held with the latest `also`
+    /// (see the module docs); false then.
     pub async fn write_entries_and(
         &self,
         entries: Vec<(u64, LogStream, String)>,
@@ -153,44 +166,10 @@ impl LogSink {
             .map(|(ts, s, l)| (ts, s, cap_line(&self.mask(l))))
             .collect();
         match &self.target {
-            Target::Redis {
-                conn,
-                key,
-                maxlen,
-                tags,
-            } => {
-                let mut pipe = redis::pipe();
-                if also.is_some() {
-                    pipe.atomic();
-                }
-                for (ts, stream, line) in &lines {
-                    let entry = LogLine {
-                        ts: *ts,
-                        stream: *stream,
-                        line: line.clone(),
-                        ..(**tags).clone()
-                    };
-                    let cmd = pipe
-                        .cmd("XADD")
-                        .arg(key)
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(*maxlen)
-                        .arg("*");
-                    for (k, v) in entry.fields() {
-                        cmd.arg(k).arg(v);
-                    }
-                    cmd.ignore();
-                }
-                if let Some(also) = also {
-                    pipe.add_command(also).ignore();
-                }
-                let mut conn = conn.clone();
-                if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-                    tracing::warn!(key = %key, error = %e, "could not write {} log line(s)", lines.len());
-                    return false;
-                }
-                true
+            Target::Redis { held, .. } => {
+                let mut held = held.lock().await;
+                held.add(lines, also);
+                self.write_held(&mut held).await
             }
             #[cfg(test)]
             Target::Memory(store) => {
@@ -199,6 +178,158 @@ impl LogSink {
                 }
                 true
             }
+        }
+    }
+}
+
+impl LogSink {
+    /// Whether lines wait for Redis.
+    pub async fn is_holding(&self) -> bool {
+        match &self.target {
+            Target::Redis { held, .. } => !held.lock().await.lines.is_empty(),
+            #[cfg(test)]
+            Target::Memory(_) => false,
+        }
+    }
+
+    /// Tries once to write the lines held while Redis was away; whether none is held now.
+    pub async fn try_flush(&self) -> bool {
+        match &self.target {
+            Target::Redis { held, .. } => {
+                let mut held = held.lock().await;
+                self.write_held(&mut held).await || !held.waiting
+            }
+            #[cfg(test)]
+            Target::Memory(_) => true,
+        }
+    }
+
+    /// Writes the lines held while Redis was away, waiting for Redis (with capped backoff, at
+    /// once when it answers again) until it takes them or `stop` is cancelled. A deployment
+    /// calls it before it reports its end.
+    pub async fn flush(&self, stop: &CancellationToken) {
+        let (held, conn) = match &self.target {
+            Target::Redis { held, conn, .. } => (held, conn),
+            #[cfg(test)]
+            Target::Memory(_) => return,
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        loop {
+            {
+                let mut held = held.lock().await;
+                if held.lines.is_empty() || self.write_held(&mut held).await {
+                    return;
+                }
+                if !held.waiting {
+                    // Lines that could not be written for another reason are gone.
+                    return;
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = backoff.wait() => {}
+                () = conn.back() => {}
+            }
+        }
+    }
+
+    /// Writes what `held` holds in one round trip; whether it was stored. While Redis is away
+    /// the lines stay held (`waiting`); on any other error they are dropped.
+    async fn write_held(&self, held: &mut Held) -> bool {
+        let (conn, key, maxlen, tags) = match &self.target {
+            Target::Redis {
+                conn,
+                key,
+                maxlen,
+                tags,
+                ..
+            } => (conn, key, maxlen, tags),
+            #[cfg(test)]
+            Target::Memory(_) => return true,
+        };
+        if held.lines.is_empty() {
+            return true;
+        }
+        let mut pipe = redis::pipe();
+        if held.also.is_some() {
+            pipe.atomic();
+        }
+        let dropped = (held.dropped > 0).then(|| {
+            (
+                now_ms(),
+                LogStream::System,
+                format!(
+                    "[{} log line(s) were dropped here: Redis was away and more than {HELD_MAX} waited]",
+                    held.dropped
+                ),
+            )
+        });
+        for (ts, stream, line) in dropped.iter().chain(held.lines.iter()) {
+            let entry = LogLine {
+                ts: *ts,
+                stream: *stream,
+                line: line.clone(),
+                ..(**tags).clone()
+            };
+            let cmd = pipe
+                .cmd("XADD")
+                .arg(key)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(*maxlen)
+                .arg("*");
+            for (k, v) in entry.fields() {
+                cmd.arg(k).arg(v);
+            }
+            cmd.ignore();
+        }
+        if let Some(also) = &held.also {
+            pipe.add_command(also.clone()).ignore();
+        }
+        let mut conn = conn.clone();
+        match pipe.query_async::<()>(&mut conn).await {
+            Ok(()) => {
+                if held.waiting {
+                    tracing::debug!(key = %key, lines = held.lines.len(), "log lines held while Redis was away written");
+                }
+                *held = Held::default();
+                true
+            }
+            Err(e) if berth_bus::is_unavailable(&e) => {
+                // The node's connection logs the outage; the lines wait.
+                held.waiting = true;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "could not write {} log line(s)", held.lines.len());
+                *held = Held::default();
+                false
+            }
+        }
+    }
+}
+
+/// Lines a sink could not write yet, oldest first.
+#[derive(Default)]
+struct Held {
+    lines: VecDeque<(u64, LogStream, String)>,
+    /// The latest command to land with them (a newer cursor replaces an older one).
+    also: Option<redis::Cmd>,
+    /// Lines dropped from the front beyond [`HELD_MAX`].
+    dropped: u64,
+    /// The last write failed because Redis was away.
+    waiting: bool,
+}
+
+impl Held {
+    fn add(&mut self, lines: Vec<(u64, LogStream, String)>, also: Option<redis::Cmd>) {
+        self.lines.extend(lines);
+        if also.is_some() {
+            self.also = also;
+        }
+        while self.lines.len() > HELD_MAX {
+            self.lines.pop_front();
+            self.dropped += 1;
         }
     }
 }

@@ -22,11 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_bus::retry::Backoff;
-use berth_bus::Shutdown;
+use berth_bus::{Backoff, Failing, Redis, Shutdown};
 use berth_protocol::{envelope, keys, Route};
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -42,7 +40,7 @@ const CHECK_EVERY: Duration = Duration::from_secs(3);
 /// State shared by the actor's handlers, its change subscription and its periodic check.
 pub struct RouterCore {
     caddy: CaddyAdmin,
-    redis: ConnectionManager,
+    redis: Redis,
     ingress_http: u16,
     /// `host:port` of this node's DNS responder, as Caddy's routes name it.
     resolver: String,
@@ -80,7 +78,7 @@ fn addrs(route: &Route) -> Vec<SocketAddrV4> {
 impl RouterCore {
     pub fn new(
         caddy: CaddyAdmin,
-        redis: ConnectionManager,
+        redis: Redis,
         ingress_http: u16,
         resolver: String,
         table: Table,
@@ -279,27 +277,38 @@ impl RouterCore {
 /// Applies every change another node publishes on `berth:routes:changed`, on a subscription
 /// of its own; each (re)subscription first converges the whole table, so nothing published
 /// while it was away is lost.
-async fn follow_changes(core: Arc<RouterCore>, client: redis::Client, stop: CancellationToken) {
+async fn follow_changes(core: Arc<RouterCore>, redis: Redis, stop: CancellationToken) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    let mut failing = Failing::new("router: subscribing to route changes");
     while !stop.is_cancelled() {
         let sub = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(keys::ROUTES_CHANGED).await?;
-            Ok::<_, crate::error::Error>(pubsub)
+            if redis.is_down() {
+                // Wait for the link's probes rather than knock on a Redis known to be away.
+                redis.ping().await?;
+            }
+            let mut pubsub = redis.observed(redis.client().get_async_pubsub().await)?;
+            redis.observed(pubsub.subscribe(keys::ROUTES_CHANGED).await)?;
+            Ok::<_, redis::RedisError>(pubsub)
         };
         let mut pubsub = match sub.await {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot subscribe to route changes; retrying");
+                failing.failed(&e, berth_bus::is_unavailable(&e));
                 tokio::select! {
                     _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                    _ = redis.back() => continue,
                     _ = stop.cancelled() => return,
                 }
             }
         };
         backoff.reset();
-        if let Err(e) = core.check().await {
-            tracing::warn!(error = %e, "route check after subscribing failed");
+        failing.ok();
+        match core.check().await {
+            Err(e) if !e.is_redis_away() => {
+                tracing::warn!(error = %e, "route check after subscribing failed");
+            }
+            // Redis left again at once: the next subscription checks again.
+            _ => {}
         }
         let mut changes = pubsub.on_message();
         loop {
@@ -316,7 +325,9 @@ async fn follow_changes(core: Arc<RouterCore>, client: redis::Client, stop: Canc
                 _ = stop.cancelled() => return,
             }
         }
-        tracing::warn!("route change subscription ended; subscribing again");
+        // Redis went away (or closed the connection): subscribe again, quietly — the outage is
+        // logged by the node's connection, and a resubscription converges the whole table.
+        tracing::debug!("route change subscription ended; subscribing again");
     }
 }
 
@@ -328,7 +339,9 @@ pub struct Router {
     /// Tracks the checks and the change subscription (each a task of its own).
     shutdown: Shutdown,
     /// Opens the change subscription's own connection.
-    client: redis::Client,
+    redis: Redis,
+    /// The periodic checks' run of failures (logged once, not every 3 s).
+    failing: Arc<Mutex<Failing>>,
     /// Ends this incarnation's change subscription when the actor goes (stopped, or dropped
     /// after a panic): a restarted router subscribes anew, never twice.
     life: CancellationToken,
@@ -336,7 +349,7 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(core: Arc<RouterCore>, shutdown: Shutdown, client: redis::Client) -> Self {
+    pub fn new(core: Arc<RouterCore>, shutdown: Shutdown, redis: Redis) -> Self {
         let life = shutdown.child_token();
         Router {
             core,
@@ -344,7 +357,8 @@ impl Router {
             _life_guard: life.clone().drop_guard(),
             life,
             shutdown,
-            client,
+            redis,
+            failing: Arc::new(Mutex::new(Failing::new("router: checking the routes"))),
         }
     }
 
@@ -353,10 +367,13 @@ impl Router {
             return;
         }
         let core = self.core.clone();
-        let flag = self.checking.clone();
+        let (flag, failing) = (self.checking.clone(), self.failing.clone());
         self.shutdown.spawn(async move {
-            if let Err(e) = core.check().await {
-                tracing::warn!(error = %e, "Caddy check failed");
+            // Until a check works again, Caddy and the responder keep the routes they have: the
+            // apps stay served while Redis is away.
+            match core.check().await {
+                Ok(()) => lock(&failing).ok(),
+                Err(e) => lock(&failing).failed(&e, e.is_redis_away()),
             }
             flag.store(false, Ordering::SeqCst);
         });
@@ -367,9 +384,9 @@ impl Actor for Router {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let (core, client) = (self.core.clone(), self.client.clone());
+        let (core, redis) = (self.core.clone(), self.redis.clone());
         self.shutdown
-            .spawn(follow_changes(core, client, self.life.clone()));
+            .spawn(follow_changes(core, redis, self.life.clone()));
         ctx.run_interval(CHECK_EVERY, |act, _| act.spawn_check());
     }
 }

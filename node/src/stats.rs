@@ -11,13 +11,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use actix::prelude::*;
+use berth_bus::Redis;
 use berth_protocol::metrics::{ContainerSample, SamplePoint, RETENTION_MS, SAMPLE_KIND};
 use berth_protocol::{envelope, keys, now_ms, HostStats};
 use bollard::models::{ContainerCpuStats, ContainerStatsResponse};
 use bollard::query_parameters::StatsOptions;
 use bollard::Docker;
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use tokio::sync::watch;
 
 use crate::containers::{LABEL_APP, LABEL_DEPLOYMENT};
@@ -27,7 +27,7 @@ use crate::image_build::docker_error_text;
 #[derive(Clone)]
 pub struct StatsConfig {
     pub docker: Docker,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub node: String,
     /// The host's disk figures are those of the file system holding this directory.
     pub data_dir: PathBuf,
@@ -77,6 +77,8 @@ async fn run(cfg: StatsConfig) {
     // The first round needs a CPU reading to compare with: take it now, sample one interval on.
     let mut prev_cpu = read_host(cfg.data_dir.clone()).await.ok().map(|h| h.cpu);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // Samples that cannot be stored (Redis away) are dropped: a gap in the charts, logged once.
+    let mut storing = berth_bus::Failing::new("storing container stats");
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
@@ -90,8 +92,9 @@ async fn run(cfg: StatsConfig) {
         );
         let running = match containers {
             Ok(Ok((running, samples))) => {
-                if let Err(e) = write_samples(&cfg.redis, &samples, ts).await {
-                    tracing::warn!(error = %e, "cannot store container stats");
+                match write_samples(&cfg.redis, &samples, ts).await {
+                    Ok(()) => storing.ok(),
+                    Err(e) => storing.failed(&e, e.is_redis_away()),
                 }
                 Some(running)
             }
@@ -131,7 +134,7 @@ async fn run(cfg: StatsConfig) {
 
 /// Writes one round of samples, each to its app's stream, in one round trip.
 async fn write_samples(
-    redis: &ConnectionManager,
+    redis: &Redis,
     samples: &[(String, ContainerSample)],
     ts: u64,
 ) -> crate::Result<()> {

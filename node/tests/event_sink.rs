@@ -45,7 +45,7 @@ async fn an_outcome_written_while_redis_is_away_arrives_when_it_is_back() {
     let mut redis = start_redis(dir.path(), port, &["--appendonly", "yes"])
         .await
         .unwrap();
-    let conn = berth_bus::conn::connect(&url).await.unwrap();
+    let conn = berth_bus::Redis::connect(&url, "node").await.unwrap();
     let sink = EventSink::new(
         conn,
         "n1",
@@ -97,7 +97,7 @@ async fn an_outcome_not_delivered_before_a_restart_is_sent_at_the_next_start() {
     // The first run reports a failure while Redis is away, then shuts down.
     let stop = CancellationToken::new();
     let first = EventSink::new(
-        berth_bus::conn::connect(&url).await.unwrap(),
+        berth_bus::Redis::connect(&url, "node").await.unwrap(),
         "n1",
         outbox.clone(),
         stop.clone(),
@@ -126,7 +126,7 @@ async fn an_outcome_not_delivered_before_a_restart_is_sent_at_the_next_start() {
         .await
         .unwrap();
     let second = EventSink::new(
-        berth_bus::conn::connect(&url).await.unwrap(),
+        berth_bus::Redis::connect(&url, "node").await.unwrap(),
         "n1",
         outbox.clone(),
         CancellationToken::new(),

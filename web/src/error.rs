@@ -1,4 +1,7 @@
-//! Errors as HTTP answers: `{"error": "<message a person can act on>"}` with the right status.
+//! Errors as HTTP answers: `{"error": "<message a person can act on>"}` with the right status:
+//! 4xx for the caller's mistakes, 503 while Redis is away ("Redis is unreachable at <addr>:
+//! <cause>; Berth retries — try again shortly"), 500 (a generic text; the details in the log)
+//! for the rest.
 
 use std::convert::Infallible;
 
@@ -35,7 +38,7 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Fenced(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Fenced(_) | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if e.is_client_error() {
@@ -44,6 +47,9 @@ impl From<Error> for ApiError {
             // This coordinator just lost the lead: the request may be sent again, here or to
             // the new leader.
             ApiError::new(status, format!("{why}; try again"))
+        } else if let Error::Unavailable(why) = &e {
+            // The coordinator's connection logs the outage (once); nothing to add per request.
+            ApiError::new(status, unavailable(why))
         } else if let Error::Unreadable(what) = &e {
             // Which record is broken is what the operator needs; it holds no secret.
             tracing::error!(error = %e, "unreadable record");
@@ -56,6 +62,11 @@ impl From<Error> for ApiError {
             )
         }
     }
+}
+
+/// What a request answers while Redis is away: why, and that it is worth trying again.
+pub fn unavailable(why: &str) -> String {
+    format!("{why}; Berth retries — try again shortly")
 }
 
 impl Reply for ApiError {

@@ -3,7 +3,9 @@
 //!
 //! Each endpoint turns a request into one message to the coordinator's `Api` actor and its answer
 //! into a response. Errors are `{"error": "..."}`: client mistakes map to 4xx with the
-//! coordinator's message; internal failures to 500 with a generic text (details go to the log).
+//! coordinator's message; Redis being away to 503 with a message that says so (every endpoint,
+//! `/healthz` included, promptly: the coordinator's connection fails commands at once while it
+//! knows Redis is away); internal failures to 500 with a generic text (details go to the log).
 
 pub mod error;
 pub mod exec;
@@ -49,9 +51,28 @@ pub fn routes(
         coord,
         token: Arc::from(token),
     };
-    let healthz = warp::path!("healthz")
-        .and(warp::get())
-        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    // Whether the coordinator can reach Redis: 200 `{"status": "ok"}`, else 503
+    // `{"status": "unavailable", "error": "Redis is unreachable at …"}`.
+    let healthz = {
+        let coord = ctx.coord.clone();
+        warp::path!("healthz").and(warp::get()).then(move || {
+            let coord = coord.clone();
+            async move {
+                match flatten(coord.api.send(api::Health).await) {
+                    Ok(()) => {
+                        warp::reply::json(&serde_json::json!({"status": "ok"})).into_response()
+                    }
+                    Err(e) => warp::reply::with_status(
+                        warp::reply::json(
+                            &serde_json::json!({"status": "unavailable", "error": e.message}),
+                        ),
+                        e.status,
+                    )
+                    .into_response(),
+                }
+            }
+        })
+    };
 
     let webhook = github::route(ctx.coord.clone(), webhook_secret);
     let with = {

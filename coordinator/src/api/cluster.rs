@@ -1,4 +1,4 @@
-//! The cluster: nodes and metrics.
+//! The cluster: its health, nodes and metrics.
 
 use actix::prelude::*;
 use berth_protocol::api::NodeView;
@@ -6,6 +6,12 @@ use berth_protocol::api::NodeView;
 use super::{load_app, Api};
 use crate::error::{Error, Result};
 use crate::registry::{Cordon, NodesNow};
+
+/// `GET /healthz`: whether the coordinator can reach Redis (one `PING`; at once while Redis is
+/// known to be away). `Error::Unavailable` says why not.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct Health;
 
 /// `GET /api/v1/nodes`.
 #[derive(Message)]
@@ -49,6 +55,15 @@ pub struct GetAppMetrics {
 #[derive(Message)]
 #[rtype(result = "Result<crate::metrics::ClusterFigures>")]
 pub struct ClusterMetrics;
+
+impl Handler<Health> for Api {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, _: Health, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
+        Box::pin(async move { store.ping().await })
+    }
+}
 
 impl Handler<ListNodes> for Api {
     type Result = ResponseFuture<Result<Vec<NodeView>>>;

@@ -10,7 +10,7 @@
 //! - [`replicas`]: list an app's running replicas (serving and standby);
 //! - [`exec`]: run a command in one of them;
 //! - [`webhooks`]: a verified GitHub push;
-//! - [`cluster`]: nodes and metrics.
+//! - [`cluster`]: health, nodes and metrics.
 
 mod apps;
 mod cluster;
@@ -27,7 +27,7 @@ use berth_protocol::secret::SecretKey;
 use berth_protocol::App;
 
 pub use apps::{AppViews, CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
-pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, ListNodes};
+pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, Health, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
 pub use exec::StartExec;
 pub use lifecycle::{Restart, StartApp, StopApp};

@@ -193,10 +193,16 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
     }
     let outcome = match outcome {
         Ok(_) if now_ms() > job.deadline_ms => Err(Error::Deadline("switching traffic".into())),
-        Ok(ready) => match claim_switch(svc, id, job.attempt).await {
-            Ok(()) => switch(svc, job, &log, &progress, ready).await,
-            Err(e) => Err(e),
-        },
+        Ok(ready) => {
+            let claim =
+                svc.through_outage(&log, "to claim the switch", Some(job.deadline_ms), || {
+                    claim_switch(svc, id, job.attempt)
+                });
+            match claim.await {
+                Ok(()) => switch(svc, job, &log, &progress, ready).await,
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     };
 
@@ -209,6 +215,9 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
                 short(&ready.container)
             ))
             .await;
+            // What was logged while Redis was away goes in before the end is reported (the
+            // coordinator writes the log's closing line when it records the end).
+            log.flush(svc.shutdown.token()).await;
             svc.events
                 .deployment(DeploymentUpdate {
                     commit: ready.commit.clone(),
@@ -243,6 +252,7 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
                 )
                 .await;
             }
+            log.flush(svc.shutdown.token()).await;
             svc.events
                 .deployment(DeploymentUpdate::ended(id, status, text))
                 .await;
@@ -552,10 +562,15 @@ async fn switch(
         log.system("the app has no domains: no route to switch")
             .await;
     } else {
-        svc.router
-            .send(SetRoutes(routes))
-            .await?
-            .map_err(|e| Error::Caddy(format!("switching traffic failed: {e}")))?;
+        // The switch is claimed: it happens, however long Redis is away.
+        let set = svc.through_outage(log, "to switch traffic", None, || async {
+            match svc.router.send(SetRoutes(routes.clone())).await? {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_redis_away() => Err(e),
+                Err(e) => Err(Error::Caddy(format!("switching traffic failed: {e}"))),
+            }
+        });
+        set.await?;
         log.system(format!("routed {} to {dial}", app.domains.join(", ")))
             .await;
     }

@@ -20,6 +20,7 @@ pub async fn fail(svc: &Services, deployment_id: &str, slot: Option<u32>, error:
             DeploymentUpdate::ended(deployment_id, DeploymentStatus::Failed, error)
         }
     };
+    log.flush(svc.shutdown.token()).await;
     svc.events.deployment(update).await;
 }
 

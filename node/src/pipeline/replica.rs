@@ -53,6 +53,7 @@ pub(super) async fn report(
                 short(&ready.container)
             ))
             .await;
+            log.flush(svc.shutdown.token()).await;
             let upstream = Upstream {
                 dial,
                 node: svc.node.clone(),
@@ -88,6 +89,7 @@ pub(super) async fn report(
                 .await;
             }
             log.system(format!("replica r{slot} failed: {text}")).await;
+            log.flush(svc.shutdown.token()).await;
             svc.events.deployment(replica_failed(id, slot, text)).await;
         }
     }

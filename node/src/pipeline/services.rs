@@ -2,13 +2,18 @@
 
 use std::path::PathBuf;
 
-use berth_bus::Shutdown;
+use std::future::Future;
+use std::time::Duration;
+
+use berth_bus::{Backoff, Redis, Shutdown};
+use berth_protocol::now_ms;
 use berth_protocol::secret::SecretKey;
 use bollard::Docker;
-use redis::aio::ConnectionManager;
 
+use crate::error::Result;
 use crate::event_sink::EventSink;
 use crate::image_build::Builder;
+use crate::log_sink::LogSink;
 use crate::registry::RegistryConfig;
 use crate::router::Router;
 
@@ -20,7 +25,7 @@ pub struct Services {
     /// Where checkouts go: `<data_dir>/node/builds`.
     pub builds_dir: PathBuf,
     pub docker: Docker,
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub router: berth_bus::Live<Router>,
     pub events: EventSink,
     pub builder: Builder,
@@ -55,6 +60,44 @@ pub struct Held {
 }
 
 impl Services {
+    /// Runs `op` — a step that needs Redis, such as claiming the switch or writing the route —
+    /// and runs it again while it fails because Redis is away (capped backoff, at once when
+    /// Redis answers again), until `until_ms` (epoch ms; `None`: no limit) or the node's
+    /// shutdown: a Redis outage delays the deployment instead of failing it. Says so in the
+    /// deployment's log once (`what`: "to claim the switch").
+    pub async fn through_outage<T, F, Fut>(
+        &self,
+        log: &LogSink,
+        what: &str,
+        until_ms: Option<u64>,
+        mut op: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let mut said = false;
+        loop {
+            let e = match op().await {
+                Err(e) if e.is_redis_away() => e,
+                r => return r,
+            };
+            if until_ms.is_some_and(|t| now_ms() >= t) || self.shutdown.is_cancelled() {
+                return Err(e);
+            }
+            if !said {
+                said = true;
+                log.system(format!("{e}: waiting for it {what}")).await;
+            }
+            tokio::select! {
+                () = backoff.wait() => {}
+                () = self.redis.back() => {}
+                () = self.shutdown.cancelled() => return Err(e),
+            }
+        }
+    }
+
     /// Marks `names` in use until the answer is dropped.
     pub fn hold_images(&self, names: Vec<String>) -> Held {
         let mut set = self.in_use.lock().unwrap_or_else(|p| p.into_inner());

@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use berth_bus::Redis;
 use berth_node::heartbeat::{beat, Beat, BEAT_EVERY};
 use berth_protocol::envelope::{self, kind, STREAM_FIELD};
 use berth_protocol::{
@@ -48,7 +49,6 @@ use berth_protocol::{
 };
 use clap::{Args, ValueEnum};
 use rand::RngExt;
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -205,7 +205,7 @@ pub fn run(mut args: SchedulerArgs, json: bool) -> Result<()> {
 
 async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
     if let Some(url) = &args.redis_url {
-        let mut c = berth_bus::conn::connect(url).await?;
+        let mut c = berth_bus::Redis::connect(url, "bench").await?;
         let n: u64 = redis::cmd("DBSIZE").query_async(&mut c).await?;
         if n > 0 {
             bail!("the database at --redis-url holds {n} keys: the bench needs an empty one (it flushes it between scenarios)");
@@ -221,7 +221,7 @@ async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
         // Redis for this scenario: started fresh, or the given one emptied.
         let (redis, url) = match &args.redis_url {
             Some(url) => {
-                let mut c = berth_bus::conn::connect(url).await?;
+                let mut c = berth_bus::Redis::connect(url, "bench").await?;
                 let _: () = redis::cmd("FLUSHDB").query_async(&mut c).await?;
                 (None, url.clone())
             }
@@ -230,8 +230,8 @@ async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
                 (Some(svc), url)
             }
         };
-        let conn = berth_bus::conn::connect(&url).await?;
-        let fleet = Fleet::start(&url, conn.clone(), n, args.outcome).await?;
+        let conn = berth_bus::Redis::connect(&url, "bench").await?;
+        let fleet = Fleet::start(conn.clone(), n, args.outcome).await?;
         let coord = CoordinatorProcess::start(&url, &sdir)?;
         eprintln!("scheduler bench: {n} nodes, {} jobs", args.jobs);
         let result = run_load(args, n, &coord, &fleet, &conn, &repo).await?;
@@ -286,7 +286,7 @@ async fn run_load(
     nodes: usize,
     coord: &CoordinatorProcess,
     fleet: &Fleet,
-    conn: &ConnectionManager,
+    conn: &Redis,
     repo: &str,
 ) -> Result<LoadResult> {
     let http = reqwest::Client::new();
@@ -399,7 +399,7 @@ async fn run_load(
 }
 
 /// Waits until no deployment is active (or the deadline), then counts `ids` by status.
-async fn settle(conn: &ConnectionManager, ids: &[String]) -> Result<BTreeMap<String, usize>> {
+async fn settle(conn: &Redis, ids: &[String]) -> Result<BTreeMap<String, usize>> {
     let deadline = Instant::now() + SETTLE;
     let mut c = conn.clone();
     loop {
@@ -442,7 +442,7 @@ async fn run_idle(
     nodes: usize,
     coord: &CoordinatorProcess,
     redis_pid: Option<i32>,
-    conn: &ConnectionManager,
+    conn: &Redis,
 ) -> Result<IdleResult> {
     let have = args.jobs;
     if args.idle_apps > have {
@@ -497,7 +497,7 @@ async fn run_idle(
 
 /// Writes apps `app-<from>` … `app-<to - 1>` straight into Redis, as `tests/src/seed.rs` does,
 /// and raises the change log's floor so the coordinator reads the list again in full.
-async fn seed_apps(conn: &ConnectionManager, from: usize, to: usize) -> Result<()> {
+async fn seed_apps(conn: &Redis, from: usize, to: usize) -> Result<()> {
     // A copy of the first app the API created.
     let mut c = conn.clone();
     let raw: Vec<u8> = c.get(keys::app("app-000000")).await?;
@@ -543,7 +543,7 @@ struct Fleet {
 
 impl Fleet {
     /// Registers `n` nodes (one heartbeat each, awaited), then keeps them beating and reading.
-    async fn start(url: &str, conn: ConnectionManager, n: usize, outcome: Outcome) -> Result<Self> {
+    async fn start(conn: Redis, n: usize, outcome: Outcome) -> Result<Self> {
         let names: Vec<String> = (0..n).map(|i| format!("sim-{i:04}")).collect();
         let beats: Vec<Beat> = names
             .iter()
@@ -581,9 +581,8 @@ impl Fleet {
         }
         let reads = Arc::new(Mutex::new(HashMap::new()));
         let duplicates = Arc::new(AtomicUsize::new(0));
-        let client = redis::Client::open(url)?;
         for (k, chunk) in names.chunks(STREAMS_PER_READER).enumerate() {
-            let mut blocking = berth_bus::conn::connect_blocking(&client).await?;
+            let mut blocking = conn.connect_blocking(Duration::from_secs(1)).await?;
             let streams: Vec<String> = chunk.iter().map(|n| keys::jobs(n)).collect();
             for s in &streams {
                 let r: redis::RedisResult<()> = redis::cmd("XGROUP")
@@ -640,7 +639,7 @@ fn host() -> HostStats {
 struct Reader {
     consumer: String,
     streams: Vec<String>,
-    conn: ConnectionManager,
+    conn: Redis,
     reads: Arc<Mutex<HashMap<String, Read>>>,
     duplicates: Arc<AtomicUsize>,
     outcome: Outcome,
