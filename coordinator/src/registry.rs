@@ -15,6 +15,13 @@
 //! in a snapshot is as of when it was read, so a node turns suspect or down up to 250 ms later
 //! than its heartbeat age says, against 2.5 s and 5 s. A cordon clears the snapshot, so the next
 //! placement sees it. The API ([`NodesNow`]) reads the fleet afresh and refreshes the snapshot.
+//!
+//! A Redis outage silences every node at once, and the coordinator cannot tell that from nodes
+//! dying: so the time the coordinator could not reach Redis (its last outage, from the first
+//! failed command to the probe that got an answer, plus [`REHEARD`] for the nodes to reconnect
+//! and beat again) does not count in a heartbeat's age ([`status_of`]). Without that, every
+//! node would be `down` the moment Redis returned from an outage longer than `down_after`, and
+//! their deployments would fail or move and their replicas leave the routes.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,6 +52,10 @@ impl Default for Liveness {
         }
     }
 }
+
+/// How long after an outage nodes are given to be heard again: a node's link probes Redis at
+/// least every second and it beats every second.
+pub const REHEARD: Duration = Duration::from_secs(2);
 
 /// How old a snapshot of the fleet [`Nodes`] may answer with.
 pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(250);
@@ -114,9 +125,18 @@ impl Actor for NodeRegistry {
 
 berth_bus::injectable!(NodeRegistry);
 
-/// Liveness of one heartbeat record at time `now`.
-pub fn status_of(info: &NodeInfo, now: u64, l: Liveness) -> NodeStatus {
-    let age = now.saturating_sub(info.last_heartbeat);
+/// Liveness of one heartbeat record at time `now` (epoch ms), not counting the time the
+/// coordinator could not see Redis (`blind`: the last outage, from–to, epoch ms; [`REHEARD`] is
+/// added to its end here).
+pub fn status_of(info: &NodeInfo, now: u64, l: Liveness, blind: Option<(u64, u64)>) -> NodeStatus {
+    let from = info.last_heartbeat;
+    let mut age = now.saturating_sub(from);
+    if let Some((b0, b1)) = blind {
+        let b1 = b1 + REHEARD.as_millis() as u64;
+        // The part of [from, now] the coordinator was blind for.
+        let overlap = b1.min(now).saturating_sub(b0.max(from));
+        age = age.saturating_sub(overlap);
+    }
     if age > l.down_after.as_millis() as u64 {
         NodeStatus::Down
     } else if age > l.suspect_after.as_millis() as u64 {
@@ -148,13 +168,14 @@ pub struct Cordon {
 /// Every registered node with its liveness now.
 async fn views(store: Store, l: Liveness) -> Result<Vec<NodeView>> {
     let now = now_ms();
+    let blind = store.conn().last_outage();
     let cordoned = store.cordoned().await?;
     Ok(store
         .nodes()
         .await?
         .into_iter()
         .map(|info| NodeView {
-            status: status_of(&info, now, l),
+            status: status_of(&info, now, l, blind),
             cordoned: cordoned.contains(&info.name),
             info,
         })
@@ -325,11 +346,46 @@ pub(crate) mod tests {
             suspect_after: Duration::from_secs(2),
             down_after: Duration::from_secs(5),
         };
-        assert_eq!(status_of(&n, 12_000, l), NodeStatus::Ready);
-        assert_eq!(status_of(&n, 12_001, l), NodeStatus::Suspect);
-        assert_eq!(status_of(&n, 15_000, l), NodeStatus::Suspect);
-        assert_eq!(status_of(&n, 15_001, l), NodeStatus::Down);
+        assert_eq!(status_of(&n, 12_000, l, None), NodeStatus::Ready);
+        assert_eq!(status_of(&n, 12_001, l, None), NodeStatus::Suspect);
+        assert_eq!(status_of(&n, 15_000, l, None), NodeStatus::Suspect);
+        assert_eq!(status_of(&n, 15_001, l, None), NodeStatus::Down);
         n.last_heartbeat = 20_000; // a clock slightly ahead is not "down"
-        assert_eq!(status_of(&n, 15_001, l), NodeStatus::Ready);
+        assert_eq!(status_of(&n, 15_001, l, None), NodeStatus::Ready);
+    }
+
+    #[test]
+    fn the_time_redis_was_away_does_not_count_against_a_heartbeat() {
+        let n = node_info(); // last beat at 10 s
+        let l = Liveness {
+            suspect_after: Duration::from_millis(2_500),
+            down_after: Duration::from_secs(5),
+        };
+        let rh = REHEARD.as_millis() as u64;
+        // Redis away from 11 s to 41 s: just after it is back, the node is as alive as it was.
+        let outage = Some((11_000, 41_000));
+        assert_eq!(status_of(&n, 41_000, l, outage), NodeStatus::Ready);
+        // It is given REHEARD to beat again, then its age runs on from where it stopped.
+        assert_eq!(
+            status_of(&n, 41_000 + rh + 1_400, l, outage),
+            NodeStatus::Ready
+        );
+        assert_eq!(
+            status_of(&n, 41_000 + rh + 1_600, l, outage),
+            NodeStatus::Suspect
+        );
+        assert_eq!(
+            status_of(&n, 41_000 + rh + 4_100, l, outage),
+            NodeStatus::Down
+        );
+        // A node that had stopped long before the outage stays down through it.
+        let mut dead = node_info();
+        dead.last_heartbeat = 1_000;
+        assert_eq!(status_of(&dead, 41_000, l, outage), NodeStatus::Down);
+        // A beat after the outage is judged as ever.
+        let mut fresh = node_info();
+        fresh.last_heartbeat = 44_000;
+        assert_eq!(status_of(&fresh, 44_500, l, outage), NodeStatus::Ready);
+        assert_eq!(status_of(&fresh, 50_000, l, outage), NodeStatus::Down);
     }
 }
