@@ -92,11 +92,17 @@ pub(super) async fn finish(c: &Client, json: bool, mut d: Deployment, end: End) 
     Ok(())
 }
 
+/// How long `--wait` waits out a Redis outage (the API's 503) before it gives up.
+const OUTAGE_PATIENCE: Duration = Duration::from_secs(300);
+
 /// Polls a deployment until it is terminal, printing each status change.
 async fn wait(c: &Client, id: &str, json: bool) -> Result<Deployment> {
     let mut last = None;
     loop {
-        let d: Deployment = c.get(&["deployments", id], &[]).await?;
+        // A Redis outage pauses the watch (the deployment itself resumes when Redis is back).
+        let d: Deployment = c
+            .get_patiently(&["deployments", id], OUTAGE_PATIENCE)
+            .await?;
         if last != Some(d.status) {
             if !json && last.is_some() && !d.status.is_terminal() {
                 println!("{}  {}", d.id, d.status);

@@ -213,6 +213,43 @@ impl Client {
         self.send(reqwest::Method::GET, &url, None::<&()>).await
     }
 
+    /// [`Client::get`] that rides out a Redis outage: while the API answers 503 it asks again
+    /// every second, for up to `patience`, saying once on stderr why it waits; then the 503 is
+    /// the outcome like any error answer.
+    pub(super) async fn get_patiently<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        patience: Duration,
+    ) -> Result<T> {
+        let url = self.url(path, &[])?;
+        let started = std::time::Instant::now();
+        let mut said = false;
+        loop {
+            let resp = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the Berth API at {}", self.base))?;
+            let status = resp.status();
+            let body = resp.text().await?;
+            if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && started.elapsed() < patience {
+                if !said {
+                    said = true;
+                    let msg = serde_json::from_str::<ErrorBody>(&body).map_or(body, |e| e.error);
+                    eprintln!("waiting: {msg}");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(self.failure(status, body));
+            }
+            return Ok(serde_json::from_str(&body)?);
+        }
+    }
+
     async fn send<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
