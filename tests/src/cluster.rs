@@ -335,6 +335,56 @@ impl Cluster {
         Ok(())
     }
 
+    /// The port of this separate cluster's own Redis (`None` for `berth up`, whose Redis is
+    /// its own child on a Unix socket).
+    pub fn redis_port(&self) -> Option<u16> {
+        let (_, url) = self.env.iter().find(|(k, _)| k == "BERTH_REDIS__URL")?;
+        url.trim_end_matches('/').rsplit(':').next()?.parse().ok()
+    }
+
+    /// Stops this separate cluster's Redis as an operator or a crash of its host would take it
+    /// away: SIGTERM (it syncs its append-only file and exits), then waits until its port refuses
+    /// connections. [`Cluster::start_redis_again`] brings it back.
+    pub fn stop_redis(&mut self) -> Result<()> {
+        let port = self
+            .redis_port()
+            .context("no separate Redis in this cluster")?;
+        let p = self
+            .procs
+            .iter_mut()
+            .find(|p| p.name == "redis")
+            .context("no redis process in this cluster")?;
+        p.stop();
+        anyhow::ensure!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "Redis still accepts connections on port {port} after it stopped"
+        );
+        Ok(())
+    }
+
+    /// Starts this separate cluster's Redis again after [`Cluster::stop_redis`]: the same port,
+    /// data dir and options (AOF `everysec`), so it loads what it had. Its earlier log is kept
+    /// as `redis-<n>.log`.
+    pub async fn start_redis_again(&mut self) -> Result<()> {
+        let port = self
+            .redis_port()
+            .context("no separate Redis in this cluster")?;
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == "redis")
+            .context("no redis process in this cluster")?;
+        anyhow::ensure!(self.procs[i].exited(), "Redis is still running");
+        let d = self.dir.path().to_path_buf();
+        let kept = (1..)
+            .map(|n| d.join(format!("redis-{n}.log")))
+            .find(|p| !p.exists())
+            .expect("a free log name");
+        std::fs::rename(d.join("redis.log"), kept)?;
+        self.procs[i] = start_redis(&d, port, &STORE_REDIS_ARGS).await?;
+        Ok(())
+    }
+
     async fn node_started_at(&self) -> Option<u64> {
         node_started_at(&self.api, &self.node).await
     }
