@@ -45,6 +45,9 @@ pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const BLOCK_MARGIN: Duration = Duration::from_secs(10);
 /// How long a probe's `PING` may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A probe's `PING` that fails faster than this may only report an earlier reconnect's
+/// failure: it is sent once more.
+const STALE: Duration = Duration::from_millis(100);
 /// The probes' pauses while Redis is away.
 const PROBE_FIRST: Duration = Duration::from_millis(100);
 const PROBE_MAX: Duration = Duration::from_secs(1);
@@ -168,14 +171,16 @@ impl Redis {
         redis::cmd("PING").query_async(&mut self.clone()).await
     }
 
-    /// One probe while the link is down: a `PING` (twice if need be — the first may only
-    /// report the reconnect that failed before it); marks the link up when one is answered.
+    /// One probe while the link is down: a `PING` — twice when the first fails at once, which
+    /// may only report the reconnect that failed before it (so a probe takes at most
+    /// `PROBE_TIMEOUT`, plus that instant) — marking the link up when one is answered.
     async fn probe(&self) -> RedisResult<()> {
         // A probe whose future is dropped half-way (its caller's select or timeout chose
         // something else) must not leave the link refusing every command for good.
         let guard = Probing(Some(&self.link));
-        let mut last = None;
-        for _ in 0..2 {
+        let mut again = true;
+        loop {
+            let started = Instant::now();
             let mut mgr = self.mgr.clone();
             let ping = redis::cmd("PING");
             let r = match tokio::time::timeout(PROBE_TIMEOUT, mgr.req_packed_command(&ping)).await {
@@ -186,7 +191,14 @@ impl Redis {
                 ))),
             };
             match r {
-                Err(e) if is_unavailable(&e) => last = Some(e),
+                // Failed at once: the reconnect it started deserves a look.
+                Err(e) if is_unavailable(&e) && again && started.elapsed() < STALE => {
+                    again = false;
+                }
+                Err(e) if is_unavailable(&e) => {
+                    guard.disarm();
+                    return Err(self.link.probe_failed(e));
+                }
                 // Redis answered, if only with an error: it is there.
                 Ok(()) | Err(_) => {
                     guard.disarm();
@@ -195,8 +207,6 @@ impl Redis {
                 }
             }
         }
-        guard.disarm();
-        Err(self.link.probe_failed(last.expect("two attempts")))
     }
 
     async fn run<T>(
