@@ -193,11 +193,16 @@ impl Settings {
         if let Some(f) = file {
             b = b.add_source(config::File::from(f).required(true));
         }
+        // `BERTH_TEST_HOOKS` is not a setting: the test-only hooks read it themselves.
+        let env: config::Map<String, String> = std::env::vars()
+            .filter(|(k, _)| k != "BERTH_TEST_HOOKS")
+            .collect();
         b = b.add_source(
             config::Environment::with_prefix("BERTH")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(Some(env)),
         );
         let cfg = b.build().context("reading configuration")?;
         let s: Settings = cfg

@@ -312,6 +312,13 @@ impl Cluster {
     }
 
     async fn restart(&mut self, role: &str) -> Result<()> {
+        self.kill_restart(role, false).await
+    }
+
+    /// Stops the `berth <role>` process (`role` is `node` or `coordinator`) — with SIGKILL when
+    /// `hard`, as a crash would, else SIGTERM — and starts a new one; returns once the API lists
+    /// the node as ready (after a node restart: with the new process's heartbeat).
+    pub async fn kill_restart(&mut self, role: &str, hard: bool) -> Result<()> {
         let name = format!("berth {role}");
         let i = self
             .procs
@@ -319,7 +326,10 @@ impl Cluster {
             .position(|p| p.name == name)
             .with_context(|| format!("no separate {role} in this cluster"))?;
         let started = self.node_started_at().await;
-        self.procs[i].stop();
+        match hard {
+            true => self.procs[i].kill(),
+            false => self.procs[i].stop(),
+        }
         let mut cmd = self.berth();
         cmd.arg(role);
         let log = self
@@ -332,6 +342,25 @@ impl Cluster {
             // The old heartbeat is still fresh: wait for the new process's own.
             wait_new_heartbeat(&self.api, &self.node, started).await?;
         }
+        Ok(())
+    }
+
+    /// Restarts a separate cluster's Redis: SIGTERM (Redis writes its AOF and exits), then a new
+    /// `redis-server` on the same port and files; returns once it accepts connections.
+    pub async fn restart_redis(&mut self) -> Result<()> {
+        let i = self
+            .procs
+            .iter()
+            .position(|p| p.name == "redis")
+            .context("no Redis of the test's own in this cluster")?;
+        let port: u16 = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "BERTH_REDIS__URL")
+            .and_then(|(_, url)| url.rsplit(':').next()?.trim_end_matches('/').parse().ok())
+            .context("the cluster's Redis port")?;
+        self.procs[i].stop();
+        self.procs[i] = start_redis(self.dir.path(), port, &STORE_REDIS_ARGS).await?;
         Ok(())
     }
 

@@ -193,10 +193,17 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
     }
     let outcome = match outcome {
         Ok(_) if now_ms() > job.deadline_ms => Err(Error::Deadline("switching traffic".into())),
-        Ok(ready) => match claim_switch(svc, id, job.attempt).await {
-            Ok(()) => switch(svc, job, &log, &progress, ready).await,
-            Err(e) => Err(e),
-        },
+        Ok(ready) => {
+            log.system(format!(
+                "switching traffic to container {}",
+                short(&ready.container)
+            ))
+            .await;
+            match claim_switch(svc, id, job.attempt).await {
+                Ok(()) => switch(svc, job, &log, &progress, ready).await,
+                Err(e) => Err(e),
+            }
+        }
         Err(e) => Err(e),
     };
 
