@@ -165,7 +165,15 @@ impl Builder {
                     }
                     let msg = docker_error_text(&e);
                     log.write(LogStream::Stderr, &msg).await;
-                    return Err(Error::Build(msg));
+                    // The build's own error (a step failed, a bad Dockerfile) is the app's; an
+                    // engine that cut the build off (restarting, gone) is not.
+                    return Err(match e {
+                        bollard::errors::Error::DockerStreamError { .. }
+                        | bollard::errors::Error::DockerResponseServerError { .. } => {
+                            Error::Build(msg)
+                        }
+                        e => Error::docker("the build", e),
+                    });
                 }
             }
         }
@@ -173,13 +181,17 @@ impl Builder {
             log.write_lines(LogStream::Stdout, vec![rest]).await;
         }
         // The classic builder reports errors in-stream; make sure the tag really exists.
-        self.docker.inspect_image(&plan.tag).await.map_err(|e| {
-            Error::Build(format!(
-                "image {} missing after build: {}",
-                plan.tag,
-                docker_error_text(&e)
-            ))
-        })?;
+        self.docker
+            .inspect_image(&plan.tag)
+            .await
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError { .. } => Error::Build(format!(
+                    "image {} missing after build: {}",
+                    plan.tag,
+                    docker_error_text(&e)
+                )),
+                e => Error::docker("inspecting the built image", e),
+            })?;
         Ok(plan.tag.clone())
     }
 }

@@ -195,7 +195,10 @@ pub fn scenarios() -> Vec<Scenario> {
         ));
     }
     all.push(Scenario::new("fleet-power-cut-build", Fault::PowerCut));
-    all.push(Scenario::new("fleet-dockerd-restart", Fault::RestartDockerd));
+    all.push(Scenario::new(
+        "fleet-dockerd-restart",
+        Fault::RestartDockerd,
+    ));
     all
 }
 
@@ -340,7 +343,11 @@ pub fn table(rows: &[Row]) -> String {
         let mut note_counts: Vec<String> = notes
             .iter()
             .map(|n| {
-                let k = r.trials.iter().filter(|t| t.note.as_ref() == Some(*n)).count();
+                let k = r
+                    .trials
+                    .iter()
+                    .filter(|t| t.note.as_ref() == Some(*n))
+                    .count();
                 format!("{k}× {n}")
             })
             .collect();
@@ -440,7 +447,12 @@ async fn snapshot(api: &Api, app: &str) -> Result<Snapshot> {
         .as_array()
         .context("a deployment list")?
         .iter()
-        .filter_map(|d| Some((d["id"].as_str()?.to_string(), d["status"].as_str()?.to_string())))
+        .filter_map(|d| {
+            Some((
+                d["id"].as_str()?.to_string(),
+                d["status"].as_str()?.to_string(),
+            ))
+        })
         .collect();
     Ok(Snapshot {
         deployments,
@@ -527,7 +539,10 @@ async fn wait_phase(api: &Api, id: &str, phase: Phase) -> Result<Option<String>>
             }
         }
         if Instant::now() > deadline {
-            bail!("the deployment {id} did not reach its {} in {PHASE_WAIT:?}:\n{log}", phase.name());
+            bail!(
+                "the deployment {id} did not reach its {} in {PHASE_WAIT:?}:\n{log}",
+                phase.name()
+            );
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -581,7 +596,8 @@ fn judge(d: &Value, broken: bool, log: &str) -> Outcome {
 fn count_load(t: &mut Trial, n: &LoadCount) {
     t.requests += n.ok + n.failed;
     t.no_answer += n.failed;
-    t.no_answer_examples.extend(n.examples.iter().take(3).cloned());
+    t.no_answer_examples
+        .extend(n.examples.iter().take(3).cloned());
 }
 
 /// The single-node set-up: a separate cluster (restartable processes) and the suite's apps.
@@ -601,14 +617,19 @@ impl Single {
         let mut cluster = Cluster::separate_with(&extra).await?;
         let app = ChaosApp::new("chaos", 3, 3)?;
         cluster
-            .create_app(json!({"name": app.name, "repo": app.repo.url(), "port": 8080, "drain_s": 1}))
+            .create_app(
+                json!({"name": app.name, "repo": app.repo.url(), "port": 8080, "drain_s": 1}),
+            )
             .await?;
         let (id, d) = cluster
             .api
             .deploy_and_wait(&app.name, None, TERMINAL_WAIT)
             .await?;
         if d["status"] != "succeeded" {
-            bail!("the first deployment failed: {d}\n{}", cluster.api.log(&id).await?);
+            bail!(
+                "the first deployment failed: {d}\n{}",
+                cluster.api.log(&id).await?
+            );
         }
         cluster.serves(&app.host, &version_marker("1")).await?;
         Ok(Single {
@@ -642,8 +663,10 @@ impl Single {
             // Serves version 1, then every deploy is broken: its page never answers in time.
             let app = ChaosApp::new("chaos-broken", 1, 0)?;
             self.cluster
-                .create_app(json!({"name": app.name, "repo": app.repo.url(), "port": 8080,
-                    "drain_s": 1, "health_check": {"deadline_s": 8}}))
+                .create_app(
+                    json!({"name": app.name, "repo": app.repo.url(), "port": 8080,
+                    "drain_s": 1, "health_check": {"deadline_s": 8}}),
+                )
                 .await?;
             let (id, d) = self
                 .cluster
@@ -651,7 +674,10 @@ impl Single {
                 .deploy_and_wait(&app.name, None, TERMINAL_WAIT)
                 .await?;
             if d["status"] != "succeeded" {
-                bail!("the control app's first deployment failed: {d}\n{}", self.cluster.api.log(&id).await?);
+                bail!(
+                    "the control app's first deployment failed: {d}\n{}",
+                    self.cluster.api.log(&id).await?
+                );
             }
             app.repo.write("Dockerfile", &dockerfile(1, 600))?;
             self.broken = Some(app);
@@ -664,10 +690,17 @@ impl Single {
         let v = app.next_version()?;
         let old = app.serving.clone();
         let before = snapshot(&api, &app.name).await?;
-        let load = Load::start(self.cluster.ingress, &app.host, 2, Duration::from_millis(20));
-        eventually("the load's first answers", Duration::from_secs(10), || async {
-            (load.sent() > 2).then_some(())
-        })
+        let load = Load::start(
+            self.cluster.ingress,
+            &app.host,
+            2,
+            Duration::from_millis(20),
+        );
+        eventually(
+            "the load's first answers",
+            Duration::from_secs(10),
+            || async { (load.sent() > 2).then_some(()) },
+        )
         .await?;
         let t0 = Instant::now();
         let id = api.deploy(&app.name, None).await?;
@@ -738,7 +771,8 @@ impl Single {
                 // The app serves what it should (Caddy answers it within seconds of the end).
                 let host = app.host.clone();
                 if let Err(e) = self.cluster.serves(&host, &version_marker(&serving)).await {
-                    t.lost.push(format!("the app does not serve version {serving}: {e:#}"));
+                    t.lost
+                        .push(format!("the app does not serve version {serving}: {e:#}"));
                 }
                 let new = match t.outcome {
                     Outcome::Succeeded => d["image"].as_str().map(str::to_string),
@@ -756,7 +790,6 @@ impl Single {
         count_load(&mut t, &n);
         Ok(t)
     }
-
 }
 
 /// Asks `actor` of process `p` of `cluster` to panic (the test hook); `Ok(true)` once its
@@ -847,15 +880,20 @@ impl FleetSetup {
         let mut fleet = Fleet::start_with(2, &extra).await?;
         let app = ChaosApp::new("chaosf", 3, 1)?;
         fleet
-            .create_app(json!({"name": app.name, "repo": app.repo.url(), "port": 8080,
-                "drain_s": 1, "replicas": 2}))
+            .create_app(
+                json!({"name": app.name, "repo": app.repo.url(), "port": 8080,
+                "drain_s": 1, "replicas": 2}),
+            )
             .await?;
         let (id, d) = fleet
             .api
             .deploy_and_wait(&app.name, None, TERMINAL_WAIT)
             .await?;
         if d["status"] != "succeeded" {
-            bail!("the fleet's first deployment failed: {d}\n{}", fleet.api.log(&id).await?);
+            bail!(
+                "the fleet's first deployment failed: {d}\n{}",
+                fleet.api.log(&id).await?
+            );
         }
         for i in 0..2 {
             fleet.serves(i, &app.host, &version_marker("1")).await?;
@@ -889,14 +927,25 @@ impl FleetSetup {
             .fleet
             .nodes
             .iter()
-            .map(|n| Some(Load::start(n.ingress, &app.host, 2, Duration::from_millis(20))))
+            .map(|n| {
+                Some(Load::start(
+                    n.ingress,
+                    &app.host,
+                    2,
+                    Duration::from_millis(20),
+                ))
+            })
             .collect();
-        eventually("the load's first answers", Duration::from_secs(10), || async {
-            loads
-                .iter()
-                .all(|l| l.as_ref().is_some_and(|l| l.sent() > 2))
-                .then_some(())
-        })
+        eventually(
+            "the load's first answers",
+            Duration::from_secs(10),
+            || async {
+                loads
+                    .iter()
+                    .all(|l| l.as_ref().is_some_and(|l| l.sent() > 2))
+                    .then_some(())
+            },
+        )
         .await?;
         let t0 = Instant::now();
         let id = api.deploy(&app.name, None).await?;
@@ -939,8 +988,13 @@ impl FleetSetup {
                     _ => None,
                 };
                 for i in (0..self.fleet.nodes.len()).filter(|i| Some(*i) != victim) {
-                    if let Err(e) = self.fleet.serves(i, &app.host, &version_marker(&serving)).await {
-                        t.lost.push(format!("node {i} does not serve version {serving}: {e:#}"));
+                    if let Err(e) = self
+                        .fleet
+                        .serves(i, &app.host, &version_marker(&serving))
+                        .await
+                    {
+                        t.lost
+                            .push(format!("node {i} does not serve version {serving}: {e:#}"));
                     }
                 }
                 if !all_terminal(&api, &app.name, TERMINAL_WAIT).await {
@@ -981,7 +1035,10 @@ impl FleetSetup {
                         .collect()
                 })
                 .unwrap_or_default();
-            self.fleet.nodes.iter().all(|n| nodes.contains(&n.name.as_str()))
+            self.fleet
+                .nodes
+                .iter()
+                .all(|n| nodes.contains(&n.name.as_str()))
         };
         let (_, replicas) = api.get(&format!("/api/v1/apps/{app}/replicas")).await?;
         if on_every_node(&replicas) {
@@ -997,7 +1054,10 @@ impl FleetSetup {
         let id = v["id"].as_str().context("restart id")?.to_string();
         let d = api.wait_terminal(&id, TERMINAL_WAIT).await?;
         if d["status"] != "succeeded" {
-            bail!("spreading the app again failed: {d}\n{}", api.log(&id).await?);
+            bail!(
+                "spreading the app again failed: {d}\n{}",
+                api.log(&id).await?
+            );
         }
         Ok(())
     }
@@ -1017,7 +1077,12 @@ fn building_node(d: &Value) -> Option<String> {
 fn max_attempt(d: &Value) -> u32 {
     let slots = d["rollout"]["slots"]
         .as_array()
-        .map(|ss| ss.iter().filter_map(|s| s["attempt"].as_u64()).max().unwrap_or(0))
+        .map(|ss| {
+            ss.iter()
+                .filter_map(|s| s["attempt"].as_u64())
+                .max()
+                .unwrap_or(0)
+        })
         .unwrap_or(0);
     slots.max(d["attempt"].as_u64().unwrap_or(0)) as u32
 }
@@ -1037,7 +1102,8 @@ impl Suite {
             trials: Vec::new(),
         };
         if let Fault::NotYet(why) = &s.fault {
-            row.trials.push(Trial::outcome_only(Outcome::NotYet(why.to_string())));
+            row.trials
+                .push(Trial::outcome_only(Outcome::NotYet(why.to_string())));
             return row;
         }
         for k in 0..trials {
@@ -1062,7 +1128,10 @@ impl Suite {
                 t.no_answer,
                 t.requests,
                 t.lost,
-                t.note.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()
+                t.note
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
             );
             if t.bad() {
                 eprintln!("chaos: {} trial {}: {:?}", s.name, k + 1, t.outcome);
@@ -1078,7 +1147,11 @@ impl Suite {
 
     async fn single(&mut self) -> Result<&mut Single> {
         if self.single.is_none() {
-            self.single = Some(Single::start().await.context("starting the single-node cluster")?);
+            self.single = Some(
+                Single::start()
+                    .await
+                    .context("starting the single-node cluster")?,
+            );
         }
         Ok(self.single.as_mut().expect("started"))
     }
@@ -1096,7 +1169,12 @@ impl Suite {
 /// The first line of an outcome, for progress lines.
 fn short_outcome(o: &Outcome) -> String {
     let s = format!("{o:?}");
-    s.lines().next().unwrap_or_default().chars().take(300).collect()
+    s.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
 }
 
 /// The scenarios named by `filter` (each a name or a prefix, e.g. `panic-`), or all of them.
@@ -1107,12 +1185,19 @@ pub fn select(filter: &[String]) -> Result<Vec<Scenario>> {
     }
     let chosen: Vec<Scenario> = all
         .iter()
-        .filter(|s| filter.iter().any(|f| s.name == *f || s.name.starts_with(f.as_str())))
+        .filter(|s| {
+            filter
+                .iter()
+                .any(|f| s.name == *f || s.name.starts_with(f.as_str()))
+        })
         .cloned()
         .collect();
     if chosen.is_empty() {
         let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
-        bail!("no scenario matches {filter:?}; there are: {}", names.join(", "));
+        bail!(
+            "no scenario matches {filter:?}; there are: {}",
+            names.join(", ")
+        );
     }
     Ok(chosen)
 }

@@ -191,6 +191,9 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
         };
         return super::replica::report(svc, job, slot, &log, outcome, created).await;
     }
+    // Whether this attempt claimed the switch: after that, its outcome stands (a fault is not
+    // retried, so traffic is never switched twice for one deployment).
+    let mut claimed = false;
     let outcome = match outcome {
         Ok(_) if now_ms() > job.deadline_ms => Err(Error::Deadline("switching traffic".into())),
         Ok(ready) => {
@@ -200,7 +203,10 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
             ))
             .await;
             match claim_switch(svc, id, job.attempt).await {
-                Ok(()) => switch(svc, job, &log, &progress, ready).await,
+                Ok(()) => {
+                    claimed = true;
+                    switch(svc, job, &log, &progress, ready).await
+                }
                 Err(e) => Err(e),
             }
         }
@@ -228,6 +234,8 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
         }
         Err(e) => {
             let text = log.mask(e.to_string());
+            // An infrastructure fault before the switch: the coordinator runs it again.
+            let retry = !claimed && e.is_infrastructure();
             let status = match e {
                 Error::Cancelled(_) => DeploymentStatus::Cancelled,
                 _ => DeploymentStatus::Failed,
@@ -236,6 +244,7 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
             // records the outcome: said once, not here too. A cancel's closing line is the
             // request's; where the job was when it stopped is said here.
             let line = match status {
+                _ if retry => format!("{text}; cleaning up this attempt"),
                 DeploymentStatus::Cancelled => format!("deployment {text}; cleaning up"),
                 _ => format!("deployment {status}; cleaning up"),
             };
@@ -249,6 +258,10 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
                     containers::remove_force(&svc.docker, &c),
                 )
                 .await;
+            }
+            if retry {
+                super::interrupted(svc, job, text).await;
+                return;
             }
             svc.events
                 .deployment(DeploymentUpdate::ended(id, status, text))
