@@ -388,7 +388,18 @@ async fn retry(
             return Ok(Step::Done);
         };
         let recent = registry.send(RecentlyPlaced).await?;
-        match placement(&store, nodes, &app, d, shared_images, &recent).await? {
+        // Another node where one can take it; else the same one again (it restarted, its
+        // engine came back).
+        let others: Vec<NodeView> = nodes
+            .iter()
+            .filter(|n| n.info.name != node)
+            .cloned()
+            .collect();
+        let placed = match placement(&store, &others, &app, d, shared_images, &recent).await? {
+            Ok(to) => Ok(to),
+            Err(_) => placement(&store, nodes, &app, d, shared_images, &recent).await?,
+        };
+        match placed {
             Ok(to) => {
                 let moved = ledger
                     .send(Reassign {

@@ -177,11 +177,12 @@ pub(crate) async fn step(
                 let Some(ro) = r.rollout.as_mut() else {
                     return false;
                 };
-                for (slot, _, _) in &again {
+                for (slot, node, _) in &again {
                     if let Some(s) = ro.slots.iter_mut().find(|s| s.slot == *slot) {
                         *s = Slot {
                             slot: *slot,
                             attempt: s.attempt + 1,
+                            retry_from: Some(node.clone()),
                             ..Default::default()
                         };
                     }
@@ -326,7 +327,21 @@ pub(crate) async fn step(
         if builds && starting > 0 {
             break;
         }
-        let node = match place(cx, &d, &app, &ro, &taken, nodes, build).await? {
+        // A slot whose attempt was interrupted goes to another node where one can take it.
+        let others: Vec<NodeView> = nodes
+            .iter()
+            .filter(|n| s.retry_from.as_ref() != Some(&n.info.name))
+            .cloned()
+            .collect();
+        let elsewhere = match s.retry_from.is_some() {
+            true => place(cx, &d, &app, &ro, &taken, &others, build).await?.ok(),
+            false => None,
+        };
+        let placed = match elsewhere {
+            Some(node) => Ok(node),
+            None => place(cx, &d, &app, &ro, &taken, nodes, build).await?,
+        };
+        let node = match placed {
             Ok(node) => node,
             Err(why) if why.any_ready(nodes) => {
                 let why = format!("cannot place replica r{}: {why}", s.slot);

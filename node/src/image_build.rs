@@ -169,8 +169,16 @@ impl Builder {
                     // engine that cut the build off (restarting, gone) is not.
                     return Err(match e {
                         bollard::errors::Error::DockerStreamError { .. }
-                        | bollard::errors::Error::DockerResponseServerError { .. } => {
+                        | bollard::errors::Error::DockerResponseServerError { .. }
+                            if !engine_fault(&msg) =>
+                        {
                             Error::Build(msg)
+                        }
+                        bollard::errors::Error::DockerStreamError { .. }
+                        | bollard::errors::Error::DockerResponseServerError { .. } => {
+                            Error::Unavailable(format!(
+                                "the Docker engine broke off the build: {msg}"
+                            ))
                         }
                         e => Error::docker("the build", e),
                     });
@@ -194,6 +202,24 @@ impl Builder {
             })?;
         Ok(plan.tag.clone())
     }
+}
+
+/// Whether an error the engine reported inside a build stream is the engine's own (it is
+/// shutting down, or lost its containerd) rather than the build's: a step that failed, a bad
+/// Dockerfile, a missing file are the app's and say none of these.
+fn engine_fault(msg: &str) -> bool {
+    let msg = msg.to_ascii_lowercase();
+    [
+        "transport is closing",
+        "code = unavailable",
+        "daemon is shutting down",
+        "connection refused",
+        "connection reset",
+        "error reading from server",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|s| msg.contains(s))
 }
 
 /// Whether a build failed because a layer it took from the cache was removed meanwhile.
@@ -322,6 +348,24 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn an_engine_going_away_mid_build_is_told_apart_from_a_failed_step() {
+        for engine in [
+            "transport is closing: unavailable",
+            "rpc error: code = Unavailable desc = connection error",
+            "Error response from daemon: daemon is shutting down",
+        ] {
+            assert!(engine_fault(engine), "{engine}");
+        }
+        for app in [
+            "The command '/bin/sh -c false' returned a non-zero code: 1",
+            "COPY failed: file not found in build context",
+            "dockerfile parse error line 2: unknown instruction: RUNN",
+        ] {
+            assert!(!engine_fault(app), "{app}");
+        }
     }
 
     #[test]

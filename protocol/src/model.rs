@@ -389,6 +389,9 @@ pub struct Slot {
     pub attempt: u32,
     /// The current attempt was interrupted, as its node reported: the rollout places it again.
     pub interrupted: Option<Interruption>,
+    /// The node its previous attempt was interrupted on: the next goes to another node when one
+    /// can take it.
+    pub retry_from: Option<String>,
 }
 
 /// An attempt of a deployment (or of a replica of a rollout) that an infrastructure fault

@@ -579,6 +579,13 @@ async fn all_terminal(api: &Api, app: &str, timeout: Duration) -> bool {
     .is_ok()
 }
 
+/// With `BERTH_CHAOS_VERBOSE=1`, a trial's deployment log goes to stderr.
+fn verbose(scenario: &str, log: &str) {
+    if std::env::var("BERTH_CHAOS_VERBOSE").is_ok_and(|v| v == "1") {
+        eprintln!("----- {scenario}: the deployment's log -----\n{log}");
+    }
+}
+
 /// Judges a terminal record.
 fn judge(d: &Value, broken: bool, log: &str) -> Outcome {
     let error = d["error"].as_str().unwrap_or_default().to_string();
@@ -756,6 +763,7 @@ impl Single {
         let d = api.wait_terminal(&id, TERMINAL_WAIT).await;
         let elapsed = t0.elapsed();
         let log = api.log(&id).await.unwrap_or_default();
+        verbose(&s.name, &log);
         let mut t = Trial::outcome_only(Outcome::Succeeded);
         t.note = note;
         match d {
@@ -971,6 +979,7 @@ impl FleetSetup {
         let d = api.wait_terminal(&id, TERMINAL_WAIT).await;
         let elapsed = t0.elapsed();
         let log = api.log(&id).await.unwrap_or_default();
+        verbose(&s.name, &log);
         let mut t = Trial::outcome_only(Outcome::Succeeded);
         t.note = note;
         match d {
