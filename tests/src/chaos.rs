@@ -17,8 +17,10 @@
 //! The kill points are hit for real: each waits for its phase in the deployment's log (the build
 //! step `RUN sleep`, the probe's "waiting for the app to accept connections" line of an app that
 //! listens only after a few seconds, the node's "switching traffic" line) and the trial says
-//! where the fault landed when it came later than meant (a kill "at the switch" that lands after
-//! the route was written is counted apart, not hidden).
+//! where the fault landed when it came later than meant. The switch takes milliseconds, so a
+//! kill at its log line lands after it; every other trial of that scenario therefore asks the
+//! node (test hook `berth:test:pause:node:<node>:switch`) to pause 3 s between its switch claim
+//! and the route write, and the kill lands there; the table counts each landing apart.
 //!
 //! Two set-ups, each started once and reused by every scenario that needs it: [`Single`] (a
 //! `Cluster::separate`: Redis, Caddy, `berth coordinator` and one `berth node`, restartable), and
@@ -549,13 +551,13 @@ async fn wait_phase(api: &Api, id: &str, phase: Phase) -> Result<Option<String>>
 }
 
 /// Where a kill aimed at the switch landed, from the log read right after it.
-fn switch_landing(log: &str) -> Option<String> {
+fn switch_landing(log: &str) -> String {
     if log.contains("deployment succeeded") {
-        Some("kill landed after the node reported success".into())
-    } else if log.contains("\nrouted ") || log.contains("] routed ") || log.contains(" routed ") {
-        Some("kill landed after the route was written".into())
+        "kill landed after the node reported success".into()
+    } else if log.lines().any(|l| l.contains("routed ")) {
+        "kill landed after the route was written".into()
     } else {
-        None
+        "kill landed after the switch claim, before the route was written".into()
     }
 }
 
@@ -614,6 +616,8 @@ pub struct Single {
     broken: Option<ChaosApp>,
     /// Per process: whether the panic hook answered (`None`: not tried yet).
     hooks: [Option<bool>; 2],
+    /// Trials of the switch scenario so far (every other one pauses at the switch).
+    switch_trials: u32,
 }
 
 impl Single {
@@ -644,6 +648,7 @@ impl Single {
             app,
             broken: None,
             hooks: [None, None],
+            switch_trials: 0,
         })
     }
 
@@ -709,6 +714,16 @@ impl Single {
             || async { (load.sent() > 2).then_some(()) },
         )
         .await?;
+        // Every other trial of the switch scenario pauses the node between its switch claim
+        // and the route write (the test hook), so the kill lands there; the others kill it at
+        // the switch without help, which lands after it.
+        self.switch_trials += u32::from(s.fault == Fault::KillNode(Phase::Switch));
+        let paused = s.fault == Fault::KillNode(Phase::Switch) && self.switch_trials % 2 == 1;
+        if paused {
+            let key = format!("berth:test:pause:node:{}:switch", self.cluster.node);
+            self.cluster
+                .redis_cli(&["SET", &key, "3000", "EX", "120"])?;
+        }
         let t0 = Instant::now();
         let id = api.deploy(&app.name, None).await?;
         let mut note;
@@ -716,9 +731,18 @@ impl Single {
             Fault::KillNode(phase) => {
                 note = wait_phase(&api, &id, phase).await?;
                 if note.is_none() {
+                    if phase == Phase::Switch && paused {
+                        // The kill lands after the claim, before the route: make sure.
+                        let fate = format!("berth:fate:{id}");
+                        eventually("the switch claim", Duration::from_secs(10), || async {
+                            let f = self.cluster.redis_cli(&["GET", &fate]).ok()?;
+                            (f == "switch").then_some(())
+                        })
+                        .await?;
+                    }
                     self.cluster.kill_restart("node", true).await?;
                     if phase == Phase::Switch {
-                        note = switch_landing(&api.log(&id).await.unwrap_or_default());
+                        note = Some(switch_landing(&api.log(&id).await.unwrap_or_default()));
                     }
                 }
             }

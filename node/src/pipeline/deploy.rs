@@ -205,6 +205,7 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
             match claim_switch(svc, id, job.attempt).await {
                 Ok(()) => {
                     claimed = true;
+                    super::test_pause::pause(svc, "switch").await;
                     switch(svc, job, &log, &progress, ready).await
                 }
                 Err(e) => Err(e),
@@ -370,10 +371,7 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
                 (containers::LABEL_NODE.to_string(), svc.node.clone()),
             ]);
             let spec = containers::RunSpec {
-                name: match job.slot {
-                    Some(slot) => format!("berth-{}-{id}-r{slot}", app.name),
-                    None => format!("berth-{}-{id}", app.name),
-                },
+                name: container_name(job),
                 image: image.clone(),
                 env: app
                     .env
@@ -474,6 +472,16 @@ async fn reusable_container(
             c.deployment.as_deref() == Some(of) || (c.image.is_some() && c.image == job.image);
         of_release && !c.going && !busy(&c.id)
     }))
+}
+
+/// The name of the container a job creates: one per deployment, or per replica of a rollout
+/// (an attempt run again on the same node takes the name over: `containers::create` removes
+/// what an interrupted attempt left under it).
+pub(super) fn container_name(job: &DeployJob) -> String {
+    match job.slot {
+        Some(slot) => format!("berth-{}-{}-r{slot}", job.app.name, job.deployment_id),
+        None => format!("berth-{}-{}", job.app.name, job.deployment_id),
+    }
 }
 
 /// Whether two container ids (full or short) name the same container.

@@ -79,6 +79,13 @@ pub async fn resume(svc: &Services, job: &DeployJob) {
             return;
         }
     }
+    // What the attempt had started goes first: its next attempt may run on another node, and
+    // a replica never runs twice.
+    crate::containers::bounded(
+        "removing the interrupted attempt's container",
+        crate::containers::remove_force(&svc.docker, &super::deploy::container_name(job)),
+    )
+    .await;
     interrupted(
         svc,
         job,

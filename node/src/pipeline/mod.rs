@@ -19,6 +19,7 @@ mod removal;
 mod replica;
 pub mod retire;
 mod services;
+mod test_pause;
 
 pub use deploy::deploy;
 pub use fail::{fail, interrupted, resume};
