@@ -31,9 +31,11 @@ use crate::rollout;
 use crate::scheduler;
 use crate::store::Store;
 
-/// How many times a deployment (or a replica of a rollout) is moved off a node that went down
-/// before it is failed instead.
-pub(crate) const MAX_ATTEMPTS: u32 = 2;
+/// How many attempts a deployment (or a replica of a rollout) gets in all: an attempt that an
+/// infrastructure fault interrupts before it switched traffic — its node went down, or the
+/// node reported it interrupted (it restarted, its Docker engine or Redis went away mid-way) —
+/// runs again, on another ready node or the same one, until the last, which fails it.
+pub const ATTEMPTS: u32 = 3;
 
 /// Deadlines every deployment is held to.
 #[derive(Debug, Clone, Copy)]
@@ -315,49 +317,26 @@ async fn tick(t: Tick) -> Result<Step> {
             Ok(Step::Sent)
         }
         (Some(node), _) => {
-            let down = |n: &&NodeView| n.status == NodeStatus::Down;
-            if nodes.iter().filter(down).any(|n| &n.info.name == node)
-                || !nodes.iter().any(|n| &n.info.name == node)
-            {
-                // Not switched yet: its job (a build, a start) runs again on another node.
-                let fate = store.get_string(&keys::deployment_fate(&id)).await?;
-                let mut why = String::new();
-                if fate.is_none() && d.attempt < MAX_ATTEMPTS {
-                    let Some(app) = app_or_cancel(&store, &ledger, &d).await? else {
-                        return Ok(Step::Done);
-                    };
-                    let recent = registry.send(RecentlyPlaced).await?;
-                    match placement(&store, &nodes, &app, &d, shared_images, &recent).await? {
-                        Ok(to) => {
-                            let moved = ledger
-                                .send(Reassign {
-                                    id: id.clone(),
-                                    from: node.clone(),
-                                    to: to.clone(),
-                                })
-                                .await??;
-                            let Some(d) = moved else {
-                                return Ok(Step::Wait);
-                            };
-                            registry.do_send(Placed(to.clone()));
-                            let image = rollback_image(&d);
-                            send_job(&store, &d, app, &to, dl, Spec::of(image, None, d.attempt))
-                                .await?;
-                            return Ok(Step::Sent);
-                        }
-                        Err(e) => why = format!("; no other node could take it ({e})"),
-                    }
-                }
-                ledger
-                    .send(fail(
-                        &id,
-                        format!(
-                            "node {node} stopped heartbeating while the deployment was {}{why}",
-                            d.status
-                        ),
-                    ))
-                    .await??;
-                return Ok(Step::Done);
+            let view = nodes.iter().find(|n| &n.info.name == node);
+            let down = view.is_none_or(|n| n.status == NodeStatus::Down);
+            if down || d.interrupted.is_some() {
+                return retry(
+                    Tick {
+                        id,
+                        store,
+                        ledger,
+                        registry,
+                        dl,
+                        sent,
+                        quarantine,
+                        shared_images,
+                    },
+                    &d,
+                    node,
+                    view.map(|n| n.info.last_heartbeat),
+                    &nodes,
+                )
+                .await;
             }
             if !sent && d.status == DeploymentStatus::Queued {
                 // A job queued by an earlier actor may not have reached the stream; the node's
@@ -372,6 +351,106 @@ async fn tick(t: Tick) -> Result<Step> {
             Ok(Step::Wait)
         }
     }
+}
+
+/// An attempt of `d` on `node` that an infrastructure fault interrupted — the node reported
+/// it (`d.interrupted`), or it went down (it beat last at `last_beat`) — runs again on a ready
+/// node (the same one too), up to [`ATTEMPTS`] in all. Until a node can take it, it waits, for
+/// `node_wait` from the fault at most. One exception: a node taken for dead after it claimed
+/// the switch may have moved traffic already, which only it can tell: it is waited for
+/// (`node_wait`), and when it comes back it finishes the deployment or reports the attempt
+/// interrupted itself (`pipeline::resume`).
+async fn retry(
+    t: Tick,
+    d: &Deployment,
+    node: &str,
+    last_beat: Option<u64>,
+    nodes: &[NodeView],
+) -> Result<Step> {
+    let Tick {
+        id,
+        store,
+        ledger,
+        registry,
+        dl,
+        shared_images,
+        ..
+    } = t;
+    let now = now_ms();
+    let (cause, since) = match &d.interrupted {
+        Some(i) => (
+            format!(
+                "attempt {} on node {node} was interrupted ({})",
+                d.attempt + 1,
+                i.cause
+            ),
+            i.at,
+        ),
+        None => (
+            format!(
+                "node {node} went down while the deployment was {}",
+                d.status
+            ),
+            last_beat.unwrap_or(now),
+        ),
+    };
+    let waited = Duration::from_millis(now.saturating_sub(since));
+    let fate = store.get_string(&keys::deployment_fate(&id)).await?;
+    let switched = d.interrupted.is_none() && fate.as_deref() == Some(keys::FATE_SWITCH);
+    let why = if switched {
+        if waited < dl.node_wait {
+            return Ok(Step::Wait);
+        }
+        format!(
+            "; it had claimed the switch, so only that node could finish it, and it did not come back within {}s",
+            dl.node_wait.as_secs()
+        )
+    } else if d.attempt + 1 < ATTEMPTS {
+        let Some(app) = app_or_cancel(&store, &ledger, d).await? else {
+            return Ok(Step::Done);
+        };
+        let recent = registry.send(RecentlyPlaced).await?;
+        // Another node where one can take it; else the same one again (it restarted, its
+        // engine came back).
+        let others: Vec<NodeView> = nodes
+            .iter()
+            .filter(|n| n.info.name != node)
+            .cloned()
+            .collect();
+        let placed = match placement(&store, &others, &app, d, shared_images, &recent).await? {
+            Ok(to) => Ok(to),
+            Err(_) => placement(&store, nodes, &app, d, shared_images, &recent).await?,
+        };
+        match placed {
+            Ok(to) => {
+                let moved = ledger
+                    .send(Reassign {
+                        id: id.clone(),
+                        from: node.to_string(),
+                        to: to.clone(),
+                        attempt: d.attempt,
+                        cause,
+                    })
+                    .await??;
+                let Some(d) = moved else {
+                    return Ok(Step::Wait);
+                };
+                registry.do_send(Placed(to.clone()));
+                let image = rollback_image(&d);
+                send_job(&store, &d, app, &to, dl, Spec::of(image, None, d.attempt)).await?;
+                return Ok(Step::Sent);
+            }
+            Err(_) if waited < dl.node_wait => return Ok(Step::Wait),
+            Err(e) => format!(
+                "; no node could take it within {}s ({e})",
+                dl.node_wait.as_secs()
+            ),
+        }
+    } else {
+        format!("; that was its last attempt ({ATTEMPTS} in all)")
+    };
+    ledger.send(fail(&id, format!("{cause}{why}"))).await??;
+    Ok(Step::Done)
 }
 
 /// Where a deployment of `app` goes: the scheduler's pick among `nodes`. A build prefers the
@@ -458,7 +537,7 @@ async fn app_or_cancel(
 }
 
 /// The image a rollback or a failover runs (it is given one; a deploy builds its own).
-fn rollback_image(d: &Deployment) -> Option<String> {
+pub(crate) fn rollback_image(d: &Deployment) -> Option<String> {
     let rollback = matches!(
         d.kind,
         DeploymentKind::Rollback

@@ -82,14 +82,19 @@ pub struct Assign {
     pub runtime: RuntimeSpec,
 }
 
-/// Move a deployment whose node went down before it switched to another node: its next
-/// attempt. Answers the record, `None` if it is terminal or no longer on `from`.
+/// Run a deployment whose attempt an infrastructure fault interrupted (its node went down
+/// before it switched, or reported the attempt interrupted) again, on node `to` (another node,
+/// or the same one): its next attempt. `cause` goes into the deployment's log. Answers the
+/// record, `None` if it is terminal, no longer on `from`, or past attempt `attempt` already.
 #[derive(Message)]
 #[rtype(result = "Result<Option<Deployment>>")]
 pub struct Reassign {
     pub id: String,
     pub from: String,
     pub to: String,
+    /// The attempt that was interrupted.
+    pub attempt: u32,
+    pub cause: String,
 }
 
 /// A status change (from a node's event, a deadline, or a cancel). Fields left `None` are kept.
@@ -136,7 +141,13 @@ pub struct Quarantine(pub String);
 
 /// Applies an update to a record; returns whether anything changed.
 pub fn apply(d: &mut Deployment, t: &DeploymentUpdate) -> bool {
-    if d.status.is_terminal() || t.status.rank() < d.status.rank() {
+    if d.status.is_terminal() {
+        return false;
+    }
+    if let Some(i) = &t.interrupted {
+        return interrupt(d, t, i);
+    }
+    if t.status.rank() < d.status.rank() {
         return false;
     }
     // A node that is not the deployment's any more (it was taken for dead and the deployment
@@ -206,6 +217,38 @@ pub fn apply(d: &mut Deployment, t: &DeploymentUpdate) -> bool {
     changed
 }
 
+/// Records that the node of the deployment (or of one replica of its rollout) reports its
+/// current attempt interrupted; the status stays. A report of another node or of an earlier
+/// attempt is stale and dropped, as is a second report of the same interruption.
+fn interrupt(d: &mut Deployment, t: &DeploymentUpdate, i: &berth_protocol::Interruption) -> bool {
+    if t.node.is_none() {
+        return false;
+    }
+    match (&t.replica, d.rollout.as_mut()) {
+        (Some(r), Some(ro)) => {
+            let slot = ro.slots.iter_mut().find(|s| {
+                s.slot == r.slot
+                    && s.node == t.node
+                    && s.attempt == i.attempt
+                    && matches!(s.state, SlotState::Pending | SlotState::Starting)
+                    && s.interrupted.is_none()
+            });
+            match slot {
+                Some(s) => {
+                    s.interrupted = Some(i.clone());
+                    true
+                }
+                None => false,
+            }
+        }
+        (None, _) if d.node == t.node && d.attempt == i.attempt && d.interrupted.is_none() => {
+            d.interrupted = Some(i.clone());
+            true
+        }
+        _ => false,
+    }
+}
+
 /// A queued deploy of `app` with nothing known yet.
 fn bare(id: &str, app: &str, created_at: u64) -> Deployment {
     Deployment {
@@ -227,6 +270,7 @@ fn bare(id: &str, app: &str, created_at: u64) -> Deployment {
         finished_at: None,
         error: None,
         attempt: 0,
+        interrupted: None,
         rollout: None,
     }
 }
@@ -262,6 +306,7 @@ impl Handler<Create> for Ledger {
                 finished_at: None,
                 error: None,
                 attempt: 0,
+                interrupted: None,
                 rollout: msg.rollout,
             };
             store.put_deployment(&d).await?;
@@ -393,18 +438,26 @@ impl Handler<Reassign> for Ledger {
             let Some(mut d) = store.get_deployment(&msg.id).await? else {
                 return Ok(None);
             };
-            if d.status.is_terminal() || d.node.as_deref() != Some(msg.from.as_str()) {
+            if d.status.is_terminal()
+                || d.node.as_deref() != Some(msg.from.as_str())
+                || d.attempt != msg.attempt
+            {
                 return Ok(None);
             }
             d.node = Some(msg.to.clone());
             d.attempt += 1;
-            let what = match d.status {
-                DeploymentStatus::Building => "build",
-                _ => "deployment",
+            d.interrupted = None;
+            // A deploy builds again; a rollback (a start, a failover…) runs its image again.
+            let what = match crate::deployment::rollback_image(&d) {
+                None => "build",
+                Some(_) => "deployment",
             };
             let line = format!(
-                "node {} went down while the deployment was {}: the {what} runs again on node {} (attempt {})",
-                msg.from, d.status, msg.to, d.attempt + 1
+                "{}: the {what} runs again on node {} (attempt {} of {})",
+                msg.cause,
+                msg.to,
+                d.attempt + 1,
+                crate::deployment::ATTEMPTS
             );
             store.append_log(&d.id, LogStream::System, &line).await?;
             let mut set = redis::cmd("SET");
@@ -549,6 +602,30 @@ pub(crate) mod tests {
         assert!(apply(&mut d, &t));
         assert_eq!(d.commit_author.as_deref(), Some("Mona <m@x>"));
         assert_eq!(d.commit_message.as_deref(), Some("subject"));
+    }
+
+    #[test]
+    fn an_interruption_is_recorded_once_for_the_current_attempt_of_the_reporting_node() {
+        let mut d = queued();
+        d.node = Some("n1".into());
+        d.attempt = 1;
+        apply(&mut d, &to(DeploymentStatus::Deploying, 10));
+        let report = |node: &str, attempt| DeploymentUpdate {
+            node: Some(node.into()),
+            ..DeploymentUpdate::interrupted("d1", DeploymentStatus::Building, attempt, "gone")
+        };
+        assert!(!apply(&mut d, &report("n2", 1)), "another node's report");
+        assert!(
+            !apply(&mut d, &report("n1", 0)),
+            "an earlier attempt's report"
+        );
+        assert!(apply(&mut d, &report("n1", 1)));
+        assert_eq!(d.status, DeploymentStatus::Deploying, "the status stays");
+        assert_eq!(
+            d.interrupted.as_ref().map(|i| i.cause.as_str()),
+            Some("gone")
+        );
+        assert!(!apply(&mut d, &report("n1", 1)), "the same report again");
     }
 
     #[test]

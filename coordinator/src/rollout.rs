@@ -31,7 +31,7 @@ use berth_protocol::{
     NodeStatus, Rollout, Route, RuntimeSpec, Slot, SlotState, Upstream,
 };
 
-use crate::deployment::{Deadlines, Spec, MAX_ATTEMPTS};
+use crate::deployment::{Deadlines, Spec, ATTEMPTS};
 use crate::error::Result;
 use crate::ledger::{EditRollout, Ledger, Transition};
 use crate::registry::{NodeRegistry, Placed, RecentlyPlaced};
@@ -123,36 +123,66 @@ pub(crate) async fn step(
         );
         return end(cx, &d, &app, &down, why).await;
     }
-    // A slot whose node died before it served starts again elsewhere (a build is built again).
-    let lost: Vec<(u32, String)> = ro
+    // A slot whose attempt an infrastructure fault interrupted — its node died before it
+    // served, or reported it interrupted — starts again (a build is built again), up to its
+    // last attempt.
+    let lost: Vec<(u32, String, String)> = ro
         .slots
         .iter()
         .filter(|s| matches!(s.state, SlotState::Starting | SlotState::Ready))
-        .filter(|s| s.attempt < MAX_ATTEMPTS)
         .filter_map(|s| {
-            s.node
-                .clone()
-                .filter(|n| down.contains(n.as_str()))
-                .map(|n| (s.slot, n))
+            let node = s.node.clone()?;
+            let cause = match &s.interrupted {
+                Some(i) => format!(
+                    "attempt {} of replica r{} on node {node} was interrupted ({})",
+                    s.attempt + 1,
+                    s.slot,
+                    i.cause
+                ),
+                None if down.contains(node.as_str()) => format!(
+                    "node {node} went down while replica r{} was starting",
+                    s.slot
+                ),
+                None => return None,
+            };
+            Some((s.slot, node, cause, s.attempt))
+        })
+        .filter_map(|(slot, node, cause, attempt)| {
+            (attempt + 1 < ATTEMPTS).then_some((slot, node, cause))
         })
         .collect();
+    if let Some(s) = ro.slots.iter().find(|s| {
+        s.interrupted.is_some()
+            && s.attempt + 1 >= ATTEMPTS
+            && matches!(s.state, SlotState::Starting | SlotState::Ready)
+    }) {
+        let why = format!(
+            "attempt {} of replica r{} on node {} was interrupted ({}); that was its last attempt ({ATTEMPTS} in all)",
+            s.attempt + 1,
+            s.slot,
+            s.node.as_deref().unwrap_or("?"),
+            s.interrupted.as_ref().map(|i| i.cause.as_str()).unwrap_or("?")
+        );
+        return end(cx, &d, &app, &down, why).await;
+    }
     if !lost.is_empty() {
         let again = lost.clone();
         let Some(nd) = cx
             .ledger
             .send(EditRollout::new(&d.id, move |r| {
-                let dead: Vec<&String> = again.iter().map(|(_, n)| n).collect();
+                let dead: Vec<&String> = again.iter().map(|(_, n, _)| n).collect();
                 if r.node.as_ref().is_some_and(|n| dead.contains(&n)) && r.image.is_none() {
                     r.node = None;
                 }
                 let Some(ro) = r.rollout.as_mut() else {
                     return false;
                 };
-                for (slot, _) in &again {
+                for (slot, node, _) in &again {
                     if let Some(s) = ro.slots.iter_mut().find(|s| s.slot == *slot) {
                         *s = Slot {
                             slot: *slot,
                             attempt: s.attempt + 1,
+                            retry_from: Some(node.clone()),
                             ..Default::default()
                         };
                     }
@@ -163,10 +193,20 @@ pub(crate) async fn step(
         else {
             return Ok(false);
         };
-        for (slot, node) in &lost {
+        for (slot, _, cause) in &lost {
+            let attempt = nd
+                .rollout
+                .as_ref()
+                .and_then(|ro| ro.slots.iter().find(|s| s.slot == *slot))
+                .map_or(0, |s| s.attempt);
             let line = format!(
-                "node {node} went down while replica r{slot} was starting: it starts again on another node{}",
-                if *slot == 0 && nd.image.is_none() { " (the image is built again)" } else { "" }
+                "{cause}: it starts again (attempt {} of {ATTEMPTS}){}",
+                attempt + 1,
+                if *slot == 0 && nd.image.is_none() {
+                    "; the image is built again"
+                } else {
+                    ""
+                }
             );
             cx.store.append_log(&d.id, LogStream::System, &line).await?;
         }
@@ -287,7 +327,21 @@ pub(crate) async fn step(
         if builds && starting > 0 {
             break;
         }
-        let node = match place(cx, &d, &app, &ro, &taken, nodes, build).await? {
+        // A slot whose attempt was interrupted goes to another node where one can take it.
+        let others: Vec<NodeView> = nodes
+            .iter()
+            .filter(|n| s.retry_from.as_ref() != Some(&n.info.name))
+            .cloned()
+            .collect();
+        let elsewhere = match s.retry_from.is_some() {
+            true => place(cx, &d, &app, &ro, &taken, &others, build).await?.ok(),
+            false => None,
+        };
+        let placed = match elsewhere {
+            Some(node) => Ok(node),
+            None => place(cx, &d, &app, &ro, &taken, nodes, build).await?,
+        };
+        let node = match placed {
             Ok(node) => node,
             Err(why) if why.any_ready(nodes) => {
                 let why = format!("cannot place replica r{}: {why}", s.slot);

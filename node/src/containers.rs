@@ -109,7 +109,7 @@ pub async fn create(docker: &Docker, spec: &RunSpec) -> Result<String> {
     let created = docker
         .create_container(Some(opts), body)
         .await
-        .map_err(|e| Error::Run(format!("create {}: {}", spec.name, docker_error_text(&e))))?;
+        .map_err(|e| Error::docker(format_args!("create {}", spec.name), e))?;
     Ok(created.id)
 }
 
@@ -121,12 +121,12 @@ pub async fn start(docker: &Docker, id: &str, port: u16) -> Result<Started> {
         | Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 304, ..
         }) => {}
-        Err(e) => return Err(Error::Run(format!("start: {}", docker_error_text(&e)))),
+        Err(e) => return Err(Error::docker("start", e)),
     }
     let info = docker
         .inspect_container(id, None)
         .await
-        .map_err(|e| Error::Run(format!("inspect: {}", docker_error_text(&e))))?;
+        .map_err(|e| Error::docker("inspect", e))?;
     if let Some(state) = &info.state {
         if !state.running.unwrap_or(true) {
             return Err(Error::Run(format!(
@@ -154,7 +154,7 @@ pub async fn keep_running(docker: &Docker, id: &str) -> Result<()> {
     docker
         .update_container(id, body)
         .await
-        .map_err(|e| Error::Run(format!("set restart policy: {}", docker_error_text(&e))))
+        .map_err(|e| Error::docker("set restart policy", e))
 }
 
 /// Copies the last `n` lines of the container's output into the deployment log.
@@ -377,7 +377,7 @@ pub async fn host_port(docker: &Docker, id: &str, port: u16) -> Result<u16> {
     let info = docker
         .inspect_container(id, None)
         .await
-        .map_err(|e| Error::Run(format!("inspect: {}", docker_error_text(&e))))?;
+        .map_err(|e| Error::docker("inspect", e))?;
     published_port(info, port)
 }
 
@@ -444,7 +444,7 @@ pub async fn docker_health(docker: &Docker, id: &str) -> Result<Option<String>> 
     let info = docker
         .inspect_container(id, None)
         .await
-        .map_err(|e| Error::Run(format!("inspect: {}", docker_error_text(&e))))?;
+        .map_err(|e| Error::docker("inspect", e))?;
     Ok(info
         .state
         .and_then(|s| s.health)

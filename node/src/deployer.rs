@@ -130,7 +130,7 @@ impl Handler<RunJob> for Deployer {
             Job::Exec(job) => job.app.clone(),
         };
         let deployment = match &msg.job {
-            Job::Deploy(d) => Some((d.deployment_id.clone(), d.slot)),
+            Job::Deploy(d) => Some(d.as_ref().clone()),
             Job::RemoveApp { .. } | Job::StopApp { .. } | Job::Exec(_) => None,
         };
         let key = match &msg.job {
@@ -169,11 +169,12 @@ impl Handler<RunJob> for Deployer {
                 Ok(ack) => ack,
                 Err(e) if e.is_panic() => {
                     tracing::error!(%app, "job task panicked");
-                    if let Some((d, slot)) = deployment {
-                        pipeline::fail(
+                    // Not the app's fault: the coordinator runs it again (a crash that repeats
+                    // fails it after the last attempt).
+                    if let Some(job) = deployment {
+                        pipeline::interrupted(
                             &svc,
-                            &d,
-                            slot,
+                            &job,
                             "internal error: the node's deploy task crashed".into(),
                         )
                         .await;
@@ -206,17 +207,8 @@ async fn run_job(svc: &Arc<Services>, job: Job, recovered: bool) -> bool {
                 true
             }
             Ok(Claim::Ours) if recovered => {
-                tracing::warn!(deployment = %d.deployment_id, "job was interrupted by a restart");
-                pipeline::fail(
-                    svc,
-                    &d.deployment_id,
-                    d.slot,
-                    format!(
-                        "deployment was interrupted: node {} restarted while working on it",
-                        svc.node
-                    ),
-                )
-                .await;
+                tracing::warn!(deployment = %d.deployment_id, attempt = d.attempt, "job was interrupted by a restart");
+                pipeline::resume(svc, &d).await;
                 true
             }
             Ok(Claim::Ours) | Ok(Claim::Other(_)) => {

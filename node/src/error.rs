@@ -39,6 +39,52 @@ pub enum Error {
     },
     #[error("internal error: {0}")]
     Internal(String),
+    /// A service the node depends on broke off or did not answer: its Docker engine (a
+    /// connection refused or cut mid-stream, as when `dockerd` restarts) or the image registry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl Error {
+    /// Whether the failure is the infrastructure's, not the app's: the one classification of
+    /// a failed attempt. An infrastructure fault before the switch (Redis, the Docker engine
+    /// or the registry unavailable, Caddy's admin API, the node's disk, its configuration, a
+    /// crashed task) makes the coordinator run the deployment again, up to its last attempt;
+    /// the app's own faults (git, the build, the container refused or crashing, the health
+    /// check, a bad setting) fail it. A deadline or a cancel ends it whatever caused it.
+    pub fn is_infrastructure(&self) -> bool {
+        match self {
+            Error::Redis(_)
+            | Error::Docker(_)
+            | Error::Caddy(_)
+            | Error::Envelope(_)
+            | Error::Config(_)
+            | Error::Io { .. }
+            | Error::Internal(_)
+            | Error::Unavailable(_) => true,
+            Error::Git(_)
+            | Error::Build(_)
+            | Error::Run(_)
+            | Error::Health(_)
+            | Error::Invalid(_)
+            | Error::Deadline(_)
+            | Error::Cancelled(_) => false,
+        }
+    }
+
+    /// A Docker call `what` that failed with `e`: the engine's answer (it refused: the app's
+    /// fault, e.g. a command that does not exist) is [`Error::Run`]; no answer at all (the
+    /// engine is down, restarting, or cut the connection) is [`Error::Unavailable`].
+    pub fn docker(what: impl std::fmt::Display, e: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as E;
+        let text = crate::image_build::docker_error_text(&e);
+        match e {
+            E::DockerResponseServerError { .. } | E::DockerStreamError { .. } => {
+                Error::Run(format!("{what}: {text}"))
+            }
+            _ => Error::Unavailable(format!("the Docker engine did not answer ({what}): {text}")),
+        }
+    }
 }
 
 impl Error {
@@ -65,3 +111,46 @@ impl From<actix::MailboxError> for Error {
 
 /// Result with the node's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_app_s_faults_fail_and_the_infrastructure_s_are_retried() {
+        let infra = [
+            Error::Caddy("connection refused".into()),
+            Error::Config("no secret key".into()),
+            Error::io("writing the checkout", std::io::Error::other("disk full")),
+            Error::Internal("the deploy task crashed".into()),
+            Error::Unavailable("the Docker engine did not answer".into()),
+            Error::docker(
+                "create",
+                bollard::errors::Error::IOError {
+                    err: std::io::Error::other("connection reset"),
+                },
+            ),
+        ];
+        for e in &infra {
+            assert!(e.is_infrastructure(), "{e}");
+        }
+        let app = [
+            Error::Git("git fetch failed: no such branch".into()),
+            Error::Build("The command '/bin/sh -c false' returned a non-zero code: 1".into()),
+            Error::Health("container exited with code 1".into()),
+            Error::Invalid("bad path".into()),
+            Error::Deadline("building the image".into()),
+            Error::Cancelled("before it started".into()),
+            Error::docker(
+                "start",
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 400,
+                    message: "exec: \"nope\": executable file not found".into(),
+                },
+            ),
+        ];
+        for e in &app {
+            assert!(!e.is_infrastructure(), "{e}");
+        }
+    }
+}

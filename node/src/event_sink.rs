@@ -51,8 +51,10 @@ impl EventSink {
     /// Reports a change of a deployment (this node's name is filled in). A terminal change
     /// goes through the outbox.
     pub async fn deployment(&self, update: DeploymentUpdate) {
-        // An outcome: the end of a deployment, or a replica of a rollout healthy or failed.
-        let terminal = update.status.is_terminal() || update.replica.is_some();
+        // An outcome: the end of a deployment, a replica of a rollout healthy or failed, an
+        // attempt interrupted.
+        let terminal =
+            update.status.is_terminal() || update.replica.is_some() || update.interrupted.is_some();
         let ev = Event::Deployment(DeploymentUpdate {
             node: Some(self.node.clone()),
             ..update

@@ -165,7 +165,23 @@ impl Builder {
                     }
                     let msg = docker_error_text(&e);
                     log.write(LogStream::Stderr, &msg).await;
-                    return Err(Error::Build(msg));
+                    // The build's own error (a step failed, a bad Dockerfile) is the app's; an
+                    // engine that cut the build off (restarting, gone) is not.
+                    return Err(match e {
+                        bollard::errors::Error::DockerStreamError { .. }
+                        | bollard::errors::Error::DockerResponseServerError { .. }
+                            if !engine_fault(&msg) =>
+                        {
+                            Error::Build(msg)
+                        }
+                        bollard::errors::Error::DockerStreamError { .. }
+                        | bollard::errors::Error::DockerResponseServerError { .. } => {
+                            Error::Unavailable(format!(
+                                "the Docker engine broke off the build: {msg}"
+                            ))
+                        }
+                        e => Error::docker("the build", e),
+                    });
                 }
             }
         }
@@ -173,15 +189,37 @@ impl Builder {
             log.write_lines(LogStream::Stdout, vec![rest]).await;
         }
         // The classic builder reports errors in-stream; make sure the tag really exists.
-        self.docker.inspect_image(&plan.tag).await.map_err(|e| {
-            Error::Build(format!(
-                "image {} missing after build: {}",
-                plan.tag,
-                docker_error_text(&e)
-            ))
-        })?;
+        self.docker
+            .inspect_image(&plan.tag)
+            .await
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError { .. } => Error::Build(format!(
+                    "image {} missing after build: {}",
+                    plan.tag,
+                    docker_error_text(&e)
+                )),
+                e => Error::docker("inspecting the built image", e),
+            })?;
         Ok(plan.tag.clone())
     }
+}
+
+/// Whether an error the engine reported inside a build stream is the engine's own (it is
+/// shutting down, or lost its containerd) rather than the build's: a step that failed, a bad
+/// Dockerfile, a missing file are the app's and say none of these.
+fn engine_fault(msg: &str) -> bool {
+    let msg = msg.to_ascii_lowercase();
+    [
+        "transport is closing",
+        "code = unavailable",
+        "daemon is shutting down",
+        "connection refused",
+        "connection reset",
+        "error reading from server",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|s| msg.contains(s))
 }
 
 /// Whether a build failed because a layer it took from the cache was removed meanwhile.
@@ -310,6 +348,24 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn an_engine_going_away_mid_build_is_told_apart_from_a_failed_step() {
+        for engine in [
+            "transport is closing: unavailable",
+            "rpc error: code = Unavailable desc = connection error",
+            "Error response from daemon: daemon is shutting down",
+        ] {
+            assert!(engine_fault(engine), "{engine}");
+        }
+        for app in [
+            "The command '/bin/sh -c false' returned a non-zero code: 1",
+            "COPY failed: file not found in build context",
+            "dockerfile parse error line 2: unknown instruction: RUNN",
+        ] {
+            assert!(!engine_fault(app), "{app}");
+        }
     }
 
     #[test]

@@ -258,6 +258,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         pending: Default::default(),
         stopping: Default::default(),
         in_use: Default::default(),
+        test_hooks: cfg.test_hooks,
     });
     let jobs = Arc::new(deployer::Jobs::default());
     let deployer = tree.supervise("deployer", move || {

@@ -71,9 +71,10 @@ pub async fn push(
     };
     let mut stream = docker.push_image(&repo, Some(opts), reg.credentials());
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| Error::Build(format!("pushing {remote}: {e}")))?;
+        // The registry or the engine failing a push is never the app's fault.
+        let info = item.map_err(|e| Error::Unavailable(format!("pushing {remote}: {e}")))?;
         if let Some(e) = info.error_detail.and_then(|d| d.message) {
-            return Err(Error::Build(format!("pushing {remote}: {e}")));
+            return Err(Error::Unavailable(format!("pushing {remote}: {e}")));
         }
     }
     log.system(format!(
@@ -120,9 +121,9 @@ pub async fn ensure_image(
     };
     let mut stream = docker.create_image(Some(opts), None, reg.credentials());
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|e| Error::Run(format!("pulling {image}: {e}")))?;
+        let info = item.map_err(|e| Error::Unavailable(format!("pulling {image}: {e}")))?;
         if let Some(e) = info.error_detail.and_then(|d| d.message) {
-            return Err(Error::Run(format!("pulling {image}: {e}")));
+            return Err(Error::Unavailable(format!("pulling {image}: {e}")));
         }
     }
     log.system(format!(

@@ -96,6 +96,11 @@ pub struct DeploymentUpdate {
     /// the deployment got; the coordinator ends it).
     #[serde(default)]
     pub replica: Option<Box<crate::model::ReplicaReport>>,
+    /// The node's attempt (or, with `replica`, that replica's attempt) was interrupted by an
+    /// infrastructure fault before it switched traffic: the coordinator runs it again or, past
+    /// the last attempt, fails it. The status stays where it was.
+    #[serde(default)]
+    pub interrupted: Option<crate::model::Interruption>,
     /// Epoch ms of the change.
     pub at: u64,
 }
@@ -114,7 +119,26 @@ impl DeploymentUpdate {
             container: None,
             error: None,
             replica: None,
+            interrupted: None,
             at: crate::now_ms(),
+        }
+    }
+
+    /// Attempt `attempt` of `deployment_id` (still `status`) was interrupted by `cause`, an
+    /// infrastructure fault: it is to run again.
+    pub fn interrupted(
+        deployment_id: impl Into<String>,
+        status: DeploymentStatus,
+        attempt: u32,
+        cause: impl Into<String>,
+    ) -> Self {
+        DeploymentUpdate {
+            interrupted: Some(crate::model::Interruption {
+                attempt,
+                cause: cause.into(),
+                at: crate::now_ms(),
+            }),
+            ..DeploymentUpdate::new(deployment_id, status)
         }
     }
 

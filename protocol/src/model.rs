@@ -331,10 +331,16 @@ pub struct Deployment {
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
     pub error: Option<String>,
-    /// How many times it was moved to another node because its node went down mid-way (its
-    /// job there is then stale: the node's events are dropped, its switch refused).
+    /// Its attempt, from 0: how many times it was run again because an infrastructure fault
+    /// interrupted it (its node went down, restarted, or reported a fault of its Docker engine
+    /// or of Redis) — on another node, or the same one. A job of an earlier attempt is stale:
+    /// its node's events are dropped, its switch refused.
     #[serde(default)]
     pub attempt: u32,
+    /// The current attempt was interrupted (as the node reported it); the coordinator runs the
+    /// next one, or fails the deployment past the last (`None` again once it moved on).
+    #[serde(default)]
+    pub interrupted: Option<Interruption>,
     /// For an app with several replicas (or a standby): how the coordinator rolls the release
     /// over them. `None`: the deployment runs on one node, which switches the route itself.
     #[serde(default)]
@@ -377,8 +383,28 @@ pub struct Slot {
     /// Once it is healthy: where it serves.
     pub upstream: Option<Upstream>,
     pub error: Option<String>,
-    /// How many times it was placed again because its node went down before it served.
+    /// How many times it was placed again because an infrastructure fault interrupted it (its
+    /// node went down, restarted, or reported a fault of its engine or of Redis) before it
+    /// served.
     pub attempt: u32,
+    /// The current attempt was interrupted, as its node reported: the rollout places it again.
+    pub interrupted: Option<Interruption>,
+    /// The node its previous attempt was interrupted on: the next goes to another node when one
+    /// can take it.
+    pub retry_from: Option<String>,
+}
+
+/// An attempt of a deployment (or of a replica of a rollout) that an infrastructure fault
+/// interrupted before it switched traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interruption {
+    /// The attempt that was interrupted.
+    pub attempt: u32,
+    /// What interrupted it, for the deployment's log.
+    pub cause: String,
+    /// When it was reported, epoch ms.
+    #[serde(default)]
+    pub at: u64,
 }
 
 /// Where a replica of a rollout is.

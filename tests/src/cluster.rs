@@ -312,6 +312,13 @@ impl Cluster {
     }
 
     async fn restart(&mut self, role: &str) -> Result<()> {
+        self.kill_restart(role, false).await
+    }
+
+    /// Stops the `berth <role>` process (`role` is `node` or `coordinator`) — with SIGKILL when
+    /// `hard`, as a crash would, else SIGTERM — and starts a new one; returns once the API lists
+    /// the node as ready (after a node restart: with the new process's heartbeat).
+    pub async fn kill_restart(&mut self, role: &str, hard: bool) -> Result<()> {
         let name = format!("berth {role}");
         let i = self
             .procs
@@ -319,7 +326,10 @@ impl Cluster {
             .position(|p| p.name == name)
             .with_context(|| format!("no separate {role} in this cluster"))?;
         let started = self.node_started_at().await;
-        self.procs[i].stop();
+        match hard {
+            true => self.procs[i].kill(),
+            false => self.procs[i].stop(),
+        }
         let mut cmd = self.berth();
         cmd.arg(role);
         let log = self
@@ -340,6 +350,13 @@ impl Cluster {
     pub fn redis_port(&self) -> Option<u16> {
         let (_, url) = self.env.iter().find(|(k, _)| k == "BERTH_REDIS__URL")?;
         url.trim_end_matches('/').rsplit(':').next()?.parse().ok()
+    }
+
+    /// Restarts a separate cluster's Redis: [`Cluster::stop_redis`] (Redis writes its AOF and
+    /// exits), then [`Cluster::start_redis_again`] on the same port and files.
+    pub async fn restart_redis(&mut self) -> Result<()> {
+        self.stop_redis()?;
+        self.start_redis_again().await
     }
 
     /// Stops this separate cluster's Redis as an operator or a crash of its host would take it

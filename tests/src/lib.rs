@@ -12,7 +12,8 @@
 //! - `docker`: the Docker look-ups and clean-up by a node's label ([`running_containers`], …);
 //! - `fleet`: [`Fleet`] (N nodes, each with its own Docker [`Engine`] and Caddy), [`Registry`];
 //! - `load`: [`Load`], [`LoadCount`]; `sse`: [`Sse`];
-//! - `example`: the examples/hello app; [`github`]: webhook deliveries.
+//! - `example`: the examples/hello app; [`github`]: webhook deliveries;
+//! - [`chaos`]: the fault-injection suite's scenarios and trial checker (issue 12).
 
 #![recursion_limit = "256"]
 
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 
 mod api;
+pub mod chaos;
 mod cluster;
 mod docker;
 mod example;

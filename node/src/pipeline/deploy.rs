@@ -191,15 +191,27 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
         };
         return super::replica::report(svc, job, slot, &log, outcome, created).await;
     }
+    // Whether this attempt claimed the switch: after that, its outcome stands (a fault is not
+    // retried, so traffic is never switched twice for one deployment).
+    let mut claimed = false;
     let outcome = match outcome {
         Ok(_) if now_ms() > job.deadline_ms => Err(Error::Deadline("switching traffic".into())),
         Ok(ready) => {
+            log.system(format!(
+                "switching traffic to container {}",
+                short(&ready.container)
+            ))
+            .await;
             let claim =
                 svc.through_outage(&log, "to claim the switch", Some(job.deadline_ms), || {
                     claim_switch(svc, id, job.attempt)
                 });
             match claim.await {
-                Ok(()) => switch(svc, job, &log, &progress, ready).await,
+                Ok(()) => {
+                    claimed = true;
+                    super::test_pause::pause(svc, "switch").await;
+                    switch(svc, job, &log, &progress, ready).await
+                }
                 Err(e) => Err(e),
             }
         }
@@ -230,6 +242,8 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
         }
         Err(e) => {
             let text = log.mask(e.to_string());
+            // An infrastructure fault before the switch: the coordinator runs it again.
+            let retry = !claimed && e.is_infrastructure();
             let status = match e {
                 Error::Cancelled(_) => DeploymentStatus::Cancelled,
                 _ => DeploymentStatus::Failed,
@@ -238,6 +252,7 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
             // records the outcome: said once, not here too. A cancel's closing line is the
             // request's; where the job was when it stopped is said here.
             let line = match status {
+                _ if retry => format!("{text}; cleaning up this attempt"),
                 DeploymentStatus::Cancelled => format!("deployment {text}; cleaning up"),
                 _ => format!("deployment {status}; cleaning up"),
             };
@@ -253,6 +268,10 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
                 .await;
             }
             log.flush(svc.shutdown.token()).await;
+            if retry {
+                super::interrupted(svc, job, text).await;
+                return;
+            }
             svc.events
                 .deployment(DeploymentUpdate::ended(id, status, text))
                 .await;
@@ -360,10 +379,7 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
                 (containers::LABEL_NODE.to_string(), svc.node.clone()),
             ]);
             let spec = containers::RunSpec {
-                name: match job.slot {
-                    Some(slot) => format!("berth-{}-{id}-r{slot}", app.name),
-                    None => format!("berth-{}-{id}", app.name),
-                },
+                name: container_name(job),
                 image: image.clone(),
                 env: app
                     .env
@@ -464,6 +480,16 @@ async fn reusable_container(
             c.deployment.as_deref() == Some(of) || (c.image.is_some() && c.image == job.image);
         of_release && !c.going && !busy(&c.id)
     }))
+}
+
+/// The name of the container a job creates: one per deployment, or per replica of a rollout
+/// (an attempt run again on the same node takes the name over: `containers::create` removes
+/// what an interrupted attempt left under it).
+pub(super) fn container_name(job: &DeployJob) -> String {
+    match job.slot {
+        Some(slot) => format!("berth-{}-{}-r{slot}", job.app.name, job.deployment_id),
+        None => format!("berth-{}-{}", job.app.name, job.deployment_id),
+    }
 }
 
 /// Whether two container ids (full or short) name the same container.

@@ -84,6 +84,34 @@ pub async fn superseded(svc: &Services, job: &berth_protocol::DeployJob) -> bool
     current.is_some_and(|a| a > job.attempt)
 }
 
+/// The container of this node that the app's route names for deployment `job` — its traffic
+/// switch happened — if any (read from Redis: a restarted node's router may not have its table
+/// yet).
+pub(super) async fn switched_container(
+    svc: &Services,
+    job: &berth_protocol::DeployJob,
+) -> Option<String> {
+    let domain = job.app.domains.first()?;
+    let mut c = svc.redis.clone();
+    let raw: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg(keys::ROUTES)
+        .arg(domain)
+        .query_async(&mut c)
+        .await
+        .ok()
+        .flatten();
+    let route = berth_protocol::envelope::decode::<berth_protocol::Route>(
+        &raw?,
+        berth_protocol::envelope::kind::ROUTE,
+    )
+    .ok()?;
+    route
+        .upstreams
+        .into_iter()
+        .find(|u| u.deployment == job.deployment_id && u.node == svc.node)
+        .map(|u| u.container)
+}
+
 /// Outcome of trying to claim a deployment job.
 pub enum Claim {
     /// This node took it now.

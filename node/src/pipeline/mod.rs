@@ -5,7 +5,9 @@
 //! - [`claim`] and the fate of a deployment, switched or cancelled (`fate.rs`);
 //! - waiting for an image's Docker HEALTHCHECK (`healthcheck.rs`);
 //! - draining, stopping and pruning the previous release after a switch (`drain.rs`);
-//! - [`remove_app`] (`removal.rs`) and [`fail`](fail()) (`fail.rs`);
+//! - [`remove_app`] (`removal.rs`); [`fail`](fail()), [`interrupted`] and [`resume`] (`fail.rs`:
+//!   a crashed task, an infrastructure fault that the coordinator retries, a job a restart
+//!   interrupted);
 //! - [`Services`], what every step uses of the node (`services.rs`).
 
 mod deploy;
@@ -17,9 +19,10 @@ mod removal;
 mod replica;
 pub mod retire;
 mod services;
+mod test_pause;
 
 pub use deploy::deploy;
-pub use fail::fail;
+pub use fail::{fail, interrupted, resume};
 pub use fate::{claim, superseded, Claim};
 pub use removal::{remove_app, stop_app};
 pub use services::Services;

@@ -88,6 +88,10 @@ pub(super) async fn report(
                 )
                 .await;
             }
+            if e.is_infrastructure() {
+                // Not the app's fault: the coordinator places the replica again.
+                return super::interrupted(svc, job, text).await;
+            }
             log.system(format!("replica r{slot} failed: {text}")).await;
             log.flush(svc.shutdown.token()).await;
             svc.events.deployment(replica_failed(id, slot, text)).await;

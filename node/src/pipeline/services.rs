@@ -48,6 +48,8 @@ pub struct Services {
     /// leaves them alone. (A build the layer cache answers gives an image as old as the one it
     /// matches, and untagging a name another tag shares succeeds even while it is wanted.)
     pub in_use: InUse,
+    /// Test-only hooks are on (the `test_hooks` setting): see `test_pause`.
+    pub test_hooks: bool,
 }
 
 /// The images jobs hold (see [`Services::in_use`]).
