@@ -179,7 +179,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("coordinator-kill", Fault::KillCoordinator),
         Scenario::new(
             "leader-kill",
-            Fault::NotYet("needs a leader lease and a follower coordinator (issue 12's failover)"),
+            Fault::NotYet("the lease exists (tests/tests/coordinators.rs kills a leader mid-build); this scenario is not written yet"),
         ),
         Scenario::new("redis-restart", Fault::RestartRedis),
         Scenario::new("broken-app-node-kill", Fault::BrokenAppKillNode),
