@@ -12,11 +12,11 @@
 //! It keeps no state that is not in Redis: a fresh actor for the same id (after a coordinator
 //! restart or a crash) picks up where the last one was, re-sending a job that may not have left.
 
-use berth_bus::Live;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use berth_bus::Live;
 use berth_protocol::api::NodeView;
 use berth_protocol::{
     keys, now_ms, App, DeployJob, Deployment, DeploymentKind, DeploymentStatus, Job, NodeStatus,

@@ -11,8 +11,7 @@
 //! events behind it are not held up for longer than those few retries.
 
 use actix::prelude::*;
-use berth_bus::Live;
-use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, Shutdown, StreamConsumer};
+use berth_bus::{ConsumerConfig, Delivery, Live, Mode, Outcome, Shutdown, StreamConsumer};
 use berth_protocol::envelope::decode;
 use berth_protocol::{keys, Event, LogStream, EVENT_KIND};
 use tokio_util::sync::CancellationToken;

@@ -13,11 +13,10 @@
 //! The end is written to the stream, so every follower (and a resumed one) sees the same. A follow
 //! ends without `end` when the process shuts down; the client resumes it with its last id.
 
-use berth_bus::Live;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use berth_bus::Shutdown;
+use berth_bus::{Live, Shutdown};
 use berth_protocol::exec::{self, ExecEntry, ExecJob};
 use berth_protocol::{envelope, keys, now_ms, stream_id_order, Job, NodeStatus, JOB_KIND};
 use futures_util::Stream;

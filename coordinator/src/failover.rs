@@ -13,11 +13,11 @@
 //! Nothing here is state of its own: a restarted coordinator finds the same down nodes and the
 //! same routes in Redis, and the claim keeps it from queueing a failover twice.
 
-use berth_bus::Live;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use actix::prelude::*;
+use berth_bus::Live;
 use berth_protocol::{keys, now_ms, App, DeploymentKind, NodeStatus, Rollout, Upstream};
 
 use crate::error::{Error, Result};

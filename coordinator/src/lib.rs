@@ -42,11 +42,10 @@ pub(crate) mod scheduler;
 pub(crate) mod store;
 pub mod webhook;
 
-use berth_bus::Live;
 use std::time::Duration;
 
 use actix::prelude::*;
-use berth_bus::Shutdown;
+use berth_bus::{Live, Shutdown};
 use berth_protocol::secret::SecretKey;
 
 pub use deployment::Deadlines;
@@ -110,12 +109,12 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     let store = store::Store::new(store::connect(&cfg.redis_url).await?);
     releases::migrate(&store).await?;
     store.migrate_latest().await?;
-    // The supervision tree: each actor is started now and again whenever it dies; a factory
-    // holds only what outlives an actor (the store, other actors' live handles, settings).
     // The leader lease first: a coordinator alone leads from its start.
     let leadership = lease::start(store.conn(), cfg.lease, shutdown).await;
     // Every write of this coordinator's machinery carries its epoch while it leads.
     let store = store.with_leadership(leadership.clone());
+    // The supervision tree: each actor is started now and again whenever it dies; a factory
+    // holds only what outlives an actor (the store, other actors' live handles, settings).
     let mut tree = berth_bus::Tree::new("coordinator", store.conn(), shutdown, cfg.test_hooks);
     let ledger = tree.supervise("ledger", {
         let store = store.clone();

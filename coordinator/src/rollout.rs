@@ -21,10 +21,10 @@
 //! `standby_s` (a rollback to them is then only a route change) or leave, and each node stops
 //! what no route names after its drain time (`node/src/pipeline/retire.rs`).
 
-use berth_bus::Live;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use berth_bus::Live;
 use berth_protocol::api::NodeView;
 use berth_protocol::{
     keys, now_ms, App, Deployment, DeploymentKind, DeploymentStatus, DeploymentUpdate, LogStream,

@@ -8,11 +8,11 @@
 //! cancel, so a deployment between its health check and its switch never takes traffic), then
 //! has every node remove the app's routes, containers and images, then deletes its records.
 
-use berth_bus::Live;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
+use berth_bus::Live;
 use berth_protocol::api::{self, app_status, app_urls, AppStatus, AppView, LatestDeployment};
 use berth_protocol::secret::GitCredential;
 use berth_protocol::{keys, App, DeploymentStatus, Job, NodeStatus, Route};
