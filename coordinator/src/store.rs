@@ -245,11 +245,16 @@ impl Store {
         self.leadership.as_ref().and_then(Leadership::epoch)
     }
 
-    /// The error of a write refused by its fence.
-    fn fenced(&self, what: &str) -> Error {
+    /// The fence a write carries now: this coordinator's epoch while it leads, as the scripts
+    /// take it ('' = no fence).
+    fn fence_arg(&self) -> String {
+        self.fence().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    /// The error of a write refused by its fence (`epoch`, the one it carried).
+    fn fenced(what: &str, epoch: &str) -> Error {
         Error::Fenced(format!(
-            "{what} refused: this coordinator's leader epoch {} is no longer current (another coordinator leads)",
-            self.fence().map_or("?".into(), |e| e.to_string())
+            "{what} refused: this coordinator's leader epoch {epoch} is no longer current (another coordinator leads)"
         ))
     }
 
@@ -259,11 +264,9 @@ impl Store {
         // EVALSHA, with the script's text only the first time (or after Redis lost it).
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(COMMIT));
+        let fence = self.fence_arg();
         let mut script = SCRIPT.prepare_invoke();
-        script
-            .arg(keys::LEADER_EPOCH)
-            .arg(self.fence().map(|e| e.to_string()).unwrap_or_default())
-            .arg(cmds.len());
+        script.arg(keys::LEADER_EPOCH).arg(&fence).arg(cmds.len());
         for c in cmds {
             let args: Vec<&[u8]> = c
                 .args_iter()
@@ -279,7 +282,7 @@ impl Store {
         }
         let r: i64 = script.invoke_async(&mut self.conn.clone()).await?;
         if r < 0 {
-            return Err(self.fenced(what));
+            return Err(Self::fenced(what, &fence));
         }
         Ok(())
     }
@@ -781,6 +784,7 @@ impl Store {
         let Some(first) = domains.first() else {
             return Ok(None);
         };
+        let fence = self.fence_arg();
         for _ in 0..20 {
             let raw: Option<Vec<u8>> = self.conn.clone().hget(keys::ROUTES, first).await?;
             let current = raw
@@ -802,11 +806,11 @@ impl Store {
                 .arg(bytes)
                 .arg(keys::ROUTES_CHANGED)
                 .arg(keys::LEADER_EPOCH)
-                .arg(self.fence().map(|e| e.to_string()).unwrap_or_default())
+                .arg(&fence)
                 .query_async(&mut self.conn.clone())
                 .await?;
             if written < 0 {
-                return Err(self.fenced(&format!("the route of {first}")));
+                return Err(Self::fenced(&format!("the route of {first}"), &fence));
             }
             if written == 0 {
                 continue;
@@ -847,11 +851,12 @@ impl Store {
     /// Queues a job on a node's stream.
     pub async fn send_job(&self, node: &str, id: &str, job: &Job) -> Result<()> {
         let bytes = encode(JOB_KIND, id, job)?;
+        let fence = self.fence_arg();
         let r: redis::Value = redis::cmd("EVAL")
             .arg(FENCED)
             .arg(0)
             .arg(keys::LEADER_EPOCH)
-            .arg(self.fence().map(|e| e.to_string()).unwrap_or_default())
+            .arg(&fence)
             .arg("XADD")
             .arg(keys::jobs(node))
             .arg("MAXLEN")
@@ -863,7 +868,10 @@ impl Store {
             .query_async(&mut self.conn.clone())
             .await?;
         if r == redis::Value::Int(-1) {
-            return Err(self.fenced(&format!("the job {id} for node {node}")));
+            return Err(Self::fenced(
+                &format!("the job {id} for node {node}"),
+                &fence,
+            ));
         }
         Ok(())
     }

@@ -614,8 +614,6 @@ pub struct Single {
     pub cluster: Cluster,
     app: ChaosApp,
     broken: Option<ChaosApp>,
-    /// Per process: whether the panic hook answered (`None`: not tried yet).
-    hooks: [Option<bool>; 2],
     /// Trials of the switch scenario so far (every other one pauses at the switch).
     switch_trials: u32,
 }
@@ -647,7 +645,6 @@ impl Single {
             cluster,
             app,
             broken: None,
-            hooks: [None, None],
             switch_trials: 0,
         })
     }
@@ -664,13 +661,6 @@ impl Single {
     }
 
     async fn try_trial(&mut self, s: &Scenario) -> Result<Trial> {
-        if let Fault::Panic(p, _) = s.fault {
-            if self.hooks[p as usize] == Some(false) {
-                return Ok(Trial::outcome_only(Outcome::NotYet(
-                    "the panic hook (BERTH_TEST_HOOKS) is not on this branch".into(),
-                )));
-            }
-        }
         if s.app_broken() && self.broken.is_none() {
             // Serves version 1, then every deploy is broken: its page never answers in time.
             let app = ChaosApp::new("chaos-broken", 1, 0)?;
@@ -767,17 +757,7 @@ impl Single {
             Fault::Panic(p, actor) => {
                 note = wait_phase(&api, &id, Phase::Build).await?;
                 if note.is_none() {
-                    match inject_panic(&self.cluster, &mut self.hooks, p, actor).await? {
-                        true => {}
-                        false => {
-                            // The hook is not there: end the trial cleanly, say "not yet".
-                            let _ = api.wait_terminal(&id, TERMINAL_WAIT).await;
-                            let _ = load.finish().await;
-                            return Ok(Trial::outcome_only(Outcome::NotYet(
-                                "the panic hook (BERTH_TEST_HOOKS) is not on this branch".into(),
-                            )));
-                        }
-                    }
+                    inject_panic(&self.cluster, p, actor).await?;
                 }
             }
             Fault::PowerCut | Fault::RestartDockerd | Fault::NotYet(_) => {
@@ -824,45 +804,22 @@ impl Single {
     }
 }
 
-/// Asks `actor` of process `p` of `cluster` to panic (the test hook); `Ok(true)` once its
-/// restart counter went up, `Ok(false)` when no process took the request (the hook is not on
-/// this branch), which `hooks` remembers per process.
-async fn inject_panic(
-    cluster: &Cluster,
-    hooks: &mut [Option<bool>; 2],
-    p: Process,
-    actor: &str,
-) -> Result<bool> {
+/// Asks `actor` of process `p` of `cluster` to panic (the test hook) and waits until its restart
+/// counter went up.
+async fn inject_panic(cluster: &Cluster, p: Process, actor: &str) -> Result<()> {
     let process = match p {
         Process::Coordinator => "coordinator".to_string(),
         Process::Node => format!("node:{}", cluster.node),
     };
-    let key = format!("berth:test:panic:{process}");
     let before = restarts(&cluster.api, actor).await;
-    cluster.redis_cli(&["LPUSH", &key, actor])?;
-    let taken = eventually(
-        "the panic hook to take the request",
-        Duration::from_secs(5),
-        || async {
-            let left = cluster.redis_cli(&["LLEN", &key]).ok()?;
-            (left.trim() == "0").then_some(())
-        },
-    )
-    .await
-    .is_ok();
-    if !taken && restarts(&cluster.api, actor).await == before {
-        let _ = cluster.redis_cli(&["DEL", &key]);
-        hooks[p as usize] = Some(false);
-        return Ok(false);
-    }
-    hooks[p as usize] = Some(true);
+    cluster.redis_cli(&["LPUSH", &berth_protocol::keys::test_panic(&process), actor])?;
     eventually(
         &format!("{actor}'s restart counter to go up"),
         Duration::from_secs(30),
         || async { (restarts(&cluster.api, actor).await > before).then_some(()) },
     )
     .await?;
-    Ok(true)
+    Ok(())
 }
 
 /// The sum of the `/metrics` samples of actor restarts (any metric whose name says `restart`)
