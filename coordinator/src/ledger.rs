@@ -1,10 +1,14 @@
 //! `Ledger`: the single writer of deployment records.
 //!
-//! Creation, node assignment and every status change pass through this actor. The changes of one
-//! deployment run one at a time (a mutex per deployment id), so a node's event and a deadline
-//! firing at once can never interleave their read-modify-write; changes of different
-//! deployments run concurrently (what they share — outcome counters, an app's release index —
-//! are increments and set writes that commute). A change that does not move a deployment forward along
+//! Creation, node assignment and every status change pass through this actor. Every change is a
+//! read, a decision and a write that Redis makes only if the record still holds the bytes that
+//! were read (`COMMIT`, see `Store::put_deployment_with`); when another process changed it in
+//! between (a follower's API answering a cancel while the leader records a node's event), the
+//! change is read and decided again. So the changes of one deployment never interleave, across
+//! every coordinator; within one process they also queue on a mutex per deployment id, so they
+//! do not race each other for nothing. Changes of different deployments run concurrently (what
+//! they share — outcome counters, an app's release index — are increments and set writes that
+//! commute). A change that does not move a deployment forward along
 //! `queued → building → deploying → terminal` is stale and dropped; a terminal record never changes.
 
 use actix::prelude::*;
@@ -15,7 +19,18 @@ use berth_protocol::{
 };
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{log_command, Expect, Store};
+
+/// How many times a change is decided again when another process changed the record between
+/// its read and its write, before it gives up.
+const TRIES: usize = 32;
+
+/// The error of a change that lost the race for a record [`TRIES`] times in a row.
+fn kept_changing(id: &str) -> Error {
+    Error::Internal(format!(
+        "deployment {id} kept changing under this change ({TRIES} tries); try again"
+    ))
+}
 
 pub struct Ledger {
     store: Store,
@@ -117,11 +132,11 @@ impl Transition {
 pub struct EditRollout {
     pub id: String,
     #[allow(clippy::type_complexity)]
-    pub edit: Box<dyn FnOnce(&mut Deployment) -> bool + Send>,
+    pub edit: Box<dyn FnMut(&mut Deployment) -> bool + Send>,
 }
 
 impl EditRollout {
-    pub fn new(id: &str, edit: impl FnOnce(&mut Deployment) -> bool + Send + 'static) -> Self {
+    pub fn new(id: &str, edit: impl FnMut(&mut Deployment) -> bool + Send + 'static) -> Self {
         EditRollout {
             id: id.to_string(),
             edit: Box::new(edit),
@@ -309,7 +324,12 @@ impl Handler<Create> for Ledger {
                 interrupted: None,
                 rollout: msg.rollout,
             };
-            store.put_deployment(&d).await?;
+            if !store.put_deployment_with(&d, &[], Expect::Absent).await? {
+                return Err(Error::Internal(format!(
+                    "a deployment with the new id {} exists already; try again",
+                    d.id
+                )));
+            }
             if let Err(e) = store.trim_deployment_logs(&d.app).await {
                 tracing::warn!(app = %d.app, error = %e, "could not trim old deployment logs");
             }
@@ -354,25 +374,27 @@ impl Handler<Assign> for Ledger {
         let serial = self.serial(&msg.id);
         Box::pin(async move {
             let _one = serial.lock().await;
-            let Some(mut d) = store.get_deployment(&msg.id).await? else {
-                return Err(Error::NotFound(format!("deployment {} not found", msg.id)));
-            };
-            if d.status != DeploymentStatus::Queued || d.node.is_some() {
-                return Ok(None);
+            for _ in 0..TRIES {
+                let Some((mut d, raw)) = store.read_deployment(&msg.id).await? else {
+                    return Err(Error::NotFound(format!("deployment {} not found", msg.id)));
+                };
+                if d.status != DeploymentStatus::Queued || d.node.is_some() {
+                    return Ok(None);
+                }
+                d.node = Some(msg.node.clone());
+                if d.runtime.is_none() {
+                    d.runtime = Some(msg.runtime.clone());
+                }
+                let line = format!("scheduled on node {}", msg.node);
+                let log = log_command(&d.id, LogStream::System, &line);
+                if store
+                    .put_deployment_with(&d, &[log], Expect::Bytes(&raw))
+                    .await?
+                {
+                    return Ok(Some(d));
+                }
             }
-            d.node = Some(msg.node.clone());
-            if d.runtime.is_none() {
-                d.runtime = Some(msg.runtime);
-            }
-            store.put_deployment(&d).await?;
-            store
-                .append_log(
-                    &d.id,
-                    LogStream::System,
-                    &format!("scheduled on node {}", msg.node),
-                )
-                .await?;
-            Ok(Some(d))
+            Err(kept_changing(&msg.id))
         })
     }
 }
@@ -387,28 +409,40 @@ impl Handler<Transition> for Ledger {
         let serial = self.serial(&msg.deployment_id);
         Box::pin(async move {
             let _one = serial.lock().await;
-            let Some(mut d) = store.get_deployment(&msg.deployment_id).await? else {
-                return Ok(None);
-            };
-            let before = d.status;
-            if !apply(&mut d, &msg) {
-                return Ok(None);
-            }
-            // The closing line goes into the log before the record turns terminal: a
-            // follower that sees the terminal status has the whole log to read.
-            if d.status.is_terminal() {
-                let line = match (&d.status, &d.error) {
-                    (DeploymentStatus::Succeeded, _) => "deployment succeeded".to_string(),
-                    (s, Some(e)) => format!("deployment {s}: {e}"),
-                    (s, None) => format!("deployment {s}"),
+            let mut written = None;
+            for _ in 0..TRIES {
+                let Some((mut d, raw)) = store.read_deployment(&msg.deployment_id).await? else {
+                    return Ok(None);
                 };
-                store.append_log(&d.id, LogStream::System, &line).await?;
+                let before = d.status;
+                if !apply(&mut d, &msg) {
+                    return Ok(None);
+                }
+                // Outcome counters, build durations and the release index change in the
+                // record's write; so does the closing line of the log, which a follower that
+                // sees the terminal status has to read.
+                let mut extra = Vec::new();
+                if d.status.is_terminal() {
+                    let line = match (&d.status, &d.error) {
+                        (DeploymentStatus::Succeeded, _) => "deployment succeeded".to_string(),
+                        (s, Some(e)) => format!("deployment {s}: {e}"),
+                        (s, None) => format!("deployment {s}"),
+                    };
+                    extra.push(log_command(&d.id, LogStream::System, &line));
+                }
+                extra.extend(crate::metrics::ledger_commands(before, &d, at));
+                extra.extend(crate::releases::index_commands(&d));
+                if store
+                    .put_deployment_with(&d, &extra, Expect::Bytes(&raw))
+                    .await?
+                {
+                    written = Some(d);
+                    break;
+                }
             }
-            // Outcome counters, build durations and the release index change in the
-            // record's MULTI.
-            let mut extra = crate::metrics::ledger_commands(before, &d, at);
-            extra.extend(crate::releases::index_commands(&d));
-            store.put_deployment_with(&d, &extra).await?;
+            let Some(d) = written else {
+                return Err(kept_changing(&msg.deployment_id));
+            };
             if d.status == DeploymentStatus::Succeeded {
                 // The record is written; a trim that fails now happens at the next success.
                 let trimmed = match store.get_app(&d.app).await {
@@ -435,38 +469,45 @@ impl Handler<Reassign> for Ledger {
         let serial = self.serial(&msg.id);
         Box::pin(async move {
             let _one = serial.lock().await;
-            let Some(mut d) = store.get_deployment(&msg.id).await? else {
-                return Ok(None);
-            };
-            if d.status.is_terminal()
-                || d.node.as_deref() != Some(msg.from.as_str())
-                || d.attempt != msg.attempt
-            {
-                return Ok(None);
+            for _ in 0..TRIES {
+                let Some((mut d, raw)) = store.read_deployment(&msg.id).await? else {
+                    return Ok(None);
+                };
+                if d.status.is_terminal()
+                    || d.node.as_deref() != Some(msg.from.as_str())
+                    || d.attempt != msg.attempt
+                {
+                    return Ok(None);
+                }
+                d.node = Some(msg.to.clone());
+                d.attempt += 1;
+                d.interrupted = None;
+                // A deploy builds again; a rollback (a start, a failover…) runs its image again.
+                let what = match crate::deployment::rollback_image(&d) {
+                    None => "build",
+                    Some(_) => "deployment",
+                };
+                let line = format!(
+                    "{}: the {what} runs again on node {} (attempt {} of {})",
+                    msg.cause,
+                    msg.to,
+                    d.attempt + 1,
+                    crate::deployment::ATTEMPTS
+                );
+                let mut set = redis::cmd("SET");
+                set.arg(keys::deployment_attempt(&d.id))
+                    .arg(d.attempt)
+                    .arg("EX")
+                    .arg(keys::MARKER_TTL_S);
+                let log = log_command(&d.id, LogStream::System, &line);
+                if store
+                    .put_deployment_with(&d, &[log, set], Expect::Bytes(&raw))
+                    .await?
+                {
+                    return Ok(Some(d));
+                }
             }
-            d.node = Some(msg.to.clone());
-            d.attempt += 1;
-            d.interrupted = None;
-            // A deploy builds again; a rollback (a start, a failover…) runs its image again.
-            let what = match crate::deployment::rollback_image(&d) {
-                None => "build",
-                Some(_) => "deployment",
-            };
-            let line = format!(
-                "{}: the {what} runs again on node {} (attempt {} of {})",
-                msg.cause,
-                msg.to,
-                d.attempt + 1,
-                crate::deployment::ATTEMPTS
-            );
-            store.append_log(&d.id, LogStream::System, &line).await?;
-            let mut set = redis::cmd("SET");
-            set.arg(keys::deployment_attempt(&d.id))
-                .arg(d.attempt)
-                .arg("EX")
-                .arg(keys::MARKER_TTL_S);
-            store.put_deployment_with(&d, &[set]).await?;
-            Ok(Some(d))
+            Err(kept_changing(&msg.id))
         })
     }
 }
@@ -479,14 +520,22 @@ impl Handler<EditRollout> for Ledger {
         let serial = self.serial(&msg.id);
         Box::pin(async move {
             let _one = serial.lock().await;
-            let Some(mut d) = store.get_deployment(&msg.id).await? else {
-                return Ok(None);
-            };
-            if d.status.is_terminal() || !(msg.edit)(&mut d) {
-                return Ok(None);
+            let mut edit = msg.edit;
+            for _ in 0..TRIES {
+                let Some((mut d, raw)) = store.read_deployment(&msg.id).await? else {
+                    return Ok(None);
+                };
+                if d.status.is_terminal() || !edit(&mut d) {
+                    return Ok(None);
+                }
+                if store
+                    .put_deployment_with(&d, &[], Expect::Bytes(&raw))
+                    .await?
+                {
+                    return Ok(Some(d));
+                }
             }
-            store.put_deployment(&d).await?;
-            Ok(Some(d))
+            Err(kept_changing(&msg.id))
         })
     }
 }
@@ -531,10 +580,17 @@ impl Handler<Quarantine> for Ledger {
                 error: Some(error),
                 ..bare(&id, &app, created_at)
             };
-            tracing::error!(deployment = %id, error = ?d.error, "unreadable deployment record replaced by a failed one");
+            // Replaced only if nobody wrote the record since it was read; else it is read again
+            // by whoever asks next.
             let line = format!("deployment failed: {}", d.error.as_deref().unwrap_or(""));
-            store.append_log(&id, LogStream::System, &line).await?;
-            store.replace_unreadable_deployment(&d).await?;
+            let log = log_command(&id, LogStream::System, &line);
+            if !store
+                .replace_unreadable_deployment(&d, &raw, &[log])
+                .await?
+            {
+                return Ok(None);
+            }
+            tracing::error!(deployment = %id, error = ?d.error, "unreadable deployment record replaced by a failed one");
             Ok(Some(d))
         })
     }
@@ -631,5 +687,91 @@ pub(crate) mod tests {
     #[test]
     fn ids_are_unique() {
         assert_ne!(new_id(), new_id());
+    }
+
+    /// Two ledgers on one real Redis, as in two coordinators (each its own connection, its own
+    /// per-record mutexes): their changes of one record all land, none overwrites another.
+    #[actix_rt::test]
+    async fn two_processes_changing_one_record_lose_no_change() {
+        let dir = berth_tests::TempDir::with_prefix("ledger").unwrap();
+        let port = berth_tests::free_port();
+        let _redis = berth_tests::start_redis(dir.path(), port, &[])
+            .await
+            .unwrap();
+        let url = format!("redis://127.0.0.1:{port}/");
+        let mut ledgers = Vec::new();
+        for _ in 0..2 {
+            let conn = berth_bus::Redis::connect(&url, "test").await.unwrap();
+            ledgers.push(Ledger::new(Store::new(conn)).start());
+        }
+        let d = ledgers[0]
+            .send(Create {
+                app: "a".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .unwrap();
+
+        // 40 edits through each ledger at once, each one counting itself into the record.
+        const EACH: u32 = 40;
+        let edits = (0..2 * EACH).map(|i| {
+            let ledger = ledgers[(i % 2) as usize].clone();
+            let id = d.id.clone();
+            async move {
+                ledger
+                    .send(EditRollout::new(&id, |r| {
+                        r.attempt += 1;
+                        true
+                    }))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .is_some()
+            }
+        });
+        let written = futures_util::future::join_all(edits).await;
+        assert!(written.iter().all(|w| *w), "every edit was written");
+        let store = Store::new(berth_bus::Redis::connect(&url, "test").await.unwrap());
+        let now = store.get_deployment(&d.id).await.unwrap().unwrap();
+        assert_eq!(now.attempt, 2 * EACH, "no edit overwrote another");
+
+        // One ledger ends it succeeded while the other cancels it: one wins, and the log's
+        // closing line is the winner's, once.
+        let (a, b) = futures_util::future::join(
+            ledgers[0].send(Transition(DeploymentUpdate::new(
+                &d.id,
+                DeploymentStatus::Succeeded,
+            ))),
+            ledgers[1].send(Transition::ended(
+                &d.id,
+                DeploymentStatus::Cancelled,
+                "cancelled by the user",
+            )),
+        )
+        .await;
+        let (a, b) = (a.unwrap().unwrap(), b.unwrap().unwrap());
+        assert!(a.is_some() != b.is_some(), "exactly one end: {a:?} {b:?}");
+        let end = store.get_deployment(&d.id).await.unwrap().unwrap();
+        let won = a.or(b).unwrap();
+        assert_eq!(end.status, won.status);
+        let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+            .arg(keys::deployment_log(&d.id))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut store.conn())
+            .await
+            .unwrap();
+        let closing: Vec<&String> = entries
+            .iter()
+            .flat_map(|(_, fields)| fields)
+            .filter(|f| f.starts_with("deployment "))
+            .collect();
+        assert_eq!(closing.len(), 1, "one closing line: {closing:?}");
+        assert!(
+            closing[0].starts_with(&format!("deployment {}", end.status)),
+            "{closing:?} for {}",
+            end.status
+        );
     }
 }

@@ -99,7 +99,7 @@ pub(crate) async fn step(
                 if r.rollout.as_ref().is_some_and(|r| r.planned) {
                     return false;
                 }
-                r.rollout = Some(plan);
+                r.rollout = Some(plan.clone());
                 true
             }))
             .await??
@@ -257,7 +257,7 @@ pub(crate) async fn step(
         let Some(nd) = cx
             .ledger
             .send(EditRollout::new(&d.id, move |r| {
-                let ready = switching;
+                let ready = &switching;
                 let Some(cur) = r.rollout.as_mut() else {
                     return false;
                 };
@@ -367,7 +367,7 @@ pub(crate) async fn step(
             .ledger
             .send(EditRollout::new(&d.id, move |r| {
                 if r.runtime.is_none() {
-                    r.runtime = Some(runtime);
+                    r.runtime = Some(runtime.clone());
                 }
                 if r.node.is_none() {
                     r.node = Some(n.clone());
@@ -383,7 +383,7 @@ pub(crate) async fn step(
                     return false;
                 }
                 s.state = SlotState::Starting;
-                s.node = Some(n);
+                s.node = Some(n.clone());
                 true
             }))
             .await??
@@ -814,7 +814,7 @@ async fn standby_swap(cx: &Ctx<'_>, d: &Deployment, app: &App, route: &Route) ->
     };
     cx.ledger
         .send(EditRollout::new(&d.id, move |r| {
-            r.rollout = Some(plan);
+            r.rollout = Some(plan.clone());
             true
         }))
         .await??;

@@ -135,18 +135,29 @@ const LATEST: &str = concat!(
     "return latest(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
 );
 
-/// A deployment record's write with the commands that go with it, fenced: one script, so all
-/// of it happens or none. ARGV: the fence key (`berth:leader:epoch`), the writer's epoch ('' =
-/// not a leader, not fenced), the number of commands, then each command as its argument count
-/// and arguments (`__latest` runs `latest`). Answers 1, or -1 without writing anything when the
-/// fence key holds another epoch: a newer leader took over, and this writer's decisions are
-/// stale.
+/// A deployment record's write with the commands that go with it, fenced and compared: one
+/// script, so all of it happens or none. ARGV: the fence key (`berth:leader:epoch`), the
+/// writer's epoch ('' = not a leader, not fenced), the record's key, what the writer read there
+/// ('' = anything, `absent` = no record, `bytes` = the bytes that follow), those bytes, the
+/// number of commands, then each command as its argument count and arguments (`__latest` runs
+/// `latest`). Answers 1; -1 without writing anything when the fence key holds another epoch (a
+/// newer leader took over, and this writer's decisions are stale); -2 without writing anything
+/// when the record is no longer what the writer read (another process changed it in between:
+/// read it again and decide again).
 const COMMIT: &str = concat!(
     latest_fn!(),
     r"
 if ARGV[2] ~= '' and redis.call('GET', ARGV[1]) ~= ARGV[2] then return -1 end
-local i = 4
-for _ = 1, tonumber(ARGV[3]) do
+if ARGV[4] ~= '' then
+  local cur = redis.call('GET', ARGV[3])
+  if ARGV[4] == 'absent' then
+    if cur then return -2 end
+  elseif cur ~= ARGV[5] then
+    return -2
+  end
+end
+local i = 7
+for _ = 1, tonumber(ARGV[6]) do
   local n = tonumber(ARGV[i])
   local args = {}
   for a = 1, n do args[a] = ARGV[i + a] end
@@ -211,6 +222,21 @@ fn latest_args(cmd: &mut redis::Cmd, d: &Deployment) {
         .arg(latest_summary(d));
 }
 
+/// The command that appends `line` to deployment `id`'s log: on its own ([`Store::append_log`]),
+/// or in a record's write, so that the line is there exactly when the change is.
+pub fn log_command(id: &str, stream: LogStream, line: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(keys::deployment_log(id))
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(keys::LOG_MAXLEN)
+        .arg("*");
+    for (k, v) in LogLine::new(berth_protocol::now_ms(), stream, line).fields() {
+        cmd.arg(k).arg(v);
+    }
+    cmd
+}
+
 fn app_changed(name: &str) -> redis::Cmd {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(APP_CHANGED)
@@ -221,6 +247,18 @@ fn app_changed(name: &str) -> redis::Cmd {
         .arg(name)
         .arg(keys::APPS_CHANGES_MAX);
     cmd
+}
+
+/// What a deployment record write expects to find where it writes.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// No record: a new deployment.
+    Absent,
+    /// The record as it was read, byte for byte.
+    Bytes(&'a [u8]),
+    /// Whatever is there (tests that set a record up).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Any,
 }
 
 impl Store {
@@ -258,15 +296,33 @@ impl Store {
         ))
     }
 
-    /// Runs `cmds` in one script behind the fence: all or nothing; `Error::Fenced` when a newer
-    /// leader took over.
-    async fn commit(&self, what: &str, cmds: &[redis::Cmd]) -> Result<()> {
+    /// Runs `cmds` in one script behind the fence, if deployment `id`'s record is still what
+    /// `expect` says: all or nothing. `Ok(false)` (nothing written) when the record changed;
+    /// `Error::Fenced` when a newer leader took over.
+    async fn commit(
+        &self,
+        what: &str,
+        id: &str,
+        expect: Expect<'_>,
+        cmds: &[redis::Cmd],
+    ) -> Result<bool> {
         // EVALSHA, with the script's text only the first time (or after Redis lost it).
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(COMMIT));
         let fence = self.fence_arg();
         let mut script = SCRIPT.prepare_invoke();
-        script.arg(keys::LEADER_EPOCH).arg(&fence).arg(cmds.len());
+        let (mode, bytes): (&str, &[u8]) = match expect {
+            Expect::Any => ("", b""),
+            Expect::Absent => ("absent", b""),
+            Expect::Bytes(b) => ("bytes", b),
+        };
+        script
+            .arg(keys::LEADER_EPOCH)
+            .arg(&fence)
+            .arg(keys::deployment(id))
+            .arg(mode)
+            .arg(bytes)
+            .arg(cmds.len());
         for c in cmds {
             let args: Vec<&[u8]> = c
                 .args_iter()
@@ -281,10 +337,11 @@ impl Store {
             }
         }
         let r: i64 = script.invoke_async(&mut self.conn.clone()).await?;
-        if r < 0 {
-            return Err(Self::fenced(what, &fence));
+        match r {
+            -1 => Err(Self::fenced(what, &fence)),
+            -2 => Ok(false),
+            _ => Ok(true),
         }
-        Ok(())
     }
 
     pub fn conn(&self) -> Redis {
@@ -533,17 +590,40 @@ impl Store {
             .transpose()
     }
 
-    /// Writes a deployment record; keeps the active set and the app's index in step with it.
-    pub async fn put_deployment(&self, d: &Deployment) -> Result<()> {
-        self.put_deployment_with(d, &[]).await
+    /// A deployment record with the bytes it was read from: what a write of it expects to find
+    /// ([`Expect::Bytes`]) so that it never overwrites a change made since.
+    pub async fn read_deployment(&self, id: &str) -> Result<Option<(Deployment, Vec<u8>)>> {
+        let raw: Option<Vec<u8>> = self.conn.clone().get(keys::deployment(id)).await?;
+        raw.map(|b| decode_record(&format!("deployment {id}"), DEPLOYMENT_KIND, &b).map(|d| (d, b)))
+            .transpose()
     }
 
-    /// [`Store::put_deployment`] with further commands in the same MULTI (the Ledger's
-    /// counters, see `metrics::ledger_commands`).
-    pub async fn put_deployment_with(&self, d: &Deployment, extra: &[redis::Cmd]) -> Result<()> {
-        let cmds = self.deployment_commands(d, extra)?;
-        self.commit(&format!("writing deployment {}", d.id), &cmds)
+    /// Writes a deployment record; keeps the active set and the app's index in step with it.
+    #[cfg(test)]
+    pub async fn put_deployment(&self, d: &Deployment) -> Result<()> {
+        self.put_deployment_with(d, &[], Expect::Any)
             .await
+            .map(drop)
+    }
+
+    /// Writes a deployment record with further commands in the same script (the Ledger's
+    /// counters, see `metrics::ledger_commands`), if the record is still what `expect` says;
+    /// keeps the active set and the app's index in step with it. `Ok(false)`, with nothing
+    /// written, when the record changed since it was read.
+    pub async fn put_deployment_with(
+        &self,
+        d: &Deployment,
+        extra: &[redis::Cmd],
+        expect: Expect<'_>,
+    ) -> Result<bool> {
+        let cmds = self.deployment_commands(d, extra)?;
+        self.commit(
+            &format!("writing deployment {}", d.id),
+            &d.id,
+            expect,
+            &cmds,
+        )
+        .await
     }
 
     /// The commands that write `d` (record, app index, newest summary, active set), then
@@ -583,15 +663,26 @@ impl Store {
 
     /// Moves an unreadable deployment record aside (to `berth:deployment:<id>:unreadable`) and
     /// writes `d` in its place, in one MULTI.
-    pub async fn replace_unreadable_deployment(&self, d: &Deployment) -> Result<()> {
+    /// `Ok(false)`, with nothing written, when the record is no longer `raw`.
+    pub async fn replace_unreadable_deployment(
+        &self,
+        d: &Deployment,
+        raw: &[u8],
+        extra: &[redis::Cmd],
+    ) -> Result<bool> {
         let mut rename = redis::cmd("RENAME");
         rename
             .arg(keys::deployment(&d.id))
             .arg(keys::deployment_unreadable(&d.id));
         let mut cmds = vec![rename];
-        cmds.extend(self.deployment_commands(d, &[])?);
-        self.commit(&format!("replacing deployment {}", d.id), &cmds)
-            .await
+        cmds.extend(self.deployment_commands(d, extra)?);
+        self.commit(
+            &format!("replacing deployment {}", d.id),
+            &d.id,
+            Expect::Bytes(raw),
+            &cmds,
+        )
+        .await
     }
 
     /// The app whose index holds deployment `id`, with the time it was created: one ZSCORE per
@@ -648,15 +739,8 @@ impl Store {
 
     /// Appends one line to a deployment's log (the coordinator writes `system` lines).
     pub async fn append_log(&self, id: &str, stream: LogStream, line: &str) -> Result<()> {
-        let _: Option<String> = self
-            .conn
-            .clone()
-            .xadd_maxlen(
-                keys::deployment_log(id),
-                redis::streams::StreamMaxlen::Approx(keys::LOG_MAXLEN),
-                "*",
-                &LogLine::new(berth_protocol::now_ms(), stream, line).fields(),
-            )
+        let _: Option<String> = log_command(id, stream, line)
+            .query_async(&mut self.conn.clone())
             .await?;
         Ok(())
     }
