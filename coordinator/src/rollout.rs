@@ -697,13 +697,27 @@ async fn finish(
 }
 
 /// Ends a rollout `succeeded`, naming the node and container of its first replica.
+///
+/// The first replica may run on another node than the record names (it was placed again after
+/// its node went down), and a status change that names another node is a stale report of a node
+/// the deployment left: so the record is pointed at the replica first, then turns succeeded.
 async fn succeed(cx: &Ctx<'_>, d: &Deployment, first: Option<Upstream>) -> Result<bool> {
+    if let Some(u) = first {
+        cx.ledger
+            .send(EditRollout::new(&d.id, move |d| {
+                let changed = d.node.as_deref() != Some(u.node.as_str())
+                    || d.container.as_deref() != Some(u.container.as_str());
+                d.node = Some(u.node.clone());
+                d.container = Some(u.container.clone());
+                changed
+            }))
+            .await??;
+    }
     cx.ledger
-        .send(Transition(DeploymentUpdate {
-            node: first.as_ref().map(|u| u.node.clone()),
-            container: first.map(|u| u.container),
-            ..DeploymentUpdate::new(&d.id, DeploymentStatus::Succeeded)
-        }))
+        .send(Transition(DeploymentUpdate::new(
+            &d.id,
+            DeploymentStatus::Succeeded,
+        )))
         .await??;
     Ok(true)
 }
