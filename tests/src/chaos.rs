@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 
 use crate::{
     eventually, hello_page, repo_root, unique, version_marker, Api, Cluster, Fleet, GitRepo, Load,
-    LoadCount, Registry, TempDir,
+    LoadCount, Proc, Registry, TempDir,
 };
 
 /// A deployment's deadline in the suite's clusters (`BERTH_DEPLOY_TIMEOUT_S`): a trial whose
@@ -115,6 +115,10 @@ pub enum Fault {
     KillNode(Phase),
     /// kill -9 `berth coordinator` during the build, then start it again.
     KillCoordinator,
+    /// kill -9 the leading coordinator during the build while a follower runs (the deployment
+    /// was asked of the follower's API, and is watched through it); the follower takes the
+    /// lease over. Afterwards the killed one starts again and the follower stops.
+    KillLeader,
     /// Restart Redis (SIGTERM, which writes the AOF, then start it on the same files) during
     /// the build.
     RestartRedis,
@@ -177,10 +181,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("node-kill-health", Fault::KillNode(Phase::Health)),
         Scenario::new("node-kill-switch", Fault::KillNode(Phase::Switch)),
         Scenario::new("coordinator-kill", Fault::KillCoordinator),
-        Scenario::new(
-            "leader-kill",
-            Fault::NotYet("the lease exists (tests/tests/coordinators.rs kills a leader mid-build); this scenario is not written yet"),
-        ),
+        Scenario::new("leader-kill", Fault::KillLeader),
         Scenario::new("redis-restart", Fault::RestartRedis),
         Scenario::new("broken-app-node-kill", Fault::BrokenAppKillNode),
     ];
@@ -688,7 +689,15 @@ impl Single {
             true => self.broken.as_mut().context("the control app")?,
             false => &mut self.app,
         };
-        let api = self.cluster.api.clone();
+        // The leader-kill scenario's follower (the API the trial uses).
+        let follower = match s.fault {
+            Fault::KillLeader => Some(follow(&self.cluster).await?),
+            _ => None,
+        };
+        let api = match &follower {
+            Some((_, api)) => api.clone(),
+            None => self.cluster.api.clone(),
+        };
         let v = app.next_version()?;
         let old = app.serving.clone();
         let before = snapshot(&api, &app.name).await?;
@@ -748,6 +757,13 @@ impl Single {
                     self.cluster.kill_restart("coordinator", true).await?;
                 }
             }
+            Fault::KillLeader => {
+                note = wait_phase(&api, &id, Phase::Build).await?;
+                if note.is_none() {
+                    let i = self.cluster.proc_index("berth coordinator")?;
+                    self.cluster.procs[i].kill();
+                }
+            }
             Fault::RestartRedis => {
                 note = wait_phase(&api, &id, Phase::Build).await?;
                 if note.is_none() {
@@ -800,8 +816,56 @@ impl Single {
         }
         let n = load.finish().await;
         count_load(&mut t, &n);
+        if let Some((mut proc, _)) = follower {
+            // The killed leader back, as a follower; the follower stops cleanly (giving the
+            // lease up), so the cluster's own coordinator leads the next trial again.
+            let killed_by_us = t.note.is_none();
+            self.cluster.kill_restart("coordinator", true).await?;
+            let took_over = self.cluster.leader().map(|(h, _)| pid_of(&h)) == Some(proc.pid());
+            if killed_by_us && !took_over {
+                t.lost.push(format!(
+                    "the follower does not hold the leader lease after the leader was killed: {:?}",
+                    self.cluster.leader()
+                ));
+            }
+            proc.stop();
+            let cluster = &self.cluster;
+            let i = cluster.proc_index("berth coordinator")?;
+            let pid = cluster.procs[i].pid();
+            eventually(
+                "the cluster's coordinator to lead again",
+                Duration::from_secs(30),
+                || async { (cluster.leader().map(|(h, _)| pid_of(&h)) == Some(pid)).then_some(()) },
+            )
+            .await?;
+        }
         Ok(t)
     }
+}
+
+/// Starts a follower coordinator beside the cluster's (which leads), once the lease names the
+/// cluster's own: the process and its API.
+async fn follow(cluster: &Cluster) -> Result<(Proc, Api)> {
+    let i = cluster.proc_index("berth coordinator")?;
+    let pid = cluster.procs[i].pid();
+    eventually(
+        "the cluster's coordinator to lead",
+        Duration::from_secs(30),
+        || async { (cluster.leader().map(|(h, _)| pid_of(&h)) == Some(pid)).then_some(()) },
+    )
+    .await?;
+    cluster
+        .spawn_coordinator("coordinator-follower", None)
+        .await
+}
+
+/// The pid in a leader lease's holder name (`<host>-<pid>-<random>`).
+fn pid_of(holder: &str) -> u32 {
+    holder
+        .rsplit('-')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Asks `actor` of process `p` of `cluster` to panic (the test hook) and waits until its restart

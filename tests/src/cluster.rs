@@ -320,11 +320,7 @@ impl Cluster {
     /// the node as ready (after a node restart: with the new process's heartbeat).
     pub async fn kill_restart(&mut self, role: &str, hard: bool) -> Result<()> {
         let name = format!("berth {role}");
-        let i = self
-            .procs
-            .iter()
-            .position(|p| p.name == name)
-            .with_context(|| format!("no separate {role} in this cluster"))?;
+        let i = self.proc_index(&name)?;
         let started = self.node_started_at().await;
         match hard {
             true => self.procs[i].kill(),
@@ -343,6 +339,62 @@ impl Cluster {
             wait_new_heartbeat(&self.api, &self.node, started).await?;
         }
         Ok(())
+    }
+
+    /// Where the process `name` (`berth coordinator`, `berth node`) is in `procs`.
+    pub fn proc_index(&self, name: &str) -> Result<usize> {
+        self.procs
+            .iter()
+            .position(|p| p.name == name)
+            .with_context(|| format!("no {name} process in this separate cluster"))
+    }
+
+    /// Starts another `berth coordinator` on this separate cluster's Redis, named `name` (its
+    /// `Proc`'s name, its log's and its data dir's stem): its own data dir and API port
+    /// (`port`, or a free one), the cluster's token and secret key. Answers the process and its
+    /// API once that answers. Started again with the same `name` and `port`, it is the same
+    /// coordinator back.
+    pub async fn spawn_coordinator(&self, name: &str, port: Option<u16>) -> Result<(Proc, Api)> {
+        let key = std::fs::read_to_string(self.dir.path().join("berth/secret.key"))
+            .context("the cluster's secret key")?;
+        let port = port.unwrap_or_else(free_port);
+        let mut cmd = self.berth();
+        cmd.arg("coordinator")
+            .env("BERTH_DATA_DIR", self.dir.path().join(name))
+            .env("BERTH_API__LISTEN", format!("127.0.0.1:{port}"))
+            .env("BERTH_SECRET_KEY", key.trim());
+        let log = self
+            .dir
+            .path()
+            .join(format!("{name}-{}.log", unique("start")));
+        let mut proc = Proc::spawn(&format!("berth {name}"), cmd, log)?;
+        let api = Api::new(format!("http://127.0.0.1:{port}"), self.api.token.clone());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if proc.exited() {
+                bail!("{} exited at start:\n{}", proc.name, proc.log_text());
+            }
+            if matches!(api.get("/api/v1/apps").await, Ok((200, _))) {
+                return Ok((proc, api));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}'s API did not answer in 30 s:\n{}",
+                    proc.name,
+                    proc.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `(holder, epoch)` of the coordinators' leader lease, if one holds it.
+    pub fn leader(&self) -> Option<(String, u64)> {
+        let v = self
+            .redis_cli(&["GET", berth_protocol::keys::LEADER])
+            .ok()?;
+        let (holder, epoch) = v.trim().split_once(' ')?;
+        Some((holder.to_string(), epoch.parse().ok()?))
     }
 
     /// The port of this separate cluster's own Redis (`None` for `berth up`, whose Redis is

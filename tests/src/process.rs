@@ -57,6 +57,11 @@ impl Proc {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL at once (a crash, or a power cut), and reaps it.
     pub fn kill(&mut self) {
         if self.exited() {

@@ -1,8 +1,7 @@
 //! The fault-injection suite's short version (issue 12): every scenario of `berth_tests::chaos`
 //! with a few trials (1 by default; `BERTH_CHAOS_TRIALS=N` for more) on one single-node cluster
 //! and one two-node fleet. It fails on any trial that lost something, got stuck, failed by
-//! infrastructure, or left a request through Caddy without an answer. Scenarios whose
-//! prerequisites are not built yet say "not yet" in the table. `BERTH_CHAOS_SCENARIOS=a,b-` runs
+//! infrastructure, or left a request through Caddy without an answer. `BERTH_CHAOS_SCENARIOS=a,b-` runs
 //! only the scenarios named (or starting with) those.
 //! `cargo bench -p berth-tests --bench chaos` runs the long version.
 

@@ -5,48 +5,21 @@ use std::time::Duration;
 
 use berth_protocol::keys;
 use berth_tests::{
-    eventually, free_port, hello_page, repo_root, slow_dockerfile, unique, version_marker, Api,
-    Cluster, GitRepo, Proc, TempDir,
+    eventually, hello_page, repo_root, slow_dockerfile, unique, version_marker, Api, Cluster,
+    GitRepo, Proc, TempDir,
 };
 use serde_json::{json, Value};
 
 const DEPLOY: Duration = Duration::from_secs(180);
 
-/// A second `berth coordinator` on the cluster's Redis: its own data dir and API port, the
-/// cluster's token and secret key.
+/// A second `berth coordinator` on the cluster's Redis.
 async fn second_coordinator(c: &Cluster) -> (Proc, Api) {
-    let key = std::fs::read_to_string(c.dir.path().join("berth/secret.key")).unwrap();
-    let port = free_port();
-    let mut cmd = c.berth();
-    cmd.arg("coordinator")
-        .env("BERTH_DATA_DIR", c.dir.path().join("berth-2"))
-        .env("BERTH_API__LISTEN", format!("127.0.0.1:{port}"))
-        .env("BERTH_SECRET_KEY", key.trim());
-    let proc = Proc::spawn(
-        "berth coordinator 2",
-        cmd,
-        c.dir.path().join("coordinator-2.log"),
-    )
-    .unwrap();
-    let api = Api::new(format!("http://127.0.0.1:{port}"), c.api.token.clone());
-    eventually(
-        "the second coordinator's API",
-        Duration::from_secs(30),
-        || {
-            let api = api.clone();
-            async move { matches!(api.get("/api/v1/apps").await, Ok((200, _))).then_some(()) }
-        },
-    )
-    .await
-    .unwrap();
-    (proc, api)
+    c.spawn_coordinator("coordinator-2", None).await.unwrap()
 }
 
 /// `(holder, epoch)` of the leader lease.
 fn leader(c: &Cluster) -> Option<(String, u64)> {
-    let v = c.redis_cli(&["GET", keys::LEADER]).ok()?;
-    let (holder, epoch) = v.trim().split_once(' ')?;
-    Some((holder.to_string(), epoch.parse().ok()?))
+    c.leader()
 }
 
 async fn wait_terminal(api: &Api, id: &str, logs: impl Fn() -> String) -> Value {
