@@ -85,7 +85,19 @@ impl Load {
                             Ok(resp) => {
                                 n.failed += 1;
                                 if n.examples.len() < 5 {
-                                    n.examples.push(format!("HTTP {}", resp.status()));
+                                    // Who answered: Caddy's catch-all, Caddy's proxy, or the app.
+                                    let status = resp.status();
+                                    let server = resp
+                                        .headers()
+                                        .get("server")
+                                        .and_then(|v| v.to_str().ok())
+                                        .unwrap_or("")
+                                        .to_string();
+                                    let body = resp.text().await.unwrap_or_default();
+                                    let body: String = body.trim().chars().take(80).collect();
+                                    n.examples.push(format!(
+                                        "HTTP {status} (server {server:?}): {body:?}"
+                                    ));
                                 }
                             }
                             Err(e) => {
