@@ -26,8 +26,7 @@
 //! `Cluster::separate`: Redis, Caddy, `berth coordinator` and one `berth node`, restartable), and
 //! [`FleetSetup`] (two nodes with their own Docker engines, a registry, an app with one replica
 //! on each). Every berth process runs with `BERTH_TEST_HOOKS=true`, so the panic scenarios can ask
-//! an actor to panic (`LPUSH berth:test:panic:<process> <actor>`); where the hook is missing they
-//! say "not yet" instead of failing.
+//! an actor to panic (`LPUSH berth:test:panic:<process> <actor>`).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -132,8 +131,6 @@ pub enum Fault {
     /// The control: the app is broken (its health check never passes) and the node is killed
     /// during that health check: the deployment must fail, by the app, not be retried forever.
     BrokenAppKillNode,
-    /// Not built yet: the reason.
-    NotYet(&'static str),
 }
 
 /// Which set-up a scenario runs on.
@@ -141,7 +138,6 @@ pub enum Fault {
 pub enum Setup {
     Single,
     Fleet,
-    None,
 }
 
 /// One scenario of the suite.
@@ -163,7 +159,6 @@ impl Scenario {
     pub fn setup(&self) -> Setup {
         match self.fault {
             Fault::PowerCut | Fault::RestartDockerd => Setup::Fleet,
-            Fault::NotYet(_) => Setup::None,
             _ => Setup::Single,
         }
     }
@@ -216,8 +211,6 @@ pub enum Outcome {
     FailedByInfra(String),
     /// Not terminal within its deadline.
     Stuck(String),
-    /// The scenario cannot run yet.
-    NotYet(String),
     /// The suite itself could not run the trial (a set-up that did not start, a phase never
     /// reached): not a verdict on Berth, but the run is not clean either.
     Error(String),
@@ -280,14 +273,6 @@ impl Row {
         self.trials.iter().filter(|t| f(t)).count()
     }
 
-    /// Whether the scenario could not run yet (every trial says so).
-    pub fn not_yet(&self) -> Option<&str> {
-        match self.trials.first().map(|t| &t.outcome) {
-            Some(Outcome::NotYet(why)) => Some(why),
-            _ => None,
-        }
-    }
-
     /// The trials that break the goal, each with what went wrong.
     pub fn problems(&self) -> Vec<String> {
         self.trials
@@ -317,14 +302,6 @@ pub fn table(rows: &[Row]) -> String {
          |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
-        if let Some(why) = r.not_yet() {
-            let _ = writeln!(
-                out,
-                "| {} | — | not yet | | | | | | | | {why} |",
-                r.scenario
-            );
-            continue;
-        }
         let mut times: Vec<f64> = r
             .trials
             .iter()
@@ -776,7 +753,7 @@ impl Single {
                     inject_panic(&self.cluster, p, actor).await?;
                 }
             }
-            Fault::PowerCut | Fault::RestartDockerd | Fault::NotYet(_) => {
+            Fault::PowerCut | Fault::RestartDockerd => {
                 bail!("{} does not run on a single node", s.name)
             }
         }
@@ -1148,11 +1125,6 @@ impl Suite {
             scenario: s.name.clone(),
             trials: Vec::new(),
         };
-        if let Fault::NotYet(why) = &s.fault {
-            row.trials
-                .push(Trial::outcome_only(Outcome::NotYet(why.to_string())));
-            return row;
-        }
         for k in 0..trials {
             let t = match s.setup() {
                 Setup::Single => match self.single().await {
@@ -1163,7 +1135,6 @@ impl Suite {
                     Ok(env) => env.trial(s).await,
                     Err(e) => Trial::outcome_only(Outcome::Error(format!("{e:#}"))),
                 },
-                Setup::None => Trial::outcome_only(Outcome::NotYet(String::new())),
             };
             eprintln!(
                 "chaos: {} trial {}/{}: {:?} in {:?}, {} of {} requests got nothing, lost {:?}{}",
@@ -1183,11 +1154,7 @@ impl Suite {
             if t.bad() {
                 eprintln!("chaos: {} trial {}: {:?}", s.name, k + 1, t.outcome);
             }
-            let not_yet = matches!(t.outcome, Outcome::NotYet(_));
             row.trials.push(t);
-            if not_yet {
-                break;
-            }
         }
         row
     }
