@@ -74,7 +74,9 @@ impl Error {
 
     /// A Docker call `what` that failed with `e`: the engine's answer (it refused: the app's
     /// fault, e.g. a command that does not exist) is [`Error::Run`]; no answer at all (the
-    /// engine is down, restarting, or cut the connection) is [`Error::Unavailable`].
+    /// engine is down, restarting, or cut the connection) is [`Error::Unavailable`]. An answer
+    /// the engine gave as it shut down looks like the first: the deploy steps have their
+    /// failures judged again by [`crate::engine_watch::EngineWatch::judge`].
     pub fn docker(what: impl std::fmt::Display, e: bollard::errors::Error) -> Self {
         use bollard::errors::Error as E;
         let text = crate::image_build::docker_error_text(&e);

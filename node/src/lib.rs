@@ -17,6 +17,7 @@
 pub mod caddy;
 pub mod containers;
 pub mod deployer;
+pub mod engine_watch;
 pub mod error;
 pub mod event_sink;
 pub mod exec;
@@ -231,6 +232,9 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     )?;
     events.resend_outbox().await;
 
+    // Which failures an engine restart caused (see `engine_watch`): followed from now on.
+    let engine = engine_watch::EngineWatch::new(docker.clone(), cfg.docker_host.as_deref());
+    engine.start(shutdown);
     let probe_http = probe::client().map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
     let shipper_cfg = log_shipper::Shipper {
         docker: docker.clone(),
@@ -248,6 +252,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         builds_dir,
         builder: image_build::Builder::new(docker.clone()),
         docker,
+        engine,
         redis: redis.clone(),
         router: router.clone(),
         events: events.clone(),

@@ -1,7 +1,8 @@
 //! The fault-injection suite of issue 12: scenarios that break a real Berth in the middle of a
 //! deployment — kill -9 a node while it builds, while it health-checks, at the traffic switch;
-//! kill -9 the coordinator; restart Redis; restart a node's Docker engine; cut a fleet node's
-//! power; panic an actor — and the checker that judges each trial.
+//! kill -9 the coordinator; restart Redis; restart a fleet node's Docker engine while it builds,
+//! while it health-checks; cut a fleet node's power; panic an actor — and the checker that
+//! judges each trial.
 //!
 //! Every trial deploys a new version of an app that already serves an older one, under a
 //! constant HTTP load through Caddy that starts before the fault and ends after the deployment,
@@ -126,8 +127,9 @@ pub enum Fault {
     /// Power cut of the fleet node that builds (its berth process and its engine with every
     /// container), brought back after the deployment ended.
     PowerCut,
-    /// Restart of the Docker engine of the fleet node that builds (its berth process lives on).
-    RestartDockerd,
+    /// Restart of the Docker engine of the fleet node that builds (its berth process lives on),
+    /// at the phase: the build, or the health check of the first new replica.
+    RestartDockerd(Phase),
     /// The control: the app is broken (its health check never passes) and the node is killed
     /// during that health check: the deployment must fail, by the app, not be retried forever.
     BrokenAppKillNode,
@@ -158,7 +160,7 @@ impl Scenario {
     /// The set-up it runs on.
     pub fn setup(&self) -> Setup {
         match self.fault {
-            Fault::PowerCut | Fault::RestartDockerd => Setup::Fleet,
+            Fault::PowerCut | Fault::RestartDockerd(_) => Setup::Fleet,
             _ => Setup::Single,
         }
     }
@@ -194,8 +196,12 @@ pub fn scenarios() -> Vec<Scenario> {
     }
     all.push(Scenario::new("fleet-power-cut-build", Fault::PowerCut));
     all.push(Scenario::new(
-        "fleet-dockerd-restart",
-        Fault::RestartDockerd,
+        "fleet-dockerd-restart-build",
+        Fault::RestartDockerd(Phase::Build),
+    ));
+    all.push(Scenario::new(
+        "fleet-dockerd-restart-health",
+        Fault::RestartDockerd(Phase::Health),
     ));
     all
 }
@@ -753,7 +759,7 @@ impl Single {
                     inject_panic(&self.cluster, p, actor).await?;
                 }
             }
-            Fault::PowerCut | Fault::RestartDockerd => {
+            Fault::PowerCut | Fault::RestartDockerd(_) => {
                 bail!("{} does not run on a single node", s.name)
             }
         }
@@ -901,7 +907,9 @@ impl FleetSetup {
         extra.push(("BERTH_REGISTRY__URL", registry.addr()));
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut fleet = Fleet::start_with(2, &extra).await?;
-        let app = ChaosApp::new("chaosf", 3, 1)?;
+        // Listening 3 s after it starts: the health check of a new replica lasts long enough
+        // for a fault to land in it.
+        let app = ChaosApp::new("chaosf", 3, 3)?;
         fleet
             .create_app(
                 json!({"name": app.name, "repo": app.repo.url(), "port": 8080,
@@ -972,7 +980,11 @@ impl FleetSetup {
         .await?;
         let t0 = Instant::now();
         let id = api.deploy(&app.name, None).await?;
-        let note = wait_phase(&api, &id, Phase::Build).await?;
+        let phase = match s.fault {
+            Fault::RestartDockerd(phase) => phase,
+            _ => Phase::Build,
+        };
+        let note = wait_phase(&api, &id, phase).await?;
         let mut victim = None;
         if note.is_none() {
             let (_, d) = api.get(&format!("/api/v1/deployments/{id}")).await?;
@@ -986,7 +998,7 @@ impl FleetSetup {
             }
             match s.fault {
                 Fault::PowerCut => self.fleet.kill_node(i),
-                Fault::RestartDockerd => self.fleet.nodes[i].engine.restart().await?,
+                Fault::RestartDockerd(_) => self.fleet.nodes[i].engine.restart().await?,
                 _ => bail!("{} does not run on the fleet", s.name),
             }
             victim = Some(i);

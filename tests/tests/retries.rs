@@ -103,3 +103,88 @@ async fn a_node_killed_mid_build_retries_the_job_three_attempts_at_most() {
     }
     c.serves(&host, &version_marker("2")).await.unwrap();
 }
+
+/// The Docker engine restarts under a build, then under a health check (its own `dockerd`, as a
+/// fleet node's): the build it cut off ("transport is closing", or "the client connection is
+/// closing: context canceled") and the container it stopped ("exited with code 143") are not
+/// the app's fault — the attempt is interrupted and runs again, on the same node once its
+/// engine answers. On the same engine, up all along, the app's own faults fail at the first
+/// attempt: a build step that fails, a container that crashes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_restart_is_retried_and_the_app_s_own_faults_are_not() {
+    let mut f = berth_tests::Fleet::start(1).await.unwrap();
+    let src = TempDir::with_prefix("retries-engine").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    // Its build takes 3 s in a step of its own and the app listens 4 s after it starts: long
+    // enough to restart the engine under either.
+    repo.write(
+        "Dockerfile",
+        "FROM busybox\nCOPY www /www\nRUN sleep 3\nEXPOSE 8080\nCMD [\"sh\", \"-c\", \"sleep 4; exec httpd -f -p 8080 -h /www\"]\n",
+    )
+    .unwrap();
+    repo.commit("an app slow to listen").unwrap();
+    let app = unique("engine");
+    let host = format!("{app}.localhost");
+    f.create_app(json!({"name": app, "repo": repo.url(), "port": 8080, "drain_s": 1}))
+        .await
+        .unwrap();
+    let (id, d) = f.api.deploy_and_wait(&app, None, WAIT).await.unwrap();
+    let log = f.api.log(&id).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}\n{log}\n{}", f.logs());
+
+    // Restarted during the build (its `RUN sleep` step), then during the health check.
+    for (v, phase, marker) in [
+        ("2", "the build", "RUN sleep"),
+        (
+            "3",
+            "the health check",
+            "waiting for the app to accept connections",
+        ),
+    ] {
+        repo.write("www/index.html", &berth_tests::hello_page(v))
+            .unwrap();
+        repo.commit(&format!("version {v}")).unwrap();
+        let id = f.api.deploy(&app, None).await.unwrap();
+        f.api.wait_log(phase, &id, marker, WAIT).await.unwrap();
+        f.nodes[0].engine.restart().await.unwrap();
+        let d = f.api.wait_terminal(&id, WAIT).await.unwrap();
+        let log = f.api.log(&id).await.unwrap();
+        assert_eq!(
+            d["status"],
+            "succeeded",
+            "{phase}: {d}\n{log}\n{}",
+            f.logs()
+        );
+        assert_eq!(d["attempt"], 1, "{phase}: {d}\n{log}");
+        assert!(
+            log.contains("was interrupted on node") && log.contains("the Docker engine"),
+            "{phase}: the engine's restart is the attempt's cause:\n{log}"
+        );
+        f.serves(0, &host, &version_marker(v)).await.unwrap();
+    }
+
+    // The app's own faults, the engine up all along: failed at the first attempt, no retry.
+    for (dockerfile, error) in [
+        (
+            "FROM busybox\nRUN echo building && exit 3\n",
+            "non-zero code: 3",
+        ),
+        (
+            "FROM busybox\nCMD [\"sh\", \"-c\", \"echo about to crash; exit 7\"]\n",
+            "exited with code 7",
+        ),
+    ] {
+        repo.write("Dockerfile", dockerfile).unwrap();
+        repo.commit("broken").unwrap();
+        let (id, d) = f.api.deploy_and_wait(&app, None, WAIT).await.unwrap();
+        let log = f.api.log(&id).await.unwrap();
+        assert_eq!(d["status"], "failed", "{d}\n{log}");
+        assert_eq!(d["attempt"], 0, "{d}\n{log}");
+        assert!(
+            d["error"].as_str().unwrap_or_default().contains(error),
+            "{d}"
+        );
+        assert!(!log.contains("interrupted"), "{log}");
+    }
+    f.serves(0, &host, &version_marker("3")).await.unwrap();
+}

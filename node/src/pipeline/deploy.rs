@@ -21,6 +21,7 @@ use super::drain::drain_previous;
 use super::fate::{cancelled, claim_switch, fate};
 use super::healthcheck::wait_docker_healthcheck;
 use super::{services, short, Services};
+use crate::engine_watch::WAIT_FOR_ENGINE;
 use crate::error::{Error, Result};
 use crate::image_build::{BuildKind, BuildPlan};
 use crate::log_sink::LogSink;
@@ -147,6 +148,9 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
     let id_ok = check_deployment_id(id);
     let id_valid = id_ok.is_ok();
     let checkout = svc.builds_dir.join(id);
+    // Where the attempt starts in the engine's outages: a step that fails after the engine went
+    // away under it failed by the infrastructure, however it looked (`engine_watch`).
+    let engine_mark = svc.engine.mark();
 
     let outcome = match id_ok {
         Err(e) => Err(e),
@@ -180,6 +184,10 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
                 () = cancelled(svc, id) => Err(Error::Cancelled(format!("while {}", progress.step()))),
             }
         }
+    };
+    let outcome = match outcome {
+        Err(e) => Err(svc.engine.judge(&engine_mark, progress.step(), e).await),
+        ready => ready,
     };
     if id_valid {
         remove_dir(&checkout).await;
@@ -300,6 +308,17 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
         validate::domain(d).map_err(Error::Invalid)?;
     }
     validate::health_path(&app.health_check.path).map_err(Error::Invalid)?;
+    if !svc.engine.answers_now().await {
+        // Restarting, most likely (an earlier attempt here may have been cut off by it): this
+        // attempt waits for it rather than fail at its first call (its deadline and a cancel
+        // still end the wait).
+        progress.set_step("waiting for the Docker engine");
+        log.system("the Docker engine is not answering: waiting for it")
+            .await;
+        if svc.engine.wait_up(WAIT_FOR_ENGINE).await {
+            log.system("the Docker engine answers again").await;
+        }
+    }
     // What this job builds (its local and registry tags) or runs is not pruned under it.
     let mut names = vec![format!("berth/{}:{id}", app.name)];
     names.extend(

@@ -25,6 +25,8 @@ pub struct Services {
     /// Where checkouts go: `<data_dir>/node/builds`.
     pub builds_dir: PathBuf,
     pub docker: Docker,
+    /// Whether the engine went away under a step: such a failure is not the app's.
+    pub engine: crate::engine_watch::EngineWatch,
     pub redis: Redis,
     pub router: berth_bus::Live<Router>,
     pub events: EventSink,
