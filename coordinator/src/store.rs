@@ -662,7 +662,7 @@ impl Store {
     }
 
     /// Moves an unreadable deployment record aside (to `berth:deployment:<id>:unreadable`) and
-    /// writes `d` in its place, in one MULTI.
+    /// writes `d` in its place, in one script (`COMMIT`), with `extra`.
     /// `Ok(false)`, with nothing written, when the record is no longer `raw`.
     pub async fn replace_unreadable_deployment(
         &self,
