@@ -138,7 +138,7 @@ const LATEST: &str = concat!(
 /// A deployment record's write with the commands that go with it, fenced and compared: one
 /// script, so all of it happens or none. ARGV: the fence key (`berth:leader:epoch`), the
 /// writer's epoch ('' = not a leader, not fenced), the record's key, what the writer read there
-/// ('' = anything, `absent` = no record, `bytes` = the bytes that follow), those bytes, the
+/// (`absent` = no record, `bytes` = the bytes that follow), those bytes, the
 /// number of commands, then each command as its argument count and arguments (`__latest` runs
 /// `latest`). Answers 1; -1 without writing anything when the fence key holds another epoch (a
 /// newer leader took over, and this writer's decisions are stale); -2 without writing anything
@@ -148,13 +148,11 @@ const COMMIT: &str = concat!(
     latest_fn!(),
     r"
 if ARGV[2] ~= '' and redis.call('GET', ARGV[1]) ~= ARGV[2] then return -1 end
-if ARGV[4] ~= '' then
-  local cur = redis.call('GET', ARGV[3])
-  if ARGV[4] == 'absent' then
-    if cur then return -2 end
-  elseif cur ~= ARGV[5] then
-    return -2
-  end
+local cur = redis.call('GET', ARGV[3])
+if ARGV[4] == 'absent' then
+  if cur then return -2 end
+elseif cur ~= ARGV[5] then
+  return -2
 end
 local i = 7
 for _ = 1, tonumber(ARGV[6]) do
@@ -256,9 +254,6 @@ pub enum Expect<'a> {
     Absent,
     /// The record as it was read, byte for byte.
     Bytes(&'a [u8]),
-    /// Whatever is there (tests that set a record up).
-    #[cfg_attr(not(test), allow(dead_code))]
-    Any,
 }
 
 impl Store {
@@ -312,7 +307,6 @@ impl Store {
         let fence = self.fence_arg();
         let mut script = SCRIPT.prepare_invoke();
         let (mode, bytes): (&str, &[u8]) = match expect {
-            Expect::Any => ("", b""),
             Expect::Absent => ("absent", b""),
             Expect::Bytes(b) => ("bytes", b),
         };
@@ -596,14 +590,6 @@ impl Store {
         let raw: Option<Vec<u8>> = self.conn.clone().get(keys::deployment(id)).await?;
         raw.map(|b| decode_record(&format!("deployment {id}"), DEPLOYMENT_KIND, &b).map(|d| (d, b)))
             .transpose()
-    }
-
-    /// Writes a deployment record; keeps the active set and the app's index in step with it.
-    #[cfg(test)]
-    pub async fn put_deployment(&self, d: &Deployment) -> Result<()> {
-        self.put_deployment_with(d, &[], Expect::Any)
-            .await
-            .map(drop)
     }
 
     /// Writes a deployment record with further commands in the same script (the Ledger's

@@ -812,15 +812,7 @@ impl Single {
                 ));
             }
             proc.stop();
-            let cluster = &self.cluster;
-            let i = cluster.proc_index("berth coordinator")?;
-            let pid = cluster.procs[i].pid();
-            eventually(
-                "the cluster's coordinator to lead again",
-                Duration::from_secs(30),
-                || async { (cluster.leader().map(|(h, _)| pid_of(&h)) == Some(pid)).then_some(()) },
-            )
-            .await?;
+            cluster_leads(&self.cluster).await?;
         }
         Ok(t)
     }
@@ -829,6 +821,14 @@ impl Single {
 /// Starts a follower coordinator beside the cluster's (which leads), once the lease names the
 /// cluster's own: the process and its API.
 async fn follow(cluster: &Cluster) -> Result<(Proc, Api)> {
+    cluster_leads(cluster).await?;
+    cluster
+        .spawn_coordinator("coordinator-follower", None)
+        .await
+}
+
+/// Waits until the leader lease names the cluster's own `berth coordinator`.
+async fn cluster_leads(cluster: &Cluster) -> Result<()> {
     let i = cluster.proc_index("berth coordinator")?;
     let pid = cluster.procs[i].pid();
     eventually(
@@ -836,10 +836,7 @@ async fn follow(cluster: &Cluster) -> Result<(Proc, Api)> {
         Duration::from_secs(30),
         || async { (cluster.leader().map(|(h, _)| pid_of(&h)) == Some(pid)).then_some(()) },
     )
-    .await?;
-    cluster
-        .spawn_coordinator("coordinator-follower", None)
-        .await
+    .await
 }
 
 /// The pid in a leader lease's holder name (`<host>-<pid>-<random>`).

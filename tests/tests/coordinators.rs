@@ -17,11 +17,6 @@ async fn second_coordinator(c: &Cluster) -> (Proc, Api) {
     c.spawn_coordinator("coordinator-2", None).await.unwrap()
 }
 
-/// `(holder, epoch)` of the leader lease.
-fn leader(c: &Cluster) -> Option<(String, u64)> {
-    c.leader()
-}
-
 async fn wait_terminal(api: &Api, id: &str, logs: impl Fn() -> String) -> Value {
     eventually("the deployment ends", DEPLOY, || async {
         let (_, d) = api.get(&format!("/api/v1/deployments/{id}")).await.ok()?;
@@ -38,11 +33,11 @@ async fn wait_terminal(api: &Api, id: &str, logs: impl Fn() -> String) -> Value 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_serves_the_api_and_takes_over_when_the_leader_is_killed() {
     let mut c = Cluster::separate().await.unwrap();
-    let (first, epoch) = leader(&c).expect("the first coordinator leads");
+    let (first, epoch) = c.leader().expect("the first coordinator leads");
     let (mut second, api2) = second_coordinator(&c).await;
     // Still the first: a follower does not take a held lease.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(leader(&c), Some((first.clone(), epoch)));
+    assert_eq!(c.leader(), Some((first.clone(), epoch)));
 
     let src = TempDir::with_prefix("lead").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
@@ -78,7 +73,7 @@ async fn a_follower_serves_the_api_and_takes_over_when_the_leader_is_killed() {
     c.procs[i].kill();
     let d = wait_terminal(&api2, &id, || second.log_text()).await;
     assert_eq!(d["status"], "succeeded", "{d}\n{}", second.log_text());
-    let (holder, epoch2) = leader(&c).expect("a leader");
+    let (holder, epoch2) = c.leader().expect("a leader");
     assert_ne!(holder, first);
     assert!(epoch2 > epoch, "{epoch2} > {epoch}");
     c.serves(&format!("{app}.localhost"), &version_marker("v1"))
@@ -104,13 +99,13 @@ async fn a_follower_serves_the_api_and_takes_over_when_the_leader_is_killed() {
 
     // A clean stop gives the lease up at once.
     second.stop();
-    assert_eq!(leader(&c), None);
+    assert_eq!(c.leader(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deposed_leaders_writes_are_refused_by_their_fence() {
     let mut c = Cluster::separate().await.unwrap();
-    let (holder, epoch) = leader(&c).expect("the coordinator leads");
+    let (holder, epoch) = c.leader().expect("the coordinator leads");
     let src = TempDir::with_prefix("fence").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let app = unique("fence");
@@ -144,12 +139,12 @@ async fn a_deposed_leaders_writes_are_refused_by_their_fence() {
     // and its writes go through.
     c.redis_cli(&["DEL", keys::LEADER]).unwrap();
     eventually("a new epoch", Duration::from_secs(10), || {
-        let l = leader(&c);
+        let l = c.leader();
         async move { l.filter(|(_, e)| *e > epoch + 1) }
     })
     .await
     .unwrap();
-    assert_eq!(leader(&c).map(|(h, _)| h), Some(holder));
+    assert_eq!(c.leader().map(|(h, _)| h), Some(holder));
     let id = eventually("a deploy accepted", Duration::from_secs(10), || async {
         c.api.deploy(&app, None).await.ok()
     })
