@@ -1,8 +1,8 @@
 //! Running an app's containers on this node's Docker engine: start the new one with an ephemeral
 //! published port, inspect it, read its last log lines, and stop the old ones.
 //!
-//! Containers carry the labels `berth.app`, `berth.deployment` and `berth.node`; the node finds
-//! an app's containers by label, never by name.
+//! Containers carry the labels `berth.app`, `berth.deployment`, `berth.node` and `berth.port`
+//! (the app's port inside); the node finds an app's containers by label, never by name.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,6 +28,8 @@ use crate::probe::Liveness;
 pub const LABEL_APP: &str = "berth.app";
 pub const LABEL_DEPLOYMENT: &str = "berth.deployment";
 pub const LABEL_NODE: &str = "berth.node";
+/// The container port the app listens on (the one its routes dial, published on the host).
+pub const LABEL_PORT: &str = "berth.port";
 
 /// The container to start for a deployment.
 #[derive(Debug, Clone)]
@@ -81,10 +83,12 @@ pub async fn create(docker: &Docker, spec: &RunSpec) -> Result<String> {
             )
         })
         .collect();
+    let mut labels = spec.labels.clone();
+    labels.insert(LABEL_PORT.to_string(), spec.port.to_string());
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         env: Some(spec.env.clone()),
-        labels: Some(spec.labels.clone()),
+        labels: Some(labels),
         exposed_ports: Some(keys),
         host_config: Some(HostConfig {
             port_bindings: Some(bindings),

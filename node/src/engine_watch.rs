@@ -136,19 +136,37 @@ pub struct EngineWatch {
     since: Arc<Mutex<Option<Instant>>>,
     /// Wakes the follower to check again (a job saw the engine not answering).
     recheck: Arc<Notify>,
+    /// Counts what may have moved a container's published port: the engine coming back from
+    /// an outage, and each start of one of this node's containers (a restart policy at work).
+    moves: Arc<watch::Sender<u64>>,
+    /// This node's name (the `berth.node` label of its containers).
+    node: String,
 }
 
 impl EngineWatch {
     /// A watch of `docker`, the client of the engine at `host` (the node's `docker_host`);
     /// [`EngineWatch::start`] runs its follower.
-    pub fn new(docker: Docker, host: Option<&str>) -> Self {
+    pub fn new(docker: Docker, host: Option<&str>, node: &str) -> Self {
         EngineWatch {
             docker,
             endpoint: Endpoint::of(host),
             state: Arc::new(watch::channel(State::default()).0),
             since: Arc::default(),
             recheck: Arc::new(Notify::new()),
+            moves: Arc::new(watch::channel(0).0),
+            node: node.to_string(),
         }
+    }
+
+    /// Changes each time a container of this node may have come back on another host port:
+    /// the engine answered again after an outage (it restarts the containers it kept), or it
+    /// started one of this node's containers (a restart after a crash, or a job's own start).
+    pub fn moves(&self) -> watch::Receiver<u64> {
+        self.moves.subscribe()
+    }
+
+    fn moved(&self) {
+        self.moves.send_modify(|n| *n += 1);
     }
 
     /// Starts following the engine (a task tracked by `shutdown`).
@@ -286,6 +304,7 @@ impl EngineWatch {
                 away_s = away.map(|d| d.as_secs_f64()),
                 "the Docker engine answers again"
             );
+            self.moved();
         }
     }
 
@@ -299,17 +318,38 @@ impl EngineWatch {
                 continue;
             }
             self.came_back();
-            // Only the daemon's own events (a configuration reload): an idle stream whose end
-            // says the connection broke.
+            // The daemon's own events (a configuration reload) and containers' starts: a
+            // mostly idle stream whose end says the connection broke.
             let opts = EventsOptions {
-                filters: Some([("type".to_string(), vec!["daemon".to_string()])].into()),
+                filters: Some(
+                    [
+                        (
+                            "type".to_string(),
+                            vec!["daemon".to_string(), "container".to_string()],
+                        ),
+                        (
+                            "event".to_string(),
+                            vec!["reload".to_string(), "start".to_string()],
+                        ),
+                    ]
+                    .into(),
+                ),
                 ..Default::default()
             };
             let mut events = self.docker.events(Some(opts));
             loop {
                 tokio::select! {
                     ev = events.next() => match ev {
-                        Some(Ok(_)) => continue,
+                        Some(Ok(ev)) => {
+                            let ours = ev
+                                .actor
+                                .and_then(|a| a.attributes)
+                                .and_then(|a| a.get(crate::containers::LABEL_NODE).cloned())
+                                .is_some_and(|n| n == self.node);
+                            if ours {
+                                self.moved();
+                            }
+                        }
                         Some(Err(e)) => {
                             tracing::debug!(error = %e, "the Docker engine's event stream broke");
                             break;
@@ -369,7 +409,7 @@ mod tests {
     #[tokio::test]
     async fn with_the_engine_up_all_along_the_app_s_faults_stay_the_app_s() {
         let docker = Docker::connect_with_local_defaults().unwrap();
-        let w = EngineWatch::new(docker, None);
+        let w = EngineWatch::new(docker, None, "n1");
         assert!(w.answers().await, "the machine's engine answers a ping");
         let mark = w.mark();
         for e in app_faults() {
@@ -389,7 +429,7 @@ mod tests {
         let docker =
             Docker::connect_with_unix(sock.to_str().unwrap(), 5, bollard::API_DEFAULT_VERSION)
                 .unwrap();
-        let w = EngineWatch::new(docker, Some(&format!("unix://{}", sock.display())));
+        let w = EngineWatch::new(docker, Some(&format!("unix://{}", sock.display())), "n1");
         let mark = w.mark();
         for e in app_faults() {
             let e = w.judge(&mark, "waiting for the health check", e).await;

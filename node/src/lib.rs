@@ -27,6 +27,7 @@ pub mod job_consumer;
 pub mod log_shipper;
 pub mod log_sink;
 pub mod pipeline;
+pub mod ports;
 pub mod probe;
 pub mod registry;
 pub mod resolver;
@@ -233,8 +234,17 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     events.resend_outbox().await;
 
     // Which failures an engine restart caused (see `engine_watch`): followed from now on.
-    let engine = engine_watch::EngineWatch::new(docker.clone(), cfg.docker_host.as_deref());
+    let engine =
+        engine_watch::EngineWatch::new(docker.clone(), cfg.docker_host.as_deref(), &cfg.name);
     engine.start(shutdown);
+    // Routes follow a replica that the engine restarted onto a new host port (see `ports`).
+    ports::start(
+        docker.clone(),
+        cfg.name.clone(),
+        router_core.clone(),
+        &engine,
+        shutdown,
+    );
     let probe_http = probe::client().map_err(|e| Error::Internal(format!("HTTP client: {e}")))?;
     let shipper_cfg = log_shipper::Shipper {
         docker: docker.clone(),

@@ -36,6 +36,18 @@ use crate::resolver::{upstream_addr, Table};
 use berth_protocol::envelope::kind::ROUTE as ROUTE_KIND;
 /// How often the table is compared with Redis and Caddy.
 const CHECK_EVERY: Duration = Duration::from_secs(3);
+/// How many times [`RouterCore::redial`] reads a route again that another writer changed under it.
+const REDIAL_TRIES: usize = 8;
+
+/// Compare-and-set of one route (`KEYS[1]`: `berth:routes`, `KEYS[2]`: `berth:routes:changed`):
+/// writes `ARGV[3]` at field `ARGV[1]` and publishes the domain only if the field still holds
+/// `ARGV[2]`, the bytes the writer read. 1 if written, 0 if the route changed (or went) meanwhile.
+const REDIAL_ROUTE: &str = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1
+";
 
 /// State shared by the actor's handlers, its change subscription and its periodic check.
 pub struct RouterCore {
@@ -264,6 +276,52 @@ impl RouterCore {
         self.unapply(domain).await
     }
 
+    /// Points the upstreams of `node`'s replicas — serving and on standby — at the host port each
+    /// one's container is published on now (`ports`: container id → host port), in every route
+    /// that dials another: a container the engine restarted (after a crash, or the engine's own
+    /// restart) comes back on a new ephemeral port. Each route is changed in Redis by
+    /// compare-and-set (a route another writer changed meanwhile is read and redone) and
+    /// applied here at once; every other node applies it from the change message. Returns the
+    /// domains changed.
+    pub async fn redial(&self, node: &str, ports: &HashMap<String, u16>) -> Result<Vec<String>> {
+        let _guard = self.write_lock.lock().await;
+        let stale: Vec<String> = lock(&self.routes)
+            .values()
+            .filter(|r| redialed(r, node, ports).is_some())
+            .map(|r| r.domain.clone())
+            .collect();
+        let mut changed = Vec::new();
+        let mut conn = self.redis.clone();
+        for domain in stale {
+            for _ in 0..REDIAL_TRIES {
+                let bytes: Option<Vec<u8>> = conn.hget(keys::ROUTES, &domain).await?;
+                let Some(bytes) = bytes else { break };
+                let stored = envelope::decode::<Route>(&bytes, ROUTE_KIND)?;
+                let Some(route) = redialed(&stored, node, ports) else {
+                    // Right in Redis already (this table had not caught up).
+                    self.apply(&stored).await?;
+                    break;
+                };
+                let id = uuid::Uuid::new_v4().to_string();
+                let new = envelope::encode(ROUTE_KIND, &id, &route)?;
+                let written: i64 = redis::Script::new(REDIAL_ROUTE)
+                    .key(keys::ROUTES)
+                    .key(keys::ROUTES_CHANGED)
+                    .arg(&domain)
+                    .arg(bytes)
+                    .arg(new)
+                    .invoke_async(&mut conn)
+                    .await?;
+                if written == 1 {
+                    self.apply(&route).await?;
+                    changed.push(domain);
+                    break;
+                }
+            }
+        }
+        Ok(changed)
+    }
+
     /// Drops the routes of `domains` from the desired table (every node's Caddy).
     pub async fn remove_routes(&self, domains: &[String]) -> Result<()> {
         let _guard = self.write_lock.lock().await;
@@ -272,6 +330,27 @@ impl RouterCore {
         }
         Ok(())
     }
+}
+
+/// `route` with the dials of `node`'s upstreams (serving and standby) whose container `ports`
+/// names moved to that port; `None` when none differs.
+fn redialed(route: &Route, node: &str, ports: &HashMap<String, u16>) -> Option<Route> {
+    let mut new = route.clone();
+    let mut changed = false;
+    for u in new.upstreams.iter_mut().chain(new.standby.iter_mut()) {
+        if u.node != node {
+            continue;
+        }
+        let (Some(port), Some((host, old))) = (ports.get(&u.container), u.dial.rsplit_once(':'))
+        else {
+            continue;
+        };
+        if old.parse::<u16>().ok() != Some(*port) {
+            u.dial = format!("{host}:{port}");
+            changed = true;
+        }
+    }
+    changed.then_some(new)
 }
 
 /// Applies every change another node publishes on `berth:routes:changed`, on a subscription
@@ -444,5 +523,57 @@ impl Handler<StopRouter> for Router {
 
     fn handle(&mut self, _: StopRouter, ctx: &mut Self::Context) {
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_protocol::Upstream;
+
+    fn up(node: &str, container: &str, dial: &str) -> Upstream {
+        Upstream {
+            dial: dial.to_string(),
+            node: node.to_string(),
+            container: container.to_string(),
+            deployment: "d".to_string(),
+        }
+    }
+
+    #[test]
+    fn redialed_moves_only_this_node_s_replicas_that_moved() {
+        let route = Route {
+            domain: "a.localhost".into(),
+            app: "a".into(),
+            upstreams: vec![
+                up("n1", "c1", "127.0.0.1:32768"),
+                up("n2", "c2", "127.0.0.2:32768"),
+                up("n1", "c3", "127.0.0.1:32770"),
+            ],
+            updated_at: 1,
+            drain_s: None,
+            standby: vec![up("n1", "c4", "127.0.0.1:32771")],
+            standby_until: 9,
+        };
+        // c2 is another node's (same container id or not, it is left alone); c3 did not move;
+        // c5 is in no route.
+        let ports = HashMap::from([
+            ("c1".to_string(), 32780),
+            ("c2".to_string(), 40000),
+            ("c3".to_string(), 32770),
+            ("c4".to_string(), 32781),
+            ("c5".to_string(), 1),
+        ]);
+        let new = redialed(&route, "n1", &ports).expect("c1 and c4 moved");
+        let dials: Vec<&str> = new.upstreams.iter().map(|u| u.dial.as_str()).collect();
+        assert_eq!(
+            dials,
+            ["127.0.0.1:32780", "127.0.0.2:32768", "127.0.0.1:32770"]
+        );
+        assert_eq!(new.standby[0].dial, "127.0.0.1:32781");
+        assert_eq!((new.updated_at, new.standby_until), (1, 9));
+        // Nothing moved: nothing to write.
+        assert!(redialed(&new, "n1", &ports).is_none());
+        assert!(redialed(&route, "n3", &ports).is_none());
     }
 }
