@@ -68,7 +68,42 @@ pub struct NodeRegistry {
     /// the node has read it (a second or so later), so placement adds these meanwhile, and a
     /// burst of deployments spreads instead of landing on one node. A hint, not a record: a
     /// restarted coordinator starts without it.
-    placed: HashMap<String, Vec<Instant>>,
+    placed: Recent,
+}
+
+/// The placements of the last [`RECENT`]: in the order they were made, and counted per node.
+/// Expiring them takes the oldest off the front (one clock read however many there are), so
+/// asking costs the number of nodes placed on, not the number of placements.
+#[derive(Default)]
+struct Recent {
+    order: std::collections::VecDeque<(Instant, String)>,
+    counts: HashMap<String, u32>,
+}
+
+impl Recent {
+    fn add(&mut self, node: String, at: Instant) {
+        *self.counts.entry(node.clone()).or_default() += 1;
+        self.order.push_back((at, node));
+    }
+
+    /// The counts of placements younger than `RECENT` at `now`.
+    fn counts(&mut self, now: Instant) -> &HashMap<String, u32> {
+        while let Some((at, _)) = self.order.front() {
+            if now.saturating_duration_since(*at) < RECENT {
+                break;
+            }
+            let Some((_, node)) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(n) = self.counts.get_mut(&node) {
+                *n -= 1;
+                if *n == 0 {
+                    self.counts.remove(&node);
+                }
+            }
+        }
+        &self.counts
+    }
 }
 
 /// How long a placement counts as load the node's heartbeat may not show yet.
@@ -80,7 +115,7 @@ impl NodeRegistry {
             store,
             liveness,
             snapshot: Snapshot::default(),
-            placed: HashMap::new(),
+            placed: Recent::default(),
         }
     }
 }
@@ -205,7 +240,7 @@ impl Handler<Placed> for NodeRegistry {
     type Result = ();
 
     fn handle(&mut self, Placed(node): Placed, _: &mut Context<Self>) {
-        self.placed.entry(node).or_default().push(Instant::now());
+        self.placed.add(node, Instant::now());
     }
 }
 
@@ -213,15 +248,7 @@ impl Handler<RecentlyPlaced> for NodeRegistry {
     type Result = MessageResult<RecentlyPlaced>;
 
     fn handle(&mut self, _: RecentlyPlaced, _: &mut Context<Self>) -> Self::Result {
-        self.placed.retain(|_, at| {
-            at.retain(|t| t.elapsed() < RECENT);
-            !at.is_empty()
-        });
-        let counts = self
-            .placed
-            .iter()
-            .map(|(n, at)| (n.clone(), at.len() as u32));
-        MessageResult(counts.collect())
+        MessageResult(self.placed.counts(Instant::now()).clone())
     }
 }
 
@@ -263,6 +290,25 @@ impl Handler<Cordon> for NodeRegistry {
 pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn recent_placements_count_per_node_and_expire_in_order() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let mut r = Recent::default();
+        r.add("a".into(), at(0));
+        r.add("b".into(), at(500));
+        r.add("a".into(), at(1000));
+        let counts = |pairs: &[(&str, u32)]| -> HashMap<String, u32> {
+            pairs.iter().map(|(n, c)| (n.to_string(), *c)).collect()
+        };
+        assert_eq!(r.counts(at(1500)), &counts(&[("a", 2), ("b", 1)]));
+        // The first placement on `a` is 2 s old: gone; the second stays.
+        assert_eq!(r.counts(at(2000)), &counts(&[("a", 1), ("b", 1)]));
+        assert_eq!(r.counts(at(2600)), &counts(&[("a", 1)]));
+        assert!(r.counts(at(3000)).is_empty());
+        assert!(r.order.is_empty());
+    }
 
     fn view(name: &str) -> NodeView {
         let mut info = node_info();
