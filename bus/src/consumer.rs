@@ -16,8 +16,10 @@
 //!   e.g. undecodable) goes there at once; [`Outcome::Retry`] (a transient failure: Redis away)
 //!   is never dead-lettered;
 //! - in [`Mode::Sequential`] a failing entry holds back the ones behind it (their order
-//!   matters), retried with backoff from the oldest pending one; in [`Mode::Concurrent`] each
-//!   entry runs in its own task and a failed one is delivered again at the next pending scan.
+//!   matters), retried with backoff from the oldest pending one; [`Mode::Keyed`] does the same
+//!   per key (the entries of one deployment in order, different deployments at once); in
+//!   [`Mode::Concurrent`] each entry runs in its own task and a failed one is delivered again
+//!   at the next pending scan.
 //!
 //! When Redis goes away the session ends; the loop reconnects with capped backoff (200 ms to
 //! 5 s, or at once when the daemon's connection sees Redis answer again, [`Redis::back`]) and
@@ -44,10 +46,14 @@ use crate::retry::{Backoff, Failing};
 use crate::Shutdown;
 
 /// How entries are handed to the handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Mode {
     /// One at a time, in stream order; a failing entry holds back the rest.
     Sequential,
+    /// In stream order per key (what the function answers for an entry: the deployment an
+    /// event is about), the keys of a batch at once; a failing entry holds back the rest of
+    /// its key. Entries without a key share one.
+    Keyed(fn(&Delivery) -> Option<String>),
     /// Each entry in its own task; the entry is acknowledged when its task says so.
     Concurrent,
 }
@@ -278,6 +284,9 @@ impl StreamConsumer {
 
     /// Hands a batch to the handler as the mode says.
     async fn handle(&self, batch: Vec<Delivery>, handler: &Handler) -> redis::RedisResult<Flow> {
+        if let Mode::Keyed(key_of) = self.cfg.mode {
+            return self.handle_keyed(batch, handler, key_of).await;
+        }
         for d in batch {
             match self.cfg.mode {
                 Mode::Sequential => {
@@ -287,6 +296,7 @@ impl StreamConsumer {
                         return Ok(Flow::Stalled);
                     }
                 }
+                Mode::Keyed(_) => unreachable!("handled by handle_keyed"),
                 Mode::Concurrent => {
                     if !lock(&self.in_flight).insert(d.id.clone()) {
                         continue;
@@ -308,6 +318,43 @@ impl StreamConsumer {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// [`Mode::Keyed`]: the batch split by key, in stream order within each; the keys at once,
+    /// each one's entries one after the other until one fails (the rest of that key stays
+    /// pending, to be delivered again in order). Stalled if any key stalled.
+    async fn handle_keyed(
+        &self,
+        batch: Vec<Delivery>,
+        handler: &Handler,
+        key_of: fn(&Delivery) -> Option<String>,
+    ) -> redis::RedisResult<Flow> {
+        let mut index: HashMap<Option<String>, usize> = HashMap::new();
+        let mut groups: Vec<Vec<Delivery>> = Vec::new();
+        for d in batch {
+            let i = *index.entry(key_of(&d)).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[i].push(d);
+        }
+        let runs = groups.into_iter().map(|group| async move {
+            for d in group {
+                let (id, deliveries, payload) = (d.id.clone(), d.deliveries, d.payload.clone());
+                let outcome = handler(d).await;
+                if !settle(&self.cfg, &self.conn, &id, deliveries, payload, outcome).await? {
+                    return Ok(Flow::Stalled);
+                }
+            }
+            redis::RedisResult::Ok(Flow::Continue)
+        });
+        let mut flow = Flow::Continue;
+        for r in futures_util::future::join_all(runs).await {
+            if matches!(r?, Flow::Stalled) {
+                flow = Flow::Stalled;
+            }
+        }
+        Ok(flow)
     }
 
     async fn read(

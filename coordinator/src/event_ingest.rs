@@ -1,8 +1,9 @@
 //! `EventIngest`: folds the nodes' events (`berth:events`) into deployment records.
 //!
 //! It reads through the consumer group `coordinator` with the shared
-//! [`berth_bus::StreamConsumer`], one entry at a time in stream order (a deployment's events must
-//! apply in the order its node wrote them). An entry is acknowledged only after the `Ledger`
+//! [`berth_bus::StreamConsumer`], in stream order per deployment (a deployment's events must
+//! apply in the order its node wrote them; those of different deployments apply at once, as the
+//! `Ledger` allows). An entry is acknowledged only after the `Ledger`
 //! applied it, so a crash in between means redelivery, which the ledger's forward-only rule makes
 //! harmless. A failure is classified: Redis or an actor away is transient and retried as long as
 //! it lasts; an event the Ledger cannot apply (its deployment's record is unreadable: corrupted,
@@ -23,9 +24,23 @@ use crate::store::Store;
 
 const CONSUMER: &str = "coordinator";
 
-/// The read loop's configuration for `berth:events`.
+/// The read loop's configuration for `berth:events`: the events of one deployment in order,
+/// different deployments' at once.
 pub fn consumer_config() -> ConsumerConfig {
-    ConsumerConfig::new(keys::EVENTS, keys::EVENTS_GROUP, CONSUMER, Mode::Sequential)
+    ConsumerConfig::new(
+        keys::EVENTS,
+        keys::EVENTS_GROUP,
+        CONSUMER,
+        Mode::Keyed(deployment_of),
+    )
+}
+
+/// The deployment an event is about (`None`: not a deployment's, or undecodable).
+fn deployment_of(d: &Delivery) -> Option<String> {
+    match decode::<Event>(d.payload.as_deref()?, EVENT_KIND).ok()? {
+        Event::Deployment(update) => Some(update.deployment_id),
+        Event::AppRemoved { .. } => None,
+    }
 }
 
 pub struct EventIngest {
@@ -132,8 +147,10 @@ async fn handle(
             let status = update.status;
             match ledger.send(Transition(update)).await {
                 Ok(Ok(d)) => {
-                    // A rollout acts on its replicas' reports: its actor looks at once.
-                    if d.is_some_and(|d| d.rollout.is_some()) {
+                    // Its actor looks at once, at the record as it is now: a rollout acts on
+                    // its replicas' reports, and an actor that waits on its node decides from
+                    // the record it read last until a change pokes it.
+                    if d.is_some() {
                         reconciler.do_send(Poke(id));
                     }
                     Outcome::Done
