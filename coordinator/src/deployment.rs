@@ -81,7 +81,15 @@ pub struct DeploymentActor {
     unreadable_since: Option<Instant>,
     /// Its supervisor's side of the link: see [`Link`].
     link: Link,
+    /// The record as last read, and when: while it only waits on its node, a tick decides from
+    /// it (and the fleet) without reading it again — see [`REREAD`].
+    known: Option<(Deployment, Instant)>,
 }
+
+/// How long a tick may decide from the record it read last instead of reading it again. Every
+/// change a node reports pokes the actor ([`Look`]), which reads it at once; this bounds what a
+/// change that pokes no one (a cancel through the API) waits to be seen.
+pub const REREAD: Duration = Duration::from_secs(5);
 
 /// What ties a deployment actor to the `Reconciler` that supervises it: `parent` is cancelled
 /// when that reconciler goes (stopped or panicked), and the actor stops with it — the next
@@ -117,6 +125,7 @@ impl DeploymentActor {
             sent: false,
             failing: false,
             unreadable_since: None,
+            known: None,
         }
     }
 
@@ -130,18 +139,38 @@ impl DeploymentActor {
         let quarantine = self
             .unreadable_since
             .is_some_and(|t| t.elapsed() >= self.deadlines.node_wait);
-        let fut = tick(Tick {
-            id: self.id.clone(),
-            store: self.store.clone(),
-            ledger: self.ledger.clone(),
-            registry: self.registry.clone(),
-            dl: self.deadlines,
-            sent: self.sent,
-            quarantine,
-            shared_images: self.shared_images,
-        });
+        let known = self
+            .known
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < REREAD)
+            .map(|(d, _)| d.clone());
+        let fut = tick(
+            Tick {
+                id: self.id.clone(),
+                store: self.store.clone(),
+                ledger: self.ledger.clone(),
+                registry: self.registry.clone(),
+                dl: self.deadlines,
+                sent: self.sent,
+                quarantine,
+                shared_images: self.shared_images,
+            },
+            known,
+        );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.busy = false;
+            let res = match res {
+                Ok((step, read)) => {
+                    if let Some(d) = read {
+                        act.known = Some((d, Instant::now()));
+                    }
+                    Ok(step)
+                }
+                Err(e) => {
+                    act.known = None;
+                    Err(e)
+                }
+            };
             if act.again && matches!(res, Ok(Step::Sent | Step::Wait)) {
                 ctx.notify(Look);
             }
@@ -204,7 +233,47 @@ struct Tick {
     shared_images: bool,
 }
 
-async fn tick(t: Tick) -> Result<Step> {
+/// One look at the deployment: from `known` (the record as read at most [`REREAD`] ago) while
+/// all it does is wait on its node, else from the record read now. Answers the step and the
+/// record it read now, if it did (for the next look).
+async fn tick(t: Tick, known: Option<Deployment>) -> Result<(Step, Option<Deployment>)> {
+    if t.quarantine && t.ledger.send(Quarantine(t.id.clone())).await??.is_some() {
+        return Ok((Step::Done, None));
+    }
+    if let Some(d) = known {
+        let nodes = t.registry.send(Nodes).await??;
+        if waits_on_its_node(&d, &nodes, t.sent, t.dl) {
+            return Ok((Step::Wait, None));
+        }
+    }
+    let Some(d) = t.store.get_deployment(&t.id).await? else {
+        return Ok((Step::Done, None));
+    };
+    let step = decide(t, d.clone()).await?;
+    Ok((step, Some(d)))
+}
+
+/// Whether a look at `d` (as read earlier) would only wait: its job went to a node that is not
+/// down, nothing interrupted it, it is not a rollout (which acts on its replicas' progress) and
+/// its deadline is not near. Anything else is decided on the record read again.
+fn waits_on_its_node(d: &Deployment, nodes: &[NodeView], sent: bool, dl: Deadlines) -> bool {
+    let Some(node) = &d.node else {
+        return false;
+    };
+    let up = nodes
+        .iter()
+        .any(|n| &n.info.name == node && n.status != NodeStatus::Down);
+    let age = Duration::from_millis(now_ms().saturating_sub(d.created_at));
+    !d.status.is_terminal()
+        && d.rollout.is_none()
+        && d.interrupted.is_none()
+        && (sent || d.status != DeploymentStatus::Queued)
+        && up
+        && age + REREAD < dl.deploy_timeout
+}
+
+/// What a look at the record `d` (read now) does.
+async fn decide(t: Tick, d: Deployment) -> Result<Step> {
     let Tick {
         id,
         store,
@@ -215,12 +284,6 @@ async fn tick(t: Tick) -> Result<Step> {
         quarantine,
         shared_images,
     } = t;
-    if quarantine && ledger.send(Quarantine(id.clone())).await??.is_some() {
-        return Ok(Step::Done);
-    }
-    let Some(d) = store.get_deployment(&id).await? else {
-        return Ok(Step::Done);
-    };
     if d.status.is_terminal() {
         return Ok(Step::Done);
     }
@@ -614,7 +677,7 @@ pub(crate) async fn send_job(
     Ok(())
 }
 
-/// Tick now (the record changed).
+/// Tick now, reading the record again (it changed).
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Look;
@@ -623,6 +686,7 @@ impl Handler<Look> for DeploymentActor {
     type Result = ();
 
     fn handle(&mut self, _: Look, ctx: &mut Context<Self>) {
+        self.known = None;
         self.schedule_tick(ctx);
     }
 }
