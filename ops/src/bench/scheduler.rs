@@ -88,6 +88,10 @@ pub struct SchedulerArgs {
     /// CI-sized: 20 nodes, 200 jobs, 8 clients, no idle phase.
     #[arg(long)]
     quick: bool,
+    /// Run this `berth` binary's coordinator instead of this one's (a build of another commit,
+    /// for a baseline measured side by side with the same bench).
+    #[arg(long)]
+    coordinator_bin: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -136,6 +140,9 @@ struct LoadResult {
     /// Distinct nodes that received jobs.
     nodes_used: usize,
     jobs_per_s: f64,
+    /// Deployments ended (every one terminal) per second, from the first POST until none was
+    /// active: what the coordinator sustains with the nodes' events applied.
+    ended_per_s: f64,
     dispatch_ms: Latency,
     /// The POST alone (request to response).
     post_ms: Latency,
@@ -232,7 +239,7 @@ async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
         };
         let conn = berth_bus::Redis::connect(&url, "bench").await?;
         let fleet = Fleet::start(conn.clone(), n, args.outcome).await?;
-        let coord = CoordinatorProcess::start(&url, &sdir)?;
+        let coord = CoordinatorProcess::start(&url, &sdir, args.coordinator_bin.as_deref())?;
         eprintln!("scheduler bench: {n} nodes, {} jobs", args.jobs);
         let result = run_load(args, n, &coord, &fleet, &conn, &repo).await?;
         load.push(result);
@@ -372,7 +379,7 @@ async fn run_load(
         let n = lat.len();
         (Latency::of(lat), n, used.len())
     };
-    let statuses = settle(conn, &sent.keys().cloned().collect::<Vec<_>>()).await?;
+    let (ended, statuses) = settle(conn, &sent.keys().cloned().collect::<Vec<_>>()).await?;
     let terminal: usize = statuses
         .iter()
         .filter(|(s, _)| ["succeeded", "failed", "cancelled"].contains(&s.as_str()))
@@ -388,6 +395,7 @@ async fn run_load(
         duplicates: fleet.duplicates.load(Ordering::Relaxed),
         nodes_used,
         jobs_per_s: dispatched as f64 / span,
+        ended_per_s: sent.len() as f64 / ended.duration_since(first_post).as_secs_f64().max(1e-3),
         dispatch_ms,
         post_ms: Latency::of(post_ms),
         all_terminal: terminal == sent.len(),
@@ -399,19 +407,21 @@ async fn run_load(
 }
 
 /// Waits until no deployment is active (or the deadline), then counts `ids` by status.
-async fn settle(conn: &Redis, ids: &[String]) -> Result<BTreeMap<String, usize>> {
+/// Waits until no deployment is active (or the deadline); answers when that was, and the
+/// deployments by status.
+async fn settle(conn: &Redis, ids: &[String]) -> Result<(Instant, BTreeMap<String, usize>)> {
     let deadline = Instant::now() + SETTLE;
     let mut c = conn.clone();
-    loop {
+    let ended = loop {
         let active: usize = redis::cmd("SCARD")
             .arg(keys::ACTIVE_DEPLOYMENTS)
             .query_async(&mut c)
             .await?;
         if active == 0 || Instant::now() > deadline {
-            break;
+            break Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let mut statuses = BTreeMap::new();
     for chunk in ids.chunks(1_000) {
         let raw: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
@@ -432,7 +442,7 @@ async fn settle(conn: &Redis, ids: &[String]) -> Result<BTreeMap<String, usize>>
             *statuses.entry(status).or_default() += 1;
         }
     }
-    Ok(statuses)
+    Ok((ended, statuses))
 }
 
 // ---- the idle fleet ----
@@ -765,13 +775,16 @@ struct CoordinatorProcess {
 }
 
 impl CoordinatorProcess {
-    fn start(redis_url: &str, dir: &Path) -> Result<Self> {
+    fn start(redis_url: &str, dir: &Path, bin: Option<&Path>) -> Result<Self> {
         let token: String = rand::rng()
             .random::<[u8; 16]>()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let exe = std::env::current_exe().context("finding this binary")?;
+        let exe = match bin {
+            Some(b) => b.to_path_buf(),
+            None => std::env::current_exe().context("finding this binary")?,
+        };
         let log_path = dir.join("coordinator.log");
         let log = std::fs::File::create(&log_path)?;
         let mut cmd = Command::new(exe);
@@ -994,6 +1007,10 @@ fn print_report(r: &Report) {
         println!(
             "       statuses {:?}; API errors {}, duplicate jobs {}; apps created at {:.0}/s",
             l.statuses, l.api_errors, l.duplicates, l.apps_per_s
+        );
+        println!(
+            "       every deployment terminal at {:.0} deployments/s (first POST to none active)",
+            l.ended_per_s
         );
     }
     if let Some(i) = &r.idle {
