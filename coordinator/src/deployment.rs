@@ -13,6 +13,7 @@
 //! restart or a crash) picks up where the last one was, re-sending a job that may not have left.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -25,7 +26,7 @@ use berth_protocol::{
 
 use crate::error::{Error, Result};
 use crate::ledger::{Assign, Ledger, Quarantine, Reassign, Transition};
-use crate::registry::{NodeRegistry, Nodes, Placed, RecentlyPlaced};
+use crate::registry::{NodeRegistry, Nodes, Place};
 use crate::releases;
 use crate::rollout;
 use crate::scheduler;
@@ -84,6 +85,8 @@ pub struct DeploymentActor {
     /// The record as last read, and when: while it only waits on its node, a tick decides from
     /// it (and the fleet) without reading it again — see [`REREAD`].
     known: Option<(Deployment, Instant)>,
+    /// The record as the API created it, for the first look only (then it is read).
+    created: Option<Deployment>,
 }
 
 /// How long a tick may decide from the record it read last instead of reading it again. Every
@@ -126,7 +129,14 @@ impl DeploymentActor {
             failing: false,
             unreadable_since: None,
             known: None,
+            created: None,
         }
+    }
+
+    /// Starts from `d`, the record as just created (its first look does not read it back).
+    pub fn created(mut self, d: Option<Deployment>) -> Self {
+        self.created = d.filter(|d| d.id == self.id);
+        self
     }
 
     fn schedule_tick(&mut self, ctx: &mut Context<Self>) {
@@ -156,6 +166,7 @@ impl DeploymentActor {
                 shared_images: self.shared_images,
             },
             known,
+            self.created.take(),
         );
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.busy = false;
@@ -236,7 +247,15 @@ struct Tick {
 /// One look at the deployment: from `known` (the record as read at most [`REREAD`] ago) while
 /// all it does is wait on its node, else from the record read now. Answers the step and the
 /// record it read now, if it did (for the next look).
-async fn tick(t: Tick, known: Option<Deployment>) -> Result<(Step, Option<Deployment>)> {
+///
+/// `created` is the record as the API created it, given to the first look: a queued record that
+/// nothing else has touched yet, so it is decided from as read (the Ledger's `Assign` compares
+/// it with what Redis holds anyway).
+async fn tick(
+    t: Tick,
+    known: Option<Deployment>,
+    created: Option<Deployment>,
+) -> Result<(Step, Option<Deployment>)> {
     if t.quarantine && t.ledger.send(Quarantine(t.id.clone())).await??.is_some() {
         return Ok((Step::Done, None));
     }
@@ -246,8 +265,12 @@ async fn tick(t: Tick, known: Option<Deployment>) -> Result<(Step, Option<Deploy
             return Ok((Step::Wait, None));
         }
     }
-    let Some(d) = t.store.get_deployment(&t.id).await? else {
-        return Ok((Step::Done, None));
+    let d = match created {
+        Some(d) => d,
+        None => match t.store.get_deployment(&t.id).await? {
+            Some(d) => d,
+            None => return Ok((Step::Done, None)),
+        },
     };
     let step = decide(t, d.clone()).await?;
     Ok((step, Some(d)))
@@ -335,8 +358,7 @@ async fn decide(t: Tick, d: Deployment) -> Result<Step> {
     match (&d.node, app) {
         (None, None) => Ok(Step::Wait),
         (None, Some(app)) => {
-            let recent = registry.send(RecentlyPlaced).await?;
-            let node = match placement(&store, &nodes, &app, &d, shared_images, &recent).await? {
+            let node = match placement(&store, &registry, &nodes, &app, &d, shared_images).await? {
                 Ok(node) => node,
                 // Some node is ready but none passes: waiting will not help.
                 Err(why) if why.any_ready(&nodes) => {
@@ -374,7 +396,6 @@ async fn decide(t: Tick, d: Deployment) -> Result<Step> {
             else {
                 return Ok(Step::Wait);
             };
-            registry.do_send(Placed(node.clone()));
             let image = rollback_image(&d);
             send_job(&store, &d, app, &node, dl, Spec::of(image, None, d.attempt)).await?;
             Ok(Step::Sent)
@@ -428,7 +449,7 @@ async fn retry(
     d: &Deployment,
     node: &str,
     last_beat: Option<u64>,
-    nodes: &[NodeView],
+    nodes: &Arc<Vec<NodeView>>,
 ) -> Result<Step> {
     let Tick {
         id,
@@ -472,17 +493,18 @@ async fn retry(
         let Some(app) = app_or_cancel(&store, &ledger, d).await? else {
             return Ok(Step::Done);
         };
-        let recent = registry.send(RecentlyPlaced).await?;
         // Another node where one can take it; else the same one again (it restarted, its
         // engine came back).
-        let others: Vec<NodeView> = nodes
-            .iter()
-            .filter(|n| n.info.name != node)
-            .cloned()
-            .collect();
-        let placed = match placement(&store, &others, &app, d, shared_images, &recent).await? {
+        let others: Arc<Vec<NodeView>> = Arc::new(
+            nodes
+                .iter()
+                .filter(|n| n.info.name != node)
+                .cloned()
+                .collect(),
+        );
+        let placed = match placement(&store, &registry, &others, &app, d, shared_images).await? {
             Ok(to) => Ok(to),
-            Err(_) => placement(&store, nodes, &app, d, shared_images, &recent).await?,
+            Err(_) => placement(&store, &registry, nodes, &app, d, shared_images).await?,
         };
         match placed {
             Ok(to) => {
@@ -498,7 +520,6 @@ async fn retry(
                 let Some(d) = moved else {
                     return Ok(Step::Wait);
                 };
-                registry.do_send(Placed(to.clone()));
                 let image = rollback_image(&d);
                 send_job(&store, &d, app, &to, dl, Spec::of(image, None, d.attempt)).await?;
                 return Ok(Step::Sent);
@@ -522,36 +543,44 @@ async fn retry(
 /// can run it; spread counts the app's replicas per node from its route.
 async fn placement(
     store: &Store,
-    nodes: &[NodeView],
+    registry: &Live<NodeRegistry>,
+    nodes: &Arc<Vec<NodeView>>,
     app: &App,
     d: &Deployment,
     shared_images: bool,
-    recent: &HashMap<String, u32>,
 ) -> Result<std::result::Result<String, scheduler::Unplaced>> {
-    let prefer = match &d.rollback_of {
-        Some(of) => store.get_deployment(of).await?.and_then(|r| r.node),
-        None => last_builder(store, d).await?,
+    // Both reads at once (one round trip on the multiplexed connection).
+    let prefer = async {
+        Ok::<_, Error>(match &d.rollback_of {
+            Some(of) => store.get_deployment(of).await?.and_then(|r| r.node),
+            None => last_builder(store, d).await?,
+        })
     };
-    let mut replicas: HashMap<String, u32> = HashMap::new();
-    if let Some(domain) = app.domains.first() {
-        if let Some(route) = store.route(domain).await? {
-            for u in route.upstreams {
-                *replicas.entry(u.node).or_default() += 1;
-            }
+    let route = async {
+        match app.domains.first() {
+            Some(domain) => store.route(domain).await,
+            None => Ok(None),
         }
+    };
+    let (prefer, route) = futures_util::try_join!(prefer, route)?;
+    let mut replicas: HashMap<String, u32> = HashMap::new();
+    for u in route.into_iter().flat_map(|r| r.upstreams) {
+        *replicas.entry(u.node).or_default() += 1;
     }
     // Without a registry a release's image is only on the engine that ran it.
     let only = prefer
-        .as_deref()
+        .clone()
         .filter(|_| d.rollback_of.is_some() && !shared_images);
-    let req = scheduler::Request {
-        placement: &app.placement,
-        replicas_on: &|n| replicas.get(n).copied().unwrap_or(0),
-        extra_load: &|n| recent.get(n).copied().unwrap_or(0),
-        prefer: prefer.as_deref(),
-        only,
-    };
-    Ok(scheduler::place(nodes, &req).map(|n| n.name.clone()))
+    // The registry picks (and counts the pick at once, see `Place`).
+    Ok(registry
+        .send(Place {
+            nodes: nodes.clone(),
+            placement: app.placement.clone(),
+            replicas,
+            prefer,
+            only,
+        })
+        .await?)
 }
 
 /// The node of the app's latest deployment other than `d` (its layer cache), if any.
@@ -651,14 +680,18 @@ pub(crate) async fn send_job(
     }
     let rollback_image = rollback_image(d);
     // The releases the index holds once this deployment succeeds keep their images.
+    let (retained, credential) = futures_util::try_join!(
+        releases::retained_images(store, &app.name, app.keep_releases as usize),
+        store.get_credential(&app.name),
+    )?;
     let keep = releases::images_to_keep(
-        releases::retained_images(store, &app.name, app.keep_releases as usize).await?,
+        retained,
         rollback_image.as_deref(),
         app.keep_releases as usize,
     );
     let job = Job::Deploy(Box::new(DeployJob {
         deployment_id: d.id.clone(),
-        credential: store.get_credential(&app.name).await?,
+        credential,
         git_ref: d.git_ref.clone(),
         deadline_ms: d.created_at + dl.deploy_timeout.as_millis() as u64,
         image,

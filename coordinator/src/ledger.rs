@@ -324,15 +324,6 @@ impl Handler<Create> for Ledger {
                 interrupted: None,
                 rollout: msg.rollout,
             };
-            if !store.put_deployment_with(&d, &[], Expect::Absent).await? {
-                return Err(Error::Internal(format!(
-                    "a deployment with the new id {} exists already; try again",
-                    d.id
-                )));
-            }
-            if let Err(e) = store.trim_deployment_logs(&d.app).await {
-                tracing::warn!(app = %d.app, error = %e, "could not trim old deployment logs");
-            }
             let line = match (&d.kind, &d.rollback_of) {
                 (DeploymentKind::Rollback, Some(of)) => format!(
                     "queued: roll back to the release of {of} ({})",
@@ -360,7 +351,24 @@ impl Handler<Create> for Ledger {
                     d.git_ref.as_deref().unwrap_or("the app's branch")
                 ),
             };
-            store.append_log(&d.id, LogStream::System, &line).await?;
+            // The first log line is written with the record (one round trip).
+            let extra = [log_command(&d.id, LogStream::System, &line)];
+            if !store
+                .put_deployment_with(&d, &extra, Expect::Absent)
+                .await?
+            {
+                return Err(Error::Internal(format!(
+                    "a deployment with the new id {} exists already; try again",
+                    d.id
+                )));
+            }
+            // Old deployments' logs go after the answer: nothing waits for them.
+            let (store, app) = (store.clone(), d.app.clone());
+            actix::spawn(async move {
+                if let Err(e) = store.trim_deployment_logs(&app).await {
+                    tracing::warn!(%app, error = %e, "could not trim old deployment logs");
+                }
+            });
             Ok(d)
         })
     }

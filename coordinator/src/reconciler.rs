@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use berth_bus::supervise::{count_restart, InjectPanic, Intensity, Restarts};
 use berth_bus::{Live, Shutdown};
+use berth_protocol::Deployment;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::deployment::{Deadlines, DeploymentActor, Link};
@@ -98,7 +99,7 @@ impl Reconciler {
         }
     }
 
-    fn track(&mut self, id: String) {
+    fn track(&mut self, id: String, created: Option<Deployment>) {
         if self.term.is_none() || self.actors.get(&id).is_some_and(|(a, _)| a.connected()) {
             return;
         }
@@ -114,7 +115,8 @@ impl Reconciler {
             self.deadlines,
             self.shared_images,
             link.clone(),
-        );
+        )
+        .created(created);
         self.actors.insert(id, (actor.start(), link));
     }
 
@@ -170,7 +172,7 @@ impl Reconciler {
                 "coordinator",
                 "deployment",
             );
-            self.track(id);
+            self.track(id, None);
         }
     }
 
@@ -193,7 +195,7 @@ impl Reconciler {
                     }
                     act.actors.retain(|_, (a, _)| a.connected());
                     match res {
-                        Ok(ids) => ids.into_iter().for_each(|id| act.track(id)),
+                        Ok(ids) => ids.into_iter().for_each(|id| act.track(id, None)),
                         // Redis away: the coordinator's connection logs the outage, once.
                         Err(e @ crate::error::Error::Unavailable(_)) => {
                             tracing::debug!(error = %e, "reconciler cannot read active deployments")
@@ -235,16 +237,17 @@ impl Handler<InjectPanicChild> for Reconciler {
     }
 }
 
-/// Start watching a deployment now (the API calls this right after creating one).
+/// Start watching a deployment now (the API calls this right after creating one), with its
+/// record as created: the actor's first look starts from it instead of reading it back.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Track(pub String);
+pub struct Track(pub Deployment);
 
 impl Handler<Track> for Reconciler {
     type Result = ();
 
-    fn handle(&mut self, msg: Track, _: &mut Context<Self>) {
-        self.track(msg.0);
+    fn handle(&mut self, Track(d): Track, _: &mut Context<Self>) {
+        self.track(d.id.clone(), Some(d));
     }
 }
 

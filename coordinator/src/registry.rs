@@ -236,6 +236,42 @@ pub struct Placed(pub String);
 #[rtype(result = "HashMap<String, u32>")]
 pub struct RecentlyPlaced;
 
+/// Place a job: [`scheduler::place`] over `nodes`, with the placements of the last 2 s added to
+/// each node's load, and the one it makes counted at once — so ticks placing at the same time
+/// each see the others' choices (asking for the counts, then telling the choice, lets every
+/// tick of a burst pick the same node).
+#[derive(Message)]
+#[rtype(result = "std::result::Result<String, crate::scheduler::Unplaced>")]
+pub struct Place {
+    pub nodes: Arc<Vec<NodeView>>,
+    pub placement: berth_protocol::Placement,
+    /// The app's replicas per node now.
+    pub replicas: HashMap<String, u32>,
+    pub prefer: Option<String>,
+    pub only: Option<String>,
+}
+
+impl Handler<Place> for NodeRegistry {
+    type Result = MessageResult<Place>;
+
+    fn handle(&mut self, m: Place, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let recent = self.placed.counts(now);
+        let req = crate::scheduler::Request {
+            placement: &m.placement,
+            replicas_on: &|n| m.replicas.get(n).copied().unwrap_or(0),
+            extra_load: &|n| recent.get(n).copied().unwrap_or(0),
+            prefer: m.prefer.as_deref(),
+            only: m.only.as_deref(),
+        };
+        let placed = crate::scheduler::place(&m.nodes, &req).map(|n| n.name.clone());
+        if let Ok(node) = &placed {
+            self.placed.add(node.clone(), now);
+        }
+        MessageResult(placed)
+    }
+}
+
 impl Handler<Placed> for NodeRegistry {
     type Result = ();
 

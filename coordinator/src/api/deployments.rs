@@ -58,7 +58,7 @@ impl Queue {
     pub(super) async fn deployment(&self, create: ledger::Create) -> Result<Deployment> {
         let (store, ledger) = (&self.store, &self.ledger);
         let d = ledger.send(create).await??;
-        self.reconciler.do_send(Track(d.id.clone()));
+        self.reconciler.do_send(Track(d.clone()));
         for old in store.list_deployments(&d.app, 100).await? {
             let older = (old.created_at, &old.id) < (d.created_at, &d.id);
             if !older || old.status.is_terminal() {
