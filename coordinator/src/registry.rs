@@ -236,7 +236,7 @@ pub struct Placed(pub String);
 #[rtype(result = "HashMap<String, u32>")]
 pub struct RecentlyPlaced;
 
-/// Place a job: [`scheduler::place`] over `nodes`, with the placements of the last 2 s added to
+/// Place a job: [`crate::scheduler::place`] over `nodes`, with the placements of the last 2 s added to
 /// each node's load, and the one it makes counted at once — so ticks placing at the same time
 /// each see the others' choices (asking for the counts, then telling the choice, lets every
 /// tick of a burst pick the same node).
