@@ -226,16 +226,6 @@ impl Handler<Nodes> for NodeRegistry {
     }
 }
 
-/// A job was just placed on this node.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Placed(pub String);
-
-/// Jobs placed on each node in the last 2 s (see `NodeRegistry::placed`).
-#[derive(Message)]
-#[rtype(result = "HashMap<String, u32>")]
-pub struct RecentlyPlaced;
-
 /// Place a job: [`crate::scheduler::place`] over `nodes`, with the placements of the last 2 s added to
 /// each node's load, and the one it makes counted at once — so ticks placing at the same time
 /// each see the others' choices (asking for the counts, then telling the choice, lets every
@@ -269,22 +259,6 @@ impl Handler<Place> for NodeRegistry {
             self.placed.add(node.clone(), now);
         }
         MessageResult(placed)
-    }
-}
-
-impl Handler<Placed> for NodeRegistry {
-    type Result = ();
-
-    fn handle(&mut self, Placed(node): Placed, _: &mut Context<Self>) {
-        self.placed.add(node, Instant::now());
-    }
-}
-
-impl Handler<RecentlyPlaced> for NodeRegistry {
-    type Result = MessageResult<RecentlyPlaced>;
-
-    fn handle(&mut self, _: RecentlyPlaced, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.placed.counts(Instant::now()).clone())
     }
 }
 

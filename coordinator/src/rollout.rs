@@ -22,6 +22,7 @@
 //! what no route names after its drain time (`node/src/pipeline/retire.rs`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_bus::Live;
@@ -34,7 +35,7 @@ use berth_protocol::{
 use crate::deployment::{Deadlines, Spec, ATTEMPTS};
 use crate::error::Result;
 use crate::ledger::{EditRollout, Ledger, Transition};
-use crate::registry::{NodeRegistry, Placed, RecentlyPlaced};
+use crate::registry::{NodeRegistry, Place};
 use crate::scheduler;
 use crate::store::Store;
 
@@ -54,7 +55,7 @@ pub(crate) async fn step(
     cx: &Ctx<'_>,
     mut d: Deployment,
     app: App,
-    nodes: &[NodeView],
+    nodes: &Arc<Vec<NodeView>>,
 ) -> Result<bool> {
     let down: HashSet<&str> = nodes
         .iter()
@@ -328,11 +329,13 @@ pub(crate) async fn step(
             break;
         }
         // A slot whose attempt was interrupted goes to another node where one can take it.
-        let others: Vec<NodeView> = nodes
-            .iter()
-            .filter(|n| s.retry_from.as_ref() != Some(&n.info.name))
-            .cloned()
-            .collect();
+        let others: Arc<Vec<NodeView>> = Arc::new(
+            nodes
+                .iter()
+                .filter(|n| s.retry_from.as_ref() != Some(&n.info.name))
+                .cloned()
+                .collect(),
+        );
         let elsewhere = match s.retry_from.is_some() {
             true => place(cx, &d, &app, &ro, &taken, &others, build).await?.ok(),
             false => None,
@@ -390,7 +393,6 @@ pub(crate) async fn step(
         else {
             return Ok(false);
         };
-        cx.registry.do_send(Placed(node.clone()));
         cx.store
             .append_log(
                 &d.id,
@@ -853,7 +855,7 @@ async fn place(
     app: &App,
     ro: &Rollout,
     taken: &[Slot],
-    nodes: &[NodeView],
+    nodes: &Arc<Vec<NodeView>>,
     build: bool,
 ) -> Result<std::result::Result<String, scheduler::Unplaced>> {
     let mut replicas: HashMap<String, u32> = HashMap::new();
@@ -866,7 +868,6 @@ async fn place(
             *replicas.entry(n.clone()).or_default() += 1;
         }
     }
-    let recent = cx.registry.send(RecentlyPlaced).await?;
     let prefer = match build {
         true => crate::deployment::last_builder(cx.store, d).await?,
         false => None,
@@ -879,15 +880,18 @@ async fn place(
             None => None,
         },
     };
-    let only = holder.as_deref().filter(|_| !build && !cx.shared_images);
-    let req = scheduler::Request {
-        placement: &app.placement,
-        replicas_on: &|n| replicas.get(n).copied().unwrap_or(0),
-        extra_load: &|n| recent.get(n).copied().unwrap_or(0),
-        prefer: prefer.as_deref(),
-        only,
-    };
-    Ok(scheduler::place(nodes, &req).map(|n| n.name.clone()))
+    let only = holder.filter(|_| !build && !cx.shared_images);
+    // The registry picks (and counts the pick at once, see `Place`).
+    Ok(cx
+        .registry
+        .send(Place {
+            nodes: nodes.clone(),
+            placement: app.placement.clone(),
+            replicas,
+            prefer,
+            only,
+        })
+        .await?)
 }
 
 /// Queues the job of one slot on its node.
