@@ -338,23 +338,51 @@ impl StreamConsumer {
             });
             groups[i].push(d);
         }
-        let runs = groups.into_iter().map(|group| async move {
-            for d in group {
-                let (id, deliveries, payload) = (d.id.clone(), d.deliveries, d.payload.clone());
-                let outcome = handler(d).await;
-                if !settle(&self.cfg, &self.conn, &id, deliveries, payload, outcome).await? {
-                    return Ok(Flow::Stalled);
+        // The entries handled are acknowledged together, in one XACK after the batch (an entry
+        // handled but not yet acknowledged when the process dies is delivered again, as it
+        // would be between any handler and its XACK: handlers take a repeat).
+        let done: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let runs = groups.into_iter().map(|group| {
+            let done = &done;
+            async move {
+                for d in group {
+                    let (id, deliveries, payload) = (d.id.clone(), d.deliveries, d.payload.clone());
+                    match handler(d).await {
+                        Outcome::Done => lock(done).push(id),
+                        outcome => {
+                            if !settle(&self.cfg, &self.conn, &id, deliveries, payload, outcome)
+                                .await?
+                            {
+                                return Ok(Flow::Stalled);
+                            }
+                        }
+                    }
                 }
+                redis::RedisResult::Ok(Flow::Continue)
             }
-            redis::RedisResult::Ok(Flow::Continue)
         });
         let mut flow = Flow::Continue;
+        let mut failed = None;
         for r in futures_util::future::join_all(runs).await {
-            if matches!(r?, Flow::Stalled) {
-                flow = Flow::Stalled;
+            match r {
+                Ok(Flow::Stalled) => flow = Flow::Stalled,
+                Ok(_) => {}
+                Err(e) => failed = Some(e),
             }
         }
-        Ok(flow)
+        let done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+        if !done.is_empty() {
+            let _: i64 = redis::cmd("XACK")
+                .arg(&self.cfg.stream)
+                .arg(&self.cfg.group)
+                .arg(&done)
+                .query_async(&mut self.conn.clone())
+                .await?;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(flow),
+        }
     }
 
     async fn read(
