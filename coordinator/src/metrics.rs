@@ -3,7 +3,7 @@
 //! the counters the `Ledger` keeps in Redis.
 //!
 //! Nothing here is kept in memory: the deployment-outcome counters and the build-duration
-//! histogram are Redis hashes written by the Ledger in the same MULTI as the record that caused
+//! histogram are Redis hashes written by the Ledger in the same script as the record that caused
 //! them ([`ledger_commands`]), so they survive a coordinator restart; everything else is read
 //! from Redis at each scrape.
 
@@ -46,14 +46,16 @@ pub fn ledger_commands(before: DeploymentStatus, after: &Deployment, at: u64) ->
     }
     if before == DeploymentStatus::Building {
         if let Some(started) = after.started_at {
-            let secs = at.saturating_sub(started) as f64 / 1000.0;
-            for field in build_bucket_fields(secs) {
+            let ms = at.saturating_sub(started);
+            // One bucket, the smallest the build fits in (none past the last bound: that is
+            // `count` less the buckets); the read side adds them up (`build_histogram`).
+            if let Some(field) = build_bucket_field(ms as f64 / 1000.0) {
                 let mut c = redis::cmd("HINCRBY");
                 c.arg(keys::STATS_BUILD_SECONDS).arg(field).arg(1);
                 cmds.push(c);
             }
-            let mut c = redis::cmd("HINCRBYFLOAT");
-            c.arg(keys::STATS_BUILD_SECONDS).arg("sum").arg(secs);
+            let mut c = redis::cmd("HINCRBY");
+            c.arg(keys::STATS_BUILD_SECONDS).arg("sum_ms").arg(ms);
             cmds.push(c);
             let mut c = redis::cmd("HINCRBY");
             c.arg(keys::STATS_BUILD_SECONDS).arg("count").arg(1);
@@ -63,15 +65,15 @@ pub fn ledger_commands(before: DeploymentStatus, after: &Deployment, at: u64) ->
     cmds
 }
 
-/// The cumulative bucket fields a build of `secs` counts in: every `le_<bound>` it fits under,
-/// and `le_+Inf`.
-pub fn build_bucket_fields(secs: f64) -> Vec<String> {
+/// The one bucket field a build of `secs` is counted in: `in_<bound>` for the smallest bound of
+/// [`BUILD_BUCKETS`] it fits under, `None` past the last. (Each build is written once, not once
+/// per cumulative bucket: fewer writes on the Ledger's hot path. Data written before this kept
+/// cumulative `le_<bound>` fields, which `build_histogram` still adds in.)
+pub fn build_bucket_field(secs: f64) -> Option<String> {
     BUILD_BUCKETS
         .iter()
-        .filter(|b| secs <= **b as f64)
-        .map(|b| format!("le_{b}"))
-        .chain(std::iter::once("le_+Inf".to_string()))
-        .collect()
+        .find(|b| secs <= **b as f64)
+        .map(|b| format!("in_{b}"))
 }
 
 // ---- an app's series ----
@@ -273,20 +275,25 @@ pub struct BuildHistogram {
     pub count: u64,
 }
 
-/// The build-duration histogram from its Redis hash (`le_<bound>`, `sum`, `count`); a field
-/// missing or unreadable counts 0.
+/// The build-duration histogram from its Redis hash: `in_<bound>` (builds counted in that
+/// bound's bucket only), `sum_ms` and `count`, plus what older versions wrote there
+/// (cumulative `le_<bound>`, a `sum` in seconds). A field missing or unreadable counts 0.
 pub fn build_histogram(hash: &HashMap<String, String>) -> BuildHistogram {
     let int = |k: &str| hash.get(k).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let mut below = 0;
     BuildHistogram {
-        // `le_+Inf` is not read: it and `count` are raised together.
         buckets: BUILD_BUCKETS
             .iter()
-            .map(|b| (*b, int(&format!("le_{b}"))))
+            .map(|b| {
+                below += int(&format!("in_{b}"));
+                (*b, below + int(&format!("le_{b}")))
+            })
             .collect(),
         sum: hash
             .get("sum")
             .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0),
+            .unwrap_or(0.0)
+            + int("sum_ms") as f64 / 1000.0,
         count: int("count"),
     }
 }
@@ -510,13 +517,11 @@ mod tests {
     }
 
     #[test]
-    fn build_buckets_are_cumulative() {
-        assert_eq!(
-            build_bucket_fields(7.5),
-            vec!["le_10", "le_30", "le_60", "le_120", "le_300", "le_600", "le_+Inf"]
-        );
-        assert_eq!(build_bucket_fields(1.0)[0], "le_1");
-        assert_eq!(build_bucket_fields(900.0), vec!["le_+Inf"]);
+    fn a_build_counts_in_one_bucket() {
+        assert_eq!(build_bucket_field(7.5).as_deref(), Some("in_10"));
+        assert_eq!(build_bucket_field(1.0).as_deref(), Some("in_1"));
+        assert_eq!(build_bucket_field(0.0).as_deref(), Some("in_1"));
+        assert_eq!(build_bucket_field(900.0), None);
     }
 
     fn deployment(status: DeploymentStatus, started_at: Option<u64>) -> Deployment {
@@ -545,16 +550,17 @@ mod tests {
         assert!(all.contains(&vec![
             "HINCRBY".into(),
             keys::STATS_BUILD_SECONDS.into(),
-            "le_5".into(),
+            "in_5".into(),
             "1".into()
         ]));
-        assert!(!all.iter().any(|a| a[2] == "le_2"));
         assert!(all.contains(&vec![
-            "HINCRBYFLOAT".into(),
+            "HINCRBY".into(),
             keys::STATS_BUILD_SECONDS.into(),
-            "sum".into(),
-            "3.5".into()
+            "sum_ms".into(),
+            "3500".into()
         ]));
+        // One bucket, the sum, the count.
+        assert_eq!(all.len(), 3);
         assert!(!all.iter().any(|a| a[1] == keys::STATS_DEPLOYMENTS));
         // deploying → succeeded: an outcome only.
         let cmds = ledger_commands(Deploying, &deployment(Succeeded, Some(1_000)), 9_000);
@@ -574,8 +580,9 @@ mod tests {
         assert!(all
             .iter()
             .any(|a| a[1] == keys::STATS_DEPLOYMENTS && a[2] == "failed"));
-        assert!(all.iter().any(|a| a[2] == "le_+Inf"));
-        assert!(!all.iter().any(|a| a[2] == "le_600"));
+        // Past the last bound: no bucket, only the sum and the count.
+        assert!(!all.iter().any(|a| a[2].starts_with("in_")));
+        assert!(all.iter().any(|a| a[2] == "count"));
         // queued → failed (never built) and no change: nothing about builds.
         let cmds = ledger_commands(Queued, &deployment(Failed, Some(5)), 10);
         assert_eq!(cmds.len(), 1);
@@ -589,8 +596,13 @@ mod tests {
             ("le_10", "2"),
             ("le_+Inf", "3"),
             ("sum", "712.5"),
-            ("count", "3"),
+            ("count", "7"),
             ("le_30", "not a number"),
+            // Written since: one bucket per build, the sum in ms.
+            ("in_2", "1"),
+            ("in_10", "2"),
+            ("in_600", "1"),
+            ("sum_ms", "1500"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -600,17 +612,17 @@ mod tests {
             h.buckets,
             vec![
                 (1, 0),
-                (2, 0),
-                (5, 1),
-                (10, 2),
-                (30, 0),
-                (60, 0),
-                (120, 0),
-                (300, 0),
-                (600, 0)
+                (2, 1),
+                (5, 2),
+                (10, 5),
+                (30, 3),
+                (60, 3),
+                (120, 3),
+                (300, 3),
+                (600, 4)
             ]
         );
-        assert_eq!((h.sum, h.count), (712.5, 3));
+        assert_eq!((h.sum, h.count), (714.0, 7));
         let empty = build_histogram(&HashMap::new());
         assert_eq!((empty.buckets.len(), empty.sum, empty.count), (9, 0.0, 0));
     }

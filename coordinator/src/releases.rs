@@ -2,9 +2,9 @@
 //!
 //! A release is an image that served the app. Two sorted sets index them: `app_releases(app)`
 //! (image → when it last started serving) and `release_deployments(app, image)` (the
-//! deployments that served it → when each succeeded). The Ledger adds to both in the same MULTI
-//! that makes a deployment `succeeded` ([`index_commands`]) and then trims the index to the
-//! app's `keep_releases` ([`trim`]). So:
+//! deployments that served it → when each succeeded). The Ledger adds to both (and caps the
+//! release's list of deployments) in the same script that makes a deployment `succeeded`
+//! ([`index_commands`]), and then trims the index to the app's `keep_releases` ([`trim`]). So:
 //! - retention counts distinct images: rolling back and forth between two releases
 //!   re-activates them and never pushes a third out;
 //! - a rollback may name any deployment whose image is retained;
@@ -35,33 +35,31 @@ pub fn index_commands(d: &Deployment) -> Vec<redis::Cmd> {
         .arg(keys::release_deployments(&d.app, image))
         .arg(at)
         .arg(&d.id);
-    vec![activate, served]
+    // Only this release's list grew: it keeps its newest DEPLOYMENTS_PER_RELEASE.
+    let mut cap = redis::cmd("ZREMRANGEBYRANK");
+    cap.arg(keys::release_deployments(&d.app, image))
+        .arg(0)
+        .arg(-DEPLOYMENTS_PER_RELEASE - 1);
+    vec![activate, served, cap]
 }
 
-/// Drops from the index the images beyond the newest `keep` (and each release's deployments
-/// beyond the newest [`DEPLOYMENTS_PER_RELEASE`]).
+/// Drops from the index the images beyond the newest `keep`, with their lists of deployments.
+/// (Each release's list is capped at [`DEPLOYMENTS_PER_RELEASE`] as it grows, in the write of
+/// the deployment that served it: [`index_commands`].)
 pub async fn trim(store: &Store, app: &str, keep: u32) -> Result<()> {
     let mut c = store.conn();
     let old: Vec<String> = c
         .zrevrange(keys::app_releases(app), keep as isize, -1)
         .await?;
-    let kept: Vec<String> = c
-        .zrevrange(keys::app_releases(app), 0, keep as isize - 1)
-        .await?;
+    if old.is_empty() {
+        return Ok(());
+    }
     let mut pipe = redis::pipe();
     for image in &old {
         pipe.zrem(keys::app_releases(app), image)
             .ignore()
             .del(keys::release_deployments(app, image))
             .ignore();
-    }
-    for image in &kept {
-        pipe.zremrangebyrank(
-            keys::release_deployments(app, image),
-            0,
-            -DEPLOYMENTS_PER_RELEASE - 1,
-        )
-        .ignore();
     }
     let _: () = pipe.query_async(&mut c).await?;
     Ok(())
@@ -258,7 +256,11 @@ mod tests {
         d.status = DeploymentStatus::Succeeded;
         d.finished_at = Some(5);
         let cmds = index_commands(&d);
-        assert_eq!(cmds.len(), 2);
+        assert_eq!(cmds.len(), 3);
         assert!(cmds[0].get_packed_command().ends_with(b"berth/a:d1\r\n"));
+        // The release's list of deployments is capped in the same write.
+        assert!(cmds[2]
+            .get_packed_command()
+            .starts_with(b"*4\r\n$15\r\nZREMRANGEBYRANK\r\n"));
     }
 }
