@@ -85,8 +85,9 @@ pub struct DeploymentActor {
     /// The record as last read, and when: while it only waits on its node, a tick decides from
     /// it (and the fleet) without reading it again — see [`REREAD`].
     known: Option<(Deployment, Instant)>,
-    /// The record as the API created it, for the first look only (then it is read).
-    created: Option<Deployment>,
+    /// The record as the API created it, for the first look only (then it is read), with the
+    /// app as the API read it when it has it.
+    created: Option<(Deployment, Option<App>)>,
 }
 
 /// How long a tick may decide from the record it read last instead of reading it again. Every
@@ -133,9 +134,10 @@ impl DeploymentActor {
         }
     }
 
-    /// Starts from `d`, the record as just created (its first look does not read it back).
-    pub fn created(mut self, d: Option<Deployment>) -> Self {
-        self.created = d.filter(|d| d.id == self.id);
+    /// Starts from `d`, the record as just created (its first look does not read it back),
+    /// and from the app as its creator read it, if given.
+    pub fn created(mut self, d: Option<(Deployment, Option<App>)>) -> Self {
+        self.created = d.filter(|(d, _)| d.id == self.id);
         self
     }
 
@@ -254,7 +256,7 @@ struct Tick {
 async fn tick(
     t: Tick,
     known: Option<Deployment>,
-    created: Option<Deployment>,
+    created: Option<(Deployment, Option<App>)>,
 ) -> Result<(Step, Option<Deployment>)> {
     if t.quarantine && t.ledger.send(Quarantine(t.id.clone())).await??.is_some() {
         return Ok((Step::Done, None));
@@ -265,14 +267,14 @@ async fn tick(
             return Ok((Step::Wait, None));
         }
     }
-    let d = match created {
-        Some(d) => d,
+    let (d, app) = match created {
+        Some(c) => c,
         None => match t.store.get_deployment(&t.id).await? {
-            Some(d) => d,
+            Some(d) => (d, None),
             None => return Ok((Step::Done, None)),
         },
     };
-    let step = decide(t, d.clone()).await?;
+    let step = decide(t, d.clone(), app).await?;
     Ok((step, Some(d)))
 }
 
@@ -295,8 +297,9 @@ fn waits_on_its_node(d: &Deployment, nodes: &[NodeView], sent: bool, dl: Deadlin
         && age + REREAD < dl.deploy_timeout
 }
 
-/// What a look at the record `d` (read now) does.
-async fn decide(t: Tick, d: Deployment) -> Result<Step> {
+/// What a look at the record `d` (read now) does; `app` is the app as the deployment's creator
+/// read it just before, on the first look only.
+async fn decide(t: Tick, d: Deployment, app: Option<App>) -> Result<Step> {
     let Tick {
         id,
         store,
@@ -328,7 +331,9 @@ async fn decide(t: Tick, d: Deployment) -> Result<Step> {
     }
     let nodes = registry.send(Nodes).await??;
     // The app, read once, when the deployment is still to be placed or is rolled out.
+    let given = app.filter(|a| a.name == d.app && !a.stopped);
     let app = match d.rollout.is_some() || d.node.is_none() {
+        true if given.is_some() => given,
         true => match app_or_cancel(&store, &ledger, &d).await? {
             Some(app) => Some(app),
             None => return Ok(Step::Done),
@@ -391,6 +396,7 @@ async fn decide(t: Tick, d: Deployment) -> Result<Step> {
                     id: id.clone(),
                     node: node.clone(),
                     runtime,
+                    known: Some(d.clone()),
                 })
                 .await??
             else {
@@ -585,11 +591,17 @@ async fn placement(
 
 /// The node of the app's latest deployment other than `d` (its layer cache), if any.
 pub(crate) async fn last_builder(store: &Store, d: &Deployment) -> Result<Option<String>> {
+    let mut ids = store.deployment_ids(&d.app, 5).await?;
+    ids.retain(|id| id != &d.id);
+    if ids.is_empty() {
+        // The app's first deployment: no record to read.
+        return Ok(None);
+    }
     Ok(store
-        .list_deployments(&d.app, 5)
+        .deployments(&ids)
         .await?
         .into_iter()
-        .find(|p| p.id != d.id && p.node.is_some())
+        .find(|p| p.node.is_some())
         .and_then(|p| p.node))
 }
 

@@ -192,7 +192,7 @@ pub(crate) async fn scale(
             ..Default::default()
         })
         .await??;
-    reconciler.do_send(Track(d.clone()));
+    reconciler.do_send(Track::new(d.clone()));
     Ok(Some(d.id))
 }
 
@@ -274,6 +274,6 @@ async fn reschedule(
         })
         .await??;
     tracing::warn!(%app, deployment = %d.id, node = %up.node, %reason, "replica moved");
-    reconciler.do_send(Track(d.clone()));
+    reconciler.do_send(Track::new(d.clone()));
     Ok(Some(d.id))
 }

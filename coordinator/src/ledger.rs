@@ -95,6 +95,9 @@ pub struct Assign {
     pub node: String,
     /// The settings it will run with (kept with the release).
     pub runtime: RuntimeSpec,
+    /// The record as the asker holds it: the first try expects Redis to hold exactly this (so
+    /// it does not read it first); when it does not, the record is read and decided again.
+    pub known: Option<Deployment>,
 }
 
 /// Run a deployment whose attempt an infrastructure fault interrupted (its node went down
@@ -382,8 +385,16 @@ impl Handler<Assign> for Ledger {
         let serial = self.serial(&msg.id);
         Box::pin(async move {
             let _one = serial.lock().await;
+            let mut known = msg.known.filter(|d| d.id == msg.id);
             for _ in 0..TRIES {
-                let Some((mut d, raw)) = store.read_deployment(&msg.id).await? else {
+                let read = match known.take() {
+                    Some(d) => {
+                        let raw = store.deployment_bytes(&d)?;
+                        Some((d, raw))
+                    }
+                    None => store.read_deployment(&msg.id).await?,
+                };
+                let Some((mut d, raw)) = read else {
                     return Err(Error::NotFound(format!("deployment {} not found", msg.id)));
                 };
                 if d.status != DeploymentStatus::Queued || d.node.is_some() {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use berth_bus::supervise::{count_restart, InjectPanic, Intensity, Restarts};
 use berth_bus::{Live, Shutdown};
-use berth_protocol::Deployment;
+use berth_protocol::{App, Deployment};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::deployment::{Deadlines, DeploymentActor, Link};
@@ -99,7 +99,7 @@ impl Reconciler {
         }
     }
 
-    fn track(&mut self, id: String, created: Option<Deployment>) {
+    fn track(&mut self, id: String, created: Option<(Deployment, Option<App>)>) {
         if self.term.is_none() || self.actors.get(&id).is_some_and(|(a, _)| a.connected()) {
             return;
         }
@@ -241,13 +241,27 @@ impl Handler<InjectPanicChild> for Reconciler {
 /// record as created: the actor's first look starts from it instead of reading it back.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Track(pub Deployment);
+pub struct Track {
+    pub deployment: Deployment,
+    /// The app as the creator read it just before (the API's request did): the first look
+    /// places the deployment with it instead of reading it again.
+    pub app: Option<App>,
+}
+
+impl Track {
+    pub fn new(deployment: Deployment) -> Self {
+        Track {
+            deployment,
+            app: None,
+        }
+    }
+}
 
 impl Handler<Track> for Reconciler {
     type Result = ();
 
-    fn handle(&mut self, Track(d): Track, _: &mut Context<Self>) {
-        self.track(d.id.clone(), Some(d));
+    fn handle(&mut self, t: Track, _: &mut Context<Self>) {
+        self.track(t.deployment.id.clone(), Some((t.deployment, t.app)));
     }
 }
 

@@ -592,6 +592,11 @@ impl Store {
             .transpose()
     }
 
+    /// The bytes `d` is stored as: what a write expects to find when `d` is what was read.
+    pub fn deployment_bytes(&self, d: &Deployment) -> Result<Vec<u8>> {
+        Ok(encode(DEPLOYMENT_KIND, &d.id, d)?)
+    }
+
     /// Writes a deployment record with further commands in the same script (the Ledger's
     /// counters, see `metrics::ledger_commands`), if the record is still what `expect` says;
     /// keeps the active set and the app's index in step with it. `Ok(false)`, with nothing
@@ -602,7 +607,8 @@ impl Store {
         extra: &[redis::Cmd],
         expect: Expect<'_>,
     ) -> Result<bool> {
-        let cmds = self.deployment_commands(d, extra)?;
+        let index = matches!(expect, Expect::Absent);
+        let cmds = self.deployment_commands(d, extra, index)?;
         self.commit(
             &format!("writing deployment {}", d.id),
             &d.id,
@@ -612,9 +618,17 @@ impl Store {
         .await
     }
 
-    /// The commands that write `d` (record, app index, newest summary, active set), then
-    /// `extra`.
-    fn deployment_commands(&self, d: &Deployment, extra: &[redis::Cmd]) -> Result<Vec<redis::Cmd>> {
+    /// The commands that write `d` (record, newest summary, active set; the app's index when
+    /// `index`), then `extra`. A record's place in its app's index (its creation time) never
+    /// changes, so only the write that creates it — or replaces an unreadable one — adds it;
+    /// the others leave the index alone (and so never bring back the index of an app deleted
+    /// meanwhile).
+    fn deployment_commands(
+        &self,
+        d: &Deployment,
+        extra: &[redis::Cmd],
+        index: bool,
+    ) -> Result<Vec<redis::Cmd>> {
         let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
         let mut cmds = vec![{
             let mut c = redis::cmd("SET");
@@ -623,13 +637,16 @@ impl Store {
         }];
         // A replaced unreadable record may not know its app.
         if !d.app.is_empty() {
-            let mut zadd = redis::cmd("ZADD");
-            zadd.arg(keys::app_deployments(&d.app))
-                .arg(d.created_at)
-                .arg(&d.id);
+            if index {
+                let mut zadd = redis::cmd("ZADD");
+                zadd.arg(keys::app_deployments(&d.app))
+                    .arg(d.created_at)
+                    .arg(&d.id);
+                cmds.push(zadd);
+            }
             let mut latest = redis::cmd("__latest");
             latest_args(&mut latest, d);
-            cmds.extend([zadd, latest]);
+            cmds.push(latest);
         }
         let mut active = redis::cmd(if d.status.is_terminal() {
             "SREM"
@@ -661,7 +678,7 @@ impl Store {
             .arg(keys::deployment(&d.id))
             .arg(keys::deployment_unreadable(&d.id));
         let mut cmds = vec![rename];
-        cmds.extend(self.deployment_commands(d, extra)?);
+        cmds.extend(self.deployment_commands(d, extra, true)?);
         self.commit(
             &format!("replacing deployment {}", d.id),
             &d.id,
@@ -715,6 +732,40 @@ impl Store {
             .mget(ids.iter().map(|id| keys::deployment(id)).collect())
             .await?;
         Ok(decode_listed(DEPLOYMENT_KIND, ids, raw))
+    }
+
+    /// The unfinished deployments among `app`'s newest `limit` other than `except`, newest
+    /// first: the ids, then which of them are in the active set, then only those records.
+    pub async fn other_active_deployments(
+        &self,
+        app: &str,
+        except: &str,
+        limit: usize,
+    ) -> Result<Vec<Deployment>> {
+        let mut ids = self.deployment_ids(app, limit).await?;
+        ids.retain(|id| id != except);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let active: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(keys::ACTIVE_DEPLOYMENTS)
+            .arg(&ids)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let ids: Vec<String> = ids
+            .into_iter()
+            .zip(active)
+            .filter_map(|(id, a)| a.then_some(id))
+            .collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .deployments(&ids)
+            .await?
+            .into_iter()
+            .filter(|d| !d.status.is_terminal())
+            .collect())
     }
 
     pub async fn active_deployments(&self) -> Result<Vec<String>> {
@@ -922,9 +973,11 @@ impl Store {
     pub async fn send_job(&self, node: &str, id: &str, job: &Job) -> Result<()> {
         let bytes = encode(JOB_KIND, id, job)?;
         let fence = self.fence_arg();
-        let r: redis::Value = redis::cmd("EVAL")
-            .arg(FENCED)
-            .arg(0)
+        // EVALSHA: Redis hashes an EVAL's whole text on every call.
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(FENCED));
+        let mut script = SCRIPT.prepare_invoke();
+        script
             .arg(keys::LEADER_EPOCH)
             .arg(&fence)
             .arg("XADD")
@@ -934,9 +987,8 @@ impl Store {
             .arg(keys::STREAM_MAXLEN)
             .arg("*")
             .arg(berth_protocol::envelope::STREAM_FIELD)
-            .arg(bytes)
-            .query_async(&mut self.conn.clone())
-            .await?;
+            .arg(bytes);
+        let r: redis::Value = script.invoke_async(&mut self.conn.clone()).await?;
         if r == redis::Value::Int(-1) {
             return Err(Self::fenced(
                 &format!("the job {id} for node {node}"),

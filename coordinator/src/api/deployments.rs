@@ -56,12 +56,25 @@ impl Queue {
     /// switch (`berth:fate:<id>` = `switch`) is left to finish; the newer one replaces it right
     /// after.
     pub(super) async fn deployment(&self, create: ledger::Create) -> Result<Deployment> {
+        self.deployment_of(create, None).await
+    }
+
+    /// [`Queue::deployment`], given the app as the caller just read it (the deployment's
+    /// first look places it with that).
+    pub(super) async fn deployment_of(
+        &self,
+        create: ledger::Create,
+        app: Option<berth_protocol::App>,
+    ) -> Result<Deployment> {
         let (store, ledger) = (&self.store, &self.ledger);
         let d = ledger.send(create).await??;
-        self.reconciler.do_send(Track(d.clone()));
-        for old in store.list_deployments(&d.app, 100).await? {
+        self.reconciler.do_send(Track {
+            deployment: d.clone(),
+            app,
+        });
+        for old in store.other_active_deployments(&d.app, &d.id, 100).await? {
             let older = (old.created_at, &old.id) < (d.created_at, &d.id);
-            if !older || old.status.is_terminal() {
+            if !older {
                 continue;
             }
             if store
@@ -103,11 +116,11 @@ impl Handler<CreateDeployment> for Api {
                 validate::git_ref("ref", r).map_err(Error::BadRequest)?;
             }
             let create = ledger::Create {
-                app: app.name,
+                app: app.name.clone(),
                 git_ref: msg.1.git_ref,
                 ..Default::default()
             };
-            q.deployment(create).await
+            q.deployment_of(create, Some(app)).await
         })
     }
 }
