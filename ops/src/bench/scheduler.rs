@@ -73,6 +73,11 @@ pub struct SchedulerArgs {
     /// Concurrent API clients creating them.
     #[arg(long, default_value_t = 32)]
     clients: usize,
+    /// Offer the deployments at this many a second (each POST starts at its slot, and its
+    /// latencies count from that slot, so a coordinator that falls behind is charged for the
+    /// wait) instead of as fast as the API answers: the latency at a given load.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Apps in Redis during the idle measurement (the load's, topped up straight into Redis).
     #[arg(long, default_value_t = 10_000)]
     idle_apps: usize,
@@ -139,6 +144,8 @@ struct LoadResult {
     duplicates: usize,
     /// Distinct nodes that received jobs.
     nodes_used: usize,
+    /// The offered rate (`--rate`), or `None`: as fast as the API answers.
+    rate: Option<f64>,
     jobs_per_s: f64,
     /// Deployments ended (every one terminal) per second, from the first POST until none was
     /// active: what the coordinator sustains with the nodes' events applied.
@@ -155,6 +162,55 @@ struct LoadResult {
     /// Coordinator CPU (% of one core) from the first POST to the last read, and its peak RSS.
     coordinator_cpu_pct: f64,
     coordinator_peak_rss_mb: f64,
+    /// CPU time per deployment, from the first POST until none is active.
+    cpu_ms_per_deployment: WorkMs,
+}
+
+/// CPU milliseconds per deployment: the coordinator, Redis (from its `INFO cpu`) and this
+/// process (the API clients and the simulated nodes).
+#[derive(Serialize, Clone, Copy)]
+struct WorkMs {
+    coordinator: f64,
+    redis: f64,
+    bench: f64,
+}
+
+/// CPU seconds used so far by the coordinator, Redis and this process.
+struct Work {
+    coordinator: ProcUsage,
+    redis_s: f64,
+    bench: ProcUsage,
+}
+
+impl Work {
+    async fn read(conn: &Redis, coordinator: i32) -> Result<Work> {
+        let info: String = redis::cmd("INFO")
+            .arg("cpu")
+            .query_async(&mut conn.clone())
+            .await?;
+        let redis_s = info
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("used_cpu_sys:")
+                    .or_else(|| l.strip_prefix("used_cpu_user:"))
+            })
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum();
+        Ok(Work {
+            coordinator: ProcUsage::read(coordinator)?,
+            redis_s,
+            bench: ProcUsage::read(std::process::id() as i32)?,
+        })
+    }
+
+    fn per_deployment_ms(&self, before: &Work, n: usize) -> WorkMs {
+        let per = |s: f64| s * 1e3 / n.max(1) as f64;
+        WorkMs {
+            coordinator: per(self.coordinator.secs_since(&before.coordinator)),
+            redis: per(self.redis_s - before.redis_s),
+            bench: per(self.bench.secs_since(&before.bench)),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -188,6 +244,9 @@ pub fn run(mut args: SchedulerArgs, json: bool) -> Result<()> {
     }
     if args.nodes.is_empty() || args.nodes.contains(&0) || args.jobs == 0 || args.clients == 0 {
         bail!("--nodes, --jobs and --clients must be positive");
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number of deployments a second");
     }
     let dir = TempDir::new()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -318,12 +377,22 @@ async fn run_load(
 
     // The deployments: as fast as the API takes them.
     let cpu_before = ProcUsage::read(coord.pid())?;
+    // CPU spent on the whole of each deployment, by process (less noisy than the rates).
+    let work_before = Work::read(conn, coord.pid()).await?;
     let first_post = Instant::now();
+    let rate = args.rate;
     let posted = concurrently(args.clients, names.len(), |i| {
         let path = format!("/api/v1/apps/{}/deployments", names[i]);
         let api = api.clone();
         async move {
-            let t0 = Instant::now();
+            let t0 = match rate {
+                Some(r) => {
+                    let slot = first_post + Duration::from_secs_f64(i as f64 / r);
+                    tokio::time::sleep_until(slot.into()).await;
+                    slot
+                }
+                None => Instant::now(),
+            };
             let v = api.post(&path, &serde_json::json!({})).await?;
             let id = v["id"].as_str().context("no id in the answer")?.to_string();
             anyhow::Ok((id, t0, t0.elapsed()))
@@ -380,6 +449,9 @@ async fn run_load(
         (Latency::of(lat), n, used.len())
     };
     let (ended, statuses) = settle(conn, &sent.keys().cloned().collect::<Vec<_>>()).await?;
+    let work = Work::read(conn, coord.pid())
+        .await?
+        .per_deployment_ms(&work_before, sent.len());
     let terminal: usize = statuses
         .iter()
         .filter(|(s, _)| ["succeeded", "failed", "cancelled"].contains(&s.as_str()))
@@ -390,6 +462,7 @@ async fn run_load(
         nodes,
         jobs: args.jobs,
         clients: args.clients,
+        rate: args.rate,
         api_errors,
         dispatched,
         duplicates: fleet.duplicates.load(Ordering::Relaxed),
@@ -403,6 +476,7 @@ async fn run_load(
         apps_per_s,
         coordinator_cpu_pct: cpu_after.pct_since(&cpu_before),
         coordinator_peak_rss_mb: proc_status_mb(coord.pid(), "VmHWM:")?,
+        cpu_ms_per_deployment: work,
     })
 }
 
@@ -931,6 +1005,11 @@ impl ProcUsage {
         })
     }
 
+    /// CPU seconds used between `before` and this reading.
+    fn secs_since(&self, before: &ProcUsage) -> f64 {
+        self.ticks.saturating_sub(before.ticks) as f64 / TICKS_PER_S
+    }
+
     /// CPU used between `before` and this reading, in % of one core.
     fn pct_since(&self, before: &ProcUsage) -> f64 {
         let secs = self.at.duration_since(before.at).as_secs_f64().max(1e-3);
@@ -1005,12 +1084,24 @@ fn print_report(r: &Report) {
             l.nodes_used
         );
         println!(
-            "       statuses {:?}; API errors {}, duplicate jobs {}; apps created at {:.0}/s",
-            l.statuses, l.api_errors, l.duplicates, l.apps_per_s
+            "       offered {}; statuses {:?}; API errors {}, duplicate jobs {}; apps created at {:.0}/s",
+            match l.rate {
+                Some(r) => format!("at {r:.0} deployments/s (--rate)"),
+                None => format!("as fast as {} clients get answers", l.clients),
+            },
+            l.statuses,
+            l.api_errors,
+            l.duplicates,
+            l.apps_per_s
         );
         println!(
             "       every deployment terminal at {:.0} deployments/s (first POST to none active)",
             l.ended_per_s
+        );
+        let w = l.cpu_ms_per_deployment;
+        println!(
+            "       CPU per deployment (first POST to none active): coordinator {:.3} ms, Redis {:.3} ms, this process {:.3} ms",
+            w.coordinator, w.redis, w.bench
         );
     }
     if let Some(i) = &r.idle {
