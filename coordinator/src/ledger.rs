@@ -407,7 +407,7 @@ impl Handler<Assign> for Ledger {
                 let line = format!("scheduled on node {}", msg.node);
                 let log = log_command(&d.id, LogStream::System, &line);
                 if store
-                    .put_deployment_with(&d, &[log], Expect::Bytes(&raw))
+                    .put_deployment_with(&d, &[log], Expect::Read(&raw, DeploymentStatus::Queued))
                     .await?
                 {
                     return Ok(Some(d));
@@ -452,7 +452,7 @@ impl Handler<Transition> for Ledger {
                 extra.extend(crate::metrics::ledger_commands(before, &d, at));
                 extra.extend(crate::releases::index_commands(&d));
                 if store
-                    .put_deployment_with(&d, &extra, Expect::Bytes(&raw))
+                    .put_deployment_with(&d, &extra, Expect::Read(&raw, before))
                     .await?
                 {
                     written = Some(d);
@@ -520,7 +520,7 @@ impl Handler<Reassign> for Ledger {
                     .arg(keys::MARKER_TTL_S);
                 let log = log_command(&d.id, LogStream::System, &line);
                 if store
-                    .put_deployment_with(&d, &[log, set], Expect::Bytes(&raw))
+                    .put_deployment_with(&d, &[log, set], Expect::Read(&raw, d.status))
                     .await?
                 {
                     return Ok(Some(d));
@@ -544,11 +544,12 @@ impl Handler<EditRollout> for Ledger {
                 let Some((mut d, raw)) = store.read_deployment(&msg.id).await? else {
                     return Ok(None);
                 };
-                if d.status.is_terminal() || !edit(&mut d) {
+                let before = d.status;
+                if before.is_terminal() || !edit(&mut d) {
                     return Ok(None);
                 }
                 if store
-                    .put_deployment_with(&d, &[], Expect::Bytes(&raw))
+                    .put_deployment_with(&d, &[], Expect::Read(&raw, before))
                     .await?
                 {
                     return Ok(Some(d));

@@ -12,7 +12,9 @@ use berth_bus::Redis;
 use berth_protocol::api::LatestDeployment;
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::Sealed;
-use berth_protocol::{keys, App, Deployment, Job, LogLine, LogStream, NodeInfo, Route, JOB_KIND};
+use berth_protocol::{
+    keys, App, Deployment, DeploymentStatus, Job, LogLine, LogStream, NodeInfo, Route, JOB_KIND,
+};
 use redis::AsyncCommands;
 
 use crate::error::{Error, Result};
@@ -254,6 +256,9 @@ pub enum Expect<'a> {
     Absent,
     /// The record as it was read, byte for byte.
     Bytes(&'a [u8]),
+    /// The record as it was read, byte for byte, and the status it held: a write that keeps
+    /// that status leaves the newest summary and the active set alone (neither can change).
+    Read(&'a [u8], DeploymentStatus),
 }
 
 impl Store {
@@ -308,7 +313,7 @@ impl Store {
         let mut script = SCRIPT.prepare_invoke();
         let (mode, bytes): (&str, &[u8]) = match expect {
             Expect::Absent => ("absent", b""),
-            Expect::Bytes(b) => ("bytes", b),
+            Expect::Bytes(b) | Expect::Read(b, _) => ("bytes", b),
         };
         script
             .arg(keys::LEADER_EPOCH)
@@ -585,7 +590,7 @@ impl Store {
     }
 
     /// A deployment record with the bytes it was read from: what a write of it expects to find
-    /// ([`Expect::Bytes`]) so that it never overwrites a change made since.
+    /// ([`Expect::Read`]) so that it never overwrites a change made since.
     pub async fn read_deployment(&self, id: &str) -> Result<Option<(Deployment, Vec<u8>)>> {
         let raw: Option<Vec<u8>> = self.conn.clone().get(keys::deployment(id)).await?;
         raw.map(|b| decode_record(&format!("deployment {id}"), DEPLOYMENT_KIND, &b).map(|d| (d, b)))
@@ -608,7 +613,8 @@ impl Store {
         expect: Expect<'_>,
     ) -> Result<bool> {
         let index = matches!(expect, Expect::Absent);
-        let cmds = self.deployment_commands(d, extra, index)?;
+        let summary = !matches!(expect, Expect::Read(_, before) if before == d.status);
+        let cmds = self.deployment_commands(d, extra, index, summary)?;
         self.commit(
             &format!("writing deployment {}", d.id),
             &d.id,
@@ -618,16 +624,18 @@ impl Store {
         .await
     }
 
-    /// The commands that write `d` (record, newest summary, active set; the app's index when
-    /// `index`), then `extra`. A record's place in its app's index (its creation time) never
-    /// changes, so only the write that creates it — or replaces an unreadable one — adds it;
-    /// the others leave the index alone (and so never bring back the index of an app deleted
-    /// meanwhile).
+    /// The commands that write `d` (the record; the app's index when `index`; the newest
+    /// summary and the active set when `summary`), then `extra`. A record's place in its app's
+    /// index (its creation time) never changes, so only the write that creates it — or
+    /// replaces an unreadable one — adds it; the others leave the index alone (and so never
+    /// bring back the index of an app deleted meanwhile). The summary and the active set follow
+    /// the status only, so a write that keeps the status needs neither.
     fn deployment_commands(
         &self,
         d: &Deployment,
         extra: &[redis::Cmd],
         index: bool,
+        summary: bool,
     ) -> Result<Vec<redis::Cmd>> {
         let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
         let mut cmds = vec![{
@@ -644,17 +652,21 @@ impl Store {
                     .arg(&d.id);
                 cmds.push(zadd);
             }
-            let mut latest = redis::cmd("__latest");
-            latest_args(&mut latest, d);
-            cmds.push(latest);
+            if summary {
+                let mut latest = redis::cmd("__latest");
+                latest_args(&mut latest, d);
+                cmds.push(latest);
+            }
         }
-        let mut active = redis::cmd(if d.status.is_terminal() {
-            "SREM"
-        } else {
-            "SADD"
-        });
-        active.arg(keys::ACTIVE_DEPLOYMENTS).arg(&d.id);
-        cmds.push(active);
+        if summary {
+            let mut active = redis::cmd(if d.status.is_terminal() {
+                "SREM"
+            } else {
+                "SADD"
+            });
+            active.arg(keys::ACTIVE_DEPLOYMENTS).arg(&d.id);
+            cmds.push(active);
+        }
         cmds.extend(extra.iter().cloned());
         Ok(cmds)
     }
@@ -678,7 +690,7 @@ impl Store {
             .arg(keys::deployment(&d.id))
             .arg(keys::deployment_unreadable(&d.id));
         let mut cmds = vec![rename];
-        cmds.extend(self.deployment_commands(d, extra, true)?);
+        cmds.extend(self.deployment_commands(d, extra, true, true)?);
         self.commit(
             &format!("replacing deployment {}", d.id),
             &d.id,
