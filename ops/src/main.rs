@@ -10,6 +10,11 @@ mod settings;
 
 use std::path::PathBuf;
 
+/// mimalloc instead of glibc's malloc: under the scheduler bench a third of the coordinator's
+/// CPU samples were in glibc's `malloc`/`free` (`BENCHMARKS.md`, "Scheduler").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
