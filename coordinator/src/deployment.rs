@@ -591,8 +591,7 @@ async fn placement(
 
 /// The node of the app's latest deployment other than `d` (its layer cache), if any.
 pub(crate) async fn last_builder(store: &Store, d: &Deployment) -> Result<Option<String>> {
-    let mut ids = store.deployment_ids(&d.app, 5).await?;
-    ids.retain(|id| id != &d.id);
+    let ids = store.deployment_ids_except(&d.app, &d.id, 5).await?;
     if ids.is_empty() {
         // The app's first deployment: no record to read.
         return Ok(None);

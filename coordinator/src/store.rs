@@ -732,6 +732,18 @@ impl Store {
             .await?)
     }
 
+    /// The ids of `app`'s newest `limit` deployments other than `except`, newest first.
+    pub async fn deployment_ids_except(
+        &self,
+        app: &str,
+        except: &str,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let mut ids = self.deployment_ids(app, limit).await?;
+        ids.retain(|id| id != except);
+        Ok(ids)
+    }
+
     /// An app's newest deployments, newest first; two round trips.
     pub async fn list_deployments(&self, app: &str, limit: usize) -> Result<Vec<Deployment>> {
         let ids = self.deployment_ids(app, limit).await?;
@@ -754,8 +766,7 @@ impl Store {
         except: &str,
         limit: usize,
     ) -> Result<Vec<Deployment>> {
-        let mut ids = self.deployment_ids(app, limit).await?;
-        ids.retain(|id| id != except);
+        let ids = self.deployment_ids_except(app, except, limit).await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
