@@ -43,8 +43,49 @@ pub struct ApiSettings {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://host:port/db` or `redis+unix:///path`. Unset: `berth up` runs its own.
+    /// `redis://host:port/db`, `rediss://` (TLS) or `redis+unix:///path`. Unset: `berth up`
+    /// runs its own.
     pub url: Option<String>,
+    /// Lets a daemon use a Redis on another host without a password (`url` names none). Off:
+    /// whoever reaches that Redis could rewrite routes and jobs, so the daemon refuses to start.
+    pub allow_unauthenticated: bool,
+}
+
+impl RedisSettings {
+    /// Refuses a Redis URL anyone on the network could use: one on another host (TCP, not
+    /// loopback) that names no password, unless `allow_unauthenticated`. A Unix socket or a
+    /// loopback address is reached only from this host (app containers reach neither: a
+    /// container's loopback is its own). Also refuses a URL the Redis client cannot parse, with
+    /// the reason and without echoing a password.
+    pub fn check(&self) -> Result<()> {
+        let Some(url) = &self.url else { return Ok(()) };
+        use redis::IntoConnectionInfo;
+        let info = url.as_str().into_connection_info().map_err(|e| {
+            anyhow::anyhow!(
+                "redis.url is not a Redis URL ({}): expected redis://[:PASSWORD@]HOST:PORT/DB, rediss://… (TLS) or redis+unix:///PATH",
+                e.detail().unwrap_or("cannot parse it")
+            )
+        })?;
+        let host = match info.addr() {
+            redis::ConnectionAddr::Tcp(h, _) | redis::ConnectionAddr::TcpTls { host: h, .. } => h,
+            _ => return Ok(()),
+        };
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if loopback || self.allow_unauthenticated || info.redis_settings().password().is_some() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "redis.url names no password for the Redis at {host}, another host: anyone who reaches it could rewrite \
+             the fleet's routes and jobs. Give that Redis a password (`requirepass`, or an ACL user) and put it in \
+             the URL (redis://:PASSWORD@{host}:6379/0, or rediss:// for TLS), or set \
+             redis.allow_unauthenticated = true (BERTH_REDIS__ALLOW_UNAUTHENTICATED) if the network is private"
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -226,6 +267,7 @@ impl Settings {
         if s.node.stats_interval_s == 0 {
             anyhow::bail!("node.stats_interval_s must be at least 1");
         }
+        s.redis.check()?;
         Ok(s)
     }
 
@@ -246,7 +288,8 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("secret_key", None, "64 hex digits sealing git credentials; unset: <data_dir>/secret.key, created at first start"),
         ("api.listen", Some(q(&d.api.listen)), "the HTTP API's address"),
         ("api.token", None, "the API's bearer token; unset: generated into <data_dir>/token"),
-        ("redis.url", None, "an external Redis (redis://host:port/db); unset: `berth up` runs its own"),
+        ("redis.url", None, "an external Redis (redis://[:password@]host:port/db, rediss:// for TLS); unset: `berth up` runs its own"),
+        ("redis.allow_unauthenticated", Some(d.redis.allow_unauthenticated.to_string()), "allow a Redis on another host without a password in redis.url"),
         ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
         ("node.caddy_admin", Some(q(&d.node.caddy_admin)), "the admin address of the Caddy `berth up` runs"),
         ("node.ingress_http", Some(d.node.ingress_http.to_string()), "the port Caddy serves apps on (their URLs name it unless it is 80)"),
@@ -282,6 +325,43 @@ pub fn help() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redis_on_another_host_needs_a_password_unless_allowed() {
+        let check = |url: &str, allow: bool| {
+            RedisSettings {
+                url: Some(url.to_string()),
+                allow_unauthenticated: allow,
+            }
+            .check()
+        };
+        for ok in [
+            "redis://127.0.0.1:6379/0",
+            "redis://localhost:6379/",
+            "redis://[::1]:6379/",
+            "redis+unix:///run/redis.sock",
+            "redis://:s3cret@10.0.0.10:6379/0",
+            "redis://berth:s3cret@10.0.0.10:6379/0",
+            "rediss://:s3cret@redis.internal:6380/0",
+        ] {
+            assert!(check(ok, false).is_ok(), "{ok}: {:?}", check(ok, false));
+        }
+        for bad in [
+            "redis://10.0.0.10:6379/0",
+            "rediss://redis.internal:6380/",
+            "redis://berth@10.0.0.10/",
+        ] {
+            let e = check(bad, false).unwrap_err().to_string();
+            assert!(e.contains("names no password"), "{bad}: {e}");
+            assert!(check(bad, true).is_ok(), "{bad} with allow_unauthenticated");
+        }
+        let e = check("http://:s3cret@10.0.0.10/", false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is not a Redis URL"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+        assert!(RedisSettings::default().check().is_ok());
+    }
 
     #[test]
     fn the_documented_settings_are_real_keys_with_their_defaults() {

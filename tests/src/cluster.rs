@@ -241,7 +241,26 @@ impl Cluster {
 
     fn redis_cli_command(&self) -> Command {
         match self.env.iter().find(|(k, _)| k == "BERTH_REDIS__URL") {
-            Some((_, url)) => redis_cli_url(url),
+            Some((_, url)) => {
+                // redis-cli 7.0 reads no password from a `rediss://` URI: spell it out.
+                let Some(rest) = url.strip_prefix("rediss://") else {
+                    return redis_cli_url(url);
+                };
+                let (auth, addr) = rest.split_once('@').unwrap_or(("", rest));
+                let (host, port) = addr
+                    .trim_end_matches('/')
+                    .rsplit_once(':')
+                    .expect("host:port");
+                let mut cmd = Command::new("redis-cli");
+                cmd.args(["--tls", "-h", host, "-p", port, "--no-auth-warning"]);
+                if let Some((_, password)) = auth.split_once(':') {
+                    cmd.args(["-a", password]);
+                }
+                if let Some((_, ca)) = self.env.iter().find(|(k, _)| k == "SSL_CERT_FILE") {
+                    cmd.args(["--cacert", ca]);
+                }
+                cmd
+            }
             None => {
                 let mut cmd = Command::new("redis-cli");
                 cmd.arg("-s")
@@ -284,6 +303,57 @@ impl Cluster {
         let d = c.dir.path().to_path_buf();
         c.procs
             .push(start_redis(&d, redis_port, &STORE_REDIS_ARGS).await?);
+        c.start_separate(admin).await?;
+        Ok(c)
+    }
+
+    /// [`Cluster::separate`] whose Redis speaks only TLS (a certificate of a CA made for the
+    /// test) and wants a password: the daemons get `rediss://:<password>@127.0.0.1:<port>/` and
+    /// the CA through `SSL_CERT_FILE`.
+    pub async fn separate_tls() -> Result<Cluster> {
+        let (admin, redis_port) = (free_port(), free_port());
+        let mut c = Self::new("berth-tls", admin, None, &[])?;
+        let d = c.dir.path().to_path_buf();
+        let ca = crate::test_ca(&d.join("tls"))?;
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        let port = redis_port.to_string();
+        let (ca_path, cert, key) = (
+            ca.ca.display().to_string(),
+            ca.cert.display().to_string(),
+            ca.key.display().to_string(),
+        );
+        let mut args = vec![
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca_path,
+            "--tls-auth-clients",
+            "no",
+            "--requirepass",
+            &password,
+        ];
+        args.extend(STORE_REDIS_ARGS);
+        c.procs.push(start_redis(&d, redis_port, &args).await?);
+        c.env.push((
+            "BERTH_REDIS__URL".into(),
+            format!("rediss://:{password}@127.0.0.1:{redis_port}/"),
+        ));
+        c.env.push(("SSL_CERT_FILE".into(), ca_path.clone()));
+        c.start_separate(admin).await?;
+        Ok(c)
+    }
+
+    /// Starts a separate cluster's Caddy (admin API on `admin`), `berth coordinator` and
+    /// `berth node`, and waits until the node is ready.
+    async fn start_separate(&mut self, admin: u16) -> Result<()> {
+        let c = self;
+        let d = c.dir.path().to_path_buf();
         c.procs.push(start_caddy(&d.join("caddy"), admin).await?);
         let mut coord = c.berth();
         coord.arg("coordinator");
@@ -296,8 +366,7 @@ impl Cluster {
         node_cmd.arg("node");
         c.procs
             .push(Proc::spawn("berth node", node_cmd, d.join("node.log"))?);
-        c.wait_ready().await?;
-        Ok(c)
+        c.wait_ready().await
     }
 
     /// Stops the `berth coordinator` process and starts a new one (a coordinator restart).

@@ -63,3 +63,68 @@ async fn listening(what: &str, port: u16) -> Result<()> {
     })
     .await
 }
+
+/// The files of a certificate authority made for one test: `ca` (its root, PEM) signed `cert`
+/// and `key`, a server certificate for `127.0.0.1` (an IP SAN; no host name).
+pub struct TestCa {
+    pub ca: std::path::PathBuf,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Makes a throwaway CA and a server certificate it signed for 127.0.0.1, in `dir` (created),
+/// with `openssl` (P-256 keys, valid 2 days).
+pub fn test_ca(dir: &Path) -> Result<TestCa> {
+    std::fs::create_dir_all(dir)?;
+    let p = |f: &str| dir.join(f);
+    let ext = p("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    crate::sh(
+        Command::new("openssl")
+            .args(["req", "-x509", "-days", "2", "-subj", "/CN=berth test CA"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(p("ca.key"))
+            .arg("-out")
+            .arg(p("ca.pem")),
+    )?;
+    crate::sh(
+        Command::new("openssl")
+            .args(["req", "-subj", "/CN=127.0.0.1"])
+            .args(ec)
+            .arg("-keyout")
+            .arg(p("server.key"))
+            .arg("-out")
+            .arg(p("server.csr")),
+    )?;
+    crate::sh(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(p("server.csr"))
+            .arg("-CA")
+            .arg(p("ca.pem"))
+            .arg("-CAkey")
+            .arg(p("ca.key"))
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(p("server.pem")),
+    )?;
+    Ok(TestCa {
+        ca: p("ca.pem"),
+        cert: p("server.pem"),
+        key: p("server.key"),
+    })
+}
