@@ -34,6 +34,7 @@ pub mod resolver;
 pub mod router;
 pub mod source;
 pub mod stats;
+pub mod upstream_guard;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -125,12 +126,12 @@ impl NodeHandle {
 pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     berth_protocol::validate::app_name(&cfg.name)
         .map_err(|e| Error::Config(format!("node name: {e}")))?;
-    if cfg.address.parse::<std::net::Ipv4Addr>().is_err() {
+    let Ok(address) = cfg.address.parse::<std::net::Ipv4Addr>() else {
         return Err(Error::Config(format!(
             "node.advertise must be an IPv4 address (every node's Caddy dials it), not {:?}",
             cfg.address
         )));
-    }
+    };
 
     redis::Client::open(cfg.redis_url.as_str())
         .map_err(|e| Error::Config(format!("redis url {:?}: {e}", cfg.redis_url)))?;
@@ -163,6 +164,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         cfg.ingress_http,
         resolver_addr.to_string(),
         table,
+        upstream_guard::UpstreamGuard::new(&cfg.name, address, docker.clone(), redis.clone()),
     );
     router_core.resync().await?;
     // The supervision tree: each actor is started now and again whenever it dies; a factory

@@ -16,7 +16,6 @@
 //! catch-all route tells). Writes are serialized (one sequence at a time).
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,7 +29,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::caddy::CaddyAdmin;
 use crate::error::Result;
-use crate::resolver::{upstream_addr, Table};
+use crate::resolver::Table;
+use crate::upstream_guard::UpstreamGuard;
 
 /// Envelope kind of a route stored in `berth:routes`.
 use berth_protocol::envelope::kind::ROUTE as ROUTE_KIND;
@@ -45,6 +45,15 @@ const REDIAL_TRIES: usize = 8;
 const REDIAL_ROUTE: &str = r"
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1
+";
+
+/// Compare-and-delete of one route (keys as [`REDIAL_ROUTE`]): deletes field `ARGV[1]` and
+/// publishes the domain only if it still holds `ARGV[2]`. 1 if deleted, 0 if it changed.
+const DELETE_ROUTE: &str = r"
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
 ";
@@ -65,26 +74,12 @@ pub struct RouterCore {
     /// Domains whose route this Caddy has, as far as this process knows (emptied when Caddy
     /// lost its config, so every route is pushed again).
     in_caddy: Mutex<HashSet<String>>,
+    /// Which of a route's upstreams the responder may serve (`upstream_guard.rs`).
+    guard: UpstreamGuard,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The upstreams of a route as the responder serves them (a dial that is not `ipv4:port` is
-/// left out and logged).
-fn addrs(route: &Route) -> Vec<SocketAddrV4> {
-    route
-        .upstreams
-        .iter()
-        .filter_map(|u| {
-            let a = upstream_addr(&u.dial);
-            if a.is_none() {
-                tracing::warn!(domain = %route.domain, dial = %u.dial, "upstream is not ipv4:port; left out");
-            }
-            a
-        })
-        .collect()
 }
 
 impl RouterCore {
@@ -94,6 +89,7 @@ impl RouterCore {
         ingress_http: u16,
         resolver: String,
         table: Table,
+        guard: UpstreamGuard,
     ) -> Arc<Self> {
         Arc::new(RouterCore {
             caddy,
@@ -104,6 +100,7 @@ impl RouterCore {
             routes: Mutex::default(),
             write_lock: tokio::sync::Mutex::new(()),
             in_caddy: Mutex::default(),
+            guard,
         })
     }
 
@@ -128,12 +125,13 @@ impl RouterCore {
     async fn converge_locked(&self) -> Result<usize> {
         let mut conn = self.redis.clone();
         let all: HashMap<String, Vec<u8>> = conn.hgetall(keys::ROUTES).await?;
+        self.guard.refresh().await;
         let mut table = HashMap::with_capacity(all.len());
         let mut routes = HashMap::with_capacity(all.len());
         for (domain, bytes) in all {
             match envelope::decode::<Route>(&bytes, ROUTE_KIND) {
                 Ok(route) => {
-                    table.insert(domain.clone(), addrs(&route));
+                    table.insert(domain.clone(), self.guard.allowed(&route).await);
                     routes.insert(domain, route);
                 }
                 Err(e) => tracing::warn!(%domain, error = %e, "skipping undecodable route"),
@@ -195,10 +193,11 @@ impl RouterCore {
     async fn apply(&self, route: &Route) -> Result<()> {
         // Caddy gets the domain before the responder names its upstreams.
         self.ensure_in_caddy(&route.domain).await?;
+        let allowed = self.guard.allowed(route).await;
         self.table
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(route.domain.clone(), addrs(route));
+            .insert(route.domain.clone(), allowed);
         lock(&self.routes).insert(route.domain.clone(), route.clone());
         Ok(())
     }
@@ -323,10 +322,38 @@ impl RouterCore {
     }
 
     /// Drops the routes of `domains` from the desired table (every node's Caddy).
-    pub async fn remove_routes(&self, domains: &[String]) -> Result<()> {
+    /// Deletes the routes of `domains` that belong to `app`. A route of another app under one
+    /// of them is left alone: the domain was freed and taken by that app before this job ran (or
+    /// the job was not the coordinator's).
+    pub async fn remove_routes(&self, app: &str, domains: &[String]) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         for d in domains {
-            self.delete_one(d).await?;
+            let mut conn = self.redis.clone();
+            let bytes: Option<Vec<u8>> = conn.hget(keys::ROUTES, d).await?;
+            let owner = bytes
+                .as_deref()
+                .and_then(|b| envelope::decode::<Route>(b, ROUTE_KIND).ok())
+                .map(|r| r.app);
+            match (bytes, owner) {
+                (None, _) => self.unapply(d).await?,
+                (Some(_), Some(owner)) if owner != app => {
+                    tracing::info!(domain = %d, app, owner = %owner,
+                        "route belongs to another app now; not removed");
+                }
+                (Some(read), _) => {
+                    // Only what was read: a route another app wrote meanwhile stays.
+                    let deleted: i64 = redis::Script::new(DELETE_ROUTE)
+                        .key(keys::ROUTES)
+                        .key(keys::ROUTES_CHANGED)
+                        .arg(d)
+                        .arg(read)
+                        .invoke_async(&mut conn)
+                        .await?;
+                    if deleted == 1 {
+                        self.unapply(d).await?;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -489,14 +516,17 @@ impl Handler<SetRoutes> for Router {
 /// Remove the routes of these domains.
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
-pub struct RemoveRoutes(pub Vec<String>);
+pub struct RemoveRoutes {
+    pub app: String,
+    pub domains: Vec<String>,
+}
 
 impl Handler<RemoveRoutes> for Router {
     type Result = ResponseFuture<Result<()>>;
 
     fn handle(&mut self, msg: RemoveRoutes, _: &mut Self::Context) -> Self::Result {
         let core = self.core.clone();
-        Box::pin(async move { core.remove_routes(&msg.0).await })
+        Box::pin(async move { core.remove_routes(&msg.app, &msg.domains).await })
     }
 }
 

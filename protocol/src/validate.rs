@@ -153,9 +153,63 @@ pub fn label_value(v: &str) -> Result<(), String> {
     }
 }
 
+/// An image a node is told to run for `app` (a rollback, a failover, a start): one of the app's
+/// own releases, `berth/<app>:<tag>` on the engine or `<registry>/berth/<app>:<tag>` in the
+/// fleet's registry (`registry`: its `host:port`) — never another app's image or one from
+/// elsewhere.
+pub fn release_image(app: &str, image: &str, registry: Option<&str>) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "image {image:?} is not a release of app {app:?}: expected berth/{app}:<tag>{}",
+            registry
+                .map(|r| format!(" or {}/berth/{app}:<tag>", r.trim_end_matches('/')))
+                .unwrap_or_default()
+        )
+    };
+    let Some((repository, tag)) = image.rsplit_once(':') else {
+        return Err(bad());
+    };
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    let own = format!("berth/{app}");
+    let repository_ok = repository == own
+        || registry.is_some_and(|r| repository == format!("{}/{own}", r.trim_end_matches('/')));
+    if tag_ok && repository_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_images_are_the_app_s_own() {
+        let reg = Some("10.0.0.10:5000");
+        for ok in ["berth/shop:3f2a", "10.0.0.10:5000/berth/shop:3f2a-b"] {
+            assert!(release_image("shop", ok, reg).is_ok(), "{ok}");
+        }
+        assert!(release_image("shop", "berth/shop:v1", None).is_ok());
+        for bad in [
+            "berth/other:3f2a",
+            "berth/shop",
+            "berth/shop:",
+            "evil.example/berth/shop:1",
+            "10.0.0.10:5000/berth/other:1",
+            "busybox:latest",
+            "berth/shop:a/b",
+            "berth/shopx:1",
+        ] {
+            let e = release_image("shop", bad, reg).unwrap_err();
+            assert!(e.contains("is not a release of app \"shop\""), "{bad}: {e}");
+        }
+        assert!(release_image("shop", "10.0.0.10:5000/berth/shop:1", None).is_err());
+    }
 
     #[test]
     fn labels() {

@@ -287,6 +287,33 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
     }
 }
 
+/// The node's own check of a job before it acts on it: the coordinator validated the app at the
+/// API, but a job is read from Redis, and a node trusts Redis only as far as it can check (the
+/// same pure rules as the API's, plus: an image to run is one of the app's own releases).
+fn check_job(job: &DeployJob, registry: Option<&str>) -> std::result::Result<(), String> {
+    let app = &job.app;
+    validate::app_name(&app.name)?;
+    for d in &app.domains {
+        validate::domain(d)?;
+    }
+    validate::health_path(&app.health_check.path)?;
+    validate::repo(&app.repo)?;
+    validate::git_ref("branch", &app.branch)?;
+    if let Some(r) = &job.git_ref {
+        validate::git_ref("ref", r)?;
+    }
+    validate::repo_path("dockerfile", &app.dockerfile)?;
+    validate::repo_path("context", &app.context)?;
+    validate::port(u32::from(app.port))?;
+    for k in app.env.runtime.keys().chain(app.env.build.keys()) {
+        validate::env_name(k)?;
+    }
+    if let Some(image) = &job.image {
+        validate::release_image(&app.name, image, registry)?;
+    }
+    Ok(())
+}
+
 /// What the deadline-bound steps of one deployment work with.
 #[derive(Clone, Copy)]
 struct Attempt<'a> {
@@ -303,11 +330,7 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
     let (svc, job, log, progress) = (at.svc, at.job, at.log, at.progress);
     let app = &job.app;
     let id = job.deployment_id.as_str();
-    validate::app_name(&app.name).map_err(Error::Invalid)?;
-    for d in &app.domains {
-        validate::domain(d).map_err(Error::Invalid)?;
-    }
-    validate::health_path(&app.health_check.path).map_err(Error::Invalid)?;
+    check_job(job, svc.registry.as_ref().map(|r| r.url.as_str())).map_err(Error::Invalid)?;
     if !svc.engine.answers_now().await {
         // Restarting, most likely (an earlier attempt here may have been cut off by it): this
         // attempt waits for it rather than fail at its first call (its deadline and a cancel
@@ -633,6 +656,51 @@ async fn remove_dir(dir: &std::path::Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn job(image: Option<&str>) -> DeployJob {
+        serde_json::from_value(serde_json::json!({
+            "deployment_id": "d1",
+            "app": {"name": "shop", "repo": "/srv/git/shop.git", "branch": "main",
+                    "dockerfile": "Dockerfile", "context": ".", "port": 8080,
+                    "domains": ["shop.localhost"], "created_at": 0, "updated_at": 0},
+            "git_ref": null,
+            "deadline_ms": 0,
+            "image": image,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_job_runs_only_the_app_s_own_images_and_valid_apps() {
+        assert_eq!(check_job(&job(None), None), Ok(()));
+        assert_eq!(check_job(&job(Some("berth/shop:d0")), None), Ok(()));
+        assert_eq!(
+            check_job(
+                &job(Some("10.0.0.10:5000/berth/shop:d0")),
+                Some("10.0.0.10:5000")
+            ),
+            Ok(())
+        );
+        for bad in [
+            "busybox:latest",
+            "berth/other:d0",
+            "evil.example/berth/shop:d0",
+        ] {
+            let e = check_job(&job(Some(bad)), Some("10.0.0.10:5000")).unwrap_err();
+            assert!(e.contains("is not a release of app"), "{bad}: {e}");
+        }
+        let mut j = job(None);
+        j.app.context = "../../etc".into();
+        assert!(check_job(&j, None)
+            .unwrap_err()
+            .contains("inside the repository"));
+        let mut j = job(None);
+        j.app.repo = "--upload-pack=touch /tmp/x".into();
+        assert!(check_job(&j, None).is_err());
+        let mut j = job(None);
+        j.git_ref = Some("-x".into());
+        assert!(check_job(&j, None).is_err());
+    }
 
     #[test]
     fn deployment_ids() {

@@ -27,7 +27,12 @@ pub async fn remove_app(svc: &Services, app: &str, domains: &[String]) -> Result
     for id in containers::app_containers(&svc.docker, app, &svc.node).await? {
         containers::stop_and_remove(&svc.docker, &id).await?;
     }
-    svc.router.send(RemoveRoutes(domains.to_vec())).await??;
+    svc.router
+        .send(RemoveRoutes {
+            app: app.to_string(),
+            domains: domains.to_vec(),
+        })
+        .await??;
     // Not while a build runs here: removing an image removes its untagged parents, which a
     // build may be using as cache.
     match svc.builder.removal(Duration::from_secs(600)).await {
