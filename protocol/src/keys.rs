@@ -28,6 +28,11 @@ pub const APPS_CHANGES_MAX: usize = 50_000;
 /// in the MULTI of every deployment record write, only by a record at least as new as the one it
 /// holds): what `GET /apps` derives each app's status from in one read.
 pub const APPS_LATEST: &str = "berth:apps:latest";
+/// Hash domain (lowercased) → the app that has it: domains are unique across apps ignoring
+/// case, checked and written in the same script as the app record (`Store::put_app_domains`),
+/// so a create or a PATCH reads one field per domain instead of every app. Built from the app
+/// records once per Redis (migration `domains-index-v1`) for data written before it existed.
+pub const DOMAINS: &str = "berth:domains";
 /// Stream of node → coordinator events (status changes). Consumer group [`EVENTS_GROUP`].
 pub const EVENTS: &str = "berth:events";
 pub const EVENTS_GROUP: &str = "coordinator";
