@@ -139,6 +139,12 @@ pub fn node(name: &str) -> String {
 pub fn webhook_delivery(id: &str) -> String {
     format!("berth:webhook:github:{id}")
 }
+/// A push already handled, by what it asks for (the digest of its repository, ref and `after`
+/// commit; SET NX with a TTL): the same body sent again under a new delivery id — a replay of a
+/// captured delivery — never queues again.
+pub fn webhook_push(digest: &str) -> String {
+    format!("berth:webhook:github:push:{digest}")
+}
 /// The fate of a deployment, decided once (SET NX): `switch` when its node is about to move traffic
 /// to it, `cancel` when the coordinator cancels it. Whoever sets it first wins, so a cancelled
 /// deployment never takes traffic and a switching one is never reported cancelled.

@@ -61,23 +61,51 @@ impl Handler<GithubPush> for Api {
                     msg.delivery
                 )));
             }
+            let push_key = keys::webhook_push(&msg.push.digest());
+            let claimed = match store.claim_once(&push_key, PENDING, PENDING_TTL_S).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    release(store, &key, &msg.delivery).await;
+                    return Err(e);
+                }
+            };
+            if !claimed {
+                done(store, &key, &msg.delivery).await;
+                return Ok(outcome(format!(
+                    "this push ({} at {}) was handled before under another delivery id; nothing queued",
+                    msg.push.git_ref,
+                    &msg.push.after[..msg.push.after.len().min(12)]
+                )));
+            }
             match deploy_push(&q, &msg.push).await {
-                Ok(done) => {
-                    if let Err(e) = store.set_marker(&key, DONE, keys::MARKER_TTL_S).await {
-                        tracing::warn!(delivery = %msg.delivery, error = %e,
-                            "could not mark the delivery done; its claim expires in {PENDING_TTL_S} s");
-                    }
-                    Ok(done)
+                Ok(outcome) => {
+                    done(store, &key, &msg.delivery).await;
+                    done(store, &push_key, &msg.delivery).await;
+                    Ok(outcome)
                 }
                 Err(e) => {
-                    if let Err(del) = store.delete_key(&key).await {
-                        tracing::warn!(delivery = %msg.delivery, error = %del,
-                            "could not release the delivery's claim; it expires in {PENDING_TTL_S} s");
-                    }
+                    release(store, &key, &msg.delivery).await;
+                    release(store, &push_key, &msg.delivery).await;
                     Err(e)
                 }
             }
         })
+    }
+}
+
+/// Marks a claim done for the dedupe window.
+async fn done(store: &crate::store::Store, key: &str, delivery: &str) {
+    if let Err(e) = store.set_marker(key, DONE, keys::MARKER_TTL_S).await {
+        tracing::warn!(%delivery, %key, error = %e,
+            "could not mark the delivery done; its claim expires in {PENDING_TTL_S} s");
+    }
+}
+
+/// Releases a claim, so a redelivery does the work.
+async fn release(store: &crate::store::Store, key: &str, delivery: &str) {
+    if let Err(e) = store.delete_key(key).await {
+        tracing::warn!(%delivery, %key, error = %e,
+            "could not release the delivery's claim; it expires in {PENDING_TTL_S} s");
     }
 }
 
