@@ -8,6 +8,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+/// Failed signatures a client address may send within [`FAILURE_WINDOW_S`] before it gets 429.
+pub const FAILURES_ALLOWED: u64 = 10;
+/// The window failed signatures are counted in, from a client's first failure, in seconds.
+pub const FAILURE_WINDOW_S: u64 = 60;
+
 /// Checks `X-Hub-Signature-256: sha256=<hex>` against HMAC-SHA256(secret, body), in constant time.
 pub fn verify_signature(
     secret: &[u8],

@@ -139,6 +139,11 @@ pub fn node(name: &str) -> String {
 pub fn webhook_delivery(id: &str) -> String {
     format!("berth:webhook:github:{id}")
 }
+/// Failed webhook signatures of one client address in its current window (a counter set with
+/// the window's TTL at the first failure): past the allowance the endpoint answers 429.
+pub fn webhook_failures(addr: &str) -> String {
+    format!("berth:webhook:github:failures:{addr}")
+}
 /// A push already handled, by what it asks for (the digest of its repository, ref and `after`
 /// commit; SET NX with a TTL): the same body sent again under a new delivery id — a replay of a
 /// captured delivery — never queues again.
