@@ -6,14 +6,17 @@ use berth_protocol::api::{CreateApp, PatchApp};
 use berth_protocol::secret::GitCredential;
 use berth_protocol::{now_ms, validate, App, EnvVars, HealthCheck};
 
-/// Builds a new app from a create request; `base_domain` gives the default domain.
-pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
+/// Builds a new app from a create request; `base_domain` gives the default domain, `reserved`
+/// the domains no app may take (see [`domains`]).
+pub fn build(req: CreateApp, base_domain: &str, reserved: &[String]) -> Result<App, String> {
     validate::app_name(&req.name)?;
     let now = now_ms();
     let app = App {
-        domains: req
-            .domains
-            .unwrap_or_else(|| vec![format!("{}.{}", req.name, base_domain)]),
+        domains: domains(
+            req.domains
+                .unwrap_or_else(|| vec![format!("{}.{}", req.name, base_domain)]),
+            reserved,
+        )?,
         name: req.name,
         repo: req.repo,
         branch: req.branch.unwrap_or_else(|| "main".into()),
@@ -41,8 +44,9 @@ pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
     Ok(app)
 }
 
-/// Applies a patch to an app.
-pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
+/// Applies a patch to an app. New domains are checked like a create's ([`domains`]); a patch
+/// that leaves them alone keeps them as stored (an older version may have stored mixed case).
+pub fn patch(mut app: App, p: PatchApp, reserved: &[String]) -> Result<App, String> {
     if let Some(v) = p.repo {
         app.repo = v;
     }
@@ -59,7 +63,7 @@ pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
         app.port = validate::port(v)?;
     }
     if let Some(v) = p.domains {
-        app.domains = v;
+        app.domains = domains(v, reserved)?;
     }
     if let Some(env) = p.env {
         let EnvVars { runtime, build } = app.env;
@@ -106,6 +110,25 @@ pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
     Ok(app)
 }
 
+/// An app's domains as stored: each valid and lowercased ([`validate::normalize_domain`]: not
+/// `localhost`, an IP address or one of `reserved`), none twice in any case.
+pub fn domains(list: Vec<String>, reserved: &[String]) -> Result<Vec<String>, String> {
+    if list.is_empty() {
+        return Err("an app needs at least one domain".into());
+    }
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for d in &list {
+        let d = validate::normalize_domain(d, reserved)?;
+        if out.contains(&d) {
+            return Err(format!(
+                "domain {d} is listed twice (domains are compared ignoring case)"
+            ));
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
 /// Validates a credential and names its kind (what the app record shows of it).
 fn credential_kind(c: Option<&GitCredential>) -> Result<Option<String>, String> {
     match c {
@@ -126,12 +149,6 @@ pub fn check(app: &App) -> Result<(), String> {
     validate::repo_path("context", &app.context)?;
     if app.domains.is_empty() {
         return Err("an app needs at least one domain".into());
-    }
-    for (i, d) in app.domains.iter().enumerate() {
-        validate::domain(d)?;
-        if app.domains[..i].contains(d) {
-            return Err(format!("domain {d} is listed twice"));
-        }
     }
     for c in &app.placement.constraints {
         berth_protocol::Constraint::parse(c).map_err(|e| format!("placement: {e}"))?;
@@ -178,7 +195,7 @@ pub(crate) mod tests {
 
     /// A valid app (test fixture, also used by `rollout`'s tests).
     pub(crate) fn app() -> App {
-        build(req(), "localhost").unwrap()
+        build(req(), "localhost", &[]).unwrap()
     }
 
     fn req() -> CreateApp {
@@ -192,7 +209,7 @@ pub(crate) mod tests {
 
     #[test]
     fn defaults() {
-        let app = build(req(), "localhost").unwrap();
+        let app = build(req(), "localhost", &[]).unwrap();
         assert_eq!(app.domains, vec!["hello.localhost"]);
         assert_eq!(app.branch, "main");
         assert_eq!(app.dockerfile, "Dockerfile");
@@ -272,14 +289,14 @@ pub(crate) mod tests {
             ),
         ];
         for (r, want) in cases {
-            let err = build(r.clone(), "localhost").unwrap_err();
+            let err = build(r.clone(), "localhost", &[]).unwrap_err();
             assert!(err.contains(want), "{r:?}: {err}");
         }
     }
 
     #[test]
     fn patch_keeps_what_is_not_given() {
-        let app = build(req(), "localhost").unwrap();
+        let app = build(req(), "localhost", &[]).unwrap();
         let p = PatchApp {
             port: Some(9000),
             health_check: Some(HealthCheckPatch {
@@ -288,7 +305,7 @@ pub(crate) mod tests {
             }),
             ..Default::default()
         };
-        let patched = patch(app.clone(), p).unwrap();
+        let patched = patch(app.clone(), p, &[]).unwrap();
         assert_eq!(patched.port, 9000);
         assert_eq!(patched.health_check.retries, 9);
         assert_eq!(patched.health_check.path, app.health_check.path);
@@ -298,8 +315,57 @@ pub(crate) mod tests {
             PatchApp {
                 port: Some(0),
                 ..Default::default()
-            }
+            },
+            &[]
         )
         .is_err());
+    }
+
+    #[test]
+    fn domains_are_lowercased_and_reserved_names_refused() {
+        let reserved = vec!["example.test".to_string()];
+        let with = |d: &[&str]| CreateApp {
+            domains: Some(d.iter().map(|s| s.to_string()).collect()),
+            ..req()
+        };
+        let app = build(
+            with(&["Shop.Example.test", "www.shop.localhost"]),
+            "example.test",
+            &reserved,
+        )
+        .unwrap();
+        assert_eq!(app.domains, vec!["shop.example.test", "www.shop.localhost"]);
+        for (d, want) in [
+            (vec!["shop.localhost", "SHOP.localhost"], "listed twice"),
+            (vec!["localhost"], "reserved"),
+            (vec!["EXAMPLE.test"], "reserved"),
+            (vec!["127.0.0.1"], "IP address"),
+        ] {
+            let err = build(with(&d), "example.test", &reserved).unwrap_err();
+            assert!(err.contains(want), "{d:?}: {err}");
+        }
+        // A patch that leaves the domains alone keeps them as an older version stored them.
+        let mut old = app.clone();
+        old.domains = vec!["OLD.localhost".into()];
+        let patched = patch(
+            old.clone(),
+            PatchApp {
+                port: Some(81),
+                ..Default::default()
+            },
+            &reserved,
+        )
+        .unwrap();
+        assert_eq!(patched.domains, vec!["OLD.localhost"]);
+        let patched = patch(
+            old,
+            PatchApp {
+                domains: Some(vec!["New.localhost".into()]),
+                ..Default::default()
+            },
+            &reserved,
+        )
+        .unwrap();
+        assert_eq!(patched.domains, vec!["new.localhost"]);
     }
 }

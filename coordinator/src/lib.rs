@@ -58,6 +58,9 @@ pub struct CoordinatorConfig {
     pub redis_url: String,
     /// App `foo` gets `foo.<base_domain>` unless it names its domains.
     pub base_domain: String,
+    /// The API's own host name (`api.listen`'s host when it is a name, not an address): no app
+    /// may take it, nor the bare `base_domain`.
+    pub api_host: Option<String>,
     pub deadlines: Deadlines,
     /// When a node whose heartbeats stopped is suspect, then down.
     pub liveness: registry::Liveness,
@@ -81,6 +84,7 @@ impl CoordinatorConfig {
             secret_key,
             redis_url: redis_url.into(),
             base_domain: "localhost".into(),
+            api_host: None,
             deadlines: Deadlines::default(),
             liveness: registry::Liveness::default(),
             shared_images: false,
@@ -109,6 +113,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     let store = store::Store::new(store::connect(&cfg.redis_url).await?);
     releases::migrate(&store).await?;
     store.migrate_latest().await?;
+    store.migrate_domains().await?;
     // The leader lease first: a coordinator alone leads from its start.
     let leadership = lease::start(store.conn(), cfg.lease, shutdown).await;
     // Every write of this coordinator's machinery carries its epoch while it leads.
@@ -179,10 +184,15 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     let api = tree.supervise("api", {
         let store = store.clone();
         let (base_domain, ingress_http) = (cfg.base_domain, cfg.ingress_http);
+        let reserved_domains: Vec<String> = std::iter::once(base_domain.clone())
+            .chain(cfg.api_host)
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
         let secret_key = cfg.secret_key;
         move || api::Api {
             store: store.clone(),
             base_domain: base_domain.clone(),
+            reserved_domains: reserved_domains.clone(),
             ingress_http,
             secret_key: secret_key.clone(),
             ledger: ledger.clone(),

@@ -94,6 +94,56 @@ end
 return v
 ";
 
+/// Writes an app record (KEYS[1]) with its domains: refuses when ARGV[3] is "1" (a create) and
+/// the record exists (`{'exists'}`), or when one of the new domains (ARGV[5 .. 4+ARGV[4]],
+/// lowercased) belongs to another app in the domain index KEYS[3] (`{'taken', domain, owner}`);
+/// else claims the new domains, releases the old ones (the remaining ARGV) the app no longer
+/// has, stores the record (ARGV[2]) and adds the name (ARGV[1]) to KEYS[2]: `{'ok'}`. One
+/// script, so two apps can never both claim a domain.
+const PUT_APP_DOMAINS: &str = r"
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+local n = tonumber(ARGV[4])
+for i = 5, 4 + n do
+  local owner = redis.call('HGET', KEYS[3], ARGV[i])
+  if owner and owner ~= ARGV[1] then return {'taken', ARGV[i], owner} end
+end
+local new = {}
+for i = 5, 4 + n do
+  new[ARGV[i]] = true
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[1])
+end
+for i = 5 + n, #ARGV do
+  if not new[ARGV[i]] and redis.call('HGET', KEYS[3], ARGV[i]) == ARGV[1] then
+    redis.call('HDEL', KEYS[3], ARGV[i])
+  end
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+return {'ok'}
+";
+
+/// Releases the domains ARGV[2..] of app ARGV[1] from the domain index KEYS[1] (those another
+/// app holds stay: an index built from older, conflicting records gave them to it).
+const RELEASE_DOMAINS: &str = r"
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+";
+
+/// The outcome of [`Store::put_app_domains`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutApp {
+    Stored,
+    /// A create, and an app of that name exists.
+    Exists,
+    /// `domain` belongs to app `owner`.
+    Taken {
+        domain: String,
+        owner: String,
+    },
+}
+
 /// Compare-and-set of one route: writes ARGV[4] for field ARGV[1] if the field still holds ARGV[2]
 /// (or is absent, when ARGV[3] is "0"), and publishes the domain on ARGV[5]. Fenced: -1 without
 /// writing when the fence key ARGV[6] holds another epoch than ARGV[7] ('' = not fenced).
@@ -396,6 +446,92 @@ impl Store {
         }
     }
 
+    /// Stores an app whose domains may have changed (a create, or a patch of its domains): its
+    /// domains are claimed in the domain index in the same script as the record is written, and
+    /// `old` (the domains it had) released, then the app-list version bumped, in one MULTI.
+    pub async fn put_app_domains(&self, app: &App, create: bool, old: &[String]) -> Result<PutApp> {
+        let bytes = encode(APP_KIND, &app.name, app)?;
+        let mut script = redis::cmd("EVAL");
+        script
+            .arg(PUT_APP_DOMAINS)
+            .arg(3)
+            .arg(keys::app(&app.name))
+            .arg(keys::APPS)
+            .arg(keys::DOMAINS)
+            .arg(&app.name)
+            .arg(bytes)
+            .arg(if create { "1" } else { "0" })
+            .arg(app.domains.len());
+        for d in &app.domains {
+            script.arg(d.to_ascii_lowercase());
+        }
+        for d in old {
+            script.arg(d.to_ascii_lowercase());
+        }
+        // The version is bumped even when the script refused: a cached list then re-reads this
+        // one app, which is harmless.
+        let (answer, _): (Vec<String>, i64) = redis::pipe()
+            .atomic()
+            .add_command(script)
+            .add_command(app_changed(&app.name))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(match answer.as_slice() {
+            [ok] if ok == "ok" => PutApp::Stored,
+            [e] if e == "exists" => PutApp::Exists,
+            [t, domain, owner] if t == "taken" => PutApp::Taken {
+                domain: domain.clone(),
+                owner: owner.clone(),
+            },
+            other => {
+                return Err(Error::Internal(format!(
+                    "unexpected answer of the app write script: {other:?}"
+                )))
+            }
+        })
+    }
+
+    /// The app each of `domains` belongs to (compared ignoring case), from the domain index:
+    /// one HMGET.
+    pub async fn domain_owners(&self, domains: &[String]) -> Result<Vec<Option<String>>> {
+        if domains.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lower: Vec<String> = domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        Ok(redis::cmd("HMGET")
+            .arg(keys::DOMAINS)
+            .arg(lower)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// Builds the domain index from the app records (data written before it existed); once per
+    /// Redis. Older versions compared domains by case, so two records may hold one domain in
+    /// different case: the first by name keeps it in the index, the other is logged — it keeps
+    /// serving as it did, and a create or PATCH can no longer take that domain again.
+    pub async fn migrate_domains(&self) -> Result<()> {
+        const MIGRATION: &str = "domains-index-v1";
+        let mut c = self.conn.clone();
+        if c.sismember(keys::MIGRATIONS, MIGRATION).await? {
+            return Ok(());
+        }
+        for app in self.list_apps().await?.iter() {
+            for d in &app.domains {
+                let d = d.to_ascii_lowercase();
+                let set: bool = c.hset_nx(keys::DOMAINS, &d, &app.name).await?;
+                if !set {
+                    let owner: Option<String> = c.hget(keys::DOMAINS, &d).await?;
+                    if owner.as_deref() != Some(app.name.as_str()) {
+                        tracing::warn!(domain = %d, app = %app.name, owner = ?owner,
+                            "two apps list one domain (in different case); the index gives it to the first");
+                    }
+                }
+            }
+        }
+        let _: () = c.sadd(keys::MIGRATIONS, MIGRATION).await?;
+        Ok(())
+    }
+
     /// Every app, by name. One round trip while the app list is unchanged; after a change, two
     /// more that read only the apps changed since the cached copy (`berth:apps:changes`); a
     /// full read (three round trips, every record decoded) only for the first list of a
@@ -497,8 +633,9 @@ impl Store {
         })
     }
 
-    /// Deletes an app with its deployment records, logs and release index.
-    pub async fn delete_app(&self, name: &str) -> Result<()> {
+    /// Deletes an app with its deployment records, logs and release index, and releases its
+    /// `domains` in the domain index.
+    pub async fn delete_app(&self, name: &str, domains: &[String]) -> Result<()> {
         let ids = self.deployment_ids(name, usize::MAX).await?;
         let mut c = self.conn.clone();
         let images: Vec<String> = c.zrange(keys::app_releases(name), 0, -1).await?;
@@ -520,6 +657,16 @@ impl Store {
             .hdel(keys::APPS_LATEST, name)
             .srem(keys::APPS, name)
             .add_command(app_changed(name));
+        let mut release = redis::cmd("EVAL");
+        release
+            .arg(RELEASE_DOMAINS)
+            .arg(1)
+            .arg(keys::DOMAINS)
+            .arg(name);
+        for d in domains {
+            release.arg(d.to_ascii_lowercase());
+        }
+        pipe.add_command(release).ignore();
         let _: () = pipe.query_async(&mut c).await?;
         Ok(())
     }

@@ -8,6 +8,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 
+/// Failed signatures a client address may send within [`FAILURE_WINDOW_S`] before it gets 429.
+pub const FAILURES_ALLOWED: u64 = 10;
+/// The window failed signatures are counted in, from a client's first failure, in seconds.
+pub const FAILURE_WINDOW_S: u64 = 60;
+
 /// Checks `X-Hub-Signature-256: sha256=<hex>` against HMAC-SHA256(secret, body), in constant time.
 pub fn verify_signature(
     secret: &[u8],
@@ -114,6 +119,26 @@ impl Push {
         }
     }
 
+    /// What identifies the push whatever its delivery id: the hex SHA-256 of the repository (its
+    /// normalised addresses, sorted), the ref and the `after` commit. Two deliveries with the
+    /// same digest ask for the same deployments, so the second is a replay or a redelivery.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let mut keys = self.repo_keys();
+        keys.sort();
+        keys.dedup();
+        let mut h = Sha256::new();
+        for k in &keys {
+            h.update(k.as_bytes());
+            h.update(b"\n");
+        }
+        h.update(b"\0");
+        h.update(self.git_ref.as_bytes());
+        h.update(b"\0");
+        h.update(self.after.to_ascii_lowercase().as_bytes());
+        hex::encode(h.finalize())
+    }
+
     /// Every form of the repository's address, normalised.
     pub fn repo_keys(&self) -> Vec<String> {
         let r = &self.repository;
@@ -170,6 +195,49 @@ pub fn normalize_repo(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn push_to(repo: &str, git_ref: &str, after: &str) -> Push {
+        serde_json::from_value(serde_json::json!({
+            "ref": git_ref, "after": after,
+            "repository": {"clone_url": repo, "full_name": "octo/hello"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_push_s_digest_names_its_repository_ref_and_commit() {
+        let a = push_to(
+            "https://github.com/octo/hello.git",
+            "refs/heads/main",
+            "abc1234",
+        );
+        // The same push, whatever form the address takes: the same digest.
+        let same = push_to(
+            "https://github.com/Octo/Hello",
+            "refs/heads/main",
+            "ABC1234",
+        );
+        assert_eq!(a.digest(), same.digest());
+        for other in [
+            push_to(
+                "https://github.com/octo/hello.git",
+                "refs/heads/main",
+                "abc1235",
+            ),
+            push_to(
+                "https://github.com/octo/hello.git",
+                "refs/heads/dev",
+                "abc1234",
+            ),
+            push_to(
+                "https://github.com/octo/other.git",
+                "refs/heads/main",
+                "abc1234",
+            ),
+        ] {
+            assert_ne!(a.digest(), other.digest());
+        }
+    }
 
     #[test]
     fn known_github_vector() {

@@ -119,9 +119,20 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
+/// The host of `api.listen` when it is a name (`berth.example.com:7700`); an address needs no
+/// reserving (apps may never take an IP address).
+fn api_host(listen: &str) -> Option<String> {
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return None;
+    }
+    let (host, _port) = listen.rsplit_once(':')?;
+    (!host.is_empty()).then(|| host.trim_matches(['[', ']']).to_ascii_lowercase())
+}
+
 fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> CoordinatorConfig {
     let mut c = CoordinatorConfig::new(redis_url, key);
     c.base_domain = s.base_domain.clone();
+    c.api_host = api_host(&s.api.listen);
     c.deadlines = Deadlines {
         deploy_timeout: s.deploy_timeout(),
         ..Deadlines::default()
@@ -387,6 +398,18 @@ pub fn node(s: Settings) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_api_host_is_reserved_only_when_it_is_a_name() {
+        assert_eq!(api_host("127.0.0.1:7700"), None);
+        assert_eq!(api_host("[::1]:7700"), None);
+        assert_eq!(api_host("0.0.0.0:80"), None);
+        assert_eq!(
+            api_host("Berth.Example.com:7700").as_deref(),
+            Some("berth.example.com")
+        );
+        assert_eq!(api_host("localhost:7700").as_deref(), Some("localhost"));
+    }
 
     #[test]
     fn a_private_file_is_created_once_whole_and_the_first_writer_wins() {

@@ -28,6 +28,11 @@ pub const APPS_CHANGES_MAX: usize = 50_000;
 /// in the MULTI of every deployment record write, only by a record at least as new as the one it
 /// holds): what `GET /apps` derives each app's status from in one read.
 pub const APPS_LATEST: &str = "berth:apps:latest";
+/// Hash domain (lowercased) → the app that has it: domains are unique across apps ignoring
+/// case, checked and written in the same script as the app record (`Store::put_app_domains`),
+/// so a create or a PATCH reads one field per domain instead of every app. Built from the app
+/// records once per Redis (migration `domains-index-v1`) for data written before it existed.
+pub const DOMAINS: &str = "berth:domains";
 /// Stream of node → coordinator events (status changes). Consumer group [`EVENTS_GROUP`].
 pub const EVENTS: &str = "berth:events";
 pub const EVENTS_GROUP: &str = "coordinator";
@@ -133,6 +138,17 @@ pub fn node(name: &str) -> String {
 /// A GitHub delivery id already handled (SET NX with a TTL): a redelivery never deploys twice.
 pub fn webhook_delivery(id: &str) -> String {
     format!("berth:webhook:github:{id}")
+}
+/// Failed webhook signatures of one client address in its current window (a counter set with
+/// the window's TTL at the first failure): past the allowance the endpoint answers 429.
+pub fn webhook_failures(addr: &str) -> String {
+    format!("berth:webhook:github:failures:{addr}")
+}
+/// A push already handled, by what it asks for (the digest of its repository, ref and `after`
+/// commit; SET NX with a TTL): the same body sent again under a new delivery id — a replay of a
+/// captured delivery — never queues again.
+pub fn webhook_push(digest: &str) -> String {
+    format!("berth:webhook:github:push:{digest}")
 }
 /// The fate of a deployment, decided once (SET NX): `switch` when its node is about to move traffic
 /// to it, `cancel` when the coordinator cancels it. Whoever sets it first wins, so a cancelled

@@ -20,7 +20,10 @@ pub fn app_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A domain name: dot-separated DNS labels (letters, digits, `-`), at most 253 characters.
+/// A domain name as RFC 1123 writes host names: dot-separated labels of letters, digits and `-`
+/// (1 to 63 each, not starting or ending with `-`), at most 253 characters, and a last label that
+/// is not all digits (that would be an IP address). Case is not checked: [`normalize_domain`]
+/// lowercases.
 pub fn domain(d: &str) -> Result<(), String> {
     let bad = || format!("{d:?} is not a valid domain name (e.g. app.example.com)");
     if d.is_empty() || d.len() > 253 || d.ends_with('.') {
@@ -38,7 +41,35 @@ pub fn domain(d: &str) -> Result<(), String> {
             return Err(bad());
         }
     }
+    if d.rsplit('.')
+        .next()
+        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!(
+            "{d:?} is an IP address or ends in a numeric label: an app is served at a domain name"
+        ));
+    }
     Ok(())
+}
+
+/// An app's domain as Berth stores and compares it: valid ([`domain`]) and lowercased — DNS and
+/// Caddy's host matching ignore case, so `SHOP.example.com` and `shop.example.com` are one domain.
+/// `reserved` lists the names no app may take besides `localhost` (the bare base domain, the
+/// API's own host), compared ignoring case.
+pub fn normalize_domain(d: &str, reserved: &[String]) -> Result<String, String> {
+    domain(d)?;
+    let lower = d.to_ascii_lowercase();
+    if lower == "localhost" {
+        return Err(format!(
+            "{d:?} is reserved: it names this machine; use a name under it (e.g. app.localhost)"
+        ));
+    }
+    if reserved.iter().any(|r| r.eq_ignore_ascii_case(&lower)) {
+        return Err(format!(
+            "{d:?} is reserved: it is the base domain or the API's own host; use a name under it"
+        ));
+    }
+    Ok(lower)
 }
 
 /// A TCP port a container listens on.
@@ -239,19 +270,63 @@ mod tests {
 
     #[test]
     fn domains() {
-        for ok in ["a.localhost", "x.example.com", "localhost"] {
+        for ok in [
+            "a.localhost",
+            "x.example.com",
+            "localhost",
+            "SHOP.Example.com",
+            "a1.b2c",
+            "xn--bcher-kva.example",
+        ] {
             assert!(domain(ok).is_ok(), "{ok}");
         }
         for bad in [
             "",
             "a..b",
             "-a.com",
+            "a-.com",
             "a b.com",
             "a.com.",
             "a/b",
+            "a_b.com",
             "http://a.com",
+            "127.0.0.1",
+            "10.1.2.3",
+            "::1",
+            "[::1]",
+            "a.123",
+            &format!("{}.com", "a".repeat(64)),
+            &vec!["a".repeat(63); 4].join("."),
         ] {
             assert!(domain(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn normalized_domains() {
+        let reserved = vec!["example.test".to_string(), "berth.example.test".to_string()];
+        for (input, want) in [
+            ("SHOP.localhost", "shop.localhost"),
+            ("Shop.Example.Test", "shop.example.test"),
+            ("a.b.c", "a.b.c"),
+        ] {
+            assert_eq!(
+                normalize_domain(input, &reserved).as_deref(),
+                Ok(want),
+                "{input}"
+            );
+        }
+        for bad in [
+            "localhost",
+            "LOCALHOST",
+            "example.test",
+            "Example.TEST",
+            "berth.example.test",
+            "127.0.0.1",
+            "not a domain",
+        ] {
+            let e = normalize_domain(bad, &reserved).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }
     }
 

@@ -265,3 +265,67 @@ async fn quick_pushes_the_newest_wins() {
     }
     assert_eq!(switched, 1);
 }
+
+/// Issue 13, item 6: a captured delivery sent again under a new delivery id (the signature
+/// covers the body only, so an attacker can re-send it at will) queues nothing, and a client
+/// guessing signatures is cut off with 429.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_and_signature_guessing_are_refused() {
+    let mut c = Cluster::up_with(&webhook_secret(SECRET)).await.unwrap();
+    let src = TempDir::with_prefix("hook-src").unwrap();
+    let (app, repo) = app_with_repo(&mut c, &src).await;
+    let before = repo.git(&["rev-parse", "HEAD"]).unwrap();
+    repo.write("www/index.html", &hello_page("once")).unwrap();
+    let sha = repo.commit("once").unwrap();
+    let body = push_body(&repo, "refs/heads/main", &before, &sha, "once");
+    let (s, v) = deliver_push(&c.api.base, SECRET, &unique("d"), &body)
+        .await
+        .unwrap();
+    assert_eq!(s, 202, "{v}");
+    let first = queued_one(&v);
+    for _ in 0..3 {
+        let (s, v) = deliver_push(&c.api.base, SECRET, &unique("replay"), &body)
+            .await
+            .unwrap();
+        assert_eq!(s, 202, "{v}");
+        assert_eq!(v["deployments"], json!([]), "a replay queues nothing: {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("handled before"),
+            "{v}"
+        );
+    }
+    assert_eq!(deployment_count(&c, &app).await, 1);
+    let d = c.api.wait_terminal(&first, DEPLOY).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}");
+
+    // Guessing: every wrong signature is a 401 until the allowance is used up, then even a
+    // right one gets 429 (nothing is computed for that client during the window).
+    repo.write("www/index.html", &hello_page("later")).unwrap();
+    let sha2 = repo.commit("later").unwrap();
+    let newer = push_body(&repo, "refs/heads/main", &sha, &sha2, "later");
+    for i in 0..10 {
+        let (s, v) = deliver_push(&c.api.base, &format!("guess {i}"), &unique("d"), &newer)
+            .await
+            .unwrap();
+        assert_eq!(s, 401, "guess {i}: {v}");
+    }
+    let (s, v) = deliver_push(&c.api.base, SECRET, &unique("d"), &newer)
+        .await
+        .unwrap();
+    assert_eq!(s, 429, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("too many deliveries with a wrong signature"),
+        "{v}"
+    );
+    assert_eq!(
+        deployment_count(&c, &app).await,
+        1,
+        "nothing queued while blocked"
+    );
+}

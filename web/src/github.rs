@@ -2,9 +2,17 @@
 //!
 //! The signature (`X-Hub-Signature-256`) is checked over the raw body before anything is parsed,
 //! in constant time. Without a configured secret every delivery is refused: an unsigned delivery
-//! is never accepted. Deliveries are deduplicated by `X-GitHub-Delivery` in the coordinator.
+//! is never accepted. Deliveries are deduplicated by `X-GitHub-Delivery` in the coordinator,
+//! and pushes by what they ask for (a replayed body under a new delivery id queues nothing).
+//!
+//! A client whose deliveries failed the signature check `FAILURES_ALLOWED` times within
+//! `FAILURE_WINDOW_S` gets 429 until the window ends, before any HMAC is computed: guessing
+//! signatures costs a few attempts a minute, not the API's CPU. Counted per peer address by the
+//! coordinator, in Redis (a proxy in front of Berth makes its own address the peer).
 
-use berth_coordinator::webhook::{verify_signature, Push};
+use std::net::SocketAddr;
+
+use berth_coordinator::webhook::{verify_signature, Push, FAILURES_ALLOWED, FAILURE_WINDOW_S};
 use berth_coordinator::{api, Coordinator};
 use berth_protocol::api::WebhookOutcome;
 use bytes::Bytes;
@@ -23,6 +31,7 @@ pub fn route(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "webhooks" / "github")
         .and(warp::post())
+        .and(warp::addr::remote())
         .and(warp::header::optional::<String>("x-hub-signature-256"))
         .and(warp::header::optional::<String>("x-github-event"))
         .and(warp::header::optional::<String>("x-github-delivery"))
@@ -30,7 +39,8 @@ pub fn route(
         .and(warp::body::content_length_limit(LIMIT))
         .and(warp::body::bytes())
         .then(
-            move |sig: Option<String>,
+            move |peer: Option<SocketAddr>,
+                  sig: Option<String>,
                   event: Option<String>,
                   delivery: Option<String>,
                   ctype: Option<String>,
@@ -38,13 +48,52 @@ pub fn route(
                 let coord = coord.clone();
                 let secret = secret.clone();
                 async move {
-                    match handle(coord, secret, sig, event, delivery, ctype, body).await {
+                    let client = peer.map(|p| p.ip().to_string());
+                    if let Some(c) = &client {
+                        match coord.api.send(api::SignatureBlocked(c.clone())).await {
+                            Ok(Ok(None)) => {}
+                            Ok(Ok(Some(wait))) => return too_many(wait),
+                            Ok(Err(e)) => return ApiError::from(e).into_response(),
+                            Err(e) => {
+                                return ApiError::from(berth_coordinator::Error::from(e))
+                                    .into_response()
+                            }
+                        }
+                    }
+                    match handle(coord.clone(), secret, sig, event, delivery, ctype, body).await {
                         Ok(r) => r,
-                        Err(e) => e.into_response(),
+                        Err(e) => {
+                            if let (StatusCode::UNAUTHORIZED, Some(c)) = (e.status, client) {
+                                match coord.api.send(api::SignatureFailed(c)).await {
+                                    Ok(Ok(())) => {}
+                                    Ok(Err(err)) => tracing::warn!(error = %err, "could not count a failed webhook signature"),
+                                    Err(err) => tracing::warn!(error = %err, "could not count a failed webhook signature"),
+                                }
+                            }
+                            e.into_response()
+                        }
                     }
                 }
             },
         )
+}
+
+/// 429 with `Retry-After`, for a client that sent too many bad signatures.
+fn too_many(secs: u64) -> Response {
+    let secs = secs.max(1);
+    let mut r = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!(
+            "too many deliveries with a wrong signature from this address \
+             ({FAILURES_ALLOWED} within {FAILURE_WINDOW_S} s); try again in {secs} s"
+        ),
+    )
+    .into_response();
+    r.headers_mut().insert(
+        warp::http::header::RETRY_AFTER,
+        warp::http::HeaderValue::from(secs),
+    );
+    r
 }
 
 fn accepted(message: impl Into<String>, deployments: Vec<String>) -> Response {

@@ -23,7 +23,7 @@ use super::{load_app, Api};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Transition};
 use crate::registry::{NodeRegistry, Nodes, NodesNow};
-use crate::store::Store;
+use crate::store::{PutApp, Store};
 use crate::{apps, git_check};
 
 /// `POST /api/v1/apps`.
@@ -185,20 +185,22 @@ async fn view_of(
 #[rtype(result = "Result<()>")]
 pub struct DeleteApp(pub String);
 
-/// Fails when another app already serves one of `app`'s domains.
+/// Fails when another app already has one of `app`'s domains, in any case (one HMGET of the
+/// domain index). The quick refusal before the git check; the write checks again, atomically.
 async fn check_domains_free(store: &Store, app: &App) -> Result<()> {
-    for other in store.list_apps().await?.iter() {
-        if other.name == app.name {
-            continue;
-        }
-        if let Some(d) = app.domains.iter().find(|d| other.domains.contains(d)) {
-            return Err(Error::Conflict(format!(
-                "domain {d} is already used by app {}",
-                other.name
-            )));
+    let owners = store.domain_owners(&app.domains).await?;
+    for (d, owner) in app.domains.iter().zip(owners) {
+        if let Some(owner) = owner.filter(|o| *o != app.name) {
+            return Err(taken(d, &owner));
         }
     }
     Ok(())
+}
+
+fn taken(domain: &str, owner: &str) -> Error {
+    Error::Conflict(format!(
+        "domain {domain} is already used by app {owner} (domains are compared ignoring case)"
+    ))
 }
 
 /// Cancels the app's unfinished deployments like a cancel does: each node stops its job before
@@ -268,9 +270,10 @@ impl Handler<CreateApp> for Api {
     fn handle(&mut self, msg: CreateApp, ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let base = self.base_domain.clone();
+        let reserved = self.reserved_domains.clone();
         let addr = ctx.address();
         Box::pin(async move {
-            let app = apps::build(msg.0.clone(), &base).map_err(Error::BadRequest)?;
+            let app = apps::build(msg.0.clone(), &base, &reserved).map_err(Error::BadRequest)?;
             // The quick refusals first; the atomic part checks again.
             if store.get_app(&app.name).await?.is_some() {
                 return Err(exists(&app.name));
@@ -300,14 +303,16 @@ impl Handler<StoreNewApp> for Api {
         let store = self.store.clone();
         let (registry, port) = (self.registry.clone(), self.ingress_http);
         let base = self.base_domain.clone();
+        let reserved = self.reserved_domains.clone();
         let key = self.secret_key.clone();
         AtomicResponse::new(Box::pin(
             async move {
                 let sealed = msg.0.git_credential.as_ref().map(|c| c.seal(&key));
-                let app = apps::build(msg.0, &base).map_err(Error::BadRequest)?;
-                check_domains_free(&store, &app).await?;
-                if !store.put_app(&app, true).await? {
-                    return Err(exists(&app.name));
+                let app = apps::build(msg.0, &base, &reserved).map_err(Error::BadRequest)?;
+                match store.put_app_domains(&app, true, &[]).await? {
+                    PutApp::Stored => {}
+                    PutApp::Exists => return Err(exists(&app.name)),
+                    PutApp::Taken { domain, owner } => return Err(taken(&domain, &owner)),
                 }
                 store.put_credential(&app.name, sealed.as_ref()).await?;
                 view_of(&store, &registry, port, app).await
@@ -352,6 +357,7 @@ impl Handler<PatchApp> for Api {
     fn handle(&mut self, msg: PatchApp, ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let key = self.secret_key.clone();
+        let reserved = self.reserved_domains.clone();
         let addr = ctx.address();
         Box::pin(async move {
             let p = &msg.1;
@@ -360,7 +366,7 @@ impl Handler<PatchApp> for Api {
             let reaches = p.repo.is_some() || p.branch.is_some();
             if reaches {
                 let app = load_app(&store, &msg.0).await?;
-                let patched = apps::patch(app, p.clone()).map_err(Error::BadRequest)?;
+                let patched = apps::patch(app, p.clone(), &reserved).map_err(Error::BadRequest)?;
                 check_domains_free(&store, &patched).await?;
                 let stored;
                 let cred = match (&p.git_credential, p.remove_git_credential == Some(true)) {
@@ -398,6 +404,7 @@ impl Handler<StorePatch> for Api {
         let store = self.store.clone();
         let (registry, port) = (self.registry.clone(), self.ingress_http);
         let key = self.secret_key.clone();
+        let reserved = self.reserved_domains.clone();
         let (ledger, reconciler) = (self.ledger.clone(), self.reconciler.clone());
         AtomicResponse::new(Box::pin(
             async move {
@@ -406,14 +413,27 @@ impl Handler<StorePatch> for Api {
                 let old_domains = app.domains.clone();
                 let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key));
                 let remove = msg.1.remove_git_credential == Some(true);
-                let app = apps::patch(app, msg.1).map_err(Error::BadRequest)?;
-                check_domains_free(&store, &app).await?;
-                if new_credential.is_some() || remove {
-                    store
-                        .put_credential(&app.name, new_credential.as_ref())
-                        .await?;
+                let app = apps::patch(app, msg.1, &reserved).map_err(Error::BadRequest)?;
+                if app.domains == old_domains {
+                    if new_credential.is_some() || remove {
+                        store
+                            .put_credential(&app.name, new_credential.as_ref())
+                            .await?;
+                    }
+                    store.put_app(&app, false).await?;
+                } else {
+                    // The record with its domains first: a refusal leaves the app as it was,
+                    // credential included.
+                    match store.put_app_domains(&app, false, &old_domains).await? {
+                        PutApp::Stored | PutApp::Exists => {}
+                        PutApp::Taken { domain, owner } => return Err(taken(&domain, &owner)),
+                    }
+                    if new_credential.is_some() || remove {
+                        store
+                            .put_credential(&app.name, new_credential.as_ref())
+                            .await?;
+                    }
                 }
-                store.put_app(&app, false).await?;
                 if app.domains != old_domains && !app.stopped {
                     move_routes(&store, &old_domains, &app.domains).await?;
                 }
@@ -450,7 +470,7 @@ impl Handler<DeleteApp> for Api {
                     domains: app.domains.clone(),
                 };
                 to_every_node(&store, &registry, &job).await?;
-                store.delete_app(&app.name).await
+                store.delete_app(&app.name, &app.domains).await
             }
             .into_actor(self),
         ))

@@ -33,7 +33,7 @@ pub use exec::StartExec;
 pub use lifecycle::{Restart, StartApp, StopApp};
 pub use releases::{ListReleases, Rollback};
 pub use replicas::ListReplicas;
-pub use webhooks::GithubPush;
+pub use webhooks::{GithubPush, SignatureBlocked, SignatureFailed};
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
@@ -45,6 +45,9 @@ use crate::store::Store;
 pub struct Api {
     pub(crate) store: Store,
     pub(crate) base_domain: String,
+    /// Domains no app may take besides `localhost` and IP addresses: the bare base domain and
+    /// the API's own host (`validate::normalize_domain`).
+    pub(crate) reserved_domains: Vec<String>,
     /// The ingress port of apps' URLs while no node reports one.
     pub(crate) ingress_http: u16,
     /// Seals git credentials before they are stored.

@@ -12,7 +12,7 @@ use super::deployments::Queue;
 use super::Api;
 use crate::error::Result;
 use crate::ledger;
-use crate::webhook::{normalize_repo, Push, PushAction};
+use crate::webhook::{normalize_repo, Push, PushAction, FAILURES_ALLOWED, FAILURE_WINDOW_S};
 
 /// A verified GitHub `push` delivery.
 #[derive(Message)]
@@ -21,6 +21,61 @@ pub struct GithubPush {
     /// `X-GitHub-Delivery`: deduplicated in Redis for a week.
     pub delivery: String,
     pub push: Push,
+}
+
+/// Whether a client address used up its failed signatures: the seconds left in its window when
+/// it did. Counted in Redis, so every API process of a fleet shares the count and a restart does
+/// not reset it.
+#[derive(Message)]
+#[rtype(result = "Result<Option<u64>>")]
+pub struct SignatureBlocked(pub String);
+
+/// Counts one failed signature of a client address.
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct SignatureFailed(pub String);
+
+impl Handler<SignatureBlocked> for Api {
+    type Result = ResponseFuture<Result<Option<u64>>>;
+
+    fn handle(&mut self, msg: SignatureBlocked, _: &mut Context<Self>) -> Self::Result {
+        let mut conn = self.store.conn();
+        Box::pin(async move {
+            let key = keys::webhook_failures(&msg.0);
+            let (count, ttl): (Option<u64>, i64) = redis::pipe()
+                .get(&key)
+                .ttl(&key)
+                .query_async(&mut conn)
+                .await?;
+            Ok((count.unwrap_or(0) >= FAILURES_ALLOWED && ttl > 0).then_some(ttl as u64))
+        })
+    }
+}
+
+impl Handler<SignatureFailed> for Api {
+    type Result = ResponseFuture<Result<()>>;
+
+    fn handle(&mut self, msg: SignatureFailed, _: &mut Context<Self>) -> Self::Result {
+        let mut conn = self.store.conn();
+        Box::pin(async move {
+            let key = keys::webhook_failures(&msg.0);
+            // The window starts at the first failure (SET NX with the TTL), and is not extended.
+            let _: () = redis::pipe()
+                .atomic()
+                .cmd("SET")
+                .arg(&key)
+                .arg(0)
+                .arg("EX")
+                .arg(FAILURE_WINDOW_S)
+                .arg("NX")
+                .ignore()
+                .incr(&key, 1)
+                .ignore()
+                .query_async(&mut conn)
+                .await?;
+            Ok(())
+        })
+    }
 }
 
 /// How long a delivery stays claimed while it is handled, should the coordinator die before it
@@ -61,23 +116,51 @@ impl Handler<GithubPush> for Api {
                     msg.delivery
                 )));
             }
+            let push_key = keys::webhook_push(&msg.push.digest());
+            let claimed = match store.claim_once(&push_key, PENDING, PENDING_TTL_S).await {
+                Ok(claimed) => claimed,
+                Err(e) => {
+                    release(store, &key, &msg.delivery).await;
+                    return Err(e);
+                }
+            };
+            if !claimed {
+                done(store, &key, &msg.delivery).await;
+                return Ok(outcome(format!(
+                    "this push ({} at {}) was handled before under another delivery id; nothing queued",
+                    msg.push.git_ref,
+                    &msg.push.after[..msg.push.after.len().min(12)]
+                )));
+            }
             match deploy_push(&q, &msg.push).await {
-                Ok(done) => {
-                    if let Err(e) = store.set_marker(&key, DONE, keys::MARKER_TTL_S).await {
-                        tracing::warn!(delivery = %msg.delivery, error = %e,
-                            "could not mark the delivery done; its claim expires in {PENDING_TTL_S} s");
-                    }
-                    Ok(done)
+                Ok(outcome) => {
+                    done(store, &key, &msg.delivery).await;
+                    done(store, &push_key, &msg.delivery).await;
+                    Ok(outcome)
                 }
                 Err(e) => {
-                    if let Err(del) = store.delete_key(&key).await {
-                        tracing::warn!(delivery = %msg.delivery, error = %del,
-                            "could not release the delivery's claim; it expires in {PENDING_TTL_S} s");
-                    }
+                    release(store, &key, &msg.delivery).await;
+                    release(store, &push_key, &msg.delivery).await;
                     Err(e)
                 }
             }
         })
+    }
+}
+
+/// Marks a claim done for the dedupe window.
+async fn done(store: &crate::store::Store, key: &str, delivery: &str) {
+    if let Err(e) = store.set_marker(key, DONE, keys::MARKER_TTL_S).await {
+        tracing::warn!(%delivery, %key, error = %e,
+            "could not mark the delivery done; its claim expires in {PENDING_TTL_S} s");
+    }
+}
+
+/// Releases a claim, so a redelivery does the work.
+async fn release(store: &crate::store::Store, key: &str, delivery: &str) {
+    if let Err(e) = store.delete_key(key).await {
+        tracing::warn!(%delivery, %key, error = %e,
+            "could not release the delivery's claim; it expires in {PENDING_TTL_S} s");
     }
 }
 
