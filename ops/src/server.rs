@@ -242,8 +242,9 @@ async fn start_and_serve(
             let tok = token.clone();
             let secret = s.github.webhook_secret.clone();
             let sd = shutdown.clone();
+            let limits = s.api.limits();
             shutdown.spawn(async move {
-                berth_web::serve(listener, coord, &tok, secret, &sd).await;
+                berth_web::serve(listener, coord, &tok, secret, limits, &sd).await;
             });
             web = Some(addr);
         }

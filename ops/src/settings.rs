@@ -38,6 +38,22 @@ pub struct ApiSettings {
     pub listen: String,
     /// Bearer token of the API; generated into `<data_dir>/token` when unset.
     pub token: Option<String>,
+    /// Seconds a client may take to send a request's head (and an idle connection is kept).
+    pub header_timeout_s: u64,
+    /// Seconds a client may take to send a request's body.
+    pub body_timeout_s: u64,
+    /// Connections the API serves at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl ApiSettings {
+    pub fn limits(&self) -> berth_web::Limits {
+        berth_web::Limits {
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_s),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout_s),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -138,6 +154,9 @@ impl Default for ApiSettings {
         ApiSettings {
             listen: "127.0.0.1:7700".into(),
             token: None,
+            header_timeout_s: 30,
+            body_timeout_s: 30,
+            max_connections: 1024,
         }
     }
 }
@@ -223,6 +242,12 @@ impl Settings {
                 "leader_lease_s must be at least 2: the leader renews its lease every fifth of it"
             );
         }
+        if s.api.header_timeout_s == 0 || s.api.body_timeout_s == 0 {
+            anyhow::bail!("api.header_timeout_s and api.body_timeout_s must be at least 1");
+        }
+        if s.api.max_connections == 0 {
+            anyhow::bail!("api.max_connections must be at least 1");
+        }
         if s.node.stats_interval_s == 0 {
             anyhow::bail!("node.stats_interval_s must be at least 1");
         }
@@ -246,6 +271,9 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("secret_key", None, "64 hex digits sealing git credentials; unset: <data_dir>/secret.key, created at first start"),
         ("api.listen", Some(q(&d.api.listen)), "the HTTP API's address"),
         ("api.token", None, "the API's bearer token; unset: generated into <data_dir>/token"),
+        ("api.header_timeout_s", Some(d.api.header_timeout_s.to_string()), "seconds a client may take to send a request's head; also how long an idle connection is kept"),
+        ("api.body_timeout_s", Some(d.api.body_timeout_s.to_string()), "seconds a client may take to send a request's body"),
+        ("api.max_connections", Some(d.api.max_connections.to_string()), "connections the API serves at once; one more is answered 503 and closed"),
         ("redis.url", None, "an external Redis (redis://host:port/db); unset: `berth up` runs its own"),
         ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
         ("node.caddy_admin", Some(q(&d.node.caddy_admin)), "the admin address of the Caddy `berth up` runs"),
