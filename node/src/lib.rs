@@ -132,8 +132,10 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         )));
     }
 
-    redis::Client::open(cfg.redis_url.as_str())
-        .map_err(|e| Error::Config(format!("redis url {:?}: {e}", cfg.redis_url)))?;
+    redis::Client::open(cfg.redis_url.as_str()).map_err(|e| {
+        let url = berth_bus::redacted(&cfg.redis_url);
+        Error::Config(format!("redis url {url:?}: {e}"))
+    })?;
     let redis = Redis::connect(&cfg.redis_url, "node").await?;
     {
         let mut c = redis.clone();

@@ -106,7 +106,7 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::lock::create_private_dir(dir)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
