@@ -158,6 +158,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
                 password: s.registry.password.clone(),
             }),
         test_hooks: s.test_hooks,
+        build_context_max: s.node.build_context_max_mb.saturating_mul(1024 * 1024),
     }
 }
 

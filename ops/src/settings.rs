@@ -105,6 +105,9 @@ pub struct NodeSettings {
     /// (Coordinator) Seconds without a heartbeat after which a node is down. Nodes beat every
     /// second; one is suspect (nothing new placed on it) after 2.5 s of silence.
     pub down_after_s: u64,
+    /// MiB of build context (after `.dockerignore`) a build may send to Docker; more fails the
+    /// deployment, saying so.
+    pub build_context_max_mb: u64,
 }
 
 /// Labels as a table or as `key=value,…`.
@@ -174,6 +177,7 @@ impl Default for NodeSettings {
             build_slots: 0,
             resolver_listen: ([127, 0, 0, 1], 5380).into(),
             down_after_s: 5,
+            build_context_max_mb: 512,
         }
     }
 }
@@ -248,6 +252,9 @@ impl Settings {
         if s.api.max_connections == 0 {
             anyhow::bail!("api.max_connections must be at least 1");
         }
+        if s.node.build_context_max_mb == 0 {
+            anyhow::bail!("node.build_context_max_mb must be at least 1");
+        }
         if s.node.stats_interval_s == 0 {
             anyhow::bail!("node.stats_interval_s must be at least 1");
         }
@@ -285,6 +292,7 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("node.build_slots", Some(d.node.build_slots.to_string()), "builds run at once before another node is preferred; 0: one per CPU"),
         ("node.resolver_listen", Some(q(&d.node.resolver_listen.to_string())), "the node's DNS responder, which Caddy reads upstreams from"),
         ("node.down_after_s", Some(d.node.down_after_s.to_string()), "seconds without a heartbeat after which a node is down (at least 3)"),
+        ("node.build_context_max_mb", Some(d.node.build_context_max_mb.to_string()), "MiB of build context (after .dockerignore) a build may send to Docker"),
         ("registry.url", None, "host:port of an image registry the nodes of a fleet share; unset: none"),
         ("registry.username", None, "the registry's user"),
         ("registry.password", None, "the registry's password"),
