@@ -11,7 +11,7 @@
 //! reads its body ([`crate::body`]); nothing bounds how long a response takes, so log follows
 //! (SSE) stream for as long as they need.
 //!
-//! HTTP/1 only: nothing speaks HTTP/2 to the API (clients, Caddy, curl all use HTTP/1.1), and
+//! HTTP/1 only: nothing speaks HTTP/2 to the API (the CLI, curl, reverse proxies use HTTP/1.1), and
 //! an unneeded protocol would be one more place to bound.
 
 use std::convert::Infallible;
