@@ -433,8 +433,75 @@ fn io_kind(e: &RedisError) -> std::io::ErrorKind {
     }
 }
 
+/// `url` fit for a log line or an error: its password (`redis://user:secret@host`, or a
+/// `redis+unix://…?pass=secret` query) replaced by `****`. Every place that shows a Redis URL
+/// shows it through this: logs are read by more people than the configuration.
+pub fn redacted(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some(parts) => parts,
+        None => return url.to_string(),
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:****@{host}"),
+            // `redis://secret@host`: redis-rs reads a lone userinfo as a user name, but people
+            // write passwords there; hide it too.
+            None => format!("****@{host}"),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, _))
+                        if k.eq_ignore_ascii_case("pass") || k.eq_ignore_ascii_case("password") =>
+                    {
+                        format!("{k}=****")
+                    }
+                    _ => kv.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_redis_url_is_shown_without_its_password() {
+        let cases = [
+            ("redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/"),
+            (
+                "redis://:hunter2@127.0.0.1:6379/0",
+                "redis://:****@127.0.0.1:6379/0",
+            ),
+            (
+                "redis://berth:hunter2@db.example:6379",
+                "redis://berth:****@db.example:6379",
+            ),
+            (
+                "rediss://hunter2@db.example/1",
+                "rediss://****@db.example/1",
+            ),
+            ("redis://:p@ss:w@rd@h:1/", "redis://:****@h:1/"),
+            (
+                "redis+unix:///run/redis.sock?db=2&pass=hunter2",
+                "redis+unix:///run/redis.sock?db=2&pass=****",
+            ),
+            ("not a url", "not a url"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redacted(url), want, "{url}");
+        }
+    }
     use super::*;
 
     fn refused() -> RedisError {

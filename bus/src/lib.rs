@@ -16,7 +16,7 @@ pub mod retry;
 pub mod shutdown;
 pub mod supervise;
 
-pub use conn::{is_unavailable, Redis};
+pub use conn::{is_unavailable, redacted, Redis};
 pub use consumer::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};
 pub use retry::{Backoff, Failing};
 pub use shutdown::Shutdown;

@@ -15,6 +15,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::sync::{RwLock, RwLockWriteGuard};
 
+use crate::dockerignore;
 use crate::error::{Error, Result};
 use crate::log_sink::{LineBuffer, LogSink};
 
@@ -47,16 +48,19 @@ pub struct BuildPlan {
 pub struct Builder {
     docker: Docker,
     gate: Arc<RwLock<()>>,
+    /// Largest build context sent to the engine, in bytes (`node.build_context_max_mb`).
+    context_cap: u64,
 }
 
 /// How many times a build that lost a cached layer mid-build is started again.
 const CACHE_RACE_RETRIES: usize = 1;
 
 impl Builder {
-    pub fn new(docker: Docker) -> Self {
+    pub fn new(docker: Docker, context_cap: u64) -> Self {
         Builder {
             docker,
             gate: Arc::new(RwLock::new(())),
+            context_cap,
         }
     }
 
@@ -119,24 +123,55 @@ impl Builder {
         plan: &BuildPlan,
         log: &LogSink,
     ) -> Result<String> {
-        // Resolving the paths and packing the tree read the disk: off the async runtime.
+        // Resolving the paths and packing the tree read the disk: off the async runtime. The
+        // archive streams to the engine as it is packed (a bounded channel: packing waits for
+        // the engine), never whole in memory, and stops at the cap.
         let (source_dir, ctx, df) = (
             source_dir.to_path_buf(),
             context.to_string(),
             dockerfile.to_string(),
         );
-        let (dockerfile_rel, tar) = tokio::task::spawn_blocking(move || {
-            let (ctx_dir, dockerfile_rel) = resolve_context(&source_dir, &ctx, &df)?;
-            Ok::<_, Error>((dockerfile_rel, tar_context(&ctx_dir)?))
-        })
-        .await
-        .map_err(|e| Error::Internal(format!("build context task failed: {e}")))??;
+        let (ctx_dir, dockerfile_rel) =
+            tokio::task::spawn_blocking(move || resolve_context(&source_dir, &ctx, &df))
+                .await
+                .map_err(|e| Error::Internal(format!("build context task failed: {e}")))??;
         log.system(format!(
-            "building {} from {context} with {dockerfile_rel} ({} KiB context)",
-            plan.tag,
-            tar.len() / 1024
+            "building {} from {context} with {dockerfile_rel}",
+            plan.tag
         ))
         .await;
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let packing = {
+            let keep = dockerfile_rel.clone();
+            let cap = self.context_cap;
+            tokio::task::spawn_blocking(move || {
+                let over = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let out = ChunkWriter {
+                    tx: tx.clone(),
+                    buf: Vec::with_capacity(CHUNK),
+                    written: 0,
+                    cap,
+                    over: over.clone(),
+                };
+                let r = pack(&ctx_dir, &[keep.as_str(), ".dockerignore"], out)
+                    .and_then(|mut w| {
+                        use std::io::Write;
+                        w.flush()
+                            .map_err(|e| Error::io("cannot send the build context", e))?;
+                        Ok(w.written)
+                    })
+                    .map_err(|e| match over.load(std::sync::atomic::Ordering::Relaxed) {
+                        0 => e,
+                        size => Error::Invalid(TooLarge { cap, size }.to_string()),
+                    });
+                if let Err(e) = &r {
+                    // The request body fails too, so the engine never builds half a context.
+                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                }
+                r
+            })
+        };
+        let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
 
         let options = BuildImageOptions {
             dockerfile: dockerfile_rel,
@@ -150,7 +185,7 @@ impl Builder {
         };
         let mut stream =
             self.docker
-                .build_image(options, None, Some(bollard::body_full(tar.into())));
+                .build_image(options, None, Some(bollard::body_try_stream(body)));
         let mut lines = LineBuffer::default();
         while let Some(item) = stream.next().await {
             match item {
@@ -162,6 +197,13 @@ impl Builder {
                 Err(e) => {
                     if let Some(rest) = lines.finish() {
                         log.write_lines(LogStream::Stdout, vec![rest]).await;
+                    }
+                    // A context that could not be packed (too large, unreadable) is why the
+                    // request failed: say that, not what the cut-off request looked like.
+                    drop(stream);
+                    if let Ok(Err(packing)) = packing.await {
+                        log.write(LogStream::Stderr, &packing.to_string()).await;
+                        return Err(packing);
                     }
                     let msg = docker_error_text(&e);
                     log.write(LogStream::Stderr, &msg).await;
@@ -187,6 +229,14 @@ impl Builder {
         }
         if let Some(rest) = lines.finish() {
             log.write_lines(LogStream::Stdout, vec![rest]).await;
+        }
+        drop(stream);
+        match packing.await {
+            Ok(Ok(size)) => {
+                tracing::debug!(tag = %plan.tag, kib = size / 1024, "build context sent");
+            }
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(Error::Internal(format!("build context task failed: {e}"))),
         }
         // The classic builder reports errors in-stream; make sure the tag really exists.
         self.docker
@@ -285,56 +335,176 @@ pub fn resolve_context(
     Ok((ctx, rel.to_string()))
 }
 
-/// Packs `dir` as an uncompressed tar for the build API. `.git` directories are left out,
-/// symlinks are stored as links (never followed), special files are skipped.
+/// Packs `dir` as an uncompressed tar for the build API (into memory; tests).
 pub fn tar_context(dir: &Path) -> Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
+    pack(dir, &[], Vec::new())
+}
+
+/// Packs `dir` as an uncompressed tar into `out`. `.git` directories are left out, and what the
+/// context's `.dockerignore` leaves out (but never the files named in `keep`: the Dockerfile
+/// and `.dockerignore`, which Docker needs); symlinks are stored as links (never followed),
+/// special files are skipped.
+pub fn pack<W: std::io::Write>(dir: &Path, keep: &[&str], out: W) -> Result<W> {
+    let rules = match std::fs::read_to_string(dir.join(".dockerignore")) {
+        Ok(text) => dockerignore::Rules::parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => dockerignore::Rules::default(),
+        Err(e) => return Err(Error::io("cannot read .dockerignore", e)),
+    };
+    let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
-    add_dir(&mut builder, dir, Path::new(""))?;
+    let walk = Walk { rules, keep };
+    walk.add_dir(&mut builder, dir, Path::new(""))?;
     builder
         .into_inner()
         .map_err(|e| Error::io("cannot finish the build context archive", e))
 }
 
-fn add_dir(builder: &mut tar::Builder<Vec<u8>>, dir: &Path, rel: &Path) -> Result<()> {
-    let what = || format!("cannot read {}", dir.display());
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(what(), e))?
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::io(what(), e))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name();
-        if name == ".git" {
-            continue;
-        }
-        let path = entry.path();
-        let rel_path = rel.join(&name);
-        // A name from read_dir is one normal component; be strict anyway.
-        if rel_path
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
-            return Err(Error::Invalid(format!(
-                "refusing path {}",
-                rel_path.display()
-            )));
-        }
-        let ft = entry
-            .file_type()
-            .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
-        if ft.is_dir() {
-            builder
-                .append_dir(&rel_path, &path)
-                .map_err(|e| Error::io(format!("cannot add {}", path.display()), e))?;
-            add_dir(builder, &path, &rel_path)?;
-        } else if ft.is_file() || ft.is_symlink() {
-            builder
-                .append_path_with_name(&path, &rel_path)
-                .map_err(|e| Error::io(format!("cannot add {}", path.display()), e))?;
-        }
+struct Walk<'a> {
+    rules: dockerignore::Rules,
+    keep: &'a [&'a str],
+}
+
+impl Walk<'_> {
+    fn excluded(&self, rel: &Path) -> bool {
+        let rel = rel.to_string_lossy();
+        !self.keep.iter().any(|k| *k == rel) && self.rules.excluded(&rel)
     }
-    Ok(())
+
+    fn add_dir<W: std::io::Write>(
+        &self,
+        builder: &mut tar::Builder<W>,
+        dir: &Path,
+        rel: &Path,
+    ) -> Result<()> {
+        let what = || format!("cannot read {}", dir.display());
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(what(), e))?
+            .collect::<std::io::Result<_>>()
+            .map_err(|e| Error::io(what(), e))?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let name = entry.file_name();
+            if name == ".git" {
+                continue;
+            }
+            let path = entry.path();
+            let rel_path = rel.join(&name);
+            // A name from read_dir is one normal component; be strict anyway.
+            if rel_path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_)))
+            {
+                return Err(Error::Invalid(format!(
+                    "refusing path {}",
+                    rel_path.display()
+                )));
+            }
+            let ft = entry
+                .file_type()
+                .map_err(|e| Error::io(format!("cannot stat {}", path.display()), e))?;
+            let excluded = self.excluded(&rel_path);
+            if ft.is_dir() {
+                // A left-out directory is still walked when an exception may put back
+                // something inside it.
+                if excluded && !self.rules.has_exceptions() {
+                    continue;
+                }
+                if !excluded {
+                    builder
+                        .append_dir(&rel_path, &path)
+                        .map_err(|e| add_error(&path, e))?;
+                }
+                self.add_dir(builder, &path, &rel_path)?;
+            } else if (ft.is_file() || ft.is_symlink()) && !excluded {
+                builder
+                    .append_path_with_name(&path, &rel_path)
+                    .map_err(|e| add_error(&path, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn add_error(path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("cannot add {}", path.display()), e)
+}
+
+/// The build context passed its cap (`node.build_context_max_mb`).
+#[derive(Debug)]
+struct TooLarge {
+    cap: u64,
+    size: u64,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the build context is larger than {} MiB (node.build_context_max_mb): more than {} MiB \
+             were packed before the build was stopped; leave out what the image does not need with \
+             .dockerignore",
+            self.cap / MIB,
+            self.size / MIB
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+const MIB: u64 = 1024 * 1024;
+
+/// What the packing thread writes the archive into: chunks sent to the build request's body
+/// as they are made, so the context is never whole in memory; past `cap` bytes it fails with
+/// [`TooLarge`].
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+    written: u64,
+    cap: u64,
+    /// Set to the bytes packed when the cap is passed: tar wraps the writer's error in its own,
+    /// so the packing thread reads this to tell a too-large context from an unreadable one.
+    over: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Bytes sent to the engine at once.
+const CHUNK: usize = 256 * 1024;
+
+impl ChunkWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the Docker engine stopped reading the build context",
+            )
+        })
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.written += data.len() as u64;
+        if self.written > self.cap {
+            self.over
+                .store(self.written, std::sync::atomic::Ordering::Relaxed);
+            return Err(std::io::Error::other(TooLarge {
+                cap: self.cap,
+                size: self.written,
+            }));
+        }
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
 }
 
 #[cfg(test)]
@@ -387,7 +557,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn image_removal_waits_for_running_builds_without_holding_up_new_ones() {
         let docker = Docker::connect_with_local_defaults().unwrap();
-        let b = Builder::new(docker);
+        let b = Builder::new(docker, u64::MAX);
         let building = b.gate.clone().read_owned().await;
         let b2 = b.clone();
         let mut removal =

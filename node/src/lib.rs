@@ -17,6 +17,7 @@
 pub mod caddy;
 pub mod containers;
 pub mod deployer;
+pub mod dockerignore;
 pub mod engine_watch;
 pub mod error;
 pub mod event_sink;
@@ -79,6 +80,8 @@ pub struct NodeConfig {
     pub registry: Option<registry::RegistryConfig>,
     /// Test-only: the supervision tree takes panics to inject from Redis (`test_hooks`).
     pub test_hooks: bool,
+    /// Largest build context a build sends to Docker, in bytes; larger fails the deployment.
+    pub build_context_max: u64,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -133,8 +136,10 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         )));
     };
 
-    redis::Client::open(cfg.redis_url.as_str())
-        .map_err(|e| Error::Config(format!("redis url {:?}: {e}", cfg.redis_url)))?;
+    redis::Client::open(cfg.redis_url.as_str()).map_err(|e| {
+        let url = berth_bus::redacted(&cfg.redis_url);
+        Error::Config(format!("redis url {url:?}: {e}"))
+    })?;
     let redis = Redis::connect(&cfg.redis_url, "node").await?;
     {
         let mut c = redis.clone();
@@ -262,7 +267,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         node: cfg.name.clone(),
         address: cfg.address.clone(),
         builds_dir,
-        builder: image_build::Builder::new(docker.clone()),
+        builder: image_build::Builder::new(docker.clone(), cfg.build_context_max),
         docker,
         engine,
         redis: redis.clone(),

@@ -8,6 +8,10 @@
 //! `berth up` used to delete the first one's Redis socket and start a second Redis on the same
 //! append-only file. The kernel drops the lock when the process ends, however it ends; the file
 //! stays (removing it would let a third process lock a file nobody else sees).
+//!
+//! The data directory holds the API token, the secret key, Redis's data and build checkouts, so
+//! taking it also makes it private ([`make_private`]): the directory and its subdirectories 0700,
+//! the token and key files 0600 — also when an older version or an operator left them readable.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
@@ -16,6 +20,43 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
+
+/// Files in `data_dir` that hold secrets: mode 0600.
+const SECRET_FILES: [&str; 2] = ["token", "secret.key"];
+
+/// Creates `dir` (and any missing parent) with mode 0700.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Tightens `data_dir`: itself and its direct subdirectories to 0700, its token and key files to
+/// 0600. What is deeper sits behind a 0700 directory already.
+pub fn make_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("making {} private (mode {mode:o})", path.display()))
+    };
+    set(dir, 0o700)?;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading data_dir {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        // Not following symlinks: one pointing out of data_dir is not ours to change.
+        let kind = entry.file_type()?;
+        let name = entry.file_name();
+        if kind.is_dir() {
+            set(&entry.path(), 0o700)?;
+        } else if kind.is_file() && SECRET_FILES.iter().any(|f| name == *f) {
+            set(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
+}
 
 /// Which server command holds a data directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,8 +152,8 @@ impl DataDirLock {
     /// Takes `role`'s locks in `dir` (created if needed) without waiting; refuses with
     /// [`busy_message`] when another process holds one.
     pub fn acquire(dir: &Path, role: Role, api: Option<&str>) -> Result<DataDirLock> {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("creating data_dir {}", dir.display()))?;
+        create_private_dir(dir).with_context(|| format!("creating data_dir {}", dir.display()))?;
+        make_private(dir)?;
         let mut files = Vec::new();
         for name in role.files() {
             let path: PathBuf = dir.join(name);

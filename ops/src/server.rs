@@ -106,7 +106,7 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        crate::lock::create_private_dir(dir)?;
     }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -169,6 +169,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
                 password: s.registry.password.clone(),
             }),
         test_hooks: s.test_hooks,
+        build_context_max: s.node.build_context_max_mb.saturating_mul(1024 * 1024),
     }
 }
 
@@ -253,8 +254,9 @@ async fn start_and_serve(
             let tok = token.clone();
             let secret = s.github.webhook_secret.clone();
             let sd = shutdown.clone();
+            let limits = s.api.limits();
             shutdown.spawn(async move {
-                berth_web::serve(listener, coord, &tok, secret, &sd).await;
+                berth_web::serve(listener, coord, &tok, secret, limits, &sd).await;
             });
             web = Some(addr);
         }

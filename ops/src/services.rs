@@ -83,7 +83,7 @@ pub fn start_redis(dir: &Path) -> Result<(Service, String)> {
         "redis-server is not installed: run scripts/setup.sh (or apt-get install redis-server), \
          or point redis.url / BERTH_REDIS__URL at a running Redis",
     )?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::lock::create_private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
     let sock = dir.join("redis.sock");
     let _ = std::fs::remove_file(&sock);
     let log = std::fs::File::create(dir.join("redis.log"))?;
@@ -136,7 +136,7 @@ pub fn caddy_answers(admin: &str) -> bool {
 pub fn start_caddy(dir: &Path, admin: &str) -> Result<Service> {
     let bin = which("caddy")
         .context("caddy is not installed: run scripts/setup.sh (or apt-get install caddy)")?;
-    std::fs::create_dir_all(dir)?;
+    crate::lock::create_private_dir(dir)?;
     let boot = dir.join("bootstrap.json");
     std::fs::write(
         &boot,

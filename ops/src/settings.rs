@@ -38,6 +38,22 @@ pub struct ApiSettings {
     pub listen: String,
     /// Bearer token of the API; generated into `<data_dir>/token` when unset.
     pub token: Option<String>,
+    /// Seconds a client may take to send a request's head (and an idle connection is kept).
+    pub header_timeout_s: u64,
+    /// Seconds a client may take to send a request's body.
+    pub body_timeout_s: u64,
+    /// Connections the API serves at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+}
+
+impl ApiSettings {
+    pub fn limits(&self) -> berth_web::Limits {
+        berth_web::Limits {
+            header_timeout: std::time::Duration::from_secs(self.header_timeout_s),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout_s),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -130,6 +146,9 @@ pub struct NodeSettings {
     /// (Coordinator) Seconds without a heartbeat after which a node is down. Nodes beat every
     /// second; one is suspect (nothing new placed on it) after 2.5 s of silence.
     pub down_after_s: u64,
+    /// MiB of build context (after `.dockerignore`) a build may send to Docker; more fails the
+    /// deployment, saying so.
+    pub build_context_max_mb: u64,
 }
 
 /// Labels as a table or as `key=value,…`.
@@ -179,6 +198,9 @@ impl Default for ApiSettings {
         ApiSettings {
             listen: "127.0.0.1:7700".into(),
             token: None,
+            header_timeout_s: 30,
+            body_timeout_s: 30,
+            max_connections: 1024,
         }
     }
 }
@@ -196,6 +218,7 @@ impl Default for NodeSettings {
             build_slots: 0,
             resolver_listen: ([127, 0, 0, 1], 5380).into(),
             down_after_s: 5,
+            build_context_max_mb: 512,
         }
     }
 }
@@ -264,6 +287,15 @@ impl Settings {
                 "leader_lease_s must be at least 2: the leader renews its lease every fifth of it"
             );
         }
+        if s.api.header_timeout_s == 0 || s.api.body_timeout_s == 0 {
+            anyhow::bail!("api.header_timeout_s and api.body_timeout_s must be at least 1");
+        }
+        if s.api.max_connections == 0 {
+            anyhow::bail!("api.max_connections must be at least 1");
+        }
+        if s.node.build_context_max_mb == 0 {
+            anyhow::bail!("node.build_context_max_mb must be at least 1");
+        }
         if s.node.stats_interval_s == 0 {
             anyhow::bail!("node.stats_interval_s must be at least 1");
         }
@@ -288,6 +320,9 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("secret_key", None, "64 hex digits sealing git credentials; unset: <data_dir>/secret.key, created at first start"),
         ("api.listen", Some(q(&d.api.listen)), "the HTTP API's address"),
         ("api.token", None, "the API's bearer token; unset: generated into <data_dir>/token"),
+        ("api.header_timeout_s", Some(d.api.header_timeout_s.to_string()), "seconds a client may take to send a request's head; also how long an idle connection is kept"),
+        ("api.body_timeout_s", Some(d.api.body_timeout_s.to_string()), "seconds a client may take to send a request's body"),
+        ("api.max_connections", Some(d.api.max_connections.to_string()), "connections the API serves at once; one more is answered 503 and closed"),
         ("redis.url", None, "an external Redis (redis://[:password@]host:port/db, rediss:// for TLS); unset: `berth up` runs its own"),
         ("redis.allow_unauthenticated", Some(d.redis.allow_unauthenticated.to_string()), "allow a Redis on another host without a password in redis.url"),
         ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
@@ -300,6 +335,7 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("node.build_slots", Some(d.node.build_slots.to_string()), "builds run at once before another node is preferred; 0: one per CPU"),
         ("node.resolver_listen", Some(q(&d.node.resolver_listen.to_string())), "the node's DNS responder, which Caddy reads upstreams from"),
         ("node.down_after_s", Some(d.node.down_after_s.to_string()), "seconds without a heartbeat after which a node is down (at least 3)"),
+        ("node.build_context_max_mb", Some(d.node.build_context_max_mb.to_string()), "MiB of build context (after .dockerignore) a build may send to Docker"),
         ("registry.url", None, "host:port of an image registry the nodes of a fleet share; unset: none"),
         ("registry.username", None, "the registry's user"),
         ("registry.password", None, "the registry's password"),

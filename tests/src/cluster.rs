@@ -298,11 +298,28 @@ impl Cluster {
 
     /// [`Cluster::separate`] with extra environment for the berth processes.
     pub async fn separate_with(extra: &[(&str, &str)]) -> Result<Cluster> {
+        Self::separate_with_redis(&[], None, extra).await
+    }
+
+    /// [`Cluster::separate_with`] whose Redis gets `redis_args` too, and whose URL carries
+    /// `password` (`redis://:<password>@…`) when given (pair it with `--requirepass`).
+    pub async fn separate_with_redis(
+        redis_args: &[&str],
+        password: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Result<Cluster> {
         let (admin, redis_port) = (free_port(), free_port());
         let mut c = Self::new("berth-sep", admin, Some(redis_port), extra)?;
+        if let Some(pw) = password {
+            for (k, v) in c.env.iter_mut() {
+                if k == "BERTH_REDIS__URL" {
+                    *v = format!("redis://:{pw}@127.0.0.1:{redis_port}/");
+                }
+            }
+        }
         let d = c.dir.path().to_path_buf();
-        c.procs
-            .push(start_redis(&d, redis_port, &STORE_REDIS_ARGS).await?);
+        let args: Vec<&str> = STORE_REDIS_ARGS.iter().chain(redis_args).copied().collect();
+        c.procs.push(start_redis(&d, redis_port, &args).await?);
         c.start_separate(admin).await?;
         Ok(c)
     }

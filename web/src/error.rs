@@ -87,27 +87,70 @@ pub struct Unauthorized(pub &'static str);
 
 impl warp::reject::Reject for Unauthorized {}
 
-/// Turns warp's rejections into JSON errors.
+/// Turns warp's rejections into JSON errors: one fixed sentence per kind of rejection. A
+/// rejection's `Debug` text is warp's internals (types, parser errors) and is never sent back.
 pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
-    let err = if let Some(Unauthorized(msg)) = r.find() {
+    use crate::body;
+    // A body refused for its size or pace is the answer even when another route's rejection
+    // (e.g. a missing token on `/api/v1/…`) was combined with it: it is the more specific one.
+    let err = if let Some(body::TooLarge(limit)) = r.find() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is larger than {}; nothing was read",
+                human_size(*limit)
+            ),
+        )
+    } else if let Some(body::TooSlow(t)) = r.find() {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {} s (api.body_timeout_s)",
+                t.as_secs()
+            ),
+        )
+    } else if let Some(Unauthorized(msg)) = r.find() {
         ApiError::new(StatusCode::UNAUTHORIZED, *msg)
     } else if r.is_not_found() {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "no such endpoint; see the API table in the README",
         )
-    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+    } else if r.find::<body::LengthRequired>().is_some()
+        || r.find::<warp::reject::LengthRequired>().is_some()
+    {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body is larger than 1 MiB",
+            StatusCode::LENGTH_REQUIRED,
+            "a request with a body needs a Content-Length header",
         )
+    } else if r.find::<body::BadLength>().is_some() {
+        ApiError::bad_request("the Content-Length header is not a number")
+    } else if r.find::<body::Broken>().is_some() {
+        ApiError::bad_request("the request body broke off before its end")
+    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
     } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed on this path",
         )
+    } else if let Some(h) = r.find::<warp::reject::InvalidHeader>() {
+        // The header's name is the client's own text; its value and warp's parse error are not
+        // echoed.
+        ApiError::bad_request(format!("the {} header is not valid", h.name()))
+    } else if let Some(h) = r.find::<warp::reject::MissingHeader>() {
+        ApiError::bad_request(format!("the {} header is missing", h.name()))
+    } else if r.find::<warp::reject::InvalidQuery>().is_some() {
+        ApiError::bad_request("the query string is not valid for this endpoint")
+    } else if r.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported Content-Type for this endpoint",
+        )
     } else {
-        ApiError::new(StatusCode::BAD_REQUEST, format!("bad request: {r:?}"))
+        // Whatever else warp rejected for: the details go to the log, not to the client.
+        tracing::debug!(rejection = ?r, "request rejected");
+        ApiError::bad_request("the request is malformed")
     };
     let mut resp = err.into_response();
     if resp.status() == StatusCode::UNAUTHORIZED {
@@ -117,4 +160,17 @@ pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
         );
     }
     Ok(resp)
+}
+
+/// `1 MiB`, `5 MiB`, `512 KiB`, `100 B`: a limit as a person reads it.
+pub fn human_size(bytes: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = 1024 * 1024;
+    if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} B")
+    }
 }

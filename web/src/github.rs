@@ -28,6 +28,7 @@ const LIMIT: u64 = 5 * 1024 * 1024;
 pub fn route(
     coord: Coordinator,
     secret: Option<String>,
+    body_timeout: std::time::Duration,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "webhooks" / "github")
         .and(warp::post())
@@ -36,8 +37,8 @@ pub fn route(
         .and(warp::header::optional::<String>("x-github-event"))
         .and(warp::header::optional::<String>("x-github-delivery"))
         .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::content_length_limit(LIMIT))
-        .and(warp::body::bytes())
+        // The size is judged on `Content-Length` before a byte of the body is read.
+        .and(crate::body::read(LIMIT, body_timeout))
         .then(
             move |peer: Option<SocketAddr>,
                   sig: Option<String>,

@@ -7,15 +7,18 @@
 //! `/healthz` included, promptly: the coordinator's connection fails commands at once while it
 //! knows Redis is away); internal failures to 500 with a generic text (details go to the log).
 
+pub mod body;
 pub mod error;
 pub mod exec;
 pub mod github;
 pub mod logs;
 pub mod metrics;
+pub mod server;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_bus::Shutdown;
 use berth_coordinator::{api, Coordinator};
@@ -30,6 +33,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 pub use error::{ApiError, Unauthorized};
+pub use server::Limits;
 
 /// Largest request body accepted.
 const BODY_LIMIT: u64 = 1024 * 1024;
@@ -41,16 +45,18 @@ struct Ctx {
     token: Arc<str>,
 }
 
-/// All routes of the API.
+/// All routes of the API; `body_timeout` bounds how long reading a request body may take.
 pub fn routes(
     coord: Coordinator,
     token: &str,
     webhook_secret: Option<String>,
+    body_timeout: Duration,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let ctx = Ctx {
         coord,
         token: Arc::from(token),
     };
+
     // Whether the coordinator can reach Redis: 200 `{"status": "ok"}`, else 503
     // `{"status": "unavailable", "error": "Redis is unreachable at …"}`.
     let healthz = {
@@ -74,7 +80,7 @@ pub fn routes(
         })
     };
 
-    let webhook = github::route(ctx.coord.clone(), webhook_secret);
+    let webhook = github::route(ctx.coord.clone(), webhook_secret, body_timeout);
     let with = {
         let ctx = ctx.clone();
         move || {
@@ -97,7 +103,7 @@ pub fn routes(
         );
     let create_app = warp::path!("apps")
         .and(warp::post())
-        .and(json_body::<CreateApp>())
+        .and(json_body(body_timeout))
         .and(with())
         .then(|body: Result<CreateApp, ApiError>, c: Ctx| async move {
             match body {
@@ -116,7 +122,7 @@ pub fn routes(
         });
     let patch_app = warp::path!("apps" / String)
         .and(warp::patch())
-        .and(json_body::<PatchApp>())
+        .and(json_body(body_timeout))
         .and(with())
         .then(
             |name, body: Result<PatchApp, ApiError>, c: Ctx| async move {
@@ -140,7 +146,7 @@ pub fn routes(
         });
     let create_deployment = warp::path!("apps" / String / "deployments")
         .and(warp::post())
-        .and(optional_json_body::<CreateDeployment>())
+        .and(optional_json_body(body_timeout))
         .and(with())
         .then(
             |name, body: Result<CreateDeployment, ApiError>, c: Ctx| async move {
@@ -175,7 +181,7 @@ pub fn routes(
     let app_log = logs::app_route(ctx.coord.clone());
     let rollback = warp::path!("apps" / String / "rollback")
         .and(warp::post())
-        .and(optional_json_body::<berth_protocol::api::Rollback>())
+        .and(optional_json_body(body_timeout))
         .and(with())
         .then(
             |name, body: Result<berth_protocol::api::Rollback, ApiError>, c: Ctx| async move {
@@ -268,7 +274,7 @@ pub fn routes(
 
     let start_exec = warp::path!("apps" / String / "exec")
         .and(warp::post())
-        .and(json_body::<CreateExec>())
+        .and(json_body(body_timeout))
         .and(with())
         .then(|name, body: Result<CreateExec, ApiError>, c: Ctx| exec::start(c.coord, name, body));
     let follow_exec = exec::follow_route(ctx.coord.clone());
@@ -323,20 +329,19 @@ pub fn routes(
         }))
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled: then it stops accepting and
-/// returns once the requests in progress are answered (log follows end with the shutdown).
+/// Serves the API on `listener` within `limits` until `shutdown` is cancelled: then it stops
+/// accepting and returns once the requests in progress are answered (log follows end with the
+/// shutdown).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     coord: Coordinator,
     token: &str,
     webhook_secret: Option<String>,
+    limits: Limits,
     shutdown: &Shutdown,
 ) {
-    warp::serve(routes(coord, token, webhook_secret))
-        .incoming(listener)
-        .graceful(shutdown.token().clone().cancelled_owned())
-        .run()
-        .await
+    let routes = routes(coord, token, webhook_secret, limits.body_timeout);
+    server::run(listener, routes, limits, shutdown).await
 }
 
 /// Binds the API's address, with a message a person can act on when it is taken.
@@ -376,24 +381,22 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
 }
 
 fn json_body<T: DeserializeOwned + Send>(
+    timeout: Duration,
 ) -> impl Filter<Extract = (Result<T, ApiError>,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(BODY_LIMIT)
-        .and(warp::body::bytes())
-        .map(|b: Bytes| parse(&b))
+    body::read(BODY_LIMIT, timeout).map(|b: Bytes| parse(&b))
 }
 
 /// A JSON body that may be absent (treated as `{}`).
 fn optional_json_body<T: DeserializeOwned + Default + Send>(
+    timeout: Duration,
 ) -> impl Filter<Extract = (Result<T, ApiError>,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(BODY_LIMIT)
-        .and(warp::body::bytes())
-        .map(|b: Bytes| {
-            if b.iter().all(u8::is_ascii_whitespace) {
-                Ok(T::default())
-            } else {
-                parse(&b)
-            }
-        })
+    body::read(BODY_LIMIT, timeout).map(|b: Bytes| {
+        if b.iter().all(u8::is_ascii_whitespace) {
+            Ok(T::default())
+        } else {
+            parse(&b)
+        }
+    })
 }
 
 fn flatten<T>(r: Result<berth_coordinator::Result<T>, actix::MailboxError>) -> Result<T, ApiError> {
