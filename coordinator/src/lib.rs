@@ -70,6 +70,9 @@ pub struct CoordinatorConfig {
     pub ingress_http: u16,
     /// Test-only: the supervision tree takes panics to inject from Redis (`test_hooks`).
     pub test_hooks: bool,
+    /// Whether apps may deploy from repositories on this machine (`allow_local_repos`; see
+    /// `berth_protocol::repo_url`).
+    pub allow_local_repos: bool,
     /// How long the leader lease lasts without renewal (`leader_lease_s`): another coordinator
     /// leads within about this long after the leader dies.
     pub lease: Duration,
@@ -86,6 +89,7 @@ impl CoordinatorConfig {
             shared_images: false,
             ingress_http: 80,
             test_hooks: false,
+            allow_local_repos: false,
             lease: lease::DEFAULT_TTL,
         }
     }
@@ -180,7 +184,9 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
         let store = store.clone();
         let (base_domain, ingress_http) = (cfg.base_domain, cfg.ingress_http);
         let secret_key = cfg.secret_key;
+        let allow_local_repos = cfg.allow_local_repos;
         move || api::Api {
+            allow_local_repos,
             store: store.clone(),
             base_domain: base_domain.clone(),
             ingress_http,

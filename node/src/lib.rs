@@ -78,6 +78,9 @@ pub struct NodeConfig {
     pub registry: Option<registry::RegistryConfig>,
     /// Test-only: the supervision tree takes panics to inject from Redis (`test_hooks`).
     pub test_hooks: bool,
+    /// Whether apps may deploy from repositories on this machine (`allow_local_repos`; see
+    /// `berth_protocol::repo_url`): checked again before every fetch.
+    pub allow_local_repos: bool,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -274,6 +277,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         stopping: Default::default(),
         in_use: Default::default(),
         test_hooks: cfg.test_hooks,
+        allow_local_repos: cfg.allow_local_repos,
     });
     let jobs = Arc::new(deployer::Jobs::default());
     let deployer = tree.supervise("deployer", move || {

@@ -219,6 +219,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             resolver_listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             registry: None,
             test_hooks: false,
+            allow_local_repos: true,
         },
         &shutdown,
     )

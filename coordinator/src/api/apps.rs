@@ -15,7 +15,7 @@ use actix::prelude::*;
 use berth_bus::Live;
 use berth_protocol::api::{self, app_status, app_urls, AppStatus, AppView, LatestDeployment};
 use berth_protocol::secret::GitCredential;
-use berth_protocol::{keys, App, DeploymentStatus, Job, NodeStatus, Route};
+use berth_protocol::{keys, repo_url, App, DeploymentStatus, Job, NodeStatus, Route};
 use serde::ser::SerializeSeq;
 use serde::Serialize;
 
@@ -268,17 +268,25 @@ impl Handler<CreateApp> for Api {
     fn handle(&mut self, msg: CreateApp, ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let base = self.base_domain.clone();
+        let allow_local = self.allow_local_repos;
         let addr = ctx.address();
         Box::pin(async move {
             let app = apps::build(msg.0.clone(), &base).map_err(Error::BadRequest)?;
+            repo_url::check(&app.repo, allow_local, app.git_credential.as_deref())
+                .map_err(Error::BadRequest)?;
             // The quick refusals first; the atomic part checks again.
             if store.get_app(&app.name).await?.is_some() {
                 return Err(exists(&app.name));
             }
             check_domains_free(&store, &app).await?;
-            git_check::check(&app.repo, &app.branch, msg.0.git_credential.as_ref())
-                .await
-                .map_err(Error::Unprocessable)?;
+            git_check::check(
+                &app.repo,
+                &app.branch,
+                msg.0.git_credential.as_ref(),
+                allow_local,
+            )
+            .await
+            .map_err(Error::Unprocessable)?;
             addr.send(StoreNewApp(msg.0)).await?
         })
     }
@@ -352,12 +360,24 @@ impl Handler<PatchApp> for Api {
     fn handle(&mut self, msg: PatchApp, ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let key = self.secret_key.clone();
+        let allow_local = self.allow_local_repos;
         let addr = ctx.address();
         Box::pin(async move {
             let p = &msg.1;
             // Only a change of where the source is: a credential can always be replaced or
             // removed (revoking a leaked token must not depend on the remote).
             let reaches = p.repo.is_some() || p.branch.is_some();
+            if reaches || p.git_credential.is_some() {
+                // Where the credential would go: a new one is never sent over plain http://.
+                let app = load_app(&store, &msg.0).await?;
+                let patched = apps::patch(app, p.clone()).map_err(Error::BadRequest)?;
+                repo_url::check(
+                    &patched.repo,
+                    allow_local,
+                    patched.git_credential.as_deref(),
+                )
+                .map_err(Error::BadRequest)?;
+            }
             if reaches {
                 let app = load_app(&store, &msg.0).await?;
                 let patched = apps::patch(app, p.clone()).map_err(Error::BadRequest)?;
@@ -377,7 +397,7 @@ impl Handler<PatchApp> for Api {
                         stored.as_ref()
                     }
                 };
-                git_check::check(&patched.repo, &patched.branch, cred)
+                git_check::check(&patched.repo, &patched.branch, cred, allow_local)
                     .await
                     .map_err(Error::Unprocessable)?;
             }
