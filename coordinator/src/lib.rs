@@ -113,6 +113,11 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     let store = store::Store::new(store::connect(&cfg.redis_url).await?);
     releases::migrate(&store).await?;
     store.migrate_latest().await?;
+    // Credentials sealed by an older version, before they were bound to their app.
+    let resealed = store.reseal_credentials(&cfg.secret_key).await?;
+    if resealed > 0 {
+        tracing::info!(resealed, "re-sealed git credentials bound to their apps");
+    }
     // The leader lease first: a coordinator alone leads from its start.
     let leadership = lease::start(store.conn(), cfg.lease, shutdown).await;
     // Every write of this coordinator's machinery carries its epoch while it leads.

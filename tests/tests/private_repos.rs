@@ -210,3 +210,147 @@ async fn an_ssh_deploy_key_clones_over_ssh() {
         "{left:?}"
     );
 }
+
+/// Copies the raw value of Redis key `from` to `to`, byte for byte, as someone with write access
+/// to Redis could.
+fn copy_raw(c: &Cluster, from: &str, to: &str) {
+    c.redis_cli(&[
+        "EVAL",
+        "return redis.call('SET', KEYS[2], redis.call('GET', KEYS[1]))",
+        "2",
+        from,
+        to,
+    ])
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_copied_to_another_app_does_not_open_there() {
+    use berth_protocol::keys::app_credential;
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::with_prefix("private-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
+        .await
+        .unwrap();
+    let victim = unique("victim");
+    c.create_app(json!({"name": victim, "repo": url, "port": 8080,
+        "git_credential": {"kind": "https_token", "token": TOKEN}}))
+        .await
+        .unwrap();
+    // The other app's repository is the attacker's: whatever credential its node opens is sent
+    // there.
+    let other = TempDir::with_prefix("attacker-src").unwrap();
+    let attacker_repo =
+        GitRepo::from_dir(other.path(), &repo_root().join("examples/hello")).unwrap();
+    let attacker = unique("attacker");
+    c.create_app(json!({"name": attacker, "repo": attacker_repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    copy_raw(&c, &app_credential(&victim), &app_credential(&attacker));
+
+    let (id, d) = c
+        .api
+        .deploy_and_wait(&attacker, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        d["status"],
+        "failed",
+        "the copied credential opened: {d}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+    let error = d["error"].as_str().unwrap_or_default();
+    assert!(error.contains("sealed for another app"), "{d}");
+    assert!(!error.contains(TOKEN), "{d}");
+
+    // The victim's own credential still works.
+    let (id, d) = c
+        .api
+        .deploy_and_wait(&victim, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        d["status"],
+        "succeeded",
+        "{d}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_sealed_by_an_older_version_is_resealed_and_keeps_working() {
+    use berth_protocol::envelope::{encode, kind};
+    use berth_protocol::keys::app_credential;
+    use berth_protocol::secret::{GitCredential, SecretKey};
+    let mut c = Cluster::separate().await.unwrap();
+    let src = TempDir::with_prefix("private-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
+        .await
+        .unwrap();
+    let app = unique("legacy");
+    c.create_app(json!({"name": app, "repo": url, "port": 8080,
+        "git_credential": {"kind": "https_token", "token": TOKEN}}))
+        .await
+        .unwrap();
+    // What an older version stored: the credential sealed without associated data, in a record
+    // without the `v` field (an older `Sealed` had only these two).
+    let key = SecretKey::from_hex(
+        &std::fs::read_to_string(c.dir.path().join("berth/secret.key")).unwrap(),
+    )
+    .unwrap();
+    let cred = GitCredential::HttpsToken {
+        username: "x-access-token".into(),
+        token: TOKEN.into(),
+    };
+    let sealed = key.seal(&serde_json::to_vec(&cred).unwrap());
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct OldSealed {
+        nonce: String,
+        data: String,
+    }
+    let old = OldSealed {
+        nonce: hex::encode(&sealed.nonce),
+        data: hex::encode(&sealed.data),
+    };
+    let record = encode(kind::CREDENTIAL, &app, &old).unwrap();
+    c.redis_pipe(&[vec![
+        b"SET".to_vec(),
+        app_credential(&app).into_bytes(),
+        record,
+    ]])
+    .unwrap();
+    // The upgrade: the new coordinator starts and re-seals it bound to its app.
+    c.restart_coordinator().await.unwrap();
+    let (id, d) = c
+        .api
+        .deploy_and_wait(&app, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        d["status"],
+        "succeeded",
+        "the older credential was lost: {d}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+    // Bound now: copied to another app, it does not open there.
+    let other = unique("other");
+    c.create_app(json!({"name": other, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    copy_raw(&c, &app_credential(&app), &app_credential(&other));
+    let (_, d) = c
+        .api
+        .deploy_and_wait(&other, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(d["status"], "failed", "{d}");
+    assert!(
+        d["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sealed for another app"),
+        "{d}"
+    );
+}

@@ -311,7 +311,11 @@ impl Handler<StoreNewApp> for Api {
         let key = self.secret_key.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let sealed = msg.0.git_credential.as_ref().map(|c| c.seal(&key));
+                let sealed = msg
+                    .0
+                    .git_credential
+                    .as_ref()
+                    .map(|c| c.seal(&key, &msg.0.name));
                 let app = apps::build(msg.0, &base).map_err(Error::BadRequest)?;
                 check_domains_free(&store, &app).await?;
                 if !store.put_app(&app, true).await? {
@@ -389,9 +393,10 @@ impl Handler<PatchApp> for Api {
                     (None, false) => {
                         // The coordinator opens the stored credential for this check only.
                         stored = match store.get_credential(&msg.0).await? {
-                            Some(sealed) => {
-                                Some(GitCredential::open(&key, &sealed).map_err(Error::Internal)?)
-                            }
+                            Some(sealed) => Some(
+                                GitCredential::open(&key, &msg.0, &sealed)
+                                    .map_err(Error::Internal)?,
+                            ),
                             None => None,
                         };
                         stored.as_ref()
@@ -424,7 +429,7 @@ impl Handler<StorePatch> for Api {
                 let app = load_app(&store, &msg.0).await?;
                 let from = app.replicas;
                 let old_domains = app.domains.clone();
-                let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key));
+                let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key, &msg.0));
                 let remove = msg.1.remove_git_credential == Some(true);
                 let app = apps::patch(app, msg.1).map_err(Error::BadRequest)?;
                 check_domains_free(&store, &app).await?;
