@@ -354,3 +354,64 @@ async fn a_credential_sealed_by_an_older_version_is_resealed_and_keeps_working()
         "{d}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_repository_to_another_host_drops_the_credential() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::with_prefix("private-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
+        .await
+        .unwrap();
+    let app = unique("moving");
+    c.create_app(json!({"name": app, "repo": url, "port": 8080,
+        "git_credential": {"kind": "https_token", "token": TOKEN}}))
+        .await
+        .unwrap();
+    let path = format!("/api/v1/apps/{app}");
+    // The same server under another host name: the token is not sent there, so it refuses git
+    // (were the token sent, this PATCH would pass), and the refused PATCH changes nothing.
+    let elsewhere = url.replace("127.0.0.1", "localhost");
+    let (s, v) = c
+        .api
+        .patch(&path, json!({"repo": elsewhere}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s, 422,
+        "the credential followed the repository to another host: {v}"
+    );
+    let (_, v) = c.api.get(&path).await.unwrap();
+    assert_eq!(
+        (v["repo"].as_str(), v["git_credential"].as_str()),
+        (Some(url.as_str()), Some("https_token")),
+        "{v}"
+    );
+    // Given again, it goes along.
+    let (s, v) = c
+        .api
+        .patch(
+            &path,
+            json!({"repo": elsewhere,
+                "git_credential": {"kind": "https_token", "token": TOKEN}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["git_credential"], "https_token", "{v}");
+    // Moved to a repository that needs none: the credential is gone, from Redis too.
+    let (s, v) = c
+        .api
+        .patch(&path, json!({"repo": repo.url()}))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert!(v["git_credential"].is_null(), "{v}");
+    let stored = c
+        .redis_cli(&["EXISTS", &berth_protocol::keys::app_credential(&app)])
+        .unwrap();
+    assert_eq!(stored.trim(), "0");
+    // And it does not come back with the old address.
+    let (s, v) = c.api.patch(&path, json!({"repo": url})).await.unwrap();
+    assert_eq!(s, 422, "{v}");
+}

@@ -360,7 +360,8 @@ impl Handler<PatchApp> for Api {
     type Result = ResponseFuture<Result<AppView>>;
 
     /// When the repository or branch changes, checks that they can be reached (with the
-    /// credential the app will have; outside the one-at-a-time section), then patches in it.
+    /// credential the app will have — none when the repository moves to another host and none
+    /// is given again; outside the one-at-a-time section), then patches in it.
     fn handle(&mut self, msg: PatchApp, ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let key = self.secret_key.clone();
@@ -384,10 +385,12 @@ impl Handler<PatchApp> for Api {
             }
             if reaches {
                 let app = load_app(&store, &msg.0).await?;
+                let drops = apps::drops_credential(&app, p);
                 let patched = apps::patch(app, p.clone()).map_err(Error::BadRequest)?;
                 check_domains_free(&store, &patched).await?;
                 let stored;
-                let cred = match (&p.git_credential, p.remove_git_credential == Some(true)) {
+                let remove = p.remove_git_credential == Some(true) || drops;
+                let cred = match (&p.git_credential, remove) {
                     (Some(c), _) => Some(c),
                     (None, true) => None,
                     (None, false) => {
@@ -430,7 +433,9 @@ impl Handler<StorePatch> for Api {
                 let from = app.replicas;
                 let old_domains = app.domains.clone();
                 let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key, &msg.0));
-                let remove = msg.1.remove_git_credential == Some(true);
+                // A repository on another host does not get the credential of the old one.
+                let remove = msg.1.remove_git_credential == Some(true)
+                    || apps::drops_credential(&app, &msg.1);
                 let app = apps::patch(app, msg.1).map_err(Error::BadRequest)?;
                 check_domains_free(&store, &app).await?;
                 if new_credential.is_some() || remove {
