@@ -168,6 +168,9 @@ impl GitAuth {
         let written = match git.key {
             Some(key) => {
                 write_private(key_file, key).await?;
+                // The pinned host keys, or an empty file ssh records the server's in.
+                let hosts = git.known_hosts.unwrap_or_default();
+                write_private(&key_file.with_extension("known_hosts"), hosts).await?;
                 Some(key_file.to_path_buf())
             }
             None => None,
@@ -244,6 +247,12 @@ async fn git_with(auth: &GitAuth, dir: &Path, what: &str, args: &[&str]) -> Resu
         let stderr = stderr.trim();
         let detail = if stderr.is_empty() {
             format!("exited with {}", out.status)
+        } else if stderr.contains("Host key verification failed") {
+            // ssh's banner is many lines of '@': the sentence that matters instead.
+            "the repository's SSH host key is not the one pinned for this app: if the \
+             server's key really changed, give the credential again with the new key in \
+             git_credential.known_hosts"
+                .to_string()
         } else {
             stderr.to_string()
         };
@@ -263,6 +272,7 @@ mod tests {
         let key_file = dir.join("d1.key");
         let cred = GitCredential::SshKey {
             private_key: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----".into(),
+            known_hosts: None,
         };
         let auth = GitAuth::new(&cred, &key_file, false).await.unwrap();
         let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;

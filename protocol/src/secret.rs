@@ -19,6 +19,9 @@ pub struct GitEnv {
     pub vars: Vec<(String, String)>,
     /// For an SSH key: the contents of the key file the variables name.
     pub key: Option<String>,
+    /// For an SSH key with pinned host keys: the contents of the known_hosts file the variables
+    /// name (`key_file` with the extension `known_hosts`), written beside the key.
+    pub known_hosts: Option<String>,
 }
 
 /// `username:token` as HTTP Basic credentials.
@@ -165,8 +168,15 @@ pub enum GitCredential {
         username: String,
         token: String,
     },
-    /// An SSH deploy key (OpenSSH private key, no passphrase).
-    SshKey { private_key: String },
+    /// An SSH deploy key (OpenSSH private key, no passphrase), with the server's host keys
+    /// pinned: given by the operator (`known_hosts` lines), or recorded at the coordinator's
+    /// first successful check of the repository (trust on first use). Once pinned, a changed host
+    /// key fails the fetch.
+    SshKey {
+        private_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        known_hosts: Option<String>,
+    },
 }
 
 fn default_user() -> String {
@@ -191,7 +201,7 @@ impl GitCredential {
     pub fn secrets(&self) -> Vec<String> {
         match self {
             GitCredential::HttpsToken { token, .. } => vec![token.clone()],
-            GitCredential::SshKey { private_key } => private_key
+            GitCredential::SshKey { private_key, .. } => private_key
                 .lines()
                 .map(str::trim)
                 .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
@@ -227,19 +237,56 @@ impl GitCredential {
                     ),
                 ],
                 key: None,
+                known_hosts: None,
             },
-            GitCredential::SshKey { private_key } => GitEnv {
-                vars: vec![(
-                    "GIT_SSH_COMMAND".into(),
-                    format!(
-                        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
-                        key_file.display(),
-                        key_file.with_extension("known_hosts").display()
-                    ),
-                )],
-                key: Some(format!("{}\n", private_key.trim())),
-            },
+            GitCredential::SshKey {
+                private_key,
+                known_hosts,
+            } => {
+                let known_hosts_file = key_file.with_extension("known_hosts");
+                // Pinned: only these keys (not the machine's own known_hosts) and nothing new.
+                // Not yet: whatever the server shows is recorded in a fresh file, which the
+                // caller reads back after a successful run to pin it.
+                let hosts = match known_hosts {
+                    Some(_) => "-o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null",
+                    None => "-o StrictHostKeyChecking=accept-new -o GlobalKnownHostsFile=/dev/null",
+                };
+                GitEnv {
+                    vars: vec![(
+                        "GIT_SSH_COMMAND".into(),
+                        format!(
+                            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes {hosts} -o UserKnownHostsFile={}",
+                            key_file.display(),
+                            known_hosts_file.display()
+                        ),
+                    )],
+                    key: Some(format!("{}\n", private_key.trim())),
+                    known_hosts: known_hosts.as_ref().map(|k| format!("{}\n", k.trim())),
+                }
+            }
         }
+    }
+
+    /// The same credential with `known_hosts` pinned (an SSH key's; other kinds unchanged).
+    pub fn with_known_hosts(&self, pinned: String) -> GitCredential {
+        match self {
+            GitCredential::SshKey { private_key, .. } => GitCredential::SshKey {
+                private_key: private_key.clone(),
+                known_hosts: Some(pinned),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// Whether this is an SSH key whose server's host keys are not pinned yet.
+    pub fn learns_host_keys(&self) -> bool {
+        matches!(
+            self,
+            GitCredential::SshKey {
+                known_hosts: None,
+                ..
+            }
+        )
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -252,12 +299,30 @@ impl GitCredential {
                     return Err("git_credential.username must not be empty or contain ':'".into());
                 }
             }
-            GitCredential::SshKey { private_key } => {
+            GitCredential::SshKey {
+                private_key,
+                known_hosts,
+            } => {
                 if !private_key.trim_start().starts_with("-----BEGIN") {
                     return Err(
                         "git_credential.private_key must be an OpenSSH private key (-----BEGIN …)"
                             .into(),
                     );
+                }
+                if let Some(k) = known_hosts {
+                    let lines: Vec<&str> = k
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .collect();
+                    if lines.is_empty()
+                        || k.contains('\0')
+                        || lines.iter().any(|l| l.split_whitespace().count() < 3)
+                    {
+                        return Err("git_credential.known_hosts must be known_hosts lines \
+                                    (`host key-type key`, as ssh-keyscan prints them)"
+                            .into());
+                    }
                 }
             }
         }
@@ -356,6 +421,7 @@ mod tests {
         let key = SecretKey::generate();
         let cred = GitCredential::SshKey {
             private_key: "-----BEGIN x".into(),
+            known_hosts: None,
         };
         // What an older version stored: no `v`, no associated data.
         #[derive(Serialize)]

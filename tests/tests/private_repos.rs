@@ -143,36 +143,8 @@ async fn an_ssh_deploy_key_clones_over_ssh() {
         .unwrap();
     }
     std::fs::copy(d.join("deploykey.pub"), d.join("authorized_keys")).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
     let port = berth_tests::free_port();
-    let mut sshd = Command::new("/usr/sbin/sshd");
-    sshd.args(["-D", "-e", "-f", "/dev/null", "-p", &port.to_string()])
-        .arg("-h")
-        .arg(d.join("hostkey"))
-        .arg("-o")
-        .arg(format!(
-            "AuthorizedKeysFile={}",
-            d.join("authorized_keys").display()
-        ))
-        .args([
-            "-o",
-            "StrictModes=no",
-            "-o",
-            "PasswordAuthentication=no",
-            "-o",
-            "ListenAddress=127.0.0.1",
-        ])
-        .args(["-o", "PermitRootLogin=prohibit-password", "-o", "UsePAM=no"])
-        .arg("-o")
-        .arg(format!("PidFile={}", d.join("sshd.pid").display()));
-    let _sshd = berth_tests::Proc::spawn("sshd", sshd, d.join("sshd.log")).unwrap();
-    berth_tests::eventually("sshd", Duration::from_secs(10), || async {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ())
-    })
-    .await
-    .unwrap();
+    let _sshd = start_sshd(d, port).await;
     let user = sh(&mut Command::new("whoami")).unwrap();
     let url = format!("ssh://{user}@127.0.0.1:{port}{}", repo.bare.display());
     let key = std::fs::read_to_string(d.join("deploykey")).unwrap();
@@ -283,7 +255,12 @@ async fn a_credential_sealed_by_an_older_version_is_resealed_and_keeps_working()
     use berth_protocol::envelope::{encode, kind};
     use berth_protocol::keys::app_credential;
     use berth_protocol::secret::{GitCredential, SecretKey};
-    let mut c = Cluster::separate().await.unwrap();
+    // The key given, so the node has it from its start (it only reads the key file the
+    // coordinator creates).
+    let key = SecretKey::generate();
+    let mut c = Cluster::separate_with(&[("BERTH_SECRET_KEY", &key.to_hex())])
+        .await
+        .unwrap();
     let src = TempDir::with_prefix("private-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
@@ -296,10 +273,6 @@ async fn a_credential_sealed_by_an_older_version_is_resealed_and_keeps_working()
         .unwrap();
     // What an older version stored: the credential sealed without associated data, in a record
     // without the `v` field (an older `Sealed` had only these two).
-    let key = SecretKey::from_hex(
-        &std::fs::read_to_string(c.dir.path().join("berth/secret.key")).unwrap(),
-    )
-    .unwrap();
     let cred = GitCredential::HttpsToken {
         username: "x-access-token".into(),
         token: TOKEN.into(),
@@ -414,4 +387,108 @@ async fn moving_the_repository_to_another_host_drops_the_credential() {
     // And it does not come back with the old address.
     let (s, v) = c.api.patch(&path, json!({"repo": url})).await.unwrap();
     assert_eq!(s, 422, "{v}");
+}
+
+/// A real sshd on 127.0.0.1:`port` with `dir`'s `hostkey`, letting in `dir`'s `authorized_keys`.
+async fn start_sshd(d: &std::path::Path, port: u16) -> berth_tests::Proc {
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let mut sshd = Command::new("/usr/sbin/sshd");
+    sshd.args(["-D", "-e", "-f", "/dev/null", "-p", &port.to_string()])
+        .arg("-h")
+        .arg(d.join("hostkey"))
+        .arg("-o")
+        .arg(format!(
+            "AuthorizedKeysFile={}",
+            d.join("authorized_keys").display()
+        ))
+        .args([
+            "-o",
+            "StrictModes=no",
+            "-o",
+            "PasswordAuthentication=no",
+            "-o",
+            "ListenAddress=127.0.0.1",
+        ])
+        .args(["-o", "PermitRootLogin=prohibit-password", "-o", "UsePAM=no"])
+        .arg("-o")
+        .arg(format!("PidFile={}", d.join("sshd.pid").display()));
+    let proc = berth_tests::Proc::spawn("sshd", sshd, d.join("sshd.log")).unwrap();
+    berth_tests::eventually("sshd", Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    })
+    .await
+    .unwrap();
+    proc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_ssh_host_key_fails_the_next_deploy() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::with_prefix("ssh-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let d = src.path();
+    let keygen = |k: &str| {
+        let _ = std::fs::remove_file(d.join(k));
+        let _ = std::fs::remove_file(d.join(format!("{k}.pub")));
+        sh(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(d.join(k)))
+        .unwrap();
+    };
+    keygen("hostkey");
+    keygen("deploykey");
+    std::fs::copy(d.join("deploykey.pub"), d.join("authorized_keys")).unwrap();
+    let port = berth_tests::free_port();
+    let sshd = start_sshd(d, port).await;
+    let user = sh(&mut Command::new("whoami")).unwrap();
+    let url = format!("ssh://{user}@127.0.0.1:{port}{}", repo.bare.display());
+    let key = std::fs::read_to_string(d.join("deploykey")).unwrap();
+    let app = unique("pinned");
+    // The create's check sees the server's host key first: it is pinned from now on.
+    c.create_app(json!({"name": app, "repo": url, "port": 8080,
+        "git_credential": {"kind": "ssh_key", "private_key": key}}))
+        .await
+        .unwrap();
+    let (id, dep) = c
+        .api
+        .deploy_and_wait(&app, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        dep["status"],
+        "succeeded",
+        "{dep}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+
+    // Someone else answers at the same address (a new host key): the next deployment fails.
+    drop(sshd);
+    keygen("hostkey");
+    let _sshd = start_sshd(d, port).await;
+    let (id, dep) = c
+        .api
+        .deploy_and_wait(&app, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    let log = c.api.log(&id).await.unwrap();
+    assert_eq!(
+        dep["status"], "failed",
+        "the changed host key was accepted: {dep}\n{log}"
+    );
+    let error = dep["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not the one pinned for this app"), "{dep}");
+    // A PATCH of the branch checks with the pinned key too.
+    let (s, v) = c
+        .api
+        .patch(&format!("/api/v1/apps/{app}"), json!({"branch": "main"}))
+        .await
+        .unwrap();
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or_default().contains("pinned"),
+        "{v}"
+    );
 }

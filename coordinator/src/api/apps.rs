@@ -279,7 +279,7 @@ impl Handler<CreateApp> for Api {
                 return Err(exists(&app.name));
             }
             check_domains_free(&store, &app).await?;
-            git_check::check(
+            let learned = git_check::check(
                 &app.repo,
                 &app.branch,
                 msg.0.git_credential.as_ref(),
@@ -287,7 +287,12 @@ impl Handler<CreateApp> for Api {
             )
             .await
             .map_err(Error::Unprocessable)?;
-            addr.send(StoreNewApp(msg.0)).await?
+            let mut req = msg.0;
+            // Trust on first use: the SSH host keys the check saw are pinned from now on.
+            if let (Some(pinned), Some(c)) = (learned, &req.git_credential) {
+                req.git_credential = Some(c.with_known_hosts(pinned));
+            }
+            addr.send(StoreNewApp(req)).await?
         })
     }
 }
@@ -362,7 +367,7 @@ impl Handler<PatchApp> for Api {
     /// When the repository or branch changes, checks that they can be reached (with the
     /// credential the app will have — none when the repository moves to another host and none
     /// is given again; outside the one-at-a-time section), then patches in it.
-    fn handle(&mut self, msg: PatchApp, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, mut msg: PatchApp, ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let key = self.secret_key.clone();
         let allow_local = self.allow_local_repos;
@@ -405,9 +410,15 @@ impl Handler<PatchApp> for Api {
                         stored.as_ref()
                     }
                 };
-                git_check::check(&patched.repo, &patched.branch, cred, allow_local)
+                let learned = git_check::check(&patched.repo, &patched.branch, cred, allow_local)
                     .await
                     .map_err(Error::Unprocessable)?;
+                // Trust on first use: the SSH host keys the check saw are pinned in the
+                // credential stored with the patch (the given one, or the stored one again).
+                if let (Some(pinned), Some(c)) = (learned, cred) {
+                    let pinned = c.with_known_hosts(pinned);
+                    msg.1.git_credential = Some(pinned);
+                }
             }
             addr.send(StorePatch(msg.0, msg.1)).await?
         })
