@@ -4,7 +4,7 @@
 
 use berth_protocol::api::{CreateApp, PatchApp};
 use berth_protocol::secret::GitCredential;
-use berth_protocol::{now_ms, validate, App, EnvVars, HealthCheck};
+use berth_protocol::{now_ms, repo_url, validate, App, EnvVars, HealthCheck};
 
 /// Builds a new app from a create request; `base_domain` gives the default domain, `reserved`
 /// the domains no app may take (see [`domains`]).
@@ -44,9 +44,21 @@ pub fn build(req: CreateApp, base_domain: &str, reserved: &[String]) -> Result<A
     Ok(app)
 }
 
+/// Whether patch `p` moves `app`'s repository to another host without giving a credential
+/// again: then the app's credential is dropped, never sent to the new host.
+pub fn drops_credential(app: &App, p: &PatchApp) -> bool {
+    p.git_credential.is_none()
+        && p.repo
+            .as_deref()
+            .is_some_and(|r| !repo_url::same_host(&app.repo, r))
+}
+
 /// Applies a patch to an app. New domains are checked like a create's ([`domains`]); a patch
 /// that leaves them alone keeps them as stored (an older version may have stored mixed case).
 pub fn patch(mut app: App, p: PatchApp, reserved: &[String]) -> Result<App, String> {
+    if drops_credential(&app, &p) {
+        app.git_credential = None;
+    }
     if let Some(v) = p.repo {
         app.repo = v;
     }
@@ -292,6 +304,31 @@ pub(crate) mod tests {
             let err = build(r.clone(), "localhost", &[]).unwrap_err();
             assert!(err.contains(want), "{r:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_repository_on_another_host_drops_the_credential_unless_given_again() {
+        let mut app = build(req(), "localhost", &[]).unwrap();
+        app.repo = "https://github.com/a/b".into();
+        app.git_credential = Some("https_token".into());
+        let to = |repo: &str| PatchApp {
+            repo: Some(repo.into()),
+            ..Default::default()
+        };
+        let same = patch(app.clone(), to("https://github.com/a/c"), &[]).unwrap();
+        assert_eq!(same.git_credential.as_deref(), Some("https_token"));
+        let moved = to("https://evil.example/a/b");
+        assert!(drops_credential(&app, &moved));
+        assert_eq!(patch(app.clone(), moved, &[]).unwrap().git_credential, None);
+        let given = PatchApp {
+            git_credential: Some(GitCredential::HttpsToken {
+                username: "u".into(),
+                token: "t".into(),
+            }),
+            ..to("https://evil.example/a/b")
+        };
+        assert!(!drops_credential(&app, &given));
+        assert!(!drops_credential(&app, &PatchApp::default()));
     }
 
     #[test]

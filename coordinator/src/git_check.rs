@@ -5,13 +5,15 @@
 //! It runs `git ls-remote --heads` as a child process (`tokio::process`, `kill_on_drop`, bounded
 //! by [`CHECK_WITHIN`]) with the app's credential in the environment exactly as a node gives it
 //! to git — both take it from `GitCredential::git_env` (an SSH key's file written mode 0600 and
-//! removed afterwards); never on the command line, no prompt, no stdin. git is neither Docker nor
+//! removed afterwards); never on the command line, no prompt, no stdin; and with the same
+//! hardening (`repo_url::git_env`: no system configuration, only the allowed transports). git is neither Docker nor
 //! Caddy, so the coordinator may run it; it reaches the repository from the coordinator's host,
 //! which in a fleet must reach it as the nodes do.
 
 use std::process::Stdio;
 use std::time::Duration;
 
+use berth_protocol::repo_url;
 use berth_protocol::secret::GitCredential;
 
 /// How long the check may take.
@@ -19,7 +21,17 @@ pub const CHECK_WITHIN: Duration = Duration::from_secs(15);
 
 /// `Ok` when `repo` answers and has `branch`; else the sentence a person reads: "cannot reach
 /// repository X: <git's message>" or "branch B is not in X (it has: main, dev)".
-pub async fn check(repo: &str, branch: &str, cred: Option<&GitCredential>) -> Result<(), String> {
+/// `allow_local`: whether git may reach a repository on this machine (`allow_local_repos`).
+///
+/// With an SSH key whose host keys are not pinned yet, answers the server's host keys ssh
+/// recorded (`Ok(Some(known_hosts))`), which the caller pins in the credential; a pinned
+/// credential's run accepts only its pinned keys.
+pub async fn check(
+    repo: &str,
+    branch: &str,
+    cred: Option<&GitCredential>,
+    allow_local: bool,
+) -> Result<Option<String>, String> {
     let key_file = std::env::temp_dir().join(format!(
         "berth-ls-remote-{}.key",
         uuid::Uuid::new_v4().simple()
@@ -30,6 +42,7 @@ pub async fn check(repo: &str, branch: &str, cred: Option<&GitCredential>) -> Re
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GIT_ASKPASS", "true")
         .env("LC_ALL", "C")
+        .envs(repo_url::git_env(allow_local))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -40,6 +53,14 @@ pub async fn check(repo: &str, branch: &str, cred: Option<&GitCredential>) -> Re
                 write_private(&key_file, key)
                     .await
                     .map_err(|e| format!("cannot check repository {repo}: writing its key: {e}"))?;
+                write_private(
+                    &key_file.with_extension("known_hosts"),
+                    git.known_hosts.unwrap_or_default(),
+                )
+                .await
+                .map_err(|e| {
+                    format!("cannot check repository {repo}: writing its known hosts: {e}")
+                })?;
             }
             cmd.envs(git.vars);
         }
@@ -71,11 +92,27 @@ pub async fn check(repo: &str, branch: &str, cred: Option<&GitCredential>) -> Re
         } else {
             said
         };
+        if String::from_utf8_lossy(&out.stderr).contains("Host key verification failed") {
+            return Err(format!(
+                "cannot reach repository {repo}: its SSH host key is not the one pinned for this \
+                 app: if the server's key really changed, give the credential again with the \
+                 new key in git_credential.known_hosts"
+            ));
+        }
         return Err(format!("cannot reach repository {repo}: {said}"));
     }
     let heads = heads(&String::from_utf8_lossy(&out.stdout));
     if heads.iter().any(|h| h == branch) {
-        return Ok(());
+        let learned = match cred {
+            Some(c) if c.learns_host_keys() => {
+                tokio::fs::read_to_string(key_file.with_extension("known_hosts"))
+                    .await
+                    .ok()
+                    .filter(|k| !k.trim().is_empty())
+            }
+            _ => None,
+        };
+        return Ok(learned);
     }
     Err(missing_branch(repo, branch, &heads))
 }
@@ -183,11 +220,11 @@ mod tests {
         repo.write("a.txt", "one").unwrap();
         repo.commit("one").unwrap();
         let url = repo.url();
-        assert_eq!(check(&url, "main", None).await, Ok(()));
-        let e = check(&url, "nope", None).await.unwrap_err();
+        assert_eq!(check(&url, "main", None, true).await, Ok(None));
+        let e = check(&url, "nope", None, true).await.unwrap_err();
         assert_eq!(e, format!("branch nope is not in {url} (it has: main)"));
         let missing = tmp.path().join("missing").display().to_string();
-        let e = check(&missing, "main", None).await.unwrap_err();
+        let e = check(&missing, "main", None, true).await.unwrap_err();
         assert!(
             e.starts_with(&format!("cannot reach repository {missing}: ")),
             "{e}"

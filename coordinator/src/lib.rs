@@ -73,6 +73,9 @@ pub struct CoordinatorConfig {
     pub ingress_http: u16,
     /// Test-only: the supervision tree takes panics to inject from Redis (`test_hooks`).
     pub test_hooks: bool,
+    /// Whether apps may deploy from repositories on this machine (`allow_local_repos`; see
+    /// `berth_protocol::repo_url`).
+    pub allow_local_repos: bool,
     /// How long the leader lease lasts without renewal (`leader_lease_s`): another coordinator
     /// leads within about this long after the leader dies.
     pub lease: Duration,
@@ -90,6 +93,7 @@ impl CoordinatorConfig {
             shared_images: false,
             ingress_http: 80,
             test_hooks: false,
+            allow_local_repos: false,
             lease: lease::DEFAULT_TTL,
         }
     }
@@ -114,6 +118,11 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     releases::migrate(&store).await?;
     store.migrate_latest().await?;
     store.migrate_domains().await?;
+    // Credentials sealed by an older version, before they were bound to their app.
+    let resealed = store.reseal_credentials(&cfg.secret_key).await?;
+    if resealed > 0 {
+        tracing::info!(resealed, "re-sealed git credentials bound to their apps");
+    }
     // The leader lease first: a coordinator alone leads from its start.
     let leadership = lease::start(store.conn(), cfg.lease, shutdown).await;
     // Every write of this coordinator's machinery carries its epoch while it leads.
@@ -189,7 +198,9 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
             .map(|d| d.to_ascii_lowercase())
             .collect();
         let secret_key = cfg.secret_key;
+        let allow_local_repos = cfg.allow_local_repos;
         move || api::Api {
+            allow_local_repos,
             store: store.clone(),
             base_domain: base_domain.clone(),
             reserved_domains: reserved_domains.clone(),

@@ -11,7 +11,7 @@ use crate::lease::Leadership;
 use berth_bus::Redis;
 use berth_protocol::api::LatestDeployment;
 use berth_protocol::envelope::{decode, encode};
-use berth_protocol::secret::Sealed;
+use berth_protocol::secret::{GitCredential, Sealed};
 use berth_protocol::{
     keys, App, Deployment, DeploymentStatus, Job, LogLine, LogStream, NodeInfo, Route, JOB_KIND,
 };
@@ -631,6 +631,44 @@ impl Store {
             Some(b) => Some(decode(&b, CREDENTIAL_KIND)?),
             None => None,
         })
+    }
+
+    /// Re-seals every git credential an older version stored unbound ([`Sealed::v`] 0) bound to
+    /// the app it is stored under, so that it keeps working where only bound blobs open. Each
+    /// one is replaced only while it is still the blob read (a PATCH that replaced it meanwhile
+    /// wins). Answers how many were re-sealed.
+    pub async fn reseal_credentials(
+        &self,
+        key: &berth_protocol::secret::SecretKey,
+    ) -> Result<usize> {
+        const SWAP: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+             redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0";
+        let mut resealed = 0;
+        for app in self.list_apps().await?.iter() {
+            let k = keys::app_credential(&app.name);
+            let raw: Option<Vec<u8>> = self.conn.clone().get(&k).await?;
+            let Some(raw) = raw else { continue };
+            let sealed: Sealed = decode(&raw, CREDENTIAL_KIND)?;
+            if sealed.v != berth_protocol::secret::SEALED_UNBOUND {
+                continue;
+            }
+            let cred = match GitCredential::open_unbound(key, &sealed) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(app = %app.name, error = %e, "cannot re-seal the app's git credential");
+                    continue;
+                }
+            };
+            let bound = encode(CREDENTIAL_KIND, &app.name, &cred.seal(key, &app.name))?;
+            let swapped: i64 = redis::Script::new(SWAP)
+                .key(&k)
+                .arg(raw)
+                .arg(bound)
+                .invoke_async(&mut self.conn.clone())
+                .await?;
+            resealed += swapped as usize;
+        }
+        Ok(resealed)
     }
 
     /// Deletes an app with its deployment records, logs and release index, and releases its

@@ -82,6 +82,9 @@ pub struct NodeConfig {
     pub test_hooks: bool,
     /// Largest build context a build sends to Docker, in bytes; larger fails the deployment.
     pub build_context_max: u64,
+    /// Whether apps may deploy from repositories on this machine (`allow_local_repos`; see
+    /// `berth_protocol::repo_url`): checked again before every fetch.
+    pub allow_local_repos: bool,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -281,6 +284,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         stopping: Default::default(),
         in_use: Default::default(),
         test_hooks: cfg.test_hooks,
+        allow_local_repos: cfg.allow_local_repos,
     });
     let jobs = Arc::new(deployer::Jobs::default());
     let deployer = tree.supervise("deployer", move || {

@@ -3,18 +3,23 @@
 //! git runs as a child process through `tokio::process` (it never blocks the actix thread) with
 //! `kill_on_drop`, so a deployment that hits its deadline also stops its git. No terminal prompt,
 //! no stdin; the repo and ref are validated and passed after `--` so neither can become an option.
+//!
+//! The repository must pass `repo_url::check` here too, whatever the coordinator let through (a
+//! record stored before the rule, or by hand): this is the last line of defence. Every git runs
+//! with `repo_url::git_env` — no system configuration, only the allowed transports.
 
 use std::path::Path;
 use std::process::Stdio;
 
 use berth_protocol::secret::GitCredential;
-use berth_protocol::validate;
+use berth_protocol::{repo_url, validate};
 
 use crate::error::{Error, Result};
 use crate::log_sink::LogSink;
 
 /// Fetches `git_ref` (branch, tag or commit) of `repo` into `dir` (created, must not hold anything
 /// that matters: it is emptied first) and checks it out detached. Returns the commit sha.
+/// `allow_local`: whether a repository on this machine may be fetched (`allow_local_repos`).
 pub async fn fetch(
     repo: &str,
     git_ref: &str,
@@ -23,6 +28,7 @@ pub async fn fetch(
     auth: &GitAuth,
 ) -> Result<String> {
     validate::repo(repo).map_err(Error::Invalid)?;
+    repo_url::check(repo, auth.allow_local, auth.kind).map_err(Error::Invalid)?;
     validate::git_ref("ref", git_ref).map_err(Error::Invalid)?;
 
     match tokio::fs::remove_dir_all(dir).await {
@@ -35,7 +41,11 @@ pub async fn fetch(
         .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
 
     git_with(auth, dir, "git init", &["init", "-q"]).await?;
-    log.system(format!("fetching {git_ref} from {repo}")).await;
+    log.system(format!(
+        "fetching {git_ref} from {}",
+        repo_url::redact(repo)
+    ))
+    .await;
     let shallow = git_with(
         auth,
         dir,
@@ -137,19 +147,30 @@ pub struct GitAuth {
     key_file: Option<std::path::PathBuf>,
     /// Values that must be masked in logs.
     pub secrets: Vec<String>,
+    /// The credential's kind, if there is one (`repo_url::check` refuses to send it over plain
+    /// `http://`).
+    kind: Option<&'static str>,
+    /// Whether a repository on this machine may be fetched (`allow_local_repos`).
+    allow_local: bool,
 }
 
 impl GitAuth {
-    pub fn none() -> GitAuth {
-        GitAuth::default()
+    /// No credential; `allow_local`: whether a repository on this machine may be fetched.
+    pub fn none(allow_local: bool) -> GitAuth {
+        let mut auth = GitAuth::default();
+        auth.allow_local = allow_local;
+        auth
     }
 
     /// Prepares a credential; an SSH key is written (mode 0600) to `key_file`.
-    pub async fn new(cred: &GitCredential, key_file: &Path) -> Result<GitAuth> {
+    pub async fn new(cred: &GitCredential, key_file: &Path, allow_local: bool) -> Result<GitAuth> {
         let git = cred.git_env(key_file);
         let written = match git.key {
             Some(key) => {
                 write_private(key_file, key).await?;
+                // The pinned host keys, or an empty file ssh records the server's in.
+                let hosts = git.known_hosts.unwrap_or_default();
+                write_private(&key_file.with_extension("known_hosts"), hosts).await?;
                 Some(key_file.to_path_buf())
             }
             None => None,
@@ -158,6 +179,8 @@ impl GitAuth {
             env: git.vars,
             key_file: written,
             secrets: cred.mask_values(),
+            kind: Some(cred.kind()),
+            allow_local,
         })
     }
 }
@@ -193,13 +216,14 @@ impl Drop for GitAuth {
 
 /// Runs git in `dir`; returns stdout, or an error "<what> failed: <stderr>".
 async fn git(dir: &Path, what: &str, args: &[&str]) -> Result<String> {
-    git_with(&GitAuth::none(), dir, what, args).await
+    git_with(&GitAuth::none(false), dir, what, args).await
 }
 
 /// [`git`] with credentials.
 async fn git_with(auth: &GitAuth, dir: &Path, what: &str, args: &[&str]) -> Result<String> {
     let mut cmd = tokio::process::Command::new("git");
     cmd.envs(auth.env.iter().map(|(k, v)| (k, v)));
+    cmd.envs(repo_url::git_env(auth.allow_local));
     cmd.args(args)
         .current_dir(dir)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -223,6 +247,12 @@ async fn git_with(auth: &GitAuth, dir: &Path, what: &str, args: &[&str]) -> Resu
         let stderr = stderr.trim();
         let detail = if stderr.is_empty() {
             format!("exited with {}", out.status)
+        } else if stderr.contains("Host key verification failed") {
+            // ssh's banner is many lines of '@': the sentence that matters instead.
+            "the repository's SSH host key is not the one pinned for this app: if the \
+             server's key really changed, give the credential again with the new key in \
+             git_credential.known_hosts"
+                .to_string()
         } else {
             stderr.to_string()
         };
@@ -242,8 +272,9 @@ mod tests {
         let key_file = dir.join("d1.key");
         let cred = GitCredential::SshKey {
             private_key: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n-----END OPENSSH PRIVATE KEY-----".into(),
+            known_hosts: None,
         };
-        let auth = GitAuth::new(&cred, &key_file).await.unwrap();
+        let auth = GitAuth::new(&cred, &key_file, false).await.unwrap();
         let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let ssh = &auth
@@ -268,7 +299,7 @@ mod tests {
             username: "x-access-token".into(),
             token: "tok123".into(),
         };
-        let auth = GitAuth::new(&cred, Path::new("/nonexistent"))
+        let auth = GitAuth::new(&cred, Path::new("/nonexistent"), false)
             .await
             .unwrap();
         let header = &auth
@@ -305,7 +336,7 @@ mod tests {
         let (log, _) = LogSink::memory();
         let dir = tmp.path().join("checkout");
 
-        let c = fetch(&bare, "main", &dir, &log, &GitAuth::none())
+        let c = fetch(&bare, "main", &dir, &log, &GitAuth::none(true))
             .await
             .unwrap();
         assert_eq!(c, sha2);
@@ -316,17 +347,85 @@ mod tests {
             &sha1,
             &dir,
             &log,
-            &GitAuth::none(),
+            &GitAuth::none(true),
         )
         .await
         .unwrap();
         assert_eq!(c, sha1);
         assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "one");
 
-        let c = fetch(&bare, "v1", &dir, &log, &GitAuth::none())
+        let c = fetch(&bare, "v1", &dir, &log, &GitAuth::none(true))
             .await
             .unwrap();
         assert_eq!(c, sha1);
+    }
+
+    #[actix_rt::test]
+    async fn a_local_repository_is_refused_unless_allowed_and_other_transports_always() {
+        let tmp = TempDir::with_prefix("berth-node-test-git").unwrap();
+        let (bare, _, _) = make_repo(&tmp);
+        let (log, _) = LogSink::memory();
+        let dir = tmp.path().join("checkout");
+        for repo in [bare.clone(), format!("file://{bare}")] {
+            let e = fetch(&repo, "main", &dir, &log, &GitAuth::none(false))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("set allow_local_repos"), "{e}");
+        }
+        // `ext::` runs a command; git itself refuses it too (`GIT_ALLOW_PROTOCOL`), but the rule
+        // stops it before git starts.
+        let marker = tmp.path().join("ran");
+        let ext = format!("ext::sh -c touch% {}", marker.display());
+        let e = fetch(&ext, "main", &dir, &log, &GitAuth::none(true))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ext transport"), "{e}");
+        assert!(!marker.exists());
+        // A token is never sent over plain http:// beyond this machine.
+        let cred = GitCredential::HttpsToken {
+            username: "x-access-token".into(),
+            token: "tok123".into(),
+        };
+        let auth = GitAuth::new(&cred, Path::new("/nonexistent"), true)
+            .await
+            .unwrap();
+        let e = fetch("http://192.0.2.1/a.git", "main", &dir, &log, &auth)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unencrypted"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn git_runs_without_system_config_and_with_only_the_allowed_transports() {
+        let tmp = TempDir::with_prefix("berth-node-test-git").unwrap();
+        let env = git(tmp.path(), "git var", &["-c", "alias.e=!env", "e"])
+            .await
+            .unwrap();
+        for want in [
+            "GIT_CONFIG_NOSYSTEM=1",
+            "GIT_PROTOCOL_FROM_USER=0",
+            "GIT_ALLOW_PROTOCOL=https:ssh",
+        ] {
+            assert!(env.lines().any(|l| l == want), "{want} not in:\n{env}");
+        }
+        // Even past the rule, git itself refuses a transport outside the list.
+        let marker = tmp.path().join("ran");
+        let e = git(
+            tmp.path(),
+            "git ls-remote",
+            &[
+                "ls-remote",
+                &format!("ext::sh -c touch% {}", marker.display()),
+            ],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("transport 'ext' not allowed"), "{e}");
+        assert!(!marker.exists());
     }
 
     #[actix_rt::test]
@@ -335,17 +434,23 @@ mod tests {
         let (bare, _, _) = make_repo(&tmp);
         let (log, _) = LogSink::memory();
         let dir = tmp.path().join("checkout");
-        let e = fetch(&bare, "nope", &dir, &log, &GitAuth::none())
+        let e = fetch(&bare, "nope", &dir, &log, &GitAuth::none(true))
             .await
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("git fetch failed"), "{e}");
-        let e = fetch(&bare, "--upload-pack=touch x", &dir, &log, &GitAuth::none())
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = fetch(
+            &bare,
+            "--upload-pack=touch x",
+            &dir,
+            &log,
+            &GitAuth::none(true),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not a valid git"), "{e}");
-        let e = fetch("-oops", "main", &dir, &log, &GitAuth::none())
+        let e = fetch("-oops", "main", &dir, &log, &GitAuth::none(true))
             .await
             .unwrap_err()
             .to_string();
@@ -355,7 +460,7 @@ mod tests {
             "main",
             &dir,
             &log,
-            &GitAuth::none(),
+            &GitAuth::none(true),
         )
         .await
         .unwrap_err()

@@ -220,6 +220,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             registry: None,
             test_hooks: false,
             build_context_max: 512 * 1024 * 1024,
+            allow_local_repos: true,
         },
         &shutdown,
     )

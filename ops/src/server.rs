@@ -141,6 +141,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
     c.shared_images = s.registry.url.is_some();
     c.ingress_http = s.node.ingress_http;
     c.test_hooks = s.test_hooks;
+    c.allow_local_repos = s.allow_local_repos.unwrap_or(false);
     c.lease = Duration::from_secs(s.leader_lease_s);
     c
 }
@@ -170,6 +171,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
             }),
         test_hooks: s.test_hooks,
         build_context_max: s.node.build_context_max_mb.saturating_mul(1024 * 1024),
+        allow_local_repos: s.allow_local_repos.unwrap_or(false),
     }
 }
 
@@ -303,7 +305,9 @@ async fn start_and_serve(
 }
 
 /// `berth up`.
-pub fn up(s: Settings) -> Result<()> {
+pub fn up(mut s: Settings) -> Result<()> {
+    // One machine, often deploying a local checkout: local repositories unless turned off.
+    s.allow_local_repos.get_or_insert(true);
     // Before anything starts: a second `berth up` on this data dir stops here.
     let lock = DataDirLock::acquire(&s.data_dir, Role::Up, Some(&configured_api(&s)))?;
     // Services are stopped when these guards drop, after the System ends.

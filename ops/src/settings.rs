@@ -30,6 +30,10 @@ pub struct Settings {
     /// Test-only: the supervision trees pop actor names from `berth:test:panic:<process>` and
     /// make those actors panic. Never on in production.
     pub test_hooks: bool,
+    /// Whether apps may deploy from repositories on this machine: a path, `file://`, or plain
+    /// `http://` to a loopback address. Unset: on for `berth up` (one machine, often a local
+    /// checkout), off for `berth coordinator` and `berth node`.
+    pub allow_local_repos: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,6 +193,7 @@ impl Default for Settings {
             secret_key: None,
             leader_lease_s: 5,
             test_hooks: false,
+            allow_local_repos: None,
         }
     }
 }
@@ -340,6 +345,7 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("registry.username", None, "the registry's user"),
         ("registry.password", None, "the registry's password"),
         ("leader_lease_s", Some(d.leader_lease_s.to_string()), "seconds the coordinators' leader lease lasts unrenewed: another leads this long after the leader dies"),
+        ("allow_local_repos", None, "deploy from repositories on this machine (a path, file://, http:// to loopback); unset: on for `berth up`, off for coordinator and node"),
         ("test_hooks", Some(d.test_hooks.to_string()), "test-only: lets tests make actors panic through Redis; never in production"),
         ("github.webhook_secret", None, "the secret of GitHub's push webhook; unset: every delivery is refused"),
     ]

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod messages;
 pub mod metrics;
 pub mod model;
+pub mod repo_url;
 pub mod secret;
 pub mod sse;
 pub mod validate;

@@ -1,8 +1,14 @@
 //! Secrets at rest: an app's git credential is stored and queued only sealed
 //! (XChaCha20-Poly1305 with a 32-byte key from config or a key file), and opened only by the node
 //! that clones with it. Pure computation — no I/O here.
+//!
+//! A credential is sealed bound to its app: the app's name is the AEAD's associated data
+//! ([`Sealed::v`] = 1), so a blob copied under another app's key does not open there (its
+//! token would otherwise be sent to that app's repository). Blobs written before that
+//! (`v` = 0, no associated data) open only through [`GitCredential::open_unbound`], which the
+//! coordinator uses once at start to re-seal them bound to the app they are stored under.
 
-use chacha20poly1305::aead::{Aead, Generate, KeyInit};
+use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +19,9 @@ pub struct GitEnv {
     pub vars: Vec<(String, String)>,
     /// For an SSH key: the contents of the key file the variables name.
     pub key: Option<String>,
+    /// For an SSH key with pinned host keys: the contents of the known_hosts file the variables
+    /// name (`key_file` with the extension `known_hosts`), written beside the key.
+    pub known_hosts: Option<String>,
 }
 
 /// `username:token` as HTTP Basic credentials.
@@ -65,23 +74,58 @@ impl SecretKey {
         Sealed {
             nonce: nonce.to_vec(),
             data,
+            v: SEALED_UNBOUND,
+        }
+    }
+
+    /// Seals `plain` with a fresh random nonce, bound to `aad` (associated data: not secret, but
+    /// the blob opens only with the same `aad`).
+    pub fn seal_bound(&self, plain: &[u8], aad: &[u8]) -> Sealed {
+        let nonce = XNonce::generate();
+        let data = self
+            .cipher()
+            .encrypt(&nonce, Payload { msg: plain, aad })
+            .expect("XChaCha20-Poly1305 encryption of an in-memory buffer cannot fail");
+        Sealed {
+            nonce: nonce.to_vec(),
+            data,
+            v: SEALED_BOUND,
         }
     }
 
     /// Opens what [`SecretKey::seal`] sealed; fails on a wrong key or tampered data.
     pub fn open(&self, sealed: &Sealed) -> Result<Vec<u8>, String> {
+        self.open_bound(sealed, b"")
+    }
+
+    /// Opens what [`SecretKey::seal_bound`] sealed with `aad`; fails on a wrong key, another
+    /// `aad` or tampered data.
+    pub fn open_bound(&self, sealed: &Sealed, aad: &[u8]) -> Result<Vec<u8>, String> {
         let nonce: [u8; 24] = sealed
             .nonce
             .as_slice()
             .try_into()
             .map_err(|_| "sealed secret has a bad nonce".to_string())?;
         self.cipher()
-            .decrypt(&XNonce::from(nonce), sealed.data.as_slice())
+            .decrypt(
+                &XNonce::from(nonce),
+                Payload {
+                    msg: sealed.data.as_slice(),
+                    aad,
+                },
+            )
             .map_err(|_| {
-                "cannot open the sealed secret: this node's secret key differs from the coordinator's".to_string()
+                "cannot open the sealed secret: this node's secret key differs from the coordinator's, \
+                 or the secret was sealed for another app"
+                    .to_string()
             })
     }
 }
+
+/// [`Sealed::v`] of a blob sealed without associated data (every blob before binding existed).
+pub const SEALED_UNBOUND: u8 = 0;
+/// [`Sealed::v`] of a blob bound to its owner by associated data.
+pub const SEALED_BOUND: u8 = 1;
 
 /// Ciphertext and nonce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +134,14 @@ pub struct Sealed {
     pub nonce: Vec<u8>,
     #[serde(with = "serde_bytes_vec")]
     pub data: Vec<u8>,
+    /// How it was sealed: [`SEALED_UNBOUND`] (absent in older records) or [`SEALED_BOUND`].
+    #[serde(default)]
+    pub v: u8,
+}
+
+/// The associated data binding a git credential to app `app`.
+fn credential_aad(app: &str) -> Vec<u8> {
+    format!("berth git credential v1 of app {app}").into_bytes()
 }
 
 /// Byte vectors as hex strings (compact enough, and readable in any format).
@@ -116,8 +168,15 @@ pub enum GitCredential {
         username: String,
         token: String,
     },
-    /// An SSH deploy key (OpenSSH private key, no passphrase).
-    SshKey { private_key: String },
+    /// An SSH deploy key (OpenSSH private key, no passphrase), with the server's host keys
+    /// pinned: given by the operator (`known_hosts` lines), or recorded at the coordinator's
+    /// first successful check of the repository (trust on first use). Once pinned, a changed host
+    /// key fails the fetch.
+    SshKey {
+        private_key: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        known_hosts: Option<String>,
+    },
 }
 
 fn default_user() -> String {
@@ -142,7 +201,7 @@ impl GitCredential {
     pub fn secrets(&self) -> Vec<String> {
         match self {
             GitCredential::HttpsToken { token, .. } => vec![token.clone()],
-            GitCredential::SshKey { private_key } => private_key
+            GitCredential::SshKey { private_key, .. } => private_key
                 .lines()
                 .map(str::trim)
                 .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
@@ -178,19 +237,56 @@ impl GitCredential {
                     ),
                 ],
                 key: None,
+                known_hosts: None,
             },
-            GitCredential::SshKey { private_key } => GitEnv {
-                vars: vec![(
-                    "GIT_SSH_COMMAND".into(),
-                    format!(
-                        "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={}",
-                        key_file.display(),
-                        key_file.with_extension("known_hosts").display()
-                    ),
-                )],
-                key: Some(format!("{}\n", private_key.trim())),
-            },
+            GitCredential::SshKey {
+                private_key,
+                known_hosts,
+            } => {
+                let known_hosts_file = key_file.with_extension("known_hosts");
+                // Pinned: only these keys (not the machine's own known_hosts) and nothing new.
+                // Not yet: whatever the server shows is recorded in a fresh file, which the
+                // caller reads back after a successful run to pin it.
+                let hosts = match known_hosts {
+                    Some(_) => "-o StrictHostKeyChecking=yes -o GlobalKnownHostsFile=/dev/null",
+                    None => "-o StrictHostKeyChecking=accept-new -o GlobalKnownHostsFile=/dev/null",
+                };
+                GitEnv {
+                    vars: vec![(
+                        "GIT_SSH_COMMAND".into(),
+                        format!(
+                            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes {hosts} -o UserKnownHostsFile={}",
+                            key_file.display(),
+                            known_hosts_file.display()
+                        ),
+                    )],
+                    key: Some(format!("{}\n", private_key.trim())),
+                    known_hosts: known_hosts.as_ref().map(|k| format!("{}\n", k.trim())),
+                }
+            }
         }
+    }
+
+    /// The same credential with `known_hosts` pinned (an SSH key's; other kinds unchanged).
+    pub fn with_known_hosts(&self, pinned: String) -> GitCredential {
+        match self {
+            GitCredential::SshKey { private_key, .. } => GitCredential::SshKey {
+                private_key: private_key.clone(),
+                known_hosts: Some(pinned),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// Whether this is an SSH key whose server's host keys are not pinned yet.
+    pub fn learns_host_keys(&self) -> bool {
+        matches!(
+            self,
+            GitCredential::SshKey {
+                known_hosts: None,
+                ..
+            }
+        )
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -203,24 +299,74 @@ impl GitCredential {
                     return Err("git_credential.username must not be empty or contain ':'".into());
                 }
             }
-            GitCredential::SshKey { private_key } => {
+            GitCredential::SshKey {
+                private_key,
+                known_hosts,
+            } => {
                 if !private_key.trim_start().starts_with("-----BEGIN") {
                     return Err(
                         "git_credential.private_key must be an OpenSSH private key (-----BEGIN …)"
                             .into(),
                     );
                 }
+                if let Some(k) = known_hosts {
+                    let lines: Vec<&str> = k
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .collect();
+                    if lines.is_empty()
+                        || k.contains('\0')
+                        || lines.iter().any(|l| l.split_whitespace().count() < 3)
+                    {
+                        return Err("git_credential.known_hosts must be known_hosts lines \
+                                    (`host key-type key`, as ssh-keyscan prints them)"
+                            .into());
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    pub fn seal(&self, key: &SecretKey) -> Sealed {
+    /// Seals the credential bound to `app`: it opens only as that app's.
+    pub fn seal(&self, key: &SecretKey, app: &str) -> Sealed {
         let plain = serde_json::to_vec(self).expect("a credential serializes");
-        key.seal(&plain)
+        key.seal_bound(&plain, &credential_aad(app))
     }
 
-    pub fn open(key: &SecretKey, sealed: &Sealed) -> Result<GitCredential, String> {
+    /// Opens `app`'s credential. A blob sealed for another app (copied under this app's key)
+    /// does not open; nor does one sealed before credentials were bound to their app, which the
+    /// coordinator re-seals at its start.
+    pub fn open(key: &SecretKey, app: &str, sealed: &Sealed) -> Result<GitCredential, String> {
+        let plain = match sealed.v {
+            SEALED_BOUND => key
+                .open_bound(sealed, &credential_aad(app))
+                .map_err(|e| format!("the git credential of app {app}: {e}"))?,
+            SEALED_UNBOUND => {
+                return Err(format!(
+                    "the git credential of app {app} was sealed by an older Berth and not yet \
+                     re-sealed for its app: start a coordinator of this version (it re-seals \
+                     it), or give the credential again"
+                ))
+            }
+            v => {
+                return Err(format!(
+                    "the git credential of app {app} is sealed in format {v}, which this Berth \
+                     does not know: upgrade it"
+                ))
+            }
+        };
+        serde_json::from_slice(&plain).map_err(|e| format!("sealed credential is malformed: {e}"))
+    }
+
+    /// Opens a blob sealed before credentials were bound to their app (no associated data).
+    /// Only for re-sealing it bound (the coordinator's start) and for masking: never to hand
+    /// the credential to git, since such a blob could have been copied from another app.
+    pub fn open_unbound(key: &SecretKey, sealed: &Sealed) -> Result<GitCredential, String> {
+        if sealed.v != SEALED_UNBOUND {
+            return Err("the sealed credential is bound to an app".into());
+        }
         let plain = key.open(sealed)?;
         serde_json::from_slice(&plain).map_err(|e| format!("sealed credential is malformed: {e}"))
     }
@@ -237,15 +383,68 @@ mod tests {
             username: "x-access-token".into(),
             token: "ghp_secret123".into(),
         };
-        let sealed = cred.seal(&key);
+        let sealed = cred.seal(&key, "web");
         let bytes = rmp_serde::to_vec_named(&sealed).unwrap();
         assert!(!String::from_utf8_lossy(&bytes).contains("ghp_secret123"));
-        assert_eq!(GitCredential::open(&key, &sealed).unwrap(), cred);
-        assert!(GitCredential::open(&SecretKey::generate(), &sealed).is_err());
+        assert_eq!(GitCredential::open(&key, "web", &sealed).unwrap(), cred);
+        assert!(GitCredential::open(&SecretKey::generate(), "web", &sealed).is_err());
         let mut tampered = sealed.clone();
         tampered.data[0] ^= 1;
-        assert!(GitCredential::open(&key, &tampered).is_err());
-        assert_ne!(cred.seal(&key).nonce, sealed.nonce, "fresh nonce each time");
+        assert!(GitCredential::open(&key, "web", &tampered).is_err());
+        assert_ne!(
+            cred.seal(&key, "web").nonce,
+            sealed.nonce,
+            "fresh nonce each time"
+        );
+    }
+
+    #[test]
+    fn a_sealed_credential_opens_only_as_its_apps() {
+        let key = SecretKey::generate();
+        let cred = GitCredential::HttpsToken {
+            username: "x-access-token".into(),
+            token: "ghp_secret123".into(),
+        };
+        let sealed = cred.seal(&key, "web");
+        let e = GitCredential::open(&key, "evil", &sealed).unwrap_err();
+        assert!(e.contains("sealed for another app"), "{e}");
+        // Claiming the old format does not help: it has no associated data.
+        let mut downgraded = sealed.clone();
+        downgraded.v = SEALED_UNBOUND;
+        assert!(GitCredential::open(&key, "web", &downgraded).is_err());
+        assert!(GitCredential::open_unbound(&key, &downgraded).is_err());
+        assert!(GitCredential::open_unbound(&key, &sealed).is_err());
+    }
+
+    #[test]
+    fn an_older_blob_decodes_and_opens_only_unbound() {
+        let key = SecretKey::generate();
+        let cred = GitCredential::SshKey {
+            private_key: "-----BEGIN x".into(),
+            known_hosts: None,
+        };
+        // What an older version stored: no `v`, no associated data.
+        #[derive(Serialize)]
+        struct Old {
+            #[serde(with = "serde_bytes_vec")]
+            nonce: Vec<u8>,
+            #[serde(with = "serde_bytes_vec")]
+            data: Vec<u8>,
+        }
+        let s = key.seal(&serde_json::to_vec(&cred).unwrap());
+        let bytes = rmp_serde::to_vec_named(&Old {
+            nonce: s.nonce,
+            data: s.data,
+        })
+        .unwrap();
+        let old: Sealed = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(old.v, SEALED_UNBOUND);
+        let e = GitCredential::open(&key, "web", &old).unwrap_err();
+        assert!(e.contains("re-sealed"), "{e}");
+        let opened = GitCredential::open_unbound(&key, &old).unwrap();
+        assert_eq!(opened, cred);
+        let resealed = opened.seal(&key, "web");
+        assert_eq!(GitCredential::open(&key, "web", &resealed).unwrap(), cred);
     }
 
     #[test]

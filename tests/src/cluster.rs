@@ -69,7 +69,8 @@ pub(crate) async fn serves(port: u16, host: &str, needle: &str) -> Result<String
 }
 
 /// The environment every `berth` process of a cluster (or fleet) in `dir` gets: home and XDG
-/// directories and a data dir in `dir`, the API on 127.0.0.1:`api_port` with `token`.
+/// directories and a data dir in `dir`, the API on 127.0.0.1:`api_port` with `token`, local
+/// repositories allowed.
 pub(crate) fn berth_env(dir: &Path, api_port: u16, token: &str) -> Vec<(String, String)> {
     let d = dir.to_string_lossy();
     vec![
@@ -79,6 +80,9 @@ pub(crate) fn berth_env(dir: &Path, api_port: u16, token: &str) -> Vec<(String, 
         ("BERTH_DATA_DIR".into(), format!("{d}/berth")),
         ("BERTH_API__LISTEN".into(), format!("127.0.0.1:{api_port}")),
         ("BERTH_API__TOKEN".into(), token.to_string()),
+        // Test apps live in local repositories: `berth coordinator` and `berth node` refuse
+        // them unless told (`berth up` allows them by default).
+        ("BERTH_ALLOW_LOCAL_REPOS".into(), "true".into()),
         ("RUST_LOG".into(), "info".into()),
     ]
 }

@@ -143,36 +143,8 @@ async fn an_ssh_deploy_key_clones_over_ssh() {
         .unwrap();
     }
     std::fs::copy(d.join("deploykey.pub"), d.join("authorized_keys")).unwrap();
-    std::fs::create_dir_all("/run/sshd").unwrap();
     let port = berth_tests::free_port();
-    let mut sshd = Command::new("/usr/sbin/sshd");
-    sshd.args(["-D", "-e", "-f", "/dev/null", "-p", &port.to_string()])
-        .arg("-h")
-        .arg(d.join("hostkey"))
-        .arg("-o")
-        .arg(format!(
-            "AuthorizedKeysFile={}",
-            d.join("authorized_keys").display()
-        ))
-        .args([
-            "-o",
-            "StrictModes=no",
-            "-o",
-            "PasswordAuthentication=no",
-            "-o",
-            "ListenAddress=127.0.0.1",
-        ])
-        .args(["-o", "PermitRootLogin=prohibit-password", "-o", "UsePAM=no"])
-        .arg("-o")
-        .arg(format!("PidFile={}", d.join("sshd.pid").display()));
-    let _sshd = berth_tests::Proc::spawn("sshd", sshd, d.join("sshd.log")).unwrap();
-    berth_tests::eventually("sshd", Duration::from_secs(10), || async {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ())
-    })
-    .await
-    .unwrap();
+    let _sshd = start_sshd(d, port).await;
     let user = sh(&mut Command::new("whoami")).unwrap();
     let url = format!("ssh://{user}@127.0.0.1:{port}{}", repo.bare.display());
     let key = std::fs::read_to_string(d.join("deploykey")).unwrap();
@@ -208,5 +180,315 @@ async fn an_ssh_deploy_key_clones_over_ssh() {
     assert!(
         left.iter().all(|n| !n.to_string_lossy().ends_with(".key")),
         "{left:?}"
+    );
+}
+
+/// Copies the raw value of Redis key `from` to `to`, byte for byte, as someone with write access
+/// to Redis could.
+fn copy_raw(c: &Cluster, from: &str, to: &str) {
+    c.redis_cli(&[
+        "EVAL",
+        "return redis.call('SET', KEYS[2], redis.call('GET', KEYS[1]))",
+        "2",
+        from,
+        to,
+    ])
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_copied_to_another_app_does_not_open_there() {
+    use berth_protocol::keys::app_credential;
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::with_prefix("private-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
+        .await
+        .unwrap();
+    let victim = unique("victim");
+    c.create_app(json!({"name": victim, "repo": url, "port": 8080,
+        "git_credential": {"kind": "https_token", "token": TOKEN}}))
+        .await
+        .unwrap();
+    // The other app's repository is the attacker's: whatever credential its node opens is sent
+    // there.
+    let other = TempDir::with_prefix("attacker-src").unwrap();
+    let attacker_repo =
+        GitRepo::from_dir(other.path(), &repo_root().join("examples/hello")).unwrap();
+    let attacker = unique("attacker");
+    c.create_app(json!({"name": attacker, "repo": attacker_repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    copy_raw(&c, &app_credential(&victim), &app_credential(&attacker));
+
+    let (id, d) = c
+        .api
+        .deploy_and_wait(&attacker, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        d["status"],
+        "failed",
+        "the copied credential opened: {d}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+    let error = d["error"].as_str().unwrap_or_default();
+    assert!(error.contains("sealed for another app"), "{d}");
+    assert!(!error.contains(TOKEN), "{d}");
+
+    // The victim's own credential still works.
+    let (id, d) = c
+        .api
+        .deploy_and_wait(&victim, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        d["status"],
+        "succeeded",
+        "{d}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_sealed_by_an_older_version_is_resealed_and_keeps_working() {
+    use berth_protocol::envelope::{encode, kind};
+    use berth_protocol::keys::app_credential;
+    use berth_protocol::secret::{GitCredential, SecretKey};
+    // The key given, so the node has it from its start (it only reads the key file the
+    // coordinator creates).
+    let key = SecretKey::generate();
+    let mut c = Cluster::separate_with(&[("BERTH_SECRET_KEY", &key.to_hex())])
+        .await
+        .unwrap();
+    let src = TempDir::with_prefix("private-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
+        .await
+        .unwrap();
+    let app = unique("legacy");
+    c.create_app(json!({"name": app, "repo": url, "port": 8080,
+        "git_credential": {"kind": "https_token", "token": TOKEN}}))
+        .await
+        .unwrap();
+    // What an older version stored: the credential sealed without associated data, in a record
+    // without the `v` field (an older `Sealed` had only these two).
+    let cred = GitCredential::HttpsToken {
+        username: "x-access-token".into(),
+        token: TOKEN.into(),
+    };
+    let sealed = key.seal(&serde_json::to_vec(&cred).unwrap());
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct OldSealed {
+        nonce: String,
+        data: String,
+    }
+    let old = OldSealed {
+        nonce: hex::encode(&sealed.nonce),
+        data: hex::encode(&sealed.data),
+    };
+    let record = encode(kind::CREDENTIAL, &app, &old).unwrap();
+    c.redis_pipe(&[vec![
+        b"SET".to_vec(),
+        app_credential(&app).into_bytes(),
+        record,
+    ]])
+    .unwrap();
+    // The upgrade: the new coordinator starts and re-seals it bound to its app.
+    c.restart_coordinator().await.unwrap();
+    let (id, d) = c
+        .api
+        .deploy_and_wait(&app, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        d["status"],
+        "succeeded",
+        "the older credential was lost: {d}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+    // Bound now: copied to another app, it does not open there.
+    let other = unique("other");
+    c.create_app(json!({"name": other, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    copy_raw(&c, &app_credential(&app), &app_credential(&other));
+    let (_, d) = c
+        .api
+        .deploy_and_wait(&other, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(d["status"], "failed", "{d}");
+    assert!(
+        d["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("sealed for another app"),
+        "{d}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_the_repository_to_another_host_drops_the_credential() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::with_prefix("private-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
+        .await
+        .unwrap();
+    let app = unique("moving");
+    c.create_app(json!({"name": app, "repo": url, "port": 8080,
+        "git_credential": {"kind": "https_token", "token": TOKEN}}))
+        .await
+        .unwrap();
+    let path = format!("/api/v1/apps/{app}");
+    // The same server under another host name: the token is not sent there, so it refuses git
+    // (were the token sent, this PATCH would pass), and the refused PATCH changes nothing.
+    let elsewhere = url.replace("127.0.0.1", "localhost");
+    let (s, v) = c
+        .api
+        .patch(&path, json!({"repo": elsewhere}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s, 422,
+        "the credential followed the repository to another host: {v}"
+    );
+    let (_, v) = c.api.get(&path).await.unwrap();
+    assert_eq!(
+        (v["repo"].as_str(), v["git_credential"].as_str()),
+        (Some(url.as_str()), Some("https_token")),
+        "{v}"
+    );
+    // Given again, it goes along.
+    let (s, v) = c
+        .api
+        .patch(
+            &path,
+            json!({"repo": elsewhere,
+                "git_credential": {"kind": "https_token", "token": TOKEN}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["git_credential"], "https_token", "{v}");
+    // Moved to a repository that needs none: the credential is gone, from Redis too.
+    let (s, v) = c
+        .api
+        .patch(&path, json!({"repo": repo.url()}))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert!(v["git_credential"].is_null(), "{v}");
+    let stored = c
+        .redis_cli(&["EXISTS", &berth_protocol::keys::app_credential(&app)])
+        .unwrap();
+    assert_eq!(stored.trim(), "0");
+    // And it does not come back with the old address.
+    let (s, v) = c.api.patch(&path, json!({"repo": url})).await.unwrap();
+    assert_eq!(s, 422, "{v}");
+}
+
+/// A real sshd on 127.0.0.1:`port` with `dir`'s `hostkey`, letting in `dir`'s `authorized_keys`.
+async fn start_sshd(d: &std::path::Path, port: u16) -> berth_tests::Proc {
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let mut sshd = Command::new("/usr/sbin/sshd");
+    sshd.args(["-D", "-e", "-f", "/dev/null", "-p", &port.to_string()])
+        .arg("-h")
+        .arg(d.join("hostkey"))
+        .arg("-o")
+        .arg(format!(
+            "AuthorizedKeysFile={}",
+            d.join("authorized_keys").display()
+        ))
+        .args([
+            "-o",
+            "StrictModes=no",
+            "-o",
+            "PasswordAuthentication=no",
+            "-o",
+            "ListenAddress=127.0.0.1",
+        ])
+        .args(["-o", "PermitRootLogin=prohibit-password", "-o", "UsePAM=no"])
+        .arg("-o")
+        .arg(format!("PidFile={}", d.join("sshd.pid").display()));
+    let proc = berth_tests::Proc::spawn("sshd", sshd, d.join("sshd.log")).unwrap();
+    berth_tests::eventually("sshd", Duration::from_secs(10), || async {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .map(|_| ())
+    })
+    .await
+    .unwrap();
+    proc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_ssh_host_key_fails_the_next_deploy() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::with_prefix("ssh-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let d = src.path();
+    let keygen = |k: &str| {
+        let _ = std::fs::remove_file(d.join(k));
+        let _ = std::fs::remove_file(d.join(format!("{k}.pub")));
+        sh(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", ""])
+            .arg("-f")
+            .arg(d.join(k)))
+        .unwrap();
+    };
+    keygen("hostkey");
+    keygen("deploykey");
+    std::fs::copy(d.join("deploykey.pub"), d.join("authorized_keys")).unwrap();
+    let port = berth_tests::free_port();
+    let sshd = start_sshd(d, port).await;
+    let user = sh(&mut Command::new("whoami")).unwrap();
+    let url = format!("ssh://{user}@127.0.0.1:{port}{}", repo.bare.display());
+    let key = std::fs::read_to_string(d.join("deploykey")).unwrap();
+    let app = unique("pinned");
+    // The create's check sees the server's host key first: it is pinned from now on.
+    c.create_app(json!({"name": app, "repo": url, "port": 8080,
+        "git_credential": {"kind": "ssh_key", "private_key": key}}))
+        .await
+        .unwrap();
+    let (id, dep) = c
+        .api
+        .deploy_and_wait(&app, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    assert_eq!(
+        dep["status"],
+        "succeeded",
+        "{dep}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+
+    // Someone else answers at the same address (a new host key): the next deployment fails.
+    drop(sshd);
+    keygen("hostkey");
+    let _sshd = start_sshd(d, port).await;
+    let (id, dep) = c
+        .api
+        .deploy_and_wait(&app, None, Duration::from_secs(180))
+        .await
+        .unwrap();
+    let log = c.api.log(&id).await.unwrap();
+    assert_eq!(
+        dep["status"], "failed",
+        "the changed host key was accepted: {dep}\n{log}"
+    );
+    let error = dep["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not the one pinned for this app"), "{dep}");
+    // A PATCH of the branch checks with the pinned key too.
+    let (s, v) = c
+        .api
+        .patch(&format!("/api/v1/apps/{app}"), json!({"branch": "main"}))
+        .await
+        .unwrap();
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"].as_str().unwrap_or_default().contains("pinned"),
+        "{v}"
     );
 }

@@ -15,7 +15,7 @@ use actix::prelude::*;
 use berth_bus::Live;
 use berth_protocol::api::{self, app_status, app_urls, AppStatus, AppView, LatestDeployment};
 use berth_protocol::secret::GitCredential;
-use berth_protocol::{keys, App, DeploymentStatus, Job, NodeStatus, Route};
+use berth_protocol::{keys, repo_url, App, DeploymentStatus, Job, NodeStatus, Route};
 use serde::ser::SerializeSeq;
 use serde::Serialize;
 
@@ -271,18 +271,31 @@ impl Handler<CreateApp> for Api {
         let store = self.store.clone();
         let base = self.base_domain.clone();
         let reserved = self.reserved_domains.clone();
+        let allow_local = self.allow_local_repos;
         let addr = ctx.address();
         Box::pin(async move {
             let app = apps::build(msg.0.clone(), &base, &reserved).map_err(Error::BadRequest)?;
+            repo_url::check(&app.repo, allow_local, app.git_credential.as_deref())
+                .map_err(Error::BadRequest)?;
             // The quick refusals first; the atomic part checks again.
             if store.get_app(&app.name).await?.is_some() {
                 return Err(exists(&app.name));
             }
             check_domains_free(&store, &app).await?;
-            git_check::check(&app.repo, &app.branch, msg.0.git_credential.as_ref())
-                .await
-                .map_err(Error::Unprocessable)?;
-            addr.send(StoreNewApp(msg.0)).await?
+            let learned = git_check::check(
+                &app.repo,
+                &app.branch,
+                msg.0.git_credential.as_ref(),
+                allow_local,
+            )
+            .await
+            .map_err(Error::Unprocessable)?;
+            let mut req = msg.0;
+            // Trust on first use: the SSH host keys the check saw are pinned from now on.
+            if let (Some(pinned), Some(c)) = (learned, &req.git_credential) {
+                req.git_credential = Some(c.with_known_hosts(pinned));
+            }
+            addr.send(StoreNewApp(req)).await?
         })
     }
 }
@@ -307,7 +320,11 @@ impl Handler<StoreNewApp> for Api {
         let key = self.secret_key.clone();
         AtomicResponse::new(Box::pin(
             async move {
-                let sealed = msg.0.git_credential.as_ref().map(|c| c.seal(&key));
+                let sealed = msg
+                    .0
+                    .git_credential
+                    .as_ref()
+                    .map(|c| c.seal(&key, &msg.0.name));
                 let app = apps::build(msg.0, &base, &reserved).map_err(Error::BadRequest)?;
                 match store.put_app_domains(&app, true, &[]).await? {
                     PutApp::Stored => {}
@@ -353,39 +370,61 @@ impl Handler<PatchApp> for Api {
     type Result = ResponseFuture<Result<AppView>>;
 
     /// When the repository or branch changes, checks that they can be reached (with the
-    /// credential the app will have; outside the one-at-a-time section), then patches in it.
-    fn handle(&mut self, msg: PatchApp, ctx: &mut Context<Self>) -> Self::Result {
+    /// credential the app will have — none when the repository moves to another host and none
+    /// is given again; outside the one-at-a-time section), then patches in it.
+    fn handle(&mut self, mut msg: PatchApp, ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let key = self.secret_key.clone();
         let reserved = self.reserved_domains.clone();
+        let allow_local = self.allow_local_repos;
         let addr = ctx.address();
         Box::pin(async move {
             let p = &msg.1;
             // Only a change of where the source is: a credential can always be replaced or
             // removed (revoking a leaked token must not depend on the remote).
             let reaches = p.repo.is_some() || p.branch.is_some();
+            if reaches || p.git_credential.is_some() {
+                // Where the credential would go: a new one is never sent over plain http://.
+                let app = load_app(&store, &msg.0).await?;
+                let patched = apps::patch(app, p.clone(), &reserved).map_err(Error::BadRequest)?;
+                repo_url::check(
+                    &patched.repo,
+                    allow_local,
+                    patched.git_credential.as_deref(),
+                )
+                .map_err(Error::BadRequest)?;
+            }
             if reaches {
                 let app = load_app(&store, &msg.0).await?;
+                let drops = apps::drops_credential(&app, p);
                 let patched = apps::patch(app, p.clone(), &reserved).map_err(Error::BadRequest)?;
                 check_domains_free(&store, &patched).await?;
                 let stored;
-                let cred = match (&p.git_credential, p.remove_git_credential == Some(true)) {
+                let remove = p.remove_git_credential == Some(true) || drops;
+                let cred = match (&p.git_credential, remove) {
                     (Some(c), _) => Some(c),
                     (None, true) => None,
                     (None, false) => {
                         // The coordinator opens the stored credential for this check only.
                         stored = match store.get_credential(&msg.0).await? {
-                            Some(sealed) => {
-                                Some(GitCredential::open(&key, &sealed).map_err(Error::Internal)?)
-                            }
+                            Some(sealed) => Some(
+                                GitCredential::open(&key, &msg.0, &sealed)
+                                    .map_err(Error::Internal)?,
+                            ),
                             None => None,
                         };
                         stored.as_ref()
                     }
                 };
-                git_check::check(&patched.repo, &patched.branch, cred)
+                let learned = git_check::check(&patched.repo, &patched.branch, cred, allow_local)
                     .await
                     .map_err(Error::Unprocessable)?;
+                // Trust on first use: the SSH host keys the check saw are pinned in the
+                // credential stored with the patch (the given one, or the stored one again).
+                if let (Some(pinned), Some(c)) = (learned, cred) {
+                    let pinned = c.with_known_hosts(pinned);
+                    msg.1.git_credential = Some(pinned);
+                }
             }
             addr.send(StorePatch(msg.0, msg.1)).await?
         })
@@ -411,8 +450,10 @@ impl Handler<StorePatch> for Api {
                 let app = load_app(&store, &msg.0).await?;
                 let from = app.replicas;
                 let old_domains = app.domains.clone();
-                let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key));
-                let remove = msg.1.remove_git_credential == Some(true);
+                let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key, &msg.0));
+                // A repository on another host does not get the credential of the old one.
+                let remove = msg.1.remove_git_credential == Some(true)
+                    || apps::drops_credential(&app, &msg.1);
                 let app = apps::patch(app, msg.1, &reserved).map_err(Error::BadRequest)?;
                 if app.domains == old_domains {
                     if new_credential.is_some() || remove {

@@ -52,6 +52,8 @@ pub struct Api {
     pub(crate) ingress_http: u16,
     /// Seals git credentials before they are stored.
     pub(crate) secret_key: SecretKey,
+    /// Whether apps may deploy from repositories on this machine (`allow_local_repos`).
+    pub(crate) allow_local_repos: bool,
     pub(crate) ledger: Live<Ledger>,
     pub(crate) registry: Live<NodeRegistry>,
     pub(crate) reconciler: Live<Reconciler>,

@@ -110,14 +110,15 @@ impl Progress {
 /// Opens the job's sealed git credential, if it has one.
 async fn git_auth(svc: &Services, job: &DeployJob) -> Result<source::GitAuth> {
     let Some(sealed) = &job.credential else {
-        return Ok(source::GitAuth::none());
+        return Ok(source::GitAuth::none(svc.allow_local_repos));
     };
     let key = svc.secret_key.as_ref().ok_or_else(|| {
         Error::Config("the app has a git credential but this node has no secret key".into())
     })?;
-    let cred = GitCredential::open(key, sealed).map_err(Error::Invalid)?;
+    // Bound to the app: a blob copied from another app's key does not open here.
+    let cred = GitCredential::open(key, &job.app.name, sealed).map_err(Error::Invalid)?;
     let key_file = svc.builds_dir.join(format!("{}.key", job.deployment_id));
-    source::GitAuth::new(&cred, &key_file).await
+    source::GitAuth::new(&cred, &key_file, svc.allow_local_repos).await
 }
 
 /// A deployment id is used in paths, container names and image tags.

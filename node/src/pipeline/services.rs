@@ -52,6 +52,8 @@ pub struct Services {
     pub in_use: InUse,
     /// Test-only hooks are on (the `test_hooks` setting): see `test_pause`.
     pub test_hooks: bool,
+    /// Whether apps may deploy from repositories on this machine (`allow_local_repos`).
+    pub allow_local_repos: bool,
 }
 
 /// The images jobs hold (see [`Services::in_use`]).

@@ -41,6 +41,7 @@ fn credential_from(
         }),
         (None, Some(f)) => Some(GitCredential::SshKey {
             private_key: read(f)?,
+            known_hosts: None,
         }),
         (None, None) => None,
     })
