@@ -414,7 +414,14 @@ mod tests {
         let mut count = 0;
         for (key, default, _) in documented() {
             count += 1;
-            let value = default.unwrap_or_else(|| "\"x\"".into());
+            // An unset key gets a value of its type: a string, or for the one unset boolean, true.
+            let value = default.unwrap_or_else(|| {
+                if key == "allow_local_repos" {
+                    "true".into()
+                } else {
+                    "\"x\"".into()
+                }
+            });
             match key.split_once('.') {
                 Some((section, k)) => sections
                     .entry(section)
