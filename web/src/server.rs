@@ -95,7 +95,8 @@ pub(crate) async fn run<F>(
             Ok(permit) => {
                 let svc = TowerToHyperService::new(warp::service(filter.clone()));
                 let conn = graceful.watch(http.serve_connection(io, svc));
-                tokio::spawn(async move {
+                // Tracked like every task (the shutdown pattern), and watched by `graceful`.
+                shutdown.spawn(async move {
                     let _permit = permit;
                     if let Err(e) = conn.await {
                         // A client gone or too slow is routine; nothing for the operator to do.
@@ -115,7 +116,7 @@ pub(crate) async fn run<F>(
                     Ok::<_, Infallible>(too_many_connections())
                 });
                 let conn = graceful.watch(http.serve_connection(io, svc));
-                tokio::spawn(async move {
+                shutdown.spawn(async move {
                     let _ = conn.await;
                 });
             }
