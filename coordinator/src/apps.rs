@@ -33,6 +33,7 @@ pub fn build(req: CreateApp, base_domain: &str) -> Result<App, String> {
         replicas: req.replicas.unwrap_or(1),
         max_surge: req.max_surge.unwrap_or(1),
         standby_s: req.standby_s.unwrap_or(0),
+        limits: req.limits.unwrap_or_default(),
         stopped: false,
         created_at: now,
         updated_at: now,
@@ -97,6 +98,9 @@ pub fn patch(mut app: App, p: PatchApp) -> Result<App, String> {
     }
     if let Some(v) = p.standby_s {
         app.standby_s = v;
+    }
+    if let Some(v) = p.limits {
+        app.limits = v;
     }
     if let Some(h) = p.health_check {
         app.health_check = h.apply(&app.health_check);
@@ -168,6 +172,7 @@ pub fn check(app: &App) -> Result<(), String> {
     if app.standby_s > 86_400 {
         return Err("standby_s must be at most 86400 (a day)".into());
     }
+    validate::limits(&app.limits)?;
     Ok(())
 }
 
@@ -294,12 +299,38 @@ pub(crate) mod tests {
         assert_eq!(patched.health_check.path, app.health_check.path);
         assert_eq!(patched.repo, app.repo);
         assert!(patch(
-            app,
+            app.clone(),
             PatchApp {
                 port: Some(0),
                 ..Default::default()
             }
         )
         .is_err());
+        // Limits are replaced whole, and checked.
+        let limited = patch(
+            app.clone(),
+            PatchApp {
+                limits: Some(berth_protocol::Limits {
+                    memory_mb: Some(64),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(limited.limits.memory_mb, Some(64));
+        assert_eq!(limited.limits.pids, None, "unset: the node's default");
+        let err = patch(
+            app,
+            PatchApp {
+                limits: Some(berth_protocol::Limits {
+                    memory_mb: Some(1),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.contains("limits.memory_mb must be 16"), "{err}");
     }
 }

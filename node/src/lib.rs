@@ -78,6 +78,10 @@ pub struct NodeConfig {
     pub registry: Option<registry::RegistryConfig>,
     /// Test-only: the supervision tree takes panics to inject from Redis (`test_hooks`).
     pub test_hooks: bool,
+    /// The limits of an app container whose app sets none (`node.app_*`).
+    pub app_limits: containers::LimitDefaults,
+    /// What each build may use (`node.build_*`).
+    pub build_limits: image_build::BuildLimits,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -187,6 +191,11 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
             .map_err(|e| Error::Config(format!("node labels: {e}")))?;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let build_slots = if cfg.build_slots == 0 {
+        cpus
+    } else {
+        cfg.build_slots
+    };
     let beat = heartbeat::Beat {
         name: cfg.name.clone(),
         address: cfg.address.clone(),
@@ -194,11 +203,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         started_at: berth_protocol::now_ms(),
         labels: cfg.labels.clone(),
         cpus,
-        build_slots: if cfg.build_slots == 0 {
-            cpus
-        } else {
-            cfg.build_slots
-        },
+        build_slots,
         engine: docker.version().await.ok().and_then(|v| v.version),
     };
     heartbeat::beat(&redis, &beat, 0, None).await?;
@@ -260,7 +265,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         node: cfg.name.clone(),
         address: cfg.address.clone(),
         builds_dir,
-        builder: image_build::Builder::new(docker.clone()),
+        builder: image_build::Builder::new(docker.clone(), cfg.build_limits, build_slots),
         docker,
         engine,
         redis: redis.clone(),
@@ -274,6 +279,8 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         stopping: Default::default(),
         in_use: Default::default(),
         test_hooks: cfg.test_hooks,
+        limits: cfg.app_limits,
+        cpus,
     });
     let jobs = Arc::new(deployer::Jobs::default());
     let deployer = tree.supervise("deployer", move || {

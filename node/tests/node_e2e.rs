@@ -80,6 +80,7 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
         max_surge: 1,
         standby_s: 0,
         stopped: false,
+        limits: Default::default(),
         git_credential: None,
         created_at: now_ms(),
         updated_at: now_ms(),
@@ -219,6 +220,8 @@ async fn deploys_switches_fails_safely_and_removes() {
             resolver_listen: format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             registry: None,
             test_hooks: false,
+            app_limits: Default::default(),
+            build_limits: Default::default(),
         },
         &shutdown,
     )

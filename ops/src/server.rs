@@ -158,6 +158,15 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
                 password: s.registry.password.clone(),
             }),
         test_hooks: s.test_hooks,
+        app_limits: berth_node::containers::LimitDefaults {
+            memory_mb: s.node.app_memory_mb,
+            millicpus: s.node.app_millicpus,
+            pids: s.node.app_pids,
+        },
+        build_limits: berth_node::image_build::BuildLimits {
+            memory_mb: s.node.build_memory_mb,
+            millicpus: s.node.build_millicpus,
+        },
     }
 }
 

@@ -410,6 +410,12 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
                 port: app.port,
                 host_ip: svc.address.clone(),
                 extra_ports: vec![health_port],
+                confinement: containers::Confinement::of(
+                    &app.limits,
+                    &svc.limits,
+                    svc.cpus,
+                    containers::app_network(&svc.docker).await?,
+                ),
             };
             let cid = progress.create(svc, spec).await?;
             progress.set_container(&cid);

@@ -52,6 +52,10 @@ pub struct Services {
     pub in_use: InUse,
     /// Test-only hooks are on (the `test_hooks` setting): see `test_pause`.
     pub test_hooks: bool,
+    /// The limits of an app container whose app sets none.
+    pub limits: crate::containers::LimitDefaults,
+    /// The host's CPUs: no container is given more.
+    pub cpus: u32,
 }
 
 /// The images jobs hold (see [`Services::in_use`]).
