@@ -73,6 +73,16 @@ fn inspect(id: &str) -> Value {
     v[0].clone()
 }
 
+/// A container's `IPAddress` or `Gateway` on the (one) network it joined.
+fn address(info: &Value, field: &str) -> String {
+    let networks = info["NetworkSettings"]["Networks"].as_object().unwrap();
+    networks
+        .values()
+        .find_map(|n| n[field].as_str().filter(|a| !a.is_empty()))
+        .unwrap_or_else(|| panic!("no {field} in {networks:?}"))
+        .to_string()
+}
+
 /// The one running container of `app` on the cluster's node, once the previous one (if any)
 /// was stopped.
 async fn container_of(c: &Cluster, app: &str) -> String {
@@ -125,8 +135,51 @@ async fn app_containers_are_confined_and_cannot_reach_redis_caddy_or_each_other(
             .unwrap_or_else(|e| panic!("{app} is not served through Caddy: {e}"));
     }
 
-    // What the engine says of the container.
+    // The containers' bridge: its gateway is the host, as the app sees it.
     let (ca, cb) = (container_of(&c, &a).await, container_of(&c, &b).await);
+    let gateway = address(&inspect(&ca), "Gateway");
+
+    // The probe works: it reaches a listener the test opens on the gateway, and the app's
+    // own port from inside.
+    let listener = tokio::net::TcpListener::bind((gateway.as_str(), 0))
+        .await
+        .unwrap_or_else(|e| panic!("cannot listen on the gateway {gateway}: {e}"));
+    let open = listener.local_addr().unwrap().port();
+    let accepting = tokio::spawn(async move {
+        // Accept and close at once: nc exits when the peer closes.
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+    let (ok, seen) = reaches(&c, &a, &gateway, open);
+    assert!(
+        ok,
+        "the probe did not reach the test's listener on {gateway}:{open}: {seen}"
+    );
+    let (ok, seen) = reaches(&c, &a, "127.0.0.1", 8080);
+    assert!(ok, "the probe did not reach the app's own port: {seen}");
+
+    // The attacks: the node's Redis and Caddy admin API through the bridge's gateway, and the
+    // other app's container directly.
+    let (reached, seen) = reaches(&c, &a, &gateway, redis_port);
+    assert!(
+        !reached,
+        "the app reached Redis at {gateway}:{redis_port}: {seen}"
+    );
+    let (reached, seen) = reaches(&c, &a, &gateway, admin_port);
+    assert!(
+        !reached,
+        "the app reached Caddy's admin API at {gateway}:{admin_port}: {seen}"
+    );
+    let b_ip = address(&inspect(&cb), "IPAddress");
+    let (reached, seen) = reaches(&c, &a, &b_ip, 8080);
+    assert!(
+        !reached,
+        "app {a} reached app {b}'s container at {b_ip}:8080: {seen}"
+    );
+    accepting.abort();
+
+    // What the engine says of the container.
     let info = inspect(&ca);
     let host = &info["HostConfig"];
     assert_eq!(host["Privileged"], false, "{host}");
@@ -185,10 +238,6 @@ async fn app_containers_are_confined_and_cannot_reach_redis_caddy_or_each_other(
         net[0]["Options"]["com.docker.network.bridge.enable_icc"], "false",
         "{net}"
     );
-    let gateway = net[0]["IPAM"]["Config"][0]["Gateway"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no gateway: {net}"))
-        .to_string();
 
     // What the process inside has: the allow-list only, and no way to gain more.
     let out = exec(
@@ -216,50 +265,6 @@ async fn app_containers_are_confined_and_cannot_reach_redis_caddy_or_each_other(
         "{}",
         show(&out)
     );
-
-    // The probe works: it reaches a listener the test opens on the gateway, and the app's
-    // own port from inside.
-    let listener = tokio::net::TcpListener::bind((gateway.as_str(), 0))
-        .await
-        .unwrap_or_else(|e| panic!("cannot listen on the gateway {gateway}: {e}"));
-    let open = listener.local_addr().unwrap().port();
-    let accepting = tokio::spawn(async move {
-        // Accept and close at once: nc exits when the peer closes.
-        while let Ok((s, _)) = listener.accept().await {
-            drop(s);
-        }
-    });
-    let (ok, seen) = reaches(&c, &a, &gateway, open);
-    assert!(
-        ok,
-        "the probe did not reach the test's listener on {gateway}:{open}: {seen}"
-    );
-    let (ok, seen) = reaches(&c, &a, "127.0.0.1", 8080);
-    assert!(ok, "the probe did not reach the app's own port: {seen}");
-
-    // The attacks: the node's Redis and Caddy admin API through the bridge's gateway, and the
-    // other app's container directly.
-    let (reached, seen) = reaches(&c, &a, &gateway, redis_port);
-    assert!(
-        !reached,
-        "the app reached Redis at {gateway}:{redis_port}: {seen}"
-    );
-    let (reached, seen) = reaches(&c, &a, &gateway, admin_port);
-    assert!(
-        !reached,
-        "the app reached Caddy's admin API at {gateway}:{admin_port}: {seen}"
-    );
-    let b_ip = inspect(&cb)["NetworkSettings"]["Networks"]["berth-apps"]["IPAddress"]
-        .as_str()
-        .map(str::to_string)
-        .filter(|ip| !ip.is_empty())
-        .unwrap_or_else(|| panic!("{b} has no address on berth-apps"));
-    let (reached, seen) = reaches(&c, &a, &b_ip, 8080);
-    assert!(
-        !reached,
-        "app {a} reached app {b}'s container at {b_ip}:8080: {seen}"
-    );
-    accepting.abort();
 
     // Both still serve through Caddy.
     for app in [&a, &b] {
