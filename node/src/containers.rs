@@ -109,18 +109,24 @@ impl Confinement {
     }
 }
 
-/// The id of the engine's [`APP_NETWORK`], created when missing. Several nodes may share an
+/// The id of the engine's app network `name` (`node.app_network`, by default [`APP_NETWORK`]),
+/// created when missing. Several nodes may share an
 /// engine (and Docker 20.10 lets two networks have one name), so a creation race can leave two:
 /// every node then takes the oldest and removes the others, which nothing has joined yet.
-pub async fn app_network(docker: &Docker) -> Result<String> {
+pub async fn app_network(docker: &Docker, name: &str) -> Result<String> {
+    // `node.app_network = "bridge"`: the engine's default bridge, nothing to create (and no
+    // isolation between apps beyond the engine's own `icc` setting).
+    if name == "bridge" {
+        return Ok(name.to_string());
+    }
     // One creation at a time within this process.
     static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = CREATING.lock().await;
-    if let Some(id) = oldest_app_network(docker).await? {
+    if let Some(id) = oldest_app_network(docker, name).await? {
         return Ok(id);
     }
     let body = NetworkCreateRequest {
-        name: APP_NETWORK.to_string(),
+        name: name.to_string(),
         driver: Some("bridge".into()),
         options: Some(HashMap::from([(
             "com.docker.network.bridge.enable_icc".to_string(),
@@ -135,20 +141,20 @@ pub async fn app_network(docker: &Docker) -> Result<String> {
     docker
         .create_network(body)
         .await
-        .map_err(|e| Error::docker(format_args!("create network {APP_NETWORK}"), e))?;
-    oldest_app_network(docker).await?.ok_or_else(|| {
+        .map_err(|e| Error::docker(format_args!("create network {name}"), e))?;
+    oldest_app_network(docker, name).await?.ok_or_else(|| {
         Error::Run(format!(
-            "network {APP_NETWORK} vanished right after it was created"
+            "network {name} vanished right after it was created"
         ))
     })
 }
 
-/// The oldest network named [`APP_NETWORK`], removing any younger namesake.
-async fn oldest_app_network(docker: &Docker) -> Result<Option<String>> {
+/// The oldest network named `name`, removing any younger namesake.
+async fn oldest_app_network(docker: &Docker, name: &str) -> Result<Option<String>> {
     let opts = ListNetworksOptions {
         filters: Some(HashMap::from([(
             "name".to_string(),
-            vec![APP_NETWORK.to_string()],
+            vec![name.to_string()],
         )])),
     };
     let list = docker
@@ -158,7 +164,7 @@ async fn oldest_app_network(docker: &Docker) -> Result<Option<String>> {
     // The filter matches substrings: keep the exact name.
     let mut same: Vec<(String, String)> = list
         .into_iter()
-        .filter(|n| n.name.as_deref() == Some(APP_NETWORK))
+        .filter(|n| n.name.as_deref() == Some(name))
         .filter_map(|n| Some((n.created.unwrap_or_default(), n.id?)))
         .collect();
     same.sort();

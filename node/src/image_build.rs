@@ -49,6 +49,8 @@ pub struct Builder {
     gate: Arc<RwLock<()>>,
     /// What a build's steps may use.
     limits: BuildLimits,
+    /// The Docker network the build's steps join (`node.app_network`).
+    network: String,
     /// One permit per build slot (`node.build_slots`): a build beyond them waits for one.
     slots: Arc<tokio::sync::Semaphore>,
 }
@@ -78,9 +80,10 @@ const CACHE_RACE_RETRIES: usize = 1;
 
 impl Builder {
     /// A builder running at most `slots` builds at once, each within `limits`.
-    pub fn new(docker: Docker, limits: BuildLimits, slots: u32) -> Self {
+    pub fn new(docker: Docker, limits: BuildLimits, slots: u32, network: String) -> Self {
         Builder {
             docker,
+            network,
             gate: Arc::new(RwLock::new(())),
             limits,
             slots: Arc::new(tokio::sync::Semaphore::new(slots.max(1) as usize)),
@@ -179,7 +182,7 @@ impl Builder {
 
         // The build's `RUN` steps join the app network (inter-container traffic off: they
         // reach no app) and are limited like an app, without swap.
-        let network = crate::containers::app_network(&self.docker).await?;
+        let network = crate::containers::app_network(&self.docker, &self.network).await?;
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let millicpus = self.limits.millicpus.min(cpus.saturating_mul(1000));
         let memory = (self.limits.memory_mb.min(BUILD_MEMORY_MB_MAX) << 20) as i32;
@@ -437,7 +440,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn image_removal_waits_for_running_builds_without_holding_up_new_ones() {
         let docker = Docker::connect_with_local_defaults().unwrap();
-        let b = Builder::new(docker, BuildLimits::default(), 2);
+        let b = Builder::new(
+            docker,
+            BuildLimits::default(),
+            2,
+            crate::containers::APP_NETWORK.into(),
+        );
         let building = b.gate.clone().read_owned().await;
         let b2 = b.clone();
         let mut removal =

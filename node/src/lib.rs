@@ -82,6 +82,8 @@ pub struct NodeConfig {
     pub app_limits: containers::LimitDefaults,
     /// What each build may use (`node.build_*`).
     pub build_limits: image_build::BuildLimits,
+    /// The Docker network app containers and builds join (`node.app_network`).
+    pub app_network: String,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -265,7 +267,12 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         node: cfg.name.clone(),
         address: cfg.address.clone(),
         builds_dir,
-        builder: image_build::Builder::new(docker.clone(), cfg.build_limits, build_slots),
+        builder: image_build::Builder::new(
+            docker.clone(),
+            cfg.build_limits,
+            build_slots,
+            cfg.app_network.clone(),
+        ),
         docker,
         engine,
         redis: redis.clone(),
@@ -281,6 +288,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         test_hooks: cfg.test_hooks,
         limits: cfg.app_limits,
         cpus,
+        app_network: cfg.app_network.clone(),
     });
     let jobs = Arc::new(deployer::Jobs::default());
     let deployer = tree.supervise("deployer", move || {

@@ -222,6 +222,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             test_hooks: false,
             app_limits: Default::default(),
             build_limits: Default::default(),
+            app_network: berth_node::containers::APP_NETWORK.into(),
         },
         &shutdown,
     )

@@ -167,6 +167,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
             memory_mb: s.node.build_memory_mb,
             millicpus: s.node.build_millicpus,
         },
+        app_network: s.node.app_network.clone(),
     }
 }
 

@@ -99,6 +99,9 @@ pub struct NodeSettings {
     pub build_memory_mb: u64,
     /// CPU each build's steps may use, in thousandths of a CPU.
     pub build_millicpus: u32,
+    /// The Docker network app containers and builds join, created (inter-container traffic
+    /// off) when missing; `bridge`: the engine's default bridge, no isolation between apps.
+    pub app_network: String,
 }
 
 /// Labels as a table or as `key=value,…`.
@@ -170,6 +173,7 @@ impl Default for NodeSettings {
             app_pids: 512,
             build_memory_mb: 1024,
             build_millicpus: 2000,
+            app_network: "berth-apps".into(),
         }
     }
 }
@@ -319,6 +323,7 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("node.app_pids", Some(d.node.app_pids.to_string()), "processes of an app container whose app sets no limits.pids"),
         ("node.build_memory_mb", Some(d.node.build_memory_mb.to_string()), "memory each build may use, in MiB (16 to 2047)"),
         ("node.build_millicpus", Some(d.node.build_millicpus.to_string()), "CPU each build may use (1000: one CPU)"),
+        ("node.app_network", Some(q(&d.node.app_network)), "the Docker network apps and builds join (inter-container traffic off); bridge: the engine's default"),
         ("registry.url", None, "host:port of an image registry the nodes of a fleet share; unset: none"),
         ("registry.username", None, "the registry's user"),
         ("registry.password", None, "the registry's password"),

@@ -44,8 +44,7 @@ fn main_engine_drivers() -> Result<(String, String)> {
     Ok(DRIVERS.get_or_init(|| d).clone())
 }
 
-/// A Linux bridge of one engine's own, with a /24 of 10.100.0.0–10.199.255.0, and the /24 of
-/// 10.0.0.0–10.99.255.0 its engine makes networks in; removed on drop.
+/// A Linux bridge of one engine's own, with a /24 of 10.100.0.0–10.199.255.0; removed on drop.
 ///
 /// Slot `k` is bridge `bfleet<k>` with subnet `10.(100 + k / 256).(k % 256).0/24`, so creating
 /// the bridge (which fails when the name exists) claims the subnet too, atomically across test
@@ -54,11 +53,6 @@ fn main_engine_drivers() -> Result<(String, String)> {
 struct Bridge {
     name: String,
     subnet: String,
-    /// The engine's address pool for the networks it creates (the node's `berth-apps`):
-    /// `10.(k / 256).(k % 256).0/24`, one network. Docker's default pools would hand a second
-    /// engine the main engine's `172.17.0.0/16` (it checks only its own networks), and the
-    /// host's routes would clash.
-    pool: String,
 }
 
 impl Bridge {
@@ -82,14 +76,12 @@ impl Bridge {
                 }
                 bail!("ip link add {name} type bridge: {}", err.trim());
             }
-            let pool_net = format!("10.{}.{}", k / 256, k % 256);
             let bridge = Bridge {
                 name,
                 subnet: format!("{net}.0/24"),
-                pool: format!("{pool_net}.0/24"),
             };
             let routes = sh(Command::new("ip").args(["-4", "route", "show"]))?;
-            if routes.contains(&format!("{net}.")) || routes.contains(&format!("{pool_net}.")) {
+            if routes.contains(&format!("{net}.")) {
                 continue; // in use by something else: dropping the bridge gives the slot back
             }
             sh(Command::new("ip").args([
@@ -111,13 +103,6 @@ impl Bridge {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
-        // A bridge its engine made in the pool and left behind (the engine was killed).
-        if let Ok(out) = sh(Command::new("ip").args(["-o", "-4", "addr", "show", "to", &self.pool]))
-        {
-            for dev in out.lines().filter_map(|l| l.split_whitespace().nth(1)) {
-                let _ = Command::new("ip").args(["link", "del", dev]).output();
-            }
-        }
         let _ = Command::new("ip")
             .args(["link", "del", &self.name])
             .output();
@@ -152,11 +137,7 @@ impl Engine {
         let dir = TempDir::with_prefix("berth-engine")?;
         std::fs::write(
             dir.path().join("daemon.json"),
-            serde_json::json!({
-                "storage-driver": driver,
-                "default-address-pools": [{"base": bridge.pool, "size": 24}],
-            })
-            .to_string(),
+            serde_json::json!({ "storage-driver": driver }).to_string(),
         )?;
         // With cgroupfs, its containers' cgroups go under a parent of its own, which the drop
         // removes: a killed engine's containers leave theirs behind. (systemd removes its own.)
@@ -310,8 +291,6 @@ impl Drop for Engine {
                     let _ = self.docker().args(["rm", "-f", id]).output();
                 }
             }
-            // Its networks (the node's `berth-apps`) and their Linux bridges.
-            let _ = self.docker().args(["network", "prune", "-f"]).output();
         }
         self.stop();
         if let Some(parent) = &self.cgroup_parent {
@@ -556,6 +535,10 @@ impl Fleet {
             ));
             env.extend(node_env(&name, caddy_admin, ingress));
             env.push(("BERTH_NODE__DOCKER_HOST".into(), engine.host.clone()));
+            // The engine's default bridge, not a `berth-apps` network of its own: with a
+            // network created in a second engine on this host, the main engine's `docker0`
+            // vanished during the fleet tests (twice; cause not pinned down).
+            env.push(("BERTH_NODE__APP_NETWORK".into(), "bridge".into()));
             // Each node publishes on a loopback address of its own, as servers of a fleet have
             // addresses of their own: engines pick host ports independently, and two replicas
             // on 127.0.0.1 could be given the same one.

@@ -398,3 +398,96 @@ async fn an_apps_limits_are_validated_shown_and_applied() {
     assert_eq!(host["PidsLimit"], 512, "{host}");
     assert_eq!(host["ReadonlyRootfs"], false, "{host}");
 }
+
+/// A Dockerfile whose build probes, from a `RUN` step, the gateway's Redis and Caddy admin ports
+/// and the test's own listener there (the control), and records its memory limit; the app then
+/// serves the hello page, and `berth exec` reads what the build saw.
+const PROBE_DOCKERFILE: &str = r#"FROM busybox
+ARG GW
+ARG REDIS
+ARG ADMIN
+ARG OPEN
+RUN for p in $REDIS $ADMIN $OPEN; do (timeout 6 nc -w 3 $GW $p </dev/null; echo rc=$?) >/probe-$p.txt 2>&1; done; \
+    cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max >/limit.txt 2>/dev/null; true
+COPY www /www
+CMD ["httpd", "-f", "-v", "-p", "8080", "-h", "/www"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn builds_are_limited_and_cannot_reach_redis_or_caddy() {
+    let mut c = Cluster::separate_with(&[("BERTH_NODE__BUILD_MEMORY_MB", "200")])
+        .await
+        .unwrap();
+    let redis_port = c
+        .redis_port()
+        .expect("a separate cluster runs Redis on TCP");
+    let admin_port: u16 = c
+        .env
+        .iter()
+        .find(|(k, _)| k == "BERTH_NODE__CADDY_ADMIN")
+        .and_then(|(_, v)| v.rsplit(':').next()?.parse().ok())
+        .expect("the Caddy admin address");
+    let src = TempDir::with_prefix("contain-build").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+
+    // A first app makes the node create its network; its gateway is the host.
+    let first = unique("conf");
+    c.create_app(json!({"name": first, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    let (_, d) = c.api.deploy_and_wait(&first, None, DEPLOY).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", c.logs());
+    let gateway = address(&inspect(&container_of(&c, &first).await), "Gateway");
+    let listener = tokio::net::TcpListener::bind((gateway.as_str(), 0))
+        .await
+        .unwrap_or_else(|e| panic!("cannot listen on the gateway {gateway}: {e}"));
+    let open = listener.local_addr().unwrap().port();
+    let accepting = tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            drop(s);
+        }
+    });
+
+    repo.write("Dockerfile.probe", PROBE_DOCKERFILE).unwrap();
+    repo.commit("a build that probes").unwrap();
+    let app = unique("conbuild");
+    c.create_app(json!({
+        "name": app, "repo": repo.url(), "port": 8080, "dockerfile": "Dockerfile.probe",
+        "env": {"build": {
+            "GW": gateway, "REDIS": redis_port.to_string(), "ADMIN": admin_port.to_string(),
+            "OPEN": open.to_string(),
+        }},
+    }))
+    .await
+    .unwrap();
+    let (_, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}\n{}", c.logs());
+    accepting.abort();
+    let read = |file: String| {
+        let out = exec(&c, &app, &format!("cat {file}"));
+        assert!(out.status.success(), "{}", show(&out));
+        text(&out.stdout)
+    };
+    let refused = |s: &str| s.contains("can't connect") || s.contains("timed out");
+    let control = read(format!("/probe-{open}.txt"));
+    assert!(
+        !refused(&control),
+        "the build's probe did not reach the test's listener on {gateway}:{open}: {control}"
+    );
+    let redis = read(format!("/probe-{redis_port}.txt"));
+    assert!(
+        refused(&redis),
+        "the build reached Redis at {gateway}:{redis_port}: {redis}"
+    );
+    let admin = read(format!("/probe-{admin_port}.txt"));
+    assert!(
+        refused(&admin),
+        "the build reached Caddy's admin API at {gateway}:{admin_port}: {admin}"
+    );
+    let limit = read("/limit.txt".into());
+    assert_eq!(
+        limit.split_whitespace().next(),
+        Some((200u64 << 20).to_string().as_str()),
+        "the build's memory limit: {limit}"
+    );
+}

@@ -414,7 +414,7 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
                     &app.limits,
                     &svc.limits,
                     svc.cpus,
-                    containers::app_network(&svc.docker).await?,
+                    containers::app_network(&svc.docker, &svc.app_network).await?,
                 ),
             };
             let cid = progress.create(svc, spec).await?;

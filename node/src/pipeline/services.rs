@@ -56,6 +56,8 @@ pub struct Services {
     pub limits: crate::containers::LimitDefaults,
     /// The host's CPUs: no container is given more.
     pub cpus: u32,
+    /// The Docker network app containers and builds join (`node.app_network`).
+    pub app_network: String,
 }
 
 /// The images jobs hold (see [`Services::in_use`]).
