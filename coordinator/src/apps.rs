@@ -36,6 +36,7 @@ pub fn build(req: CreateApp, base_domain: &str, reserved: &[String]) -> Result<A
         replicas: req.replicas.unwrap_or(1),
         max_surge: req.max_surge.unwrap_or(1),
         standby_s: req.standby_s.unwrap_or(0),
+        limits: req.limits.unwrap_or_default(),
         stopped: false,
         created_at: now,
         updated_at: now,
@@ -113,6 +114,9 @@ pub fn patch(mut app: App, p: PatchApp, reserved: &[String]) -> Result<App, Stri
     }
     if let Some(v) = p.standby_s {
         app.standby_s = v;
+    }
+    if let Some(v) = p.limits {
+        app.limits = v;
     }
     if let Some(h) = p.health_check {
         app.health_check = h.apply(&app.health_check);
@@ -197,6 +201,7 @@ pub fn check(app: &App) -> Result<(), String> {
     if app.standby_s > 86_400 {
         return Err("standby_s must be at most 86400 (a day)".into());
     }
+    validate::limits(&app.limits)?;
     Ok(())
 }
 
@@ -348,7 +353,7 @@ pub(crate) mod tests {
         assert_eq!(patched.health_check.path, app.health_check.path);
         assert_eq!(patched.repo, app.repo);
         assert!(patch(
-            app,
+            app.clone(),
             PatchApp {
                 port: Some(0),
                 ..Default::default()
@@ -356,6 +361,34 @@ pub(crate) mod tests {
             &[]
         )
         .is_err());
+        // Limits are replaced whole, and checked.
+        let limited = patch(
+            app.clone(),
+            PatchApp {
+                limits: Some(berth_protocol::Limits {
+                    memory_mb: Some(64),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(limited.limits.memory_mb, Some(64));
+        assert_eq!(limited.limits.pids, None, "unset: the node's default");
+        let err = patch(
+            app,
+            PatchApp {
+                limits: Some(berth_protocol::Limits {
+                    memory_mb: Some(1),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.contains("limits.memory_mb must be 16"), "{err}");
     }
 
     #[test]

@@ -3,19 +3,24 @@
 //!
 //! Containers carry the labels `berth.app`, `berth.deployment`, `berth.node` and `berth.port`
 //! (the app's port inside); the node finds an app's containers by label, never by name.
+//!
+//! Every app container is confined ([`Confinement`]): all capabilities dropped but a small
+//! allow-list ([`CAPABILITIES`]), `no-new-privileges`, memory (no swap beyond it), CPU and
+//! process limits, optionally a read-only root file system, and the engine's [`APP_NETWORK`],
+//! a bridge with inter-container traffic off: an app reaches another only through Caddy.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use berth_protocol::LogStream;
+use berth_protocol::{Limits, LogStream};
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, ContainerSummary, ContainerUpdateBody, HostConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerSummary, ContainerUpdateBody, HostConfig, NetworkCreateRequest,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    CreateContainerOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
+    RemoveContainerOptions, StopContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -31,6 +36,150 @@ pub const LABEL_NODE: &str = "berth.node";
 /// The container port the app listens on (the one its routes dial, published on the host).
 pub const LABEL_PORT: &str = "berth.port";
 
+/// The Docker network app containers (and builds) join: one per engine, a bridge with
+/// inter-container traffic off (`com.docker.network.bridge.enable_icc=false`), so no app reaches
+/// another's container; each app's port is published on the host for Caddy. One network for all
+/// apps rather than one per app: Docker's default address pools hold about 30 bridge networks, so
+/// a network per app would cap a node near 30 apps; and this one needs no removal.
+pub const APP_NETWORK: &str = "berth-apps";
+
+/// The capabilities an app container keeps; every other one is dropped (`CapDrop: ALL`). An app
+/// that starts as root may still bind a port below 1024 (`NET_BIND_SERVICE`), own, read and
+/// write its files (`CHOWN`, `DAC_OVERRIDE`, `FOWNER`), signal its children (`KILL`) and switch
+/// to an unprivileged user (`SETUID`, `SETGID`). Gone from Docker's default set: `NET_RAW`
+/// (raw sockets: spoofing on the bridge), `MKNOD`, `SYS_CHROOT`, `SETPCAP`, `SETFCAP`,
+/// `FSETID`, `AUDIT_WRITE`.
+pub const CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETUID",
+];
+
+/// The node's limits for what an app leaves unset (`node.app_memory_mb`, `node.app_millicpus`,
+/// `node.app_pids`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitDefaults {
+    pub memory_mb: u64,
+    pub millicpus: u32,
+    pub pids: u32,
+}
+
+impl Default for LimitDefaults {
+    fn default() -> Self {
+        LimitDefaults {
+            memory_mb: 512,
+            millicpus: 1000,
+            pids: 512,
+        }
+    }
+}
+
+/// What confines one app container: its limits, resolved against the node's defaults, and the
+/// network it joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confinement {
+    pub memory_bytes: i64,
+    pub nano_cpus: i64,
+    pub pids: i64,
+    pub read_only: bool,
+    /// The id of the engine's [`APP_NETWORK`].
+    pub network: String,
+}
+
+impl Confinement {
+    /// The app's limits, the node's defaults where it sets none; CPU at most the `cpus` the host
+    /// has (Docker refuses more).
+    pub fn of(limits: &Limits, defaults: &LimitDefaults, cpus: u32, network: String) -> Self {
+        let memory_mb = limits.memory_mb.unwrap_or(defaults.memory_mb);
+        let millicpus = limits
+            .millicpus
+            .unwrap_or(defaults.millicpus)
+            .min(cpus.max(1).saturating_mul(1000));
+        Confinement {
+            memory_bytes: (memory_mb as i64).saturating_mul(1 << 20),
+            nano_cpus: i64::from(millicpus) * 1_000_000,
+            pids: i64::from(limits.pids.unwrap_or(defaults.pids)),
+            read_only: limits.read_only,
+            network,
+        }
+    }
+}
+
+/// The id of the engine's app network `name` (`node.app_network`, by default [`APP_NETWORK`]),
+/// created when missing. Several nodes may share an
+/// engine (and Docker 20.10 lets two networks have one name), so a creation race can leave two:
+/// every node then takes the oldest and removes the others, which nothing has joined yet.
+pub async fn app_network(docker: &Docker, name: &str) -> Result<String> {
+    // `node.app_network = "bridge"`: the engine's default bridge, nothing to create (and no
+    // isolation between apps beyond the engine's own `icc` setting).
+    if name == "bridge" {
+        return Ok(name.to_string());
+    }
+    // One creation at a time within this process.
+    static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = CREATING.lock().await;
+    if let Some(id) = oldest_app_network(docker, name).await? {
+        return Ok(id);
+    }
+    let body = NetworkCreateRequest {
+        name: name.to_string(),
+        driver: Some("bridge".into()),
+        options: Some(HashMap::from([(
+            "com.docker.network.bridge.enable_icc".to_string(),
+            "false".to_string(),
+        )])),
+        labels: Some(HashMap::from([(
+            "berth.network".to_string(),
+            "apps".to_string(),
+        )])),
+        ..Default::default()
+    };
+    docker
+        .create_network(body)
+        .await
+        .map_err(|e| Error::docker(format_args!("create network {name}"), e))?;
+    oldest_app_network(docker, name).await?.ok_or_else(|| {
+        Error::Run(format!(
+            "network {name} vanished right after it was created"
+        ))
+    })
+}
+
+/// The oldest network named `name`, removing any younger namesake.
+async fn oldest_app_network(docker: &Docker, name: &str) -> Result<Option<String>> {
+    let opts = ListNetworksOptions {
+        filters: Some(HashMap::from([(
+            "name".to_string(),
+            vec![name.to_string()],
+        )])),
+    };
+    let list = docker
+        .list_networks(Some(opts))
+        .await
+        .map_err(|e| Error::docker("list networks", e))?;
+    // The filter matches substrings: keep the exact name.
+    let mut same: Vec<(String, String)> = list
+        .into_iter()
+        .filter(|n| n.name.as_deref() == Some(name))
+        .filter_map(|n| Some((n.created.unwrap_or_default(), n.id?)))
+        .collect();
+    same.sort();
+    let mut it = same.into_iter();
+    let Some((_, keep)) = it.next() else {
+        return Ok(None);
+    };
+    for (_, extra) in it {
+        if let Err(e) = docker.remove_network(&extra).await {
+            tracing::debug!(network = %extra, error = %docker_error_text(&e), "a duplicate app network stays");
+        }
+    }
+    Ok(Some(keep))
+}
+
 /// The container to start for a deployment.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
@@ -44,6 +193,8 @@ pub struct RunSpec {
     pub host_ip: String,
     /// Further container ports to publish (a health check on another port).
     pub extra_ports: Vec<u16>,
+    /// Its limits, capabilities and network.
+    pub confinement: Confinement,
 }
 
 /// A started container and the host port its app port is published on.
@@ -85,6 +236,7 @@ pub async fn create(docker: &Docker, spec: &RunSpec) -> Result<String> {
         .collect();
     let mut labels = spec.labels.clone();
     labels.insert(LABEL_PORT.to_string(), spec.port.to_string());
+    let c = &spec.confinement;
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         env: Some(spec.env.clone()),
@@ -102,6 +254,21 @@ pub async fn create(docker: &Docker, spec: &RunSpec) -> Result<String> {
             // without a signal handler (busybox httpd, most scripts) stops at once instead of
             // at the stop timeout, and it reaps zombies.
             init: Some(true),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+            // A setuid binary (or file capabilities) cannot raise what the process may do.
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            memory: Some(c.memory_bytes),
+            // Equal to `memory`: no swap beyond the limit, so the limit is what the app gets.
+            memory_swap: Some(c.memory_bytes),
+            nano_cpus: Some(c.nano_cpus),
+            pids_limit: Some(c.pids),
+            readonly_rootfs: Some(c.read_only),
+            // A read-only app still has a small scratch directory.
+            tmpfs: c.read_only.then(|| {
+                HashMap::from([("/tmp".to_string(), "rw,nosuid,nodev,size=64m".to_string())])
+            }),
+            network_mode: Some(c.network.clone()),
             ..Default::default()
         }),
         ..Default::default()

@@ -50,17 +50,54 @@ pub struct Builder {
     gate: Arc<RwLock<()>>,
     /// Largest build context sent to the engine, in bytes (`node.build_context_max_mb`).
     context_cap: u64,
+    /// What a build's steps may use.
+    limits: BuildLimits,
+    /// The Docker network the build's steps join (`node.app_network`).
+    network: String,
+    /// One permit per build slot (`node.build_slots`): a build beyond them waits for one.
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// What each build's `RUN` steps may use (`node.build_memory_mb`, `node.build_millicpus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuildLimits {
+    pub memory_mb: u64,
+    pub millicpus: u32,
+}
+
+impl Default for BuildLimits {
+    fn default() -> Self {
+        BuildLimits {
+            memory_mb: 1024,
+            millicpus: 2000,
+        }
+    }
+}
+
+/// The most memory a build can be given: the Docker client library passes it as an `i32` of
+/// bytes.
+pub const BUILD_MEMORY_MB_MAX: u64 = 2047;
 
 /// How many times a build that lost a cached layer mid-build is started again.
 const CACHE_RACE_RETRIES: usize = 1;
 
 impl Builder {
-    pub fn new(docker: Docker, context_cap: u64) -> Self {
+    /// A builder running at most `slots` builds at once, each within `limits`, sending at most
+    /// `context_cap` bytes of context.
+    pub fn new(
+        docker: Docker,
+        context_cap: u64,
+        limits: BuildLimits,
+        slots: u32,
+        network: String,
+    ) -> Self {
         Builder {
             docker,
+            network,
             gate: Arc::new(RwLock::new(())),
             context_cap,
+            limits,
+            slots: Arc::new(tokio::sync::Semaphore::new(slots.max(1) as usize)),
         }
     }
 
@@ -88,6 +125,18 @@ impl Builder {
         plan: &BuildPlan,
         log: &LogSink,
     ) -> Result<String> {
+        let _slot = match self.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                log.system("every build slot of this node is taken: waiting for one")
+                    .await;
+                self.slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::Internal("the build slots were closed".into()))?
+            }
+        };
         let _building = self.gate.read().await;
         let mut attempt = 0;
         loop {
@@ -173,8 +222,19 @@ impl Builder {
         };
         let body = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
 
+        // The build's `RUN` steps join the app network (inter-container traffic off: they
+        // reach no app) and are limited like an app, without swap.
+        let network = crate::containers::app_network(&self.docker, &self.network).await?;
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let millicpus = self.limits.millicpus.min(cpus.saturating_mul(1000));
+        let memory = (self.limits.memory_mb.min(BUILD_MEMORY_MB_MAX) << 20) as i32;
         let options = BuildImageOptions {
             dockerfile: dockerfile_rel,
+            networkmode: Some(network),
+            memory: Some(memory),
+            memswap: Some(memory),
+            cpuperiod: Some(100_000),
+            cpuquota: Some(millicpus as i32 * 100),
             t: Some(plan.tag.clone()),
             rm: true,
             forcerm: true,
@@ -557,7 +617,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn image_removal_waits_for_running_builds_without_holding_up_new_ones() {
         let docker = Docker::connect_with_local_defaults().unwrap();
-        let b = Builder::new(docker, u64::MAX);
+        let b = Builder::new(
+            docker,
+            u64::MAX,
+            BuildLimits::default(),
+            2,
+            crate::containers::APP_NETWORK.into(),
+        );
         let building = b.gate.clone().read_owned().await;
         let b2 = b.clone();
         let mut removal =

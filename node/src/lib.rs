@@ -85,6 +85,12 @@ pub struct NodeConfig {
     /// Whether apps may deploy from repositories on this machine (`allow_local_repos`; see
     /// `berth_protocol::repo_url`): checked again before every fetch.
     pub allow_local_repos: bool,
+    /// The limits of an app container whose app sets none (`node.app_*`).
+    pub app_limits: containers::LimitDefaults,
+    /// What each build may use (`node.build_*`).
+    pub build_limits: image_build::BuildLimits,
+    /// The Docker network app containers and builds join (`node.app_network`).
+    pub app_network: String,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -197,6 +203,11 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
             .map_err(|e| Error::Config(format!("node labels: {e}")))?;
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let build_slots = if cfg.build_slots == 0 {
+        cpus
+    } else {
+        cfg.build_slots
+    };
     let beat = heartbeat::Beat {
         name: cfg.name.clone(),
         address: cfg.address.clone(),
@@ -204,11 +215,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         started_at: berth_protocol::now_ms(),
         labels: cfg.labels.clone(),
         cpus,
-        build_slots: if cfg.build_slots == 0 {
-            cpus
-        } else {
-            cfg.build_slots
-        },
+        build_slots,
         engine: docker.version().await.ok().and_then(|v| v.version),
     };
     heartbeat::beat(&redis, &beat, 0, None).await?;
@@ -270,7 +277,13 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         node: cfg.name.clone(),
         address: cfg.address.clone(),
         builds_dir,
-        builder: image_build::Builder::new(docker.clone(), cfg.build_context_max),
+        builder: image_build::Builder::new(
+            docker.clone(),
+            cfg.build_context_max,
+            cfg.build_limits,
+            build_slots,
+            cfg.app_network.clone(),
+        ),
         docker,
         engine,
         redis: redis.clone(),
@@ -285,6 +298,9 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         in_use: Default::default(),
         test_hooks: cfg.test_hooks,
         allow_local_repos: cfg.allow_local_repos,
+        limits: cfg.app_limits,
+        cpus,
+        app_network: cfg.app_network.clone(),
     });
     let jobs = Arc::new(deployer::Jobs::default());
     let deployer = tree.supervise("deployer", move || {

@@ -80,6 +80,7 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
         max_surge: 1,
         standby_s: 0,
         stopped: false,
+        limits: Default::default(),
         git_credential: None,
         created_at: now_ms(),
         updated_at: now_ms(),
@@ -221,6 +222,9 @@ async fn deploys_switches_fails_safely_and_removes() {
             test_hooks: false,
             build_context_max: 512 * 1024 * 1024,
             allow_local_repos: true,
+            app_limits: Default::default(),
+            build_limits: Default::default(),
+            app_network: berth_node::containers::APP_NETWORK.into(),
         },
         &shutdown,
     )

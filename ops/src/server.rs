@@ -172,6 +172,16 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         test_hooks: s.test_hooks,
         build_context_max: s.node.build_context_max_mb.saturating_mul(1024 * 1024),
         allow_local_repos: s.allow_local_repos.unwrap_or(false),
+        app_limits: berth_node::containers::LimitDefaults {
+            memory_mb: s.node.app_memory_mb,
+            millicpus: s.node.app_millicpus,
+            pids: s.node.app_pids,
+        },
+        build_limits: berth_node::image_build::BuildLimits {
+            memory_mb: s.node.build_memory_mb,
+            millicpus: s.node.build_millicpus,
+        },
+        app_network: s.node.app_network.clone(),
     }
 }
 

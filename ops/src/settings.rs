@@ -153,6 +153,19 @@ pub struct NodeSettings {
     /// MiB of build context (after `.dockerignore`) a build may send to Docker; more fails the
     /// deployment, saying so.
     pub build_context_max_mb: u64,
+    /// Memory of an app container whose app sets no `limits.memory_mb`, in MiB.
+    pub app_memory_mb: u64,
+    /// CPU of an app container whose app sets no `limits.millicpus`, in thousandths of a CPU.
+    pub app_millicpus: u32,
+    /// Processes of an app container whose app sets no `limits.pids`.
+    pub app_pids: u32,
+    /// Memory each build's steps may use, in MiB (at most 2047).
+    pub build_memory_mb: u64,
+    /// CPU each build's steps may use, in thousandths of a CPU.
+    pub build_millicpus: u32,
+    /// The Docker network app containers and builds join, created (inter-container traffic
+    /// off) when missing; `bridge`: the engine's default bridge, no isolation between apps.
+    pub app_network: String,
 }
 
 /// Labels as a table or as `key=value,…`.
@@ -224,6 +237,12 @@ impl Default for NodeSettings {
             resolver_listen: ([127, 0, 0, 1], 5380).into(),
             down_after_s: 5,
             build_context_max_mb: 512,
+            app_memory_mb: 512,
+            app_millicpus: 1000,
+            app_pids: 512,
+            build_memory_mb: 1024,
+            build_millicpus: 2000,
+            app_network: "berth-apps".into(),
         }
     }
 }
@@ -305,7 +324,49 @@ impl Settings {
             anyhow::bail!("node.stats_interval_s must be at least 1");
         }
         s.redis.check()?;
+        s.check_limits()?;
         Ok(s)
+    }
+
+    /// The node's limits lie in the ranges an app's own may take (`validate::limits`).
+    fn check_limits(&self) -> Result<()> {
+        use berth_protocol::validate::{in_range, MEMORY_MB, MILLICPUS, PIDS};
+        let wide = |r: &std::ops::RangeInclusive<u32>| u64::from(*r.start())..=u64::from(*r.end());
+        let n = &self.node;
+        in_range("node.app_memory_mb", "MiB", n.app_memory_mb, &MEMORY_MB)
+            .and_then(|_| {
+                in_range(
+                    "node.app_millicpus",
+                    "thousandths of a CPU",
+                    u64::from(n.app_millicpus),
+                    &wide(&MILLICPUS),
+                )
+            })
+            .and_then(|_| {
+                in_range(
+                    "node.app_pids",
+                    "processes",
+                    u64::from(n.app_pids),
+                    &wide(&PIDS),
+                )
+            })
+            .and_then(|_| {
+                in_range(
+                    "node.build_memory_mb",
+                    "MiB",
+                    n.build_memory_mb,
+                    &(*MEMORY_MB.start()..=berth_node::image_build::BUILD_MEMORY_MB_MAX),
+                )
+            })
+            .and_then(|_| {
+                in_range(
+                    "node.build_millicpus",
+                    "thousandths of a CPU",
+                    u64::from(n.build_millicpus),
+                    &wide(&MILLICPUS),
+                )
+            })
+            .map_err(|e| anyhow::anyhow!(e))
     }
 
     pub fn deploy_timeout(&self) -> std::time::Duration {
@@ -337,10 +398,16 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("node.advertise", Some(q(&d.node.advertise)), "the address app containers publish their port on, which Caddy dials"),
         ("node.stats_interval_s", Some(d.node.stats_interval_s.to_string()), "seconds between two samples of container and host figures"),
         ("node.labels", Some("{}".into()), "labels for placement constraints: a table, or key=value,… in the environment"),
-        ("node.build_slots", Some(d.node.build_slots.to_string()), "builds run at once before another node is preferred; 0: one per CPU"),
+        ("node.build_slots", Some(d.node.build_slots.to_string()), "builds run at once (more wait for a slot; the scheduler prefers a node with one free); 0: one per CPU"),
         ("node.resolver_listen", Some(q(&d.node.resolver_listen.to_string())), "the node's DNS responder, which Caddy reads upstreams from"),
         ("node.down_after_s", Some(d.node.down_after_s.to_string()), "seconds without a heartbeat after which a node is down (at least 3)"),
         ("node.build_context_max_mb", Some(d.node.build_context_max_mb.to_string()), "MiB of build context (after .dockerignore) a build may send to Docker"),
+        ("node.app_memory_mb", Some(d.node.app_memory_mb.to_string()), "memory of an app container whose app sets no limits.memory_mb, in MiB"),
+        ("node.app_millicpus", Some(d.node.app_millicpus.to_string()), "CPU of an app container whose app sets no limits.millicpus (1000: one CPU)"),
+        ("node.app_pids", Some(d.node.app_pids.to_string()), "processes of an app container whose app sets no limits.pids"),
+        ("node.build_memory_mb", Some(d.node.build_memory_mb.to_string()), "memory each build may use, in MiB (16 to 2047)"),
+        ("node.build_millicpus", Some(d.node.build_millicpus.to_string()), "CPU each build may use (1000: one CPU)"),
+        ("node.app_network", Some(q(&d.node.app_network)), "the Docker network apps and builds join (inter-container traffic off); bridge: the engine's default"),
         ("registry.url", None, "host:port of an image registry the nodes of a fleet share; unset: none"),
         ("registry.username", None, "the registry's user"),
         ("registry.password", None, "the registry's password"),

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{App, DeploymentKind, DeploymentStatus, EnvVars, HealthCheck, Placement};
+use crate::model::{
+    App, DeploymentKind, DeploymentStatus, EnvVars, HealthCheck, Limits, Placement,
+};
 use crate::secret::GitCredential;
 
 /// `POST /api/v1/apps`.
@@ -31,6 +33,8 @@ pub struct CreateApp {
     pub replicas: Option<u32>,
     pub max_surge: Option<u32>,
     pub standby_s: Option<u64>,
+    /// Replaces the limits whole (missing fields: the node's defaults).
+    pub limits: Option<Limits>,
 }
 
 /// `PATCH /api/v1/apps/{name}`: every field optional; what is given replaces what was.
@@ -57,6 +61,8 @@ pub struct PatchApp {
     pub replicas: Option<u32>,
     pub max_surge: Option<u32>,
     pub standby_s: Option<u64>,
+    /// Replaces the limits whole (missing fields: the node's defaults).
+    pub limits: Option<Limits>,
 }
 
 /// Replaces the runtime and/or build variables (each map whole, when given).

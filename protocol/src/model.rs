@@ -96,6 +96,10 @@ pub struct App {
     /// releases); no deployment runs until `berth start`.
     #[serde(default)]
     pub stopped: bool,
+    /// What each of its containers may use (memory, CPU, processes) and whether its root file
+    /// system is read-only; what it leaves unset, the node's defaults give.
+    #[serde(default)]
+    pub limits: Limits,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -107,6 +111,21 @@ impl App {
     pub fn rolls_out(&self) -> bool {
         self.replicas > 1 || self.standby_s > 0
     }
+}
+
+/// The limits of an app's containers. `None`: the node's default (`node.app_memory_mb`,
+/// `node.app_millicpus`, `node.app_pids`), so an app that sets nothing is still limited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Memory a container may use, in MiB (no swap beyond it): above it the kernel kills the app.
+    pub memory_mb: Option<u64>,
+    /// CPU time, in thousandths of a CPU (500: half of one CPU, 2000: two CPUs).
+    pub millicpus: Option<u32>,
+    /// Processes and threads a container may run at once.
+    pub pids: Option<u32>,
+    /// The root file system is read-only (`/tmp` is a small writable tmpfs).
+    pub read_only: bool,
 }
 
 /// Where an app may run. The scheduler filters nodes by it, then ranks what is left.

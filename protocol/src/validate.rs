@@ -215,6 +215,53 @@ pub fn release_image(app: &str, image: &str, registry: Option<&str>) -> Result<(
     }
 }
 
+/// Bounds of an app's container limits (`limits.*`), shared by the API's check and the node's
+/// settings: below the minimums no app starts (Docker itself refuses less than 6 MiB of memory).
+pub const MEMORY_MB: std::ops::RangeInclusive<u64> = 16..=1_048_576;
+pub const MILLICPUS: std::ops::RangeInclusive<u32> = 10..=1_024_000;
+pub const PIDS: std::ops::RangeInclusive<u32> = 16..=4_194_304;
+
+/// An app's container limits: each one given must lie in its range.
+pub fn limits(l: &crate::model::Limits) -> Result<(), String> {
+    if let Some(m) = l.memory_mb {
+        in_range("limits.memory_mb", "MiB", m, &MEMORY_MB)?;
+    }
+    if let Some(c) = l.millicpus {
+        in_range(
+            "limits.millicpus",
+            "thousandths of a CPU",
+            u64::from(c),
+            &(u64::from(*MILLICPUS.start())..=u64::from(*MILLICPUS.end())),
+        )?;
+    }
+    if let Some(p) = l.pids {
+        in_range(
+            "limits.pids",
+            "processes",
+            u64::from(p),
+            &(u64::from(*PIDS.start())..=u64::from(*PIDS.end())),
+        )?;
+    }
+    Ok(())
+}
+
+/// "limits.memory_mb must be 16 to 1048576 (MiB), not 1".
+pub fn in_range(
+    what: &str,
+    unit: &str,
+    v: u64,
+    range: &std::ops::RangeInclusive<u64>,
+) -> Result<(), String> {
+    if range.contains(&v) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} must be {} to {} ({unit}), not {v}",
+        range.start(),
+        range.end()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +287,54 @@ mod tests {
             assert!(e.contains("is not a release of app \"shop\""), "{bad}: {e}");
         }
         assert!(release_image("shop", "10.0.0.10:5000/berth/shop:1", None).is_err());
+    }
+
+    #[test]
+    fn limit_bounds() {
+        use crate::model::Limits;
+        assert!(
+            limits(&Limits::default()).is_ok(),
+            "unset: the node's defaults"
+        );
+        let ok = Limits {
+            memory_mb: Some(16),
+            millicpus: Some(10),
+            pids: Some(16),
+            read_only: true,
+        };
+        assert!(limits(&ok).is_ok());
+        for (bad, says) in [
+            (
+                Limits {
+                    memory_mb: Some(1),
+                    ..Default::default()
+                },
+                "limits.memory_mb must be 16 to 1048576 (MiB), not 1",
+            ),
+            (
+                Limits {
+                    memory_mb: Some(0),
+                    ..Default::default()
+                },
+                "limits.memory_mb must be 16 to 1048576 (MiB), not 0",
+            ),
+            (
+                Limits {
+                    millicpus: Some(5),
+                    ..Default::default()
+                },
+                "limits.millicpus must be 10 to 1024000 (thousandths of a CPU), not 5",
+            ),
+            (
+                Limits {
+                    pids: Some(2),
+                    ..Default::default()
+                },
+                "limits.pids must be 16 to 4194304 (processes), not 2",
+            ),
+        ] {
+            assert_eq!(limits(&bad).unwrap_err(), says);
+        }
     }
 
     #[test]

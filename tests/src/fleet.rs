@@ -535,6 +535,10 @@ impl Fleet {
             ));
             env.extend(node_env(&name, caddy_admin, ingress));
             env.push(("BERTH_NODE__DOCKER_HOST".into(), engine.host.clone()));
+            // The engine's default bridge, not a `berth-apps` network of its own: with a
+            // network created in a second engine on this host, the main engine's `docker0`
+            // vanished during the fleet tests (twice; cause not pinned down).
+            env.push(("BERTH_NODE__APP_NETWORK".into(), "bridge".into()));
             // Each node publishes on a loopback address of its own, as servers of a fleet have
             // addresses of their own: engines pick host ports independently, and two replicas
             // on 127.0.0.1 could be given the same one.

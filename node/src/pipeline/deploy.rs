@@ -309,6 +309,7 @@ fn check_job(job: &DeployJob, registry: Option<&str>) -> std::result::Result<(),
     for k in app.env.runtime.keys().chain(app.env.build.keys()) {
         validate::env_name(k)?;
     }
+    validate::limits(&app.limits)?;
     if let Some(image) = &job.image {
         validate::release_image(&app.name, image, registry)?;
     }
@@ -434,6 +435,12 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
                 port: app.port,
                 host_ip: svc.address.clone(),
                 extra_ports: vec![health_port],
+                confinement: containers::Confinement::of(
+                    &app.limits,
+                    &svc.limits,
+                    svc.cpus,
+                    containers::app_network(&svc.docker, &svc.app_network).await?,
+                ),
             };
             let cid = progress.create(svc, spec).await?;
             progress.set_container(&cid);

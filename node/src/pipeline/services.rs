@@ -54,6 +54,12 @@ pub struct Services {
     pub test_hooks: bool,
     /// Whether apps may deploy from repositories on this machine (`allow_local_repos`).
     pub allow_local_repos: bool,
+    /// The limits of an app container whose app sets none.
+    pub limits: crate::containers::LimitDefaults,
+    /// The host's CPUs: no container is given more.
+    pub cpus: u32,
+    /// The Docker network app containers and builds join (`node.app_network`).
+    pub app_network: String,
 }
 
 /// The images jobs hold (see [`Services::in_use`]).

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use berth_protocol::api::{AppStatus, AppView, CreateApp, EnvPatch, HealthCheckPatch, PatchApp};
 use berth_protocol::secret::GitCredential;
-use berth_protocol::{App, DeploymentStatus, EnvVars, Placement, Strategy};
+use berth_protocol::{App, DeploymentStatus, EnvVars, Limits, Placement, Strategy};
 use reqwest::Method;
 
 use super::args::{CreateArgs, UpdateArgs};
@@ -82,6 +82,12 @@ pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> 
         replicas: a.replicas,
         max_surge: a.max_surge,
         standby_s: a.standby_s,
+        limits: Some(Limits {
+            memory_mb: a.memory_limit,
+            millicpus: a.cpu_limit,
+            pids: a.pids_limit,
+            read_only: a.read_only,
+        }),
     };
     let app: AppView = c.call(Method::POST, &["apps"], Some(&req)).await?;
     print(json, &app, |a| {
@@ -195,6 +201,7 @@ fn show_text(v: &AppView) -> String {
         placement.push_str(&format!(", {} MiB each", p.memory_mb));
     }
     kv("placement", placement);
+    kv("limits", limits_text(&a.limits));
     kv("drain", format!("{} s", a.drain_s));
     kv("standby", format!("{} s", a.standby_s));
     kv("keep releases", a.keep_releases.to_string());
@@ -382,6 +389,7 @@ pub(super) async fn update(c: &Client, json: bool, a: UpdateArgs) -> Result<()> 
     }
     let runtime = req.port.is_some()
         || req.health_check.is_some()
+        || req.limits.is_some()
         || req.env.as_ref().is_some_and(|e| e.runtime.is_some());
     let app: App = c
         .call(Method::PATCH, &["apps", &a.name], Some(&req))
@@ -395,6 +403,21 @@ pub(super) async fn update(c: &Client, json: bool, a: UpdateArgs) -> Result<()> 
             );
         }
     })
+}
+
+/// "memory 256 MiB, cpu node default, pids 100, read-only root".
+fn limits_text(l: &Limits) -> String {
+    let or_default = |v: Option<String>| v.unwrap_or_else(|| "node default".into());
+    let mut s = format!(
+        "memory {}, cpu {}, pids {}",
+        or_default(l.memory_mb.map(|m| format!("{m} MiB"))),
+        or_default(l.millicpus.map(|c| format!("{c} millicpus"))),
+        or_default(l.pids.map(|p| p.to_string())),
+    );
+    if l.read_only {
+        s.push_str(", read-only root");
+    }
+    s
 }
 
 /// The PATCH body for `a`, given the app as it is.
@@ -441,6 +464,28 @@ fn patch_of(current: &App, a: &UpdateArgs) -> Result<PatchApp> {
         }
         p
     });
+    let limits_changed = a.memory_limit.is_some()
+        || a.cpu_limit.is_some()
+        || a.pids_limit.is_some()
+        || a.default_limits
+        || a.read_only
+        || a.no_read_only;
+    let limits = limits_changed.then(|| {
+        let mut l = current.limits.clone();
+        if a.default_limits {
+            l = Limits {
+                read_only: l.read_only,
+                ..Default::default()
+            };
+        }
+        l.memory_mb = a.memory_limit.or(l.memory_mb);
+        l.millicpus = a.cpu_limit.or(l.millicpus);
+        l.pids = a.pids_limit.or(l.pids);
+        if a.read_only || a.no_read_only {
+            l.read_only = a.read_only;
+        }
+        l
+    });
     Ok(PatchApp {
         repo: a.repo.as_deref().map(repo_arg).transpose()?,
         branch: a.branch.clone(),
@@ -463,6 +508,7 @@ fn patch_of(current: &App, a: &UpdateArgs) -> Result<PatchApp> {
         replicas: a.replicas,
         max_surge: a.max_surge,
         standby_s: a.standby_s,
+        limits,
     })
 }
 

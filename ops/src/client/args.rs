@@ -160,6 +160,24 @@ pub struct UpdateArgs {
     /// Seconds the previous release stays running after a deploy (0: none).
     #[arg(long = "standby", value_name = "SECONDS")]
     pub(super) standby_s: Option<u64>,
+    /// Memory (MiB) each container may use; above it the app is killed.
+    #[arg(long, value_name = "MIB")]
+    pub(super) memory_limit: Option<u64>,
+    /// CPU each container may use, in thousandths of a CPU (500: half of one).
+    #[arg(long, value_name = "MILLICPUS")]
+    pub(super) cpu_limit: Option<u32>,
+    /// Processes and threads each container may run at once.
+    #[arg(long, value_name = "N")]
+    pub(super) pids_limit: Option<u32>,
+    /// Go back to the node's default limits (memory, CPU, processes).
+    #[arg(long, conflicts_with_all = ["memory_limit", "cpu_limit", "pids_limit"])]
+    pub(super) default_limits: bool,
+    /// Make the container's root file system read-only (`/tmp` stays writable).
+    #[arg(long, overrides_with = "no_read_only")]
+    pub(super) read_only: bool,
+    /// Make the container's root file system writable again.
+    #[arg(long, overrides_with = "read_only")]
+    pub(super) no_read_only: bool,
 }
 
 /// `berth domains add|remove <APP> <DOMAIN>`.
@@ -275,6 +293,21 @@ pub struct CreateArgs {
     /// only a route change (default 0: none).
     #[arg(long = "standby", value_name = "SECONDS")]
     pub(super) standby_s: Option<u64>,
+    /// Memory (MiB) each container may use; above it the app is killed (default: the node's,
+    /// `node.app_memory_mb`).
+    #[arg(long, value_name = "MIB")]
+    pub(super) memory_limit: Option<u64>,
+    /// CPU each container may use, in thousandths of a CPU (500: half of one; default: the
+    /// node's, `node.app_millicpus`).
+    #[arg(long, value_name = "MILLICPUS")]
+    pub(super) cpu_limit: Option<u32>,
+    /// Processes and threads each container may run at once (default: the node's,
+    /// `node.app_pids`).
+    #[arg(long, value_name = "N")]
+    pub(super) pids_limit: Option<u32>,
+    /// Make the container's root file system read-only (`/tmp` stays writable).
+    #[arg(long)]
+    pub(super) read_only: bool,
 }
 
 /// `berth nodes [cordon|uncordon <node>]`.
