@@ -861,12 +861,17 @@ impl CoordinatorProcess {
         };
         let log_path = dir.join("coordinator.log");
         let log = std::fs::File::create(&log_path)?;
-        let mut cmd = Command::new(exe);
+        let mut cmd = Command::new(&exe);
         // Only what is set here configures it.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("BERTH_") {
                 cmd.env_remove(k);
             }
+        }
+        // The bench's apps name a repository on this machine: a coordinator that knows
+        // `allow_local_repos` must be told (older ones, run as a baseline, refuse the key).
+        if knows_setting(&exe, "allow_local_repos") {
+            cmd.env("BERTH_ALLOW_LOCAL_REPOS", "true");
         }
         let mut child = cmd
             .arg("coordinator")
@@ -1120,4 +1125,13 @@ fn print_report(r: &Report) {
             i.bench_cpu_pct
         );
     }
+}
+
+/// Whether the `berth` binary `exe` has the setting `key` (its `up --help` lists every one).
+fn knows_setting(exe: &std::path::Path, key: &str) -> bool {
+    Command::new(exe)
+        .args(["up", "--help"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(key))
 }
