@@ -32,7 +32,7 @@ pub fn route(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("api" / "v1" / "webhooks" / "github")
         .and(warp::post())
-        .and(warp::addr::remote())
+        .and(crate::server::peer())
         .and(warp::header::optional::<String>("x-hub-signature-256"))
         .and(warp::header::optional::<String>("x-github-event"))
         .and(warp::header::optional::<String>("x-github-delivery"))

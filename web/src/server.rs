@@ -23,10 +23,21 @@ use berth_protocol::api::ErrorBody;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
 use warp::http::{Response, StatusCode};
 use warp::{Filter, Reply};
+
+/// The address of the client a request came from, in the request's extensions (read it with
+/// [`peer`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// The client's address (`None` when the request did not come through [`run`], e.g. a test
+/// calling the filter directly).
+pub fn peer() -> impl Filter<Extract = (Option<std::net::SocketAddr>,), Error = Infallible> + Clone
+{
+    warp::ext::optional::<Peer>().map(|p: Option<Peer>| p.map(|Peer(a)| a))
+}
 
 /// What bounds the API's use of connections and time.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +78,7 @@ pub(crate) async fn run<F>(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let stop = shutdown.token().clone();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -93,7 +104,14 @@ pub(crate) async fn run<F>(
             .header_read_timeout(limits.header_timeout);
         match slots.clone().try_acquire_owned() {
             Ok(permit) => {
-                let svc = TowerToHyperService::new(warp::service(filter.clone()));
+                let warp_svc = warp::service(filter.clone());
+                // warp's `addr::remote` is filled only by `warp::serve`: routes read the
+                // client's address from [`Peer`] instead.
+                let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                    req.extensions_mut().insert(Peer(peer));
+                    let mut s = warp_svc.clone();
+                    async move { tower_service::Service::call(&mut s, req).await }
+                });
                 let conn = graceful.watch(http.serve_connection(io, svc));
                 // Tracked like every task (the shutdown pattern), and watched by `graceful`.
                 shutdown.spawn(async move {
