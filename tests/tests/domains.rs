@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use berth_tests::{
-    hello_page, ingress_get, repo_root, unique, version_marker, Cluster, GitRepo, TempDir,
+    eventually, hello_page, ingress_get, repo_root, unique, version_marker, Cluster, GitRepo,
+    TempDir,
 };
 use serde_json::{json, Value};
 
@@ -160,16 +161,14 @@ async fn a_domain_is_one_app_s_in_any_case_and_leaves_caddy_when_dropped() {
 
 /// Waits (10 s at most) until Caddy no longer serves `host`'s app.
 async fn gone(c: &Cluster, host: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (s, body) = ingress_get(c.ingress, host).await.unwrap();
-        if !body.contains(&version_marker("shop")) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{host} still serves after its domain was dropped: {s} {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(
+        &format!("{host} to stop serving after its domain was dropped"),
+        Duration::from_secs(10),
+        || async {
+            let (_, body) = ingress_get(c.ingress, host).await.unwrap();
+            (!body.contains(&version_marker("shop"))).then_some(())
+        },
+    )
+    .await
+    .unwrap();
 }

@@ -196,20 +196,27 @@ fn copy_raw(c: &Cluster, from: &str, to: &str) {
     .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_credential_copied_to_another_app_does_not_open_there() {
-    use berth_protocol::keys::app_credential;
-    let mut c = Cluster::up().await.unwrap();
+/// The example app in a private https repository that wants `TOKEN`, created with that token:
+/// the repository's directory (kept for the test's length), the repository, its URL, the app.
+async fn private_app(c: &mut Cluster, prefix: &str) -> (TempDir, GitRepo, String, String) {
     let src = TempDir::with_prefix("private-src").unwrap();
     let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
     let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
         .await
         .unwrap();
-    let victim = unique("victim");
-    c.create_app(json!({"name": victim, "repo": url, "port": 8080,
+    let app = unique(prefix);
+    c.create_app(json!({"name": app, "repo": url, "port": 8080,
         "git_credential": {"kind": "https_token", "token": TOKEN}}))
         .await
         .unwrap();
+    (src, repo, url, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_copied_to_another_app_does_not_open_there() {
+    use berth_protocol::keys::app_credential;
+    let mut c = Cluster::up().await.unwrap();
+    let (_src, _, _, victim) = private_app(&mut c, "victim").await;
     // The other app's repository is the attacker's: whatever credential its node opens is sent
     // there.
     let other = TempDir::with_prefix("attacker-src").unwrap();
@@ -261,16 +268,7 @@ async fn a_credential_sealed_by_an_older_version_is_resealed_and_keeps_working()
     let mut c = Cluster::separate_with(&[("BERTH_SECRET_KEY", &key.to_hex())])
         .await
         .unwrap();
-    let src = TempDir::with_prefix("private-src").unwrap();
-    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
-    let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
-        .await
-        .unwrap();
-    let app = unique("legacy");
-    c.create_app(json!({"name": app, "repo": url, "port": 8080,
-        "git_credential": {"kind": "https_token", "token": TOKEN}}))
-        .await
-        .unwrap();
+    let (_src, repo, _, app) = private_app(&mut c, "legacy").await;
     // What an older version stored: the credential sealed without associated data, in a record
     // without the `v` field (an older `Sealed` had only these two).
     let cred = GitCredential::HttpsToken {
@@ -331,16 +329,7 @@ async fn a_credential_sealed_by_an_older_version_is_resealed_and_keeps_working()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_the_repository_to_another_host_drops_the_credential() {
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::with_prefix("private-src").unwrap();
-    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
-    let (url, _) = private_https_remote(src.path(), &repo, TOKEN)
-        .await
-        .unwrap();
-    let app = unique("moving");
-    c.create_app(json!({"name": app, "repo": url, "port": 8080,
-        "git_credential": {"kind": "https_token", "token": TOKEN}}))
-        .await
-        .unwrap();
+    let (_src, repo, url, app) = private_app(&mut c, "moving").await;
     let path = format!("/api/v1/apps/{app}");
     // The same server under another host name: the token is not sent there, so it refuses git
     // (were the token sent, this PATCH would pass), and the refused PATCH changes nothing.

@@ -50,6 +50,25 @@ fn route(domain: &str, app: &str, dial: &str, node: &str) -> Route {
     }
 }
 
+/// The example app, created as `<prefix>-…` and deployed: the repository's directory (kept for
+/// the test's length) and the app's name.
+async fn hello_deployed(c: &mut Cluster, prefix: &str) -> (TempDir, String) {
+    let src = TempDir::with_prefix(prefix).unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    let app = unique(prefix);
+    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
+        .await
+        .unwrap();
+    let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
+    assert_eq!(
+        d["status"],
+        "succeeded",
+        "{d}\n{}",
+        c.api.log(&id).await.unwrap()
+    );
+    (src, app)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_route_serves_only_a_berth_container() {
     let mut c = Cluster::up().await.unwrap();
@@ -82,19 +101,7 @@ async fn a_forged_route_serves_only_a_berth_container() {
     let (s, body) = ingress_get(internal_port, "x").await.unwrap();
     assert_eq!((s, body.as_str()), (200, SECRET));
 
-    let src = TempDir::with_prefix("guard").unwrap();
-    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
-    let app = unique("guard");
-    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
-        .await
-        .unwrap();
-    let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
-    assert_eq!(
-        d["status"],
-        "succeeded",
-        "{d}\n{}",
-        c.api.log(&id).await.unwrap()
-    );
+    let (_src, app) = hello_deployed(&mut c, "guard").await;
     let (_, replicas) = c
         .api
         .get(&format!("/api/v1/apps/{app}/replicas"))
@@ -162,19 +169,7 @@ async fn a_forged_route_serves_only_a_berth_container() {
 async fn removing_another_app_s_domain_leaves_its_route() {
     use berth_protocol::Job;
     let mut c = Cluster::up().await.unwrap();
-    let src = TempDir::with_prefix("keep").unwrap();
-    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
-    let app = unique("keep");
-    c.create_app(json!({"name": app, "repo": repo.url(), "port": 8080}))
-        .await
-        .unwrap();
-    let (id, d) = c.api.deploy_and_wait(&app, None, DEPLOY).await.unwrap();
-    assert_eq!(
-        d["status"],
-        "succeeded",
-        "{d}\n{}",
-        c.api.log(&id).await.unwrap()
-    );
+    let (_src, app) = hello_deployed(&mut c, "keep").await;
     let domain = format!("{app}.localhost");
     c.serves(&domain, "Hello").await.unwrap();
 
