@@ -41,7 +41,7 @@ pub fn build(req: CreateApp, base_domain: &str, reserved: &[String]) -> Result<A
         created_at: now,
         updated_at: now,
     };
-    check(&app)?;
+    validate::app(&app)?;
     Ok(app)
 }
 
@@ -122,7 +122,7 @@ pub fn patch(mut app: App, p: PatchApp, reserved: &[String]) -> Result<App, Stri
         app.health_check = h.apply(&app.health_check);
     }
     app.updated_at = now_ms();
-    check(&app)?;
+    validate::app(&app)?;
     Ok(app)
 }
 
@@ -154,55 +154,6 @@ fn credential_kind(c: Option<&GitCredential>) -> Result<Option<String>, String> 
             Ok(Some(c.kind().to_string()))
         }
     }
-}
-
-/// Every rule an app must satisfy.
-pub fn check(app: &App) -> Result<(), String> {
-    validate::app_name(&app.name)?;
-    validate::repo(&app.repo)?;
-    validate::git_ref("branch", &app.branch)?;
-    validate::repo_path("dockerfile", &app.dockerfile)?;
-    validate::repo_path("context", &app.context)?;
-    if app.domains.is_empty() {
-        return Err("an app needs at least one domain".into());
-    }
-    for c in &app.placement.constraints {
-        berth_protocol::Constraint::parse(c).map_err(|e| format!("placement: {e}"))?;
-    }
-    for k in app.env.runtime.keys().chain(app.env.build.keys()) {
-        validate::env_name(k)?;
-    }
-    let h = &app.health_check;
-    validate::health_path(&h.path)?;
-    if h.interval_ms == 0 || h.timeout_ms == 0 || h.deadline_s == 0 {
-        return Err("health_check interval_ms, timeout_ms and deadline_s must be above 0".into());
-    }
-    if h.deadline_s > 3600 {
-        return Err("health_check.deadline_s must be at most 3600".into());
-    }
-    if h.healthy_threshold == 0 || h.healthy_threshold > 100 {
-        return Err("health_check.healthy_threshold must be 1 to 100".into());
-    }
-    if h.port == Some(0) {
-        return Err("health_check.port must be 1 to 65535".into());
-    }
-    if app.drain_s > 3600 {
-        return Err("drain_s must be at most 3600".into());
-    }
-    if app.keep_releases == 0 || app.keep_releases > 100 {
-        return Err("keep_releases must be 1 to 100".into());
-    }
-    if app.replicas == 0 || app.replicas > 100 {
-        return Err("replicas must be 1 to 100".into());
-    }
-    if app.max_surge == 0 || app.max_surge > 100 {
-        return Err("max_surge must be 1 to 100".into());
-    }
-    if app.standby_s > 86_400 {
-        return Err("standby_s must be at most 86400 (a day)".into());
-    }
-    validate::limits(&app.limits)?;
-    Ok(())
 }
 
 #[cfg(test)]

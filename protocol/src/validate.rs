@@ -184,6 +184,60 @@ pub fn label_value(v: &str) -> Result<(), String> {
     }
 }
 
+/// Every rule a stored app satisfies: what the API checks at create and PATCH, and what a node
+/// checks again on the app a job carries (it reads the job from Redis).
+pub fn app(app: &crate::model::App) -> Result<(), String> {
+    app_name(&app.name)?;
+    repo(&app.repo)?;
+    git_ref("branch", &app.branch)?;
+    repo_path("dockerfile", &app.dockerfile)?;
+    repo_path("context", &app.context)?;
+    if app.domains.is_empty() {
+        return Err("an app needs at least one domain".into());
+    }
+    for d in &app.domains {
+        domain(d)?;
+    }
+    port(u32::from(app.port))?;
+    for c in &app.placement.constraints {
+        crate::Constraint::parse(c).map_err(|e| format!("placement: {e}"))?;
+    }
+    for k in app.env.runtime.keys().chain(app.env.build.keys()) {
+        env_name(k)?;
+    }
+    let h = &app.health_check;
+    health_path(&h.path)?;
+    if h.interval_ms == 0 || h.timeout_ms == 0 || h.deadline_s == 0 {
+        return Err("health_check interval_ms, timeout_ms and deadline_s must be above 0".into());
+    }
+    if h.deadline_s > 3600 {
+        return Err("health_check.deadline_s must be at most 3600".into());
+    }
+    if h.healthy_threshold == 0 || h.healthy_threshold > 100 {
+        return Err("health_check.healthy_threshold must be 1 to 100".into());
+    }
+    if h.port == Some(0) {
+        return Err("health_check.port must be 1 to 65535".into());
+    }
+    if app.drain_s > 3600 {
+        return Err("drain_s must be at most 3600".into());
+    }
+    if app.keep_releases == 0 || app.keep_releases > 100 {
+        return Err("keep_releases must be 1 to 100".into());
+    }
+    if app.replicas == 0 || app.replicas > 100 {
+        return Err("replicas must be 1 to 100".into());
+    }
+    if app.max_surge == 0 || app.max_surge > 100 {
+        return Err("max_surge must be 1 to 100".into());
+    }
+    if app.standby_s > 86_400 {
+        return Err("standby_s must be at most 86400 (a day)".into());
+    }
+    limits(&app.limits)?;
+    Ok(())
+}
+
 /// An image a node is told to run for `app` (a rollback, a failover, a start): one of the app's
 /// own releases, `berth/<app>:<tag>` on the engine or `<registry>/berth/<app>:<tag>` in the
 /// fleet's registry (`registry`: its `host:port`) — never another app's image or one from

@@ -292,26 +292,12 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
 /// API, but a job is read from Redis, and a node trusts Redis only as far as it can check (the
 /// same pure rules as the API's, plus: an image to run is one of the app's own releases).
 fn check_job(job: &DeployJob, registry: Option<&str>) -> std::result::Result<(), String> {
-    let app = &job.app;
-    validate::app_name(&app.name)?;
-    for d in &app.domains {
-        validate::domain(d)?;
-    }
-    validate::health_path(&app.health_check.path)?;
-    validate::repo(&app.repo)?;
-    validate::git_ref("branch", &app.branch)?;
+    validate::app(&job.app)?;
     if let Some(r) = &job.git_ref {
         validate::git_ref("ref", r)?;
     }
-    validate::repo_path("dockerfile", &app.dockerfile)?;
-    validate::repo_path("context", &app.context)?;
-    validate::port(u32::from(app.port))?;
-    for k in app.env.runtime.keys().chain(app.env.build.keys()) {
-        validate::env_name(k)?;
-    }
-    validate::limits(&app.limits)?;
     if let Some(image) = &job.image {
-        validate::release_image(&app.name, image, registry)?;
+        validate::release_image(&job.app.name, image, registry)?;
     }
     Ok(())
 }
