@@ -62,10 +62,22 @@ pub(crate) fn docker_cleanup_on(host: Option<&str>, node: &str, apps: &[&str]) {
             let _ = docker_cli(host).args(["rm", "-f", id]).output();
         }
     }
+    // By tag, never by image id: identical builds of other tests' apps share the id, and
+    // `rmi -f <id>` would untag theirs too (a build that had just tagged it then finds its
+    // image gone).
     for app in apps {
-        if let Ok(imgs) = sh(docker_cli(host).args(["images", "-q", &format!("berth/{app}")])) {
-            for img in imgs.lines() {
-                let _ = docker_cli(host).args(["rmi", "-f", img]).output();
+        for reference in [format!("berth/{app}"), format!("*/berth/{app}")] {
+            let Ok(tags) = sh(docker_cli(host).args([
+                "images",
+                "--filter",
+                &format!("reference={reference}"),
+                "--format",
+                "{{.Repository}}:{{.Tag}}",
+            ])) else {
+                continue;
+            };
+            for tag in tags.lines().filter(|t| !t.ends_with(":<none>")) {
+                let _ = docker_cli(host).args(["rmi", tag]).output();
             }
         }
     }
