@@ -78,8 +78,9 @@ impl Default for BuildLimits {
 /// bytes.
 pub const BUILD_MEMORY_MB_MAX: u64 = 2047;
 
-/// How many times a build that lost a cached layer mid-build is started again.
-const CACHE_RACE_RETRIES: usize = 1;
+/// How many times a build that lost a cached layer (or its finished image) mid-build is started
+/// again.
+const CACHE_RACE_RETRIES: usize = 2;
 
 impl Builder {
     /// A builder running at most `slots` builds at once, each within `limits`, sending at most
@@ -155,7 +156,7 @@ impl Builder {
                 {
                     attempt += 1;
                     log.system(
-                        "a cached layer was removed while the build used it; building again",
+                        "a cached layer or the image the build made was removed meanwhile (another prune); building again",
                     )
                     .await;
                 }
@@ -304,7 +305,7 @@ impl Builder {
             .await
             .map_err(|e| match e {
                 bollard::errors::Error::DockerResponseServerError { .. } => Error::Build(format!(
-                    "image {} missing after build: {}",
+                    "image {} {MISSING_AFTER_BUILD}: {}",
                     plan.tag,
                     docker_error_text(&e)
                 )),
@@ -332,11 +333,20 @@ fn engine_fault(msg: &str) -> bool {
     .any(|s| msg.contains(s))
 }
 
-/// Whether a build failed because a layer it took from the cache was removed meanwhile.
+/// Whether a build failed because a layer it took from the cache was removed meanwhile, or the
+/// image it had just made: a cache hit gives an app the very image another app's build made,
+/// and that app's prune (or an operator's `docker rmi`) can remove it between the build and its
+/// tag, or between the tag and the check that it exists. Building again makes it anew.
 fn lost_cached_layer(msg: &str) -> bool {
     let msg = msg.to_ascii_lowercase();
-    msg.contains("unable to find image \"sha256:") || msg.contains("no such image: sha256:")
+    msg.contains("unable to find image \"sha256:")
+        || msg.contains("no such image: sha256:")
+        || msg.contains("failed to get digest sha256:")
+        || msg.contains(MISSING_AFTER_BUILD)
 }
+
+/// What the check after a build says when the image it tagged is gone.
+const MISSING_AFTER_BUILD: &str = "missing after build";
 
 /// The text of a Docker error without bollard's wrapping, for people.
 pub fn docker_error_text(e: &bollard::errors::Error) -> String {
@@ -603,6 +613,14 @@ mod tests {
         // As the classic builder said in a CI run where another build's prune removed a layer.
         assert!(lost_cached_layer(
             "unable to find image \"sha256:3bdaf098d479704a807782462564784b5d20b4d864dba7de0dabaa2c5bf30083\""
+        ));
+        // Another app's prune removed the image the cache gave this build, before its tag
+        // (seen in CI), or after it.
+        assert!(lost_cached_layer(
+            "failed to get digest sha256:bdeb1d9e444a484cd577912ce924cf193718b5d65de174a02613aec0bf6698a6: open /var/lib/docker/image/fuse-overlayfs/imagedb/content/sha256/bdeb1d9e444a484cd577912ce924cf193718b5d65de174a02613aec0bf6698a6: no such file or directory"
+        ));
+        assert!(lost_cached_layer(
+            "image berth/a:d1 missing after build: no such image: berth/a:d1: No such image: berth/a:d1"
         ));
         assert!(!lost_cached_layer(
             "pull access denied for nosuchbase, repository does not exist"
