@@ -267,7 +267,7 @@ fn needles(secrets: &[(&str, String)]) -> Vec<(String, Vec<u8>)> {
             let start = if pad == 0 { 0 } else { 4 };
             let end = enc.len().saturating_sub(4);
             if end > start + 16 {
-                let core = enc[start..end].as_bytes().to_vec();
+                let core = enc.as_bytes()[start..end].to_vec();
                 out.push((format!("{what} in base64"), core.clone()));
                 let url_safe: Vec<u8> = core
                     .iter()
