@@ -58,6 +58,53 @@ redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
 ";
 
+/// A switch's write of one route (`KEYS[1]`: `berth:routes`, `KEYS[2]`: `berth:routes:changed`,
+/// `KEYS[3]`: `berth:domains`): writes `ARGV[2]` at field `ARGV[1]` and publishes the domain only
+/// if the domain index gives `ARGV[3]` (the domain lowercased) to app `ARGV[4]`. 1 if written, 0
+/// if the domain is another app's or no app's — checked in the same step as the write, so a PATCH
+/// that drops the domain either comes after (and removes the route) or is seen here.
+const WRITE_OWNED_ROUTE: &str = r"
+if redis.call('HGET', KEYS[3], ARGV[3]) ~= ARGV[4] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1
+";
+
+/// A domain a switch left out: the domain index (`berth:domains`, authoritative) gives it to
+/// `owner`, another app, or (`None`) to no app — the app dropped it after its job was queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotOwned {
+    pub domain: String,
+    pub owner: Option<String>,
+}
+
+impl std::fmt::Display for NotOwned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.owner {
+            Some(o) => write!(f, "{} belongs to app {o} now", self.domain),
+            None => write!(f, "{} belongs to no app now", self.domain),
+        }
+    }
+}
+
+/// Splits `routes` into those whose domain the domain index gives to the route's own app and
+/// those it does not. `owners[i]` is what `berth:domains` holds for `routes[i]`'s domain,
+/// lowercased (the index's keys are).
+pub fn owned(routes: &[Route], owners: &[Option<String>]) -> (Vec<Route>, Vec<NotOwned>) {
+    let mut keep = Vec::new();
+    let mut left = Vec::new();
+    for (i, r) in routes.iter().enumerate() {
+        match owners.get(i).cloned().flatten() {
+            Some(o) if o == r.app => keep.push(r.clone()),
+            owner => left.push(NotOwned {
+                domain: r.domain.clone(),
+                owner,
+            }),
+        }
+    }
+    (keep, left)
+}
+
 /// State shared by the actor's handlers, its change subscription and its periodic check.
 pub struct RouterCore {
     caddy: CaddyAdmin,
@@ -219,33 +266,87 @@ impl RouterCore {
     }
 
     /// Points each route's domain at its upstreams, in the desired table (every node's Caddy)
-    /// and this node's responder. On failure, domains already switched are put back as they were
-    /// (best effort).
-    pub async fn set_routes(&self, routes: &[Route]) -> Result<()> {
+    /// and this node's responder — only the domains the domain index gives to the route's app:
+    /// a job carries its app as it was when queued, and a domain dropped since (or taken by
+    /// another app) must not get its route back. Returns the domains left out. On failure,
+    /// domains already switched are put back as they were (best effort).
+    pub async fn set_routes(&self, routes: &[Route]) -> Result<Vec<NotOwned>> {
         let _guard = self.write_lock.lock().await;
+        let mut conn = self.redis.clone();
+        let lower: Vec<String> = routes
+            .iter()
+            .map(|r| r.domain.to_ascii_lowercase())
+            .collect();
+        let owners: Vec<Option<String>> = match lower.as_slice() {
+            [] => Vec::new(),
+            _ => {
+                redis::cmd("HMGET")
+                    .arg(keys::DOMAINS)
+                    .arg(&lower)
+                    .query_async(&mut conn)
+                    .await?
+            }
+        };
+        let (routes, mut left) = owned(routes, &owners);
         let mut done: Vec<(String, Option<Route>)> = Vec::new();
-        for route in routes {
+        for route in &routes {
             let r = self.set_one(route, &mut done).await;
-            if let Err(e) = r {
-                for (domain, prev) in done.into_iter().rev() {
-                    let undo = match &prev {
-                        Some(p) => self.write_route(p).await,
-                        None => self.delete_one(&domain).await,
-                    };
-                    if let Err(u) = undo {
-                        tracing::error!(%domain, error = %u, "could not restore route after a failed switch");
-                    }
+            match r {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Dropped (or taken) between the read above and the write.
+                    let owner: Option<String> = conn
+                        .hget(keys::DOMAINS, route.domain.to_ascii_lowercase())
+                        .await?;
+                    left.push(NotOwned {
+                        domain: route.domain.clone(),
+                        owner,
+                    });
                 }
-                return Err(e);
+                Err(e) => {
+                    for (domain, prev) in done.into_iter().rev() {
+                        let undo = match &prev {
+                            Some(p) => self.write_route(p).await,
+                            None => self.delete_one(&domain).await,
+                        };
+                        if let Err(u) = undo {
+                            tracing::error!(%domain, error = %u, "could not restore route after a failed switch");
+                        }
+                    }
+                    return Err(e);
+                }
             }
         }
-        Ok(())
+        Ok(left)
     }
 
-    async fn set_one(&self, route: &Route, done: &mut Vec<(String, Option<Route>)>) -> Result<()> {
+    /// Writes `route` if its app owns its domain (false, nothing written, if not), then applies
+    /// it here; what the domain held before goes into `done`.
+    async fn set_one(
+        &self,
+        route: &Route,
+        done: &mut Vec<(String, Option<Route>)>,
+    ) -> Result<bool> {
         let prev = self.stored(&route.domain).await?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let bytes = envelope::encode(ROUTE_KIND, &id, route)?;
+        let mut conn = self.redis.clone();
+        let written: i64 = redis::Script::new(WRITE_OWNED_ROUTE)
+            .key(keys::ROUTES)
+            .key(keys::ROUTES_CHANGED)
+            .key(keys::DOMAINS)
+            .arg(&route.domain)
+            .arg(bytes)
+            .arg(route.domain.to_ascii_lowercase())
+            .arg(&route.app)
+            .invoke_async(&mut conn)
+            .await?;
+        if written == 0 {
+            return Ok(false);
+        }
         done.push((route.domain.clone(), prev));
-        self.write_route(route).await
+        self.apply(route).await?;
+        Ok(true)
     }
 
     async fn write_route(&self, route: &Route) -> Result<()> {
@@ -499,13 +600,14 @@ impl Actor for Router {
 
 berth_bus::injectable!(Router);
 
-/// Switch each route's domain to its upstreams.
+/// Switch each route's domain to its upstreams, where the domain index gives the domain to the
+/// route's app; answers the domains left out.
 #[derive(Message)]
-#[rtype(result = "Result<()>")]
+#[rtype(result = "Result<Vec<NotOwned>>")]
 pub struct SetRoutes(pub Vec<Route>);
 
 impl Handler<SetRoutes> for Router {
-    type Result = ResponseFuture<Result<()>>;
+    type Result = ResponseFuture<Result<Vec<NotOwned>>>;
 
     fn handle(&mut self, msg: SetRoutes, _: &mut Self::Context) -> Self::Result {
         let core = self.core.clone();
@@ -568,6 +670,57 @@ mod tests {
             container: container.to_string(),
             deployment: "d".to_string(),
         }
+    }
+
+    #[test]
+    fn a_switch_keeps_only_the_domains_the_index_gives_to_its_app() {
+        let route = |domain: &str| Route {
+            domain: domain.into(),
+            app: "shop".into(),
+            upstreams: vec![up("n1", "c1", "127.0.0.1:32768")],
+            updated_at: 1,
+            drain_s: None,
+            standby: Vec::new(),
+            standby_until: 0,
+        };
+        let routes = [
+            route("shop.localhost"),
+            route("old.localhost"),
+            route("taken.localhost"),
+            route("Mixed.localhost"),
+        ];
+        let owners = [
+            Some("shop".to_string()),
+            None,
+            Some("thief".to_string()),
+            Some("shop".to_string()),
+        ];
+        let (keep, left) = owned(&routes, &owners);
+        let kept: Vec<&str> = keep.iter().map(|r| r.domain.as_str()).collect();
+        assert_eq!(kept, ["shop.localhost", "Mixed.localhost"]);
+        assert_eq!(
+            left,
+            [
+                NotOwned {
+                    domain: "old.localhost".into(),
+                    owner: None
+                },
+                NotOwned {
+                    domain: "taken.localhost".into(),
+                    owner: Some("thief".into())
+                },
+            ]
+        );
+        assert_eq!(left[0].to_string(), "old.localhost belongs to no app now");
+        assert_eq!(
+            left[1].to_string(),
+            "taken.localhost belongs to app thief now"
+        );
+        // An index that answers nothing for a domain (fewer answers) gives it to no app.
+        let (keep, left) = owned(&routes[..2], &owners[..1]);
+        assert_eq!(keep.len(), 1);
+        assert_eq!(left[0].owner, None);
+        assert_eq!(owned(&[], &[]), (Vec::new(), Vec::new()));
     }
 
     #[test]

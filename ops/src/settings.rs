@@ -128,7 +128,11 @@ pub struct GithubSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct NodeSettings {
     pub name: String,
+    /// `host:port` of this node's Caddy admin API: loopback unless `allow_remote_caddy_admin`.
     pub caddy_admin: String,
+    /// Lets `caddy_admin` be an address off loopback. Off: Caddy's admin API has no
+    /// authentication, and whoever reaches it rewrites the node's routes, so the node refuses.
+    pub allow_remote_caddy_admin: bool,
     pub ingress_http: u16,
     /// `unix:///path/docker.sock` or `tcp://host:port`; unset: the local engine.
     pub docker_host: Option<String>,
@@ -166,6 +170,43 @@ pub struct NodeSettings {
     /// The Docker network app containers and builds join, created (inter-container traffic
     /// off) when missing; `bridge`: the engine's default bridge, no isolation between apps.
     pub app_network: String,
+}
+
+impl NodeSettings {
+    /// Refuses a Caddy admin address anyone but this host could reach: `caddy_admin` must be a
+    /// loopback address (`127.0.0.1:2019`, `[::1]:2019`, `localhost:2019`) unless
+    /// `allow_remote_caddy_admin`. Caddy's admin API has no authentication: whoever reaches it
+    /// rewrites every route of the node, and `berth up` would make its Caddy listen there.
+    pub fn check_caddy_admin(&self) -> Result<()> {
+        let admin = self.caddy_admin.as_str();
+        let loopback = match admin.parse::<std::net::SocketAddr>() {
+            Ok(a) => a.ip().is_loopback(),
+            Err(_) => match admin.rsplit_once(':') {
+                Some((host, port))
+                    if port.parse::<u16>().is_ok()
+                        && !host.is_empty()
+                        && host
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+                {
+                    host.eq_ignore_ascii_case("localhost")
+                }
+                _ => anyhow::bail!(
+                    "node.caddy_admin is {admin:?}, not HOST:PORT: give the address of this node's Caddy admin API, \
+                     e.g. 127.0.0.1:2019"
+                ),
+            },
+        };
+        if loopback || self.allow_remote_caddy_admin {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "node.caddy_admin is {admin}, not a loopback address: Caddy's admin API has no authentication, and \
+             whoever reaches it can rewrite every route of this node. Use 127.0.0.1:PORT (or [::1]:PORT, \
+             localhost:PORT), or set node.allow_remote_caddy_admin = true \
+             (BERTH_NODE__ALLOW_REMOTE_CADDY_ADMIN) if only a network you trust reaches that address"
+        )
+    }
 }
 
 /// Labels as a table or as `key=value,…`.
@@ -228,6 +269,7 @@ impl Default for NodeSettings {
         NodeSettings {
             name: hostname(),
             caddy_admin: "127.0.0.1:2019".into(),
+            allow_remote_caddy_admin: false,
             ingress_http: 8080,
             docker_host: None,
             advertise: "127.0.0.1".into(),
@@ -324,6 +366,7 @@ impl Settings {
             anyhow::bail!("node.stats_interval_s must be at least 1");
         }
         s.redis.check()?;
+        s.node.check_caddy_admin()?;
         s.check_limits()?;
         Ok(s)
     }
@@ -392,7 +435,8 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("redis.url", None, "an external Redis (redis://[:password@]host:port/db, rediss:// for TLS); unset: `berth up` runs its own"),
         ("redis.allow_unauthenticated", Some(d.redis.allow_unauthenticated.to_string()), "allow a Redis on another host without a password in redis.url"),
         ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
-        ("node.caddy_admin", Some(q(&d.node.caddy_admin)), "the admin address of the Caddy `berth up` runs"),
+        ("node.caddy_admin", Some(q(&d.node.caddy_admin)), "the admin address of the node's Caddy (the one `berth up` runs); loopback only"),
+        ("node.allow_remote_caddy_admin", Some(d.node.allow_remote_caddy_admin.to_string()), "allow a node.caddy_admin off loopback (Caddy's admin API has no authentication)"),
         ("node.ingress_http", Some(d.node.ingress_http.to_string()), "the port Caddy serves apps on (their URLs name it unless it is 80)"),
         ("node.docker_host", None, "unix:///path/docker.sock or tcp://host:port; unset: the local engine"),
         ("node.advertise", Some(q(&d.node.advertise)), "the address app containers publish their port on, which Caddy dials"),
@@ -470,6 +514,48 @@ mod tests {
         assert!(e.contains("is not a Redis URL"), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
         assert!(RedisSettings::default().check().is_ok());
+    }
+
+    #[test]
+    fn a_caddy_admin_off_loopback_is_refused_unless_allowed() {
+        let check = |admin: &str, allow: bool| {
+            NodeSettings {
+                caddy_admin: admin.to_string(),
+                allow_remote_caddy_admin: allow,
+                ..NodeSettings::default()
+            }
+            .check_caddy_admin()
+        };
+        for ok in [
+            "127.0.0.1:2019",
+            "127.0.0.2:2019",
+            "[::1]:2019",
+            "localhost:2019",
+            "LOCALHOST:2020",
+        ] {
+            assert!(check(ok, false).is_ok(), "{ok}: {:?}", check(ok, false));
+        }
+        for bad in [
+            "0.0.0.0:2019",
+            "[::]:2019",
+            "10.0.0.11:2019",
+            "203.0.113.7:2019",
+            "caddy.internal:2019",
+            "localhost.evil.example:2019",
+        ] {
+            let e = check(bad, false).unwrap_err().to_string();
+            assert!(e.contains("not a loopback address"), "{bad}: {e}");
+            assert!(e.contains("node.allow_remote_caddy_admin"), "{bad}: {e}");
+            assert!(
+                check(bad, true).is_ok(),
+                "{bad} with allow_remote_caddy_admin"
+            );
+        }
+        for malformed in ["127.0.0.1", "localhost", "http://127.0.0.1:2019"] {
+            let e = check(malformed, true).unwrap_err().to_string();
+            assert!(e.contains("not HOST:PORT"), "{malformed}: {e}");
+        }
+        assert!(NodeSettings::default().check_caddy_admin().is_ok());
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Domains as a security boundary (issue 13, item 3), on a real cluster: a domain serves one app
 //! whatever its case, names that are not an app's to take are refused, and a domain an app drops
-//! stops reaching it through Caddy at once — not at its next deploy.
+//! stops reaching it through Caddy at once — not at its next deploy, nor at the end of a deploy
+//! that was already running.
 
 use std::time::Duration;
 
 use berth_tests::{
-    eventually, hello_page, ingress_get, repo_root, unique, version_marker, Cluster, GitRepo,
-    TempDir,
+    eventually, hello_page, ingress_get, repo_root, slow_dockerfile, unique, version_marker,
+    Cluster, GitRepo, TempDir,
 };
 use serde_json::{json, Value};
 
@@ -157,6 +158,57 @@ async fn a_domain_is_one_app_s_in_any_case_and_leaves_caddy_when_dropped() {
         .await
         .unwrap();
     assert_eq!(s, 200, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_in_flight_does_not_route_a_domain_dropped_meanwhile() {
+    let mut c = Cluster::up().await.unwrap();
+    let src = TempDir::with_prefix("inflight-src").unwrap();
+    let repo = GitRepo::from_dir(src.path(), &repo_root().join("examples/hello")).unwrap();
+    repo.write("Dockerfile", &slow_dockerfile(8)).unwrap();
+    repo.write("www/index.html", &hello_page("shop")).unwrap();
+    repo.commit("slow shop").unwrap();
+    let shop = unique("shop");
+    let host = format!("{shop}.localhost");
+    let old = format!("old-{shop}.localhost");
+    c.create_app(json!({"name": shop, "repo": repo.url(), "port": 8080,
+        "domains": [host, old]}))
+        .await
+        .unwrap();
+
+    // The job carries the app with both domains; one is dropped while its build runs.
+    let id = c.api.deploy(&shop, None).await.unwrap();
+    c.api
+        .wait_log("the build's slow step", &id, "sleep 8", DEPLOY)
+        .await
+        .unwrap();
+    let (s, v) = c
+        .api
+        .patch(&format!("/api/v1/apps/{shop}"), json!({"domains": [host]}))
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{v}");
+    let d = c.api.wait_terminal(&id, DEPLOY).await.unwrap();
+    let log = c.api.log(&id).await.unwrap();
+    assert_eq!(d["status"], "succeeded", "{d}\n{log}");
+    c.serves(&host, &version_marker("shop")).await.unwrap();
+
+    // The switch, after the PATCH, routed only the domain the app still has, and said so.
+    let routes = c.redis_cli(&["HKEYS", "berth:routes"]).unwrap();
+    assert!(routes.lines().any(|r| r == host), "{routes}");
+    assert!(
+        !routes.lines().any(|r| r == old),
+        "the dropped domain's route came back with the deploy: {routes}"
+    );
+    assert!(
+        log.contains(&format!("{old} belongs to no app now: not routed")),
+        "{log}"
+    );
+    let (s, body) = ingress_get(c.ingress, &old).await.unwrap();
+    assert!(
+        !body.contains(&version_marker("shop")),
+        "{old} serves the app after the deploy: {s} {body}"
+    );
 }
 
 /// Waits (10 s at most) until Caddy no longer serves `host`'s app.

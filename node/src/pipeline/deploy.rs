@@ -627,14 +627,33 @@ async fn switch(
         // The switch is claimed: it happens, however long Redis is away.
         let set = svc.through_outage(log, "to switch traffic", None, || async {
             match svc.router.send(SetRoutes(routes.clone())).await? {
-                Ok(()) => Ok(()),
+                Ok(left) => Ok(left),
                 Err(e) if e.is_redis_away() => Err(e),
                 Err(e) => Err(Error::Caddy(format!("switching traffic failed: {e}"))),
             }
         });
-        set.await?;
-        log.system(format!("routed {} to {dial}", app.domains.join(", ")))
+        let left = set.await?;
+        for n in &left {
+            tracing::warn!(deployment = %job.deployment_id, app = %app.name, domain = %n.domain,
+                owner = ?n.owner, "domain left out of the switch: the app no longer owns it");
+            log.system(format!(
+                "{n}: not routed (the app dropped it after this deployment was queued)"
+            ))
             .await;
+        }
+        let routed: Vec<&str> = app
+            .domains
+            .iter()
+            .filter(|d| left.iter().all(|n| &n.domain != *d))
+            .map(String::as_str)
+            .collect();
+        match routed.as_slice() {
+            [] => log.system("no domain left to route").await,
+            _ => {
+                log.system(format!("routed {} to {dial}", routed.join(", ")))
+                    .await
+            }
+        }
     }
     Ok(ready)
 }
