@@ -146,9 +146,13 @@ pub enum PutApp {
 
 /// Compare-and-set of one route: writes ARGV[4] for field ARGV[1] if the field still holds ARGV[2]
 /// (or is absent, when ARGV[3] is "0"), and publishes the domain on ARGV[5]. Fenced: -1 without
-/// writing when the fence key ARGV[6] holds another epoch than ARGV[7] ('' = not fenced).
+/// writing when the fence key ARGV[6] holds another epoch than ARGV[7] ('' = not fenced). -2
+/// without writing when the domain index ARGV[8] does not give the domain to app ARGV[9]: an
+/// app's domains as a writer read them may have changed since (a PATCH that dropped one deletes
+/// its route, which must not come back).
 const ROUTE_CAS: &str = r"
 if ARGV[7] ~= '' and redis.call('GET', ARGV[6]) ~= ARGV[7] then return -1 end
+if redis.call('HGET', ARGV[8], string.lower(ARGV[1])) ~= ARGV[9] then return -2 end
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if ARGV[3] == '0' then
   if cur then return 0 end
@@ -157,6 +161,15 @@ elseif cur ~= ARGV[2] then
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[1])
+return 1
+";
+
+/// Writes route ARGV[2] for domain ARGV[1] in KEYS[1] and publishes the domain on KEYS[2], if
+/// the domain index KEYS[3] gives the domain to app ARGV[3]: 1, else 0 (nothing written).
+const OWNED_ROUTE: &str = r"
+if redis.call('HGET', KEYS[3], string.lower(ARGV[1])) ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
 ";
 
@@ -1084,6 +1097,27 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::put_route`] if the domain index gives the route's domain to its app; false
+    /// (nothing written) if not.
+    pub async fn put_owned_route(&self, route: &Route) -> Result<bool> {
+        let bytes = encode(ROUTE_KIND, &route.domain, route)?;
+        let written: i64 = redis::cmd("EVAL")
+            .arg(OWNED_ROUTE)
+            .arg(3)
+            .arg(keys::ROUTES)
+            .arg(keys::ROUTES_CHANGED)
+            .arg(keys::DOMAINS)
+            .arg(&route.domain)
+            .arg(bytes)
+            .arg(&route.app)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        if written == 0 {
+            tracing::info!(domain = %route.domain, app = %route.app, "route not written: the app no longer owns the domain");
+        }
+        Ok(written == 1)
+    }
+
     /// Drops the routes of `domains` from the desired table and tells every node's router.
     pub async fn delete_routes(&self, domains: &[String]) -> Result<()> {
         if domains.is_empty() {
@@ -1104,7 +1138,9 @@ impl Store {
     /// (`None` if there is none) and answers the new one (`None`: leave it). The write is a
     /// compare-and-set on the first domain's stored bytes, retried on a race with another
     /// writer (a node switching, the failover pass); the other domains get a copy. Every
-    /// router is told. Answers the route written.
+    /// router is told. Only domains the domain index gives to the route's app are written: a
+    /// domain dropped since `domains` was read keeps no route (`None` when it is the first).
+    /// Answers the route written.
     pub async fn edit_routes(
         &self,
         domains: &[String],
@@ -1136,16 +1172,21 @@ impl Store {
                 .arg(keys::ROUTES_CHANGED)
                 .arg(keys::LEADER_EPOCH)
                 .arg(&fence)
+                .arg(keys::DOMAINS)
+                .arg(&route.app)
                 .query_async(&mut self.conn.clone())
                 .await?;
-            if written < 0 {
-                return Err(Self::fenced(&format!("the route of {first}"), &fence));
-            }
-            if written == 0 {
-                continue;
+            match written {
+                -1 => return Err(Self::fenced(&format!("the route of {first}"), &fence)),
+                -2 => {
+                    tracing::info!(domain = %first, app = %route.app, "route not written: the app no longer owns the domain");
+                    return Ok(None);
+                }
+                0 => continue,
+                _ => {}
             }
             for d in &domains[1..] {
-                self.put_route(&Route {
+                self.put_owned_route(&Route {
                     domain: d.clone(),
                     ..route.clone()
                 })
@@ -1233,5 +1274,72 @@ mod tests {
         );
         assert_eq!(parse_latest("12 d1 nonsense deploy"), None);
         assert_eq!(parse_latest(""), None);
+    }
+
+    /// On a real Redis: a writer that read an app's domains before a PATCH dropped one (a
+    /// rollout's tick) writes no route for it — first domain or copy — and one for the domains
+    /// the index still gives the app.
+    #[actix_rt::test]
+    async fn routes_are_written_only_for_domains_the_index_gives_the_app() {
+        let dir = berth_tests::TempDir::with_prefix("store-routes").unwrap();
+        let port = berth_tests::free_port();
+        let _redis = berth_tests::start_redis(dir.path(), port, &[])
+            .await
+            .unwrap();
+        let conn = Redis::connect(&format!("redis://127.0.0.1:{port}/"), "test")
+            .await
+            .unwrap();
+        let store = Store::new(conn.clone());
+        let _: () = redis::cmd("HSET")
+            .arg(keys::DOMAINS)
+            .arg(&[
+                "shop.test",
+                "shop",
+                "www.shop.test",
+                "shop",
+                "taken.test",
+                "other",
+            ])
+            .query_async(&mut conn.clone())
+            .await
+            .unwrap();
+        let route = |cur: Option<Route>| {
+            cur.or(Some(Route {
+                domain: String::new(),
+                app: "shop".into(),
+                upstreams: Vec::new(),
+                updated_at: 1,
+                drain_s: None,
+                standby: Vec::new(),
+                standby_until: 0,
+            }))
+        };
+        // As read before the PATCH: `old.test` (now no app's) and `taken.test` (another's).
+        let read = ["shop.test", "old.test", "taken.test", "www.shop.test"].map(String::from);
+        let written = store.edit_routes(&read, route).await.unwrap();
+        assert!(written.is_some());
+        for (domain, routed) in [
+            ("shop.test", true),
+            ("old.test", false),
+            ("taken.test", false),
+            ("www.shop.test", true),
+        ] {
+            assert_eq!(
+                store.route(domain).await.unwrap().is_some(),
+                routed,
+                "{domain}"
+            );
+        }
+        // The first domain dropped: nothing is written, none of the others either.
+        let read = ["old.test", "www.shop.test"].map(String::from);
+        let _: () = redis::cmd("HDEL")
+            .arg(keys::ROUTES)
+            .arg("www.shop.test")
+            .query_async(&mut conn.clone())
+            .await
+            .unwrap();
+        assert!(store.edit_routes(&read, route).await.unwrap().is_none());
+        assert!(store.route("old.test").await.unwrap().is_none());
+        assert!(store.route("www.shop.test").await.unwrap().is_none());
     }
 }
