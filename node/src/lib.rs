@@ -60,6 +60,8 @@ pub struct NodeConfig {
     pub caddy_admin: String,
     /// Port Caddy serves apps on.
     pub ingress_http: u16,
+    /// Whether Caddy serves apps over HTTPS too, on which port, with which issuer (`node.https`).
+    pub https: caddy::Https,
     /// `None`: the local engine; else `unix:///path` or `tcp://host:port`.
     pub docker_host: Option<String>,
     /// Address containers' published ports bind to and Caddy dials (default `127.0.0.1`).
@@ -175,7 +177,10 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     let router_core = router::RouterCore::new(
         caddy,
         redis.clone(),
-        cfg.ingress_http,
+        caddy::Ingress {
+            http: cfg.ingress_http,
+            https: cfg.https.clone(),
+        },
         resolver_addr.to_string(),
         table,
         upstream_guard::UpstreamGuard::new(&cfg.name, address, docker.clone(), redis.clone()),

@@ -27,7 +27,7 @@ use futures_util::StreamExt;
 use redis::AsyncCommands;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::caddy::CaddyAdmin;
+use crate::caddy::{CaddyAdmin, Ingress};
 use crate::error::Result;
 use crate::resolver::Table;
 use crate::upstream_guard::UpstreamGuard;
@@ -109,7 +109,8 @@ pub fn owned(routes: &[Route], owners: &[Option<String>]) -> (Vec<Route>, Vec<No
 pub struct RouterCore {
     caddy: CaddyAdmin,
     redis: Redis,
-    ingress_http: u16,
+    /// The ports and HTTPS mode of the berth server (the routes' shape depends on it).
+    ingress: Ingress,
     /// `host:port` of this node's DNS responder, as Caddy's routes name it.
     resolver: String,
     /// What the responder serves: domain → upstreams, kept equal to `berth:routes`.
@@ -133,7 +134,7 @@ impl RouterCore {
     pub fn new(
         caddy: CaddyAdmin,
         redis: Redis,
-        ingress_http: u16,
+        ingress: Ingress,
         resolver: String,
         table: Table,
         guard: UpstreamGuard,
@@ -141,7 +142,7 @@ impl RouterCore {
         Arc::new(RouterCore {
             caddy,
             redis,
-            ingress_http,
+            ingress,
             resolver,
             table,
             routes: Mutex::default(),
@@ -151,15 +152,16 @@ impl RouterCore {
         })
     }
 
-    /// Sets up the berth server if missing and pushes every route of the desired table.
+    /// Sets up the berth server if missing (or brings it to this node's ingress settings) and
+    /// pushes every route of the desired table.
     pub async fn resync(&self) -> Result<()> {
         let _guard = self.write_lock.lock().await;
         self.resync_locked().await
     }
 
     async fn resync_locked(&self) -> Result<()> {
-        if self.caddy.ensure_server(self.ingress_http).await? {
-            tracing::info!("created the berth server in Caddy");
+        if self.caddy.ensure_server(&self.ingress).await? {
+            tracing::info!(ingress = ?self.ingress, "set up the berth server in Caddy");
         }
         lock(&self.in_caddy).clear();
         let pushed = self.converge_locked().await?;
@@ -214,7 +216,9 @@ impl RouterCore {
         if lock(&self.in_caddy).contains(domain) {
             return Ok(());
         }
-        self.caddy.upsert_route(domain, &self.resolver).await?;
+        self.caddy
+            .upsert_route(domain, &self.resolver, &self.ingress)
+            .await?;
         lock(&self.in_caddy).insert(domain.to_string());
         Ok(())
     }

@@ -210,6 +210,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             redis_url: redis_url.clone(),
             caddy_admin: format!("127.0.0.1:{admin}"),
             ingress_http: ingress,
+            https: Default::default(),
             docker_host: None,
             address: "127.0.0.1".into(),
             data_dir: tmp.path().join("data"),

@@ -24,7 +24,7 @@ use rand::RngExt;
 
 use crate::lock::{DataDirLock, Role};
 use crate::services;
-use crate::settings::{client_config_path, Settings};
+use crate::settings::{client_config_path, HttpsMode, Settings};
 
 /// How long after Ctrl-C or SIGTERM the process waits for its work to end: the node's jobs get
 /// the first 10 s of it (then they are aborted, and reported interrupted at the next start),
@@ -153,6 +153,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         redis_url: redis_url.to_string(),
         caddy_admin: s.node.caddy_admin.clone(),
         ingress_http: s.node.ingress_http,
+        https: s.node.https(),
         docker_host: s.node.docker_host.clone(),
         address: s.node.advertise.clone(),
         data_dir: s.data_dir.clone(),
@@ -357,10 +358,16 @@ pub fn up(mut s: Settings) -> Result<()> {
         println!("Berth is up.");
         println!("  API:     {url}");
         println!("  token:   {token}");
-        println!(
-            "  ingress: http://<app>.{}:{}/",
-            s.base_domain, s.node.ingress_http
-        );
+        match s.node.https {
+            HttpsMode::Off => println!(
+                "  ingress: http://<app>.{}:{}/",
+                s.base_domain, s.node.ingress_http
+            ),
+            _ => println!(
+                "  ingress: https://<app>.{}:{}/ (http on port {} redirects there)",
+                s.base_domain, s.node.ingress_https, s.node.ingress_http
+            ),
+        }
         println!("  client config: {}", client_config_path().display());
         println!("Press Ctrl-C to stop.");
     })

@@ -134,6 +134,15 @@ pub struct NodeSettings {
     /// authentication, and whoever reaches it rewrites the node's routes, so the node refuses.
     pub allow_remote_caddy_admin: bool,
     pub ingress_http: u16,
+    /// Whether Caddy serves apps over HTTPS too (`off`, `internal`, `acme`; see [`HttpsMode`]).
+    pub https: HttpsMode,
+    /// The port Caddy serves apps over HTTPS on when `https` is not `off`.
+    pub ingress_https: u16,
+    /// The ACME account's contact (`https = "acme"`): the CA writes there about expiring
+    /// certificates and problems. Optional in ACME.
+    pub acme_email: Option<String>,
+    /// The ACME CA's directory URL (`https = "acme"`): Let's Encrypt unless set.
+    pub acme_ca: String,
     /// `unix:///path/docker.sock` or `tcp://host:port`; unset: the local engine.
     pub docker_host: Option<String>,
     /// The address app containers publish their port on, which every node's Caddy dials: in a
@@ -209,6 +218,120 @@ impl NodeSettings {
     }
 }
 
+/// Whether a node's Caddy serves apps over HTTPS, and where certificates come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum HttpsMode {
+    /// Plain HTTP only (the default: `berth up` on `*.localhost`, and a node behind a proxy that
+    /// terminates TLS).
+    #[default]
+    Off,
+    /// HTTPS with certificates of Caddy's own CA (a root only clients given it trust).
+    Internal,
+    /// HTTPS with certificates of an ACME CA (`acme_ca`, Let's Encrypt by default).
+    Acme,
+}
+
+impl TryFrom<String> for HttpsMode {
+    type Error = String;
+
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        match s.as_str() {
+            "off" => Ok(HttpsMode::Off),
+            "internal" => Ok(HttpsMode::Internal),
+            "acme" => Ok(HttpsMode::Acme),
+            _ => Err(format!(
+                "node.https must be off, internal (Caddy's own CA) or acme (an ACME CA such as Let's Encrypt), not {s:?}"
+            )),
+        }
+    }
+}
+
+impl HttpsMode {
+    fn as_str(self) -> &'static str {
+        match self {
+            HttpsMode::Off => "off",
+            HttpsMode::Internal => "internal",
+            HttpsMode::Acme => "acme",
+        }
+    }
+}
+
+/// Let's Encrypt's production directory: `node.acme_ca` unless set.
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+
+impl NodeSettings {
+    /// Refuses HTTPS settings Caddy could not use, each with a sentence saying which and why:
+    /// an `acme_ca` that is not an `https://` URL, an `acme_email` that is not an address, and
+    /// with HTTPS on, an `ingress_https` of 0 or equal to `ingress_http`.
+    pub fn check_https(&self) -> Result<()> {
+        let ca = reqwest::Url::parse(&self.acme_ca).map_err(|e| {
+            anyhow::anyhow!(
+                "node.acme_ca {:?} is not a URL ({e}): give the ACME directory URL of the CA, e.g. {LETS_ENCRYPT}",
+                self.acme_ca
+            )
+        })?;
+        if ca.scheme() != "https" || ca.host_str().is_none_or(str::is_empty) {
+            anyhow::bail!(
+                "node.acme_ca {:?} must be an https:// URL with a host (ACME is spoken over HTTPS), e.g. {LETS_ENCRYPT}",
+                self.acme_ca
+            );
+        }
+        if let Some(email) = self.acme_email() {
+            let valid = email.split_once('@').is_some_and(|(user, host)| {
+                !user.is_empty()
+                    && host.contains('.')
+                    && !host.starts_with('.')
+                    && !host.ends_with('.')
+                    && !host.contains('@')
+            }) && !email.chars().any(|c| c.is_whitespace() || c.is_control());
+            if !valid {
+                anyhow::bail!(
+                    "node.acme_email {email:?} is not an email address (user@example.com); leave it unset to register the ACME account without one"
+                );
+            }
+        }
+        if self.https != HttpsMode::Off {
+            if self.ingress_https == 0 {
+                anyhow::bail!("node.ingress_https must be a port (1 to 65535), not 0");
+            }
+            if self.ingress_https == self.ingress_http {
+                anyhow::bail!(
+                    "node.ingress_https and node.ingress_http are both {}: with node.https = {:?} Caddy serves HTTPS and plain HTTP on two ports",
+                    self.ingress_http,
+                    self.https.as_str()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `acme_email`, an empty one being none.
+    fn acme_email(&self) -> Option<&str> {
+        self.acme_email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+    }
+
+    /// The node's HTTPS as its Caddy is set up (the settings checked by [`Self::check_https`]).
+    pub fn https(&self) -> berth_node::caddy::Https {
+        use berth_node::caddy::{Https, Issuer};
+        let issuer = match self.https {
+            HttpsMode::Off => return Https::Off,
+            HttpsMode::Internal => Issuer::Internal,
+            HttpsMode::Acme => Issuer::Acme {
+                ca: self.acme_ca.clone(),
+                email: self.acme_email().map(str::to_string),
+            },
+        };
+        Https::On {
+            port: self.ingress_https,
+            issuer,
+        }
+    }
+}
+
 /// Labels as a table or as `key=value,…`.
 fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
@@ -271,6 +394,10 @@ impl Default for NodeSettings {
             caddy_admin: "127.0.0.1:2019".into(),
             allow_remote_caddy_admin: false,
             ingress_http: 8080,
+            https: HttpsMode::Off,
+            ingress_https: 443,
+            acme_email: None,
+            acme_ca: LETS_ENCRYPT.into(),
             docker_host: None,
             advertise: "127.0.0.1".into(),
             stats_interval_s: 5,
@@ -367,6 +494,7 @@ impl Settings {
         }
         s.redis.check()?;
         s.node.check_caddy_admin()?;
+        s.node.check_https()?;
         s.check_limits()?;
         Ok(s)
     }
@@ -438,6 +566,10 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("node.caddy_admin", Some(q(&d.node.caddy_admin)), "the admin address of the node's Caddy (the one `berth up` runs); loopback only"),
         ("node.allow_remote_caddy_admin", Some(d.node.allow_remote_caddy_admin.to_string()), "allow a node.caddy_admin off loopback (Caddy's admin API has no authentication)"),
         ("node.ingress_http", Some(d.node.ingress_http.to_string()), "the port Caddy serves apps on (their URLs name it unless it is 80)"),
+        ("node.https", Some(q(d.node.https.as_str())), "serve apps over HTTPS too: off, internal (Caddy's own CA) or acme; plain HTTP to an app then redirects"),
+        ("node.ingress_https", Some(d.node.ingress_https.to_string()), "the port Caddy serves apps over HTTPS on (node.https not off)"),
+        ("node.acme_email", None, "the ACME account's email (node.https = acme); optional"),
+        ("node.acme_ca", Some(q(&d.node.acme_ca)), "the ACME CA's directory URL (node.https = acme)"),
         ("node.docker_host", None, "unix:///path/docker.sock or tcp://host:port; unset: the local engine"),
         ("node.advertise", Some(q(&d.node.advertise)), "the address app containers publish their port on, which Caddy dials"),
         ("node.stats_interval_s", Some(d.node.stats_interval_s.to_string()), "seconds between two samples of container and host figures"),
@@ -559,6 +691,107 @@ mod tests {
     }
 
     #[test]
+    fn https_settings_are_checked_and_turned_into_caddy_s() {
+        use berth_node::caddy::{Https, Issuer};
+        let node = |https: HttpsMode, email: Option<&str>, ca: &str, port: u16| NodeSettings {
+            https,
+            acme_email: email.map(str::to_string),
+            acme_ca: ca.to_string(),
+            ingress_https: port,
+            ..NodeSettings::default()
+        };
+        let d = NodeSettings::default();
+        assert_eq!(
+            (d.https, d.ingress_https, d.acme_ca.as_str()),
+            (HttpsMode::Off, 443, LETS_ENCRYPT)
+        );
+        assert!(d.check_https().is_ok());
+        assert_eq!(d.https(), Https::Off);
+
+        // ACME without an email is allowed (an empty one is none); the CA defaults to Let's Encrypt.
+        for email in [None, Some(""), Some("  ")] {
+            let n = node(HttpsMode::Acme, email, LETS_ENCRYPT, 443);
+            assert!(n.check_https().is_ok(), "{email:?}");
+            assert_eq!(
+                n.https(),
+                Https::On {
+                    port: 443,
+                    issuer: Issuer::Acme {
+                        ca: LETS_ENCRYPT.into(),
+                        email: None
+                    }
+                }
+            );
+        }
+        let n = node(
+            HttpsMode::Acme,
+            Some("ops@example.com"),
+            "https://ca.internal:14000/dir",
+            8443,
+        );
+        assert!(n.check_https().is_ok());
+        assert_eq!(
+            n.https(),
+            Https::On {
+                port: 8443,
+                issuer: Issuer::Acme {
+                    ca: "https://ca.internal:14000/dir".into(),
+                    email: Some("ops@example.com".into())
+                }
+            }
+        );
+        assert_eq!(
+            node(HttpsMode::Internal, None, LETS_ENCRYPT, 8443).https(),
+            Https::On {
+                port: 8443,
+                issuer: Issuer::Internal
+            }
+        );
+
+        let refused = |n: NodeSettings, needle: &str| {
+            let e = n.check_https().unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle:?} in {e}");
+        };
+        for ca in [
+            "letsencrypt",
+            "",
+            "ftp://ca.example/dir",
+            "http://ca.example/directory",
+            "https://",
+        ] {
+            // Checked whatever the mode: a typo waits for no one to turn ACME on.
+            refused(node(HttpsMode::Off, None, ca, 443), "node.acme_ca");
+            refused(node(HttpsMode::Acme, None, ca, 443), "node.acme_ca");
+        }
+        for email in [
+            "ops",
+            "ops@",
+            "@example.com",
+            "ops@localhost",
+            "o ps@example.com",
+            "a@b@example.com",
+            "ops@example.",
+        ] {
+            refused(
+                node(HttpsMode::Acme, Some(email), LETS_ENCRYPT, 443),
+                "node.acme_email",
+            );
+        }
+        refused(
+            node(HttpsMode::Internal, None, LETS_ENCRYPT, 8080),
+            "both 8080",
+        );
+        refused(
+            node(HttpsMode::Acme, None, LETS_ENCRYPT, 0),
+            "node.ingress_https",
+        );
+        // Off: the HTTPS port is not used, so it may be anything.
+        assert!(node(HttpsMode::Off, None, LETS_ENCRYPT, 8080)
+            .check_https()
+            .is_ok());
+    }
+
+    #[test]
     fn the_documented_settings_are_real_keys_with_their_defaults() {
         // Every key with its documented default, as one TOML document: a misspelled key is refused
         // (deny_unknown_fields), a wrong default reads back different.
@@ -619,9 +852,16 @@ mod tests {
         // Environment variables are process-wide: this is the only test that sets them.
         std::env::set_var("BERTH_NODE__INGRESS_HTTP", "8181");
         std::env::set_var("BERTH_API__TOKEN", "12345");
+        std::env::set_var("BERTH_NODE__HTTPS", "internal");
         let s = Settings::load(Some(&file)).unwrap();
         std::env::remove_var("BERTH_NODE__INGRESS_HTTP");
         std::env::remove_var("BERTH_API__TOKEN");
+        std::env::remove_var("BERTH_NODE__HTTPS");
+        assert_eq!(s.node.https, HttpsMode::Internal);
+        std::env::set_var("BERTH_NODE__HTTPS", "off");
+        let off = Settings::load(Some(&file));
+        std::env::remove_var("BERTH_NODE__HTTPS");
+        assert_eq!(off.unwrap().node.https, HttpsMode::Off);
         assert_eq!(s.base_domain, "example.test");
         assert_eq!(s.api.listen, "127.0.0.1:9000");
         assert_eq!(s.node.ingress_http, 8181, "env overrides the file");
@@ -634,6 +874,20 @@ mod tests {
         std::fs::write(&file, "[node]\nstats_interval_s = 0\n").unwrap();
         let err = format!("{:#}", Settings::load(Some(&file)).unwrap_err());
         assert!(err.contains("stats_interval_s"), "{err}");
+        // A mode that is not one of the three, and an ACME CA that is not a URL, are refused.
+        std::fs::write(&file, "[node]\nhttps = \"on\"\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&file)).unwrap_err());
+        assert!(
+            err.contains("must be off, internal") && err.contains("\"on\""),
+            "{err}"
+        );
+        std::fs::write(
+            &file,
+            "[node]\nhttps = \"acme\"\nacme_ca = \"letsencrypt\"\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Settings::load(Some(&file)).unwrap_err());
+        assert!(err.contains("node.acme_ca"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
