@@ -1,0 +1,74 @@
+//! The API's TLS: the certificate chain and private key that `api.tls_cert` and `api.tls_key`
+//! name, read once at start into one rustls server configuration (the `ring` provider of
+//! `berth_bus::tls`, TLS 1.2 and 1.3, ALPN `http/1.1` — the API speaks nothing else).
+//!
+//! Every way the files can be wrong is found here, before the API listens, and said in a
+//! sentence that names the setting and the file: a process that starts answers TLS.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// A TLS setting that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TlsError(String);
+
+/// The API's TLS acceptor; cloning shares the one configuration.
+#[derive(Clone)]
+pub struct Tls(pub(crate) tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// Reads the PEM certificate chain at `cert` (the server's certificate first, then any
+    /// intermediates) and the PEM private key at `key` (PKCS#8, PKCS#1 or SEC1).
+    pub fn load(cert: &Path, key: &Path) -> Result<Tls, TlsError> {
+        let read = |setting: &str, path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| TlsError(format!("cannot read {setting} {} ({e})", path.display())))
+        };
+        let cert_pem = read("api.tls_cert", cert)?;
+        let chain = CertificateDer::pem_slice_iter(&cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                TlsError(format!(
+                    "api.tls_cert {} is not a PEM certificate file ({e})",
+                    cert.display()
+                ))
+            })?;
+        if chain.is_empty() {
+            return Err(TlsError(format!(
+                "api.tls_cert {} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
+                cert.display()
+            )));
+        }
+        let key_pem = read("api.tls_key", key)?;
+        let private = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+            TlsError(format!(
+                "api.tls_key {} holds no PEM private key ({e})",
+                key.display()
+            ))
+        })?;
+        let mut config = rustls::ServerConfig::builder_with_provider(berth_bus::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError(format!("TLS versions: {e}")))?
+            .with_no_client_auth()
+            .with_single_cert(chain, private)
+            .map_err(|e| {
+                TlsError(format!(
+                    "api.tls_cert {} and api.tls_key {} cannot be used together ({e})",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
+}
