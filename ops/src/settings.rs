@@ -537,6 +537,75 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_go_in_pairs_and_the_webhook_listener_needs_its_own_address() {
+        let check = |cert: Option<&str>, key: Option<&str>, webhook: Option<&str>| {
+            ApiSettings {
+                tls_cert: cert.map(PathBuf::from),
+                tls_key: key.map(PathBuf::from),
+                webhook_listen: webhook.map(String::from),
+                ..ApiSettings::default()
+            }
+            .check()
+            .map_err(|e| e.to_string())
+        };
+        let (c, k) = (Some("/etc/berth/api.pem"), Some("/etc/berth/api.key"));
+        for (cert, key, webhook, expect) in [
+            (None, None, None, Ok(())),
+            (c, k, None, Ok(())),
+            (c, k, Some("0.0.0.0:7701"), Ok(())),
+            (None, None, Some("[::]:7701"), Ok(())),
+            (
+                c,
+                None,
+                None,
+                Err("api.tls_cert is set but api.tls_key is not"),
+            ),
+            (
+                None,
+                k,
+                None,
+                Err("api.tls_key is set but api.tls_cert is not"),
+            ),
+            (
+                None,
+                None,
+                Some("hooks.example.com"),
+                Err("api.webhook_listen \"hooks.example.com\" is not an address"),
+            ),
+            (
+                None,
+                None,
+                Some("127.0.0.1:7700"),
+                Err("api.webhook_listen is api.listen"),
+            ),
+        ] {
+            let got = check(cert, key, webhook);
+            match expect {
+                Ok(()) => assert!(got.is_ok(), "{cert:?} {key:?} {webhook:?}: {got:?}"),
+                Err(start) => assert!(
+                    got.as_ref().is_err_and(|e| e.starts_with(start)),
+                    "{cert:?} {key:?} {webhook:?}: {got:?}"
+                ),
+            }
+        }
+        // The files are read when a server starts, not when the settings are (a client command
+        // need not read the server's key); then a missing one is named.
+        let s = ApiSettings {
+            tls_cert: Some("/nonexistent/api.pem".into()),
+            tls_key: Some("/nonexistent/api.key".into()),
+            ..ApiSettings::default()
+        };
+        assert_eq!(s.scheme(), "https");
+        let e = s.tls().unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot read api.tls_cert /nonexistent/api.pem"),
+            "{e}"
+        );
+        assert_eq!(ApiSettings::default().scheme(), "http");
+        assert!(ApiSettings::default().tls().unwrap().is_none());
+    }
+
+    #[test]
     fn the_documented_settings_are_real_keys_with_their_defaults() {
         // Every key with its documented default, as one TOML document: a misspelled key is refused
         // (deny_unknown_fields), a wrong default reads back different.

@@ -72,3 +72,33 @@ impl Tls {
         Ok(Tls(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(cert: &Path, key: &Path) -> String {
+        Tls::load(cert, key).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn each_bad_file_is_named_with_what_is_wrong() {
+        let dir = tempfile::TempDir::with_prefix("berth-web-tls").unwrap();
+        let ca = berth_tests::test_ca(dir.path()).unwrap();
+        assert!(Tls::load(&ca.cert, &ca.key).is_ok());
+
+        let missing = dir.path().join("missing.pem");
+        let e = error(&missing, &ca.key);
+        assert!(e.starts_with("cannot read api.tls_cert "), "{e}");
+        let e = error(&ca.cert, &missing);
+        assert!(e.starts_with("cannot read api.tls_key "), "{e}");
+        // A key where the certificate goes, and the other way round.
+        let e = error(&ca.key, &ca.key);
+        assert!(e.contains("holds no certificate"), "{e}");
+        let e = error(&ca.cert, &ca.cert);
+        assert!(e.contains("holds no PEM private key"), "{e}");
+        // The CA's key does not belong to the server's certificate.
+        let e = error(&ca.cert, &dir.path().join("ca.key"));
+        assert!(e.contains("cannot be used together"), "{e}");
+    }
+}

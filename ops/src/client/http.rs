@@ -514,6 +514,53 @@ mod tests {
         assert!(c_unauthorized().contains("refused the token taken from --token"));
     }
 
+    #[test]
+    fn a_tls_failure_is_one_sentence_saying_what_to_do() {
+        use rustls::{CertificateError, Error as Tls};
+        // As reqwest hands it over: rustls's error in an io::Error in another.
+        let wrapped =
+            |e: Tls| std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        let base = "https://127.0.0.1:7700";
+        let said = |e: Tls| tls_failure(base, &wrapped(e));
+        let unknown = said(Tls::InvalidCertificate(CertificateError::UnknownIssuer)).unwrap();
+        assert!(
+            unknown.starts_with(
+                "the API at https://127.0.0.1:7700 presented a certificate that no CA this client \
+                 trusts signed: give the CA that signed it with --ca-cert FILE"
+            ),
+            "{unknown}"
+        );
+        let name = said(Tls::InvalidCertificate(CertificateError::NotValidForName)).unwrap();
+        assert!(name.contains("a certificate for another name"), "{name}");
+        let expired = said(Tls::InvalidCertificate(CertificateError::Expired)).unwrap();
+        assert!(expired.contains("an expired certificate"), "{expired}");
+        let plain = said(Tls::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ))
+        .unwrap();
+        assert!(plain.contains("did not answer in TLS"), "{plain}");
+        // Anything else is not a TLS failure: the caller says "cannot reach".
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(tls_failure(base, &refused), None);
+    }
+
+    #[test]
+    fn a_ca_file_that_holds_no_certificate_is_refused() {
+        let dir = std::env::temp_dir().join(format!("berth-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("ca.pem");
+        std::fs::write(&f, "not a certificate\n").unwrap();
+        let e = tls_config(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("holds no certificate"), "{e}");
+        let e = format!(
+            "{:#}",
+            tls_config(Some(&dir.join("missing.pem"))).unwrap_err()
+        );
+        assert!(e.starts_with("cannot read the CA certificate"), "{e}");
+        assert!(tls_config(None).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     fn c_unauthorized() -> String {
         client("http://127.0.0.1:1")
             .failure(
