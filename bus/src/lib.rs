@@ -15,6 +15,7 @@ pub mod consumer;
 pub mod retry;
 pub mod shutdown;
 pub mod supervise;
+pub mod tls;
 
 pub use conn::{is_unavailable, redacted, Redis};
 pub use consumer::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};

@@ -203,6 +203,7 @@ pub struct CaddyAdmin {
 impl CaddyAdmin {
     /// `admin` is the `host:port` of the admin endpoint.
     pub fn new(admin: &str) -> Result<Self> {
+        berth_bus::tls::install_provider();
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(std::time::Duration::from_secs(10))

@@ -27,6 +27,7 @@ pub trait Liveness {
 
 /// An HTTP client fit for probing: no proxy, no redirects (3xx is healthy), no pooled connections.
 pub fn client() -> reqwest::Result<reqwest::Client> {
+    berth_bus::tls::install_provider();
     reqwest::Client::builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())

@@ -127,6 +127,9 @@ fn main() {
         let thread = std::thread::current();
         tracing::error!(thread = thread.name().unwrap_or("unnamed"), "panic: {info}");
     }));
+    // Every TLS connection of the process (HTTP clients, the API's listener, rediss://) uses
+    // rustls with ring; reqwest needs it installed before it builds a client.
+    berth_bus::tls::install_provider();
     let result = match cli.cmd {
         Cmd::Up => settings(&cli.config).and_then(server::up),
         Cmd::Coordinator => settings(&cli.config).and_then(server::coordinator),

@@ -212,7 +212,7 @@ fn run(
     s: &Settings,
     redis_url: &str,
     roles: Roles,
-    on_ready: impl FnOnce(SocketAddr, &str),
+    on_ready: impl FnOnce(&Serving, &str),
 ) -> Result<()> {
     let token = if roles.coordinator {
         token(s)?
@@ -227,8 +227,19 @@ fn run(
             s.api.listen
         )
     })?;
+    // Settings::load checked it parses.
+    let webhook_listen = s
+        .api
+        .webhook_listen
+        .as_deref()
+        .map(str::parse)
+        .transpose()?;
     let system = actix_rt::System::new();
     system.block_on(async move {
+        let listen = Listen {
+            api: listen,
+            webhook: webhook_listen,
+        };
         let started = start_and_serve(s, redis_url, roles, listen, token, key, on_ready).await;
         if started.is_err() {
             // Actors started before the failure have not run yet: let them start (and stop with
@@ -242,24 +253,48 @@ fn run(
     })
 }
 
+/// The addresses the coordinator role listens on.
+struct Listen {
+    api: SocketAddr,
+    /// `api.webhook_listen`: a listener serving only the GitHub webhook.
+    webhook: Option<SocketAddr>,
+}
+
+/// What the coordinator role serves, once it listens: the URLs to print and record.
+struct Serving {
+    /// The API's base URL (`https://` when it speaks TLS), with the address really bound.
+    api: String,
+    /// The webhook listener's delivery URL, when there is one.
+    webhook: Option<String>,
+}
+
 /// The body of [`run`], inside the System: start the roles, serve until a shutdown signal,
 /// shut down.
 async fn start_and_serve(
     s: &Settings,
     redis_url: &str,
     roles: Roles,
-    listen: SocketAddr,
+    listen: Listen,
     token: String,
     key: Option<SecretKey>,
-    on_ready: impl FnOnce(SocketAddr, &str),
+    on_ready: impl FnOnce(&Serving, &str),
 ) -> Result<()> {
     {
         let shutdown = Shutdown::new();
         let mut web = None;
         if roles.coordinator {
             let k = key.clone().context("no secret key")?;
-            // The address first: a taken one stops the start before any actor exists.
-            let listener = berth_web::bind(listen).await?;
+            // The certificate and the addresses first: a bad file or a taken address stops the
+            // start before any actor exists.
+            let tls = s.api.tls()?;
+            let listener = berth_web::bind(listen.api).await?;
+            let webhook_listener = match listen.webhook {
+                Some(a) => Some(
+                    berth_web::bind_for(a, "api.webhook_listen / BERTH_API__WEBHOOK_LISTEN")
+                        .await?,
+                ),
+                None => None,
+            };
             let coord = berth_coordinator::start(coordinator_config(s, redis_url, k), &shutdown)
                 .await
                 .context("starting the coordinator")?;
@@ -268,10 +303,26 @@ async fn start_and_serve(
             let secret = s.github.webhook_secret.clone();
             let sd = shutdown.clone();
             let limits = s.api.limits();
+            let scheme = s.api.scheme();
+            let mut serving = Serving {
+                api: format!("{scheme}://{addr}"),
+                webhook: None,
+            };
+            if let Some(l) = webhook_listener {
+                serving.webhook = Some(format!(
+                    "{scheme}://{}/api/v1/webhooks/github",
+                    l.local_addr()?
+                ));
+                let (coord, secret, tls, sd) =
+                    (coord.clone(), secret.clone(), tls.clone(), sd.clone());
+                shutdown.spawn(async move {
+                    berth_web::serve_webhook(l, coord, secret, limits, tls, &sd).await;
+                });
+            }
             shutdown.spawn(async move {
-                berth_web::serve(listener, coord, &tok, secret, limits, &sd).await;
+                berth_web::serve(listener, coord, &tok, secret, limits, tls, &sd).await;
             });
-            web = Some(addr);
+            web = Some(serving);
         }
         let node = if roles.node {
             Some(
@@ -282,8 +333,8 @@ async fn start_and_serve(
         } else {
             None
         };
-        if let Some(addr) = web {
-            on_ready(addr, &token);
+        if let Some(serving) = &web {
+            on_ready(serving, &token);
         } else {
             tracing::info!(node = %s.node.name, "node running");
         }
@@ -344,9 +395,9 @@ pub fn up(mut s: Settings) -> Result<()> {
         coordinator: true,
         node: true,
     };
-    run(&s, &redis_url, roles, |addr, token| {
-        let url = format!("http://{addr}");
-        if let Err(e) = lock.record(Some(&url)) {
+    run(&s, &redis_url, roles, |serving, token| {
+        let url = &serving.api;
+        if let Err(e) = lock.record(Some(url)) {
             tracing::warn!(error = %e, "cannot write the data dir's lock file");
         }
         if let Err(e) = write_private(
@@ -357,6 +408,9 @@ pub fn up(mut s: Settings) -> Result<()> {
         }
         println!("Berth is up.");
         println!("  API:     {url}");
+        if let Some(w) = &serving.webhook {
+            println!("  webhook: {w}");
+        }
         println!("  token:   {token}");
         match s.node.https {
             HttpsMode::Off => println!(
@@ -375,7 +429,7 @@ pub fn up(mut s: Settings) -> Result<()> {
 
 /// The API address as configured (the one really bound is recorded once it is known).
 fn configured_api(s: &Settings) -> String {
-    format!("http://{}", s.api.listen)
+    format!("{}://{}", s.api.scheme(), s.api.listen)
 }
 
 fn require_redis(s: &Settings) -> Result<String> {
@@ -393,11 +447,14 @@ pub fn coordinator(s: Settings) -> Result<()> {
         coordinator: true,
         node: false,
     };
-    run(&s, &url, roles, |addr, _| {
-        if let Err(e) = lock.record(Some(&format!("http://{addr}"))) {
+    run(&s, &url, roles, |serving, _| {
+        if let Err(e) = lock.record(Some(&serving.api)) {
             tracing::warn!(error = %e, "cannot write the data dir's lock file");
         }
-        println!("Berth coordinator is up. API: http://{addr}");
+        match &serving.webhook {
+            Some(w) => println!("Berth coordinator is up. API: {} webhook: {w}", serving.api),
+            None => println!("Berth coordinator is up. API: {}", serving.api),
+        }
     })
 }
 

@@ -48,9 +48,64 @@ pub struct ApiSettings {
     pub body_timeout_s: u64,
     /// Connections the API serves at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// PEM certificate chain of the API: with `tls_key`, the API's listeners speak TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// A second listener that serves only the GitHub webhook (same TLS), so GitHub can reach
+    /// Berth while `listen` stays private.
+    pub webhook_listen: Option<String>,
+    /// (Client commands) a PEM CA certificate to trust for an `https://` API, beside the
+    /// system's roots (`SSL_CERT_FILE` also works).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl ApiSettings {
+    /// The settings that go together: `tls_cert` with `tls_key`, and `webhook_listen` an address
+    /// other than `listen`. The files themselves are read by [`ApiSettings::tls`] when a server
+    /// starts (a client command need not be able to read the server's key).
+    pub fn check(&self) -> Result<()> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => anyhow::bail!(
+                "api.tls_cert is set but api.tls_key is not: set both (BERTH_API__TLS_CERT and \
+                 BERTH_API__TLS_KEY, PEM files) for HTTPS, or neither"
+            ),
+            (None, Some(_)) => anyhow::bail!(
+                "api.tls_key is set but api.tls_cert is not: set both (BERTH_API__TLS_CERT and \
+                 BERTH_API__TLS_KEY, PEM files) for HTTPS, or neither"
+            ),
+            _ => {}
+        }
+        if let Some(w) = &self.webhook_listen {
+            let addr: std::net::SocketAddr = w.parse().map_err(|_| {
+                anyhow::anyhow!("api.webhook_listen {w:?} is not an address like 0.0.0.0:7701")
+            })?;
+            if self.listen.parse::<std::net::SocketAddr>().ok() == Some(addr) {
+                anyhow::bail!(
+                    "api.webhook_listen is api.listen ({w}): the webhook listener needs an address of its own"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The API's TLS, read from `tls_cert` and `tls_key`; `None` when they are unset (plain HTTP).
+    pub fn tls(&self) -> Result<Option<berth_web::Tls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(berth_web::Tls::load(cert, key)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// `https` when the API speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
     pub fn limits(&self) -> berth_web::Limits {
         berth_web::Limits {
             header_timeout: std::time::Duration::from_secs(self.header_timeout_s),
@@ -383,6 +438,10 @@ impl Default for ApiSettings {
             header_timeout_s: 30,
             body_timeout_s: 30,
             max_connections: 1024,
+            tls_cert: None,
+            tls_key: None,
+            webhook_listen: None,
+            ca_cert: None,
         }
     }
 }
@@ -486,6 +545,7 @@ impl Settings {
         if s.api.max_connections == 0 {
             anyhow::bail!("api.max_connections must be at least 1");
         }
+        s.api.check()?;
         if s.node.build_context_max_mb == 0 {
             anyhow::bail!("node.build_context_max_mb must be at least 1");
         }
@@ -560,6 +620,10 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("api.header_timeout_s", Some(d.api.header_timeout_s.to_string()), "seconds a client may take to send a request's head; also how long an idle connection is kept"),
         ("api.body_timeout_s", Some(d.api.body_timeout_s.to_string()), "seconds a client may take to send a request's body"),
         ("api.max_connections", Some(d.api.max_connections.to_string()), "connections the API serves at once; one more is answered 503 and closed"),
+        ("api.tls_cert", None, "PEM certificate chain of the API; with api.tls_key the API speaks HTTPS only"),
+        ("api.tls_key", None, "PEM private key of api.tls_cert"),
+        ("api.webhook_listen", None, "a second listener serving only the GitHub webhook (same TLS); unset: none"),
+        ("api.ca_cert", None, "(client commands) a PEM CA certificate to trust for an https:// API"),
         ("redis.url", None, "an external Redis (redis://[:password@]host:port/db, rediss:// for TLS); unset: `berth up` runs its own"),
         ("redis.allow_unauthenticated", Some(d.redis.allow_unauthenticated.to_string()), "allow a Redis on another host without a password in redis.url"),
         ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
@@ -789,6 +853,75 @@ mod tests {
         assert!(node(HttpsMode::Off, None, LETS_ENCRYPT, 8080)
             .check_https()
             .is_ok());
+    }
+
+    #[test]
+    fn tls_files_go_in_pairs_and_the_webhook_listener_needs_its_own_address() {
+        let check = |cert: Option<&str>, key: Option<&str>, webhook: Option<&str>| {
+            ApiSettings {
+                tls_cert: cert.map(PathBuf::from),
+                tls_key: key.map(PathBuf::from),
+                webhook_listen: webhook.map(String::from),
+                ..ApiSettings::default()
+            }
+            .check()
+            .map_err(|e| e.to_string())
+        };
+        let (c, k) = (Some("/etc/berth/api.pem"), Some("/etc/berth/api.key"));
+        for (cert, key, webhook, expect) in [
+            (None, None, None, Ok(())),
+            (c, k, None, Ok(())),
+            (c, k, Some("0.0.0.0:7701"), Ok(())),
+            (None, None, Some("[::]:7701"), Ok(())),
+            (
+                c,
+                None,
+                None,
+                Err("api.tls_cert is set but api.tls_key is not"),
+            ),
+            (
+                None,
+                k,
+                None,
+                Err("api.tls_key is set but api.tls_cert is not"),
+            ),
+            (
+                None,
+                None,
+                Some("hooks.example.com"),
+                Err("api.webhook_listen \"hooks.example.com\" is not an address"),
+            ),
+            (
+                None,
+                None,
+                Some("127.0.0.1:7700"),
+                Err("api.webhook_listen is api.listen"),
+            ),
+        ] {
+            let got = check(cert, key, webhook);
+            match expect {
+                Ok(()) => assert!(got.is_ok(), "{cert:?} {key:?} {webhook:?}: {got:?}"),
+                Err(start) => assert!(
+                    got.as_ref().is_err_and(|e| e.starts_with(start)),
+                    "{cert:?} {key:?} {webhook:?}: {got:?}"
+                ),
+            }
+        }
+        // The files are read when a server starts, not when the settings are (a client command
+        // need not read the server's key); then a missing one is named.
+        let s = ApiSettings {
+            tls_cert: Some("/nonexistent/api.pem".into()),
+            tls_key: Some("/nonexistent/api.key".into()),
+            ..ApiSettings::default()
+        };
+        assert_eq!(s.scheme(), "https");
+        let e = s.tls().unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot read api.tls_cert /nonexistent/api.pem"),
+            "{e}"
+        );
+        assert_eq!(ApiSettings::default().scheme(), "http");
+        assert!(ApiSettings::default().tls().unwrap().is_none());
     }
 
     #[test]

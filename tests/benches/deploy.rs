@@ -41,7 +41,7 @@ async fn by_hand(
     let id = sh(Command::new("docker").args(["run", "-d", "-p", "127.0.0.1::8080", tag]))?;
     let port = sh(Command::new("docker").args(["port", &id, "8080/tcp"]))?;
     let url = format!("http://{}/", port.lines().next().unwrap_or_default());
-    let http = reqwest::Client::builder()
+    let http = berth_tests::http_client()
         .timeout(Duration::from_secs(2))
         .build()?;
     loop {

@@ -50,7 +50,7 @@ async fn measure(
     n: usize,
     before: Before<'_>,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
+    let http = berth_tests::http_client().build().expect("an HTTP client");
     let (mut list, mut base) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
         match before {

@@ -157,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
             sh(Command::new("docker").args(["start", id]))?;
             let port = sh(Command::new("docker").args(["port", id, "8080/tcp"]))?;
             let url = format!("http://{}/", port.lines().next().unwrap_or_default());
-            let http = reqwest::Client::new();
+            let http = berth_tests::http_client().build().expect("an HTTP client");
             loop {
                 if let Ok(r) = http.get(&url).send().await {
                     if r.status().is_success() {

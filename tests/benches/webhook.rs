@@ -60,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let slow_id = c.api.deploy(&slow_app, Some(&slow_sha)).await?;
-    let http = reqwest::Client::new();
+    let http = berth_tests::http_client().build().expect("an HTTP client");
     let (mut hook, mut base) = (Vec::new(), Vec::new());
     let mut during_build = 0;
     for i in 0..n {

@@ -20,7 +20,7 @@ impl Api {
         Api {
             base,
             token,
-            http: reqwest::Client::builder()
+            http: crate::http_client()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("http client"),

@@ -41,7 +41,7 @@ pub(crate) async fn wait_new_heartbeat(api: &Api, node: &str, before: Option<u64
 
 /// GET through Caddy's ingress port with a Host header; returns status and body.
 pub async fn ingress_get(port: u16, host: &str) -> Result<(u16, String)> {
-    let client = reqwest::Client::builder()
+    let client = crate::http_client()
         .timeout(Duration::from_secs(5))
         .build()?;
     let r = client

@@ -727,7 +727,7 @@ impl Registry {
         cmd.arg("serve").arg(&config);
         let mut proc = Proc::spawn("docker-registry", cmd, dir.path().join("registry.log"))
             .context("is Debian's docker-registry installed? (scripts/setup.sh installs it)")?;
-        let http = reqwest::Client::builder()
+        let http = crate::http_client()
             .timeout(Duration::from_secs(2))
             .build()?;
         let url = format!("http://127.0.0.1:{port}/v2/");

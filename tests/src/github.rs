@@ -162,7 +162,21 @@ pub async fn deliver(
     body: &[u8],
     content_type: &str,
 ) -> anyhow::Result<(u16, Value)> {
-    let mut r = reqwest::Client::new()
+    let http = crate::http_client().build()?;
+    deliver_via(&http, base, secret, event, delivery, body, content_type).await
+}
+
+/// [`deliver`] through `http` (e.g. a client that trusts a test CA, for an `https://` base).
+pub async fn deliver_via(
+    http: &reqwest::Client,
+    base: &str,
+    secret: Option<&str>,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+    content_type: &str,
+) -> anyhow::Result<(u16, Value)> {
+    let mut r = http
         .post(format!("{base}/api/v1/webhooks/github"))
         .header("content-type", content_type)
         .header("x-github-event", event)

@@ -52,6 +52,16 @@ pub use sse::Sse;
 /// A temporary directory removed on drop: `TempDir::with_prefix("name")`, then `.path()`.
 pub use tempfile::TempDir;
 
+/// `reqwest::Client::builder()` once the process has its TLS crypto provider (rustls with
+/// `ring`, as in Berth's own processes): reqwest panics building a client without one. Every
+/// client a test makes starts here.
+pub fn http_client() -> reqwest::ClientBuilder {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    reqwest::Client::builder()
+}
+
 /// A short random suffix for names.
 pub fn unique(prefix: &str) -> String {
     format!(

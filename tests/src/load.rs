@@ -50,7 +50,7 @@ impl Load {
             .map(|_| {
                 let (stop, host, sent) = (stop.clone(), host.to_string(), sent.clone());
                 tokio::spawn(async move {
-                    let http = reqwest::Client::builder()
+                    let http = crate::http_client()
                         .timeout(Duration::from_secs(10))
                         .build()
                         .expect("client");

@@ -17,7 +17,7 @@ impl Sse {
     /// Opens `path` with `Accept: text/event-stream` (and `Last-Event-ID` if given); fails unless
     /// the answer is 200 with that content type.
     pub async fn open(api: &Api, path: &str, last_event_id: Option<&str>) -> Result<Sse> {
-        let http = reqwest::Client::builder()
+        let http = crate::http_client()
             .connect_timeout(Duration::from_secs(5))
             .build()?;
         let mut req = http

@@ -40,7 +40,7 @@ async fn dockerignored_files_stay_out_of_the_image_and_a_huge_context_fails_the_
     );
     let host = format!("{app}.localhost");
     c.serves(&host, &version_marker("1")).await.unwrap();
-    let http = reqwest::Client::new();
+    let http = berth_tests::http_client().build().expect("an HTTP client");
     let get = |path: &'static str| {
         let req = http
             .get(format!("http://127.0.0.1:{}{path}", c.ingress))

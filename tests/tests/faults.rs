@@ -120,7 +120,9 @@ async fn an_unreadable_deployment_record_holds_up_no_other_deployment() {
         .unwrap();
     assert!(entries.contains(&id_a), "{entries}");
     assert!(raw_log(&c, &id_a).contains("could not be applied"));
-    let metrics = reqwest::Client::new()
+    let metrics = berth_tests::http_client()
+        .build()
+        .expect("an HTTP client")
         .get(format!("{}/metrics", c.api.base))
         .bearer_auth(&c.api.token)
         .send()

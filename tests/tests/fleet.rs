@@ -413,7 +413,9 @@ async fn in_registry(registry: &Registry, app: &str, tag: &str) -> anyhow::Resul
         "http://127.0.0.1:{}/v2/berth/{app}/manifests/{tag}",
         registry.port
     );
-    let r = reqwest::Client::new()
+    let r = berth_tests::http_client()
+        .build()
+        .expect("an HTTP client")
         .head(url)
         .header(
             "accept",

@@ -66,7 +66,7 @@ async fn https_get(port: u16, domain: &str, trust: Trust<'_>) -> anyhow::Result<
 /// GET http://127.0.0.1:`port`/path with Host `host`, redirects not followed: status and
 /// `Location`.
 async fn http_head(port: u16, host: &str, path: &str) -> (u16, Option<String>) {
-    let client = reqwest::Client::builder()
+    let client = berth_tests::http_client()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(5))
@@ -87,7 +87,7 @@ async fn http_head(port: u16, host: &str, path: &str) -> (u16, Option<String>) {
 
 /// The root certificate (PEM) of the CA of the Caddy whose admin API is `admin` (host:port).
 async fn caddy_root(admin: &str) -> String {
-    let v: serde_json::Value = reqwest::Client::builder()
+    let v: serde_json::Value = berth_tests::http_client()
         .no_proxy()
         .build()
         .unwrap()

@@ -18,7 +18,7 @@ const DEPLOY: Duration = Duration::from_secs(180);
 /// A client that gives up after 5 s: an API that hangs on a missing Redis fails the test
 /// instead of making it wait (a hang check, not a timing assertion).
 fn impatient() -> reqwest::Client {
-    reqwest::Client::builder()
+    berth_tests::http_client()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()

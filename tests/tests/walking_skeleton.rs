@@ -235,7 +235,7 @@ async fn failures_end_failed_with_the_reason_in_the_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_auth_and_bad_input() {
     let mut c = Cluster::up().await.expect("berth up");
-    let http = reqwest::Client::new();
+    let http = berth_tests::http_client().build().expect("an HTTP client");
     let base = c.api.base.clone();
 
     let r = http.get(format!("{base}/healthz")).send().await.unwrap();

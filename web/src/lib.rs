@@ -14,6 +14,7 @@ pub mod github;
 pub mod logs;
 pub mod metrics;
 pub mod server;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,6 +35,7 @@ use warp::{Filter, Rejection, Reply};
 
 pub use error::{ApiError, Unauthorized};
 pub use server::Limits;
+pub use tls::{Tls, TlsError};
 
 /// Largest request body accepted.
 const BODY_LIMIT: u64 = 1024 * 1024;
@@ -329,27 +331,53 @@ pub fn routes(
         }))
 }
 
-/// Serves the API on `listener` within `limits` until `shutdown` is cancelled: then it stops
-/// accepting and returns once the requests in progress are answered (log follows end with the
-/// shutdown).
+/// Serves the API on `listener` within `limits` (over TLS only, when `tls` is given) until
+/// `shutdown` is cancelled: then it stops accepting and returns once the requests in progress are
+/// answered (log follows end with the shutdown).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     coord: Coordinator,
     token: &str,
     webhook_secret: Option<String>,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: &Shutdown,
 ) {
     let routes = routes(coord, token, webhook_secret, limits.body_timeout);
-    server::run(listener, routes, limits, shutdown).await
+    server::run(listener, routes, limits, tls, shutdown).await
+}
+
+/// The webhook listener (`api.webhook_listen`): only `POST /api/v1/webhooks/github`, every other
+/// request a 404, so GitHub can reach this address while the rest of the API stays private. Same
+/// limits and TLS as the API's listener.
+pub async fn serve_webhook(
+    listener: tokio::net::TcpListener,
+    coord: Coordinator,
+    webhook_secret: Option<String>,
+    limits: Limits,
+    tls: Option<Tls>,
+    shutdown: &Shutdown,
+) {
+    let routes = github::route(coord, webhook_secret, limits.body_timeout)
+        .recover(error::recover)
+        .unify()
+        .with(warp::log::custom(|info| {
+            tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), "webhook listener request");
+        }));
+    server::run(listener, routes, limits, tls, shutdown).await
 }
 
 /// Binds the API's address, with a message a person can act on when it is taken.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    bind_for(addr, "api.listen / BERTH_API__LISTEN").await
+}
+
+/// Binds `addr`, the value of `setting` (named in the message when the address is taken).
+pub async fn bind_for(addr: SocketAddr, setting: &str) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),
-            format!("cannot listen on {addr} ({e}); set api.listen / BERTH_API__LISTEN to a free address"),
+            format!("cannot listen on {addr} ({e}); set {setting} to a free address"),
         )
     })
 }

@@ -11,6 +11,10 @@
 //! reads its body ([`crate::body`]); nothing bounds how long a response takes, so log follows
 //! (SSE) stream for as long as they need.
 //!
+//! With `api.tls_cert` and `api.tls_key` the listener speaks TLS only ([`crate::tls`]); the
+//! handshake runs inside the connection's task, holding its connection slot, and must finish
+//! within the header timeout.
+//!
 //! HTTP/1 only: nothing speaks HTTP/2 to the API (the CLI, curl, reverse proxies use HTTP/1.1), and
 //! an unneeded protocol would be one more place to bound.
 
@@ -26,6 +30,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::Semaphore;
 use warp::http::{Response, StatusCode};
 use warp::{Filter, Reply};
+
+use crate::tls::Tls;
 
 /// The address of the client a request came from, in the request's extensions (read it with
 /// [`peer`]).
@@ -61,12 +67,18 @@ impl Default for Limits {
     }
 }
 
-/// Serves `filter` on `listener` until `shutdown` is cancelled: then it stops accepting and
-/// returns once the connections in progress are done (log follows end with the shutdown).
+/// A connection's byte stream: TCP, or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Serves `filter` on `listener` (over TLS when `tls` is given) until `shutdown` is cancelled:
+/// then it stops accepting and returns once the connections in progress are done (log follows
+/// end with the shutdown).
 pub(crate) async fn run<F>(
     listener: tokio::net::TcpListener,
     filter: F,
     limits: Limits,
+    tls: Option<Tls>,
     shutdown: &Shutdown,
 ) where
     F: Filter + Clone + Send + Sync + 'static,
@@ -74,7 +86,8 @@ pub(crate) async fn run<F>(
     F: Filter<Error = Infallible>,
 {
     let graceful = GracefulShutdown::new();
-    // One permit per connection being served; a connection holds its permit until it closes.
+    // One permit per connection being served; a connection holds its permit until it closes,
+    // from before its TLS handshake: a handshake in progress is a connection served.
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let stop = shutdown.token().clone();
     loop {
@@ -98,13 +111,54 @@ pub(crate) async fn run<F>(
                 }
             },
         };
-        let io = TokioIo::new(stream);
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout);
-        match slots.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let warp_svc = warp::service(filter.clone());
+        let permit = slots.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            tracing::warn!(
+                max = limits.max_connections,
+                "API connection refused: too many connections (api.max_connections)"
+            );
+        }
+        let (filter, tls, stop, watcher) = (
+            filter.clone(),
+            tls.clone(),
+            stop.clone(),
+            graceful.watcher(),
+        );
+        // Tracked like every task (the shutdown pattern); once its handshake is done, the
+        // connection is watched by `graceful` too.
+        // The task owns `permit` (the connection's slot) until the connection ends.
+        shutdown.spawn(async move {
+            let io: Box<dyn Io> = match tls {
+                None => Box::new(stream),
+                Some(Tls(acceptor)) => {
+                    // The handshake is bounded like a request's head: a client that connects and
+                    // says nothing (or stalls mid-handshake) is cut off after the same time.
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(stream));
+                    let done = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        done = handshake => done,
+                    };
+                    match done {
+                        Ok(Ok(tls)) => Box::new(tls),
+                        Ok(Err(e)) => {
+                            // Plain HTTP, an untrusting client, a scanner: the client's business.
+                            tracing::debug!(%peer, error = %e, "API TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "API TLS handshake timed out (api.header_timeout_s)");
+                            return;
+                        }
+                    }
+                }
+            };
+            let io = TokioIo::new(io);
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            if permit.is_some() {
+                let warp_svc = warp::service(filter);
                 // warp's `addr::remote` is filled only by `warp::serve`: routes read the
                 // client's address from [`Peer`] instead.
                 let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -112,33 +166,20 @@ pub(crate) async fn run<F>(
                     let mut s = warp_svc.clone();
                     async move { tower_service::Service::call(&mut s, req).await }
                 });
-                let conn = graceful.watch(http.serve_connection(io, svc));
-                // Tracked like every task (the shutdown pattern), and watched by `graceful`.
-                shutdown.spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = conn.await {
-                        // A client gone or too slow is routine; nothing for the operator to do.
-                        tracing::debug!(error = %e, "API connection ended");
-                    }
-                });
-            }
-            Err(_) => {
-                tracing::warn!(
-                    max = limits.max_connections,
-                    "API connection refused: too many connections (api.max_connections)"
-                );
-                // hyper reads the request (under the same header timeout) and answers it, so the
-                // client sees the answer rather than a reset.
+                if let Err(e) = watcher.watch(http.serve_connection(io, svc)).await {
+                    // A client gone or too slow is routine; nothing for the operator to do.
+                    tracing::debug!(error = %e, "API connection ended");
+                }
+            } else {
+                // hyper reads the request (under the same header timeout) and answers it, so
+                // the client sees the answer rather than a reset.
                 http.keep_alive(false);
                 let svc = hyper::service::service_fn(|_req: hyper::Request<Incoming>| async {
                     Ok::<_, Infallible>(too_many_connections())
                 });
-                let conn = graceful.watch(http.serve_connection(io, svc));
-                shutdown.spawn(async move {
-                    let _ = conn.await;
-                });
+                let _ = watcher.watch(http.serve_connection(io, svc)).await;
             }
-        }
+        });
     }
     drop(listener);
     graceful.shutdown().await;

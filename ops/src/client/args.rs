@@ -21,6 +21,10 @@ pub struct Conn {
     /// writes).
     #[arg(long, global = true, value_name = "TOKEN", help_heading = GLOBAL)]
     pub(super) token: Option<String>,
+    /// A PEM CA certificate to trust for an https:// API (a private CA), beside the system's
+    /// roots (default: api.ca_cert of the configuration).
+    #[arg(long, global = true, value_name = "FILE", env = "BERTH_API__CA_CERT", help_heading = GLOBAL)]
+    pub(super) ca_cert: Option<PathBuf>,
     /// Print JSON (for scripts) instead of text.
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub(super) json: bool,

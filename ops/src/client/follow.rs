@@ -66,10 +66,7 @@ impl Client {
                     fruitless = true;
                     continue;
                 }
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot reach the Berth API at {}", self.base))
-                }
+                Err(e) => return Err(self.unreachable(e)),
             };
             let status = resp.status();
             if status.is_server_error() && connected_once {

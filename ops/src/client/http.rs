@@ -75,10 +75,15 @@ pub(super) fn resolve(config: &Option<PathBuf>, conn: &Conn) -> Result<Client> {
     let mut base = conn.api.clone();
     let mut token = conn.token.clone();
     let mut token_from = TokenFrom::Flag;
-    if base.is_none() || token.is_none() {
+    let mut ca_cert = conn.ca_cert.clone();
+    if base.is_none() || token.is_none() || (ca_cert.is_none() && config.is_some()) {
         let s = Settings::load(config.as_deref())?;
+        if ca_cert.is_none() {
+            ca_cert = s.api.ca_cert.clone();
+        }
+        let configured = format!("{}://{}", s.api.scheme(), s.api.listen);
         if let Some(t) = s.api.token {
-            base.get_or_insert(format!("http://{}", s.api.listen));
+            base.get_or_insert(configured);
             if token.is_none() {
                 token = Some(t);
                 token_from = match config {
@@ -108,20 +113,118 @@ pub(super) fn resolve(config: &Option<PathBuf>, conn: &Conn) -> Result<Client> {
             client_config_path().display()
         );
     };
+    // An https:// API: rustls (ring) trusting the system's roots and `ca_cert`. A plain one
+    // needs no roots; reqwest still wants the process's crypto provider.
+    berth_bus::tls::install_provider();
+    let tls = if base.starts_with("https://") {
+        Some(tls_config(ca_cert.as_deref())?)
+    } else {
+        None
+    };
+    let builder = || {
+        let b = reqwest::Client::builder();
+        match &tls {
+            Some(config) => b.tls_backend_preconfigured(config.clone()),
+            None => b,
+        }
+    };
     Ok(Client {
         base: base.trim_end_matches('/').to_string(),
         token,
         token_from,
         config: config.clone(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()?,
+        http: builder().timeout(Duration::from_secs(30)).build()?,
         // The server sends a keep-alive comment every 15 s, so a minute of silence means the
         // connection is gone.
-        streaming: reqwest::Client::builder()
+        streaming: builder()
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .build()?,
+    })
+}
+
+/// The client's TLS configuration: the system's roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` are
+/// honoured) and the PEM certificates in `ca_cert`, if given.
+fn tls_config(ca_cert: Option<&std::path::Path>) -> Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    // A system store with unreadable entries still gives the readable ones.
+    let (_added, _ignored) =
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_cert {
+        let what = || {
+            format!(
+                "the CA certificate {} (--ca-cert, BERTH_API__CA_CERT or api.ca_cert)",
+                path.display()
+            )
+        };
+        let pem = std::fs::read(path).with_context(|| format!("cannot read {}", what()))?;
+        let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("{} is not a PEM certificate file ({e})", what()))?;
+        if certs.is_empty() {
+            bail!(
+                "{} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
+                what()
+            );
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| anyhow::anyhow!("{} cannot be used as a root ({e})", what()))?;
+        }
+    }
+    Ok(
+        rustls::ClientConfig::builder_with_provider(berth_bus::tls::provider())
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// The sentence for a TLS failure with the API at `base`, when `e` is one (a certificate this
+/// client does not trust, one for another name, an expired one, a server that speaks no TLS).
+fn tls_failure(base: &str, e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use rustls::{CertificateError, Error as Tls};
+    let mut cause = Some(e);
+    let found = loop {
+        let c = cause?;
+        if let Some(t) = c.downcast_ref::<Tls>() {
+            break t;
+        }
+        // rustls's error travels inside io::Errors (one in another), whose `source` skips what
+        // they wrap: step into them.
+        cause = match c
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    };
+    let trust =
+        "give the CA that signed it with --ca-cert FILE (or BERTH_API__CA_CERT, or api.ca_cert in \
+                 the configuration; SSL_CERT_FILE also works)";
+    Some(match found {
+        Tls::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "the API at {base} presented a certificate that no CA this client trusts signed: {trust}"
+        ),
+        Tls::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "the API at {base} presented a certificate for another name: use the host name or \
+             address the certificate names in --api, or give the API a certificate for this one"
+        ),
+        Tls::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => format!("the API at {base} presented an expired certificate: renew api.tls_cert"),
+        Tls::InvalidCertificate(other) => format!(
+            "the API at {base} presented a certificate this client refuses ({other:?}): {trust}"
+        ),
+        Tls::InvalidMessage(_) => format!(
+            "the API at {base} did not answer in TLS: is it an http:// API (no api.tls_cert)?"
+        ),
+        other => format!("TLS with the API at {base} failed: {other}"),
     })
 }
 
@@ -143,6 +246,18 @@ pub(super) fn failure(status: reqwest::StatusCode, body: String) -> anyhow::Erro
 }
 
 impl Client {
+    /// The outcome of a request that got no answer: for a TLS failure a sentence saying what to
+    /// do ([`tls_failure`]), else reqwest's error under "cannot reach the Berth API".
+    pub(super) fn unreachable(&self, e: reqwest::Error) -> anyhow::Error {
+        match tls_failure(&self.base, &e) {
+            Some(sentence) => Failed(sentence).into(),
+            None => anyhow::Error::new(e).context(format!(
+                "cannot reach the Berth API at {} (is `berth up` running?)",
+                self.base
+            )),
+        }
+    }
+
     /// [`failure`], and for a 401 where the token came from and where the right one is.
     pub(super) fn failure(&self, status: reqwest::StatusCode, body: String) -> anyhow::Error {
         if status != reqwest::StatusCode::UNAUTHORIZED {
@@ -231,7 +346,7 @@ impl Client {
                 .bearer_auth(&self.token)
                 .send()
                 .await
-                .with_context(|| format!("cannot reach the Berth API at {}", self.base))?;
+                .map_err(|e| self.unreachable(e))?;
             let status = resp.status();
             let body = resp.text().await?;
             if status == reqwest::StatusCode::SERVICE_UNAVAILABLE && started.elapsed() < patience {
@@ -260,12 +375,7 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "cannot reach the Berth API at {} (is `berth up` running?)",
-                self.base
-            )
-        })?;
+        let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
         if !status.is_success() {
@@ -285,12 +395,7 @@ impl Client {
             .bearer_auth(&self.token)
             .send()
             .await
-            .with_context(|| {
-                format!(
-                    "cannot reach the Berth API at {} (is `berth up` running?)",
-                    self.base
-                )
-            })?;
+            .map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(false);
@@ -308,7 +413,8 @@ impl Client {
             .get(self.url(path, &[])?)
             .bearer_auth(&self.token)
             .send()
-            .await?;
+            .await
+            .map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
@@ -326,6 +432,7 @@ mod tests {
         let conn = Conn {
             api: Some(base.into()),
             token: Some("t".into()),
+            ca_cert: None,
             json: false,
         };
         resolve(&None, &conn).unwrap()
@@ -405,6 +512,53 @@ mod tests {
             "api.token in /etc/berth.toml"
         );
         assert!(c_unauthorized().contains("refused the token taken from --token"));
+    }
+
+    #[test]
+    fn a_tls_failure_is_one_sentence_saying_what_to_do() {
+        use rustls::{CertificateError, Error as Tls};
+        // As reqwest hands it over: rustls's error in an io::Error in another.
+        let wrapped =
+            |e: Tls| std::io::Error::other(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        let base = "https://127.0.0.1:7700";
+        let said = |e: Tls| tls_failure(base, &wrapped(e));
+        let unknown = said(Tls::InvalidCertificate(CertificateError::UnknownIssuer)).unwrap();
+        assert!(
+            unknown.starts_with(
+                "the API at https://127.0.0.1:7700 presented a certificate that no CA this client \
+                 trusts signed: give the CA that signed it with --ca-cert FILE"
+            ),
+            "{unknown}"
+        );
+        let name = said(Tls::InvalidCertificate(CertificateError::NotValidForName)).unwrap();
+        assert!(name.contains("a certificate for another name"), "{name}");
+        let expired = said(Tls::InvalidCertificate(CertificateError::Expired)).unwrap();
+        assert!(expired.contains("an expired certificate"), "{expired}");
+        let plain = said(Tls::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType,
+        ))
+        .unwrap();
+        assert!(plain.contains("did not answer in TLS"), "{plain}");
+        // Anything else is not a TLS failure: the caller says "cannot reach".
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(tls_failure(base, &refused), None);
+    }
+
+    #[test]
+    fn a_ca_file_that_holds_no_certificate_is_refused() {
+        let dir = std::env::temp_dir().join(format!("berth-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("ca.pem");
+        std::fs::write(&f, "not a certificate\n").unwrap();
+        let e = tls_config(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("holds no certificate"), "{e}");
+        let e = format!(
+            "{:#}",
+            tls_config(Some(&dir.join("missing.pem"))).unwrap_err()
+        );
+        assert!(e.starts_with("cannot read the CA certificate"), "{e}");
+        assert!(tls_config(None).is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn c_unauthorized() -> String {
