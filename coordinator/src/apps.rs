@@ -30,6 +30,10 @@ pub fn build(req: CreateApp, base_domain: &str, reserved: &[String]) -> Result<A
             .unwrap_or_default(),
         auto_deploy: req.auto_deploy.unwrap_or(true),
         git_credential: credential_kind(req.git_credential.as_ref())?,
+        webhook_secret: match &req.webhook_secret {
+            Some(s) => validate::webhook_secret(s).map(|_| true)?,
+            None => false,
+        },
         drain_s: req.drain_s.unwrap_or(10),
         keep_releases: req.keep_releases.unwrap_or(10),
         placement: req.placement.unwrap_or_default(),
@@ -93,6 +97,17 @@ pub fn patch(mut app: App, p: PatchApp, reserved: &[String]) -> Result<App, Stri
     }
     if let Some(c) = &p.git_credential {
         app.git_credential = credential_kind(Some(c))?;
+    }
+    match (&p.webhook_secret, p.remove_webhook_secret == Some(true)) {
+        (Some(_), true) => {
+            return Err("give either webhook_secret or remove_webhook_secret, not both".into())
+        }
+        (Some(s), false) => {
+            validate::webhook_secret(s)?;
+            app.webhook_secret = true;
+        }
+        (None, true) => app.webhook_secret = false,
+        (None, false) => {}
     }
     if let Some(v) = p.drain_s {
         app.drain_s = v;

@@ -646,6 +646,41 @@ impl Store {
         })
     }
 
+    /// Stores (or, with `None`, deletes) an app's own sealed webhook secret.
+    pub async fn put_webhook_secret(&self, app: &str, sealed: Option<&Sealed>) -> Result<()> {
+        let mut c = self.conn.clone();
+        match sealed {
+            Some(s) => {
+                let bytes = encode(CREDENTIAL_KIND, app, s)?;
+                let _: () = c.set(keys::app_webhook_secret(app), bytes).await?;
+            }
+            None => {
+                let _: () = c.del(keys::app_webhook_secret(app)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn get_webhook_secret(&self, app: &str) -> Result<Option<Sealed>> {
+        let raw: Option<Vec<u8>> = self.conn.clone().get(keys::app_webhook_secret(app)).await?;
+        Ok(match raw {
+            Some(b) => Some(decode(&b, CREDENTIAL_KIND)?),
+            None => None,
+        })
+    }
+
+    /// Whether each of `apps` has its own webhook secret; one pipeline.
+    pub async fn have_webhook_secrets(&self, apps: &[&str]) -> Result<Vec<bool>> {
+        if apps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for a in apps {
+            pipe.exists(keys::app_webhook_secret(a));
+        }
+        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+    }
+
     /// Re-seals every git credential an older version stored unbound ([`Sealed::v`] 0) bound to
     /// the app it is stored under, so that it keeps working where only bound blobs open. Each
     /// one is replaced only while it is still the blob read (a PATCH that replaced it meanwhile
@@ -702,6 +737,7 @@ impl Store {
         }
         pipe.del(keys::app(name))
             .del(keys::app_credential(name))
+            .del(keys::app_webhook_secret(name))
             .del(keys::app_deployments(name))
             .del(keys::app_log(name))
             .del(keys::app_metrics(name))

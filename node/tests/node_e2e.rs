@@ -82,6 +82,7 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
         stopped: false,
         limits: Default::default(),
         git_credential: None,
+        webhook_secret: false,
         created_at: now_ms(),
         updated_at: now_ms(),
     }

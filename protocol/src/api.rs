@@ -26,6 +26,9 @@ pub struct CreateApp {
     pub auto_deploy: Option<bool>,
     /// How nodes authenticate to a private repository; stored sealed, never returned.
     pub git_credential: Option<GitCredential>,
+    /// The app's own GitHub webhook secret: its pushes are then taken only at
+    /// `/api/v1/apps/{name}/webhooks/github`, signed with it. Stored sealed, never returned.
+    pub webhook_secret: Option<String>,
     pub drain_s: Option<u64>,
     pub keep_releases: Option<u32>,
     /// Replaces the placement whole (missing fields take their defaults).
@@ -54,6 +57,10 @@ pub struct PatchApp {
     pub git_credential: Option<GitCredential>,
     /// `true` removes the git credential.
     pub remove_git_credential: Option<bool>,
+    /// Replaces the app's own webhook secret.
+    pub webhook_secret: Option<String>,
+    /// `true` removes the app's own webhook secret (its pushes go to the shared endpoint again).
+    pub remove_webhook_secret: Option<bool>,
     pub drain_s: Option<u64>,
     pub keep_releases: Option<u32>,
     /// Replaces the placement whole (missing fields take their defaults).

@@ -72,6 +72,11 @@ pub fn app(name: &str) -> String {
 pub fn app_credential(name: &str) -> String {
     format!("berth:app:{name}:credential")
 }
+/// An app's own GitHub webhook secret, sealed ([`crate::secret::Sealed`], envelope kind
+/// `credential`): set, deliveries for the app go to its own endpoint and are checked with it.
+pub fn app_webhook_secret(name: &str) -> String {
+    format!("berth:app:{name}:webhook_secret")
+}
 /// Sorted set of an app's deployment ids, scored by creation time.
 pub fn app_deployments(name: &str) -> String {
     format!("berth:app:{name}:deployments")

@@ -72,6 +72,10 @@ pub struct App {
     /// itself is stored sealed under its own key and never returned.
     #[serde(default)]
     pub git_credential: Option<String>,
+    /// Whether the app has its own GitHub webhook secret (kept sealed beside the record, never
+    /// shown): its pushes are then taken only at its own endpoint, signed with it.
+    #[serde(default)]
+    pub webhook_secret: bool,
     /// Seconds the previous release keeps running after traffic moved, for requests in flight.
     #[serde(default = "ten")]
     pub drain_s: u64,

@@ -144,6 +144,20 @@ fn credential_aad(app: &str) -> Vec<u8> {
     format!("berth git credential v1 of app {app}").into_bytes()
 }
 
+/// Seals `app`'s own webhook secret, bound to the app (another app's blob does not open).
+pub fn seal_webhook_secret(key: &SecretKey, app: &str, secret: &str) -> Sealed {
+    key.seal_bound(secret.as_bytes(), &webhook_aad(app))
+}
+
+/// Opens what [`seal_webhook_secret`] sealed for `app`.
+pub fn open_webhook_secret(key: &SecretKey, app: &str, sealed: &Sealed) -> Result<Vec<u8>, String> {
+    key.open_bound(sealed, &webhook_aad(app))
+}
+
+fn webhook_aad(app: &str) -> Vec<u8> {
+    format!("berth webhook secret v1 of app {app}").into_bytes()
+}
+
 /// Byte vectors as hex strings (compact enough, and readable in any format).
 mod serde_bytes_vec {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -143,6 +143,24 @@ pub fn env_name(k: &str) -> Result<(), String> {
 }
 
 /// A health-check path: starts with `/`.
+/// An app's own webhook secret: 16 to 256 printable ASCII characters, no spaces (what GitHub's
+/// form takes and a person can paste; long enough not to be guessed).
+pub fn webhook_secret(s: &str) -> Result<(), String> {
+    let n = s.chars().count();
+    if !(16..=256).contains(&n) {
+        return Err(format!(
+            "webhook_secret must be 16 to 256 characters, not {n} (e.g. the output of `openssl rand -hex 32`)"
+        ));
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(
+            "webhook_secret must be printable ASCII without spaces (e.g. the output of `openssl rand -hex 32`)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 pub fn health_path(p: &str) -> Result<(), String> {
     if p.starts_with('/') && !p.contains(char::is_whitespace) {
         Ok(())
@@ -503,6 +521,21 @@ mod tests {
         }
         for bad in ["", "-x", "a b", "a..b", "a:b", "--upload-pack=x"] {
             assert!(git_ref("ref", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn webhook_secrets() {
+        assert!(webhook_secret(&"a1".repeat(8)).is_ok());
+        assert!(webhook_secret("0123456789abcdef0123456789abcdef").is_ok());
+        for (bad, says) in [
+            ("short", "16 to 256"),
+            (&"x".repeat(257)[..], "16 to 256"),
+            ("a secret with spaces", "printable"),
+            ("tab\tinside-0123456789", "printable"),
+        ] {
+            let e = webhook_secret(bad).unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
         }
     }
 }

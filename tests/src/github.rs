@@ -176,8 +176,30 @@ pub async fn deliver_via(
     body: &[u8],
     content_type: &str,
 ) -> anyhow::Result<(u16, Value)> {
+    deliver_at(
+        http,
+        &format!("{base}/api/v1/webhooks/github"),
+        secret,
+        event,
+        delivery,
+        body,
+        content_type,
+    )
+    .await
+}
+
+/// [`deliver_via`] to the endpoint at `url` (an app's own: `{base}/api/v1/apps/{app}/webhooks/github`).
+pub async fn deliver_at(
+    http: &reqwest::Client,
+    url: &str,
+    secret: Option<&str>,
+    event: &str,
+    delivery: &str,
+    body: &[u8],
+    content_type: &str,
+) -> anyhow::Result<(u16, Value)> {
     let mut r = http
-        .post(format!("{base}/api/v1/webhooks/github"))
+        .post(url)
         .header("content-type", content_type)
         .header("x-github-event", event)
         .header("x-github-delivery", delivery)

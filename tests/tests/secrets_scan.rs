@@ -19,6 +19,8 @@ use serde_json::json;
 const GIT_TOKEN: &str = "ghp_ScanTokenThatMustNeverLeak0123456789";
 const REDIS_PASSWORD: &str = "redis-pass-ScanMustNeverFindThis-7f3a";
 const WEBHOOK_SECRET: &str = "webhook-ScanSecretNeverStored-91c2";
+/// The app's own webhook secret (its own endpoint).
+const APP_HOOK_SECRET: &str = "apphook-ScanSecretNeverStored-3e8a";
 /// An app's environment is configuration its token holders read back through the API, stored as
 /// given; a secret kept there must still never reach a log.
 const ENV_RUNTIME: &str = "db-pass-ScanEnvRuntimeNeverLogged-55d1";
@@ -52,6 +54,7 @@ async fn no_secret_is_kept_or_logged_in_the_clear() {
     let app = unique("scan");
     c.create_app(json!({"name": app, "repo": url, "port": 8080,
         "git_credential": {"kind": "https_token", "token": GIT_TOKEN},
+        "webhook_secret": APP_HOOK_SECRET,
         "env": {"runtime": {"DB_PASSWORD": ENV_RUNTIME}, "build": {"NPM_TOKEN": ENV_BUILD}}}))
         .await
         .unwrap();
@@ -94,12 +97,27 @@ async fn no_secret_is_kept_or_logged_in_the_clear() {
         .await
         .unwrap();
     assert_eq!(s, 401, "{v}");
+    // The app's own secret checks a ping at its own endpoint.
+    let http = berth_tests::http_client().build().unwrap();
+    let (s, v) = berth_tests::github::deliver_at(
+        &http,
+        &format!("{}/api/v1/apps/{app}/webhooks/github", c.api.base),
+        Some(APP_HOOK_SECRET),
+        "ping",
+        &unique("d"),
+        b"{\"zen\":\"hi\"}",
+        "application/json",
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 200, "{v}");
 
     let secrets: Vec<(&str, String)> = vec![
         ("the git token", GIT_TOKEN.into()),
         ("the git token's Basic value", basic),
         ("the API token", c.api.token.clone()),
         ("the webhook secret", WEBHOOK_SECRET.into()),
+        ("the app's own webhook secret", APP_HOOK_SECRET.into()),
         ("the Redis password", REDIS_PASSWORD.into()),
         ("the secret key", key_hex),
     ];

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use berth_tests::github::{deliver, deliver_push, push_body, queued_one, webhook_secret};
+use berth_tests::github::{
+    deliver, deliver_at, deliver_push, push_body, queued_one, webhook_secret,
+};
 use berth_tests::{hello_page, repo_root, unique, version_marker, Cluster, GitRepo, TempDir};
 use serde_json::{json, Value};
 
@@ -328,4 +330,103 @@ async fn replays_and_signature_guessing_are_refused() {
         1,
         "nothing queued while blocked"
     );
+}
+
+/// An app with a webhook secret of its own takes its pushes only at its own endpoint, signed
+/// with its secret; the shared endpoint (and the shared secret) no longer deploy it, and the
+/// secret is never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_with_its_own_secret_deploys_only_from_its_own_endpoint() {
+    const OWN: &str = "own-secret-of-one-app-5b1e0c";
+    let mut c = Cluster::up_with(&webhook_secret(SECRET)).await.unwrap();
+    let src = TempDir::with_prefix("hook-src").unwrap();
+    let (shared, repo) = app_with_repo(&mut c, &src).await;
+    let own = unique("own");
+    let (s, v) = c
+        .api
+        .post(
+            "/api/v1/apps",
+            json!({"name": own, "repo": repo.url(), "port": 8080, "webhook_secret": "short"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 400, "{v}");
+    assert!(v.to_string().contains("16 to 256"), "{v}");
+    c.create_app(json!({"name": own, "repo": repo.url(), "port": 8080, "webhook_secret": OWN}))
+        .await
+        .unwrap();
+    let (_, view) = c.api.get(&format!("/api/v1/apps/{own}")).await.unwrap();
+    assert_eq!(view["webhook_secret"], true, "{view}");
+    assert!(!view.to_string().contains(OWN), "{view}");
+
+    let before = repo.git(&["rev-parse", "HEAD"]).unwrap();
+    repo.write("www/index.html", &hello_page("own")).unwrap();
+    let sha = repo.commit("own endpoint").unwrap();
+    let b = push_body(&repo, "refs/heads/main", &before, &sha, "own endpoint");
+    let http = berth_tests::http_client().build().unwrap();
+    let own_url = format!("{}/api/v1/apps/{own}/webhooks/github", c.api.base);
+    let at = |url: String, secret: &'static str| {
+        let (http, b) = (http.clone(), b.clone());
+        async move {
+            deliver_at(
+                &http,
+                &url,
+                Some(secret),
+                "push",
+                &unique("d"),
+                &b,
+                "application/json",
+            )
+            .await
+            .unwrap()
+        }
+    };
+
+    // The shared endpoint deploys the app without a secret of its own, not the other.
+    let (s, v) = deliver_push(&c.api.base, SECRET, &unique("d"), &b)
+        .await
+        .unwrap();
+    assert_eq!(s, 202, "{v}");
+    let d = c.api.wait_terminal(&queued_one(&v), DEPLOY).await.unwrap();
+    assert_eq!(d["app"], shared.as_str(), "{d}");
+    // The app's own endpoint refuses the shared secret, and takes its own: that app only.
+    let (s, v) = at(own_url.clone(), SECRET).await;
+    assert_eq!(s, 401, "{v}");
+    let (s, v) = at(own_url.clone(), OWN).await;
+    assert_eq!(s, 202, "{v}");
+    let d = c.api.wait_terminal(&queued_one(&v), DEPLOY).await.unwrap();
+    assert_eq!(
+        (d["app"].as_str(), d["status"].as_str()),
+        (Some(own.as_str()), Some("succeeded")),
+        "{d}\n{}",
+        c.logs()
+    );
+    // An app without a secret of its own has no endpoint of its own.
+    let (s, v) = at(
+        format!("{}/api/v1/apps/{shared}/webhooks/github", c.api.base),
+        SECRET,
+    )
+    .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v.to_string().contains("no webhook secret of its own"),
+        "{v}"
+    );
+
+    // Removed, the app is back on the shared endpoint and its own is closed.
+    let (s, v) = c
+        .api
+        .patch(
+            &format!("/api/v1/apps/{own}"),
+            json!({"remove_webhook_secret": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!((s, &v["webhook_secret"]), (200, &json!(false)), "{v}");
+    let (s, v) = at(own_url, OWN).await;
+    assert_eq!(s, 403, "{v}");
+    let all = c
+        .redis_cli(&["KEYS", "berth:app:*:webhook_secret"])
+        .unwrap();
+    assert!(all.trim().is_empty(), "{all}");
 }

@@ -1,4 +1,6 @@
-//! `POST /api/v1/webhooks/github`: push-to-deploy, authenticated by signature, not by token.
+//! `POST /api/v1/webhooks/github` (every app without a secret of its own, signed with
+//! `github.webhook_secret`) and `POST /api/v1/apps/{name}/webhooks/github` (one app, signed with
+//! its own secret): push-to-deploy, authenticated by signature, not by token.
 //!
 //! The signature (`X-Hub-Signature-256`) is checked over the raw body before anything is parsed,
 //! in constant time. Without a configured secret every delivery is refused: an unsigned delivery
@@ -30,7 +32,13 @@ pub fn route(
     secret: Option<String>,
     body_timeout: std::time::Duration,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("api" / "v1" / "webhooks" / "github")
+    let shared = warp::path!("api" / "v1" / "webhooks" / "github")
+        .map(move || Scope::Shared(secret.clone()));
+    // An app with a webhook secret of its own takes its pushes here, signed with it.
+    let own = warp::path!("api" / "v1" / "apps" / String / "webhooks" / "github").map(Scope::App);
+    shared
+        .or(own)
+        .unify()
         .and(warp::post())
         .and(crate::server::peer())
         .and(warp::header::optional::<String>("x-hub-signature-256"))
@@ -40,14 +48,14 @@ pub fn route(
         // The size is judged on `Content-Length` before a byte of the body is read.
         .and(crate::body::read(LIMIT, body_timeout))
         .then(
-            move |peer: Option<SocketAddr>,
+            move |scope: Scope,
+                  peer: Option<SocketAddr>,
                   sig: Option<String>,
                   event: Option<String>,
                   delivery: Option<String>,
                   ctype: Option<String>,
                   body: Bytes| {
                 let coord = coord.clone();
-                let secret = secret.clone();
                 async move {
                     let client = peer.map(|p| p.ip().to_string());
                     if let Some(c) = &client {
@@ -61,7 +69,7 @@ pub fn route(
                             }
                         }
                     }
-                    match handle(coord.clone(), secret, sig, event, delivery, ctype, body).await {
+                    match handle(coord.clone(), scope, sig, event, delivery, ctype, body).await {
                         Ok(r) => r,
                         Err(e) => {
                             if let (StatusCode::UNAUTHORIZED, Some(c)) = (e.status, client) {
@@ -77,6 +85,14 @@ pub fn route(
                 }
             },
         )
+}
+
+/// Which endpoint took a delivery, and so which secret signs it.
+enum Scope {
+    /// `/api/v1/webhooks/github`: `github.webhook_secret`, for every app without its own.
+    Shared(Option<String>),
+    /// `/api/v1/apps/{name}/webhooks/github`: the app's own secret, for that app only.
+    App(String),
 }
 
 /// 429 with `Retry-After`, for a client that sent too many bad signatures.
@@ -110,23 +126,45 @@ fn accepted(message: impl Into<String>, deployments: Vec<String>) -> Response {
 
 async fn handle(
     coord: Coordinator,
-    secret: Option<String>,
+    scope: Scope,
     sig: Option<String>,
     event: Option<String>,
     delivery: Option<String>,
     ctype: Option<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Some(secret) = secret.filter(|s| !s.is_empty()) else {
-        tracing::warn!("GitHub delivery refused: no github.webhook_secret configured");
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "GitHub webhooks are off: set github.webhook_secret (BERTH_GITHUB__WEBHOOK_SECRET) and the same secret in GitHub",
-        ));
+    let (secret, app) = match scope {
+        Scope::Shared(secret) => {
+            let Some(secret) = secret.filter(|s| !s.is_empty()) else {
+                tracing::warn!("GitHub delivery refused: no github.webhook_secret configured");
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "GitHub webhooks are off: set github.webhook_secret (BERTH_GITHUB__WEBHOOK_SECRET) and the same secret in GitHub",
+                ));
+            };
+            (secret.into_bytes(), None)
+        }
+        Scope::App(name) => {
+            let secret = match coord.api.send(api::AppWebhookSecret(name.clone())).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(e.into()),
+                Err(e) => return Err(berth_coordinator::Error::from(e).into()),
+            };
+            let Some(secret) = secret else {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "app {name} has no webhook secret of its own: set one (`berth apps set {name} --webhook-secret-file FILE`), or deliver to /api/v1/webhooks/github"
+                    ),
+                ));
+            };
+            (secret, Some(name))
+        }
     };
-    if let Err(why) = verify_signature(secret.as_bytes(), &body, sig.as_deref()) {
+    if let Err(why) = verify_signature(&secret, &body, sig.as_deref()) {
         tracing::warn!(
             delivery = delivery.as_deref().unwrap_or("-"),
+            app = app.as_deref().unwrap_or("-"),
             reason = why,
             "GitHub delivery rejected"
         );
@@ -169,7 +207,15 @@ async fn handle(
     let push: Push = serde_json::from_slice(&json).map_err(|e| {
         ApiError::bad_request(format!("push payload is not what GitHub sends: {e}"))
     })?;
-    let outcome = match coord.api.send(api::GithubPush { delivery, push }).await {
+    let outcome = match coord
+        .api
+        .send(api::GithubPush {
+            delivery,
+            push,
+            app,
+        })
+        .await
+    {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => return Err(e.into()),
         Err(e) => return Err(berth_coordinator::Error::from(e).into()),

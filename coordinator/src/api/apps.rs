@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use berth_bus::Live;
 use berth_protocol::api::{self, app_status, app_urls, AppStatus, AppView, LatestDeployment};
-use berth_protocol::secret::GitCredential;
+use berth_protocol::secret::{seal_webhook_secret, GitCredential};
 use berth_protocol::{keys, repo_url, App, DeploymentStatus, Job, NodeStatus, Route};
 use serde::ser::SerializeSeq;
 use serde::Serialize;
@@ -325,13 +325,26 @@ impl Handler<StoreNewApp> for Api {
                     .git_credential
                     .as_ref()
                     .map(|c| c.seal(&key, &msg.0.name));
-                let app = apps::build(msg.0, &base, &reserved).map_err(Error::BadRequest)?;
+                let hook = msg
+                    .0
+                    .webhook_secret
+                    .as_deref()
+                    .map(|s| seal_webhook_secret(&key, &msg.0.name, s));
+                let mut app = apps::build(msg.0, &base, &reserved).map_err(Error::BadRequest)?;
+                // The record says the app has its own webhook secret only once the secret is
+                // stored (below): a crash in between leaves the app on the shared endpoint.
+                app.webhook_secret = false;
                 match store.put_app_domains(&app, true, &[]).await? {
                     PutApp::Stored => {}
                     PutApp::Exists => return Err(exists(&app.name)),
                     PutApp::Taken { domain, owner } => return Err(taken(&domain, &owner)),
                 }
                 store.put_credential(&app.name, sealed.as_ref()).await?;
+                if let Some(h) = &hook {
+                    store.put_webhook_secret(&app.name, Some(h)).await?;
+                    app.webhook_secret = true;
+                    store.put_app(&app, false).await?;
+                }
                 view_of(&store, &registry, port, app).await
             }
             .into_actor(self),
@@ -451,10 +464,21 @@ impl Handler<StorePatch> for Api {
                 let from = app.replicas;
                 let old_domains = app.domains.clone();
                 let new_credential = msg.1.git_credential.as_ref().map(|c| c.seal(&key, &msg.0));
+                let new_hook = msg
+                    .1
+                    .webhook_secret
+                    .as_deref()
+                    .map(|s| seal_webhook_secret(&key, &msg.0, s));
                 // A repository on another host does not get the credential of the old one.
                 let remove = msg.1.remove_git_credential == Some(true)
                     || apps::drops_credential(&app, &msg.1);
+                let had_hook = app.webhook_secret;
                 let app = apps::patch(app, msg.1, &reserved).map_err(Error::BadRequest)?;
+                // A new secret is stored before the record that says the app has one; a removed
+                // one goes after the record that says it has none.
+                if let Some(h) = &new_hook {
+                    store.put_webhook_secret(&app.name, Some(h)).await?;
+                }
                 if app.domains == old_domains {
                     if new_credential.is_some() || remove {
                         store
@@ -474,6 +498,9 @@ impl Handler<StorePatch> for Api {
                             .put_credential(&app.name, new_credential.as_ref())
                             .await?;
                     }
+                }
+                if had_hook && !app.webhook_secret {
+                    store.put_webhook_secret(&app.name, None).await?;
                 }
                 if app.domains != old_domains && !app.stopped {
                     move_routes(&store, &old_domains, &app.domains).await?;

@@ -33,7 +33,7 @@ pub use exec::StartExec;
 pub use lifecycle::{Restart, StartApp, StopApp};
 pub use releases::{ListReleases, Rollback};
 pub use replicas::ListReplicas;
-pub use webhooks::{GithubPush, SignatureBlocked, SignatureFailed};
+pub use webhooks::{AppWebhookSecret, GithubPush, SignatureBlocked, SignatureFailed};
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;

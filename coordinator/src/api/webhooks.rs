@@ -6,11 +6,12 @@
 //! does the work; if the coordinator dies in between, the `pending` claim expires on its own.
 
 use actix::prelude::*;
+use berth_protocol::secret::open_webhook_secret;
 use berth_protocol::{api, keys};
 
 use super::deployments::Queue;
 use super::Api;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ledger;
 use crate::webhook::{normalize_repo, Push, PushAction, FAILURES_ALLOWED, FAILURE_WINDOW_S};
 
@@ -21,6 +22,40 @@ pub struct GithubPush {
     /// `X-GitHub-Delivery`: deduplicated in Redis for a week.
     pub delivery: String,
     pub push: Push,
+    /// The app whose own endpoint took it (signed with the app's own secret): only that app
+    /// deploys. `None`: the shared endpoint, which deploys every app following the branch that
+    /// has no secret of its own.
+    pub app: Option<String>,
+}
+
+/// The webhook secret of app `.0`'s own endpoint, opened; `None` when the app has none.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Vec<u8>>>")]
+pub struct AppWebhookSecret(pub String);
+
+impl Handler<AppWebhookSecret> for Api {
+    type Result = ResponseFuture<Result<Option<Vec<u8>>>>;
+
+    fn handle(&mut self, msg: AppWebhookSecret, _: &mut Context<Self>) -> Self::Result {
+        let (store, key) = (self.store.clone(), self.secret_key.clone());
+        Box::pin(async move {
+            let app = super::load_app(&store, &msg.0).await?;
+            if !app.webhook_secret {
+                return Ok(None);
+            }
+            let Some(sealed) = store.get_webhook_secret(&app.name).await? else {
+                return Ok(None);
+            };
+            open_webhook_secret(&key, &app.name, &sealed)
+                .map(Some)
+                .map_err(|e| {
+                    Error::Unreadable(format!(
+                        "the webhook secret of app {} cannot be opened ({e}): set it again",
+                        app.name
+                    ))
+                })
+        })
+    }
 }
 
 /// Whether a client address used up its failed signatures: the seconds left in its window when
@@ -116,7 +151,13 @@ impl Handler<GithubPush> for Api {
                     msg.delivery
                 )));
             }
-            let push_key = keys::webhook_push(&msg.push.digest());
+            // An app's own endpoint and the shared one may both get a push (two hooks on one
+            // repository): each claims it for itself.
+            let scope = match &msg.app {
+                Some(app) => format!("{}@{app}", msg.push.digest()),
+                None => msg.push.digest(),
+            };
+            let push_key = keys::webhook_push(&scope);
             let claimed = match store.claim_once(&push_key, PENDING, PENDING_TTL_S).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
@@ -132,7 +173,7 @@ impl Handler<GithubPush> for Api {
                     &msg.push.after[..msg.push.after.len().min(12)]
                 )));
             }
-            match deploy_push(&q, &msg.push).await {
+            match deploy_push(&q, &msg.push, msg.app.as_deref()).await {
                 Ok(outcome) => {
                     done(store, &key, &msg.delivery).await;
                     done(store, &push_key, &msg.delivery).await;
@@ -164,8 +205,9 @@ async fn release(store: &crate::store::Store, key: &str, delivery: &str) {
     }
 }
 
-/// Queues a deployment of the pushed commit for every app that follows its branch.
-async fn deploy_push(q: &Queue, push: &Push) -> Result<api::WebhookOutcome> {
+/// Queues a deployment of the pushed commit for every app that follows its branch: `only` that
+/// app (its own endpoint), or every app without a secret of its own (the shared endpoint).
+async fn deploy_push(q: &Queue, push: &Push, only: Option<&str>) -> Result<api::WebhookOutcome> {
     let (branch, commit) = match push.action() {
         PushAction::Ignore(reason) => return Ok(outcome(reason)),
         PushAction::Deploy { branch, commit } => (branch, commit),
@@ -173,7 +215,12 @@ async fn deploy_push(q: &Queue, push: &Push) -> Result<api::WebhookOutcome> {
     let repo_keys = push.repo_keys();
     let mut queued = Vec::new();
     for app in q.store.list_apps().await?.iter() {
-        if app.branch != branch
+        let scoped = match only {
+            Some(name) => app.name == name,
+            None => !app.webhook_secret,
+        };
+        if !scoped
+            || app.branch != branch
             || !app.auto_deploy
             || app.stopped
             || !repo_keys.contains(&normalize_repo(&app.repo))
@@ -195,7 +242,14 @@ async fn deploy_push(q: &Queue, push: &Push) -> Result<api::WebhookOutcome> {
         queued.push(d.id);
     }
     let message = if queued.is_empty() {
-        format!("no app with auto_deploy follows this repository's branch {branch}")
+        match only {
+            Some(name) => format!(
+                "app {name} does not follow this repository's branch {branch} (or auto_deploy is off, or it is stopped); nothing queued"
+            ),
+            None => format!(
+                "no app with auto_deploy and no webhook secret of its own follows this repository's branch {branch}"
+            ),
+        }
     } else {
         format!(
             "queued {} deployment(s) of {}",

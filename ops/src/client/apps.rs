@@ -47,11 +47,23 @@ fn credential_from(
     })
 }
 
+/// The app's own webhook secret from `file` (its first line, trimmed).
+fn webhook_secret_from(file: &Option<PathBuf>) -> Result<Option<String>> {
+    file.as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("reading {}", p.display()))
+                .map(|s| s.lines().next().unwrap_or_default().trim().to_string())
+        })
+        .transpose()
+}
+
 /// `berth apps create`: the credential files are read here and sent sealed by the server.
 pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> {
     let git_credential = credential_from(&a.git_token_file, &a.ssh_key_file)?;
     let req = CreateApp {
         git_credential,
+        webhook_secret: webhook_secret_from(&a.webhook_secret_file)?,
         drain_s: a.drain_s,
         keep_releases: a.keep_releases,
         name: a.name,
@@ -502,6 +514,8 @@ fn patch_of(current: &App, a: &UpdateArgs) -> Result<PatchApp> {
         },
         git_credential,
         remove_git_credential: a.no_git_credential.then_some(true),
+        webhook_secret: webhook_secret_from(&a.webhook_secret_file)?,
+        remove_webhook_secret: a.no_webhook_secret.then_some(true),
         drain_s: a.drain_s,
         keep_releases: a.keep_releases,
         placement,

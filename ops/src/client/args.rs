@@ -143,6 +143,13 @@ pub struct UpdateArgs {
     /// Remove the app's git credential.
     #[arg(long)]
     pub(super) no_git_credential: bool,
+    /// File holding the app's own GitHub webhook secret (its first line; replaces the secret):
+    /// pushes for the app are then taken only at /api/v1/apps/<app>/webhooks/github.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_webhook_secret")]
+    pub(super) webhook_secret_file: Option<PathBuf>,
+    /// Remove the app's own webhook secret (its pushes go to the shared endpoint again).
+    #[arg(long)]
+    pub(super) no_webhook_secret: bool,
     /// Replace the placement constraints: KEY=VALUE or KEY!=VALUE (repeatable).
     #[arg(long = "constraint", value_name = "KEY=VALUE")]
     pub(super) constraints: Vec<String>,
@@ -278,6 +285,10 @@ pub struct CreateArgs {
     /// File holding an SSH deploy key for a private repository (stored sealed, never shown).
     #[arg(long, value_name = "FILE")]
     pub(super) ssh_key_file: Option<PathBuf>,
+    /// File holding the app's own GitHub webhook secret (its first line; stored sealed, never
+    /// shown): pushes for the app are then taken only at /api/v1/apps/<app>/webhooks/github.
+    #[arg(long, value_name = "FILE")]
+    pub(super) webhook_secret_file: Option<PathBuf>,
     /// Run only on nodes whose labels satisfy KEY=VALUE or KEY!=VALUE (repeatable).
     #[arg(long = "constraint", value_name = "KEY=VALUE")]
     pub(super) constraints: Vec<String>,
