@@ -264,6 +264,15 @@ async fn deploys_switches_fails_safely_and_removes() {
         }))
     };
     let base = app(&app_name, &repo.bare, &domain);
+    // The domain is the app's in the domain index, as the coordinator records it when the app
+    // is created: a node routes only domains the index gives to the job's app.
+    let _: () = redis::cmd("HSET")
+        .arg(keys::DOMAINS)
+        .arg(&domain)
+        .arg(&app_name)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
 
     // 1. First deployment.
     let c1 = succeeds(&mut conn, &node, &deploy("d1", None, base.clone())).await;
