@@ -336,6 +336,7 @@ pub(crate) mod tests {
             name: "n".into(),
             address: "127.0.0.1".into(),
             ingress_http: 80,
+            ingress_https: None,
             version: "t".into(),
             labels: Default::default(),
             cpus: 2,

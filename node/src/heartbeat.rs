@@ -28,6 +28,8 @@ pub struct Beat {
     pub name: String,
     pub address: String,
     pub ingress_http: u16,
+    /// The HTTPS port of its Caddy, when `node.https` is on.
+    pub ingress_https: Option<u16>,
     pub started_at: u64,
     pub labels: BTreeMap<String, String>,
     pub cpus: u32,
@@ -47,6 +49,7 @@ pub async fn beat(
         name: b.name.clone(),
         address: b.address.clone(),
         ingress_http: b.ingress_http,
+        ingress_https: b.ingress_https,
         version: env!("CARGO_PKG_VERSION").to_string(),
         labels: b.labels.clone(),
         cpus: b.cpus,

@@ -217,6 +217,10 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         name: cfg.name.clone(),
         address: cfg.address.clone(),
         ingress_http: cfg.ingress_http,
+        ingress_https: match &cfg.https {
+            caddy::Https::Off => None,
+            caddy::Https::On { port, .. } => Some(*port),
+        },
         started_at: berth_protocol::now_ms(),
         labels: cfg.labels.clone(),
         cpus,

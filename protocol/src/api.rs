@@ -263,14 +263,39 @@ pub fn app_status(latest: Option<DeploymentStatus>, serving: bool) -> AppStatus 
 
 /// The URL of each domain behind an ingress listening on `port`: `http://<domain>/` on 80,
 /// else `http://<domain>:<port>/`.
-pub fn app_urls(domains: &[String], port: u16) -> Vec<String> {
+pub fn app_urls(domains: &[String], ingress: Ingress) -> Vec<String> {
+    let (scheme, default) = match ingress.https {
+        true => ("https", 443),
+        false => ("http", 80),
+    };
     domains
         .iter()
-        .map(|d| match port {
-            80 => format!("http://{d}/"),
-            p => format!("http://{d}:{p}/"),
+        .map(|d| match ingress.port {
+            p if p == default => format!("{scheme}://{d}/"),
+            p => format!("{scheme}://{d}:{p}/"),
         })
         .collect()
+}
+
+/// How apps are reached through the nodes' Caddies: over HTTPS or plain HTTP, on which port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ingress {
+    pub https: bool,
+    pub port: u16,
+}
+
+impl Ingress {
+    pub fn http(port: u16) -> Ingress {
+        Ingress { https: false, port }
+    }
+
+    /// What a node's Caddy offers: HTTPS when it has it (plain HTTP then only redirects).
+    pub fn of(node: &crate::model::NodeInfo) -> Ingress {
+        match node.ingress_https {
+            Some(port) => Ingress { https: true, port },
+            None => Ingress::http(node.ingress_http),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -282,11 +307,20 @@ mod tests {
     fn urls_leave_out_port_80() {
         let ds = ["a.localhost".to_string(), "a.example.com".to_string()];
         assert_eq!(
-            app_urls(&ds, 8080),
+            app_urls(&ds, Ingress::http(8080)),
             ["http://a.localhost:8080/", "http://a.example.com:8080/"]
         );
-        assert_eq!(app_urls(&ds[..1], 80), ["http://a.localhost/"]);
-        assert!(app_urls(&[], 80).is_empty());
+        assert_eq!(
+            app_urls(&ds[..1], Ingress::http(80)),
+            ["http://a.localhost/"]
+        );
+        assert!(app_urls(&[], Ingress::http(80)).is_empty());
+        let https = |port| Ingress { https: true, port };
+        assert_eq!(app_urls(&ds[..1], https(443)), ["https://a.localhost/"]);
+        assert_eq!(
+            app_urls(&ds[..1], https(8443)),
+            ["https://a.localhost:8443/"]
+        );
     }
 
     #[test]

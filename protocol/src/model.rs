@@ -474,6 +474,9 @@ pub struct NodeInfo {
     /// (`node.advertise`).
     pub address: String,
     pub ingress_http: u16,
+    /// The port its Caddy serves apps over HTTPS on (`node.https` on); `None`: plain HTTP only.
+    #[serde(default)]
+    pub ingress_https: Option<u16>,
     pub version: String,
     /// The node's labels (`node.labels`), which app placement constraints test.
     #[serde(default)]

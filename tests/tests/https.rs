@@ -169,6 +169,18 @@ async fn app_domains_get_https_from_caddy_and_a_restarted_node_converges() {
         http_head(c.ingress, &domain, "/a/b?c=d").await,
         (308, Some(format!("https://{domain}:{https}/a/b?c=d")))
     );
+    // The app's URLs say HTTPS now, on the node's HTTPS port.
+    let url = format!("https://{domain}:{https}/");
+    eventually(
+        "the app's URL over HTTPS",
+        Duration::from_secs(20),
+        || async {
+            let (_, v) = c.api.get(&format!("/api/v1/apps/{app}")).await.ok()?;
+            (v["urls"][0] == url.as_str()).then_some(())
+        },
+    )
+    .await
+    .unwrap();
     // A host no app has is still the catch-all's 404, over plain HTTP.
     let (status, body) = ingress_get(c.ingress, "nobody.example.com").await.unwrap();
     assert_eq!(
@@ -181,5 +193,16 @@ async fn app_domains_get_https_from_caddy_and_a_restarted_node_converges() {
     c.restart_node().await.unwrap();
     c.serves(&domain, "tls").await.unwrap();
     assert_eq!(http_head(c.ingress, &domain, "/").await.0, 200);
+    let url = format!("http://{domain}:{}/", c.ingress);
+    eventually(
+        "the app's URL over plain HTTP",
+        Duration::from_secs(20),
+        || async {
+            let (_, v) = c.api.get(&format!("/api/v1/apps/{app}")).await.ok()?;
+            (v["urls"][0] == url.as_str()).then_some(())
+        },
+    )
+    .await
+    .unwrap();
     assert!(https_get(https, &domain, Trust::Root(&root)).await.is_err());
 }

@@ -18,6 +18,7 @@ fn stale_node(c: &Cluster, name: &str, age_ms: u64) {
         name: name.into(),
         address: "127.0.0.1".into(),
         ingress_http: 1,
+        ingress_https: None,
         version: "test".into(),
         labels: [("zone".to_string(), "us".to_string())].into(),
         cpus: 1,

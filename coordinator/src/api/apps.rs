@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use berth_bus::Live;
-use berth_protocol::api::{self, app_status, app_urls, AppStatus, AppView, LatestDeployment};
+use berth_protocol::api::{
+    self, app_status, app_urls, AppStatus, AppView, Ingress, LatestDeployment,
+};
 use berth_protocol::secret::{seal_webhook_secret, GitCredential};
 use berth_protocol::{keys, repo_url, App, DeploymentStatus, Job, NodeStatus, Route};
 use serde::ser::SerializeSeq;
@@ -79,15 +81,15 @@ impl Serialize for AppViews {
     }
 }
 
-/// The port apps' URLs name: the ingress port most ready nodes report (ties: the lowest); of
-/// every known node when none is ready; `fallback` (the coordinator's `node.ingress_http`) when
-/// no node is known.
-pub(crate) fn ingress_port(nodes: &[api::NodeView], fallback: u16) -> u16 {
+/// How apps' URLs reach them: the ingress (HTTPS port, or plain HTTP port) most ready nodes
+/// report (ties: plain HTTP, then the lowest port); of every known node when none is ready;
+/// plain HTTP on `fallback` (the coordinator's `node.ingress_http`) when no node is known.
+pub(crate) fn ingress(nodes: &[api::NodeView], fallback: u16) -> Ingress {
     let most_common = |ready_only: bool| {
-        let mut counts: BTreeMap<u16, usize> = BTreeMap::new();
+        let mut counts: BTreeMap<Ingress, usize> = BTreeMap::new();
         for n in nodes {
             if !ready_only || n.status == NodeStatus::Ready {
-                *counts.entry(n.info.ingress_http).or_default() += 1;
+                *counts.entry(Ingress::of(&n.info)).or_default() += 1;
             }
         }
         counts
@@ -97,7 +99,7 @@ pub(crate) fn ingress_port(nodes: &[api::NodeView], fallback: u16) -> u16 {
     };
     most_common(true)
         .or_else(|| most_common(false))
-        .unwrap_or(fallback)
+        .unwrap_or(Ingress::http(fallback))
 }
 
 /// The deployment whose containers are most of a route's upstreams (ties: the newest id, ids
@@ -117,7 +119,7 @@ pub(crate) fn serving_deployment(route: &Route) -> Option<String> {
 /// domain.
 pub(crate) fn derive(
     app: &App,
-    port: u16,
+    port: Ingress,
     latest: Option<LatestDeployment>,
     route: Option<&Route>,
 ) -> Derived {
@@ -144,7 +146,7 @@ async fn derive_all(
     apps: &[App],
 ) -> Result<Vec<Derived>> {
     let nodes = registry.send(Nodes).await??;
-    let port = ingress_port(&nodes, fallback_port);
+    let port = ingress(&nodes, fallback_port);
     let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
     let latest = store.latest_deployments(&names).await?;
     let domains: Vec<&str> = apps
@@ -585,8 +587,13 @@ mod tests {
     }
 
     #[test]
-    fn the_ingress_port_is_the_most_common_among_ready_nodes() {
+    fn the_ingress_is_the_most_common_among_ready_nodes() {
         use NodeStatus::*;
+        let ingress_port = |nodes: &[NodeView], fallback| {
+            let i = ingress(nodes, fallback);
+            assert!(!i.https);
+            i.port
+        };
         assert_eq!(ingress_port(&[], 8080), 8080, "no node: the configured one");
         let nodes = [
             node(81, Ready),
@@ -600,6 +607,25 @@ mod tests {
         assert_eq!(ingress_port(&nodes[..2], 1), 81, "a tie: the lowest");
         assert_eq!(ingress_port(&nodes[3..], 1), 9000, "none ready: all count");
         assert_eq!(ingress_port(&[node(80, Ready)], 8080), 80);
+        // Nodes with HTTPS: their HTTPS port, when most ready nodes have it.
+        let tls = |port, https, status| {
+            let mut n = node(port, status);
+            n.info.ingress_https = Some(https);
+            n
+        };
+        let fleet = [tls(80, 443, Ready), tls(80, 443, Ready), node(80, Ready)];
+        assert_eq!(
+            ingress(&fleet, 1),
+            Ingress {
+                https: true,
+                port: 443
+            }
+        );
+        assert_eq!(
+            ingress(&fleet[1..], 1),
+            Ingress::http(80),
+            "a tie: plain HTTP"
+        );
     }
 
     #[test]
@@ -626,21 +652,31 @@ mod tests {
             created_at: 5,
         };
         let r = route(&app.name, &["d1"]);
-        let d = derive(&app, 8080, Some(latest.clone()), Some(&r));
-        assert_eq!(d.urls, app_urls(&app.domains, 8080));
+        let d = derive(&app, Ingress::http(8080), Some(latest.clone()), Some(&r));
+        assert_eq!(d.urls, app_urls(&app.domains, Ingress::http(8080)));
         assert_eq!(d.status, AppStatus::Running);
         assert_eq!(d.release.as_deref(), Some("d1"));
-        let d = derive(&app, 80, Some(latest), None);
+        let d = derive(&app, Ingress::http(80), Some(latest), None);
         assert_eq!((d.status, d.release), (AppStatus::Failed, None));
         // Another app's route (not possible through the API) is not this app's release.
-        let d = derive(&app, 80, None, Some(&route("other", &["d1"])));
+        let d = derive(
+            &app,
+            Ingress::http(80),
+            None,
+            Some(&route("other", &["d1"])),
+        );
         assert_eq!(d.status, AppStatus::NotDeployed);
     }
 
     #[test]
     fn the_list_serializes_as_app_views() {
         let app = crate::apps::tests::app();
-        let derived = derive(&app, 8080, None, Some(&route(&app.name, &["d1"])));
+        let derived = derive(
+            &app,
+            Ingress::http(8080),
+            None,
+            Some(&route(&app.name, &["d1"])),
+        );
         let views = AppViews {
             apps: Arc::new(vec![app.clone()]),
             derived: vec![derived.clone()],

@@ -636,6 +636,7 @@ impl Fleet {
                 name: name.clone(),
                 address: "127.0.0.1".into(),
                 ingress_http: 80,
+                ingress_https: None,
                 started_at: now_ms(),
                 labels: [("zone".to_string(), ["a", "b", "c"][i % 3].to_string())].into(),
                 cpus: 4,

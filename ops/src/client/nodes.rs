@@ -142,6 +142,7 @@ mod tests {
                 name: "n1".into(),
                 address: "10.0.0.1".into(),
                 ingress_http: 80,
+                ingress_https: None,
                 version: "t".into(),
                 labels: [("zone".to_string(), "eu".to_string())].into(),
                 cpus: 2,
