@@ -56,13 +56,17 @@ pub struct Builder {
     network: String,
     /// One permit per build slot (`node.build_slots`): a build beyond them waits for one.
     slots: Arc<tokio::sync::Semaphore>,
+    /// Builds waiting for a slot now (a new one is told how many are ahead of it).
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
-/// What each build's `RUN` steps may use (`node.build_memory_mb`, `node.build_millicpus`).
+/// What each build's `RUN` steps may use (`node.build_memory_mb`, `node.build_millicpus`), and
+/// how long a build may run once it has its slot (`node.build_timeout_s`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuildLimits {
     pub memory_mb: u64,
     pub millicpus: u32,
+    pub timeout: Duration,
 }
 
 impl Default for BuildLimits {
@@ -70,6 +74,7 @@ impl Default for BuildLimits {
         BuildLimits {
             memory_mb: 1024,
             millicpus: 2000,
+            timeout: Duration::from_secs(1800),
         }
     }
 }
@@ -99,6 +104,7 @@ impl Builder {
             context_cap,
             limits,
             slots: Arc::new(tokio::sync::Semaphore::new(slots.max(1) as usize)),
+            waiting: Arc::default(),
         }
     }
 
@@ -119,26 +125,57 @@ impl Builder {
         }
     }
 
-    /// Builds `plan` from the tree at `source_dir`; returns the image reference (the tag).
+    /// Builds `plan` from the tree at `source_dir`; returns the image reference (the tag). A
+    /// build beyond the node's slots waits for one, in turn, saying how many are ahead of it; a
+    /// build that runs past `node.build_timeout_s` is stopped and fails with that reason.
     pub async fn build(
         &self,
         source_dir: &Path,
         plan: &BuildPlan,
         log: &LogSink,
     ) -> Result<String> {
+        use std::sync::atomic::Ordering;
         let _slot = match self.slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                log.system("every build slot of this node is taken: waiting for one")
-                    .await;
-                self.slots
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| Error::Internal("the build slots were closed".into()))?
+                // The semaphore serves waiters in turn: those waiting now go first.
+                let ahead = self.waiting.fetch_add(1, Ordering::SeqCst);
+                log.system(format!(
+                    "every build slot of this node is taken: waiting for one ({ahead} other build(s) waiting before this one)"
+                ))
+                .await;
+                let slot = self.slots.clone().acquire_owned().await;
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+                let slot =
+                    slot.map_err(|_| Error::Internal("the build slots were closed".into()))?;
+                log.system("a build slot is free: building").await;
+                slot
             }
         };
         let _building = self.gate.read().await;
+        let timeout = self.limits.timeout;
+        match tokio::time::timeout(timeout, self.build_in_slot(source_dir, plan, log)).await {
+            Ok(r) => r,
+            Err(_) => {
+                // Dropping the build's request stops it: the engine cancels a build whose
+                // client went away.
+                let why = format!(
+                    "the build ran longer than {} s (node.build_timeout_s) and was stopped",
+                    timeout.as_secs()
+                );
+                log.write(LogStream::Stderr, &why).await;
+                Err(Error::Build(why))
+            }
+        }
+    }
+
+    /// [`Builder::build`] once it holds a slot.
+    async fn build_in_slot(
+        &self,
+        source_dir: &Path,
+        plan: &BuildPlan,
+        log: &LogSink,
+    ) -> Result<String> {
         let mut attempt = 0;
         loop {
             let result = match &plan.kind {

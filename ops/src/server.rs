@@ -181,6 +181,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         build_limits: berth_node::image_build::BuildLimits {
             memory_mb: s.node.build_memory_mb,
             millicpus: s.node.build_millicpus,
+            timeout: std::time::Duration::from_secs(s.node.build_timeout_s),
         },
         app_network: s.node.app_network.clone(),
     }

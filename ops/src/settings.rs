@@ -231,6 +231,8 @@ pub struct NodeSettings {
     pub build_memory_mb: u64,
     /// CPU each build's steps may use, in thousandths of a CPU.
     pub build_millicpus: u32,
+    /// Seconds a build may run once it has a build slot; past them it is stopped and fails.
+    pub build_timeout_s: u64,
     /// The Docker network app containers and builds join, created (inter-container traffic
     /// off) when missing; `bridge`: the engine's default bridge, no isolation between apps.
     pub app_network: String,
@@ -470,6 +472,7 @@ impl Default for NodeSettings {
             app_pids: 512,
             build_memory_mb: 1024,
             build_millicpus: 2000,
+            build_timeout_s: 1800,
             app_network: "berth-apps".into(),
         }
     }
@@ -551,6 +554,9 @@ impl Settings {
         }
         if s.node.stats_interval_s == 0 {
             anyhow::bail!("node.stats_interval_s must be at least 1");
+        }
+        if s.node.build_timeout_s == 0 {
+            anyhow::bail!("node.build_timeout_s must be at least 1");
         }
         s.redis.check()?;
         s.node.check_caddy_admin()?;
@@ -647,6 +653,7 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("node.app_pids", Some(d.node.app_pids.to_string()), "processes of an app container whose app sets no limits.pids"),
         ("node.build_memory_mb", Some(d.node.build_memory_mb.to_string()), "memory each build may use, in MiB (16 to 2047)"),
         ("node.build_millicpus", Some(d.node.build_millicpus.to_string()), "CPU each build may use (1000: one CPU)"),
+        ("node.build_timeout_s", Some(d.node.build_timeout_s.to_string()), "seconds a build may run once it has a build slot; past them it is stopped and the deployment fails"),
         ("node.app_network", Some(q(&d.node.app_network)), "the Docker network apps and builds join (inter-container traffic off); bridge: the engine's default"),
         ("registry.url", None, "host:port of an image registry the nodes of a fleet share; unset: none"),
         ("registry.username", None, "the registry's user"),
