@@ -164,15 +164,6 @@ redis.call('PUBLISH', ARGV[5], ARGV[1])
 return 1
 ";
 
-/// Writes route ARGV[2] for domain ARGV[1] in KEYS[1] and publishes the domain on KEYS[2], if
-/// the domain index KEYS[3] gives the domain to app ARGV[3]: 1, else 0 (nothing written).
-const OWNED_ROUTE: &str = r"
-if redis.call('HGET', KEYS[3], string.lower(ARGV[1])) ~= ARGV[3] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[1])
-return 1
-";
-
 /// `latest(k1, k2, a1, a2, a3, a4)`: records deployment `a4` as app `a1`'s newest
 /// (`berth:apps:latest`, `k1`) unless the app is gone (`k2`) or the hash holds a deployment
 /// created after it (`a2`, epoch ms; `a3` its id, `a4` the summary). One Lua body for [`LATEST`]
@@ -623,62 +614,48 @@ impl Store {
             .await?)
     }
 
-    /// Stores (or, with `None`, deletes) an app's sealed git credential.
-    pub async fn put_credential(&self, app: &str, sealed: Option<&Sealed>) -> Result<()> {
+    /// Stores (or, with `None`, deletes) app `app`'s sealed secret at `key`.
+    async fn put_sealed(&self, key: &str, app: &str, sealed: Option<&Sealed>) -> Result<()> {
         let mut c = self.conn.clone();
         match sealed {
             Some(s) => {
                 let bytes = encode(CREDENTIAL_KIND, app, s)?;
-                let _: () = c.set(keys::app_credential(app), bytes).await?;
+                let _: () = c.set(key, bytes).await?;
             }
             None => {
-                let _: () = c.del(keys::app_credential(app)).await?;
+                let _: () = c.del(key).await?;
             }
         }
         Ok(())
     }
 
-    pub async fn get_credential(&self, app: &str) -> Result<Option<Sealed>> {
-        let raw: Option<Vec<u8>> = self.conn.clone().get(keys::app_credential(app)).await?;
+    /// The sealed secret at `key`, if any.
+    async fn get_sealed(&self, key: &str) -> Result<Option<Sealed>> {
+        let raw: Option<Vec<u8>> = self.conn.clone().get(key).await?;
         Ok(match raw {
             Some(b) => Some(decode(&b, CREDENTIAL_KIND)?),
             None => None,
         })
+    }
+
+    /// Stores (or, with `None`, deletes) an app's sealed git credential.
+    pub async fn put_credential(&self, app: &str, sealed: Option<&Sealed>) -> Result<()> {
+        self.put_sealed(&keys::app_credential(app), app, sealed)
+            .await
+    }
+
+    pub async fn get_credential(&self, app: &str) -> Result<Option<Sealed>> {
+        self.get_sealed(&keys::app_credential(app)).await
     }
 
     /// Stores (or, with `None`, deletes) an app's own sealed webhook secret.
     pub async fn put_webhook_secret(&self, app: &str, sealed: Option<&Sealed>) -> Result<()> {
-        let mut c = self.conn.clone();
-        match sealed {
-            Some(s) => {
-                let bytes = encode(CREDENTIAL_KIND, app, s)?;
-                let _: () = c.set(keys::app_webhook_secret(app), bytes).await?;
-            }
-            None => {
-                let _: () = c.del(keys::app_webhook_secret(app)).await?;
-            }
-        }
-        Ok(())
+        self.put_sealed(&keys::app_webhook_secret(app), app, sealed)
+            .await
     }
 
     pub async fn get_webhook_secret(&self, app: &str) -> Result<Option<Sealed>> {
-        let raw: Option<Vec<u8>> = self.conn.clone().get(keys::app_webhook_secret(app)).await?;
-        Ok(match raw {
-            Some(b) => Some(decode(&b, CREDENTIAL_KIND)?),
-            None => None,
-        })
-    }
-
-    /// Whether each of `apps` has its own webhook secret; one pipeline.
-    pub async fn have_webhook_secrets(&self, apps: &[&str]) -> Result<Vec<bool>> {
-        if apps.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for a in apps {
-            pipe.exists(keys::app_webhook_secret(a));
-        }
-        Ok(pipe.query_async(&mut self.conn.clone()).await?)
+        self.get_sealed(&keys::app_webhook_secret(app)).await
     }
 
     /// Re-seals every git credential an older version stored unbound ([`Sealed::v`] 0) bound to
@@ -1138,7 +1115,7 @@ impl Store {
     pub async fn put_owned_route(&self, route: &Route) -> Result<bool> {
         let bytes = encode(ROUTE_KIND, &route.domain, route)?;
         let written: i64 = redis::cmd("EVAL")
-            .arg(OWNED_ROUTE)
+            .arg(keys::WRITE_OWNED_ROUTE)
             .arg(3)
             .arg(keys::ROUTES)
             .arg(keys::ROUTES_CHANGED)

@@ -58,18 +58,6 @@ redis.call('PUBLISH', KEYS[2], ARGV[1])
 return 1
 ";
 
-/// A switch's write of one route (`KEYS[1]`: `berth:routes`, `KEYS[2]`: `berth:routes:changed`,
-/// `KEYS[3]`: `berth:domains`): writes `ARGV[2]` at field `ARGV[1]` and publishes the domain only
-/// if the domain index gives `ARGV[3]` (the domain lowercased) to app `ARGV[4]`. 1 if written, 0
-/// if the domain is another app's or no app's — checked in the same step as the write, so a PATCH
-/// that drops the domain either comes after (and removes the route) or is seen here.
-const WRITE_OWNED_ROUTE: &str = r"
-if redis.call('HGET', KEYS[3], ARGV[3]) ~= ARGV[4] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PUBLISH', KEYS[2], ARGV[1])
-return 1
-";
-
 /// A domain a switch left out: the domain index (`berth:domains`, authoritative) gives it to
 /// `owner`, another app, or (`None`) to no app — the app dropped it after its job was queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,13 +323,12 @@ impl RouterCore {
         let id = uuid::Uuid::new_v4().to_string();
         let bytes = envelope::encode(ROUTE_KIND, &id, route)?;
         let mut conn = self.redis.clone();
-        let written: i64 = redis::Script::new(WRITE_OWNED_ROUTE)
+        let written: i64 = redis::Script::new(keys::WRITE_OWNED_ROUTE)
             .key(keys::ROUTES)
             .key(keys::ROUTES_CHANGED)
             .key(keys::DOMAINS)
             .arg(&route.domain)
             .arg(bytes)
-            .arg(route.domain.to_ascii_lowercase())
             .arg(&route.app)
             .invoke_async(&mut conn)
             .await?;

@@ -33,6 +33,20 @@ pub const APPS_LATEST: &str = "berth:apps:latest";
 /// so a create or a PATCH reads one field per domain instead of every app. Built from the app
 /// records once per Redis (migration `domains-index-v1`) for data written before it existed.
 pub const DOMAINS: &str = "berth:domains";
+
+/// The Lua script every writer of a route outside an app's own PATCH runs (a node's switch, the
+/// coordinator's route edits), so a domain is routed only for the app the domain index gives it
+/// to: `KEYS[1]` [`ROUTES`], `KEYS[2]` [`ROUTES_CHANGED`], `KEYS[3]` [`DOMAINS`]; writes route
+/// `ARGV[2]` at domain `ARGV[1]` and publishes the domain if the index gives the domain
+/// (lowercased) to app `ARGV[3]`. 1 if written, 0 (nothing written) if the domain is another
+/// app's or no app's — checked in the same step as the write, so a PATCH that drops the domain
+/// either comes after (and removes the route) or is seen here.
+pub const WRITE_OWNED_ROUTE: &str = r"
+if redis.call('HGET', KEYS[3], string.lower(ARGV[1])) ~= ARGV[3] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
+return 1
+";
 /// Stream of node → coordinator events (status changes). Consumer group [`EVENTS_GROUP`].
 pub const EVENTS: &str = "berth:events";
 pub const EVENTS_GROUP: &str = "coordinator";
