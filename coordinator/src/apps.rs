@@ -248,10 +248,10 @@ pub(crate) mod tests {
             ),
             (
                 CreateApp {
-                    repo: "".into(),
+                    repo: "--upload-pack=x".into(),
                     ..req()
                 },
-                "git URL",
+                "not a git URL",
             ),
             (
                 CreateApp {

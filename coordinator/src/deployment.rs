@@ -715,6 +715,8 @@ pub(crate) async fn send_job(
         keep_images: Some(keep),
         slot,
         attempt,
+        upload: d.upload.clone(),
+        no_cache: d.no_cache,
         app,
     }));
     store.send_job(node, &d.id, &job).await?;

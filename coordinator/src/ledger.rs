@@ -85,6 +85,10 @@ pub struct Create {
     /// change of the replica count); a deploy or rollback of a replicated app is planned when
     /// it starts.
     pub rollout: Option<Rollout>,
+    /// Build an uploaded archive instead of a git checkout.
+    pub upload: Option<berth_protocol::Upload>,
+    /// Build with no cached layer.
+    pub no_cache: bool,
 }
 
 /// Bind a queued deployment to the node that will run it.
@@ -290,6 +294,8 @@ fn bare(id: &str, app: &str, created_at: u64) -> Deployment {
         attempt: 0,
         interrupted: None,
         rollout: None,
+        upload: None,
+        no_cache: false,
     }
 }
 
@@ -326,6 +332,8 @@ impl Handler<Create> for Ledger {
                 attempt: 0,
                 interrupted: None,
                 rollout: msg.rollout,
+                upload: msg.upload,
+                no_cache: msg.no_cache,
             };
             let line = match (&d.kind, &d.rollback_of) {
                 (DeploymentKind::Rollback, Some(of)) => format!(
@@ -349,10 +357,21 @@ impl Handler<Create> for Ledger {
                     "queued: {}",
                     msg.reason.as_deref().unwrap_or("change the replica count")
                 ),
-                _ => format!(
-                    "queued: deploy {}",
-                    d.git_ref.as_deref().unwrap_or("the app's branch")
-                ),
+                _ => match &d.upload {
+                    Some(u) => format!(
+                        "queued: deploy the uploaded directory sha256:{} ({} bytes)",
+                        u.sha256, u.size
+                    ),
+                    None => format!(
+                        "queued: deploy {}",
+                        d.git_ref.as_deref().unwrap_or("the app's branch")
+                    ),
+                },
+            };
+            let line = if d.no_cache {
+                format!("{line}, building with no cached layer")
+            } else {
+                line
             };
             // The first log line is written with the record (one round trip).
             let extra = [log_command(&d.id, LogStream::System, &line)];

@@ -40,6 +40,7 @@ pub(crate) mod releases;
 pub(crate) mod rollout;
 pub(crate) mod scheduler;
 pub(crate) mod store;
+pub mod upload;
 pub mod webhook;
 
 use std::time::Duration;

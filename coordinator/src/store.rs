@@ -697,10 +697,41 @@ impl Store {
     }
 
     /// Deletes an app with its deployment records, logs and release index, and releases its
+    /// Keeps an uploaded archive (its `chunks`, in order) as `berth:upload:<app>:<sha256>` for
+    /// [`keys::UPLOAD_TTL_S`]: written whole in one MULTI, so a node never reads half of one.
+    /// The same archive uploaded again only has its time renewed.
+    pub async fn put_upload(&self, app: &str, sha256: &str, chunks: &[bytes::Bytes]) -> Result<()> {
+        let key = keys::upload(app, sha256);
+        let mut c = self.conn.clone();
+        let renewed: bool = c.expire(&key, keys::UPLOAD_TTL_S as i64).await?;
+        if renewed {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key).ignore();
+        for chunk in chunks {
+            pipe.rpush(&key, chunk.as_ref()).ignore();
+        }
+        pipe.expire(&key, keys::UPLOAD_TTL_S as i64).ignore();
+        let _: () = pipe.query_async(&mut c).await?;
+        Ok(())
+    }
+
     /// `domains` in the domain index.
     pub async fn delete_app(&self, name: &str, domains: &[String]) -> Result<()> {
         let ids = self.deployment_ids(name, usize::MAX).await?;
         let mut c = self.conn.clone();
+        let uploads: Vec<String> = {
+            let mut it: redis::AsyncIter<String> = c.scan_match(keys::upload(name, "*")).await?;
+            let mut v = Vec::new();
+            while let Some(k) = it.next_item().await {
+                v.push(k?);
+            }
+            v
+        };
+        for k in uploads {
+            let _: () = c.del(k).await?;
+        }
         let images: Vec<String> = c.zrange(keys::app_releases(name), 0, -1).await?;
         let mut pipe = redis::pipe();
         for image in &images {

@@ -35,6 +35,8 @@ pub struct BuildPlan {
     pub tag: String,
     pub build_args: BTreeMap<String, String>,
     pub labels: HashMap<String, String>,
+    /// Build every step again: no layer of an earlier build is taken from the cache.
+    pub no_cache: bool,
 }
 
 /// Builds images on this node's Docker engine.
@@ -223,8 +225,13 @@ impl Builder {
                 .await
                 .map_err(|e| Error::Internal(format!("build context task failed: {e}")))??;
         log.system(format!(
-            "building {} from {context} with {dockerfile_rel}",
-            plan.tag
+            "building {} from {context} with {dockerfile_rel}{}",
+            plan.tag,
+            if plan.no_cache {
+                ", with no cached layer (no_cache)"
+            } else {
+                ""
+            }
         ))
         .await;
         let (tx, mut rx) = tokio::sync::mpsc::channel(4);
@@ -277,6 +284,7 @@ impl Builder {
             rm: true,
             forcerm: true,
             pull: None,
+            nocache: plan.no_cache,
             buildargs: Some(plan.build_args.clone().into_iter().collect()),
             labels: Some(plan.labels.clone()),
             ..Default::default()

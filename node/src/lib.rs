@@ -35,6 +35,7 @@ pub mod resolver;
 pub mod router;
 pub mod source;
 pub mod stats;
+pub mod upload;
 pub mod upstream_guard;
 
 use std::collections::BTreeMap;

@@ -261,6 +261,8 @@ async fn deploys_switches_fails_safely_and_removes() {
             keep_images: None,
             slot: None,
             attempt: 0,
+            upload: None,
+            no_cache: false,
         }))
     };
     let base = app(&app_name, &repo.bare, &domain);

@@ -48,6 +48,8 @@ pub struct ApiSettings {
     pub body_timeout_s: u64,
     /// Connections the API serves at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Largest directory upload (`berth deploy --dir`) the API accepts, in MiB.
+    pub upload_max_mb: u64,
     /// PEM certificate chain of the API: with `tls_key`, the API's listeners speak TLS only.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -111,6 +113,7 @@ impl ApiSettings {
             header_timeout: std::time::Duration::from_secs(self.header_timeout_s),
             body_timeout: std::time::Duration::from_secs(self.body_timeout_s),
             max_connections: self.max_connections,
+            upload_max: self.upload_max_mb.saturating_mul(1024 * 1024),
         }
     }
 }
@@ -440,6 +443,7 @@ impl Default for ApiSettings {
             header_timeout_s: 30,
             body_timeout_s: 30,
             max_connections: 1024,
+            upload_max_mb: 100,
             tls_cert: None,
             tls_key: None,
             webhook_listen: None,
@@ -545,6 +549,12 @@ impl Settings {
         if s.api.header_timeout_s == 0 || s.api.body_timeout_s == 0 {
             anyhow::bail!("api.header_timeout_s and api.body_timeout_s must be at least 1");
         }
+        if s.api.upload_max_mb == 0 || s.api.upload_max_mb > 1024 {
+            anyhow::bail!(
+                "api.upload_max_mb must be between 1 and 1024 (MiB), not {}",
+                s.api.upload_max_mb
+            );
+        }
         if s.api.max_connections == 0 {
             anyhow::bail!("api.max_connections must be at least 1");
         }
@@ -626,6 +636,7 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("api.header_timeout_s", Some(d.api.header_timeout_s.to_string()), "seconds a client may take to send a request's head; also how long an idle connection is kept"),
         ("api.body_timeout_s", Some(d.api.body_timeout_s.to_string()), "seconds a client may take to send a request's body"),
         ("api.max_connections", Some(d.api.max_connections.to_string()), "connections the API serves at once; one more is answered 503 and closed"),
+        ("api.upload_max_mb", Some(d.api.upload_max_mb.to_string()), "largest directory `berth deploy --dir` may upload, in MiB (1 to 1024); the archive is kept in Redis for a day"),
         ("api.tls_cert", None, "PEM certificate chain of the API; with api.tls_key the API speaks HTTPS only"),
         ("api.tls_key", None, "PEM private key of api.tls_cert"),
         ("api.webhook_listen", None, "a second listener serving only the GitHub webhook (same TLS); unset: none"),

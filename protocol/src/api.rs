@@ -15,6 +15,9 @@ use crate::secret::GitCredential;
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     pub name: String,
+    /// Empty (or left out): the app has no repository and deploys only uploaded directories
+    /// (`POST /api/v1/apps/{name}/uploads`, `berth deploy <app> --dir`).
+    #[serde(default)]
     pub repo: String,
     pub branch: Option<String>,
     pub dockerfile: Option<String>,
@@ -113,6 +116,9 @@ impl HealthCheckPatch {
 pub struct CreateDeployment {
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
+    /// Build every step again, using no cached layer of earlier builds.
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 /// The answer to a webhook delivery: what was queued, or why nothing was.

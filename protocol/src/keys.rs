@@ -172,6 +172,17 @@ pub fn webhook_push(digest: &str) -> String {
 /// The fate of a deployment, decided once (SET NX): `switch` when its node is about to move traffic
 /// to it, `cancel` when the coordinator cancels it. Whoever sets it first wins, so a cancelled
 /// deployment never takes traffic and a switching one is never reported cancelled.
+/// An uploaded build source of an app (a list of chunks of a tar archive, in order), named by
+/// the archive's hex SHA-256; it expires [`UPLOAD_TTL_S`] after its last upload.
+pub fn upload(app: &str, sha256: &str) -> String {
+    format!("berth:upload:{app}:{sha256}")
+}
+/// How long an upload stays: longer than any deployment that builds it may run, retries on
+/// other nodes included.
+pub const UPLOAD_TTL_S: u64 = 24 * 3600;
+/// Bytes in each chunk of an upload's list.
+pub const UPLOAD_CHUNK: usize = 1024 * 1024;
+
 pub fn deployment_fate(id: &str) -> String {
     format!("berth:fate:{id}")
 }

@@ -58,6 +58,12 @@ pub struct DeployJob {
     /// switch traffic.
     #[serde(default)]
     pub attempt: u32,
+    /// Build this uploaded archive instead of fetching `app.repo`.
+    #[serde(default)]
+    pub upload: Option<crate::model::Upload>,
+    /// Build with no cached layer.
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 /// Something a node reports.

@@ -368,6 +368,22 @@ pub struct Deployment {
     /// over them. `None`: the deployment runs on one node, which switches the route itself.
     #[serde(default)]
     pub rollout: Option<Rollout>,
+    /// Built from an uploaded directory (`berth deploy --dir`) instead of a git checkout.
+    #[serde(default)]
+    pub upload: Option<Upload>,
+    /// Built with no cached layer of earlier builds.
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+/// An uploaded build source: a tar archive of a directory, kept in Redis under
+/// [`crate::keys::upload`] while deployments may build it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Hex SHA-256 of the archive's bytes: what the node checks before it unpacks it.
+    pub sha256: String,
+    /// The archive's size in bytes.
+    pub size: u64,
 }
 
 /// The plan and progress of a deployment over an app's replicas, kept in its record so a

@@ -113,6 +113,18 @@ pub fn repo(r: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The name of an upload: a hex SHA-256 (64 lowercase hex digits).
+pub fn upload_sha256(s: &str) -> Result<(), String> {
+    if s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(format!("upload {s:?} is not a hex SHA-256"))
+    }
+}
+
 /// A branch, tag or commit: no spaces, no leading `-`, nothing git would refuse.
 pub fn git_ref(what: &str, r: &str) -> Result<(), String> {
     let bad = || format!("{what} {r:?} is not a valid git branch, tag or commit");
@@ -206,7 +218,10 @@ pub fn label_value(v: &str) -> Result<(), String> {
 /// checks again on the app a job carries (it reads the job from Redis).
 pub fn app(app: &crate::model::App) -> Result<(), String> {
     app_name(&app.name)?;
-    repo(&app.repo)?;
+    // Empty: an app without a repository, deployed from uploads only.
+    if !app.repo.is_empty() {
+        repo(&app.repo)?;
+    }
     git_ref("branch", &app.branch)?;
     repo_path("dockerfile", &app.dockerfile)?;
     repo_path("context", &app.context)?;

@@ -41,11 +41,16 @@ pub(crate) async fn wait_new_heartbeat(api: &Api, node: &str, before: Option<u64
 
 /// GET through Caddy's ingress port with a Host header; returns status and body.
 pub async fn ingress_get(port: u16, host: &str) -> Result<(u16, String)> {
+    ingress_get_path(port, host, "/").await
+}
+
+/// [`ingress_get`] of `path` (starting with `/`).
+pub async fn ingress_get_path(port: u16, host: &str, path: &str) -> Result<(u16, String)> {
     let client = crate::http_client()
         .timeout(Duration::from_secs(5))
         .build()?;
     let r = client
-        .get(format!("http://127.0.0.1:{port}/"))
+        .get(format!("http://127.0.0.1:{port}{path}"))
         .header("host", host)
         .send()
         .await?;

@@ -38,7 +38,7 @@ mod services;
 mod sse;
 
 pub use api::Api;
-pub use cluster::{ingress_get, Cluster};
+pub use cluster::{ingress_get, ingress_get_path, Cluster};
 pub use docker::{containers, docker_cleanup, docker_cli, running_containers};
 pub use example::{hello_page, repo_root, slow_dockerfile, version_marker};
 pub use fleet::{Engine, Fleet, FleetNode, Registry, BASE_IMAGE};

@@ -47,13 +47,18 @@ struct Ctx {
     token: Arc<str>,
 }
 
-/// All routes of the API; `body_timeout` bounds how long reading a request body may take.
+/// How long an upload's body may take to arrive (at least; `api.body_timeout_s` if longer).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// All routes of the API; `limits.body_timeout` bounds how long reading a request body may take,
+/// `limits.upload_max` how large an uploaded directory may be.
 pub fn routes(
     coord: Coordinator,
     token: &str,
     webhook_secret: Option<String>,
-    body_timeout: Duration,
+    limits: Limits,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let body_timeout = limits.body_timeout;
     let ctx = Ctx {
         coord,
         token: Arc::from(token),
@@ -161,6 +166,29 @@ pub fn routes(
                 }
             },
         );
+    // A tar archive of a directory (`berth deploy --dir`), deployed; `?no_cache=true` builds
+    // with no cached layer.
+    let upload = warp::path!("apps" / String / "uploads")
+        .and(warp::post())
+        .and(warp::query::<UploadQuery>())
+        .and(body::read(
+            limits.upload_max,
+            body_timeout.max(UPLOAD_TIMEOUT),
+        ))
+        .and(with())
+        .then(|name, q: UploadQuery, archive: Bytes, c: Ctx| async move {
+            respond(
+                c.coord
+                    .api
+                    .send(api::DeployUpload {
+                        app: name,
+                        archive,
+                        no_cache: q.no_cache,
+                    })
+                    .await,
+                StatusCode::ACCEPTED,
+            )
+        });
     let list_deployments = warp::path!("apps" / String / "deployments")
         .and(warp::get())
         .and(with())
@@ -290,6 +318,7 @@ pub fn routes(
         patch_app.boxed(),
         delete_app.boxed(),
         create_deployment.boxed(),
+        upload.boxed(),
         list_deployments.boxed(),
         get_deployment.boxed(),
         deployment_log.boxed(),
@@ -343,7 +372,7 @@ pub async fn serve(
     tls: Option<Tls>,
     shutdown: &Shutdown,
 ) {
-    let routes = routes(coord, token, webhook_secret, limits.body_timeout);
+    let routes = routes(coord, token, webhook_secret, limits);
     server::run(listener, routes, limits, tls, shutdown).await
 }
 
@@ -401,6 +430,14 @@ fn authorized(token: Arc<str>) -> impl Filter<Extract = (), Error = Rejection> +
             }
         })
         .untuple_one()
+}
+
+/// The query of `POST /api/v1/apps/{name}/uploads`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadQuery {
+    #[serde(default)]
+    no_cache: bool,
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {

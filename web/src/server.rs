@@ -55,6 +55,8 @@ pub struct Limits {
     pub body_timeout: Duration,
     /// Connections served at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Largest uploaded directory archive (`POST /api/v1/apps/{name}/uploads`), in bytes.
+    pub upload_max: u64,
 }
 
 impl Default for Limits {
@@ -63,6 +65,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(30),
             max_connections: 1024,
+            upload_max: 100 * 1024 * 1024,
         }
     }
 }

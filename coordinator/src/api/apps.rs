@@ -277,21 +277,32 @@ impl Handler<CreateApp> for Api {
         let addr = ctx.address();
         Box::pin(async move {
             let app = apps::build(msg.0.clone(), &base, &reserved).map_err(Error::BadRequest)?;
-            repo_url::check(&app.repo, allow_local, app.git_credential.as_deref())
-                .map_err(Error::BadRequest)?;
+            // No repository: the app deploys uploads only, and there is nothing to reach.
+            let has_repo = !app.repo.is_empty();
+            if !has_repo && msg.0.git_credential.is_some() {
+                return Err(no_repo_for_credential());
+            }
+            if has_repo {
+                repo_url::check(&app.repo, allow_local, app.git_credential.as_deref())
+                    .map_err(Error::BadRequest)?;
+            }
             // The quick refusals first; the atomic part checks again.
             if store.get_app(&app.name).await?.is_some() {
                 return Err(exists(&app.name));
             }
             check_domains_free(&store, &app).await?;
-            let learned = git_check::check(
-                &app.repo,
-                &app.branch,
-                msg.0.git_credential.as_ref(),
-                allow_local,
-            )
-            .await
-            .map_err(Error::Unprocessable)?;
+            let learned = if has_repo {
+                git_check::check(
+                    &app.repo,
+                    &app.branch,
+                    msg.0.git_credential.as_ref(),
+                    allow_local,
+                )
+                .await
+                .map_err(Error::Unprocessable)?
+            } else {
+                None
+            };
             let mut req = msg.0;
             // Trust on first use: the SSH host keys the check saw are pinned from now on.
             if let (Some(pinned), Some(c)) = (learned, &req.git_credential) {
@@ -300,6 +311,12 @@ impl Handler<CreateApp> for Api {
             addr.send(StoreNewApp(req)).await?
         })
     }
+}
+
+fn no_repo_for_credential() -> Error {
+    Error::BadRequest(
+        "git_credential needs a repo: an app without one deploys only uploaded directories".into(),
+    )
 }
 
 fn exists(name: &str) -> Error {
@@ -402,6 +419,12 @@ impl Handler<PatchApp> for Api {
                 // Where the credential would go: a new one is never sent over plain http://.
                 let app = load_app(&store, &msg.0).await?;
                 let patched = apps::patch(app, p.clone(), &reserved).map_err(Error::BadRequest)?;
+                if patched.repo.is_empty() {
+                    if p.git_credential.is_some() {
+                        return Err(no_repo_for_credential());
+                    }
+                    return addr.send(StorePatch(msg.0, msg.1)).await?;
+                }
                 repo_url::check(
                     &patched.repo,
                     allow_local,

@@ -16,6 +16,16 @@ use crate::store::Store;
 #[rtype(result = "Result<Deployment>")]
 pub struct CreateDeployment(pub String, pub api::CreateDeployment);
 
+/// `POST /api/v1/apps/{name}/uploads`: a tar archive of a directory (`berth deploy --dir`),
+/// kept in Redis and deployed like a commit.
+#[derive(Message)]
+#[rtype(result = "Result<Deployment>")]
+pub struct DeployUpload {
+    pub app: String,
+    pub archive: bytes::Bytes,
+    pub no_cache: bool,
+}
+
 /// `GET /api/v1/apps/{name}/deployments`, newest first.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<Deployment>>")]
@@ -112,12 +122,60 @@ impl Handler<CreateDeployment> for Api {
             if app.stopped {
                 return Err(super::lifecycle::stopped(&app));
             }
+            if app.repo.is_empty() {
+                return Err(Error::BadRequest(format!(
+                    "app {} has no repository: deploy a directory with `berth deploy {} --dir \
+                     DIR`, or give it one with `berth apps update {} --repo URL`",
+                    app.name, app.name, app.name
+                )));
+            }
             if let Some(r) = &msg.1.git_ref {
                 validate::git_ref("ref", r).map_err(Error::BadRequest)?;
             }
             let create = ledger::Create {
                 app: app.name.clone(),
                 git_ref: msg.1.git_ref,
+                no_cache: msg.1.no_cache,
+                ..Default::default()
+            };
+            q.deployment_of(create, Some(app)).await
+        })
+    }
+}
+
+impl Handler<DeployUpload> for Api {
+    type Result = ResponseFuture<Result<Deployment>>;
+
+    fn handle(&mut self, msg: DeployUpload, _: &mut Context<Self>) -> Self::Result {
+        let q = self.queue();
+        Box::pin(async move {
+            let app = load_app(&q.store, &msg.app).await?;
+            if app.stopped {
+                return Err(super::lifecycle::stopped(&app));
+            }
+            // Reading every header of a large archive takes a moment: off the actor's thread.
+            let archive = msg.archive.clone();
+            let checked = tokio::task::spawn_blocking(move || crate::upload::check(&archive))
+                .await
+                .map_err(|e| Error::Internal(format!("checking the upload failed: {e}")))?
+                .map_err(Error::BadRequest)?;
+            let chunks: Vec<bytes::Bytes> = (0..msg.archive.len())
+                .step_by(keys::UPLOAD_CHUNK)
+                .map(|at| {
+                    msg.archive
+                        .slice(at..(at + keys::UPLOAD_CHUNK).min(msg.archive.len()))
+                })
+                .collect();
+            q.store
+                .put_upload(&app.name, &checked.sha256, &chunks)
+                .await?;
+            let create = ledger::Create {
+                app: app.name.clone(),
+                upload: Some(berth_protocol::Upload {
+                    sha256: checked.sha256,
+                    size: checked.size,
+                }),
+                no_cache: msg.no_cache,
                 ..Default::default()
             };
             q.deployment_of(create, Some(app)).await

@@ -28,7 +28,7 @@ use berth_protocol::App;
 
 pub use apps::{AppViews, CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, Health, ListNodes};
-pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
+pub use deployments::{Cancel, CreateDeployment, DeployUpload, GetDeployment, ListDeployments};
 pub use exec::StartExec;
 pub use lifecycle::{Restart, StartApp, StopApp};
 pub use releases::{ListReleases, Rollback};

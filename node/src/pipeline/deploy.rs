@@ -299,6 +299,9 @@ fn check_job(job: &DeployJob, registry: Option<&str>) -> std::result::Result<(),
     if let Some(image) = &job.image {
         validate::release_image(&job.app.name, image, registry)?;
     }
+    if let Some(u) = &job.upload {
+        validate::upload_sha256(&u.sha256)?;
+    }
     Ok(())
 }
 
@@ -351,10 +354,7 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
                 .await?;
             (None, image.clone())
         }
-        None => {
-            let (commit, image) = fetch_and_build(at).await?;
-            (Some(commit), image)
-        }
+        None => fetch_and_build(at).await?,
     };
 
     progress.set_step("starting the container");
@@ -533,8 +533,9 @@ pub(super) fn same_id(a: &str, b: &str) -> bool {
     !a.is_empty() && !b.is_empty() && (a.starts_with(b) || b.starts_with(a))
 }
 
-/// Fetches the source and builds the image; returns the commit and the image.
-async fn fetch_and_build(at: Attempt<'_>) -> Result<(String, String)> {
+/// Fetches the source (a git commit, or an uploaded directory) and builds the image; returns
+/// the commit (none for an upload) and the image.
+async fn fetch_and_build(at: Attempt<'_>) -> Result<(Option<String>, String)> {
     let Attempt {
         svc,
         job,
@@ -549,22 +550,37 @@ async fn fetch_and_build(at: Attempt<'_>) -> Result<(String, String)> {
     svc.events
         .deployment(DeploymentUpdate::new(id, DeploymentStatus::Building))
         .await;
-    let git_ref = job.git_ref.as_deref().unwrap_or(&app.branch);
-    let commit = source::fetch(&app.repo, git_ref, checkout, log, auth).await?;
-    let (commit_message, commit_author) = source::describe(checkout).await;
-    log.system(format!(
-        "checked out {commit}: {}",
-        commit_message.as_deref().unwrap_or("")
-    ))
-    .await;
-    svc.events
-        .deployment(DeploymentUpdate {
-            commit: Some(commit.clone()),
-            commit_message,
-            commit_author,
-            ..DeploymentUpdate::new(id, DeploymentStatus::Building)
-        })
-        .await;
+    let commit = match &job.upload {
+        Some(upload) => {
+            crate::upload::fetch(&svc.redis, &app.name, upload, checkout, log).await?;
+            None
+        }
+        None => {
+            if app.repo.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "app {} has no repository: deploy a directory with berth deploy {} --dir DIR",
+                    app.name, app.name
+                )));
+            }
+            let git_ref = job.git_ref.as_deref().unwrap_or(&app.branch);
+            let commit = source::fetch(&app.repo, git_ref, checkout, log, auth).await?;
+            let (commit_message, commit_author) = source::describe(checkout).await;
+            log.system(format!(
+                "checked out {commit}: {}",
+                commit_message.as_deref().unwrap_or("")
+            ))
+            .await;
+            svc.events
+                .deployment(DeploymentUpdate {
+                    commit: Some(commit.clone()),
+                    commit_message,
+                    commit_author,
+                    ..DeploymentUpdate::new(id, DeploymentStatus::Building)
+                })
+                .await;
+            Some(commit)
+        }
+    };
 
     progress.set_step("building the image");
     let plan = BuildPlan {
@@ -578,6 +594,7 @@ async fn fetch_and_build(at: Attempt<'_>) -> Result<(String, String)> {
         // intermediate container (about a second each here). The tag names the app and
         // deployment; the container carries the labels.
         labels: HashMap::new(),
+        no_cache: job.no_cache,
     };
     let image = svc.builder.build(checkout, &plan, log).await?;
     log.system(format!("built {image}")).await;

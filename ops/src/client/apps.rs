@@ -67,7 +67,12 @@ pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> 
         drain_s: a.drain_s,
         keep_releases: a.keep_releases,
         name: a.name,
-        repo: repo_arg(&a.repo)?,
+        repo: a
+            .repo
+            .as_deref()
+            .map(repo_arg)
+            .transpose()?
+            .unwrap_or_default(),
         branch: a.branch,
         dockerfile: a.dockerfile,
         context: a.context,
@@ -176,7 +181,14 @@ fn show_text(v: &AppView) -> String {
             format!("{} ({kind}, {}, {})", l.id, l.status, ago(l.created_at)),
         );
     }
-    kv("repo", a.repo.clone());
+    kv(
+        "repo",
+        if a.repo.is_empty() {
+            "none (deploys uploaded directories: berth deploy --dir)".to_string()
+        } else {
+            a.repo.clone()
+        },
+    );
     kv("branch", a.branch.clone());
     kv(
         "dockerfile",

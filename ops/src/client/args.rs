@@ -243,9 +243,10 @@ pub struct CreateArgs {
     /// default domain.
     #[arg(value_name = "APP")]
     pub(super) name: String,
-    /// Git URL or path of the repository.
+    /// Git URL or path of the repository. Without one the app deploys only directories
+    /// uploaded with `berth deploy <APP> --dir DIR`.
     #[arg(long)]
-    pub(super) repo: String,
+    pub(super) repo: Option<String>,
     /// Container port the app listens on.
     #[arg(long)]
     pub(super) port: u32,
@@ -372,8 +373,16 @@ pub struct DeployArgs {
     #[arg(value_name = "APP")]
     pub(super) app: String,
     /// Branch, tag or commit to deploy (default: the app's branch).
-    #[arg(long = "ref")]
+    #[arg(long = "ref", conflicts_with = "dir")]
     pub(super) git_ref: Option<String>,
+    /// Deploy this directory instead of the app's repository: it is packed (leaving out `.git`
+    /// and what `.gitignore` and `.dockerignore` leave out), uploaded and built; it need not be
+    /// a git repository.
+    #[arg(long, value_name = "DIR")]
+    pub(super) dir: Option<std::path::PathBuf>,
+    /// Build every step again, using no cached layer of earlier builds.
+    #[arg(long)]
+    pub(super) no_cache: bool,
     /// Wait until the deployment is terminal, showing its status as it moves; exit 1 unless it succeeded.
     #[arg(long)]
     pub(super) wait: bool,

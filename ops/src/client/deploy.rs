@@ -16,11 +16,63 @@ use super::http::Client;
 use super::Failed;
 
 pub(super) async fn run(c: &Client, json: bool, a: DeployArgs) -> Result<()> {
-    let body = CreateDeployment { git_ref: a.git_ref };
+    if let Some(dir) = &a.dir {
+        let d = upload(c, json, &a.app, dir, a.no_cache).await?;
+        return report(c, json, d, a.wait, a.follow).await;
+    }
+    let body = CreateDeployment {
+        git_ref: a.git_ref,
+        no_cache: a.no_cache,
+    };
     let d: Deployment = c
         .call(Method::POST, &["apps", &a.app, "deployments"], Some(&body))
         .await?;
     report(c, json, d, a.wait, a.follow).await
+}
+
+/// Packs `dir` as the app's build context and uploads it: the server keeps it and queues its
+/// deployment.
+async fn upload(
+    c: &Client,
+    json: bool,
+    app: &str,
+    dir: &std::path::Path,
+    no_cache: bool,
+) -> Result<Deployment> {
+    let a: berth_protocol::App = c.get(&["apps", app], &[]).await?;
+    let (dir2, context, dockerfile) = (dir.to_path_buf(), a.context.clone(), a.dockerfile.clone());
+    let packed = tokio::task::spawn_blocking(move || {
+        super::upload::pack(&dir2, &context, &dockerfile, super::upload::CLIENT_MAX)
+    })
+    .await??;
+    if !json {
+        eprintln!(
+            "uploading {} ({} files, {} KiB, sha256:{})",
+            dir.display(),
+            packed.files,
+            (packed.bytes.len() as u64).div_ceil(1024),
+            &packed.sha256[..12]
+        );
+    }
+    let size = packed.bytes.len() as u64;
+    let query: &[(&str, &str)] = if no_cache {
+        &[("no_cache", "true")]
+    } else {
+        &[]
+    };
+    match c
+        .post_archive(&["apps", app, "uploads"], query, packed.bytes)
+        .await
+    {
+        Err(e) if e.to_string().contains("HTTP 413") => Err(Failed(format!(
+            "{} packs to {} MiB, more than the API accepts (api.upload_max_mb): leave out what \
+             the image does not need with .gitignore or .dockerignore",
+            dir.display(),
+            size.div_ceil(1024 * 1024)
+        ))
+        .into()),
+        r => r,
+    }
 }
 
 /// Reports a deployment the server queued (a deploy, restart or start): with `follow` its log

@@ -27,7 +27,10 @@ pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
                     d.id.clone(),
                     kind(d.kind).to_string(),
                     d.status.to_string(),
-                    short_commit(d.commit.as_deref()).to_string(),
+                    match &d.upload {
+                        Some(u) => format!("upload:{}", &u.sha256[..u.sha256.len().min(7)]),
+                        None => short_commit(d.commit.as_deref()).to_string(),
+                    },
                     ago(d.created_at),
                     d.error
                         .as_deref()
@@ -88,10 +91,22 @@ fn deployment_text(d: &Deployment) -> String {
         }
         _ => kv("kind", kind(d.kind)),
     }
-    if let Some(c) = &d.commit {
+    if let Some(u) = &d.upload {
+        kv(
+            "source",
+            &format!(
+                "uploaded directory sha256:{} ({} KiB)",
+                u.sha256,
+                u.size.div_ceil(1024)
+            ),
+        );
+    } else if let Some(c) = &d.commit {
         kv("commit", short_commit(Some(c)));
     } else if let Some(r) = &d.git_ref {
         kv("ref", r);
+    }
+    if d.no_cache {
+        kv("cache", "none (built with no cached layer)");
     }
     if let Some(m) = &d.commit_message {
         kv("message", m.lines().next().unwrap_or_default());

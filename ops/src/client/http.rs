@@ -375,6 +375,28 @@ impl Client {
         if let Some(b) = body {
             req = req.json(b);
         }
+        self.answer(req).await
+    }
+
+    /// `POST`s `bytes` (a tar archive) and reads a JSON answer. No total timeout: a large
+    /// upload on a slow link takes what it takes (the server bounds it).
+    pub(super) async fn post_archive<T: DeserializeOwned>(
+        &self,
+        path: &[&str],
+        query: &[(&str, &str)],
+        bytes: Vec<u8>,
+    ) -> Result<T> {
+        let url = self.url(path, query)?;
+        let req = self
+            .streaming
+            .post(url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+            .body(bytes);
+        self.answer(req).await
+    }
+
+    async fn answer<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T> {
         let resp = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         let bytes = resp.bytes().await?;

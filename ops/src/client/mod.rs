@@ -28,6 +28,7 @@ mod nodes;
 mod releases;
 mod render;
 mod replicas;
+mod upload;
 mod webhook;
 
 pub use args::{
