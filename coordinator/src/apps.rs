@@ -42,6 +42,8 @@ pub fn build(req: CreateApp, base_domain: &str, reserved: &[String]) -> Result<A
         standby_s: req.standby_s.unwrap_or(0),
         limits: req.limits.unwrap_or_default(),
         stopped: false,
+        build_pack: req.build_pack.unwrap_or_default(),
+        static_dir: req.static_dir,
         created_at: now,
         updated_at: now,
     };
@@ -75,6 +77,13 @@ pub fn patch(mut app: App, p: PatchApp, reserved: &[String]) -> Result<App, Stri
     }
     if let Some(v) = p.context {
         app.context = v;
+    }
+    if let Some(v) = p.build_pack {
+        app.build_pack = v;
+    }
+    if let Some(v) = p.static_dir {
+        // An empty one goes back to the detected directory.
+        app.static_dir = (!v.is_empty()).then_some(v);
     }
     if let Some(v) = p.port {
         app.port = validate::port(v)?;
