@@ -312,6 +312,58 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_build_pack_and_static_dir_are_set_checked_and_reset() {
+        use berth_protocol::BuildPack;
+        let app = build(req(), "localhost", &[]).unwrap();
+        assert_eq!(
+            (app.build_pack, app.static_dir.as_deref()),
+            (BuildPack::Dockerfile, None)
+        );
+        let made = build(
+            CreateApp {
+                build_pack: Some(BuildPack::Static),
+                static_dir: Some("site".into()),
+                ..req()
+            },
+            "localhost",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (made.build_pack, made.static_dir.as_deref()),
+            (BuildPack::Static, Some("site"))
+        );
+        let e = build(
+            CreateApp {
+                static_dir: Some("../etc".into()),
+                ..req()
+            },
+            "localhost",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.starts_with("static_dir"), "{e}");
+        let auto = patch(
+            made.clone(),
+            PatchApp {
+                build_pack: Some(BuildPack::Auto),
+                static_dir: Some(String::new()),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!((auto.build_pack, auto.static_dir), (BuildPack::Auto, None));
+        let kept = patch(made, PatchApp::default(), &[]).unwrap();
+        assert_eq!(kept.static_dir.as_deref(), Some("site"));
+        let e: Result<PatchApp, _> = serde_json::from_str(r#"{"build_pack": "heroku"}"#);
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("unknown variant `heroku`"));
+    }
+
+    #[test]
     fn patch_keeps_what_is_not_given() {
         let app = build(req(), "localhost", &[]).unwrap();
         let p = PatchApp {

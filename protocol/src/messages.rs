@@ -61,6 +61,9 @@ pub struct DeployJob {
 }
 
 /// Something a node reports.
+// An event lives for one write or one read, one at a time: boxing the deployment variant would
+// only add an allocation to the common case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
