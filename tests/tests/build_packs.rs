@@ -176,6 +176,25 @@ async fn sites_without_a_dockerfile_deploy_and_the_analysis_says_why() {
     ] {
         assert!(text.contains(needle), "{needle:?} in\n{text}");
     }
+    // A repository (here a local bare one) goes through the API.
+    let out = c
+        .berth()
+        .args(["analyze", "--json", "--ref", "main"])
+        .arg(&node.bare)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(
+        (&v["kind"], &v["start"]),
+        (&json!("node"), &json!("npm start")),
+        "{v}"
+    );
     let out = c
         .berth()
         .args(["analyze"])

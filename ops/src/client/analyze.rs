@@ -15,9 +15,13 @@ use super::http::Client;
 use super::render::print;
 use super::Failed;
 
-/// Whether `a` names a directory on this machine (analysed without the API).
+/// Whether `a` names a directory on this machine to analyse without the API: a work tree, not a
+/// bare repository (`HEAD` and `objects/` at its top), which has no files to read and goes to
+/// the coordinator like a URL.
 pub fn is_local(a: &AnalyzeArgs) -> bool {
-    a.app.is_none() && Path::new(&a.target).is_dir()
+    let dir = Path::new(&a.target);
+    let bare = dir.join("HEAD").is_file() && dir.join("objects").is_dir();
+    a.app.is_none() && dir.is_dir() && !bare
 }
 
 /// Analyses a local directory with the `[packs]` images of the configuration.
@@ -41,7 +45,11 @@ pub fn local(images: &berth_packs::Images, json: bool, a: AnalyzeArgs) -> Result
 /// Asks the API to analyse a repository (or an app's).
 pub(super) async fn remote(c: &Client, json: bool, a: AnalyzeArgs) -> Result<()> {
     let req = Analyze {
-        repo: a.app.is_none().then(|| a.target.clone()),
+        // A local bare repository is sent as an absolute path (the server resolves it).
+        repo: match &a.app {
+            None => Some(super::apps::repo_arg(&a.target)?),
+            Some(_) => None,
+        },
         git_ref: a.git_ref,
         app: a.app,
         context: a.context,
