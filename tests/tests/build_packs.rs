@@ -102,9 +102,21 @@ async fn sites_without_a_dockerfile_deploy_and_the_analysis_says_why() {
         "{used}"
     );
 
-    // The app records its pack.
+    // The app records its pack, and its analysis is the one its build used (its repository,
+    // branch and port).
     let (s, a) = c.api.get(&format!("/api/v1/apps/{app}")).await.unwrap();
     assert_eq!((s, a["build_pack"].as_str()), (200, Some("auto")), "{a}");
+    let (s, a) = c
+        .api
+        .post("/api/v1/analyze", json!({"app": app}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (s, &a["kind"], &a["port"]),
+        (200, &json!("static"), &json!(8081)),
+        "{a}"
+    );
+    assert_eq!(a["dockerfile"].as_str(), Some(used), "{a}");
 
     // The analysis of a Node repository: what auto would build, nothing built.
     let dir = TempDir::with_prefix("pack-node").unwrap();
