@@ -42,6 +42,8 @@ pub fn build(req: CreateApp, base_domain: &str, reserved: &[String]) -> Result<A
         standby_s: req.standby_s.unwrap_or(0),
         limits: req.limits.unwrap_or_default(),
         stopped: false,
+        build_pack: req.build_pack.unwrap_or_default(),
+        static_dir: req.static_dir,
         created_at: now,
         updated_at: now,
     };
@@ -75,6 +77,13 @@ pub fn patch(mut app: App, p: PatchApp, reserved: &[String]) -> Result<App, Stri
     }
     if let Some(v) = p.context {
         app.context = v;
+    }
+    if let Some(v) = p.build_pack {
+        app.build_pack = v;
+    }
+    if let Some(v) = p.static_dir {
+        // An empty one goes back to the detected directory.
+        app.static_dir = (!v.is_empty()).then_some(v);
     }
     if let Some(v) = p.port {
         app.port = validate::port(v)?;
@@ -300,6 +309,58 @@ pub(crate) mod tests {
         };
         assert!(!drops_credential(&app, &given));
         assert!(!drops_credential(&app, &PatchApp::default()));
+    }
+
+    #[test]
+    fn the_build_pack_and_static_dir_are_set_checked_and_reset() {
+        use berth_protocol::BuildPack;
+        let app = build(req(), "localhost", &[]).unwrap();
+        assert_eq!(
+            (app.build_pack, app.static_dir.as_deref()),
+            (BuildPack::Dockerfile, None)
+        );
+        let made = build(
+            CreateApp {
+                build_pack: Some(BuildPack::Static),
+                static_dir: Some("site".into()),
+                ..req()
+            },
+            "localhost",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (made.build_pack, made.static_dir.as_deref()),
+            (BuildPack::Static, Some("site"))
+        );
+        let e = build(
+            CreateApp {
+                static_dir: Some("../etc".into()),
+                ..req()
+            },
+            "localhost",
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.starts_with("static_dir"), "{e}");
+        let auto = patch(
+            made.clone(),
+            PatchApp {
+                build_pack: Some(BuildPack::Auto),
+                static_dir: Some(String::new()),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!((auto.build_pack, auto.static_dir), (BuildPack::Auto, None));
+        let kept = patch(made, PatchApp::default(), &[]).unwrap();
+        assert_eq!(kept.static_dir.as_deref(), Some("site"));
+        let e: Result<PatchApp, _> = serde_json::from_str(r#"{"build_pack": "heroku"}"#);
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("unknown variant `heroku`"));
     }
 
     #[test]

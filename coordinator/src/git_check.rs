@@ -32,44 +32,12 @@ pub async fn check(
     cred: Option<&GitCredential>,
     allow_local: bool,
 ) -> Result<Option<String>, String> {
-    let key_file = std::env::temp_dir().join(format!(
-        "berth-ls-remote-{}.key",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let key_file = key_file("ls-remote");
     let _remove = RemoveOnDrop(key_file.clone());
-    let mut cmd = tokio::process::Command::new("git");
-    cmd.args(["ls-remote", "--heads", "--", repo])
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "true")
-        .env("LC_ALL", "C")
-        .envs(repo_url::git_env(allow_local))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    match cred.map(|c| c.git_env(&key_file)) {
-        Some(git) => {
-            if let Some(key) = git.key {
-                write_private(&key_file, key)
-                    .await
-                    .map_err(|e| format!("cannot check repository {repo}: writing its key: {e}"))?;
-                write_private(
-                    &key_file.with_extension("known_hosts"),
-                    git.known_hosts.unwrap_or_default(),
-                )
-                .await
-                .map_err(|e| {
-                    format!("cannot check repository {repo}: writing its known hosts: {e}")
-                })?;
-            }
-            cmd.envs(git.vars);
-        }
-        None => {
-            if std::env::var_os("GIT_SSH_COMMAND").is_none() {
-                cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
-            }
-        }
-    }
+    let mut cmd = git_command(cred, &key_file, allow_local)
+        .await
+        .map_err(|e| format!("cannot check repository {repo}: {e}"))?;
+    cmd.args(["ls-remote", "--heads", "--", repo]);
     let out = match tokio::time::timeout(CHECK_WITHIN, cmd.output()).await {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => {
@@ -117,6 +85,56 @@ pub async fn check(
     Err(missing_branch(repo, branch, &heads))
 }
 
+/// A fresh path for an SSH key file of one git run (`RemoveOnDrop` removes it and its
+/// `known_hosts` after).
+pub(crate) fn key_file(what: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "berth-{what}-{}.key",
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
+/// `git` with the hardening every git Berth runs gets (`repo_url::git_env`), no prompt, no
+/// stdin, killed on drop, and `cred` in its environment exactly as a node gives it (an SSH
+/// key written to `key_file`, mode 0600). The caller adds the arguments.
+pub(crate) async fn git_command(
+    cred: Option<&GitCredential>,
+    key_file: &std::path::Path,
+    allow_local: bool,
+) -> Result<tokio::process::Command, String> {
+    let mut cmd = tokio::process::Command::new("git");
+    cmd.env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env("LC_ALL", "C")
+        .envs(repo_url::git_env(allow_local))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    match cred.map(|c| c.git_env(key_file)) {
+        Some(git) => {
+            if let Some(key) = git.key {
+                write_private(key_file, key)
+                    .await
+                    .map_err(|e| format!("writing its key: {e}"))?;
+                write_private(
+                    &key_file.with_extension("known_hosts"),
+                    git.known_hosts.unwrap_or_default(),
+                )
+                .await
+                .map_err(|e| format!("writing its known hosts: {e}"))?;
+            }
+            cmd.envs(git.vars);
+        }
+        None => {
+            if std::env::var_os("GIT_SSH_COMMAND").is_none() {
+                cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+            }
+        }
+    }
+    Ok(cmd)
+}
+
 /// The branch names of `git ls-remote --heads` output.
 fn heads(stdout: &str) -> Vec<String> {
     stdout
@@ -145,7 +163,7 @@ fn missing_branch(repo: &str, branch: &str, heads: &[String]) -> String {
 }
 
 /// git's stderr on one line, without its `fatal: ` prefixes and with secrets masked.
-fn git_message(stderr: &str, secrets: &[String]) -> String {
+pub(crate) fn git_message(stderr: &str, secrets: &[String]) -> String {
     let mut s = stderr
         .lines()
         .map(str::trim)
@@ -167,7 +185,7 @@ fn git_message(stderr: &str, secrets: &[String]) -> String {
     s
 }
 
-struct RemoveOnDrop(std::path::PathBuf);
+pub(crate) struct RemoveOnDrop(pub(crate) std::path::PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

@@ -222,6 +222,14 @@ pub fn apply(d: &mut Deployment, t: &DeploymentUpdate) -> bool {
             changed = true;
         }
     }
+    // The Dockerfile the build uses, once (a rollout's first slot builds; capped again here:
+    // the record is what every later read carries).
+    if d.dockerfile.is_none() {
+        if let Some(text) = &t.dockerfile {
+            d.dockerfile = Some(berth_protocol::messages::cap_dockerfile(text));
+            changed = true;
+        }
+    }
     let none = None;
     let own = |v| if replica { &none } else { v };
     for (field, value) in [
@@ -296,6 +304,7 @@ fn bare(id: &str, app: &str, created_at: u64) -> Deployment {
         rollout: None,
         upload: None,
         no_cache: false,
+        dockerfile: None,
     }
 }
 
@@ -334,6 +343,7 @@ impl Handler<Create> for Ledger {
                 rollout: msg.rollout,
                 upload: msg.upload,
                 no_cache: msg.no_cache,
+                dockerfile: None,
             };
             let line = match (&d.kind, &d.rollback_of) {
                 (DeploymentKind::Rollback, Some(of)) => format!(
@@ -685,6 +695,27 @@ pub(crate) mod tests {
         assert!(apply(&mut d, &t));
         assert_eq!(d.commit.as_deref(), Some("abc"));
         assert!(!apply(&mut d, &t));
+    }
+
+    #[test]
+    fn the_dockerfile_is_kept_once_and_capped() {
+        let mut d = queued();
+        apply(&mut d, &to(DeploymentStatus::Building, 10));
+        let mut t = to(DeploymentStatus::Building, 11);
+        t.dockerfile = Some("FROM busybox\n".into());
+        assert!(apply(&mut d, &t));
+        assert_eq!(d.dockerfile.as_deref(), Some("FROM busybox\n"));
+        t.dockerfile = Some("FROM other\n".into());
+        assert!(
+            !apply(&mut d, &t),
+            "a second one (another slot's) changes nothing"
+        );
+        let mut d = queued();
+        t.dockerfile = Some("#".repeat(berth_protocol::messages::DOCKERFILE_MAX * 2));
+        assert!(apply(&mut d, &t));
+        let kept = d.dockerfile.unwrap();
+        assert!(kept.len() < berth_protocol::messages::DOCKERFILE_MAX + 200);
+        assert!(kept.contains("cut here"), "{}", &kept[kept.len() - 100..]);
     }
 
     #[test]

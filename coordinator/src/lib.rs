@@ -21,6 +21,7 @@
 //! (a child of) its token, log follows end and their readers stop; the readers are tasks of its
 //! tracker. The actors themselves end with the actix `System`.
 
+pub(crate) mod analyze;
 pub mod api;
 pub(crate) mod apps;
 pub(crate) mod deployment;
@@ -80,6 +81,9 @@ pub struct CoordinatorConfig {
     /// How long the leader lease lasts without renewal (`leader_lease_s`): another coordinator
     /// leads within about this long after the leader dies.
     pub lease: Duration,
+    /// The base images of the Dockerfiles `POST /api/v1/analyze` shows (`[packs]`, as the
+    /// nodes have them).
+    pub pack_images: berth_packs::Images,
 }
 
 impl CoordinatorConfig {
@@ -96,6 +100,7 @@ impl CoordinatorConfig {
             test_hooks: false,
             allow_local_repos: false,
             lease: lease::DEFAULT_TTL,
+            pack_images: Default::default(),
         }
     }
 }
@@ -200,8 +205,10 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
             .collect();
         let secret_key = cfg.secret_key;
         let allow_local_repos = cfg.allow_local_repos;
+        let pack_images = cfg.pack_images;
         move || api::Api {
             allow_local_repos,
+            pack_images: pack_images.clone(),
             store: store.clone(),
             base_domain: base_domain.clone(),
             reserved_domains: reserved_domains.clone(),

@@ -14,6 +14,7 @@
 //! handlers) is tracked by it; the job consumer stops reading on (a child of) its token;
 //! [`NodeHandle::shutdown`] then drains the jobs and stops the actors.
 
+pub mod build_pack;
 pub mod caddy;
 pub mod containers;
 pub mod deployer;
@@ -94,6 +95,9 @@ pub struct NodeConfig {
     pub build_limits: image_build::BuildLimits,
     /// The Docker network app containers and builds join (`node.app_network`).
     pub app_network: String,
+    /// The base images of the Dockerfiles the `auto` and `static` build packs generate
+    /// (`[packs]`).
+    pub pack_images: berth_packs::Images,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -311,6 +315,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         limits: cfg.app_limits,
         cpus,
         app_network: cfg.app_network.clone(),
+        pack_images: cfg.pack_images.clone(),
     });
     let jobs = Arc::new(deployer::Jobs::default());
     let deployer = tree.supervise("deployer", move || {

@@ -83,6 +83,8 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
         limits: Default::default(),
         git_credential: None,
         webhook_secret: false,
+        build_pack: Default::default(),
+        static_dir: None,
         created_at: now_ms(),
         updated_at: now_ms(),
     }
@@ -227,6 +229,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             app_limits: Default::default(),
             build_limits: Default::default(),
             app_network: berth_node::containers::APP_NETWORK.into(),
+            pack_images: Default::default(),
         },
         &shutdown,
     )

@@ -93,6 +93,12 @@ enum Cmd {
     /// fails (no such app, no running replica, the node is down), the error is printed as
     /// `error: …` and the exit status is 1 (2 if the API cannot be reached).
     Exec(client::ExecArgs),
+    /// Show what the auto (or static) build pack would build from a directory or a repository:
+    /// what it found and why, the port, the start command and the generated Dockerfile.
+    ///
+    /// A directory on this machine is analysed here (no server needed); a git URL, or --app,
+    /// is cloned and analysed by the coordinator (POST /api/v1/analyze).
+    Analyze(client::AnalyzeArgs),
     /// Benchmarks that start what they need (Redis, a coordinator) and simulate the rest.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -135,6 +141,9 @@ fn main() {
         Cmd::Coordinator => settings(&cli.config).and_then(server::coordinator),
         Cmd::Node => settings(&cli.config).and_then(server::node),
         Cmd::Bench(b) => bench::run(b, cli.conn.json()),
+        Cmd::Analyze(a) if client::analyze::is_local(&a) => {
+            settings(&cli.config).and_then(|s| client::analyze::local(&s.packs, cli.conn.json(), a))
+        }
         cmd => client::run(&cli.config, &cli.conn, cmd),
     };
     if let Err(e) = result {

@@ -143,6 +143,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
     c.test_hooks = s.test_hooks;
     c.allow_local_repos = s.allow_local_repos.unwrap_or(false);
     c.lease = Duration::from_secs(s.leader_lease_s);
+    c.pack_images = s.packs.clone();
     c
 }
 
@@ -184,6 +185,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
             timeout: std::time::Duration::from_secs(s.node.build_timeout_s),
         },
         app_network: s.node.app_network.clone(),
+        pack_images: s.packs.clone(),
     }
 }
 

@@ -15,6 +15,9 @@ pub struct Settings {
     pub node: NodeSettings,
     pub registry: RegistrySettings,
     pub github: GithubSettings,
+    /// The base images of the Dockerfiles the `auto` and `static` build packs generate (read by
+    /// the nodes, which build with them, and the coordinator, which shows them in analyses).
+    pub packs: berth_packs::Images,
     /// App `foo` is served at `foo.<base_domain>` unless it names its domains.
     pub base_domain: String,
     /// Where `berth up` keeps Redis's data, Caddy's state, the token and build checkouts.
@@ -424,6 +427,7 @@ impl Default for Settings {
             node: NodeSettings::default(),
             registry: RegistrySettings::default(),
             github: GithubSettings::default(),
+            packs: berth_packs::Images::default(),
             base_domain: "localhost".into(),
             data_dir: default_data_dir(),
             deploy_timeout_s: 900,
@@ -569,6 +573,7 @@ impl Settings {
             anyhow::bail!("node.build_timeout_s must be at least 1");
         }
         s.redis.check()?;
+        s.packs.check().map_err(|e| anyhow::anyhow!(e))?;
         s.node.check_caddy_admin()?;
         s.node.check_https()?;
         s.check_limits()?;
@@ -673,6 +678,12 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("allow_local_repos", None, "deploy from repositories on this machine (a path, file://, http:// to loopback); unset: on for `berth up`, off for coordinator and node"),
         ("test_hooks", Some(d.test_hooks.to_string()), "test-only: lets tests make actors panic through Redis; never in production"),
         ("github.webhook_secret", None, "the secret of GitHub's push webhook; unset: every delivery is refused"),
+        ("packs.static_image", Some(q(&d.packs.static_image)), "the image the static build pack serves files from (busybox httpd)"),
+        ("packs.node_image", Some(q(&d.packs.node_image)), "the base image of Node apps the auto build pack builds"),
+        ("packs.python_image", Some(q(&d.packs.python_image)), "the base image of Python apps the auto build pack builds"),
+        ("packs.go_image", Some(q(&d.packs.go_image)), "the image Go apps are compiled in"),
+        ("packs.rust_image", Some(q(&d.packs.rust_image)), "the image Rust apps are compiled in"),
+        ("packs.runtime_image", Some(q(&d.packs.runtime_image)), "the image compiled Go and Rust apps run on"),
     ]
 }
 
@@ -981,6 +992,7 @@ mod tests {
         assert_eq!(s.node.resolver_listen, d.node.resolver_listen);
         assert_eq!(s.data_dir, d.data_dir);
         assert_eq!(s.deploy_timeout_s, d.deploy_timeout_s);
+        assert_eq!(s.packs, d.packs);
         let help = help();
         assert_eq!(help.lines().count(), count + 1, "{help}");
         let line = help

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    App, DeploymentKind, DeploymentStatus, EnvVars, HealthCheck, Limits, Placement,
+    App, BuildPack, DeploymentKind, DeploymentStatus, EnvVars, HealthCheck, Limits, Placement,
 };
 use crate::secret::GitCredential;
 
@@ -41,6 +41,11 @@ pub struct CreateApp {
     pub standby_s: Option<u64>,
     /// Replaces the limits whole (missing fields: the node's defaults).
     pub limits: Option<Limits>,
+    /// `dockerfile` (default), `auto` or `static`.
+    pub build_pack: Option<BuildPack>,
+    /// The directory the `static` pack serves, relative to `context` (default: the one the
+    /// analysis finds).
+    pub static_dir: Option<String>,
 }
 
 /// `PATCH /api/v1/apps/{name}`: every field optional; what is given replaces what was.
@@ -73,6 +78,11 @@ pub struct PatchApp {
     pub standby_s: Option<u64>,
     /// Replaces the limits whole (missing fields: the node's defaults).
     pub limits: Option<Limits>,
+    /// `dockerfile` (default), `auto` or `static`.
+    pub build_pack: Option<BuildPack>,
+    /// The directory the `static` pack serves, relative to `context` (default: the one the
+    /// analysis finds).
+    pub static_dir: Option<String>,
 }
 
 /// Replaces the runtime and/or build variables (each map whole, when given).
@@ -81,6 +91,40 @@ pub struct PatchApp {
 pub struct EnvPatch {
     pub runtime: Option<BTreeMap<String, String>>,
     pub build: Option<BTreeMap<String, String>>,
+}
+
+/// `POST /api/v1/analyze`: what Berth would build from a repository — give `repo` (and
+/// optionally `ref`, a branch or tag; default: the repository's default branch), or `app` (its
+/// repository, branch, context and build pack, with its git credential).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Analyze {
+    pub repo: Option<String>,
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
+    pub app: Option<String>,
+    /// The directory to analyse, relative to the repository root (default `.`, or the app's).
+    pub context: Option<String>,
+    /// `auto` (default) or `static` (what the `dockerfile` pack would use is the repository's
+    /// own file: nothing to analyse).
+    pub build_pack: Option<BuildPack>,
+    pub static_dir: Option<String>,
+}
+
+/// What the analysis of a source tree found: the answer of `POST /api/v1/analyze` and of
+/// `berth analyze DIR`, and what an `auto` or `static` build logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// What was detected: `static`, `node`, `python`, `go` or `rust`.
+    pub kind: String,
+    /// Why, one sentence per file that decided it ("found package.json with a start script: …").
+    pub reasons: Vec<String>,
+    /// The port the app listens on in its container (the generated image sets `PORT` to it).
+    pub port: u16,
+    /// The command the image starts.
+    pub start: String,
+    /// The Dockerfile Berth generates.
+    pub dockerfile: String,
 }
 
 /// A partial health check; missing fields keep their current (or default) values.

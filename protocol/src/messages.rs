@@ -67,6 +67,9 @@ pub struct DeployJob {
 }
 
 /// Something a node reports.
+// An event lives for one write or one read, one at a time: boxing the deployment variant would
+// only add an allocation to the common case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -107,6 +110,9 @@ pub struct DeploymentUpdate {
     /// the last attempt, fails it. The status stays where it was.
     #[serde(default)]
     pub interrupted: Option<crate::model::Interruption>,
+    /// The Dockerfile the build uses (capped by [`cap_dockerfile`]), sent once it is known.
+    #[serde(default)]
+    pub dockerfile: Option<String>,
     /// Epoch ms of the change.
     pub at: u64,
 }
@@ -126,6 +132,7 @@ impl DeploymentUpdate {
             error: None,
             replica: None,
             interrupted: None,
+            dockerfile: None,
             at: crate::now_ms(),
         }
     }
@@ -159,6 +166,26 @@ impl DeploymentUpdate {
             ..DeploymentUpdate::new(deployment_id, status)
         }
     }
+}
+
+/// The most of a Dockerfile's text a deployment record keeps, in bytes.
+pub const DOCKERFILE_MAX: usize = 64 * 1024;
+
+/// `text` as a deployment record keeps it: whole up to [`DOCKERFILE_MAX`] bytes, else cut on a
+/// character boundary with a last line saying so.
+pub fn cap_dockerfile(text: &str) -> String {
+    if text.len() <= DOCKERFILE_MAX {
+        return text.to_string();
+    }
+    let mut end = DOCKERFILE_MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n# … cut here: the Dockerfile is {} bytes, a deployment keeps {DOCKERFILE_MAX}\n",
+        &text[..end],
+        text.len()
+    )
 }
 
 /// Which output a log line came from.

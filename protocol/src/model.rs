@@ -54,7 +54,7 @@ pub struct App {
     /// Any URL or path `git` accepts (https, ssh, `file://`, a local path).
     pub repo: String,
     pub branch: String,
-    /// Path of the Dockerfile, relative to `context`.
+    /// Path of the Dockerfile, relative to `context` (the `dockerfile` build pack).
     pub dockerfile: String,
     /// Build context directory, relative to the repository root.
     pub context: String,
@@ -104,8 +104,61 @@ pub struct App {
     /// system is read-only; what it leaves unset, the node's defaults give.
     #[serde(default)]
     pub limits: Limits,
+    /// How the image is made: the app's Dockerfile, or one Berth generates from the source.
+    #[serde(default)]
+    pub build_pack: BuildPack,
+    /// The directory the `static` pack serves, relative to `context`; `None`: the one the
+    /// analysis finds (`.`, `public`, `dist` or `build`, whichever holds `index.html`).
+    #[serde(default)]
+    pub static_dir: Option<String>,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+/// How an app's image is made from its source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildPack {
+    /// The app's own Dockerfile (`dockerfile`, relative to `context`).
+    #[default]
+    Dockerfile,
+    /// Berth reads the source (see the `berth-packs` crate) and generates a Dockerfile for what
+    /// it finds: a static site, Node, Python, Go or Rust.
+    Auto,
+    /// A directory of files served by busybox `httpd` (`static_dir`).
+    Static,
+}
+
+impl BuildPack {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildPack::Dockerfile => "dockerfile",
+            BuildPack::Auto => "auto",
+            BuildPack::Static => "static",
+        }
+    }
+}
+
+impl std::fmt::Display for BuildPack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BuildPack {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "dockerfile" => Ok(BuildPack::Dockerfile),
+            "auto" => Ok(BuildPack::Auto),
+            "static" => Ok(BuildPack::Static),
+            _ => Err(format!(
+                "build pack {s:?} is not one of dockerfile (the app's own Dockerfile), auto (Berth \
+                 reads the source and generates one) or static (serve a directory)"
+            )),
+        }
+    }
 }
 
 impl App {
@@ -368,6 +421,11 @@ pub struct Deployment {
     /// over them. `None`: the deployment runs on one node, which switches the route itself.
     #[serde(default)]
     pub rollout: Option<Rollout>,
+    /// The Dockerfile the build used (the app's, or the one its build pack generated), at most
+    /// [`crate::messages::DOCKERFILE_MAX`] bytes. Only `GET /api/v1/deployments/{id}` returns it:
+    /// listings leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
     /// Built from an uploaded directory (`berth deploy --dir`) instead of a git checkout.
     #[serde(default)]
     pub upload: Option<Upload>,

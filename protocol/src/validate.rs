@@ -225,6 +225,9 @@ pub fn app(app: &crate::model::App) -> Result<(), String> {
     git_ref("branch", &app.branch)?;
     repo_path("dockerfile", &app.dockerfile)?;
     repo_path("context", &app.context)?;
+    if let Some(d) = &app.static_dir {
+        repo_path("static_dir", d)?;
+    }
     if app.domains.is_empty() {
         return Err("an app needs at least one domain".into());
     }

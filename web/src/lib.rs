@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use berth_bus::Shutdown;
 use berth_coordinator::{api, Coordinator};
-use berth_protocol::api::{CreateApp, CreateDeployment, CreateExec, PatchApp};
+use berth_protocol::api::{Analyze, CreateApp, CreateDeployment, CreateExec, PatchApp};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -308,6 +308,17 @@ pub fn routes(
         .and(with())
         .then(|name, body: Result<CreateExec, ApiError>, c: Ctx| exec::start(c.coord, name, body));
     let follow_exec = exec::follow_route(ctx.coord.clone());
+    // What a build pack would build from a repository (a shallow clone on the coordinator).
+    let analyze = warp::path!("analyze")
+        .and(warp::post())
+        .and(json_body(body_timeout))
+        .and(with())
+        .then(|body: Result<Analyze, ApiError>, c: Ctx| async move {
+            match body {
+                Ok(b) => respond(c.coord.api.send(api::Analyze(b)).await, StatusCode::OK),
+                Err(e) => e.into_response(),
+            }
+        });
 
     // Every route is boxed before they are joined: a long `.or()` chain of unboxed filters
     // makes rustc's type checking explode (minutes per added route).
@@ -337,6 +348,7 @@ pub fn routes(
         app_metrics.boxed(),
         start_exec.boxed(),
         follow_exec.boxed(),
+        analyze.boxed(),
     ];
     let v1 = api.and(
         v1_routes

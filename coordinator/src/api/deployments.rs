@@ -190,7 +190,12 @@ impl Handler<ListDeployments> for Api {
         let store = self.store.clone();
         Box::pin(async move {
             load_app(&store, &msg.0).await?;
-            store.list_deployments(&msg.0, 100).await
+            // A listing stays small: a deployment's Dockerfile is in its own GET only.
+            let mut list = store.list_deployments(&msg.0, 100).await?;
+            for d in &mut list {
+                d.dockerfile = None;
+            }
+            Ok(list)
         })
     }
 }

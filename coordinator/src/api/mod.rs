@@ -10,8 +10,10 @@
 //! - [`replicas`]: list an app's running replicas (serving and standby);
 //! - [`exec`]: run a command in one of them;
 //! - [`webhooks`]: a verified GitHub push;
-//! - [`cluster`]: health, nodes and metrics.
+//! - [`cluster`]: health, nodes and metrics;
+//! - [`analyze`]: what a repository's build pack would build.
 
+mod analyze;
 mod apps;
 mod cluster;
 mod deployments;
@@ -26,6 +28,7 @@ use berth_bus::Live;
 use berth_protocol::secret::SecretKey;
 use berth_protocol::App;
 
+pub use analyze::Analyze;
 pub use apps::{AppViews, CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, Health, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, DeployUpload, GetDeployment, ListDeployments};
@@ -54,6 +57,8 @@ pub struct Api {
     pub(crate) secret_key: SecretKey,
     /// Whether apps may deploy from repositories on this machine (`allow_local_repos`).
     pub(crate) allow_local_repos: bool,
+    /// The base images of generated Dockerfiles (`[packs]`).
+    pub(crate) pack_images: berth_packs::Images,
     pub(crate) ledger: Live<Ledger>,
     pub(crate) registry: Live<NodeRegistry>,
     pub(crate) reconciler: Live<Reconciler>,

@@ -582,11 +582,42 @@ async fn fetch_and_build(at: Attempt<'_>) -> Result<(Option<String>, String)> {
         }
     };
 
+    progress.set_step("preparing the Dockerfile");
+    let prepared = {
+        let (root, app, images) = (checkout.to_path_buf(), app.clone(), svc.pack_images.clone());
+        tokio::task::spawn_blocking(move || crate::build_pack::prepare(&root, &app, &images))
+            .await
+            .map_err(|e| Error::Internal(format!("build pack task failed: {e}")))??
+    };
+    if let Some(a) = &prepared.analysis {
+        log.system(format!(
+            "build pack {}: detected {} (port {}, start: {})",
+            app.build_pack, a.kind, a.port, a.start
+        ))
+        .await;
+        for r in &a.reasons {
+            log.system(format!("  {r}")).await;
+        }
+        if prepared.replaced {
+            log.system(format!(
+                "  the repository's own {} was replaced by the generated Dockerfile",
+                prepared.dockerfile
+            ))
+            .await;
+        }
+    }
+    svc.events
+        .deployment(DeploymentUpdate {
+            dockerfile: Some(prepared.text),
+            ..DeploymentUpdate::new(id, DeploymentStatus::Building)
+        })
+        .await;
+
     progress.set_step("building the image");
     let plan = BuildPlan {
         kind: BuildKind::Dockerfile {
             context: app.context.clone(),
-            dockerfile: app.dockerfile.clone(),
+            dockerfile: prepared.dockerfile,
         },
         tag: format!("berth/{}:{id}", app.name),
         build_args: app.env.build.clone(),

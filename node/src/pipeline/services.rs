@@ -60,6 +60,8 @@ pub struct Services {
     pub cpus: u32,
     /// The Docker network app containers and builds join (`node.app_network`).
     pub app_network: String,
+    /// The base images of generated Dockerfiles (`[packs]`).
+    pub pack_images: berth_packs::Images,
 }
 
 /// The images jobs hold (see [`Services::in_use`]).

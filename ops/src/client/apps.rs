@@ -105,6 +105,8 @@ pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> 
             pids: a.pids_limit,
             read_only: a.read_only,
         }),
+        build_pack: a.build_pack,
+        static_dir: a.static_dir,
     };
     let app: AppView = c.call(Method::POST, &["apps"], Some(&req)).await?;
     print(json, &app, |a| {
@@ -191,8 +193,16 @@ fn show_text(v: &AppView) -> String {
     );
     kv("branch", a.branch.clone());
     kv(
-        "dockerfile",
-        format!("{} (context {})", a.dockerfile, a.context),
+        "build pack",
+        match (a.build_pack, &a.static_dir) {
+            (berth_protocol::BuildPack::Dockerfile, _) => {
+                format!("dockerfile: {} (context {})", a.dockerfile, a.context)
+            }
+            (berth_protocol::BuildPack::Static, Some(d)) => {
+                format!("static: serves {d} (context {})", a.context)
+            }
+            (p, _) => format!("{p}: generated from the source (context {})", a.context),
+        },
     );
     kv("port", a.port.to_string());
     kv("domains", a.domains.join(" "));
@@ -535,6 +545,8 @@ fn patch_of(current: &App, a: &UpdateArgs) -> Result<PatchApp> {
         max_surge: a.max_surge,
         standby_s: a.standby_s,
         limits,
+        build_pack: a.build_pack,
+        static_dir: a.static_dir.clone(),
     })
 }
 

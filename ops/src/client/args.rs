@@ -189,6 +189,13 @@ pub struct UpdateArgs {
     /// Make the container's root file system writable again.
     #[arg(long, overrides_with = "read_only")]
     pub(super) no_read_only: bool,
+    /// How the image is made: dockerfile, auto or static (see `berth apps create --help`).
+    #[arg(long, value_name = "PACK")]
+    pub(super) build_pack: Option<berth_protocol::BuildPack>,
+    /// The directory the static pack serves, relative to the context; an empty value goes back
+    /// to the detected one.
+    #[arg(long, value_name = "DIR")]
+    pub(super) static_dir: Option<String>,
 }
 
 /// `berth domains add|remove <APP> <DOMAIN>`.
@@ -324,6 +331,15 @@ pub struct CreateArgs {
     /// Make the container's root file system read-only (`/tmp` stays writable).
     #[arg(long)]
     pub(super) read_only: bool,
+    /// How the image is made: dockerfile (the repository's, the default), auto (Berth detects a
+    /// static site, Node, Python, Go or Rust and generates one; `berth analyze` shows it) or
+    /// static (serve a directory with busybox httpd).
+    #[arg(long, value_name = "PACK")]
+    pub(super) build_pack: Option<berth_protocol::BuildPack>,
+    /// The directory the static pack serves, relative to the context (default: the one holding
+    /// index.html: ., public, dist or build).
+    #[arg(long, value_name = "DIR")]
+    pub(super) static_dir: Option<String>,
 }
 
 /// `berth nodes [cordon|uncordon <node>]`.
@@ -451,6 +467,33 @@ pub struct ExecArgs {
     /// pipes, variables or globs.
     #[arg(last = true, value_name = "CMD")]
     pub(super) cmd: Vec<String>,
+}
+
+/// `berth analyze [DIR|URL]`.
+#[derive(Args)]
+pub struct AnalyzeArgs {
+    /// A directory on this machine (analysed here, no server needed), or a repository's git URL
+    /// (cloned and analysed by the coordinator).
+    #[arg(value_name = "DIR|URL", default_value = ".", conflicts_with = "app")]
+    pub(super) target: String,
+    /// Analyse this app's repository (its branch, context, build pack and port) instead.
+    #[arg(long, value_name = "APP")]
+    pub(super) app: Option<String>,
+    /// The branch or tag of a repository to analyse (default: its default branch; an app's:
+    /// its branch).
+    #[arg(long = "ref")]
+    pub(super) git_ref: Option<String>,
+    /// The directory to analyse, relative to DIR or the repository's root (default: `.`, an
+    /// app's: its context).
+    #[arg(long)]
+    pub(super) context: Option<String>,
+    /// auto (detect what the source is; the default) or static (serve a directory).
+    #[arg(long, value_name = "PACK")]
+    pub(super) build_pack: Option<berth_protocol::BuildPack>,
+    /// The directory the static pack serves, relative to the analysed one (default: the one
+    /// holding index.html: ., public, dist or build).
+    #[arg(long, value_name = "DIR")]
+    pub(super) static_dir: Option<String>,
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {

@@ -74,7 +74,21 @@ pub(super) fn short_commit(commit: Option<&str>) -> &str {
 /// `berth deployment`.
 pub(super) async fn show(c: &Client, json: bool, id: &str) -> Result<()> {
     let d: Deployment = c.get(&["deployments", id], &[]).await?;
-    print(json, &d, show_deployment)
+    print(json, &d, |d| {
+        show_deployment(d);
+        if let Some(text) = &d.dockerfile {
+            print!("{}", dockerfile_text(text));
+        }
+    })
+}
+
+/// The Dockerfile a deployment's build used, indented under a heading.
+fn dockerfile_text(text: &str) -> String {
+    let mut out = String::from("  dockerfile:\n");
+    for l in text.lines() {
+        out.push_str(&format!("    {l}\n"));
+    }
+    out
 }
 
 /// A deployment as text: id, app and status, then what is known of it.

@@ -14,6 +14,7 @@ use anyhow::Result;
 
 use crate::Cmd;
 
+pub mod analyze;
 mod apps;
 mod args;
 mod deploy;
@@ -32,8 +33,8 @@ mod upload;
 mod webhook;
 
 pub use args::{
-    AppsCmd, Conn, DeployArgs, DomainsCmd, ExecArgs, LogArgs, LogsArgs, NodesArgs, RollbackArgs,
-    RunArgs, ScaleArgs, GLOBAL,
+    AnalyzeArgs, AppsCmd, Conn, DeployArgs, DomainsCmd, ExecArgs, LogArgs, LogsArgs, NodesArgs,
+    RollbackArgs, RunArgs, ScaleArgs, GLOBAL,
 };
 
 /// An error whose message was already printed as the command's outcome (exit code 1).
@@ -88,6 +89,7 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Nodes(a) => nodes::run(c, json, a).await,
         Cmd::Metrics(a) => metrics::run(c, json, a).await,
         Cmd::Exec(a) => exec::run(c, json, a).await,
+        Cmd::Analyze(a) => analyze::remote(c, json, a).await,
         Cmd::Up | Cmd::Coordinator | Cmd::Node | Cmd::Bench(_) => {
             unreachable!("server and bench commands are dispatched in main")
         }
