@@ -4,6 +4,7 @@
 //! creates of one name or two patches of one app cannot interleave. Deployment records are
 //! changed only through the `Ledger`.
 //! - [`apps`]: create, list, show, patch, delete;
+//! - [`env`]: an app's variables — list, set, unset (secret values sealed, never shown);
 //! - [`deployments`]: create (the newest wins), list, show, cancel;
 //! - [`releases`]: list, roll back;
 //! - [`lifecycle`]: restart, stop, start (no build);
@@ -15,6 +16,7 @@
 mod apps;
 mod cluster;
 mod deployments;
+mod env;
 mod exec;
 mod lifecycle;
 mod releases;
@@ -29,6 +31,7 @@ use berth_protocol::App;
 pub use apps::{AppViews, CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, Health, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, GetDeployment, ListDeployments};
+pub use env::{DeleteEnv, ListEnv, PutEnv};
 pub use exec::StartExec;
 pub use lifecycle::{Restart, StartApp, StopApp};
 pub use releases::{ListReleases, Rollback};
