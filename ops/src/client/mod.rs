@@ -18,6 +18,7 @@ mod apps;
 mod args;
 mod deploy;
 mod deployments;
+mod env;
 mod exec;
 mod follow;
 mod http;
@@ -31,8 +32,8 @@ mod replicas;
 mod webhook;
 
 pub use args::{
-    AppsCmd, Conn, DeployArgs, DomainsCmd, ExecArgs, LogArgs, LogsArgs, NodesArgs, RollbackArgs,
-    RunArgs, ScaleArgs, GLOBAL,
+    AppsCmd, Conn, DeployArgs, DomainsCmd, EnvCmd, ExecArgs, LogArgs, LogsArgs, NodesArgs,
+    RollbackArgs, RunArgs, ScaleArgs, GLOBAL,
 };
 
 /// An error whose message was already printed as the command's outcome (exit code 1).
@@ -69,6 +70,7 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Start(a) => lifecycle::start(c, json, a).await,
         Cmd::Open(a) => lifecycle::open(c, json, &a.app).await,
         Cmd::Domains(d) => lifecycle::domains(c, json, d).await,
+        Cmd::Env(e) => env::run(c, json, e).await,
         Cmd::Deploy(a) => deploy::run(c, json, a).await,
         Cmd::Rollback(a) => releases::rollback(c, json, a).await,
         Cmd::Releases(a) => releases::list(c, json, &a.app).await,
