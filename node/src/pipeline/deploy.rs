@@ -794,7 +794,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>()
         };
         let w = build_arg_warnings(
-            &m(&[("GREETING", "hi"), ("API_TOKEN", "plain")]),
+            &m(&[("GREETING", "hi"), ("API_TOKEN", "t0k-value")]),
             &m(&[("NPM_AUTH", "s3cret")]),
         );
         assert_eq!(w.len(), 2, "{w:?}");
@@ -804,7 +804,7 @@ mod tests {
         assert!(w[1].contains("API_TOKEN looks secret"));
         assert!(w
             .iter()
-            .all(|l| !l.contains("s3cret") && !l.contains("plain")));
+            .all(|l| !l.contains("s3cret") && !l.contains("t0k-value")));
         assert!(build_arg_warnings(&m(&[("GREETING", "hi")]), &m(&[])).is_empty());
     }
 
