@@ -2,7 +2,7 @@
 //! that say what to fix. Pure functions: the `Api` actor adds the checks that need Redis
 //! (name taken, domain used by another app).
 
-use berth_protocol::api::{CreateApp, PatchApp};
+use berth_protocol::api::{CreateApp, PatchApp, PutEnv};
 use berth_protocol::secret::GitCredential;
 use berth_protocol::{now_ms, repo_url, validate, App, EnvVars, HealthCheck};
 
@@ -23,7 +23,15 @@ pub fn build(req: CreateApp, base_domain: &str, reserved: &[String]) -> Result<A
         dockerfile: req.dockerfile.unwrap_or_else(|| "Dockerfile".into()),
         context: req.context.unwrap_or_else(|| ".".into()),
         port: validate::port(req.port)?,
-        env: req.env.unwrap_or_default(),
+        env: match req.env {
+            Some(env) if !env.secret.is_empty() => {
+                return Err(
+                    "env.secret cannot be given when creating an app: set a secret variable with PUT /api/v1/apps/{name}/env/{KEY} (or `berth env set --secret`)"
+                        .into(),
+                )
+            }
+            env => env.unwrap_or_default(),
+        },
         health_check: req
             .health_check
             .map(|h| h.apply(&HealthCheck::default()))
@@ -49,6 +57,30 @@ pub fn build(req: CreateApp, base_domain: &str, reserved: &[String]) -> Result<A
     };
     validate::app(&app)?;
     Ok(app)
+}
+
+/// Sets variable `key` of `app` as `put` says, replacing whatever `key` was (plain in either
+/// scope, or secret). Answers the app and, for a secret, the value to seal (the record keeps
+/// only its name and scope).
+pub fn set_env(mut app: App, key: &str, put: PutEnv) -> Result<(App, Option<String>), String> {
+    validate::env_name(key)?;
+    validate::env_value(key, &put.value)?;
+    let scope = put.scope.unwrap_or_default();
+    app.env.remove(key);
+    let secret = put.secret.unwrap_or(false);
+    if secret {
+        app.env.secret.insert(key.to_string(), scope);
+    } else {
+        if scope.runtime() {
+            app.env.runtime.insert(key.to_string(), put.value.clone());
+        }
+        if scope.build() {
+            app.env.build.insert(key.to_string(), put.value.clone());
+        }
+    }
+    app.updated_at = now_ms();
+    validate::app(&app)?;
+    Ok((app, secret.then_some(put.value)))
 }
 
 /// Whether patch `p` moves `app`'s repository to another host without giving a credential
@@ -92,10 +124,17 @@ pub fn patch(mut app: App, p: PatchApp, reserved: &[String]) -> Result<App, Stri
         app.domains = domains(v, reserved)?;
     }
     if let Some(env) = p.env {
-        let EnvVars { runtime, build } = app.env;
+        // This form manages the plain variables only: the secret ones stay as they are, and a
+        // plain value for one of their names is refused (by `validate::app`, below).
+        let EnvVars {
+            runtime,
+            build,
+            secret,
+        } = app.env;
         app.env = EnvVars {
             runtime: env.runtime.unwrap_or(runtime),
             build: env.build.unwrap_or(build),
+            secret,
         };
     }
     if p.remove_git_credential == Some(true) {
@@ -184,10 +223,86 @@ fn credential_kind(c: Option<&GitCredential>) -> Result<Option<String>, String> 
 pub(crate) mod tests {
     use super::*;
     use berth_protocol::api::HealthCheckPatch;
+    use berth_protocol::EnvScope;
 
     /// A valid app (test fixture, also used by `rollout`'s tests).
     pub(crate) fn app() -> App {
         build(req(), "localhost", &[]).unwrap()
+    }
+
+    #[test]
+    fn a_variable_is_set_in_its_scope_replacing_what_it_was() {
+        let put = |value: &str, scope, secret| PutEnv {
+            value: value.into(),
+            scope,
+            secret: Some(secret),
+            deploy: None,
+        };
+        let (a, sealed) = set_env(app(), "GREETING", put("hi", None, false)).unwrap();
+        assert_eq!(sealed, None);
+        assert_eq!(a.env.runtime["GREETING"], "hi");
+        assert!(a.env.build.is_empty());
+        let (a, _) = set_env(a, "GREETING", put("yo", Some(EnvScope::Both), false)).unwrap();
+        assert_eq!(
+            (&a.env.runtime["GREETING"], &a.env.build["GREETING"]),
+            (&"yo".to_string(), &"yo".to_string())
+        );
+        // A secret replaces the plain value everywhere; the record keeps only its scope.
+        let (a, sealed) =
+            set_env(a, "GREETING", put("s3cret", Some(EnvScope::Build), true)).unwrap();
+        assert_eq!(sealed.as_deref(), Some("s3cret"));
+        assert!(a.env.runtime.is_empty() && a.env.build.is_empty());
+        assert_eq!(a.env.secret["GREETING"], EnvScope::Build);
+        assert!(!serde_json::to_string(&a).unwrap().contains("s3cret"));
+        for (key, want) in [
+            ("1X", "must be letters"),
+            ("A-B", "must be letters"),
+            ("", "must be letters"),
+        ] {
+            let e = set_env(app(), key, put("v", None, false)).unwrap_err();
+            assert!(e.contains(want), "{key}: {e}");
+        }
+        let big = "x".repeat(validate::ENV_VALUE_MAX + 1);
+        assert!(set_env(app(), "BIG", put(&big, None, true))
+            .unwrap_err()
+            .contains("at most"));
+        // The old form manages plain variables: secrets stay, a plain value for one is refused.
+        let mut patched = patch(
+            a.clone(),
+            PatchApp {
+                env: Some(berth_protocol::api::EnvPatch {
+                    runtime: Some([("OTHER".to_string(), "1".to_string())].into()),
+                    build: Some(Default::default()),
+                }),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap();
+        assert_eq!(patched.env.secret["GREETING"], EnvScope::Build);
+        patched.env.secret.clear();
+        let e = patch(
+            a,
+            PatchApp {
+                env: Some(berth_protocol::api::EnvPatch {
+                    runtime: Some([("GREETING".to_string(), "1".to_string())].into()),
+                    build: None,
+                }),
+                ..Default::default()
+            },
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.contains("GREETING is a secret variable"), "{e}");
+        // And a create cannot name secrets.
+        let mut r = req();
+        r.env = Some(EnvVars {
+            secret: [("T".to_string(), EnvScope::Runtime)].into(),
+            ..Default::default()
+        });
+        assert!(build(r, "localhost", &[])
+            .unwrap_err()
+            .contains("PUT /api/v1/apps/{name}/env/{KEY}"));
     }
 
     fn req() -> CreateApp {

@@ -21,7 +21,7 @@ use berth_bus::Live;
 use berth_protocol::api::NodeView;
 use berth_protocol::{
     keys, now_ms, App, DeployJob, Deployment, DeploymentKind, DeploymentStatus, Job, NodeStatus,
-    RuntimeSpec,
+    RuntimeSpec, SealedEnv,
 };
 
 use crate::error::{Error, Result};
@@ -386,11 +386,10 @@ async fn decide(t: Tick, d: Deployment, app: Option<App>) -> Result<Step> {
                 }
                 Err(_) => return Ok(Step::Wait),
             };
-            let runtime = d.runtime.clone().unwrap_or_else(|| RuntimeSpec {
-                env: app.env.runtime.clone(),
-                port: app.port,
-                health_check: app.health_check.clone(),
-            });
+            let runtime = match d.runtime.clone() {
+                Some(r) => r,
+                None => runtime_of(&store, &app).await?,
+            };
             let Some(d) = ledger
                 .send(Assign {
                     id: id.clone(),
@@ -670,6 +669,26 @@ impl Spec {
     }
 }
 
+/// What a deployment of `app` runs with when it brings no release's settings: the app's port,
+/// health check and plain runtime variables, and its secret runtime variables sealed as they
+/// are stored (the blob is copied, never opened: the coordinator reads no secret value here).
+pub(crate) async fn runtime_of(store: &Store, app: &App) -> Result<RuntimeSpec> {
+    let names: Vec<String> = app.env.secret_runtime().cloned().collect();
+    let secrets = match names.is_empty() {
+        true => None,
+        false => store
+            .get_env_secrets(&app.name)
+            .await?
+            .map(|sealed| SealedEnv { names, sealed }),
+    };
+    Ok(RuntimeSpec {
+        env: app.env.runtime.clone(),
+        port: app.port,
+        health_check: app.health_check.clone(),
+        secrets,
+    })
+}
+
 /// Queues the job of an assigned deployment (or of one replica of a rollout) on its node.
 pub(crate) async fn send_job(
     store: &Store,
@@ -684,16 +703,30 @@ pub(crate) async fn send_job(
         slot,
         attempt,
     } = spec;
-    if let Some(rt) = &d.runtime {
-        app.env.runtime = rt.env.clone();
-        app.port = rt.port;
-        app.health_check = rt.health_check.clone();
-    }
+    let runtime = match &d.runtime {
+        Some(rt) => rt.clone(),
+        None => runtime_of(store, &app).await?,
+    };
+    app.env.runtime = runtime.env;
+    app.port = runtime.port;
+    app.health_check = runtime.health_check;
+    // The runtime's variables are the release's (its secret ones travel in `runtime_secrets`):
+    // a name secret now but plain in the release is plain here.
+    app.env
+        .secret
+        .retain(|k, _| !app.env.runtime.contains_key(k) && !app.env.build.contains_key(k));
     let rollback_image = rollback_image(d);
+    let builds = image.is_none() && app.env.secret_build().next().is_some();
     // The releases the index holds once this deployment succeeds keep their images.
-    let (retained, credential) = futures_util::try_join!(
+    let (retained, credential, env_secrets) = futures_util::try_join!(
         releases::retained_images(store, &app.name, app.keep_releases as usize),
         store.get_credential(&app.name),
+        async {
+            match builds {
+                true => store.get_env_secrets(&app.name).await,
+                false => Ok(None),
+            }
+        },
     )?;
     let keep = releases::images_to_keep(
         retained,
@@ -703,6 +736,8 @@ pub(crate) async fn send_job(
     let job = Job::Deploy(Box::new(DeployJob {
         deployment_id: d.id.clone(),
         credential,
+        env_secrets,
+        runtime_secrets: runtime.secrets,
         git_ref: d.git_ref.clone(),
         deadline_ms: d.created_at + dl.deploy_timeout.as_millis() as u64,
         image,

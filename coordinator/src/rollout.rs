@@ -29,7 +29,7 @@ use berth_bus::Live;
 use berth_protocol::api::NodeView;
 use berth_protocol::{
     keys, now_ms, App, Deployment, DeploymentKind, DeploymentStatus, DeploymentUpdate, LogStream,
-    NodeStatus, Rollout, Route, RuntimeSpec, Slot, SlotState, Upstream,
+    NodeStatus, Rollout, Route, Slot, SlotState, Upstream,
 };
 
 use crate::deployment::{Deadlines, Spec, ATTEMPTS};
@@ -361,10 +361,9 @@ pub(crate) async fn step(
             Err(_) => return Ok(false),
         };
         let (slot, n) = (s.slot, node.clone());
-        let runtime = RuntimeSpec {
-            env: app.env.runtime.clone(),
-            port: app.port,
-            health_check: app.health_check.clone(),
+        let runtime = match &d.runtime {
+            Some(r) => r.clone(),
+            None => crate::deployment::runtime_of(cx.store, &app).await?,
         };
         let Some(nd) = cx
             .ledger

@@ -658,6 +658,16 @@ impl Store {
         self.get_sealed(&keys::app_webhook_secret(app)).await
     }
 
+    /// Stores (or, with `None`, deletes) an app's sealed secret variable values.
+    pub async fn put_env_secrets(&self, app: &str, sealed: Option<&Sealed>) -> Result<()> {
+        self.put_sealed(&keys::app_env_secrets(app), app, sealed)
+            .await
+    }
+
+    pub async fn get_env_secrets(&self, app: &str) -> Result<Option<Sealed>> {
+        self.get_sealed(&keys::app_env_secrets(app)).await
+    }
+
     /// Re-seals every git credential an older version stored unbound ([`Sealed::v`] 0) bound to
     /// the app it is stored under, so that it keeps working where only bound blobs open. Each
     /// one is replaced only while it is still the blob read (a PATCH that replaced it meanwhile
@@ -746,6 +756,7 @@ impl Store {
         pipe.del(keys::app(name))
             .del(keys::app_credential(name))
             .del(keys::app_webhook_secret(name))
+            .del(keys::app_env_secrets(name))
             .del(keys::app_deployments(name))
             .del(keys::app_log(name))
             .del(keys::app_metrics(name))

@@ -12,8 +12,9 @@
 //! MULTI/EXEC with the lines — so a node restart loses no line and repeats none; one found running
 //! with no cursor (started while the node was down) is followed over its current run, at most its
 //! last `APP_LOG_MAXLEN` lines. Lines go through [`LogSink`], the node's one masking step: the
-//! app's git credential (read from Redis and opened with the node's key when the container is
-//! attached) is replaced before a line leaves the node.
+//! app's git credential and every value of its secret variables — the app's as stored and those
+//! of the deployment the container runs, read from Redis and opened with the node's key when the
+//! container is attached — are replaced before a line leaves the node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +23,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use berth_bus::{Backoff, Redis, Shutdown};
 use berth_protocol::envelope::decode;
-use berth_protocol::secret::{GitCredential, Sealed, SecretKey};
-use berth_protocol::{keys, now_ms, LogStream};
+use berth_protocol::secret::{open_env, GitCredential, Sealed, SecretKey};
+use berth_protocol::{keys, now_ms, Deployment, LogStream, SealedEnv};
 use bollard::container::LogOutput;
 use bollard::query_parameters::{EventsOptions, LogsOptions};
 use bollard::Docker;
@@ -251,36 +252,99 @@ fn from_event(ev: &bollard::models::EventMessage) -> Option<Target> {
     })
 }
 
-/// The values to mask in `app`'s output: its git credential's, if it has one this node can open.
-async fn masks(sh: &Shipper, app: &str) -> Vec<String> {
-    let mut c = sh.redis.clone();
-    let raw: Option<Vec<u8>> = match redis::cmd("GET")
-        .arg(keys::app_credential(app))
-        .query_async(&mut c)
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(app, error = %e, "log shipper: cannot read the app's credential");
-            None
+/// The values to mask in `app`'s output: its git credential's, and every secret variable value
+/// this node can open — the app's as stored now (`berth:app:<app>:env_secrets`) and those of
+/// the deployment the container runs (its record's `runtime.secrets`, which a rollback to an
+/// older release brings back), whatever their scope.
+async fn masks(sh: &Shipper, app: &str, deployment: &str) -> Vec<String> {
+    let c = sh.redis.clone();
+    let get = |k: String| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("GET")
+                .arg(k)
+                .query_async::<Option<Vec<u8>>>(&mut c)
+                .await
         }
     };
-    let (Some(raw), Some(key)) = (raw, sh.secret_key.as_ref()) else {
+    let (cred, env, record) = tokio::join!(
+        get(keys::app_credential(app)),
+        get(keys::app_env_secrets(app)),
+        async {
+            match deployment.is_empty() {
+                true => Ok(None),
+                false => get(keys::deployment(deployment)).await,
+            }
+        },
+    );
+    let read = |what: &str, r: redis::RedisResult<Option<Vec<u8>>>| {
+        r.unwrap_or_else(|e| {
+            tracing::warn!(app, error = %e, "log shipper: cannot read the app's {what}");
+            None
+        })
+    };
+    let (cred, env, record) = (
+        read("credential", cred),
+        read("secret variables", env),
+        read("deployment record", record),
+    );
+    let Some(key) = sh.secret_key.as_ref() else {
         return Vec::new();
     };
-    match decode::<Sealed>(&raw, berth_protocol::envelope::kind::CREDENTIAL)
-        .map_err(|e| e.to_string())
-        .and_then(|sealed| {
-            // Masking sends nothing anywhere: an older, unbound blob is good enough for it.
-            GitCredential::open(key, app, &sealed)
-                .or_else(|e| GitCredential::open_unbound(key, &sealed).map_err(|_| e))
-        }) {
-        Ok(cred) => cred.mask_values(),
-        Err(e) => {
-            tracing::warn!(app, error = %e, "log shipper: cannot open the app's credential");
-            Vec::new()
+    let mut values = Vec::new();
+    if let Some(raw) = cred {
+        match decode::<Sealed>(&raw, berth_protocol::envelope::kind::CREDENTIAL)
+            .map_err(|e| e.to_string())
+            .and_then(|sealed| {
+                // Masking sends nothing anywhere: an older, unbound blob is good enough for it.
+                GitCredential::open(key, app, &sealed)
+                    .or_else(|e| GitCredential::open_unbound(key, &sealed).map_err(|_| e))
+            }) {
+            Ok(cred) => values.extend(cred.mask_values()),
+            Err(e) => {
+                tracing::warn!(app, error = %e, "log shipper: cannot open the app's credential")
+            }
         }
     }
+    let current = env.and_then(|raw| {
+        decode::<Sealed>(&raw, berth_protocol::envelope::kind::CREDENTIAL)
+            .map_err(|e| tracing::warn!(app, error = %e, "log shipper: cannot decode the app's secret variables"))
+            .ok()
+    });
+    let release = record
+        .and_then(|raw| decode::<Deployment>(&raw, berth_protocol::envelope::kind::DEPLOYMENT).ok())
+        .and_then(|d| d.runtime)
+        .and_then(|r| r.secrets);
+    values.extend(env_mask_values(
+        key,
+        app,
+        current.as_ref(),
+        release.as_ref(),
+    ));
+    values
+}
+
+/// Every secret variable value in `current` (the app's sealed map) and `release` (a
+/// deployment's sealed runtime variables), opened with `key`; what does not open is logged
+/// and left out.
+fn env_mask_values(
+    key: &SecretKey,
+    app: &str,
+    current: Option<&Sealed>,
+    release: Option<&SealedEnv>,
+) -> Vec<String> {
+    let mut values = Vec::new();
+    for sealed in current.into_iter().chain(release.map(|r| &r.sealed)) {
+        match open_env(key, app, sealed) {
+            Ok(map) => values.extend(map.into_values()),
+            Err(e) => {
+                tracing::warn!(app, error = %e, "log shipper: cannot open the app's secret variables")
+            }
+        }
+    }
+    values.sort();
+    values.dedup();
+    values
 }
 
 /// Where the output of a container's current run begins, for a container seen by its `start`
@@ -323,7 +387,7 @@ async fn follow(sh: Arc<Shipper>, mut t: Target) {
         }
     }
     let sink = LogSink::app(sh.redis.clone(), &t.app, &sh.node, &t.name, &t.deployment)
-        .with_masks(masks(&sh, &t.app).await);
+        .with_masks(masks(&sh, &t.app, &t.deployment).await);
     let opts = LogsOptions {
         follow: true,
         stdout: true,
@@ -412,6 +476,47 @@ fn ns(t: std::time::SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[actix_rt::test]
+    async fn app_output_masks_every_secret_variable_of_the_app_and_of_its_release() {
+        use berth_protocol::secret::seal_env;
+        let key = SecretKey::generate();
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        let current = seal_env(
+            &key,
+            "shop",
+            &map(&[("TOKEN", "now-token"), ("B", "build-only")]),
+        );
+        let release = SealedEnv {
+            names: vec!["TOKEN".into()],
+            sealed: seal_env(&key, "shop", &map(&[("TOKEN", "old-token")])),
+        };
+        let values = env_mask_values(&key, "shop", Some(&current), Some(&release));
+        assert_eq!(values, vec!["build-only", "now-token", "old-token"]);
+        // A blob sealed for another app does not open here: nothing of it is used.
+        let other = seal_env(&key, "other", &map(&[("X", "theirs")]));
+        assert!(env_mask_values(&key, "shop", Some(&other), None).is_empty());
+        // What the shipper ships goes through a sink with those masks.
+        let (sink, lines) = LogSink::memory();
+        let sink = sink.with_masks(values);
+        sink.write_lines(
+            LogStream::Stdout,
+            vec!["token=now-token old=old-token build=build-only".into()],
+        )
+        .await;
+        let got: Vec<String> = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, l)| l.clone())
+            .collect();
+        assert_eq!(got, vec!["token=******** old=******** build=********"]);
+    }
 
     #[test]
     fn splits_docker_timestamps() {

@@ -62,6 +62,7 @@ fn app(name: &str, repo: &Path, domain: &str) -> App {
         env: EnvVars {
             runtime: BTreeMap::from([("MSG".into(), "rt".into())]),
             build: BTreeMap::from([("GREETING".into(), "bt".into())]),
+            ..Default::default()
         },
         health_check: HealthCheck {
             path: "/".into(),
@@ -259,6 +260,8 @@ async fn deploys_switches_fails_safely_and_removes() {
             git_ref: git_ref.map(String::from),
             deadline_ms: now_ms() + 170_000,
             credential: None,
+            env_secrets: None,
+            runtime_secrets: None,
             image: None,
             reuse_container_of: None,
             keep_images: None,

@@ -67,6 +67,9 @@ enum Cmd {
     /// Add or remove one domain of an app.
     #[command(subcommand)]
     Domains(client::DomainsCmd),
+    /// List, set or unset an app's variables (build or runtime, plain or secret).
+    #[command(subcommand)]
+    Env(client::EnvCmd),
     /// Set how many replicas serve an app (same as `berth apps scale`).
     Scale(client::ScaleArgs),
     /// Cancel a deployment that has not switched traffic yet.

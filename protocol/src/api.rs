@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{
-    App, BuildPack, DeploymentKind, DeploymentStatus, EnvVars, HealthCheck, Limits, Placement,
+    App, BuildPack, Deployment, DeploymentKind, DeploymentStatus, EnvScope, EnvVars, HealthCheck,
+    Limits, Placement,
 };
 use crate::secret::GitCredential;
 
@@ -125,6 +126,86 @@ pub struct Analysis {
     pub start: String,
     /// The Dockerfile Berth generates.
     pub dockerfile: String,
+}
+
+/// One variable of `GET /api/v1/apps/{name}/env`. A plain variable whose build and runtime
+/// values differ (possible through the `env: {runtime, build}` form) is listed once per scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvVar {
+    pub key: String,
+    pub scope: EnvScope,
+    pub secret: bool,
+    /// The value; never given for a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl EnvVar {
+    /// Every variable of `env`, by name (a secret shows no value).
+    pub fn list(env: &EnvVars) -> Vec<EnvVar> {
+        let mut out = Vec::new();
+        let plain = |key: &String, scope, value: &String| EnvVar {
+            key: key.clone(),
+            scope,
+            secret: false,
+            value: Some(value.clone()),
+        };
+        for (k, v) in &env.runtime {
+            match env.build.get(k) {
+                Some(b) if b == v => out.push(plain(k, EnvScope::Both, v)),
+                _ => out.push(plain(k, EnvScope::Runtime, v)),
+            }
+        }
+        for (k, v) in &env.build {
+            if env.runtime.get(k) != Some(v) {
+                out.push(plain(k, EnvScope::Build, v));
+            }
+        }
+        for (k, scope) in &env.secret {
+            out.push(EnvVar {
+                key: k.clone(),
+                scope: *scope,
+                secret: true,
+                value: None,
+            });
+        }
+        out.sort_by(|a, b| (&a.key, a.scope.as_str()).cmp(&(&b.key, b.scope.as_str())));
+        out
+    }
+}
+
+/// `PUT /api/v1/apps/{name}/env/{KEY}`: sets the variable, replacing whatever `KEY` was (plain
+/// in either scope, or secret).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutEnv {
+    pub value: String,
+    /// Default `runtime`.
+    #[serde(default)]
+    pub scope: Option<EnvScope>,
+    /// Default `false`. A secret is stored sealed and never shown again.
+    #[serde(default)]
+    pub secret: Option<bool>,
+    /// `true` (or `?deploy=true`): queue a deployment of the app at once.
+    #[serde(default)]
+    pub deploy: Option<bool>,
+}
+
+/// `?deploy=true` on `PUT` and `DELETE /api/v1/apps/{name}/env/{KEY}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvQuery {
+    #[serde(default)]
+    pub deploy: Option<bool>,
+}
+
+/// The answer to a change of an app's variables: the variables now, what happens next, and
+/// the deployment queued when one was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvChange {
+    pub message: String,
+    pub env: Vec<EnvVar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<Deployment>,
 }
 
 /// A partial health check; missing fields keep their current (or default) values.
@@ -351,6 +432,40 @@ impl Ingress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variables_are_listed_by_name_with_no_secret_value() {
+        let env = EnvVars {
+            runtime: [("A", "1"), ("B", "same"), ("C", "rt")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            build: [("B", "same"), ("C", "bt"), ("D", "4")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            secret: [("S".to_string(), EnvScope::Both)].into(),
+        };
+        let got: Vec<(String, &str, bool, Option<String>)> = EnvVar::list(&env)
+            .into_iter()
+            .map(|v| (v.key, v.scope.as_str(), v.secret, v.value))
+            .collect();
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(
+            got,
+            vec![
+                ("A".into(), "runtime", false, s("1")),
+                ("B".into(), "both", false, s("same")),
+                ("C".into(), "build", false, s("bt")),
+                ("C".into(), "runtime", false, s("rt")),
+                ("D".into(), "build", false, s("4")),
+                ("S".into(), "both", true, None),
+            ]
+        );
+        let json = serde_json::to_value(EnvVar::list(&env)).unwrap();
+        assert_eq!(
+            json[5],
+            serde_json::json!({"key": "S", "scope": "both", "secret": true})
+        );
+    }
     use DeploymentStatus::*;
 
     #[test]

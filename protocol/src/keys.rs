@@ -91,6 +91,11 @@ pub fn app_credential(name: &str) -> String {
 pub fn app_webhook_secret(name: &str) -> String {
     format!("berth:app:{name}:webhook_secret")
 }
+/// An app's secret variable values, one sealed map ([`crate::secret::seal_env`], envelope kind
+/// `credential`); the app record names them (`env.secret`) without their values.
+pub fn app_env_secrets(name: &str) -> String {
+    format!("berth:app:{name}:env_secrets")
+}
 /// Sorted set of an app's deployment ids, scored by creation time.
 pub fn app_deployments(name: &str) -> String {
     format!("berth:app:{name}:deployments")

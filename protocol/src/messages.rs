@@ -37,6 +37,13 @@ pub struct DeployJob {
     /// The app's git credential, sealed with the cluster's secret key.
     #[serde(default)]
     pub credential: Option<crate::secret::Sealed>,
+    /// The app's secret variable values now, sealed bound to the app: the build takes those
+    /// `app.env.secret` scopes `build`.
+    #[serde(default)]
+    pub env_secrets: Option<crate::secret::Sealed>,
+    /// The secret runtime variables the container gets (the deployment's `runtime.secrets`).
+    #[serde(default)]
+    pub runtime_secrets: Option<crate::model::SealedEnv>,
     /// Set for a rollback: run this image, skip fetch and build.
     #[serde(default)]
     pub image: Option<String>,

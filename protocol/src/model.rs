@@ -40,11 +40,97 @@ impl Default for HealthCheck {
 }
 
 /// Environment variables of an app: given to `docker build` as build args, or to the container.
+/// `runtime` and `build` hold the plain (non-secret) values; a secret variable is only named
+/// here, with its scope (`secret`): its value is sealed under `berth:app:<name>:env_secrets`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EnvVars {
     pub runtime: BTreeMap<String, String>,
     pub build: BTreeMap<String, String>,
+    /// The app's secret variables and their scope; never their values.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret: BTreeMap<String, EnvScope>,
+}
+
+impl EnvVars {
+    /// The names of the secret variables the build gets.
+    pub fn secret_build(&self) -> impl Iterator<Item = &String> {
+        self.secret
+            .iter()
+            .filter(|(_, s)| s.build())
+            .map(|(k, _)| k)
+    }
+
+    /// The names of the secret variables the container gets.
+    pub fn secret_runtime(&self) -> impl Iterator<Item = &String> {
+        self.secret
+            .iter()
+            .filter(|(_, s)| s.runtime())
+            .map(|(k, _)| k)
+    }
+
+    /// Whether `key` is defined at all (plain in either scope, or secret).
+    pub fn has(&self, key: &str) -> bool {
+        self.runtime.contains_key(key)
+            || self.build.contains_key(key)
+            || self.secret.contains_key(key)
+    }
+
+    /// Drops every definition of `key`; answers whether there was one.
+    pub fn remove(&mut self, key: &str) -> bool {
+        let r = self.runtime.remove(key).is_some();
+        let b = self.build.remove(key).is_some();
+        let s = self.secret.remove(key).is_some();
+        r || b || s
+    }
+}
+
+/// Where a variable goes: the build (`docker build` build args), the container, or both.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvScope {
+    #[default]
+    Runtime,
+    Build,
+    Both,
+}
+
+impl EnvScope {
+    pub fn build(self) -> bool {
+        matches!(self, EnvScope::Build | EnvScope::Both)
+    }
+
+    pub fn runtime(self) -> bool {
+        matches!(self, EnvScope::Runtime | EnvScope::Both)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnvScope::Runtime => "runtime",
+            EnvScope::Build => "build",
+            EnvScope::Both => "both",
+        }
+    }
+
+    /// Parses `build`, `runtime` or `both`, saying what is accepted otherwise.
+    pub fn parse(s: &str) -> Result<EnvScope, String> {
+        match s {
+            "runtime" => Ok(EnvScope::Runtime),
+            "build" => Ok(EnvScope::Build),
+            "both" => Ok(EnvScope::Both),
+            _ => Err(format!("scope {s:?} is not one of build, runtime, both")),
+        }
+    }
+}
+
+/// The secret runtime variables of a deployment: their names, and the app's secret values
+/// sealed bound to the app ([`crate::secret::seal_env`]) as they were when the deployment was
+/// placed. Kept in the deployment record and its release, so a rollback, a restart of a release
+/// or a failover runs with them; only a node (or the log shipper, to mask them) opens it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedEnv {
+    pub names: Vec<String>,
+    pub sealed: crate::secret::Sealed,
 }
 
 /// An application: where its source is, how to build it, how to run and route it.
@@ -272,9 +358,13 @@ fn ten_u32() -> u32 {
 /// the old image with the settings it had.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeSpec {
+    /// The plain runtime variables; secret ones are in `secrets`, sealed.
     pub env: BTreeMap<String, String>,
     pub port: u16,
     pub health_check: HealthCheck,
+    /// The secret runtime variables, sealed; never shown in plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SealedEnv>,
 }
 
 /// Whether a deployment builds a commit or reuses an earlier release's image.

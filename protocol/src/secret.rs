@@ -158,6 +158,30 @@ fn webhook_aad(app: &str) -> Vec<u8> {
     format!("berth webhook secret v1 of app {app}").into_bytes()
 }
 
+/// Seals `app`'s secret variable values (name → value), bound to the app.
+pub fn seal_env(
+    key: &SecretKey,
+    app: &str,
+    values: &std::collections::BTreeMap<String, String>,
+) -> Sealed {
+    let plain = rmp_serde::to_vec(values).expect("a map of strings always encodes");
+    key.seal_bound(&plain, &env_aad(app))
+}
+
+/// Opens what [`seal_env`] sealed for `app`.
+pub fn open_env(
+    key: &SecretKey,
+    app: &str,
+    sealed: &Sealed,
+) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let plain = key.open_bound(sealed, &env_aad(app))?;
+    rmp_serde::from_slice(&plain).map_err(|e| format!("the sealed variables do not decode: {e}"))
+}
+
+fn env_aad(app: &str) -> Vec<u8> {
+    format!("berth env secrets v1 of app {app}").into_bytes()
+}
+
 /// Byte vectors as hex strings (compact enough, and readable in any format).
 mod serde_bytes_vec {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -410,6 +434,21 @@ mod tests {
             sealed.nonce,
             "fresh nonce each time"
         );
+    }
+
+    #[test]
+    fn sealed_variables_open_only_as_their_apps() {
+        let key = SecretKey::generate();
+        let values: std::collections::BTreeMap<String, String> =
+            [("TOKEN".to_string(), "t0ken-value".to_string())].into();
+        let sealed = seal_env(&key, "shop", &values);
+        assert_eq!(sealed.v, SEALED_BOUND);
+        assert!(!String::from_utf8_lossy(&sealed.data).contains("t0ken-value"));
+        assert_eq!(open_env(&key, "shop", &sealed).unwrap(), values);
+        assert!(open_env(&key, "other", &sealed).is_err());
+        assert!(open_env(&SecretKey::generate(), "shop", &sealed).is_err());
+        // Not interchangeable with the app's other sealed secrets.
+        assert!(open_webhook_secret(&key, "shop", &sealed).is_err());
     }
 
     #[test]

@@ -154,6 +154,36 @@ pub fn env_name(k: &str) -> Result<(), String> {
     }
 }
 
+/// Longest value a variable may have, in bytes.
+pub const ENV_VALUE_MAX: usize = 32 * 1024;
+/// Most variables an app may have, plain and secret together.
+pub const ENV_VARS_MAX: usize = 500;
+
+/// A variable's value: at most [`ENV_VALUE_MAX`] bytes, no NUL (an environment cannot hold one).
+pub fn env_value(k: &str, v: &str) -> Result<(), String> {
+    if v.len() > ENV_VALUE_MAX {
+        return Err(format!(
+            "the value of {k} is {} bytes; at most {ENV_VALUE_MAX} are accepted",
+            v.len()
+        ));
+    }
+    if v.contains('\0') {
+        return Err(format!(
+            "the value of {k} contains a NUL byte, which an environment cannot hold"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a variable's name says it holds a secret (TOKEN, SECRET, PASSWORD or KEY in it, any
+/// case): given to a build as a plain build arg, it deserves the image-history warning.
+pub fn looks_secret(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    ["TOKEN", "SECRET", "PASSWORD", "KEY"]
+        .iter()
+        .any(|w| upper.contains(w))
+}
+
 /// A health-check path: starts with `/`.
 /// An app's own webhook secret: 16 to 256 printable ASCII characters, no spaces (what GitHub's
 /// form takes and a person can paste; long enough not to be guessed).
@@ -240,6 +270,31 @@ pub fn app(app: &crate::model::App) -> Result<(), String> {
     }
     for k in app.env.runtime.keys().chain(app.env.build.keys()) {
         env_name(k)?;
+    }
+    for (k, v) in app.env.runtime.iter().chain(app.env.build.iter()) {
+        env_value(k, v)?;
+    }
+    for k in app.env.secret.keys() {
+        env_name(k)?;
+        if app.env.runtime.contains_key(k) || app.env.build.contains_key(k) {
+            return Err(format!(
+                "{k} is a secret variable: it cannot also have a plain value (change it with PUT /api/v1/apps/{}/env/{k})",
+                app.name
+            ));
+        }
+    }
+    let count = app
+        .env
+        .runtime
+        .keys()
+        .chain(app.env.build.keys())
+        .chain(app.env.secret.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if count > ENV_VARS_MAX {
+        return Err(format!(
+            "an app has at most {ENV_VARS_MAX} variables; this one would have {count}"
+        ));
     }
     let h = &app.health_check;
     health_path(&h.path)?;
@@ -513,6 +568,42 @@ mod tests {
             let e = normalize_domain(bad, &reserved).unwrap_err();
             assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn env_values_and_secret_looking_names() {
+        assert!(env_value("A", "x").is_ok());
+        assert!(env_value("A", &"x".repeat(ENV_VALUE_MAX)).is_ok());
+        let e = env_value("A", &"x".repeat(ENV_VALUE_MAX + 1)).unwrap_err();
+        assert!(e.contains("at most 32768"), "{e}");
+        assert!(env_value("A", "a\0b").unwrap_err().contains("NUL"));
+        for yes in [
+            "API_TOKEN",
+            "db_password",
+            "SECRET",
+            "AWS_ACCESS_KEY_ID",
+            "ssh_key",
+        ] {
+            assert!(looks_secret(yes), "{yes}");
+        }
+        for no in ["PORT", "GREETING", "NODE_ENV"] {
+            assert!(!looks_secret(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_secret_variable_has_no_plain_value() {
+        let mut app: crate::App = serde_json::from_value(serde_json::json!({
+            "name": "shop", "repo": "https://example.test/shop.git", "branch": "main",
+            "dockerfile": "Dockerfile", "context": ".", "port": 8080,
+            "domains": ["shop.localhost"], "created_at": 1, "updated_at": 1
+        }))
+        .unwrap();
+        app.env.secret.insert("TOKEN".into(), crate::EnvScope::Both);
+        assert!(self::app(&app).is_ok());
+        app.env.build.insert("TOKEN".into(), "plain".into());
+        let e = self::app(&app).unwrap_err();
+        assert!(e.contains("TOKEN is a secret variable"), "{e}");
     }
 
     #[test]

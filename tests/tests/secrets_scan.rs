@@ -25,6 +25,10 @@ const APP_HOOK_SECRET: &str = "apphook-ScanSecretNeverStored-3e8a";
 /// given; a secret kept there must still never reach a log.
 const ENV_RUNTIME: &str = "db-pass-ScanEnvRuntimeNeverLogged-55d1";
 const ENV_BUILD: &str = "npm-ScanEnvBuildNeverLogged-0b7e";
+/// Secret variables (`PUT /apps/{name}/env/{KEY}` with `secret`): sealed, so in the clear
+/// nowhere, Redis included.
+const ENV_SECRET_RUNTIME: &str = "sealed-ScanEnvSecretRuntimeNeverStored-2f6c";
+const ENV_SECRET_BUILD: &str = "sealed-ScanEnvSecretBuildNeverStored-8d0e";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_kept_or_logged_in_the_clear() {
@@ -58,6 +62,21 @@ async fn no_secret_is_kept_or_logged_in_the_clear() {
         "env": {"runtime": {"DB_PASSWORD": ENV_RUNTIME}, "build": {"NPM_TOKEN": ENV_BUILD}}}))
         .await
         .unwrap();
+    for (key, value, scope) in [
+        ("API_SECRET", ENV_SECRET_RUNTIME, "runtime"),
+        ("BUILD_SECRET", ENV_SECRET_BUILD, "build"),
+    ] {
+        let (s, v) = c
+            .api
+            .req(
+                reqwest::Method::PUT,
+                &format!("/api/v1/apps/{app}/env/{key}"),
+                Some(json!({"value": value, "scope": scope, "secret": true})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(s, 200, "{v}");
+    }
     let (id, d) = c
         .api
         .deploy_and_wait(&app, None, Duration::from_secs(180))
@@ -120,6 +139,11 @@ async fn no_secret_is_kept_or_logged_in_the_clear() {
         ("the app's own webhook secret", APP_HOOK_SECRET.into()),
         ("the Redis password", REDIS_PASSWORD.into()),
         ("the secret key", key_hex),
+        (
+            "a secret runtime variable's value",
+            ENV_SECRET_RUNTIME.into(),
+        ),
+        ("a secret build variable's value", ENV_SECRET_BUILD.into()),
     ];
     let env_values: Vec<(&str, String)> = vec![
         ("a runtime variable's value", ENV_RUNTIME.into()),
@@ -154,6 +178,8 @@ async fn no_secret_is_kept_or_logged_in_the_clear() {
     // The scan read what matters: the sealed credential, the app, its jobs and its log.
     for must in [
         berth_protocol::keys::app_credential(&app),
+        berth_protocol::keys::app_env_secrets(&app),
+        format!("berth:deployment:{id}"),
         format!("berth:logs:{id}"),
     ] {
         assert!(seen.contains(&must), "{must} not among {seen:?}");

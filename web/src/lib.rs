@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use berth_bus::Shutdown;
 use berth_coordinator::{api, Coordinator};
-use berth_protocol::api::{Analyze, CreateApp, CreateDeployment, CreateExec, PatchApp};
+use berth_protocol::api::{Analyze, CreateApp, CreateDeployment, CreateExec, PatchApp, PutEnv};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -295,6 +295,53 @@ pub fn routes(
             )
         });
 
+    // An app's variables: `GET /apps/{name}/env`, `PUT` and `DELETE /apps/{name}/env/{KEY}`.
+    let list_env = warp::path!("apps" / String / "env")
+        .and(warp::get())
+        .and(with())
+        .then(|name, c: Ctx| async move {
+            respond(c.coord.api.send(api::ListEnv(name)).await, StatusCode::OK)
+        });
+    let put_env =
+        warp::path!("apps" / String / "env" / String)
+            .and(warp::put())
+            .and(deploy_query())
+            .and(json_body(body_timeout))
+            .and(with())
+            .then(
+                |app,
+                 key,
+                 deploy: Result<bool, ApiError>,
+                 body: Result<PutEnv, ApiError>,
+                 c: Ctx| async move {
+                    match (deploy, body) {
+                        (Ok(deploy), Ok(mut body)) => {
+                            if deploy {
+                                body.deploy = Some(true);
+                            }
+                            let msg = api::PutEnv { app, key, body };
+                            respond(c.coord.api.send(msg).await, StatusCode::OK)
+                        }
+                        (Err(e), _) | (_, Err(e)) => e.into_response(),
+                    }
+                },
+            );
+    let delete_env = warp::path!("apps" / String / "env" / String)
+        .and(warp::delete())
+        .and(deploy_query())
+        .and(with())
+        .then(
+            |app, key, deploy: Result<bool, ApiError>, c: Ctx| async move {
+                match deploy {
+                    Ok(deploy) => {
+                        let msg = api::DeleteEnv { app, key, deploy };
+                        respond(c.coord.api.send(msg).await, StatusCode::OK)
+                    }
+                    Err(e) => e.into_response(),
+                }
+            },
+        );
+
     let drain = warp::path!("nodes" / String / "drain")
         .and(warp::post())
         .and(with())
@@ -349,6 +396,9 @@ pub fn routes(
         start_exec.boxed(),
         follow_exec.boxed(),
         analyze.boxed(),
+        list_env.boxed(),
+        put_env.boxed(),
+        delete_env.boxed(),
     ];
     let v1 = api.and(
         v1_routes
@@ -450,6 +500,26 @@ fn authorized(token: Arc<str>) -> impl Filter<Extract = (), Error = Rejection> +
 struct UploadQuery {
     #[serde(default)]
     no_cache: bool,
+}
+
+/// `?deploy=true` (or `false`, or absent); anything else is refused with a sentence.
+fn deploy_query() -> impl Filter<Extract = (Result<bool, ApiError>,), Error = Rejection> + Clone {
+    warp::query::<std::collections::HashMap<String, String>>().map(
+        |q: std::collections::HashMap<String, String>| {
+            if let Some(k) = q.keys().find(|k| *k != "deploy") {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {k:?}: only deploy=true|false is accepted"
+                )));
+            }
+            match q.get("deploy").map(String::as_str) {
+                None | Some("false") => Ok(false),
+                Some("true") | Some("") => Ok(true),
+                Some(v) => Err(ApiError::bad_request(format!(
+                    "deploy={v:?} is not valid: give deploy=true or deploy=false"
+                ))),
+            }
+        },
+    )
 }
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {

@@ -4,6 +4,7 @@
 //! creates of one name or two patches of one app cannot interleave. Deployment records are
 //! changed only through the `Ledger`.
 //! - [`apps`]: create, list, show, patch, delete;
+//! - [`env`]: an app's variables — list, set, unset (secret values sealed, never shown);
 //! - [`deployments`]: create (the newest wins), list, show, cancel;
 //! - [`releases`]: list, roll back;
 //! - [`lifecycle`]: restart, stop, start (no build);
@@ -17,6 +18,7 @@ mod analyze;
 mod apps;
 mod cluster;
 mod deployments;
+mod env;
 mod exec;
 mod lifecycle;
 mod releases;
@@ -32,6 +34,7 @@ pub use analyze::Analyze;
 pub use apps::{AppViews, CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, Health, ListNodes};
 pub use deployments::{Cancel, CreateDeployment, DeployUpload, GetDeployment, ListDeployments};
+pub use env::{DeleteEnv, ListEnv, PutEnv};
 pub use exec::StartExec;
 pub use lifecycle::{Restart, StartApp, StopApp};
 pub use releases::{ListReleases, Rollback};

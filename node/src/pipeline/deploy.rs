@@ -8,11 +8,11 @@
 //! passed, and the Router's own calls are bounded. Once traffic is switched the deployment has
 //! succeeded; failing to stop an old container is only logged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_protocol::secret::GitCredential;
+use berth_protocol::secret::{open_env, GitCredential};
 use berth_protocol::{
     keys, now_ms, validate, DeployJob, DeploymentStatus, DeploymentUpdate, Route, Upstream,
 };
@@ -121,6 +121,87 @@ async fn git_auth(svc: &Services, job: &DeployJob) -> Result<source::GitAuth> {
     source::GitAuth::new(&cred, &key_file, svc.allow_local_repos).await
 }
 
+/// The secret variable values of a job, opened with the node's key.
+#[derive(Default)]
+pub(super) struct EnvSecrets {
+    /// Those the build gets (the app's `env.secret` of scope build or both).
+    build: BTreeMap<String, String>,
+    /// Those the container gets (the deployment's `runtime.secrets`).
+    runtime: BTreeMap<String, String>,
+}
+
+impl EnvSecrets {
+    /// Every value to mask in the deployment's log: all of them, whatever their scope.
+    fn mask_values(&self) -> Vec<String> {
+        self.build
+            .values()
+            .chain(self.runtime.values())
+            .cloned()
+            .collect()
+    }
+}
+
+/// Opens the job's sealed variables: the build's from `env_secrets`, the container's from
+/// `runtime_secrets`. A name the sealed map lacks fails the deployment (it would run without
+/// a variable it was given).
+fn open_env_secrets(svc: &Services, job: &DeployJob) -> Result<EnvSecrets> {
+    let app = &job.app.name;
+    let need_build = job.image.is_none() && job.app.env.secret_build().next().is_some();
+    if !need_build && job.runtime_secrets.is_none() {
+        return Ok(EnvSecrets::default());
+    }
+    let key = svc.secret_key.as_ref().ok_or_else(|| {
+        Error::Config("the app has secret variables but this node has no secret key".into())
+    })?;
+    let open = |sealed| open_env(key, app, sealed).map_err(Error::Invalid);
+    let pick = |all: &BTreeMap<String, String>, names: &mut dyn Iterator<Item = &String>| {
+        names
+            .map(|k| match all.get(k) {
+                Some(v) => Ok((k.clone(), v.clone())),
+                None => Err(Error::Invalid(format!(
+                    "the secret variable {k} has no stored value: set it again with `berth env set {app} {k} --secret`"
+                ))),
+            })
+            .collect::<Result<BTreeMap<_, _>>>()
+    };
+    let mut out = EnvSecrets::default();
+    if need_build {
+        let all = match &job.env_secrets {
+            Some(sealed) => open(sealed)?,
+            None => BTreeMap::new(),
+        };
+        out.build = pick(&all, &mut job.app.env.secret_build())?;
+    }
+    if let Some(rt) = &job.runtime_secrets {
+        let all = open(&rt.sealed)?;
+        out.runtime = pick(&all, &mut rt.names.iter())?;
+    }
+    Ok(out)
+}
+
+/// The warnings a build's variables deserve: the Docker engine's classic builder has no secret
+/// mounts, so a build arg — a secret one, or a plain one whose name looks secret — stays in the
+/// image's history.
+pub(crate) fn build_arg_warnings(
+    plain: &BTreeMap<String, String>,
+    secret: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut out: Vec<String> = secret
+        .keys()
+        .map(|k| {
+            format!(
+                "warning: the secret build variable {k} is passed as a build arg (the engine's classic builder has no build secret mounts): build args persist in the image's history (`docker history`); logs mask its value"
+            )
+        })
+        .collect();
+    out.extend(plain.keys().filter(|k| validate::looks_secret(k)).map(|k| {
+        format!(
+            "warning: the build variable {k} looks secret but is plain: build args persist in the image's history (`docker history`); `berth env set --secret` keeps its value out of answers and logs"
+        )
+    }));
+    out
+}
+
 /// A deployment id is used in paths, container names and image tags.
 fn check_deployment_id(id: &str) -> Result<()> {
     let ok = !id.is_empty()
@@ -142,7 +223,13 @@ fn check_deployment_id(id: &str) -> Result<()> {
 pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
     let id = job.deployment_id.as_str();
     let auth = git_auth(svc, job).await;
-    let secrets = auth.as_ref().map(|a| a.secrets.clone()).unwrap_or_default();
+    let env = open_env_secrets(svc, job);
+    let mut secrets = auth.as_ref().map(|a| a.secrets.clone()).unwrap_or_default();
+    secrets.extend(
+        env.as_ref()
+            .map(EnvSecrets::mask_values)
+            .unwrap_or_default(),
+    );
     let log = LogSink::redis(svc.redis.clone(), id).with_masks(secrets);
     let progress = Progress::default();
     progress.set_step("waiting in the queue");
@@ -163,6 +250,7 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
             let remaining = Duration::from_millis(job.deadline_ms.saturating_sub(now_ms()));
             let bound = async {
                 let auth = auth?;
+                let env = env?;
                 match tokio::time::timeout(
                     remaining,
                     prepare(Attempt {
@@ -172,6 +260,7 @@ pub async fn deploy(svc: &Arc<Services>, job: &DeployJob) {
                         progress: &progress,
                         checkout: &checkout,
                         auth: &auth,
+                        env: &env,
                     }),
                 )
                 .await
@@ -314,6 +403,8 @@ struct Attempt<'a> {
     progress: &'a Progress,
     checkout: &'a std::path::Path,
     auth: &'a source::GitAuth,
+    /// The job's secret variables, opened.
+    env: &'a EnvSecrets,
 }
 
 /// Fetch, build, start and probe; bound by the deadline.
@@ -415,6 +506,7 @@ async fn prepare(at: Attempt<'_>) -> Result<Ready> {
                     .env
                     .runtime
                     .iter()
+                    .chain(at.env.runtime.iter())
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect(),
                 labels,
@@ -543,6 +635,7 @@ async fn fetch_and_build(at: Attempt<'_>) -> Result<(Option<String>, String)> {
         progress,
         checkout,
         auth,
+        env,
     } = at;
     let app = &job.app;
     let id = job.deployment_id.as_str();
@@ -614,13 +707,22 @@ async fn fetch_and_build(at: Attempt<'_>) -> Result<(Option<String>, String)> {
         .await;
 
     progress.set_step("building the image");
+    for w in build_arg_warnings(&app.env.build, &env.build) {
+        log.system(w).await;
+    }
     let plan = BuildPlan {
         kind: BuildKind::Dockerfile {
             context: app.context.clone(),
             dockerfile: prepared.dockerfile,
         },
         tag: format!("berth/{}:{id}", app.name),
-        build_args: app.env.build.clone(),
+        build_args: app
+            .env
+            .build
+            .iter()
+            .chain(env.build.iter())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         // No image labels: the classic builder turns each into one more build step with its own
         // intermediate container (about a second each here). The tag names the app and
         // deployment; the container carries the labels.
@@ -729,6 +831,29 @@ mod tests {
             "image": image,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn build_args_that_persist_a_secret_are_warned_about() {
+        let m = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let w = build_arg_warnings(
+            &m(&[("GREETING", "hi"), ("API_TOKEN", "t0k-value")]),
+            &m(&[("NPM_AUTH", "s3cret")]),
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("secret build variable NPM_AUTH") && w[0].contains("image's history")
+        );
+        assert!(w[1].contains("API_TOKEN looks secret"));
+        assert!(w
+            .iter()
+            .all(|l| !l.contains("s3cret") && !l.contains("t0k-value")));
+        assert!(build_arg_warnings(&m(&[("GREETING", "hi")]), &m(&[])).is_empty());
     }
 
     #[test]

@@ -81,6 +81,7 @@ pub(super) async fn create(c: &Client, json: bool, a: CreateArgs) -> Result<()> 
         env: Some(EnvVars {
             runtime: a.env.into_iter().collect::<BTreeMap<_, _>>(),
             build: a.build_env.into_iter().collect(),
+            ..Default::default()
         }),
         health_check: Some(HealthCheckPatch {
             path: a.health_path,
@@ -253,6 +254,15 @@ fn show_text(v: &AppView) -> String {
     };
     kv("env", env(&a.env.runtime));
     kv("build env", env(&a.env.build));
+    if !a.env.secret.is_empty() {
+        let names: Vec<String> = a
+            .env
+            .secret
+            .iter()
+            .map(|(k, scope)| format!("{k} ({})", scope.as_str()))
+            .collect();
+        kv("secret env", names.join(" "));
+    }
     let width = out.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     out.iter()
         .map(|(k, v)| format!("{:<width$} {v}\n", format!("{k}:")))

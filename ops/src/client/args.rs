@@ -219,6 +219,56 @@ pub enum DomainsCmd {
     },
 }
 
+/// `berth env list|set|unset`.
+#[derive(Subcommand)]
+pub enum EnvCmd {
+    /// List an app's variables: name, scope, whether it is secret, and a plain one's value
+    /// (a secret's value is never shown).
+    List {
+        /// The app.
+        #[arg(value_name = "APP")]
+        app: String,
+    },
+    /// Set a variable (replacing whatever it was). The value comes from --from-file, else from
+    /// stdin (a plain value may also follow KEY); a secret's never from the command line,
+    /// where shell history and `ps` would keep it. One trailing newline is dropped.
+    Set(EnvSetArgs),
+    /// Remove a variable.
+    Unset {
+        /// The app.
+        #[arg(value_name = "APP")]
+        app: String,
+        /// The variable's name.
+        key: String,
+        /// Queue a deployment at once to apply it.
+        #[arg(long)]
+        deploy: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct EnvSetArgs {
+    /// The app.
+    #[arg(value_name = "APP")]
+    pub(super) app: String,
+    /// The variable's name (letters, digits and '_', not starting with a digit).
+    pub(super) key: String,
+    /// The value of a plain variable (not accepted with --secret).
+    pub(super) value: Option<String>,
+    /// Where it goes: build (a build arg), runtime (the container's environment) or both.
+    #[arg(long, value_parser = berth_protocol::EnvScope::parse, default_value = "runtime")]
+    pub(super) scope: berth_protocol::EnvScope,
+    /// Keep the value sealed: never shown by the API, masked in every log line.
+    #[arg(long)]
+    pub(super) secret: bool,
+    /// Read the value from this file.
+    #[arg(long, value_name = "PATH")]
+    pub(super) from_file: Option<PathBuf>,
+    /// Queue a deployment at once to apply it.
+    #[arg(long)]
+    pub(super) deploy: bool,
+}
+
 /// `berth restart|start <APP>`.
 #[derive(Args)]
 pub struct RunArgs {

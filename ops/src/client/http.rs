@@ -318,6 +318,18 @@ impl Client {
         self.send(method, &url, body).await
     }
 
+    /// [`Client::call`] with a query string.
+    pub(super) async fn call_with_query<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &[&str],
+        query: &[(&str, &str)],
+        body: Option<&impl Serialize>,
+    ) -> Result<T> {
+        let url = self.url(path, query)?;
+        self.send(method, &url, body).await
+    }
+
     /// `GET` of a JSON answer.
     pub(super) async fn get<T: DeserializeOwned>(
         &self,

@@ -19,6 +19,7 @@ mod apps;
 mod args;
 mod deploy;
 mod deployments;
+mod env;
 mod exec;
 mod follow;
 mod http;
@@ -33,8 +34,8 @@ mod upload;
 mod webhook;
 
 pub use args::{
-    AnalyzeArgs, AppsCmd, Conn, DeployArgs, DomainsCmd, ExecArgs, LogArgs, LogsArgs, NodesArgs,
-    RollbackArgs, RunArgs, ScaleArgs, GLOBAL,
+    AnalyzeArgs, AppsCmd, Conn, DeployArgs, DomainsCmd, EnvCmd, ExecArgs, LogArgs, LogsArgs,
+    NodesArgs, RollbackArgs, RunArgs, ScaleArgs, GLOBAL,
 };
 
 /// An error whose message was already printed as the command's outcome (exit code 1).
@@ -71,6 +72,7 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Start(a) => lifecycle::start(c, json, a).await,
         Cmd::Open(a) => lifecycle::open(c, json, &a.app).await,
         Cmd::Domains(d) => lifecycle::domains(c, json, d).await,
+        Cmd::Env(e) => env::run(c, json, e).await,
         Cmd::Deploy(a) => deploy::run(c, json, a).await,
         Cmd::Rollback(a) => releases::rollback(c, json, a).await,
         Cmd::Releases(a) => releases::list(c, json, &a.app).await,
