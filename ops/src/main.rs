@@ -70,6 +70,11 @@ enum Cmd {
     /// List, set or unset an app's variables (build or runtime, plain or secret).
     #[command(subcommand)]
     Env(client::EnvCmd),
+    /// Make, list or revoke API tokens (each with a scope: metrics, read, deploy, admin).
+    #[command(subcommand)]
+    Tokens(client::TokensCmd),
+    /// Show the audit log: who changed what through the API, newest first.
+    Audit(client::AuditArgs),
     /// Set how many replicas serve an app (same as `berth apps scale`).
     Scale(client::ScaleArgs),
     /// Cancel a deployment that has not switched traffic yet.

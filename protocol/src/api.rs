@@ -544,3 +544,92 @@ pub struct ExecStarted {
     pub deployment: String,
     pub timeout_s: u64,
 }
+
+/// What an API token may do. Each scope includes the ones before it in this order —
+/// `metrics` < `read` < `deploy` < `admin` — so a `read` token may also scrape `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// `GET /metrics` only (a Prometheus scraper).
+    Metrics,
+    /// Every `GET`: apps, deployments, logs, releases, nodes, metrics.
+    Read,
+    /// `read`, and deploy (a commit or an upload), roll back, restart, cancel.
+    Deploy,
+    /// Everything: apps, variables, nodes, tokens, the audit log.
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Metrics => "metrics",
+            Scope::Read => "read",
+            Scope::Deploy => "deploy",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// Whether a token of this scope may do what needs `needed`.
+    pub fn allows(self, needed: Scope) -> bool {
+        self >= needed
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    pub scope: Scope,
+    /// How long the token is valid: a duration (`30d`, `12h`, `90m`); none: until revoked.
+    #[serde(default)]
+    pub expires_in: Option<String>,
+}
+
+/// An API token as listed: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub name: String,
+    pub scope: Scope,
+    pub created_at: u64,
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// When it last authenticated a request (written at most once a minute).
+    #[serde(default)]
+    pub last_used_at: Option<u64>,
+}
+
+/// The answer to `POST /api/v1/tokens`: the only time the token's value is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub token: String,
+    #[serde(flatten)]
+    pub info: TokenInfo,
+}
+
+/// One entry of the audit log (`GET /api/v1/audit`), newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// The stream entry's id.
+    pub id: String,
+    pub at: u64,
+    /// The token's id (`config` for `api.token`).
+    pub token_id: String,
+    pub token_name: String,
+    /// What was done, e.g. `app.create`, `deploy`, `rollback`, `token.revoke`.
+    pub action: String,
+    /// What it was done to: the app, deployment, node or token named in the path.
+    pub target: String,
+    pub method: String,
+    pub path: String,
+    /// The HTTP status it was answered with.
+    pub status: u16,
+}

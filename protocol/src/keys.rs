@@ -163,6 +163,19 @@ pub fn node(name: &str) -> String {
 pub fn webhook_delivery(id: &str) -> String {
     format!("berth:webhook:github:{id}")
 }
+/// API tokens made with `POST /api/v1/tokens`: a hash from the hex SHA-256 of each token's
+/// value to its record (msgpack envelope kind `token`); the value itself is never stored.
+pub const TOKENS: &str = "berth:tokens";
+/// When each token last authenticated a request: token id → epoch ms.
+pub const TOKENS_LAST_USED: &str = "berth:tokens:last_used";
+/// The audit log: a stream of who did what through the API, capped at [`AUDIT_MAXLEN`].
+pub const AUDIT: &str = "berth:audit";
+pub const AUDIT_MAXLEN: usize = 10_000;
+/// Failed API authentications of one client address in its current window (like
+/// [`webhook_failures`]): past the allowance the API answers 429.
+pub fn auth_failures(addr: &str) -> String {
+    format!("berth:auth:failures:{addr}")
+}
 /// Failed webhook signatures of one client address in its current window (a counter set with
 /// the window's TTL at the first failure): past the allowance the endpoint answers 429.
 pub fn webhook_failures(addr: &str) -> String {

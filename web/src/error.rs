@@ -87,6 +87,27 @@ pub struct Unauthorized(pub &'static str);
 
 impl warp::reject::Reject for Unauthorized {}
 
+/// Rejection for a token whose scope does not allow the request (403); the sentence names the
+/// scope needed.
+#[derive(Debug)]
+pub struct Forbidden(pub String);
+
+impl warp::reject::Reject for Forbidden {}
+
+/// Rejection for a client address past its failed-authentication allowance (429); `.0` is the
+/// seconds until it may try again.
+#[derive(Debug)]
+pub struct TooManyFailures(pub u64);
+
+impl warp::reject::Reject for TooManyFailures {}
+
+/// An error answer raised where only a rejection can be (e.g. Redis away while a token is
+/// looked up).
+#[derive(Debug)]
+pub struct Failed(pub ApiError);
+
+impl warp::reject::Reject for Failed {}
+
 /// Turns warp's rejections into JSON errors: one fixed sentence per kind of rejection. A
 /// rejection's `Debug` text is warp's internals (types, parser errors) and is never sent back.
 pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
@@ -109,8 +130,29 @@ pub async fn recover(r: Rejection) -> Result<Response, Infallible> {
                 t.as_secs()
             ),
         )
+    } else if let Some(TooManyFailures(secs)) = r.find() {
+        let secs = (*secs).max(1);
+        let mut resp = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many requests with a wrong token from this address ({} within {} s); try \
+                 again in {secs} s",
+                berth_coordinator::api::AUTH_FAILURES_ALLOWED,
+                berth_coordinator::api::AUTH_FAILURE_WINDOW_S
+            ),
+        )
+        .into_response();
+        resp.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from(secs),
+        );
+        return Ok(resp);
     } else if let Some(Unauthorized(msg)) = r.find() {
         ApiError::new(StatusCode::UNAUTHORIZED, *msg)
+    } else if let Some(Failed(e)) = r.find() {
+        ApiError::new(e.status, e.message.clone())
+    } else if let Some(Forbidden(msg)) = r.find() {
+        ApiError::new(StatusCode::FORBIDDEN, msg.clone())
     } else if r.is_not_found() {
         ApiError::new(
             StatusCode::NOT_FOUND,

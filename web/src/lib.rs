@@ -7,6 +7,7 @@
 //! `/healthz` included, promptly: the coordinator's connection fails commands at once while it
 //! knows Redis is away); internal failures to 500 with a generic text (details go to the log).
 
+pub mod auth;
 pub mod body;
 pub mod error;
 pub mod exec;
@@ -27,7 +28,6 @@ use berth_protocol::api::{Analyze, CreateApp, CreateDeployment, CreateExec, Patc
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use subtle::ConstantTimeEq;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -95,11 +95,14 @@ pub fn routes(
             warp::any().map(move || ctx.clone())
         }
     };
-    let auth = authorized(ctx.token.clone());
-    let api = warp::path!("api" / "v1" / ..).and(auth);
+    let principal = auth::principal(
+        ctx.coord.clone(),
+        ctx.token.clone(),
+        auth::LastUse::default(),
+    );
+    let api = warp::path!("api" / "v1" / ..).and(principal.clone());
     let http_metrics = metrics::HttpMetrics::new();
-    let prometheus =
-        metrics::prometheus_route(ctx.coord.clone(), ctx.token.clone(), http_metrics.clone());
+    let prometheus = metrics::prometheus_route(ctx.coord.clone(), principal, http_metrics.clone());
     let app_metrics = metrics::app_route(ctx.coord.clone());
 
     let list_apps = warp::path!("apps")
@@ -367,6 +370,55 @@ pub fn routes(
             }
         });
 
+    let create_token = warp::path!("tokens")
+        .and(warp::post())
+        .and(json_body(body_timeout))
+        .and(with())
+        .then(
+            |body: Result<berth_protocol::api::CreateToken, ApiError>, c: Ctx| async move {
+                match body {
+                    Ok(b) => respond(
+                        c.coord.api.send(api::CreateApiToken(b)).await,
+                        StatusCode::CREATED,
+                    ),
+                    Err(e) => e.into_response(),
+                }
+            },
+        );
+    let list_tokens =
+        warp::path!("tokens")
+            .and(warp::get())
+            .and(with())
+            .then(|c: Ctx| async move {
+                respond(c.coord.api.send(api::ListTokens).await, StatusCode::OK)
+            });
+    let revoke_token = warp::path!("tokens" / String)
+        .and(warp::delete())
+        .and(with())
+        .then(|id, c: Ctx| async move {
+            match flatten(c.coord.api.send(api::RevokeToken(id)).await) {
+                Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                Err(e) => e.into_response(),
+            }
+        });
+    let audit = warp::path!("audit")
+        .and(warp::get())
+        .and(warp::query::<AuditQuery>())
+        .and(with())
+        .then(|q: AuditQuery, c: Ctx| async move {
+            let limit = q.limit.unwrap_or(100);
+            if !(1..=1000).contains(&limit) {
+                return ApiError::bad_request(format!(
+                    "limit={limit} is not valid: give 1 to 1000"
+                ))
+                .into_response();
+            }
+            respond(
+                c.coord.api.send(api::ListAudit { limit }).await,
+                StatusCode::OK,
+            )
+        });
+
     // Every route is boxed before they are joined: a long `.or()` chain of unboxed filters
     // makes rustc's type checking explode (minutes per added route).
     let v1_routes: Vec<BoxedFilter<(Response,)>> = vec![
@@ -396,16 +448,33 @@ pub fn routes(
         start_exec.boxed(),
         follow_exec.boxed(),
         analyze.boxed(),
+        create_token.boxed(),
+        list_tokens.boxed(),
+        revoke_token.boxed(),
+        audit.boxed(),
         list_env.boxed(),
         put_env.boxed(),
         delete_env.boxed(),
     ];
-    let v1 = api.and(
-        v1_routes
-            .into_iter()
-            .reduce(|a, b| a.or(b).unify().boxed())
-            .expect("at least one route"),
-    );
+    let audit_coord = ctx.coord.clone();
+    let v1 = api
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(
+            v1_routes
+                .into_iter()
+                .reduce(|a, b| a.or(b).unify().boxed())
+                .expect("at least one route"),
+        )
+        .then(
+            move |who: auth::Principal,
+                  method: warp::http::Method,
+                  path: warp::path::FullPath,
+                  resp: Response| {
+                let coord = audit_coord.clone();
+                async move { record_audit(&coord, who, &method, path.as_str(), resp).await }
+            },
+        );
     healthz
         .or(webhook)
         .unify()
@@ -473,25 +542,63 @@ pub async fn bind_for(addr: SocketAddr, setting: &str) -> std::io::Result<tokio:
     })
 }
 
-fn authorized(token: Arc<str>) -> impl Filter<Extract = (), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
-        .and_then(move |h: Option<String>| {
-            let token = token.clone();
-            async move {
-                let given = h
-                    .as_deref()
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(str::trim);
-                match given {
-                    Some(g) if bool::from(g.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
-                    Some(_) => Err(warp::reject::custom(Unauthorized("the API token is wrong"))),
-                    None => Err(warp::reject::custom(Unauthorized(
-                        "missing 'Authorization: Bearer <token>' header",
-                    ))),
-                }
+/// The query of `GET /api/v1/audit`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// Writes the audit log's entry of a request that changed something (see [`auth::audited`]),
+/// whatever its outcome, and returns its answer unchanged. A create's target is the `name` (or
+/// `id`) of what its answer holds; nothing else of a body is kept (a new token's value never).
+async fn record_audit(
+    coord: &Coordinator,
+    who: auth::Principal,
+    method: &warp::http::Method,
+    path: &str,
+    resp: Response,
+) -> Response {
+    let Some((action, mut target)) = auth::audited(method, path) else {
+        return resp;
+    };
+    let status = resp.status();
+    let resp = if target.is_empty() && status.is_success() {
+        use http_body_util::BodyExt;
+        let (parts, body) = resp.into_parts();
+        let bytes = match body.collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(_) => Bytes::new(),
+        };
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+            target = v["name"]
+                .as_str()
+                .or(v["id"].as_str())
+                .unwrap_or_default()
+                .to_string();
+            if action == "token.create" {
+                target = v["id"].as_str().unwrap_or_default().to_string();
             }
-        })
-        .untuple_one()
+        }
+        Response::from_parts(parts, bytes.into())
+    } else {
+        resp
+    };
+    let entry = berth_protocol::api::AuditEntry {
+        id: String::new(),
+        at: berth_protocol::now_ms(),
+        token_id: who.id,
+        token_name: who.name,
+        action,
+        target,
+        method: method.to_string(),
+        path: path.to_string(),
+        status: status.as_u16(),
+    };
+    if let Err(e) = flatten(coord.api.send(api::RecordAudit(entry)).await) {
+        tracing::warn!(error = %e.message, "could not write the audit log");
+    }
+    resp
 }
 
 /// The query of `POST /api/v1/apps/{name}/uploads`.
@@ -522,9 +629,19 @@ fn deploy_query() -> impl Filter<Extract = (Result<bool, ApiError>,), Error = Re
     )
 }
 
+/// A JSON body; its error names the field it is at (`invalid JSON body at scope: unknown
+/// variant …`).
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            ApiError::bad_request(format!("invalid JSON body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("invalid JSON body at {path}: {inner}"))
+        }
+    })
 }
 
 fn json_body<T: DeserializeOwned + Send>(

@@ -8,7 +8,6 @@
 //! from the request log filter that wraps all routes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use berth_coordinator::metrics::ClusterFigures;
 use berth_coordinator::{api, Coordinator};
@@ -225,16 +224,20 @@ fn render(figures: &ClusterFigures, http: &HttpMetrics) -> prometheus::Result<St
     TextEncoder::new().encode_to_string(&families)
 }
 
-/// `GET /metrics`, behind the API token.
+/// `GET /metrics`, behind a token of scope `metrics` (or more).
 pub(crate) fn prometheus_route(
     coord: Coordinator,
-    token: Arc<str>,
+    auth: impl Filter<Extract = (crate::auth::Principal,), Error = Rejection>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     http: HttpMetrics,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("metrics")
         .and(warp::get())
-        .and(super::authorized(token))
-        .then(move || {
+        .and(auth)
+        .then(move |_who| {
             let (coord, http) = (coord.clone(), http.clone());
             async move {
                 let figures = match super::flatten(coord.api.send(api::ClusterMetrics).await) {

@@ -23,6 +23,7 @@ mod exec;
 mod lifecycle;
 mod releases;
 mod replicas;
+mod tokens;
 mod webhooks;
 
 use actix::prelude::*;
@@ -39,6 +40,11 @@ pub use exec::StartExec;
 pub use lifecycle::{Restart, StartApp, StopApp};
 pub use releases::{ListReleases, Rollback};
 pub use replicas::ListReplicas;
+pub use tokens::{
+    token_hash, AuthFailed, AuthOutcome, Authenticate, CreateApiToken, ListAudit, ListTokens,
+    RecordAudit, RevokeToken, TouchToken, AUTH_FAILURES_ALLOWED, AUTH_FAILURE_WINDOW_S,
+    TOKEN_PREFIX,
+};
 pub use webhooks::{AppWebhookSecret, GithubPush, SignatureBlocked, SignatureFailed};
 
 use crate::error::{Error, Result};

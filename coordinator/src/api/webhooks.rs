@@ -76,13 +76,7 @@ impl Handler<SignatureBlocked> for Api {
     fn handle(&mut self, msg: SignatureBlocked, _: &mut Context<Self>) -> Self::Result {
         let mut conn = self.store.conn();
         Box::pin(async move {
-            let key = keys::webhook_failures(&msg.0);
-            let (count, ttl): (Option<u64>, i64) = redis::pipe()
-                .get(&key)
-                .ttl(&key)
-                .query_async(&mut conn)
-                .await?;
-            Ok((count.unwrap_or(0) >= FAILURES_ALLOWED && ttl > 0).then_some(ttl as u64))
+            blocked(&mut conn, &keys::webhook_failures(&msg.0), FAILURES_ALLOWED).await
         })
     }
 }
@@ -93,24 +87,36 @@ impl Handler<SignatureFailed> for Api {
     fn handle(&mut self, msg: SignatureFailed, _: &mut Context<Self>) -> Self::Result {
         let mut conn = self.store.conn();
         Box::pin(async move {
-            let key = keys::webhook_failures(&msg.0);
-            // The window starts at the first failure (SET NX with the TTL), and is not extended.
-            let _: () = redis::pipe()
-                .atomic()
-                .cmd("SET")
-                .arg(&key)
-                .arg(0)
-                .arg("EX")
-                .arg(FAILURE_WINDOW_S)
-                .arg("NX")
-                .ignore()
-                .incr(&key, 1)
-                .ignore()
-                .query_async(&mut conn)
-                .await?;
-            Ok(())
+            failed(&mut conn, &keys::webhook_failures(&msg.0), FAILURE_WINDOW_S).await
         })
     }
+}
+
+/// Seconds left of the window of failure counter `key` once it holds `allowed` failures or
+/// more; `None` while the client may still try.
+async fn blocked(conn: &mut berth_bus::Redis, key: &str, allowed: u64) -> Result<Option<u64>> {
+    let (count, ttl): (Option<u64>, i64) =
+        redis::pipe().get(key).ttl(key).query_async(conn).await?;
+    Ok((count.unwrap_or(0) >= allowed && ttl > 0).then_some(ttl as u64))
+}
+
+/// Counts one failure in counter `key`. The window starts at the first failure (SET NX with
+/// the TTL), and is not extended.
+pub(super) async fn failed(conn: &mut berth_bus::Redis, key: &str, window_s: u64) -> Result<()> {
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(key)
+        .arg(0)
+        .arg("EX")
+        .arg(window_s)
+        .arg("NX")
+        .ignore()
+        .incr(key, 1)
+        .ignore()
+        .query_async(conn)
+        .await?;
+    Ok(())
 }
 
 /// How long a delivery stays claimed while it is handled, should the coordinator die before it

@@ -219,6 +219,39 @@ pub enum DomainsCmd {
     },
 }
 
+/// `berth tokens create|list|revoke`.
+#[derive(Subcommand)]
+pub enum TokensCmd {
+    /// Make an API token; its value is printed once and never again.
+    Create {
+        /// A name for it (who or what uses it), 1 to 64 characters.
+        #[arg(value_name = "NAME")]
+        token_name: String,
+        /// What it may do: metrics (scrape /metrics), read (every GET), deploy (read, and
+        /// deploy, roll back, restart, cancel), admin (everything).
+        #[arg(long, value_parser = ["metrics", "read", "deploy", "admin"])]
+        scope: String,
+        /// How long it is valid (e.g. 90d, 12h); default: until revoked.
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+    },
+    /// List the tokens: id, name, scope, created, expires, last used (never their values).
+    List,
+    /// Revoke a token: requests with it get 401 from now on.
+    Revoke {
+        /// The token's id (`berth tokens list`).
+        id: String,
+    },
+}
+
+/// `berth audit`.
+#[derive(Args)]
+pub struct AuditArgs {
+    /// How many entries, newest first (1 to 1000).
+    #[arg(long, short = 'n', default_value_t = 50)]
+    pub(super) limit: usize,
+}
+
 /// `berth env list|set|unset`.
 #[derive(Subcommand)]
 pub enum EnvCmd {

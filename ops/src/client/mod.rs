@@ -30,12 +30,13 @@ mod nodes;
 mod releases;
 mod render;
 mod replicas;
+mod tokens;
 mod upload;
 mod webhook;
 
 pub use args::{
-    AnalyzeArgs, AppsCmd, Conn, DeployArgs, DomainsCmd, EnvCmd, ExecArgs, LogArgs, LogsArgs,
-    NodesArgs, RollbackArgs, RunArgs, ScaleArgs, GLOBAL,
+    AnalyzeArgs, AppsCmd, AuditArgs, Conn, DeployArgs, DomainsCmd, EnvCmd, ExecArgs, LogArgs,
+    LogsArgs, NodesArgs, RollbackArgs, RunArgs, ScaleArgs, TokensCmd, GLOBAL,
 };
 
 /// An error whose message was already printed as the command's outcome (exit code 1).
@@ -73,6 +74,8 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Open(a) => lifecycle::open(c, json, &a.app).await,
         Cmd::Domains(d) => lifecycle::domains(c, json, d).await,
         Cmd::Env(e) => env::run(c, json, e).await,
+        Cmd::Tokens(t) => tokens::run(c, json, t).await,
+        Cmd::Audit(a) => tokens::audit(c, json, a).await,
         Cmd::Deploy(a) => deploy::run(c, json, a).await,
         Cmd::Rollback(a) => releases::rollback(c, json, a).await,
         Cmd::Releases(a) => releases::list(c, json, &a.app).await,
