@@ -82,6 +82,27 @@ pub struct Author {
     pub email: String,
 }
 
+/// Reads a delivery's body as a push: the JSON itself, or (`content_type` starting with
+/// `application/x-www-form-urlencoded`, GitHub's other delivery format) its `payload` form field.
+/// The error is one sentence for a 400.
+pub fn read_push(content_type: Option<&str>, body: &[u8]) -> Result<Push, String> {
+    let form;
+    let json: &[u8] =
+        if content_type.is_some_and(|c| c.starts_with("application/x-www-form-urlencoded")) {
+            let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+                .map_err(|e| format!("invalid form body: {e}"))?;
+            form = fields
+                .into_iter()
+                .find(|(k, _)| k == "payload")
+                .ok_or("form delivery without a payload field")?
+                .1;
+            form.as_bytes()
+        } else {
+            body
+        };
+    serde_json::from_slice(json).map_err(|e| format!("push payload is not what GitHub sends: {e}"))
+}
+
 /// What a push asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PushAction {
