@@ -226,6 +226,32 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_push_from_json_or_a_form() {
+        let json =
+            r#"{"ref":"refs/heads/main","after":"abcdef1","repository":{"full_name":"a/b"}}"#;
+        let p = read_push(None, json.as_bytes()).unwrap();
+        assert_eq!(p.git_ref, "refs/heads/main");
+        let form = format!(
+            "other=1&payload={}",
+            json.replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('"', "%22")
+        );
+        let ctype = Some("application/x-www-form-urlencoded; charset=utf-8");
+        assert_eq!(read_push(ctype, form.as_bytes()).unwrap().after, "abcdef1");
+        assert_eq!(
+            read_push(ctype, b"other=1").unwrap_err(),
+            "form delivery without a payload field"
+        );
+        // Without the form content type, a form body is not JSON.
+        let e = read_push(None, form.as_bytes()).unwrap_err();
+        assert!(
+            e.starts_with("push payload is not what GitHub sends: "),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_push_s_digest_names_its_repository_ref_and_commit() {
         let a = push_to(
             "https://github.com/octo/hello.git",
