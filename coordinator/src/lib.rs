@@ -29,6 +29,8 @@ pub mod error;
 pub(crate) mod event_ingest;
 pub mod exec;
 pub(crate) mod failover;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod git_check;
 pub(crate) mod lease;
 pub(crate) mod ledger;

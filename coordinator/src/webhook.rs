@@ -82,6 +82,27 @@ pub struct Author {
     pub email: String,
 }
 
+/// Reads a delivery's body as a push: the JSON itself, or (`content_type` starting with
+/// `application/x-www-form-urlencoded`, GitHub's other delivery format) its `payload` form field.
+/// The error is one sentence for a 400.
+pub fn read_push(content_type: Option<&str>, body: &[u8]) -> Result<Push, String> {
+    let form;
+    let json: &[u8] =
+        if content_type.is_some_and(|c| c.starts_with("application/x-www-form-urlencoded")) {
+            let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+                .map_err(|e| format!("invalid form body: {e}"))?;
+            form = fields
+                .into_iter()
+                .find(|(k, _)| k == "payload")
+                .ok_or("form delivery without a payload field")?
+                .1;
+            form.as_bytes()
+        } else {
+            body
+        };
+    serde_json::from_slice(json).map_err(|e| format!("push payload is not what GitHub sends: {e}"))
+}
+
 /// What a push asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PushAction {
@@ -202,6 +223,32 @@ mod tests {
             "repository": {"clone_url": repo, "full_name": "octo/hello"}
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn reads_a_push_from_json_or_a_form() {
+        let json =
+            r#"{"ref":"refs/heads/main","after":"abcdef1","repository":{"full_name":"a/b"}}"#;
+        let p = read_push(None, json.as_bytes()).unwrap();
+        assert_eq!(p.git_ref, "refs/heads/main");
+        let form = format!(
+            "other=1&payload={}",
+            json.replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('"', "%22")
+        );
+        let ctype = Some("application/x-www-form-urlencoded; charset=utf-8");
+        assert_eq!(read_push(ctype, form.as_bytes()).unwrap().after, "abcdef1");
+        assert_eq!(
+            read_push(ctype, b"other=1").unwrap_err(),
+            "form delivery without a payload field"
+        );
+        // Without the form content type, a form body is not JSON.
+        let e = read_push(None, form.as_bytes()).unwrap_err();
+        assert!(
+            e.starts_with("push payload is not what GitHub sends: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@ pub mod api;
 pub mod duration;
 pub mod envelope;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod messages;
 pub mod metrics;

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 
-use berth_coordinator::webhook::{verify_signature, Push, FAILURES_ALLOWED, FAILURE_WINDOW_S};
+use berth_coordinator::webhook::{read_push, verify_signature, FAILURES_ALLOWED, FAILURE_WINDOW_S};
 use berth_coordinator::{api, Coordinator};
 use berth_protocol::api::WebhookOutcome;
 use bytes::Bytes;
@@ -190,23 +190,7 @@ async fn handle(
     let delivery = delivery
         .filter(|d| !d.is_empty() && d.len() <= 128)
         .ok_or_else(|| ApiError::bad_request("missing X-GitHub-Delivery header"))?;
-    let json: Bytes = if ctype
-        .as_deref()
-        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"))
-    {
-        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
-            .map_err(|e| ApiError::bad_request(format!("invalid form body: {e}")))?;
-        let payload = form
-            .into_iter()
-            .find(|(k, _)| k == "payload")
-            .ok_or_else(|| ApiError::bad_request("form delivery without a payload field"))?;
-        Bytes::from(payload.1)
-    } else {
-        body
-    };
-    let push: Push = serde_json::from_slice(&json).map_err(|e| {
-        ApiError::bad_request(format!("push payload is not what GitHub sends: {e}"))
-    })?;
+    let push = read_push(ctype.as_deref(), &body).map_err(ApiError::bad_request)?;
     let outcome = match coord
         .api
         .send(api::GithubPush {
