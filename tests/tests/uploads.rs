@@ -184,6 +184,22 @@ async fn a_directory_with_no_git_deploys_to_an_app_with_no_repository() {
     );
     assert_eq!(deployments(&c, &app).await.len(), before);
 
+    // A variable with deploy=true has nothing to build again from: refused, nothing changed.
+    let (s, v) = c
+        .api
+        .req(
+            reqwest::Method::PUT,
+            &format!("/api/v1/apps/{app}/env/GREETING?deploy=true"),
+            Some(json!({"value": "hi"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("--dir DIR"), "{v}");
+    let (_, env) = c.api.get(&format!("/api/v1/apps/{app}/env")).await.unwrap();
+    assert_eq!(env, json!([]), "{env}");
+    assert_eq!(deployments(&c, &app).await.len(), before);
+
     // Deleting the app deletes its uploads.
     let pattern = format!("berth:upload:{app}:*");
     let kept = c.redis_cli(&["--scan", "--pattern", &pattern]).unwrap();

@@ -73,15 +73,27 @@ async fn put_secrets(
     store.put_env_secrets(app, sealed.as_ref()).await
 }
 
+/// `deploy=true` for an app with no repository: there is nothing to build again from; nothing
+/// is changed.
+fn no_repo_to_deploy(app: &App) -> Error {
+    Error::BadRequest(format!(
+        "app {} has no repository, so deploy=true has nothing to build: change the variable \
+         without it, then deploy the directory with `berth deploy {} --dir DIR`",
+        app.name, app.name
+    ))
+}
+
 /// The answer: the variables now, and the deployment that applies them or how to get one.
 async fn answer(q: &Queue, app: App, what: String, deploy: bool) -> Result<EnvChange> {
     let env = EnvVar::list(&app.env);
     if !deploy {
+        let how = if app.repo.is_empty() {
+            format!("`berth deploy {} --dir DIR`", app.name)
+        } else {
+            format!("`berth deploy {}` (or ask for deploy=true)", app.name)
+        };
         return Ok(EnvChange {
-            message: format!(
-                "{what}; a redeploy applies it: `berth deploy {}` (or ask for deploy=true)",
-                app.name
-            ),
+            message: format!("{what}; a redeploy applies it: {how}"),
             env,
             deployment: None,
         });
@@ -111,6 +123,9 @@ impl Handler<PutEnv> for Api {
                 let deploy = msg.body.deploy == Some(true);
                 if deploy && app.stopped {
                     return Err(super::lifecycle::stopped(&app));
+                }
+                if deploy && app.repo.is_empty() {
+                    return Err(no_repo_to_deploy(&app));
                 }
                 let was_secret = app.env.secret.contains_key(&msg.key);
                 let scope = msg.body.scope.unwrap_or_default();
@@ -153,6 +168,9 @@ impl Handler<DeleteEnv> for Api {
                 let mut app = load_app(store, &msg.app).await?;
                 if msg.deploy && app.stopped {
                     return Err(super::lifecycle::stopped(&app));
+                }
+                if msg.deploy && app.repo.is_empty() {
+                    return Err(no_repo_to_deploy(&app));
                 }
                 let was_secret = app.env.secret.contains_key(&msg.key);
                 if !app.env.remove(&msg.key) {
