@@ -2,23 +2,8 @@
 //! (`fuzz/seeds/<target>/`) through the functions the targets call: what the fuzzer once found
 //! stays fixed, without cargo-fuzz or a nightly compiler.
 
-use std::path::PathBuf;
-
 fn replay(target: &str, run: fn(&[u8])) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/seeds")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no seeds in {}", dir.display());
-    for f in files {
-        let data = std::fs::read(&f).unwrap();
-        eprintln!("replaying {}", f.display());
-        run(&data);
-    }
+    berth_protocol::fuzzing::replay_seeds(env!("CARGO_MANIFEST_DIR"), target, run);
 }
 
 #[test]

@@ -17,6 +17,19 @@ use berth_protocol::{repo_url, validate};
 use crate::error::{Error, Result};
 use crate::log_sink::LogSink;
 
+/// Makes `dir` an empty directory: whatever was there (an earlier attempt's checkout) goes.
+pub(crate) async fn empty_dir(dir: &Path) -> Result<()> {
+    match tokio::fs::remove_dir_all(dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("cannot empty {}", dir.display()), e)),
+    }
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    Ok(())
+}
+
 /// Fetches `git_ref` (branch, tag or commit) of `repo` into `dir` (created, must not hold anything
 /// that matters: it is emptied first) and checks it out detached. Returns the commit sha.
 /// `allow_local`: whether a repository on this machine may be fetched (`allow_local_repos`).
@@ -31,14 +44,7 @@ pub async fn fetch(
     repo_url::check(repo, auth.allow_local, auth.kind).map_err(Error::Invalid)?;
     validate::git_ref("ref", git_ref).map_err(Error::Invalid)?;
 
-    match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("cannot empty {}", dir.display()), e)),
-    }
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    empty_dir(dir).await?;
 
     git_with(auth, dir, "git init", &["init", "-q"]).await?;
     log.system(format!(

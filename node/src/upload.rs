@@ -24,14 +24,7 @@ pub async fn fetch(
     log: &LogSink,
 ) -> Result<()> {
     validate::upload_sha256(&upload.sha256).map_err(Error::Invalid)?;
-    match tokio::fs::remove_dir_all(dir).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Error::io(format!("cannot empty {}", dir.display()), e)),
-    }
-    tokio::fs::create_dir_all(dir)
-        .await
-        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    crate::source::empty_dir(dir).await?;
     log.system(format!(
         "reading the uploaded directory sha256:{} ({} KiB)",
         upload.sha256,

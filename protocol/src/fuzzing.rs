@@ -80,3 +80,22 @@ pub fn sse(data: &[u8]) {
         let _ = ev.json::<serde_json::Value>();
     }
 }
+
+/// Runs every file of `fuzz/seeds/<target>/` (from the crate at `manifest_dir`), in name order,
+/// through `run`: the replay tests of the fuzz targets' seeds and crash reproducers.
+pub fn replay_seeds(manifest_dir: &str, target: &str, run: fn(&[u8])) {
+    let dir = std::path::Path::new(manifest_dir)
+        .join("../fuzz/seeds")
+        .join(target);
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|e| e.expect("a seed's directory entry").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no seeds in {}", dir.display());
+    for f in files {
+        let data = std::fs::read(&f).unwrap_or_else(|e| panic!("cannot read {}: {e}", f.display()));
+        eprintln!("replaying {}", f.display());
+        run(&data);
+    }
+}

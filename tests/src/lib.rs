@@ -87,3 +87,25 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A Lua script (`EVAL … 1 <key>`) that reads one key whole, whatever its type, as one flat list
+/// of byte strings (`unread type …` for a type it does not know): what the secret scans read.
+pub const REDIS_DUMP_KEY: &str = r#"
+local k = KEYS[1]
+local t = redis.call('TYPE', k).ok
+if t == 'string' then return {redis.call('GET', k)} end
+if t == 'hash' then return redis.call('HGETALL', k) end
+if t == 'list' then return redis.call('LRANGE', k, 0, -1) end
+if t == 'set' then return redis.call('SMEMBERS', k) end
+if t == 'zset' then return redis.call('ZRANGE', k, 0, -1, 'WITHSCORES') end
+if t == 'stream' then
+  local out = {}
+  for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do
+    table.insert(out, e[1])
+    for _, f in ipairs(e[2]) do table.insert(out, f) end
+  end
+  return out
+end
+if t == 'none' then return {} end
+return {'unread type ' .. t}
+"#;

@@ -427,7 +427,9 @@ async fn secret_variables_reach_build_and_container_and_never_leak() {
         "{keys:?}"
     );
     for k in keys {
-        let value = c.redis_cli(&["--raw", "EVAL", DUMP_KEY, "1", k]).unwrap();
+        let value = c
+            .redis_cli(&["--raw", "EVAL", berth_tests::REDIS_DUMP_KEY, "1", k])
+            .unwrap();
         if let Some(secret) = leaked(&value) {
             panic!("Redis key {k} holds {secret}");
         }
@@ -441,23 +443,3 @@ async fn secret_variables_reach_build_and_container_and_never_leak() {
         .unwrap();
     assert_eq!(left, "0");
 }
-
-/// Reads one key whole, whatever its type, as one flat list of byte strings.
-const DUMP_KEY: &str = r#"
-local k = KEYS[1]
-local t = redis.call('TYPE', k).ok
-if t == 'string' then return {redis.call('GET', k)} end
-if t == 'hash' then return redis.call('HGETALL', k) end
-if t == 'list' then return redis.call('LRANGE', k, 0, -1) end
-if t == 'set' then return redis.call('SMEMBERS', k) end
-if t == 'zset' then return redis.call('ZRANGE', k, 0, -1, 'WITHSCORES') end
-if t == 'stream' then
-  local out = {}
-  for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do
-    table.insert(out, e[1])
-    for _, f in ipairs(e[2]) do table.insert(out, f) end
-  end
-  return out
-end
-return {}
-"#;

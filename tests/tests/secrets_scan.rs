@@ -162,7 +162,7 @@ async fn no_secret_is_kept_or_logged_in_the_clear() {
     let mut seen = Vec::new();
     for k in &keys {
         let name = String::from_utf8_lossy(k).to_string();
-        let value = redis_raw(port, &["EVAL", DUMP_KEY, "1", &name]);
+        let value = redis_raw(port, &["EVAL", berth_tests::REDIS_DUMP_KEY, "1", &name]);
         assert!(
             !value.starts_with(b"ERR") && !value.starts_with(b"unread type"),
             "{name}: {}",
@@ -249,27 +249,6 @@ async fn no_secret_is_kept_or_logged_in_the_clear() {
         panic!("the deployment's log holds {what}");
     }
 }
-
-/// Reads one key whole, whatever its type, as one flat list of byte strings.
-const DUMP_KEY: &str = r#"
-local k = KEYS[1]
-local t = redis.call('TYPE', k).ok
-if t == 'string' then return {redis.call('GET', k)} end
-if t == 'hash' then return redis.call('HGETALL', k) end
-if t == 'list' then return redis.call('LRANGE', k, 0, -1) end
-if t == 'set' then return redis.call('SMEMBERS', k) end
-if t == 'zset' then return redis.call('ZRANGE', k, 0, -1, 'WITHSCORES') end
-if t == 'stream' then
-  local out = {}
-  for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do
-    table.insert(out, e[1])
-    for _, f in ipairs(e[2]) do table.insert(out, f) end
-  end
-  return out
-end
-if t == 'none' then return {} end
-return {'unread type ' .. t}
-"#;
 
 /// `redis-cli --raw` against the test's Redis on `port` with `args`: its output as bytes.
 fn redis_raw(port: u16, args: &[&str]) -> Vec<u8> {
