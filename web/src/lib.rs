@@ -595,9 +595,13 @@ async fn record_audit(
         path: path.to_string(),
         status: status.as_u16(),
     };
-    if let Err(e) = flatten(coord.api.send(api::RecordAudit(entry)).await) {
-        tracing::warn!(error = %e.message, "could not write the audit log");
-    }
+    // Written beside the answer, not before it: a change's answer never waits on the log.
+    let coord = coord.clone();
+    tokio::spawn(async move {
+        if let Err(e) = flatten(coord.api.send(api::RecordAudit(entry)).await) {
+            tracing::warn!(error = %e.message, "could not write the audit log");
+        }
+    });
     resp
 }
 
