@@ -13,6 +13,7 @@ use crate::secret::GitCredential;
 
 /// `POST /api/v1/apps`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
     pub name: String,
@@ -51,6 +52,7 @@ pub struct CreateApp {
 
 /// `PATCH /api/v1/apps/{name}`: every field optional; what is given replaces what was.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PatchApp {
     pub repo: Option<String>,
@@ -88,6 +90,7 @@ pub struct PatchApp {
 
 /// Replaces the runtime and/or build variables (each map whole, when given).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct EnvPatch {
     pub runtime: Option<BTreeMap<String, String>>,
@@ -98,6 +101,7 @@ pub struct EnvPatch {
 /// optionally `ref`, a branch or tag; default: the repository's default branch), or `app` (its
 /// repository, branch, context and build pack, with its git credential).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Analyze {
     pub repo: Option<String>,
@@ -115,6 +119,7 @@ pub struct Analyze {
 /// What the analysis of a source tree found: the answer of `POST /api/v1/analyze` and of
 /// `berth analyze DIR`, and what an `auto` or `static` build logs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Analysis {
     /// What was detected: `static`, `node`, `python`, `go` or `rust`.
     pub kind: String,
@@ -131,6 +136,7 @@ pub struct Analysis {
 /// One variable of `GET /api/v1/apps/{name}/env`. A plain variable whose build and runtime
 /// values differ (possible through the `env: {runtime, build}` form) is listed once per scope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnvVar {
     pub key: String,
     pub scope: EnvScope,
@@ -177,6 +183,7 @@ impl EnvVar {
 /// `PUT /api/v1/apps/{name}/env/{KEY}`: sets the variable, replacing whatever `KEY` was (plain
 /// in either scope, or secret).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PutEnv {
     pub value: String,
@@ -201,6 +208,7 @@ pub struct EnvQuery {
 /// The answer to a change of an app's variables: the variables now, what happens next, and
 /// the deployment queued when one was asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EnvChange {
     pub message: String,
     pub env: Vec<EnvVar>,
@@ -210,6 +218,7 @@ pub struct EnvChange {
 
 /// A partial health check; missing fields keep their current (or default) values.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckPatch {
     pub path: Option<String>,
@@ -237,6 +246,7 @@ impl HealthCheckPatch {
 
 /// `POST /api/v1/apps/{name}/deployments`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeployment {
     #[serde(rename = "ref")]
@@ -248,6 +258,7 @@ pub struct CreateDeployment {
 
 /// The answer to a webhook delivery: what was queued, or why nothing was.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookOutcome {
     pub deployments: Vec<String>,
     pub message: String,
@@ -255,6 +266,7 @@ pub struct WebhookOutcome {
 
 /// `POST /api/v1/apps/{name}/rollback`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Rollback {
     /// The deployment whose release to bring back; default: the release before the current one.
@@ -264,6 +276,7 @@ pub struct Rollback {
 /// The answer to `POST /api/v1/apps/{name}/start`: the app, and the deployment that brings its
 /// serving release back (`None` when it has no release yet: nothing to start).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StartOutcome {
     pub app: crate::model::App,
     pub deployment: Option<crate::model::Deployment>,
@@ -271,12 +284,14 @@ pub struct StartOutcome {
 
 /// Every error answer: `{"error": "..."}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: String,
 }
 
 /// `GET /api/v1/nodes` items: the heartbeat record plus liveness as the coordinator sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeView {
     #[serde(flatten)]
     pub info: crate::model::NodeInfo,
@@ -288,6 +303,7 @@ pub struct NodeView {
 
 /// `GET /api/v1/apps/{name}/replicas` items: one running replica of the app, from its route.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplicaView {
     pub node: String,
     pub container: String,
@@ -310,6 +326,7 @@ pub struct ReplicaView {
 /// the app's record, and what the coordinator derives from it. The derived fields are read-only
 /// (a `PATCH` naming them is refused like any unknown field).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppView {
     #[serde(flatten)]
     pub app: App,
@@ -330,6 +347,7 @@ pub struct AppView {
 
 /// An app's newest deployment, in brief.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LatestDeployment {
     pub id: String,
     pub kind: DeploymentKind,
@@ -339,6 +357,7 @@ pub struct LatestDeployment {
 
 /// What an app is doing, as `berth apps list` shows it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AppStatus {
     /// Never deployed.
@@ -520,6 +539,7 @@ mod tests {
 
 /// `POST /api/v1/apps/{name}/exec`: run a command in a running replica of the app.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateExec {
     /// The program and its arguments (no shell: use `["sh", "-c", "..."]` for one).
@@ -536,6 +556,7 @@ pub struct CreateExec {
 /// The answer to [`CreateExec`] (202): where the command was queued. Follow its output at
 /// `GET /api/v1/exec/{id}` (Server-Sent Events).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExecStarted {
     pub id: String,
     pub app: String,
@@ -548,6 +569,7 @@ pub struct ExecStarted {
 /// What an API token may do. Each scope includes the ones before it in this order —
 /// `metrics` < `read` < `deploy` < `admin` — so a `read` token may also scrape `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// `GET /metrics` only (a Prometheus scraper).
@@ -584,6 +606,7 @@ impl std::fmt::Display for Scope {
 
 /// `POST /api/v1/tokens`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -595,6 +618,7 @@ pub struct CreateToken {
 
 /// An API token as listed: never its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     pub id: String,
     pub name: String,
@@ -609,6 +633,7 @@ pub struct TokenInfo {
 
 /// The answer to `POST /api/v1/tokens`: the only time the token's value is shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub token: String,
     #[serde(flatten)]
@@ -617,6 +642,7 @@ pub struct CreatedToken {
 
 /// One entry of the audit log (`GET /api/v1/audit`), newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// The stream entry's id.
     pub id: String,

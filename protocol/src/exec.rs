@@ -42,6 +42,7 @@ pub struct ExecJob {
 
 /// Which output a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum OutputStream {
     Stdout,
@@ -61,6 +62,7 @@ impl OutputStream {
 /// variant's fields), so `redis-cli XRANGE` reads them; sent to API clients as the JSON of the
 /// SSE event named after `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ExecEntry {
     /// Written by the coordinator when it queued the job.

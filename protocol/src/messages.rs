@@ -197,6 +197,7 @@ pub fn cap_dockerfile(text: &str) -> String {
 
 /// Which output a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     Stdout,
@@ -208,6 +209,7 @@ pub enum LogStream {
 /// One log line. Stored as the stream entry's plain fields `ts`, `stream`, `line` (and, in an
 /// app's runtime log, `node`, `container`, `deployment`), so `redis-cli XRANGE` reads them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogLine {
     /// Epoch ms: when the line was written (build and deploy logs) or when Docker read it from
     /// the container (runtime logs).
@@ -274,6 +276,7 @@ impl LogLine {
 /// A log line with its stream entry id: what the API returns and what SSE `id:` carries, so a
 /// client resumes after the last id it saw (`Last-Event-ID`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LogEntry {
     pub id: String,
     #[serde(flatten)]

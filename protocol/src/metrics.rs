@@ -34,6 +34,7 @@ pub struct ContainerSample {
 /// One sample of one replica: the figures of a [`ContainerSample`], and an entry of
 /// [`ReplicaSeries::samples`] in [`AppMetrics`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SamplePoint {
     /// When the node took the sample (ms since the epoch).
     pub ts: u64,
@@ -49,6 +50,7 @@ pub struct SamplePoint {
 
 /// The samples of one container of an app, oldest first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplicaSeries {
     pub node: String,
     pub container: String,
@@ -59,6 +61,7 @@ pub struct ReplicaSeries {
 /// The app as a whole at one instant: per bucket, the sum over replicas of each one's latest
 /// sample in that bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TotalPoint {
     /// Start of the bucket (ms since the epoch).
     pub ts: u64,
@@ -72,6 +75,7 @@ pub struct TotalPoint {
 
 /// `GET /api/v1/apps/{name}/metrics?window=15m`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppMetrics {
     pub app: String,
     pub window_s: u64,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// How a node decides that a freshly started container is ready for traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct HealthCheck {
     /// HTTP path requested on the container port; any 2xx or 3xx answer is healthy.
@@ -43,6 +44,7 @@ impl Default for HealthCheck {
 /// `runtime` and `build` hold the plain (non-secret) values; a secret variable is only named
 /// here, with its scope (`secret`): its value is sealed under `berth:app:<name>:env_secrets`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct EnvVars {
     pub runtime: BTreeMap<String, String>,
@@ -87,6 +89,7 @@ impl EnvVars {
 
 /// Where a variable goes: the build (`docker build` build args), the container, or both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EnvScope {
     #[default]
@@ -128,6 +131,7 @@ impl EnvScope {
 /// placed. Kept in the deployment record and its release, so a rollback, a restart of a release
 /// or a failover runs with them; only a node (or the log shipper, to mask them) opens it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SealedEnv {
     pub names: Vec<String>,
     pub sealed: crate::secret::Sealed,
@@ -135,6 +139,7 @@ pub struct SealedEnv {
 
 /// An application: where its source is, how to build it, how to run and route it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
     pub name: String,
     /// Any URL or path `git` accepts (https, ssh, `file://`, a local path).
@@ -203,6 +208,7 @@ pub struct App {
 
 /// How an app's image is made from its source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BuildPack {
     /// The app's own Dockerfile (`dockerfile`, relative to `context`).
@@ -259,6 +265,7 @@ impl App {
 /// The limits of an app's containers. `None`: the node's default (`node.app_memory_mb`,
 /// `node.app_millicpus`, `node.app_pids`), so an app that sets nothing is still limited.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Memory a container may use, in MiB (no swap beyond it): above it the kernel kills the app.
@@ -273,6 +280,7 @@ pub struct Limits {
 
 /// Where an app may run. The scheduler filters nodes by it, then ranks what is left.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Placement {
     /// Conditions on node labels, all of which must hold: `key=value` or `key!=value` (a node
@@ -328,6 +336,7 @@ impl std::fmt::Display for Constraint {
 
 /// How the scheduler ranks the nodes that passed the filters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// The node with the fewest replicas of the app, then the least busy: replicas on as many
@@ -357,6 +366,7 @@ fn ten_u32() -> u32 {
 /// What a deployment runs with besides its image: kept with every release, so a rollback runs
 /// the old image with the settings it had.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RuntimeSpec {
     /// The plain runtime variables; secret ones are in `secrets`, sealed.
     pub env: BTreeMap<String, String>,
@@ -369,6 +379,7 @@ pub struct RuntimeSpec {
 
 /// Whether a deployment builds a commit or reuses an earlier release's image.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentKind {
     #[default]
@@ -390,6 +401,7 @@ pub enum DeploymentKind {
 
 /// A release: an image kept for rollback, listed once however often it served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Release {
     /// The deployment that first released the image (its commit and settings are the release's).
     pub deployment: String,
@@ -409,6 +421,7 @@ pub struct Release {
 
 /// Where a deployment is in its life. Every deployment ends in one of the terminal states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentStatus {
     Queued,
@@ -467,6 +480,7 @@ impl std::fmt::Display for DeploymentStatus {
 
 /// One attempt to build (or reuse) an image of an app and put it into service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deployment {
     pub id: String,
     pub app: String,
@@ -527,6 +541,7 @@ pub struct Deployment {
 /// An uploaded build source: a tar archive of a directory, kept in Redis under
 /// [`crate::keys::upload`] while deployments may build it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Upload {
     /// Hex SHA-256 of the archive's bytes: what the node checks before it unpacks it.
     pub sha256: String,
@@ -537,6 +552,7 @@ pub struct Upload {
 /// The plan and progress of a deployment over an app's replicas, kept in its record so a
 /// restarted coordinator carries on (or reverts) from where the last one was.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Rollout {
     /// Whether the plan is made (the fields below); a rollout queued by a drain is planned
@@ -561,6 +577,7 @@ pub struct Rollout {
 
 /// One new replica of a [`Rollout`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default)]
 pub struct Slot {
     pub slot: u32,
@@ -584,6 +601,7 @@ pub struct Slot {
 /// An attempt of a deployment (or of a replica of a rollout) that an infrastructure fault
 /// interrupted before it switched traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Interruption {
     /// The attempt that was interrupted.
     pub attempt: u32,
@@ -596,6 +614,7 @@ pub struct Interruption {
 
 /// Where a replica of a rollout is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SlotState {
     /// Not placed yet.
@@ -620,6 +639,7 @@ pub struct ReplicaReport {
 
 /// Liveness of a node as the coordinator sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
     /// Heartbeating on time.
@@ -632,6 +652,7 @@ pub enum NodeStatus {
 
 /// A node's heartbeat record, rewritten every few seconds by the node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NodeInfo {
     pub name: String,
     /// The address other hosts (and this node's Caddy) reach its published container ports on
@@ -666,6 +687,7 @@ pub struct NodeInfo {
 
 /// A node host's figures at one instant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostStats {
     /// When they were sampled (ms since the epoch).
     pub ts: u64,
@@ -683,6 +705,7 @@ pub struct HostStats {
 
 /// One upstream of a route: a published container port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Upstream {
     /// `host:port` Caddy dials.
     pub dial: String,

@@ -129,10 +129,15 @@ pub const SEALED_BOUND: u8 = 1;
 
 /// Ciphertext and nonce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Sealed {
+    /// Hex.
     #[serde(with = "serde_bytes_vec")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub nonce: Vec<u8>,
+    /// Hex.
     #[serde(with = "serde_bytes_vec")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub data: Vec<u8>,
     /// How it was sealed: [`SEALED_UNBOUND`] (absent in older records) or [`SEALED_BOUND`].
     #[serde(default)]
@@ -198,6 +203,7 @@ mod serde_bytes_vec {
 
 /// How a node authenticates to an app's git remote. Only ever stored or queued sealed.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum GitCredential {
     /// An HTTPS token (GitHub: a fine-grained or deploy token), sent as HTTP Basic auth.

@@ -76,6 +76,91 @@ pub fn required(method: &Method, path: &str) -> Scope {
     Scope::Admin
 }
 
+/// One endpoint the server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub method: &'static str,
+    /// The path, each parameter written `{name}`.
+    pub path: &'static str,
+    /// Whether it needs a token (then [`required`] says of which scope); `false`: `/healthz`,
+    /// the GitHub webhooks (signed instead) and the OpenAPI document.
+    pub token: bool,
+}
+
+const fn ep(method: &'static str, path: &'static str) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        token: true,
+    }
+}
+
+const fn open(method: &'static str, path: &'static str) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        token: false,
+    }
+}
+
+/// Every endpoint of the server (the routes of `crate::routes`). The OpenAPI document has
+/// exactly these operations, each with the scope [`required`] gives it (unit tests in
+/// `openapi.rs`), and `tests/tests/api_contract.rs` holds a running server to both: a route
+/// added to `routes` goes here and into `openapi::operations`.
+pub const ENDPOINTS: &[Endpoint] = &[
+    open("GET", "/healthz"),
+    ep("GET", "/metrics"),
+    open("GET", "/api/v1/openapi.json"),
+    open("POST", "/api/v1/webhooks/github"),
+    open("POST", "/api/v1/apps/{name}/webhooks/github"),
+    ep("GET", "/api/v1/apps"),
+    ep("POST", "/api/v1/apps"),
+    ep("GET", "/api/v1/apps/{name}"),
+    ep("PATCH", "/api/v1/apps/{name}"),
+    ep("DELETE", "/api/v1/apps/{name}"),
+    ep("POST", "/api/v1/apps/{name}/deployments"),
+    ep("POST", "/api/v1/apps/{name}/uploads"),
+    ep("GET", "/api/v1/apps/{name}/deployments"),
+    ep("GET", "/api/v1/deployments/{id}"),
+    ep("GET", "/api/v1/deployments/{id}/logs"),
+    ep("GET", "/api/v1/apps/{name}/logs"),
+    ep("POST", "/api/v1/apps/{name}/rollback"),
+    ep("GET", "/api/v1/apps/{name}/releases"),
+    ep("GET", "/api/v1/apps/{name}/replicas"),
+    ep("POST", "/api/v1/deployments/{id}/cancel"),
+    ep("GET", "/api/v1/nodes"),
+    ep("POST", "/api/v1/nodes/{node}/cordon"),
+    ep("POST", "/api/v1/nodes/{node}/uncordon"),
+    ep("POST", "/api/v1/nodes/{node}/drain"),
+    ep("POST", "/api/v1/apps/{name}/restart"),
+    ep("POST", "/api/v1/apps/{name}/stop"),
+    ep("POST", "/api/v1/apps/{name}/start"),
+    ep("GET", "/api/v1/apps/{name}/metrics"),
+    ep("POST", "/api/v1/apps/{name}/exec"),
+    ep("GET", "/api/v1/exec/{id}"),
+    ep("POST", "/api/v1/analyze"),
+    ep("POST", "/api/v1/tokens"),
+    ep("GET", "/api/v1/tokens"),
+    ep("DELETE", "/api/v1/tokens/{id}"),
+    ep("GET", "/api/v1/audit"),
+    ep("GET", "/api/v1/apps/{name}/env"),
+    ep("PUT", "/api/v1/apps/{name}/env/{key}"),
+    ep("DELETE", "/api/v1/apps/{name}/env/{key}"),
+];
+
+/// `path` with each `{param}` replaced by a sample value (`no-such-<param>`; `{key}`:
+/// `NO_SUCH_KEY`): names nothing that exists, so a request to it changes nothing.
+pub fn sample_path(path: &str) -> String {
+    path.split('/')
+        .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some("key") => "NO_SUCH_KEY".to_string(),
+            Some(p) => format!("no-such-{p}"),
+            None => seg.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// The audit log's name of a request that changes something, and what it acts on (from the
 /// path; empty when the path does not name it, e.g. a create). `None`: not audited (reads).
 pub fn audited(method: &Method, path: &str) -> Option<(String, String)> {

@@ -1,5 +1,6 @@
 //! The HTTP API (warp on hyper): JSON in and out, `Authorization: Bearer <token>` on everything
-//! but `/healthz`.
+//! but `/healthz`, the GitHub webhooks (signed instead) and `/api/v1/openapi.json`, the OpenAPI
+//! document of all of it ([`openapi`]; every route here is in [`auth::ENDPOINTS`] and in it).
 //!
 //! Each endpoint turns a request into one message to the coordinator's `Api` actor and its answer
 //! into a response. Errors are `{"error": "..."}`: client mistakes map to 4xx with the
@@ -14,6 +15,7 @@ pub mod exec;
 pub mod github;
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod server;
 pub mod tls;
 
@@ -419,7 +421,8 @@ pub fn routes(
             )
         });
 
-    // Every route is boxed before they are joined: a long `.or()` chain of unboxed filters
+    // Every route here is in `auth::ENDPOINTS` and `openapi::operations` (tests hold them
+    // together). Every route is boxed before they are joined: a long `.or()` chain of unboxed filters
     // makes rustc's type checking explode (minutes per added route).
     let v1_routes: Vec<BoxedFilter<(Response,)>> = vec![
         list_apps.boxed(),
@@ -475,8 +478,11 @@ pub fn routes(
                 async move { record_audit(&coord, who, &method, path.as_str(), resp).await }
             },
         );
+    // The OpenAPI document needs no token: it comes before the authenticated `/api/v1` filter.
     healthz
         .or(webhook)
+        .unify()
+        .or(openapi::route())
         .unify()
         .or(v1)
         .unify()
