@@ -16,6 +16,11 @@ use crate::secret::GitCredential;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
+    /// A DNS label.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    )]
     pub name: String,
     /// Empty (or left out): the app has no repository and deploys only uploaded directories
     /// (`POST /api/v1/apps/{name}/uploads`, `berth deploy <app> --dir`).
@@ -24,6 +29,7 @@ pub struct CreateApp {
     pub branch: Option<String>,
     pub dockerfile: Option<String>,
     pub context: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: u32,
     pub domains: Option<Vec<String>>,
     pub env: Option<EnvVars>,
@@ -59,6 +65,7 @@ pub struct PatchApp {
     pub branch: Option<String>,
     pub dockerfile: Option<String>,
     pub context: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: Option<u32>,
     pub domains: Option<Vec<String>>,
     pub env: Option<EnvPatch>,
@@ -226,6 +233,7 @@ pub struct HealthCheckPatch {
     pub timeout_ms: Option<u64>,
     pub retries: Option<u32>,
     pub deadline_s: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: Option<u16>,
     pub healthy_threshold: Option<u32>,
 }
@@ -543,6 +551,7 @@ mod tests {
 #[serde(deny_unknown_fields)]
 pub struct CreateExec {
     /// The program and its arguments (no shell: use `["sh", "-c", "..."]` for one).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub cmd: Vec<String>,
     /// Only a replica on this node.
     pub node: Option<String>,
@@ -609,6 +618,7 @@ impl std::fmt::Display for Scope {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub name: String,
     pub scope: Scope,
     /// How long the token is valid: a duration (`30d`, `12h`, `90m`); none: until revoked.

@@ -79,7 +79,11 @@ async fn every_documented_operation_answers_as_documented() {
     let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
     assert!(ctype.starts_with("application/json"), "{ctype}");
     let doc: Value = r.json().await.unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
 
     // Exactly the server's endpoints.
     let mut documented = Vec::new();
@@ -148,7 +152,8 @@ async fn every_documented_operation_answers_as_documented() {
             if *scope < needed {
                 assert_eq!(s, 403, "{what} with a {scope} token: {e}");
                 assert!(
-                    e.contains(&format!("scope is {scope}")) && e.contains(&format!("needs {needed}")),
+                    e.contains(&format!("scope is {scope}"))
+                        && e.contains(&format!("needs {needed}")),
                     "{what} with a {scope} token: {e}"
                 );
             } else {
@@ -169,7 +174,10 @@ async fn every_documented_operation_answers_as_documented() {
                 continue;
             }
             let (s, e, _) = call(&c, method, &sample_path(path), Some(&admin)).await;
-            assert!(unrouted(s, &e), "{method} {path} is routed but not documented: {s} {e}");
+            assert!(
+                unrouted(s, &e),
+                "{method} {path} is routed but not documented: {s} {e}"
+            );
         }
     }
 }

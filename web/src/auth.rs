@@ -152,11 +152,13 @@ pub const ENDPOINTS: &[Endpoint] = &[
 /// `NO_SUCH_KEY`): names nothing that exists, so a request to it changes nothing.
 pub fn sample_path(path: &str) -> String {
     path.split('/')
-        .map(|seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some("key") => "NO_SUCH_KEY".to_string(),
-            Some(p) => format!("no-such-{p}"),
-            None => seg.to_string(),
-        })
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some("key") => "NO_SUCH_KEY".to_string(),
+                Some(p) => format!("no-such-{p}"),
+                None => seg.to_string(),
+            },
+        )
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -57,12 +57,8 @@ pub fn route() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone 
     warp::path!("api" / "v1" / "openapi.json")
         .and(warp::get())
         .map(|| {
-            warp::reply::with_header(
-                document_text(),
-                "content-type",
-                "application/json",
-            )
-            .into_response()
+            warp::reply::with_header(document_text(), "content-type", "application/json")
+                .into_response()
         })
 }
 
@@ -212,17 +208,25 @@ fn error_text(code: u16) -> &'static str {
         403 => "The token's scope is too small; the message names the scope needed.",
         404 => "No such app, deployment, node, token or exec (the message says which).",
         408 => "The request body did not arrive within `api.body_timeout_s`.",
-        409 => "The request conflicts with the current state (e.g. the app is stopped, a \
-                deployment already ended, the name or a domain is taken).",
+        409 => {
+            "The request conflicts with the current state (e.g. the app is stopped, a \
+                deployment already ended, the name or a domain is taken)."
+        }
         411 => "A request with a body needs a Content-Length header.",
         413 => "The request body is larger than the limit (1 MiB; an upload: `api.upload_max_mb`).",
-        422 => "The request is well formed but cannot be carried out (e.g. git cannot reach the \
-                repository or branch; the message quotes why).",
-        429 => "Too many failed authentications (or bad webhook signatures) from this address; \
-                `Retry-After` says when to try again.",
+        422 => {
+            "The request is well formed but cannot be carried out (e.g. git cannot reach the \
+                repository or branch; the message quotes why)."
+        }
+        429 => {
+            "Too many failed authentications (or bad webhook signatures) from this address; \
+                `Retry-After` says when to try again."
+        }
         500 => "Internal error; the coordinator's log has the details.",
-        503 => "Redis is unreachable (or this coordinator just lost the lead); Berth retries — \
-                try again shortly.",
+        503 => {
+            "Redis is unreachable (or this coordinator just lost the lead); Berth retries — \
+                try again shortly."
+        }
         _ => "Error.",
     }
 }
@@ -340,8 +344,13 @@ impl Op {
 const APP: &str = "The app's name.";
 const DEPLOYMENT: &str = "The deployment's id.";
 
+/// An app's name: a DNS label (`validate::app_name`).
+const APP_NAME: &str = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+
 fn app() -> Value {
-    path_param("name", APP)
+    let mut p = path_param("name", APP);
+    p["schema"]["pattern"] = json!(APP_NAME);
+    p
 }
 
 /// `?deploy=true|false` of the variable changes.
@@ -355,11 +364,13 @@ fn deploy_param() -> Value {
 }
 
 fn last_event_id() -> Value {
-    header(
+    let mut h = header(
         "Last-Event-ID",
         "Resume a follow after this entry id (`<ms>-<seq>`, the SSE `id:` of the last event \
          seen).",
-    )
+    );
+    h["schema"]["pattern"] = json!("^[0-9]+-[0-9]+$");
+    h
 }
 
 /// The parameters and answers shared by both log endpoints.
@@ -408,7 +419,14 @@ pub fn operations() -> Vec<Operation> {
     use Scope::*;
     let deployment = || path_param("id", DEPLOYMENT);
     let node = || path_param("node", "The node's name.");
-    let key = || path_param("key", "The variable's name.");
+    let key = || {
+        let mut p = path_param(
+            "key",
+            "The variable's name: letters, digits and `_`, not starting with a digit.",
+        );
+        p["schema"]["pattern"] = json!("^[A-Za-z_][A-Za-z0-9_]*$");
+        p
+    };
     let changed = |o: Op| o.errors(&[404, 409]);
     let mut ops = vec![
         op("GET", "/healthz", "health", "cluster", "Whether the coordinator reaches Redis")
@@ -526,7 +544,7 @@ pub fn operations() -> Vec<Operation> {
                     "since",
                     "Lines from then on: a duration back from now (`5m`, `1h 30m`), an RFC 3339 \
                      time or epoch ms.",
-                    json!({"type": "string"}),
+                    json!({"type": "string", "minLength": 1}),
                 )),
             APP_SSE,
         ),
@@ -590,7 +608,7 @@ pub fn operations() -> Vec<Operation> {
             .param(query(
                 "window",
                 "How far back: a duration from 1s to 1h (default 15m).",
-                json!({"type": "string"}),
+                json!({"type": "string", "minLength": 1}),
             ))
             .ok_json(200, "The series.", schema_ref("AppMetrics"))
             .errors(&[400, 404]),
@@ -661,10 +679,17 @@ pub fn operations() -> Vec<Operation> {
         ),
     ];
     // A webhook's answers.
-    for o in ops.iter_mut().filter(|o| o.path.contains("webhooks/github")) {
+    for o in ops
+        .iter_mut()
+        .filter(|o| o.path.contains("webhooks/github"))
+    {
         let done = std::mem::replace(o, op("", "", "", "", ""));
         *o = done
-            .ok_json(200, "A `ping`: `{\"message\": \"pong\"}`.", schema_ref("Pong"))
+            .ok_json(
+                200,
+                "A `ping`: `{\"message\": \"pong\"}`.",
+                schema_ref("Pong"),
+            )
             .ok_json(
                 202,
                 "What the delivery queued (the deployments' ids), or why nothing.",
@@ -685,12 +710,15 @@ pub fn operations() -> Vec<Operation> {
     for o in ops.iter_mut().filter(|o| o.path.ends_with("/uploads")) {
         o.value.insert(
             "requestBody".into(),
-            json!({"required": true, "content": {"application/x-tar": {"schema": {
-                "type": "string",
-                "format": "binary",
+            json!({
+                "required": true,
                 "description": "A tar archive of the directory: files, directories and links, \
-                    relative paths that stay inside."
-            }}}}),
+                    relative paths that stay inside. The Content-Type is not read.",
+                "content": {
+                    "application/x-tar": {"schema": {"type": "string", "format": "binary"}},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                }
+            }),
         );
     }
     let ops: Vec<Operation> = ops.into_iter().map(Op::build).collect();
@@ -749,9 +777,16 @@ mod tests {
                 );
                 assert!(o.get("security").is_none(), "{} {}", e.method, e.path);
                 for code in ["401", "403", "429", "500", "503"] {
-                    assert!(o["responses"].get(code).is_some(), "{} {} {code}", e.method, e.path);
+                    assert!(
+                        o["responses"].get(code).is_some(),
+                        "{} {} {code}",
+                        e.method,
+                        e.path
+                    );
                 }
-                assert!(o["responses"]["429"]["headers"].get("Retry-After").is_some());
+                assert!(o["responses"]["429"]["headers"]
+                    .get("Retry-After")
+                    .is_some());
             } else {
                 assert_eq!(o["security"], json!([]), "{} {}", e.method, e.path);
                 assert!(o.get("x-berth-scope").is_none(), "{} {}", e.method, e.path);
@@ -789,7 +824,13 @@ mod tests {
         let doc = document();
         let s = &doc["components"]["schemas"];
         // Request bodies refuse unknown fields, as `deny_unknown_fields` does.
-        for name in ["CreateApp", "PatchApp", "CreateToken", "CreateExec", "PutEnv"] {
+        for name in [
+            "CreateApp",
+            "PatchApp",
+            "CreateToken",
+            "CreateExec",
+            "PutEnv",
+        ] {
             assert_eq!(s[name]["additionalProperties"], json!(false), "{name}");
         }
         // Renamed fields and enums as serialized.
@@ -802,7 +843,10 @@ mod tests {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert_eq!(required, ["name", "port"]);
-        assert_eq!(s["Scope"]["enum"], json!(["metrics", "read", "deploy", "admin"]));
+        assert_eq!(
+            s["Scope"]["enum"],
+            json!(["metrics", "read", "deploy", "admin"])
+        );
         // A field skipped when `None` is not required.
         let env_var: Vec<&str> = s["EnvVar"]["required"]
             .as_array()
