@@ -31,6 +31,8 @@ pub struct CreateApp {
     pub context: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: u32,
+    /// At least one (left out on create: `<name>.<base_domain>`).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub domains: Option<Vec<String>>,
     pub env: Option<EnvVars>,
     pub health_check: Option<HealthCheckPatch>,
@@ -67,6 +69,8 @@ pub struct PatchApp {
     pub context: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: Option<u32>,
+    /// At least one (left out on create: `<name>.<base_domain>`).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub domains: Option<Vec<String>>,
     pub env: Option<EnvPatch>,
     pub health_check: Option<HealthCheckPatch>,

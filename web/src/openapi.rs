@@ -176,6 +176,22 @@ fn array_of(name: &str) -> Value {
     json!({"type": "array", "items": schema_ref(name)})
 }
 
+/// The schema of one Server-Sent Event of a stream (`event` defaults to `message`): its name,
+/// `id:` and `data:` (JSON text, described in `description`).
+fn sse_event(events: &[&str], description: &str) -> Value {
+    json!({
+        "type": "object",
+        "description": description,
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string", "enum": events},
+            "id": {"type": "string"},
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "retry": {"type": "integer"}
+        }
+    })
+}
+
 fn json_content(schema: Value) -> Value {
     json!({"application/json": {"schema": schema}})
 }
@@ -394,7 +410,7 @@ fn log_op(o: Op, sse: &str) -> Op {
         json!({
             "text/plain": {"schema": {"type": "string"}},
             "application/json": {"schema": array_of("LogEntry")},
-            "text/event-stream": {"schema": {"type": "string", "description": sse}}
+            "text/event-stream": {"schema": sse_event(&["message", "end", "error"], sse)}
         }),
     )
     .errors(&[400, 404])
@@ -625,7 +641,7 @@ pub fn operations() -> Vec<Operation> {
             .ok(
                 200,
                 "Server-Sent Events, to the command's end.",
-                json!({"text/event-stream": {"schema": {"type": "string", "description": EXEC_SSE}}}),
+                json!({"text/event-stream": {"schema": sse_event(&["queued", "started", "output", "end", "error"], EXEC_SSE)}}),
             )
             .errors(&[400, 404]),
         op("POST", "/api/v1/analyze", "analyze", "apps", "What a build pack would build from a repository")
