@@ -190,6 +190,17 @@ async fn scoped_tokens_audit_and_the_failure_limit() {
     let (s, _, _) = call(&c, M::GET, "/api/v1/apps", Some(&short), None).await;
     assert_eq!(s, 401);
 
+    // A query parameter that does not fit: 400 naming it.
+    for (q, want) in [
+        ("limit=abc", "query parameter limit: "),
+        ("limit=0", "limit=0 is not valid"),
+        ("colour=red", "unknown field `colour`"),
+    ] {
+        let (s, v) = c.api.get(&format!("/api/v1/audit?{q}")).await.unwrap();
+        assert_eq!(s, 400, "{q}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(want), "{q}: {v}");
+    }
+
     // The audit log: each change under its token's name, with its outcome.
     let (s, log) = c.api.get("/api/v1/audit?limit=100").await.unwrap();
     assert_eq!(s, 200, "{log}");

@@ -16,6 +16,7 @@ pub mod github;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;
+pub mod query;
 pub mod server;
 pub mod tls;
 
@@ -175,7 +176,7 @@ pub fn routes(
     // with no cached layer.
     let upload = warp::path!("apps" / String / "uploads")
         .and(warp::post())
-        .and(warp::query::<UploadQuery>())
+        .and(query::query::<UploadQuery>())
         .and(body::read(
             limits.upload_max,
             body_timeout.max(UPLOAD_TIMEOUT),
@@ -405,7 +406,7 @@ pub fn routes(
         });
     let audit = warp::path!("audit")
         .and(warp::get())
-        .and(warp::query::<AuditQuery>())
+        .and(query::query::<AuditQuery>())
         .and(with())
         .then(|q: AuditQuery, c: Ctx| async move {
             let limit = q.limit.unwrap_or(100);
@@ -621,7 +622,7 @@ struct UploadQuery {
 
 /// `?deploy=true` (or `false`, or absent); anything else is refused with a sentence.
 fn deploy_query() -> impl Filter<Extract = (Result<bool, ApiError>,), Error = Rejection> + Clone {
-    warp::query::<std::collections::HashMap<String, String>>().map(
+    query::query::<std::collections::HashMap<String, String>>().map(
         |q: std::collections::HashMap<String, String>| {
             if let Some(k) = q.keys().find(|k| *k != "deploy") {
                 return Err(ApiError::bad_request(format!(

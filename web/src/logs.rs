@@ -38,7 +38,7 @@ type Query = HashMap<String, String>;
 
 /// Query string, `Accept` and `Last-Event-ID` of a log request.
 fn mode() -> impl Filter<Extract = (Result<(Mode, Query), ApiError>,), Error = Rejection> + Clone {
-    warp::query::<HashMap<String, String>>()
+    crate::query::query::<HashMap<String, String>>()
         .and(warp::header::optional::<String>("accept"))
         .and(warp::header::optional::<String>("last-event-id"))
         .map(

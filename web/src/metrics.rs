@@ -268,7 +268,7 @@ pub(crate) fn app_route(
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("apps" / String / "metrics")
         .and(warp::get())
-        .and(warp::query::<HashMap<String, String>>())
+        .and(crate::query::query::<HashMap<String, String>>())
         .then(move |app: String, q: HashMap<String, String>| {
             let coord = coord.clone();
             async move {
