@@ -2,8 +2,8 @@
 # Makes a fresh Debian machine ready to run Berth and its tests: a Docker engine that answers,
 # redis-server, caddy, git, busybox-static, curl, openssl, openssh-server (for the tests' SSH git
 # remote), docker-registry (the test fleet's registry; installed, not started) and iproute2 from
-# Debian's packages, and the local `busybox:latest` base image. Idempotent; run as root (or with
-# sudo).
+# Debian's packages, the local `busybox:latest` base image, and schemathesis (PyPI, in a virtualenv
+# at /opt/berth/schemathesis). Idempotent; run as root (or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,4 +38,5 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 bash scripts/base-image.sh
+bash scripts/schemathesis.sh >/dev/null   # the API contract test's outside tool (PyPI)
 echo "setup: ready"
