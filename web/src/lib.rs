@@ -1,5 +1,6 @@
 //! The HTTP API (warp on hyper): JSON in and out, `Authorization: Bearer <token>` on everything
-//! but `/healthz`.
+//! but `/healthz` and the dashboard's files (`/`, `/ui/…`; [`dashboard`]), whose page sends the
+//! token with each API call it makes.
 //!
 //! Each endpoint turns a request into one message to the coordinator's `Api` actor and its answer
 //! into a response. Errors are `{"error": "..."}`: client mistakes map to 4xx with the
@@ -9,6 +10,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 pub mod error;
 pub mod exec;
 pub mod github;
@@ -476,6 +478,8 @@ pub fn routes(
             },
         );
     healthz
+        .or(dashboard::routes())
+        .unify()
         .or(webhook)
         .unify()
         .or(v1)
