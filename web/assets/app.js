@@ -26,7 +26,7 @@ export function appPage(root, name, selected, failed) {
     readOnly,
     message,
     h("nav", { class: "tabs", "aria-label": "App sections" }, h("a", { href: `#/apps/${enc(name)}`, "aria-current": "page" }, "Deployments")),
-    h("section", { "aria-labelledby": "deployments-title", class: "tab" }, h("h2", { id: "deployments-title" }, "Deployments"), listStatus, list),
+    h("section", { "aria-labelledby": "deployments-title", class: "tab" }, h("h2", { id: "deployments-title", class: "visually-hidden" }, "Deployments"), listStatus, list),
     logPanel,
     dialog,
   );
@@ -140,6 +140,8 @@ export function appPage(root, name, selected, failed) {
         lastList = key;
         renderList(deployments);
         loadApp();
+        const shown = current && deployments.find((d) => d.id === current.id);
+        if (shown && current.describe) current.describe(shown);
       }
       refreshAges(list);
       listStatus.textContent = deployments.length ? "" : `No deployments of ${name} yet.`;
@@ -215,16 +217,19 @@ export function appPage(root, name, selected, failed) {
     heading.tabIndex = -1;
     heading.focus();
 
-    const describe = (d) => {
+    current.describe = (d) => {
       meta.replaceChildren(
-        badge(d.status),
-        ` ${d.kind}`,
-        d.commit ? ` · commit ${source(d)}` : "",
-        d.node ? ` · node ${d.node}` : "",
-        ` · ${deploymentDuration(d)}`,
-        d.error ? h("span", { class: "error block" }, d.error) : null,
+        ...[
+          badge(d.status),
+          ` ${d.kind}`,
+          d.commit ? ` · commit ${source(d)}` : "",
+          d.node ? ` · node ${d.node}` : "",
+          ` · ${deploymentDuration(d)}`,
+          d.error ? h("span", { class: "error block" }, d.error) : "",
+        ],
       );
     };
+    const describe = current.describe;
     api("GET", `/deployments/${enc(id)}`).then(describe, (e) => failed(e));
 
     const atBottom = () => lines.scrollHeight - lines.scrollTop - lines.clientHeight < 40;
