@@ -380,6 +380,17 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
         csp.contains("default-src 'self'") && !csp.contains("unsafe"),
         "{csp}"
     );
+    let missing = http
+        .get(format!("{}/ui/no-such-file.js", c.api.base))
+        .send()
+        .await?;
+    assert_eq!(missing.status(), 404);
+    let asset = http.get(format!("{}/ui/sse.js", c.api.base)).send().await?;
+    assert_eq!(asset.status(), 200);
+    assert_eq!(
+        asset.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     b.goto(&format!("{}/", c.api.base)).await?;
     until(
         b,
