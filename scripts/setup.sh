@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine ready to run Berth and its tests: a Docker engine that answers,
 # redis-server, caddy, git, busybox-static, curl, openssl, openssh-server (for the tests' SSH git
-# remote), docker-registry (the test fleet's registry; installed, not started) and iproute2 from
-# Debian's packages, the local `busybox:latest` base image, and schemathesis (PyPI, in a virtualenv
-# at /opt/berth/schemathesis). Idempotent; run as root (or with sudo).
+# remote), docker-registry (the test fleet's registry; installed, not started), iproute2, and
+# chromium with chromium-driver (the dashboard's browser test) from Debian's packages, the local
+# `busybox:latest` base image, and schemathesis (PyPI, in a virtualenv at /opt/berth/schemathesis).
+# Idempotent; run as root (or with sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,8 @@ command -v docker >/dev/null || need+=(docker.io)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)   # the tests' private SSH git remote
 command -v docker-registry >/dev/null || need+=(docker-registry)   # the test fleet's registry
 command -v ip >/dev/null || need+=(iproute2)   # the test fleet's engines get bridges of their own
+command -v chromium >/dev/null || need+=(chromium)   # the dashboard's browser test (tests/tests/dashboard.rs)
+command -v chromedriver >/dev/null || need+=(chromium-driver)   # ... driven through WebDriver
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -62,8 +62,9 @@ enum Cmd {
     Stop(AppArg),
     /// Bring a stopped app back: its serving release starts again (its stopped containers).
     Start(client::RunArgs),
-    /// Print the app's URL (the one that works through the ingress).
-    Open(AppArg),
+    /// Print the dashboard's sign-in link (`<API>/#token=…`), or with an app, the app's URL
+    /// (the one that works through the ingress).
+    Open(OpenArg),
     /// Add or remove one domain of an app.
     #[command(subcommand)]
     Domains(client::DomainsCmd),
@@ -117,6 +118,14 @@ pub struct AppArg {
     /// The app.
     #[arg(value_name = "APP")]
     pub app: String,
+}
+
+#[derive(Args)]
+pub struct OpenArg {
+    /// The app whose URL to print; without it, the dashboard's link that signs in with this
+    /// command's token (keep it to yourself: it carries the token).
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
 }
 
 #[derive(Args)]

@@ -415,6 +415,10 @@ pub fn up(mut s: Settings) -> Result<()> {
             println!("  webhook: {w}");
         }
         println!("  token:   {token}");
+        println!(
+            "  dashboard: {} (signs in; `berth open` prints it again)",
+            crate::client::dashboard_link(url, token)
+        );
         match s.node.https {
             HttpsMode::Off => println!(
                 "  ingress: http://<app>.{}:{}/",

@@ -1,6 +1,8 @@
 //! The HTTP API (warp on hyper): JSON in and out, `Authorization: Bearer <token>` on everything
-//! but `/healthz`, the GitHub webhooks (signed instead) and `/api/v1/openapi.json`, the OpenAPI
-//! document of all of it ([`openapi`]; every route here is in [`auth::ENDPOINTS`] and in it).
+//! but `/healthz`, the dashboard's files (`/`, `/ui/…`; [`dashboard`]), whose page sends the
+//! token with each API call it makes, the GitHub webhooks (signed instead) and
+//! `/api/v1/openapi.json`, the OpenAPI document of all of it ([`openapi`]; every route here is in
+//! [`auth::ENDPOINTS`] and in it).
 //!
 //! Each endpoint turns a request into one message to the coordinator's `Api` actor and its answer
 //! into a response. Errors are `{"error": "..."}`: client mistakes map to 4xx with the
@@ -10,6 +12,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod dashboard;
 pub mod error;
 pub mod exec;
 pub mod github;
@@ -481,6 +484,8 @@ pub fn routes(
         );
     // The OpenAPI document needs no token: it comes before the authenticated `/api/v1` filter.
     healthz
+        .or(dashboard::routes())
+        .unify()
         .or(webhook)
         .unify()
         .or(openapi::route())

@@ -58,6 +58,29 @@ pub(super) async fn open(c: &Client, json: bool, app: &str) -> Result<()> {
     })
 }
 
+/// `berth open` without an app: the dashboard's link that signs in with the client's token —
+/// in the fragment, which a browser never sends to the server, and which the page takes out of
+/// the address bar at once.
+pub(super) fn dashboard(c: &Client, json: bool) -> Result<()> {
+    let url = dashboard_link(&c.base, &c.token);
+    print(json, &serde_json::json!({ "url": url }), |_| {
+        println!("{url}")
+    })
+}
+
+/// `<base>/#token=<token>`, the token percent-encoded where a fragment needs it.
+pub(crate) fn dashboard_link(base: &str, token: &str) -> String {
+    let mut out = format!("{}/#token=", base.trim_end_matches('/'));
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The URL the app answers at through the ingress: its first domain on the nodes' ingress port.
 pub(super) async fn app_url(c: &Client, app: &str) -> Result<String> {
     let v = super::apps::get(c, app).await?;
@@ -120,6 +143,18 @@ fn change_domains(app: &App, domain: &str, add: bool) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dashboard_link_carries_the_token_in_its_fragment() {
+        assert_eq!(
+            dashboard_link("http://127.0.0.1:7700/", "berth_0a9f"),
+            "http://127.0.0.1:7700/#token=berth_0a9f"
+        );
+        assert_eq!(
+            dashboard_link("https://b.example", "a b/c#d%"),
+            "https://b.example/#token=a%20b%2Fc%23d%25"
+        );
+    }
 
     fn app(domains: &[&str]) -> App {
         serde_json::from_value(serde_json::json!({

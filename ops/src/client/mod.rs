@@ -39,6 +39,8 @@ pub use args::{
     LogsArgs, NodesArgs, RollbackArgs, RunArgs, ScaleArgs, TokensCmd, GLOBAL,
 };
 
+pub(crate) use lifecycle::dashboard_link;
+
 /// An error whose message was already printed as the command's outcome (exit code 1).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -71,7 +73,10 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Restart(a) => lifecycle::restart(c, json, a).await,
         Cmd::Stop(a) => lifecycle::stop(c, json, &a.app).await,
         Cmd::Start(a) => lifecycle::start(c, json, a).await,
-        Cmd::Open(a) => lifecycle::open(c, json, &a.app).await,
+        Cmd::Open(a) => match a.app {
+            Some(app) => lifecycle::open(c, json, &app).await,
+            None => lifecycle::dashboard(c, json),
+        },
         Cmd::Domains(d) => lifecycle::domains(c, json, d).await,
         Cmd::Env(e) => env::run(c, json, e).await,
         Cmd::Tokens(t) => tokens::run(c, json, t).await,

@@ -1,0 +1,115 @@
+// The Apps page: every app with its status, the release serving it (commit and message), its
+// domains as links, healthy replicas of the desired count, and its last deployment and age.
+// Read again every 5 s (from GET /apps, and each app's /releases and /replicas).
+
+import { api } from "./api.js";
+import { h, enc, ageEl, refreshAges, badge, shortSha } from "./dom.js";
+
+export function appsPage(root, failed) {
+  const status = h("p", { class: "muted", id: "apps-status" }, "Loading apps…");
+  const body = h("div", { id: "apps" });
+  root.replaceChildren(
+    h("div", { class: "page-head" }, h("h1", {}, "Apps")),
+    status,
+    body,
+  );
+  let last = "";
+  let stopped = false;
+
+  async function load() {
+    try {
+      const apps = await api("GET", "/apps");
+      const rows = await Promise.all(
+        apps.map(async (a) => {
+          const [releases, replicas] = await Promise.all([
+            api("GET", `/apps/${enc(a.name)}/releases`).catch(() => []),
+            api("GET", `/apps/${enc(a.name)}/replicas`).catch(() => []),
+          ]);
+          return { app: a, release: releases.find((r) => r.current) || null, replicas };
+        }),
+      );
+      if (stopped) return;
+      const key = JSON.stringify(rows);
+      if (key !== last) {
+        last = key;
+        render(rows);
+      }
+      refreshAges(body);
+      status.textContent = `${rows.length} app${rows.length === 1 ? "" : "s"} · updated every 5 s`;
+    } catch (e) {
+      if (stopped || failed(e)) return;
+      status.textContent = `Cannot list the apps: ${e.message}`;
+      status.className = "error";
+    }
+  }
+
+  function render(rows) {
+    if (!rows.length) {
+      body.replaceChildren(
+        h(
+          "p",
+          { class: "card" },
+          "No apps yet. Create one with ",
+          h("code", {}, "berth apps create NAME --repo URL --port PORT"),
+          ", then deploy it with ",
+          h("code", {}, "berth deploy NAME"),
+          ".",
+        ),
+      );
+      return;
+    }
+    const head = ["App", "Status", "Release", "Domains", "Replicas", "Last deploy"];
+    body.replaceChildren(
+      h(
+        "table",
+        { class: "list", id: "apps-table" },
+        h("caption", { class: "visually-hidden" }, "Apps"),
+        h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, rows.map((r) => row(r, head))),
+      ),
+    );
+  }
+
+  function row({ app, release, replicas }, head) {
+    const serving = replicas.filter((r) => r.role === "serving");
+    const healthy = serving.filter((r) => r.health === "healthy").length;
+    const latest = app.latest;
+    const cells = [
+      h("a", { href: `#/apps/${enc(app.name)}`, class: "app-link" }, app.name),
+      badge(app.status),
+      release
+        ? h(
+            "span",
+            { class: "release" },
+            h("code", {}, release.commit ? shortSha(release.commit) : release.kind),
+            release.commit_message ? h("span", { class: "muted" }, ` ${release.commit_message.split("\n")[0]}`) : null,
+          )
+        : h("span", { class: "muted" }, "none"),
+      h(
+        "ul",
+        { class: "domains" },
+        (app.urls || []).map((u) => h("li", {}, h("a", { href: u, rel: "noopener noreferrer" }, u.replace(/^https?:\/\//, "").replace(/\/$/, "")))),
+      ),
+      h("span", { title: "healthy serving replicas / desired" }, `${healthy}/${app.replicas || 1}`),
+      latest
+        ? h(
+            "span",
+            {},
+            h("a", { href: `#/apps/${enc(app.name)}/deployments/${enc(latest.id)}`, "aria-label": `${latest.kind} ${latest.status}, log of deployment ${latest.id}` }, `${latest.kind} ${latest.status}`),
+            " ",
+            ageEl(latest.created_at),
+          )
+        : h("span", { class: "muted" }, "never"),
+    ];
+    return h("tr", { "data-app": app.name }, cells.map((c, i) => h(i === 0 ? "th" : "td", { "data-label": head[i], scope: i === 0 ? "row" : null }, c)));
+  }
+
+  load();
+  const timer = setInterval(load, 5000);
+  return {
+    stop() {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
+}

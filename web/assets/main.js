@@ -1,0 +1,131 @@
+// The dashboard's entry: sign-in (a token typed in, or `/#token=…`, taken out of the address
+// bar at once), the header, and the router over `#/…` addresses:
+//   #/                          the apps
+//   #/apps/NAME                 an app, its Deployments tab
+//   #/apps/NAME/deployments/ID  the same with that deployment's log open
+
+import { session, signIn, signOut, probeScope, ApiError } from "./api.js";
+import { h } from "./dom.js";
+import { appsPage } from "./apps.js";
+import { appPage } from "./app.js";
+
+const main = document.getElementById("main");
+let page = null; // {stop(), app?, select?(id)}
+
+function takeTokenFromAddress() {
+  const m = /^#token=([^&]*)/.exec(location.hash);
+  if (!m) return;
+  let token = m[1];
+  try {
+    token = decodeURIComponent(token);
+  } catch {
+    // not percent-encoded after all: taken as it is
+  }
+  signIn(token);
+  // The token leaves the address bar (and the history entry) before anything else runs.
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function header(signedIn) {
+  document.getElementById("nav").hidden = !signedIn;
+  document.getElementById("who").hidden = !signedIn;
+  document.getElementById("who-scope").textContent = session.scope ? `Token scope: ${session.scope}` : "Signed in";
+}
+
+function signInForm(message) {
+  stopPage();
+  header(false);
+  const input = h("input", {
+    id: "token",
+    name: "token",
+    type: "password",
+    autocomplete: "off",
+    spellcheck: "false",
+    required: true,
+    "aria-describedby": "token-help" + (message ? " sign-in-error" : ""),
+  });
+  const form = h(
+    "form",
+    { class: "card sign-in", id: "sign-in" },
+    h("h1", {}, "Sign in"),
+    message ? h("p", { class: "error", id: "sign-in-error", role: "alert" }, message) : null,
+    h("label", { for: "token" }, "API token"),
+    input,
+    h(
+      "p",
+      { class: "muted", id: "token-help" },
+      "The token `berth up` prints, or one made with `berth tokens create`. `berth open` prints a link that signs in directly. It is kept in this tab only.",
+    ),
+    h("button", { type: "submit" }, "Sign in"),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    signIn(input.value);
+    start();
+  });
+  main.replaceChildren(form);
+  input.focus();
+}
+
+function stopPage() {
+  if (page) page.stop();
+  page = null;
+}
+
+function route() {
+  const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  document.getElementById("nav-apps").setAttribute("aria-current", parts.length ? "false" : "page");
+  if (parts[0] === "apps" && parts[1]) {
+    const deployment = parts[2] === "deployments" ? parts[3] || null : null;
+    if (page && page.app === parts[1]) {
+      page.select(deployment);
+      return;
+    }
+    stopPage();
+    page = appPage(main, parts[1], deployment, failed);
+  } else {
+    stopPage();
+    page = appsPage(main, failed);
+  }
+  document.title = parts[1] ? `${parts[1]} · Berth` : "Apps · Berth";
+}
+
+// What every page does with an error it cannot show itself: a refused token signs out.
+function failed(e) {
+  if (e instanceof ApiError && e.status === 401) {
+    signOut();
+    signInForm(`The API refused this token: ${e.message}.`);
+    return true;
+  }
+  return false;
+}
+
+async function start() {
+  if (!session.token) return signInForm();
+  try {
+    await probeScope();
+  } catch (e) {
+    if (failed(e)) return;
+    main.replaceChildren(h("p", { class: "error", role: "alert" }, `Cannot reach the API: ${e.message}`));
+    return;
+  }
+  header(true);
+  route();
+}
+
+document.getElementById("sign-out").addEventListener("click", () => {
+  signOut();
+  location.hash = "";
+  signInForm();
+});
+window.addEventListener("hashchange", () => {
+  if (/^#token=/.test(location.hash)) {
+    takeTokenFromAddress();
+    start();
+  } else if (session.token) {
+    route();
+  }
+});
+
+takeTokenFromAddress();
+start();
