@@ -47,7 +47,7 @@ async fn call(c: &Cluster, method: &str, path: &str, token: Option<&str>) -> (u1
 /// a route (e.g. a route's "app … not found").
 fn unrouted(status: u16, error: &str) -> bool {
     (status == 404 && error.contains("no such endpoint"))
-        || (status == 405 && error.contains("method not allowed"))
+        || (status == 405 && error.contains("not allowed on this path"))
 }
 
 async fn token(c: &Cluster, scope: Scope) -> String {
@@ -178,6 +178,35 @@ async fn every_documented_operation_answers_as_documented() {
                 unrouted(s, &e),
                 "{method} {path} is routed but not documented: {s} {e}"
             );
+            // A 405 says which methods the path takes (RFC 9110's `Allow`), the documented ones.
+            if s == 405 {
+                let resp = c
+                    .api
+                    .http
+                    .request(
+                        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                        format!("{}{}", c.api.base, sample_path(path)),
+                    )
+                    .bearer_auth(&admin)
+                    .send()
+                    .await
+                    .unwrap();
+                let allow = resp
+                    .headers()
+                    .get("allow")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut want: Vec<&str> = have
+                    .iter()
+                    .filter(|(_, p)| p == path)
+                    .map(|(m, _)| m.as_str())
+                    .collect();
+                let mut got: Vec<&str> = allow.split(", ").collect();
+                want.sort();
+                got.sort();
+                assert_eq!(got, want, "Allow of {method} {path}");
+            }
         }
     }
 }

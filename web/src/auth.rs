@@ -103,6 +103,28 @@ const fn open(method: &'static str, path: &'static str) -> Endpoint {
     }
 }
 
+/// The methods an endpoint serves `path` with (the `Allow` of a 405), in [`ENDPOINTS`]' order;
+/// empty for a path no endpoint has. `{…}` in an endpoint's path takes any one segment.
+pub fn allowed(path: &str) -> Vec<&'static str> {
+    let want: Vec<&str> = path.split('/').collect();
+    let mut out = Vec::new();
+    for e in ENDPOINTS {
+        let have: Vec<&str> = e.path.split('/').collect();
+        let fits = have.len() == want.len()
+            && have.iter().zip(&want).all(|(h, w)| {
+                if h.starts_with('{') {
+                    !w.is_empty()
+                } else {
+                    h == w
+                }
+            });
+        if fits && !out.contains(&e.method) {
+            out.push(e.method);
+        }
+    }
+    out
+}
+
 /// Every endpoint of the server (the routes of `crate::routes`). The OpenAPI document has
 /// exactly these operations, each with the scope [`required`] gives it (unit tests in
 /// `openapi.rs`), and `tests/tests/api_contract.rs` holds a running server to both: a route
@@ -302,6 +324,18 @@ pub fn principal(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_allows_the_methods_its_endpoints_serve() {
+        assert_eq!(allowed("/api/v1/apps"), ["GET", "POST"]);
+        assert_eq!(allowed("/api/v1/apps/web"), ["GET", "PATCH", "DELETE"]);
+        assert_eq!(allowed("/api/v1/apps/web/env/KEY"), ["PUT", "DELETE"]);
+        assert_eq!(allowed("/healthz"), ["GET"]);
+        assert_eq!(allowed("/api/v1/webhooks/github"), ["POST"]);
+        assert!(allowed("/api/v1/nope").is_empty());
+        assert!(allowed("/api/v1/apps//env").is_empty());
+        assert!(allowed("/").is_empty());
+    }
 
     #[test]
     fn each_endpoint_needs_its_scope() {

@@ -494,6 +494,8 @@ pub fn routes(
         .unify()
         .or(prometheus)
         .unify()
+        .or(wrong_method())
+        .unify()
         .recover(error::recover)
         .unify()
         .with(warp::log::custom(move |info| {
@@ -501,6 +503,29 @@ pub fn routes(
             http_metrics.observe(method, code, info.elapsed().as_secs_f64());
             tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), "request");
         }))
+}
+
+/// Last of the routes: a method no endpoint serves on a path some endpoint has is a 405 with
+/// `Allow` (RFC 9110) listing the ones it serves; anything else goes on as not found.
+fn wrong_method() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::method().and(warp::path::full()).and_then(
+        |m: warp::http::Method, p: warp::path::FullPath| async move {
+            let allowed = auth::allowed(p.as_str());
+            if allowed.is_empty() || allowed.contains(&m.as_str()) {
+                return Err(warp::reject::not_found());
+            }
+            let list = allowed.join(", ");
+            let mut r = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{m} is not allowed on this path; it takes {list}"),
+            )
+            .into_response();
+            if let Ok(v) = warp::http::HeaderValue::from_str(&list) {
+                r.headers_mut().insert(warp::http::header::ALLOW, v);
+            }
+            Ok(r)
+        },
+    )
 }
 
 /// Serves the API on `listener` within `limits` (over TLS only, when `tls` is given) until
