@@ -183,6 +183,11 @@ parameters = {{ "path.name" = "{doomed}" }}
     .unwrap();
     let generated = report["test_cases"]["generated"].as_u64().unwrap_or(0);
     let operations = report["operations"]["tested"].as_u64().unwrap_or(0);
+    // Its summary (operations, phases, warnings, test cases), whatever the outcome.
+    if let Some(at) = text.find("=== SUMMARY ===") {
+        let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        println!("{}", &text[start..]);
+    }
     println!(
         "schemathesis {}: {generated} generated requests over {operations} operations, seed \
          {seed}, {examples} examples; failures: {}; errors: {}; {:.1} s",

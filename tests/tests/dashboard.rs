@@ -123,6 +123,33 @@ async fn log_ends(c: &Client) -> Result<String> {
     Ok(v.as_str().unwrap_or_default().to_string())
 }
 
+/// Waits until the page shows a deployment other than `previous` (`what` names it), follows
+/// its log to its end and checks that it succeeded; its id.
+async fn next_deployment_succeeds(
+    b: &Client,
+    api: &berth_tests::Api,
+    what: &str,
+    previous: &str,
+) -> Result<String> {
+    until(
+        b,
+        what,
+        UI,
+        &format!(
+            "return location.hash.includes('/deployments/') && !location.hash.endsWith('{previous}')"
+        ),
+    )
+    .await?;
+    let id = shown_deployment(b).await?;
+    let outcome = log_ends(b).await?;
+    anyhow::ensure!(
+        outcome.starts_with("Ended: succeeded"),
+        "{outcome}\n{}",
+        api.log(&id).await?
+    );
+    Ok(id)
+}
+
 /// The deployment whose log the page shows (from the address: `#/apps/A/deployments/ID`).
 async fn shown_deployment(c: &Client) -> Result<String> {
     let url = c.current_url().await?;
@@ -501,22 +528,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     repo.write("www/index.html", &hello_page("2"))?;
     repo.commit("v2")?;
     click(b, "#deploy").await?;
-    until(
-        b,
-        "the second deployment's log",
-        UI,
-        &format!(
-            "return location.hash.includes('/deployments/') && !location.hash.endsWith('{id1}')"
-        ),
-    )
-    .await?;
-    let id2 = shown_deployment(b).await?;
-    let outcome = log_ends(b).await?;
-    anyhow::ensure!(
-        outcome.starts_with("Ended: succeeded"),
-        "{outcome}\n{}",
-        c.api.log(&id2).await?
-    );
+    let id2 = next_deployment_succeeds(b, &c.api, "the second deployment's log", &id1).await?;
     c.serves(&host, &version_marker("2")).await?;
 
     // Roll back to the first from the Deployments tab, through the confirmation.
@@ -552,22 +564,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     anyhow::ensure!(shown_deployment(b).await? == id2, "cancel queued nothing");
     click(b, &rollback).await?;
     click(b, "#confirm-yes").await?;
-    until(
-        b,
-        "the rollback's log",
-        UI,
-        &format!(
-            "return location.hash.includes('/deployments/') && !location.hash.endsWith('{id2}')"
-        ),
-    )
-    .await?;
-    let id3 = shown_deployment(b).await?;
-    let outcome = log_ends(b).await?;
-    anyhow::ensure!(
-        outcome.starts_with("Ended: succeeded"),
-        "{outcome}\n{}",
-        c.api.log(&id3).await?
-    );
+    let id3 = next_deployment_succeeds(b, &c.api, "the rollback's log", &id2).await?;
     let d3 = c.api.get(&format!("/api/v1/deployments/{id3}")).await?.1;
     assert_eq!(d3["kind"], "rollback", "{d3}");
     let (status, body) = ingress_get(c.ingress, &host).await?;
