@@ -608,6 +608,59 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     shots.take(b, "apps-phone").await?;
     b.set_window_size(1280, 900).await?;
 
+    // The Nodes page: the node, ready, with its heartbeat's age; Cordon and Uncordon act on it.
+    let node_row = format!("tr[data-node=\"{}\"]", c.node);
+    b.goto(&format!("{}/#/nodes", c.api.base)).await?;
+    until(
+        b,
+        "the node in the nodes table",
+        UI,
+        &format!("return !!document.querySelector('{node_row} button.cordon:not([disabled])')"),
+    )
+    .await?;
+    let row = text(b, &node_row).await?;
+    anyhow::ensure!(
+        row.contains("ready") && row.contains("ago") && row.contains("CPU"),
+        "{row}"
+    );
+    accessible(b, "the nodes page").await?;
+    keyboard_focus(b, "the nodes page", 4).await?;
+    shots.take(b, "nodes").await?;
+    let cordoned = |want: bool| {
+        let api = c.api.clone();
+        let node = c.node.clone();
+        async move {
+            let (s, v) = api.get("/api/v1/nodes").await?;
+            anyhow::ensure!(s == 200, "{v}");
+            let n = v
+                .as_array()
+                .and_then(|a| a.iter().find(|n| n["name"] == node.as_str()))
+                .context("the node")?;
+            anyhow::ensure!(n["cordoned"] == want, "cordoned should be {want}: {n}");
+            Ok(())
+        }
+    };
+    click(b, &format!("{node_row} button.cordon")).await?;
+    until(
+        b,
+        "the node shown cordoned",
+        UI,
+        &format!("return !!document.querySelector('{node_row} button.uncordon')"),
+    )
+    .await?;
+    anyhow::ensure!(text(b, &node_row).await?.contains("cordoned"));
+    cordoned(true).await?;
+    accessible(b, "the nodes page with a cordoned node").await?;
+    click(b, &format!("{node_row} button.uncordon")).await?;
+    until(
+        b,
+        "the node shown uncordoned",
+        UI,
+        &format!("return !!document.querySelector('{node_row} button.cordon')"),
+    )
+    .await?;
+    cordoned(false).await?;
+
     // The SSE reader, in this browser.
     let v = b.execute_async(SSE_CHECK, vec![]).await?;
     anyhow::ensure!(v["error"].is_null(), "{v}");
@@ -708,6 +761,32 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     );
     accessible(b, "the app page for a read token").await?;
     shots.take(b, "read-only").await?;
+    // … on the Nodes page too (cordon and drain need an admin token).
+    b.goto(&format!("{}/#/nodes", c.api.base)).await?;
+    until(
+        b,
+        "the node's buttons for the read token",
+        UI,
+        &format!("return !!document.querySelector('{node_row} button.drain')"),
+    )
+    .await?;
+    let disabled = b
+        .execute(
+            "return [...document.querySelectorAll('#nodes button')].map((b) => b.disabled)",
+            vec![],
+        )
+        .await?;
+    let disabled: Vec<bool> = serde_json::from_value(disabled)?;
+    anyhow::ensure!(
+        disabled.len() == 2 && disabled.iter().all(|d| *d),
+        "cordon and drain disabled: {disabled:?}"
+    );
+    let why = text(b, "#nodes-read-only").await?;
+    anyhow::ensure!(
+        why.contains("scope is read") && why.contains("admin"),
+        "the reason is shown: {why}"
+    );
+    accessible(b, "the nodes page for a read token").await?;
 
     // A wrong token is refused with the API's reason, back at the sign-in form.
     click(b, "#sign-out").await?;

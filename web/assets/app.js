@@ -5,7 +5,7 @@
 
 import { api, allowed, session } from "./api.js";
 import { follow } from "./sse.js";
-import { h, enc, ageEl, refreshAges, badge, source, deploymentDuration, plain, announce } from "./dom.js";
+import { h, enc, ageEl, refreshAges, badge, source, deploymentDuration, plain, announce, confirmIn, confirmDialog } from "./dom.js";
 
 export function appPage(root, name, selected, failed) {
   const title = h("h1", {}, name);
@@ -17,7 +17,7 @@ export function appPage(root, name, selected, failed) {
   const listStatus = h("p", { class: "muted" }, "Loading deployments…");
   const list = h("div", { id: "deployments" });
   const logPanel = h("section", { id: "log-panel", "aria-labelledby": "log-title", hidden: true });
-  const dialog = h("dialog", { id: "confirm", "aria-labelledby": "confirm-title", "aria-describedby": "confirm-text" });
+  const dialog = confirmDialog();
 
   root.replaceChildren(
     h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Apps"), " / ", name),
@@ -78,27 +78,7 @@ export function appPage(root, name, selected, failed) {
     }
   });
 
-  // A modal question; resolves true when confirmed (Escape or Cancel: false).
-  function confirm(titleText, text, yes) {
-    return new Promise((resolve) => {
-      const ok = h("button", { type: "button", id: "confirm-yes" }, yes);
-      const no = h("button", { type: "button", class: "quiet", id: "confirm-no" }, "Cancel");
-      dialog.replaceChildren(
-        h("h2", { id: "confirm-title" }, titleText),
-        h("p", { id: "confirm-text" }, text),
-        h("div", { class: "actions" }, ok, no),
-      );
-      const done = (v) => {
-        dialog.close();
-        resolve(v);
-      };
-      ok.addEventListener("click", () => done(true));
-      no.addEventListener("click", () => done(false));
-      dialog.addEventListener("cancel", () => resolve(false), { once: true });
-      dialog.showModal();
-      no.focus();
-    });
-  }
+  const confirm = (titleText, text, yes) => confirmIn(dialog, titleText, text, yes);
 
   async function rollback(d) {
     const what = d.commit ? `commit ${source(d)}` : `deployment ${d.id}`;

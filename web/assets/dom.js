@@ -81,3 +81,32 @@ export function announce(text) {
   a.textContent = "";
   setTimeout(() => (a.textContent = text), 50);
 }
+
+// A modal question in `dialog` (a <dialog> of the page, labelled by #confirm-title and
+// described by #confirm-text); resolves true when confirmed (Escape or Cancel: false). Cancel has
+// the focus: the safe answer is the default one.
+export function confirmIn(dialog, titleText, text, yes) {
+  return new Promise((resolve) => {
+    const ok = h("button", { type: "button", id: "confirm-yes" }, yes);
+    const no = h("button", { type: "button", class: "quiet", id: "confirm-no" }, "Cancel");
+    dialog.replaceChildren(
+      h("h2", { id: "confirm-title" }, titleText),
+      h("p", { id: "confirm-text" }, text),
+      h("div", { class: "actions" }, ok, no),
+    );
+    const done = (v) => {
+      dialog.close();
+      resolve(v);
+    };
+    ok.addEventListener("click", () => done(true));
+    no.addEventListener("click", () => done(false));
+    dialog.addEventListener("cancel", () => resolve(false), { once: true });
+    dialog.showModal();
+    no.focus();
+  });
+}
+
+// The dialog `confirmIn` asks in.
+export function confirmDialog() {
+  return h("dialog", { id: "confirm", "aria-labelledby": "confirm-title", "aria-describedby": "confirm-text" });
+}

@@ -3,11 +3,13 @@
 //   #/                          the apps
 //   #/apps/NAME                 an app, its Deployments tab
 //   #/apps/NAME/deployments/ID  the same with that deployment's log open
+//   #/nodes                     the nodes
 
 import { session, signIn, signOut, probeScope, ApiError } from "./api.js";
 import { h } from "./dom.js";
 import { appsPage } from "./apps.js";
 import { appPage } from "./app.js";
+import { nodesPage } from "./nodes.js";
 
 const main = document.getElementById("main");
 let page = null; // {stop(), app?, select?(id)}
@@ -75,6 +77,13 @@ function stopPage() {
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
   document.getElementById("nav-apps").setAttribute("aria-current", parts.length ? "false" : "page");
+  document.getElementById("nav-nodes").setAttribute("aria-current", parts[0] === "nodes" ? "page" : "false");
+  if (parts[0] === "nodes") {
+    stopPage();
+    page = nodesPage(main, failed);
+    document.title = "Nodes · Berth";
+    return;
+  }
   if (parts[0] === "apps" && parts[1]) {
     const deployment = parts[2] === "deployments" ? parts[3] || null : null;
     if (page && page.app === parts[1]) {
