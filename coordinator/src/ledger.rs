@@ -25,6 +25,16 @@ use crate::store::{log_command, Expect, Store};
 /// its read and its write, before it gives up.
 const TRIES: usize = 32;
 
+/// Before try `n` of a change (`n` > 0: it lost the race for the record `n` times), a random
+/// pause of up to `n` ms: two processes changing one record in a burst take turns instead of
+/// one of them winning every race while the other runs out of tries.
+async fn lost_race(n: usize) {
+    if n > 0 {
+        let ms = rand::random::<u64>() % (n as u64 + 1);
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+}
+
 /// The error of a change that lost the race for a record [`TRIES`] times in a row.
 fn kept_changing(id: &str) -> Error {
     Error::Internal(format!(
@@ -415,7 +425,8 @@ impl Handler<Assign> for Ledger {
         Box::pin(async move {
             let _one = serial.lock().await;
             let mut known = msg.known.filter(|d| d.id == msg.id);
-            for _ in 0..TRIES {
+            for n in 0..TRIES {
+                lost_race(n).await;
                 let read = match known.take() {
                     Some(d) => {
                         let raw = store.deployment_bytes(&d)?;
@@ -458,7 +469,8 @@ impl Handler<Transition> for Ledger {
         Box::pin(async move {
             let _one = serial.lock().await;
             let mut written = None;
-            for _ in 0..TRIES {
+            for n in 0..TRIES {
+                lost_race(n).await;
                 let Some((mut d, raw)) = store.read_deployment(&msg.deployment_id).await? else {
                     return Ok(None);
                 };
@@ -517,7 +529,8 @@ impl Handler<Reassign> for Ledger {
         let serial = self.serial(&msg.id);
         Box::pin(async move {
             let _one = serial.lock().await;
-            for _ in 0..TRIES {
+            for n in 0..TRIES {
+                lost_race(n).await;
                 let Some((mut d, raw)) = store.read_deployment(&msg.id).await? else {
                     return Ok(None);
                 };
@@ -569,7 +582,8 @@ impl Handler<EditRollout> for Ledger {
         Box::pin(async move {
             let _one = serial.lock().await;
             let mut edit = msg.edit;
-            for _ in 0..TRIES {
+            for n in 0..TRIES {
+                lost_race(n).await;
                 let Some((mut d, raw)) = store.read_deployment(&msg.id).await? else {
                     return Ok(None);
                 };
