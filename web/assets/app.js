@@ -1,22 +1,43 @@
-// An app's page: its status, domains and Deploy button, and the Deployments tab — the list
-// (status, kind, commit, duration, age; Roll back to this for a kept release that does not serve
-// now) and, for the deployment chosen, its full build and deploy log, followed live while it
-// runs (sse.js). The list is read again every 5 s and when a followed deployment ends.
+// An app's page: its name, status, domains and Deploy button, and its tabs, each a module of
+// its own:
+//   #/apps/NAME/monitoring       CPU, memory and network charts (monitoring.js)
+//   #/apps/NAME/configuration    build settings, variables, domains, health check, replicas (config.js)
+//   #/apps/NAME                  the deployments (deployments.js), also #/apps/NAME/deployments
+//   #/apps/NAME/deployments/ID   the same with that deployment's log open
+//   #/apps/NAME/resources        the replicas: node, health, container, upstream, release (resources.js)
+//   #/apps/NAME/logs             the live runtime log of every replica (logs.js)
+//
+// A tab is `tab(panel, ctx)` → `{stop(), select?(deployment)}`; `panel` is the tab's section and
+// `ctx` what the page shares with it (see `ctx` below). Switching tabs stops the one shown.
 
 import { api, allowed, session } from "./api.js";
-import { follow } from "./sse.js";
-import { h, enc, ageEl, refreshAges, badge, source, deploymentDuration, plain, announce, confirmIn, confirmDialog } from "./dom.js";
+import { h, enc, badge, confirmIn, confirmDialog, messageArea } from "./dom.js";
+import { deploymentsTab } from "./deployments.js";
+import { resourcesTab } from "./resources.js";
+import { logsTab } from "./logs.js";
+import { monitoringTab } from "./monitoring.js";
+import { configTab } from "./config.js";
 
-export function appPage(root, name, selected, failed) {
+// In the order the tab bar shows them.
+export const TABS = [
+  { id: "monitoring", label: "Monitoring", tab: monitoringTab },
+  { id: "configuration", label: "Configuration", tab: configTab },
+  { id: "deployments", label: "Deployments", tab: deploymentsTab },
+  { id: "resources", label: "Resources", tab: resourcesTab },
+  { id: "logs", label: "Logs", tab: logsTab },
+];
+
+export const DEFAULT_TAB = "deployments";
+
+export function appPage(root, name, tabId, selected, failed) {
   const title = h("h1", {}, name);
   const state = h("span", { id: "app-status" });
   const links = h("ul", { class: "domains inline", "aria-label": "Domains" });
   const deployBtn = h("button", { type: "button", id: "deploy" }, "Deploy");
   const readOnly = h("p", { class: "note", id: "read-only", hidden: true });
-  const message = h("p", { id: "app-message", role: "status" });
-  const listStatus = h("p", { class: "muted" }, "Loading deployments…");
-  const list = h("div", { id: "deployments" });
-  const logPanel = h("section", { id: "log-panel", "aria-labelledby": "log-title", hidden: true });
+  const messages = messageArea("app-message");
+  const nav = h("nav", { class: "tabs", "aria-label": "App sections" });
+  const panel = h("section", { class: "tab", id: "tab-panel" });
   const dialog = confirmDialog();
 
   root.replaceChildren(
@@ -24,241 +45,128 @@ export function appPage(root, name, selected, failed) {
     h("div", { class: "page-head" }, title, state, h("div", { class: "actions" }, deployBtn)),
     links,
     readOnly,
-    message,
-    h("nav", { class: "tabs", "aria-label": "App sections" }, h("a", { href: `#/apps/${enc(name)}`, "aria-current": "page" }, "Deployments")),
-    h("section", { "aria-labelledby": "deployments-title", class: "tab" }, h("h2", { id: "deployments-title", class: "visually-hidden" }, "Deployments"), listStatus, list),
-    logPanel,
+    messages.el,
+    nav,
+    panel,
     dialog,
   );
 
   let stopped = false;
-  let lastList = "";
-  let current = null; // the followed deployment: {id, abort}
-  let rollbackTargets = new Set();
-  let serving = new Set();
+  let shown = null; // {id, tab: {stop, select?}}
+  const appListeners = new Set();
+
+  // What the page shares with its tabs.
+  const ctx = {
+    name,
+    failed,
+    // The app as the API gave it last (null until read).
+    app: null,
+    // `fn(app)` after every read of the app; returns the function that takes it off.
+    onApp(fn) {
+      appListeners.add(fn);
+      if (ctx.app) fn(ctx.app);
+      return () => appListeners.delete(fn);
+    },
+    reloadApp: () => loadApp(),
+    show: messages.show,
+    act: messages.act(failed, () => permissions()),
+    confirm: (titleText, text, yes) => confirmIn(dialog, titleText, text, yes),
+    // {ok, reason} for an action that needs the `deploy` scope; `what` names it in the reason.
+    mayDeploy: (what) => allowed("deploy", what),
+    // Disables `button` when the token's scope is below `needed`, described by the element
+    // `note` (which says why; the page's own note for the deploy scope). True when allowed.
+    guard(button, needed = "deploy", note = "read-only") {
+      const may = allowed(needed, "this");
+      button.disabled = !may.ok;
+      if (!may.ok) button.setAttribute("aria-describedby", note);
+      return may.ok;
+    },
+    // Queues a deployment and opens its log.
+    async deploy() {
+      const d = await ctx.act("Deploy", () => api("POST", `/apps/${enc(name)}/deployments`, {}));
+      if (d) {
+        ctx.show(`Deployment ${d.id} queued.`);
+        location.hash = `#/apps/${enc(name)}/deployments/${enc(d.id)}`;
+      }
+      return d;
+    },
+  };
 
   function permissions() {
-    const may = allowed("deploy", "deploying and rolling back");
+    const may = allowed("deploy", "deploying, rolling back and cancelling");
     deployBtn.disabled = !may.ok;
     readOnly.hidden = may.ok;
     readOnly.textContent = may.ok ? "" : may.reason;
     if (!may.ok) deployBtn.setAttribute("aria-describedby", "read-only");
-    for (const b of list.querySelectorAll("button.rollback")) {
-      b.disabled = !may.ok;
-      if (!may.ok) b.setAttribute("aria-describedby", "read-only");
-    }
     document.getElementById("who-scope").textContent = session.scope ? `Token scope: ${session.scope}` : "Signed in";
-  }
-
-  function show(text, isError) {
-    message.textContent = text;
-    message.className = isError ? "error" : "ok";
-  }
-
-  async function act(what, fn) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (failed(e)) return null;
-      show(`${what} failed: ${e.message}`, true);
-      permissions(); // a 403 taught the token's scope
-      return null;
-    }
   }
 
   deployBtn.addEventListener("click", async () => {
     deployBtn.disabled = true;
-    const d = await act("Deploy", () => api("POST", `/apps/${enc(name)}/deployments`, {}));
-    deployBtn.disabled = false;
+    await ctx.deploy();
     permissions();
-    if (d) {
-      show(`Deployment ${d.id} queued.`);
-      location.hash = `#/apps/${enc(name)}/deployments/${enc(d.id)}`;
-      loadList();
-    }
   });
-
-  const confirm = (titleText, text, yes) => confirmIn(dialog, titleText, text, yes);
-
-  async function rollback(d) {
-    const what = d.commit ? `commit ${source(d)}` : `deployment ${d.id}`;
-    const yes = await confirm(
-      `Roll ${name} back?`,
-      `The release of deployment ${d.id} (${what}) serves ${name} again: its image runs, nothing is built.`,
-      "Roll back",
-    );
-    if (!yes) return;
-    const r = await act("Rollback", () => api("POST", `/apps/${enc(name)}/rollback`, { to: d.id }));
-    if (r) {
-      show(`Rollback ${r.id} queued.`);
-      location.hash = `#/apps/${enc(name)}/deployments/${enc(r.id)}`;
-      loadList();
-    }
-  }
 
   async function loadApp() {
     try {
       const app = await api("GET", `/apps/${enc(name)}`);
+      if (stopped) return;
+      ctx.app = app;
       state.replaceChildren(badge(app.status));
       links.replaceChildren(...(app.urls || []).map((u) => h("li", {}, h("a", { href: u, rel: "noopener noreferrer" }, u))));
+      for (const fn of appListeners) fn(app);
     } catch (e) {
-      if (!failed(e)) show(`Cannot read app ${name}: ${e.message}`, true);
+      if (!stopped && !failed(e)) ctx.show(`Cannot read app ${name}: ${e.message}`, true);
     }
   }
 
-  async function loadList() {
-    try {
-      const [deployments, releases] = await Promise.all([
-        api("GET", `/apps/${enc(name)}/deployments`),
-        api("GET", `/apps/${enc(name)}/releases`).catch(() => []),
-      ]);
-      if (stopped) return;
-      rollbackTargets = new Set(releases.filter((r) => !r.current).flatMap((r) => r.deployments || []));
-      serving = new Set(releases.filter((r) => r.current).flatMap((r) => r.deployments || []));
-      const key = JSON.stringify([deployments, [...rollbackTargets]]);
-      if (key !== lastList) {
-        lastList = key;
-        renderList(deployments);
-        loadApp();
-        const shown = current && deployments.find((d) => d.id === current.id);
-        if (shown && current.describe) current.describe(shown);
-      }
-      refreshAges(list);
-      listStatus.textContent = deployments.length ? "" : `No deployments of ${name} yet.`;
-    } catch (e) {
-      if (stopped || failed(e)) return;
-      listStatus.textContent = `Cannot list the deployments: ${e.message}`;
-    }
-  }
-
-  function renderList(deployments) {
-    const head = ["Deployment", "Status", "Kind", "Commit", "Duration", "Queued", ""];
-    const row = (d) => {
-      const open = h("a", { href: `#/apps/${enc(name)}/deployments/${enc(d.id)}`, "aria-label": `Log of deployment ${d.id}` }, d.id.slice(0, 10));
-      const rb = rollbackTargets.has(d.id) && d.status === "succeeded"
-        ? h("button", { type: "button", class: "rollback quiet", "aria-label": `Roll back to deployment ${d.id}` }, "Roll back to this")
-        : serving.has(d.id) && d.status === "succeeded"
-          ? h("span", { class: "muted" }, "serving")
-          : null;
-      if (rb && rb.tagName === "BUTTON") rb.addEventListener("click", () => rollback(d));
-      const cells = [
-        open,
-        badge(d.status),
-        d.kind,
-        h("span", {}, h("code", {}, source(d)), d.commit_message ? h("span", { class: "muted" }, ` ${d.commit_message.split("\n")[0]}`) : null),
-        deploymentDuration(d),
-        ageEl(d.created_at),
-        rb,
-      ];
-      return h(
-        "tr",
-        { "data-id": d.id },
-        cells.map((c, i) => h(i === 0 ? "th" : "td", { "data-label": head[i], scope: i === 0 ? "row" : null }, c)),
-      );
-    };
-    list.replaceChildren(
-      h(
-        "table",
-        { class: "list", id: "deployments-table" },
-        h("caption", { class: "visually-hidden" }, `Deployments of ${name}, newest first`),
-        h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t || h("span", { class: "visually-hidden" }, "Actions"))))),
-        h("tbody", {}, deployments.map(row)),
+  function renderNav(active) {
+    nav.replaceChildren(
+      ...TABS.map((t) =>
+        h(
+          "a",
+          {
+            href: `#/apps/${enc(name)}${t.id === DEFAULT_TAB ? "" : `/${t.id}`}`,
+            id: `tab-${t.id}`,
+            "aria-current": t.id === active ? "page" : "false",
+          },
+          t.label,
+        ),
       ),
     );
-    permissions();
-    markCurrent();
   }
 
-  function markCurrent() {
-    for (const tr of list.querySelectorAll("tr[data-id]")) {
-      if (current && tr.dataset.id === current.id) tr.setAttribute("aria-current", "true");
-      else tr.removeAttribute("aria-current");
-    }
-  }
-
-  // Shows deployment `id`'s log, following it live until it ends.
-  async function select(id) {
-    if (current) current.abort.abort();
-    current = null;
-    if (!id) {
-      logPanel.hidden = true;
-      logPanel.replaceChildren();
+  // Shows tab `tabId` (the default when unknown) and, on the Deployments tab, `deployment`'s log.
+  function route(tabId, deployment) {
+    const t = TABS.find((x) => x.id === tabId) || TABS.find((x) => x.id === DEFAULT_TAB);
+    if (shown && shown.id === t.id) {
+      if (shown.tab.select) shown.tab.select(deployment);
       return;
     }
-    const abort = new AbortController();
-    current = { id, abort };
-    const heading = h("h2", { id: "log-title" }, `Deployment ${id}`);
-    const meta = h("p", { class: "muted", id: "log-meta" });
-    const live = h("p", { id: "log-state", role: "status" }, "Connecting…");
-    const lines = h("ol", { class: "log", id: "log", role: "log", tabindex: "0", "aria-label": `Build and deploy log of deployment ${id}` });
-    logPanel.replaceChildren(heading, meta, live, lines);
-    logPanel.hidden = false;
-    markCurrent();
-    heading.tabIndex = -1;
-    heading.focus();
-
-    current.describe = (d) => {
-      meta.replaceChildren(
-        ...[
-          badge(d.status),
-          ` ${d.kind}`,
-          d.commit ? ` · commit ${source(d)}` : "",
-          d.node ? ` · node ${d.node}` : "",
-          ` · ${deploymentDuration(d)}`,
-          d.error ? h("span", { class: "error block" }, d.error) : "",
-        ],
-      );
-    };
-    const describe = current.describe;
-    api("GET", `/deployments/${enc(id)}`).then(describe, (e) => failed(e));
-
-    const atBottom = () => lines.scrollHeight - lines.scrollTop - lines.clientHeight < 40;
-    try {
-      const end = await follow(`/api/v1/deployments/${enc(id)}/logs?follow=1`, {
-        token: session.token,
-        signal: abort.signal,
-        onState: (s) => {
-          live.textContent = s === "live" ? "Following live…" : "Connection lost; resuming…";
-        },
-        onEvent: (ev) => {
-          if (ev.event === "message") {
-            const e = JSON.parse(ev.data);
-            const stick = atBottom();
-            lines.append(h("li", { class: e.stream === "stderr" ? "stderr" : null, "data-id": e.id }, plain(e.line)));
-            if (stick) lines.scrollTop = lines.scrollHeight;
-          } else if (ev.event === "error") {
-            live.textContent = `The log follow failed: ${JSON.parse(ev.data).error}; resuming…`;
-          }
-        },
-      });
-      if (!end || abort.signal.aborted) return;
-      const outcome = JSON.parse(end.data);
-      live.textContent = `Ended: ${outcome.status}${outcome.error ? ` — ${outcome.error}` : ""}`;
-      live.className = outcome.status === "succeeded" ? "ok" : "error";
-      announce(`Deployment ${id} ${outcome.status}`);
-      api("GET", `/deployments/${enc(id)}`).then(describe, (e) => failed(e));
-      loadList();
-      loadApp();
-    } catch (e) {
-      if (abort.signal.aborted || failed(e)) return;
-      live.textContent = `Cannot follow the log: ${e.message}`;
-      live.className = "error";
-    }
+    if (shown) shown.tab.stop();
+    appListeners.clear();
+    renderNav(t.id);
+    panel.replaceChildren();
+    panel.setAttribute("aria-labelledby", `tab-${t.id}`);
+    panel.dataset.tab = t.id;
+    shown = { id: t.id, tab: t.tab(panel, ctx) };
+    if (shown.tab.select) shown.tab.select(deployment);
+    document.title = `${name} · ${t.label} · Berth`;
   }
 
   permissions();
   loadApp();
-  loadList();
-  select(selected);
-  const timer = setInterval(loadList, 5000);
+  route(tabId, selected);
+  // The header's status and domains: read again every 5 s (and by the tabs when they know it changed).
+  const timer = setInterval(loadApp, 5000);
 
   return {
     app: name,
-    select,
+    route,
     stop() {
       stopped = true;
       clearInterval(timer);
-      if (current) current.abort.abort();
+      if (shown) shown.tab.stop();
       if (dialog.open) dialog.close();
     },
   };

@@ -110,3 +110,105 @@ export function confirmIn(dialog, titleText, text, yes) {
 export function confirmDialog() {
   return h("dialog", { id: "confirm", "aria-labelledby": "confirm-title", "aria-describedby": "confirm-text" });
 }
+
+// A page's line for the outcome of what was done: `show(text, isError)` puts it there, and
+// `act(failed, after)` makes `act(what, fn)`, which runs `fn` and shows "<what> failed: <why>"
+// when it throws (an error `failed` handles, such as a refused token, is left to it), then
+// calls `after` (a 403 taught the token's scope: the buttons follow it). `act` gives null on
+// failure.
+export function messageArea(id) {
+  const el = h("p", { id, role: "status" });
+  const show = (text, isError) => {
+    el.textContent = text;
+    el.className = isError ? "error" : "ok";
+  };
+  const act = (failed, after) => async (what, fn) => {
+    try {
+      return await fn();
+    } catch (e) {
+      if (failed(e)) return null;
+      show(`${what} failed: ${e.message}`, true);
+      if (after) after();
+      return null;
+    }
+  };
+  return { el, show, act };
+}
+
+// A table of `rows`: `head` the column titles (the first column's cells are row headers;
+// "" is a column without a title, named `blankTitle` for screen readers), `cells(row)` a row's
+// cells, `attrs(row)` the row's attributes. On a phone each row stacks, labelled by its titles.
+export function table({ id, caption, head, rows, cells, attrs, blankTitle = "Actions" }) {
+  return h(
+    "table",
+    { class: "list", id },
+    h("caption", { class: "visually-hidden" }, caption),
+    h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t || h("span", { class: "visually-hidden" }, blankTitle))))),
+    h(
+      "tbody",
+      {},
+      rows.map((r) =>
+        h(
+          "tr",
+          attrs ? attrs(r) : {},
+          cells(r).map((c, i) => h(i === 0 ? "th" : "td", { "data-label": head[i], scope: i === 0 ? "row" : null }, c)),
+        ),
+      ),
+    ),
+  );
+}
+
+// Bytes as "512 B", "3.4 KiB", "12 MiB", "1.5 GiB".
+export function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = Number(n) || 0;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${v >= 10 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+}
+
+// A labelled form field with a place for its error: `{wrap, input, error, name}`. `input` is
+// an element made by the caller (input, select, textarea); `names` are the words the API's
+// messages use for it (`health_check.path`, `port`), the first one the field's own name.
+export function field(id, label, input, { names = [], help = null } = {}) {
+  input.id = id;
+  const error = h("p", { class: "error field-error", id: `${id}-error`, hidden: true });
+  const helpEl = help ? h("p", { class: "muted field-help", id: `${id}-help` }, help) : null;
+  input.setAttribute("aria-describedby", [helpEl ? `${id}-help` : null, `${id}-error`].filter(Boolean).join(" "));
+  const wrap = h("div", { class: "field" }, h("label", { for: id }, label), input, helpEl, error);
+  return { wrap, input, error, names: names.length ? names : [id] };
+}
+
+// Clears the errors of `fields`.
+export function clearErrors(fields) {
+  for (const f of fields) {
+    f.error.hidden = true;
+    f.error.textContent = "";
+    f.input.removeAttribute("aria-invalid");
+  }
+}
+
+// Puts the API's `message` next to the field it names (the one named earliest in it; a longer
+// name wins at the same place: `health_check.port` before `port`), marks it invalid and moves
+// the focus to it. Returns that field, or null when the message names none of them.
+export function placeError(message, fields) {
+  const text = String(message);
+  let best = null;
+  for (const f of fields) {
+    for (const n of f.names) {
+      const at = new RegExp(`(^|[^a-z_.])${n.replace(/[.[\]]/g, "\\$&")}($|[^a-z_])`, "i").exec(text);
+      if (!at) continue;
+      const pos = at.index;
+      if (!best || pos < best.pos || (pos === best.pos && n.length > best.len)) best = { f, pos, len: n.length };
+    }
+  }
+  if (!best) return null;
+  best.f.error.textContent = text;
+  best.f.error.hidden = false;
+  best.f.input.setAttribute("aria-invalid", "true");
+  best.f.input.focus();
+  return best.f;
+}

@@ -3,12 +3,13 @@
 //   #/                          the apps
 //   #/apps/NAME                 an app, its Deployments tab
 //   #/apps/NAME/deployments/ID  the same with that deployment's log open
+//   #/apps/NAME/TAB             an app's other tabs (monitoring, configuration, resources, logs)
 //   #/nodes                     the nodes
 
 import { session, signIn, signOut, probeScope, ApiError } from "./api.js";
 import { h } from "./dom.js";
 import { appsPage } from "./apps.js";
-import { appPage } from "./app.js";
+import { appPage, DEFAULT_TAB } from "./app.js";
 import { nodesPage } from "./nodes.js";
 
 const main = document.getElementById("main");
@@ -85,18 +86,19 @@ function route() {
     return;
   }
   if (parts[0] === "apps" && parts[1]) {
+    const tab = parts[2] || DEFAULT_TAB;
     const deployment = parts[2] === "deployments" ? parts[3] || null : null;
     if (page && page.app === parts[1]) {
-      page.select(deployment);
+      page.route(tab, deployment);
       return;
     }
     stopPage();
-    page = appPage(main, parts[1], deployment, failed);
+    page = appPage(main, parts[1], tab, deployment, failed);
   } else {
     stopPage();
     page = appsPage(main, failed);
+    document.title = "Apps · Berth";
   }
-  document.title = parts[1] ? `${parts[1]} · Berth` : "Apps · Berth";
 }
 
 // What every page does with an error it cannot show itself: a refused token signs out.

@@ -3,33 +3,19 @@
 // Drain (with a confirmation) for an admin token. Read again every 5 s (GET /nodes).
 
 import { api, allowed, session } from "./api.js";
-import { h, enc, ageEl, refreshAges, badge, confirmIn, confirmDialog } from "./dom.js";
-
-// "1.5 GiB", "512 MiB".
-function bytes(n) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i += 1;
-  }
-  return `${n >= 10 || i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
-}
+import { h, enc, ageEl, refreshAges, badge, confirmIn, confirmDialog, messageArea, bytes } from "./dom.js";
 
 export function nodesPage(root, failed) {
   const status = h("p", { class: "muted", id: "nodes-status" }, "Loading nodes…");
   const readOnly = h("p", { class: "note", id: "nodes-read-only", hidden: true });
-  const message = h("p", { id: "nodes-message", role: "status" });
+  const messages = messageArea("nodes-message");
   const body = h("div", { id: "nodes" });
   const dialog = confirmDialog();
-  root.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, "Nodes")), status, readOnly, message, body, dialog);
+  root.replaceChildren(h("div", { class: "page-head" }, h("h1", {}, "Nodes")), status, readOnly, messages.el, body, dialog);
   let last = "";
   let stopped = false;
 
-  function show(text, isError) {
-    message.textContent = text;
-    message.className = isError ? "error" : "ok";
-  }
+  const show = messages.show;
 
   function permissions() {
     const may = allowed("admin", "cordoning and draining nodes");
@@ -42,16 +28,8 @@ export function nodesPage(root, failed) {
     document.getElementById("who-scope").textContent = session.scope ? `Token scope: ${session.scope}` : "Signed in";
   }
 
-  async function act(what, fn) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (failed(e)) return null;
-      show(`${what} failed: ${e.message}`, true);
-      permissions(); // a 403 taught the token's scope
-      return null;
-    }
-  }
+  // A 403 taught the token's scope: the buttons follow it.
+  const act = messages.act(failed, () => permissions());
 
   async function cordon(node, on) {
     const verb = on ? "cordon" : "uncordon";
