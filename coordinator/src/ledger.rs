@@ -290,7 +290,7 @@ fn interrupt(d: &mut Deployment, t: &DeploymentUpdate, i: &berth_protocol::Inter
 }
 
 /// A queued deploy of `app` with nothing known yet.
-fn bare(id: &str, app: &str, created_at: u64) -> Deployment {
+pub(crate) fn bare(id: &str, app: &str, created_at: u64) -> Deployment {
     Deployment {
         id: id.into(),
         app: app.into(),

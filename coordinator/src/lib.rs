@@ -24,6 +24,7 @@
 pub(crate) mod analyze;
 pub mod api;
 pub(crate) mod apps;
+pub mod changes;
 pub(crate) mod deployment;
 pub mod error;
 pub(crate) mod event_ingest;
@@ -117,6 +118,8 @@ pub struct Coordinator {
     pub logs: logs::Logs,
     /// Follows the output of commands run in replicas (`berth exec`).
     pub exec: exec::Execs,
+    /// Tells what changes: deployments and apps (`GET /api/v1/events`).
+    pub changes: changes::Changes,
 }
 
 /// Starts the coordinator's actors. Must be called inside a running actix `System`. Its loops
@@ -198,6 +201,7 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     });
     let logs = logs::Logs::new(store.clone(), shutdown.clone());
     let exec = exec::Execs::new(store.clone(), registry.clone(), shutdown.clone());
+    let changes = changes::Changes::new(store.clone(), shutdown.clone());
     let api = tree.supervise("api", {
         let store = store.clone();
         let (base_domain, ingress_http) = (cfg.base_domain, cfg.ingress_http);
@@ -222,5 +226,10 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
         }
     });
     tree.start();
-    Ok(Coordinator { api, logs, exec })
+    Ok(Coordinator {
+        api,
+        logs,
+        exec,
+        changes,
+    })
 }

@@ -673,3 +673,22 @@ pub struct AuditEntry {
     /// The HTTP status it was answered with.
     pub status: u16,
 }
+
+/// An event of `GET /api/v1/events` named `deployment`: a deployment that appeared, moved on
+/// (`queued` → `building` → `deploying`) or ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeploymentChange {
+    pub id: String,
+    pub app: String,
+    pub status: DeploymentStatus,
+    pub kind: DeploymentKind,
+}
+
+/// An event of `GET /api/v1/events` named `apps`: the apps changed (one was created, changed or
+/// deleted); `version` is the apps' change counter after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AppsChange {
+    pub version: u64,
+}

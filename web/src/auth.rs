@@ -168,6 +168,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("GET", "/api/v1/apps/{name}/env"),
     ep("PUT", "/api/v1/apps/{name}/env/{key}"),
     ep("DELETE", "/api/v1/apps/{name}/env/{key}"),
+    ep("GET", "/api/v1/events"),
 ];
 
 /// `path` with each `{param}` replaced by a sample value (`no-such-<param>`; `{key}`:

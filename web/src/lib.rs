@@ -14,6 +14,7 @@ pub mod auth;
 pub mod body;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod exec;
 pub mod github;
 pub mod logs;
@@ -110,6 +111,7 @@ pub fn routes(
     let http_metrics = metrics::HttpMetrics::new();
     let prometheus = metrics::prometheus_route(ctx.coord.clone(), principal, http_metrics.clone());
     let app_metrics = metrics::app_route(ctx.coord.clone());
+    let events = events::route(ctx.coord.clone());
 
     let list_apps = warp::path!("apps")
         .and(warp::get())
@@ -462,6 +464,7 @@ pub fn routes(
         list_env.boxed(),
         put_env.boxed(),
         delete_env.boxed(),
+        events.boxed(),
     ];
     let audit_coord = ctx.coord.clone();
     let v1 = api

@@ -49,6 +49,8 @@ use crate::auth::ENDPOINTS;
     berth_protocol::api::ErrorBody,
     berth_protocol::api::WebhookOutcome,
     berth_protocol::LogEntry,
+    berth_protocol::api::DeploymentChange,
+    berth_protocol::api::AppsChange,
 )))]
 struct Schemas;
 
@@ -424,6 +426,11 @@ const DEPLOYMENT_SSE: &str = "One event per line: `id:` the entry id, `data:` a 
 const APP_SSE: &str = "One event per line: `id:` the entry id, `data:` a LogEntry as JSON (the \
     requested tail first, then every new line). It never ends on its own; an `error` event \
     (`{\"error\"}`) ends a follow that broke off.";
+const EVENTS_SSE: &str =
+    "`deployment`: a DeploymentChange as JSON (a deployment appeared, moved on \
+    or ended); `apps`: an AppsChange as JSON (an app was created, changed or deleted); `resync` \
+    (`{}`): changes were missed, read again. Nothing is replayed: read what you show, then follow. \
+    Seen within about a second; it never ends on its own.";
 const EXEC_SSE: &str = "One event per entry, named after its `type`, `data:` an ExecEntry as \
     JSON: `queued` (`{node, container, timeout_s}`), `started` (`{node, container}`), `output` \
     (`{stream: stdout|stderr, data}`), then one `end` (`{exit_code, error}`) and the stream \
@@ -693,6 +700,13 @@ pub fn operations() -> Vec<Operation> {
                 .ok_json(200, "The variables now, and the deployment queued if asked for.", schema_ref("EnvChange"))
                 .errors(&[400]),
         ),
+        op("GET", "/api/v1/events", "events", "cluster", "What changes, live")
+            .scope(Read)
+            .ok(
+                200,
+                "Server-Sent Events for as long as the client stays.",
+                json!({"text/event-stream": {"schema": sse_event(&["deployment", "apps", "resync"], EVENTS_SSE)}}),
+            ),
     ];
     // A webhook's answers.
     for o in ops

@@ -1,0 +1,245 @@
+//! What changes, for whoever watches (`GET /api/v1/events`, which keeps the dashboard's lists
+//! live): a deployment that appears, moves on (`queued` → `building` → `deploying`) or ends, and
+//! the apps changing (one created, changed or deleted).
+//!
+//! One watcher per coordinator process, and only while somebody watches: once a second it reads
+//! the apps' change counter (`berth:apps:version`), the set of active deployments and their
+//! records — the ones in flight only — and a record once more when it leaves the set (how it
+//! ended). It writes nothing and the deploy path does nothing for it, so a coordinator nobody
+//! watches reads nothing. It reads Redis, so it sees what every coordinator did (any of them may
+//! have applied a node's event). A deployment that appears and ends between two reads shows as
+//! its end only; a watcher that falls behind gets [`Change::Resync`] (read everything again).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_bus::Shutdown;
+use berth_protocol::api::{AppsChange, DeploymentChange};
+use berth_protocol::keys;
+use berth_protocol::model::Deployment;
+use futures_util::Stream;
+use tokio::sync::broadcast;
+
+use crate::store::Store;
+
+/// How often the watcher reads.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// One thing a watcher is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Deployment(DeploymentChange),
+    Apps(AppsChange),
+    /// Changes were missed (the watcher fell behind): read what you show again.
+    Resync,
+}
+
+/// The process's watcher of changes; cheap to clone.
+#[derive(Clone)]
+pub struct Changes {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    tx: broadcast::Sender<Change>,
+    /// Whether the reading task runs (it stops when nobody has watched for a read).
+    running: AtomicBool,
+    shutdown: Shutdown,
+}
+
+impl Changes {
+    pub fn new(store: Store, shutdown: Shutdown) -> Self {
+        let (tx, _) = broadcast::channel(1024);
+        Changes {
+            inner: Arc::new(Inner {
+                store,
+                tx,
+                running: AtomicBool::new(false),
+                shutdown,
+            }),
+        }
+    }
+
+    /// The changes from now on, until the process shuts down.
+    pub fn follow(&self) -> impl Stream<Item = Change> + Send + 'static {
+        let rx = self.inner.tx.subscribe();
+        if !self.inner.running.swap(true, Ordering::SeqCst) {
+            let inner = self.inner.clone();
+            self.inner.shutdown.spawn(watch(inner));
+        }
+        let token = self.inner.shutdown.child_token();
+        futures_util::stream::unfold((rx, token), |(mut rx, token)| async move {
+            let next = tokio::select! {
+                _ = token.cancelled() => return None,
+                next = rx.recv() => next,
+            };
+            match next {
+                Ok(c) => Some((c, (rx, token))),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((Change::Resync, (rx, token))),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+    }
+}
+
+/// The reading task: reads once a second while anybody watches.
+async fn watch(inner: Arc<Inner>) {
+    let mut last = Seen::default();
+    loop {
+        if inner.tx.receiver_count() == 0 {
+            inner.running.store(false, Ordering::SeqCst);
+            // A watcher that came between the count and the store found the task running and
+            // started none: this task goes on for it.
+            if inner.tx.receiver_count() == 0 || inner.running.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
+        match read(&inner.store).await {
+            Ok(now) => {
+                if let Some(before) = last.taken.then_some(&last) {
+                    let ended = before.ended(&now);
+                    let ended = match inner.store.deployments(&ended).await {
+                        Ok(records) => records,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "changes: reading ended deployments");
+                            Vec::new()
+                        }
+                    };
+                    for c in before.changes(&now, &ended) {
+                        let _ = inner.tx.send(c);
+                    }
+                }
+                last = now;
+            }
+            Err(e) => tracing::debug!(error = %e, "changes: reading the active deployments"),
+        }
+        tokio::select! {
+            _ = inner.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(EVERY) => {}
+        }
+    }
+}
+
+/// What one read saw.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// Whether this is a real read (the first read only sets where changes count from).
+    taken: bool,
+    version: u64,
+    /// The active deployments: id → (app, status, kind).
+    active: HashMap<String, DeploymentChange>,
+}
+
+async fn read(store: &Store) -> crate::error::Result<Seen> {
+    let version = store
+        .get_string(keys::APPS_VERSION)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let ids = store.active_deployments().await?;
+    let records = if ids.is_empty() {
+        Vec::new()
+    } else {
+        store.deployments(&ids).await?
+    };
+    Ok(Seen {
+        taken: true,
+        version,
+        active: records.iter().map(|d| (d.id.clone(), change(d))).collect(),
+    })
+}
+
+fn change(d: &Deployment) -> DeploymentChange {
+    DeploymentChange {
+        id: d.id.clone(),
+        app: d.app.clone(),
+        status: d.status,
+        kind: d.kind,
+    }
+}
+
+impl Seen {
+    /// The deployments active before and not now.
+    fn ended(&self, now: &Seen) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .active
+            .keys()
+            .filter(|id| !now.active.contains_key(*id))
+            .cloned()
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// What changed from `self` to `now`, given the records of the deployments that left the
+    /// active set (`ended`; one whose record is gone — its app deleted — is told by `apps`).
+    fn changes(&self, now: &Seen, ended: &[Deployment]) -> Vec<Change> {
+        let mut out = Vec::new();
+        if now.version != self.version {
+            out.push(Change::Apps(AppsChange {
+                version: now.version,
+            }));
+        }
+        let mut moved: Vec<&DeploymentChange> = now
+            .active
+            .values()
+            .filter(|c| self.active.get(&c.id).map(|b| b.status) != Some(c.status))
+            .collect();
+        moved.sort_by(|a, b| a.id.cmp(&b.id));
+        out.extend(moved.into_iter().cloned().map(Change::Deployment));
+        out.extend(ended.iter().map(|d| Change::Deployment(change(d))));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_protocol::model::{DeploymentKind, DeploymentStatus};
+
+    fn c(id: &str, status: DeploymentStatus) -> DeploymentChange {
+        DeploymentChange {
+            id: id.into(),
+            app: "web".into(),
+            status,
+            kind: DeploymentKind::Deploy,
+        }
+    }
+
+    fn seen(version: u64, active: &[DeploymentChange]) -> Seen {
+        Seen {
+            taken: true,
+            version,
+            active: active.iter().map(|d| (d.id.clone(), d.clone())).collect(),
+        }
+    }
+
+    fn record(id: &str, status: DeploymentStatus) -> Deployment {
+        let mut d = crate::ledger::bare(id, "web", 1);
+        d.status = status;
+        d
+    }
+
+    #[test]
+    fn tells_what_appeared_moved_and_ended() {
+        use DeploymentStatus::*;
+        let before = seen(3, &[c("a", Queued), c("b", Building)]);
+        let now = seen(4, &[c("b", Deploying), c("c", Queued)]);
+        assert_eq!(before.ended(&now), ["a"]);
+        let got = before.changes(&now, &[record("a", Succeeded)]);
+        assert_eq!(
+            got,
+            [
+                Change::Apps(AppsChange { version: 4 }),
+                Change::Deployment(c("b", Deploying)),
+                Change::Deployment(c("c", Queued)),
+                Change::Deployment(c("a", Succeeded)),
+            ]
+        );
+        // Nothing changed: nothing told.
+        assert!(now.changes(&now.clone(), &[]).is_empty());
+    }
+}
