@@ -67,6 +67,26 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../assets/nodes.js"),
     ),
     (
+        "forms.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/forms.js"),
+    ),
+    (
+        "newapp.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/newapp.js"),
+    ),
+    (
+        "tokens.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/tokens.js"),
+    ),
+    (
+        "audit.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/audit.js"),
+    ),
+    (
         "icon.svg",
         "image/svg+xml",
         include_str!("../assets/icon.svg"),
