@@ -6,7 +6,7 @@
 //! reason, revoke it through a confirmation) and the Audit page (the changes just made, newest
 //! first). Every new view passes the accessibility check; the form passes the keyboard check.
 //!
-//! Screenshots `new-app`, `tokens` and `audit` go to `$CARGO_TARGET_DIR/screenshots`.
+//! Screenshots `new-app`, `new-app-error`, `tokens` and `audit` go to `$CARGO_TARGET_DIR/screenshots`.
 
 mod browser;
 
@@ -186,6 +186,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     );
     let (s, v) = c.api.get(&format!("/api/v1/apps/{app}")).await?;
     assert_eq!(s, 404, "nothing was created: {v}");
+    shots.take(b, "new-app-error").await?;
 
     // Analyze: the repository's root has no index.html (its page is under www/): the analysis
     // says what it looked for. With the context www it finds a static site on port 8080, which

@@ -49,7 +49,7 @@ export function newAppPage(root, failed) {
 
   const name = h("input", { type: "text", name: "name", required: true, autocomplete: "off", spellcheck: "false", "aria-required": "true" });
   const repo = h("input", { type: "text", name: "repo", autocomplete: "off", spellcheck: "false" });
-  const branch = h("input", { type: "text", name: "branch", placeholder: "main", autocomplete: "off", spellcheck: "false" });
+  const branch = h("input", { type: "text", name: "branch", autocomplete: "off", spellcheck: "false" });
   const pack = h(
     "select",
     { name: "build_pack" },
@@ -57,8 +57,8 @@ export function newAppPage(root, failed) {
     h("option", { value: "auto" }, "Auto: Berth reads the source and writes one"),
     h("option", { value: "static" }, "Static: a directory served as files"),
   );
-  const dockerfile = h("input", { type: "text", name: "dockerfile", placeholder: "Dockerfile", autocomplete: "off", spellcheck: "false" });
-  const context = h("input", { type: "text", name: "context", placeholder: ".", autocomplete: "off", spellcheck: "false" });
+  const dockerfile = h("input", { type: "text", name: "dockerfile", autocomplete: "off", spellcheck: "false" });
+  const context = h("input", { type: "text", name: "context", autocomplete: "off", spellcheck: "false" });
   const staticDir = h("input", { type: "text", name: "static_dir", autocomplete: "off", spellcheck: "false" });
   const port = h("input", { type: "text", name: "port", inputmode: "numeric", required: true, autocomplete: "off", "aria-required": "true" });
   const domains = h("textarea", { name: "domains", rows: "2", spellcheck: "false" });
@@ -121,7 +121,7 @@ export function newAppPage(root, failed) {
       field("app-build-pack", "Build pack", pack),
       dockerfileField,
       staticField,
-      field("app-context", "Context", context, "The directory built, relative to the repository root; default ."),
+      field("app-context", "Context", context, "The directory built, relative to the repository root; default: the root."),
       h("div", { class: "row" }, analyzeBtn, h("span", { class: "help", id: "analyze-help" }, "What Berth would build from the repository and branch above.")),
       analysis,
     ),
