@@ -86,6 +86,6 @@ export function allowed(needed, what) {
   if (!session.scope || SCOPES.indexOf(session.scope) >= SCOPES.indexOf(needed)) return { ok: true };
   return {
     ok: false,
-    reason: `This token's scope is ${session.scope}: ${what} needs a ${needed} token.`,
+    reason: `This token's scope is ${session.scope}: ${what} needs ${needed === "admin" ? "an" : "a"} ${needed} token.`,
   };
 }

@@ -12,6 +12,7 @@
 
 import { api, allowed, session } from "./api.js";
 import { h, enc, badge, confirmIn, confirmDialog, messageArea } from "./dom.js";
+import { listen, debounce } from "./events.js";
 import { deploymentsTab } from "./deployments.js";
 import { resourcesTab } from "./resources.js";
 import { logsTab } from "./logs.js";
@@ -157,14 +158,20 @@ export function appPage(root, name, tabId, selected, failed) {
   permissions();
   loadApp();
   route(tabId, selected);
-  // The header's status and domains: read again every 5 s (and by the tabs when they know it changed).
-  const timer = setInterval(loadApp, 5000);
+  // The header's status and domains: read again when the API's events tell of a change of the
+  // app or of one of its deployments, when a tab knows it changed, and every 30 s besides.
+  const reload = debounce(loadApp);
+  const off = listen((ev) => {
+    if (ev.event !== "deployment" || ev.data.app === name) reload();
+  });
+  const timer = setInterval(loadApp, 30000);
 
   return {
     app: name,
     route,
     stop() {
       stopped = true;
+      off();
       clearInterval(timer);
       if (shown) shown.tab.stop();
       if (dialog.open) dialog.close();

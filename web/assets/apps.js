@@ -1,18 +1,34 @@
 // The Apps page: every app with its status, the release serving it (commit and message), its
 // domains as links, healthy replicas of the desired count, and its last deployment and age.
-// Read again every 5 s (from GET /apps, and each app's /releases and /replicas).
+// Read again (GET /apps, and each app's /releases and /replicas) when the API's events tell of a
+// change, and every 30 s besides (replicas' health follows the nodes); "New app" opens
+// the form (#/new); a token below admin finds it disabled, with the reason.
 
-import { api } from "./api.js";
+import { api, allowed } from "./api.js";
 import { h, enc, ageEl, refreshAges, badge, shortSha } from "./dom.js";
+import { listen, debounce } from "./events.js";
 
 export function appsPage(root, failed) {
   const status = h("p", { class: "muted", id: "apps-status" }, "Loading apps…");
   const body = h("div", { id: "apps" });
+  const newApp = h("button", { type: "button", id: "new-app", onclick: () => (location.hash = "#/new") }, "New app");
+  const readOnly = h("p", { class: "note", id: "apps-read-only", hidden: true });
   root.replaceChildren(
-    h("div", { class: "page-head" }, h("h1", {}, "Apps")),
+    h("div", { class: "page-head" }, h("h1", {}, "Apps"), h("div", { class: "actions" }, newApp)),
+    readOnly,
     status,
     body,
   );
+
+  function permissions() {
+    const may = allowed("admin", "creating an app");
+    newApp.disabled = !may.ok;
+    readOnly.hidden = may.ok;
+    readOnly.textContent = may.ok ? "" : may.reason;
+    if (may.ok) newApp.removeAttribute("aria-describedby");
+    else newApp.setAttribute("aria-describedby", "apps-read-only");
+  }
+  permissions();
   let last = "";
   let stopped = false;
 
@@ -49,7 +65,7 @@ export function appsPage(root, failed) {
         h(
           "p",
           { class: "card" },
-          "No apps yet. Create one with ",
+          "No apps yet. Create one with New app above, or with ",
           h("code", {}, "berth apps create NAME --repo URL --port PORT"),
           ", then deploy it with ",
           h("code", {}, "berth deploy NAME"),
@@ -105,11 +121,16 @@ export function appsPage(root, failed) {
   }
 
   load();
-  const timer = setInterval(load, 5000);
+  // Every change is one of the list's: an app's, or a deployment of one of them.
+  const off = listen(debounce(load));
+  const timer = setInterval(load, 30000);
+  const ages = setInterval(() => refreshAges(body), 5000);
   return {
     stop() {
       stopped = true;
+      off();
       clearInterval(timer);
+      clearInterval(ages);
     },
   };
 }

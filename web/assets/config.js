@@ -7,9 +7,16 @@
 // typed stays.
 
 import { api, allowed } from "./api.js";
-import { h, enc, field, clearErrors, placeError, table } from "./dom.js";
+import { h, enc, table } from "./dom.js";
+import { field, clearErrors, showError, namedField } from "./forms.js";
 
 const num = (v) => (v === "" ? undefined : Number(v));
+
+// A field of this tab: `{id, input, wrap, names}` — `names` the words the API's messages use
+// for it (forms.js's `namedField` finds the field a message is about).
+function input(id, label, el, names, help) {
+  return { id, input: el, names, wrap: field(id, label, el, help) };
+}
 
 export function configTab(panel, ctx) {
   const { name } = ctx;
@@ -23,30 +30,26 @@ export function configTab(panel, ctx) {
 
   // Settings.
   const f = {
-    repo: field("cfg-repo", "Repository", h("input", { type: "text", spellcheck: "false", autocomplete: "off" }), { names: ["repo"] }),
-    branch: field("cfg-branch", "Branch", h("input", { type: "text", spellcheck: "false", autocomplete: "off" }), { names: ["branch"] }),
-    build_pack: field(
-      "cfg-build-pack",
-      "Build pack",
-      h("select", {}, h("option", { value: "dockerfile" }, "Dockerfile"), h("option", { value: "auto" }, "auto (detected from the source)"), h("option", { value: "static" }, "static files")),
-      { names: ["build_pack"] },
-    ),
-    dockerfile: field("cfg-dockerfile", "Dockerfile", h("input", { type: "text", spellcheck: "false" }), { names: ["dockerfile"], help: "Relative to the context." }),
-    context: field("cfg-context", "Context", h("input", { type: "text", spellcheck: "false" }), { names: ["context"], help: "A directory of the repository." }),
-    auto_deploy: field("cfg-auto-deploy", "Deploy on push", h("input", { type: "checkbox" }), { names: ["auto_deploy"] }),
-    port: field("cfg-port", "Port", h("input", { type: "number", min: "1", max: "65535", inputmode: "numeric" }), { names: ["port"], help: "What the app listens on inside its container." }),
-    domains: field("cfg-domains", "Domains", h("textarea", { rows: "3", spellcheck: "false" }), { names: ["domains", "domain"], help: "One per line." }),
-    replicas: field("cfg-replicas", "Replicas", h("input", { type: "number", min: "1", max: "100", inputmode: "numeric" }), { names: ["replicas"] }),
-    hc_path: field("cfg-hc-path", "Path", h("input", { type: "text", spellcheck: "false" }), { names: ["health_check.path", "path"] }),
-    hc_port: field("cfg-hc-port", "Port (empty: the app's)", h("input", { type: "number", min: "1", max: "65535", inputmode: "numeric" }), { names: ["health_check.port"] }),
-    hc_interval: field("cfg-hc-interval", "Interval (ms)", h("input", { type: "number", min: "1", inputmode: "numeric" }), { names: ["interval_ms", "health_check"] }),
-    hc_timeout: field("cfg-hc-timeout", "Timeout (ms)", h("input", { type: "number", min: "1", inputmode: "numeric" }), { names: ["timeout_ms"] }),
-    hc_retries: field("cfg-hc-retries", "Retries", h("input", { type: "number", min: "0", inputmode: "numeric" }), { names: ["retries"] }),
-    hc_deadline: field("cfg-hc-deadline", "Deadline (s)", h("input", { type: "number", min: "1", max: "3600", inputmode: "numeric" }), { names: ["deadline_s", "health_check.deadline_s"] }),
+    repo: input("cfg-repo", "Repository", h("input", { type: "text", spellcheck: "false", autocomplete: "off" }), ["repo"]),
+    branch: input("cfg-branch", "Branch", h("input", { type: "text", spellcheck: "false", autocomplete: "off" }), ["branch"]),
+    build_pack: input("cfg-build-pack", "Build pack",
+      h("select", {}, h("option", { value: "dockerfile" }, "Dockerfile"), h("option", { value: "auto" }, "auto (detected from the source)"), h("option", { value: "static" }, "static files")), ["build_pack"]),
+    dockerfile: input("cfg-dockerfile", "Dockerfile", h("input", { type: "text", spellcheck: "false" }), ["dockerfile"], "Relative to the context."),
+    context: input("cfg-context", "Context", h("input", { type: "text", spellcheck: "false" }), ["context"], "A directory of the repository."),
+    auto_deploy: input("cfg-auto-deploy", "Deploy on push", h("input", { type: "checkbox" }), ["auto_deploy"]),
+    port: input("cfg-port", "Port", h("input", { type: "number", min: "1", max: "65535", inputmode: "numeric" }), ["port"], "What the app listens on inside its container."),
+    domains: input("cfg-domains", "Domains", h("textarea", { rows: "3", spellcheck: "false" }), ["domains", "domain"], "One per line."),
+    replicas: input("cfg-replicas", "Replicas", h("input", { type: "number", min: "1", max: "100", inputmode: "numeric" }), ["replicas"]),
+    hc_path: input("cfg-hc-path", "Path", h("input", { type: "text", spellcheck: "false" }), ["health_check.path", "path"]),
+    hc_port: input("cfg-hc-port", "Port (empty: the app's)", h("input", { type: "number", min: "1", max: "65535", inputmode: "numeric" }), ["health_check.port"]),
+    hc_interval: input("cfg-hc-interval", "Interval (ms)", h("input", { type: "number", min: "1", inputmode: "numeric" }), ["interval_ms", "health_check"]),
+    hc_timeout: input("cfg-hc-timeout", "Timeout (ms)", h("input", { type: "number", min: "1", inputmode: "numeric" }), ["timeout_ms"]),
+    hc_retries: input("cfg-hc-retries", "Retries", h("input", { type: "number", min: "0", inputmode: "numeric" }), ["retries"]),
+    hc_deadline: input("cfg-hc-deadline", "Deadline (s)", h("input", { type: "number", min: "1", max: "3600", inputmode: "numeric" }), ["deadline_s", "health_check.deadline_s"]),
   };
   const fields = Object.values(f);
   const save = h("button", { type: "submit", id: "config-save" }, "Save");
-  const formError = h("p", { class: "error", id: "config-error", role: "alert", hidden: true });
+  const formError = h("p", { class: "field-error", id: "config-error", role: "alert", tabindex: "-1", hidden: true });
   const form = h(
     "form",
     { id: "config-form", class: "card form", novalidate: true },
@@ -60,18 +63,14 @@ export function configTab(panel, ctx) {
   // Variables.
   const vars = h("div", { id: "env" }, h("p", { class: "muted" }, "Loading variables…"));
   const v = {
-    key: field("env-key", "Name", h("input", { type: "text", spellcheck: "false", autocomplete: "off", required: true }), { names: ["environment variable name", "key"] }),
-    value: field("env-value", "Value", h("input", { type: "text", spellcheck: "false", autocomplete: "off" }), { names: ["value"] }),
-    scope: field(
-      "env-scope",
-      "Used",
-      h("select", {}, h("option", { value: "runtime" }, "at run time"), h("option", { value: "build" }, "at build time"), h("option", { value: "both" }, "both")),
-      { names: ["scope"] },
-    ),
-    secret: field("env-secret", "Secret (stored sealed, never shown again)", h("input", { type: "checkbox" }), { names: ["secret"] }),
+    key: input("env-key", "Name", h("input", { type: "text", spellcheck: "false", autocomplete: "off", required: true }), ["environment variable name", "key"]),
+    value: input("env-value", "Value", h("input", { type: "text", spellcheck: "false", autocomplete: "off" }), ["value"]),
+    scope: input("env-scope", "Used",
+      h("select", {}, h("option", { value: "runtime" }, "at run time"), h("option", { value: "build" }, "at build time"), h("option", { value: "both" }, "both")), ["scope"]),
+    secret: input("env-secret", "Secret (stored sealed, never shown again)", h("input", { type: "checkbox" }), ["secret"]),
   };
   const varFields = Object.values(v);
-  const varError = h("p", { class: "error", id: "env-error", role: "alert", hidden: true });
+  const varError = h("p", { class: "field-error", id: "env-error", role: "alert", tabindex: "-1", hidden: true });
   const addVar = h(
     "form",
     { id: "env-form", class: "card form inline-form", novalidate: true },
@@ -155,7 +154,7 @@ export function configTab(panel, ctx) {
 
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
-    clearErrors(fields);
+    clearErrors(form);
     formError.hidden = true;
     if (!ctx.app) return;
     const body = changes(ctx.app);
@@ -174,10 +173,7 @@ export function configTab(panel, ctx) {
       changed("The settings are saved.");
       ctx.reloadApp();
     } catch (err) {
-      if (!ctx.failed(err) && !placeError(err.message, fields)) {
-        formError.textContent = `Saving failed: ${err.message}`;
-        formError.hidden = false;
-      }
+      if (!ctx.failed(err)) showError(form, namedField(err.message, fields), err.message, formError);
     } finally {
       save.disabled = false;
       guard(save);
@@ -223,11 +219,11 @@ export function configTab(panel, ctx) {
 
   addVar.addEventListener("submit", async (e) => {
     e.preventDefault();
-    clearErrors(varFields);
+    clearErrors(addVar);
     varError.hidden = true;
     const key = v.key.input.value.trim();
     if (!key) {
-      placeError("key: give the variable a name", varFields);
+      showError(addVar, v.key.id, "Give the variable a name.", varError);
       return;
     }
     const body = { value: v.value.input.value, scope: v.scope.input.value, secret: v.secret.input.checked };
@@ -240,10 +236,7 @@ export function configTab(panel, ctx) {
       v.secret.input.checked = false;
       v.value.input.type = "text";
     } catch (err) {
-      if (!ctx.failed(err) && !placeError(err.message, varFields)) {
-        varError.textContent = `Setting ${key} failed: ${err.message}`;
-        varError.hidden = false;
-      }
+      if (!ctx.failed(err)) showError(addVar, namedField(err.message, varFields), err.message, varError);
     }
   });
 

@@ -1,11 +1,13 @@
 // An app's Deployments tab: the list (status, kind, commit and author, duration, age; Roll back
 // to this for a kept release that does not serve now, Cancel for one still running) and, for
 // the deployment chosen, its full build and deploy log, followed live while it runs (sse.js)
-// with its own Cancel. The list is read again every 5 s and when a followed deployment ends.
+// with its own Cancel. The list is read again when the API's events tell of a deployment of the
+// app (events.js), when a followed deployment ends, and every 30 s besides.
 
 import { api, session } from "./api.js";
 import { follow } from "./sse.js";
 import { h, enc, ageEl, refreshAges, badge, source, deploymentDuration, plain, announce, table } from "./dom.js";
+import { listen, debounce } from "./events.js";
 
 const running = (d) => !["succeeded", "failed", "cancelled"].includes(d.status);
 
@@ -212,13 +214,21 @@ export function deploymentsTab(panel, ctx) {
   }
 
   loadList();
-  const timer = setInterval(loadList, 5000);
+  const reload = debounce(loadList);
+  const off = listen((ev) => {
+    if (ev.event !== "deployment" || ev.data.app === name) reload();
+  });
+  const timer = setInterval(loadList, 30000);
+  // The ages and the running deployments' durations move on without a read.
+  const ages = setInterval(() => refreshAges(list), 5000);
 
   return {
     select,
     stop() {
       stopped = true;
+      off();
       clearInterval(timer);
+      clearInterval(ages);
       if (current) current.abort.abort();
     },
   };

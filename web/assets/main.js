@@ -5,12 +5,18 @@
 //   #/apps/NAME/deployments/ID  the same with that deployment's log open
 //   #/apps/NAME/TAB             an app's other tabs (monitoring, configuration, resources, logs)
 //   #/nodes                     the nodes
+//   #/new                       the New app form
+//   #/tokens                    the API tokens (admin)
+//   #/audit                     the audit log (admin)
 
 import { session, signIn, signOut, probeScope, ApiError } from "./api.js";
 import { h } from "./dom.js";
 import { appsPage } from "./apps.js";
 import { appPage, DEFAULT_TAB } from "./app.js";
 import { nodesPage } from "./nodes.js";
+import { newAppPage } from "./newapp.js";
+import { tokensPage } from "./tokens.js";
+import { auditPage } from "./audit.js";
 
 const main = document.getElementById("main");
 let page = null; // {stop(), app?, select?(id)}
@@ -77,12 +83,21 @@ function stopPage() {
 
 function route() {
   const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
-  document.getElementById("nav-apps").setAttribute("aria-current", parts.length ? "false" : "page");
+  document.getElementById("nav-apps").setAttribute("aria-current", parts.length && parts[0] !== "new" ? "false" : "page");
   document.getElementById("nav-nodes").setAttribute("aria-current", parts[0] === "nodes" ? "page" : "false");
+  document.getElementById("nav-tokens").setAttribute("aria-current", parts[0] === "tokens" ? "page" : "false");
+  document.getElementById("nav-audit").setAttribute("aria-current", parts[0] === "audit" ? "page" : "false");
   if (parts[0] === "nodes") {
     stopPage();
     page = nodesPage(main, failed);
     document.title = "Nodes · Berth";
+    return;
+  }
+  const simple = { new: [newAppPage, "New app"], tokens: [tokensPage, "Tokens"], audit: [auditPage, "Audit log"] }[parts[0]];
+  if (simple) {
+    stopPage();
+    page = simple[0](main, failed);
+    document.title = `${simple[1]} · Berth`;
     return;
   }
   if (parts[0] === "apps" && parts[1]) {

@@ -59,6 +59,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
     js!("resources.js"),
     js!("logs.js"),
     js!("nodes.js"),
+    js!("forms.js"),
+    js!("newapp.js"),
+    js!("tokens.js"),
+    js!("audit.js"),
+    js!("events.js"),
 ];
 
 /// The asset called `name`, with its content type.
