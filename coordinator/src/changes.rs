@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_bus::Shutdown;
-use berth_protocol::api::{AppsChange, DeploymentChange};
+use berth_protocol::api::{AppsChange, DeploymentChange, EventsNow};
 use berth_protocol::keys;
 use berth_protocol::model::Deployment;
 use futures_util::Stream;
@@ -61,6 +61,17 @@ impl Changes {
                 shutdown,
             }),
         }
+    }
+
+    /// Where changes stand now: the apps' counter and the deployments in flight (by id).
+    pub async fn now(&self) -> crate::error::Result<EventsNow> {
+        let seen = read(&self.inner.store).await?;
+        let mut active: Vec<DeploymentChange> = seen.active.into_values().collect();
+        active.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(EventsNow {
+            version: seen.version,
+            active,
+        })
     }
 
     /// The changes from now on, until the process shuts down.

@@ -692,3 +692,12 @@ pub struct DeploymentChange {
 pub struct AppsChange {
     pub version: u64,
 }
+
+/// `GET /api/v1/events` without following: where changes stand now — the apps' change counter
+/// and the deployments in flight. A client reads this (and what it shows), then follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventsNow {
+    pub version: u64,
+    pub active: Vec<DeploymentChange>,
+}

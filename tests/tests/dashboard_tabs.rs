@@ -5,7 +5,8 @@
 //! changes its window; Configuration refuses a bad port next to the field keeping what was
 //! typed, saves a new domain, sets a secret without ever showing it, removes a variable through
 //! a confirmation and redeploys to apply (the new domain then serves); a deployment still
-//! building is cancelled from its log; a `read` token finds the tabs' actions disabled. Every
+//! building is cancelled from its log; one queued through the API shows in the list within
+//! seconds (the page follows the API's events); a `read` token finds the tabs' actions disabled. Every
 //! tab passes the accessibility check and is photographed.
 
 mod browser;
@@ -391,6 +392,22 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     anyhow::ensure!(outcome.starts_with("Ended: cancelled"), "{outcome}");
     let (_, rec) = c.api.get(&format!("/api/v1/deployments/{d3}")).await?;
     assert_eq!(rec["status"], "cancelled", "{rec}");
+
+    // Live lists: a deployment queued elsewhere (the API, as the CLI does) shows in the list
+    // within seconds — the page follows GET /api/v1/events; its own reads are 30 s apart.
+    let d4 = c.api.deploy(&app, None).await?;
+    until(
+        b,
+        "a deployment queued through the API in the list",
+        Duration::from_secs(8),
+        &format!("return !!document.querySelector('#deployments-table tr[data-id=\"{d4}\"]')"),
+    )
+    .await?;
+    let (s, _) = c
+        .api
+        .post(&format!("/api/v1/deployments/{d4}/cancel"), json!({}))
+        .await?;
+    assert_eq!(s, 200);
 
     // A read token sees the tabs with their actions disabled.
     let (s, t) = c

@@ -71,6 +71,24 @@ async fn events_tell_what_changes() {
     .unwrap();
     assert_eq!(first["app"], app.as_str(), "{first}");
     assert_eq!(first["kind"], "deploy", "{first}");
+    // Not followed, it says where changes stand: the deployment in flight (until it ends).
+    let (s, now) = c.api.get("/api/v1/events").await.unwrap();
+    assert_eq!(s, 200, "{now}");
+    assert!(now["version"].as_u64() >= told["version"].as_u64(), "{now}");
+    let listed = now["active"].as_array().unwrap();
+    let rec = c
+        .api
+        .get(&format!("/api/v1/deployments/{id}"))
+        .await
+        .unwrap()
+        .1;
+    if rec["finished_at"].is_null() {
+        // (read after the list: still running then means it was in flight when listed)
+        assert!(
+            listed.iter().any(|d| d["id"] == id.as_str()),
+            "{now} lists {id}"
+        );
+    }
     let end = until_event(&mut sse, "deployment", Duration::from_secs(180), |d| {
         d["id"] == id.as_str() && d["status"] == "succeeded"
     })

@@ -25,7 +25,7 @@ function start() {
   abort = new AbortController();
   const signal = abort.signal;
   let connected = false;
-  follow("/api/v1/events", {
+  follow("/api/v1/events?follow=1", {
     token: session.token,
     signal,
     onState: (s) => {

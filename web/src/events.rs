@@ -1,5 +1,6 @@
-//! `GET /api/v1/events`: what changes, as Server-Sent Events, for as long as the client stays
-//! (the dashboard's live lists). Events: `deployment` (a `DeploymentChange`: one appeared, moved
+//! `GET /api/v1/events`: where changes stand (JSON: the apps' counter and the deployments in
+//! flight) or, followed (`follow=1` or `Accept: text/event-stream`), what changes, as Server-Sent
+//! Events, for as long as the client stays (the dashboard's live lists). Events: `deployment` (a `DeploymentChange`: one appeared, moved
 //! on or ended), `apps` (an `AppsChange`: an app was created, changed or deleted) and `resync`
 //! (changes were missed: read again). The coordinator reads Redis once a second while anybody
 //! watches (`berth_coordinator::changes`); nothing is replayed, so a client reads what it shows
@@ -16,22 +17,51 @@ use warp::{Filter, Rejection, Reply};
 
 use warp::reply::Response;
 
+use crate::error::ApiError;
 use crate::logs::SyncStream;
 
 pub fn route(coord: Coordinator) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     warp::path!("events")
         .and(warp::get())
-        // Nothing to ask for, but a query is parsed like everywhere else (an unknown parameter
-        // is ignored, as on the other streams).
+        // As on the log streams: an unknown parameter is ignored.
         .and(crate::query::query::<HashMap<String, String>>())
-        .map(move |_: HashMap<String, String>| {
-            let events = coord
-                .changes
-                .follow()
-                .map(|c| Ok::<Event, Infallible>(event(&c)));
-            warp::sse::reply(warp::sse::keep_alive().stream(SyncStream::new(events.boxed())))
-                .into_response()
+        .and(warp::header::optional::<String>("accept"))
+        .then(move |q: HashMap<String, String>, accept: Option<String>| {
+            let coord = coord.clone();
+            async move {
+                match follows(&q, accept.as_deref()) {
+                    Err(e) => e.into_response(),
+                    Ok(false) => match coord.changes.now().await {
+                        Ok(now) => warp::reply::json(&now).into_response(),
+                        Err(e) => ApiError::from(e).into_response(),
+                    },
+                    Ok(true) => {
+                        let events = coord
+                            .changes
+                            .follow()
+                            .map(|c| Ok::<Event, Infallible>(event(&c)));
+                        warp::sse::reply(
+                            warp::sse::keep_alive().stream(SyncStream::new(events.boxed())),
+                        )
+                        .into_response()
+                    }
+                }
+            }
         })
+}
+
+/// Whether the request follows: `follow=1` (or `true`, or empty) or `Accept: text/event-stream`.
+fn follows(q: &HashMap<String, String>, accept: Option<&str>) -> Result<bool, ApiError> {
+    let follow = match q.get("follow").map(String::as_str) {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") | Some("") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "follow must be 1 or 0, not {other:?}"
+            )))
+        }
+    };
+    Ok(follow || accept.is_some_and(|a| a.contains("text/event-stream")))
 }
 
 fn event(c: &Change) -> Event {
@@ -50,6 +80,16 @@ mod tests {
     use super::*;
     use berth_protocol::api::{AppsChange, DeploymentChange};
     use berth_protocol::model::{DeploymentKind, DeploymentStatus};
+
+    #[test]
+    fn follows_when_asked() {
+        let q = |k: &str, v: &str| HashMap::from([(k.to_string(), v.to_string())]);
+        assert!(!follows(&HashMap::new(), None).unwrap());
+        assert!(follows(&HashMap::new(), Some("text/event-stream")).unwrap());
+        assert!(follows(&q("follow", "1"), None).unwrap());
+        assert!(!follows(&q("follow", "0"), Some("application/json")).unwrap());
+        assert!(follows(&q("follow", "yes"), None).is_err());
+    }
 
     #[test]
     fn events_are_named_and_carry_json() {

@@ -51,6 +51,7 @@ use crate::auth::ENDPOINTS;
     berth_protocol::LogEntry,
     berth_protocol::api::DeploymentChange,
     berth_protocol::api::AppsChange,
+    berth_protocol::api::EventsNow,
 )))]
 struct Schemas;
 
@@ -702,11 +703,22 @@ pub fn operations() -> Vec<Operation> {
         ),
         op("GET", "/api/v1/events", "events", "cluster", "What changes, live")
             .scope(Read)
+            .param(query(
+                "follow",
+                "`1` (or `true`, or empty): follow as Server-Sent Events.",
+                json!({"type": "string", "enum": ["0", "1", "true", "false", ""]}),
+            ))
+            .describe("`Accept: text/event-stream` follows, like `follow=1`.")
             .ok(
                 200,
-                "Server-Sent Events for as long as the client stays.",
-                json!({"text/event-stream": {"schema": sse_event(&["deployment", "apps", "resync"], EVENTS_SSE)}}),
-            ),
+                "Where changes stand (the apps' counter and the deployments in flight), or, \
+                 followed, Server-Sent Events for as long as the client stays.",
+                json!({
+                    "application/json": {"schema": schema_ref("EventsNow")},
+                    "text/event-stream": {"schema": sse_event(&["deployment", "apps", "resync"], EVENTS_SSE)}
+                }),
+            )
+            .errors(&[400]),
     ];
     // A webhook's answers.
     for o in ops
