@@ -335,4 +335,3 @@ const done = arguments[arguments.length - 1];
   done({ framing, calls, seen, end: end && end.event });
 })().catch((e) => done({ error: String(e) }));
 "#;
-
