@@ -42,6 +42,9 @@ fn kept_changing(id: &str) -> Error {
     ))
 }
 
+/// A held record and its bytes, by deployment id.
+type Held = std::collections::HashMap<String, (Deployment, Vec<u8>)>;
+
 /// How many records [`Written`] holds at most, and the largest it holds (bytes encoded).
 const WRITTEN_MAX: usize = 1024;
 const WRITTEN_MAX_BYTES: usize = 8 * 1024;
@@ -53,9 +56,7 @@ const WRITTEN_MAX_BYTES: usize = 8 * 1024;
 /// says is not one is decided again on the record read, too: only writes are trusted to the
 /// compare.) A record leaves when it is taken for a change, and comes back with its write.
 #[derive(Clone, Default)]
-struct Written(
-    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (Deployment, Vec<u8>)>>>,
-);
+struct Written(std::sync::Arc<std::sync::Mutex<Held>>);
 
 impl Written {
     fn take(&self, id: &str) -> Option<(Deployment, Vec<u8>)> {
