@@ -86,7 +86,8 @@ pub struct DeploymentActor {
     /// it (and the fleet) without reading it again — see [`REREAD`].
     known: Option<(Deployment, Instant)>,
     /// The record as the API created it, for the first look only (then it is read), with the
-    /// app as the API read it when it has it.
+    /// app as the API read it when it has it; or the record as the Ledger just wrote it, given
+    /// by a [`Look`] that starts a look at once.
     created: Option<(Deployment, Option<App>)>,
 }
 
@@ -185,7 +186,7 @@ impl DeploymentActor {
                 }
             };
             if act.again && matches!(res, Ok(Step::Sent | Step::Wait)) {
-                ctx.notify(Look);
+                ctx.notify(Look(None));
             }
             act.unreadable_since = match &res {
                 Err(Error::Unreadable(_)) if !quarantine => {
@@ -252,7 +253,10 @@ struct Tick {
 ///
 /// `created` is the record as the API created it, given to the first look: a queued record that
 /// nothing else has touched yet, so it is decided from as read (the Ledger's `Assign` compares
-/// it with what Redis holds anyway).
+/// it with what Redis holds anyway). Or the record the Ledger has just written for a node's
+/// event (`Poke`): what a read now would find, unless another change followed it, which pokes
+/// this actor again (and every change the actor asks for is decided again by the Ledger on
+/// what Redis holds).
 async fn tick(
     t: Tick,
     known: Option<Deployment>,
@@ -758,16 +762,22 @@ pub(crate) async fn send_job(
     Ok(())
 }
 
-/// Tick now, reading the record again (it changed).
+/// Tick now, reading the record again (it changed) — or deciding from the record given: the
+/// one the Ledger has just written (`Poke`), as a read would have found it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Look;
+pub struct Look(pub Option<Deployment>);
 
 impl Handler<Look> for DeploymentActor {
     type Result = ();
 
-    fn handle(&mut self, _: Look, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Look(written): Look, ctx: &mut Context<Self>) {
         self.known = None;
+        // Only a look that starts now takes the record given: one that waits for a tick under
+        // way reads the record after it (that tick may write it).
+        if !self.busy && self.created.is_none() {
+            self.created = written.filter(|d| d.id == self.id).map(|d| (d, None));
+        }
         self.schedule_tick(ctx);
     }
 }

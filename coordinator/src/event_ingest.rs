@@ -150,8 +150,8 @@ async fn handle(
                     // Its actor looks at once, at the record as it is now: a rollout acts on
                     // its replicas' reports, and an actor that waits on its node decides from
                     // the record it read last until a change pokes it.
-                    if d.is_some() {
-                        reconciler.do_send(Poke(id));
+                    if let Some(d) = d {
+                        reconciler.do_send(Poke(d));
                     }
                     Outcome::Done
                 }

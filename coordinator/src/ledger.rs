@@ -42,11 +42,52 @@ fn kept_changing(id: &str) -> Error {
     ))
 }
 
+/// A held record and its bytes, by deployment id.
+type Held = std::collections::HashMap<String, (Deployment, Vec<u8>)>;
+
+/// How many records [`Written`] holds at most, and the largest it holds (bytes encoded).
+const WRITTEN_MAX: usize = 1024;
+const WRITTEN_MAX_BYTES: usize = 8 * 1024;
+
+/// The records of unfinished deployments as this Ledger wrote them last, with their bytes. A
+/// change starts from the one held here instead of reading the record from Redis: its write
+/// compares those bytes with what Redis holds, as it compares the bytes it read, so a record
+/// another process changed since is read and decided again. (A change that the held record
+/// says is not one is decided again on the record read, too: only writes are trusted to the
+/// compare.) A record leaves when it is taken for a change, and comes back with its write.
+#[derive(Clone, Default)]
+struct Written(std::sync::Arc<std::sync::Mutex<Held>>);
+
+impl Written {
+    fn take(&self, id: &str) -> Option<(Deployment, Vec<u8>)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id)
+    }
+
+    /// Holds `d`, just written as `bytes`; a terminal record is let go (it never changes).
+    fn keep(&self, d: &Deployment, bytes: Option<Vec<u8>>) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match bytes {
+            Some(b) if !d.status.is_terminal() && b.len() <= WRITTEN_MAX_BYTES => {
+                if held.len() >= WRITTEN_MAX && !held.contains_key(&d.id) {
+                    if let Some(k) = held.keys().next().cloned() {
+                        held.remove(&k);
+                    }
+                }
+                held.insert(d.id.clone(), (d.clone(), b));
+            }
+            _ => {
+                held.remove(&d.id);
+            }
+        }
+    }
+}
+
 pub struct Ledger {
     store: Store,
     /// One async mutex per deployment with a change under way: changes of one record never
     /// interleave, changes of different records run at once.
     serial: std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
+    written: Written,
 }
 
 impl Ledger {
@@ -54,6 +95,7 @@ impl Ledger {
         Ledger {
             store,
             serial: Default::default(),
+            written: Written::default(),
         }
     }
 
@@ -329,6 +371,7 @@ impl Handler<Create> for Ledger {
 
     fn handle(&mut self, msg: Create, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
+        let written = self.written.clone();
         Box::pin(async move {
             let d = Deployment {
                 id: new_id(),
@@ -395,15 +438,13 @@ impl Handler<Create> for Ledger {
             };
             // The first log line is written with the record (one round trip).
             let extra = [log_command(&d.id, LogStream::System, &line)];
-            if !store
-                .put_deployment_with(&d, &extra, Expect::Absent)
-                .await?
-            {
+            let Some(bytes) = store.write_deployment(&d, &extra, Expect::Absent).await? else {
                 return Err(Error::Internal(format!(
                     "a deployment with the new id {} exists already; try again",
                     d.id
                 )));
-            }
+            };
+            written.keep(&d, Some(bytes));
             // Old deployments' logs go after the answer: nothing waits for them.
             let (store, app) = (store.clone(), d.app.clone());
             actix::spawn(async move {
@@ -422,16 +463,22 @@ impl Handler<Assign> for Ledger {
     fn handle(&mut self, msg: Assign, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let serial = self.serial(&msg.id);
+        let written = self.written.clone();
         Box::pin(async move {
             let _one = serial.lock().await;
+            let held = written.take(&msg.id);
             let mut known = msg.known.filter(|d| d.id == msg.id);
             for n in 0..TRIES {
                 lost_race(n).await;
                 let read = match known.take() {
-                    Some(d) => {
-                        let raw = store.deployment_bytes(&d)?;
-                        Some((d, raw))
-                    }
+                    // The bytes this Ledger wrote it as, when it holds them (no encoding).
+                    Some(d) => match &held {
+                        Some((h, raw)) if *h == d => Some((d, raw.clone())),
+                        _ => {
+                            let raw = store.deployment_bytes(&d)?;
+                            Some((d, raw))
+                        }
+                    },
                     None => store.read_deployment(&msg.id).await?,
                 };
                 let Some((mut d, raw)) = read else {
@@ -446,10 +493,9 @@ impl Handler<Assign> for Ledger {
                 }
                 let line = format!("scheduled on node {}", msg.node);
                 let log = log_command(&d.id, LogStream::System, &line);
-                if store
-                    .put_deployment_with(&d, &[log], Expect::Read(&raw, DeploymentStatus::Queued))
-                    .await?
-                {
+                let expect = Expect::Read(&raw, DeploymentStatus::Queued);
+                if let Some(bytes) = store.write_deployment(&d, &[log], expect).await? {
+                    written.keep(&d, Some(bytes));
                     return Ok(Some(d));
                 }
             }
@@ -466,18 +512,33 @@ impl Handler<Transition> for Ledger {
         // One instant for the record's timestamps and the build-duration figure.
         let at = msg.at;
         let serial = self.serial(&msg.deployment_id);
+        let held = self.written.clone();
         Box::pin(async move {
             let _one = serial.lock().await;
             let mut written = None;
+            let mut cached = held.take(&msg.deployment_id);
             for n in 0..TRIES {
                 lost_race(n).await;
-                let Some((mut d, raw)) = store.read_deployment(&msg.deployment_id).await? else {
-                    return Ok(None);
+                // The record as this Ledger wrote it last, if it holds it and the change
+                // changes it; else as read now.
+                let from_held = cached.take().and_then(|(mut d, raw)| {
+                    let before = d.status;
+                    apply(&mut d, &msg).then_some((d, raw, before))
+                });
+                let (d, raw, before) = match from_held {
+                    Some(h) => h,
+                    None => {
+                        let Some((mut d, raw)) = store.read_deployment(&msg.deployment_id).await?
+                        else {
+                            return Ok(None);
+                        };
+                        let before = d.status;
+                        if !apply(&mut d, &msg) {
+                            return Ok(None);
+                        }
+                        (d, raw, before)
+                    }
                 };
-                let before = d.status;
-                if !apply(&mut d, &msg) {
-                    return Ok(None);
-                }
                 // Outcome counters, build durations and the release index change in the
                 // record's write; so does the closing line of the log, which a follower that
                 // sees the terminal status has to read.
@@ -492,10 +553,11 @@ impl Handler<Transition> for Ledger {
                 }
                 extra.extend(crate::metrics::ledger_commands(before, &d, at));
                 extra.extend(crate::releases::index_commands(&d));
-                if store
-                    .put_deployment_with(&d, &extra, Expect::Read(&raw, before))
+                if let Some(bytes) = store
+                    .write_deployment(&d, &extra, Expect::Read(&raw, before))
                     .await?
                 {
+                    held.keep(&d, Some(bytes));
                     written = Some(d);
                     break;
                 }
@@ -527,8 +589,11 @@ impl Handler<Reassign> for Ledger {
     fn handle(&mut self, msg: Reassign, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let serial = self.serial(&msg.id);
+        let written = self.written.clone();
         Box::pin(async move {
             let _one = serial.lock().await;
+            // Rare: read from Redis; what this Ledger held of it is stale once it writes.
+            written.take(&msg.id);
             for n in 0..TRIES {
                 lost_race(n).await;
                 let Some((mut d, raw)) = store.read_deployment(&msg.id).await? else {
@@ -579,8 +644,11 @@ impl Handler<EditRollout> for Ledger {
     fn handle(&mut self, msg: EditRollout, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let serial = self.serial(&msg.id);
+        let written = self.written.clone();
         Box::pin(async move {
             let _one = serial.lock().await;
+            // Read from Redis; what this Ledger held of it is stale once it writes.
+            written.take(&msg.id);
             let mut edit = msg.edit;
             for n in 0..TRIES {
                 lost_race(n).await;
@@ -609,8 +677,10 @@ impl Handler<Quarantine> for Ledger {
     fn handle(&mut self, Quarantine(id): Quarantine, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         let serial = self.serial(&id);
+        let written = self.written.clone();
         Box::pin(async move {
             let _one = serial.lock().await;
+            written.take(&id);
             let Some(raw) = store.raw_deployment(&id).await? else {
                 return Ok(None);
             };
@@ -771,6 +841,114 @@ pub(crate) mod tests {
     #[test]
     fn ids_are_unique() {
         assert_ne!(new_id(), new_id());
+    }
+
+    /// A Ledger starts a change from the record as it wrote it last (no read); when another
+    /// process changed the record since, the change is decided again on the record in Redis —
+    /// both when the held copy would write (the compare refuses it) and when the held copy
+    /// says the change is stale (a node that is no longer the deployment's).
+    #[actix_rt::test]
+    async fn a_held_record_that_another_process_changed_is_read_again() {
+        let dir = berth_tests::TempDir::with_prefix("ledger-held").unwrap();
+        let port = berth_tests::free_port();
+        let _redis = berth_tests::start_redis(dir.path(), port, &[])
+            .await
+            .unwrap();
+        let url = format!("redis://127.0.0.1:{port}/");
+        let mut ledgers = Vec::new();
+        for _ in 0..2 {
+            let conn = berth_bus::Redis::connect(&url, "test").await.unwrap();
+            ledgers.push(Ledger::new(Store::new(conn)).start());
+        }
+        let (a, b) = (&ledgers[0], &ledgers[1]);
+        let store = Store::new(berth_bus::Redis::connect(&url, "test").await.unwrap());
+        let d = a
+            .send(Create {
+                app: "a".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let assigned = a
+            .send(Assign {
+                id: d.id.clone(),
+                node: "n1".into(),
+                runtime: RuntimeSpec {
+                    env: Default::default(),
+                    port: 8080,
+                    health_check: Default::default(),
+                    secrets: None,
+                },
+                known: Some(d.clone()),
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("assigned");
+        assert_eq!(assigned.node.as_deref(), Some("n1"));
+
+        // The other process moves it to n2; this one still holds it on n1.
+        let moved = b
+            .send(Reassign {
+                id: d.id.clone(),
+                from: "n1".into(),
+                to: "n2".into(),
+                attempt: 0,
+                cause: "n1 went down".into(),
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("reassigned");
+        assert_eq!(moved.attempt, 1);
+
+        // n2's event: stale by the held copy (node n1), a change by the record in Redis.
+        let building = |node: &str| DeploymentUpdate {
+            node: Some(node.into()),
+            ..DeploymentUpdate::new(&d.id, DeploymentStatus::Building)
+        };
+        let now = a
+            .send(Transition(building("n2")))
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("n2's event applies");
+        assert_eq!(now.status, DeploymentStatus::Building);
+        assert_eq!(now.node.as_deref(), Some("n2"));
+        assert_eq!(now.attempt, 1, "the reassignment is kept");
+        // n1's event is stale now, whatever this process held.
+        let stale = a.send(Transition(building("n1"))).await.unwrap().unwrap();
+        assert!(stale.is_none(), "{stale:?}");
+
+        // The other process records the commit; this one, holding the record without it, ends
+        // the deployment: its write is refused by the compare, decided again, and keeps both.
+        b.send(Transition(DeploymentUpdate {
+            commit: Some("abc".into()),
+            node: Some("n2".into()),
+            ..DeploymentUpdate::new(&d.id, DeploymentStatus::Deploying)
+        }))
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("deploying");
+        let end = a
+            .send(Transition(DeploymentUpdate {
+                node: Some("n2".into()),
+                image: Some("img:1".into()),
+                ..DeploymentUpdate::new(&d.id, DeploymentStatus::Succeeded)
+            }))
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("succeeded");
+        let stored = store.get_deployment(&d.id).await.unwrap().unwrap();
+        assert_eq!(stored, end);
+        assert_eq!(stored.status, DeploymentStatus::Succeeded);
+        assert_eq!(stored.commit.as_deref(), Some("abc"));
+        assert_eq!(stored.image.as_deref(), Some("img:1"));
+        assert_eq!(stored.attempt, 1);
+        assert!(store.active_deployments().await.unwrap().is_empty());
     }
 
     /// Two ledgers on one real Redis, as in two coordinators (each its own connection, its own

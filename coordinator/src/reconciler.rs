@@ -266,17 +266,18 @@ impl Handler<Track> for Reconciler {
 }
 
 /// A deployment's record changed (a node's event was applied): its actor looks now rather than
-/// at its next tick, so a rollout switches a healthy replica in without waiting.
+/// at its next tick, so a rollout switches a healthy replica in without waiting. It carries the
+/// record as the Ledger just wrote it, which the actor decides from instead of reading it back.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Poke(pub String);
+pub struct Poke(pub Deployment);
 
 impl Handler<Poke> for Reconciler {
     type Result = ();
 
     fn handle(&mut self, msg: Poke, _: &mut Context<Self>) {
-        if let Some((a, _)) = self.actors.get(&msg.0) {
-            a.do_send(crate::deployment::Look);
+        if let Some((a, _)) = self.actors.get(&msg.0.id) {
+            a.do_send(crate::deployment::Look(Some(msg.0)));
         }
     }
 }

@@ -167,16 +167,19 @@ return 1
 /// `latest(k1, k2, a1, a2, a3, a4)`: records deployment `a4` as app `a1`'s newest
 /// (`berth:apps:latest`, `k1`) unless the app is gone (`k2`) or the hash holds a deployment
 /// created after it (`a2`, epoch ms; `a3` its id, `a4` the summary). One Lua body for [`LATEST`]
-/// and [`COMMIT`].
+/// and [`COMMIT`]. When the hash names this very deployment already (a status change of an
+/// app's newest deployment: the common case) the app is not looked up: deleting an app removes
+/// its entry (`Store::delete_app`), so an entry that is there belongs to an app that is.
 macro_rules! latest_fn {
     () => {
         r"
 local function latest(k1, k2, a1, a2, a3, a4)
-  if redis.call('EXISTS', k2) == 0 then return 0 end
   local cur = redis.call('HGET', k1, a1)
-  if cur then
-    local at, id = string.match(cur, '^(%d+) (%S+)')
-    if at and id ~= a3 and tonumber(at) > tonumber(a2) then return 0 end
+  local at, id
+  if cur then at, id = string.match(cur, '^(%d+) (%S+)') end
+  if id ~= a3 then
+    if at and tonumber(at) > tonumber(a2) then return 0 end
+    if redis.call('EXISTS', k2) == 0 then return 0 end
   end
   redis.call('HSET', k1, a1, a4)
   return 1
@@ -301,6 +304,15 @@ fn app_changed(name: &str) -> redis::Cmd {
         .arg(name)
         .arg(keys::APPS_CHANGES_MAX);
     cmd
+}
+
+/// Which of the newest summary (`berth:apps:latest`) and the active set a record's write
+/// rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sets {
+    Neither,
+    Summary,
+    Both,
 }
 
 /// What a deployment record write expects to find where it writes.
@@ -865,32 +877,56 @@ impl Store {
         extra: &[redis::Cmd],
         expect: Expect<'_>,
     ) -> Result<bool> {
-        let index = matches!(expect, Expect::Absent);
-        let summary = !matches!(expect, Expect::Read(_, before) if before == d.status);
-        let cmds = self.deployment_commands(d, extra, index, summary)?;
-        self.commit(
-            &format!("writing deployment {}", d.id),
-            &d.id,
-            expect,
-            &cmds,
-        )
-        .await
+        Ok(self.write_deployment(d, extra, expect).await?.is_some())
     }
 
-    /// The commands that write `d` (the record; the app's index when `index`; the newest
-    /// summary and the active set when `summary`), then `extra`. A record's place in its app's
-    /// index (its creation time) never changes, so only the write that creates it — or
-    /// replaces an unreadable one — adds it; the others leave the index alone (and so never
-    /// bring back the index of an app deleted meanwhile). The summary and the active set follow
-    /// the status only, so a write that keeps the status needs neither.
-    fn deployment_commands(
+    /// [`Store::put_deployment_with`], answering the bytes written (what the next write of the
+    /// record expects to find), `None` when nothing was written.
+    pub async fn write_deployment(
         &self,
         d: &Deployment,
         extra: &[redis::Cmd],
-        index: bool,
-        summary: bool,
-    ) -> Result<Vec<redis::Cmd>> {
+        expect: Expect<'_>,
+    ) -> Result<Option<Vec<u8>>> {
+        let index = matches!(expect, Expect::Absent);
+        let sets = match expect {
+            Expect::Read(_, before) if before == d.status => Sets::Neither,
+            // A record that was not terminal is in the active set since its creation.
+            Expect::Read(_, before) if !before.is_terminal() && !d.status.is_terminal() => {
+                Sets::Summary
+            }
+            _ => Sets::Both,
+        };
         let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
+        let cmds = self.deployment_commands(d, &bytes, extra, index, sets);
+        let written = self
+            .commit(
+                &format!("writing deployment {}", d.id),
+                &d.id,
+                expect,
+                &cmds,
+            )
+            .await?;
+        Ok(written.then_some(bytes))
+    }
+
+    /// The commands that write `d` as `bytes` (the record; the app's index when `index`; the
+    /// newest summary and the active set as `sets` says), then `extra`. A record's place in its
+    /// app's index (its creation time) never changes, so only the write that creates it — or
+    /// replaces an unreadable one — adds it; the others leave the index alone (and so never
+    /// bring back the index of an app deleted meanwhile). The summary and the active set follow
+    /// the status only, so a write that keeps the status needs neither; and membership of the
+    /// active set changes only at creation and at the end, so a change between two unfinished
+    /// statuses (`queued → building → deploying`) rewrites only the summary.
+    fn deployment_commands(
+        &self,
+        d: &Deployment,
+        bytes: &[u8],
+        extra: &[redis::Cmd],
+        index: bool,
+        sets: Sets,
+    ) -> Vec<redis::Cmd> {
+        let summary = sets != Sets::Neither;
         let mut cmds = vec![{
             let mut c = redis::cmd("SET");
             c.arg(keys::deployment(&d.id)).arg(bytes);
@@ -911,7 +947,7 @@ impl Store {
                 cmds.push(latest);
             }
         }
-        if summary {
+        if sets == Sets::Both {
             let mut active = redis::cmd(if d.status.is_terminal() {
                 "SREM"
             } else {
@@ -921,7 +957,7 @@ impl Store {
             cmds.push(active);
         }
         cmds.extend(extra.iter().cloned());
-        Ok(cmds)
+        cmds
     }
 
     /// The stored bytes of a deployment record, undecoded.
@@ -943,7 +979,8 @@ impl Store {
             .arg(keys::deployment(&d.id))
             .arg(keys::deployment_unreadable(&d.id));
         let mut cmds = vec![rename];
-        cmds.extend(self.deployment_commands(d, extra, true, true)?);
+        let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
+        cmds.extend(self.deployment_commands(d, &bytes, extra, true, Sets::Both));
         self.commit(
             &format!("replacing deployment {}", d.id),
             &d.id,
@@ -1334,6 +1371,96 @@ mod tests {
     /// On a real Redis: a writer that read an app's domains before a PATCH dropped one (a
     /// rollout's tick) writes no route for it — first domain or copy — and one for the domains
     /// the index still gives the app.
+    /// The newest summary (`berth:apps:latest`) and the active set follow a record's status
+    /// through its writes: the summary of the app's newest deployment only, never brought back
+    /// for a deleted app; the active set from creation to the end.
+    #[actix_rt::test]
+    async fn the_summary_and_the_active_set_follow_the_status() {
+        let dir = berth_tests::TempDir::with_prefix("store-latest").unwrap();
+        let port = berth_tests::free_port();
+        let _redis = berth_tests::start_redis(dir.path(), port, &[])
+            .await
+            .unwrap();
+        let conn = Redis::connect(&format!("redis://127.0.0.1:{port}/"), "test")
+            .await
+            .unwrap();
+        let store = Store::new(conn.clone());
+        let mut c = conn.clone();
+        let _: () = c.set(keys::app("a"), "an app").await.unwrap();
+        let latest = || async {
+            let v: Option<String> = conn.clone().hget(keys::APPS_LATEST, "a").await.unwrap();
+            v.as_deref()
+                .and_then(parse_latest)
+                .map(|l| (l.id, l.status))
+        };
+        let mut d = crate::ledger::tests::queued();
+        d.id = "d1".into();
+        d.created_at = 100;
+        let mut raw = store
+            .write_deployment(&d, &[], Expect::Absent)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            latest().await,
+            Some(("d1".into(), DeploymentStatus::Queued))
+        );
+        assert_eq!(store.active_deployments().await.unwrap(), vec!["d1"]);
+        for status in [DeploymentStatus::Building, DeploymentStatus::Deploying] {
+            let before = d.status;
+            d.status = status;
+            raw = store
+                .write_deployment(&d, &[], Expect::Read(&raw, before))
+                .await
+                .unwrap()
+                .expect("written");
+            assert_eq!(latest().await, Some(("d1".into(), status)));
+            assert_eq!(store.active_deployments().await.unwrap(), vec!["d1"]);
+        }
+        // A write that expects other bytes writes nothing.
+        assert!(store
+            .write_deployment(&d, &[], Expect::Read(b"other", d.status))
+            .await
+            .unwrap()
+            .is_none());
+
+        // A newer deployment of the app is the newest; d1's end does not replace it.
+        let mut d2 = d.clone();
+        d2.id = "d2".into();
+        d2.created_at = 200;
+        d2.status = DeploymentStatus::Queued;
+        store
+            .write_deployment(&d2, &[], Expect::Absent)
+            .await
+            .unwrap()
+            .unwrap();
+        let before = d.status;
+        d.status = DeploymentStatus::Cancelled;
+        store
+            .write_deployment(&d, &[], Expect::Read(&raw, before))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            latest().await,
+            Some(("d2".into(), DeploymentStatus::Queued))
+        );
+        assert_eq!(store.active_deployments().await.unwrap(), vec!["d2"]);
+
+        // The app deleted (its entry with it, as `delete_app` does) under a record that
+        // outlived it: that record's write does not bring the entry back.
+        let _: () = c.del(keys::app("a")).await.unwrap();
+        let _: () = c.hdel(keys::APPS_LATEST, "a").await.unwrap();
+        let raw2 = store.deployment_bytes(&d2).unwrap();
+        d2.status = DeploymentStatus::Building;
+        store
+            .write_deployment(&d2, &[], Expect::Read(&raw2, DeploymentStatus::Queued))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest().await, None);
+    }
+
     #[actix_rt::test]
     async fn routes_are_written_only_for_domains_the_index_gives_the_app() {
         let dir = berth_tests::TempDir::with_prefix("store-routes").unwrap();

@@ -302,25 +302,30 @@ async fn cancel_during_build_and_during_health_checks() {
         .unwrap();
     let (s, v) = c.api.cancel(&id).await.unwrap();
     assert_eq!(s, 200, "{v}");
+    // The node logs "removing the new container" before it removes it: the container may
+    // still be listed (stopped) for a moment after the line.
+    let leftover = || {
+        sh(std::process::Command::new("docker").args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=berth.deployment={id}"),
+        ]))
+    };
     berth_tests::eventually(
         "the probed container to be removed",
         Duration::from_secs(20),
         || async {
             let log = c.api.log(&id).await.ok()?;
             (log.contains("removing the new container")
-                && running_containers(&app, &c.node).ok()?.len() == 1)
-                .then_some(())
+                && running_containers(&app, &c.node).ok()?.len() == 1
+                && leftover().ok()?.is_empty())
+            .then_some(())
         },
     )
     .await
     .unwrap();
-    let all = sh(std::process::Command::new("docker").args([
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=berth.deployment={id}"),
-    ]))
-    .unwrap();
+    let all = leftover().unwrap();
     assert!(
         all.is_empty(),
         "no leftover container of the cancelled deployment: {all}"
