@@ -3,12 +3,14 @@
 //! the apps changing (one created, changed or deleted).
 //!
 //! One watcher per coordinator process, and only while somebody watches: once a second it reads
-//! the apps' change counter (`berth:apps:version`), the set of active deployments and their
-//! records — the ones in flight only — and a record once more when it leaves the set (how it
-//! ended). It writes nothing and the deploy path does nothing for it, so a coordinator nobody
-//! watches reads nothing. It reads Redis, so it sees what every coordinator did (any of them may
-//! have applied a node's event). A deployment that appears and ends between two reads shows as
-//! its end only; a watcher that falls behind gets [`Change::Resync`] (read everything again).
+//! the apps' change counter (`berth:apps:version`), the outcome counters
+//! (`berth:stats:deployments`), the set of active deployments and their records — the ones in
+//! flight only — and a record once more when it leaves the set (how it ended). A deployment that
+//! appeared and ended between two reads is never in the set it reads; the outcome counters tell
+//! that one ended, and then the apps' newest deployments (`berth:apps:latest`) say which. It
+//! writes nothing and the deploy path does nothing for it, so a coordinator nobody watches reads
+//! nothing. It reads Redis, so it sees what every coordinator did (any of them may have applied
+//! a node's event). A watcher that falls behind gets [`Change::Resync`] (read everything again).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +24,9 @@ use berth_protocol::model::Deployment;
 use futures_util::Stream;
 use tokio::sync::broadcast;
 
-use crate::store::Store;
+use redis::AsyncCommands;
+
+use crate::store::{parse_latest, Store};
 
 /// How often the watcher reads.
 const EVERY: Duration = Duration::from_secs(1);
@@ -65,7 +69,7 @@ impl Changes {
 
     /// Where changes stand now: the apps' counter and the deployments in flight (by id).
     pub async fn now(&self) -> crate::error::Result<EventsNow> {
-        let seen = read(&self.inner.store).await?;
+        let seen = read(&self.inner.store, &mut Seen::default()).await?;
         let mut active: Vec<DeploymentChange> = seen.active.into_values().collect();
         active.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(EventsNow {
@@ -108,7 +112,7 @@ async fn watch(inner: Arc<Inner>) {
                 return;
             }
         }
-        match read(&inner.store).await {
+        match read(&inner.store, &mut last).await {
             Ok(now) => {
                 if let Some(before) = last.taken.then_some(&last) {
                     let ended = before.ended(&now);
@@ -142,24 +146,43 @@ struct Seen {
     version: u64,
     /// The active deployments: id → (app, status, kind).
     active: HashMap<String, DeploymentChange>,
+    /// How many deployments ended so far, by outcome.
+    outcomes: HashMap<String, u64>,
+    /// Each app's newest deployment (`berth:apps:latest`) as last read, and whether this read
+    /// read it (it is read again only when the outcomes moved).
+    latest: HashMap<String, String>,
+    latest_read: bool,
 }
 
-async fn read(store: &Store) -> crate::error::Result<Seen> {
+/// Reads what changes are told from; `last` is the read before (what need not be read again is
+/// taken from it, once nothing can fail).
+async fn read(store: &Store, last: &mut Seen) -> crate::error::Result<Seen> {
+    let mut conn = store.conn();
     let version = store
         .get_string(keys::APPS_VERSION)
         .await?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    let outcomes: HashMap<String, u64> = conn.hgetall(keys::STATS_DEPLOYMENTS).await?;
     let ids = store.active_deployments().await?;
     let records = if ids.is_empty() {
         Vec::new()
     } else {
         store.deployments(&ids).await?
     };
+    let again = !last.taken || outcomes != last.outcomes;
+    let latest = if again {
+        conn.hgetall(keys::APPS_LATEST).await?
+    } else {
+        std::mem::take(&mut last.latest)
+    };
     Ok(Seen {
         taken: true,
         version,
         active: records.iter().map(|d| (d.id.clone(), change(d))).collect(),
+        outcomes,
+        latest,
+        latest_read: again,
     })
 }
 
@@ -202,6 +225,27 @@ impl Seen {
         moved.sort_by(|a, b| a.id.cmp(&b.id));
         out.extend(moved.into_iter().cloned().map(Change::Deployment));
         out.extend(ended.iter().map(|d| Change::Deployment(change(d))));
+        // Ended between the two reads without ever being seen active: an app's newest
+        // deployment that is new to this watcher and already terminal.
+        if now.latest_read {
+            let mut quick: Vec<DeploymentChange> = now
+                .latest
+                .iter()
+                .filter(|(app, v)| self.latest.get(*app) != Some(*v))
+                .filter_map(|(app, v)| {
+                    let l = parse_latest(v)?;
+                    let told = self.active.contains_key(&l.id) || now.active.contains_key(&l.id);
+                    (l.status.is_terminal() && !told).then(|| DeploymentChange {
+                        id: l.id,
+                        app: app.clone(),
+                        status: l.status,
+                        kind: l.kind,
+                    })
+                })
+                .collect();
+            quick.sort_by(|a, b| a.id.cmp(&b.id));
+            out.extend(quick.into_iter().map(Change::Deployment));
+        }
         out
     }
 }
@@ -225,6 +269,7 @@ mod tests {
             taken: true,
             version,
             active: active.iter().map(|d| (d.id.clone(), d.clone())).collect(),
+            ..Default::default()
         }
     }
 
@@ -252,5 +297,36 @@ mod tests {
         );
         // Nothing changed: nothing told.
         assert!(now.changes(&now.clone(), &[]).is_empty());
+    }
+
+    /// A deployment that appeared and ended between two reads is told by the apps' newest
+    /// deployments, read again because the outcomes moved; one told already is not told again.
+    #[test]
+    fn tells_a_deployment_that_came_and_went_between_two_reads() {
+        use DeploymentStatus::*;
+        let mut before = seen(1, &[c("b", Building)]);
+        before.latest = HashMap::from([
+            ("web".to_string(), "1 a succeeded deploy".to_string()),
+            ("api".to_string(), "2 b building deploy".to_string()),
+        ]);
+        let mut now = seen(1, &[]);
+        now.latest = HashMap::from([
+            ("web".to_string(), "3 q failed rollback".to_string()),
+            ("api".to_string(), "2 b succeeded deploy".to_string()),
+        ]);
+        now.latest_read = true;
+        let got = before.changes(&now, &[record("b", Succeeded)]);
+        assert_eq!(
+            got,
+            [
+                Change::Deployment(c("b", Succeeded)),
+                Change::Deployment(DeploymentChange {
+                    id: "q".into(),
+                    app: "web".into(),
+                    status: Failed,
+                    kind: DeploymentKind::Rollback,
+                }),
+            ]
+        );
     }
 }
