@@ -17,7 +17,7 @@ mod browser;
 
 use anyhow::{Context, Result};
 use berth_tests::{
-    hello_page, ingress_get, repo_root, slow_dockerfile, version_marker, Cluster, GitRepo, TempDir,
+    hello_page, ingress_get, repo_root, slow_dockerfile, version_marker, Cluster, GitRepo,
 };
 use browser::*;
 use fantoccini::{Client, Locator};
@@ -25,19 +25,7 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_a_real_browser() {
-    let mut c = Cluster::up().await.expect("berth up");
-    let dir = TempDir::with_prefix("dashboard").unwrap();
-    let (mut driver, browser) = browser(dir.path()).await.expect("a browser");
-    let result = flow(&mut c, &browser, dir.path()).await;
-    let _ = browser.close().await;
-    driver.kill();
-    if let Err(e) = result {
-        panic!(
-            "{e:#}\n----- chromedriver -----\n{}\n{}",
-            std::fs::read_to_string(dir.path().join("chromedriver.log")).unwrap_or_default(),
-            c.logs()
-        );
-    }
+    run("dashboard", |c, b, dir| Box::pin(flow(c, b, dir))).await;
 }
 
 async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> {

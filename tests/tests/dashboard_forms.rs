@@ -11,34 +11,14 @@
 mod browser;
 
 use anyhow::{Context, Result};
-use berth_tests::{repo_root, version_marker, Cluster, GitRepo, TempDir};
+use berth_tests::{repo_root, version_marker, Cluster, GitRepo};
 use browser::*;
 use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_an_app_and_manage_tokens_in_a_real_browser() {
-    let mut c = Cluster::up().await.expect("berth up");
-    let dir = TempDir::with_prefix("dashboard-forms").unwrap();
-    let (mut driver, browser) = browser(dir.path()).await.expect("a browser");
-    let result = flow(&mut c, &browser, dir.path()).await;
-    let _ = browser.close().await;
-    driver.kill();
-    if let Err(e) = result {
-        panic!(
-            "{e:#}\n----- chromedriver -----\n{}\n{}",
-            std::fs::read_to_string(dir.path().join("chromedriver.log")).unwrap_or_default(),
-            c.logs()
-        );
-    }
-}
-
-/// Types `text` into the empty(ied) control `css`.
-async fn fill(b: &Client, css: &str, text: &str) -> Result<()> {
-    let el = b.find(Locator::Css(css)).await?;
-    el.clear().await?;
-    el.send_keys(text).await?;
-    Ok(())
+    run("dashboard-forms", |c, b, dir| Box::pin(flow(c, b, dir))).await;
 }
 
 /// The value of the control `css`.

@@ -15,37 +15,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use berth_tests::{
-    ingress_get, ingress_get_path, repo_root, slow_dockerfile, unique, Cluster, GitRepo, TempDir,
+    ingress_get, ingress_get_path, repo_root, slow_dockerfile, unique, Cluster, GitRepo,
 };
 use browser::*;
-use fantoccini::{Client, Locator};
+use fantoccini::Client;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_tabs_in_a_real_browser() {
-    let mut c = Cluster::up().await.expect("berth up");
-    let dir = TempDir::with_prefix("dashboard-tabs").unwrap();
-    let (mut driver, browser) = browser(dir.path()).await.expect("a browser");
-    let result = flow(&mut c, &browser, dir.path()).await;
-    let _ = browser.close().await;
-    driver.kill();
-    if let Err(e) = result {
-        panic!(
-            "{e:#}\n----- chromedriver -----\n{}\n{}",
-            std::fs::read_to_string(dir.path().join("chromedriver.log")).unwrap_or_default(),
-            c.logs()
-        );
-    }
-}
-
-/// Replaces what the input `css` holds with `value`.
-async fn type_into(b: &Client, css: &str, value: &str) -> Result<()> {
-    let el = b.find(Locator::Css(css)).await?;
-    el.clear().await?;
-    if !value.is_empty() {
-        el.send_keys(value).await?;
-    }
-    Ok(())
+    run("dashboard-tabs", |c, b, dir| Box::pin(flow(c, b, dir))).await;
 }
 
 /// Opens tab `tab` by its link and waits for its panel.
@@ -83,12 +61,8 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
         .await?;
     anyhow::ensure!(rec["status"] == "succeeded", "{rec}");
 
-    b.goto(&format!(
-        "{}/#token={}",
-        c.api.base,
-        urlencode(&c.api.token)
-    ))
-    .await?;
+    b.goto(&format!("{}/#token={}", c.api.base, c.api.token))
+        .await?;
     until(
         b,
         "the apps table",
@@ -165,7 +139,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
         "the replica's tag: {line}"
     );
     // The filter hides what does not match, and says so.
-    type_into(b, "#logs-filter", "no-line-has-this").await?;
+    fill(b, "#logs-filter", "no-line-has-this").await?;
     until(
         b,
         "the filter to hide every line",
@@ -173,7 +147,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
         "return [...document.querySelectorAll('#app-log li')].every((li) => li.hidden) && !document.querySelector('#logs-empty').hidden",
     )
     .await?;
-    type_into(b, "#logs-filter", &first).await?;
+    fill(b, "#logs-filter", &first).await?;
     until(
         b,
         "the filter to show the line",
@@ -181,7 +155,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
         "return [...document.querySelectorAll('#app-log li')].filter((li) => !li.hidden).length === 1",
     )
     .await?;
-    type_into(b, "#logs-filter", "").await?;
+    fill(b, "#logs-filter", "").await?;
     // Paused, a new line waits (and is counted); resumed, it shows.
     click(b, "#logs-pause").await?;
     let held = unique("held");
@@ -260,8 +234,8 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     )
     .await?;
     let domain2 = format!("{app}-two.localhost");
-    type_into(b, "#cfg-domains", &format!("{host}\n{domain2}")).await?;
-    type_into(b, "#cfg-port", "0").await?;
+    fill(b, "#cfg-domains", &format!("{host}\n{domain2}")).await?;
+    fill(b, "#cfg-port", "0").await?;
     click(b, "#config-save").await?;
     let err = until(
         b,
@@ -286,7 +260,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     let (_, now) = c.api.get(&format!("/api/v1/apps/{app}")).await?;
     assert_eq!(now["port"], 8080, "nothing was saved: {now}");
     // Fixed, it saves, and offers to redeploy.
-    type_into(b, "#cfg-port", "8080").await?;
+    fill(b, "#cfg-port", "8080").await?;
     click(b, "#config-save").await?;
     until(
         b,
@@ -299,9 +273,9 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     assert_eq!(now["domains"], json!([host, domain2]), "{now}");
     // A secret is set without being shown; a plain variable shows, and goes through a confirmation.
     let secret = unique("hunter");
-    type_into(b, "#env-key", "API_SECRET").await?;
+    fill(b, "#env-key", "API_SECRET").await?;
     click(b, "#env-secret").await?;
-    type_into(b, "#env-value", &secret).await?;
+    fill(b, "#env-value", &secret).await?;
     let kind = b
         .execute("return document.querySelector('#env-value').type", vec![])
         .await?;
@@ -314,8 +288,8 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
         "return !!document.querySelector('#env-table tr[data-key=API_SECRET] .masked')",
     )
     .await?;
-    type_into(b, "#env-key", "GREETING").await?;
-    type_into(b, "#env-value", "hello").await?;
+    fill(b, "#env-key", "GREETING").await?;
+    fill(b, "#env-value", "hello").await?;
     click(b, "#env-set").await?;
     until(
         b,
@@ -327,8 +301,8 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     let page = text(b, "body").await?;
     anyhow::ensure!(!page.contains(&secret), "the secret's value is never shown");
     // A bad name is refused next to the name field.
-    type_into(b, "#env-key", "1BAD").await?;
-    type_into(b, "#env-value", "x").await?;
+    fill(b, "#env-key", "1BAD").await?;
+    fill(b, "#env-value", "x").await?;
     click(b, "#env-set").await?;
     until(
         b,
@@ -416,8 +390,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
         .await?;
     assert_eq!(s, 201, "{t}");
     let read = t["token"].as_str().context("the token")?.to_string();
-    b.goto(&format!("{}/#token={}", c.api.base, urlencode(&read)))
-        .await?;
+    b.goto(&format!("{}/#token={}", c.api.base, read)).await?;
     until(
         b,
         "the apps table for the read token",
@@ -443,16 +416,4 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     );
     accessible(b, "the Configuration tab for a read token").await?;
     Ok(())
-}
-
-/// A token as a fragment value.
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -10,9 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use berth_tests::{eventually, free_port, repo_root, Proc};
+use berth_tests::{eventually, free_port, repo_root, Cluster, Proc, TempDir};
 use fantoccini::actions::{InputSource, KeyAction, KeyActions};
 use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::future::BoxFuture;
 use serde_json::{json, Value};
 
 pub const DEPLOY: Duration = Duration::from_secs(180);
@@ -49,6 +50,42 @@ pub async fn browser(dir: &std::path::Path) -> Result<(Proc, Client)> {
     })
     .await?;
     Ok((driver, client))
+}
+
+/// A browser test: a `berth up` cluster, headless Chromium, and `flow` run with both (and a
+/// directory of its own); on failure it panics with the error, chromedriver's log and the
+/// cluster's.
+pub async fn run(
+    prefix: &str,
+    flow: impl for<'a> FnOnce(
+        &'a mut Cluster,
+        &'a Client,
+        &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<()>>,
+) {
+    let mut c = Cluster::up().await.expect("berth up");
+    let dir = TempDir::with_prefix(prefix).unwrap();
+    let (mut driver, browser) = browser(dir.path()).await.expect("a browser");
+    let result = flow(&mut c, &browser, dir.path()).await;
+    let _ = browser.close().await;
+    driver.kill();
+    if let Err(e) = result {
+        panic!(
+            "{e:#}\n----- chromedriver -----\n{}\n{}",
+            std::fs::read_to_string(dir.path().join("chromedriver.log")).unwrap_or_default(),
+            c.logs()
+        );
+    }
+}
+
+/// Replaces what the control `css` holds with `text` (nothing: it is left empty).
+pub async fn fill(b: &Client, css: &str, text: &str) -> Result<()> {
+    let el = b.find(Locator::Css(css)).await?;
+    el.clear().await?;
+    if !text.is_empty() {
+        el.send_keys(text).await?;
+    }
+    Ok(())
 }
 
 /// Runs `script` in the page until it returns something other than null, false or "" (then
