@@ -6,7 +6,8 @@
 //! typed, saves a new domain, sets a secret without ever showing it, removes a variable through
 //! a confirmation and redeploys to apply (the new domain then serves); a deployment still
 //! building is cancelled from its log; one queued through the API shows in the list within
-//! seconds (the page follows the API's events); a `read` token finds the tabs' actions disabled. Every
+//! seconds (the page follows the API's events); a `read` token finds the tabs' actions disabled.
+//! The Logs and Configuration tabs fit a phone's width. Every
 //! tab passes the accessibility check and is photographed.
 
 mod browser;
@@ -24,6 +25,22 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_tabs_in_a_real_browser() {
     run("dashboard-tabs", |c, b, dir| Box::pin(flow(c, b, dir))).await;
+}
+
+/// At a phone's width the page is no wider than the screen and passes the accessibility check;
+/// then back to 1280 px.
+async fn phone_width(b: &Client, page: &str) -> Result<()> {
+    b.set_window_size(390, 844).await?;
+    until(
+        b,
+        &format!("{page} to fit a phone's width"),
+        UI,
+        "return document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await?;
+    accessible(b, &format!("{page} at phone width")).await?;
+    b.set_window_size(1280, 900).await?;
+    Ok(())
 }
 
 /// Opens tab `tab` by its link and waits for its panel.
@@ -185,6 +202,8 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     )
     .await?;
 
+    phone_width(b, "the Logs tab").await?;
+
     // Monitoring: the node's samples drawn as lines; another window is asked for.
     open_tab(b, "monitoring").await?;
     let desc = until(
@@ -313,6 +332,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     .await?;
     accessible(b, "the Configuration tab").await?;
     keyboard_focus(b, "the Configuration tab", 12).await?;
+    phone_width(b, "the Configuration tab").await?;
     shots.take(b, "app-configuration").await?;
     click(b, "#env-table tr[data-key=GREETING] button.env-remove").await?;
     click(b, "#confirm-yes").await?;
