@@ -69,7 +69,7 @@ impl Changes {
 
     /// Where changes stand now: the apps' counter and the deployments in flight (by id).
     pub async fn now(&self) -> crate::error::Result<EventsNow> {
-        let seen = read(&self.inner.store, &mut Seen::default()).await?;
+        let seen = read(&self.inner.store, None).await?;
         let mut active: Vec<DeploymentChange> = seen.active.into_values().collect();
         active.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(EventsNow {
@@ -112,7 +112,7 @@ async fn watch(inner: Arc<Inner>) {
                 return;
             }
         }
-        match read(&inner.store, &mut last).await {
+        match read(&inner.store, Some(&mut last)).await {
             Ok(now) => {
                 if let Some(before) = last.taken.then_some(&last) {
                     let ended = before.ended(&now);
@@ -154,9 +154,11 @@ struct Seen {
     latest_read: bool,
 }
 
-/// Reads what changes are told from; `last` is the read before (what need not be read again is
-/// taken from it, once nothing can fail).
-async fn read(store: &Store, last: &mut Seen) -> crate::error::Result<Seen> {
+/// Reads what changes are told from: the apps' counter, the outcome counters and the
+/// deployments in flight; for the watcher (`last`: its read before) also the apps' newest
+/// deployments, read again only when the outcomes moved (else taken from `last`, once nothing
+/// can fail).
+async fn read(store: &Store, last: Option<&mut Seen>) -> crate::error::Result<Seen> {
     let mut conn = store.conn();
     let version = store
         .get_string(keys::APPS_VERSION)
@@ -165,25 +167,23 @@ async fn read(store: &Store, last: &mut Seen) -> crate::error::Result<Seen> {
         .unwrap_or(0);
     let outcomes: HashMap<String, u64> = conn.hgetall(keys::STATS_DEPLOYMENTS).await?;
     let ids = store.active_deployments().await?;
-    let records = if ids.is_empty() {
-        Vec::new()
-    } else {
-        store.deployments(&ids).await?
-    };
-    let again = !last.taken || outcomes != last.outcomes;
-    let latest = if again {
-        conn.hgetall(keys::APPS_LATEST).await?
-    } else {
-        std::mem::take(&mut last.latest)
-    };
-    Ok(Seen {
+    let records = store.deployments(&ids).await?;
+    let mut seen = Seen {
         taken: true,
         version,
         active: records.iter().map(|d| (d.id.clone(), change(d))).collect(),
         outcomes,
-        latest,
-        latest_read: again,
-    })
+        ..Seen::default()
+    };
+    if let Some(last) = last {
+        seen.latest_read = !last.taken || seen.outcomes != last.outcomes;
+        seen.latest = if seen.latest_read {
+            conn.hgetall(keys::APPS_LATEST).await?
+        } else {
+            std::mem::take(&mut last.latest)
+        };
+    }
+    Ok(seen)
 }
 
 fn change(d: &Deployment) -> DeploymentChange {

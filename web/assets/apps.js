@@ -5,7 +5,7 @@
 // the form (#/new); a token below admin finds it disabled, with the reason.
 
 import { api, allowed } from "./api.js";
-import { h, enc, ageEl, refreshAges, badge, shortSha } from "./dom.js";
+import { h, enc, ageEl, refreshAges, badge, shortSha, table } from "./dom.js";
 import { listen, debounce } from "./events.js";
 
 export function appsPage(root, failed) {
@@ -74,23 +74,23 @@ export function appsPage(root, failed) {
       );
       return;
     }
-    const head = ["App", "Status", "Release", "Domains", "Replicas", "Last deploy"];
     body.replaceChildren(
-      h(
-        "table",
-        { class: "list", id: "apps-table" },
-        h("caption", { class: "visually-hidden" }, "Apps"),
-        h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
-        h("tbody", {}, rows.map((r) => row(r, head))),
-      ),
+      table({
+        id: "apps-table",
+        caption: "Apps",
+        head: ["App", "Status", "Release", "Domains", "Replicas", "Last deploy"],
+        rows,
+        attrs: (r) => ({ "data-app": r.app.name }),
+        cells,
+      }),
     );
   }
 
-  function row({ app, release, replicas }, head) {
+  function cells({ app, release, replicas }) {
     const serving = replicas.filter((r) => r.role === "serving");
     const healthy = serving.filter((r) => r.health === "healthy").length;
     const latest = app.latest;
-    const cells = [
+    return [
       h("a", { href: `#/apps/${enc(app.name)}`, class: "app-link" }, app.name),
       badge(app.status),
       release
@@ -117,7 +117,6 @@ export function appsPage(root, failed) {
           )
         : h("span", { class: "muted" }, "never"),
     ];
-    return h("tr", { "data-app": app.name }, cells.map((c, i) => h(i === 0 ? "th" : "td", { "data-label": head[i], scope: i === 0 ? "row" : null }, c)));
   }
 
   load();

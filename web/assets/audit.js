@@ -4,7 +4,7 @@
 // outcome. Read again every 5 s. Any other token sees why instead.
 
 import { api, allowed } from "./api.js";
-import { h, ageEl, refreshAges } from "./dom.js";
+import { h, ageEl, refreshAges, table } from "./dom.js";
 
 export function auditPage(root, failed) {
   const may = allowed("admin", "reading the audit log");
@@ -67,29 +67,22 @@ export function auditPage(root, failed) {
       body.replaceChildren(h("p", { class: "card" }, entries.length ? "No entry matches." : "Nothing has been changed through the API yet."));
       return;
     }
-    const head = ["When", "Action", "Target", "Token", "Request", "Status"];
     body.replaceChildren(
-      h(
-        "table",
-        { class: "list", id: "audit-table" },
-        h("caption", { class: "visually-hidden" }, "Audit log, newest first"),
-        h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
-        h(
-          "tbody",
-          {},
-          shown.map((e) => {
-            const cells = [
-              ageEl(e.at),
-              h("code", {}, e.action),
-              e.target || h("span", { class: "muted" }, "—"),
-              h("span", {}, e.token_name, " ", h("span", { class: "muted" }, `(${e.token_id})`)),
-              h("code", {}, `${e.method} ${e.path}`),
-              h("span", { class: e.status < 400 ? "ok" : "error" }, String(e.status)),
-            ];
-            return h("tr", { "data-action": e.action, "data-target": e.target }, cells.map((c, i) => h(i === 0 ? "th" : "td", { "data-label": head[i], scope: i === 0 ? "row" : null }, c)));
-          }),
-        ),
-      ),
+      table({
+        id: "audit-table",
+        caption: "Audit log, newest first",
+        head: ["When", "Action", "Target", "Token", "Request", "Status"],
+        rows: shown,
+        attrs: (e) => ({ "data-action": e.action, "data-target": e.target }),
+        cells: (e) => [
+          ageEl(e.at),
+          h("code", {}, e.action),
+          e.target || h("span", { class: "muted" }, "—"),
+          h("span", {}, e.token_name, " ", h("span", { class: "muted" }, `(${e.token_id})`)),
+          h("code", {}, `${e.method} ${e.path}`),
+          h("span", { class: e.status < 400 ? "ok" : "error" }, String(e.status)),
+        ],
+      }),
     );
   }
 

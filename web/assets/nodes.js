@@ -3,7 +3,7 @@
 // Drain (with a confirmation) for an admin token. Read again every 5 s (GET /nodes).
 
 import { api, allowed, session } from "./api.js";
-import { h, enc, ageEl, refreshAges, badge, confirmIn, confirmDialog, messageArea, bytes } from "./dom.js";
+import { h, enc, ageEl, refreshAges, badge, confirmIn, confirmDialog, messageArea, bytes, table } from "./dom.js";
 
 export function nodesPage(root, failed) {
   const status = h("p", { class: "muted", id: "nodes-status" }, "Loading nodes…");
@@ -83,22 +83,22 @@ export function nodesPage(root, failed) {
       body.replaceChildren(h("p", { class: "card" }, "No node has registered yet. Start one with ", h("code", {}, "berth node"), "."));
       return;
     }
-    const head = ["Node", "Status", "Labels", "Capacity", "Usage", "Heartbeat", "Jobs", "Actions"];
     body.replaceChildren(
-      h(
-        "table",
-        { class: "list", id: "nodes-table" },
-        h("caption", { class: "visually-hidden" }, "Nodes"),
-        h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
-        h("tbody", {}, nodes.map((n) => row(n, head))),
-      ),
+      table({
+        id: "nodes-table",
+        caption: "Nodes",
+        head: ["Node", "Status", "Labels", "Capacity", "Usage", "Heartbeat", "Jobs", "Actions"],
+        rows: nodes,
+        attrs: (n) => ({ "data-node": n.name }),
+        cells,
+      }),
     );
   }
 
-  function row(n, head) {
+  function cells(n) {
     const labels = Object.entries(n.labels || {});
     const host = n.host;
-    const cells = [
+    return [
       h("span", {}, n.name, h("br", {}), h("span", { class: "muted" }, `${n.address} · ${n.version}`)),
       h("span", {}, badge(n.status), n.cordoned ? [" ", h("span", { class: "badge s-cordoned" }, "cordoned")] : null),
       labels.length ? h("ul", { class: "labels" }, labels.map(([k, v]) => h("li", {}, h("code", {}, `${k}=${v}`)))) : h("span", { class: "muted" }, "none"),
@@ -124,7 +124,6 @@ export function nodesPage(root, failed) {
         h("button", { type: "button", class: "drain quiet", "aria-label": `Drain ${n.name}`, onclick: () => drain(n) }, "Drain"),
       ),
     ];
-    return h("tr", { "data-node": n.name }, cells.map((c, i) => h(i === 0 ? "th" : "td", { "data-label": head[i], scope: i === 0 ? "row" : null }, c)));
   }
 
   load();

@@ -4,7 +4,7 @@
 // confirmation. Any other token sees why instead.
 
 import { api, allowed } from "./api.js";
-import { h, enc, ageEl, refreshAges, badge, announce, confirmIn, confirmDialog } from "./dom.js";
+import { h, enc, ageEl, refreshAges, badge, announce, confirmIn, confirmDialog, table } from "./dom.js";
 import { field, fieldError, clearErrors, showError } from "./forms.js";
 
 // Which field a message of POST /tokens is about.
@@ -169,31 +169,25 @@ export function tokensPage(root, failed) {
       body.replaceChildren();
       return;
     }
-    const head = ["Name", "Scope", "ID", "Created", "Expires", "Last used", "Actions"];
     const when = (ms, none) => (ms ? ageEl(ms) : h("span", { class: "muted" }, none));
     const expiry = (ms) => (ms ? h("time", { datetime: new Date(ms).toISOString() }, new Date(ms).toLocaleString()) : h("span", { class: "muted" }, "never"));
     body.replaceChildren(
-      h(
-        "table",
-        { class: "list", id: "tokens-table", "aria-labelledby": "tokens-title" },
-        h("thead", {}, h("tr", {}, head.map((t) => h("th", { scope: "col" }, t)))),
-        h(
-          "tbody",
-          {},
-          tokens.map((t) => {
-            const cells = [
-              t.name,
-              badge(t.scope),
-              h("code", {}, t.id),
-              when(t.created_at, ""),
-              expiry(t.expires_at),
-              when(t.last_used_at, "never"),
-              h("button", { type: "button", class: "revoke quiet", "aria-label": `Revoke ${t.name} (${t.id})`, onclick: () => revoke(t) }, "Revoke"),
-            ];
-            return h("tr", { "data-token": t.id }, cells.map((c, i) => h(i === 0 ? "th" : "td", { "data-label": head[i], scope: i === 0 ? "row" : null }, c)));
-          }),
-        ),
-      ),
+      table({
+        id: "tokens-table",
+        caption: "API tokens",
+        head: ["Name", "Scope", "ID", "Created", "Expires", "Last used", "Actions"],
+        rows: tokens,
+        attrs: (t) => ({ "data-token": t.id }),
+        cells: (t) => [
+          t.name,
+          badge(t.scope),
+          h("code", {}, t.id),
+          when(t.created_at, ""),
+          expiry(t.expires_at),
+          when(t.last_used_at, "never"),
+          h("button", { type: "button", class: "revoke quiet", "aria-label": `Revoke ${t.name} (${t.id})`, onclick: () => revoke(t) }, "Revoke"),
+        ],
+      }),
     );
     refreshAges(body);
   }
