@@ -843,15 +843,18 @@ pub(crate) mod tests {
         assert_ne!(new_id(), new_id());
     }
 
-    /// A Ledger starts a change from the record as it wrote it last (no read); when another
-    /// process changed the record since, the change is decided again on the record in Redis —
-    /// both when the held copy would write (the compare refuses it) and when the held copy
-    /// says the change is stale (a node that is no longer the deployment's).
-    #[actix_rt::test]
-    async fn a_held_record_that_another_process_changed_is_read_again() {
-        let dir = berth_tests::TempDir::with_prefix("ledger-held").unwrap();
+    /// A real Redis (kept while the first value lives), its URL, and two Ledgers on it with a
+    /// connection each, as in two coordinators.
+    async fn two_ledgers(
+        prefix: &str,
+    ) -> (
+        (berth_tests::TempDir, berth_tests::Proc),
+        String,
+        Vec<Addr<Ledger>>,
+    ) {
+        let dir = berth_tests::TempDir::with_prefix(prefix).unwrap();
         let port = berth_tests::free_port();
-        let _redis = berth_tests::start_redis(dir.path(), port, &[])
+        let redis = berth_tests::start_redis(dir.path(), port, &[])
             .await
             .unwrap();
         let url = format!("redis://127.0.0.1:{port}/");
@@ -860,6 +863,16 @@ pub(crate) mod tests {
             let conn = berth_bus::Redis::connect(&url, "test").await.unwrap();
             ledgers.push(Ledger::new(Store::new(conn)).start());
         }
+        ((dir, redis), url, ledgers)
+    }
+
+    /// A Ledger starts a change from the record as it wrote it last (no read); when another
+    /// process changed the record since, the change is decided again on the record in Redis —
+    /// both when the held copy would write (the compare refuses it) and when the held copy
+    /// says the change is stale (a node that is no longer the deployment's).
+    #[actix_rt::test]
+    async fn a_held_record_that_another_process_changed_is_read_again() {
+        let (_redis, url, ledgers) = two_ledgers("ledger-held").await;
         let (a, b) = (&ledgers[0], &ledgers[1]);
         let store = Store::new(berth_bus::Redis::connect(&url, "test").await.unwrap());
         let d = a
@@ -955,17 +968,7 @@ pub(crate) mod tests {
     /// per-record mutexes): their changes of one record all land, none overwrites another.
     #[actix_rt::test]
     async fn two_processes_changing_one_record_lose_no_change() {
-        let dir = berth_tests::TempDir::with_prefix("ledger").unwrap();
-        let port = berth_tests::free_port();
-        let _redis = berth_tests::start_redis(dir.path(), port, &[])
-            .await
-            .unwrap();
-        let url = format!("redis://127.0.0.1:{port}/");
-        let mut ledgers = Vec::new();
-        for _ in 0..2 {
-            let conn = berth_bus::Redis::connect(&url, "test").await.unwrap();
-            ledgers.push(Ledger::new(Store::new(conn)).start());
-        }
+        let (_redis, url, ledgers) = two_ledgers("ledger").await;
         let d = ledgers[0]
             .send(Create {
                 app: "a".into(),

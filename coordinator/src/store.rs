@@ -1368,22 +1368,25 @@ mod tests {
         assert_eq!(parse_latest(""), None);
     }
 
-    /// On a real Redis: a writer that read an app's domains before a PATCH dropped one (a
-    /// rollout's tick) writes no route for it — first domain or copy — and one for the domains
-    /// the index still gives the app.
-    /// The newest summary (`berth:apps:latest`) and the active set follow a record's status
-    /// through its writes: the summary of the app's newest deployment only, never brought back
-    /// for a deleted app; the active set from creation to the end.
-    #[actix_rt::test]
-    async fn the_summary_and_the_active_set_follow_the_status() {
-        let dir = berth_tests::TempDir::with_prefix("store-latest").unwrap();
+    /// A real Redis (kept while the first value lives) and a connection to it.
+    async fn real_redis(prefix: &str) -> ((berth_tests::TempDir, berth_tests::Proc), Redis) {
+        let dir = berth_tests::TempDir::with_prefix(prefix).unwrap();
         let port = berth_tests::free_port();
-        let _redis = berth_tests::start_redis(dir.path(), port, &[])
+        let redis = berth_tests::start_redis(dir.path(), port, &[])
             .await
             .unwrap();
         let conn = Redis::connect(&format!("redis://127.0.0.1:{port}/"), "test")
             .await
             .unwrap();
+        ((dir, redis), conn)
+    }
+
+    /// The newest summary (`berth:apps:latest`) and the active set follow a record's status
+    /// through its writes: the summary of the app's newest deployment only, never brought back
+    /// for a deleted app; the active set from creation to the end.
+    #[actix_rt::test]
+    async fn the_summary_and_the_active_set_follow_the_status() {
+        let (_redis, conn) = real_redis("store-latest").await;
         let store = Store::new(conn.clone());
         let mut c = conn.clone();
         let _: () = c.set(keys::app("a"), "an app").await.unwrap();
@@ -1461,16 +1464,12 @@ mod tests {
         assert_eq!(latest().await, None);
     }
 
+    /// On a real Redis: a writer that read an app's domains before a PATCH dropped one (a
+    /// rollout's tick) writes no route for it — first domain or copy — and one for the domains
+    /// the index still gives the app.
     #[actix_rt::test]
     async fn routes_are_written_only_for_domains_the_index_gives_the_app() {
-        let dir = berth_tests::TempDir::with_prefix("store-routes").unwrap();
-        let port = berth_tests::free_port();
-        let _redis = berth_tests::start_redis(dir.path(), port, &[])
-            .await
-            .unwrap();
-        let conn = Redis::connect(&format!("redis://127.0.0.1:{port}/"), "test")
-            .await
-            .unwrap();
+        let (_redis, conn) = real_redis("store-routes").await;
         let store = Store::new(conn.clone());
         let _: () = redis::cmd("HSET")
             .arg(keys::DOMAINS)

@@ -51,22 +51,6 @@ async fn field_error(b: &Client, css: &str, says: &str) -> Result<String> {
     Ok(v.as_str().unwrap_or_default().to_string())
 }
 
-/// At a phone's width nothing is wider than the screen, and the page still passes the
-/// accessibility check.
-async fn fits_a_phone(b: &Client, page: &str) -> Result<()> {
-    b.set_window_size(390, 844).await?;
-    until(
-        b,
-        &format!("{page} to fit a phone's width"),
-        UI,
-        "return document.documentElement.scrollWidth <= window.innerWidth",
-    )
-    .await?;
-    accessible(b, &format!("{page} at phone width")).await?;
-    b.set_window_size(1280, 900).await?;
-    Ok(())
-}
-
 async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> {
     let shots = Shots::new()?;
     let repo = GitRepo::from_dir(&dir.join("src"), &repo_root().join("examples/hello"))?;

@@ -27,22 +27,6 @@ async fn app_tabs_in_a_real_browser() {
     run("dashboard-tabs", |c, b, dir| Box::pin(flow(c, b, dir))).await;
 }
 
-/// At a phone's width the page is no wider than the screen and passes the accessibility check;
-/// then back to 1280 px.
-async fn phone_width(b: &Client, page: &str) -> Result<()> {
-    b.set_window_size(390, 844).await?;
-    until(
-        b,
-        &format!("{page} to fit a phone's width"),
-        UI,
-        "return document.documentElement.scrollWidth <= window.innerWidth",
-    )
-    .await?;
-    accessible(b, &format!("{page} at phone width")).await?;
-    b.set_window_size(1280, 900).await?;
-    Ok(())
-}
-
 /// Opens tab `tab` by its link and waits for its panel.
 async fn open_tab(b: &Client, tab: &str) -> Result<()> {
     click(b, &format!("#tab-{tab}")).await?;
@@ -202,7 +186,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     )
     .await?;
 
-    phone_width(b, "the Logs tab").await?;
+    fits_a_phone(b, "the Logs tab").await?;
 
     // Monitoring: the node's samples drawn as lines; another window is asked for.
     open_tab(b, "monitoring").await?;
@@ -332,7 +316,7 @@ async fn flow(c: &mut Cluster, b: &Client, dir: &std::path::Path) -> Result<()> 
     .await?;
     accessible(b, "the Configuration tab").await?;
     keyboard_focus(b, "the Configuration tab", 12).await?;
-    phone_width(b, "the Configuration tab").await?;
+    fits_a_phone(b, "the Configuration tab").await?;
     shots.take(b, "app-configuration").await?;
     click(b, "#env-table tr[data-key=GREETING] button.env-remove").await?;
     click(b, "#confirm-yes").await?;

@@ -88,6 +88,22 @@ pub async fn fill(b: &Client, css: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// At a phone's width nothing is wider than the screen, and the page still passes the
+/// accessibility check; then back to 1280 px.
+pub async fn fits_a_phone(b: &Client, page: &str) -> Result<()> {
+    b.set_window_size(390, 844).await?;
+    until(
+        b,
+        &format!("{page} to fit a phone's width"),
+        UI,
+        "return document.documentElement.scrollWidth <= window.innerWidth",
+    )
+    .await?;
+    accessible(b, &format!("{page} at phone width")).await?;
+    b.set_window_size(1280, 900).await?;
+    Ok(())
+}
+
 /// Runs `script` in the page until it returns something other than null, false or "" (then
 /// that), or fails after `timeout` saying `what` (with the page's text).
 pub async fn until(c: &Client, what: &str, timeout: Duration, script: &str) -> Result<Value> {
