@@ -108,6 +108,10 @@ enum Cmd {
     /// A directory on this machine is analysed here (no server needed); a git URL, or --app,
     /// is cloned and analysed by the coordinator (POST /api/v1/analyze).
     Analyze(client::AnalyzeArgs),
+    /// Write the dashboard's files into DIR, for a web server of your own: its index.html talks
+    /// to the API at --api, which must list that server's origin in api.cors_origins. No
+    /// server needed.
+    ExportDashboard(ExportArgs),
     /// Benchmarks that start what they need (Redis, a coordinator) and simulate the rest.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -126,6 +130,20 @@ pub struct OpenArg {
     /// command's token (keep it to yourself: it carries the token).
     #[arg(value_name = "APP")]
     pub app: Option<String>,
+    /// The dashboard's link at this address instead of the API's: a copy written by
+    /// `berth export-dashboard` and served elsewhere.
+    #[arg(long, value_name = "URL", conflicts_with = "app")]
+    pub at: Option<String>,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Where to write index.html and ui/ (made if missing; files of the same name replaced).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The API's address as the browser reaches it, e.g. https://berth.example.com:7700.
+    #[arg(long, value_name = "URL")]
+    pub api: String,
 }
 
 #[derive(Args)]
@@ -158,6 +176,7 @@ fn main() {
         Cmd::Coordinator => settings(&cli.config).and_then(server::coordinator),
         Cmd::Node => settings(&cli.config).and_then(server::node),
         Cmd::Bench(b) => bench::run(b, cli.conn.json()),
+        Cmd::ExportDashboard(a) => export_dashboard(&a, cli.conn.json()),
         Cmd::Analyze(a) if client::analyze::is_local(&a) => {
             settings(&cli.config).and_then(|s| client::analyze::local(&s.packs, cli.conn.json(), a))
         }
@@ -173,6 +192,35 @@ fn main() {
             None => 2,
         });
     }
+}
+
+/// `berth export-dashboard`: the embedded files, written out.
+fn export_dashboard(a: &ExportArgs, json: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let files = berth_web::dashboard::export(&a.api).map_err(|e| anyhow::anyhow!("--api: {e}"))?;
+    for (name, body) in &files {
+        let path = a.dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot make {}", parent.display()))?;
+        }
+        std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if json {
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        println!(
+            "{}",
+            serde_json::json!({"dir": a.dir, "api": a.api, "files": names})
+        );
+    } else {
+        println!(
+            "wrote the dashboard ({} files) to {}; serve it over HTTP(S), add that server's origin \
+             to the API's api.cors_origins, and sign in with `berth open --at <its URL>`",
+            files.len(),
+            a.dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn settings(file: &Option<PathBuf>) -> anyhow::Result<settings::Settings> {

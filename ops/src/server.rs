@@ -305,7 +305,8 @@ async fn start_and_serve(
             let tok = token.clone();
             let secret = s.github.webhook_secret.clone();
             let sd = shutdown.clone();
-            let limits = s.api.limits();
+            let serving_api = s.api.serving();
+            let limits = serving_api.limits;
             let scheme = s.api.scheme();
             let mut serving = Serving {
                 api: format!("{scheme}://{addr}"),
@@ -323,7 +324,7 @@ async fn start_and_serve(
                 });
             }
             shutdown.spawn(async move {
-                berth_web::serve(listener, coord, &tok, secret, limits, tls, &sd).await;
+                berth_web::serve(listener, coord, &tok, secret, serving_api, tls, &sd).await;
             });
             web = Some(serving);
         }

@@ -63,11 +63,16 @@ pub struct ApiSettings {
     /// (Client commands) a PEM CA certificate to trust for an `https://` API, beside the
     /// system's roots (`SSL_CERT_FILE` also works).
     pub ca_cert: Option<PathBuf>,
+    /// Origins (`https://host[:port]`) whose pages may call the API from a browser (CORS), for a
+    /// dashboard served elsewhere (`berth export-dashboard`); a list, or `a,b` in the
+    /// environment. Empty: none but the API's own.
+    #[serde(deserialize_with = "list")]
+    pub cors_origins: Vec<String>,
 }
 
 impl ApiSettings {
     /// The settings that go together: `tls_cert` with `tls_key`, and `webhook_listen` an address
-    /// other than `listen`. The files themselves are read by [`ApiSettings::tls`] when a server
+    /// other than `listen`; and every `cors_origins` entry an origin. The files themselves are read by [`ApiSettings::tls`] when a server
     /// starts (a client command need not be able to read the server's key).
     pub fn check(&self) -> Result<()> {
         match (&self.tls_cert, &self.tls_key) {
@@ -91,6 +96,13 @@ impl ApiSettings {
                 );
             }
         }
+        if let Some(e) = self
+            .cors_origins
+            .iter()
+            .find_map(|o| berth_web::cors::origin_error(o))
+        {
+            anyhow::bail!(e);
+        }
         Ok(())
     }
 
@@ -108,6 +120,14 @@ impl ApiSettings {
             "https"
         } else {
             "http"
+        }
+    }
+
+    /// How the API is served: [`ApiSettings::limits`] and the CORS origins.
+    pub fn serving(&self) -> berth_web::Serving {
+        berth_web::Serving {
+            limits: self.limits(),
+            cors: berth_web::Cors::new(&self.cors_origins),
         }
     }
 
@@ -395,6 +415,25 @@ impl NodeSettings {
     }
 }
 
+/// A list as a list, or as `a,b,…` (how the environment gives one).
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Items(Vec<String>),
+        Text(String),
+    }
+    Ok(match List::deserialize(d)? {
+        List::Items(v) => v,
+        List::Text(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
 /// Labels as a table or as `key=value,…`.
 fn labels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
@@ -452,6 +491,7 @@ impl Default for ApiSettings {
             tls_key: None,
             webhook_listen: None,
             ca_cert: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -646,6 +686,7 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("api.tls_key", None, "PEM private key of api.tls_cert"),
         ("api.webhook_listen", None, "a second listener serving only the GitHub webhook (same TLS); unset: none"),
         ("api.ca_cert", None, "(client commands) a PEM CA certificate to trust for an https:// API"),
+        ("api.cors_origins", Some("[]".into()), "origins (https://host[:port]) whose pages may call the API from a browser, for a dashboard served elsewhere: a list, or a,b in the environment"),
         ("redis.url", None, "an external Redis (redis://[:password@]host:port/db, rediss:// for TLS); unset: `berth up` runs its own"),
         ("redis.allow_unauthenticated", Some(d.redis.allow_unauthenticated.to_string()), "allow a Redis on another host without a password in redis.url"),
         ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
@@ -739,6 +780,44 @@ mod tests {
         assert!(e.contains("is not a Redis URL"), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
         assert!(RedisSettings::default().check().is_ok());
+    }
+
+    /// `api.cors_origins` is a list in a file, `a,b` in the environment (the same parser), and
+    /// every entry must be an origin.
+    #[test]
+    fn cors_origins_are_a_list_of_origins() {
+        let load = |toml: &str| {
+            let f = tempfile::NamedTempFile::with_suffix(".toml").unwrap();
+            std::fs::write(f.path(), toml).unwrap();
+            Settings::load(Some(f.path()))
+        };
+        let s = load(
+            "[api]\ncors_origins = [\"https://dash.example.com\", \"http://localhost:8080/\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            s.api.cors_origins,
+            ["https://dash.example.com", "http://localhost:8080/"]
+        );
+        assert!(!s.api.serving().cors.is_off());
+        let s =
+            load("[api]\ncors_origins = \"https://a.example, https://b.example:8443\"\n").unwrap();
+        assert_eq!(
+            s.api.cors_origins,
+            ["https://a.example", "https://b.example:8443"]
+        );
+        assert!(Settings::default().api.serving().cors.is_off());
+        let e = load("[api]\ncors_origins = [\"*\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("api.cors_origins: \"*\" is not an origin"),
+            "{e}"
+        );
+        let e = load("[api]\ncors_origins = \"https://dash.example.com/ui\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no path"), "{e}");
     }
 
     #[test]

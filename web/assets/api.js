@@ -1,8 +1,17 @@
 // The API client of the dashboard: the token kept in the tab's session storage, every call with
 // `Authorization: Bearer`, an error answer turned into an ApiError carrying the API's message.
+// The API is this page's own origin, unless the page says otherwise in
+// `<meta name="berth-api" content="<the API's base URL>">` (a copy written by `berth export-dashboard` and
+// served elsewhere; the API must list that origin in `api.cors_origins`).
 
 const KEY = "berth.token";
 const SCOPES = ["metrics", "read", "deploy", "admin"];
+
+// Where the API is: "" for this origin, else its base URL without a trailing slash.
+export const API_BASE = (document.querySelector('meta[name="berth-api"]')?.content || "").replace(/\/+$/, "");
+
+// The address of the API's `path` (which starts with /api/ or /).
+export const apiUrl = (path) => API_BASE + path;
 
 export const session = {
   token: sessionStorage.getItem(KEY),
@@ -36,14 +45,15 @@ export async function api(method, path, body) {
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let r;
   try {
-    r = await fetch(`/api/v1${path}`, {
+    r = await fetch(apiUrl(`/api/v1${path}`), {
       method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
     });
   } catch (e) {
-    throw new ApiError(0, `cannot reach the API: ${e.message}`);
+    const where = API_BASE ? ` at ${API_BASE}` : "";
+    throw new ApiError(0, `cannot reach the API${where}: ${e.message}`);
   }
   if (r.status === 204) return null;
   const text = await r.text();

@@ -4,7 +4,7 @@
 // with its own Cancel. The list is read again when the API's events tell of a deployment of the
 // app (events.js), when a followed deployment ends, and every 30 s besides.
 
-import { api, session } from "./api.js";
+import { api, apiUrl, session } from "./api.js";
 import { follow } from "./sse.js";
 import { h, enc, ageEl, refreshAges, badge, source, deploymentDuration, plain, announce, table } from "./dom.js";
 import { listen, debounce } from "./events.js";
@@ -181,7 +181,7 @@ export function deploymentsTab(panel, ctx) {
 
     const atBottom = () => lines.scrollHeight - lines.scrollTop - lines.clientHeight < 40;
     try {
-      const end = await follow(`/api/v1/deployments/${enc(id)}/logs?follow=1`, {
+      const end = await follow(apiUrl(`/api/v1/deployments/${enc(id)}/logs?follow=1`), {
         token: session.token,
         signal: abort.signal,
         onState: (s) => {

@@ -5,7 +5,7 @@
 // is replayed) — and returns the function that stops listening; the follow stops with the last
 // listener. A page reads what it shows once, then again when an event concerns it.
 
-import { session } from "./api.js";
+import { apiUrl, session } from "./api.js";
 import { follow } from "./sse.js";
 
 const listeners = new Set();
@@ -25,7 +25,7 @@ function start() {
   abort = new AbortController();
   const signal = abort.signal;
   let connected = false;
-  follow("/api/v1/events?follow=1", {
+  follow(apiUrl("/api/v1/events?follow=1"), {
     token: session.token,
     signal,
     onState: (s) => {

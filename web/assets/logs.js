@@ -4,7 +4,7 @@
 // meanwhile wait and are counted), filtered by text and narrowed to one replica. The page keeps
 // the newest 2,000 lines.
 
-import { session } from "./api.js";
+import { apiUrl, session } from "./api.js";
 import { follow } from "./sse.js";
 import { h, enc, plain } from "./dom.js";
 
@@ -108,7 +108,7 @@ export function logsTab(panel, ctx) {
 
   (async () => {
     try {
-      await follow(`/api/v1/apps/${enc(name)}/logs?follow=1&tail=200`, {
+      await follow(apiUrl(`/api/v1/apps/${enc(name)}/logs?follow=1&tail=200`), {
         token: session.token,
         signal: abort.signal,
         onState: (s) => {

@@ -9,7 +9,7 @@
 //   #/tokens                    the API tokens (admin)
 //   #/audit                     the audit log (admin)
 
-import { session, signIn, signOut, probeScope, ApiError } from "./api.js";
+import { session, signIn, signOut, probeScope, ApiError, API_BASE } from "./api.js";
 import { h } from "./dom.js";
 import { appsPage } from "./apps.js";
 import { appPage, DEFAULT_TAB } from "./app.js";
@@ -126,13 +126,22 @@ function failed(e) {
   return false;
 }
 
+// Why the first call failed, in words; a page served apart from the API names the setting that
+// lets its origin in (a browser tells a script nothing more about a refused cross-origin call).
+function unreachable(e) {
+  if (!(e instanceof ApiError) || e.status !== 0) return `Cannot reach the API: ${e.message}`;
+  const text = e.message.charAt(0).toUpperCase() + e.message.slice(1) + ".";
+  if (!API_BASE) return text;
+  return `${text} Is it running, and does its api.cors_origins list this page's origin, ${location.origin}?`;
+}
+
 async function start() {
   if (!session.token) return signInForm();
   try {
     await probeScope();
   } catch (e) {
     if (failed(e)) return;
-    main.replaceChildren(h("p", { class: "error", role: "alert" }, `Cannot reach the API: ${e.message}`));
+    main.replaceChildren(h("p", { class: "error", role: "alert" }, unreachable(e)));
     return;
   }
   header(true);

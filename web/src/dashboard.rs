@@ -90,6 +90,63 @@ pub fn routes() -> impl Filter<Extract = (Response,), Error = Rejection> + Clone
     index.or(file).unify()
 }
 
+/// What [`export`] refuses as the API's address, if anything: it must be `http://` or `https://`
+/// and a host, maybe a port and a path, with nothing a page's markup would have to escape.
+pub fn api_base_error(api: &str) -> Option<String> {
+    let rest = api
+        .strip_prefix("https://")
+        .or_else(|| api.strip_prefix("http://"));
+    let problem = match rest {
+        None => "it starts with http:// or https://",
+        Some(r) if r.is_empty() || r.starts_with('/') => "it names no host",
+        Some(r)
+            if r.contains(['?', '#', '@', '"', '\'', '<', '>', '&', '\\', ' '])
+                || r.contains(char::is_control) =>
+        {
+            "it is the API's base URL: no query, fragment, user or markup"
+        }
+        Some(_) => return None,
+    };
+    Some(format!(
+        "{api:?} is not the API's address ({problem}), e.g. https://berth.example.com:7700"
+    ))
+}
+
+/// The dashboard's files for a web server of your own, talking to the API at `api` (which
+/// must list that server's origin in `api.cors_origins`): `index.html` naming the API in its
+/// `berth-api` meta and carrying the policy as a meta (`connect-src` the API's origin; the
+/// headers Berth sends cannot travel in a file), and `ui/<file>` for every asset. Relative
+/// paths, so the copy may live under any path.
+pub fn export(api: &str) -> Result<Vec<(String, String)>, String> {
+    if let Some(e) = api_base_error(api) {
+        return Err(e);
+    }
+    let api = api.trim_end_matches('/');
+    let scheme_end = api.find("://").map_or(0, |i| i + 3);
+    let origin = match api[scheme_end..].find('/') {
+        Some(i) => &api[..scheme_end + i],
+        None => api,
+    };
+    let policy = CSP
+        .replace("connect-src 'self'", &format!("connect-src {origin}"))
+        .replace("; frame-ancestors 'none'", "");
+    let meta = r#"<meta name="berth-api" content="">"#;
+    assert!(INDEX.contains(meta), "index.html names the API in a meta");
+    let index = INDEX.replace(
+        meta,
+        &format!(
+            "<meta name=\"berth-api\" content=\"{api}\">\n<meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\">"
+        ),
+    );
+    let mut files = vec![("index.html".to_string(), index)];
+    files.extend(
+        ASSETS
+            .iter()
+            .map(|(n, _, body)| (format!("ui/{n}"), body.to_string())),
+    );
+    Ok(files)
+}
+
 /// An embedded file with the dashboard's headers. `no-cache`: a browser asks again each time
 /// (the files are small and change with the binary, which has no version in their names).
 fn page(content_type: &'static str, body: &'static str) -> Response {
@@ -120,7 +177,7 @@ mod tests {
         assert!(!csp.contains("unsafe-inline"), "{csp}");
         assert!(!csp.contains("unsafe-eval"), "{csp}");
         assert_eq!(r.headers()[X_CONTENT_TYPE_OPTIONS], "nosniff");
-        assert!(INDEX.contains(r#"src="/ui/main.js""#), "{INDEX}");
+        assert!(INDEX.contains(r#"src="ui/main.js""#), "{INDEX}");
         assert_eq!(
             asset("sse.js").map(|(ty, _)| ty),
             Some("text/javascript; charset=utf-8")
@@ -131,6 +188,41 @@ mod tests {
         );
         assert!(asset("nothing.js").is_none());
         assert!(asset("../lib.rs").is_none());
+    }
+
+    /// The exported copy names the API and keeps a policy that lets it reach that origin only;
+    /// an address that is not one is refused with the reason.
+    #[test]
+    fn an_export_names_its_api() {
+        let files = export("https://berth.example.com:7700/").unwrap();
+        let index = &files.iter().find(|(n, _)| n == "index.html").unwrap().1;
+        assert!(
+            index.contains(r#"<meta name="berth-api" content="https://berth.example.com:7700">"#),
+            "{index}"
+        );
+        assert!(
+            index.contains("connect-src https://berth.example.com:7700;"),
+            "{index}"
+        );
+        assert!(!index.contains("connect-src 'self'"), "{index}");
+        assert!(!index.contains("frame-ancestors"), "{index}");
+        assert_eq!(files.len(), ASSETS.len() + 1);
+        assert!(files
+            .iter()
+            .any(|(n, body)| n == "ui/main.js" && !body.is_empty()));
+        let proxied = export("https://example.com/berth").unwrap();
+        assert!(proxied[0].1.contains("connect-src https://example.com;"));
+        for bad in [
+            "berth.example.com",
+            "ftp://x",
+            "https://",
+            "https:///x",
+            "https://x/?a=1",
+            "https://x/\"><script>",
+        ] {
+            let e = export(bad).unwrap_err();
+            assert!(e.contains("is not the API's address"), "{bad}: {e}");
+        }
     }
 
     /// No inline script or style anywhere (the policy would block it, silently) and nothing

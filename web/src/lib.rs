@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod cors;
 pub mod dashboard;
 pub mod error;
 pub mod events;
@@ -40,6 +41,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+pub use cors::Cors;
 pub use error::{ApiError, Unauthorized};
 pub use server::Limits;
 pub use tls::{Tls, TlsError};
@@ -57,14 +59,24 @@ struct Ctx {
 /// How long an upload's body may take to arrive (at least; `api.body_timeout_s` if longer).
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// How the API is served beyond its routes: its limits and the origins a browser may call it
+/// from.
+#[derive(Debug, Clone, Default)]
+pub struct Serving {
+    pub limits: Limits,
+    pub cors: Cors,
+}
+
 /// All routes of the API; `limits.body_timeout` bounds how long reading a request body may take,
-/// `limits.upload_max` how large an uploaded directory may be.
+/// `limits.upload_max` how large an uploaded directory may be; `cors` adds the CORS headers for
+/// the listed origins ([`cors`]).
 pub fn routes(
     coord: Coordinator,
     token: &str,
     webhook_secret: Option<String>,
-    limits: Limits,
+    serving: Serving,
 ) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let Serving { limits, cors } = serving;
     let body_timeout = limits.body_timeout;
     let ctx = Ctx {
         coord,
@@ -486,7 +498,7 @@ pub fn routes(
             },
         );
     // The OpenAPI document needs no token: it comes before the authenticated `/api/v1` filter.
-    healthz
+    let all = healthz
         .or(dashboard::routes())
         .unify()
         .or(webhook)
@@ -500,6 +512,13 @@ pub fn routes(
         .or(wrong_method())
         .unify()
         .recover(error::recover)
+        .unify();
+    let preflight = cors.preflight();
+    let decorated = warp::header::headers_cloned()
+        .and(all)
+        .map(move |headers, resp| cors.decorate(&headers, resp));
+    preflight
+        .or(decorated)
         .unify()
         .with(warp::log::custom(move |info| {
             let (method, code) = (info.method().as_str(), info.status().as_u16());
@@ -531,7 +550,7 @@ fn wrong_method() -> impl Filter<Extract = (Response,), Error = Rejection> + Clo
     )
 }
 
-/// Serves the API on `listener` within `limits` (over TLS only, when `tls` is given) until
+/// Serves the API on `listener` as `serving` says (over TLS only, when `tls` is given) until
 /// `shutdown` is cancelled: then it stops accepting and returns once the requests in progress are
 /// answered (log follows end with the shutdown).
 pub async fn serve(
@@ -539,11 +558,12 @@ pub async fn serve(
     coord: Coordinator,
     token: &str,
     webhook_secret: Option<String>,
-    limits: Limits,
+    serving: Serving,
     tls: Option<Tls>,
     shutdown: &Shutdown,
 ) {
-    let routes = routes(coord, token, webhook_secret, limits);
+    let limits = serving.limits;
+    let routes = routes(coord, token, webhook_secret, serving);
     server::run(listener, routes, limits, tls, shutdown).await
 }
 

@@ -60,9 +60,9 @@ pub(super) async fn open(c: &Client, json: bool, app: &str) -> Result<()> {
 
 /// `berth open` without an app: the dashboard's link that signs in with the client's token —
 /// in the fragment, which a browser never sends to the server, and which the page takes out of
-/// the address bar at once.
-pub(super) fn dashboard(c: &Client, json: bool) -> Result<()> {
-    let url = dashboard_link(&c.base, &c.token);
+/// the address bar at once. At the API's address, or at `at` (a copy served elsewhere).
+pub(super) fn dashboard(c: &Client, json: bool, at: Option<&str>) -> Result<()> {
+    let url = dashboard_link(at.unwrap_or(&c.base), &c.token);
     print(json, &serde_json::json!({ "url": url }), |_| {
         println!("{url}")
     })

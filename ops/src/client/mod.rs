@@ -75,7 +75,7 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Start(a) => lifecycle::start(c, json, a).await,
         Cmd::Open(a) => match a.app {
             Some(app) => lifecycle::open(c, json, &app).await,
-            None => lifecycle::dashboard(c, json),
+            None => lifecycle::dashboard(c, json, a.at.as_deref()),
         },
         Cmd::Domains(d) => lifecycle::domains(c, json, d).await,
         Cmd::Env(e) => env::run(c, json, e).await,
@@ -100,7 +100,7 @@ async fn run_cmd(c: &http::Client, json: bool, cmd: Cmd) -> Result<()> {
         Cmd::Metrics(a) => metrics::run(c, json, a).await,
         Cmd::Exec(a) => exec::run(c, json, a).await,
         Cmd::Analyze(a) => analyze::remote(c, json, a).await,
-        Cmd::Up | Cmd::Coordinator | Cmd::Node | Cmd::Bench(_) => {
+        Cmd::Up | Cmd::Coordinator | Cmd::Node | Cmd::Bench(_) | Cmd::ExportDashboard(_) => {
             unreachable!("server and bench commands are dispatched in main")
         }
     }

@@ -63,7 +63,20 @@ pub async fn run(
         &'a std::path::Path,
     ) -> BoxFuture<'a, Result<()>>,
 ) {
-    let mut c = Cluster::up().await.expect("berth up");
+    run_with(prefix, &[], flow).await
+}
+
+/// [`run`] with `berth up` given the environment variables `env` besides its own.
+pub async fn run_with(
+    prefix: &str,
+    env: &[(&str, &str)],
+    flow: impl for<'a> FnOnce(
+        &'a mut Cluster,
+        &'a Client,
+        &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<()>>,
+) {
+    let mut c = Cluster::up_with(env).await.expect("berth up");
     let dir = TempDir::with_prefix(prefix).unwrap();
     let (mut driver, browser) = browser(dir.path()).await.expect("a browser");
     let result = flow(&mut c, &browser, dir.path()).await;
