@@ -111,6 +111,11 @@ impl Redis {
         })
     }
 
+    /// Where this handle reaches Redis (`host:port` or a socket path; never a password).
+    pub fn addr(&self) -> &str {
+        &self.link.addr
+    }
+
     /// The client, for connections of another kind (pub/sub).
     pub fn client(&self) -> &redis::Client {
         self.link

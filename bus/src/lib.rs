@@ -12,6 +12,7 @@
 
 pub mod conn;
 pub mod consumer;
+pub mod replication;
 pub mod retry;
 pub mod shutdown;
 pub mod supervise;

@@ -254,6 +254,8 @@ pub struct ClusterFigures {
     pub restarts: Vec<(String, String, u64)>,
     /// The coordinator holding the leader lease and its epoch (`berth:leader`), if one does.
     pub leader: Option<(String, u64)>,
+    /// The Redis written to and its replicas (`INFO replication`).
+    pub redis: berth_protocol::api::RedisView,
 }
 
 /// One registered node.
@@ -401,6 +403,7 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
         dead_letters: dead.into_iter().collect(),
         restarts,
         leader,
+        redis: berth_bus::replication::replication(&store.conn()).await?,
     })
 }
 

@@ -301,6 +301,39 @@ pub struct ErrorBody {
     pub error: String,
 }
 
+/// `GET /api/v1/redis`: the Redis the coordinator writes to, and its replicas, as that Redis's
+/// `INFO replication` tells them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RedisView {
+    /// Where the coordinator reaches it: `host:port` or a socket path (never a password).
+    pub addr: String,
+    /// Its role, as it says: `master` (the primary) or `slave` (a replica, which refuses writes).
+    pub role: String,
+    /// Its replication offset, in bytes.
+    #[serde(default)]
+    pub offset: u64,
+    /// The replicas connected to it (a primary's).
+    #[serde(default)]
+    pub replicas: Vec<RedisReplica>,
+}
+
+/// One replica of [`RedisView`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RedisReplica {
+    /// `ip:port` as the primary sees it.
+    pub addr: String,
+    /// `online` once in sync; `wait_bgsave`, `send_bulk` while it catches up.
+    pub state: String,
+    /// Bytes of the primary's stream it has not acknowledged yet.
+    #[serde(default)]
+    pub behind_bytes: u64,
+    /// Seconds since it last acknowledged (replicas acknowledge every second).
+    #[serde(default)]
+    pub lag_s: u64,
+}
+
 /// `GET /api/v1/nodes` items: the heartbeat record plus liveness as the coordinator sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -151,6 +151,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep("GET", "/api/v1/apps/{name}/replicas"),
     ep("POST", "/api/v1/deployments/{id}/cancel"),
     ep("GET", "/api/v1/nodes"),
+    ep("GET", "/api/v1/redis"),
     ep("POST", "/api/v1/nodes/{node}/cordon"),
     ep("POST", "/api/v1/nodes/{node}/uncordon"),
     ep("POST", "/api/v1/nodes/{node}/drain"),

@@ -277,6 +277,13 @@ pub fn routes(
         .then(
             |c: Ctx| async move { respond(c.coord.api.send(api::ListNodes).await, StatusCode::OK) },
         );
+    let redis =
+        warp::path!("redis")
+            .and(warp::get())
+            .and(with())
+            .then(|c: Ctx| async move {
+                respond(c.coord.api.send(api::RedisStatus).await, StatusCode::OK)
+            });
     // `POST /nodes/{name}/cordon` and `…/uncordon`.
     let cordon = |verb: &'static str, on: bool| {
         warp::path("nodes")
@@ -459,6 +466,7 @@ pub fn routes(
         replicas.boxed(),
         cancel.boxed(),
         nodes.boxed(),
+        redis.boxed(),
         cordon("cordon", true),
         cordon("uncordon", false),
         drain.boxed(),

@@ -202,6 +202,45 @@ pub fn cluster_families(f: &ClusterFigures) -> Vec<MetricFamily> {
             .map(|(holder, epoch)| gauge(&[("coordinator", holder)], *epoch as f64))
             .collect(),
     ));
+    let r = &f.redis;
+    out.push(family(
+        "berth_redis_primary",
+        "1 when the Redis the coordinator writes to says it is the primary (role master), else \
+         0 (a replica: writes fail until Sentinel's promotion reaches the coordinator), by its \
+         address.",
+        MetricType::GAUGE,
+        vec![gauge(
+            &[("addr", &r.addr)],
+            if r.role == "master" { 1.0 } else { 0.0 },
+        )],
+    ));
+    out.push(family(
+        "berth_redis_replicas",
+        "Replicas connected to the Redis the coordinator writes to, and in sync (state online).",
+        MetricType::GAUGE,
+        vec![gauge(
+            &[],
+            r.replicas.iter().filter(|x| x.state == "online").count() as f64,
+        )],
+    ));
+    out.push(family(
+        "berth_redis_replica_lag_seconds",
+        "Seconds since a replica last acknowledged the primary's stream, by replica.",
+        MetricType::GAUGE,
+        r.replicas
+            .iter()
+            .map(|x| gauge(&[("replica", &x.addr)], x.lag_s as f64))
+            .collect(),
+    ));
+    out.push(family(
+        "berth_redis_replica_behind_bytes",
+        "Bytes of the primary's replication stream a replica has not acknowledged, by replica.",
+        MetricType::GAUGE,
+        r.replicas
+            .iter()
+            .map(|x| gauge(&[("replica", &x.addr)], x.behind_bytes as f64))
+            .collect(),
+    ));
     out.push(family(
         "berth_actor_restarts_total",
         "Times a supervisor started an actor again after it died (a panic), by process \
@@ -317,6 +356,17 @@ mod tests {
             ],
             restarts: vec![("node:n1".into(), "router".into(), 2)],
             leader: Some(("host-1-abc".into(), 3)),
+            redis: berth_protocol::api::RedisView {
+                addr: "10.0.0.10:6379".into(),
+                role: "master".into(),
+                offset: 900,
+                replicas: vec![berth_protocol::api::RedisReplica {
+                    addr: "10.0.0.11:6379".into(),
+                    state: "online".into(),
+                    behind_bytes: 100,
+                    lag_s: 1,
+                }],
+            },
         }
     }
 
@@ -352,6 +402,10 @@ mod tests {
             "berth_dead_letters_total{stream=\"berth:jobs:n2\"} 1",
             "berth_actor_restarts_total{process=\"node:n1\",actor=\"router\"} 2",
             "berth_leader_epoch{coordinator=\"host-1-abc\"} 3",
+            "berth_redis_primary{addr=\"10.0.0.10:6379\"} 1",
+            "berth_redis_replicas 1",
+            "berth_redis_replica_lag_seconds{replica=\"10.0.0.11:6379\"} 1",
+            "berth_redis_replica_behind_bytes{replica=\"10.0.0.11:6379\"} 100",
             "berth_api_request_duration_seconds_count{code=\"200\",method=\"GET\"} 1",
         ] {
             assert!(lines.contains(&want), "no line {want:?} in:\n{text}");
@@ -374,6 +428,10 @@ mod tests {
                 "berth_build_duration_seconds",
                 "berth_dead_letters_total",
                 "berth_leader_epoch",
+                "berth_redis_primary",
+                "berth_redis_replicas",
+                "berth_redis_replica_lag_seconds",
+                "berth_redis_replica_behind_bytes",
                 "berth_actor_restarts_total",
                 "berth_api_request_duration_seconds",
             ]

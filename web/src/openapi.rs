@@ -32,6 +32,8 @@ use crate::auth::ENDPOINTS;
     berth_protocol::Release,
     berth_protocol::api::ReplicaView,
     berth_protocol::api::NodeView,
+    berth_protocol::api::RedisView,
+    berth_protocol::api::RedisReplica,
     berth_protocol::api::StartOutcome,
     berth_protocol::metrics::AppMetrics,
     berth_protocol::api::CreateExec,
@@ -596,6 +598,9 @@ pub fn operations() -> Vec<Operation> {
         op("GET", "/api/v1/nodes", "listNodes", "nodes", "Every node and its liveness")
             .scope(Read)
             .ok_json(200, "The nodes.", array_of("NodeView")),
+        op("GET", "/api/v1/redis", "redisStatus", "nodes", "The Redis written to: its role and replicas")
+            .scope(Read)
+            .ok_json(200, "Its INFO replication.", schema_ref("RedisView")),
         op("POST", "/api/v1/nodes/{node}/cordon", "cordon", "nodes", "Place no new work on a node")
             .scope(Admin)
             .param(node())

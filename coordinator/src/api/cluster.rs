@@ -1,7 +1,7 @@
 //! The cluster: its health, nodes and metrics.
 
 use actix::prelude::*;
-use berth_protocol::api::NodeView;
+use berth_protocol::api::{NodeView, RedisView};
 
 use super::{load_app, Api};
 use crate::error::{Error, Result};
@@ -12,6 +12,11 @@ use crate::registry::{Cordon, NodesNow};
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
 pub struct Health;
+
+/// `GET /api/v1/redis`: the Redis written to and its replicas.
+#[derive(Message)]
+#[rtype(result = "Result<RedisView>")]
+pub struct RedisStatus;
 
 /// `GET /api/v1/nodes`.
 #[derive(Message)]
@@ -62,6 +67,15 @@ impl Handler<Health> for Api {
     fn handle(&mut self, _: Health, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
         Box::pin(async move { store.ping().await })
+    }
+}
+
+impl Handler<RedisStatus> for Api {
+    type Result = ResponseFuture<Result<RedisView>>;
+
+    fn handle(&mut self, _: RedisStatus, _: &mut Context<Self>) -> Self::Result {
+        let conn = self.store.conn();
+        Box::pin(async move { Ok(berth_bus::replication::replication(&conn).await?) })
     }
 }
 

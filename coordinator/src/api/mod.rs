@@ -33,7 +33,9 @@ use berth_protocol::App;
 
 pub use analyze::Analyze;
 pub use apps::{AppViews, CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
-pub use cluster::{ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, Health, ListNodes};
+pub use cluster::{
+    ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, Health, ListNodes, RedisStatus,
+};
 pub use deployments::{Cancel, CreateDeployment, DeployUpload, GetDeployment, ListDeployments};
 pub use env::{DeleteEnv, ListEnv, PutEnv};
 pub use exec::StartExec;

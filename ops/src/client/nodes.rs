@@ -3,7 +3,7 @@
 //! cordon|uncordon|drain <node>`.
 
 use anyhow::Result;
-use berth_protocol::api::NodeView;
+use berth_protocol::api::{NodeView, RedisView};
 use reqwest::Method;
 
 use super::args::{NodesArgs, NodesCmd};
@@ -50,12 +50,44 @@ async fn drain(c: &Client, json: bool, node: &str) -> Result<()> {
     })
 }
 
+/// `redis: primary 10.0.0.10:6379; replica 10.0.0.11:6379 online, lag 0 s, 0 B behind`.
+fn redis_line(r: &RedisView) -> String {
+    let role = match r.role.as_str() {
+        "master" => "primary".to_string(),
+        "slave" => "a REPLICA (writes fail until the coordinator reaches the new primary)".into(),
+        other => other.to_string(),
+    };
+    let replicas = match r.replicas.as_slice() {
+        [] => "no replica".to_string(),
+        rs => rs
+            .iter()
+            .map(|x| {
+                format!(
+                    "replica {} {}, lag {} s, {} behind",
+                    x.addr,
+                    x.state,
+                    x.lag_s,
+                    bytes(x.behind_bytes)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    format!("redis: {} is {role}; {replicas}", r.addr)
+}
+
 fn status(n: &NodeView) -> String {
     format!("{:?}", n.status).to_lowercase()
 }
 
 async fn list(c: &Client, json: bool) -> Result<()> {
     let nodes: Vec<NodeView> = c.get(&["nodes"], &[]).await?;
+    // Below the table, where Redis stands (`--json` keeps the list alone;
+    // `GET /api/v1/redis` answers it; a coordinator older than that endpoint is skipped).
+    let redis: Option<RedisView> = match json {
+        true => None,
+        false => c.get(&["redis"], &[]).await.ok(),
+    };
     print(json, &nodes, |ns| {
         if ns.is_empty() {
             println!("no nodes yet — start one with `berth node` (or `berth up`)");
@@ -85,7 +117,11 @@ async fn list(c: &Client, json: bool) -> Result<()> {
             "HEARTBEAT",
         ];
         print_table(&cols, Some(&header), rows);
-    })
+    })?;
+    if let Some(r) = &redis {
+        println!("{}", redis_line(r));
+    }
+    Ok(())
 }
 
 /// One node's row: name, liveness, cordon, address, host CPU, memory and disk (`-` before the
