@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::{eventually, Proc};
 
@@ -28,6 +28,32 @@ pub async fn start_redis(dir: &Path, port: u16, args: &[&str]) -> Result<Proc> {
         .arg(dir);
     let proc = Proc::spawn("redis", redis, dir.join("redis.log"))?;
     listening("redis", port).await?;
+    Ok(proc)
+}
+
+/// Starts a `redis-sentinel` on 127.0.0.1:`port` that monitors the primary at
+/// 127.0.0.1:`primary` under the name `master` (quorum 2; down after 1 s; a failover given 5 s),
+/// its config file (Sentinel rewrites it) and `sentinel.log` in `dir` (created); returns once the
+/// port accepts connections. Fails, saying so, when Debian's `redis-sentinel` is not installed.
+pub async fn start_sentinel(dir: &Path, port: u16, master: &str, primary: u16) -> Result<Proc> {
+    std::fs::create_dir_all(dir)?;
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+             sentinel monitor {master} 127.0.0.1 {primary} 2\n\
+             sentinel down-after-milliseconds {master} 1000\n\
+             sentinel failover-timeout {master} 5000\n\
+             sentinel parallel-syncs {master} 1\n",
+            dir = dir.display()
+        ),
+    )?;
+    let mut sentinel = Command::new("redis-sentinel");
+    sentinel.arg(&conf);
+    let proc = Proc::spawn("redis-sentinel", sentinel, dir.join("sentinel.log"))
+        .context("is Debian's redis-sentinel installed? (scripts/setup.sh installs it)")?;
+    listening("redis-sentinel", port).await?;
     Ok(proc)
 }
 
