@@ -12,109 +12,28 @@ use std::time::Duration;
 use berth_bus::StreamConsumer;
 use berth_bus::{is_unavailable, ConsumerConfig, Mode, Outcome, Redis, Sentinels, Shutdown};
 use berth_protocol::envelope::STREAM_FIELD;
-use berth_tests::{eventually, free_port, start_redis, start_sentinel, Proc, TempDir};
+use berth_tests::{eventually, free_port, redis_role, start_redis, RedisSentinels, TempDir};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const MASTER: &str = "berth";
 const STREAM: &str = "test:sentinel";
 
-/// A primary, a replica of it, and three Sentinels watching them, all settled (each Sentinel
-/// knows the replica and the two other Sentinels, so a failover can be agreed).
-struct Setup {
-    dir: TempDir,
-    primary: Proc,
-    primary_port: u16,
-    _replica: Proc,
-    replica_port: u16,
-    _sentinels: Vec<Proc>,
-    sentinels: Sentinels,
-}
-
-async fn setup() -> Setup {
-    let dir = TempDir::with_prefix("sentinel").unwrap();
-    let (primary_port, replica_port) = (free_port(), free_port());
-    let primary = start_redis(&sub(dir.path(), "primary"), primary_port, &[])
-        .await
-        .unwrap();
-    let replica = start_redis(
-        &sub(dir.path(), "replica"),
-        replica_port,
-        &["--replicaof", "127.0.0.1", &primary_port.to_string()],
-    )
-    .await
-    .unwrap();
-    let mut procs = Vec::new();
-    let mut addrs = Vec::new();
-    for i in 0..3 {
-        let port = free_port();
-        let d = dir.path().join(format!("sentinel{i}"));
-        procs.push(
-            start_sentinel(&d, port, MASTER, primary_port)
-                .await
-                .unwrap(),
-        );
-        addrs.push(format!("127.0.0.1:{port}"));
-    }
-    for a in &addrs {
-        let c = redis::Client::open(format!("redis://{a}/")).unwrap();
-        eventually(
-            &format!("sentinel {a} to know the replica and the other sentinels"),
-            Duration::from_secs(60),
-            || async {
-                let mut c = c.get_multiplexed_async_connection().await.ok()?;
-                let replicas: Vec<redis::Value> = redis::cmd("SENTINEL")
-                    .arg("replicas")
-                    .arg(MASTER)
-                    .query_async(&mut c)
-                    .await
-                    .ok()?;
-                let others: Vec<redis::Value> = redis::cmd("SENTINEL")
-                    .arg("sentinels")
-                    .arg(MASTER)
-                    .query_async(&mut c)
-                    .await
-                    .ok()?;
-                (replicas.len() == 1 && others.len() == 2).then_some(())
-            },
-        )
-        .await
-        .unwrap();
-    }
-    Setup {
-        dir,
-        primary,
-        primary_port,
-        _replica: replica,
-        replica_port,
-        _sentinels: procs,
-        sentinels: Sentinels {
-            addrs,
-            master_name: MASTER.into(),
-            username: None,
-            password: None,
-        },
-    }
+/// The Redis processes and the Sentinels as Berth is configured with them.
+async fn setup(dir: &TempDir) -> (RedisSentinels, Sentinels) {
+    let r = RedisSentinels::start(dir.path(), MASTER).await.unwrap();
+    let s = Sentinels {
+        addrs: r.addrs.clone(),
+        master_name: MASTER.into(),
+        ..Sentinels::default()
+    };
+    (r, s)
 }
 
 fn sub(dir: &Path, name: &str) -> std::path::PathBuf {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// What `ROLE` says the Redis at 127.0.0.1:`port` is.
-async fn role(port: u16) -> Option<String> {
-    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
-    let mut c = c.get_multiplexed_async_connection().await.ok()?;
-    let v: redis::Value = redis::cmd("ROLE").query_async(&mut c).await.ok()?;
-    match v {
-        redis::Value::Array(items) => match items.first()? {
-            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 async fn set(redis: &Redis, k: &str, v: &str) -> redis::RedisResult<()> {
@@ -144,7 +63,7 @@ async fn xadd(redis: &Redis, payload: &str) -> redis::RedisResult<String> {
 /// Kills the primary and waits, writing all the while, until writes succeed again: each one
 /// before that fails as Redis being away (never another error, never a hang), and at least one
 /// does.
-async fn fail_over(s: &mut Setup, redis: &Redis) {
+async fn fail_over(s: &mut RedisSentinels, redis: &Redis) {
     s.primary.kill();
     let refused = AtomicUsize::new(0);
     eventually(
@@ -179,7 +98,7 @@ async fn fail_over(s: &mut Setup, redis: &Redis) {
         "{}",
         redis.addr()
     );
-    assert_eq!(role(s.replica_port).await.as_deref(), Some("master"));
+    assert_eq!(redis_role(s.replica_port).await.as_deref(), Some("master"));
 }
 
 /// Waits until the consumer has acknowledged what it was handed and the replica has all of it
@@ -243,9 +162,10 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<String>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_primary_is_replaced_by_its_promoted_replica_and_readers_go_on() {
-    let mut s = setup().await;
+    let dir = TempDir::with_prefix("sentinel").unwrap();
+    let (mut s, sentinels) = setup(&dir).await;
     // The URL says how to speak to the data nodes; its host is not used.
-    let redis = Redis::connect_with("redis://127.0.0.1:1/0", Some(&s.sentinels), "test")
+    let redis = Redis::connect_with("redis://127.0.0.1:1/0", Some(&sentinels), "test")
         .await
         .unwrap();
     assert!(
@@ -284,13 +204,13 @@ async fn a_killed_primary_is_replaced_by_its_promoted_replica_and_readers_go_on(
         .await
         .unwrap();
     stop.cancel();
-    drop(s.dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_old_primary_comes_back_as_a_replica_and_nothing_changes() {
-    let mut s = setup().await;
-    let redis = Redis::connect_with("redis://127.0.0.1:1/0", Some(&s.sentinels), "test")
+    let dir = TempDir::with_prefix("sentinel").unwrap();
+    let (mut s, sentinels) = setup(&dir).await;
+    let redis = Redis::connect_with("redis://127.0.0.1:1/0", Some(&sentinels), "test")
         .await
         .unwrap();
     let (mut rx, stop) = consume(&redis);
@@ -302,13 +222,11 @@ async fn the_old_primary_comes_back_as_a_replica_and_nothing_changes() {
 
     // Started again as it was (a primary by its own configuration): Sentinel turns it into
     // a replica of the new primary.
-    s.primary = start_redis(&s.dir.path().join("primary"), s.primary_port, &[])
-        .await
-        .unwrap();
+    s.restart_primary().await.unwrap();
     eventually(
         "the old primary to become a replica",
         Duration::from_secs(90),
-        || async { (role(s.primary_port).await.as_deref() == Some("slave")).then_some(()) },
+        || async { (redis_role(s.primary_port).await.as_deref() == Some("slave")).then_some(()) },
     )
     .await
     .unwrap();
