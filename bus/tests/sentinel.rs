@@ -260,6 +260,60 @@ async fn the_old_primary_comes_back_as_a_replica_and_nothing_changes() {
     stop.cancel();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_demoted_by_a_failover_is_left_for_the_promoted_replica() {
+    let dir = TempDir::with_prefix("sentinel").unwrap();
+    let (s, sentinels) = setup(&dir).await;
+    let redis = Redis::connect_with("redis://127.0.0.1:1/0", Some(&sentinels), "test")
+        .await
+        .unwrap();
+    let (mut rx, stop) = consume(&redis);
+    xadd(&redis, "one").await.unwrap();
+    assert_eq!(next(&mut rx).await, "one");
+    replicated(&redis).await;
+
+    // A failover the old primary lives through: Sentinel makes it a replica and closes its
+    // clients' connections; a command that reaches it after that is answered READONLY. Either
+    // must move Berth to the new primary as a dead one would (READONLY on its own:
+    // outage.rs's replica test).
+    let sentinel = redis::Client::open(format!("redis://{}/", s.addrs[0])).unwrap();
+    let mut c = sentinel.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SENTINEL")
+        .arg("FAILOVER")
+        .arg(MASTER)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    eventually(
+        "the old primary to be a replica",
+        Duration::from_secs(60),
+        || async { (redis_role(s.primary_port).await.as_deref() == Some("slave")).then_some(()) },
+    )
+    .await
+    .unwrap();
+    eventually(
+        "writes to go to the promoted replica",
+        Duration::from_secs(60),
+        || async {
+            match set(&redis, "after", "1").await {
+                Ok(()) => redis
+                    .addr()
+                    .starts_with(&format!("127.0.0.1:{}", s.replica_port))
+                    .then_some(()),
+                Err(e) => {
+                    assert!(is_unavailable(&e), "not an unavailability: {e}");
+                    None
+                }
+            }
+        },
+    )
+    .await
+    .unwrap();
+    xadd(&redis, "two").await.unwrap();
+    assert_eq!(next(&mut rx).await, "two");
+    stop.cancel();
+}
+
 /// Serves a stand-in Sentinel on a free port that answers every command with
 /// `[127.0.0.1, port]`: a Sentinel whose view is stale.
 async fn stale_sentinel(port: u16) -> String {
