@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Makes a fresh Debian machine ready to run Berth and its tests: a Docker engine that answers,
-# redis-server, caddy, git, busybox-static, curl, openssl, openssh-server (for the tests' SSH git
-# remote), docker-registry (the test fleet's registry; installed, not started), iproute2, and
-# chromium with chromium-driver (the dashboard's browser test) from Debian's packages, the local
+# redis-server, redis-sentinel (the failover tests'; its own service left stopped), caddy, git,
+# busybox-static, curl, openssl, openssh-server (for the tests' SSH git remote), docker-registry
+# (the test fleet's registry; installed, not started), iproute2, and chromium with
+# chromium-driver (the dashboard's browser test) from Debian's packages, the local
 # `busybox:latest` base image, and schemathesis (PyPI, in a virtualenv at /opt/berth/schemathesis).
 # Idempotent; run as root (or with sudo).
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-sentinel >/dev/null || need+=(redis-sentinel)   # bus/tests/sentinel.rs: failover
 command -v caddy >/dev/null || need+=(caddy)
 command -v git >/dev/null || need+=(git)
 command -v curl >/dev/null || need+=(curl)
@@ -26,6 +28,16 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The package's own Sentinel (on port 26379, watching a Redis on 6379) is not ours: the tests
+# start theirs on free loopback ports. Where the package started it, stop it and keep it off.
+if [ -e /lib/systemd/system/redis-sentinel.service ] || [ -e /etc/init.d/redis-sentinel ]; then
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now redis-sentinel >/dev/null 2>&1 || true
+  else
+    service redis-sentinel stop >/dev/null 2>&1 || true
+    update-rc.d redis-sentinel disable >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! docker info >/dev/null 2>&1; then

@@ -18,7 +18,7 @@ pub mod shutdown;
 pub mod supervise;
 pub mod tls;
 
-pub use conn::{is_unavailable, redacted, Redis};
+pub use conn::{is_unavailable, redacted, Redis, Sentinels};
 pub use consumer::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};
 pub use retry::{Backoff, Failing};
 pub use shutdown::Shutdown;

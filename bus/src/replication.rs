@@ -14,7 +14,10 @@ pub async fn replication(redis: &Redis) -> RedisResult<RedisView> {
         .arg("replication")
         .query_async(&mut c)
         .await?;
-    Ok(parse(redis.addr(), &text))
+    // Under Sentinel the link's address also names the primary's group: the address alone here.
+    let addr = redis.addr();
+    let addr = addr.split(" (").next().unwrap_or_default();
+    Ok(parse(addr, &text))
 }
 
 /// Reads `INFO replication`'s text: `role`, `master_repl_offset` and each `slaveN:` line

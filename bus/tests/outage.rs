@@ -79,3 +79,83 @@ async fn commands_fail_at_once_while_redis_is_away_and_work_when_it_is_back() {
         .await
         .unwrap();
 }
+
+/// A URL whose node is a replica (or became one): a write it refuses (`READONLY`) counts as Redis
+/// being away, and the link stays down — its probe asks the node's role — until the node is a
+/// primary again; it is not taken back at every `PING` only to refuse the next write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_a_replica_keeps_the_link_down_until_it_is_a_primary() {
+    let dir = TempDir::with_prefix("replica").unwrap();
+    let (primary, replica) = (free_port(), free_port());
+    let d = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let _primary = start_redis(&d("primary"), primary, &[]).await.unwrap();
+    let _replica = start_redis(
+        &d("replica"),
+        replica,
+        &["--replicaof", "127.0.0.1", &primary.to_string()],
+    )
+    .await
+    .unwrap();
+    let redis = Redis::connect(&format!("redis://127.0.0.1:{replica}/"), "test")
+        .await
+        .unwrap();
+    let set = || async {
+        redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query_async::<()>(&mut redis.clone())
+            .await
+    };
+    let e = set().await.unwrap_err();
+    assert!(is_unavailable(&e), "{e}");
+    assert!(redis.is_down(), "{e}");
+    assert!(e.to_string().contains("read only replica"), "{e}");
+    // The probe finds a replica: still down, saying so.
+    let e = eventually("a probe", Duration::from_secs(10), || async {
+        let e = redis.ping().await.unwrap_err();
+        e.to_string().contains("is a slave").then_some(e)
+    })
+    .await
+    .unwrap();
+    assert!(
+        e.to_string()
+            .contains(&format!("127.0.0.1:{replica} is a slave, not the primary")),
+        "{e}"
+    );
+    assert!(redis.is_down());
+    // Promoted: the link comes up and writes go.
+    let c = redis::Client::open(format!("redis://127.0.0.1:{replica}/")).unwrap();
+    let mut c = c.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    eventually("writes to go", Duration::from_secs(10), || async {
+        set().await.ok()
+    })
+    .await
+    .unwrap();
+    assert!(!redis.is_down());
+    // A transaction refused by a replica counts the same.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let e = redis::pipe()
+        .atomic()
+        .set("k", "v")
+        .incr("n", 1)
+        .query_async::<()>(&mut redis.clone())
+        .await
+        .unwrap_err();
+    assert!(is_unavailable(&e), "{e}");
+    assert!(redis.is_down(), "{e}");
+}

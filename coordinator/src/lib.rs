@@ -61,6 +61,9 @@ pub use registry::Liveness;
 #[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
     pub redis_url: String,
+    /// The Sentinels that name the Redis primary (`redis.sentinels`); `redis_url` then says how
+    /// to speak to the data nodes only.
+    pub redis_sentinels: Option<berth_bus::Sentinels>,
     /// App `foo` gets `foo.<base_domain>` unless it names its domains.
     pub base_domain: String,
     /// The API's own host name (`api.listen`'s host when it is a name, not an address): no app
@@ -94,6 +97,7 @@ impl CoordinatorConfig {
         CoordinatorConfig {
             secret_key,
             redis_url: redis_url.into(),
+            redis_sentinels: None,
             base_domain: "localhost".into(),
             api_host: None,
             deadlines: Deadlines::default(),
@@ -125,7 +129,8 @@ pub struct Coordinator {
 /// Starts the coordinator's actors. Must be called inside a running actix `System`. Its loops
 /// stop when `shutdown` is cancelled; its tasks are tracked by it.
 pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordinator> {
-    let store = store::Store::new(store::connect(&cfg.redis_url).await?);
+    let store =
+        store::Store::new(store::connect(&cfg.redis_url, cfg.redis_sentinels.as_ref()).await?);
     releases::migrate(&store).await?;
     store.migrate_latest().await?;
     store.migrate_domains().await?;

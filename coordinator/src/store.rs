@@ -36,9 +36,10 @@ pub struct Store {
     leadership: Option<Leadership>,
 }
 
-/// Opens the multiplexed connection for ordinary (non-blocking) commands.
-pub async fn connect(url: &str) -> Result<Redis> {
-    Ok(Redis::connect(url, "coordinator").await?)
+/// Opens the multiplexed connection for ordinary (non-blocking) commands: to `url`, or to the
+/// primary `sentinels` name.
+pub async fn connect(url: &str, sentinels: Option<&berth_bus::Sentinels>) -> Result<Redis> {
+    Ok(Redis::connect_with(url, sentinels, "coordinator").await?)
 }
 
 /// The app list read under a value of `berth:apps:version`.

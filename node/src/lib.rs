@@ -58,6 +58,9 @@ pub struct NodeConfig {
     pub name: String,
     /// e.g. `redis://127.0.0.1:6379/`.
     pub redis_url: String,
+    /// The Sentinels that name the Redis primary (`redis.sentinels`); `redis_url` then says how
+    /// to speak to the data nodes only.
+    pub redis_sentinels: Option<berth_bus::Sentinels>,
     /// `host:port` of the Caddy admin API, e.g. `127.0.0.1:2019`.
     pub caddy_admin: String,
     /// Port Caddy serves apps on.
@@ -156,7 +159,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         let url = berth_bus::redacted(&cfg.redis_url);
         Error::Config(format!("redis url {url:?}: {e}"))
     })?;
-    let redis = Redis::connect(&cfg.redis_url, "node").await?;
+    let redis = Redis::connect_with(&cfg.redis_url, cfg.redis_sentinels.as_ref(), "node").await?;
     {
         let mut c = redis.clone();
         redis::cmd("PING").query_async::<()>(&mut c).await?;

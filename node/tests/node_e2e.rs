@@ -212,6 +212,7 @@ async fn deploys_switches_fails_safely_and_removes() {
         NodeConfig {
             name: node.clone(),
             redis_url: redis_url.clone(),
+            redis_sentinels: None,
             caddy_admin: format!("127.0.0.1:{admin}"),
             ingress_http: ingress,
             https: Default::default(),

@@ -38,9 +38,9 @@ enum Cmd {
     /// Run a whole cluster on this machine: Redis, Caddy, the coordinator and one node.
     #[command(after_long_help = settings::help())]
     Up,
-    /// Run the coordinator and the HTTP API (the fleet form; needs redis.url).
+    /// Run the coordinator and the HTTP API (the fleet form; needs redis.url or redis.sentinels).
     Coordinator,
-    /// Run a node daemon (the fleet form; needs redis.url and a Caddy at node.caddy_admin).
+    /// Run a node daemon (the fleet form; needs redis.url/.sentinels, a Caddy at node.caddy_admin).
     Node,
     /// Manage apps.
     #[command(subcommand)]

@@ -144,6 +144,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
     c.allow_local_repos = s.allow_local_repos.unwrap_or(false);
     c.lease = Duration::from_secs(s.leader_lease_s);
     c.pack_images = s.packs.clone();
+    c.redis_sentinels = s.redis.sentinels();
     c
 }
 
@@ -152,6 +153,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         secret_key: key,
         name: s.node.name.clone(),
         redis_url: redis_url.to_string(),
+        redis_sentinels: s.redis.sentinels(),
         caddy_admin: s.node.caddy_admin.clone(),
         ingress_http: s.node.ingress_http,
         https: s.node.https(),
@@ -378,8 +380,8 @@ pub fn up(mut s: Settings) -> Result<()> {
     let lock = DataDirLock::acquire(&s.data_dir, Role::Up, Some(&configured_api(&s)))?;
     // Services are stopped when these guards drop, after the System ends.
     let mut _redis = None;
-    let redis_url = match &s.redis.url {
-        Some(u) => u.clone(),
+    let redis_url = match s.redis.data_url() {
+        Some(u) => u,
         None => {
             let (svc, url) = services::start_redis(&s.data_dir.join("redis"))?;
             _redis = Some(svc);
@@ -441,10 +443,10 @@ fn configured_api(s: &Settings) -> String {
 }
 
 fn require_redis(s: &Settings) -> Result<String> {
-    s.redis
-        .url
-        .clone()
-        .context("redis.url is not set: set BERTH_REDIS__URL (e.g. redis://127.0.0.1:6379/)")
+    s.redis.data_url().context(
+        "redis.url is not set: set BERTH_REDIS__URL (e.g. redis://127.0.0.1:6379/), or redis.sentinels \
+         and redis.master_name for a Redis under Sentinel",
+    )
 }
 
 /// `berth coordinator`.

@@ -150,6 +150,18 @@ pub struct RedisSettings {
     /// Lets a daemon use a Redis on another host without a password (`url` names none). Off:
     /// whoever reaches that Redis could rewrite routes and jobs, so the daemon refuses to start.
     pub allow_unauthenticated: bool,
+    /// `host:port` of each Redis Sentinel (a list, or `a:26379,b:26379` in the environment):
+    /// the daemons ask them which node is the primary of `master_name`, and follow a failover.
+    /// `url` then only says how to speak to the data nodes (password, TLS, db); its host is
+    /// not used.
+    #[serde(deserialize_with = "host_ports")]
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the primary under (`sentinel monitor <name> …`).
+    pub master_name: Option<String>,
+    /// The Sentinels' own ACL user, if they have one.
+    pub sentinel_username: Option<String>,
+    /// The Sentinels' own password (their `requirepass`), if any.
+    pub sentinel_password: Option<String>,
 }
 
 impl RedisSettings {
@@ -159,7 +171,10 @@ impl RedisSettings {
     /// container's loopback is its own). Also refuses a URL the Redis client cannot parse, with
     /// the reason and without echoing a password.
     pub fn check(&self) -> Result<()> {
-        let Some(url) = &self.url else { return Ok(()) };
+        self.check_sentinels()?;
+        let Some(url) = self.data_url() else {
+            return Ok(());
+        };
         use redis::IntoConnectionInfo;
         let info = url.as_str().into_connection_info().map_err(|e| {
             anyhow::anyhow!(
@@ -167,17 +182,30 @@ impl RedisSettings {
                 e.detail().unwrap_or("cannot parse it")
             )
         })?;
+        // Under Sentinel the data nodes are wherever the Sentinels say: as far as the Sentinels.
         let host = match info.addr() {
-            redis::ConnectionAddr::Tcp(h, _) | redis::ConnectionAddr::TcpTls { host: h, .. } => h,
+            redis::ConnectionAddr::Unix(_) if !self.sentinels.is_empty() => anyhow::bail!(
+                "redis.url is a Unix socket, but with redis.sentinels the data nodes are reached over TCP: \
+                 use redis://[:PASSWORD@]HOST/DB (its host is not used) or rediss:// for TLS"
+            ),
+            _ if !self.sentinels.is_empty() => match self
+                .sentinels
+                .iter()
+                .filter_map(|a| berth_bus::conn::split_host_port(a))
+                .find(|(h, _)| !is_loopback(h))
+            {
+                Some((h, _)) => h,
+                None => return Ok(()),
+            },
+            redis::ConnectionAddr::Tcp(h, _) | redis::ConnectionAddr::TcpTls { host: h, .. } => {
+                h.clone()
+            }
             _ => return Ok(()),
         };
-        let loopback = host == "localhost"
-            || host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if loopback || self.allow_unauthenticated || info.redis_settings().password().is_some() {
+        if is_loopback(&host)
+            || self.allow_unauthenticated
+            || info.redis_settings().password().is_some()
+        {
             return Ok(());
         }
         anyhow::bail!(
@@ -187,6 +215,85 @@ impl RedisSettings {
              redis.allow_unauthenticated = true (BERTH_REDIS__ALLOW_UNAUTHENTICATED) if the network is private"
         )
     }
+
+    /// `sentinels` and `master_name` go together, and each Sentinel is a `host:port`.
+    fn check_sentinels(&self) -> Result<()> {
+        let name = self.master_name.as_deref().filter(|n| !n.trim().is_empty());
+        if self.sentinels.is_empty() {
+            if name.is_some() {
+                anyhow::bail!(
+                    "redis.master_name is set but redis.sentinels is not: list the Sentinels that monitor it \
+                     (BERTH_REDIS__SENTINELS=host1:26379,host2:26379,host3:26379), or unset redis.master_name"
+                );
+            }
+            return Ok(());
+        }
+        if name.is_none() {
+            anyhow::bail!(
+                "redis.sentinels is set but redis.master_name is not: set it to the name the Sentinels monitor \
+                 the primary under (`sentinel monitor <name> …`; BERTH_REDIS__MASTER_NAME)"
+            );
+        }
+        for a in &self.sentinels {
+            if berth_bus::conn::split_host_port(a).is_none() {
+                anyhow::bail!("redis.sentinels: {a:?} is not host:port (e.g. 10.0.0.11:26379)");
+            }
+        }
+        Ok(())
+    }
+
+    /// How the daemons reach Redis: `url`; under Sentinel without `url`, a URL whose host is not
+    /// used (no password, no TLS, db 0). `None`: `berth up` runs its own.
+    pub fn data_url(&self) -> Option<String> {
+        match &self.url {
+            Some(u) => Some(u.clone()),
+            None if !self.sentinels.is_empty() => Some("redis://localhost/0".into()),
+            None => None,
+        }
+    }
+
+    /// The Sentinels to ask for the primary, when `sentinels` is set.
+    pub fn sentinels(&self) -> Option<berth_bus::Sentinels> {
+        if self.sentinels.is_empty() {
+            return None;
+        }
+        Some(berth_bus::Sentinels {
+            addrs: self.sentinels.clone(),
+            master_name: self.master_name.clone().unwrap_or_default(),
+            // An empty value (`BERTH_REDIS__SENTINEL_PASSWORD=`) is none.
+            username: self.sentinel_username.clone().filter(|u| !u.is_empty()),
+            password: self.sentinel_password.clone().filter(|p| !p.is_empty()),
+        })
+    }
+}
+
+/// Whether `host` (a name, an address, `[v6]`) is this host's loopback.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A list of `host:port` as a list, or as `a:1,b:2` (an environment variable).
+fn host_ports<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        List(Vec<String>),
+        Text(String),
+    }
+    let list = match List::deserialize(d)? {
+        List::List(l) => l,
+        List::Text(s) => s.split(',').map(str::to_string).collect(),
+    };
+    Ok(list
+        .iter()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .collect())
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -689,6 +796,10 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("api.cors_origins", Some("[]".into()), "origins (https://host[:port]) whose pages may call the API from a browser, for a dashboard served elsewhere: a list, or a,b in the environment"),
         ("redis.url", None, "an external Redis (redis://[:password@]host:port/db, rediss:// for TLS); unset: `berth up` runs its own"),
         ("redis.allow_unauthenticated", Some(d.redis.allow_unauthenticated.to_string()), "allow a Redis on another host without a password in redis.url"),
+        ("redis.sentinels", Some("[]".into()), "host:port of Redis Sentinels to ask for the primary (host:port,… in the environment); redis.url then only gives password, TLS and db"),
+        ("redis.master_name", None, "the name the Sentinels monitor the primary under (needed with redis.sentinels)"),
+        ("redis.sentinel_username", None, "the Sentinels' ACL user, if any"),
+        ("redis.sentinel_password", None, "the Sentinels' password, if any"),
         ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
         ("node.caddy_admin", Some(q(&d.node.caddy_admin)), "the admin address of the node's Caddy (the one `berth up` runs); loopback only"),
         ("node.allow_remote_caddy_admin", Some(d.node.allow_remote_caddy_admin.to_string()), "allow a node.caddy_admin off loopback (Caddy's admin API has no authentication)"),
@@ -751,6 +862,7 @@ mod tests {
             RedisSettings {
                 url: Some(url.to_string()),
                 allow_unauthenticated: allow,
+                ..RedisSettings::default()
             }
             .check()
         };
@@ -818,6 +930,58 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no path"), "{e}");
+    }
+
+    #[test]
+    fn sentinels_need_a_master_name_and_host_ports() {
+        let read = |toml: &str| -> Result<RedisSettings> {
+            let s: Settings = config::Config::builder()
+                .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+                .build()?
+                .try_deserialize()?;
+            s.redis.check()?;
+            Ok(s.redis)
+        };
+        let r = read("[redis]\nsentinels = [\"127.0.0.1:26379\", \" [::1]:26380 \"]\nmaster_name = \"berth\"\n")
+            .unwrap();
+        let s = r.sentinels().unwrap();
+        assert_eq!(s.addrs, ["127.0.0.1:26379", "[::1]:26380"]);
+        assert_eq!(s.master_name, "berth");
+        // No redis.url: the data nodes are spoken to with no password, db 0.
+        assert_eq!(r.data_url().as_deref(), Some("redis://localhost/0"));
+        // As one string (an environment variable's form).
+        let r = read(
+            "[redis]\nsentinels = \"127.0.0.1:26379, 127.0.0.2:26379,\"\nmaster_name = \"m\"\n",
+        )
+        .unwrap();
+        assert_eq!(r.sentinels, ["127.0.0.1:26379", "127.0.0.2:26379"]);
+        assert!(RedisSettings::default().sentinels().is_none());
+
+        let e = read("[redis]\nsentinels = \"127.0.0.1:26379\"\n").unwrap_err();
+        assert!(e.to_string().contains("redis.master_name is not"), "{e}");
+        let e = read("[redis]\nmaster_name = \"berth\"\n").unwrap_err();
+        assert!(e.to_string().contains("redis.sentinels is not"), "{e}");
+        let e = read("[redis]\nsentinels = \"sentinel-a\"\nmaster_name = \"m\"\n").unwrap_err();
+        assert!(
+            e.to_string().contains("\"sentinel-a\" is not host:port"),
+            "{e}"
+        );
+        let e = read("[redis]\nsentinels = \"127.0.0.1:26379\"\nmaster_name = \"m\"\nurl = \"redis+unix:///r.sock\"\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("Unix socket"), "{e}");
+        // Sentinels on other hosts: the data nodes are there too, so a password is needed.
+        let remote = "[redis]\nsentinels = \"10.0.0.11:26379\"\nmaster_name = \"m\"\n";
+        let e = read(remote).unwrap_err();
+        assert!(e.to_string().contains("names no password"), "{e}");
+        read(&format!("{remote}url = \"redis://:s3cret@redis/0\"\n")).unwrap();
+        read(&format!("{remote}allow_unauthenticated = true\n")).unwrap();
+        // The Sentinels' password is not shown.
+        let r = read(&format!(
+            "{remote}allow_unauthenticated = true\nsentinel_password = \"hunter2\"\n"
+        ))
+        .unwrap();
+        let shown = format!("{:?}", r.sentinels().unwrap());
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]
@@ -1095,7 +1259,13 @@ mod tests {
         std::env::set_var("BERTH_NODE__INGRESS_HTTP", "8181");
         std::env::set_var("BERTH_API__TOKEN", "12345");
         std::env::set_var("BERTH_NODE__HTTPS", "internal");
+        std::env::set_var("BERTH_REDIS__SENTINELS", "127.0.0.1:26379,127.0.0.1:26380");
+        std::env::set_var("BERTH_REDIS__MASTER_NAME", "berth");
         let s = Settings::load(Some(&file)).unwrap();
+        std::env::remove_var("BERTH_REDIS__SENTINELS");
+        std::env::remove_var("BERTH_REDIS__MASTER_NAME");
+        assert_eq!(s.redis.sentinels, ["127.0.0.1:26379", "127.0.0.1:26380"]);
+        assert_eq!(s.redis.master_name.as_deref(), Some("berth"));
         std::env::remove_var("BERTH_NODE__INGRESS_HTTP");
         std::env::remove_var("BERTH_API__TOKEN");
         std::env::remove_var("BERTH_NODE__HTTPS");

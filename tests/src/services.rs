@@ -1,11 +1,11 @@
 //! The Redis and the Caddy that a test runs itself (a separate cluster's, or the node's own
 //! end-to-end test's), each on a port of the test's choosing and ready to answer when returned.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::{eventually, Proc};
 
@@ -29,6 +29,132 @@ pub async fn start_redis(dir: &Path, port: u16, args: &[&str]) -> Result<Proc> {
     let proc = Proc::spawn("redis", redis, dir.join("redis.log"))?;
     listening("redis", port).await?;
     Ok(proc)
+}
+
+/// Starts a `redis-sentinel` on 127.0.0.1:`port` that monitors the primary at
+/// 127.0.0.1:`primary` under the name `master` (quorum 2; down after 1 s; a failover given 5 s),
+/// its config file (Sentinel rewrites it) and `sentinel.log` in `dir` (created); returns once the
+/// port accepts connections. Fails, saying so, when Debian's `redis-sentinel` is not installed.
+pub async fn start_sentinel(dir: &Path, port: u16, master: &str, primary: u16) -> Result<Proc> {
+    std::fs::create_dir_all(dir)?;
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbind 127.0.0.1\ndaemonize no\ndir {dir}\n\
+             sentinel monitor {master} 127.0.0.1 {primary} 2\n\
+             sentinel down-after-milliseconds {master} 1000\n\
+             sentinel failover-timeout {master} 5000\n\
+             sentinel parallel-syncs {master} 1\n",
+            dir = dir.display()
+        ),
+    )?;
+    let mut sentinel = Command::new("redis-sentinel");
+    sentinel.arg(&conf);
+    let proc = Proc::spawn("redis-sentinel", sentinel, dir.join("sentinel.log"))
+        .context("is Debian's redis-sentinel installed? (scripts/setup.sh installs it)")?;
+    listening("redis-sentinel", port).await?;
+    Ok(proc)
+}
+
+/// A Redis under Sentinel on loopback, as a fleet would run it on three hosts: a primary, its
+/// replica, and three `redis-sentinel`s watching them under the name `master` (quorum 2), each
+/// process's files in a directory of its own under `dir`.
+pub struct RedisSentinels {
+    dir: PathBuf,
+    pub master: String,
+    pub primary: Proc,
+    pub primary_port: u16,
+    pub replica: Proc,
+    pub replica_port: u16,
+    pub sentinels: Vec<Proc>,
+    /// `127.0.0.1:<port>` of each Sentinel.
+    pub addrs: Vec<String>,
+}
+
+impl RedisSentinels {
+    /// Starts them all and returns once they have settled: each Sentinel knows the replica and
+    /// the two other Sentinels, so that a failover can be agreed.
+    pub async fn start(dir: &Path, master: &str) -> Result<RedisSentinels> {
+        let sub = |name: &str| -> Result<PathBuf> {
+            let d = dir.join(name);
+            std::fs::create_dir_all(&d)?;
+            Ok(d)
+        };
+        let (primary_port, replica_port) = (crate::free_port(), crate::free_port());
+        let primary = start_redis(&sub("primary")?, primary_port, &[]).await?;
+        let replica = start_redis(
+            &sub("replica")?,
+            replica_port,
+            &["--replicaof", "127.0.0.1", &primary_port.to_string()],
+        )
+        .await?;
+        let mut sentinels = Vec::new();
+        let mut addrs = Vec::new();
+        for i in 0..3 {
+            let port = crate::free_port();
+            sentinels.push(
+                start_sentinel(&sub(&format!("sentinel{i}"))?, port, master, primary_port).await?,
+            );
+            addrs.push(format!("127.0.0.1:{port}"));
+        }
+        for a in &addrs {
+            let c = redis::Client::open(format!("redis://{a}/"))?;
+            eventually(
+                &format!("sentinel {a} to know the replica and the other sentinels"),
+                Duration::from_secs(60),
+                || async {
+                    let mut c = c.get_multiplexed_async_connection().await.ok()?;
+                    let count = |what: &'static str| {
+                        redis::cmd("SENTINEL").arg(what).arg(master).to_owned()
+                    };
+                    let replicas: Vec<redis::Value> =
+                        count("replicas").query_async(&mut c).await.ok()?;
+                    let others: Vec<redis::Value> =
+                        count("sentinels").query_async(&mut c).await.ok()?;
+                    (replicas.len() == 1 && others.len() == 2).then_some(())
+                },
+            )
+            .await?;
+        }
+        Ok(RedisSentinels {
+            dir: dir.to_path_buf(),
+            master: master.to_string(),
+            primary,
+            primary_port,
+            replica,
+            replica_port,
+            sentinels,
+            addrs,
+        })
+    }
+
+    /// The Sentinels as `redis.sentinels` takes them in the environment: `a:1,b:2,c:3`.
+    pub fn env(&self) -> String {
+        self.addrs.join(",")
+    }
+
+    /// Starts the (killed) primary again as it was configured, a primary by its own account:
+    /// Sentinel is expected to make it a replica of the new one.
+    pub async fn restart_primary(&mut self) -> Result<()> {
+        self.primary = start_redis(&self.dir.join("primary"), self.primary_port, &[]).await?;
+        Ok(())
+    }
+}
+
+/// What `ROLE` says the Redis at 127.0.0.1:`port` is (`master`, `slave`); `None` when it does
+/// not answer.
+pub async fn redis_role(port: u16) -> Option<String> {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?;
+    let mut c = c.get_multiplexed_async_connection().await.ok()?;
+    let v: redis::Value = redis::cmd("ROLE").query_async(&mut c).await.ok()?;
+    match v {
+        redis::Value::Array(items) => match items.first()? {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Starts `caddy run` with nothing but its admin API on 127.0.0.1:`admin`: its boot config, home,
