@@ -1,6 +1,7 @@
 //! The fault-injection suite of issue 12: scenarios that break a real Berth in the middle of a
 //! deployment — kill -9 a node while it builds, while it health-checks, at the traffic switch;
-//! kill -9 the coordinator; restart Redis; restart a fleet node's Docker engine while it builds,
+//! kill -9 the coordinator; restart Redis; kill -9 the Redis primary under Sentinel (and bring
+//! it back as a replica); restart a fleet node's Docker engine while it builds,
 //! while it health-checks; cut a fleet node's power; panic an actor — and the checker that
 //! judges each trial.
 //!
@@ -23,8 +24,10 @@
 //! node (test hook `berth:test:pause:node:<node>:switch`) to pause 3 s between its switch claim
 //! and the route write, and the kill lands there; the table counts each landing apart.
 //!
-//! Two set-ups, each started once and reused by every scenario that needs it: [`Single`] (a
-//! `Cluster::separate`: Redis, Caddy, `berth coordinator` and one `berth node`, restartable), and
+//! Three set-ups, each started once and reused by every scenario that needs it: [`Single`] (a
+//! `Cluster::separate`: Redis, Caddy, `berth coordinator` and one `berth node`, restartable),
+//! the same on Redis under Sentinel (`RedisSentinels`: a primary, its replica, three
+//! Sentinels; made whole again after each trial), and
 //! [`FleetSetup`] (two nodes with their own Docker engines, a registry, an app with one replica
 //! on each). Every berth process runs with `BERTH_TEST_HOOKS=true`, so the panic scenarios can ask
 //! an actor to panic (`LPUSH berth:test:panic:<process> <actor>`).
@@ -133,6 +136,12 @@ pub enum Fault {
     /// The control: the app is broken (its health check never passes) and the node is killed
     /// during that health check: the deployment must fail, by the app, not be retried forever.
     BrokenAppKillNode,
+    /// kill -9 the Redis primary during the build, Berth on Redis Sentinel (primary, replica,
+    /// three Sentinels): Sentinel promotes the replica.
+    /// With `back`, the old primary starts again at once (Sentinel makes it a replica);
+    /// without, it stays dead until the trial has ended. Either way the set is made whole
+    /// before the next trial.
+    RedisFailover { back: bool },
 }
 
 /// Which set-up a scenario runs on.
@@ -140,6 +149,8 @@ pub enum Fault {
 pub enum Setup {
     Single,
     Fleet,
+    /// [`Single`] on Redis under Sentinel.
+    Sentinel,
 }
 
 /// One scenario of the suite.
@@ -161,6 +172,7 @@ impl Scenario {
     pub fn setup(&self) -> Setup {
         match self.fault {
             Fault::PowerCut | Fault::RestartDockerd(_) => Setup::Fleet,
+            Fault::RedisFailover { .. } => Setup::Sentinel,
             _ => Setup::Single,
         }
     }
@@ -181,6 +193,8 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("leader-kill", Fault::KillLeader),
         Scenario::new("redis-restart", Fault::RestartRedis),
         Scenario::new("broken-app-node-kill", Fault::BrokenAppKillNode),
+        Scenario::new("redis-failover", Fault::RedisFailover { back: false }),
+        Scenario::new("redis-failover-back", Fault::RedisFailover { back: true }),
     ];
     for a in COORDINATOR_ACTORS {
         all.push(Scenario::new(
@@ -596,10 +610,16 @@ fn count_load(t: &mut Trial, n: &LoadCount) {
 /// The single-node set-up: a separate cluster (restartable processes) and the suite's apps.
 pub struct Single {
     pub cluster: Cluster,
+    /// The Redis under Sentinel the cluster runs on ([`Setup::Sentinel`]), and its directory.
+    sentinels: Option<(crate::RedisSentinels, TempDir)>,
     app: ChaosApp,
     broken: Option<ChaosApp>,
     /// Trials of the switch scenario so far (every other one pauses at the switch).
     switch_trials: u32,
+    /// When this trial killed the Redis primary.
+    killed_at: Option<Instant>,
+    /// The port of the Redis this trial killed and left dead (started again after it).
+    dead: Option<u16>,
 }
 
 impl Single {
@@ -607,7 +627,24 @@ impl Single {
     pub async fn start() -> Result<Single> {
         let extra = berth_extra();
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let mut cluster = Cluster::separate_with(&extra).await?;
+        let cluster = Cluster::separate_with(&extra).await?;
+        Self::with(cluster, None).await
+    }
+
+    /// [`Single::start`] on Redis under Sentinel (a primary, its replica, three Sentinels).
+    pub async fn start_on_sentinels() -> Result<Single> {
+        let dir = TempDir::with_prefix("chaos-sentinel")?;
+        let sentinels = crate::RedisSentinels::start(dir.path(), "berth").await?;
+        let extra = berth_extra();
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let cluster = Cluster::separate_on_sentinels(&sentinels, &extra).await?;
+        Self::with(cluster, Some((sentinels, dir))).await
+    }
+
+    async fn with(
+        mut cluster: Cluster,
+        sentinels: Option<(crate::RedisSentinels, TempDir)>,
+    ) -> Result<Single> {
         let app = ChaosApp::new("chaos", 3, 3)?;
         cluster
             .create_app(
@@ -627,9 +664,12 @@ impl Single {
         cluster.serves(&app.host, &version_marker("1")).await?;
         Ok(Single {
             cluster,
+            sentinels,
             app,
             broken: None,
             switch_trials: 0,
+            killed_at: None,
+            dead: None,
         })
     }
 
@@ -759,6 +799,14 @@ impl Single {
                     inject_panic(&self.cluster, p, actor).await?;
                 }
             }
+            Fault::RedisFailover { back } => {
+                note = wait_phase(&api, &id, Phase::Build).await?;
+                if note.is_none() {
+                    let (sentinels, _) = self.sentinels.as_mut().context("no Sentinel set-up")?;
+                    let (n, killed, dead) = fail_over(sentinels, &api, &app.name, back).await?;
+                    (note, self.killed_at, self.dead) = (Some(n), Some(killed), dead);
+                }
+            }
             Fault::PowerCut | Fault::RestartDockerd(_) => {
                 bail!("{} does not run on a single node", s.name)
             }
@@ -799,6 +847,22 @@ impl Single {
         }
         let n = load.finish().await;
         count_load(&mut t, &n);
+        if let (Outcome::Succeeded, Some(killed_at)) = (&t.outcome, self.killed_at.take()) {
+            // From the primary's death to the end of the deployment it interrupted.
+            let ended = t0 + t.to_terminal.unwrap_or_default();
+            let s = ended.saturating_duration_since(killed_at).as_secs_f64();
+            t.note = Some(format!(
+                "{}; deployment ended {s:.1} s after",
+                t.note.take().unwrap_or_default()
+            ));
+        }
+        if let Some((sentinels, _)) = &mut self.sentinels {
+            // The set whole again for the next trial: the killed one back (a replica now).
+            if let Some(port) = self.dead.take() {
+                sentinels.restart(port).await?;
+            }
+            sentinels.whole(Duration::from_secs(120)).await?;
+        }
         if let Some((mut proc, _)) = follower {
             // The killed leader back, as a follower; the follower stops cleanly (giving the
             // lease up), so the cluster's own coordinator leads the next trial again.
@@ -816,6 +880,62 @@ impl Single {
         }
         Ok(t)
     }
+}
+
+/// kill -9 of the Redis primary, and the time until the API accepts a write again (`PATCH` of
+/// `app`'s drain, the value it has), polled every 100 ms; with `back`, the old primary then
+/// starts again (a primary by its own account) and Sentinel makes it a replica. What the
+/// trial's note says, when the kill was, and the port left dead.
+async fn fail_over(
+    sentinels: &mut crate::RedisSentinels,
+    api: &Api,
+    app: &str,
+    back: bool,
+) -> Result<(String, Instant, Option<u16>)> {
+    let primary = sentinels
+        .primary_now()
+        .await
+        .context("no Redis says it is the primary")?;
+    sentinels.kill(primary);
+    let killed = Instant::now();
+    let mut refused = 0u32;
+    let path = format!("/api/v1/apps/{app}");
+    let deadline = killed + Duration::from_secs(120);
+    loop {
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            api.patch(&path, json!({"drain_s": 1})),
+        )
+        .await;
+        match r {
+            Ok(Ok((200, _))) => break,
+            Ok(Ok((503, _))) | Ok(Err(_)) => refused += 1,
+            Ok(Ok((s, b))) => bail!("a write during the failover answered {s}: {b}"),
+            Err(_) => bail!("a write during the failover hung for 30 s"),
+        }
+        if Instant::now() > deadline {
+            bail!("no write accepted within 120 s of the primary's death ({refused} refused)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = killed.elapsed().as_secs_f64();
+    let mut note = format!(
+        "primary :{primary} killed; first write accepted {s:.1} s after \
+         ({refused} answered 503 before)"
+    );
+    if !back {
+        return Ok((note, killed, Some(primary)));
+    }
+    sentinels.restart(primary).await?;
+    eventually(
+        "the old primary to come back as a replica",
+        Duration::from_secs(60),
+        || async { (crate::redis_role(primary).await.as_deref() == Some("slave")).then_some(()) },
+    )
+    .await?;
+    let s = killed.elapsed().as_secs_f64();
+    note.push_str(&format!("; back as a replica {s:.1} s after"));
+    Ok((note, killed, None))
 }
 
 /// Starts a follower coordinator beside the cluster's (which leads), once the lease names the
@@ -1125,6 +1245,7 @@ fn max_attempt(d: &Value) -> u32 {
 pub struct Suite {
     single: Option<Single>,
     fleet: Option<FleetSetup>,
+    sentinel: Option<Single>,
 }
 
 impl Suite {
@@ -1141,6 +1262,10 @@ impl Suite {
                     Err(e) => Trial::outcome_only(Outcome::Error(format!("{e:#}"))),
                 },
                 Setup::Fleet => match self.fleet().await {
+                    Ok(env) => env.trial(s).await,
+                    Err(e) => Trial::outcome_only(Outcome::Error(format!("{e:#}"))),
+                },
+                Setup::Sentinel => match self.sentinel().await {
                     Ok(env) => env.trial(s).await,
                     Err(e) => Trial::outcome_only(Outcome::Error(format!("{e:#}"))),
                 },
@@ -1179,9 +1304,24 @@ impl Suite {
         Ok(self.single.as_mut().expect("started"))
     }
 
+    async fn sentinel(&mut self) -> Result<&mut Single> {
+        // One set-up at a time.
+        self.single = None;
+        self.fleet = None;
+        if self.sentinel.is_none() {
+            self.sentinel = Some(
+                Single::start_on_sentinels()
+                    .await
+                    .context("starting the cluster on Redis Sentinel")?,
+            );
+        }
+        Ok(self.sentinel.as_mut().expect("started"))
+    }
+
     async fn fleet(&mut self) -> Result<&mut FleetSetup> {
         // One set-up at a time: the single node's processes go before the fleet starts.
         self.single = None;
+        self.sentinel = None;
         if self.fleet.is_none() {
             self.fleet = Some(FleetSetup::start().await.context("starting the fleet")?);
         }

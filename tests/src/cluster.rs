@@ -333,6 +333,22 @@ impl Cluster {
         Ok(c)
     }
 
+    /// Caddy, `berth coordinator` and `berth node` as in [`Cluster::separate`], on the Redis
+    /// under `sentinels` (`BERTH_REDIS__SENTINELS`, `BERTH_REDIS__MASTER_NAME`), with `extra`.
+    pub async fn separate_on_sentinels(
+        sentinels: &crate::RedisSentinels,
+        extra: &[(&str, &str)],
+    ) -> Result<Cluster> {
+        let admin = free_port();
+        let mut c = Self::new("berth-sentinel", admin, None, extra)?;
+        c.env
+            .push(("BERTH_REDIS__SENTINELS".into(), sentinels.env()));
+        c.env
+            .push(("BERTH_REDIS__MASTER_NAME".into(), sentinels.master.clone()));
+        c.start_separate(admin).await?;
+        Ok(c)
+    }
+
     /// [`Cluster::separate`] whose Redis speaks only TLS (a certificate of a CA made for the
     /// test) and wants a password: the daemons get `rediss://:<password>@127.0.0.1:<port>/` and
     /// the CA through `SSL_CERT_FILE`.

@@ -140,6 +140,83 @@ impl RedisSentinels {
         self.primary = start_redis(&self.dir.join("primary"), self.primary_port, &[]).await?;
         Ok(())
     }
+
+    /// The port of the one of the two that says it is the primary now (after failovers either
+    /// may be); `None` while neither does.
+    pub async fn primary_now(&self) -> Option<u16> {
+        for port in [self.primary_port, self.replica_port] {
+            if redis_role(port).await.as_deref() == Some("master") {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// `kill -9` of the one at `port`, as a crash of its host would take it.
+    pub fn kill(&mut self, port: u16) {
+        match port == self.primary_port {
+            true => self.primary.kill(),
+            false => self.replica.kill(),
+        }
+    }
+
+    /// Starts the one at `port` again on its files, a primary by its own account (as a host
+    /// that was the primary comes back): Sentinel makes it a replica of the primary now.
+    pub async fn restart(&mut self, port: u16) -> Result<()> {
+        if port == self.primary_port {
+            return self.restart_primary().await;
+        }
+        self.replica = start_redis(&self.dir.join("replica"), self.replica_port, &[]).await?;
+        Ok(())
+    }
+
+    /// Waits until the set is whole again: one primary, the other its replica in sync, and every
+    /// Sentinel naming that primary and knowing the replica as up — so that another failover
+    /// can be agreed. The primary's port.
+    pub async fn whole(&self, timeout: Duration) -> Result<u16> {
+        eventually("the Redis set whole again", timeout, || async {
+            let primary = self.primary_now().await?;
+            let c = redis::Client::open(format!("redis://127.0.0.1:{primary}/")).ok()?;
+            let mut c = c.get_multiplexed_async_connection().await.ok()?;
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(&mut c)
+                .await
+                .ok()?;
+            if !info.contains("connected_slaves:1") || !info.contains("state=online") {
+                return None;
+            }
+            for a in &self.addrs {
+                let s = redis::Client::open(format!("redis://{a}/")).ok()?;
+                let mut s = s.get_multiplexed_async_connection().await.ok()?;
+                let at: Vec<String> = redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(&self.master)
+                    .query_async(&mut s)
+                    .await
+                    .ok()?;
+                if at.get(1).map(String::as_str) != Some(primary.to_string().as_str()) {
+                    return None;
+                }
+                let replicas: Vec<std::collections::HashMap<String, String>> =
+                    redis::cmd("SENTINEL")
+                        .arg("replicas")
+                        .arg(&self.master)
+                        .query_async(&mut s)
+                        .await
+                        .ok()?;
+                let up = replicas.iter().any(|r| {
+                    r.get("flags").is_some_and(|f| f == "slave")
+                        && r.get("master-link-status").is_some_and(|l| l == "ok")
+                });
+                if !up {
+                    return None;
+                }
+            }
+            Some(primary)
+        })
+        .await
+    }
 }
 
 /// What `ROLE` says the Redis at 127.0.0.1:`port` is (`master`, `slave`); `None` when it does
