@@ -612,6 +612,9 @@ pub struct Single {
     pub cluster: Cluster,
     /// The Redis under Sentinel the cluster runs on ([`Setup::Sentinel`]), and its directory.
     sentinels: Option<(crate::RedisSentinels, TempDir)>,
+    /// On Sentinel: the app GitHub pushes arrive for while the primary dies (its deliveries
+    /// signed with [`HOOK_SECRET`]).
+    hooked: Option<ChaosApp>,
     app: ChaosApp,
     broken: Option<ChaosApp>,
     /// Trials of the switch scenario so far (every other one pauses at the switch).
@@ -635,10 +638,20 @@ impl Single {
     pub async fn start_on_sentinels() -> Result<Single> {
         let dir = TempDir::with_prefix("chaos-sentinel")?;
         let sentinels = crate::RedisSentinels::start(dir.path(), "berth").await?;
-        let extra = berth_extra();
+        let mut extra = berth_extra();
+        extra.push(("BERTH_GITHUB__WEBHOOK_SECRET", HOOK_SECRET.to_string()));
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let cluster = Cluster::separate_on_sentinels(&sentinels, &extra).await?;
-        Self::with(cluster, Some((sentinels, dir))).await
+        let mut cluster = Cluster::separate_on_sentinels(&sentinels, &extra).await?;
+        let hooked = ChaosApp::new("chaos-hook", 0, 0)?;
+        cluster
+            .create_app(
+                json!({"name": hooked.name, "repo": hooked.repo.url(), "port": 8080,
+                "drain_s": 0, "auto_deploy": true}),
+            )
+            .await?;
+        let mut s = Self::with(cluster, Some((sentinels, dir))).await?;
+        s.hooked = Some(hooked);
+        Ok(s)
     }
 
     async fn with(
@@ -665,6 +678,7 @@ impl Single {
         Ok(Single {
             cluster,
             sentinels,
+            hooked: None,
             app,
             broken: None,
             switch_trials: 0,
@@ -749,6 +763,8 @@ impl Single {
         let t0 = Instant::now();
         let id = api.deploy(&app.name, None).await?;
         let mut note;
+        // The pushes delivered during a Redis failover: each acknowledged delivery's deployments.
+        let mut hook_deliveries = None;
         match s.fault {
             Fault::KillNode(phase) => {
                 note = wait_phase(&api, &id, phase).await?;
@@ -803,8 +819,15 @@ impl Single {
                 note = wait_phase(&api, &id, Phase::Build).await?;
                 if note.is_none() {
                     let (sentinels, _) = self.sentinels.as_mut().context("no Sentinel set-up")?;
+                    let hooked = self.hooked.as_mut().context("no app for the pushes")?;
+                    let before = hooked.repo.git(&["rev-parse", "HEAD"])?;
+                    hooked.next_version()?;
+                    let after = hooked.repo.git(&["rev-parse", "HEAD"])?;
+                    let pushes =
+                        tokio::spawn(pushes(api.base.clone(), hooked.repo.url(), before, after));
                     let (n, killed, dead) = fail_over(sentinels, &api, &app.name, back).await?;
                     (note, self.killed_at, self.dead) = (Some(n), Some(killed), dead);
+                    hook_deliveries = Some(pushes);
                 }
             }
             Fault::PowerCut | Fault::RestartDockerd(_) => {
@@ -847,6 +870,26 @@ impl Single {
         }
         let n = load.finish().await;
         count_load(&mut t, &n);
+        if let Some(pushes) = hook_deliveries {
+            // Every push Berth acknowledged queued deployments that exist and end.
+            let acked = pushes.await.context("the push sender")??;
+            for (delivery, ids) in &acked {
+                for id in ids {
+                    if let Err(e) = api.wait_terminal(id, TERMINAL_WAIT).await {
+                        t.lost.push(format!(
+                            "push {delivery} was acknowledged with deployment {id}, which did \
+                             not end: {e:#}"
+                        ));
+                    }
+                }
+            }
+            let ids: usize = acked.iter().map(|(_, ids)| ids.len()).sum();
+            t.note = Some(format!(
+                "{}; {} pushes acknowledged ({ids} deployments, all ended)",
+                t.note.take().unwrap_or_default(),
+                acked.len()
+            ));
+        }
         if let (Outcome::Succeeded, Some(killed_at)) = (&t.outcome, self.killed_at.take()) {
             // From the primary's death to the end of the deployment it interrupted.
             let ended = t0 + t.to_terminal.unwrap_or_default();
@@ -880,6 +923,56 @@ impl Single {
         }
         Ok(t)
     }
+}
+
+/// The secret the Sentinel set-up's pushes are signed with.
+const HOOK_SECRET: &str = "chaos-hook-secret";
+
+/// GitHub pushes of `after` to the repository at `repo` (whose head was `before`), one every
+/// 500 ms from now, as GitHub delivers: a delivery not acknowledged (a 503 while Redis fails
+/// over) is delivered again, with its id, until it is. Stops after three acknowledged ones;
+/// answers each with the deployments it queued. Any answer but 202 and 503 fails it.
+async fn pushes(
+    base: String,
+    repo: String,
+    before: String,
+    after: String,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let body = serde_json::to_vec(&crate::github::push_payload(
+        &format!("file://{repo}"),
+        "refs/heads/main",
+        &before,
+        &after,
+        "pushed while Redis fails over",
+    ))?;
+    let mut acked = Vec::new();
+    let mut delivery = unique("delivery");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while acked.len() < 3 {
+        if Instant::now() > deadline {
+            bail!("pushes not acknowledged within 150 s; acknowledged: {acked:?}");
+        }
+        let (status, answer) =
+            crate::github::deliver_push(&base, HOOK_SECRET, &delivery, &body).await?;
+        match status {
+            202 => {
+                let ids = answer["deployments"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                acked.push((delivery, ids));
+                delivery = unique("delivery");
+            }
+            503 => {}
+            s => bail!("push {delivery} answered {s}: {answer}"),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(acked)
 }
 
 /// kill -9 of the Redis primary, and the time until the API accepts a write again (`PATCH` of
