@@ -254,6 +254,9 @@ pub struct ClusterFigures {
     pub restarts: Vec<(String, String, u64)>,
     /// The coordinator holding the leader lease and its epoch (`berth:leader`), if one does.
     pub leader: Option<(String, u64)>,
+    /// Covered writes Redis's replicas did not confirm in time, by process
+    /// (`berth:stats:unreplicated`; `redis.min_replicas_acked`).
+    pub unreplicated: Vec<(String, u64)>,
 }
 
 /// One registered node.
@@ -392,6 +395,10 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
         Some((holder.to_string(), epoch.parse().ok()?))
     });
 
+    // This coordinator's count is shown from 0 on; the other processes' once they counted one.
+    let mut unreplicated: BTreeMap<String, u64> = c.hgetall(keys::STATS_UNREPLICATED).await?;
+    unreplicated.entry("coordinator".into()).or_insert(0);
+
     Ok(ClusterFigures {
         apps,
         active: active.into_values().collect(),
@@ -401,6 +408,7 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
         dead_letters: dead.into_iter().collect(),
         restarts,
         leader,
+        unreplicated: unreplicated.into_iter().collect(),
     })
 }
 

@@ -98,6 +98,9 @@ pub struct NodeConfig {
     /// The base images of the Dockerfiles the `auto` and `static` build packs generate
     /// (`[packs]`).
     pub pack_images: berth_packs::Images,
+    /// How many of Redis's replicas must acknowledge a claim (a job's, the switch's, an exec's)
+    /// before the node acts on it (`redis.min_replicas_acked`; none by default).
+    pub durability: berth_bus::Durability,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -301,6 +304,12 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         docker,
         engine,
         redis: redis.clone(),
+        replicas: berth_bus::Replicas::new(
+            &redis,
+            cfg.durability,
+            &format!("node:{}", cfg.name),
+            shutdown,
+        ),
         router: router.clone(),
         events: events.clone(),
         probe_http,

@@ -144,6 +144,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
     c.allow_local_repos = s.allow_local_repos.unwrap_or(false);
     c.lease = Duration::from_secs(s.leader_lease_s);
     c.pack_images = s.packs.clone();
+    c.durability = s.redis.durability();
     c
 }
 
@@ -186,6 +187,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         },
         app_network: s.node.app_network.clone(),
         pack_images: s.packs.clone(),
+        durability: s.redis.durability(),
     }
 }
 

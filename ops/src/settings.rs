@@ -121,7 +121,7 @@ impl ApiSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://host:port/db`, `rediss://` (TLS) or `redis+unix:///path`. Unset: `berth up`
@@ -130,9 +130,35 @@ pub struct RedisSettings {
     /// Lets a daemon use a Redis on another host without a password (`url` names none). Off:
     /// whoever reaches that Redis could rewrite routes and jobs, so the daemon refuses to start.
     pub allow_unauthenticated: bool,
+    /// Replicas that must acknowledge a write that has to survive a failover of Redis (a new
+    /// deployment, a cancel, a job handed to a node, a fate or claim marker, an app or token
+    /// change) before it is reported done; 0: none, no `WAIT` at all.
+    pub min_replicas_acked: u32,
+    /// How long such a write waits for them, in ms; past it the API answers 503 saying the
+    /// write reached the primary only.
+    pub replica_ack_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: None,
+            allow_unauthenticated: false,
+            min_replicas_acked: 0,
+            replica_ack_timeout_ms: 1000,
+        }
+    }
 }
 
 impl RedisSettings {
+    /// What the daemons ask of Redis's replicas (`min_replicas_acked`, `replica_ack_timeout_ms`).
+    pub fn durability(&self) -> berth_bus::Durability {
+        berth_bus::Durability {
+            replicas: self.min_replicas_acked,
+            timeout: std::time::Duration::from_millis(self.replica_ack_timeout_ms.max(1)),
+        }
+    }
+
     /// Refuses a Redis URL anyone on the network could use: one on another host (TCP, not
     /// loopback) that names no password, unless `allow_unauthenticated`. A Unix socket or a
     /// loopback address is reached only from this host (app containers reach neither: a
@@ -648,6 +674,8 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("api.ca_cert", None, "(client commands) a PEM CA certificate to trust for an https:// API"),
         ("redis.url", None, "an external Redis (redis://[:password@]host:port/db, rediss:// for TLS); unset: `berth up` runs its own"),
         ("redis.allow_unauthenticated", Some(d.redis.allow_unauthenticated.to_string()), "allow a Redis on another host without a password in redis.url"),
+        ("redis.min_replicas_acked", Some(d.redis.min_replicas_acked.to_string()), "replicas that must acknowledge a write that has to survive a Redis failover (a deployment, a cancel, a job, …) before it counts as done; 0: no WAIT"),
+        ("redis.replica_ack_timeout_ms", Some(d.redis.replica_ack_timeout_ms.to_string()), "ms such a write waits for them; past it the API answers 503 (the write reached the primary only)"),
         ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
         ("node.caddy_admin", Some(q(&d.node.caddy_admin)), "the admin address of the node's Caddy (the one `berth up` runs); loopback only"),
         ("node.allow_remote_caddy_admin", Some(d.node.allow_remote_caddy_admin.to_string()), "allow a node.caddy_admin off loopback (Caddy's admin API has no authentication)"),
@@ -710,6 +738,7 @@ mod tests {
             RedisSettings {
                 url: Some(url.to_string()),
                 allow_unauthenticated: allow,
+                ..Default::default()
             }
             .check()
         };

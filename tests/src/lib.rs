@@ -47,7 +47,7 @@ pub use git_server::{private_git_server, private_https_remote};
 pub use load::{Load, LoadCount};
 pub use ports::free_port;
 pub use process::{berth_bin, sh, Proc};
-pub use services::{start_caddy, start_redis, test_ca, TestCa};
+pub use services::{pause, start_caddy, start_redis, start_replica, test_ca, TestCa};
 pub use sse::Sse;
 /// A temporary directory removed on drop: `TempDir::with_prefix("name")`, then `.path()`.
 pub use tempfile::TempDir;

@@ -31,6 +31,66 @@ pub async fn start_redis(dir: &Path, port: u16, args: &[&str]) -> Result<Proc> {
     Ok(proc)
 }
 
+/// Starts `redis-server` on 127.0.0.1:`port` as a replica of the Redis on 127.0.0.1:`primary`
+/// (`--replicaof`; its files and `redis.log` in `dir`, created); returns once its link to the
+/// primary is up and it acknowledges a write (`PUBLISH` + `WAIT 1 100` answers 1 — after a
+/// diskless sync a primary streams nothing to the replica until its first acknowledgement, up to
+/// a second later), i.e. it has the primary's data and takes part in `WAIT`. (Give the primary
+/// `--repl-diskless-sync-delay 0`, or the first sync waits 5 s for more replicas.)
+pub async fn start_replica(dir: &Path, port: u16, primary: u16) -> Result<Proc> {
+    std::fs::create_dir_all(dir)?;
+    let proc = start_redis(
+        dir,
+        port,
+        &["--replicaof", "127.0.0.1", &primary.to_string()],
+    )
+    .await?;
+    let info = |port: u16| {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "INFO", "replication"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    eventually(
+        "the replica to be in sync",
+        Duration::from_secs(30),
+        || async {
+            if !info(port).contains("master_link_status:up") {
+                return None;
+            }
+            let mut cli = Command::new("redis-cli")
+                .args(["-p", &primary.to_string()])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .ok()?;
+            use std::io::Write;
+            cli.stdin
+                .take()?
+                .write_all(b"PUBLISH berth:test:sync 1\nWAIT 1 100\n")
+                .ok()?;
+            let out = cli.wait_with_output().ok()?;
+            (String::from_utf8_lossy(&out.stdout).lines().last() == Some("1")).then_some(())
+        },
+    )
+    .await?;
+    Ok(proc)
+}
+
+/// Pauses (SIGSTOP) or resumes (SIGCONT) `proc`: a Redis replica that stops answering without
+/// closing its connections, as a hung or partitioned machine would.
+pub fn pause(proc: &Proc, paused: bool) -> Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    let signal = if paused {
+        Signal::SIGSTOP
+    } else {
+        Signal::SIGCONT
+    };
+    kill(nix::unistd::Pid::from_raw(proc.pid() as i32), signal)?;
+    Ok(())
+}
+
 /// Starts `caddy run` with nothing but its admin API on 127.0.0.1:`admin`: its boot config, home,
 /// config, data and `caddy.log` in `dir` (created). Returns once the admin API accepts
 /// connections.

@@ -212,6 +212,17 @@ pub fn cluster_families(f: &ClusterFigures) -> Vec<MetricFamily> {
             .map(|(p, a, n)| counter(&[("process", p), ("actor", a)], *n as f64))
             .collect(),
     ));
+    out.push(family(
+        "berth_redis_unreplicated_writes_total",
+        "Writes that must survive a failover of Redis which its replicas did not acknowledge \
+         within redis.replica_ack_timeout_ms (redis.min_replicas_acked), by process (coordinator, \
+         node:<name>): each was reported not done (the API answered 503) or done again.",
+        MetricType::COUNTER,
+        f.unreplicated
+            .iter()
+            .map(|(p, n)| counter(&[("process", p)], *n as f64))
+            .collect(),
+    ));
     out
 }
 
@@ -316,6 +327,7 @@ mod tests {
                 ("berth:jobs:n2".into(), 1),
             ],
             restarts: vec![("node:n1".into(), "router".into(), 2)],
+            unreplicated: vec![("coordinator".into(), 4)],
             leader: Some(("host-1-abc".into(), 3)),
         }
     }
@@ -351,6 +363,7 @@ mod tests {
             "berth_dead_letters_total{stream=\"berth:events\"} 3",
             "berth_dead_letters_total{stream=\"berth:jobs:n2\"} 1",
             "berth_actor_restarts_total{process=\"node:n1\",actor=\"router\"} 2",
+            "berth_redis_unreplicated_writes_total{process=\"coordinator\"} 4",
             "berth_leader_epoch{coordinator=\"host-1-abc\"} 3",
             "berth_api_request_duration_seconds_count{code=\"200\",method=\"GET\"} 1",
         ] {
@@ -375,6 +388,7 @@ mod tests {
                 "berth_dead_letters_total",
                 "berth_leader_epoch",
                 "berth_actor_restarts_total",
+                "berth_redis_unreplicated_writes_total",
                 "berth_api_request_duration_seconds",
             ]
         );
@@ -386,6 +400,7 @@ mod tests {
             nodes: Vec::new(),
             dead_letters: vec![("berth:events".into(), 0)],
             restarts: Vec::new(),
+            unreplicated: Vec::new(),
             leader: None,
             ..figures()
         };

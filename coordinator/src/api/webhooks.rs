@@ -180,6 +180,13 @@ impl Handler<GithubPush> for Api {
                 )));
             }
             match deploy_push(&q, &msg.push, msg.app.as_deref()).await {
+                // Queued on the primary: a redelivery finds the delivery handled there, or, if
+                // the primary failed over and lost it, handles it again.
+                Err(e @ Error::Unreplicated(_)) => {
+                    done(store, &key, &msg.delivery).await;
+                    done(store, &push_key, &msg.delivery).await;
+                    Err(e)
+                }
                 Ok(outcome) => {
                     done(store, &key, &msg.delivery).await;
                     done(store, &push_key, &msg.delivery).await;
