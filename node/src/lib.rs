@@ -258,13 +258,22 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     };
     let stats = tree.supervise("stats", move || stats::Stats::new(stats_cfg.clone()));
 
+    // The claims and outcomes that must survive a failover of Redis wait for its replicas
+    // when `redis.min_replicas_acked` asks.
+    let replicas = berth_bus::Replicas::new(
+        &redis,
+        cfg.durability,
+        &format!("node:{}", cfg.name),
+        shutdown,
+    );
     // Outcomes an earlier run could not deliver go out before any job is read.
     let events = event_sink::EventSink::new(
         redis.clone(),
         cfg.name.clone(),
         cfg.data_dir.join("node").join("outbox"),
         stop_events.clone(),
-    )?;
+    )?
+    .with_replicas(replicas.clone());
     events.resend_outbox().await;
 
     // Which failures an engine restart caused (see `engine_watch`): followed from now on.
@@ -304,12 +313,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         docker,
         engine,
         redis: redis.clone(),
-        replicas: berth_bus::Replicas::new(
-            &redis,
-            cfg.durability,
-            &format!("node:{}", cfg.name),
-            shutdown,
-        ),
+        replicas: replicas.clone(),
         router: router.clone(),
         events: events.clone(),
         probe_http,

@@ -95,16 +95,22 @@ async fn a_deployment_is_acknowledged_only_once_a_replica_has_it() {
         .nth(1)
         .expect("deployment <id> of app …")
         .to_string();
-    let (s, d) = c.api.get(&format!("/api/v1/deployments/{id}")).await.unwrap();
+    let (s, d) = c
+        .api
+        .get(&format!("/api/v1/deployments/{id}"))
+        .await
+        .unwrap();
     assert_eq!(s, 200, "{msg}: {d}");
     assert_eq!(d["app"], app.as_str());
     assert!(unreplicated(&c).await >= 1.0);
 
     // Back: acknowledged again; the deployment the 503 named reached the replica too.
     pause(&replica, false).unwrap();
-    let again = eventually("a deployment to be acknowledged again", Duration::from_secs(30), || async {
-        c.api.deploy(&app, None).await.ok()
-    })
+    let again = eventually(
+        "a deployment to be acknowledged again",
+        Duration::from_secs(30),
+        || async { c.api.deploy(&app, None).await.ok() },
+    )
     .await
     .unwrap();
     assert!(on_replica(&format!("berth:deployment:{id}")), "{id}");
