@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use berth_protocol::keys;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::{Redis, Shutdown};
 
@@ -121,8 +122,27 @@ impl Replicas {
 
     /// Confirms covered writes as `durability` says, through `redis` — or [`Replicas::off`]
     /// when it asks for no replica. `process` names the daemon in `berth:stats:unreplicated`
-    /// (`coordinator`, `node:<name>`). The task that makes the rounds is one of `shutdown`'s.
+    /// (`coordinator`, `node:<name>`). The task that makes the rounds is one of `shutdown`'s,
+    /// and stops with it.
     pub fn new(redis: &Redis, durability: Durability, process: &str, shutdown: &Shutdown) -> Self {
+        Self::until(
+            redis,
+            durability,
+            process,
+            shutdown,
+            shutdown.token().clone(),
+        )
+    }
+
+    /// [`Replicas::new`] whose task stops when `stop` is cancelled (a node's, after its jobs
+    /// drained: their outcomes are still confirmed during the drain).
+    pub fn until(
+        redis: &Redis,
+        durability: Durability,
+        process: &str,
+        shutdown: &Shutdown,
+        stop: CancellationToken,
+    ) -> Self {
         if durability.replicas == 0 {
             return Replicas::off();
         }
@@ -132,7 +152,7 @@ impl Replicas {
             durability,
             process.to_string(),
             rx,
-            shutdown.clone(),
+            stop,
         ));
         Replicas {
             inner: Some(Arc::new(Inner {
@@ -175,14 +195,14 @@ async fn rounds(
     d: Durability,
     process: String,
     mut asks: mpsc::UnboundedReceiver<Ask>,
-    shutdown: Shutdown,
+    stop: CancellationToken,
 ) {
     let mut conn = None;
     let timeout_ms = d.timeout.as_millis() as u64;
     loop {
         let first = tokio::select! {
             a = asks.recv() => match a { Some(a) => a, None => return },
-            _ = shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
         };
         let mut batch = vec![first];
         while let Ok(a) = asks.try_recv() {

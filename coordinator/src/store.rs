@@ -346,6 +346,13 @@ impl Store {
         self
     }
 
+    /// Whether covered writes wait for Redis's replicas (`redis.min_replicas_acked` > 0): the
+    /// paths the scheduler's throughput depends on skip even the wording of [`Store::confirm`]
+    /// when they do not.
+    pub fn confirms(&self) -> bool {
+        self.replicas.is_on()
+    }
+
     /// Returns once Redis's replicas (as many as `redis.min_replicas_acked` asks) have every
     /// write made before the call — at once when none are asked for. When they do not within
     /// the timeout: [`Error::Unreplicated`], saying that `what` is on the primary only, then
@@ -1360,7 +1367,7 @@ impl Store {
         // A job lost with the primary would leave its deployment waiting until its deadline:
         // an error here makes the deployment's actor send it again (the node's claim makes a
         // second copy harmless).
-        if !self.replicas.is_on() {
+        if !self.confirms() {
             return Ok(());
         }
         self.confirm(

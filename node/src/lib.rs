@@ -259,12 +259,14 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     let stats = tree.supervise("stats", move || stats::Stats::new(stats_cfg.clone()));
 
     // The claims and outcomes that must survive a failover of Redis wait for its replicas
-    // when `redis.min_replicas_acked` asks.
-    let replicas = berth_bus::Replicas::new(
+    // when `redis.min_replicas_acked` asks. The task stops with the events, after the jobs
+    // drained: their outcomes are confirmed too.
+    let replicas = berth_bus::Replicas::until(
         &redis,
         cfg.durability,
         &format!("node:{}", cfg.name),
         shutdown,
+        stop_events.clone(),
     );
     // Outcomes an earlier run could not deliver go out before any job is read.
     let events = event_sink::EventSink::new(

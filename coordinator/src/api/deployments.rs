@@ -105,6 +105,9 @@ impl Queue {
             }
         }
         // One wait covers the record and the cancels of the ones it superseded.
+        if !store.confirms() {
+            return Ok(d);
+        }
         store
             .confirm(
                 &format!("deployment {} of app {} was queued", d.id, d.app),
