@@ -104,6 +104,47 @@ async fn a_deployment_is_acknowledged_only_once_a_replica_has_it() {
     assert_eq!(d["app"], app.as_str());
     assert!(unreplicated(&c).await >= 1.0);
 
+    // A primary told to refuse writes without a replica (`min-replicas-to-write`) refuses this
+    // one before writing anything: a 503 like an outage's (trying again is safe), while reads
+    // go on — the coordinator's link to Redis is not taken for down.
+    let primary = c.redis_port().unwrap().to_string();
+    let config = |k: &str, v: &str| {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &primary, "CONFIG", "SET", k, v])
+            .output()
+            .unwrap();
+    };
+    config("min-replicas-max-lag", "1");
+    config("min-replicas-to-write", "1");
+    let (s, v) = eventually(
+        "the primary to refuse writes",
+        Duration::from_secs(20),
+        || async {
+            let (s, v) = c
+                .api
+                .post(&format!("/api/v1/apps/{app}/deployments"), json!({}))
+                .await
+                .unwrap();
+            (s != 503
+                || v["error"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("NOREPLICAS"))
+            .then_some((s, v))
+        },
+    )
+    .await
+    .unwrap();
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert_eq!(s, 503, "{v}");
+    assert!(
+        msg.contains("NOREPLICAS") && msg.contains("try again shortly"),
+        "{msg}"
+    );
+    let (s, v) = c.api.get(&format!("/api/v1/apps/{app}")).await.unwrap();
+    assert_eq!(s, 200, "{v}");
+    config("min-replicas-to-write", "0");
+
     // Back: acknowledged again; the deployment the 503 named reached the replica too.
     pause(&replica, false).unwrap();
     let again = eventually(
