@@ -3,7 +3,9 @@
 //! `redis-server --replicaof` replica on loopback. A new deployment is acknowledged (202) only
 //! once the replica has it; with the replica stopped (SIGSTOP: a hung machine, its connection
 //! open) the same request answers 503 — after about the timeout, not a hang, not a 500 — saying
-//! the deployment reached the primary only and how to look for it, and `/metrics` counts it.
+//! the deployment reached the primary only and how to look for it, and `/metrics` counts it. A
+//! primary with `min-replicas-to-write` that refuses the write (`NOREPLICAS`) gets a 503 worth
+//! retrying, and reads go on.
 
 use std::time::{Duration, Instant};
 
