@@ -176,8 +176,8 @@ impl Handler<CreateApiToken> for Api {
             // sent again.
             if let Err(e) = store
                 .confirm(
-                    &format!("token {id} was not created"),
-                    "it was taken out again; try again",
+                    &format!("the new token {id} was written"),
+                    "it was taken out again, so no token was made: try again",
                 )
                 .await
             {

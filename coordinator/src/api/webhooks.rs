@@ -227,6 +227,7 @@ async fn deploy_push(q: &Queue, push: &Push, only: Option<&str>) -> Result<api::
     };
     let repo_keys = push.repo_keys();
     let mut queued = Vec::new();
+    let mut unreplicated = Vec::new();
     for app in q.store.list_apps().await?.iter() {
         let scoped = match only {
             Some(name) => app.name == name,
@@ -251,8 +252,17 @@ async fn deploy_push(q: &Queue, push: &Push, only: Option<&str>) -> Result<api::
                     .map(|a| format!("{} <{}>", a.name, a.email)),
                 ..Default::default()
             })
-            .await?;
-        queued.push(d.id);
+            .await;
+        match d {
+            Ok(d) => queued.push(d.id),
+            // Queued on the primary: the other apps are queued too before the delivery is
+            // answered (and marked handled).
+            Err(Error::Unreplicated(why)) => unreplicated.push(why),
+            Err(e) => return Err(e),
+        }
+    }
+    if !unreplicated.is_empty() {
+        return Err(Error::Unreplicated(unreplicated.join("; ")));
     }
     let message = if queued.is_empty() {
         match only {
