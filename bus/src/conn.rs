@@ -64,12 +64,15 @@ const PROBE_MAX: Duration = Duration::from_secs(1);
 
 /// Whether `e` means Redis could not be reached (or cannot serve yet), rather than that it
 /// refused a command: a connection refused, reset or dropped, a timeout, `LOADING` (a
-/// restarted Redis reading its append-only file), or an answer of a node that is not (or no
+/// restarted Redis reading its append-only file), an answer of a node that is not (or no
 /// longer) the primary: `READONLY` (a replica, e.g. the old primary after a failover) and
-/// `MASTERDOWN` (a replica that lost its primary).
+/// `MASTERDOWN` (a replica that lost its primary), or `NOREPLICAS` (a primary with
+/// `min-replicas-to-write` that has too few replicas: it refuses writes until they are back,
+/// though it answers — so that one does not mark the link down, see `Link::failed`).
 pub fn is_unavailable(e: &RedisError) -> bool {
     use redis::ServerErrorKind as S;
-    e.is_io_error()
+    crate::durable::lacks_replicas(e)
+        || e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -674,7 +677,7 @@ impl Link {
     /// A command failed: an unavailability marks the link down (logged once per outage) and is
     /// worded as such; any other error is Redis's answer, passed on as it is.
     fn failed(&self, e: RedisError) -> RedisError {
-        if !is_unavailable(&e) {
+        if !is_unavailable(&e) || crate::durable::lacks_replicas(&e) {
             return e;
         }
         let cause = cause_of(&e);

@@ -12,6 +12,7 @@
 
 pub mod conn;
 pub mod consumer;
+pub mod durable;
 pub mod replication;
 pub mod retry;
 pub mod shutdown;
@@ -20,6 +21,7 @@ pub mod tls;
 
 pub use conn::{is_unavailable, redacted, Redis, Sentinels};
 pub use consumer::{ConsumerConfig, Delivery, Mode, Outcome, StreamConsumer};
+pub use durable::{Durability, Replicas, Unreplicated};
 pub use retry::{Backoff, Failing};
 pub use shutdown::Shutdown;
 pub use supervise::{Live, Tree};

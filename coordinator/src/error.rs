@@ -22,6 +22,11 @@ pub enum Error {
     /// <cause>". Nobody's fault and temporary: web/ answers 503 with it.
     #[error("{0}")]
     Unavailable(String),
+    /// A write that must survive a failover of Redis reached its primary, but not the replicas
+    /// `redis.min_replicas_acked` asks for, in time: what was written, that it could be lost,
+    /// and what to check before trying again. web/ answers 503 with it — never as a success.
+    #[error("{0}")]
+    Unreplicated(String),
     /// Redis refused a command.
     #[error("redis: {0}")]
     Redis(redis::RedisError),

@@ -90,6 +90,10 @@ pub struct CoordinatorConfig {
     /// The base images of the Dockerfiles `POST /api/v1/analyze` shows (`[packs]`, as the
     /// nodes have them).
     pub pack_images: berth_packs::Images,
+    /// How many of Redis's replicas must acknowledge a write that has to survive a failover
+    /// before it is reported done (`redis.min_replicas_acked`, `redis.replica_ack_timeout_ms`;
+    /// none by default).
+    pub durability: berth_bus::Durability,
 }
 
 impl CoordinatorConfig {
@@ -108,6 +112,7 @@ impl CoordinatorConfig {
             allow_local_repos: false,
             lease: lease::DEFAULT_TTL,
             pack_images: Default::default(),
+            durability: Default::default(),
         }
     }
 }
@@ -142,7 +147,11 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     // The leader lease first: a coordinator alone leads from its start.
     let leadership = lease::start(store.conn(), cfg.lease, shutdown).await;
     // Every write of this coordinator's machinery carries its epoch while it leads.
-    let store = store.with_leadership(leadership.clone());
+    // Its covered writes wait for Redis's replicas when `redis.min_replicas_acked` asks.
+    let replicas = berth_bus::Replicas::new(&store.conn(), cfg.durability, "coordinator", shutdown);
+    let store = store
+        .with_leadership(leadership.clone())
+        .with_replicas(replicas);
     // The supervision tree: each actor is started now and again whenever it dies; a factory
     // holds only what outlives an actor (the store, other actors' live handles, settings).
     let mut tree = berth_bus::Tree::new("coordinator", store.conn(), shutdown, cfg.test_hooks);

@@ -256,6 +256,9 @@ pub struct ClusterFigures {
     pub leader: Option<(String, u64)>,
     /// The Redis written to and its replicas (`INFO replication`).
     pub redis: berth_protocol::api::RedisView,
+    /// Covered writes Redis's replicas did not confirm in time, by process
+    /// (`berth:stats:unreplicated`; `redis.min_replicas_acked`).
+    pub unreplicated: Vec<(String, u64)>,
 }
 
 /// One registered node.
@@ -394,6 +397,10 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
         Some((holder.to_string(), epoch.parse().ok()?))
     });
 
+    // This coordinator's count is shown from 0 on; the other processes' once they counted one.
+    let mut unreplicated: BTreeMap<String, u64> = c.hgetall(keys::STATS_UNREPLICATED).await?;
+    unreplicated.entry("coordinator".into()).or_insert(0);
+
     Ok(ClusterFigures {
         apps,
         active: active.into_values().collect(),
@@ -404,6 +411,7 @@ pub async fn cluster_figures(store: &Store, nodes: &[NodeView]) -> Result<Cluste
         restarts,
         leader,
         redis: berth_bus::replication::replication(&store.conn()).await?,
+        unreplicated: unreplicated.into_iter().collect(),
     })
 }
 

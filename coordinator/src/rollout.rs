@@ -647,14 +647,23 @@ async fn write_route(
 /// cancelled first, which ends it (the canceller wrote the record).
 async fn claim_switch(cx: &Ctx<'_>, d: &Deployment) -> Result<bool> {
     let key = keys::deployment_fate(&d.id);
-    if cx
+    let ours = cx
         .store
         .claim_once(&key, keys::FATE_SWITCH, keys::MARKER_TTL_S)
         .await?
-    {
-        return Ok(true);
+        || cx.store.get_string(&key).await?.as_deref() == Some(keys::FATE_SWITCH);
+    // No route changes before Redis's replicas have the claim (when `redis.min_replicas_acked`
+    // asks): one lost in a failover would let a cancel win after traffic moved. Not confirmed,
+    // the tick fails and the next one claims (finds it ours) and waits again.
+    if ours {
+        cx.store
+            .confirm(
+                &format!("the switch of deployment {} was claimed", d.id),
+                "claimed again at the next look",
+            )
+            .await?;
     }
-    Ok(cx.store.get_string(&key).await?.as_deref() == Some(keys::FATE_SWITCH))
+    Ok(ours)
 }
 
 /// The rollout has every new replica serving: the replaced ones leave the route (or wait on

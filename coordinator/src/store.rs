@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::lease::Leadership;
-use berth_bus::Redis;
+use berth_bus::{Redis, Replicas};
 use berth_protocol::api::LatestDeployment;
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::{GitCredential, Sealed};
@@ -34,6 +34,9 @@ pub struct Store {
     /// Whether this coordinator leads, and under which epoch: the writes of a leader carry it
     /// as their fencing token ([`Store::fence`]).
     leadership: Option<Leadership>,
+    /// Confirms the writes that must survive a failover of Redis (`redis.min_replicas_acked`;
+    /// off by default: [`Store::confirm`] then costs nothing).
+    replicas: Replicas,
 }
 
 /// Opens the multiplexed connection for ordinary (non-blocking) commands: to `url`, or to the
@@ -334,7 +337,32 @@ impl Store {
             conn,
             apps: Arc::default(),
             leadership: None,
+            replicas: Replicas::off(),
         }
+    }
+
+    /// This store's covered writes are confirmed by Redis's replicas through `replicas`.
+    pub fn with_replicas(mut self, replicas: Replicas) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// Whether covered writes wait for Redis's replicas (`redis.min_replicas_acked` > 0): the
+    /// paths the scheduler's throughput depends on skip even the wording of [`Store::confirm`]
+    /// when they do not.
+    pub fn confirms(&self) -> bool {
+        self.replicas.is_on()
+    }
+
+    /// Returns once Redis's replicas (as many as `redis.min_replicas_acked` asks) have every
+    /// write made before the call — at once when none are asked for. When they do not within
+    /// the timeout: [`Error::Unreplicated`], saying that `what` is on the primary only, then
+    /// `check` (what to look at before trying again).
+    pub async fn confirm(&self, what: &str, check: &str) -> Result<()> {
+        self.replicas
+            .confirm()
+            .await
+            .map_err(|e| Error::Unreplicated(format!("{what}: {e}; {check}")))
     }
 
     /// This store's writes are fenced with the epoch this coordinator leads under.
@@ -1337,7 +1365,17 @@ impl Store {
                 &fence,
             ));
         }
-        Ok(())
+        // A job lost with the primary would leave its deployment waiting until its deadline:
+        // an error here makes the deployment's actor send it again (the node's claim makes a
+        // second copy harmless).
+        if !self.confirms() {
+            return Ok(());
+        }
+        self.confirm(
+            &format!("the job of {id} for node {node} was queued"),
+            "sending it again is harmless (a node runs a job once)",
+        )
+        .await
     }
 }
 

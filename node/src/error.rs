@@ -43,6 +43,10 @@ pub enum Error {
     /// connection refused or cut mid-stream, as when `dockerd` restarts) or the image registry.
     #[error("{0}")]
     Unavailable(String),
+    /// A write that must survive a failover of Redis (a claim) reached its primary but not the
+    /// replicas `redis.min_replicas_acked` asks for, in time: waited out like Redis being away.
+    #[error("{0}")]
+    Unreplicated(#[from] berth_bus::Unreplicated),
 }
 
 impl Error {
@@ -61,7 +65,8 @@ impl Error {
             | Error::Config(_)
             | Error::Io { .. }
             | Error::Internal(_)
-            | Error::Unavailable(_) => true,
+            | Error::Unavailable(_)
+            | Error::Unreplicated(_) => true,
             Error::Git(_)
             | Error::Build(_)
             | Error::Run(_)
@@ -94,6 +99,7 @@ impl Error {
     /// worth waiting out, and logged once by the node's connection rather than by each loop.
     pub fn is_redis_away(&self) -> bool {
         matches!(self, Error::Redis(e) if berth_bus::is_unavailable(e))
+            || matches!(self, Error::Unreplicated(_))
     }
 
     /// Wraps an I/O error with what the node was doing.

@@ -9,11 +9,14 @@
 //! write; at start the node re-emits whatever the outbox holds, so an outcome survives a
 //! restart too. A second copy of an event is harmless: the coordinator applies a change only
 //! once (its records move forward only, and a terminal record never changes).
+//! With `redis.min_replicas_acked`, "Redis acknowledged" means its replicas too: an outcome the
+//! primary alone had could be lost in a failover, and the deployment would wait for it until its
+//! deadline. Until they confirm it the outcome stays in the outbox and is written again.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use berth_bus::{Backoff, Redis};
+use berth_bus::{Backoff, Redis, Replicas};
 use berth_protocol::{envelope, keys, now_ms, DeploymentUpdate, Event, EVENT_KIND};
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +31,8 @@ pub struct EventSink {
     outbox: PathBuf,
     /// Ends the retries when the node shuts down (an outcome stays in the outbox).
     shutdown: CancellationToken,
+    /// Confirms outcomes with Redis's replicas (`redis.min_replicas_acked`; off by default).
+    replicas: Replicas,
 }
 
 impl EventSink {
@@ -45,7 +50,14 @@ impl EventSink {
             node: node.into(),
             outbox,
             shutdown,
+            replicas: Replicas::off(),
         })
+    }
+
+    /// Outcomes leave the outbox only once Redis's replicas confirm them, through `replicas`.
+    pub fn with_replicas(mut self, replicas: Replicas) -> Self {
+        self.replicas = replicas;
+        self
     }
 
     /// Reports a change of a deployment (this node's name is filled in). A terminal change
@@ -71,7 +83,11 @@ impl EventSink {
         } else {
             None
         };
-        if self.emit(&bytes).await {
+        let sent = match terminal {
+            true => self.emit_confirmed(&bytes).await,
+            false => self.emit(&bytes).await,
+        };
+        if sent {
             if let Some(file) = parked {
                 remove_file(&file).await;
             }
@@ -117,7 +133,7 @@ impl EventSink {
                 remove_file(&file).await;
                 continue;
             }
-            if !self.emit(&bytes).await {
+            if !self.emit_confirmed(&bytes).await {
                 break;
             }
             remove_file(&file).await;
@@ -170,6 +186,29 @@ impl EventSink {
                 () = backoff.wait() => {}
                 // Redis answers again: write it now, not at the end of a long pause.
                 () = self.conn.back() => {}
+            }
+        }
+    }
+
+    /// [`EventSink::emit`], then again until Redis's replicas confirm a copy (at once when none
+    /// are asked for): written again each time, as the primary that had the last copy may be
+    /// gone. False only when the node shuts down first.
+    async fn emit_confirmed(&self, bytes: &[u8]) -> bool {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        loop {
+            if !self.emit(bytes).await {
+                return false;
+            }
+            let Err(e) = self.replicas.confirm().await else {
+                return true;
+            };
+            tracing::debug!(error = %e, "an outcome not confirmed by Redis's replicas; writing it again");
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    tracing::warn!("shutting down with an outcome not confirmed by Redis's replicas; it stays in the outbox");
+                    return false;
+                }
+                () = backoff.wait() => {}
             }
         }
     }

@@ -44,7 +44,19 @@ pub async fn run(svc: Arc<Services>, job: ExecJob) {
         run_until,
     };
     match claim(&svc, &job, run_until).await {
-        Ok(true) => {}
+        Ok(true) => {
+            // Run only what the caller can be told about: a claim a failover of Redis could
+            // lose would let the API report the command expired while it runs.
+            if let Err(e) = svc.replicas.confirm().await {
+                tracing::warn!(exec = %job.exec_id, error = %e, "exec claim not confirmed by Redis's replicas");
+                out.end(ExecEntry::failed(format!(
+                    "node {} did not run the command (claiming it: {e})",
+                    svc.node
+                )))
+                .await;
+                return;
+            }
+        }
         Ok(false) => {
             tracing::info!(exec = %job.exec_id, "exec already claimed (redelivered, or expired); skipping");
             return;

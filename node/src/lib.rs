@@ -101,6 +101,9 @@ pub struct NodeConfig {
     /// The base images of the Dockerfiles the `auto` and `static` build packs generate
     /// (`[packs]`).
     pub pack_images: berth_packs::Images,
+    /// How many of Redis's replicas must acknowledge a claim (a job's, the switch's, an exec's)
+    /// before the node acts on it (`redis.min_replicas_acked`; none by default).
+    pub durability: berth_bus::Durability,
 }
 
 /// A running node; [`NodeHandle::shutdown`] stops it.
@@ -258,13 +261,24 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
     };
     let stats = tree.supervise("stats", move || stats::Stats::new(stats_cfg.clone()));
 
+    // The claims and outcomes that must survive a failover of Redis wait for its replicas
+    // when `redis.min_replicas_acked` asks. The task stops with the events, after the jobs
+    // drained: their outcomes are confirmed too.
+    let replicas = berth_bus::Replicas::until(
+        &redis,
+        cfg.durability,
+        &format!("node:{}", cfg.name),
+        shutdown,
+        stop_events.clone(),
+    );
     // Outcomes an earlier run could not deliver go out before any job is read.
     let events = event_sink::EventSink::new(
         redis.clone(),
         cfg.name.clone(),
         cfg.data_dir.join("node").join("outbox"),
         stop_events.clone(),
-    )?;
+    )?
+    .with_replicas(replicas.clone());
     events.resend_outbox().await;
 
     // Which failures an engine restart caused (see `engine_watch`): followed from now on.
@@ -304,6 +318,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         docker,
         engine,
         redis: redis.clone(),
+        replicas: replicas.clone(),
         router: router.clone(),
         events: events.clone(),
         probe_http,

@@ -232,6 +232,7 @@ async fn deploys_switches_fails_safely_and_removes() {
             build_limits: Default::default(),
             app_network: berth_node::containers::APP_NETWORK.into(),
             pack_images: Default::default(),
+            durability: Default::default(),
         },
         &shutdown,
     )

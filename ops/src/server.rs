@@ -145,6 +145,7 @@ fn coordinator_config(s: &Settings, redis_url: &str, key: SecretKey) -> Coordina
     c.lease = Duration::from_secs(s.leader_lease_s);
     c.pack_images = s.packs.clone();
     c.redis_sentinels = s.redis.sentinels();
+    c.durability = s.redis.durability();
     c
 }
 
@@ -188,6 +189,7 @@ fn node_config(s: &Settings, redis_url: &str, key: Option<SecretKey>) -> NodeCon
         },
         app_network: s.node.app_network.clone(),
         pack_images: s.packs.clone(),
+        durability: s.redis.durability(),
     }
 }
 

@@ -141,7 +141,7 @@ impl ApiSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://host:port/db`, `rediss://` (TLS) or `redis+unix:///path`. Unset: `berth up`
@@ -162,9 +162,39 @@ pub struct RedisSettings {
     pub sentinel_username: Option<String>,
     /// The Sentinels' own password (their `requirepass`), if any.
     pub sentinel_password: Option<String>,
+    /// Replicas that must acknowledge a write that has to survive a failover of Redis (a new
+    /// deployment, a cancel, a job handed to a node, a fate or claim marker, an app or token
+    /// change) before it is reported done; 0: none, no `WAIT` at all.
+    pub min_replicas_acked: u32,
+    /// How long such a write waits for them, in ms; past it the API answers 503 saying the
+    /// write reached the primary only.
+    pub replica_ack_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: None,
+            allow_unauthenticated: false,
+            sentinels: Vec::new(),
+            master_name: None,
+            sentinel_username: None,
+            sentinel_password: None,
+            min_replicas_acked: 0,
+            replica_ack_timeout_ms: 1000,
+        }
+    }
 }
 
 impl RedisSettings {
+    /// What the daemons ask of Redis's replicas (`min_replicas_acked`, `replica_ack_timeout_ms`).
+    pub fn durability(&self) -> berth_bus::Durability {
+        berth_bus::Durability {
+            replicas: self.min_replicas_acked,
+            timeout: std::time::Duration::from_millis(self.replica_ack_timeout_ms.max(1)),
+        }
+    }
+
     /// Refuses a Redis URL anyone on the network could use: one on another host (TCP, not
     /// loopback) that names no password, unless `allow_unauthenticated`. A Unix socket or a
     /// loopback address is reached only from this host (app containers reach neither: a
@@ -800,6 +830,8 @@ fn documented() -> Vec<(&'static str, Option<String>, &'static str)> {
         ("redis.master_name", None, "the name the Sentinels monitor the primary under (needed with redis.sentinels)"),
         ("redis.sentinel_username", None, "the Sentinels' ACL user, if any"),
         ("redis.sentinel_password", None, "the Sentinels' password, if any"),
+        ("redis.min_replicas_acked", Some(d.redis.min_replicas_acked.to_string()), "replicas that must acknowledge a write that has to survive a Redis failover (a deployment, a cancel, a job, …) before it counts as done; 0: no WAIT"),
+        ("redis.replica_ack_timeout_ms", Some(d.redis.replica_ack_timeout_ms.to_string()), "ms such a write waits for them; past it the API answers 503 (the write reached the primary only)"),
         ("node.name", Some(q(&d.node.name)), "this node's name (default: the host name)"),
         ("node.caddy_admin", Some(q(&d.node.caddy_admin)), "the admin address of the node's Caddy (the one `berth up` runs); loopback only"),
         ("node.allow_remote_caddy_admin", Some(d.node.allow_remote_caddy_admin.to_string()), "allow a node.caddy_admin off loopback (Caddy's admin API has no authentication)"),

@@ -238,6 +238,13 @@ pub fn dead_letters(stream: &str) -> String {
 }
 /// Hash stream → how many of its entries went to the dead-letter stream.
 pub const STATS_DEAD_LETTERS: &str = "berth:stats:dead_letters";
+/// Hash process (`coordinator`, `node:<name>`) → how many of its covered writes Redis's
+/// replicas did not confirm in time (`redis.min_replicas_acked`; berth-bus's `durable.rs`).
+pub const STATS_UNREPLICATED: &str = "berth:stats:unreplicated";
+/// Pub/sub channel nobody reads: the write a confirmation of covered writes makes before its
+/// `WAIT`, so the `WAIT` covers what the primary had acknowledged until then (berth-bus's
+/// `durable.rs`).
+pub const REPLICATED: &str = "berth:replicated";
 /// The leader lease of the coordinators: `<holder> <epoch>`, with a time to live; see the
 /// coordinator's `lease.rs`.
 pub const LEADER: &str = "berth:leader";

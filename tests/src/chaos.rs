@@ -137,7 +137,7 @@ pub enum Fault {
     /// during that health check: the deployment must fail, by the app, not be retried forever.
     BrokenAppKillNode,
     /// kill -9 the Redis primary during the build, Berth on Redis Sentinel (primary, replica,
-    /// three Sentinels): Sentinel promotes the replica.
+    /// three Sentinels) with `redis.min_replicas_acked = 1`: Sentinel promotes the replica.
     /// With `back`, the old primary starts again at once (Sentinel makes it a replica);
     /// without, it stays dead until the trial has ended. Either way the set is made whole
     /// before the next trial.
@@ -634,12 +634,16 @@ impl Single {
         Self::with(cluster, None).await
     }
 
-    /// [`Single::start`] on Redis under Sentinel (a primary, its replica, three Sentinels).
+    /// [`Single::start`] on Redis under Sentinel (a primary, its replica, three Sentinels), the
+    /// writes the durability promise covers waiting for the replica
+    /// (`redis.min_replicas_acked = 1`).
     pub async fn start_on_sentinels() -> Result<Single> {
         let dir = TempDir::with_prefix("chaos-sentinel")?;
         let sentinels = crate::RedisSentinels::start(dir.path(), "berth").await?;
+        sentinels.whole(Duration::from_secs(60)).await?;
         let mut extra = berth_extra();
         extra.push(("BERTH_GITHUB__WEBHOOK_SECRET", HOOK_SECRET.to_string()));
+        extra.push(("BERTH_REDIS__MIN_REPLICAS_ACKED", "1".to_string()));
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let mut cluster = Cluster::separate_on_sentinels(&sentinels, &extra).await?;
         let hooked = ChaosApp::new("chaos-hook", 0, 0)?;

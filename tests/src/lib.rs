@@ -48,7 +48,8 @@ pub use load::{Load, LoadCount};
 pub use ports::free_port;
 pub use process::{berth_bin, sh, Proc};
 pub use services::{
-    redis_role, start_caddy, start_redis, start_sentinel, test_ca, RedisSentinels, TestCa,
+    pause, redis_role, start_caddy, start_redis, start_replica, start_sentinel, test_ca,
+    RedisSentinels, TestCa,
 };
 pub use sse::Sse;
 /// A temporary directory removed on drop: `TempDir::with_prefix("name")`, then `.path()`.

@@ -170,7 +170,8 @@ impl RedisSentinels {
         Ok(())
     }
 
-    /// Waits until the set is whole again: one primary, the other its replica in sync, and every
+    /// Waits until the set is whole again: one primary, the other its replica in sync and
+    /// acknowledging writes, and every
     /// Sentinel naming that primary and knowing the replica as up — so that another failover
     /// can be agreed. The primary's port.
     pub async fn whole(&self, timeout: Duration) -> Result<u16> {
@@ -184,6 +185,23 @@ impl RedisSentinels {
                 .await
                 .ok()?;
             if !info.contains("connected_slaves:1") || !info.contains("state=online") {
+                return None;
+            }
+            // The replica acknowledges writes (a replica just synced may not for a second), so
+            // a write waiting for it (`redis.min_replicas_acked`) is confirmed.
+            let _: i64 = redis::cmd("PUBLISH")
+                .arg("berth:test:sync")
+                .arg(1)
+                .query_async(&mut c)
+                .await
+                .ok()?;
+            let acked: i64 = redis::cmd("WAIT")
+                .arg(1)
+                .arg(100)
+                .query_async(&mut c)
+                .await
+                .ok()?;
+            if acked < 1 {
                 return None;
             }
             for a in &self.addrs {
@@ -232,6 +250,66 @@ pub async fn redis_role(port: u16) -> Option<String> {
         },
         _ => None,
     }
+}
+
+/// Starts `redis-server` on 127.0.0.1:`port` as a replica of the Redis on 127.0.0.1:`primary`
+/// (`--replicaof`; its files and `redis.log` in `dir`, created); returns once its link to the
+/// primary is up and it acknowledges a write (`PUBLISH` + `WAIT 1 100` answers 1 — after a
+/// diskless sync a primary streams nothing to the replica until its first acknowledgement, up to
+/// a second later), i.e. it has the primary's data and takes part in `WAIT`. (Give the primary
+/// `--repl-diskless-sync-delay 0`, or the first sync waits 5 s for more replicas.)
+pub async fn start_replica(dir: &Path, port: u16, primary: u16) -> Result<Proc> {
+    std::fs::create_dir_all(dir)?;
+    let proc = start_redis(
+        dir,
+        port,
+        &["--replicaof", "127.0.0.1", &primary.to_string()],
+    )
+    .await?;
+    let info = |port: u16| {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string(), "INFO", "replication"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    eventually(
+        "the replica to be in sync",
+        Duration::from_secs(30),
+        || async {
+            if !info(port).contains("master_link_status:up") {
+                return None;
+            }
+            let mut cli = Command::new("redis-cli")
+                .args(["-p", &primary.to_string()])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .ok()?;
+            use std::io::Write;
+            cli.stdin
+                .take()?
+                .write_all(b"PUBLISH berth:test:sync 1\nWAIT 1 100\n")
+                .ok()?;
+            let out = cli.wait_with_output().ok()?;
+            (String::from_utf8_lossy(&out.stdout).lines().last() == Some("1")).then_some(())
+        },
+    )
+    .await?;
+    Ok(proc)
+}
+
+/// Pauses (SIGSTOP) or resumes (SIGCONT) `proc`: a Redis replica that stops answering without
+/// closing its connections, as a hung or partitioned machine would.
+pub fn pause(proc: &Proc, paused: bool) -> Result<()> {
+    use nix::sys::signal::{kill, Signal};
+    let signal = if paused {
+        Signal::SIGSTOP
+    } else {
+        Signal::SIGCONT
+    };
+    kill(nix::unistd::Pid::from_raw(proc.pid() as i32), signal)?;
+    Ok(())
 }
 
 /// Starts `caddy run` with nothing but its admin API on 127.0.0.1:`admin`: its boot config, home,

@@ -38,7 +38,9 @@ impl From<Error> for ApiError {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Fenced(_) | Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Fenced(_) | Error::Unavailable(_) | Error::Unreplicated(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if e.is_client_error() {
@@ -50,6 +52,10 @@ impl From<Error> for ApiError {
         } else if let Error::Unavailable(why) = &e {
             // The coordinator's connection logs the outage (once); nothing to add per request.
             ApiError::new(status, unavailable(why))
+        } else if let Error::Unreplicated(what) = &e {
+            // Already says what was written and what to check: trying again blindly could do
+            // it twice.
+            ApiError::new(status, what.clone())
         } else if let Error::Unreadable(what) = &e {
             // Which record is broken is what the operator needs; it holds no secret.
             tracing::error!(error = %e, "unreadable record");

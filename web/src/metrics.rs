@@ -251,6 +251,17 @@ pub fn cluster_families(f: &ClusterFigures) -> Vec<MetricFamily> {
             .map(|(p, a, n)| counter(&[("process", p), ("actor", a)], *n as f64))
             .collect(),
     ));
+    out.push(family(
+        "berth_redis_unreplicated_writes_total",
+        "Writes that must survive a failover of Redis which its replicas did not acknowledge \
+         within redis.replica_ack_timeout_ms (redis.min_replicas_acked), by process (coordinator, \
+         node:<name>): each was reported not done (the API answered 503) or done again.",
+        MetricType::COUNTER,
+        f.unreplicated
+            .iter()
+            .map(|(p, n)| counter(&[("process", p)], *n as f64))
+            .collect(),
+    ));
     out
 }
 
@@ -355,6 +366,7 @@ mod tests {
                 ("berth:jobs:n2".into(), 1),
             ],
             restarts: vec![("node:n1".into(), "router".into(), 2)],
+            unreplicated: vec![("coordinator".into(), 4)],
             leader: Some(("host-1-abc".into(), 3)),
             redis: berth_protocol::api::RedisView {
                 addr: "10.0.0.10:6379".into(),
@@ -401,6 +413,7 @@ mod tests {
             "berth_dead_letters_total{stream=\"berth:events\"} 3",
             "berth_dead_letters_total{stream=\"berth:jobs:n2\"} 1",
             "berth_actor_restarts_total{process=\"node:n1\",actor=\"router\"} 2",
+            "berth_redis_unreplicated_writes_total{process=\"coordinator\"} 4",
             "berth_leader_epoch{coordinator=\"host-1-abc\"} 3",
             "berth_redis_primary{addr=\"10.0.0.10:6379\"} 1",
             "berth_redis_replicas 1",
@@ -433,6 +446,7 @@ mod tests {
                 "berth_redis_replica_lag_seconds",
                 "berth_redis_replica_behind_bytes",
                 "berth_actor_restarts_total",
+                "berth_redis_unreplicated_writes_total",
                 "berth_api_request_duration_seconds",
             ]
         );
@@ -444,6 +458,7 @@ mod tests {
             nodes: Vec::new(),
             dead_letters: vec![("berth:events".into(), 0)],
             restarts: Vec::new(),
+            unreplicated: Vec::new(),
             leader: None,
             ..figures()
         };

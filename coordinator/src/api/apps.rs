@@ -364,6 +364,15 @@ impl Handler<StoreNewApp> for Api {
                     app.webhook_secret = true;
                     store.put_app(&app, false).await?;
                 }
+                store
+                    .confirm(
+                        &format!("app {} was created", app.name),
+                        &format!(
+                            "look for it (`berth apps show {}`) before creating it again",
+                            app.name
+                        ),
+                    )
+                    .await?;
                 view_of(&store, &registry, port, app).await
             }
             .into_actor(self),
@@ -534,6 +543,15 @@ impl Handler<StorePatch> for Api {
                 if app.replicas != from && !app.stopped {
                     crate::failover::scale(&store, &ledger, &reconciler, &app, from).await?;
                 }
+                store
+                    .confirm(
+                        &format!("the change of app {} was stored", app.name),
+                        &format!(
+                            "look at the app (`berth apps show {}`) and send the change again if it is not there",
+                            app.name
+                        ),
+                    )
+                    .await?;
                 view_of(&store, &registry, port, app).await
             }
             .into_actor(self),
@@ -563,7 +581,13 @@ impl Handler<DeleteApp> for Api {
                     domains: app.domains.clone(),
                 };
                 to_every_node(&store, &registry, &job).await?;
-                store.delete_app(&app.name, &app.domains).await
+                store.delete_app(&app.name, &app.domains).await?;
+                store
+                    .confirm(
+                        &format!("app {} was deleted", app.name),
+                        "a failover of Redis now could bring it back: delete it again if `berth apps list` shows it",
+                    )
+                    .await
             }
             .into_actor(self),
         ))

@@ -92,10 +92,25 @@ impl Handler<CordonNode> for Api {
     type Result = ResponseFuture<Result<NodeView>>;
 
     fn handle(&mut self, msg: CordonNode, _: &mut Context<Self>) -> Self::Result {
-        let registry = self.registry.clone();
+        let (registry, store) = (self.registry.clone(), self.store.clone());
         Box::pin(async move {
             let CordonNode { node, on } = msg;
-            registry.send(Cordon { node, on }).await?
+            let view = registry
+                .send(Cordon {
+                    node: node.clone(),
+                    on,
+                })
+                .await??;
+            store
+                .confirm(
+                    &format!(
+                        "node {node} was {}",
+                        if on { "cordoned" } else { "uncordoned" }
+                    ),
+                    "a failover of Redis now could undo it: look at `berth nodes` and ask again if needed",
+                )
+                .await?;
+            Ok(view)
         })
     }
 }
@@ -113,6 +128,17 @@ impl Handler<Drain> for Api {
             };
             let view = registry.send(cordon).await??;
             let deployments = crate::failover::drain(&store, &ledger, &reconciler, &node).await?;
+            store
+                .confirm(
+                    &format!(
+                        "node {node} was cordoned and {} failover deployment(s) queued ({})",
+                        deployments.len(),
+                        deployments.join(", ")
+                    ),
+                    "a failover of Redis now could lose them: look at `berth nodes` and the apps' \
+                     deployments, and drain again if needed (a drain queues only what is not moved yet)",
+                )
+                .await?;
             Ok(DrainNode {
                 node: view,
                 deployments,

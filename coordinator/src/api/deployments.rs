@@ -104,6 +104,20 @@ impl Queue {
                     .await??;
             }
         }
+        // One wait covers the record and the cancels of the ones it superseded.
+        if !store.confirms() {
+            return Ok(d);
+        }
+        store
+            .confirm(
+                &format!("deployment {} of app {} was queued", d.id, d.app),
+                &format!(
+                    "look for it \
+                     (`berth deployment {id}`, GET /api/v1/deployments/{id}) before deploying again",
+                    id = d.id
+                ),
+            )
+            .await?;
         Ok(d)
     }
 }
@@ -251,6 +265,15 @@ impl Handler<Cancel> for Api {
                         "cancelled on request",
                     ))
                     .await??;
+                store
+                    .confirm(
+                        &format!("the cancel of deployment {id} was written"),
+                        &format!(
+                            "a failover of Redis now could let it run on: look at it \
+                             (`berth deployment {id}`) and cancel it again if it is not cancelled"
+                        ),
+                    )
+                    .await?;
                 store
                     .get_deployment(&id)
                     .await?

@@ -92,6 +92,15 @@ async fn answer(q: &Queue, app: App, what: String, deploy: bool) -> Result<EnvCh
         } else {
             format!("`berth deploy {}` (or ask for deploy=true)", app.name)
         };
+        q.store
+            .confirm(
+                &format!("{what} on app {}", app.name),
+                &format!(
+                    "look at the variables (`berth env list {}`) and change them again if they are not so",
+                    app.name
+                ),
+            )
+            .await?;
         return Ok(EnvChange {
             message: format!("{what}; a redeploy applies it: {how}"),
             env,

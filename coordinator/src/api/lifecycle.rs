@@ -118,6 +118,15 @@ impl Handler<StopApp> for Api {
                     app: app.name.clone(),
                 };
                 to_every_node(&store, &registry, &job).await?;
+                store
+                    .confirm(
+                        &format!("app {} was stopped", app.name),
+                        &format!(
+                            "a failover of Redis now could undo it: stop it again if `berth apps show {}` does not say stopped",
+                            app.name
+                        ),
+                    )
+                    .await?;
                 Ok(app)
             }
             .into_actor(self),
@@ -147,7 +156,19 @@ impl Handler<StartApp> for Api {
                         q.deployment(rerun(&app, release, DeploymentKind::Start))
                             .await?,
                     ),
-                    None => None,
+                    // A deployment's queueing waited for the replicas already.
+                    None => {
+                        q.store
+                            .confirm(
+                                &format!("app {} was started", app.name),
+                                &format!(
+                                    "a failover of Redis now could undo it: start it again if `berth apps show {}` says stopped",
+                                    app.name
+                                ),
+                            )
+                            .await?;
+                        None
+                    }
                 };
                 Ok(StartOutcome { app, deployment })
             }

@@ -149,6 +149,7 @@ impl Handler<CreateApiToken> for Api {
     type Result = ResponseFuture<Result<CreatedToken>>;
 
     fn handle(&mut self, msg: CreateApiToken, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
         let mut conn = self.store.conn();
         Box::pin(async move {
             let req = msg.0;
@@ -170,6 +171,19 @@ impl Handler<CreateApiToken> for Api {
             let bytes = encode(TOKEN_KIND, &id, &stored)
                 .map_err(|e| Error::Internal(format!("cannot encode the token: {e}")))?;
             let _: () = conn.hset(keys::TOKENS, token_hash(&value), bytes).await?;
+            // A token a failover could take back is not given out: its value is shown once,
+            // so it is taken out again (nobody else knows it) and the request may simply be
+            // sent again.
+            if let Err(e) = store
+                .confirm(
+                    &format!("the new token {id} was written"),
+                    "it was taken out again, so no token was made: try again",
+                )
+                .await
+            {
+                let _: () = conn.hdel(keys::TOKENS, token_hash(&value)).await?;
+                return Err(e);
+            }
             Ok(CreatedToken {
                 token: value,
                 info: stored.info(None),
@@ -218,6 +232,7 @@ impl Handler<RevokeToken> for Api {
     type Result = ResponseFuture<Result<()>>;
 
     fn handle(&mut self, msg: RevokeToken, _: &mut Context<Self>) -> Self::Result {
+        let store = self.store.clone();
         let mut conn = self.store.conn();
         Box::pin(async move {
             let id = msg.0;
@@ -233,7 +248,12 @@ impl Handler<RevokeToken> for Api {
                 .ignore()
                 .query_async(&mut conn)
                 .await?;
-            Ok(())
+            store
+                .confirm(
+                    &format!("token {id} was revoked"),
+                    "a failover of Redis now could bring it back: revoke it again if `berth tokens list` shows it",
+                )
+                .await
         })
     }
 }

@@ -180,6 +180,13 @@ impl Handler<GithubPush> for Api {
                 )));
             }
             match deploy_push(&q, &msg.push, msg.app.as_deref()).await {
+                // Queued on the primary: a redelivery finds the delivery handled there, or, if
+                // the primary failed over and lost it, handles it again.
+                Err(e @ Error::Unreplicated(_)) => {
+                    done(store, &key, &msg.delivery).await;
+                    done(store, &push_key, &msg.delivery).await;
+                    Err(e)
+                }
                 Ok(outcome) => {
                     done(store, &key, &msg.delivery).await;
                     done(store, &push_key, &msg.delivery).await;
@@ -220,6 +227,7 @@ async fn deploy_push(q: &Queue, push: &Push, only: Option<&str>) -> Result<api::
     };
     let repo_keys = push.repo_keys();
     let mut queued = Vec::new();
+    let mut unreplicated = Vec::new();
     for app in q.store.list_apps().await?.iter() {
         let scoped = match only {
             Some(name) => app.name == name,
@@ -244,8 +252,17 @@ async fn deploy_push(q: &Queue, push: &Push, only: Option<&str>) -> Result<api::
                     .map(|a| format!("{} <{}>", a.name, a.email)),
                 ..Default::default()
             })
-            .await?;
-        queued.push(d.id);
+            .await;
+        match d {
+            Ok(d) => queued.push(d.id),
+            // Queued on the primary: the other apps are queued too before the delivery is
+            // answered (and marked handled).
+            Err(Error::Unreplicated(why)) => unreplicated.push(why),
+            Err(e) => return Err(e),
+        }
+    }
+    if !unreplicated.is_empty() {
+        return Err(Error::Unreplicated(unreplicated.join("; ")));
     }
     let message = if queued.is_empty() {
         match only {

@@ -777,7 +777,14 @@ async fn switch(
         // The switch is claimed: it happens, however long Redis is away.
         let set = svc.through_outage(log, "to switch traffic", None, || async {
             match svc.router.send(SetRoutes(routes.clone())).await? {
-                Ok(left) => Ok(left),
+                // Nothing is drained or reported before Redis's replicas have the route (when
+                // `redis.min_replicas_acked` asks): a route lost in a failover would send the
+                // traffic back to the release this one is about to stop. Not confirmed: waited
+                // out like an outage, writing the route again.
+                Ok(left) => {
+                    svc.replicas.confirm().await?;
+                    Ok(left)
+                }
                 Err(e) if e.is_redis_away() => Err(e),
                 Err(e) => Err(Error::Caddy(format!("switching traffic failed: {e}"))),
             }

@@ -59,7 +59,11 @@ pub(super) async fn claim_switch(svc: &Services, id: &str, attempt: u32) -> Resu
         .query_async(&mut c)
         .await?;
     match got {
-        1 => Ok(()),
+        // Nothing moves before Redis's replicas have the claim (when `redis.min_replicas_acked`
+        // asks): a claim lost in a failover would let a cancel win after traffic moved. Not
+        // confirmed in time, it is an error the caller's `through_outage` waits out, claiming
+        // again (the script answers 1 for a switch already ours).
+        1 => Ok(svc.replicas.confirm().await?),
         -1 => Err(Error::Cancelled(
             "before switching traffic: the deployment was moved to another node while this one was taken for dead".into(),
         )),
@@ -122,8 +126,43 @@ pub enum Claim {
     Other(String),
 }
 
-/// `SET berth:claim:<id> <node> NX EX 7d`: a deployment runs at most once.
+/// `SET berth:claim:<id> <node> NX EX 7d`: a deployment runs at most once. A claim taken is
+/// answered only once Redis's replicas have it (when `redis.min_replicas_acked` asks): one lost
+/// in a failover would let a redelivered copy of the job run again. Until they confirm it, it
+/// is claimed again (found ours: taken by this call) and waited for — through Redis outages
+/// too, a claim taken being no longer the pending entry's to retry — until the node shuts down
+/// (the pending entry is then resumed as interrupted at the next start).
 pub async fn claim(svc: &Services, deployment_id: &str) -> Result<Claim> {
+    let mut took = false;
+    let mut backoff = berth_bus::Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    loop {
+        let failed = match claim_once(svc, deployment_id).await {
+            Ok(Claim::Taken) => None,
+            Ok(Claim::Ours) if took => None,
+            Ok(c) => return Ok(c),
+            Err(e) if took => Some(e),
+            Err(e) => return Err(e),
+        };
+        let failed = match failed {
+            Some(e) => e,
+            None => match svc.replicas.confirm().await {
+                Ok(()) => return Ok(Claim::Taken),
+                Err(e) => Error::from(e),
+            },
+        };
+        took = true;
+        if svc.shutdown.is_cancelled() {
+            return Err(failed);
+        }
+        tracing::debug!(deployment = %deployment_id, error = %failed, "job claimed; waiting for Redis's replicas to have the claim");
+        tokio::select! {
+            () = backoff.wait() => {}
+            () = svc.shutdown.cancelled() => return Err(failed),
+        }
+    }
+}
+
+async fn claim_once(svc: &Services, deployment_id: &str) -> Result<Claim> {
     let key = keys::job_claim(deployment_id);
     let mut conn = svc.redis.clone();
     let set: Option<String> = redis::cmd("SET")

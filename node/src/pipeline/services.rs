@@ -28,6 +28,9 @@ pub struct Services {
     /// Whether the engine went away under a step: such a failure is not the app's.
     pub engine: crate::engine_watch::EngineWatch,
     pub redis: Redis,
+    /// Confirms the claims that must survive a failover of Redis (`redis.min_replicas_acked`;
+    /// off by default).
+    pub replicas: berth_bus::Replicas,
     pub router: berth_bus::Live<Router>,
     pub events: EventSink,
     pub builder: Builder,
