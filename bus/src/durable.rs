@@ -19,6 +19,13 @@
 //! way are answered together by the next one (one `PUBLISH` + `WAIT` for all of them), so a
 //! replica that is away costs each caller at most two timeouts, not one per caller ahead of it.
 //!
+//! **Fewer replicas than asked for.** Each round first asks `ROLE` how many replicas the
+//! primary has connected, and waits for that many at most: right after a failover of a primary
+//! with one replica there are none, and a covered write is then confirmed at once — the daemon
+//! carries on, and no replica that could be promoted lacks the write. The task logs when the
+//! primary falls short and when it has enough again. (Redis's `min-replicas-to-write` is the
+//! refusal for who wants it: [`lacks_replicas`].)
+//!
 //! **Off by default.** With `n` = 0 ([`Replicas::off`]) no task, no connection, no command:
 //! `confirm` answers at once, so `berth up` and single-Redis users pay nothing.
 //!
@@ -198,6 +205,7 @@ async fn rounds(
     stop: CancellationToken,
 ) {
     let mut conn = None;
+    let mut short = false;
     let timeout_ms = d.timeout.as_millis() as u64;
     loop {
         let first = tokio::select! {
@@ -208,7 +216,7 @@ async fn rounds(
         while let Ok(a) = asks.try_recv() {
             batch.push(a);
         }
-        let answer = round(&redis, &mut conn, d, timeout_ms).await;
+        let answer = round(&redis, &mut conn, d, timeout_ms, &mut short).await;
         if let Err(e) = &answer {
             tracing::warn!(writes = batch.len(), error = %e, "writes not confirmed by Redis's replicas");
             count(&redis, &process, batch.len()).await;
@@ -219,12 +227,16 @@ async fn rounds(
     }
 }
 
-/// One `PUBLISH` + `WAIT`; the connection is made again at the next round after a failure.
+/// One round: `ROLE` (the replicas the primary has now), then `PUBLISH` + `WAIT` for as many
+/// of them as are asked for, at most — none connected, nothing to wait for; the connection is
+/// made again at the next round after a failure. `short` is whether the primary has fewer
+/// replicas than asked for (logged when that starts and ends).
 async fn round(
     redis: &Redis,
     conn: &mut Option<redis::aio::MultiplexedConnection>,
     d: Durability,
     timeout_ms: u64,
+    short: &mut bool,
 ) -> Result<(), Unreplicated> {
     let failed = |cause: String| Unreplicated {
         acked: 0,
@@ -241,20 +253,50 @@ async fn round(
         );
     }
     let c = conn.as_mut().expect("made above");
+    let role: redis::RedisResult<redis::Value> = redis::cmd("ROLE").query_async(c).await;
+    let connected = match redis.observed(role) {
+        Ok(v) => match primary_replicas(&v) {
+            Some(n) => n,
+            None => return Err(failed("the Redis written to is not the primary".into())),
+        },
+        Err(e) => {
+            *conn = None;
+            return Err(failed(e.to_string()));
+        }
+    };
+    let wanted = d.replicas.min(connected);
+    if (wanted < d.replicas) != *short {
+        *short = wanted < d.replicas;
+        match *short {
+            true => tracing::warn!(
+                connected,
+                asked = d.replicas,
+                "Redis's primary has fewer replicas than redis.min_replicas_acked asks for: \
+                 covered writes wait for the ones it has (none: for nothing) until more are back"
+            ),
+            false => tracing::info!(
+                connected,
+                "Redis's primary has the replicas redis.min_replicas_acked asks for again"
+            ),
+        }
+    }
+    if wanted == 0 {
+        return Ok(());
+    }
     let r: redis::RedisResult<(i64, i64)> = redis::pipe()
         .cmd("PUBLISH")
         .arg(keys::REPLICATED)
         .arg(1)
         .cmd("WAIT")
-        .arg(d.replicas)
+        .arg(wanted)
         .arg(timeout_ms)
         .query_async(c)
         .await;
     match redis.observed(r) {
-        Ok((_, acked)) if acked >= i64::from(d.replicas) => Ok(()),
+        Ok((_, acked)) if acked >= i64::from(wanted) => Ok(()),
         Ok((_, acked)) => Err(Unreplicated {
             acked: acked.max(0) as u32,
-            wanted: d.replicas,
+            wanted,
             timeout: d.timeout,
             cause: None,
         }),
@@ -262,6 +304,18 @@ async fn round(
             *conn = None;
             Err(failed(e.to_string()))
         }
+    }
+}
+
+/// How many replicas a `ROLE` answer says the primary has connected; `None` when it is not a
+/// primary's answer (`master`, offset, replicas).
+fn primary_replicas(role: &redis::Value) -> Option<u32> {
+    use redis::Value as V;
+    let V::Array(items) = role else { return None };
+    let is_master = matches!(items.first(), Some(V::BulkString(b)) if b.as_slice() == b"master");
+    match (is_master, items.get(2)) {
+        (true, Some(V::Array(replicas))) => Some(replicas.len() as u32),
+        _ => None,
     }
 }
 
@@ -285,4 +339,37 @@ async fn count(redis: &Redis, process: &str, n: usize) {
 /// ([`crate::is_unavailable`]), not an outage of the link.
 pub fn lacks_replicas(e: &redis::RedisError) -> bool {
     e.code() == Some("NOREPLICAS")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value as V;
+
+    fn bulk(s: &str) -> V {
+        V::BulkString(s.as_bytes().to_vec())
+    }
+
+    /// `ROLE` of a primary lists its connected replicas; a replica's answer is no primary's.
+    #[test]
+    fn the_replicas_a_primary_has_are_read_from_role() {
+        let replica = V::Array(vec![bulk("127.0.0.1"), bulk("6380"), bulk("100")]);
+        let two = V::Array(vec![
+            bulk("master"),
+            V::Int(100),
+            V::Array(vec![replica.clone(), replica]),
+        ]);
+        assert_eq!(primary_replicas(&two), Some(2));
+        let none = V::Array(vec![bulk("master"), V::Int(0), V::Array(vec![])]);
+        assert_eq!(primary_replicas(&none), Some(0));
+        let a_replica = V::Array(vec![
+            bulk("slave"),
+            bulk("127.0.0.1"),
+            V::Int(6379),
+            bulk("connected"),
+            V::Int(100),
+        ]);
+        assert_eq!(primary_replicas(&a_replica), None);
+        assert_eq!(primary_replicas(&V::Nil), None);
+    }
 }
