@@ -827,11 +827,15 @@ impl Single {
                     let before = hooked.repo.git(&["rev-parse", "HEAD"])?;
                     hooked.next_version()?;
                     let after = hooked.repo.git(&["rev-parse", "HEAD"])?;
-                    let pushes =
-                        tokio::spawn(pushes(api.base.clone(), hooked.repo.url(), before, after));
+                    let pushes = tokio::spawn(pushes(
+                        api.base.clone(),
+                        hooked.repo.url(),
+                        before,
+                        after.clone(),
+                    ));
                     let (n, killed, dead) = fail_over(sentinels, &api, &app.name, back).await?;
                     (note, self.killed_at, self.dead) = (Some(n), Some(killed), dead);
-                    hook_deliveries = Some(pushes);
+                    hook_deliveries = Some((pushes, hooked.name.clone(), after));
                 }
             }
             Fault::PowerCut | Fault::RestartDockerd(_) => {
@@ -874,9 +878,34 @@ impl Single {
         }
         let n = load.finish().await;
         count_load(&mut t, &n);
-        if let Some(pushes) = hook_deliveries {
-            // Every push Berth acknowledged queued deployments that exist and end.
+        if let Some((pushes, hooked, after)) = hook_deliveries {
+            // Every push Berth acknowledged queued deployments that exist and end; and the
+            // pushed commit was deployed (a delivery answered 503 that had queued its deployment
+            // is answered, delivered again, as already handled: that deployment is found here).
             let acked = pushes.await.context("the push sender")??;
+            let (_, list) = api
+                .get(&format!("/api/v1/apps/{hooked}/deployments"))
+                .await?;
+            let pushed = list.as_array().and_then(|ds| {
+                ds.iter()
+                    .find(|d| d["commit"] == after.as_str() || d["ref"] == after.as_str())
+                    .and_then(|d| d["id"].as_str().map(str::to_string))
+            });
+            match pushed {
+                None if !acked.is_empty() => t.lost.push(format!(
+                    "the pushes of {after} were acknowledged, but {hooked} has no deployment of it"
+                )),
+                None => {}
+                Some(id) => match api.wait_terminal(&id, TERMINAL_WAIT).await {
+                    Ok(d) if d["status"] == "succeeded" => {}
+                    Ok(d) => t
+                        .lost
+                        .push(format!("the pushed commit's deployment ended {d}")),
+                    Err(e) => t.lost.push(format!(
+                        "the pushed commit's deployment {id} did not end: {e:#}"
+                    )),
+                },
+            }
             for (delivery, ids) in &acked {
                 for id in ids {
                     if let Err(e) = api.wait_terminal(id, TERMINAL_WAIT).await {
@@ -889,7 +918,7 @@ impl Single {
             }
             let ids: usize = acked.iter().map(|(_, ids)| ids.len()).sum();
             t.note = Some(format!(
-                "{}; {} pushes acknowledged ({ids} deployments, all ended)",
+                "{}; {} pushes acknowledged ({ids} deployments named; the commit deployed)",
                 t.note.take().unwrap_or_default(),
                 acked.len()
             ));
