@@ -619,8 +619,8 @@ pub struct Single {
     broken: Option<ChaosApp>,
     /// Trials of the switch scenario so far (every other one pauses at the switch).
     switch_trials: u32,
-    /// When this trial killed the Redis primary.
-    killed_at: Option<Instant>,
+    /// When this trial killed the Redis primary (ms since the epoch, as records' times are).
+    killed_at: Option<u64>,
     /// The port of the Redis this trial killed and left dead (started again after it).
     dead: Option<u16>,
 }
@@ -848,8 +848,11 @@ impl Single {
         verbose(&s.name, &log);
         let mut t = Trial::outcome_only(Outcome::Succeeded);
         t.note = note;
+        // When the record says the deployment ended (a trial may look later than that).
+        let mut finished_at = None;
         match d {
             Ok(d) => {
+                finished_at = d["finished_at"].as_u64();
                 t.to_terminal = Some(elapsed);
                 t.attempts = d["attempt"].as_u64().unwrap_or(0) as u32 + 1;
                 t.outcome = judge(&d, s.app_broken(), &log);
@@ -923,10 +926,12 @@ impl Single {
                 acked.len()
             ));
         }
-        if let (Outcome::Succeeded, Some(killed_at)) = (&t.outcome, self.killed_at.take()) {
-            // From the primary's death to the end of the deployment it interrupted.
-            let ended = t0 + t.to_terminal.unwrap_or_default();
-            let s = ended.saturating_duration_since(killed_at).as_secs_f64();
+        if let (Outcome::Succeeded, Some(killed_at), Some(finished_at)) =
+            (&t.outcome, self.killed_at.take(), finished_at)
+        {
+            // From the primary's death to the end of the deployment it interrupted, as its
+            // record says (the back variant looks only once the old primary is a replica).
+            let s = finished_at.saturating_sub(killed_at) as f64 / 1000.0;
             t.note = Some(format!(
                 "{}; deployment ended {s:.1} s after",
                 t.note.take().unwrap_or_default()
@@ -1011,19 +1016,22 @@ async fn pushes(
 /// kill -9 of the Redis primary, and the time until the API accepts a write again (`PATCH` of
 /// `app`'s drain, the value it has), polled every 100 ms; with `back`, the old primary then
 /// starts again (a primary by its own account) and Sentinel makes it a replica. What the
-/// trial's note says, when the kill was, and the port left dead.
+/// trial's note says, when the kill was (ms since the epoch), and the port left dead.
 async fn fail_over(
     sentinels: &mut crate::RedisSentinels,
     api: &Api,
     app: &str,
     back: bool,
-) -> Result<(String, Instant, Option<u16>)> {
+) -> Result<(String, u64, Option<u16>)> {
     let primary = sentinels
         .primary_now()
         .await
         .context("no Redis says it is the primary")?;
     sentinels.kill(primary);
     let killed = Instant::now();
+    let killed_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as u64;
     let mut refused = 0u32;
     let path = format!("/api/v1/apps/{app}");
     let deadline = killed + Duration::from_secs(120);
@@ -1050,7 +1058,7 @@ async fn fail_over(
          ({refused} answered 503 before)"
     );
     if !back {
-        return Ok((note, killed, Some(primary)));
+        return Ok((note, killed_ms, Some(primary)));
     }
     sentinels.restart(primary).await?;
     eventually(
@@ -1061,7 +1069,7 @@ async fn fail_over(
     .await?;
     let s = killed.elapsed().as_secs_f64();
     note.push_str(&format!("; back as a replica {s:.1} s after"));
-    Ok((note, killed, None))
+    Ok((note, killed_ms, None))
 }
 
 /// Starts a follower coordinator beside the cluster's (which leads), once the lease names the
