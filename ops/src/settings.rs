@@ -154,7 +154,7 @@ pub struct RedisSettings {
     /// the daemons ask them which node is the primary of `master_name`, and follow a failover.
     /// `url` then only says how to speak to the data nodes (password, TLS, db); its host is
     /// not used.
-    #[serde(deserialize_with = "host_ports")]
+    #[serde(deserialize_with = "list")]
     pub sentinels: Vec<String>,
     /// The name the Sentinels monitor the primary under (`sentinel monitor <name> …`).
     pub master_name: Option<String>,
@@ -305,25 +305,6 @@ fn is_loopback(host: &str) -> bool {
             .trim_end_matches(']')
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
-}
-
-/// A list of `host:port` as a list, or as `a:1,b:2` (an environment variable).
-fn host_ports<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum List {
-        List(Vec<String>),
-        Text(String),
-    }
-    let list = match List::deserialize(d)? {
-        List::List(l) => l,
-        List::Text(s) => s.split(',').map(str::to_string).collect(),
-    };
-    Ok(list
-        .iter()
-        .map(|a| a.trim().to_string())
-        .filter(|a| !a.is_empty())
-        .collect())
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -552,7 +533,8 @@ impl NodeSettings {
     }
 }
 
-/// A list as a list, or as `a,b,…` (how the environment gives one).
+/// A list as a list, or as `a,b,…` (how the environment gives one); each entry trimmed, empty
+/// ones dropped.
 fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -560,15 +542,16 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
         Items(Vec<String>),
         Text(String),
     }
-    Ok(match List::deserialize(d)? {
+    let items = match List::deserialize(d)? {
         List::Items(v) => v,
-        List::Text(s) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(String::from)
-            .collect(),
-    })
+        List::Text(s) => s.split(',').map(String::from).collect(),
+    };
+    Ok(items
+        .iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect())
 }
 
 /// Labels as a table or as `key=value,…`.
