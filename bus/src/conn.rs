@@ -197,6 +197,17 @@ impl Redis {
             .clone()
     }
 
+    /// The shared connection to the primary now. Only it is cloned (an `Arc`): the client
+    /// beside it holds the connection's settings, whose clone allocates, and every command
+    /// goes through here.
+    fn manager(&self) -> ConnectionManager {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .mgr
+            .clone()
+    }
+
     /// The client of the primary now, for connections of another kind (pub/sub).
     pub fn client(&self) -> redis::Client {
         self.current().client
@@ -292,7 +303,7 @@ impl Redis {
         let mut again = true;
         loop {
             let started = Instant::now();
-            let mut mgr = self.current().mgr;
+            let mut mgr = self.manager();
             let r = match tokio::time::timeout(PROBE_TIMEOUT, ping_role(&mut mgr)).await {
                 Ok(r) => r,
                 Err(_) => Err(RedisError::from(std::io::Error::new(
@@ -346,7 +357,7 @@ impl Redis {
         if probe {
             self.probe().await?;
         }
-        let mgr = self.current().mgr;
+        let mgr = self.manager();
         self.observed(send(mgr).await)
     }
 }
@@ -569,7 +580,7 @@ impl ConnectionLike for Redis {
     }
 
     fn get_db(&self) -> i64 {
-        self.current().mgr.get_db()
+        self.manager().get_db()
     }
 }
 

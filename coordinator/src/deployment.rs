@@ -394,19 +394,36 @@ async fn decide(t: Tick, d: Deployment, app: Option<App>) -> Result<Step> {
                 Some(r) => r,
                 None => runtime_of(&store, &app).await?,
             };
-            let Some(d) = ledger
+            // The job goes with the assignment, in its write: one script call, and a record
+            // that names its node always has its job queued. It is made from the record as
+            // it will be written (only the node and the runtime change).
+            let mut assigned = d.clone();
+            assigned.node = Some(node.clone());
+            assigned.runtime.get_or_insert_with(|| runtime.clone());
+            let spec = Spec::of(rollback_image(&assigned), None, assigned.attempt);
+            let job = job_of(&store, &assigned, app.clone(), dl, spec).await?;
+            let job = store.job_command(&node, &d.id, &job)?;
+            let Some((d, queued)) = ledger
                 .send(Assign {
                     id: id.clone(),
                     node: node.clone(),
                     runtime,
                     known: Some(d.clone()),
+                    job: Some(job),
                 })
                 .await??
             else {
                 return Ok(Step::Wait);
             };
-            let image = rollback_image(&d);
-            send_job(&store, &d, app, &node, dl, Spec::of(image, None, d.attempt)).await?;
+            match queued {
+                true => store.job_queued(&node, &d.id).await?,
+                // The record was not as this actor held it: the job is made again from the
+                // record as assigned.
+                false => {
+                    let image = rollback_image(&d);
+                    send_job(&store, &d, app, &node, dl, Spec::of(image, None, d.attempt)).await?
+                }
+            }
             Ok(Step::Sent)
         }
         (Some(node), _) => {
@@ -697,11 +714,23 @@ pub(crate) async fn runtime_of(store: &Store, app: &App) -> Result<RuntimeSpec> 
 pub(crate) async fn send_job(
     store: &Store,
     d: &Deployment,
-    mut app: App,
+    app: App,
     node: &str,
     dl: Deadlines,
     spec: Spec,
 ) -> Result<()> {
+    let job = job_of(store, d, app, dl, spec).await?;
+    store.send_job(node, &d.id, &job).await
+}
+
+/// The job that runs `d` (as assigned, or about to be: only its node is not read).
+async fn job_of(
+    store: &Store,
+    d: &Deployment,
+    mut app: App,
+    dl: Deadlines,
+    spec: Spec,
+) -> Result<Job> {
     let Spec {
         image,
         slot,
@@ -758,8 +787,7 @@ pub(crate) async fn send_job(
         no_cache: d.no_cache,
         app,
     }));
-    store.send_job(node, &d.id, &job).await?;
-    Ok(())
+    Ok(job)
 }
 
 /// Tick now, reading the record again (it changed) — or deciding from the record given: the

@@ -143,9 +143,10 @@ pub struct Create {
     pub no_cache: bool,
 }
 
-/// Bind a queued deployment to the node that will run it.
+/// Bind a queued deployment to the node that will run it. Answers the record as written and
+/// whether `job` went with it, `None` when the deployment is no longer queued and unplaced.
 #[derive(Message)]
-#[rtype(result = "Result<Option<Deployment>>")]
+#[rtype(result = "Result<Option<(Deployment, bool)>>")]
 pub struct Assign {
     pub id: String,
     pub node: String,
@@ -154,6 +155,10 @@ pub struct Assign {
     /// The record as the asker holds it: the first try expects Redis to hold exactly this (so
     /// it does not read it first); when it does not, the record is read and decided again.
     pub known: Option<Deployment>,
+    /// The command that queues the deployment's job, made from `known`: it runs in the
+    /// assignment's write when that write finds the record as `known` (else the asker makes
+    /// the job again from the record answered).
+    pub job: Option<redis::Cmd>,
 }
 
 /// Run a deployment whose attempt an infrastructure fault interrupted (its node went down
@@ -458,7 +463,7 @@ impl Handler<Create> for Ledger {
 }
 
 impl Handler<Assign> for Ledger {
-    type Result = ResponseFuture<Result<Option<Deployment>>>;
+    type Result = ResponseFuture<Result<Option<(Deployment, bool)>>>;
 
     fn handle(&mut self, msg: Assign, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
@@ -468,8 +473,11 @@ impl Handler<Assign> for Ledger {
             let _one = serial.lock().await;
             let held = written.take(&msg.id);
             let mut known = msg.known.filter(|d| d.id == msg.id);
+            let mut job = msg.job;
             for n in 0..TRIES {
                 lost_race(n).await;
+                // The job only with the record it was made from.
+                let with_job = if known.is_some() { job.take() } else { None };
                 let read = match known.take() {
                     // The bytes this Ledger wrote it as, when it holds them (no encoding).
                     Some(d) => match &held {
@@ -492,11 +500,13 @@ impl Handler<Assign> for Ledger {
                     d.runtime = Some(msg.runtime.clone());
                 }
                 let line = format!("scheduled on node {}", msg.node);
-                let log = log_command(&d.id, LogStream::System, &line);
+                let mut extra = vec![log_command(&d.id, LogStream::System, &line)];
+                let queued = with_job.is_some();
+                extra.extend(with_job);
                 let expect = Expect::Read(&raw, DeploymentStatus::Queued);
-                if let Some(bytes) = store.write_deployment(&d, &[log], expect).await? {
+                if let Some(bytes) = store.write_deployment(&d, &extra, expect).await? {
                     written.keep(&d, Some(bytes));
-                    return Ok(Some(d));
+                    return Ok(Some((d, queued)));
                 }
             }
             Err(kept_changing(&msg.id))
@@ -866,6 +876,87 @@ pub(crate) mod tests {
         ((dir, redis), url, ledgers)
     }
 
+    /// An assignment's job is queued in the assignment's write when the record is the one the
+    /// job was made from; when another process changed the record meanwhile, the assignment is
+    /// decided again on the record read and the job is left to the asker (who makes it again
+    /// from that record).
+    #[actix_rt::test]
+    async fn an_assignment_queues_its_job_only_with_the_record_it_was_made_from() {
+        let (_redis, url, ledgers) = two_ledgers("ledger-assign-job").await;
+        let a = &ledgers[0];
+        let store = Store::new(berth_bus::Redis::connect(&url, "test").await.unwrap());
+        let runtime = RuntimeSpec {
+            env: Default::default(),
+            port: 8080,
+            health_check: Default::default(),
+            secrets: None,
+        };
+        let jobs = |node: &'static str| {
+            let conn = store.conn();
+            async move {
+                let n: usize = redis::cmd("XLEN")
+                    .arg(berth_protocol::keys::jobs(node))
+                    .query_async(&mut conn.clone())
+                    .await
+                    .unwrap();
+                n
+            }
+        };
+        let job = |node: &str, id: &str| {
+            store
+                .job_command(node, id, &berth_protocol::Job::StopApp { app: "a".into() })
+                .unwrap()
+        };
+        let create = || Create {
+            app: "a".into(),
+            ..Default::default()
+        };
+
+        // As made: the record and its job in one write.
+        let d = a.send(create()).await.unwrap().unwrap();
+        let (assigned, queued) = a
+            .send(Assign {
+                id: d.id.clone(),
+                node: "n1".into(),
+                runtime: runtime.clone(),
+                known: Some(d.clone()),
+                job: Some(job("n1", &d.id)),
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("assigned");
+        assert!(queued);
+        assert_eq!(assigned.node.as_deref(), Some("n1"));
+        assert_eq!(jobs("n1").await, 1);
+
+        // Changed by another process (still queued, on no node): assigned, no job.
+        let d = a.send(create()).await.unwrap().unwrap();
+        let (_, raw) = store.read_deployment(&d.id).await.unwrap().unwrap();
+        let mut changed = d.clone();
+        changed.commit_message = Some("edited elsewhere".into());
+        assert!(store
+            .put_deployment_with(&changed, &[], Expect::Read(&raw, DeploymentStatus::Queued))
+            .await
+            .unwrap());
+        let (assigned, queued) = a
+            .send(Assign {
+                id: d.id.clone(),
+                node: "n2".into(),
+                runtime,
+                known: Some(d.clone()),
+                job: Some(job("n2", &d.id)),
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("assigned");
+        assert!(!queued);
+        assert_eq!(assigned.node.as_deref(), Some("n2"));
+        assert_eq!(assigned.commit_message.as_deref(), Some("edited elsewhere"));
+        assert_eq!(jobs("n2").await, 0);
+    }
+
     /// A Ledger starts a change from the record as it wrote it last (no read); when another
     /// process changed the record since, the change is decided again on the record in Redis —
     /// both when the held copy would write (the compare refuses it) and when the held copy
@@ -894,11 +985,13 @@ pub(crate) mod tests {
                     secrets: None,
                 },
                 known: Some(d.clone()),
+                job: None,
             })
             .await
             .unwrap()
             .unwrap()
-            .expect("assigned");
+            .expect("assigned")
+            .0;
         assert_eq!(assigned.node.as_deref(), Some("n1"));
 
         // The other process moves it to n2; this one still holds it on n1.

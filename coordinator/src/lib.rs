@@ -47,6 +47,7 @@ pub(crate) mod store;
 pub mod upload;
 pub mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -119,14 +120,15 @@ impl CoordinatorConfig {
 
 /// A running coordinator: the addresses web/ needs. Its Redis layer (`store`) and its actors
 /// other than `Api` are private to this crate, so web/ cannot touch Redis: the compiler keeps
-/// that invariant, not habit.
+/// that invariant, not habit. Cheap to clone (a few `Arc`s): web/'s routes clone it for every
+/// request, once per route tried.
 #[derive(Clone)]
 pub struct Coordinator {
     pub api: Live<api::Api>,
     /// Reads and follows deployment and app logs.
-    pub logs: logs::Logs,
+    pub logs: Arc<logs::Logs>,
     /// Follows the output of commands run in replicas (`berth exec`).
-    pub exec: exec::Execs,
+    pub exec: Arc<exec::Execs>,
     /// Tells what changes: deployments and apps (`GET /api/v1/events`).
     pub changes: changes::Changes,
 }
@@ -242,8 +244,8 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
     tree.start();
     Ok(Coordinator {
         api,
-        logs,
-        exec,
+        logs: Arc::new(logs),
+        exec: Arc::new(exec),
         changes,
     })
 }

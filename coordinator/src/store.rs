@@ -24,8 +24,13 @@ use berth_protocol::envelope::kind::{
     NODE as NODE_KIND, ROUTE as ROUTE_KIND,
 };
 
+/// Berth's Redis layer. Cheap to clone (one `Arc`): every actor message and API request takes
+/// a copy.
 #[derive(Clone)]
-pub struct Store {
+pub struct Store(Arc<Parts>);
+
+/// What a [`Store`] holds; its methods reach the fields through `Deref`.
+pub struct Parts {
     conn: Redis,
     /// The app list as of a value of `berth:apps:version`: decoding 10,000 records on every
     /// `GET /apps` costs more than the rest of the request. Checked against Redis on every
@@ -331,20 +336,39 @@ pub enum Expect<'a> {
     Read(&'a [u8], DeploymentStatus),
 }
 
+impl std::ops::Deref for Store {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
 impl Store {
     pub fn new(conn: Redis) -> Self {
-        Store {
+        Store(Arc::new(Parts {
             conn,
             apps: Arc::default(),
             leadership: None,
             replicas: Replicas::off(),
-        }
+        }))
+    }
+
+    /// A store like this one whose parts `change` edits (the app cache stays shared).
+    fn changed(&self, change: impl FnOnce(&mut Parts)) -> Self {
+        let mut parts = Parts {
+            conn: self.conn.clone(),
+            apps: self.apps.clone(),
+            leadership: self.leadership.clone(),
+            replicas: self.replicas.clone(),
+        };
+        change(&mut parts);
+        Store(Arc::new(parts))
     }
 
     /// This store's covered writes are confirmed by Redis's replicas through `replicas`.
-    pub fn with_replicas(mut self, replicas: Replicas) -> Self {
-        self.replicas = replicas;
-        self
+    pub fn with_replicas(self, replicas: Replicas) -> Self {
+        self.changed(|p| p.replicas = replicas)
     }
 
     /// Whether covered writes wait for Redis's replicas (`redis.min_replicas_acked` > 0): the
@@ -366,9 +390,8 @@ impl Store {
     }
 
     /// This store's writes are fenced with the epoch this coordinator leads under.
-    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
-        self.leadership = Some(leadership);
-        self
+    pub fn with_leadership(self, leadership: Leadership) -> Self {
+        self.changed(|p| p.leadership = Some(leadership))
     }
 
     /// The fencing token of this coordinator's writes: its epoch while it leads. A write that
@@ -1340,6 +1363,21 @@ impl Store {
     }
 
     /// Queues a job on a node's stream.
+    /// The `XADD` that queues `job` on `node`'s stream, to run inside a record's write
+    /// (`Assign`): the write's fence covers it.
+    pub fn job_command(&self, node: &str, id: &str, job: &Job) -> Result<redis::Cmd> {
+        let bytes = encode(JOB_KIND, id, job)?;
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(keys::jobs(node))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(keys::STREAM_MAXLEN)
+            .arg("*")
+            .arg(berth_protocol::envelope::STREAM_FIELD)
+            .arg(bytes);
+        Ok(xadd)
+    }
+
     pub async fn send_job(&self, node: &str, id: &str, job: &Job) -> Result<()> {
         let bytes = encode(JOB_KIND, id, job)?;
         let fence = self.fence_arg();
@@ -1365,9 +1403,14 @@ impl Store {
                 &fence,
             ));
         }
-        // A job lost with the primary would leave its deployment waiting until its deadline:
-        // an error here makes the deployment's actor send it again (the node's claim makes a
-        // second copy harmless).
+        self.job_queued(node, id).await
+    }
+
+    /// What follows a job's `XADD` (on its own or in its assignment's write): a job lost with
+    /// the primary would leave its deployment waiting until its deadline, so where Redis's
+    /// replicas must have a write, an error here makes the deployment's actor send it again
+    /// (the node's claim makes a second copy harmless).
+    pub async fn job_queued(&self, node: &str, id: &str) -> Result<()> {
         if !self.confirms() {
             return Ok(());
         }

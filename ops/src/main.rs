@@ -154,6 +154,12 @@ pub struct IdArg {
 }
 
 fn main() {
+    // No transparent huge pages for this process (as Redis does for itself): mimalloc asks for
+    // them, and then each heap page it touches first costs the zeroing of 2 MiB. That was 6–7 %
+    // of the coordinator's CPU samples under `berth bench scheduler` (`BENCHMARKS.md`,
+    // "Scheduler"). Children (the bench's coordinator) inherit it. A kernel that refuses is
+    // fine: the process only runs a little slower.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
