@@ -42,11 +42,17 @@ fn kept_changing(id: &str) -> Error {
     ))
 }
 
-/// A held record and its bytes, by deployment id.
-type Held = std::collections::HashMap<String, (Deployment, Vec<u8>)>;
+/// The held records and their bytes, by deployment id, and the sum of those bytes.
+#[derive(Default)]
+struct Held {
+    records: std::collections::HashMap<String, (Deployment, Vec<u8>)>,
+    bytes: usize,
+}
 
-/// How many records [`Written`] holds at most, and the largest it holds (bytes encoded).
-const WRITTEN_MAX: usize = 1024;
+/// How many bytes (encoded) of records [`Written`] holds at most in all — about 16,000 records
+/// of this bench's size, so a coordinator with that many deployments in flight starts every
+/// change from a held copy — and the largest record it holds.
+const WRITTEN_MAX_TOTAL: usize = 8 * 1024 * 1024;
 const WRITTEN_MAX_BYTES: usize = 8 * 1024;
 
 /// The records of unfinished deployments as this Ledger wrote them last, with their bytes. A
@@ -60,25 +66,36 @@ struct Written(std::sync::Arc<std::sync::Mutex<Held>>);
 
 impl Written {
     fn take(&self, id: &str) -> Option<(Deployment, Vec<u8>)> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id)
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let taken = held.records.remove(id);
+        if let Some((_, b)) = &taken {
+            held.bytes -= b.len();
+        }
+        taken
     }
 
     /// Holds `d`, just written as `bytes`; a terminal record is let go (it never changes).
+    /// When the held bytes would pass [`WRITTEN_MAX_TOTAL`], others make room (any: a record
+    /// not held is read from Redis, which costs a read, not a mistake).
     fn keep(&self, d: &Deployment, bytes: Option<Vec<u8>>) {
         let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match bytes {
-            Some(b) if !d.status.is_terminal() && b.len() <= WRITTEN_MAX_BYTES => {
-                if held.len() >= WRITTEN_MAX && !held.contains_key(&d.id) {
-                    if let Some(k) = held.keys().next().cloned() {
-                        held.remove(&k);
-                    }
-                }
-                held.insert(d.id.clone(), (d.clone(), b));
-            }
-            _ => {
-                held.remove(&d.id);
+        if let Some((_, old)) = held.records.remove(&d.id) {
+            held.bytes -= old.len();
+        }
+        let Some(b) = bytes else { return };
+        if d.status.is_terminal() || b.len() > WRITTEN_MAX_BYTES {
+            return;
+        }
+        while held.bytes + b.len() > WRITTEN_MAX_TOTAL {
+            let Some(k) = held.records.keys().next().cloned() else {
+                break;
+            };
+            if let Some((_, old)) = held.records.remove(&k) {
+                held.bytes -= old.len();
             }
         }
+        held.bytes += b.len();
+        held.records.insert(d.id.clone(), (d.clone(), b));
     }
 }
 
@@ -874,6 +891,42 @@ pub(crate) mod tests {
             ledgers.push(Ledger::new(Store::new(conn)).start());
         }
         ((dir, redis), url, ledgers)
+    }
+
+    /// The held copies stay within their byte budget: a record kept when it is full makes room
+    /// by letting others go, a taken or ended record gives its bytes back.
+    #[test]
+    fn held_records_stay_within_their_bytes() {
+        let written = Written::default();
+        let size = 4096;
+        let n = WRITTEN_MAX_TOTAL / size;
+        for i in 0..n + 10 {
+            let mut d = queued();
+            d.id = format!("d{i}");
+            written.keep(&d, Some(vec![0; size]));
+        }
+        let (count, bytes) = {
+            let held = written.0.lock().unwrap();
+            (held.records.len(), held.bytes)
+        };
+        assert_eq!((count, bytes), (n, n * size));
+        let last = format!("d{}", n + 9);
+        assert!(written.take(&last).is_some(), "the newest is held");
+        let mut ended = queued();
+        ended.id = written
+            .0
+            .lock()
+            .unwrap()
+            .records
+            .keys()
+            .next()
+            .unwrap()
+            .clone();
+        ended.status = DeploymentStatus::Succeeded;
+        written.keep(&ended, Some(vec![0; size]));
+        let held = written.0.lock().unwrap();
+        assert_eq!((held.records.len(), held.bytes), (n - 2, (n - 2) * size));
+        assert!(!held.records.contains_key(&ended.id));
     }
 
     /// An assignment's job is queued in the assignment's write when the record is the one the

@@ -129,14 +129,15 @@ pub fn place<'a>(nodes: &'a [NodeView], req: &Request) -> Result<&'a NodeInfo, U
             }
         }
     }
+    // The keys borrow the names (a placement ranks every node: no copy of each name).
     let best = match req.placement.strategy {
-        Strategy::Spread => passed.into_iter().min_by_key(|n| {
+        Strategy::Spread => passed.into_iter().min_by_key(|&n| {
             let mem = Reverse(mem_available(n).unwrap_or(0));
-            ((req.replicas_on)(&n.name), load(n), mem, n.name.clone())
+            ((req.replicas_on)(&n.name), load(n), mem, n.name.as_str())
         }),
-        Strategy::Binpack => passed.into_iter().min_by_key(|n| {
+        Strategy::Binpack => passed.into_iter().min_by_key(|&n| {
             let mem = mem_available(n).unwrap_or(u64::MAX);
-            (mem, load(n), n.name.clone())
+            (mem, load(n), n.name.as_str())
         }),
     };
     best.ok_or(Unplaced { rejected })
