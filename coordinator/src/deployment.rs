@@ -26,7 +26,7 @@ use berth_protocol::{
 
 use crate::error::{Error, Result};
 use crate::ledger::{Assign, Ledger, Quarantine, Reassign, Transition};
-use crate::registry::{NodeRegistry, Nodes, Place};
+use crate::registry::{self, NodeRegistry, Nodes, Place};
 use crate::releases;
 use crate::rollout;
 use crate::scheduler;
@@ -289,9 +289,7 @@ fn waits_on_its_node(d: &Deployment, nodes: &[NodeView], sent: bool, dl: Deadlin
     let Some(node) = &d.node else {
         return false;
     };
-    let up = nodes
-        .iter()
-        .any(|n| &n.info.name == node && n.status != NodeStatus::Down);
+    let up = registry::find(nodes, node).is_some_and(|n| n.status != NodeStatus::Down);
     let age = Duration::from_millis(now_ms().saturating_sub(d.created_at));
     !d.status.is_terminal()
         && d.rollout.is_none()
@@ -427,7 +425,7 @@ async fn decide(t: Tick, d: Deployment, app: Option<App>) -> Result<Step> {
             Ok(Step::Sent)
         }
         (Some(node), _) => {
-            let view = nodes.iter().find(|n| &n.info.name == node);
+            let view = registry::find(&nodes, node);
             let down = view.is_none_or(|n| n.status == NodeStatus::Down);
             if down || d.interrupted.is_some() {
                 return retry(

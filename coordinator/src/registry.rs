@@ -73,21 +73,45 @@ pub struct NodeRegistry {
 
 /// The placements of the last [`RECENT`]: in the order they were made, and counted per node.
 /// Expiring them takes the oldest off the front (one clock read however many there are), so
-/// asking costs the number of nodes placed on, not the number of placements.
+/// asking costs the number of nodes placed on, not the number of placements. The counts are
+/// also kept laid out by the positions of the fleet snapshot placed over last ([`Aligned`]), so
+/// ranking a thousand nodes looks up no name: only a new snapshot (at most one per
+/// [`SNAPSHOT_MAX_AGE`]) is indexed by name.
 #[derive(Default)]
 struct Recent {
     order: std::collections::VecDeque<(Instant, String)>,
     counts: HashMap<String, u32>,
+    aligned: Option<Aligned>,
+}
+
+/// [`Recent`]'s counts by position in one snapshot of the fleet.
+struct Aligned {
+    nodes: Arc<Vec<NodeView>>,
+    /// Each node's position in `nodes`.
+    at: HashMap<String, usize>,
+    counts: Vec<u32>,
+}
+
+impl Aligned {
+    fn bump(&mut self, node: &str, up: bool) {
+        if let Some(&i) = self.at.get(node) {
+            let c = &mut self.counts[i];
+            *c = if up { *c + 1 } else { c.saturating_sub(1) };
+        }
+    }
 }
 
 impl Recent {
     fn add(&mut self, node: String, at: Instant) {
         *self.counts.entry(node.clone()).or_default() += 1;
+        if let Some(a) = &mut self.aligned {
+            a.bump(&node, true);
+        }
         self.order.push_back((at, node));
     }
 
-    /// The counts of placements younger than `RECENT` at `now`.
-    fn counts(&mut self, now: Instant) -> &HashMap<String, u32> {
+    /// Forgets the placements older than `RECENT` at `now`.
+    fn expire(&mut self, now: Instant) {
         while let Some((at, _)) = self.order.front() {
             if now.saturating_duration_since(*at) < RECENT {
                 break;
@@ -101,8 +125,44 @@ impl Recent {
                     self.counts.remove(&node);
                 }
             }
+            if let Some(a) = &mut self.aligned {
+                a.bump(&node, false);
+            }
         }
+    }
+
+    /// The counts of placements younger than `RECENT` at `now`.
+    #[cfg(test)]
+    fn counts(&mut self, now: Instant) -> &HashMap<String, u32> {
+        self.expire(now);
         &self.counts
+    }
+
+    /// The counts of placements younger than `RECENT` at `now`, by position in `nodes`, and
+    /// each node's position by name.
+    fn over(&mut self, nodes: &Arc<Vec<NodeView>>, now: Instant) -> &Aligned {
+        self.expire(now);
+        let fresh = match &self.aligned {
+            Some(a) => !Arc::ptr_eq(&a.nodes, nodes),
+            None => true,
+        };
+        if fresh {
+            let at = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.info.name.clone(), i))
+                .collect();
+            let counts = nodes
+                .iter()
+                .map(|v| self.counts.get(&v.info.name).copied().unwrap_or(0))
+                .collect();
+            self.aligned = Some(Aligned {
+                nodes: nodes.clone(),
+                at,
+                counts,
+            });
+        }
+        self.aligned.as_ref().expect("laid out above")
     }
 }
 
@@ -200,7 +260,7 @@ pub struct Cordon {
     pub on: bool,
 }
 
-/// Every registered node with its liveness now.
+/// Every registered node with its liveness now, by name (placement gives ties to the first).
 async fn views(store: Store, l: Liveness) -> Result<Vec<NodeView>> {
     let now = now_ms();
     let blind = store.conn().last_outage();
@@ -215,6 +275,13 @@ async fn views(store: Store, l: Liveness) -> Result<Vec<NodeView>> {
             info,
         })
         .collect())
+}
+
+/// The node named `name` in a fleet as [`Nodes`] answers it (listed by name): a binary search,
+/// not a name compare per node.
+pub fn find<'a>(nodes: &'a [NodeView], name: &str) -> Option<&'a NodeView> {
+    let i = nodes.binary_search_by(|n| n.info.name.as_str().cmp(name));
+    i.ok().map(|i| &nodes[i])
 }
 
 impl Handler<Nodes> for NodeRegistry {
@@ -246,11 +313,21 @@ impl Handler<Place> for NodeRegistry {
 
     fn handle(&mut self, m: Place, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
-        let recent = self.placed.counts(now);
+        let recent = self.placed.over(&m.nodes, now);
+        // The app's replicas by position too (an app runs on few nodes: a lookup each).
+        let mut replicas = Vec::new();
+        if !m.replicas.is_empty() {
+            replicas = vec![0; m.nodes.len()];
+            for (node, c) in &m.replicas {
+                if let Some(&i) = recent.at.get(node) {
+                    replicas[i] = *c;
+                }
+            }
+        }
         let req = crate::scheduler::Request {
             placement: &m.placement,
-            replicas_on: &|n| m.replicas.get(n).copied().unwrap_or(0),
-            extra_load: &|n| recent.get(n).copied().unwrap_or(0),
+            replicas_on: &|i, _| replicas.get(i).copied().unwrap_or(0),
+            extra_load: &|i, _| recent.counts[i],
             prefer: m.prefer.as_deref(),
             only: m.only.as_deref(),
         };
@@ -318,6 +395,78 @@ pub(crate) mod tests {
         assert_eq!(r.counts(at(2600)), &counts(&[("a", 1)]));
         assert!(r.counts(at(3000)).is_empty());
         assert!(r.order.is_empty());
+    }
+
+    #[test]
+    fn recent_counts_by_position_follow_adds_expiry_and_a_new_snapshot() {
+        let t0 = Instant::now();
+        let at = |ms| t0 + Duration::from_millis(ms);
+        let fleet = |names: &[&str]| Arc::new(names.iter().map(|n| view(n)).collect::<Vec<_>>());
+        let (one, two) = (fleet(&["a", "b", "c"]), fleet(&["c", "d", "a"]));
+        let mut r = Recent::default();
+        r.add("a".into(), at(0));
+        assert_eq!(r.over(&one, at(0)).counts, [1, 0, 0]);
+        r.add("c".into(), at(500));
+        r.add("a".into(), at(1000));
+        r.add("x".into(), at(1000)); // a node the snapshot does not have
+        assert_eq!(r.over(&one, at(1500)).counts, [2, 0, 1]);
+        assert_eq!(r.over(&one, at(2100)).counts, [1, 0, 1]);
+        // Another snapshot, in another order: laid out anew from the counts.
+        assert_eq!(r.over(&two, at(2100)).counts, [1, 0, 1]);
+        assert_eq!(r.over(&two, at(2600)).counts, [0, 0, 1]);
+        // Back to the first (an actor that read the fleet before the refresh).
+        assert_eq!(r.over(&one, at(2600)).counts, [1, 0, 0]);
+        assert_eq!(r.over(&one, at(3100)).counts, [0, 0, 0]);
+        assert!(r.counts(at(3100)).is_empty());
+    }
+
+    /// Placement's ties and `find` rely on the fleet being listed by name, whatever order
+    /// Redis keeps the set in.
+    #[actix_rt::test]
+    async fn the_fleet_is_listed_by_name_and_found_by_name() {
+        let dir = berth_tests::TempDir::with_prefix("registry-sorted").unwrap();
+        let port = berth_tests::free_port();
+        let _redis = berth_tests::start_redis(dir.path(), port, &[])
+            .await
+            .unwrap();
+        let url = format!("redis://127.0.0.1:{port}/");
+        let store = Store::new(berth_bus::Redis::connect(&url, "test").await.unwrap());
+        let mut conn = store.conn();
+        // Names whose byte order differs from their numeric order and from the set's order.
+        let names: Vec<String> = (0..300)
+            .rev()
+            .map(|i| format!("n{}", i * 7 % 300))
+            .collect();
+        for name in &names {
+            let info = NodeInfo {
+                name: name.clone(),
+                last_heartbeat: now_ms(),
+                ..node_info()
+            };
+            let bytes =
+                berth_protocol::envelope::encode(berth_protocol::envelope::kind::NODE, "t", &info)
+                    .unwrap();
+            redis::pipe()
+                .set(berth_protocol::keys::node(name), bytes)
+                .sadd(berth_protocol::keys::NODES, name)
+                .query_async::<()>(&mut conn)
+                .await
+                .unwrap();
+        }
+        let liveness = Liveness {
+            suspect_after: Duration::from_secs(60),
+            down_after: Duration::from_secs(120),
+        };
+        let fleet = views(store, liveness).await.unwrap();
+        assert_eq!(fleet.len(), names.len());
+        assert!(fleet.is_sorted_by(|a, b| a.info.name < b.info.name));
+        for name in &names {
+            assert_eq!(
+                find(&fleet, name).map(|v| v.info.name.as_str()),
+                Some(name.as_str())
+            );
+        }
+        assert!(find(&fleet, "n300").is_none() && find(&fleet, "").is_none());
     }
 
     fn view(name: &str) -> NodeView {

@@ -328,17 +328,20 @@ pub(crate) async fn step(
         if builds && starting > 0 {
             break;
         }
-        // A slot whose attempt was interrupted goes to another node where one can take it.
-        let others: Arc<Vec<NodeView>> = Arc::new(
-            nodes
-                .iter()
-                .filter(|n| s.retry_from.as_ref() != Some(&n.info.name))
-                .cloned()
-                .collect(),
-        );
-        let elsewhere = match s.retry_from.is_some() {
-            true => place(cx, &d, &app, &ro, &taken, &others, build).await?.ok(),
-            false => None,
+        // A slot whose attempt was interrupted goes to another node where one can take it
+        // (the fleet without that node is copied only then: it is every node's record).
+        let elsewhere = match &s.retry_from {
+            Some(from) => {
+                let others: Arc<Vec<NodeView>> = Arc::new(
+                    nodes
+                        .iter()
+                        .filter(|n| &n.info.name != from)
+                        .cloned()
+                        .collect(),
+                );
+                place(cx, &d, &app, &ro, &taken, &others, build).await?.ok()
+            }
+            None => None,
         };
         let placed = match elsewhere {
             Some(node) => Ok(node),

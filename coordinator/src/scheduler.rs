@@ -5,9 +5,9 @@
 //! app's constraints, and it has the memory the app reserves available — then the ranking of
 //! what passed: `spread` (default) takes the node with the fewest replicas of the app, then the
 //! fewest jobs in progress, then the most memory available; `binpack` the least memory available
-//! that still fits. A build goes to the node that built the app last (its layer cache) when that
-//! node passes and has a free build slot. When nothing passes, the answer says which filter
-//! removed which node.
+//! that still fits; ties go to the node listed first (the registry lists them by name). A build
+//! goes to the node that built the app last (its layer cache) when that node passes and has a
+//! free build slot. When nothing passes, the answer says which filter removed which node.
 
 use std::cmp::Reverse;
 use std::fmt;
@@ -21,10 +21,11 @@ const DEFAULT_BUILD_SLOTS: u32 = 2;
 /// What is placed, beside the nodes.
 pub struct Request<'a> {
     pub placement: &'a Placement,
-    /// Replicas of the app each node runs now (what `spread` evens out).
-    pub replicas_on: &'a dyn Fn(&str) -> u32,
-    /// Jobs placed on a node that its heartbeat does not count yet.
-    pub extra_load: &'a dyn Fn(&str) -> u32,
+    /// Replicas of the app each node runs now (what `spread` evens out), by the node's position
+    /// in the slice placed over and its name.
+    pub replicas_on: &'a dyn Fn(usize, &str) -> u32,
+    /// Jobs placed on a node that its heartbeat does not count yet (same arguments).
+    pub extra_load: &'a dyn Fn(usize, &str) -> u32,
     /// The node that built the app last: taken first when it passes and has a free build slot.
     pub prefer: Option<&'a str>,
     /// The only node that can run it: the one whose engine has the release's image, when the
@@ -102,8 +103,9 @@ pub fn place<'a>(nodes: &'a [NodeView], req: &Request) -> Result<&'a NodeInfo, U
         .map(|c| Constraint::parse(c))
         .collect();
     let mut rejected = Vec::new();
-    let mut passed = Vec::new();
-    for v in nodes {
+    // Each node that passed, with its position (what the callers' counts are laid out by).
+    let mut passed = Vec::with_capacity(nodes.len());
+    for (i, v) in nodes.iter().enumerate() {
         let why = match (&parsed, req.only) {
             (_, Some(only)) if only != v.info.name => Some(format!(
                 "the release's image is only on {only}'s engine (set registry.url to share images)"
@@ -113,34 +115,35 @@ pub fn place<'a>(nodes: &'a [NodeView], req: &Request) -> Result<&'a NodeInfo, U
         };
         match why {
             Some(why) => rejected.push((v.info.name.clone(), why)),
-            None => passed.push(&v.info),
+            None => passed.push((i, &v.info)),
         }
     }
-    let load = |n: &NodeInfo| n.running_jobs + (req.extra_load)(&n.name);
+    let load = |i: usize, n: &NodeInfo| n.running_jobs + (req.extra_load)(i, &n.name);
     if let Some(p) = req.prefer {
-        if let Some(n) = passed.iter().find(|n| n.name == p) {
+        if let Some(&(i, n)) = passed.iter().find(|(_, n)| n.name == p) {
             let slots = if n.build_slots == 0 {
                 DEFAULT_BUILD_SLOTS
             } else {
                 n.build_slots
             };
-            if load(n) < slots {
+            if load(i, n) < slots {
                 return Ok(n);
             }
         }
     }
-    // The keys borrow the names (a placement ranks every node: no copy of each name).
+    // Ties go to the first node in `nodes` (`min_by_key` keeps the first of equal keys): the
+    // registry lists them by name, so no name is compared.
     let best = match req.placement.strategy {
-        Strategy::Spread => passed.into_iter().min_by_key(|&n| {
+        Strategy::Spread => passed.into_iter().min_by_key(|&(i, n)| {
             let mem = Reverse(mem_available(n).unwrap_or(0));
-            ((req.replicas_on)(&n.name), load(n), mem, n.name.as_str())
+            ((req.replicas_on)(i, &n.name), load(i, n), mem)
         }),
-        Strategy::Binpack => passed.into_iter().min_by_key(|&n| {
+        Strategy::Binpack => passed.into_iter().min_by_key(|&(i, n)| {
             let mem = mem_available(n).unwrap_or(u64::MAX);
-            (mem, load(n), n.name.as_str())
+            (mem, load(i, n))
         }),
     };
-    best.ok_or(Unplaced { rejected })
+    best.map(|(_, n)| n).ok_or(Unplaced { rejected })
 }
 
 #[cfg(test)]
@@ -181,8 +184,8 @@ mod tests {
     fn req(p: &Placement) -> Request<'_> {
         Request {
             placement: p,
-            replicas_on: &|_| 0,
-            extra_load: &|_| 0,
+            replicas_on: &|_, _| 0,
+            extra_load: &|_, _| 0,
             prefer: None,
             only: None,
         }
@@ -202,15 +205,22 @@ mod tests {
     }
 
     #[test]
-    fn least_loaded_wins_ties_by_name() {
+    fn least_loaded_wins_ties_by_order() {
         let nodes = [node("b", 1), node("c", 0), node("a", 0)];
         let p = Placement::default();
-        assert_eq!(name(place(&nodes, &req(&p))), "a");
+        // The registry lists nodes by name; in any order, ties go to the first.
+        assert_eq!(name(place(&nodes, &req(&p))), "c");
         let r = Request {
-            extra_load: &|n| u32::from(n == "a") * 5,
+            extra_load: &|_, n| u32::from(n == "c") * 5,
             ..req(&p)
         };
-        assert_eq!(name(place(&nodes, &r)), "c");
+        assert_eq!(name(place(&nodes, &r)), "a");
+        // The counts may be laid out by position instead: the second node is "c".
+        let r = Request {
+            extra_load: &|i, _| u32::from(i == 1) * 5,
+            ..req(&p)
+        };
+        assert_eq!(name(place(&nodes, &r)), "a");
     }
 
     #[test]
@@ -256,7 +266,7 @@ mod tests {
         ];
         let spread = Placement::default();
         let r = Request {
-            replicas_on: &|n| u32::from(n != "b"),
+            replicas_on: &|_, n| u32::from(n != "b"),
             ..req(&spread)
         };
         assert_eq!(name(place(&nodes, &r)), "b");

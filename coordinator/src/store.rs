@@ -1198,6 +1198,7 @@ impl Store {
     /// Every node that ever registered and still has a heartbeat record; two round trips.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
         let mut names: Vec<String> = self.conn.clone().smembers(keys::NODES).await?;
+        // By name: placement gives ties to the node listed first.
         names.sort_unstable();
         let raw = self
             .mget(names.iter().map(|n| keys::node(n)).collect())
