@@ -67,6 +67,19 @@ fn decode_record<T: serde::de::DeserializeOwned + serde::Serialize>(
         .map_err(|e| Error::Unreadable(format!("{what}: its record cannot be read: {e}")))
 }
 
+/// An `XADD`'s arguments after its name for a job's entry on `node`'s stream (capped).
+fn job_entry(node: &str, bytes: Vec<u8>) -> impl redis::ToRedisArgs {
+    (
+        keys::jobs(node),
+        "MAXLEN",
+        "~",
+        keys::STREAM_MAXLEN,
+        "*",
+        berth_protocol::envelope::STREAM_FIELD,
+        bytes,
+    )
+}
+
 /// Decodes the records an MGET returned, in order, leaving out missing ones and reporting (in
 /// the coordinator's log) unreadable ones: a list is not refused for one bad record.
 fn decode_listed<T: serde::de::DeserializeOwned + serde::Serialize>(
@@ -1363,22 +1376,15 @@ impl Store {
         Ok(true)
     }
 
-    /// Queues a job on a node's stream.
     /// The `XADD` that queues `job` on `node`'s stream, to run inside a record's write
     /// (`Assign`): the write's fence covers it.
     pub fn job_command(&self, node: &str, id: &str, job: &Job) -> Result<redis::Cmd> {
-        let bytes = encode(JOB_KIND, id, job)?;
         let mut xadd = redis::cmd("XADD");
-        xadd.arg(keys::jobs(node))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(keys::STREAM_MAXLEN)
-            .arg("*")
-            .arg(berth_protocol::envelope::STREAM_FIELD)
-            .arg(bytes);
+        xadd.arg(job_entry(node, encode(JOB_KIND, id, job)?));
         Ok(xadd)
     }
 
+    /// Queues a job on a node's stream, on its own (fenced).
     pub async fn send_job(&self, node: &str, id: &str, job: &Job) -> Result<()> {
         let bytes = encode(JOB_KIND, id, job)?;
         let fence = self.fence_arg();
@@ -1390,13 +1396,7 @@ impl Store {
             .arg(keys::LEADER_EPOCH)
             .arg(&fence)
             .arg("XADD")
-            .arg(keys::jobs(node))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(keys::STREAM_MAXLEN)
-            .arg("*")
-            .arg(berth_protocol::envelope::STREAM_FIELD)
-            .arg(bytes);
+            .arg(job_entry(node, bytes));
         let r: redis::Value = script.invoke_async(&mut self.conn.clone()).await?;
         if r == redis::Value::Int(-1) {
             return Err(Self::fenced(
