@@ -26,8 +26,8 @@ pub async fn start_redis(dir: &Path, port: u16, args: &[&str]) -> Result<Proc> {
         .args(args)
         .arg("--dir")
         .arg(dir);
-    let proc = Proc::spawn("redis", redis, dir.join("redis.log"))?;
-    listening("redis", port).await?;
+    let mut proc = Proc::spawn("redis", redis, dir.join("redis.log"))?;
+    answering(&mut proc, port).await?;
     Ok(proc)
 }
 
@@ -51,9 +51,9 @@ pub async fn start_sentinel(dir: &Path, port: u16, master: &str, primary: u16) -
     )?;
     let mut sentinel = Command::new("redis-sentinel");
     sentinel.arg(&conf);
-    let proc = Proc::spawn("redis-sentinel", sentinel, dir.join("sentinel.log"))
+    let mut proc = Proc::spawn("redis-sentinel", sentinel, dir.join("sentinel.log"))
         .context("is Debian's redis-sentinel installed? (scripts/setup.sh installs it)")?;
-    listening("redis-sentinel", port).await?;
+    answering(&mut proc, port).await?;
     Ok(proc)
 }
 
@@ -333,6 +333,44 @@ pub async fn start_caddy(dir: &Path, admin: u16) -> Result<Proc> {
     let proc = Proc::spawn("caddy", caddy, dir.join("caddy.log"))?;
     listening("caddy's admin API", admin).await?;
     Ok(proc)
+}
+
+/// Waits (20 s at most) until the Redis (or Sentinel) `proc` started answers a `PING` on
+/// 127.0.0.1:`port` — with any reply, `-LOADING` and `-NOAUTH` included: it is there — and
+/// fails at once, with its log, if it exits. A port that accepts a connection is not enough:
+/// twice in one CI run a test's first connection right after that was reset by peer.
+async fn answering(proc: &mut Proc, port: u16) -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if proc.exited() {
+            anyhow::bail!(
+                "{} exited at start; its log:\n{}",
+                proc.name,
+                proc.log_text()
+            );
+        }
+        let ping = async {
+            let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            s.write_all(b"PING\r\n").await?;
+            let mut first = [0u8; 1];
+            s.read_exact(&mut first).await?;
+            Ok::<u8, std::io::Error>(first[0])
+        };
+        let last = match tokio::time::timeout(Duration::from_secs(2), ping).await {
+            Ok(Ok(b'+' | b'-')) => return Ok(()),
+            Ok(Ok(b)) => format!("a reply starting {:?}", b as char),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no reply in 2 s".into(),
+        };
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "{} on port {port} did not answer a PING in 20 s (last: {last})",
+                proc.name
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Waits (20 s at most) until 127.0.0.1:`port` accepts a connection.
