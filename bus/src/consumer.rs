@@ -38,7 +38,9 @@ use std::time::{Duration, Instant};
 
 use berth_protocol::{envelope::STREAM_FIELD, keys, now_ms};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::streams::{StreamPendingCountReply, StreamReadOptions, StreamReadReply};
+use redis::streams::{
+    StreamPendingCountReply, StreamPendingReply, StreamReadOptions, StreamReadReply,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::Redis;
@@ -75,6 +77,12 @@ pub struct ConsumerConfig {
     /// How often this consumer's pending entries are read again (in [`Mode::Concurrent`], where
     /// a failed entry is not retried at once).
     pub rescan_pending_every: Duration,
+    /// For a stream whose one reader is this group: at most this often, the entries before the
+    /// group's oldest unacknowledged one (or before the last one read, when none is pending)
+    /// are trimmed (`XTRIM MINID ~`). Its writers then need no length cap close to what is
+    /// read, which would drop entries not read yet when the reader falls behind. `None`: the
+    /// stream is left as its writers cap it.
+    pub trim_acked_every: Option<Duration>,
 }
 
 impl ConsumerConfig {
@@ -93,6 +101,7 @@ impl ConsumerConfig {
             max_deliveries: 5,
             mode,
             rescan_pending_every: Duration::from_secs(30),
+            trim_acked_every: None,
         }
     }
 }
@@ -223,8 +232,12 @@ impl StreamConsumer {
         backoff.reset();
         failing.ok();
         let mut last_scan = Instant::now();
+        let (mut last_read, mut last_trim) = (None, Instant::now());
         loop {
             let batch = self.read(&mut conn, ">", true).await?;
+            if let Some((id, _)) = batch.last() {
+                last_read = Some(id.clone());
+            }
             let delivered = batch
                 .into_iter()
                 .map(|(id, payload)| Delivery {
@@ -243,7 +256,37 @@ impl StreamConsumer {
                     .await?;
                 last_scan = Instant::now();
             }
+            if let (Some(every), Some(read)) = (self.cfg.trim_acked_every, &last_read) {
+                if last_trim.elapsed() >= every {
+                    self.trim_acked(read).await?;
+                    last_trim = Instant::now();
+                }
+            }
         }
+    }
+
+    /// Trims the entries before the group's oldest pending one, or before `last_read` (the
+    /// newest entry this loop read) when none is pending: every entry before either was
+    /// acknowledged (or dead-lettered). `~`: whole nodes of the stream only, so it is cheap and
+    /// keeps up to a node's worth (100 entries) more.
+    async fn trim_acked(&self, last_read: &str) -> redis::RedisResult<()> {
+        let pending: StreamPendingReply = redis::cmd("XPENDING")
+            .arg(&self.cfg.stream)
+            .arg(&self.cfg.group)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let keep_from = match &pending {
+            StreamPendingReply::Data(p) if p.count > 0 => p.start_id.as_str(),
+            _ => last_read,
+        };
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(&self.cfg.stream)
+            .arg("MINID")
+            .arg("~")
+            .arg(keep_from)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
     }
 
     /// Hands out this consumer's pending entries, oldest first. In sequential mode a failure

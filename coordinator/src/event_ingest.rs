@@ -27,12 +27,16 @@ const CONSUMER: &str = "coordinator";
 /// The read loop's configuration for `berth:events`: the events of one deployment in order,
 /// different deployments' at once.
 pub fn consumer_config() -> ConsumerConfig {
-    ConsumerConfig::new(
+    let mut cfg = ConsumerConfig::new(
         keys::EVENTS,
         keys::EVENTS_GROUP,
         CONSUMER,
         Mode::Keyed(deployment_of),
-    )
+    );
+    // The group is the stream's one reader: what it acknowledged goes (the nodes' cap,
+    // `EVENTS_MAXLEN`, is only a safety net, far above what a burst puts it behind).
+    cfg.trim_acked_every = Some(std::time::Duration::from_secs(1));
+    cfg
 }
 
 /// The deployment an event is about (`None`: not a deployment's, or undecodable).

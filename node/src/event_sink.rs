@@ -219,7 +219,7 @@ impl EventSink {
             .arg(keys::EVENTS)
             .arg("MAXLEN")
             .arg("~")
-            .arg(keys::STREAM_MAXLEN)
+            .arg(keys::EVENTS_MAXLEN)
             .arg("*")
             .arg(envelope::STREAM_FIELD)
             .arg(bytes)

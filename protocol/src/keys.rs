@@ -69,8 +69,14 @@ pub const JOBS_GROUP: &str = "node";
 /// Far beyond any deployment's deadline, and GitHub's redelivery page keeps deliveries for days.
 pub const MARKER_TTL_S: u64 = 7 * 24 * 3600;
 
-/// Approximate cap of the job, event and dead-letter streams (XADD MAXLEN ~).
+/// Approximate cap of the job and dead-letter streams (XADD MAXLEN ~).
 pub const STREAM_MAXLEN: usize = 10_000;
+/// Approximate cap of [`EVENTS`] (XADD MAXLEN ~): only a safety net for Redis's memory while no
+/// coordinator reads (about 300 bytes an event). The coordinator trims the events it has
+/// acknowledged; a cap near what it reads would drop events it has not read yet — a burst
+/// that put it 10,000 events behind (the cap once) lost the outcomes of hundreds of
+/// deployments, left `queued` with their jobs done.
+pub const EVENTS_MAXLEN: usize = 1_000_000;
 /// Approximate cap (lines) of one deployment's log stream.
 pub const LOG_MAXLEN: usize = 5_000;
 /// Approximate cap (lines) of one app's runtime log stream, all replicas together.

@@ -786,7 +786,7 @@ impl Reader {
                             .arg(keys::EVENTS)
                             .arg("MAXLEN")
                             .arg("~")
-                            .arg(keys::STREAM_MAXLEN)
+                            .arg(keys::EVENTS_MAXLEN)
                             .arg("*")
                             .arg(STREAM_FIELD)
                             .arg(ev)
