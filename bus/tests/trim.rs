@@ -6,17 +6,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, Redis, Shutdown, StreamConsumer};
+use berth_bus::{ConsumerConfig, Mode, Outcome, Redis, Shutdown, StreamConsumer};
 use berth_protocol::envelope::STREAM_FIELD;
 use berth_tests::{eventually, free_port, start_redis, TempDir};
 use tokio_util::sync::CancellationToken;
 
 const STREAM: &str = "test:trim";
-
-fn key_of(d: &Delivery) -> Option<String> {
-    let p = String::from_utf8(d.payload.clone()?).ok()?;
-    Some(p.split(':').next()?.to_string())
-}
 
 async fn add(c: &mut Redis, n: usize, from: usize) -> Vec<String> {
     let mut ids = Vec::new();
@@ -25,7 +20,7 @@ async fn add(c: &mut Redis, n: usize, from: usize) -> Vec<String> {
             .arg(STREAM)
             .arg("*")
             .arg(STREAM_FIELD)
-            .arg(format!("k{}:{i}", i % 10))
+            .arg(i.to_string())
             .query_async(c)
             .await
             .unwrap();
@@ -60,7 +55,7 @@ async fn acknowledged_entries_are_trimmed_and_the_oldest_unacknowledged_one_is_k
 
     let handled = Arc::new(AtomicUsize::new(0));
     let start = || {
-        let mut cfg = ConsumerConfig::new(STREAM, "g", "c1", Mode::Keyed(key_of));
+        let mut cfg = ConsumerConfig::new(STREAM, "g", "c1", Mode::Sequential);
         cfg.block = Duration::from_millis(100);
         cfg.trim_acked_every = Some(Duration::ZERO);
         let consumer = StreamConsumer::new(cfg, redis.clone(), Shutdown::new());
