@@ -9,9 +9,11 @@
 //!   and RSS are its own: read from `/proc/<pid>/stat` and `/proc/<pid>/status`;
 //! - N simulated nodes in this process. Each writes its heartbeat every second with the node's
 //!   own code (`berth_node::heartbeat::beat`: the `berth:node:<name>` envelope and `SADD
-//!   berth:nodes`); one reader task per 50 nodes reads their job streams (`berth:jobs:<node>`,
-//!   group `node`) with one `XREADGROUP` over all of them, acknowledges each job at once and
-//!   reports it the way a node's `EventSink` does, on `berth:events`: `building`, then
+//!   berth:nodes`), and reads its job stream (`berth:jobs:<node>`, group `node`, itself the
+//!   consumer) with a blocking `XREADGROUP` on a connection of its own, as a node's
+//!   `JobConsumer` does; it acknowledges each job at once and reports it the way a node's
+//!   `EventSink` does, on `berth:events` (the acknowledgements and events of all the simulated
+//!   nodes share one multiplexed connection): `building`, then
 //!   `succeeded` (`--outcome failed`: `failed`, "simulated node"). So the Ledger does a real
 //!   deployment's writes (the release index included) and every `DeploymentActor` stops.
 //!
@@ -55,8 +57,6 @@ use tokio::task::JoinSet;
 
 use crate::services::{self, Service};
 
-/// Simulated nodes whose job streams one reader task reads with one `XREADGROUP`.
-const STREAMS_PER_READER: usize = 50;
 /// How long the bench waits for the last job to be read, then for every deployment to end.
 const SETTLE: Duration = Duration::from_secs(120);
 /// `/proc/<pid>/stat` counts CPU time in USER_HZ ticks: 100 a second on Linux.
@@ -248,6 +248,8 @@ pub fn run(mut args: SchedulerArgs, json: bool) -> Result<()> {
     if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
         bail!("--rate must be a positive number of deployments a second");
     }
+    let most = args.nodes.iter().max().copied().unwrap_or(0);
+    room_for_connections(most + args.clients + 64)?;
     let dir = TempDir::new()?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -266,6 +268,25 @@ pub fn run(mut args: SchedulerArgs, json: bool) -> Result<()> {
     if incomplete {
         bail!("a job was not dispatched or a deployment did not end terminal (see above)");
     }
+    Ok(())
+}
+
+/// Makes room for `n` open files: every simulated node holds a connection of its own. Raises
+/// the soft limit up to the hard one when it is lower, and says so when even that is too low.
+fn room_for_connections(n: usize) -> Result<()> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let want = n as u64;
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    if soft >= want {
+        return Ok(());
+    }
+    if hard < want {
+        bail!(
+            "the simulated nodes need {want} open files (a connection each) and this process may \
+             open at most {hard} (ulimit -Hn): raise it or simulate fewer nodes"
+        );
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, want.max(soft), hard)?;
     Ok(())
 }
 
@@ -666,27 +687,25 @@ impl Fleet {
         }
         let reads = Arc::new(Mutex::new(HashMap::new()));
         let duplicates = Arc::new(AtomicUsize::new(0));
-        for (k, chunk) in names.chunks(STREAMS_PER_READER).enumerate() {
+        for node in names {
             let mut blocking = conn.connect_blocking(Duration::from_secs(1)).await?;
-            let streams: Vec<String> = chunk.iter().map(|n| keys::jobs(n)).collect();
-            for s in &streams {
-                let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-                    .arg("CREATE")
-                    .arg(s)
-                    .arg(keys::JOBS_GROUP)
-                    .arg("0")
-                    .arg("MKSTREAM")
-                    .query_async(&mut blocking)
-                    .await;
-                if let Err(e) = r {
-                    if e.code() != Some("BUSYGROUP") {
-                        return Err(e.into());
-                    }
+            let stream = keys::jobs(&node);
+            let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg(keys::JOBS_GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut blocking)
+                .await;
+            if let Err(e) = r {
+                if e.code() != Some("BUSYGROUP") {
+                    return Err(e.into());
                 }
             }
             let reader = Reader {
-                consumer: format!("sim-reader-{k}"),
-                streams,
+                node,
+                stream,
                 conn: conn.clone(),
                 reads: reads.clone(),
                 duplicates: duplicates.clone(),
@@ -720,10 +739,10 @@ fn host() -> HostStats {
     }
 }
 
-/// Reads the job streams of some nodes; acknowledges and reports each job at once.
+/// A simulated node's reading of its job stream: it acknowledges and reports each job at once.
 struct Reader {
-    consumer: String,
-    streams: Vec<String>,
+    node: String,
+    stream: String,
     conn: Redis,
     reads: Arc<Mutex<HashMap<String, Read>>>,
     duplicates: Arc<AtomicUsize>,
@@ -732,21 +751,20 @@ struct Reader {
 
 impl Reader {
     async fn run(self, mut blocking: redis::aio::MultiplexedConnection) {
-        let ids = vec![">"; self.streams.len()];
         let mut conn = self.conn.clone();
         loop {
             let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
                 redis::cmd("XREADGROUP")
                     .arg("GROUP")
                     .arg(keys::JOBS_GROUP)
-                    .arg(&self.consumer)
+                    .arg(&self.node)
                     .arg("COUNT")
                     .arg(100)
                     .arg("BLOCK")
                     .arg(1_000)
                     .arg("STREAMS")
-                    .arg(&self.streams)
-                    .arg(&ids)
+                    .arg(&self.stream)
+                    .arg(">")
                     .query_async(&mut blocking)
                     .await;
             let at = Instant::now();
@@ -754,56 +772,51 @@ impl Reader {
                 Ok(Some(r)) => r,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!(error = %e, "simulated node: reading jobs failed");
+                    tracing::warn!(node = %self.node, error = %e, "simulated node: reading jobs failed");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             };
             let mut pipe = redis::pipe();
             let mut got = Vec::new();
-            for stream in reply.keys {
-                let node = stream
-                    .key
-                    .strip_prefix("berth:jobs:")
-                    .unwrap_or(&stream.key)
-                    .to_string();
-                for entry in stream.ids {
-                    pipe.xack(&stream.key, keys::JOBS_GROUP, &[&entry.id])
+            for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
+                pipe.xack(&self.stream, keys::JOBS_GROUP, &[&entry.id])
+                    .ignore();
+                let Some(bytes) = entry.get::<Vec<u8>>(STREAM_FIELD) else {
+                    continue;
+                };
+                let Ok(Job::Deploy(job)) = envelope::decode::<Job>(&bytes, JOB_KIND) else {
+                    continue;
+                };
+                for u in updates(&job.deployment_id, &job.app.name, &self.node, self.outcome) {
+                    let id = format!("{}-{}", job.deployment_id, u.status);
+                    let Ok(ev) = envelope::encode(EVENT_KIND, &id, &Event::Deployment(u)) else {
+                        continue;
+                    };
+                    pipe.cmd("XADD")
+                        .arg(keys::EVENTS)
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(keys::EVENTS_MAXLEN)
+                        .arg("*")
+                        .arg(STREAM_FIELD)
+                        .arg(ev)
                         .ignore();
-                    let Some(bytes) = entry.get::<Vec<u8>>(STREAM_FIELD) else {
-                        continue;
-                    };
-                    let Ok(Job::Deploy(job)) = envelope::decode::<Job>(&bytes, JOB_KIND) else {
-                        continue;
-                    };
-                    for u in updates(&job.deployment_id, &job.app.name, &node, self.outcome) {
-                        let id = format!("{}-{}", job.deployment_id, u.status);
-                        let Ok(ev) = envelope::encode(EVENT_KIND, &id, &Event::Deployment(u))
-                        else {
-                            continue;
-                        };
-                        pipe.cmd("XADD")
-                            .arg(keys::EVENTS)
-                            .arg("MAXLEN")
-                            .arg("~")
-                            .arg(keys::EVENTS_MAXLEN)
-                            .arg("*")
-                            .arg(STREAM_FIELD)
-                            .arg(ev)
-                            .ignore();
-                    }
-                    got.push((job.deployment_id, node.clone()));
                 }
+                got.push(job.deployment_id);
             }
             {
                 let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
-                for (id, node) in got {
+                for id in got {
                     match reads.entry(id) {
                         Entry::Occupied(_) => {
                             self.duplicates.fetch_add(1, Ordering::Relaxed);
                         }
                         Entry::Vacant(v) => {
-                            v.insert(Read { at, node });
+                            v.insert(Read {
+                                at,
+                                node: self.node.clone(),
+                            });
                         }
                     }
                 }
