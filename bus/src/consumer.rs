@@ -79,7 +79,8 @@ pub struct ConsumerConfig {
     pub rescan_pending_every: Duration,
     /// For a stream whose one reader is this group: at most this often, the entries before the
     /// group's oldest unacknowledged one (or before the last one read, when none is pending)
-    /// are trimmed (`XTRIM MINID ~`). Its writers then need no length cap close to what is
+    /// are trimmed (`XTRIM MINID ~`), when entries were read since the last trim or it left
+    /// some pending (an idle reader sends none). Its writers then need no length cap close to what is
     /// read, which would drop entries not read yet when the reader falls behind. `None`: the
     /// stream is left as its writers cap it.
     pub trim_acked_every: Option<Duration>,
@@ -233,10 +234,14 @@ impl StreamConsumer {
         failing.ok();
         let mut last_scan = Instant::now();
         let (mut last_read, mut last_trim) = (None, Instant::now());
+        // Whether a trim may find something to drop: entries were read since the last one, or
+        // it left some pending. An idle reader (a node without jobs) sends no trims.
+        let mut untrimmed = false;
         loop {
             let batch = self.read(&mut conn, ">", true).await?;
             if let Some((id, _)) = batch.last() {
                 last_read = Some(id.clone());
+                untrimmed = true;
             }
             let delivered = batch
                 .into_iter()
@@ -257,8 +262,8 @@ impl StreamConsumer {
                 last_scan = Instant::now();
             }
             if let (Some(every), Some(read)) = (self.cfg.trim_acked_every, &last_read) {
-                if last_trim.elapsed() >= every {
-                    self.trim_acked(read).await?;
+                if untrimmed && last_trim.elapsed() >= every {
+                    untrimmed = self.trim_acked(read).await?;
                     last_trim = Instant::now();
                 }
             }
@@ -268,16 +273,17 @@ impl StreamConsumer {
     /// Trims the entries before the group's oldest pending one, or before `last_read` (the
     /// newest entry this loop read) when none is pending: every entry before either was
     /// acknowledged (or dead-lettered). `~`: whole nodes of the stream only, so it is cheap and
-    /// keeps up to a node's worth (100 entries) more.
-    async fn trim_acked(&self, last_read: &str) -> redis::RedisResult<()> {
+    /// keeps up to a node's worth (100 entries) more. Answers whether the group still has
+    /// entries pending (so a later trim may drop more without anything new being read).
+    async fn trim_acked(&self, last_read: &str) -> redis::RedisResult<bool> {
         let pending: StreamPendingReply = redis::cmd("XPENDING")
             .arg(&self.cfg.stream)
             .arg(&self.cfg.group)
             .query_async(&mut self.conn.clone())
             .await?;
-        let keep_from = match &pending {
-            StreamPendingReply::Data(p) if p.count > 0 => p.start_id.as_str(),
-            _ => last_read,
+        let (keep_from, pending) = match &pending {
+            StreamPendingReply::Data(p) if p.count > 0 => (p.start_id.as_str(), true),
+            _ => (last_read, false),
         };
         let _: i64 = redis::cmd("XTRIM")
             .arg(&self.cfg.stream)
@@ -286,7 +292,7 @@ impl StreamConsumer {
             .arg(keep_from)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(())
+        Ok(pending)
     }
 
     /// Hands out this consumer's pending entries, oldest first. In sequential mode a failure

@@ -166,3 +166,76 @@ async fn acknowledged_entries_are_trimmed_and_the_oldest_unacknowledged_one_is_k
     stop.cancel();
     run.await.unwrap();
 }
+
+/// Calls of `command` Redis has answered (`INFO commandstats`).
+async fn calls(c: &mut Redis, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(c)
+        .await
+        .unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_reader_sends_no_trims() {
+    let dir = TempDir::with_prefix("trim-idle").unwrap();
+    let port = free_port();
+    let _server = start_redis(dir.path(), port, &[]).await.unwrap();
+    let redis = Redis::connect(&format!("redis://127.0.0.1:{port}/"), "test")
+        .await
+        .unwrap();
+    let mut c = redis.clone();
+    add(&mut c, 300, 0).await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let mut cfg = ConsumerConfig::new(STREAM, "g", "c1", Mode::Concurrent);
+    cfg.block = Duration::from_millis(50);
+    cfg.trim_acked_every = Some(Duration::ZERO);
+    let consumer = StreamConsumer::new(cfg, redis.clone(), Shutdown::new());
+    let stop = CancellationToken::new();
+    let run = {
+        let handled = handled.clone();
+        tokio::spawn(consumer.run(stop.clone(), move |_| {
+            handled.fetch_add(1, Ordering::SeqCst);
+            async { Outcome::Done }
+        }))
+    };
+    eventually(
+        "the entries handled and trimmed",
+        Duration::from_secs(30),
+        || {
+            let (handled, mut c) = (handled.clone(), c.clone());
+            async move {
+                (handled.load(Ordering::SeqCst) == 300 && xlen(&mut c).await <= 200).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    // Whatever trim was still due has run (reads return every 50 ms); from then on, nothing is
+    // read and nothing is pending, so no read is followed by a trim.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = calls(&mut c, "xtrim").await;
+    assert!(before > 0, "the reader never trimmed");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        calls(&mut c, "xtrim").await,
+        before,
+        "an idle reader trimmed"
+    );
+
+    // A new entry read and acknowledged is trimmed after again.
+    add(&mut c, 1, 300).await;
+    eventually("a trim after a new read", Duration::from_secs(10), || {
+        let mut c = c.clone();
+        async move { (calls(&mut c, "xtrim").await > before).then_some(()) }
+    })
+    .await
+    .unwrap();
+    stop.cancel();
+    run.await.unwrap();
+}

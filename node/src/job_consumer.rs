@@ -8,7 +8,9 @@
 //! node's shutdown tracker; the read loop stops on a child of its token). An entry is
 //! acknowledged once its job finished, successfully or not; a job that could not start (its
 //! claim failed, the node is shutting down) stays pending and is delivered again; an entry that
-//! does not decode goes to the dead-letter stream `berth:dead:berth:jobs:<node>`.
+//! does not decode goes to the dead-letter stream `berth:dead:berth:jobs:<node>`. Once a second
+//! while jobs come in, it trims from the stream what it acknowledged (`trim_acked_every`), so
+//! the stream holds the jobs not finished yet, not the last [`keys::STREAM_MAXLEN`] of them.
 
 use actix::prelude::*;
 use berth_bus::{ConsumerConfig, Delivery, Live, Mode, Outcome, Redis, Shutdown, StreamConsumer};
@@ -19,6 +21,8 @@ use crate::deployer::{Deployer, RunJob};
 
 /// Entries read at a time.
 const BATCH: usize = 16;
+/// How often, at most, the acknowledged jobs are trimmed from the stream.
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The job-reading actor.
 pub struct JobConsumer {
@@ -44,6 +48,7 @@ impl JobConsumer {
         let mut cfg =
             ConsumerConfig::new(keys::jobs(node), keys::JOBS_GROUP, node, Mode::Concurrent);
         cfg.batch = BATCH;
+        cfg.trim_acked_every = Some(TRIM_EVERY);
         StreamConsumer::new(cfg, conn, shutdown.clone())
     }
 }

@@ -448,6 +448,38 @@ async fn deploys_switches_fails_safely_and_removes() {
     .await
     .unwrap();
 
+    // The node trims what it acknowledged from its job stream (`trim_acked_every`): after 250
+    // more jobs (stops of apps it does not run), the stream holds at most a stream node's
+    // worth (100 entries) of them, not all.
+    for i in 0..250 {
+        push_job(
+            &mut conn,
+            &node,
+            &Job::StopApp {
+                app: format!("gone-{i}"),
+            },
+        )
+        .await;
+    }
+    eventually(
+        "the acknowledged jobs trimmed",
+        Duration::from_secs(30),
+        || {
+            let mut c = conn.clone();
+            let stream = keys::jobs(&node);
+            async move {
+                let len: usize = redis::cmd("XLEN")
+                    .arg(stream)
+                    .query_async(&mut c)
+                    .await
+                    .ok()?;
+                (len <= 150).then_some(())
+            }
+        },
+    )
+    .await
+    .unwrap();
+
     let builds = std::fs::read_dir(tmp.path().join("data/node/builds"))
         .unwrap()
         .count();

@@ -69,7 +69,12 @@ pub const JOBS_GROUP: &str = "node";
 /// Far beyond any deployment's deadline, and GitHub's redelivery page keeps deliveries for days.
 pub const MARKER_TTL_S: u64 = 7 * 24 * 3600;
 
-/// Approximate cap of the job and dead-letter streams (XADD MAXLEN ~).
+/// Approximate cap of the job streams (the coordinator's deployment and exec jobs) and of the
+/// dead-letter streams (XADD MAXLEN ~). A node also trims its job stream of what it
+/// acknowledged, so a live node's stream holds its unfinished jobs (and up to a stream node's
+/// 100 entries more), not the last 10,000: with 1,000 nodes that is the difference between
+/// a few MB and several GB of Redis. A node reads its jobs as they come (builds wait in the
+/// node, not the stream), so the cap is reached only by a node that stopped reading.
 pub const STREAM_MAXLEN: usize = 10_000;
 /// Approximate cap of [`EVENTS`] (XADD MAXLEN ~): only a safety net for Redis's memory while no
 /// coordinator reads (about 300 bytes an event). The coordinator trims the events it has

@@ -11,7 +11,8 @@
 //!   own code (`berth_node::heartbeat::beat`: the `berth:node:<name>` envelope and `SADD
 //!   berth:nodes`), and reads its job stream (`berth:jobs:<node>`, group `node`, itself the
 //!   consumer) with a blocking `XREADGROUP` on a connection of its own, as a node's
-//!   `JobConsumer` does; it acknowledges each job at once and reports it the way a node's
+//!   `JobConsumer` does (trimming what it acknowledged once a second, as it does); it
+//!   acknowledges each job at once and reports it the way a node's
 //!   `EventSink` does, on `berth:events` (the acknowledgements and events of all the simulated
 //!   nodes share one multiplexed connection): `building`, then
 //!   `succeeded` (`--outcome failed`: `failed`, "simulated node"). So the Ledger does a real
@@ -44,6 +45,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use berth_bus::Redis;
 use berth_node::heartbeat::{beat, Beat, BEAT_EVERY};
+use berth_node::job_consumer;
 use berth_protocol::envelope::{self, kind, STREAM_FIELD};
 use berth_protocol::{
     keys, now_ms, App, Deployment, DeploymentStatus, DeploymentUpdate, Event, HostStats, Job,
@@ -752,6 +754,7 @@ struct Reader {
 impl Reader {
     async fn run(self, mut blocking: redis::aio::MultiplexedConnection) {
         let mut conn = self.conn.clone();
+        let mut last_trim = Instant::now();
         loop {
             let reply: redis::RedisResult<Option<redis::streams::StreamReadReply>> =
                 redis::cmd("XREADGROUP")
@@ -779,9 +782,11 @@ impl Reader {
             };
             let mut pipe = redis::pipe();
             let mut got = Vec::new();
+            let mut last_id = None;
             for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
                 pipe.xack(&self.stream, keys::JOBS_GROUP, &[&entry.id])
                     .ignore();
+                last_id = Some(entry.id.clone());
                 let Some(bytes) = entry.get::<Vec<u8>>(STREAM_FIELD) else {
                     continue;
                 };
@@ -804,6 +809,22 @@ impl Reader {
                         .ignore();
                 }
                 got.push(job.deployment_id);
+            }
+            // What the node's job consumer sends once a second while jobs come in
+            // (`trim_acked_every`): the group's pending summary, then a trim of what it
+            // acknowledged (here, all it read: the acknowledgements precede it).
+            if let Some(id) = last_id.filter(|_| last_trim.elapsed() >= job_consumer::TRIM_EVERY) {
+                last_trim = Instant::now();
+                pipe.cmd("XPENDING")
+                    .arg(&self.stream)
+                    .arg(keys::JOBS_GROUP)
+                    .ignore();
+                pipe.cmd("XTRIM")
+                    .arg(&self.stream)
+                    .arg("MINID")
+                    .arg("~")
+                    .arg(id)
+                    .ignore();
             }
             {
                 let mut reads = self.reads.lock().unwrap_or_else(|p| p.into_inner());
