@@ -1,12 +1,14 @@
 //! `Mode::Keyed` on a real Redis: the entries of one key are handled in stream order, and a
 //! failing one holds back the rest of its key only; different keys are handled at once.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, Redis, Shutdown, StreamConsumer};
+use berth_bus::{ConsumerConfig, Delivery, Mode, Outcome, Shutdown, StreamConsumer};
 use berth_protocol::envelope::STREAM_FIELD;
-use berth_tests::{eventually, free_port, start_redis, TempDir};
+use berth_tests::eventually;
 use tokio_util::sync::CancellationToken;
 
 const STREAM: &str = "test:keyed";
@@ -23,12 +25,7 @@ fn payload(d: &Delivery) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_run_at_once_each_in_order_and_a_failure_holds_back_only_its_key() {
-    let dir = TempDir::with_prefix("keyed").unwrap();
-    let port = free_port();
-    let _server = start_redis(dir.path(), port, &[]).await.unwrap();
-    let redis = Redis::connect(&format!("redis://127.0.0.1:{port}/"), "test")
-        .await
-        .unwrap();
+    let (_dir, _server, redis) = common::redis("keyed").await;
     let mut c = redis.clone();
     // Three keys; b:1 fails the first time it is handled.
     let entries = ["a:1", "b:1", "c:1", "a:2", "b:2", "c:2", "a:3", "b:3"];

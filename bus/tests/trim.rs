@@ -2,13 +2,15 @@
 //! the group acknowledged, and keeps every entry from the group's oldest unacknowledged one on
 //! (whichever consumer holds it), so its writers need no cap that could drop unread entries.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_bus::{ConsumerConfig, Mode, Outcome, Redis, Shutdown, StreamConsumer};
 use berth_protocol::envelope::STREAM_FIELD;
-use berth_tests::{eventually, free_port, start_redis, TempDir};
+use berth_tests::eventually;
 use tokio_util::sync::CancellationToken;
 
 const STREAM: &str = "test:trim";
@@ -35,12 +37,7 @@ async fn xlen(c: &mut Redis) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_entries_are_trimmed_and_the_oldest_unacknowledged_one_is_kept() {
-    let dir = TempDir::with_prefix("trim").unwrap();
-    let port = free_port();
-    let _server = start_redis(dir.path(), port, &[]).await.unwrap();
-    let redis = Redis::connect(&format!("redis://127.0.0.1:{port}/"), "test")
-        .await
-        .unwrap();
+    let (_dir, _server, redis) = common::redis("trim").await;
     let mut c = redis.clone();
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
@@ -183,12 +180,7 @@ async fn calls(c: &mut Redis, command: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_reader_sends_no_trims() {
-    let dir = TempDir::with_prefix("trim-idle").unwrap();
-    let port = free_port();
-    let _server = start_redis(dir.path(), port, &[]).await.unwrap();
-    let redis = Redis::connect(&format!("redis://127.0.0.1:{port}/"), "test")
-        .await
-        .unwrap();
+    let (_dir, _server, redis) = common::redis("trim-idle").await;
     let mut c = redis.clone();
     add(&mut c, 300, 0).await;
     let handled = Arc::new(AtomicUsize::new(0));
