@@ -80,9 +80,9 @@ pub struct ConsumerConfig {
     /// For a stream whose one reader is this group: at most this often, the entries before the
     /// group's oldest unacknowledged one (or before the last one read, when none is pending)
     /// are trimmed (`XTRIM MINID ~`), when entries were read since the last trim or it left
-    /// some pending (an idle reader sends none). Its writers then need no length cap close to what is
-    /// read, which would drop entries not read yet when the reader falls behind. `None`: the
-    /// stream is left as its writers cap it.
+    /// some pending (an idle reader sends none). Its writers then need no length cap close to
+    /// what is read, which would drop entries not read yet when the reader falls behind.
+    /// `None`: the stream is left as its writers cap it.
     pub trim_acked_every: Option<Duration>,
 }
 

@@ -288,7 +288,7 @@ fn room_for_connections(n: usize) -> Result<()> {
              open at most {hard} (ulimit -Hn): raise it or simulate fewer nodes"
         );
     }
-    setrlimit(Resource::RLIMIT_NOFILE, want.max(soft), hard)?;
+    setrlimit(Resource::RLIMIT_NOFILE, want, hard)?;
     Ok(())
 }
 
