@@ -86,20 +86,40 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
         })
     }
 
-    /// Decodes an envelope of the given kind, checking the version before the body.
+    /// Decodes an envelope of the given kind. A message of a newer version or of another kind is
+    /// refused as such ([`EnvelopeError::TooNew`], [`EnvelopeError::WrongKind`]), whether or not
+    /// its body would decode as `T`.
+    ///
+    /// One pass over the bytes when they decode: the whole envelope, then its header checked.
+    /// Only a message that does not decode is read again, for its header alone, so that a newer
+    /// or other kind of message is reported as that and not as a body that does not fit.
     pub fn decode(bytes: &[u8], kind: &str) -> Result<Self, EnvelopeError> {
-        let header: Header = rmp_serde::from_slice(bytes)?;
-        if header.v > PROTOCOL_VERSION {
-            return Err(EnvelopeError::TooNew { found: header.v });
+        match rmp_serde::from_slice::<Self>(bytes) {
+            Ok(env) => {
+                check_header(env.v, &env.kind, kind)?;
+                Ok(env)
+            }
+            Err(body) => {
+                let header: Header = rmp_serde::from_slice(bytes)?;
+                check_header(header.v, &header.kind, kind)?;
+                Err(body.into())
+            }
         }
-        if header.kind != kind {
-            return Err(EnvelopeError::WrongKind {
-                expected: kind.to_string(),
-                found: header.kind,
-            });
-        }
-        Ok(rmp_serde::from_slice(bytes)?)
     }
+}
+
+/// A header's version and kind, as a reader expecting `expected` takes them.
+fn check_header(v: u16, found: &str, expected: &str) -> Result<(), EnvelopeError> {
+    if v > PROTOCOL_VERSION {
+        return Err(EnvelopeError::TooNew { found: v });
+    }
+    if found != expected {
+        return Err(EnvelopeError::WrongKind {
+            expected: expected.to_string(),
+            found: found.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Encodes a body in a fresh envelope (its id is `id`).
@@ -189,6 +209,41 @@ mod tests {
         assert!(matches!(
             decode::<V1>(&future, "t"),
             Err(EnvelopeError::TooNew { .. })
+        ));
+    }
+
+    /// A body that does not fit `T` is reported as the header's fault when the header is at
+    /// fault (decode reads the header again only then), else as a body that does not decode.
+    #[test]
+    fn a_body_that_does_not_fit_is_refused_for_the_header_first() {
+        #[derive(Debug, Serialize, Deserialize)]
+        struct Other {
+            z: String,
+        }
+        let other = |v: u16, kind: &str| {
+            rmp_serde::to_vec_named(&Envelope {
+                v,
+                id: "x".into(),
+                kind: kind.into(),
+                body: Other { z: "no a".into() },
+            })
+            .unwrap()
+        };
+        assert!(matches!(
+            decode::<V1>(&other(PROTOCOL_VERSION, "u"), "t"),
+            Err(EnvelopeError::WrongKind { .. })
+        ));
+        assert!(matches!(
+            decode::<V1>(&other(PROTOCOL_VERSION + 1, "t"), "t"),
+            Err(EnvelopeError::TooNew { .. })
+        ));
+        assert!(matches!(
+            decode::<V1>(&other(PROTOCOL_VERSION, "t"), "t"),
+            Err(EnvelopeError::Decode(_))
+        ));
+        assert!(matches!(
+            decode::<V1>(b"not msgpack at all", "t"),
+            Err(EnvelopeError::Decode(_))
         ));
     }
 }
