@@ -41,10 +41,20 @@ pub fn consumer_config() -> ConsumerConfig {
 
 /// The deployment an event is about (`None`: not a deployment's, or undecodable).
 fn deployment_of(d: &Delivery) -> Option<String> {
-    match decode::<Event>(d.payload.as_deref()?, EVENT_KIND).ok()? {
-        Event::Deployment(update) => Some(update.deployment_id),
-        Event::AppRemoved { .. } => None,
-    }
+    let key = decode::<EventKey>(d.payload.as_deref()?, EVENT_KIND).ok()?;
+    (key.kind == "deployment").then_some(key.deployment_id?)
+}
+
+/// What the key of an [`Event`] needs, decoded from its bytes alone: the variant's name (an
+/// `Event` is tagged by its `type` field) and a deployment's id; every other field is skipped.
+/// The event itself is decoded once, when it is applied: an internally tagged enum is decoded
+/// through a copy of all its fields, which the key does not need.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EventKey {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    deployment_id: Option<String>,
 }
 
 pub struct EventIngest {
@@ -197,5 +207,53 @@ impl Error {
             Error::Redis(e) => berth_bus::is_unavailable(e),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_protocol::{envelope, DeploymentStatus, DeploymentUpdate};
+
+    fn delivery(payload: Option<Vec<u8>>) -> Delivery {
+        Delivery {
+            id: "1-0".into(),
+            payload,
+            deliveries: 1,
+            recovered: false,
+        }
+    }
+
+    fn event(ev: &Event) -> Delivery {
+        delivery(Some(envelope::encode(EVENT_KIND, "e1", ev).unwrap()))
+    }
+
+    /// The key read from the bytes alone is the deployment's id of a deployment's event (full
+    /// of other fields), none for any other event or bytes that are not an event.
+    #[test]
+    fn an_event_is_keyed_by_its_deployment() {
+        let mut update = DeploymentUpdate::new("d1", DeploymentStatus::Succeeded);
+        update.node = Some("n1".into());
+        update.image = Some("berth/a:d1".into());
+        update.error = Some("no".into());
+        assert_eq!(
+            deployment_of(&event(&Event::Deployment(update))).as_deref(),
+            Some("d1")
+        );
+        let removed = Event::AppRemoved {
+            app: "a".into(),
+            node: "n1".into(),
+            at: 1,
+        };
+        assert_eq!(deployment_of(&event(&removed)), None);
+        assert_eq!(deployment_of(&delivery(None)), None);
+        assert_eq!(deployment_of(&delivery(Some(b"junk".to_vec()))), None);
+        let job = envelope::encode(
+            berth_protocol::JOB_KIND,
+            "j1",
+            &berth_protocol::Job::StopApp { app: "a".into() },
+        )
+        .unwrap();
+        assert_eq!(deployment_of(&delivery(Some(job))), None);
     }
 }
