@@ -458,8 +458,12 @@ impl Handler<Create> for Ledger {
             } else {
                 line
             };
-            // The first log line is written with the record (one round trip).
-            let extra = [log_command(&d.id, LogStream::System, &line)];
+            // The first log line is written with the record, and the logs of the app's
+            // deployments that fall out of the kept window go in the same write (one round trip).
+            let extra = [
+                log_command(&d.id, LogStream::System, &line),
+                crate::store::trim_logs_command(&d.app),
+            ];
             let Some(bytes) = store.write_deployment(&d, &extra, Expect::Absent).await? else {
                 return Err(Error::Internal(format!(
                     "a deployment with the new id {} exists already; try again",
@@ -467,13 +471,6 @@ impl Handler<Create> for Ledger {
                 )));
             };
             written.keep(&d, Some(bytes));
-            // Old deployments' logs go after the answer: nothing waits for them.
-            let (store, app) = (store.clone(), d.app.clone());
-            actix::spawn(async move {
-                if let Err(e) = store.trim_deployment_logs(&app).await {
-                    tracing::warn!(%app, error = %e, "could not trim old deployment logs");
-                }
-            });
             Ok(d)
         })
     }
@@ -891,6 +888,48 @@ pub(crate) mod tests {
             ledgers.push(Ledger::new(Store::new(conn)).start());
         }
         ((dir, redis), url, ledgers)
+    }
+
+    /// Creating a deployment deletes the logs of the app's deployments that fall out of the
+    /// newest `DEPLOYMENT_LOGS_KEPT` (in the create's own write), and no other app's.
+    #[actix_rt::test]
+    async fn a_create_deletes_the_logs_that_fall_out_of_the_kept_window() {
+        use berth_protocol::keys;
+        let (_redis, url, ledgers) = two_ledgers("ledger-trim-logs").await;
+        let a = &ledgers[0];
+        let store = Store::new(berth_bus::Redis::connect(&url, "test").await.unwrap());
+        let create = |app: &str| Create {
+            app: app.into(),
+            ..Default::default()
+        };
+        let other = a.send(create("b")).await.unwrap().unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..keys::DEPLOYMENT_LOGS_KEPT + 2 {
+            // Distinct creation times: the index orders by them.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            ids.push(a.send(create("a")).await.unwrap().unwrap().id);
+        }
+        let mut kept = Vec::new();
+        for id in ids.iter().chain([&other.id]) {
+            let n: usize = redis::cmd("EXISTS")
+                .arg(keys::deployment_log(id))
+                .query_async(&mut store.conn())
+                .await
+                .unwrap();
+            kept.push(n == 1);
+        }
+        let mut want = vec![false, false];
+        want.extend([true; keys::DEPLOYMENT_LOGS_KEPT]);
+        want.push(true);
+        assert_eq!(
+            kept, want,
+            "logs of {ids:?} and of the other app's {}",
+            other.id
+        );
+        // The records stay.
+        for id in &ids {
+            assert!(store.get_deployment(id).await.unwrap().is_some());
+        }
     }
 
     /// The held copies stay within their byte budget: a record kept when it is full makes room

@@ -221,7 +221,7 @@ const LATEST: &str = concat!(
 /// writer's epoch ('' = not a leader, not fenced), the record's key, what the writer read there
 /// (`absent` = no record, `bytes` = the bytes that follow), those bytes, the
 /// number of commands, then each command as its argument count and arguments (`__latest` runs
-/// `latest`). Answers 1; -1 without writing anything when the fence key holds another epoch (a
+/// `latest`; `__trim_logs` deletes old deployments' logs, see [`trim_logs_command`]). Answers 1; -1 without writing anything when the fence key holds another epoch (a
 /// newer leader took over, and this writer's decisions are stale); -2 without writing anything
 /// when the record is no longer what the writer read (another process changed it in between:
 /// read it again and decide again).
@@ -243,6 +243,10 @@ for _ = 1, tonumber(ARGV[6]) do
   i = i + n + 1
   if args[1] == '__latest' then
     latest(args[2], args[3], args[4], args[5], args[6], args[7])
+  elseif args[1] == '__trim_logs' then
+    local old = redis.call('ZREVRANGE', args[2], tonumber(args[3]), tonumber(args[3]) + 49)
+    for j = 1, #old do old[j] = args[4] .. old[j] end
+    if #old > 0 then redis.call('DEL', unpack(old)) end
   else
     redis.call(unpack(args))
   end
@@ -250,6 +254,19 @@ end
 return 1
 "
 );
+
+/// The pseudo-command, for a record's write, that deletes the logs of `app`'s deployments older
+/// than its newest [`keys::DEPLOYMENT_LOGS_KEPT`] (their records stay). It goes in the write
+/// that creates a deployment, after the new record joins the app's index, so only the few that
+/// just fell out of the window are looked at (50 at most per write).
+pub fn trim_logs_command(app: &str) -> redis::Cmd {
+    let mut c = redis::cmd("__trim_logs");
+    c.arg(keys::app_deployments(app))
+        .arg(keys::DEPLOYMENT_LOGS_KEPT)
+        // A log's key is this prefix and the deployment's id.
+        .arg(keys::deployment_log(""));
+    c
+}
 
 /// The fence check alone before one command: -1 when fenced, else the command's answer.
 /// ARGV: fence key, epoch ('' = not fenced), then the command.
@@ -1157,23 +1174,6 @@ impl Store {
         let _: Option<String> = log_command(id, stream, line)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(())
-    }
-
-    /// Deletes the logs of `app`'s deployments older than its newest
-    /// [`keys::DEPLOYMENT_LOGS_KEPT`] (their records stay). Called on every create, so only the
-    /// few that just fell out of the window are looked at.
-    pub async fn trim_deployment_logs(&self, app: &str) -> Result<()> {
-        let mut c = self.conn.clone();
-        let start = keys::DEPLOYMENT_LOGS_KEPT as isize;
-        let old: Vec<String> = c
-            .zrevrange(keys::app_deployments(app), start, start + 49)
-            .await?;
-        if old.is_empty() {
-            return Ok(());
-        }
-        let logs: Vec<String> = old.iter().map(|id| keys::deployment_log(id)).collect();
-        let _: () = c.del(logs).await?;
         Ok(())
     }
 
