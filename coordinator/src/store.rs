@@ -268,6 +268,24 @@ pub fn trim_logs_command(app: &str) -> redis::Cmd {
     c
 }
 
+/// The call of `script` by its hash, with no keys (the scripts here take everything as
+/// arguments): push its `args` arguments (about `size` bytes) and send it with
+/// [`Store::invoke`]. One command whose arguments share one buffer; `redis::ScriptInvocation`
+/// allocates each argument on its own and copies them all again into the command it sends.
+fn evalsha(script: &redis::Script, args: usize, size: usize) -> redis::Cmd {
+    let mut call = redis::Cmd::with_capacity(args + 3, size + 64);
+    call.arg("EVALSHA").arg(script.get_hash()).arg(0);
+    call
+}
+
+/// A command's arguments, its name first (the commands here have no cursor arguments).
+fn command_args(c: &redis::Cmd) -> impl Iterator<Item = &[u8]> {
+    c.args_iter().filter_map(|a| match a {
+        redis::Arg::Simple(b) => Some(b),
+        _ => None,
+    })
+}
+
 /// The fence check alone before one command: -1 when fenced, else the command's answer.
 /// ARGV: fence key, epoch ('' = not fenced), then the command.
 const FENCED: &str = r"
@@ -452,42 +470,58 @@ impl Store {
         what: &str,
         id: &str,
         expect: Expect<'_>,
-        cmds: &[redis::Cmd],
+        cmds: &[&redis::Cmd],
     ) -> Result<bool> {
-        // EVALSHA, with the script's text only the first time (or after Redis lost it).
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(COMMIT));
         let fence = self.fence_arg();
-        let mut script = SCRIPT.prepare_invoke();
         let (mode, bytes): (&str, &[u8]) = match expect {
             Expect::Absent => ("absent", b""),
             Expect::Bytes(b) | Expect::Read(b, _) => ("bytes", b),
         };
-        script
-            .arg(keys::LEADER_EPOCH)
+        let (mut n, mut size) = (6, bytes.len() + 64);
+        for c in cmds {
+            for a in command_args(c) {
+                (n, size) = (n + 1, size + a.len());
+            }
+            n += 1;
+        }
+        let mut call = evalsha(&SCRIPT, n, size);
+        call.arg(keys::LEADER_EPOCH)
             .arg(&fence)
             .arg(keys::deployment(id))
             .arg(mode)
             .arg(bytes)
             .arg(cmds.len());
         for c in cmds {
-            let args: Vec<&[u8]> = c
-                .args_iter()
-                .filter_map(|a| match a {
-                    redis::Arg::Simple(b) => Some(b),
-                    _ => None,
-                })
-                .collect();
-            script.arg(args.len());
-            for a in args {
-                script.arg(a);
+            call.arg(command_args(c).count());
+            for a in command_args(c) {
+                call.arg(a);
             }
         }
-        let r: i64 = script.invoke_async(&mut self.conn.clone()).await?;
+        let r: i64 = self.invoke(&call, COMMIT).await?;
         match r {
             -1 => Err(Self::fenced(what, &fence)),
             -2 => Ok(false),
             _ => Ok(true),
+        }
+    }
+
+    /// Sends a script's call built by [`evalsha`]. Redis knows a script by its hash once it
+    /// was loaded; when it does not (it restarted or failed over, or its scripts were flushed),
+    /// `code` is loaded and the call sent again.
+    async fn invoke<T: redis::FromRedisValue>(&self, call: &redis::Cmd, code: &str) -> Result<T> {
+        let mut c = self.conn.clone();
+        match call.query_async(&mut c).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(code)
+                    .query_async(&mut c)
+                    .await?;
+                Ok(call.query_async(&mut c).await?)
+            }
+            r => Ok(r?),
         }
     }
 
@@ -980,7 +1014,8 @@ impl Store {
             _ => Sets::Both,
         };
         let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
-        let cmds = self.deployment_commands(d, &bytes, extra, index, sets);
+        let own = self.deployment_commands(d, &bytes, index, sets);
+        let cmds: Vec<&redis::Cmd> = own.iter().chain(extra).collect();
         let written = self
             .commit(
                 &format!("writing deployment {}", d.id),
@@ -993,7 +1028,8 @@ impl Store {
     }
 
     /// The commands that write `d` as `bytes` (the record; the app's index when `index`; the
-    /// newest summary and the active set as `sets` says), then `extra`. A record's place in its
+    /// newest summary and the active set as `sets` says); the caller's extra commands follow
+    /// them in the write. A record's place in its
     /// app's index (its creation time) never changes, so only the write that creates it — or
     /// replaces an unreadable one — adds it; the others leave the index alone (and so never
     /// bring back the index of an app deleted meanwhile). The summary and the active set follow
@@ -1004,7 +1040,6 @@ impl Store {
         &self,
         d: &Deployment,
         bytes: &[u8],
-        extra: &[redis::Cmd],
         index: bool,
         sets: Sets,
     ) -> Vec<redis::Cmd> {
@@ -1038,7 +1073,6 @@ impl Store {
             active.arg(keys::ACTIVE_DEPLOYMENTS).arg(&d.id);
             cmds.push(active);
         }
-        cmds.extend(extra.iter().cloned());
         cmds
     }
 
@@ -1060,9 +1094,9 @@ impl Store {
         rename
             .arg(keys::deployment(&d.id))
             .arg(keys::deployment_unreadable(&d.id));
-        let mut cmds = vec![rename];
         let bytes = encode(DEPLOYMENT_KIND, &d.id, d)?;
-        cmds.extend(self.deployment_commands(d, &bytes, extra, true, Sets::Both));
+        let own = self.deployment_commands(d, &bytes, true, Sets::Both);
+        let cmds: Vec<&redis::Cmd> = std::iter::once(&rename).chain(&own).chain(extra).collect();
         self.commit(
             &format!("replacing deployment {}", d.id),
             &d.id,
@@ -1391,13 +1425,13 @@ impl Store {
         // EVALSHA: Redis hashes an EVAL's whole text on every call.
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(FENCED));
-        let mut script = SCRIPT.prepare_invoke();
-        script
-            .arg(keys::LEADER_EPOCH)
+        let size = bytes.len();
+        let mut call = evalsha(&SCRIPT, 12, size);
+        call.arg(keys::LEADER_EPOCH)
             .arg(&fence)
             .arg("XADD")
             .arg(job_entry(node, bytes));
-        let r: redis::Value = script.invoke_async(&mut self.conn.clone()).await?;
+        let r: redis::Value = self.invoke(&call, FENCED).await?;
         if r == redis::Value::Int(-1) {
             return Err(Self::fenced(
                 &format!("the job {id} for node {node}"),
@@ -1545,6 +1579,57 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(latest().await, None);
+    }
+
+    /// The scripts are called by their hash; a Redis that lost them (restarted, failed over,
+    /// `SCRIPT FLUSH`) is given them again and the call goes through: a record's write with
+    /// its extra commands, and a job's fenced `XADD`.
+    #[actix_rt::test]
+    async fn script_calls_survive_a_redis_that_lost_the_scripts() {
+        let (_redis, conn) = real_redis("store-noscript").await;
+        let store = Store::new(conn.clone());
+        let mut c = conn.clone();
+        let flush = || async {
+            let _: () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut conn.clone())
+                .await
+                .unwrap();
+        };
+        let mut d = crate::ledger::tests::queued();
+        d.id = "d1".into();
+        let line = log_command("d1", LogStream::System, "queued");
+        flush().await;
+        let raw = store
+            .write_deployment(&d, std::slice::from_ref(&line), Expect::Absent)
+            .await
+            .unwrap()
+            .expect("written");
+        flush().await;
+        let before = d.status;
+        d.status = DeploymentStatus::Building;
+        store
+            .write_deployment(&d, &[line], Expect::Read(&raw, before))
+            .await
+            .unwrap()
+            .expect("written");
+        assert_eq!(
+            store.get_deployment("d1").await.unwrap().unwrap().status,
+            DeploymentStatus::Building
+        );
+        let lines: usize = c.xlen(keys::deployment_log("d1")).await.unwrap();
+        assert_eq!(lines, 2);
+        flush().await;
+        store
+            .send_job(
+                "n1",
+                "d1",
+                &berth_protocol::Job::StopApp { app: "a".into() },
+            )
+            .await
+            .unwrap();
+        let jobs: usize = c.xlen(keys::jobs("n1")).await.unwrap();
+        assert_eq!(jobs, 1);
     }
 
     /// On a real Redis: a writer that read an app's domains before a PATCH dropped one (a
