@@ -221,10 +221,11 @@ const LATEST: &str = concat!(
 /// writer's epoch ('' = not a leader, not fenced), the record's key, what the writer read there
 /// (`absent` = no record, `bytes` = the bytes that follow), those bytes, the
 /// number of commands, then each command as its argument count and arguments (`__latest` runs
-/// `latest`; `__trim_logs` deletes old deployments' logs, see [`trim_logs_command`]). Answers 1; -1 without writing anything when the fence key holds another epoch (a
-/// newer leader took over, and this writer's decisions are stale); -2 without writing anything
-/// when the record is no longer what the writer read (another process changed it in between:
-/// read it again and decide again).
+/// `latest`; `__trim_logs` deletes old deployments' logs, see [`trim_logs_command`]). Answers
+/// 1; -1 without writing anything when the fence key holds another epoch (a newer leader took
+/// over, and this writer's decisions are stale); -2 without writing anything when the record is
+/// no longer what the writer read (another process changed it in between: read it again and
+/// decide again).
 const COMMIT: &str = concat!(
     latest_fn!(),
     r"
@@ -1029,8 +1030,8 @@ impl Store {
 
     /// The commands that write `d` as `bytes` (the record; the app's index when `index`; the
     /// newest summary and the active set as `sets` says); the caller's extra commands follow
-    /// them in the write. A record's place in its
-    /// app's index (its creation time) never changes, so only the write that creates it — or
+    /// them in the write. A record's place in its app's index (its creation time) never
+    /// changes, so only the write that creates it — or
     /// replaces an unreadable one — adds it; the others leave the index alone (and so never
     /// bring back the index of an app deleted meanwhile). The summary and the active set follow
     /// the status only, so a write that keeps the status needs neither; and membership of the
