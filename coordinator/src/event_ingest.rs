@@ -49,7 +49,7 @@ fn deployment_of(d: &Delivery) -> Option<String> {
 /// `Event` is tagged by its `type` field) and a deployment's id; every other field is skipped.
 /// The event itself is decoded once, when it is applied: an internally tagged enum is decoded
 /// through a copy of all its fields, which the key does not need.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct EventKey {
     #[serde(rename = "type")]
     kind: String,

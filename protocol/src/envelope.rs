@@ -85,7 +85,9 @@ impl<T: Serialize + DeserializeOwned> Envelope<T> {
             source,
         })
     }
+}
 
+impl<T: DeserializeOwned> Envelope<T> {
     /// Decodes an envelope of the given kind. A message of a newer version or of another kind is
     /// refused as such ([`EnvelopeError::TooNew`], [`EnvelopeError::WrongKind`]), whether or not
     /// its body would decode as `T`.
@@ -148,10 +150,7 @@ pub fn encode<T: Serialize + DeserializeOwned>(
 }
 
 /// Decodes the body of an envelope of the given kind.
-pub fn decode<T: Serialize + DeserializeOwned>(
-    bytes: &[u8],
-    kind: &str,
-) -> Result<T, EnvelopeError> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], kind: &str) -> Result<T, EnvelopeError> {
     Envelope::<T>::decode(bytes, kind).map(|e| e.body)
 }
 
