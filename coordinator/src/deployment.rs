@@ -85,10 +85,29 @@ pub struct DeploymentActor {
     /// The record as last read, and when: while it only waits on its node, a tick decides from
     /// it (and the fleet) without reading it again — see [`REREAD`].
     known: Option<(Arc<Deployment>, Instant)>,
-    /// The record as the API created it, for the first look only (then it is read), with the
-    /// app as the API read it when it has it; or the record as the Ledger just wrote it, given
-    /// by a [`Look`] that starts a look at once.
-    created: Option<Box<(Deployment, Option<App>)>>,
+    /// The record as the API created it, for the first look only (then it is read), with what
+    /// its creator read with it; or the record as the Ledger just wrote it, given by a [`Look`]
+    /// that starts a look at once.
+    created: Option<Box<First>>,
+}
+
+/// What a look starts from instead of reading: a record (as just created, or just written) and,
+/// from a deployment's creator, the app as it read it and its app's newest deployment ids as the
+/// create read them (`ledger::Created::recent`).
+pub struct First {
+    pub d: Deployment,
+    pub app: Option<App>,
+    pub recent: Option<Vec<String>>,
+}
+
+impl First {
+    fn written(d: Deployment) -> First {
+        First {
+            d,
+            app: None,
+            recent: None,
+        }
+    }
 }
 
 /// How long a tick may decide from the record it read last instead of reading it again. Every
@@ -137,8 +156,8 @@ impl DeploymentActor {
 
     /// Starts from `d`, the record as just created (its first look does not read it back),
     /// and from the app as its creator read it, if given.
-    pub fn created(mut self, d: Option<(Deployment, Option<App>)>) -> Self {
-        self.created = d.filter(|(d, _)| d.id == self.id).map(Box::new);
+    pub fn created(mut self, first: Option<First>) -> Self {
+        self.created = first.filter(|f| f.d.id == self.id).map(Box::new);
         self
     }
 
@@ -260,7 +279,7 @@ struct Tick {
 async fn tick(
     t: Tick,
     known: Option<Arc<Deployment>>,
-    created: Option<Box<(Deployment, Option<App>)>>,
+    created: Option<Box<First>>,
 ) -> Result<(Step, Option<Deployment>)> {
     if t.quarantine && t.ledger.send(Quarantine(t.id.clone())).await??.is_some() {
         return Ok((Step::Done, None));
@@ -271,15 +290,16 @@ async fn tick(
             return Ok((Step::Wait, None));
         }
     }
-    let (d, app) = match created {
-        Some(c) => *c,
+    let first = match created {
+        Some(c) => c,
         None => match t.store.get_deployment(&t.id).await? {
-            Some(d) => (d, None),
+            Some(d) => Box::new(First::written(d)),
             None => return Ok((Step::Done, None)),
         },
     };
+    let d = first.d.clone();
     // Boxed: a look that only waits (above) does not carry the size of a decision's future.
-    let step = Box::pin(decide(t, d.clone(), app)).await?;
+    let step = Box::pin(decide(t, first)).await?;
     Ok((step, Some(d)))
 }
 
@@ -300,9 +320,11 @@ fn waits_on_its_node(d: &Deployment, nodes: &[NodeView], sent: bool, dl: Deadlin
         && age + REREAD < dl.deploy_timeout
 }
 
-/// What a look at the record `d` (read now) does; `app` is the app as the deployment's creator
-/// read it just before, on the first look only.
-async fn decide(t: Tick, d: Deployment, app: Option<App>) -> Result<Step> {
+/// What a look at the record `first.d` (read now) does; on the first look only, `first` also
+/// has the app as the deployment's creator read it just before, and the app's newest deployment
+/// ids as its create read them.
+async fn decide(t: Tick, first: Box<First>) -> Result<Step> {
+    let First { d, app, recent } = *first;
     let Tick {
         id,
         store,
@@ -367,7 +389,9 @@ async fn decide(t: Tick, d: Deployment, app: Option<App>) -> Result<Step> {
     match (&d.node, app) {
         (None, None) => Ok(Step::Wait),
         (None, Some(app)) => {
-            let node = match placement(&store, &registry, &nodes, &app, &d, shared_images).await? {
+            let node = match placement(&store, &registry, &nodes, &app, &d, recent, shared_images)
+                .await?
+            {
                 Ok(node) => node,
                 // Some node is ready but none passes: waiting will not help.
                 Err(why) if why.any_ready(&nodes) => {
@@ -529,10 +553,11 @@ async fn retry(
                 .cloned()
                 .collect(),
         );
-        let placed = match placement(&store, &registry, &others, &app, d, shared_images).await? {
-            Ok(to) => Ok(to),
-            Err(_) => placement(&store, &registry, nodes, &app, d, shared_images).await?,
-        };
+        let placed =
+            match placement(&store, &registry, &others, &app, d, None, shared_images).await? {
+                Ok(to) => Ok(to),
+                Err(_) => placement(&store, &registry, nodes, &app, d, None, shared_images).await?,
+            };
         match placed {
             Ok(to) => {
                 let moved = ledger
@@ -567,20 +592,25 @@ async fn retry(
 /// Where a deployment of `app` goes: the scheduler's pick among `nodes`. A build prefers the
 /// node that ran the app's latest deployment (its layer cache); a rollback (or failover) the node
 /// of the release it brings back, which has its image — and without a registry only that node
-/// can run it; spread counts the app's replicas per node from its route.
+/// can run it; spread counts the app's replicas per node from its route. `recent`: the app's
+/// newest deployment ids as the create read them, if the caller has them.
 async fn placement(
     store: &Store,
     registry: &Live<NodeRegistry>,
     nodes: &Arc<Vec<NodeView>>,
     app: &App,
     d: &Deployment,
+    recent: Option<Vec<String>>,
     shared_images: bool,
 ) -> Result<std::result::Result<String, scheduler::Unplaced>> {
     // Both reads at once (one round trip on the multiplexed connection).
     let prefer = async {
         Ok::<_, Error>(match &d.rollback_of {
             Some(of) => store.get_deployment(of).await?.and_then(|r| r.node),
-            None => last_builder(store, d).await?,
+            None => match recent {
+                Some(ids) => last_builder_among(store, d, ids).await?,
+                None => last_builder(store, d).await?,
+            },
         })
     };
     let route = async {
@@ -610,9 +640,24 @@ async fn placement(
         .await?)
 }
 
+/// How many of an app's newest deployments are looked at for the node that built it last.
+const LAYER_CACHE_LOOKBACK: usize = 5;
+
 /// The node of the app's latest deployment other than `d` (its layer cache), if any.
 pub(crate) async fn last_builder(store: &Store, d: &Deployment) -> Result<Option<String>> {
-    let ids = store.deployment_ids_except(&d.app, &d.id, 5).await?;
+    let ids = store.deployment_ids(&d.app, LAYER_CACHE_LOOKBACK).await?;
+    last_builder_among(store, d, ids).await
+}
+
+/// [`last_builder`], given the app's newest deployment ids, newest first (of which the first
+/// [`LAYER_CACHE_LOOKBACK`] are looked at).
+async fn last_builder_among(
+    store: &Store,
+    d: &Deployment,
+    mut ids: Vec<String>,
+) -> Result<Option<String>> {
+    ids.truncate(LAYER_CACHE_LOOKBACK);
+    ids.retain(|id| *id != d.id);
     if ids.is_empty() {
         // The app's first deployment: no record to read.
         return Ok(None);
@@ -807,7 +852,7 @@ impl Handler<Look> for DeploymentActor {
         if !self.busy && self.created.is_none() {
             self.created = written
                 .filter(|d| d.id == self.id)
-                .map(|d| Box::new((d, None)));
+                .map(|d| Box::new(First::written(d)));
         }
         self.schedule_tick(ctx);
     }
@@ -851,5 +896,50 @@ mod tests {
     fn a_look_is_a_small_future() {
         let size = future_size(super::tick);
         assert!(size <= 2048, "a look's future is {size} bytes");
+    }
+
+    /// A deployment's first placement prefers the node of its app's latest deployment among
+    /// the ids its create read (no read of the index), and finds the one a read of the index
+    /// finds: the latest of the newest five that ran on a node, itself left out.
+    #[actix_rt::test]
+    async fn the_last_builder_is_found_among_the_ids_the_create_read() {
+        use crate::ledger::{Create, Ledger};
+        use crate::store::{Expect, Store};
+        use actix::Actor;
+        let (_redis, conn) = crate::store::tests::real_redis("last-builder").await;
+        let store = Store::new(conn);
+        let ledger = Ledger::new(store.clone()).start();
+        let create = || Create {
+            app: "a".into(),
+            ..Default::default()
+        };
+        // The app's first deployment: no other, no preference.
+        let first = ledger.send(create()).await.unwrap().unwrap();
+        assert_eq!(first.recent, std::slice::from_ref(&first.deployment.id));
+        let among = super::last_builder_among(&store, &first.deployment, first.recent.clone());
+        assert_eq!(among.await.unwrap(), None);
+        // It ran on n1; the next one prefers n1, through the ids or through a read.
+        let (mut ran, raw) = store
+            .read_deployment(&first.deployment.id)
+            .await
+            .unwrap()
+            .unwrap();
+        ran.node = Some("n1".into());
+        let before = ran.status;
+        assert!(store
+            .put_deployment_with(&ran, &[], Expect::Read(&raw, before))
+            .await
+            .unwrap());
+        for n in 0..5 {
+            // Distinct creation times: the index orders by them.
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let c = ledger.send(create()).await.unwrap().unwrap();
+            let by_read = super::last_builder(&store, &c.deployment).await.unwrap();
+            // With five unplaced ones after it, n1's is out of the five looked at.
+            let want = (n < 4).then(|| "n1".to_string());
+            assert_eq!(by_read, want, "after {} more", n + 1);
+            let among = super::last_builder_among(&store, &c.deployment, c.recent.clone());
+            assert_eq!(among.await.unwrap(), want, "after {} more", n + 1);
+        }
     }
 }

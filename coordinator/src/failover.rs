@@ -191,7 +191,8 @@ pub(crate) async fn scale(
             rollout: Some(Rollout::default()),
             ..Default::default()
         })
-        .await??;
+        .await??
+        .deployment;
     reconciler.do_send(Track::new(d.clone()));
     Ok(Some(d.id))
 }
@@ -272,7 +273,8 @@ async fn reschedule(
             rollout,
             ..Default::default()
         })
-        .await??;
+        .await??
+        .deployment;
     tracing::warn!(%app, deployment = %d.id, node = %up.node, %reason, "replica moved");
     reconciler.do_send(Track::new(d.clone()));
     Ok(Some(d.id))

@@ -133,9 +133,12 @@ impl Actor for Ledger {
 
 berth_bus::injectable!(Ledger);
 
+/// How many of an app's newest deployment ids a create answers with its record ([`Created`]).
+pub const RECENT: usize = 100;
+
 /// Record a new `queued` deployment of an app.
 #[derive(Message, Default)]
-#[rtype(result = "Result<Deployment>")]
+#[rtype(result = "Result<Created>")]
 pub struct Create {
     pub app: String,
     pub git_ref: Option<String>,
@@ -158,6 +161,16 @@ pub struct Create {
     pub upload: Option<berth_protocol::Upload>,
     /// Build with no cached layer.
     pub no_cache: bool,
+}
+
+/// A new deployment as its create wrote it, and the ids of its app's newest [`RECENT`]
+/// deployments, newest first, read in the same write (the new one among them): what the
+/// creator needs to cancel the app's older unfinished ones, and the first placement to find the
+/// node that built the app last, without reading the app's index again.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub deployment: Deployment,
+    pub recent: Vec<String>,
 }
 
 /// Bind a queued deployment to the node that will run it. Answers the record as written and
@@ -389,7 +402,7 @@ pub fn new_id() -> String {
 }
 
 impl Handler<Create> for Ledger {
-    type Result = ResponseFuture<Result<Deployment>>;
+    type Result = ResponseFuture<Result<Created>>;
 
     fn handle(&mut self, msg: Create, _: &mut Context<Self>) -> Self::Result {
         let store = self.store.clone();
@@ -458,20 +471,28 @@ impl Handler<Create> for Ledger {
             } else {
                 line
             };
-            // The first log line is written with the record, and the logs of the app's
-            // deployments that fall out of the kept window go in the same write (one round trip).
+            // The first log line is written with the record, the logs of the app's
+            // deployments that fall out of the kept window go in the same write, and it reads
+            // the app's newest ids back (one round trip).
             let extra = [
                 log_command(&d.id, LogStream::System, &line),
                 crate::store::trim_logs_command(&d.app),
+                crate::store::recent_command(&d.app, RECENT),
             ];
-            let Some(bytes) = store.write_deployment(&d, &extra, Expect::Absent).await? else {
+            let Some((bytes, recent)) = store
+                .write_deployment_read(&d, &extra, Expect::Absent)
+                .await?
+            else {
                 return Err(Error::Internal(format!(
                     "a deployment with the new id {} exists already; try again",
                     d.id
                 )));
             };
             written.keep(&d, Some(bytes));
-            Ok(d)
+            Ok(Created {
+                deployment: d,
+                recent,
+            })
         })
     }
 }
@@ -903,11 +924,17 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let other = a.send(create("b")).await.unwrap().unwrap();
+        // A create answers its app's newest ids as it left them, itself first.
+        assert_eq!(other.recent, std::slice::from_ref(&other.deployment.id));
+        let other = other.deployment;
         let mut ids = Vec::new();
-        for _ in 0..keys::DEPLOYMENT_LOGS_KEPT + 2 {
+        for n in 0..keys::DEPLOYMENT_LOGS_KEPT + 2 {
             // Distinct creation times: the index orders by them.
             tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            ids.push(a.send(create("a")).await.unwrap().unwrap().id);
+            let c = a.send(create("a")).await.unwrap().unwrap();
+            ids.push(c.deployment.id);
+            let newest: Vec<String> = ids.iter().rev().cloned().collect();
+            assert_eq!(c.recent, newest, "after {} creates of app a", n + 1);
         }
         let mut kept = Vec::new();
         for id in ids.iter().chain([&other.id]) {
@@ -1005,7 +1032,7 @@ pub(crate) mod tests {
         };
 
         // As made: the record and its job in one write.
-        let d = a.send(create()).await.unwrap().unwrap();
+        let d = a.send(create()).await.unwrap().unwrap().deployment;
         let (assigned, queued) = a
             .send(Assign {
                 id: d.id.clone(),
@@ -1023,7 +1050,7 @@ pub(crate) mod tests {
         assert_eq!(jobs("n1").await, 1);
 
         // Changed by another process (still queued, on no node): assigned, no job.
-        let d = a.send(create()).await.unwrap().unwrap();
+        let d = a.send(create()).await.unwrap().unwrap().deployment;
         let (_, raw) = store.read_deployment(&d.id).await.unwrap().unwrap();
         let mut changed = d.clone();
         changed.commit_message = Some("edited elsewhere".into());
@@ -1065,7 +1092,8 @@ pub(crate) mod tests {
             })
             .await
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .deployment;
         let assigned = a
             .send(Assign {
                 id: d.id.clone(),
@@ -1161,7 +1189,8 @@ pub(crate) mod tests {
             })
             .await
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .deployment;
 
         // 40 edits through each ledger at once, each one counting itself into the record.
         const EACH: u32 = 40;

@@ -22,7 +22,7 @@ use berth_bus::{Live, Shutdown};
 use berth_protocol::{App, Deployment};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::deployment::{Deadlines, DeploymentActor, Link};
+use crate::deployment::{Deadlines, DeploymentActor, First, Link};
 use crate::lease::Leadership;
 use crate::ledger::Ledger;
 use crate::registry::NodeRegistry;
@@ -99,7 +99,7 @@ impl Reconciler {
         }
     }
 
-    fn track(&mut self, id: String, created: Option<(Deployment, Option<App>)>) {
+    fn track(&mut self, id: String, created: Option<First>) {
         if self.term.is_none() || self.actors.get(&id).is_some_and(|(a, _)| a.connected()) {
             return;
         }
@@ -246,6 +246,9 @@ pub struct Track {
     /// The app as the creator read it just before (the API's request did): the first look
     /// places the deployment with it instead of reading it again.
     pub app: Option<App>,
+    /// The app's newest deployment ids as the create read them (`ledger::Created::recent`):
+    /// the first look finds the app's last builder among them instead of reading the index.
+    pub recent: Option<Vec<String>>,
 }
 
 impl Track {
@@ -253,6 +256,7 @@ impl Track {
         Track {
             deployment,
             app: None,
+            recent: None,
         }
     }
 }
@@ -261,7 +265,12 @@ impl Handler<Track> for Reconciler {
     type Result = ();
 
     fn handle(&mut self, t: Track, _: &mut Context<Self>) {
-        self.track(t.deployment.id.clone(), Some((t.deployment, t.app)));
+        let first = First {
+            d: t.deployment,
+            app: t.app,
+            recent: t.recent,
+        };
+        self.track(first.d.id.clone(), Some(first));
     }
 }
 

@@ -64,6 +64,7 @@ pub struct NodeRegistry {
     store: Store,
     liveness: Liveness,
     snapshot: Snapshot,
+    decoded: Decoded,
     /// When jobs were placed on each node lately: a node's heartbeat counts a job only once
     /// the node has read it (a second or so later), so placement adds these meanwhile, and a
     /// burst of deployments spreads instead of landing on one node. A hint, not a record: a
@@ -175,6 +176,7 @@ impl NodeRegistry {
             store,
             liveness,
             snapshot: Snapshot::default(),
+            decoded: Decoded::default(),
             placed: Recent::default(),
         }
     }
@@ -260,14 +262,53 @@ pub struct Cordon {
     pub on: bool,
 }
 
+/// The heartbeat records as the last read of the fleet decoded them, by node, with the bytes
+/// they came from: a read decodes only the records whose bytes changed since, and takes a copy
+/// of the rest. A node beats once a second and under load the fleet is read four times a second
+/// ([`SNAPSHOT_MAX_AGE`]), so most records are the bytes of the read before; decoding them was
+/// most of a read's cost (a thousand records per read with a thousand nodes).
+#[derive(Clone, Default)]
+struct Decoded(Arc<std::sync::Mutex<HashMap<String, Held>>>);
+
+/// A heartbeat record's bytes and what they decode to.
+type Held = (Vec<u8>, NodeInfo);
+
+impl Decoded {
+    /// The records of `names` (by name) from their bytes `raw`: from the last read's where the
+    /// bytes are the same, else decoded. A node without a record, or whose record cannot be
+    /// read, is left out (and the latter logged), as [`Store::nodes`] does. Keeps only these.
+    fn infos(&self, names: Vec<String>, raw: Vec<Option<Vec<u8>>>) -> Vec<NodeInfo> {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut kept = HashMap::with_capacity(names.len());
+        let mut infos = Vec::with_capacity(names.len());
+        for (name, bytes) in names.into_iter().zip(raw) {
+            let Some(bytes) = bytes else { continue };
+            let info = match last.remove(&name) {
+                Some((was, info)) if was == bytes => info,
+                _ => match Store::decode_node(&name, &bytes) {
+                    Ok(info) => info,
+                    Err(e) => {
+                        tracing::error!(error = %e, "left out of a list");
+                        continue;
+                    }
+                },
+            };
+            infos.push(info.clone());
+            kept.insert(name, (bytes, info));
+        }
+        *last = kept;
+        infos
+    }
+}
+
 /// Every registered node with its liveness now, by name (placement gives ties to the first).
-async fn views(store: Store, l: Liveness) -> Result<Vec<NodeView>> {
+async fn views(store: Store, l: Liveness, decoded: Decoded) -> Result<Vec<NodeView>> {
     let now = now_ms();
     let blind = store.conn().last_outage();
     let cordoned = store.cordoned().await?;
-    Ok(store
-        .nodes()
-        .await?
+    let (names, raw) = store.node_records().await?;
+    Ok(decoded
+        .infos(names, raw)
         .into_iter()
         .map(|info| NodeView {
             status: status_of(&info, now, l, blind),
@@ -289,7 +330,12 @@ impl Handler<Nodes> for NodeRegistry {
 
     fn handle(&mut self, _: Nodes, _: &mut Context<Self>) -> Self::Result {
         let (store, l, snapshot) = (self.store.clone(), self.liveness, self.snapshot.clone());
-        Box::pin(async move { snapshot.get(SNAPSHOT_MAX_AGE, || views(store, l)).await })
+        let decoded = self.decoded.clone();
+        Box::pin(async move {
+            snapshot
+                .get(SNAPSHOT_MAX_AGE, || views(store, l, decoded))
+                .await
+        })
     }
 }
 
@@ -344,8 +390,11 @@ impl Handler<NodesNow> for NodeRegistry {
 
     fn handle(&mut self, _: NodesNow, _: &mut Context<Self>) -> Self::Result {
         let (store, l, snapshot) = (self.store.clone(), self.liveness, self.snapshot.clone());
+        let decoded = self.decoded.clone();
         Box::pin(async move {
-            let views = snapshot.get(Duration::ZERO, || views(store, l)).await?;
+            let views = snapshot
+                .get(Duration::ZERO, || views(store, l, decoded))
+                .await?;
             Ok(views.as_ref().clone())
         })
     }
@@ -356,6 +405,7 @@ impl Handler<Cordon> for NodeRegistry {
 
     fn handle(&mut self, msg: Cordon, _: &mut Context<Self>) -> Self::Result {
         let (store, l, snapshot) = (self.store.clone(), self.liveness, self.snapshot.clone());
+        let decoded = self.decoded.clone();
         Box::pin(async move {
             let missing = || Error::NotFound(format!("no node named {}", msg.node));
             let set = store.set_cordoned(&msg.node, msg.on).await;
@@ -364,7 +414,7 @@ impl Handler<Cordon> for NodeRegistry {
             if !set? {
                 return Err(missing());
             }
-            views(store, l)
+            views(store, l, decoded)
                 .await?
                 .into_iter()
                 .find(|v| v.info.name == msg.node)
@@ -424,13 +474,8 @@ pub(crate) mod tests {
     /// Redis keeps the set in.
     #[actix_rt::test]
     async fn the_fleet_is_listed_by_name_and_found_by_name() {
-        let dir = berth_tests::TempDir::with_prefix("registry-sorted").unwrap();
-        let port = berth_tests::free_port();
-        let _redis = berth_tests::start_redis(dir.path(), port, &[])
-            .await
-            .unwrap();
-        let url = format!("redis://127.0.0.1:{port}/");
-        let store = Store::new(berth_bus::Redis::connect(&url, "test").await.unwrap());
+        let (_redis, conn) = crate::store::tests::real_redis("registry-sorted").await;
+        let store = Store::new(conn);
         let mut conn = store.conn();
         // Names whose byte order differs from their numeric order and from the set's order.
         let names: Vec<String> = (0..300)
@@ -457,7 +502,7 @@ pub(crate) mod tests {
             suspect_after: Duration::from_secs(60),
             down_after: Duration::from_secs(120),
         };
-        let fleet = views(store, liveness).await.unwrap();
+        let fleet = views(store, liveness, Decoded::default()).await.unwrap();
         assert_eq!(fleet.len(), names.len());
         assert!(fleet.is_sorted_by(|a, b| a.info.name < b.info.name));
         for name in &names {
@@ -477,6 +522,55 @@ pub(crate) mod tests {
             status: NodeStatus::Ready,
             cordoned: false,
         }
+    }
+
+    /// A read of the fleet decodes a heartbeat record only when its bytes changed since the
+    /// last read, and answers what decoding the bytes answers either way: a new beat is seen,
+    /// a node gone from the set is forgotten, an unreadable record is left out.
+    #[test]
+    fn a_fleet_read_decodes_only_the_records_that_changed() {
+        use berth_protocol::envelope::{encode, kind::NODE};
+        let beat = |name: &str, at: u64| {
+            let mut info = node_info();
+            info.name = name.into();
+            info.last_heartbeat = at;
+            (info.clone(), encode(NODE, name, &info).unwrap())
+        };
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let decoded = Decoded::default();
+        let (a1, a1b) = beat("a", 1);
+        let (b1, b1b) = beat("b", 1);
+        let got = decoded.infos(
+            names(&["a", "b"]),
+            vec![Some(a1b.clone()), Some(b1b.clone())],
+        );
+        assert_eq!(got, [a1.clone(), b1]);
+        // The held copy of a record is what its bytes decode to: poison it, and an unchanged
+        // record answers the poisoned copy (it was not decoded again), a changed one does not.
+        for (_, info) in decoded.0.lock().unwrap().values_mut() {
+            info.version = "held".into();
+        }
+        let (b2, b2b) = beat("b", 2);
+        let got = decoded.infos(
+            names(&["a", "b"]),
+            vec![Some(a1b.clone()), Some(b2b.clone())],
+        );
+        assert_eq!(
+            got[0].version, "held",
+            "a's bytes did not change: not decoded again"
+        );
+        assert_eq!(got[1], b2, "b beat again: decoded");
+        // A node that left the set is forgotten; a record that cannot be read is left out.
+        let got = decoded.infos(
+            names(&["b", "c"]),
+            vec![Some(b2b.clone()), Some(b"junk".to_vec())],
+        );
+        assert_eq!(got, std::slice::from_ref(&b2));
+        let held: Vec<String> = decoded.0.lock().unwrap().keys().cloned().collect();
+        assert_eq!(held, ["b"]);
+        // a again, with the same bytes as before: decoded afresh (it was forgotten).
+        let got = decoded.infos(names(&["a"]), vec![Some(a1b)]);
+        assert_eq!(got, [a1]);
     }
 
     /// A heartbeat record of node `n` (test fixture, also used by the scheduler's tests).

@@ -58,8 +58,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Decodes a stored record; an undecodable one is reported with what it is.
+/// `what` names the record in the error only (`format_args!`: nothing is formatted for a
+/// record that decodes, as every record of a listing is decoded through here).
 fn decode_record<T: serde::de::DeserializeOwned + serde::Serialize>(
-    what: &str,
+    what: impl std::fmt::Display,
     kind: &str,
     bytes: &[u8],
 ) -> Result<T> {
@@ -92,7 +94,7 @@ fn decode_listed<T: serde::de::DeserializeOwned + serde::Serialize>(
         .zip(raw)
         .filter_map(|(name, bytes)| {
             let bytes = bytes?;
-            decode_record(&format!("{kind} {name}"), kind, &bytes)
+            decode_record(format_args!("{kind} {name}"), kind, &bytes)
                 .map_err(|e| tracing::error!(error = %e, "left out of a list"))
                 .ok()
         })
@@ -221,11 +223,12 @@ const LATEST: &str = concat!(
 /// writer's epoch ('' = not a leader, not fenced), the record's key, what the writer read there
 /// (`absent` = no record, `bytes` = the bytes that follow), those bytes, the
 /// number of commands, then each command as its argument count and arguments (`__latest` runs
-/// `latest`; `__trim_logs` deletes old deployments' logs, see [`trim_logs_command`]). Answers
-/// 1; -1 without writing anything when the fence key holds another epoch (a newer leader took
-/// over, and this writer's decisions are stale); -2 without writing anything when the record is
-/// no longer what the writer read (another process changed it in between: read it again and
-/// decide again).
+/// `latest`; `__trim_logs` deletes old deployments' logs, see [`trim_logs_command`];
+/// `__recent` reads an app's newest deployment ids, see [`recent_command`]). Answers 1 (or,
+/// with `__recent`, the ids it read); -1 without writing anything when the fence key holds
+/// another epoch (a newer leader took over, and this writer's decisions are stale); -2 without
+/// writing anything when the record is no longer what the writer read (another process changed
+/// it in between: read it again and decide again).
 const COMMIT: &str = concat!(
     latest_fn!(),
     r"
@@ -237,6 +240,7 @@ elseif cur ~= ARGV[5] then
   return -2
 end
 local i = 7
+local answer = 1
 for _ = 1, tonumber(ARGV[6]) do
   local n = tonumber(ARGV[i])
   local args = {}
@@ -248,11 +252,13 @@ for _ = 1, tonumber(ARGV[6]) do
     local old = redis.call('ZREVRANGE', args[2], tonumber(args[3]), tonumber(args[3]) + 49)
     for j = 1, #old do old[j] = args[4] .. old[j] end
     if #old > 0 then redis.call('DEL', unpack(old)) end
+  elseif args[1] == '__recent' then
+    answer = redis.call('ZREVRANGE', args[2], 0, tonumber(args[3]) - 1)
   else
     redis.call(unpack(args))
   end
 end
-return 1
+return answer
 "
 );
 
@@ -266,6 +272,17 @@ pub fn trim_logs_command(app: &str) -> redis::Cmd {
         .arg(keys::DEPLOYMENT_LOGS_KEPT)
         // A log's key is this prefix and the deployment's id.
         .arg(keys::deployment_log(""));
+    c
+}
+
+/// The pseudo-command, for a record's write, that reads the ids of `app`'s newest `n`
+/// deployments, newest first, as the write left the app's index: the write answers them. A
+/// create takes them with it (a new deployment among them), so that what it does next — cancel
+/// the app's older unfinished deployments, prefer the node that built the app last — needs no
+/// read of the index of its own.
+pub fn recent_command(app: &str, n: usize) -> redis::Cmd {
+    let mut c = redis::cmd("__recent");
+    c.arg(keys::app_deployments(app)).arg(n);
     c
 }
 
@@ -464,15 +481,16 @@ impl Store {
     }
 
     /// Runs `cmds` in one script behind the fence, if deployment `id`'s record is still what
-    /// `expect` says: all or nothing. `Ok(false)` (nothing written) when the record changed;
-    /// `Error::Fenced` when a newer leader took over.
+    /// `expect` says: all or nothing. `Ok(None)` (nothing written) when the record changed;
+    /// `Error::Fenced` when a newer leader took over; else what a `__recent` command read
+    /// (empty without one).
     async fn commit(
         &self,
         what: &str,
         id: &str,
         expect: Expect<'_>,
         cmds: &[&redis::Cmd],
-    ) -> Result<bool> {
+    ) -> Result<Option<Vec<String>>> {
         static SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(COMMIT));
         let fence = self.fence_arg();
@@ -500,11 +518,14 @@ impl Store {
                 call.arg(a);
             }
         }
-        let r: i64 = self.invoke(&call, COMMIT).await?;
-        match r {
-            -1 => Err(Self::fenced(what, &fence)),
-            -2 => Ok(false),
-            _ => Ok(true),
+        match self.invoke(&call, COMMIT).await? {
+            redis::Value::Int(-1) => Err(Self::fenced(what, &fence)),
+            redis::Value::Int(-2) => Ok(None),
+            redis::Value::Int(_) => Ok(Some(Vec::new())),
+            // `__recent`'s ids.
+            ids => Ok(Some(
+                redis::from_redis_value(ids).map_err(redis::RedisError::from)?,
+            )),
         }
     }
 
@@ -539,7 +560,7 @@ impl Store {
 
     pub async fn get_app(&self, name: &str) -> Result<Option<App>> {
         let raw: Option<Vec<u8>> = self.conn.clone().get(keys::app(name)).await?;
-        raw.map(|b| decode_record(&format!("app {name}"), APP_KIND, &b))
+        raw.map(|b| decode_record(format_args!("app {name}"), APP_KIND, &b))
             .transpose()
     }
 
@@ -938,7 +959,7 @@ impl Store {
             .zip(raw)
             .map(|(domain, b)| {
                 let b = b?;
-                decode_record(&format!("route {domain}"), ROUTE_KIND, &b)
+                decode_record(format_args!("route {domain}"), ROUTE_KIND, &b)
                     .map_err(|e| tracing::error!(error = %e, "route left out"))
                     .ok()
             })
@@ -967,7 +988,7 @@ impl Store {
 
     pub async fn get_deployment(&self, id: &str) -> Result<Option<Deployment>> {
         let raw: Option<Vec<u8>> = self.conn.clone().get(keys::deployment(id)).await?;
-        raw.map(|b| decode_record(&format!("deployment {id}"), DEPLOYMENT_KIND, &b))
+        raw.map(|b| decode_record(format_args!("deployment {id}"), DEPLOYMENT_KIND, &b))
             .transpose()
     }
 
@@ -975,8 +996,10 @@ impl Store {
     /// ([`Expect::Read`]) so that it never overwrites a change made since.
     pub async fn read_deployment(&self, id: &str) -> Result<Option<(Deployment, Vec<u8>)>> {
         let raw: Option<Vec<u8>> = self.conn.clone().get(keys::deployment(id)).await?;
-        raw.map(|b| decode_record(&format!("deployment {id}"), DEPLOYMENT_KIND, &b).map(|d| (d, b)))
-            .transpose()
+        raw.map(|b| {
+            decode_record(format_args!("deployment {id}"), DEPLOYMENT_KIND, &b).map(|d| (d, b))
+        })
+        .transpose()
     }
 
     /// The bytes `d` is stored as: what a write expects to find when `d` is what was read.
@@ -1005,6 +1028,20 @@ impl Store {
         extra: &[redis::Cmd],
         expect: Expect<'_>,
     ) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .write_deployment_read(d, extra, expect)
+            .await?
+            .map(|(bytes, _)| bytes))
+    }
+
+    /// [`Store::write_deployment`], also answering what a [`recent_command`] among `extra`
+    /// read (nothing without one).
+    pub async fn write_deployment_read(
+        &self,
+        d: &Deployment,
+        extra: &[redis::Cmd],
+        expect: Expect<'_>,
+    ) -> Result<Option<(Vec<u8>, Vec<String>)>> {
         let index = matches!(expect, Expect::Absent);
         let sets = match expect {
             Expect::Read(_, before) if before == d.status => Sets::Neither,
@@ -1025,7 +1062,7 @@ impl Store {
                 &cmds,
             )
             .await?;
-        Ok(written.then_some(bytes))
+        Ok(written.map(|read| (bytes, read)))
     }
 
     /// The commands that write `d` as `bytes` (the record; the app's index when `index`; the
@@ -1105,6 +1142,7 @@ impl Store {
             &cmds,
         )
         .await
+        .map(|written| written.is_some())
     }
 
     /// The app whose index holds deployment `id`, with the time it was created: one ZSCORE per
@@ -1139,18 +1177,6 @@ impl Store {
             .await?)
     }
 
-    /// The ids of `app`'s newest `limit` deployments other than `except`, newest first.
-    pub async fn deployment_ids_except(
-        &self,
-        app: &str,
-        except: &str,
-        limit: usize,
-    ) -> Result<Vec<String>> {
-        let mut ids = self.deployment_ids(app, limit).await?;
-        ids.retain(|id| id != except);
-        Ok(ids)
-    }
-
     /// An app's newest deployments, newest first; two round trips.
     pub async fn list_deployments(&self, app: &str, limit: usize) -> Result<Vec<Deployment>> {
         let ids = self.deployment_ids(app, limit).await?;
@@ -1165,15 +1191,9 @@ impl Store {
         Ok(decode_listed(DEPLOYMENT_KIND, ids, raw))
     }
 
-    /// The unfinished deployments among `app`'s newest `limit` other than `except`, newest
-    /// first: the ids, then which of them are in the active set, then only those records.
-    pub async fn other_active_deployments(
-        &self,
-        app: &str,
-        except: &str,
-        limit: usize,
-    ) -> Result<Vec<Deployment>> {
-        let ids = self.deployment_ids_except(app, except, limit).await?;
+    /// The unfinished deployments among `ids`, in their order: which of them are in the active
+    /// set, then only those records (no round trip for no ids).
+    pub async fn active_among(&self, ids: Vec<String>) -> Result<Vec<Deployment>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -1245,19 +1265,30 @@ impl Store {
 
     /// Every node that ever registered and still has a heartbeat record; two round trips.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        let (names, raw) = self.node_records().await?;
+        Ok(decode_listed(NODE_KIND, &names, raw))
+    }
+
+    /// Every registered node's name, by name (placement gives ties to the node listed first),
+    /// and the bytes of its heartbeat record (`None`: it has none), undecoded.
+    pub async fn node_records(&self) -> Result<(Vec<String>, Vec<Option<Vec<u8>>>)> {
         let mut names: Vec<String> = self.conn.clone().smembers(keys::NODES).await?;
-        // By name: placement gives ties to the node listed first.
         names.sort_unstable();
         let raw = self
             .mget(names.iter().map(|n| keys::node(n)).collect())
             .await?;
-        Ok(decode_listed(NODE_KIND, &names, raw))
+        Ok((names, raw))
+    }
+
+    /// Decodes node `name`'s heartbeat record from its bytes.
+    pub fn decode_node(name: &str, bytes: &[u8]) -> Result<NodeInfo> {
+        decode_record(format_args!("{NODE_KIND} {name}"), NODE_KIND, bytes)
     }
 
     /// The desired route of a domain (written by the node that switched it).
     pub async fn route(&self, domain: &str) -> Result<Option<Route>> {
         let raw: Option<Vec<u8>> = self.conn.clone().hget(keys::ROUTES, domain).await?;
-        raw.map(|b| decode_record(&format!("route {domain}"), ROUTE_KIND, &b))
+        raw.map(|b| decode_record(format_args!("route {domain}"), ROUTE_KIND, &b))
             .transpose()
     }
 
@@ -1268,7 +1299,7 @@ impl Store {
         let mut routes: Vec<Route> = all
             .into_iter()
             .filter_map(|(domain, b)| {
-                decode_record(&format!("route {domain}"), ROUTE_KIND, &b)
+                decode_record(format_args!("route {domain}"), ROUTE_KIND, &b)
                     .map_err(|e| tracing::error!(error = %e, "route left out"))
                     .ok()
             })
@@ -1347,7 +1378,7 @@ impl Store {
             let raw: Option<Vec<u8>> = self.conn.clone().hget(keys::ROUTES, first).await?;
             let current = raw
                 .as_ref()
-                .map(|b| decode_record(&format!("route {first}"), ROUTE_KIND, b))
+                .map(|b| decode_record(format_args!("route {first}"), ROUTE_KIND, b))
                 .transpose()?;
             let Some(mut route) = edit(current) else {
                 return Ok(None);
@@ -1459,7 +1490,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use berth_protocol::{DeploymentKind, DeploymentStatus};
 
     use super::*;
@@ -1487,7 +1518,9 @@ mod tests {
     }
 
     /// A real Redis (kept while the first value lives) and a connection to it.
-    async fn real_redis(prefix: &str) -> ((berth_tests::TempDir, berth_tests::Proc), Redis) {
+    pub(crate) async fn real_redis(
+        prefix: &str,
+    ) -> ((berth_tests::TempDir, berth_tests::Proc), Redis) {
         let dir = berth_tests::TempDir::with_prefix(prefix).unwrap();
         let port = berth_tests::free_port();
         let redis = berth_tests::start_redis(dir.path(), port, &[])

@@ -77,12 +77,18 @@ impl Queue {
         app: Option<berth_protocol::App>,
     ) -> Result<Deployment> {
         let (store, ledger) = (&self.store, &self.ledger);
-        let d = ledger.send(create).await??;
+        let ledger::Created {
+            deployment: d,
+            recent,
+        } = ledger.send(create).await??;
+        // The app's unfinished deployments among its newest, as the create read them.
+        let others: Vec<String> = recent.iter().filter(|id| **id != d.id).cloned().collect();
         self.reconciler.do_send(Track {
             deployment: d.clone(),
             app,
+            recent: Some(recent),
         });
-        for old in store.other_active_deployments(&d.app, &d.id, 100).await? {
+        for old in store.active_among(others).await? {
             let older = (old.created_at, &old.id) < (d.created_at, &d.id);
             if !older {
                 continue;
