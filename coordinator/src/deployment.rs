@@ -98,6 +98,9 @@ pub struct First {
     pub d: Deployment,
     pub app: Option<App>,
     pub recent: Option<Vec<String>>,
+    /// Whether the record was created with its job (placed by its creator, [`place_new`]): the
+    /// actor does not send it again.
+    pub sent: bool,
 }
 
 impl First {
@@ -106,6 +109,7 @@ impl First {
             d,
             app: None,
             recent: None,
+            sent: false,
         }
     }
 }
@@ -158,6 +162,7 @@ impl DeploymentActor {
     /// and from the app as its creator read it, if given.
     pub fn created(mut self, first: Option<First>) -> Self {
         self.created = first.filter(|f| f.d.id == self.id).map(Box::new);
+        self.sent = self.created.as_ref().is_some_and(|f| f.sent);
         self
     }
 
@@ -324,7 +329,7 @@ fn waits_on_its_node(d: &Deployment, nodes: &[NodeView], sent: bool, dl: Deadlin
 /// has the app as the deployment's creator read it just before, and the app's newest deployment
 /// ids as its create read them.
 async fn decide(t: Tick, first: Box<First>) -> Result<Step> {
-    let First { d, app, recent } = *first;
+    let First { d, app, recent, .. } = *first;
     let Tick {
         id,
         store,
@@ -640,6 +645,59 @@ async fn placement(
         .await?)
 }
 
+/// What placing a deployment takes besides the record and its app.
+pub(crate) struct Placer {
+    pub store: Store,
+    pub registry: Live<NodeRegistry>,
+    pub dl: Deadlines,
+    pub shared_images: bool,
+}
+
+/// A new deployment placed by its creator before its record is written, as its first look
+/// would place it, so that the record, its node and its job go in one write
+/// (`ledger::CreateRecord`) and the job is on the node's stream when the create answers. `d`
+/// (not written yet) gets its node and runtime; the answer is the job's command. `None` leaves
+/// it to the deployment's actor, unplaced: when no node passes now (the actor waits for one,
+/// or fails it with the reason), and for what the first look does otherwise — a stopped app
+/// (cancelled), one rolled out over replicas, a rollback (placed by its release's node).
+pub(crate) async fn place_new(
+    p: &Placer,
+    d: &mut Deployment,
+    app: &App,
+) -> Result<Option<redis::Cmd>> {
+    if app.stopped
+        || app.name != d.app
+        || app.rolls_out()
+        || d.rollout.is_some()
+        || d.rollback_of.is_some()
+        || d.node.is_some()
+    {
+        return Ok(None);
+    }
+    let given = d.runtime.is_some();
+    if !given {
+        d.runtime = Some(runtime_of(&p.store, app).await?);
+    }
+    let nodes = p.registry.send(Nodes).await??;
+    // The job does not depend on the node: its reads and placement's go at once (one round
+    // trip on the multiplexed connection).
+    let spec = Spec::of(rollback_image(d), None, d.attempt);
+    let (placed, job) = futures_util::try_join!(
+        placement(&p.store, &p.registry, &nodes, app, d, None, p.shared_images),
+        job_of(&p.store, d, app.clone(), p.dl, spec),
+    )?;
+    let Ok(node) = placed else {
+        // As unplaced records are: the runtime is taken when it is placed.
+        if !given {
+            d.runtime = None;
+        }
+        return Ok(None);
+    };
+    let cmd = p.store.job_command(&node, &d.id, &job)?;
+    d.node = Some(node);
+    Ok(Some(cmd))
+}
+
 /// How many of an app's newest deployments are looked at for the node that built it last.
 const LAYER_CACHE_LOOKBACK: usize = 5;
 
@@ -941,5 +999,116 @@ mod tests {
             let among = super::last_builder_among(&store, &c.deployment, c.recent.clone());
             assert_eq!(among.await.unwrap(), want, "after {} more", n + 1);
         }
+    }
+
+    /// A new deployment of an app that a ready node can take is placed before its record is
+    /// written: the one create (`ledger::CreateRecord`) writes the record with its node and
+    /// runtime and queues its job on that node's stream. When no node passes (here, the only
+    /// one is cordoned) it is created unplaced, as any create is: no node, no job, no runtime
+    /// yet (taken when its actor places it).
+    #[actix_rt::test]
+    async fn a_new_deployment_is_placed_and_queued_by_its_create() {
+        use crate::ledger::{Create, CreateRecord, Ledger};
+        use crate::registry::{Cordon, Liveness, NodeRegistry};
+        use crate::store::Store;
+        use actix::Actor;
+        use berth_protocol::{envelope, keys, Job, JOB_KIND};
+        let (_redis, conn) = crate::store::tests::real_redis("place-new").await;
+        let store = Store::new(conn);
+        let ledger = Ledger::new(store.clone()).start();
+        let registry = NodeRegistry::new(store.clone(), Liveness::default()).start();
+        let placer = super::Placer {
+            store: store.clone(),
+            registry: berth_bus::Live::new(registry.clone()),
+            dl: super::Deadlines::default(),
+            shared_images: false,
+        };
+        let info = berth_protocol::NodeInfo {
+            name: "n1".into(),
+            last_heartbeat: super::now_ms(),
+            ..crate::registry::tests::node_info()
+        };
+        let bytes = envelope::encode(envelope::kind::NODE, "t", &info).unwrap();
+        redis::pipe()
+            .set(keys::node("n1"), bytes)
+            .sadd(keys::NODES, "n1")
+            .query_async::<()>(&mut store.conn())
+            .await
+            .unwrap();
+        let app = crate::apps::tests::app();
+        let create = || Create {
+            app: app.name.clone(),
+            ..Default::default()
+        };
+        let jobs = || {
+            let mut c = store.conn();
+            async move {
+                let r: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+                    .arg(keys::jobs("n1"))
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                r.ids
+                    .iter()
+                    .map(|e| {
+                        let bytes: Vec<u8> = e.get(envelope::STREAM_FIELD).unwrap();
+                        match envelope::decode::<Job>(&bytes, JOB_KIND).unwrap() {
+                            Job::Deploy(j) => j.deployment_id,
+                            other => panic!("not a deploy job: {other:?}"),
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            }
+        };
+
+        let mut q = create().record();
+        let job = super::place_new(&placer, &mut q.d, &app).await.unwrap();
+        assert_eq!(q.d.node.as_deref(), Some("n1"));
+        let runtime =
+            q.d.runtime
+                .clone()
+                .expect("the runtime is taken with the node");
+        assert_eq!(runtime.port, app.port);
+        let c = ledger
+            .send(CreateRecord { queued: q, job })
+            .await
+            .unwrap()
+            .unwrap();
+        let stored = store
+            .get_deployment(&c.deployment.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, c.deployment);
+        assert_eq!(stored.node.as_deref(), Some("n1"));
+        assert_eq!(stored.status, berth_protocol::DeploymentStatus::Queued);
+        assert_eq!(jobs().await, vec![c.deployment.id.clone()]);
+
+        registry
+            .send(Cordon {
+                node: "n1".into(),
+                on: true,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let mut q = create().record();
+        let job = super::place_new(&placer, &mut q.d, &app).await.unwrap();
+        assert!(job.is_none());
+        assert_eq!((q.d.node.as_deref(), q.d.runtime.is_some()), (None, false));
+        let c = ledger
+            .send(CreateRecord { queued: q, job })
+            .await
+            .unwrap()
+            .unwrap();
+        let stored = store
+            .get_deployment(&c.deployment.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((stored.node, stored.runtime), (None, None));
+        assert_eq!(jobs().await.len(), 1, "no job for the unplaced one");
     }
 }

@@ -401,99 +401,147 @@ pub fn new_id() -> String {
     format!("d{:x}{}", now_ms() / 1000, &uuid[..8])
 }
 
+impl Create {
+    /// The record a create writes (a new id, created now) and its first log line; what a
+    /// creator that places the deployment itself makes its job from ([`CreateRecord`]).
+    pub fn record(self) -> Queued {
+        let d = Deployment {
+            id: new_id(),
+            app: self.app,
+            status: DeploymentStatus::Queued,
+            git_ref: self.git_ref,
+            kind: self.kind,
+            rollback_of: self.rollback_of,
+            runtime: self.runtime,
+            commit: self.commit,
+            commit_message: self.commit_message,
+            commit_author: self.commit_author,
+            image: self.image,
+            node: None,
+            container: None,
+            created_at: now_ms(),
+            started_at: None,
+            finished_at: None,
+            error: None,
+            attempt: 0,
+            interrupted: None,
+            rollout: self.rollout,
+            upload: self.upload,
+            no_cache: self.no_cache,
+            dockerfile: None,
+        };
+        let line = match (&d.kind, &d.rollback_of) {
+            (DeploymentKind::Rollback, Some(of)) => format!(
+                "queued: roll back to the release of {of} ({})",
+                d.image.as_deref().unwrap_or("?")
+            ),
+            (DeploymentKind::Failover, Some(of)) => format!(
+                "queued: {}; run the release of {of} ({}) on another node",
+                self.reason.as_deref().unwrap_or("failover"),
+                d.image.as_deref().unwrap_or("?")
+            ),
+            (DeploymentKind::Restart, _) => format!(
+                "queued: restart the serving release ({}) with the app's current settings",
+                d.image.as_deref().unwrap_or("?")
+            ),
+            (DeploymentKind::Start, _) => format!(
+                "queued: start the app again: its serving release ({})",
+                d.image.as_deref().unwrap_or("?")
+            ),
+            (DeploymentKind::Scale, _) => format!(
+                "queued: {}",
+                self.reason.as_deref().unwrap_or("change the replica count")
+            ),
+            _ => match &d.upload {
+                Some(u) => format!(
+                    "queued: deploy the uploaded directory sha256:{} ({} bytes)",
+                    u.sha256, u.size
+                ),
+                None => format!(
+                    "queued: deploy {}",
+                    d.git_ref.as_deref().unwrap_or("the app's branch")
+                ),
+            },
+        };
+        let line = if d.no_cache {
+            format!("{line}, building with no cached layer")
+        } else {
+            line
+        };
+        Queued { d, line }
+    }
+}
+
+/// A new deployment's record and the first line of its log, not written yet ([`Create::record`]).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub d: Deployment,
+    pub line: String,
+}
+
+/// Record a new deployment its creator made with [`Create::record`]. With a `job`, it was
+/// placed too: `queued.d` names its node and runtime, and the job (the `XADD` on that node's
+/// stream, made from this very record) goes in the same write — the record, its assignment
+/// and its job in one script call instead of a create and then an [`Assign`].
+#[derive(Message)]
+#[rtype(result = "Result<Created>")]
+pub struct CreateRecord {
+    pub queued: Queued,
+    pub job: Option<redis::Cmd>,
+}
+
+/// Writes a new record with its first log line (and, when placed, the line that says where and
+/// its job), trims the app's old logs and reads back the app's newest ids, in one write.
+async fn write_new(
+    store: Store,
+    written: Written,
+    Queued { d, line }: Queued,
+    job: Option<redis::Cmd>,
+) -> Result<Created> {
+    // The first log line is written with the record, the logs of the app's deployments that
+    // fall out of the kept window go in the same write, and it reads the app's newest ids back
+    // (one round trip).
+    let mut extra = vec![
+        log_command(&d.id, LogStream::System, &line),
+        crate::store::trim_logs_command(&d.app),
+        crate::store::recent_command(&d.app, RECENT),
+    ];
+    if let (Some(job), Some(node)) = (job, &d.node) {
+        let line = format!("scheduled on node {node}");
+        extra.push(log_command(&d.id, LogStream::System, &line));
+        extra.push(job);
+    }
+    let Some((bytes, recent)) = store
+        .write_deployment_read(&d, &extra, Expect::Absent)
+        .await?
+    else {
+        return Err(Error::Internal(format!(
+            "a deployment with the new id {} exists already; try again",
+            d.id
+        )));
+    };
+    written.keep(&d, Some(bytes));
+    Ok(Created {
+        deployment: d,
+        recent,
+    })
+}
+
 impl Handler<Create> for Ledger {
     type Result = ResponseFuture<Result<Created>>;
 
     fn handle(&mut self, msg: Create, _: &mut Context<Self>) -> Self::Result {
-        let store = self.store.clone();
-        let written = self.written.clone();
-        Box::pin(async move {
-            let d = Deployment {
-                id: new_id(),
-                app: msg.app,
-                status: DeploymentStatus::Queued,
-                git_ref: msg.git_ref,
-                kind: msg.kind,
-                rollback_of: msg.rollback_of,
-                runtime: msg.runtime,
-                commit: msg.commit,
-                commit_message: msg.commit_message,
-                commit_author: msg.commit_author,
-                image: msg.image,
-                node: None,
-                container: None,
-                created_at: now_ms(),
-                started_at: None,
-                finished_at: None,
-                error: None,
-                attempt: 0,
-                interrupted: None,
-                rollout: msg.rollout,
-                upload: msg.upload,
-                no_cache: msg.no_cache,
-                dockerfile: None,
-            };
-            let line = match (&d.kind, &d.rollback_of) {
-                (DeploymentKind::Rollback, Some(of)) => format!(
-                    "queued: roll back to the release of {of} ({})",
-                    d.image.as_deref().unwrap_or("?")
-                ),
-                (DeploymentKind::Failover, Some(of)) => format!(
-                    "queued: {}; run the release of {of} ({}) on another node",
-                    msg.reason.as_deref().unwrap_or("failover"),
-                    d.image.as_deref().unwrap_or("?")
-                ),
-                (DeploymentKind::Restart, _) => format!(
-                    "queued: restart the serving release ({}) with the app's current settings",
-                    d.image.as_deref().unwrap_or("?")
-                ),
-                (DeploymentKind::Start, _) => format!(
-                    "queued: start the app again: its serving release ({})",
-                    d.image.as_deref().unwrap_or("?")
-                ),
-                (DeploymentKind::Scale, _) => format!(
-                    "queued: {}",
-                    msg.reason.as_deref().unwrap_or("change the replica count")
-                ),
-                _ => match &d.upload {
-                    Some(u) => format!(
-                        "queued: deploy the uploaded directory sha256:{} ({} bytes)",
-                        u.sha256, u.size
-                    ),
-                    None => format!(
-                        "queued: deploy {}",
-                        d.git_ref.as_deref().unwrap_or("the app's branch")
-                    ),
-                },
-            };
-            let line = if d.no_cache {
-                format!("{line}, building with no cached layer")
-            } else {
-                line
-            };
-            // The first log line is written with the record, the logs of the app's
-            // deployments that fall out of the kept window go in the same write, and it reads
-            // the app's newest ids back (one round trip).
-            let extra = [
-                log_command(&d.id, LogStream::System, &line),
-                crate::store::trim_logs_command(&d.app),
-                crate::store::recent_command(&d.app, RECENT),
-            ];
-            let Some((bytes, recent)) = store
-                .write_deployment_read(&d, &extra, Expect::Absent)
-                .await?
-            else {
-                return Err(Error::Internal(format!(
-                    "a deployment with the new id {} exists already; try again",
-                    d.id
-                )));
-            };
-            written.keep(&d, Some(bytes));
-            Ok(Created {
-                deployment: d,
-                recent,
-            })
-        })
+        let (store, written) = (self.store.clone(), self.written.clone());
+        Box::pin(write_new(store, written, msg.record(), None))
+    }
+}
+
+impl Handler<CreateRecord> for Ledger {
+    type Result = ResponseFuture<Result<Created>>;
+
+    fn handle(&mut self, msg: CreateRecord, _: &mut Context<Self>) -> Self::Result {
+        let (store, written) = (self.store.clone(), self.written.clone());
+        Box::pin(write_new(store, written, msg.queued, msg.job))
     }
 }
 

@@ -228,7 +228,10 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
         let secret_key = cfg.secret_key;
         let allow_local_repos = cfg.allow_local_repos;
         let pack_images = cfg.pack_images;
+        let (deadlines, shared_images) = (cfg.deadlines, cfg.shared_images);
         move || api::Api {
+            deadlines,
+            shared_images,
             allow_local_repos,
             pack_images: pack_images.clone(),
             store: store.clone(),

@@ -249,6 +249,8 @@ pub struct Track {
     /// The app's newest deployment ids as the create read them (`ledger::Created::recent`):
     /// the first look finds the app's last builder among them instead of reading the index.
     pub recent: Option<Vec<String>>,
+    /// Whether its job went with its record (the creator placed it): not sent again.
+    pub sent: bool,
 }
 
 impl Track {
@@ -257,6 +259,7 @@ impl Track {
             deployment,
             app: None,
             recent: None,
+            sent: false,
         }
     }
 }
@@ -269,6 +272,7 @@ impl Handler<Track> for Reconciler {
             d: t.deployment,
             app: t.app,
             recent: t.recent,
+            sent: t.sent,
         };
         self.track(first.d.id.clone(), Some(first));
     }

@@ -6,9 +6,11 @@ use berth_protocol::api;
 use berth_protocol::{keys, validate, Deployment, DeploymentStatus};
 
 use super::{load_app, Api};
+use crate::deployment::{place_new, Deadlines, Placer};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Ledger, Transition};
 use crate::reconciler::{Reconciler, Track};
+use crate::registry::NodeRegistry;
 use crate::store::Store;
 
 /// `POST /api/v1/apps/{name}/deployments`.
@@ -48,6 +50,9 @@ pub(super) struct Queue {
     pub(super) store: Store,
     ledger: Live<Ledger>,
     reconciler: Live<Reconciler>,
+    registry: Live<NodeRegistry>,
+    deadlines: Deadlines,
+    shared_images: bool,
 }
 
 impl Api {
@@ -56,6 +61,9 @@ impl Api {
             store: self.store.clone(),
             ledger: self.ledger.clone(),
             reconciler: self.reconciler.clone(),
+            registry: self.registry.clone(),
+            deadlines: self.deadlines,
+            shared_images: self.shared_images,
         }
     }
 }
@@ -69,24 +77,41 @@ impl Queue {
         self.deployment_of(create, None).await
     }
 
-    /// [`Queue::deployment`], given the app as the caller just read it (the deployment's
-    /// first look places it with that).
+    /// [`Queue::deployment`], given the app as the caller just read it: the deployment is
+    /// placed with that before its record is written, and its record, node and job go in one
+    /// write (`deployment::place_new`, `ledger::CreateRecord`); when it cannot be placed at once
+    /// it is created unplaced, and its first look places it (or waits, or fails it with why).
     pub(super) async fn deployment_of(
         &self,
         create: ledger::Create,
         app: Option<berth_protocol::App>,
     ) -> Result<Deployment> {
         let (store, ledger) = (&self.store, &self.ledger);
+        let mut queued = create.record();
+        let job = match &app {
+            Some(app) => {
+                let placer = Placer {
+                    store: store.clone(),
+                    registry: self.registry.clone(),
+                    dl: self.deadlines,
+                    shared_images: self.shared_images,
+                };
+                place_new(&placer, &mut queued.d, app).await?
+            }
+            None => None,
+        };
+        let sent = job.is_some();
         let ledger::Created {
             deployment: d,
             recent,
-        } = ledger.send(create).await??;
+        } = ledger.send(ledger::CreateRecord { queued, job }).await??;
         // The app's unfinished deployments among its newest, as the create read them.
         let others: Vec<String> = recent.iter().filter(|id| **id != d.id).cloned().collect();
         self.reconciler.do_send(Track {
             deployment: d.clone(),
             app,
             recent: Some(recent),
+            sent,
         });
         for old in store.active_among(others).await? {
             let older = (old.created_at, &old.id) < (d.created_at, &d.id);

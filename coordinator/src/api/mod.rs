@@ -73,6 +73,10 @@ pub struct Api {
     pub(crate) ledger: Live<Ledger>,
     pub(crate) registry: Live<NodeRegistry>,
     pub(crate) reconciler: Live<Reconciler>,
+    /// A new deployment is placed as it is created, as its actor would place it
+    /// (`deployment::place_new`): with the actors' deadlines and image sharing.
+    pub(crate) deadlines: crate::deployment::Deadlines,
+    pub(crate) shared_images: bool,
 }
 
 impl Actor for Api {
