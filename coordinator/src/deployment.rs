@@ -657,14 +657,12 @@ pub(crate) struct Placer {
 /// would place it, so that the record, its node and its job go in one write
 /// (`ledger::CreateRecord`) and the job is on the node's stream when the create answers. `d`
 /// (not written yet) gets its node and runtime; the answer is the job's command. `None` leaves
-/// it to the deployment's actor, unplaced: when no node passes now (the actor waits for one,
-/// or fails it with the reason), and for what the first look does otherwise — a stopped app
-/// (cancelled), one rolled out over replicas, a rollback (placed by its release's node).
-pub(crate) async fn place_new(
-    p: &Placer,
-    d: &mut Deployment,
-    app: &App,
-) -> Result<Option<redis::Cmd>> {
+/// `d` as it was, to be created unplaced and placed by its actor: when no node passes now (the
+/// actor waits for one, or fails it with the reason), when placing fails (Redis or the
+/// registry away: the actor retries, as it does for any deployment), and for what the first
+/// look does otherwise — a stopped app (cancelled), one rolled out over replicas, a rollback
+/// (placed by its release's node).
+pub(crate) async fn place_new(p: &Placer, d: &mut Deployment, app: &App) -> Option<redis::Cmd> {
     if app.stopped
         || app.name != d.app
         || app.rolls_out()
@@ -672,10 +670,27 @@ pub(crate) async fn place_new(
         || d.rollback_of.is_some()
         || d.node.is_some()
     {
-        return Ok(None);
+        return None;
     }
     let given = d.runtime.is_some();
-    if !given {
+    match try_place_new(p, d, app).await {
+        Ok(Some(cmd)) => Some(cmd),
+        outcome => {
+            if let Err(e) = outcome {
+                tracing::debug!(deployment = %d.id, error = %e, "not placed as it is created: its actor places it");
+            }
+            // As unplaced records are: the runtime is taken when it is placed.
+            if !given {
+                d.runtime = None;
+            }
+            d.node = None;
+            None
+        }
+    }
+}
+
+async fn try_place_new(p: &Placer, d: &mut Deployment, app: &App) -> Result<Option<redis::Cmd>> {
+    if d.runtime.is_none() {
         d.runtime = Some(runtime_of(&p.store, app).await?);
     }
     let nodes = p.registry.send(Nodes).await??;
@@ -687,10 +702,6 @@ pub(crate) async fn place_new(
         job_of(&p.store, d, app.clone(), p.dl, spec),
     )?;
     let Ok(node) = placed else {
-        // As unplaced records are: the runtime is taken when it is placed.
-        if !given {
-            d.runtime = None;
-        }
         return Ok(None);
     };
     let cmd = p.store.job_command(&node, &d.id, &job)?;
@@ -1005,13 +1016,13 @@ mod tests {
     /// written: the one create (`ledger::CreateRecord`) writes the record with its node and
     /// runtime and queues its job on that node's stream. When no node passes (here, the only
     /// one is cordoned) it is created unplaced, as any create is: no node, no job, no runtime
-    /// yet (taken when its actor places it).
+    /// yet (taken when its actor places it); so it is when placing fails.
     #[actix_rt::test]
     async fn a_new_deployment_is_placed_and_queued_by_its_create() {
         use crate::ledger::{Create, CreateRecord, Ledger};
         use crate::registry::{Cordon, Liveness, NodeRegistry};
         use crate::store::Store;
-        use actix::Actor;
+        use actix::{Actor, ActorContext};
         use berth_protocol::{envelope, keys, Job, JOB_KIND};
         let (_redis, conn) = crate::store::tests::real_redis("place-new").await;
         let store = Store::new(conn);
@@ -1064,7 +1075,8 @@ mod tests {
         };
 
         let mut q = create().record();
-        let job = super::place_new(&placer, &mut q.d, &app).await.unwrap();
+        let job = super::place_new(&placer, &mut q.d, &app).await;
+        assert!(job.is_some());
         assert_eq!(q.d.node.as_deref(), Some("n1"));
         let runtime =
             q.d.runtime
@@ -1095,7 +1107,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut q = create().record();
-        let job = super::place_new(&placer, &mut q.d, &app).await.unwrap();
+        let job = super::place_new(&placer, &mut q.d, &app).await;
         assert!(job.is_none());
         assert_eq!((q.d.node.as_deref(), q.d.runtime.is_some()), (None, false));
         let c = ledger
@@ -1110,5 +1122,19 @@ mod tests {
             .unwrap();
         assert_eq!((stored.node, stored.runtime), (None, None));
         assert_eq!(jobs().await.len(), 1, "no job for the unplaced one");
+
+        // The registry away (its mailbox closed): not placed, the record left as it was made.
+        let gone = NodeRegistry::create(|ctx| {
+            ctx.stop();
+            NodeRegistry::new(store.clone(), Liveness::default())
+        });
+        let away = super::Placer {
+            registry: berth_bus::Live::new(gone),
+            ..placer
+        };
+        let q = create().record();
+        let mut d = q.d.clone();
+        assert!(super::place_new(&away, &mut d, &app).await.is_none());
+        assert_eq!(d, q.d);
     }
 }

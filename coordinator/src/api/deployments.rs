@@ -96,7 +96,7 @@ impl Queue {
                     dl: self.deadlines,
                     shared_images: self.shared_images,
                 };
-                place_new(&placer, &mut queued.d, app).await?
+                place_new(&placer, &mut queued.d, app).await
             }
             None => None,
         };
