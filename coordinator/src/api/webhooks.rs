@@ -242,17 +242,17 @@ async fn deploy_push(q: &Queue, push: &Push, only: Option<&str>) -> Result<api::
             continue;
         }
         let head = push.head_commit.as_ref();
-        let d = q
-            .deployment(ledger::Create {
-                app: app.name.clone(),
-                git_ref: Some(commit.clone()),
-                commit_message: head.map(|h| subject(&h.message)),
-                commit_author: head
-                    .and_then(|h| h.author.as_ref())
-                    .map(|a| format!("{} <{}>", a.name, a.email)),
-                ..Default::default()
-            })
-            .await;
+        let create = ledger::Create {
+            app: app.name.clone(),
+            git_ref: Some(commit.clone()),
+            commit_message: head.map(|h| subject(&h.message)),
+            commit_author: head
+                .and_then(|h| h.author.as_ref())
+                .map(|a| format!("{} <{}>", a.name, a.email)),
+            ..Default::default()
+        };
+        // The list is as fresh as a read of the app (`Store::list_apps`): it is placed with it.
+        let d = q.deployment_of(create, Some(app.clone())).await;
         match d {
             Ok(d) => queued.push(d.id),
             // Queued on the primary: the other apps are queued too before the delivery is
