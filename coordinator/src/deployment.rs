@@ -1083,20 +1083,21 @@ mod tests {
                 .clone()
                 .expect("the runtime is taken with the node");
         assert_eq!(runtime.port, app.port);
-        let c = ledger
-            .send(CreateRecord { queued: q, job })
-            .await
-            .unwrap()
-            .unwrap();
-        let stored = store
-            .get_deployment(&c.deployment.id)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(stored, c.deployment);
+        // Writes a record as made (with its job, if any), answering it as written and as read.
+        let write = |queued, job| {
+            let (ledger, store) = (ledger.clone(), store.clone());
+            async move {
+                let c = ledger.send(CreateRecord { queued, job }).await.unwrap();
+                let d = c.unwrap().deployment;
+                let stored = store.get_deployment(&d.id).await.unwrap().unwrap();
+                (d, stored)
+            }
+        };
+        let (d, stored) = write(q, job).await;
+        assert_eq!(stored, d);
         assert_eq!(stored.node.as_deref(), Some("n1"));
         assert_eq!(stored.status, berth_protocol::DeploymentStatus::Queued);
-        assert_eq!(jobs().await, vec![c.deployment.id.clone()]);
+        assert_eq!(jobs().await, vec![d.id.clone()]);
 
         registry
             .send(Cordon {
@@ -1110,16 +1111,7 @@ mod tests {
         let job = super::place_new(&placer, &mut q.d, &app).await;
         assert!(job.is_none());
         assert_eq!((q.d.node.as_deref(), q.d.runtime.is_some()), (None, false));
-        let c = ledger
-            .send(CreateRecord { queued: q, job })
-            .await
-            .unwrap()
-            .unwrap();
-        let stored = store
-            .get_deployment(&c.deployment.id)
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, stored) = write(q, job).await;
         assert_eq!((stored.node, stored.runtime), (None, None));
         assert_eq!(jobs().await.len(), 1, "no job for the unplaced one");
 
