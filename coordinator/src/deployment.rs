@@ -1093,7 +1093,7 @@ mod tests {
                 (d, stored)
             }
         };
-        let (d, stored) = write(q, job).await;
+        let (d, stored) = write(q, job.map(|j| (j, app.keep_releases))).await;
         assert_eq!(stored, d);
         assert_eq!(stored.node.as_deref(), Some("n1"));
         assert_eq!(stored.status, berth_protocol::DeploymentStatus::Queued);
@@ -1111,7 +1111,7 @@ mod tests {
         let job = super::place_new(&placer, &mut q.d, &app).await;
         assert!(job.is_none());
         assert_eq!((q.d.node.as_deref(), q.d.runtime.is_some()), (None, false));
-        let (_, stored) = write(q, job).await;
+        let (_, stored) = write(q, job.map(|j| (j, app.keep_releases))).await;
         assert_eq!((stored.node, stored.runtime), (None, None));
         assert_eq!(jobs().await.len(), 1, "no job for the unplaced one");
 

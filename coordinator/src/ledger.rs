@@ -99,12 +99,50 @@ impl Written {
     }
 }
 
+/// How many deployments [`Keeps`] remembers at most.
+const KEEPS_MAX: usize = 65_536;
+
+/// For the deployments this Ledger created with their job ([`CreateRecord`]), the app's
+/// `keep_releases` that job was made with (its `keep_images`), by deployment id: their success
+/// trims the app's release index to it in its own write (`releases::trim_command`) instead of
+/// reading the app after the write and trimming then (two round trips and a decode). So the
+/// index keeps the releases whose images the node kept. Any other deployment (made by another
+/// process or before a restart, placed by its actor, a rollback) reads the app at its success,
+/// as before. A hint, bounded ([`KEEPS_MAX`]): a deployment left out reads the app.
+#[derive(Clone, Default)]
+struct Keeps(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>);
+
+impl Keeps {
+    fn insert(&self, id: &str, keep: u32) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= KEEPS_MAX {
+            if let Some(k) = m.keys().next().cloned() {
+                m.remove(&k);
+            }
+        }
+        m.insert(id.to_string(), keep);
+    }
+
+    fn get(&self, id: &str) -> Option<u32> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .copied()
+    }
+
+    fn remove(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+    }
+}
+
 pub struct Ledger {
     store: Store,
     /// One async mutex per deployment with a change under way: changes of one record never
     /// interleave, changes of different records run at once.
     serial: std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>,
     written: Written,
+    keeps: Keeps,
 }
 
 impl Ledger {
@@ -113,6 +151,7 @@ impl Ledger {
             store,
             serial: Default::default(),
             written: Written::default(),
+            keeps: Keeps::default(),
         }
     }
 
@@ -487,7 +526,8 @@ pub struct Queued {
 #[rtype(result = "Result<Created>")]
 pub struct CreateRecord {
     pub queued: Queued,
-    pub job: Option<redis::Cmd>,
+    /// The job's command, and the app's `keep_releases` it was made with.
+    pub job: Option<(redis::Cmd, u32)>,
 }
 
 /// Writes a new record with its first log line (and, when placed, the line that says where and
@@ -540,8 +580,16 @@ impl Handler<CreateRecord> for Ledger {
     type Result = ResponseFuture<Result<Created>>;
 
     fn handle(&mut self, msg: CreateRecord, _: &mut Context<Self>) -> Self::Result {
-        let (store, written) = (self.store.clone(), self.written.clone());
-        Box::pin(write_new(store, written, msg.queued, msg.job))
+        let (store, written, keeps) =
+            (self.store.clone(), self.written.clone(), self.keeps.clone());
+        let (job, keep) = msg.job.unzip();
+        Box::pin(async move {
+            let created = write_new(store, written, msg.queued, job).await?;
+            if let Some(keep) = keep {
+                keeps.insert(&created.deployment.id, keep);
+            }
+            Ok(created)
+        })
     }
 }
 
@@ -606,9 +654,13 @@ impl Handler<Transition> for Ledger {
         let at = msg.at;
         let serial = self.serial(&msg.deployment_id);
         let held = self.written.clone();
+        let keeps = self.keeps.clone();
         Box::pin(async move {
             let _one = serial.lock().await;
             let mut written = None;
+            // The app's `keep_releases` its job was made with, when this Ledger knows it: a
+            // success trims the release index in its own write.
+            let keep = keeps.get(&msg.deployment_id);
             let mut cached = held.take(&msg.deployment_id);
             for n in 0..TRIES {
                 lost_race(n).await;
@@ -646,6 +698,9 @@ impl Handler<Transition> for Ledger {
                 }
                 extra.extend(crate::metrics::ledger_commands(before, &d, at));
                 extra.extend(crate::releases::index_commands(&d));
+                if let (DeploymentStatus::Succeeded, Some(keep)) = (d.status, keep) {
+                    extra.push(crate::releases::trim_command(&d.app, keep));
+                }
                 if let Some(bytes) = store
                     .write_deployment(&d, &extra, Expect::Read(&raw, before))
                     .await?
@@ -658,7 +713,10 @@ impl Handler<Transition> for Ledger {
             let Some(d) = written else {
                 return Err(kept_changing(&msg.deployment_id));
             };
-            if d.status == DeploymentStatus::Succeeded {
+            if d.status.is_terminal() {
+                keeps.remove(&d.id);
+            }
+            if d.status == DeploymentStatus::Succeeded && keep.is_none() {
                 // The record is written; a trim that fails now happens at the next success.
                 let trimmed = match store.get_app(&d.app).await {
                     Ok(Some(app)) => {
@@ -1300,5 +1358,108 @@ pub(crate) mod tests {
             "{closing:?} for {}",
             end.status
         );
+    }
+
+    /// A deployment created with its job ([`CreateRecord`]) trims its app's release index to
+    /// the `keep_releases` that job was made with in its success's own write: no app is read
+    /// (here there is none to read). One created without (its app read at its success instead,
+    /// as before) finds no app here, and trims nothing.
+    #[actix_rt::test]
+    async fn a_success_trims_the_release_index_to_what_its_job_keeps() {
+        use redis::AsyncCommands;
+        let (_redis, conn) = crate::store::tests::real_redis("trim-in-write").await;
+        let store = Store::new(conn);
+        let ledger = Ledger::new(store.clone()).start();
+        let mut c = store.conn();
+        // Three releases, each with the deployment that served it.
+        for (n, image) in ["i1", "i2", "i3"].iter().enumerate() {
+            redis::pipe()
+                .zadd(keys::app_releases("a"), *image, n as u64 + 1)
+                .zadd(
+                    keys::release_deployments("a", image),
+                    format!("d{n}"),
+                    n as u64 + 1,
+                )
+                .query_async::<()>(&mut c)
+                .await
+                .unwrap();
+        }
+        let succeed = |id: String, image: &'static str| {
+            let ledger = ledger.clone();
+            async move {
+                for status in [DeploymentStatus::Building, DeploymentStatus::Succeeded] {
+                    let u = DeploymentUpdate {
+                        node: Some("n1".into()),
+                        image: Some(image.into()),
+                        ..DeploymentUpdate::new(&id, status)
+                    };
+                    let d = ledger.send(Transition(u)).await.unwrap().unwrap();
+                    assert_eq!(d.map(|d| d.status), Some(status));
+                }
+            }
+        };
+        let releases = || {
+            let mut c = store.conn();
+            async move {
+                let images: Vec<String> =
+                    c.zrevrange(keys::app_releases("a"), 0, -1).await.unwrap();
+                let mut kept = Vec::new();
+                for i in ["i1", "i2", "i3", "i4", "i5"] {
+                    let n: usize = c.exists(keys::release_deployments("a", i)).await.unwrap();
+                    if n > 0 {
+                        kept.push(i.to_string());
+                    }
+                }
+                (images, kept)
+            }
+        };
+
+        let mut placed = Create {
+            app: "a".into(),
+            ..Default::default()
+        }
+        .record();
+        placed.d.node = Some("n1".into());
+        let mut job = redis::cmd("SET");
+        job.arg("job-sent").arg(1);
+        let created = ledger
+            .send(CreateRecord {
+                queued: placed,
+                job: Some((job, 2)),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let sent: Option<u8> = c.get("job-sent").await.unwrap();
+        assert_eq!(sent, Some(1), "the job goes with the record");
+        succeed(created.deployment.id, "i4").await;
+        let two = vec!["i4".to_string(), "i3".to_string()];
+        assert_eq!(
+            releases().await,
+            (two.clone(), vec!["i3".into(), "i4".into()])
+        );
+
+        let unplaced = Create {
+            app: "a".into(),
+            ..Default::default()
+        };
+        let created = ledger.send(unplaced).await.unwrap().unwrap();
+        ledger
+            .send(Assign {
+                id: created.deployment.id.clone(),
+                node: "n1".into(),
+                runtime: crate::deployment::runtime_of(&store, &crate::apps::tests::app())
+                    .await
+                    .unwrap(),
+                known: None,
+                job: None,
+            })
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("assigned");
+        succeed(created.deployment.id, "i5").await;
+        let (images, _) = releases().await;
+        assert_eq!(images, ["i5", "i4", "i3"], "no app to read: no trim");
     }
 }

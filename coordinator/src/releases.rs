@@ -4,7 +4,9 @@
 //! (image → when it last started serving) and `release_deployments(app, image)` (the
 //! deployments that served it → when each succeeded). The Ledger adds to both (and caps the
 //! release's list of deployments) in the same script that makes a deployment `succeeded`
-//! ([`index_commands`]), and then trims the index to the app's `keep_releases` ([`trim`]). So:
+//! ([`index_commands`]), and then trims the index to the app's `keep_releases` ([`trim`]; in
+//! that same script, [`trim_command`], when the Ledger knows the `keep_releases` the
+//! deployment's job was made with). So:
 //! - retention counts distinct images: rolling back and forth between two releases
 //!   re-activates them and never pushes a third out;
 //! - a rollback may name any deployment whose image is retained;
@@ -41,6 +43,17 @@ pub fn index_commands(d: &Deployment) -> Vec<redis::Cmd> {
         .arg(0)
         .arg(-DEPLOYMENTS_PER_RELEASE - 1);
     vec![activate, served, cap]
+}
+
+/// [`trim`] as a pseudo-command of a record's write (`__trim_releases`, run by the store's
+/// `COMMIT` script after the write's other commands): the success of a deployment whose app's
+/// `keep_releases` the Ledger knows trims the index in its own write.
+pub fn trim_command(app: &str, keep: u32) -> redis::Cmd {
+    let mut c = redis::cmd("__trim_releases");
+    c.arg(keys::app_releases(app))
+        .arg(keep)
+        .arg(keys::release_deployments(app, ""));
+    c
 }
 
 /// Drops from the index the images beyond the newest `keep`, with their lists of deployments.

@@ -224,7 +224,8 @@ const LATEST: &str = concat!(
 /// (`absent` = no record, `bytes` = the bytes that follow), those bytes, the
 /// number of commands, then each command as its argument count and arguments (`__latest` runs
 /// `latest`; `__trim_logs` deletes old deployments' logs, see [`trim_logs_command`];
-/// `__recent` reads an app's newest deployment ids, see [`recent_command`]). Answers 1 (or,
+/// `__recent` reads an app's newest deployment ids, see [`recent_command`]; `__trim_releases`
+/// trims an app's release index, see `releases::trim_command`). Answers 1 (or,
 /// with `__recent`, the ids it read); -1 without writing anything when the fence key holds
 /// another epoch (a newer leader took over, and this writer's decisions are stale); -2 without
 /// writing anything when the record is no longer what the writer read (another process changed
@@ -254,6 +255,13 @@ for _ = 1, tonumber(ARGV[6]) do
     if #old > 0 then redis.call('DEL', unpack(old)) end
   elseif args[1] == '__recent' then
     answer = redis.call('ZREVRANGE', args[2], 0, tonumber(args[3]) - 1)
+  elseif args[1] == '__trim_releases' then
+    local old = redis.call('ZREVRANGE', args[2], tonumber(args[3]), -1)
+    if #old > 0 then
+      redis.call('ZREM', args[2], unpack(old))
+      for j = 1, #old do old[j] = args[4] .. old[j] end
+      redis.call('DEL', unpack(old))
+    end
   else
     redis.call(unpack(args))
   end

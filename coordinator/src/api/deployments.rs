@@ -96,7 +96,10 @@ impl Queue {
                     dl: self.deadlines,
                     shared_images: self.shared_images,
                 };
-                place_new(&placer, &mut queued.d, app).await
+                // Its success trims the release index to what its job keeps.
+                place_new(&placer, &mut queued.d, app)
+                    .await
+                    .map(|job| (job, app.keep_releases))
             }
             None => None,
         };
