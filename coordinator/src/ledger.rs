@@ -108,7 +108,8 @@ const KEEPS_MAX: usize = 65_536;
 /// reading the app after the write and trimming then (two round trips and a decode). So the
 /// index keeps the releases whose images the node kept. Any other deployment (made by another
 /// process or before a restart, placed by its actor, a rollback) reads the app at its success,
-/// as before. A hint, bounded ([`KEEPS_MAX`]): a deployment left out reads the app.
+/// as before, and so does one run again on another node ([`Reassign`]: its new job is made
+/// with the app as read then). A hint, bounded ([`KEEPS_MAX`]): one left out reads the app.
 #[derive(Clone, Default)]
 struct Keeps(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>);
 
@@ -741,6 +742,8 @@ impl Handler<Reassign> for Ledger {
         let store = self.store.clone();
         let serial = self.serial(&msg.id);
         let written = self.written.clone();
+        // The next attempt's job is made with the app as read then: its success reads the app.
+        self.keeps.remove(&msg.id);
         Box::pin(async move {
             let _one = serial.lock().await;
             // Rare: read from Redis; what this Ledger held of it is stale once it writes.
