@@ -249,7 +249,11 @@ pub struct Track {
     /// The app's newest deployment ids as the create read them (`ledger::Created::recent`):
     /// the first look finds the app's last builder among them instead of reading the index.
     pub recent: Option<Vec<String>>,
-    /// Whether its job went with its record (the creator placed it): not sent again.
+    /// Whether its job went with its record (the creator placed it): not sent again. Its node
+    /// may then report before the actor exists; the `Poke` of that change finds no actor, and
+    /// the actor decides from the record as created — which, the job sent and its node up, only
+    /// waits — until it reads the record again ([`crate::deployment::REREAD`], 5 s at most).
+    /// Not seen so far: this message is sent before two Redis round trips could bring an event.
     pub sent: bool,
 }
 
