@@ -536,9 +536,16 @@ pub struct CreateRecord {
 async fn write_new(
     store: Store,
     written: Written,
-    Queued { d, line }: Queued,
+    Queued { mut d, line }: Queued,
     job: Option<redis::Cmd>,
 ) -> Result<Created> {
+    // A record its creator placed was made before the placement's reads (a millisecond or so):
+    // its creation time is taken again here, as a record made in this handler has it, so that
+    // creates reach Redis in the order of their times. The newest of an app wins by that time,
+    // and a create cancels the older ones it reads back: one written after a newer one would
+    // see it as newer and cancel neither. (Its job's deadline came from the time it was made:
+    // that much earlier, which only matters to the node by that millisecond.)
+    d.created_at = now_ms().max(d.created_at);
     // The first log line is written with the record, the logs of the app's deployments that
     // fall out of the kept window go in the same write, and it reads the app's newest ids back
     // (one round trip).
