@@ -48,7 +48,7 @@ use berth_node::heartbeat::{beat, Beat, BEAT_EVERY};
 use berth_node::job_consumer;
 use berth_protocol::envelope::{self, kind, STREAM_FIELD};
 use berth_protocol::{
-    keys, now_ms, App, Deployment, DeploymentStatus, DeploymentUpdate, Event, HostStats, Job,
+    keys, now_ms, App, Deployment, DeploymentStatus, DeploymentUpdate, Event, HostStats,
     EVENT_KIND, JOB_KIND,
 };
 use clap::{Args, ValueEnum};
@@ -402,10 +402,16 @@ async fn run_load(
     let cpu_before = ProcUsage::read(coord.pid())?;
     // CPU spent on the whole of each deployment, by process (less noisy than the rates).
     let work_before = Work::read(conn, coord.pid()).await?;
+    // Each POST's address parsed beforehand: the load generator's own work stays small beside
+    // the coordinator's, with which it shares the machine.
+    let urls = names
+        .iter()
+        .map(|n| api.url(&format!("/api/v1/apps/{n}/deployments")))
+        .collect::<Result<Vec<_>>>()?;
     let first_post = Instant::now();
     let rate = args.rate;
     let posted = concurrently(args.clients, names.len(), |i| {
-        let path = format!("/api/v1/apps/{}/deployments", names[i]);
+        let url = urls[i].clone();
         let api = api.clone();
         async move {
             let t0 = match rate {
@@ -416,8 +422,7 @@ async fn run_load(
                 }
                 None => Instant::now(),
             };
-            let v = api.post(&path, &serde_json::json!({})).await?;
-            let id = v["id"].as_str().context("no id in the answer")?.to_string();
+            let id = api.create_deployment(url).await?;
             anyhow::Ok((id, t0, t0.elapsed()))
         }
     })
@@ -790,11 +795,11 @@ impl Reader {
                 let Some(bytes) = entry.get::<Vec<u8>>(STREAM_FIELD) else {
                     continue;
                 };
-                let Ok(Job::Deploy(job)) = envelope::decode::<Job>(&bytes, JOB_KIND) else {
+                let Some((deployment_id, app)) = deploy_job(&bytes) else {
                     continue;
                 };
-                for u in updates(&job.deployment_id, &job.app.name, &self.node, self.outcome) {
-                    let id = format!("{}-{}", job.deployment_id, u.status);
+                for u in updates(&deployment_id, &app, &self.node, self.outcome) {
+                    let id = format!("{}-{}", deployment_id, u.status);
                     let Ok(ev) = envelope::encode(EVENT_KIND, &id, &Event::Deployment(u)) else {
                         continue;
                     };
@@ -808,7 +813,7 @@ impl Reader {
                         .arg(ev)
                         .ignore();
                 }
-                got.push(job.deployment_id);
+                got.push(deployment_id);
             }
             // What the node's job consumer sends once a second while jobs come in
             // (`trim_acked_every`): the group's pending summary, then a trim of what it
@@ -847,6 +852,29 @@ impl Reader {
             }
         }
     }
+}
+
+/// What a simulated node reads of a job: a deploy job's deployment id and app name, from an
+/// envelope of the job kind and this protocol version (`None`: another job, or not a job). The
+/// job's other fields are skipped unread; what they hold is the coordinator tests' concern
+/// (`deployment::tests`), and a real node's decode runs on its own server.
+fn deploy_job(bytes: &[u8]) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Key {
+        #[serde(rename = "type")]
+        kind: String,
+        #[serde(default)]
+        deployment_id: Option<String>,
+        #[serde(default)]
+        app: Option<AppName>,
+    }
+    #[derive(serde::Deserialize)]
+    struct AppName {
+        name: String,
+    }
+    let key = envelope::decode::<Key>(bytes, JOB_KIND).ok()?;
+    (key.kind == "deploy").then_some(())?;
+    Some((key.deployment_id?, key.app?.name))
 }
 
 /// What a simulated node reports for a job, in order (its name is filled in as `EventSink` does).
@@ -959,7 +987,37 @@ struct Api<'a> {
     token: &'a str,
 }
 
+/// The part of a created deployment the load reads: its id (the rest is skipped unread).
+#[derive(serde::Deserialize)]
+struct CreatedId {
+    id: String,
+}
+
 impl Api<'_> {
+    fn url(&self, path: &str) -> Result<reqwest::Url> {
+        reqwest::Url::parse(&format!("{}{path}", self.base)).context("an API address")
+    }
+
+    /// `POST …/deployments` with no options at `url`: the new deployment's id.
+    async fn create_deployment(&self, url: reqwest::Url) -> Result<String> {
+        let r = self
+            .http
+            .post(url)
+            .bearer_auth(self.token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body("{}")
+            .send()
+            .await?;
+        let status = r.status();
+        let bytes = r.bytes().await?;
+        if !status.is_success() {
+            bail!("{status}: {}", String::from_utf8_lossy(&bytes));
+        }
+        let created: CreatedId =
+            serde_json::from_slice(&bytes).context("no deployment id in the answer")?;
+        Ok(created.id)
+    }
+
     async fn post(&self, path: &str, body: &serde_json::Value) -> Result<serde_json::Value> {
         let r = self
             .http
@@ -1169,4 +1227,59 @@ fn knows_setting(exe: &std::path::Path, key: &str) -> bool {
         .stdin(Stdio::null())
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_protocol::{DeployJob, Job};
+
+    /// A simulated node reads a deploy job's deployment and app from the job the coordinator
+    /// encodes, and nothing from another job or from bytes that are not a job.
+    #[test]
+    fn a_simulated_node_reads_the_deployment_and_app_of_a_deploy_job() {
+        let app: App = serde_json::from_value(serde_json::json!({
+            "name": "app-000001",
+            "repo": "https://example.invalid/r.git",
+            "branch": "main",
+            "dockerfile": "Dockerfile",
+            "context": ".",
+            "port": 8080,
+            "domains": ["app-000001.localhost"],
+            "created_at": 1,
+            "updated_at": 1
+        }))
+        .unwrap();
+        let job = Job::Deploy(Box::new(DeployJob {
+            deployment_id: "d1".into(),
+            app,
+            git_ref: Some("main".into()),
+            deadline_ms: 1,
+            credential: None,
+            env_secrets: None,
+            runtime_secrets: None,
+            image: None,
+            reuse_container_of: None,
+            keep_images: Some(vec!["berth/app-000001:d0".into()]),
+            slot: None,
+            attempt: 0,
+            upload: None,
+            no_cache: false,
+        }));
+        let bytes = envelope::encode(JOB_KIND, "j1", &job).unwrap();
+        assert_eq!(
+            deploy_job(&bytes),
+            Some(("d1".to_string(), "app-000001".to_string()))
+        );
+        let stop = envelope::encode(JOB_KIND, "j2", &Job::StopApp { app: "a".into() }).unwrap();
+        assert_eq!(deploy_job(&stop), None);
+        let event = envelope::encode(
+            EVENT_KIND,
+            "e1",
+            &Event::Deployment(DeploymentUpdate::new("d1", DeploymentStatus::Building)),
+        )
+        .unwrap();
+        assert_eq!(deploy_job(&event), None);
+        assert_eq!(deploy_job(b"junk"), None);
+    }
 }
