@@ -243,28 +243,30 @@ end
 local i = 7
 local answer = 1
 for _ = 1, tonumber(ARGV[6]) do
+  -- The command's arguments are ARGV[i + 1] .. ARGV[i + n], read in place: no table per
+  -- command (copying them into one cost about as much as the command itself).
   local n = tonumber(ARGV[i])
-  local args = {}
-  for a = 1, n do args[a] = ARGV[i + a] end
-  i = i + n + 1
-  if args[1] == '__latest' then
-    latest(args[2], args[3], args[4], args[5], args[6], args[7])
-  elseif args[1] == '__trim_logs' then
-    local old = redis.call('ZREVRANGE', args[2], tonumber(args[3]), tonumber(args[3]) + 49)
-    for j = 1, #old do old[j] = args[4] .. old[j] end
+  local name = ARGV[i + 1]
+  if name == '__latest' then
+    latest(ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7])
+  elseif name == '__trim_logs' then
+    local from = tonumber(ARGV[i + 3])
+    local old = redis.call('ZREVRANGE', ARGV[i + 2], from, from + 49)
+    for j = 1, #old do old[j] = ARGV[i + 4] .. old[j] end
     if #old > 0 then redis.call('DEL', unpack(old)) end
-  elseif args[1] == '__recent' then
-    answer = redis.call('ZREVRANGE', args[2], 0, tonumber(args[3]) - 1)
-  elseif args[1] == '__trim_releases' then
-    local old = redis.call('ZREVRANGE', args[2], tonumber(args[3]), -1)
+  elseif name == '__recent' then
+    answer = redis.call('ZREVRANGE', ARGV[i + 2], 0, tonumber(ARGV[i + 3]) - 1)
+  elseif name == '__trim_releases' then
+    local old = redis.call('ZREVRANGE', ARGV[i + 2], tonumber(ARGV[i + 3]), -1)
     if #old > 0 then
-      redis.call('ZREM', args[2], unpack(old))
-      for j = 1, #old do old[j] = args[4] .. old[j] end
+      redis.call('ZREM', ARGV[i + 2], unpack(old))
+      for j = 1, #old do old[j] = ARGV[i + 4] .. old[j] end
       redis.call('DEL', unpack(old))
     end
   else
-    redis.call(unpack(args))
+    redis.call(unpack(ARGV, i + 1, i + n))
   end
+  i = i + n + 1
 end
 return answer
 "
@@ -316,9 +318,7 @@ fn command_args(c: &redis::Cmd) -> impl Iterator<Item = &[u8]> {
 /// ARGV: fence key, epoch ('' = not fenced), then the command.
 const FENCED: &str = r"
 if ARGV[2] ~= '' and redis.call('GET', ARGV[1]) ~= ARGV[2] then return -1 end
-local args = {}
-for a = 3, #ARGV do args[a - 2] = ARGV[a] end
-return redis.call(unpack(args))
+return redis.call(unpack(ARGV, 3))
 ";
 
 /// What `berth:apps:latest` holds for a deployment: `<created_at> <id> <status> <kind>`.
