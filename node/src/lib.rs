@@ -145,6 +145,29 @@ impl NodeHandle {
     }
 }
 
+/// How often a node's start tries to bring its Caddy to the route table before it gives up.
+const RESYNC_TRIES: u32 = 5;
+
+/// The node's first [`router::RouterCore::resync`], tried again (after 1, 2, 4, 8 s) when
+/// Caddy answers with an error or not in time: a Caddy busy loading a config (its first HTTPS
+/// one sets up its CA) or restarting beside the node must not stop the node's start. A Caddy
+/// that still fails after that is a configuration error the node reports and exits on.
+async fn initial_resync(router: &router::RouterCore) -> Result<()> {
+    let mut pause = std::time::Duration::from_secs(1);
+    for attempt in 1.. {
+        match router.resync().await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < RESYNC_TRIES => {
+                tracing::warn!(error = %e, attempt, "could not set up Caddy yet; trying again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 /// Connects to Redis, Docker and Caddy, sets Caddy up, starts the actors and returns once the
 /// node is running. Must be called inside a running actix `System`. Its tasks are tracked by
 /// `shutdown`; cancelling it stops reading jobs.
@@ -196,7 +219,7 @@ pub async fn start(cfg: NodeConfig, shutdown: &Shutdown) -> Result<NodeHandle> {
         table,
         upstream_guard::UpstreamGuard::new(&cfg.name, address, docker.clone(), redis.clone()),
     );
-    router_core.resync().await?;
+    initial_resync(&router_core).await?;
     // The supervision tree: each actor is started now and again whenever it dies; a factory
     // holds only what outlives an actor (connections, the router's Caddy state, the jobs).
     let mut tree = berth_bus::Tree::new(

@@ -26,17 +26,40 @@ async fn node_started_at(api: &Api, node: &str) -> Option<u64> {
 }
 
 /// Waits (30 s at most) until `node` heartbeats from a process other than the one that started
-/// at `before` (after a node restart the old heartbeat is still fresh for a while).
-pub(crate) async fn wait_new_heartbeat(api: &Api, node: &str, before: Option<u64>) -> Result<()> {
-    eventually(
-        &format!("the restarted node {node}'s heartbeat"),
-        Duration::from_secs(30),
-        || async {
-            let now = node_started_at(api, node).await;
-            (now.is_some() && now != before).then_some(())
-        },
-    )
-    .await
+/// at `before` (after a node restart the old heartbeat is still fresh for a while); fails at
+/// once, with its output, when `proc` (the new process) exits.
+pub(crate) async fn wait_new_heartbeat(
+    api: &Api,
+    node: &str,
+    before: Option<u64>,
+    proc: &mut Proc,
+) -> Result<()> {
+    let timeout = Duration::from_secs(30);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let now = node_started_at(api, node).await;
+        if now.is_some() && now != before {
+            return Ok(());
+        }
+        // The old process's heartbeat is still fresh, so a new process that exits at start
+        // would otherwise only show as a timeout: say so at once, with what it printed.
+        if proc.exited() {
+            bail!(
+                "the restarted {} exited before its first heartbeat:\n{}",
+                proc.name,
+                proc.log_text()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "timed out after {timeout:?} waiting for the restarted node {node}'s heartbeat; \
+                 {} printed:\n{}",
+                proc.name,
+                proc.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// GET through Caddy's ingress port with a Host header; returns status and body.
@@ -447,9 +470,48 @@ impl Cluster {
         self.wait_ready().await?;
         if role == "node" {
             // The old heartbeat is still fresh: wait for the new process's own.
-            wait_new_heartbeat(&self.api, &self.node, started).await?;
+            wait_new_heartbeat(&self.api, &self.node, started, &mut self.procs[i]).await?;
         }
         Ok(())
+    }
+
+    /// Restarts the `berth node` process while its Caddy cannot set the node's config up: stops
+    /// this separate cluster's Caddy, holds its ingress port with a listener of the test's,
+    /// starts Caddy again (same admin port and storage, its boot config only) — it answers, and
+    /// refuses the berth server (the port is taken) — then a new node process, and lets the
+    /// port go only after `taken`. Fails when the new node exits meanwhile; returns once it
+    /// heartbeats.
+    pub async fn restart_node_while_ingress_is_taken(&mut self, taken: Duration) -> Result<()> {
+        let caddy = self.proc_index("caddy")?;
+        let node = self.proc_index("berth node")?;
+        let admin: u16 = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "BERTH_NODE__CADDY_ADMIN")
+            .and_then(|(_, v)| v.rsplit(':').next()?.parse().ok())
+            .context("this cluster's Caddy admin port")?;
+        let started = self.node_started_at().await;
+        self.procs[node].stop();
+        self.procs[caddy].stop();
+        let holder = std::net::TcpListener::bind(("0.0.0.0", self.ingress))
+            .context("holding the ingress port")?;
+        self.procs[caddy] = start_caddy(&self.dir.path().join("caddy"), admin).await?;
+        let mut cmd = self.berth();
+        cmd.arg("node");
+        let log = self
+            .dir
+            .path()
+            .join(format!("node-{}.log", unique("taken")));
+        self.procs[node] = Proc::spawn("berth node", cmd, log)?;
+        tokio::time::sleep(taken).await;
+        if self.procs[node].exited() {
+            bail!(
+                "the node exited while its Caddy could not take the ingress port:\n{}",
+                self.procs[node].log_text()
+            );
+        }
+        drop(holder);
+        wait_new_heartbeat(&self.api, &self.node, started, &mut self.procs[node]).await
     }
 
     /// Where the process `name` (`berth coordinator`, `berth node`) is in `procs`.

@@ -665,7 +665,7 @@ impl Fleet {
                 self.procs.len() - 1
             }
         };
-        wait_new_heartbeat(&self.api, &name, before).await?;
+        wait_new_heartbeat(&self.api, &name, before, &mut self.procs[at]).await?;
         wait_ready(
             &self.api,
             std::slice::from_mut(&mut self.procs[at]),

@@ -2,11 +2,16 @@
 //! the app's port on an ephemeral host port; started again — by its restart policy after the
 //! app crashed, or by the engine's own restart — it comes back on another one, and the routes
 //! must dial that one. One node with its own `dockerd`, so the engine can be killed.
+//!
+//! A node whose Caddy answers but cannot take its config yet (a port still held, a config load
+//! that takes long) tries again a while instead of exiting.
 
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use berth_tests::{eventually, repo_root, unique, version_marker, Engine, GitRepo, TempDir};
+use berth_tests::{
+    eventually, ingress_get, repo_root, unique, version_marker, Cluster, Engine, GitRepo, TempDir,
+};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -118,4 +123,19 @@ async fn a_replica_the_engine_restarts_on_a_new_port_stays_served() {
     let log = f.api.log(&id).await.unwrap();
     assert_eq!(d["status"], "succeeded", "{d}\n{log}\n{}", f.logs());
     f.serves(0, &host, &version_marker("2")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_caddy_cannot_take_its_config_yet_tries_again() {
+    let mut c = Cluster::separate().await.unwrap();
+    // The port comes free after the node's first two tries (at once, after 1 s) failed.
+    c.restart_node_while_ingress_is_taken(Duration::from_secs(3))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.logs()));
+    // The new Caddy started with its boot config only: the node set the berth server up in it.
+    let (status, body) = ingress_get(c.ingress, "nothing-here.example.com")
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", c.logs()));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("no app is deployed"), "{body}");
 }
