@@ -355,7 +355,10 @@ impl Redis {
     {
         let probe = self.link.admit()?;
         if probe {
-            self.probe().await?;
+            // Boxed: a probe's future (finding the primary, connecting) is some 3 KB, and held
+            // inline it made every command's future that large — copied into its box on each
+            // command — for a path taken only while Redis is away.
+            Box::pin(self.probe()).await?;
         }
         let mgr = self.manager();
         self.observed(send(mgr).await)

@@ -323,11 +323,13 @@ return redis.call(unpack(ARGV, 3))
 
 /// What `berth:apps:latest` holds for a deployment: `<created_at> <id> <status> <kind>`.
 fn latest_summary(d: &Deployment) -> String {
-    let kind = serde_json::to_value(d.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
-    format!("{} {} {} {kind}", d.created_at, d.id, d.status)
+    format!(
+        "{} {} {} {}",
+        d.created_at,
+        d.id,
+        d.status.as_str(),
+        d.kind.as_str()
+    )
 }
 
 /// Reads a `berth:apps:latest` value back; `None` when it is not one.

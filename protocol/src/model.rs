@@ -399,6 +399,29 @@ pub enum DeploymentKind {
     Start,
 }
 
+impl DeploymentKind {
+    pub const ALL: [DeploymentKind; 6] = [
+        DeploymentKind::Deploy,
+        DeploymentKind::Rollback,
+        DeploymentKind::Failover,
+        DeploymentKind::Scale,
+        DeploymentKind::Restart,
+        DeploymentKind::Start,
+    ];
+
+    /// Its name as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentKind::Deploy => "deploy",
+            DeploymentKind::Rollback => "rollback",
+            DeploymentKind::Failover => "failover",
+            DeploymentKind::Scale => "scale",
+            DeploymentKind::Restart => "restart",
+            DeploymentKind::Start => "start",
+        }
+    }
+}
+
 /// A release: an image kept for rollback, listed once however often it served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -748,6 +771,13 @@ impl Route {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_deployment_kind_s_name_is_serde_s() {
+        for k in DeploymentKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str(), "{k:?}");
+        }
+    }
 
     #[test]
     fn constraints_parse_and_hold() {
