@@ -409,7 +409,7 @@ impl DeploymentKind {
         DeploymentKind::Start,
     ];
 
-    /// Its name as serde writes it.
+    /// Its name as serde writes it (and the API and the CLI spell it).
     pub fn as_str(self) -> &'static str {
         match self {
             DeploymentKind::Deploy => "deploy",

@@ -25,7 +25,7 @@ pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
             .map(|d| {
                 vec![
                     d.id.clone(),
-                    kind(d.kind).to_string(),
+                    d.kind.as_str().to_string(),
                     d.status.to_string(),
                     match &d.upload {
                         Some(u) => format!("upload:{}", &u.sha256[..u.sha256.len().min(7)]),
@@ -51,19 +51,6 @@ pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
         let header = ["ID", "KIND", "STATUS", "COMMIT", "CREATED", "ERROR"];
         print_table(&cols, Some(&header), rows);
     })
-}
-
-/// A deployment's kind as the API spells it: `deploy`, `rollback`, `failover`, `scale`,
-/// `restart`, `start`.
-pub(super) fn kind(k: DeploymentKind) -> &'static str {
-    match k {
-        DeploymentKind::Deploy => "deploy",
-        DeploymentKind::Rollback => "rollback",
-        DeploymentKind::Failover => "failover",
-        DeploymentKind::Scale => "scale",
-        DeploymentKind::Restart => "restart",
-        DeploymentKind::Start => "start",
-    }
 }
 
 /// The first 10 characters of a commit hash, `-` without one.
@@ -103,7 +90,7 @@ fn deployment_text(d: &Deployment) -> String {
         (Some(of), DeploymentKind::Rollback) => {
             kv("kind", &format!("rollback to the release of {of}"))
         }
-        _ => kv("kind", kind(d.kind)),
+        _ => kv("kind", d.kind.as_str()),
     }
     if let Some(u) = &d.upload {
         kv(

@@ -26,7 +26,7 @@ pub(super) async fn list(c: &Client, json: bool, app: &str) -> Result<()> {
                 vec![
                     if r.current { "*" } else { " " }.to_string(),
                     r.deployment.clone(),
-                    super::deployments::kind(r.kind).to_string(),
+                    r.kind.as_str().to_string(),
                     short_commit(r.commit.as_deref()).to_string(),
                     ago(r.released_at),
                     r.commit_message.clone().unwrap_or_default(),
