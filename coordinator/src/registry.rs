@@ -85,17 +85,18 @@ struct Recent {
     aligned: Option<Aligned>,
 }
 
-/// [`Recent`]'s counts by position in one snapshot of the fleet.
+/// [`Recent`]'s counts by position in one snapshot of the fleet, with what placement reads of
+/// its nodes laid out densely.
 struct Aligned {
     nodes: Arc<Vec<NodeView>>,
-    /// Each node's position in `nodes`.
-    at: HashMap<String, usize>,
+    /// The placement table of `nodes` (each node's position by name among it).
+    table: crate::scheduler::Table,
     counts: Vec<u32>,
 }
 
 impl Aligned {
     fn bump(&mut self, node: &str, up: bool) {
-        if let Some(&i) = self.at.get(node) {
+        if let Some(i) = self.table.position(node) {
             let c = &mut self.counts[i];
             *c = if up { *c + 1 } else { c.saturating_sub(1) };
         }
@@ -140,7 +141,7 @@ impl Recent {
     }
 
     /// The counts of placements younger than `RECENT` at `now`, by position in `nodes`, and
-    /// each node's position by name.
+    /// the placement table of `nodes`.
     fn over(&mut self, nodes: &Arc<Vec<NodeView>>, now: Instant) -> &Aligned {
         self.expire(now);
         let fresh = match &self.aligned {
@@ -148,18 +149,13 @@ impl Recent {
             None => true,
         };
         if fresh {
-            let at = nodes
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (v.info.name.clone(), i))
-                .collect();
             let counts = nodes
                 .iter()
                 .map(|v| self.counts.get(&v.info.name).copied().unwrap_or(0))
                 .collect();
             self.aligned = Some(Aligned {
                 nodes: nodes.clone(),
-                at,
+                table: crate::scheduler::Table::of(nodes),
                 counts,
             });
         }
@@ -365,7 +361,7 @@ impl Handler<Place> for NodeRegistry {
         if !m.replicas.is_empty() {
             replicas = vec![0; m.nodes.len()];
             for (node, c) in &m.replicas {
-                if let Some(&i) = recent.at.get(node) {
+                if let Some(i) = recent.table.position(node) {
                     replicas[i] = *c;
                 }
             }
@@ -377,7 +373,8 @@ impl Handler<Place> for NodeRegistry {
             prefer: m.prefer.as_deref(),
             only: m.only.as_deref(),
         };
-        let placed = crate::scheduler::place(&m.nodes, &req).map(|n| n.name.clone());
+        let placed =
+            crate::scheduler::place(&m.nodes, Some(&recent.table), &req).map(|n| n.name.clone());
         if let Ok(node) = &placed {
             self.placed.add(node.clone(), now);
         }

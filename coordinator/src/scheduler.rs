@@ -9,7 +9,7 @@
 //! goes to the node that built the app last (its layer cache) when that node passes and has a
 //! free build slot. When nothing passes, the answer says which filter removed which node.
 
-use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::fmt;
 
 use berth_protocol::api::NodeView;
@@ -92,8 +92,67 @@ fn rejection(v: &NodeView, constraints: &[Constraint], memory_mb: u64) -> Option
     }
 }
 
-/// Picks the node for one job of an app.
-pub fn place<'a>(nodes: &'a [NodeView], req: &Request) -> Result<&'a NodeInfo, Unplaced> {
+/// What placement reads of every node, laid out densely, with each node's position by name.
+/// A thousand heartbeat records are a few hundred kilobytes that the filters and the ranking
+/// would walk for every job; these rows are a few pages. Built once per snapshot of the fleet
+/// by the registry (the snapshot changes at most four times a second, placements thousands of
+/// times); [`place`] builds one itself when it is given none.
+pub struct Table {
+    rows: Vec<Row>,
+    at: HashMap<String, usize>,
+}
+
+/// One node's row: what its filters and its rank need, but its labels and its name.
+#[derive(Clone, Copy)]
+struct Row {
+    /// `ready` and not cordoned.
+    open: bool,
+    mem_available: Option<u64>,
+    running_jobs: u32,
+    build_slots: u32,
+}
+
+impl Table {
+    pub fn of(nodes: &[NodeView]) -> Table {
+        Table {
+            rows: nodes
+                .iter()
+                .map(|v| Row {
+                    open: v.status == NodeStatus::Ready && !v.cordoned,
+                    mem_available: mem_available(&v.info),
+                    running_jobs: v.info.running_jobs,
+                    build_slots: v.info.build_slots,
+                })
+                .collect(),
+            at: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v.info.name.clone(), i))
+                .collect(),
+        }
+    }
+
+    /// The position of the node named `name` in the nodes this table was built from.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.at.get(name).copied()
+    }
+}
+
+/// Picks the node for one job of an app. `table` is [`Table::of`] these `nodes`, if the
+/// caller keeps one.
+pub fn place<'a>(
+    nodes: &'a [NodeView],
+    table: Option<&Table>,
+    req: &Request,
+) -> Result<&'a NodeInfo, Unplaced> {
+    let built;
+    let table = match table {
+        Some(t) if t.rows.len() == nodes.len() => t,
+        _ => {
+            built = Table::of(nodes);
+            &built
+        }
+    };
     // Constraints were validated when the app was written; one that no longer parses (an older
     // record) cannot hold on any node.
     let parsed: Result<Vec<Constraint>, String> = req
@@ -102,48 +161,77 @@ pub fn place<'a>(nodes: &'a [NodeView], req: &Request) -> Result<&'a NodeInfo, U
         .iter()
         .map(|c| Constraint::parse(c))
         .collect();
-    let mut rejected = Vec::new();
-    // Each node that passed, with its position (what the callers' counts are laid out by).
-    let mut passed = Vec::with_capacity(nodes.len());
-    for (i, v) in nodes.iter().enumerate() {
-        let why = match (&parsed, req.only) {
+    // Why node `i` is filtered out, if it is.
+    let why = |i: usize| {
+        let v = &nodes[i];
+        match (&parsed, req.only) {
             (_, Some(only)) if only != v.info.name => Some(format!(
                 "the release's image is only on {only}'s engine (set registry.url to share images)"
             )),
             (Err(e), _) => Some(e.clone()),
             (Ok(cs), _) => rejection(v, cs, req.placement.memory_mb),
-        };
-        match why {
-            Some(why) => rejected.push((v.info.name.clone(), why)),
-            None => passed.push((i, &v.info)),
         }
-    }
-    let load = |i: usize, n: &NodeInfo| n.running_jobs + (req.extra_load)(i, &n.name);
-    if let Some(p) = req.prefer {
-        if let Some(&(i, n)) = passed.iter().find(|(_, n)| n.name == p) {
-            let slots = if n.build_slots == 0 {
-                DEFAULT_BUILD_SLOTS
-            } else {
-                n.build_slots
+    };
+    // The same filters from the rows alone (and the labels when there are constraints), with
+    // nothing allocated: most nodes pass, and only one that does not is asked `why`.
+    let only = req.only.map(|o| table.position(o));
+    let wanted = req.placement.memory_mb.saturating_mul(1024 * 1024);
+    let passes = |i: usize| {
+        let r = &table.rows[i];
+        let cs = match &parsed {
+            Ok(cs) => cs,
+            Err(_) => return false,
+        };
+        r.open
+            && only.is_none_or(|at| at == Some(i))
+            && r.mem_available.is_none_or(|have| have >= wanted)
+            && (cs.is_empty() || cs.iter().all(|c| c.holds(&nodes[i].info.labels)))
+    };
+    let passed = |i: usize| passes(i) || why(i).is_none();
+    let load = |i: usize| table.rows[i].running_jobs + (req.extra_load)(i, &nodes[i].info.name);
+    if let Some(i) = req.prefer.and_then(|p| table.position(p)) {
+        if passed(i) {
+            let slots = match table.rows[i].build_slots {
+                0 => DEFAULT_BUILD_SLOTS,
+                n => n,
             };
-            if load(i, n) < slots {
-                return Ok(n);
+            if load(i) < slots {
+                return Ok(&nodes[i].info);
             }
         }
     }
-    // Ties go to the first node in `nodes` (`min_by_key` keeps the first of equal keys): the
-    // registry lists them by name, so no name is compared.
-    let best = match req.placement.strategy {
-        Strategy::Spread => passed.into_iter().min_by_key(|&(i, n)| {
-            let mem = Reverse(mem_available(n).unwrap_or(0));
-            ((req.replicas_on)(i, &n.name), load(i, n), mem)
-        }),
-        Strategy::Binpack => passed.into_iter().min_by_key(|&(i, n)| {
-            let mem = mem_available(n).unwrap_or(u64::MAX);
-            (mem, load(i, n))
-        }),
+    // The rank of a node that passed: the lowest wins, and of equal ones the first in `nodes`
+    // (the registry lists them by name, so no name is compared).
+    let rank = |i: usize| {
+        let mem = table.rows[i].mem_available;
+        match req.placement.strategy {
+            Strategy::Spread => (
+                u64::from((req.replicas_on)(i, &nodes[i].info.name)),
+                u64::from(load(i)),
+                // The most memory available first.
+                u64::MAX - mem.unwrap_or(0),
+            ),
+            Strategy::Binpack => (mem.unwrap_or(u64::MAX), u64::from(load(i)), 0),
+        }
     };
-    best.map(|(_, n)| n).ok_or(Unplaced { rejected })
+    let mut best: Option<(usize, (u64, u64, u64))> = None;
+    for i in 0..nodes.len() {
+        if !passed(i) {
+            continue;
+        }
+        let r = rank(i);
+        if best.is_none_or(|(_, b)| r < b) {
+            best = Some((i, r));
+        }
+    }
+    match best {
+        Some((i, _)) => Ok(&nodes[i].info),
+        None => Err(Unplaced {
+            rejected: (0..nodes.len())
+                .filter_map(|i| why(i).map(|w| (nodes[i].info.name.clone(), w)))
+                .collect(),
+        }),
+    }
 }
 
 #[cfg(test)]
@@ -201,7 +289,7 @@ mod tests {
     #[test]
     fn none_without_nodes() {
         let p = Placement::default();
-        assert_eq!(name(place(&[], &req(&p))), "no node has registered");
+        assert_eq!(name(place(&[], None, &req(&p))), "no node has registered");
     }
 
     #[test]
@@ -209,18 +297,18 @@ mod tests {
         let nodes = [node("b", 1), node("c", 0), node("a", 0)];
         let p = Placement::default();
         // The registry lists nodes by name; in any order, ties go to the first.
-        assert_eq!(name(place(&nodes, &req(&p))), "c");
+        assert_eq!(name(place(&nodes, None, &req(&p))), "c");
         let r = Request {
             extra_load: &|_, n| u32::from(n == "c") * 5,
             ..req(&p)
         };
-        assert_eq!(name(place(&nodes, &r)), "a");
+        assert_eq!(name(place(&nodes, None, &r)), "a");
         // The counts may be laid out by position instead: the second node is "c".
         let r = Request {
             extra_load: &|i, _| u32::from(i == 1) * 5,
             ..req(&p)
         };
-        assert_eq!(name(place(&nodes, &r)), "a");
+        assert_eq!(name(place(&nodes, None, &r)), "a");
     }
 
     #[test]
@@ -241,7 +329,7 @@ mod tests {
             ..Placement::default()
         };
         assert_eq!(
-            name(place(&nodes, &req(&p))),
+            name(place(&nodes, None, &req(&p))),
             "no node can run it: a: down (no heartbeat); b: suspect (a heartbeat is late); \
              c: cordoned; d: constraint zone=eu does not hold (zone=us); \
              e: 100 MiB of memory available, the app reserves 512 MiB; \
@@ -249,12 +337,12 @@ mod tests {
         );
         let big = with_mem(with_label(node("g", 3), "zone", "eu"), 1024);
         let nodes = [nodes.to_vec(), vec![big]].concat();
-        assert_eq!(name(place(&nodes, &req(&p))), "g");
+        assert_eq!(name(place(&nodes, None, &req(&p))), "g");
         let not_us = Placement {
             constraints: vec!["zone!=us".into()],
             ..Placement::default()
         };
-        assert_eq!(name(place(&nodes, &req(&not_us))), "e");
+        assert_eq!(name(place(&nodes, None, &req(&not_us))), "e");
     }
 
     #[test]
@@ -269,15 +357,128 @@ mod tests {
             replicas_on: &|_, n| u32::from(n != "b"),
             ..req(&spread)
         };
-        assert_eq!(name(place(&nodes, &r)), "b");
+        assert_eq!(name(place(&nodes, None, &r)), "b");
         // Equal replicas: the least busy, then the most memory.
-        assert_eq!(name(place(&nodes, &req(&spread))), "a");
+        assert_eq!(name(place(&nodes, None, &req(&spread))), "a");
         let binpack = Placement {
             strategy: Strategy::Binpack,
             memory_mb: 1500,
             ..Placement::default()
         };
-        assert_eq!(name(place(&nodes, &req(&binpack))), "c");
+        assert_eq!(name(place(&nodes, None, &req(&binpack))), "c");
+    }
+
+    /// Placement as it was written before the dense table (filter every node into a list, then
+    /// the least of the list): what [`place`] must answer, kept here as the reference.
+    fn reference<'a>(nodes: &'a [NodeView], req: &Request) -> Result<&'a NodeInfo, Unplaced> {
+        let parsed: Result<Vec<Constraint>, String> = req
+            .placement
+            .constraints
+            .iter()
+            .map(|c| Constraint::parse(c))
+            .collect();
+        let mut rejected = Vec::new();
+        let mut passed = Vec::new();
+        for (i, v) in nodes.iter().enumerate() {
+            let why = match (&parsed, req.only) {
+                (_, Some(only)) if only != v.info.name => Some(format!(
+                    "the release's image is only on {only}'s engine (set registry.url to share images)"
+                )),
+                (Err(e), _) => Some(e.clone()),
+                (Ok(cs), _) => rejection(v, cs, req.placement.memory_mb),
+            };
+            match why {
+                Some(why) => rejected.push((v.info.name.clone(), why)),
+                None => passed.push((i, &v.info)),
+            }
+        }
+        let load = |i: usize, n: &NodeInfo| n.running_jobs + (req.extra_load)(i, &n.name);
+        if let Some(p) = req.prefer {
+            if let Some(&(i, n)) = passed.iter().find(|(_, n)| n.name == p) {
+                let slots = if n.build_slots == 0 {
+                    DEFAULT_BUILD_SLOTS
+                } else {
+                    n.build_slots
+                };
+                if load(i, n) < slots {
+                    return Ok(n);
+                }
+            }
+        }
+        let best = match req.placement.strategy {
+            Strategy::Spread => passed.into_iter().min_by_key(|&(i, n)| {
+                let mem = std::cmp::Reverse(mem_available(n).unwrap_or(0));
+                ((req.replicas_on)(i, &n.name), load(i, n), mem)
+            }),
+            Strategy::Binpack => passed.into_iter().min_by_key(|&(i, n)| {
+                let mem = mem_available(n).unwrap_or(u64::MAX);
+                (mem, load(i, n))
+            }),
+        };
+        best.map(|(_, n)| n).ok_or(Unplaced { rejected })
+    }
+
+    /// Random fleets (status, cordon, labels, memory, load, build slots, few distinct values so
+    /// ties are common) and random requests: [`place`], with a table built beforehand as the
+    /// registry keeps one or with none, answers what the reference answers, reasons included.
+    #[test]
+    fn the_dense_table_places_as_the_reference_does() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        for round in 0..2_000 {
+            let n = rng.random_range(0..12usize);
+            let nodes: Vec<NodeView> = (0..n)
+                .map(|i| {
+                    let mut v = node(&format!("n{i:02}"), rng.random_range(0..3));
+                    v.status = [
+                        NodeStatus::Ready,
+                        NodeStatus::Ready,
+                        NodeStatus::Suspect,
+                        NodeStatus::Down,
+                    ][rng.random_range(0..4usize)];
+                    v.cordoned = rng.random_range(0..5) == 0;
+                    v.info.build_slots = rng.random_range(0..3);
+                    if rng.random_range(0..4) > 0 {
+                        v = with_mem(v, [256, 512, 1024, 2048][rng.random_range(0..4usize)]);
+                    }
+                    if rng.random_range(0..3) > 0 {
+                        v = with_label(v, "zone", ["eu", "us"][rng.random_range(0..2usize)]);
+                    }
+                    v
+                })
+                .collect();
+            let name_of = |k: u32| format!("n{k:02}");
+            let p = Placement {
+                strategy: [Strategy::Spread, Strategy::Binpack][rng.random_range(0..2usize)],
+                constraints: match rng.random_range(0..5) {
+                    0 => vec!["zone=eu".into()],
+                    1 => vec!["zone!=us".into()],
+                    2 => vec!["not a constraint".into()],
+                    _ => vec![],
+                },
+                memory_mb: [0, 512, 1024, 1500][rng.random_range(0..4usize)],
+            };
+            let (prefer, only) = (
+                (rng.random_range(0..2) == 0).then(|| name_of(rng.random_range(0..14))),
+                (rng.random_range(0..4) == 0).then(|| name_of(rng.random_range(0..14))),
+            );
+            let replicas: Vec<u32> = (0..n).map(|_| rng.random_range(0..2)).collect();
+            let extra: Vec<u32> = (0..n).map(|_| rng.random_range(0..2)).collect();
+            let r = Request {
+                placement: &p,
+                replicas_on: &|i, _| replicas[i],
+                extra_load: &|i, _| extra[i],
+                prefer: prefer.as_deref(),
+                only: only.as_deref(),
+            };
+            let want = name(reference(&nodes, &r));
+            assert_eq!(name(place(&nodes, None, &r)), want, "round {round}");
+            let table = Table::of(&nodes);
+            assert_eq!(name(place(&nodes, Some(&table), &r)), want, "round {round}");
+            // A table of another fleet is not used.
+            let other = Table::of(&nodes[..n / 2]);
+            assert_eq!(name(place(&nodes, Some(&other), &r)), want, "round {round}");
+        }
     }
 
     #[test]
@@ -288,20 +489,23 @@ mod tests {
             prefer: Some("b"),
             ..req(&p)
         };
-        assert_eq!(name(place(&nodes, &r)), "b");
+        assert_eq!(name(place(&nodes, None, &r)), "b");
         let busy = [node("a", 0), node("b", 2)];
-        assert_eq!(name(place(&busy, &r)), "a");
+        assert_eq!(name(place(&busy, None, &r)), "a");
         let mut cordoned = node("b", 0);
         cordoned.cordoned = true;
-        assert_eq!(name(place(&[node("a", 1), cordoned.clone()], &r)), "a");
+        assert_eq!(
+            name(place(&[node("a", 1), cordoned.clone()], None, &r)),
+            "a"
+        );
         // Without a registry, only the node with the image can run a release.
         let only_b = Request {
             only: Some("b"),
             ..r
         };
-        assert_eq!(name(place(&busy, &only_b)), "b");
+        assert_eq!(name(place(&busy, None, &only_b)), "b");
         assert_eq!(
-            name(place(&[node("a", 0), cordoned], &only_b)),
+            name(place(&[node("a", 0), cordoned], None, &only_b)),
             "no node can run it: a: the release's image is only on b's engine \
              (set registry.url to share images); b: cordoned"
         );
