@@ -490,12 +490,7 @@ pub fn routes(
     let v1 = api
         .and(warp::method())
         .and(warp::path::full())
-        .and(
-            v1_routes
-                .into_iter()
-                .reduce(|a, b| a.or(b).unify().boxed())
-                .expect("at least one route"),
-        )
+        .and(any_of(v1_routes))
         .then(
             move |who: auth::Principal,
                   method: warp::http::Method,
@@ -533,6 +528,26 @@ pub fn routes(
             http_metrics.observe(method, code, info.elapsed().as_secs_f64());
             tracing::debug!(method = %info.method(), path = info.path(), status = info.status().as_u16(), "request");
         }))
+}
+
+/// The routes joined with `or`, tried in their order, as a balanced tree of pairs: the future
+/// of a request is nested about log2(n) `or`s deep instead of up to n (a left fold put a route
+/// near the front of the list under every later one, and each poll of its handler went down
+/// through all of them). Which rejection answers a request that no route takes does not depend
+/// on the shape: warp keeps the most telling one, the first of equals.
+fn any_of(mut routes: Vec<BoxedFilter<(Response,)>>) -> BoxedFilter<(Response,)> {
+    while routes.len() > 1 {
+        let mut pairs = Vec::with_capacity(routes.len().div_ceil(2));
+        let mut it = routes.into_iter();
+        while let Some(a) = it.next() {
+            pairs.push(match it.next() {
+                Some(b) => a.or(b).unify().boxed(),
+                None => a,
+            });
+        }
+        routes = pairs;
+    }
+    routes.pop().expect("at least one route")
 }
 
 /// Last of the routes: a method no endpoint serves on a path some endpoint has is a 405 with
