@@ -138,6 +138,12 @@ impl Table {
     }
 }
 
+/// The placement's constraints, parsed. They were validated when the app was written; one that
+/// no longer parses (an older record) cannot hold on any node: the error says why.
+fn constraints(p: &Placement) -> Result<Vec<Constraint>, String> {
+    p.constraints.iter().map(|c| Constraint::parse(c)).collect()
+}
+
 /// Picks the node for one job of an app. `table` is [`Table::of`] these `nodes`, if the
 /// caller keeps one.
 pub fn place<'a>(
@@ -153,14 +159,7 @@ pub fn place<'a>(
             &built
         }
     };
-    // Constraints were validated when the app was written; one that no longer parses (an older
-    // record) cannot hold on any node.
-    let parsed: Result<Vec<Constraint>, String> = req
-        .placement
-        .constraints
-        .iter()
-        .map(|c| Constraint::parse(c))
-        .collect();
+    let parsed = constraints(req.placement);
     // Why node `i` is filtered out, if it is.
     let why = |i: usize| {
         let v = &nodes[i];
@@ -371,12 +370,7 @@ mod tests {
     /// Placement as it was written before the dense table (filter every node into a list, then
     /// the least of the list): what [`place`] must answer, kept here as the reference.
     fn reference<'a>(nodes: &'a [NodeView], req: &Request) -> Result<&'a NodeInfo, Unplaced> {
-        let parsed: Result<Vec<Constraint>, String> = req
-            .placement
-            .constraints
-            .iter()
-            .map(|c| Constraint::parse(c))
-            .collect();
+        let parsed = constraints(req.placement);
         let mut rejected = Vec::new();
         let mut passed = Vec::new();
         for (i, v) in nodes.iter().enumerate() {
