@@ -172,7 +172,7 @@ pub fn place<'a>(
         }
     };
     // The same filters from the rows alone (and the labels when there are constraints), with
-    // nothing allocated: most nodes pass, and only one that does not is asked `why`.
+    // nothing allocated; `why` is asked only for the list of reasons when no node passed.
     let only = req.only.map(|o| table.position(o));
     let wanted = req.placement.memory_mb.saturating_mul(1024 * 1024);
     let passes = |i: usize| {
@@ -186,10 +186,9 @@ pub fn place<'a>(
             && r.mem_available.is_none_or(|have| have >= wanted)
             && (cs.is_empty() || cs.iter().all(|c| c.holds(&nodes[i].info.labels)))
     };
-    let passed = |i: usize| passes(i) || why(i).is_none();
     let load = |i: usize| table.rows[i].running_jobs + (req.extra_load)(i, &nodes[i].info.name);
     if let Some(i) = req.prefer.and_then(|p| table.position(p)) {
-        if passed(i) {
+        if passes(i) {
             let slots = match table.rows[i].build_slots {
                 0 => DEFAULT_BUILD_SLOTS,
                 n => n,
@@ -215,7 +214,7 @@ pub fn place<'a>(
     };
     let mut best: Option<(usize, (u64, u64, u64))> = None;
     for i in 0..nodes.len() {
-        if !passed(i) {
+        if !passes(i) {
             continue;
         }
         let r = rank(i);
