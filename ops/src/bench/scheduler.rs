@@ -99,6 +99,12 @@ pub struct SchedulerArgs {
     /// for a baseline measured side by side with the same bench).
     #[arg(long)]
     coordinator_bin: Option<PathBuf>,
+    /// The nice value (0–19) the load generator and the simulated fleet run at, the Redis and
+    /// coordinator it starts staying at this process's own. On a real fleet the nodes are other
+    /// machines: on one machine they should not take the system under test's CPU when both want
+    /// it (they still get every cycle the coordinator and Redis leave). 0: the same priority.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    fleet_nice: i32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -233,6 +239,8 @@ struct IdleResult {
 #[derive(Serialize)]
 struct Report {
     outcome: Outcome,
+    /// `--fleet-nice`: the simulated fleet's and load generator's nice value.
+    fleet_nice: i32,
     load: Vec<LoadResult>,
     idle: Option<IdleResult>,
 }
@@ -259,7 +267,10 @@ pub fn run(mut args: SchedulerArgs, json: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(bench(&args, &dir.0))?;
+    // Before this thread's priority is lowered: the processes it starts inherit its thread's.
+    let launcher = Launcher::start()?;
+    lower_this_threads_priority(args.fleet_nice)?;
+    let report = rt.block_on(bench(&args, &dir.0, &launcher))?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -273,6 +284,49 @@ pub fn run(mut args: SchedulerArgs, json: bool) -> Result<()> {
         bail!("a job was not dispatched or a deployment did not end terminal (see above)");
     }
     Ok(())
+}
+
+/// Starts the bench's child processes (Redis, the coordinator) from a thread of its own, which
+/// keeps the priority this process started with: on Linux a thread's nice value is its own, and a
+/// process started from a thread inherits that thread's (see [`lower_this_threads_priority`]).
+struct Launcher(std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>);
+
+impl Launcher {
+    fn start() -> Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("launcher".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })?;
+        Ok(Launcher(tx))
+    }
+
+    /// Runs `start` on the launcher's thread; the runtime's thread (the fleet) goes on meanwhile.
+    async fn run<T: Send + 'static>(
+        &self,
+        start: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0
+            .send(Box::new(move || {
+                let _ = tx.send(start());
+            }))
+            .map_err(|_| anyhow::anyhow!("the launcher thread is gone"))?;
+        rx.await.context("the launcher thread stopped")?
+    }
+}
+
+/// Sets the calling thread's nice value to `nice` (`--fleet-nice`): the runtime's one thread,
+/// which is the load generator and the simulated fleet. Raising it needs no privilege.
+fn lower_this_threads_priority(nice: i32) -> Result<()> {
+    if nice == 0 {
+        return Ok(());
+    }
+    // No pid: the caller, which on Linux is this thread (nice is a per-thread attribute there).
+    rustix::process::setpriority_process(None, nice).context("setting the fleet's nice value")
 }
 
 /// Makes room for `n` open files: every simulated node holds a connection of its own. Raises
@@ -294,7 +348,7 @@ fn room_for_connections(n: usize) -> Result<()> {
     Ok(())
 }
 
-async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
+async fn bench(args: &SchedulerArgs, dir: &Path, launcher: &Launcher) -> Result<Report> {
     if let Some(url) = &args.redis_url {
         let mut c = berth_bus::Redis::connect(url, "bench").await?;
         let n: u64 = redis::cmd("DBSIZE").query_async(&mut c).await?;
@@ -317,7 +371,8 @@ async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
                 (None, url.clone())
             }
             None => {
-                let (svc, url) = services::start_redis(&sdir.join("redis"))?;
+                let d = sdir.join("redis");
+                let (svc, url) = launcher.run(move || services::start_redis(&d)).await?;
                 (Some(svc), url)
             }
         };
@@ -325,9 +380,9 @@ async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
         let fleet = Fleet::start(conn.clone(), n, args.outcome).await?;
         // Off the runtime's one thread: the fleet beats meanwhile.
         let (u, d, bin) = (url.clone(), sdir.clone(), args.coordinator_bin.clone());
-        let coord =
-            tokio::task::spawn_blocking(move || CoordinatorProcess::start(&u, &d, bin.as_deref()))
-                .await??;
+        let coord = launcher
+            .run(move || CoordinatorProcess::start(&u, &d, bin.as_deref()))
+            .await?;
         eprintln!("scheduler bench: {n} nodes, {} jobs", args.jobs);
         let result = run_load(args, n, &coord, &fleet, &conn, &repo).await?;
         load.push(result);
@@ -341,6 +396,7 @@ async fn bench(args: &SchedulerArgs, dir: &Path) -> Result<Report> {
     }
     Ok(Report {
         outcome: args.outcome,
+        fleet_nice: args.fleet_nice,
         load,
         idle,
     })
@@ -1157,7 +1213,10 @@ fn print_report(r: &Report) {
         Outcome::Succeeded => "building, then succeeded",
         Outcome::Failed => "failed",
     };
-    println!("Scheduler bench (simulated nodes report: {outcome})");
+    println!(
+        "Scheduler bench (simulated nodes report: {outcome}; the fleet and load generator at nice {})",
+        r.fleet_nice
+    );
     println!(
         "{:>6} {:>6} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>6}",
         "nodes",
