@@ -368,8 +368,8 @@ impl Handler<Place> for NodeRegistry {
         }
         let req = crate::scheduler::Request {
             placement: &m.placement,
-            replicas_on: &|i, _| replicas.get(i).copied().unwrap_or(0),
-            extra_load: &|i, _| recent.counts[i],
+            replicas_on: &replicas,
+            extra_load: &recent.counts,
             prefer: m.prefer.as_deref(),
             only: m.only.as_deref(),
         };

@@ -22,10 +22,11 @@ const DEFAULT_BUILD_SLOTS: u32 = 2;
 pub struct Request<'a> {
     pub placement: &'a Placement,
     /// Replicas of the app each node runs now (what `spread` evens out), by the node's position
-    /// in the slice placed over and its name.
-    pub replicas_on: &'a dyn Fn(usize, &str) -> u32,
-    /// Jobs placed on a node that its heartbeat does not count yet (same arguments).
-    pub extra_load: &'a dyn Fn(usize, &str) -> u32,
+    /// in the slice placed over (a node past the end runs none). By position, not name: ranking
+    /// a thousand nodes then reads neither their names nor their records, only [`Table`]'s rows.
+    pub replicas_on: &'a [u32],
+    /// Jobs placed on a node that its heartbeat does not count yet (by position, as above).
+    pub extra_load: &'a [u32],
     /// The node that built the app last: taken first when it passes and has a free build slot.
     pub prefer: Option<&'a str>,
     /// The only node that can run it: the one whose engine has the release's image, when the
@@ -138,6 +139,11 @@ impl Table {
     }
 }
 
+/// The count at position `i` of counts laid out by node position (0 past the end).
+fn at(counts: &[u32], i: usize) -> u32 {
+    counts.get(i).copied().unwrap_or(0)
+}
+
 /// The placement's constraints, parsed. They were validated when the app was written; one that
 /// no longer parses (an older record) cannot hold on any node: the error says why.
 fn constraints(p: &Placement) -> Result<Vec<Constraint>, String> {
@@ -186,7 +192,7 @@ pub fn place<'a>(
             && r.mem_available.is_none_or(|have| have >= wanted)
             && (cs.is_empty() || cs.iter().all(|c| c.holds(&nodes[i].info.labels)))
     };
-    let load = |i: usize| table.rows[i].running_jobs + (req.extra_load)(i, &nodes[i].info.name);
+    let load = |i: usize| table.rows[i].running_jobs + at(req.extra_load, i);
     if let Some(i) = req.prefer.and_then(|p| table.position(p)) {
         if passes(i) {
             let slots = match table.rows[i].build_slots {
@@ -204,7 +210,7 @@ pub fn place<'a>(
         let mem = table.rows[i].mem_available;
         match req.placement.strategy {
             Strategy::Spread => (
-                u64::from((req.replicas_on)(i, &nodes[i].info.name)),
+                u64::from(at(req.replicas_on, i)),
                 u64::from(load(i)),
                 // The most memory available first.
                 u64::MAX - mem.unwrap_or(0),
@@ -270,8 +276,8 @@ mod tests {
     fn req(p: &Placement) -> Request<'_> {
         Request {
             placement: p,
-            replicas_on: &|_, _| 0,
-            extra_load: &|_, _| 0,
+            replicas_on: &[],
+            extra_load: &[],
             prefer: None,
             only: None,
         }
@@ -296,14 +302,9 @@ mod tests {
         let p = Placement::default();
         // The registry lists nodes by name; in any order, ties go to the first.
         assert_eq!(name(place(&nodes, None, &req(&p))), "c");
+        // The counts are laid out by position: the second node is "c".
         let r = Request {
-            extra_load: &|_, n| u32::from(n == "c") * 5,
-            ..req(&p)
-        };
-        assert_eq!(name(place(&nodes, None, &r)), "a");
-        // The counts may be laid out by position instead: the second node is "c".
-        let r = Request {
-            extra_load: &|i, _| u32::from(i == 1) * 5,
+            extra_load: &[0, 5],
             ..req(&p)
         };
         assert_eq!(name(place(&nodes, None, &r)), "a");
@@ -352,7 +353,7 @@ mod tests {
         ];
         let spread = Placement::default();
         let r = Request {
-            replicas_on: &|_, n| u32::from(n != "b"),
+            replicas_on: &[1, 0, 1],
             ..req(&spread)
         };
         assert_eq!(name(place(&nodes, None, &r)), "b");
@@ -385,7 +386,7 @@ mod tests {
                 None => passed.push((i, &v.info)),
             }
         }
-        let load = |i: usize, n: &NodeInfo| n.running_jobs + (req.extra_load)(i, &n.name);
+        let load = |i: usize, n: &NodeInfo| n.running_jobs + at(req.extra_load, i);
         if let Some(p) = req.prefer {
             if let Some(&(i, n)) = passed.iter().find(|(_, n)| n.name == p) {
                 let slots = if n.build_slots == 0 {
@@ -401,7 +402,7 @@ mod tests {
         let best = match req.placement.strategy {
             Strategy::Spread => passed.into_iter().min_by_key(|&(i, n)| {
                 let mem = std::cmp::Reverse(mem_available(n).unwrap_or(0));
-                ((req.replicas_on)(i, &n.name), load(i, n), mem)
+                (at(req.replicas_on, i), load(i, n), mem)
             }),
             Strategy::Binpack => passed.into_iter().min_by_key(|&(i, n)| {
                 let mem = mem_available(n).unwrap_or(u64::MAX);
@@ -455,12 +456,16 @@ mod tests {
                 (rng.random_range(0..2) == 0).then(|| name_of(rng.random_range(0..14))),
                 (rng.random_range(0..4) == 0).then(|| name_of(rng.random_range(0..14))),
             );
-            let replicas: Vec<u32> = (0..n).map(|_| rng.random_range(0..2)).collect();
-            let extra: Vec<u32> = (0..n).map(|_| rng.random_range(0..2)).collect();
+            let replicas: Vec<u32> = (0..rng.random_range(0..=n))
+                .map(|_| rng.random_range(0..2))
+                .collect();
+            let extra: Vec<u32> = (0..rng.random_range(0..=n))
+                .map(|_| rng.random_range(0..2))
+                .collect();
             let r = Request {
                 placement: &p,
-                replicas_on: &|i, _| replicas[i],
-                extra_load: &|i, _| extra[i],
+                replicas_on: &replicas,
+                extra_load: &extra,
                 prefer: prefer.as_deref(),
                 only: only.as_deref(),
             };
