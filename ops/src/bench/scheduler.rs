@@ -99,10 +99,11 @@ pub struct SchedulerArgs {
     /// for a baseline measured side by side with the same bench).
     #[arg(long)]
     coordinator_bin: Option<PathBuf>,
-    /// The nice value (0–19) the load generator and the simulated fleet run at, the Redis and
-    /// coordinator it starts staying at this process's own. On a real fleet the nodes are other
-    /// machines: on one machine they should not take the system under test's CPU when both want
-    /// it (they still get every cycle the coordinator and Redis leave). 0: the same priority.
+    /// How many nice steps (0–19) below the Redis and coordinator it starts, which keep this
+    /// process's priority, the load generator and the simulated fleet run. On a real fleet the
+    /// nodes are other machines: on one machine they should not take the system under test's
+    /// CPU when both want it (they still get every cycle the coordinator and Redis leave).
+    /// 0: the same priority.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     fleet_nice: i32,
 }
@@ -239,7 +240,8 @@ struct IdleResult {
 #[derive(Serialize)]
 struct Report {
     outcome: Outcome,
-    /// `--fleet-nice`: the simulated fleet's and load generator's nice value.
+    /// `--fleet-nice`: how many nice steps below the coordinator and Redis the simulated fleet
+    /// and load generator ran.
     fleet_nice: i32,
     load: Vec<LoadResult>,
     idle: Option<IdleResult>,
@@ -319,14 +321,17 @@ impl Launcher {
     }
 }
 
-/// Sets the calling thread's nice value to `nice` (`--fleet-nice`): the runtime's one thread,
-/// which is the load generator and the simulated fleet. Raising it needs no privilege.
-fn lower_this_threads_priority(nice: i32) -> Result<()> {
-    if nice == 0 {
+/// Raises the calling thread's nice value by `steps` (`--fleet-nice`; at most to 19): the
+/// runtime's one thread, which is the load generator and the simulated fleet. Raising it needs
+/// no privilege.
+fn lower_this_threads_priority(steps: i32) -> Result<()> {
+    use rustix::process::{getpriority_process, setpriority_process};
+    if steps == 0 {
         return Ok(());
     }
     // No pid: the caller, which on Linux is this thread (nice is a per-thread attribute there).
-    rustix::process::setpriority_process(None, nice).context("setting the fleet's nice value")
+    let now = getpriority_process(None).context("reading this thread's nice value")?;
+    setpriority_process(None, (now + steps).min(19)).context("setting the fleet's nice value")
 }
 
 /// Makes room for `n` open files: every simulated node holds a connection of its own. Raises
@@ -1214,7 +1219,7 @@ fn print_report(r: &Report) {
         Outcome::Failed => "failed",
     };
     println!(
-        "Scheduler bench (simulated nodes report: {outcome}; the fleet and load generator at nice {})",
+        "Scheduler bench (simulated nodes report: {outcome}; the fleet and load generator {} nice steps below the coordinator and Redis)",
         r.fleet_nice
     );
     println!(
