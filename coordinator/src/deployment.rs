@@ -30,7 +30,7 @@ use crate::registry::{self, NodeRegistry, Nodes, Place};
 use crate::releases;
 use crate::rollout;
 use crate::scheduler;
-use crate::store::Store;
+use crate::store::{DeployReads, Store};
 
 /// How many attempts a deployment (or a replica of a rollout) gets in all: an attempt that an
 /// infrastructure fault interrupts before it switched traffic — its node went down, or the
@@ -394,8 +394,16 @@ async fn decide(t: Tick, first: Box<First>) -> Result<Step> {
     match (&d.node, app) {
         (None, None) => Ok(Step::Wait),
         (None, Some(app)) => {
-            let node = match placement(&store, &registry, &nodes, &app, &d, recent, shared_images)
-                .await?
+            let node = match placement(
+                &store,
+                &registry,
+                &nodes,
+                &app,
+                &d,
+                Known::from(recent),
+                shared_images,
+            )
+            .await?
             {
                 Ok(node) => node,
                 // Some node is ready but none passes: waiting will not help.
@@ -430,7 +438,7 @@ async fn decide(t: Tick, first: Box<First>) -> Result<Step> {
             assigned.node = Some(node.clone());
             assigned.runtime.get_or_insert_with(|| runtime.clone());
             let spec = Spec::of(rollback_image(&assigned), None, assigned.attempt);
-            let job = job_of(&store, &assigned, app.clone(), dl, spec).await?;
+            let job = job_of(&store, &assigned, app.clone(), dl, spec, None).await?;
             let job = store.job_command(&node, &d.id, &job)?;
             let Some((d, queued)) = ledger
                 .send(Assign {
@@ -558,11 +566,31 @@ async fn retry(
                 .cloned()
                 .collect(),
         );
-        let placed =
-            match placement(&store, &registry, &others, &app, d, None, shared_images).await? {
-                Ok(to) => Ok(to),
-                Err(_) => placement(&store, &registry, nodes, &app, d, None, shared_images).await?,
-            };
+        let placed = match placement(
+            &store,
+            &registry,
+            &others,
+            &app,
+            d,
+            Known::Nothing,
+            shared_images,
+        )
+        .await?
+        {
+            Ok(to) => Ok(to),
+            Err(_) => {
+                placement(
+                    &store,
+                    &registry,
+                    nodes,
+                    &app,
+                    d,
+                    Known::Nothing,
+                    shared_images,
+                )
+                .await?
+            }
+        };
         match placed {
             Ok(to) => {
                 let moved = ledger
@@ -594,33 +622,57 @@ async fn retry(
     Ok(Step::Done)
 }
 
+/// What the caller of [`placement`] read already of the app's keys.
+enum Known<'a> {
+    Nothing,
+    /// The app's newest deployment ids, as a create read them.
+    Recent(Vec<String>),
+    /// What was read with the app ([`Store::app_for_deploy`]).
+    Reads(&'a DeployReads),
+}
+
+impl From<Option<Vec<String>>> for Known<'_> {
+    fn from(recent: Option<Vec<String>>) -> Self {
+        recent.map_or(Known::Nothing, Known::Recent)
+    }
+}
+
 /// Where a deployment of `app` goes: the scheduler's pick among `nodes`. A build prefers the
 /// node that ran the app's latest deployment (its layer cache); a rollback (or failover) the node
 /// of the release it brings back, which has its image — and without a registry only that node
-/// can run it; spread counts the app's replicas per node from its route. `recent`: the app's
-/// newest deployment ids as the create read them, if the caller has them.
+/// can run it; spread counts the app's replicas per node from its route. `known`: what the
+/// caller read of these already (the app's newest ids, its route), not read again.
 async fn placement(
     store: &Store,
     registry: &Live<NodeRegistry>,
     nodes: &Arc<Vec<NodeView>>,
     app: &App,
     d: &Deployment,
-    recent: Option<Vec<String>>,
+    known: Known<'_>,
     shared_images: bool,
 ) -> Result<std::result::Result<String, scheduler::Unplaced>> {
-    // Both reads at once (one round trip on the multiplexed connection).
+    let pre = match &known {
+        Known::Reads(pre) => Some(*pre),
+        _ => None,
+    };
+    // Both reads at once (one round trip on the multiplexed connection), or taken from what
+    // the caller read.
     let prefer = async {
         Ok::<_, Error>(match &d.rollback_of {
             Some(of) => store.get_deployment(of).await?.and_then(|r| r.node),
-            None => match recent {
-                Some(ids) => last_builder_among(store, d, ids).await?,
-                None => last_builder(store, d).await?,
+            None => match known {
+                Known::Recent(ids) => last_builder_among(store, d, ids).await?,
+                Known::Reads(pre) => last_builder_among(store, d, pre.ids.clone()).await?,
+                Known::Nothing => last_builder(store, d).await?,
             },
         })
     };
     let route = async {
         match app.domains.first() {
-            Some(domain) => store.route(domain).await,
+            Some(domain) => match pre.and_then(|p| p.route.as_ref()) {
+                Some((read, route)) if read == domain => Ok(route.clone()),
+                _ => store.route(domain).await,
+            },
             None => Ok(None),
         }
     };
@@ -662,7 +714,12 @@ pub(crate) struct Placer {
 /// registry away: the actor retries, as it does for any deployment), and for what the first
 /// look does otherwise — a stopped app (cancelled), one rolled out over replicas, a rollback
 /// (placed by its release's node).
-pub(crate) async fn place_new(p: &Placer, d: &mut Deployment, app: &App) -> Option<redis::Cmd> {
+pub(crate) async fn place_new(
+    p: &Placer,
+    d: &mut Deployment,
+    app: &App,
+    pre: Option<Prefetched>,
+) -> Option<redis::Cmd> {
     if app.stopped
         || app.name != d.app
         || app.rolls_out()
@@ -673,7 +730,7 @@ pub(crate) async fn place_new(p: &Placer, d: &mut Deployment, app: &App) -> Opti
         return None;
     }
     let given = d.runtime.is_some();
-    match try_place_new(p, d, app).await {
+    match try_place_new(p, d, app, pre).await {
         Ok(Some(cmd)) => Some(cmd),
         outcome => {
             if let Err(e) = outcome {
@@ -689,17 +746,33 @@ pub(crate) async fn place_new(p: &Placer, d: &mut Deployment, app: &App) -> Opti
     }
 }
 
-async fn try_place_new(p: &Placer, d: &mut Deployment, app: &App) -> Result<Option<redis::Cmd>> {
+async fn try_place_new(
+    p: &Placer,
+    d: &mut Deployment,
+    app: &App,
+    pre: Option<Prefetched>,
+) -> Result<Option<redis::Cmd>> {
     if d.runtime.is_none() {
         d.runtime = Some(runtime_of(&p.store, app).await?);
     }
-    let nodes = p.registry.send(Nodes).await??;
+    let (nodes, reads) = match pre {
+        Some(Prefetched { nodes, reads }) => (nodes, Some(reads)),
+        None => (p.registry.send(Nodes).await??, None),
+    };
     // The job does not depend on the node: its reads and placement's go at once (one round
-    // trip on the multiplexed connection).
+    // trip on the multiplexed connection), when they were not read with the app.
     let spec = Spec::of(rollback_image(d), None, d.attempt);
     let (placed, job) = futures_util::try_join!(
-        placement(&p.store, &p.registry, &nodes, app, d, None, p.shared_images),
-        job_of(&p.store, d, app.clone(), p.dl, spec),
+        placement(
+            &p.store,
+            &p.registry,
+            &nodes,
+            app,
+            d,
+            reads.as_ref().map_or(Known::Nothing, Known::Reads),
+            p.shared_images,
+        ),
+        job_of(&p.store, d, app.clone(), p.dl, spec, reads.as_ref()),
     )?;
     let Ok(node) = placed else {
         return Ok(None);
@@ -710,7 +783,15 @@ async fn try_place_new(p: &Placer, d: &mut Deployment, app: &App) -> Result<Opti
 }
 
 /// How many of an app's newest deployments are looked at for the node that built it last.
-const LAYER_CACHE_LOOKBACK: usize = 5;
+pub(crate) const LAYER_CACHE_LOOKBACK: usize = 5;
+
+/// What a creator read for placing a new deployment before it asked ([`place_new`]): the
+/// fleet, and the app's keys its placement and job read ([`Store::app_for_deploy`], made with
+/// the app's record).
+pub(crate) struct Prefetched {
+    pub nodes: Arc<Vec<NodeView>>,
+    pub reads: DeployReads,
+}
 
 /// The node of the app's latest deployment other than `d` (its layer cache), if any.
 pub(crate) async fn last_builder(store: &Store, d: &Deployment) -> Result<Option<String>> {
@@ -834,7 +915,7 @@ pub(crate) async fn send_job(
     dl: Deadlines,
     spec: Spec,
 ) -> Result<()> {
-    let job = job_of(store, d, app, dl, spec).await?;
+    let job = job_of(store, d, app, dl, spec, None).await?;
     store.send_job(node, &d.id, &job).await
 }
 
@@ -845,6 +926,7 @@ async fn job_of(
     mut app: App,
     dl: Deadlines,
     spec: Spec,
+    pre: Option<&DeployReads>,
 ) -> Result<Job> {
     let Spec {
         image,
@@ -866,9 +948,25 @@ async fn job_of(
     let rollback_image = rollback_image(d);
     let builds = image.is_none() && app.env.secret_build().next().is_some();
     // The releases the index holds once this deployment succeeds keep their images.
+    let keep_releases = app.keep_releases as usize;
     let (retained, credential, env_secrets) = futures_util::try_join!(
-        releases::retained_images(store, &app.name, app.keep_releases as usize),
-        store.get_credential(&app.name),
+        async {
+            match pre {
+                Some(pre) => Ok(pre
+                    .releases
+                    .iter()
+                    .take(keep_releases)
+                    .map(|(image, _)| image.clone())
+                    .collect()),
+                None => releases::retained_images(store, &app.name, keep_releases).await,
+            }
+        },
+        async {
+            match pre {
+                Some(pre) => Ok(pre.credential.clone()),
+                None => store.get_credential(&app.name).await,
+            }
+        },
         async {
             match builds {
                 true => store.get_env_secrets(&app.name).await,
@@ -1012,6 +1110,157 @@ mod tests {
         }
     }
 
+    /// What a create reads with the app's record (`Store::app_for_deploy`: the app's newest
+    /// ids, release index, credential and a guessed domain's route, in the app's round trip)
+    /// places the deployment and makes its job exactly as the reads after the app do: the
+    /// node the route's replicas and the last build decide, the releases the job keeps, the
+    /// credential. A wrong guess of the domain reads the route again (the guess is only a
+    /// hint), and reads for another app change what is read.
+    #[actix_rt::test]
+    async fn what_a_create_reads_with_the_app_places_it_as_reading_after_the_app_does() {
+        use crate::ledger::{Create, CreateRecord, Ledger};
+        use crate::registry::{Liveness, NodeRegistry};
+        use crate::store::Store;
+        use actix::Actor;
+        use berth_protocol::{envelope, keys, Route, Upstream};
+        let (_redis, conn) = crate::store::tests::real_redis("place-prefetched").await;
+        let store = Store::new(conn);
+        let ledger = Ledger::new(store.clone()).start();
+        for name in ["n1", "n2", "n3"] {
+            let info = berth_protocol::NodeInfo {
+                name: name.into(),
+                last_heartbeat: super::now_ms(),
+                ..crate::registry::tests::node_info()
+            };
+            let bytes = envelope::encode(envelope::kind::NODE, "t", &info).unwrap();
+            redis::pipe()
+                .set(keys::node(name), bytes)
+                .sadd(keys::NODES, name)
+                .query_async::<()>(&mut store.conn())
+                .await
+                .unwrap();
+        }
+        let mut app = crate::apps::tests::app();
+        app.keep_releases = 3;
+        assert!(store.put_app(&app, true).await.unwrap());
+        let key = berth_protocol::secret::SecretKey::generate();
+        let sealed = key.seal(b"token");
+        store
+            .put_credential(&app.name, Some(&sealed))
+            .await
+            .unwrap();
+        let releases = keys::app_releases(&app.name);
+        redis::pipe()
+            .zadd(&releases, "img:1", 1)
+            .zadd(&releases, "img:2", 2)
+            .zadd(&releases, "img:3", 3)
+            .zadd(&releases, "img:4", 4)
+            .query_async::<()>(&mut store.conn())
+            .await
+            .unwrap();
+        // The app runs on n1: spread puts a new replica elsewhere (n2, the first of the rest).
+        let upstream = |node: &str| Upstream {
+            dial: format!("{node}:1"),
+            node: node.into(),
+            container: "c".into(),
+            deployment: "d0".into(),
+        };
+        store
+            .put_route(&Route {
+                domain: app.domains[0].clone(),
+                app: app.name.clone(),
+                upstreams: vec![upstream("n1")],
+                updated_at: 1,
+                drain_s: None,
+                standby: Vec::new(),
+                standby_until: 0,
+            })
+            .await
+            .unwrap();
+        // A fresh registry for each placement: the one that places counts its pick, which would
+        // change the next one's.
+        let placer = || super::Placer {
+            store: store.clone(),
+            registry: berth_bus::Live::new(
+                NodeRegistry::new(store.clone(), Liveness::default()).start(),
+            ),
+            dl: super::Deadlines::default(),
+            shared_images: false,
+        };
+        // Places `d` each way, answering the node and the job's command (the same when the
+        // reads are); `guess` is the domain read with the app.
+        let (placer, sealed) = (&placer, &sealed);
+        let place = |d: berth_protocol::Deployment, guess: String| {
+            let (app, store) = (app.clone(), store.clone());
+            async move {
+                let after = {
+                    let mut d = d.clone();
+                    let cmd = super::place_new(&placer(), &mut d, &app, None).await;
+                    (d.node, cmd.map(|c| c.get_packed_command()))
+                };
+                let p = placer();
+                let (read, reads) = store
+                    .app_for_deploy(&app.name, super::LAYER_CACHE_LOOKBACK, Some(&guess))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(read, app);
+                assert_eq!(reads.credential, Some(sealed.clone()));
+                let nodes = p.registry.send(super::Nodes).await.unwrap().unwrap();
+                let pre = super::Prefetched { nodes, reads };
+                let mut d = d.clone();
+                let cmd = super::place_new(&p, &mut d, &app, Some(pre)).await;
+                assert_eq!((d.node, cmd.map(|c| c.get_packed_command())), after);
+                after
+            }
+        };
+        let create = || Create {
+            app: app.name.clone(),
+            ..Default::default()
+        };
+
+        let (first, wrong) = (app.domains[0].clone(), "nowhere.example".to_string());
+        let q = create().record();
+        let (node, cmd) = place(q.d.clone(), wrong.clone()).await;
+        assert_eq!(node.as_deref(), Some("n2"));
+        let (node, cmd2) = place(q.d.clone(), first.clone()).await;
+        assert_eq!((node.as_deref(), &cmd2), (Some("n2"), &cmd));
+        // The job keeps the app's two newest releases (the new build takes the third place).
+        let bytes = String::from_utf8_lossy(cmd.as_deref().unwrap()).into_owned();
+        assert!(bytes.contains("img:4") && bytes.contains("img:3") && !bytes.contains("img:2"));
+
+        // Its create makes n2 the node that built the app last; with the app's replica on n2
+        // now, spread alone would pick n1: the next one goes to n2 only through the last build.
+        let mut d = q.d.clone();
+        let job = super::place_new(&placer(), &mut d, &app, None).await;
+        let queued = crate::ledger::Queued { d, line: q.line };
+        ledger
+            .send(CreateRecord {
+                queued,
+                job: job.map(|j| (j, app.keep_releases)),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        store
+            .put_route(&Route {
+                domain: first.clone(),
+                app: app.name.clone(),
+                upstreams: vec![upstream("n2")],
+                updated_at: 2,
+                drain_s: None,
+                standby: Vec::new(),
+                standby_until: 0,
+            })
+            .await
+            .unwrap();
+        let next = create().record();
+        let (node, _) = place(next.d.clone(), first).await;
+        assert_eq!(node.as_deref(), Some("n2"), "the last builder is preferred");
+        let (node, _) = place(next.d, wrong).await;
+        assert_eq!(node.as_deref(), Some("n2"));
+    }
+
     /// A new deployment of an app that a ready node can take is placed before its record is
     /// written: the one create (`ledger::CreateRecord`) writes the record with its node and
     /// runtime and queues its job on that node's stream. When no node passes (here, the only
@@ -1075,7 +1324,7 @@ mod tests {
         };
 
         let mut q = create().record();
-        let job = super::place_new(&placer, &mut q.d, &app).await;
+        let job = super::place_new(&placer, &mut q.d, &app, None).await;
         assert!(job.is_some());
         assert_eq!(q.d.node.as_deref(), Some("n1"));
         let runtime =
@@ -1108,7 +1357,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut q = create().record();
-        let job = super::place_new(&placer, &mut q.d, &app).await;
+        let job = super::place_new(&placer, &mut q.d, &app, None).await;
         assert!(job.is_none());
         assert_eq!((q.d.node.as_deref(), q.d.runtime.is_some()), (None, false));
         let (_, stored) = write(q, job.map(|j| (j, app.keep_releases))).await;
@@ -1126,7 +1375,7 @@ mod tests {
         };
         let q = create().record();
         let mut d = q.d.clone();
-        assert!(super::place_new(&away, &mut d, &app).await.is_none());
+        assert!(super::place_new(&away, &mut d, &app, None).await.is_none());
         assert_eq!(d, q.d);
     }
 }

@@ -229,7 +229,10 @@ pub async fn start(cfg: CoordinatorConfig, shutdown: &Shutdown) -> Result<Coordi
         let allow_local_repos = cfg.allow_local_repos;
         let pack_images = cfg.pack_images;
         let (deadlines, shared_images) = (cfg.deadlines, cfg.shared_images);
+        // Outlives a restart of the Api actor (a hint only: a wrong one costs a read).
+        let domain_guesses = api::DomainGuesses::default();
         move || api::Api {
+            domain_guesses: domain_guesses.clone(),
             deadlines,
             shared_images,
             allow_local_repos,

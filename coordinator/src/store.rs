@@ -44,6 +44,24 @@ pub struct Parts {
     replicas: Replicas,
 }
 
+/// The most releases an app keeps (`keep_releases`, validated 1 to 100).
+const MAX_KEEP_RELEASES: isize = 100;
+
+/// What a new deployment's placement and job read of its app's keys, read together with the
+/// app's record ([`Store::app_for_deploy`]).
+#[derive(Debug, Clone, Default)]
+pub struct DeployReads {
+    /// The app's newest deployment ids, newest first (the layer cache's lookback).
+    pub ids: Vec<String>,
+    /// The app's release index, newest first: image and when it last started serving (as many
+    /// as an app can keep; the app's own `keep_releases` takes its first ones).
+    pub releases: Vec<(String, f64)>,
+    /// The app's sealed git credential.
+    pub credential: Option<Sealed>,
+    /// The route of the domain read, and what it held; `None` when none was read.
+    pub route: Option<(String, Option<Route>)>,
+}
+
 /// Opens the multiplexed connection for ordinary (non-blocking) commands: to `url`, or to the
 /// primary `sentinels` name.
 pub async fn connect(url: &str, sentinels: Option<&berth_bus::Sentinels>) -> Result<Redis> {
@@ -575,6 +593,68 @@ impl Store {
         let raw: Option<Vec<u8>> = self.conn.clone().get(keys::app(name)).await?;
         raw.map(|b| decode_record(format_args!("app {name}"), APP_KIND, &b))
             .transpose()
+    }
+
+    /// An app's record with what placing and making the job of a new deployment of it read
+    /// ([`DeployReads`]), all in one round trip instead of the app first and the rest after it.
+    /// Of the reads only the route's key depends on the record (its first domain): `guess` is
+    /// the domain it is read for, and the caller reads it again if the record names another.
+    /// `None`: no such app.
+    pub async fn app_for_deploy(
+        &self,
+        name: &str,
+        lookback: usize,
+        guess: Option<&str>,
+    ) -> Result<Option<(App, DeployReads)>> {
+        type Raw = (
+            Option<Vec<u8>>,
+            Vec<String>,
+            Vec<(String, f64)>,
+            Option<Vec<u8>>,
+            Option<Vec<u8>>,
+        );
+        let mut pipe = redis::pipe();
+        pipe.get(keys::app(name))
+            .zrevrange(keys::app_deployments(name), 0, lookback as isize - 1)
+            .zrevrange_withscores(keys::app_releases(name), 0, MAX_KEEP_RELEASES - 1)
+            .get(keys::app_credential(name));
+        let mut conn = self.conn.clone();
+        let (app, ids, releases, credential, route): Raw = match guess {
+            Some(domain) => {
+                pipe.hget(keys::ROUTES, domain)
+                    .query_async(&mut conn)
+                    .await?
+            }
+            None => {
+                let (a, i, r, c) = pipe.query_async(&mut conn).await?;
+                (a, i, r, c, None)
+            }
+        };
+        let Some(app) = app else {
+            return Ok(None);
+        };
+        let app: App = decode_record(format_args!("app {name}"), APP_KIND, &app)?;
+        let credential = credential
+            .map(|b| decode(&b, CREDENTIAL_KIND))
+            .transpose()?;
+        let route = match guess {
+            Some(domain) => Some((
+                domain.to_string(),
+                route
+                    .map(|b| decode_record(format_args!("route {domain}"), ROUTE_KIND, &b))
+                    .transpose()?,
+            )),
+            None => None,
+        };
+        Ok(Some((
+            app,
+            DeployReads {
+                ids,
+                releases,
+                credential,
+                route,
+            },
+        )))
     }
 
     /// Stores an app. With `create`, fails (returns false) when the name is taken.

@@ -6,11 +6,11 @@ use berth_protocol::api;
 use berth_protocol::{keys, validate, Deployment, DeploymentStatus};
 
 use super::{load_app, Api};
-use crate::deployment::{place_new, Deadlines, Placer};
+use crate::deployment::{place_new, Deadlines, Placer, Prefetched, LAYER_CACHE_LOOKBACK};
 use crate::error::{Error, Result};
 use crate::ledger::{self, Ledger, Transition};
 use crate::reconciler::{Reconciler, Track};
-use crate::registry::NodeRegistry;
+use crate::registry::{NodeRegistry, Nodes};
 use crate::store::Store;
 
 /// `POST /api/v1/apps/{name}/deployments`.
@@ -43,6 +43,45 @@ pub struct GetDeployment(pub String);
 #[rtype(result = "Result<Deployment>")]
 pub struct Cancel(pub String);
 
+/// Each app's first domain as the last deploy through this API read it. A new deployment's
+/// placement reads the route of its app's first domain; with a guess of that domain the read
+/// goes with the app's record (one round trip, `Store::app_for_deploy`) instead of after it. A
+/// hint, never trusted: a guess that is not the record's first domain only costs the read after
+/// it. Without one the guess is the app's default domain (`<app>.<base domain>`), which most
+/// apps keep.
+#[derive(Clone, Default)]
+pub struct DomainGuesses(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+);
+
+/// Past this many apps the guesses start over (a hint: forgetting costs a read a deploy).
+const MOST_GUESSES: usize = 100_000;
+
+impl DomainGuesses {
+    fn guess(&self, app: &str, base_domain: &str) -> Option<String> {
+        let known = self.lock().get(app).cloned();
+        known.or_else(|| validate::normalize_domain(&format!("{app}.{base_domain}"), &[]).ok())
+    }
+
+    fn learn(&self, app: &berth_protocol::App) {
+        let Some(first) = app.domains.first() else {
+            return;
+        };
+        let mut known = self.lock();
+        if known.get(&app.name) == Some(first) {
+            return;
+        }
+        if known.len() >= MOST_GUESSES {
+            known.clear();
+        }
+        known.insert(app.name.clone(), first.clone());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// What queueing a deployment takes: the store, the one writer of records, and the reconciler
 /// that watches the new deployment. Cheap to clone into a handler's future.
 #[derive(Clone)]
@@ -74,17 +113,19 @@ impl Queue {
     /// switch (`berth:fate:<id>` = `switch`) is left to finish; the newer one replaces it right
     /// after.
     pub(super) async fn deployment(&self, create: ledger::Create) -> Result<Deployment> {
-        self.deployment_of(create, None).await
+        self.deployment_of(create, None, None).await
     }
 
     /// [`Queue::deployment`], given the app as the caller just read it: the deployment is
     /// placed with that before its record is written, and its record, node and job go in one
     /// write (`deployment::place_new`, `ledger::CreateRecord`); when it cannot be placed at once
     /// it is created unplaced, and its first look places it (or waits, or fails it with why).
+    /// `pre`: what its placement reads, if the caller read it with the app.
     pub(super) async fn deployment_of(
         &self,
         create: ledger::Create,
         app: Option<berth_protocol::App>,
+        pre: Option<Prefetched>,
     ) -> Result<Deployment> {
         let (store, ledger) = (&self.store, &self.ledger);
         let mut queued = create.record();
@@ -97,7 +138,7 @@ impl Queue {
                     shared_images: self.shared_images,
                 };
                 // Its success trims the release index to what its job keeps.
-                place_new(&placer, &mut queued.d, app)
+                place_new(&placer, &mut queued.d, app, pre)
                     .await
                     .map(|job| (job, app.keep_releases))
             }
@@ -165,8 +206,26 @@ impl Handler<CreateDeployment> for Api {
 
     fn handle(&mut self, msg: CreateDeployment, _: &mut Context<Self>) -> Self::Result {
         let q = self.queue();
+        let guesses = self.domain_guesses.clone();
+        let guess = guesses.guess(&msg.0, &self.base_domain);
         Box::pin(async move {
-            let app = load_app(&q.store, &msg.0).await?;
+            // The app with what its deployment's placement and job read, and the fleet, at
+            // once: one round trip to Redis before the create's write instead of two.
+            let (found, nodes) = futures_util::join!(
+                q.store
+                    .app_for_deploy(&msg.0, LAYER_CACHE_LOOKBACK, guess.as_deref()),
+                q.registry.send(Nodes),
+            );
+            let Some((app, reads)) = found? else {
+                return Err(Error::NotFound(format!("app {:?} not found", msg.0)));
+            };
+            guesses.learn(&app);
+            // Without the fleet now, the deployment is placed as if nothing had been read (or
+            // by its actor).
+            let pre = match nodes {
+                Ok(Ok(nodes)) => Some(Prefetched { nodes, reads }),
+                _ => None,
+            };
             if app.stopped {
                 return Err(super::lifecycle::stopped(&app));
             }
@@ -186,7 +245,7 @@ impl Handler<CreateDeployment> for Api {
                 no_cache: msg.1.no_cache,
                 ..Default::default()
             };
-            q.deployment_of(create, Some(app)).await
+            q.deployment_of(create, Some(app), pre).await
         })
     }
 }
@@ -226,7 +285,7 @@ impl Handler<DeployUpload> for Api {
                 no_cache: msg.no_cache,
                 ..Default::default()
             };
-            q.deployment_of(create, Some(app)).await
+            q.deployment_of(create, Some(app), None).await
         })
     }
 }

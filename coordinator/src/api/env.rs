@@ -111,7 +111,7 @@ async fn answer(q: &Queue, app: App, what: String, deploy: bool) -> Result<EnvCh
         app: app.name.clone(),
         ..Default::default()
     };
-    let d = q.deployment_of(create, Some(app)).await?;
+    let d = q.deployment_of(create, Some(app), None).await?;
     Ok(EnvChange {
         message: format!("{what}; deployment {} is queued to apply it", d.id),
         env,

@@ -36,7 +36,9 @@ pub use apps::{AppViews, CreateApp, DeleteApp, GetApp, ListApps, PatchApp};
 pub use cluster::{
     ClusterMetrics, CordonNode, Drain, DrainNode, GetAppMetrics, Health, ListNodes, RedisStatus,
 };
-pub use deployments::{Cancel, CreateDeployment, DeployUpload, GetDeployment, ListDeployments};
+pub use deployments::{
+    Cancel, CreateDeployment, DeployUpload, DomainGuesses, GetDeployment, ListDeployments,
+};
 pub use env::{DeleteEnv, ListEnv, PutEnv};
 pub use exec::StartExec;
 pub use lifecycle::{Restart, StartApp, StopApp};
@@ -77,6 +79,9 @@ pub struct Api {
     /// (`deployment::place_new`): with the actors' deadlines and image sharing.
     pub(crate) deadlines: crate::deployment::Deadlines,
     pub(crate) shared_images: bool,
+    /// Each app's first domain as a deploy last read it: the route a new deployment's reads
+    /// fetch with the app's record ([`DomainGuesses`]).
+    pub(crate) domain_guesses: deployments::DomainGuesses,
 }
 
 impl Actor for Api {

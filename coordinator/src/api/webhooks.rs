@@ -252,7 +252,7 @@ async fn deploy_push(q: &Queue, push: &Push, only: Option<&str>) -> Result<api::
             ..Default::default()
         };
         // The list is as fresh as a read of the app (`Store::list_apps`): it is placed with it.
-        let d = q.deployment_of(create, Some(app.clone())).await;
+        let d = q.deployment_of(create, Some(app.clone()), None).await;
         match d {
             Ok(d) => queued.push(d.id),
             // Queued on the primary: the other apps are queued too before the delivery is
