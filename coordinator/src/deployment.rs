@@ -1165,18 +1165,23 @@ mod tests {
             container: "c".into(),
             deployment: "d0".into(),
         };
-        store
-            .put_route(&Route {
-                domain: app.domains[0].clone(),
-                app: app.name.clone(),
-                upstreams: vec![upstream("n1")],
-                updated_at: 1,
-                drain_s: None,
-                standby: Vec::new(),
-                standby_until: 0,
-            })
-            .await
-            .unwrap();
+        // The app's route with its one replica on `node`.
+        let route_on = |node: &str, updated_at: u64| {
+            let (store, route) = (
+                store.clone(),
+                Route {
+                    domain: app.domains[0].clone(),
+                    app: app.name.clone(),
+                    upstreams: vec![upstream(node)],
+                    updated_at,
+                    drain_s: None,
+                    standby: Vec::new(),
+                    standby_until: 0,
+                },
+            );
+            async move { store.put_route(&route).await.unwrap() }
+        };
+        route_on("n1", 1).await;
         // A fresh registry for each placement: the one that places counts its pick, which would
         // change the next one's.
         let placer = || super::Placer {
@@ -1242,18 +1247,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        store
-            .put_route(&Route {
-                domain: first.clone(),
-                app: app.name.clone(),
-                upstreams: vec![upstream("n2")],
-                updated_at: 2,
-                drain_s: None,
-                standby: Vec::new(),
-                standby_until: 0,
-            })
-            .await
-            .unwrap();
+        route_on("n2", 2).await;
         let next = create().record();
         let (node, _) = place(next.d.clone(), first).await;
         assert_eq!(node.as_deref(), Some("n2"), "the last builder is preferred");
