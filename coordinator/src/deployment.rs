@@ -1210,6 +1210,7 @@ mod tests {
                     .unwrap()
                     .unwrap();
                 assert_eq!(read, app);
+                let reads = reads.expect("every read decodes");
                 assert_eq!(reads.credential, Some(sealed.clone()));
                 let nodes = p.registry.send(super::Nodes).await.unwrap().unwrap();
                 let pre = super::Prefetched { nodes, reads };

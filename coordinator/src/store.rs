@@ -599,13 +599,13 @@ impl Store {
     /// ([`DeployReads`]), all in one round trip instead of the app first and the rest after it.
     /// Of the reads only the route's key depends on the record (its first domain): `guess` is
     /// the domain it is read for, and the caller reads it again if the record names another.
-    /// `None`: no such app.
+    /// `None`: no such app; no reads when the credential read cannot be decoded.
     pub async fn app_for_deploy(
         &self,
         name: &str,
         lookback: usize,
         guess: Option<&str>,
-    ) -> Result<Option<(App, DeployReads)>> {
+    ) -> Result<Option<(App, Option<DeployReads>)>> {
         type Raw = (
             Option<Vec<u8>>,
             Vec<String>,
@@ -634,26 +634,27 @@ impl Store {
             return Ok(None);
         };
         let app: App = decode_record(format_args!("app {name}"), APP_KIND, &app)?;
-        let credential = credential
-            .map(|b| decode(&b, CREDENTIAL_KIND))
-            .transpose()?;
-        let route = match guess {
-            Some(domain) => Some((
-                domain.to_string(),
-                route
-                    .map(|b| decode_record(format_args!("route {domain}"), ROUTE_KIND, &b))
-                    .transpose()?,
-            )),
-            None => None,
+        // A credential or route that cannot be decoded is left to be read again where the
+        // placement and the job read it otherwise (whose errors are handled there, as before),
+        // not made the create's error here.
+        let Ok(credential) = credential.map(|b| decode(&b, CREDENTIAL_KIND)).transpose() else {
+            return Ok(Some((app, None)));
         };
+        let route = guess.and_then(|domain| {
+            route
+                .map(|b| decode_record(format_args!("route {domain}"), ROUTE_KIND, &b))
+                .transpose()
+                .ok()
+                .map(|r| (domain.to_string(), r))
+        });
         Ok(Some((
             app,
-            DeployReads {
+            Some(DeployReads {
                 ids,
                 releases,
                 credential,
                 route,
-            },
+            }),
         )))
     }
 
@@ -1587,6 +1588,44 @@ pub(crate) mod tests {
     use berth_protocol::{DeploymentKind, DeploymentStatus};
 
     use super::*;
+
+    /// What a create reads with the app: the app's keys as they are, the route of the guessed
+    /// domain (an absent route read as absent); a credential or route that cannot be decoded is
+    /// not taken from it (its reader reads it again, and handles its error, as before); an app
+    /// that is not there is `None`.
+    #[actix_rt::test]
+    async fn what_is_read_with_the_app_leaves_out_what_cannot_be_decoded() {
+        let (_redis, conn) = real_redis("app-for-deploy").await;
+        let store = Store::new(conn);
+        let app = crate::apps::tests::app();
+        assert!(store.put_app(&app, true).await.unwrap());
+        let domain = app.domains[0].clone();
+        let read = || store.app_for_deploy(&app.name, 5, Some(&domain));
+        let (got, reads) = read().await.unwrap().unwrap();
+        assert_eq!(got, app);
+        let reads = reads.unwrap();
+        assert_eq!(reads.route, Some((domain.clone(), None)));
+        assert!(reads.ids.is_empty() && reads.releases.is_empty() && reads.credential.is_none());
+
+        let mut c = store.conn();
+        let _: () = c.hset(keys::ROUTES, &domain, "junk").await.unwrap();
+        let (_, reads) = read().await.unwrap().unwrap();
+        assert_eq!(
+            reads.unwrap().route,
+            None,
+            "an unreadable route is read again"
+        );
+        let _: () = c
+            .set(keys::app_credential(&app.name), "junk")
+            .await
+            .unwrap();
+        assert!(read().await.unwrap().unwrap().1.is_none());
+        assert!(store
+            .app_for_deploy("nope", 5, None)
+            .await
+            .unwrap()
+            .is_none());
+    }
 
     #[test]
     fn the_newest_deployment_summary_reads_back() {

@@ -220,10 +220,10 @@ impl Handler<CreateDeployment> for Api {
                 return Err(Error::NotFound(format!("app {:?} not found", msg.0)));
             };
             guesses.learn(&app);
-            // Without the fleet now, the deployment is placed as if nothing had been read (or
-            // by its actor).
-            let pre = match nodes {
-                Ok(Ok(nodes)) => Some(Prefetched { nodes, reads }),
+            // Without the fleet now (or the reads), the deployment is placed as if nothing had
+            // been read (or by its actor).
+            let pre = match (nodes, reads) {
+                (Ok(Ok(nodes)), Some(reads)) => Some(Prefetched { nodes, reads }),
                 _ => None,
             };
             if app.stopped {
