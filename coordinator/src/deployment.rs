@@ -952,12 +952,7 @@ async fn job_of(
     let (retained, credential, env_secrets) = futures_util::try_join!(
         async {
             match pre {
-                Some(pre) => Ok(pre
-                    .releases
-                    .iter()
-                    .take(keep_releases)
-                    .map(|(image, _)| image.clone())
-                    .collect()),
+                Some(pre) => Ok(pre.releases.iter().take(keep_releases).cloned().collect()),
                 None => releases::retained_images(store, &app.name, keep_releases).await,
             }
         },

@@ -13,7 +13,8 @@ use berth_protocol::api::LatestDeployment;
 use berth_protocol::envelope::{decode, encode};
 use berth_protocol::secret::{GitCredential, Sealed};
 use berth_protocol::{
-    keys, App, Deployment, DeploymentStatus, Job, LogLine, LogStream, NodeInfo, Route, JOB_KIND,
+    keys, validate, App, Deployment, DeploymentStatus, Job, LogLine, LogStream, NodeInfo, Route,
+    JOB_KIND,
 };
 use redis::AsyncCommands;
 
@@ -44,18 +45,15 @@ pub struct Parts {
     replicas: Replicas,
 }
 
-/// The most releases an app keeps (`keep_releases`, validated 1 to 100).
-const MAX_KEEP_RELEASES: isize = 100;
-
 /// What a new deployment's placement and job read of its app's keys, read together with the
 /// app's record ([`Store::app_for_deploy`]).
 #[derive(Debug, Clone, Default)]
 pub struct DeployReads {
     /// The app's newest deployment ids, newest first (the layer cache's lookback).
     pub ids: Vec<String>,
-    /// The app's release index, newest first: image and when it last started serving (as many
-    /// as an app can keep; the app's own `keep_releases` takes its first ones).
-    pub releases: Vec<(String, f64)>,
+    /// The images of the app's release index, newest first (as many as an app can keep; the
+    /// app's own `keep_releases` takes its first ones).
+    pub releases: Vec<String>,
     /// The app's sealed git credential.
     pub credential: Option<Sealed>,
     /// The route of the domain read, and what it held; `None` when none was read.
@@ -609,14 +607,18 @@ impl Store {
         type Raw = (
             Option<Vec<u8>>,
             Vec<String>,
-            Vec<(String, f64)>,
+            Vec<String>,
             Option<Vec<u8>>,
             Option<Vec<u8>>,
         );
         let mut pipe = redis::pipe();
         pipe.get(keys::app(name))
             .zrevrange(keys::app_deployments(name), 0, lookback as isize - 1)
-            .zrevrange_withscores(keys::app_releases(name), 0, MAX_KEEP_RELEASES - 1)
+            .zrevrange(
+                keys::app_releases(name),
+                0,
+                validate::MAX_KEEP_RELEASES as isize - 1,
+            )
             .get(keys::app_credential(name));
         let mut conn = self.conn.clone();
         let (app, ids, releases, credential, route): Raw = match guess {

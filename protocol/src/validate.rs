@@ -244,6 +244,9 @@ pub fn label_value(v: &str) -> Result<(), String> {
     }
 }
 
+/// The most releases an app may keep (`keep_releases`).
+pub const MAX_KEEP_RELEASES: u32 = 100;
+
 /// Every rule a stored app satisfies: what the API checks at create and PATCH, and what a node
 /// checks again on the app a job carries (it reads the job from Redis).
 pub fn app(app: &crate::model::App) -> Result<(), String> {
@@ -313,8 +316,8 @@ pub fn app(app: &crate::model::App) -> Result<(), String> {
     if app.drain_s > 3600 {
         return Err("drain_s must be at most 3600".into());
     }
-    if app.keep_releases == 0 || app.keep_releases > 100 {
-        return Err("keep_releases must be 1 to 100".into());
+    if app.keep_releases == 0 || app.keep_releases > MAX_KEEP_RELEASES {
+        return Err(format!("keep_releases must be 1 to {MAX_KEEP_RELEASES}"));
     }
     if app.replicas == 0 || app.replicas > 100 {
         return Err("replicas must be 1 to 100".into());
