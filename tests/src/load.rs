@@ -5,11 +5,17 @@ use std::time::Duration;
 
 /// Constant HTTP load through Caddy's ingress for one host: `workers` loops of GET on kept-alive
 /// connections until stopped; counts answers and failures (non-2xx or connection errors).
+///
+/// The workers run on a runtime of their own (two threads), never the test's: a test body that
+/// blocks its runtime (a `docker` CLI call, a process wait) must not hold up requests in flight
+/// and turn its own stall into a timed-out request that Berth never saw.
 pub struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Requests completed so far, by every worker.
     sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
     tasks: Vec<tokio::task::JoinHandle<LoadCount>>,
+    /// The workers' runtime; shut down by [`Load::finish`] or on drop.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 /// What a load run saw.
@@ -21,7 +27,8 @@ pub struct LoadCount {
     /// then succeeded on a fresh one (what browsers and HTTP clients do for idempotent requests;
     /// RFC 9112 §9.3.1). Counted apart so the figure stays visible.
     pub retried: u64,
-    /// The first few failures, for the assertion message.
+    /// The first few failures, for the assertion message: when each request began (Unix
+    /// seconds, as Caddy logs `ts`), how long it took, and what failed.
     pub examples: Vec<String>,
     /// How many answers contained each marker, in order of first sight.
     pub versions: Vec<(String, u64)>,
@@ -41,15 +48,29 @@ fn closed_before_answer(e: &reqwest::Error) -> bool {
     false
 }
 
+/// Seconds since the Unix epoch, as Caddy's logs write `ts`, to find a failure in them.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
 impl Load {
     /// Starts the load; `marker` extracts the version shown in a body (for the record).
     pub fn start(port: u16, host: &str, workers: usize, pause: Duration) -> Load {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("load")
+            .enable_all()
+            .build()
+            .expect("a runtime for the load");
         let tasks = (0..workers)
             .map(|_| {
                 let (stop, host, sent) = (stop.clone(), host.to_string(), sent.clone());
-                tokio::spawn(async move {
+                runtime.spawn(async move {
                     let http = crate::http_client()
                         .timeout(Duration::from_secs(10))
                         .build()
@@ -61,6 +82,7 @@ impl Load {
                                 .header("host", &host)
                                 .send()
                         };
+                        let (began, t0) = (unix_now(), std::time::Instant::now());
                         let mut r = send().await;
                         if r.as_ref().is_err_and(closed_before_answer) {
                             n.retried += 1;
@@ -96,14 +118,18 @@ impl Load {
                                     let body = resp.text().await.unwrap_or_default();
                                     let body: String = body.trim().chars().take(80).collect();
                                     n.examples.push(format!(
-                                        "HTTP {status} (server {server:?}): {body:?}"
+                                        "at {began:.3} after {:.3} s: HTTP {status} (server {server:?}): {body:?}",
+                                        t0.elapsed().as_secs_f64()
                                     ));
                                 }
                             }
                             Err(e) => {
                                 n.failed += 1;
                                 if n.examples.len() < 5 {
-                                    n.examples.push(format!("{e:?}"));
+                                    n.examples.push(format!(
+                                        "at {began:.3} after {:.3} s: {e:?}",
+                                        t0.elapsed().as_secs_f64()
+                                    ));
                                 }
                             }
                         }
@@ -115,7 +141,12 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, sent, tasks }
+        Load {
+            stop,
+            sent,
+            tasks,
+            runtime: Some(runtime),
+        }
     }
 
     /// Requests completed so far.
@@ -124,10 +155,10 @@ impl Load {
     }
 
     /// Stops the load and sums what every worker saw.
-    pub async fn finish(self) -> LoadCount {
+    pub async fn finish(mut self) -> LoadCount {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut total = LoadCount::default();
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             if let Ok(n) = t.await {
                 total.ok += n.ok;
                 total.failed += n.failed;
@@ -142,5 +173,15 @@ impl Load {
             }
         }
         total
+    }
+}
+
+impl Drop for Load {
+    /// Stops the workers; never waits (a runtime may not be dropped inside another's context).
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
