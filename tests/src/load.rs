@@ -32,6 +32,9 @@ pub struct LoadCount {
     pub examples: Vec<String>,
     /// How many answers contained each marker, in order of first sight.
     pub versions: Vec<(String, u64)>,
+    /// The slowest request, answered or not: (when it began, Unix seconds; how long it took,
+    /// seconds). Not checked by any test; it shows a stall that did not reach the timeout.
+    pub slowest: (f64, f64),
 }
 
 /// A kept-alive connection closed by the server before any answer (reset, or EOF before the
@@ -89,6 +92,10 @@ impl Load {
                             r = send().await;
                         }
                         sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let took = t0.elapsed().as_secs_f64();
+                        if took > n.slowest.1 {
+                            n.slowest = (began, took);
+                        }
                         match r {
                             Ok(resp) if resp.status().is_success() => {
                                 let body = resp.text().await.unwrap_or_default();
@@ -118,18 +125,15 @@ impl Load {
                                     let body = resp.text().await.unwrap_or_default();
                                     let body: String = body.trim().chars().take(80).collect();
                                     n.examples.push(format!(
-                                        "at {began:.3} after {:.3} s: HTTP {status} (server {server:?}): {body:?}",
-                                        t0.elapsed().as_secs_f64()
+                                        "at {began:.3} after {took:.3} s: HTTP {status} (server {server:?}): {body:?}"
                                     ));
                                 }
                             }
                             Err(e) => {
                                 n.failed += 1;
                                 if n.examples.len() < 5 {
-                                    n.examples.push(format!(
-                                        "at {began:.3} after {:.3} s: {e:?}",
-                                        t0.elapsed().as_secs_f64()
-                                    ));
+                                    n.examples
+                                        .push(format!("at {began:.3} after {took:.3} s: {e:?}"));
                                 }
                             }
                         }
@@ -164,6 +168,9 @@ impl Load {
                 total.failed += n.failed;
                 total.retried += n.retried;
                 total.examples.extend(n.examples);
+                if n.slowest.1 > total.slowest.1 {
+                    total.slowest = n.slowest;
+                }
                 for (v, c) in n.versions {
                     match total.versions.iter_mut().find(|(k, _)| *k == v) {
                         Some((_, t)) => *t += c,
