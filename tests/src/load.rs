@@ -51,14 +51,6 @@ fn closed_before_answer(e: &reqwest::Error) -> bool {
     false
 }
 
-/// Seconds since the Unix epoch, as Caddy's logs write `ts`, to find a failure in them.
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
-
 impl Load {
     /// Starts the load; `marker` extracts the version shown in a body (for the record).
     pub fn start(port: u16, host: &str, workers: usize, pause: Duration) -> Load {
@@ -85,7 +77,9 @@ impl Load {
                                 .header("host", &host)
                                 .send()
                         };
-                        let (began, t0) = (unix_now(), std::time::Instant::now());
+                        // In Unix seconds, as Caddy's logs write `ts`, to find a failure in them.
+                        let began = berth_protocol::now_ms() as f64 / 1000.0;
+                        let t0 = std::time::Instant::now();
                         let mut r = send().await;
                         if r.as_ref().is_err_and(closed_before_answer) {
                             n.retried += 1;
